@@ -1,0 +1,58 @@
+//! Static VM table: the types that `macros::vms!` fills from the VM TOML file.
+//!
+//! Guest images (kernel, initrd, DTB) are not linked into the hypervisor: the boot loader
+//! (QEMU's `-device loader`, U-Boot on hardware) places each file at its `staging_base`,
+//! a host-physical address computed at build time by `platform_dsl::vmconfig`.
+
+/// A guest image placed in host RAM by the boot loader.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ImageDesc {
+    /// Path of the file at build time (for messages).
+    pub path: &'static str,
+    /// Host-physical address where the loader puts it.
+    pub staging_base: u64,
+    /// Size in bytes.
+    pub size: u64,
+}
+
+/// A virtual device given to a VM.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum VmDeviceDesc {
+    /// Pass a board device (by name) through: its MMIO is mapped and its IRQs routed.
+    Passthrough {
+        /// Device name in the board.
+        device: &'static str,
+    },
+}
+
+/// One VM.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct VmDesc {
+    /// VM name, used to tag its console output.
+    pub name: &'static str,
+    /// Number of vCPUs.
+    pub vcpus: u32,
+    /// Guest RAM in bytes (a multiple of 2 MiB).
+    pub memory_size: u64,
+    /// Kernel (Linux arm64 `Image` format: header with text_offset and image_size).
+    pub kernel: ImageDesc,
+    /// Initial ramdisk.
+    pub initrd: Option<ImageDesc>,
+    /// A DTB to use instead of the generated one.
+    pub dtb: Option<ImageDesc>,
+    /// Kernel command line (`/chosen/bootargs`).
+    pub cmdline: &'static str,
+    /// Extra devices.
+    pub devices: &'static [VmDeviceDesc],
+}
+
+/// The VM table and the staging area the images occupy.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct VmTable {
+    /// VMs in start order.
+    pub vms: &'static [VmDesc],
+    /// First host-physical byte of the staging area.
+    pub staging_base: u64,
+    /// One past the last staging byte; guest RAM is allocated outside the staging area.
+    pub staging_end: u64,
+}

@@ -1,0 +1,236 @@
+//! Static board description: the types that `macros::board!` fills from the board's KDL.
+//!
+//! Everything is `&'static` data so that generated code is plain `const`/`static` tables.
+//! Addresses are host-physical; interrupt numbers are GIC INTIDs.
+
+/// Support level (mirrors `platform_dsl::model::SupportLevel`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SupportLevel {
+    /// Tested in CI.
+    Supported,
+    /// Built only with an explicit opt-in.
+    Experimental,
+    /// Community-maintained.
+    Community,
+}
+
+impl SupportLevel {
+    /// Lower-case name as written in KDL.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Supported => "supported",
+            Self::Experimental => "experimental",
+            Self::Community => "community",
+        }
+    }
+}
+
+/// GIC architecture version.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GicVersion {
+    /// GICv2 / GIC-400.
+    V2,
+    /// GICv3.
+    V3,
+}
+
+/// Interrupt trigger.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Trigger {
+    /// Level-sensitive.
+    Level,
+    /// Edge-triggered.
+    Edge,
+}
+
+/// An interrupt line: GIC INTID and trigger.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IrqDesc {
+    /// GIC INTID.
+    pub intid: u32,
+    /// Trigger.
+    pub trigger: Trigger,
+}
+
+/// An MMIO window.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RegDesc {
+    /// Window name.
+    pub name: &'static str,
+    /// Host-physical base.
+    pub base: u64,
+    /// Size in bytes.
+    pub size: u64,
+}
+
+/// One CPU.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CpuDesc {
+    /// MPIDR affinity fields (Aff3 at 39:32, Aff2..0 at 23:0).
+    pub mpidr: u64,
+    /// Socket.
+    pub socket: u32,
+    /// Cluster within socket.
+    pub cluster: u32,
+    /// NUMA node of this CPU.
+    pub numa_node: u32,
+    /// Core compatible.
+    pub core: &'static str,
+}
+
+/// A RAM region.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MemoryDesc {
+    /// Region name.
+    pub name: &'static str,
+    /// Host-physical base.
+    pub base: u64,
+    /// Size in bytes.
+    pub size: u64,
+    /// NUMA node.
+    pub numa_node: u32,
+}
+
+/// The interrupt controller.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GicDesc {
+    /// Version.
+    pub version: GicVersion,
+    /// Compatible of the controller node.
+    pub compatible: &'static str,
+    /// GICD.
+    pub distributor: RegDesc,
+    /// GICv3 redistributor regions.
+    pub redistributors: &'static [RegDesc],
+    /// GICv2 GICC.
+    pub cpu_interface: Option<RegDesc>,
+    /// GICv2 GICH.
+    pub hyp_interface: Option<RegDesc>,
+    /// GICv2 GICV.
+    pub virtual_cpu_interface: Option<RegDesc>,
+    /// GICv3 ITS.
+    pub its: Option<RegDesc>,
+    /// Maintenance interrupt.
+    pub maintenance_irq: IrqDesc,
+    /// SPIs implemented.
+    pub spi_count: u32,
+}
+
+/// Architected timer interrupts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TimerDesc {
+    /// Secure physical timer PPI.
+    pub secure_phys: IrqDesc,
+    /// Non-secure physical timer PPI.
+    pub phys: IrqDesc,
+    /// Virtual timer PPI.
+    pub virt: IrqDesc,
+    /// EL2 physical timer PPI.
+    pub hyp_phys: IrqDesc,
+}
+
+/// Device status.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DeviceStatus {
+    /// Probe at boot.
+    Okay,
+    /// Never probed; `reason` goes in the boot banner.
+    Disabled {
+        /// Why.
+        reason: &'static str,
+    },
+}
+
+/// A board device.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DeviceDesc {
+    /// Unique name.
+    pub name: &'static str,
+    /// Compatibles, most specific first.
+    pub compatible: &'static [&'static str],
+    /// MMIO windows.
+    pub regs: &'static [RegDesc],
+    /// Interrupts.
+    pub irqs: &'static [IrqDesc],
+    /// Status.
+    pub status: DeviceStatus,
+    /// Bus id (`usb:0bda:8153`), if on a discoverable bus.
+    pub bus_id: Option<&'static str>,
+    /// Input clock, for UARTs.
+    pub clock_hz: Option<u64>,
+}
+
+impl DeviceDesc {
+    /// True if the device is to be probed.
+    pub const fn is_enabled(&self) -> bool {
+        matches!(self.status, DeviceStatus::Okay)
+    }
+}
+
+/// A quirk requested by the board.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct QuirkRefDesc {
+    /// Quirk name.
+    pub name: &'static str,
+    /// Compatible or bus id it applies to.
+    pub matches: &'static str,
+}
+
+/// How the board is verified (for the banner and `xtask`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum VerificationDesc {
+    /// QEMU machine string (`-M` value).
+    Qemu {
+        /// `-M` value.
+        machine: &'static str,
+    },
+    /// Upstream DTB path.
+    DeviceTree {
+        /// DTB path in Debian's kernel package.
+        dtb: &'static str,
+    },
+    /// Not verified.
+    None,
+}
+
+/// The whole board, as generated by `board!`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BoardDesc {
+    /// Board name.
+    pub name: &'static str,
+    /// Model string.
+    pub model: &'static str,
+    /// SoC node name.
+    pub soc: &'static str,
+    /// Support level.
+    pub support: SupportLevel,
+    /// Verification.
+    pub verified_by: VerificationDesc,
+    /// CPUs, boot CPU first.
+    pub cpus: &'static [CpuDesc],
+    /// RAM regions.
+    pub memory: &'static [MemoryDesc],
+    /// Hypervisor load address.
+    pub hypervisor_base: u64,
+    /// Bytes reserved for the hypervisor from `hypervisor_base`.
+    pub hypervisor_size: u64,
+    /// GIC.
+    pub gic: GicDesc,
+    /// Timer PPIs.
+    pub timer: TimerDesc,
+    /// PMU overflow PPI.
+    pub pmu_irq: IrqDesc,
+    /// Index into `devices` of the console UART.
+    pub console: usize,
+    /// Devices.
+    pub devices: &'static [DeviceDesc],
+    /// Quirks.
+    pub quirks: &'static [QuirkRefDesc],
+}
+
+impl BoardDesc {
+    /// The console device.
+    pub fn console_device(&self) -> Option<&'static DeviceDesc> {
+        self.devices.get(self.console)
+    }
+}

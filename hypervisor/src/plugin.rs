@@ -1,0 +1,169 @@
+//! Plugin contracts and registries: drivers and quirks register into `linkme` slices.
+//!
+//! The core never names a plugin. A plugin crate adds an entry to [`DRIVERS`] or
+//! [`QUIRKS`]; board bring-up matches the generated device table against them.
+//!
+//! ```ignore
+//! use hypervisor::plugin::{DriverEntry, DriverKind, Probed, DRIVERS};
+//! #[linkme::distributed_slice(DRIVERS)]
+//! static PL011: DriverEntry = DriverEntry {
+//!     name: "uart-pl011",
+//!     compatible: &["arm,pl011"],
+//!     kind: DriverKind::Console,
+//!     probe: probe_pl011,
+//! };
+//! ```
+
+use crate::platform::{BoardDesc, DeviceDesc, GicVersion};
+use linkme::distributed_slice;
+
+/// Errors a driver's probe can report. Bring-up logs them and goes on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum ProbeError {
+    /// The device has no MMIO window; add a `reg` to the device in the board's KDL.
+    #[error("device has no MMIO window; add a `reg` entry to the device in the board KDL")]
+    MissingReg,
+    /// A required property is missing from the device; the message names it.
+    #[error("device lacks `{0}`; add it to the device in the board KDL")]
+    MissingProperty(&'static str),
+    /// The hardware did not respond as the driver expects.
+    #[error("device did not respond as expected: {0}")]
+    Hardware(&'static str),
+    /// A second instance of a singleton driver was probed.
+    #[error("driver supports only one instance")]
+    AlreadyProbed,
+}
+
+/// A byte-oriented console (the hypervisor's physical UART). Compare tock's `hil::uart`.
+pub trait Console: Sync {
+    /// Writes all bytes, blocking until the hardware accepted them.
+    fn write_bytes(&self, bytes: &[u8]);
+    /// Returns a received byte, if one is waiting.
+    fn read_byte(&self) -> Option<u8>;
+    /// Enables or disables the receive interrupt.
+    fn set_rx_interrupt(&self, enabled: bool);
+}
+
+/// Physical interrupt controller operations the core needs.
+pub trait IrqChip: Sync {
+    /// GIC version this driver drives.
+    fn version(&self) -> GicVersion;
+    /// Global (distributor) initialisation, on the boot CPU, once.
+    fn init_global(&self);
+    /// Per-CPU initialisation (redistributor / CPU interface), on each CPU. Called with
+    /// the CPU's index in the board's CPU table.
+    fn init_cpu(&self, cpu_index: usize);
+    /// Enables INTID with a priority; SPIs are routed to the CPU with `target_mpidr`.
+    fn enable(&self, intid: u32, priority: u8, edge: bool, target_mpidr: u64);
+    /// Disables INTID.
+    fn disable(&self, intid: u32);
+    /// Acknowledges the highest-priority pending interrupt (IAR), if any (`None` for
+    /// spurious).
+    fn acknowledge(&self) -> Option<u32>;
+    /// Priority drop for INTID (EOIR). With split EOI, deactivation is separate.
+    fn end_of_interrupt(&self, intid: u32);
+    /// Deactivates INTID (DIR).
+    fn deactivate(&self, intid: u32);
+    /// Sends SGI `sgi` (0..16) to the CPU with MPIDR `target_mpidr`.
+    fn send_sgi(&self, sgi: u32, target_mpidr: u64);
+}
+
+/// What a probed driver hands to the core.
+#[derive(Clone, Copy)]
+pub enum Probed {
+    /// A console; the core uses it if it is the board's console.
+    Console(&'static dyn Console),
+    /// The interrupt controller.
+    IrqChip(&'static dyn IrqChip),
+    /// A driver with no core-facing interface yet (it initialised its device).
+    Other,
+}
+
+/// Kind of a driver, for the banner and for matching order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DriverKind {
+    /// UART console.
+    Console,
+    /// Interrupt controller.
+    IrqChip,
+    /// Anything else.
+    Other,
+}
+
+/// A driver registration: plain data, matched by `compatible`.
+pub struct DriverEntry {
+    /// Driver name, e.g. `uart-pl011`.
+    pub name: &'static str,
+    /// Compatibles it handles; matched against the device's list in order.
+    pub compatible: &'static [&'static str],
+    /// Kind.
+    pub kind: DriverKind,
+    /// Probe: called once per matched, enabled device.
+    pub probe: fn(&'static DeviceDesc, &'static BoardDesc) -> Result<Probed, ProbeError>,
+}
+
+/// A quirk registration: matched by name from the board's `quirk` list, or by a
+/// device's compatible / bus id (`usb:0bda:8153`, `pci:1b4b:9215`).
+pub struct QuirkEntry {
+    /// Quirk set name, e.g. `rtl8153-usb-nic`.
+    pub name: &'static str,
+    /// Compatibles or bus ids it applies to.
+    pub matches: &'static [&'static str],
+    /// Human-readable effects, shown in the banner.
+    pub description: &'static str,
+    /// The quirk's data (read by the subsystem it concerns).
+    pub data: QuirkData,
+}
+
+/// Quirk data, by subsystem.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum QuirkData {
+    /// USB NIC quirks.
+    UsbNic {
+        /// Disable USB link power management (U1/U2) on this device.
+        disable_lpm: bool,
+        /// Maximum bulk-in transfer size in bytes.
+        max_rx_transfer: u32,
+        /// Reset the device after this many consecutive TX timeouts.
+        reset_after_tx_timeouts: u32,
+    },
+    /// Storage controller quirks presented to guests.
+    Storage {
+        /// Limit of queue depth exposed to guests (0 = no limit).
+        max_queue_depth: u32,
+        /// Do not advertise a volatile write cache.
+        no_write_cache: bool,
+        /// Force 512-byte logical sectors.
+        force_512_sectors: bool,
+    },
+    /// CPU / SoC quirks.
+    Soc {
+        /// Extra delay in microseconds after PSCI CPU_ON before polling.
+        cpu_on_delay_us: u32,
+    },
+}
+
+/// Registered drivers.
+#[distributed_slice]
+pub static DRIVERS: [DriverEntry];
+
+/// Registered quirk sets.
+#[distributed_slice]
+pub static QUIRKS: [QuirkEntry];
+
+/// Finds the driver for a device: the first registered driver sharing a compatible,
+/// preferring the device's most specific compatible.
+pub fn match_driver<'a>(drivers: &'a [DriverEntry], device: &DeviceDesc) -> Option<&'a DriverEntry> {
+    device
+        .compatible
+        .iter()
+        .find_map(|c| drivers.iter().find(|d| d.compatible.contains(c)))
+}
+
+/// Finds the quirk sets that apply to `key` (a compatible or a bus id).
+pub fn match_quirks<'a>(
+    quirks: &'a [QuirkEntry],
+    key: &'a str,
+) -> impl Iterator<Item = &'a QuirkEntry> + 'a {
+    quirks.iter().filter(move |q| q.matches.contains(&key))
+}

@@ -1,0 +1,57 @@
+//! Guest-physical memory map of every VM (the "virtual platform").
+//!
+//! ```text
+//!  guest physical                                   what
+//!  0x0000_0000 ┌──────────────────────────────┐
+//!              │ unmapped (abort)             │
+//!  0x0800_0000 ├──────────────────────────────┤ GICD (64 KiB, emulated, trapped)
+//!  0x0801_0000 ├──────────────────────────────┤ GICv2 GICC (8 KiB, GICV mapped) [v2 only]
+//!  0x080a_0000 ├──────────────────────────────┤ GICR frames, 128 KiB per vCPU [v3 only]
+//!              │ ...                          │  (RD_base + SGI_base per vCPU)
+//!  0x0900_0000 ├──────────────────────────────┤ PL011 UART (4 KiB, emulated), SPI 1 = INTID 33
+//!  0x0900_1000 ├──────────────────────────────┤
+//!              │ unmapped (abort)             │
+//!  0x4000_0000 ├──────────────────────────────┤ RAM (memory_size bytes)
+//!              │ kernel at RAM + text_offset  │
+//!              │ ...                          │
+//!              │ initrd                       │
+//!              │ DTB (RAM end - 2 MiB)        │
+//!  RAM end     └──────────────────────────────┘
+//! ```
+//! The layout mirrors QEMU's `virt` machine so that unmodified kernels find familiar
+//! addresses; guests learn all of it from the generated device tree.
+
+/// GIC distributor.
+pub const GICD_BASE: u64 = 0x0800_0000;
+/// Size of the GICD frame.
+pub const GICD_SIZE: u64 = 0x1_0000;
+/// GICv2 CPU interface (backed by the physical GICV frame).
+pub const GICC_BASE: u64 = 0x0801_0000;
+/// Size of the GICv2 CPU interface window.
+pub const GICC_SIZE: u64 = 0x2000;
+/// First GICv3 redistributor.
+pub const GICR_BASE: u64 = 0x080a_0000;
+/// Bytes of redistributor space per vCPU (RD_base + SGI_base frames).
+pub const GICR_STRIDE: u64 = 0x2_0000;
+/// Maximum vCPUs per VM (bounded by the redistributor window up to the UART).
+pub const MAX_VCPUS: u64 = (UART_BASE - GICR_BASE) / GICR_STRIDE;
+/// PL011 UART.
+pub const UART_BASE: u64 = 0x0900_0000;
+/// Size of the UART window.
+pub const UART_SIZE: u64 = 0x1000;
+/// INTID of the UART interrupt (SPI 1).
+pub const UART_INTID: u32 = 33;
+/// Start of guest RAM.
+pub const RAM_BASE: u64 = 0x4000_0000;
+/// Offset from the end of RAM at which the DTB is placed.
+pub const DTB_OFFSET_FROM_END: u64 = 0x20_0000;
+/// Virtual timer PPI seen by guests.
+pub const VTIMER_INTID: u32 = 27;
+/// Non-secure physical timer PPI seen by guests.
+pub const PTIMER_INTID: u32 = 30;
+/// Maintenance interrupt INTID advertised to guests (none are delivered).
+pub const MAINT_INTID: u32 = 25;
+/// PMU interrupt seen by guests.
+pub const PMU_INTID: u32 = 23;
+/// Number of SPIs the virtual distributor implements.
+pub const VGIC_SPIS: u32 = 64;

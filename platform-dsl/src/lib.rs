@@ -1,0 +1,2 @@
+//! KDL board descriptions to a validated, typed board model.
+pub mod model;

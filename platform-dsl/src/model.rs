@@ -1,0 +1,265 @@
+//! The lowered board model: plain data, no spans, what `macros` and `xtask` consume.
+//!
+//! Every number here has been validated (see `validate`). Addresses are host-physical.
+//! Interrupt numbers are GIC INTIDs (SGI 0-15, PPI 16-31, SPI 32-1019).
+
+use serde::{Deserialize, Serialize};
+
+/// One board, after its SoC node has been merged in.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Board {
+    /// Board name as written in `board "NAME"`, e.g. `qemu-virt`.
+    pub name: String,
+    /// Human-readable model string (`model "..."`).
+    pub model: String,
+    /// Name of the shared `soc` node this board extends.
+    pub soc: String,
+    /// Support level; `Experimental` boards need an explicit opt-in to build.
+    pub support: SupportLevel,
+    /// How the board is verified in CI.
+    pub verified_by: Verification,
+    /// CPU topology as declared; `cpus.len()` always equals
+    /// `sockets * clusters_per_socket * cores_per_cluster`.
+    pub topology: Topology,
+    /// Every CPU, in boot order; `cpus[0]` is the boot CPU.
+    pub cpus: Vec<Cpu>,
+    /// NUMA nodes (one per socket on multi-socket boards; a single node 0 otherwise).
+    pub numa_nodes: Vec<NumaNode>,
+    /// RAM regions, sorted by base, non-overlapping.
+    pub memory: Vec<MemoryRegion>,
+    /// Where the hypervisor image, its stacks and heap live; inside one memory region.
+    pub hypervisor: HypervisorPlacement,
+    /// The interrupt controller.
+    pub gic: Gic,
+    /// Architected timer interrupts.
+    pub timer: Timer,
+    /// PMU overflow interrupt (a PPI).
+    pub pmu: Pmu,
+    /// Name of the device (in `devices`) used as the hypervisor console.
+    pub console: String,
+    /// All devices, enabled or not.
+    pub devices: Vec<Device>,
+    /// Quirk sets this board asks for.
+    pub quirks: Vec<QuirkRef>,
+}
+
+/// Support level of a board.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SupportLevel {
+    /// Tested in CI, expected to work.
+    Supported,
+    /// Builds only with an explicit opt-in; some devices are disabled.
+    Experimental,
+    /// Maintained by the community outside the core team.
+    Community,
+}
+
+/// How a board description is verified.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Verification {
+    /// Booted under QEMU with this machine line, e.g.
+    /// `machine: "virt,virtualization=on,gic-version=3"`, `cpu: "cortex-a72"`,
+    /// `smp: 4`, `memory_mib: 2048`, `extra: []`.
+    Qemu {
+        /// Value of `-M`.
+        machine: String,
+        /// Value of `-cpu`.
+        cpu: String,
+        /// Value of `-smp`.
+        smp: u32,
+        /// Value of `-m`, in MiB.
+        memory_mib: u64,
+        /// Extra QEMU arguments.
+        extra: Vec<String>,
+    },
+    /// Checked against an upstream device tree (path inside Debian's kernel package).
+    DeviceTree {
+        /// e.g. `marvell/armada-8040-mcbin.dtb`.
+        dtb: String,
+    },
+    /// Not verified by any tool; the KDL cites its sources.
+    None,
+}
+
+/// Declared CPU topology.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Topology {
+    /// Number of sockets (2 on Mt. Jade).
+    pub sockets: u32,
+    /// Clusters in each socket.
+    pub clusters_per_socket: u32,
+    /// Cores in each cluster.
+    pub cores_per_cluster: u32,
+}
+
+/// One CPU.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Cpu {
+    /// Affinity value as in MPIDR_EL1 (Aff3 in bits 39:32, Aff2..Aff0 in 23:0).
+    pub mpidr: u64,
+    /// Socket index.
+    pub socket: u32,
+    /// Cluster index within the socket.
+    pub cluster: u32,
+    /// Core compatible, e.g. `arm,cortex-a72`.
+    pub core: String,
+}
+
+/// A NUMA node.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NumaNode {
+    /// Node id.
+    pub id: u32,
+    /// Socket the node belongs to.
+    pub socket: u32,
+}
+
+/// A named RAM region.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemoryRegion {
+    /// Region name, e.g. `dram0`.
+    pub name: String,
+    /// Base address.
+    pub base: u64,
+    /// Size in bytes.
+    pub size: u64,
+    /// NUMA node.
+    pub numa_node: u32,
+}
+
+/// The hypervisor's own RAM: image, per-CPU stacks, heap.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HypervisorPlacement {
+    /// Link and load address of the image (4 KiB aligned, inside RAM).
+    pub load_address: u64,
+    /// Bytes reserved from `load_address` for image + stacks + heap.
+    pub size: u64,
+}
+
+/// GIC architecture version.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum GicVersion {
+    /// GICv2 (GIC-400).
+    V2,
+    /// GICv3.
+    V3,
+}
+
+/// An MMIO register window.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reg {
+    /// Window name, e.g. `gicd` or `regs`.
+    pub name: String,
+    /// Base address.
+    pub base: u64,
+    /// Size in bytes.
+    pub size: u64,
+}
+
+/// The interrupt controller.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Gic {
+    /// Architecture version.
+    pub version: GicVersion,
+    /// Compatible string of the controller, e.g. `arm,gic-v3` or `arm,gic-400`.
+    pub compatible: String,
+    /// GICD.
+    pub distributor: Reg,
+    /// GICv3: redistributor regions (one per socket on multi-socket boards). Empty on GICv2.
+    pub redistributors: Vec<Reg>,
+    /// GICv2: GICC (physical CPU interface). `None` on GICv3.
+    pub cpu_interface: Option<Reg>,
+    /// GICv2: GICH (virtual interface control). `None` on GICv3.
+    pub hyp_interface: Option<Reg>,
+    /// GICv2: GICV (virtual CPU interface). `None` on GICv3.
+    pub virtual_cpu_interface: Option<Reg>,
+    /// GICv3 ITS, if any.
+    pub its: Option<Reg>,
+    /// Virtual maintenance interrupt (a PPI, usually INTID 25).
+    pub maintenance_irq: Irq,
+    /// Number of SPIs implemented (32..=988).
+    pub spi_count: u32,
+}
+
+/// Trigger type of an interrupt.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Trigger {
+    /// Level-sensitive, active high.
+    Level,
+    /// Edge-triggered, rising.
+    Edge,
+}
+
+/// An interrupt line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Irq {
+    /// GIC INTID (PPI n is 16+n, SPI n is 32+n).
+    pub intid: u32,
+    /// Trigger.
+    pub trigger: Trigger,
+}
+
+/// Architected timer PPIs (INTIDs).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Timer {
+    /// Secure physical timer (usually 29).
+    pub secure_phys: Irq,
+    /// Non-secure physical timer (usually 30).
+    pub phys: Irq,
+    /// Virtual timer (usually 27).
+    pub virt: Irq,
+    /// EL2 physical timer (usually 26).
+    pub hyp_phys: Irq,
+}
+
+/// PMU.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Pmu {
+    /// Overflow interrupt (PPI, usually 23).
+    pub irq: Irq,
+}
+
+/// Device status.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Status {
+    /// Probed at boot.
+    Okay,
+    /// Never probed; the reason is shown in the boot banner.
+    Disabled {
+        /// Why, e.g. "integrated GPU cannot be shared or passed through yet".
+        reason: String,
+    },
+}
+
+/// A device on the board.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Device {
+    /// Unique name, e.g. `uart0`.
+    pub name: String,
+    /// Compatible strings, most specific first.
+    pub compatible: Vec<String>,
+    /// MMIO windows.
+    pub regs: Vec<Reg>,
+    /// Interrupts.
+    pub irqs: Vec<Irq>,
+    /// Okay or disabled (with reason).
+    pub status: Status,
+    /// Bus identifier for devices found on a bus, e.g. `usb:0bda:8153` or `pci:1b4b:9215`.
+    pub bus_id: Option<String>,
+    /// Input clock in Hz, for UARTs that need it.
+    pub clock_hz: Option<u64>,
+}
+
+/// A quirk set requested by the board (matched to a quirk plugin by name).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QuirkRef {
+    /// Quirk name, e.g. `rtl8153-usb-nic`.
+    pub name: String,
+    /// What it applies to: a compatible (`snps,dwc3`) or a bus ID (`usb:0bda:8153`).
+    pub matches: String,
+}

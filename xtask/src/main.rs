@@ -1,0 +1,2 @@
+//! `cargo xtask`: build, run in QEMU, test and benchmark.
+fn main() {}
