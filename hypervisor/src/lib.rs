@@ -32,6 +32,7 @@ pub mod plugin;
 pub mod psci;
 pub mod sched;
 pub mod trap;
+pub mod types;
 pub mod vcpu;
 pub mod vgic;
 pub mod vm;
