@@ -1,2 +1,261 @@
 //! KDL board descriptions to a validated, typed board model.
+//!
+//! A board file (`boards.kdl`, syntax in `docs/boards-kdl.md`) goes through three stages:
+//! [`parse`] (KDL v2 to spanned nodes), [`validate`] (schema and board rules, every error
+//! collected) and [`lower`] (SoC merged into each board, then the plain [`model::Board`]).
+//! Callers (the `macros` crate, `xtask`) only need the functions below:
+//!
+//! - [`load_file`] / [`load_str`]: every board of a file, or an [`Error`];
+//! - [`find_board`]: one board by name (the error lists the known names);
+//! - [`Error`]: its `Display` is the full miette report (source lines, labels, help),
+//!   ready for a build script's or proc macro's output; [`Error::location`] gives the
+//!   line and column of the first problem.
+//!
+//! ```
+//! let kdl = r#"
+//! soc "s" {
+//!     gic version=3 compatible="arm,gic-v3" spis=64 {
+//!         distributor 0x0800_0000 size=0x1_0000
+//!         redistributor 0x080a_0000 size=0x2_0000
+//!         maintenance-irq ppi=9
+//!     }
+//!     timer secure-phys=13 phys=14 virt=11 hyp-phys=10
+//!     pmu ppi=7
+//!     device "uart0" compatible="arm,pl011" {
+//!         reg 0x0900_0000 size=0x1000
+//!         irq spi=1
+//!     }
+//! }
+//! board "b" soc="s" {
+//!     model "Example"
+//!     support "supported"
+//!     verified-by "none"
+//!     topology sockets=1 clusters=1 cores=1
+//!     cpus core="arm,cortex-a57" { cpu 0x0; }
+//!     memory "dram0" 0x4000_0000 size=0x4000_0000
+//!     hypervisor load=0x4020_0000 size=0x0200_0000
+//!     console "uart0"
+//! }
+//! "#;
+//! let boards = platform_dsl::load_str("example.kdl", kdl)?;
+//! let board = platform_dsl::find_board(&boards, "b")?;
+//! assert_eq!(board.devices[0].irqs[0].intid, 33);
+//!
+//! let err = platform_dsl::load_str("bad.kdl", "bord \"x\"\n").unwrap_err();
+//! assert_eq!(err.location(), Some((1, 1)));
+//! assert!(err.to_string().contains("did you mean `board`?"));
+//! # Ok::<(), platform_dsl::Error>(())
+//! ```
+
+pub mod lower;
 pub mod model;
+pub mod parse;
+pub mod validate;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use miette::{Diagnostic, GraphicalReportHandler, GraphicalTheme, NamedSource, SourceCode};
+use thiserror::Error;
+
+use model::Board;
+
+/// Why a board file could not be loaded, or a board not found.
+#[derive(Debug, Error)]
+pub enum Error {
+    /// The file could not be read.
+    #[error("cannot read board file `{}`: {source} (check the path; relative paths start at the current directory)", path.display())]
+    Io {
+        /// The path given.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The file has syntax or validation errors; `Display` renders them all.
+    #[error("{}", .0.render())]
+    Invalid(Diagnostics),
+    /// No board of that name.
+    #[error("unknown board `{name}`{}; known boards: {}", suggestion(name, known), known.join(", "))]
+    UnknownBoard {
+        /// The name asked for.
+        name: String,
+        /// Names of the boards that exist.
+        known: Vec<String>,
+    },
+}
+
+fn suggestion(name: &str, known: &[String]) -> String {
+    let refs: Vec<&str> = known.iter().map(String::as_str).collect();
+    let h = validate::did_you_mean(name, &refs, "boards");
+    match h.strip_prefix("did you mean ") {
+        Some(rest) => format!(" (did you mean {})", rest.split('?').next().unwrap_or(rest)),
+        None => String::new(),
+    }
+}
+
+impl Error {
+    /// Line and column (1-based) of the first problem, if it has a place in a file.
+    pub fn location(&self) -> Option<(usize, usize)> {
+        match self {
+            Error::Invalid(d) => d.location(),
+            _ => None,
+        }
+    }
+
+    /// The diagnostics, for callers that render them with their own miette handler.
+    pub fn diagnostics(&self) -> Option<&Diagnostics> {
+        match self {
+            Error::Invalid(d) => Some(d),
+            _ => None,
+        }
+    }
+}
+
+/// Every error found in one file, with the file's name and text (a miette [`Diagnostic`]
+/// whose `related()` are the individual errors).
+pub struct Diagnostics {
+    source: NamedSource<Arc<String>>,
+    text: Arc<String>,
+    errors: Vec<Box<dyn Diagnostic + Send + Sync>>,
+}
+
+impl Diagnostics {
+    fn new(name: &str, text: &Arc<String>, errors: Vec<Box<dyn Diagnostic + Send + Sync>>) -> Self {
+        Diagnostics {
+            source: NamedSource::new(name, Arc::clone(text)),
+            text: Arc::clone(text),
+            errors,
+        }
+    }
+
+    /// Number of errors.
+    pub fn len(&self) -> usize {
+        self.errors.len()
+    }
+
+    /// Always false: a `Diagnostics` holds at least one error.
+    pub fn is_empty(&self) -> bool {
+        self.errors.is_empty()
+    }
+
+    /// The individual errors.
+    pub fn errors(&self) -> impl Iterator<Item = &(dyn Diagnostic + Send + Sync)> {
+        self.errors.iter().map(|e| e.as_ref())
+    }
+
+    /// Line and column (1-based, column in characters) of the first error's first label.
+    pub fn location(&self) -> Option<(usize, usize)> {
+        let span = self.errors.first()?.labels()?.next()?;
+        let offset = span.offset().min(self.text.len());
+        let before = self.text.get(..offset)?;
+        let line = before.matches('\n').count() + 1;
+        let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+        Some((line, before[line_start..].chars().count() + 1))
+    }
+
+    /// The full report as text (no colours), as printed by [`Error`]'s `Display`.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        let handler = GraphicalReportHandler::new_themed(GraphicalTheme::unicode_nocolor());
+        if handler.render_report(&mut out, self).is_err() {
+            out = format!("{self} (the report could not be rendered)");
+        }
+        out
+    }
+}
+
+impl fmt::Debug for Diagnostics {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Diagnostics")
+            .field("source", &self.source.name())
+            .field("errors", &self.errors)
+            .finish()
+    }
+}
+
+impl fmt::Display for Diagnostics {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let n = self.errors.len();
+        write!(
+            f,
+            "{n} error{} in {}",
+            if n == 1 { "" } else { "s" },
+            self.source.name()
+        )
+    }
+}
+
+impl std::error::Error for Diagnostics {}
+
+impl Diagnostic for Diagnostics {
+    fn source_code(&self) -> Option<&dyn SourceCode> {
+        Some(&self.source)
+    }
+
+    fn help<'a>(&'a self) -> Option<Box<dyn fmt::Display + 'a>> {
+        Some(Box::new(
+            "the syntax and the rules are in docs/boards-kdl.md",
+        ))
+    }
+
+    fn related<'a>(&'a self) -> Option<Box<dyn Iterator<Item = &'a dyn Diagnostic> + 'a>> {
+        Some(Box::new(
+            self.errors.iter().map(|e| e.as_ref() as &dyn Diagnostic),
+        ))
+    }
+}
+
+/// Loads every board of a KDL file (see [`load_str`]).
+pub fn load_file(path: impl AsRef<Path>) -> Result<Vec<Board>, Error> {
+    let path = path.as_ref();
+    let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
+        path: path.to_owned(),
+        source,
+    })?;
+    load_str(&path.display().to_string(), &text)
+}
+
+/// Parses, validates and lowers every board in `text`; `name` is the file name shown in
+/// messages. Returns all errors of the first stage that has any.
+pub fn load_str(name: &str, text: &str) -> Result<Vec<Board>, Error> {
+    let shared = Arc::new(text.to_owned());
+    let fail = |errors: Vec<Box<dyn Diagnostic + Send + Sync>>| {
+        Error::Invalid(Diagnostics::new(name, &shared, errors))
+    };
+    let nodes = parse::parse(text).map_err(|e| fail(boxed(e)))?;
+    let merged = validate::validate(&nodes).map_err(|e| fail(boxed(e)))?;
+    let mut boards = Vec::with_capacity(merged.len());
+    let mut errors = Vec::new();
+    for b in &merged {
+        match lower::lower(b) {
+            Ok(board) => boards.push(board),
+            Err(e) => errors.push(e),
+        }
+    }
+    if errors.is_empty() {
+        Ok(boards)
+    } else {
+        Err(fail(boxed(errors)))
+    }
+}
+
+fn boxed<E: Diagnostic + Send + Sync + 'static>(
+    errors: Vec<E>,
+) -> Vec<Box<dyn Diagnostic + Send + Sync>> {
+    errors
+        .into_iter()
+        .map(|e| Box::new(e) as Box<dyn Diagnostic + Send + Sync>)
+        .collect()
+}
+
+/// The board called `name`, or [`Error::UnknownBoard`] listing the known names.
+pub fn find_board<'a>(boards: &'a [Board], name: &str) -> Result<&'a Board, Error> {
+    boards
+        .iter()
+        .find(|b| b.name == name)
+        .ok_or_else(|| Error::UnknownBoard {
+            name: name.to_owned(),
+            known: boards.iter().map(|b| b.name.clone()).collect(),
+        })
+}

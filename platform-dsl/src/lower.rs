@@ -1,0 +1,395 @@
+//! Stage 3: a board merged with its SoC, then lowered to the plain [`model::Board`].
+//!
+//! [`merge`] folds a `soc` node into a `board` (the board's `gic`/`timer`/`pmu` replace
+//! the SoC's; a board `device` with a SoC device's name overrides it property by
+//! property). [`lower`] drops the spans and computes what the model spells out
+//! (INTIDs, NUMA nodes, sorted memory).
+
+use miette::{Diagnostic, SourceSpan};
+use thiserror::Error;
+
+use crate::model::{
+    self, Cpu, Device, Gic, HypervisorPlacement, Irq, MemoryRegion, NumaNode, Pmu, QuirkRef, Reg,
+    Status, SupportLevel, Timer, Topology, Verification,
+};
+use crate::validate::{
+    numa_node_count, BoardDecl, CpuDecl, DeviceDecl, GicDecl, HypervisorDecl, IrqDecl, IrqKind,
+    MemoryDecl, PmuDecl, QuirkDecl, RegDecl, SocDecl, Sp, TimerDecl, TopologyDecl,
+};
+
+/// Lowering failed: the merged board lacks a part the model requires.
+///
+/// [`crate::validate::validate`] reports each of these with a precise span first, so
+/// this only happens when `lower` is called on a board that was not validated.
+#[derive(Clone, Debug, Error, Diagnostic)]
+#[error("board `{board}` has no {what}")]
+#[diagnostic(
+    code(platform_dsl::incomplete_board),
+    help("add the missing node to the board (or, for gic/timer/pmu, to its soc); run the validator for details")
+)]
+pub struct LowerError {
+    /// Board name.
+    pub board: String,
+    /// The missing part (`gic`, `console`, ...).
+    pub what: &'static str,
+    /// The board's name in the file.
+    #[label("incomplete board")]
+    pub span: SourceSpan,
+}
+
+/// A board with its SoC folded in, still carrying spans (what the validator checks).
+#[derive(Clone, Debug, PartialEq)]
+pub struct MergedBoard {
+    /// Board name.
+    pub name: Sp<String>,
+    /// SoC name (`soc=`), if given.
+    pub soc: Option<Sp<String>>,
+    /// `model`.
+    pub model: Option<Sp<String>>,
+    /// `support`.
+    pub support: Option<Sp<SupportLevel>>,
+    /// `verified-by`.
+    pub verified_by: Option<Sp<Verification>>,
+    /// `topology`.
+    pub topology: Option<TopologyDecl>,
+    /// CPUs in boot order.
+    pub cpus: Vec<CpuDecl>,
+    /// Whether a `cpus` node was written.
+    pub cpus_declared: bool,
+    /// RAM regions.
+    pub memory: Vec<MemoryDecl>,
+    /// `hypervisor`.
+    pub hypervisor: Option<HypervisorDecl>,
+    /// `console`.
+    pub console: Option<Sp<String>>,
+    /// GIC (board's, else SoC's).
+    pub gic: Option<GicDecl>,
+    /// Timer (board's, else SoC's).
+    pub timer: Option<TimerDecl>,
+    /// PMU (board's, else SoC's).
+    pub pmu: Option<PmuDecl>,
+    /// SoC devices (overridden by board devices of the same name), then new board devices.
+    pub devices: Vec<DeviceDecl>,
+    /// Quirks.
+    pub quirks: Vec<QuirkDecl>,
+}
+
+/// Folds `soc` into `board`.
+///
+/// The board's `gic`, `timer` and `pmu` replace the SoC's whole. A board device named like
+/// a SoC device overrides it property by property: each of `compatible`, `status`,
+/// `reason`, `bus-id`, `clock` given on the board replaces the SoC's, and `reg`s / `irq`s
+/// given on the board replace the SoC's list. Setting `status="okay"` drops the SoC's reason.
+pub fn merge(soc: Option<&SocDecl>, board: &BoardDecl) -> MergedBoard {
+    let mut devices: Vec<DeviceDecl> = soc.map(|s| s.devices.clone()).unwrap_or_default();
+    for d in &board.devices {
+        match devices.iter_mut().find(|s| s.name.value == d.name.value) {
+            Some(base) => override_device(base, d),
+            None => devices.push(d.clone()),
+        }
+    }
+    MergedBoard {
+        name: board.name.clone(),
+        soc: board.soc.clone(),
+        model: board.model.clone(),
+        support: board.support.clone(),
+        verified_by: board.verified_by.clone(),
+        topology: board.topology.clone(),
+        cpus: board.cpus.clone().unwrap_or_default(),
+        cpus_declared: board.cpus.is_some(),
+        memory: board.memory.clone(),
+        hypervisor: board.hypervisor.clone(),
+        console: board.console.clone(),
+        gic: board
+            .gic
+            .clone()
+            .or_else(|| soc.and_then(|s| s.gic.clone())),
+        timer: board
+            .timer
+            .clone()
+            .or_else(|| soc.and_then(|s| s.timer.clone())),
+        pmu: board
+            .pmu
+            .clone()
+            .or_else(|| soc.and_then(|s| s.pmu.clone())),
+        devices,
+        quirks: board.quirks.clone(),
+    }
+}
+
+fn override_device(base: &mut DeviceDecl, over: &DeviceDecl) {
+    // The board's entry is where a reader looks first: point messages at it.
+    base.name = over.name.clone();
+    if over.compatible.is_some() {
+        base.compatible = over.compatible.clone();
+    }
+    if let Some(okay) = &over.okay {
+        if okay.value && over.reason.is_none() {
+            base.reason = None;
+        }
+        base.okay = Some(okay.clone());
+    }
+    if over.reason.is_some() {
+        base.reason = over.reason.clone();
+    }
+    if over.bus_id.is_some() {
+        base.bus_id = over.bus_id.clone();
+    }
+    if !over.regs.is_empty() {
+        base.regs = over.regs.clone();
+    }
+    if !over.irqs.is_empty() {
+        base.irqs = over.irqs.clone();
+    }
+    if over.clock.is_some() {
+        base.clock = over.clock.clone();
+    }
+}
+
+/// Lowers a merged (and validated) board to the model.
+pub fn lower(b: &MergedBoard) -> Result<model::Board, LowerError> {
+    let missing = |what| LowerError {
+        board: b.name.value.clone(),
+        what,
+        span: b.name.span,
+    };
+    let gic = b.gic.as_ref().ok_or_else(|| missing("gic"))?;
+    let timer = b.timer.as_ref().ok_or_else(|| missing("timer"))?;
+    let pmu = b.pmu.as_ref().ok_or_else(|| missing("pmu"))?;
+    let topology = b.topology.as_ref().ok_or_else(|| missing("topology"))?;
+    let hypervisor = b.hypervisor.as_ref().ok_or_else(|| missing("hypervisor"))?;
+    let distributor = gic
+        .distributor
+        .as_ref()
+        .ok_or_else(|| missing("GIC distributor"))?;
+    let maintenance = gic
+        .maintenance
+        .as_ref()
+        .ok_or_else(|| missing("GIC maintenance-irq"))?;
+    if b.memory.is_empty() {
+        return Err(missing("memory"));
+    }
+    if b.cpus.is_empty() {
+        return Err(missing("cpus"));
+    }
+    let mut memory: Vec<MemoryRegion> = b
+        .memory
+        .iter()
+        .map(|m| MemoryRegion {
+            name: m.name.value.clone(),
+            base: m.base.value,
+            size: m.size.value,
+            numa_node: m.node.value,
+        })
+        .collect();
+    memory.sort_by_key(|m| m.base);
+    let numa_nodes = (0..numa_node_count(b))
+        .map(|id| NumaNode { id, socket: id })
+        .collect();
+    Ok(model::Board {
+        name: b.name.value.clone(),
+        model: b
+            .model
+            .as_ref()
+            .ok_or_else(|| missing("model"))?
+            .value
+            .clone(),
+        soc: b.soc.as_ref().ok_or_else(|| missing("soc"))?.value.clone(),
+        support: b.support.as_ref().ok_or_else(|| missing("support"))?.value,
+        verified_by: b
+            .verified_by
+            .as_ref()
+            .ok_or_else(|| missing("verified-by"))?
+            .value
+            .clone(),
+        topology: Topology {
+            sockets: topology.sockets.value,
+            clusters_per_socket: topology.clusters.value,
+            cores_per_cluster: topology.cores.value,
+        },
+        cpus: b
+            .cpus
+            .iter()
+            .map(|c| Cpu {
+                mpidr: c.mpidr.value,
+                socket: c.socket.value,
+                cluster: c.cluster.value,
+                core: c.core.value.clone(),
+            })
+            .collect(),
+        numa_nodes,
+        memory,
+        hypervisor: HypervisorPlacement {
+            load_address: hypervisor.load.value,
+            size: hypervisor.size.value,
+        },
+        gic: Gic {
+            version: gic.version.value,
+            compatible: gic.compatible.value.clone(),
+            distributor: reg(distributor),
+            redistributors: gic.redistributors.iter().map(reg).collect(),
+            cpu_interface: gic.cpu_interface.as_ref().map(reg),
+            hyp_interface: gic.hyp_interface.as_ref().map(reg),
+            virtual_cpu_interface: gic.virtual_cpu_interface.as_ref().map(reg),
+            its: gic.its.as_ref().map(reg),
+            maintenance_irq: irq(maintenance),
+            spi_count: gic.spis.value,
+        },
+        timer: Timer {
+            secure_phys: irq(&timer.secure_phys),
+            phys: irq(&timer.phys),
+            virt: irq(&timer.virt),
+            hyp_phys: irq(&timer.hyp_phys),
+        },
+        pmu: Pmu { irq: irq(&pmu.irq) },
+        console: b
+            .console
+            .as_ref()
+            .ok_or_else(|| missing("console"))?
+            .value
+            .clone(),
+        devices: b.devices.iter().map(device).collect(),
+        quirks: b
+            .quirks
+            .iter()
+            .map(|q| QuirkRef {
+                name: q.name.value.clone(),
+                matches: q.matches.value.clone(),
+            })
+            .collect(),
+    })
+}
+
+fn reg(r: &RegDecl) -> Reg {
+    Reg {
+        name: r.name.clone(),
+        base: r.base.value,
+        size: r.size.value,
+    }
+}
+
+/// PPI n is INTID 16 + n, SPI n is INTID 32 + n.
+fn irq(i: &IrqDecl) -> Irq {
+    let offset = match i.kind {
+        IrqKind::Ppi => 16,
+        IrqKind::Spi => 32,
+    };
+    Irq {
+        intid: i.number.value.saturating_add(offset),
+        trigger: i.trigger,
+    }
+}
+
+fn device(d: &DeviceDecl) -> Device {
+    let okay = d.okay.as_ref().is_none_or(|s| s.value);
+    Device {
+        name: d.name.value.clone(),
+        compatible: d
+            .compatible
+            .iter()
+            .flatten()
+            .map(|c| c.value.clone())
+            .collect(),
+        regs: d.regs.iter().map(reg).collect(),
+        irqs: d.irqs.iter().map(irq).collect(),
+        status: if okay {
+            Status::Okay
+        } else {
+            Status::Disabled {
+                reason: d
+                    .reason
+                    .as_ref()
+                    .map(|r| r.value.clone())
+                    .unwrap_or_default(),
+            }
+        },
+        bus_id: d.bus_id.as_ref().map(|b| b.value.clone()),
+        clock_hz: d.clock.as_ref().map(|c| c.value),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Trigger;
+
+    fn sp<T>(value: T) -> Sp<T> {
+        Sp {
+            value,
+            span: SourceSpan::from(0..0),
+            text: String::new(),
+        }
+    }
+
+    fn dev(name: &str) -> DeviceDecl {
+        DeviceDecl {
+            name: sp(name.to_owned()),
+            compatible: Some(vec![sp("arm,pl011".to_owned())]),
+            okay: None,
+            reason: None,
+            bus_id: None,
+            regs: vec![],
+            irqs: vec![IrqDecl {
+                kind: IrqKind::Spi,
+                number: sp(1),
+                trigger: Trigger::Level,
+            }],
+            clock: Some(sp(24_000_000)),
+        }
+    }
+
+    #[test]
+    fn spi_and_ppi_numbers_become_intids() {
+        let mut d = dev("x");
+        assert_eq!(irq(&d.irqs[0]).intid, 33);
+        d.irqs[0].kind = IrqKind::Ppi;
+        assert_eq!(irq(&d.irqs[0]).intid, 17);
+    }
+
+    #[test]
+    fn board_device_overrides_only_the_properties_it_gives() {
+        let mut base = dev("uart0");
+        let over = DeviceDecl {
+            okay: Some(sp(false)),
+            reason: Some(sp("used by firmware".to_owned())),
+            compatible: None,
+            irqs: vec![],
+            clock: None,
+            ..dev("uart0")
+        };
+        override_device(&mut base, &over);
+        let d = device(&base);
+        assert_eq!(d.compatible, vec!["arm,pl011".to_owned()]);
+        assert_eq!(d.irqs.len(), 1);
+        assert_eq!(d.clock_hz, Some(24_000_000));
+        assert_eq!(
+            d.status,
+            Status::Disabled {
+                reason: "used by firmware".to_owned()
+            }
+        );
+    }
+
+    #[test]
+    fn lowering_an_incomplete_board_names_what_is_missing() {
+        let board = BoardDecl {
+            name: sp("b".to_owned()),
+            soc: None,
+            model: None,
+            support: None,
+            verified_by: None,
+            topology: None,
+            cpus: None,
+            memory: vec![],
+            hypervisor: None,
+            console: None,
+            gic: None,
+            timer: None,
+            pmu: None,
+            devices: vec![],
+            quirks: vec![],
+        };
+        let err = lower(&merge(None, &board)).expect_err("board has nothing");
+        assert_eq!(err.what, "gic");
+    }
+}
