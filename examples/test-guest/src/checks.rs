@@ -1,0 +1,563 @@
+//! The checks (console, timer, psci, sgi, stage2), the optional benchmark, and the interrupt
+//! and abort hooks they rely on. Cross-CPU state is atomics only.
+
+use crate::console::Pl011;
+use crate::dt::{Platform, MAX_CPUS};
+use crate::gic::Gic;
+use crate::{boot, println, spec, sysreg};
+use aarch64_cpu::asm::{barrier, wfi};
+use aarch64_cpu::registers::{
+    Readable, Writeable, CNTFRQ_EL0, CNTVCT_EL0, CNTV_CTL_EL0, CNTV_CVAL_EL0, TPIDR_EL1,
+};
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::SeqCst};
+use smccc::psci::{self, AffinityState, LowestAffinityLevel};
+use smccc::Call;
+use spin::Once;
+
+/// SGI that the boot CPU sends to each secondary.
+const SGI_PING: u8 = 1;
+/// SGI that a secondary sends back to the boot CPU.
+const SGI_PONG: u8 = 2;
+/// Timer ticks the timer check waits for.
+const TICKS_WANTED: u32 = 5;
+/// Benchmark iterations per figure.
+const BENCH_ITERATIONS: usize = 1000;
+/// An address in a hole of the guest-physical map (hypervisor `vm/layout.rs` and QEMU `virt`
+/// both leave 0x0900_1000..0x0a00_0000 / 0x0a00_4000..0x0c00_0000 unassigned).
+const UNASSIGNED_GAP: u64 = 0x0b00_0000;
+/// How long a check waits for another CPU or for interrupts before it fails (generous: a
+/// passing run takes a few milliseconds).
+const WAIT_MS: u64 = 500;
+/// Distance past the end of RAM of the other probed address.
+const PAST_RAM: u64 = 64 << 20;
+
+/// The machine, parsed once by the boot CPU before any secondary starts.
+pub static PLATFORM: Once<Platform> = Once::new();
+/// The interrupt controller, set up by the boot CPU before any secondary starts.
+pub static GIC: Once<Gic> = Once::new();
+/// MPIDR affinity (as in the DTB) of each CPU index; index 0 is the boot CPU.
+pub static CPU_MPIDR: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
+
+static ONLINE: [AtomicBool; MAX_CPUS] = [const { AtomicBool::new(false) }; MAX_CPUS];
+static SECONDARY_GIC_FAILED: [AtomicBool; MAX_CPUS] = [const { AtomicBool::new(false) }; MAX_CPUS];
+static PINGS: [AtomicU32; MAX_CPUS] = [const { AtomicU32::new(0) }; MAX_CPUS];
+static PONGS: AtomicU32 = AtomicU32::new(0);
+static OTHER_IRQS: AtomicU32 = AtomicU32::new(0);
+static LAST_OTHER_IRQ: AtomicU32 = AtomicU32::new(0);
+
+static TICKS: AtomicU32 = AtomicU32::new(0);
+static TICK_INTERVAL: AtomicU64 = AtomicU64::new(0);
+static LAST_TICK: AtomicU64 = AtomicU64::new(0);
+/// (counter, deadline) of a tick taken before its deadline, or (0, 0).
+static EARLY_TICK: [AtomicU64; 2] = [const { AtomicU64::new(0) }; 2];
+/// (previous, current) counter of a tick that did not advance time, or (0, 0).
+static STALLED_TICK: [AtomicU64; 2] = [const { AtomicU64::new(0) }; 2];
+
+static ABORT_ARMED: AtomicBool = AtomicBool::new(false);
+static ABORT_SEEN: AtomicBool = AtomicBool::new(false);
+static ABORT_ESR: AtomicU64 = AtomicU64::new(0);
+static ABORT_FAR: AtomicU64 = AtomicU64::new(0);
+
+/// Why a check failed; printed after `FAIL <check>:`.
+#[derive(Debug, thiserror::Error)]
+pub enum CheckFailure {
+    /// The console's ID registers are not a PL011's.
+    #[error("UARTPeriphID0-3 {periph:#x?} / UARTPCellID0-3 {cell:#x?} do not identify a PL011 \
+             (want 0x11 0x10 0x?4 0x00 / 0x0d 0xf0 0x05 0xb1): the console model must emulate the ID registers")]
+    NotPl011 {
+        /// `UARTPeriphID0..3`.
+        periph: [u32; 4],
+        /// `UARTPCellID0..3`.
+        cell: [u32; 4],
+    },
+    /// `CNTFRQ_EL0` is 0.
+    #[error("CNTFRQ_EL0 reads 0: the counter frequency must be programmed before the guest runs")]
+    NoCounterFrequency,
+    /// Fewer timer interrupts than wanted arrived in time.
+    #[error("only {got} of {TICKS_WANTED} virtual timer interrupts (INTID {intid}) arrived within {ms} ms")]
+    TooFewTicks {
+        /// Ticks seen.
+        got: u32,
+        /// The timer PPI.
+        intid: u32,
+        /// How long the check waited.
+        ms: u64,
+    },
+    /// A tick was delivered before CNTVCT reached CNTV_CVAL.
+    #[error("timer interrupt taken at CNTVCT={now:#x}, before its deadline CNTV_CVAL={cval:#x}")]
+    EarlyTick {
+        /// Counter at the interrupt.
+        now: u64,
+        /// Programmed deadline.
+        cval: u64,
+    },
+    /// The counter did not advance between two ticks.
+    #[error("CNTVCT went from {prev:#x} to {now:#x} between two timer interrupts: virtual time is not monotonic")]
+    TimeNotMonotonic {
+        /// Counter at the earlier tick.
+        prev: u64,
+        /// Counter at the later tick.
+        now: u64,
+    },
+    /// A PSCI call failed.
+    #[error("PSCI {call} failed: {error}")]
+    Psci {
+        /// The PSCI function.
+        call: &'static str,
+        /// What it returned.
+        error: psci::Error,
+    },
+    /// PSCI is older than 1.0.
+    #[error("PSCI_VERSION is {major}.{minor}, want >= 1.0")]
+    OldPsci {
+        /// Major version.
+        major: u16,
+        /// Minor version.
+        minor: u16,
+    },
+    /// A secondary CPU never reported online.
+    #[error("CPU {cpu} (MPIDR {mpidr:#x}) did not come online within {WAIT_MS} ms of CPU_ON")]
+    NotOnline {
+        /// CPU index.
+        cpu: usize,
+        /// Its MPIDR.
+        mpidr: u64,
+    },
+    /// A secondary CPU could not set up its GIC interface.
+    #[error("CPU {cpu} came up but its GIC CPU interface setup failed (see the line above)")]
+    SecondaryGic {
+        /// CPU index.
+        cpu: usize,
+    },
+    /// AFFINITY_INFO did not report ON for a started CPU.
+    #[error("AFFINITY_INFO(MPIDR {mpidr:#x}) returned {got:?}, want Ok(On)")]
+    AffinityNotOn {
+        /// The CPU's MPIDR.
+        mpidr: u64,
+        /// What PSCI said.
+        got: Result<AffinityState, psci::Error>,
+    },
+    /// CPU_ON returned something other than the expected error.
+    #[error("CPU_ON of {what} (MPIDR {mpidr:#x}) returned {got:?}, want Err({want:?})")]
+    CpuOnResult {
+        /// Which case.
+        what: &'static str,
+        /// Target MPIDR.
+        mpidr: u64,
+        /// What PSCI said.
+        got: Result<(), psci::Error>,
+        /// What it should have said.
+        want: psci::Error,
+    },
+    /// The check needs a secondary CPU that is not online.
+    #[error("CPU {cpu} is not online (the psci check failed), so it cannot take SGIs")]
+    SecondaryOffline {
+        /// CPU index.
+        cpu: usize,
+    },
+    /// A secondary never took its SGI.
+    #[error("CPU {cpu} took {got} SGI {SGI_PING} interrupts within {WAIT_MS} ms, want 1")]
+    SgiNotReceived {
+        /// CPU index.
+        cpu: usize,
+        /// SGIs it recorded.
+        got: u32,
+    },
+    /// The boot CPU did not get the replies.
+    #[error("CPU 0 took {got} SGI {SGI_PONG} replies within {WAIT_MS} ms, want {want}")]
+    SgiReplies {
+        /// Replies seen.
+        got: u32,
+        /// Replies expected.
+        want: u32,
+    },
+    /// An interrupt nobody asked for arrived.
+    #[error("{count} unexpected interrupt(s), last INTID {intid}")]
+    UnexpectedIrq {
+        /// How many.
+        count: u32,
+        /// Last one's INTID.
+        intid: u32,
+    },
+    /// A read that should abort completed.
+    #[error("read at {addr:#x} returned {value:#x} without a data abort: the address must not be mapped at stage 2")]
+    NoAbort {
+        /// Probed address.
+        addr: u64,
+        /// What it returned.
+        value: u32,
+    },
+    /// The abort had the wrong class.
+    #[error("read at {addr:#x} raised ESR_EL1={esr:#x} (EC {ec:#x}), want EC 0x25 (data abort, same EL)")]
+    WrongAbortClass {
+        /// Probed address.
+        addr: u64,
+        /// ESR_EL1.
+        esr: u64,
+        /// Its EC.
+        ec: u64,
+    },
+    /// The abort reported the wrong address.
+    #[error("read at {addr:#x} aborted with FAR_EL1={far:#x} (ESR_EL1={esr:#x}): the injected abort must carry the faulting address")]
+    WrongFar {
+        /// Probed address.
+        addr: u64,
+        /// FAR_EL1.
+        far: u64,
+        /// ESR_EL1.
+        esr: u64,
+    },
+}
+
+/// Pass/fail counts and the one-line-per-check output.
+#[derive(Default)]
+pub struct Report {
+    /// Checks that passed.
+    pub passed: u32,
+    /// Checks that failed.
+    pub failed: u32,
+}
+
+impl Report {
+    fn record(&mut self, name: &str, result: Result<(), CheckFailure>) {
+        match result {
+            Ok(()) => {
+                self.passed += 1;
+                println!("PASS {name}");
+            }
+            Err(failure) => {
+                self.failed += 1;
+                println!("FAIL {name}: {failure}");
+            }
+        }
+    }
+}
+
+fn counter() -> u64 {
+    barrier::isb(barrier::SY);
+    CNTVCT_EL0.get()
+}
+
+fn frequency() -> u64 {
+    CNTFRQ_EL0.get()
+}
+
+/// Waits (polling) until `done` or `ms` milliseconds passed; returns `done()`'s last value.
+fn wait_for(ms: u64, mut done: impl FnMut() -> bool) -> bool {
+    let deadline = counter() + frequency() * ms / 1000;
+    loop {
+        if done() {
+            return true;
+        }
+        if counter() > deadline {
+            return done();
+        }
+        // YIELD rather than `spin_loop` (an ISB): QEMU's round-robin TCG (used with
+        // `-icount`) switches to another vCPU on YIELD, so the awaited CPU gets to run.
+        // SAFETY: YIELD is a hint with no architectural effect.
+        unsafe { core::arch::asm!("yield", options(nomem, nostack, preserves_flags)) };
+    }
+}
+
+/// The calling CPU's index (set in `TPIDR_EL1` at bring-up).
+pub fn cpu_index() -> usize {
+    TPIDR_EL1.get() as usize
+}
+
+/// Runs every check on the boot CPU, prints the summary, and returns the counts.
+pub fn run<C: Call>(platform: &Platform, gic: &Gic, uart: &Pl011) -> Report {
+    let mut report = Report::default();
+    report.record("console", console(uart));
+    report.record("timer", timer(platform, gic));
+    report.record("psci", psci_cpu_on::<C>(platform));
+    if platform.cpu_count > 1 {
+        report.record("sgi", sgi(platform, gic));
+    } else {
+        println!("SKIP sgi: the DTB lists one CPU, SGIs need two");
+    }
+    report.record("stage2", stage2(platform));
+    let others = OTHER_IRQS.load(SeqCst);
+    if others != 0 {
+        report.record(
+            "irqs",
+            Err(CheckFailure::UnexpectedIrq {
+                count: others,
+                intid: LAST_OTHER_IRQ.load(SeqCst),
+            }),
+        );
+    }
+    report
+}
+
+fn console(uart: &Pl011) -> Result<(), CheckFailure> {
+    let (periph, cell) = uart.ids();
+    if spec::is_pl011(periph, cell) {
+        Ok(())
+    } else {
+        Err(CheckFailure::NotPl011 { periph, cell })
+    }
+}
+
+fn timer(platform: &Platform, gic: &Gic) -> Result<(), CheckFailure> {
+    let freq = frequency();
+    if freq == 0 {
+        return Err(CheckFailure::NoCounterFrequency);
+    }
+    let intid = platform.vtimer_intid;
+    TICK_INTERVAL.store(freq / 1000, SeqCst);
+    TICKS.store(0, SeqCst);
+    gic.enable_ppi(cpu_index(), intid);
+    let start = counter();
+    LAST_TICK.store(start, SeqCst);
+    CNTV_CVAL_EL0.set(start + freq / 1000);
+    CNTV_CTL_EL0.write(CNTV_CTL_EL0::ENABLE::SET + CNTV_CTL_EL0::IMASK::CLEAR);
+    const LIMIT_MS: u64 = WAIT_MS;
+    let deadline = start + freq * LIMIT_MS / 1000;
+    // Check-then-sleep with IRQs masked so that a tick between the two cannot be missed:
+    // WFI wakes on a pending IRQ even while PSTATE.I masks it.
+    loop {
+        sysreg::irq_disable();
+        if TICKS.load(SeqCst) >= TICKS_WANTED || counter() > deadline {
+            break;
+        }
+        wfi();
+        sysreg::irq_enable();
+    }
+    sysreg::irq_enable();
+    CNTV_CTL_EL0.write(CNTV_CTL_EL0::ENABLE::CLEAR + CNTV_CTL_EL0::IMASK::SET);
+
+    let [now, cval] = EARLY_TICK.each_ref().map(|a| a.load(SeqCst));
+    if now != 0 {
+        return Err(CheckFailure::EarlyTick { now, cval });
+    }
+    let [prev, now] = STALLED_TICK.each_ref().map(|a| a.load(SeqCst));
+    if now != 0 {
+        return Err(CheckFailure::TimeNotMonotonic { prev, now });
+    }
+    let got = TICKS.load(SeqCst);
+    if got < TICKS_WANTED {
+        return Err(CheckFailure::TooFewTicks {
+            got,
+            intid,
+            ms: LIMIT_MS,
+        });
+    }
+    Ok(())
+}
+
+fn timer_tick() {
+    let now = counter();
+    let cval = CNTV_CVAL_EL0.get();
+    if now < cval {
+        EARLY_TICK[1].store(cval, SeqCst);
+        EARLY_TICK[0].store(now, SeqCst);
+    }
+    let prev = LAST_TICK.swap(now, SeqCst);
+    if now <= prev {
+        STALLED_TICK[0].store(prev, SeqCst);
+        STALLED_TICK[1].store(now, SeqCst);
+    }
+    if TICKS.fetch_add(1, SeqCst) + 1 < TICKS_WANTED {
+        // Re-arming moves the deadline past now, which drops the level-sensitive PPI.
+        CNTV_CVAL_EL0.set(now + TICK_INTERVAL.load(SeqCst));
+    } else {
+        CNTV_CTL_EL0.write(CNTV_CTL_EL0::ENABLE::CLEAR + CNTV_CTL_EL0::IMASK::SET);
+    }
+}
+
+fn psci_cpu_on<C: Call>(platform: &Platform) -> Result<(), CheckFailure> {
+    let psci_err = |call| move |error| CheckFailure::Psci { call, error };
+    let version = psci::version::<C>().map_err(psci_err("PSCI_VERSION"))?;
+    if version.major < 1 {
+        return Err(CheckFailure::OldPsci {
+            major: version.major,
+            minor: version.minor,
+        });
+    }
+    psci::psci_features::<C>(psci::PSCI_CPU_ON_64).map_err(psci_err("PSCI_FEATURES(CPU_ON)"))?;
+
+    let entry = boot::secondary_entry as *const () as usize as u64;
+    for cpu in 1..platform.cpu_count {
+        let mpidr = CPU_MPIDR[cpu].load(SeqCst);
+        psci::cpu_on::<C>(mpidr, entry, cpu as u64).map_err(psci_err("CPU_ON"))?;
+        if !wait_for(WAIT_MS, || ONLINE[cpu].load(SeqCst)) {
+            return Err(CheckFailure::NotOnline { cpu, mpidr });
+        }
+        if SECONDARY_GIC_FAILED[cpu].load(SeqCst) {
+            return Err(CheckFailure::SecondaryGic { cpu });
+        }
+        let got = psci::affinity_info::<C>(mpidr, LowestAffinityLevel::All);
+        if got != Ok(AffinityState::On) {
+            return Err(CheckFailure::AffinityNotOn { mpidr, got });
+        }
+    }
+
+    let expect = |what, mpidr, want| {
+        let got = psci::cpu_on::<C>(mpidr, entry, 0);
+        if got == Err(want) {
+            Ok(())
+        } else {
+            Err(CheckFailure::CpuOnResult {
+                what,
+                mpidr,
+                got,
+                want,
+            })
+        }
+    };
+    expect(
+        "the calling CPU",
+        CPU_MPIDR[0].load(SeqCst),
+        psci::Error::AlreadyOn,
+    )?;
+    if platform.cpu_count > 1 {
+        expect(
+            "a started secondary",
+            CPU_MPIDR[1].load(SeqCst),
+            psci::Error::AlreadyOn,
+        )?;
+    }
+    let listed = &platform.mpidrs[..platform.cpu_count];
+    let bogus = (0xf0..=0xfe_u64)
+        .map(|aff| aff << 8 | aff)
+        .find(|m| !listed.contains(m))
+        .unwrap_or(0xfefe);
+    expect(
+        "a CPU not in the DTB",
+        bogus,
+        psci::Error::InvalidParameters,
+    )
+}
+
+fn sgi(platform: &Platform, gic: &Gic) -> Result<(), CheckFailure> {
+    let secondaries = 1..platform.cpu_count;
+    if let Some(cpu) = secondaries.clone().find(|&cpu| !ONLINE[cpu].load(SeqCst)) {
+        return Err(CheckFailure::SecondaryOffline { cpu });
+    }
+    for cpu in secondaries.clone() {
+        gic.send_sgi(SGI_PING, cpu, CPU_MPIDR[cpu].load(SeqCst));
+    }
+    let want = (platform.cpu_count - 1) as u32;
+    wait_for(WAIT_MS, || {
+        PONGS.load(SeqCst) >= want && secondaries.clone().all(|c| PINGS[c].load(SeqCst) >= 1)
+    });
+    if let Some(cpu) = secondaries.clone().find(|&c| PINGS[c].load(SeqCst) != 1) {
+        return Err(CheckFailure::SgiNotReceived {
+            cpu,
+            got: PINGS[cpu].load(SeqCst),
+        });
+    }
+    let got = PONGS.load(SeqCst);
+    if got != want {
+        return Err(CheckFailure::SgiReplies { got, want });
+    }
+    Ok(())
+}
+
+/// Loads a word from `addr` with exactly one 4-byte `ldr`, so that the abort handler can skip
+/// it; returns 0xdead_beef if the load aborted.
+fn probe_read(addr: u64) -> u32 {
+    let mut value: u32 = 0xdead_beef;
+    // SAFETY: the address is outside guest RAM and every device the guest uses, so the load
+    // touches no Rust-visible memory; if it aborts, `on_data_abort` accepts the abort (it was
+    // armed) and the handler resumes after this single instruction, leaving `value` unchanged.
+    unsafe {
+        core::arch::asm!("ldr {v:w}, [{a}]", a = in(reg) addr, v = inout(reg) value, options(nostack, readonly));
+    }
+    value
+}
+
+fn stage2(platform: &Platform) -> Result<(), CheckFailure> {
+    for addr in [platform.ram.end() + PAST_RAM, UNASSIGNED_GAP] {
+        ABORT_SEEN.store(false, SeqCst);
+        ABORT_ARMED.store(true, SeqCst);
+        let value = probe_read(addr);
+        ABORT_ARMED.store(false, SeqCst);
+        if !ABORT_SEEN.load(SeqCst) {
+            return Err(CheckFailure::NoAbort { addr, value });
+        }
+        let esr = ABORT_ESR.load(SeqCst);
+        let far = ABORT_FAR.load(SeqCst);
+        let ec = spec::esr_ec(esr);
+        if ec != spec::EC_DATA_ABORT_SAME_EL {
+            return Err(CheckFailure::WrongAbortClass { addr, esr, ec });
+        }
+        if spec::esr_far_not_valid(esr) || far != addr {
+            return Err(CheckFailure::WrongFar { addr, far, esr });
+        }
+    }
+    Ok(())
+}
+
+/// Sync exception hook: if the stage-2 check armed it, records the exception (the check
+/// judges its class and address) and asks the handler to skip the faulting load.
+pub fn on_data_abort(esr: u64, far: u64) -> bool {
+    if !ABORT_ARMED.swap(false, SeqCst) {
+        return false;
+    }
+    ABORT_ESR.store(esr, SeqCst);
+    ABORT_FAR.store(far, SeqCst);
+    ABORT_SEEN.store(true, SeqCst);
+    true
+}
+
+/// IRQ hook: acknowledges one interrupt, handles it, ends it.
+pub fn on_irq() {
+    let Some(gic) = GIC.get() else { return };
+    let Some(ack) = gic.ack() else { return };
+    let cpu = cpu_index();
+    let vtimer = PLATFORM.get().map(|p| p.vtimer_intid);
+    match ack.intid {
+        intid if Some(intid) == vtimer => timer_tick(),
+        intid if intid == u32::from(SGI_PING) && cpu != 0 => {
+            PINGS[cpu].fetch_add(1, SeqCst);
+            gic.send_sgi(SGI_PONG, 0, CPU_MPIDR[0].load(SeqCst));
+        }
+        intid if intid == u32::from(SGI_PONG) && cpu == 0 => {
+            PONGS.fetch_add(1, SeqCst);
+        }
+        intid => {
+            OTHER_IRQS.fetch_add(1, SeqCst);
+            LAST_OTHER_IRQ.store(intid, SeqCst);
+        }
+    }
+    gic.eoi(ack);
+}
+
+/// Secondary CPU bring-up after the stack and vector table are set (from `secondary_main`).
+pub fn secondary(cpu: usize, mpidr: u64) -> ! {
+    if let Some(gic) = GIC.get() {
+        if let Err(e) = gic.init_cpu(cpu, mpidr) {
+            println!("CPU {cpu}: {e}");
+            SECONDARY_GIC_FAILED[cpu].store(true, SeqCst);
+        }
+    }
+    ONLINE[cpu].store(true, SeqCst);
+    sysreg::irq_enable();
+    loop {
+        wfi();
+    }
+}
+
+/// Prints the median cost, in counter ticks, of a null HVC/SMC and of a trapped MMIO read.
+pub fn bench<C: Call>(uart: &Pl011) {
+    let mut samples = [0_u64; BENCH_ITERATIONS];
+    let mut measure = |op: &mut dyn FnMut()| {
+        for sample in samples.iter_mut() {
+            let t0 = counter();
+            op();
+            *sample = counter() - t0;
+        }
+        spec::median(&mut samples).unwrap_or(0)
+    };
+    let hvc = measure(&mut || {
+        let _ = smccc::arch::version::<C>();
+    });
+    let mmio = measure(&mut || {
+        core::hint::black_box(uart.flags());
+    });
+    println!(
+        "BENCH hvc_ticks={hvc} mmio_ticks={mmio} freq={}",
+        frequency()
+    );
+}

@@ -1,0 +1,374 @@
+//! What the guest learns from the device tree the loader passed in x0.
+
+use fdt::node::FdtNode;
+use fdt::Fdt;
+
+/// Most CPUs the guest brings up (each gets a stack in `.stacks`, see `image.ld`).
+pub const MAX_CPUS: usize = 8;
+/// Most GICv3 redistributor regions the guest looks at.
+pub const MAX_GICR_REGIONS: usize = 4;
+
+/// A physical address range taken from a `reg` property.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Region {
+    /// First byte.
+    pub base: u64,
+    /// Length in bytes.
+    pub size: u64,
+}
+
+impl Region {
+    /// One past the last byte.
+    pub fn end(&self) -> u64 {
+        self.base.saturating_add(self.size)
+    }
+}
+
+/// Which instruction reaches the PSCI firmware (`/psci` `method`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Conduit {
+    /// `hvc #0`: a hypervisor implements PSCI.
+    Hvc,
+    /// `smc #0`: EL3 firmware implements PSCI.
+    Smc,
+}
+
+/// The interrupt controller and the frames the guest programs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GicInfo {
+    /// `arm,cortex-a15-gic` / `arm,gic-400`: distributor and memory-mapped CPU interface.
+    V2 {
+        /// GICD frame.
+        gicd: Region,
+        /// GICC frame.
+        gicc: Region,
+    },
+    /// `arm,gic-v3`: distributor and redistributor regions; CPU interface by system registers.
+    V3 {
+        /// GICD frame.
+        gicd: Region,
+        /// Redistributor regions (`#redistributor-regions` of them, first ones used).
+        gicr: [Region; MAX_GICR_REGIONS],
+        /// How many entries of `gicr` are valid.
+        gicr_count: usize,
+    },
+}
+
+/// Everything the checks need about the machine.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Platform {
+    /// First `/memory` region.
+    pub ram: Region,
+    /// MPIDR affinity values of `/cpus/cpu@*`, in device-tree order (index 0 is the boot CPU's
+    /// slot only if the boot CPU is listed first; the checks look the boot CPU up by MPIDR).
+    pub mpidrs: [u64; MAX_CPUS],
+    /// How many entries of `mpidrs` are valid.
+    pub cpu_count: usize,
+    /// PSCI conduit.
+    pub conduit: Conduit,
+    /// Interrupt controller.
+    pub gic: GicInfo,
+    /// PL011 registers.
+    pub uart: Region,
+    /// PL011 interrupt as a GIC INTID, if the node has one.
+    pub uart_intid: Option<u32>,
+    /// Virtual timer PPI INTID (third entry of the `arm,armv8-timer` node's `interrupts`).
+    pub vtimer_intid: u32,
+    /// `/chosen/bootargs` contains the word `bench`.
+    pub bench: bool,
+}
+
+/// Why the device tree could not describe the machine.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum DtError {
+    /// No usable memory node.
+    #[error("no /memory node with a reg property: describe guest RAM in the DTB")]
+    NoMemory,
+    /// No CPU nodes.
+    #[error("no /cpus/cpu@* node with a reg property: describe every vCPU in the DTB")]
+    NoCpus,
+    /// More CPUs than the guest has stacks for.
+    #[error(
+        "the DTB lists more than {MAX_CPUS} CPUs: raise MAX_CPUS in dt.rs and the stack count"
+    )]
+    TooManyCpus,
+    /// No `/psci` node, or no `method`.
+    #[error("no /psci node with a method property: add one with method = \"hvc\" or \"smc\"")]
+    NoPsci,
+    /// `method` is neither `hvc` nor `smc`.
+    #[error("/psci method is neither \"hvc\" nor \"smc\"")]
+    BadPsciMethod,
+    /// No supported GIC node.
+    #[error("no arm,gic-v3, arm,gic-400 or arm,cortex-a15-gic node with two reg entries")]
+    NoGic,
+    /// No PL011 node.
+    #[error("no arm,pl011 node with a reg property: the guest needs it for its console")]
+    NoUart,
+    /// No architected timer node, or it lacks the virtual timer interrupt.
+    #[error("no arm,armv8-timer node with at least three 3-cell interrupts (virtual timer is the third)")]
+    NoTimer,
+}
+
+/// Reads the machine description from a flattened device tree.
+pub fn parse(fdt: &Fdt<'_>) -> Result<Platform, DtError> {
+    let ram = fdt
+        .find_node("/memory")
+        .and_then(|n| n.reg())
+        .and_then(|mut r| r.next())
+        .and_then(|r| Some(region(r.starting_address as u64, r.size? as u64)))
+        .ok_or(DtError::NoMemory)?;
+
+    let (mpidrs, cpu_count) = cpus(fdt)?;
+
+    let conduit = conduit(fdt)?;
+
+    let gic = gic(fdt)?;
+
+    let uart_node = fdt.find_compatible(&["arm,pl011"]).ok_or(DtError::NoUart)?;
+    let uart = first_reg(uart_node).ok_or(DtError::NoUart)?;
+    let uart_intid = interrupt(uart_node, 0);
+
+    let vtimer_intid = fdt
+        .find_compatible(&["arm,armv8-timer", "arm,armv7-timer"])
+        .and_then(|n| interrupt(n, 2))
+        .ok_or(DtError::NoTimer)?;
+
+    let bench = fdt
+        .find_node("/chosen")
+        .and_then(|n| n.property("bootargs"))
+        .and_then(|p| p.as_str())
+        .is_some_and(|args| args.split_ascii_whitespace().any(|w| w == "bench"));
+
+    Ok(Platform {
+        ram,
+        mpidrs,
+        cpu_count,
+        conduit,
+        gic,
+        uart,
+        uart_intid,
+        vtimer_intid,
+        bench,
+    })
+}
+
+/// The PSCI conduit from `/psci` `method`.
+pub fn conduit(fdt: &Fdt<'_>) -> Result<Conduit, DtError> {
+    let method = fdt
+        .find_node("/psci")
+        .and_then(|n| n.property("method"))
+        .and_then(|p| p.as_str())
+        .ok_or(DtError::NoPsci)?;
+    match method {
+        "hvc" => Ok(Conduit::Hvc),
+        "smc" => Ok(Conduit::Smc),
+        _ => Err(DtError::BadPsciMethod),
+    }
+}
+
+/// Just the PL011's registers, so that a DTB that `parse` rejects can still be reported.
+pub fn console_region(fdt: &Fdt<'_>) -> Option<Region> {
+    first_reg(fdt.find_compatible(&["arm,pl011"])?)
+}
+
+fn region(base: u64, size: u64) -> Region {
+    Region { base, size }
+}
+
+fn first_reg(node: FdtNode<'_, '_>) -> Option<Region> {
+    nth_reg(node, 0)
+}
+
+fn nth_reg(node: FdtNode<'_, '_>, n: usize) -> Option<Region> {
+    let r = node.reg()?.nth(n)?;
+    Some(region(r.starting_address as u64, r.size? as u64))
+}
+
+fn cpus(fdt: &Fdt<'_>) -> Result<([u64; MAX_CPUS], usize), DtError> {
+    let parent = fdt.find_node("/cpus").ok_or(DtError::NoCpus)?;
+    let address_cells = parent
+        .property("#address-cells")
+        .and_then(|p| p.as_usize())
+        .unwrap_or(1);
+    let mut mpidrs = [0; MAX_CPUS];
+    let mut count = 0;
+    for cpu in parent
+        .children()
+        .filter(|c| c.name.split('@').next() == Some("cpu"))
+    {
+        let reg = cpu.property("reg").ok_or(DtError::NoCpus)?.value;
+        let mpidr = match (address_cells, reg.len()) {
+            (1, 4..) => u64::from(be32(reg, 0)),
+            (2, 8..) => (u64::from(be32(reg, 0)) << 32) | u64::from(be32(reg, 4)),
+            _ => return Err(DtError::NoCpus),
+        };
+        *mpidrs.get_mut(count).ok_or(DtError::TooManyCpus)? = mpidr;
+        count += 1;
+    }
+    if count == 0 {
+        return Err(DtError::NoCpus);
+    }
+    Ok((mpidrs, count))
+}
+
+fn gic(fdt: &Fdt<'_>) -> Result<GicInfo, DtError> {
+    if let Some(node) = fdt.find_compatible(&["arm,gic-v3"]) {
+        let gicd = first_reg(node).ok_or(DtError::NoGic)?;
+        let regions = node
+            .property("#redistributor-regions")
+            .and_then(|p| p.as_usize())
+            .unwrap_or(1)
+            .min(MAX_GICR_REGIONS);
+        let mut gicr = [region(0, 0); MAX_GICR_REGIONS];
+        for (i, slot) in gicr.iter_mut().enumerate().take(regions) {
+            *slot = nth_reg(node, 1 + i).ok_or(DtError::NoGic)?;
+        }
+        return Ok(GicInfo::V3 {
+            gicd,
+            gicr,
+            gicr_count: regions,
+        });
+    }
+    let node = fdt
+        .find_compatible(&["arm,gic-400", "arm,cortex-a15-gic"])
+        .ok_or(DtError::NoGic)?;
+    Ok(GicInfo::V2 {
+        gicd: nth_reg(node, 0).ok_or(DtError::NoGic)?,
+        gicc: nth_reg(node, 1).ok_or(DtError::NoGic)?,
+    })
+}
+
+/// The INTID of the `index`-th 3-cell GIC interrupt specifier of `node`.
+fn interrupt(node: FdtNode<'_, '_>, index: usize) -> Option<u32> {
+    let value = node.property("interrupts")?.value;
+    let at = index.checked_mul(12)?;
+    if value.len() < at + 12 {
+        return None;
+    }
+    intid_from_specifier(be32(value, at), be32(value, at + 4))
+}
+
+/// Converts a GIC binding specifier (type cell, number cell) to an INTID: type 0 is an SPI
+/// (INTID 32 + n), type 1 a PPI (INTID 16 + n); see the Linux `arm,gic` binding.
+pub fn intid_from_specifier(kind: u32, number: u32) -> Option<u32> {
+    match kind {
+        0 => number.checked_add(32),
+        1 if number < 16 => Some(16 + number),
+        _ => None,
+    }
+}
+
+fn be32(bytes: &[u8], at: usize) -> u32 {
+    let mut word = [0; 4];
+    word.copy_from_slice(&bytes[at..at + 4]);
+    u32::from_be_bytes(word)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn platform(blob: &[u8]) -> Platform {
+        parse(&Fdt::new(blob).expect("fixture is a DTB")).expect("fixture describes the machine")
+    }
+
+    const V3: &[u8] = include_bytes!("../fixtures/qemu-virt-gicv3.dtb");
+    const V2: &[u8] = include_bytes!("../fixtures/qemu-virt-gicv2.dtb");
+
+    #[test]
+    fn memory_is_the_first_memory_region() {
+        assert_eq!(
+            platform(V3).ram,
+            Region {
+                base: 0x4000_0000,
+                size: 0x4000_0000
+            }
+        );
+    }
+
+    #[test]
+    fn cpus_are_listed_by_mpidr() {
+        let p = platform(V3);
+        assert_eq!(&p.mpidrs[..p.cpu_count], &[0, 1]);
+    }
+
+    #[test]
+    fn psci_method_hvc_selects_the_hvc_conduit() {
+        assert_eq!(platform(V3).conduit, Conduit::Hvc);
+    }
+
+    #[test]
+    fn gic_v3_has_distributor_and_one_redistributor_region() {
+        let GicInfo::V3 {
+            gicd,
+            gicr,
+            gicr_count,
+        } = platform(V3).gic
+        else {
+            panic!("expected GICv3");
+        };
+        assert_eq!(
+            gicd,
+            Region {
+                base: 0x0800_0000,
+                size: 0x1_0000
+            }
+        );
+        assert_eq!(gicr_count, 1);
+        assert_eq!(
+            gicr[0],
+            Region {
+                base: 0x080a_0000,
+                size: 0xf6_0000
+            }
+        );
+    }
+
+    #[test]
+    fn gic_v2_has_distributor_and_cpu_interface() {
+        assert_eq!(
+            platform(V2).gic,
+            GicInfo::V2 {
+                gicd: Region {
+                    base: 0x0800_0000,
+                    size: 0x1_0000
+                },
+                gicc: Region {
+                    base: 0x0801_0000,
+                    size: 0x1_0000
+                },
+            }
+        );
+    }
+
+    #[test]
+    fn uart_is_the_pl011_with_spi_1() {
+        let p = platform(V2);
+        assert_eq!(
+            p.uart,
+            Region {
+                base: 0x0900_0000,
+                size: 0x1000
+            }
+        );
+        assert_eq!(p.uart_intid, Some(33));
+    }
+
+    #[test]
+    fn virtual_timer_is_the_third_timer_interrupt() {
+        assert_eq!(platform(V3).vtimer_intid, 27);
+    }
+
+    #[test]
+    fn no_bootargs_means_no_bench() {
+        assert!(!platform(V3).bench);
+    }
+
+    #[test]
+    fn specifier_types_map_to_spi_and_ppi_ranges() {
+        assert_eq!(intid_from_specifier(0, 1), Some(33));
+        assert_eq!(intid_from_specifier(1, 11), Some(27));
+        assert_eq!(intid_from_specifier(1, 16), None);
+        assert_eq!(intid_from_specifier(2, 0), None);
+    }
+}

@@ -1,0 +1,187 @@
+//! Bare-metal EL1 test guest: checks what a hypervisor gives a VM (console, timer, SGIs,
+//! PSCI, stage-2 aborts) and prints one `[test-guest] PASS|FAIL <check>` line per check.
+//!
+//! It boots as a Linux arm64 `Image` (see `boot.rs` and `README.md`), learns the machine from
+//! the DTB in x0, runs the checks on the boot CPU with the secondaries started by PSCI, prints
+//! `[test-guest] RESULT: N passed, M failed` and powers off with PSCI `SYSTEM_OFF`.
+//! On the build machine only the pure parts (`dt`, `spec`) are compiled, for their tests.
+
+#![cfg_attr(target_os = "none", no_std)]
+#![cfg_attr(target_os = "none", no_main)]
+#![cfg_attr(
+    not(target_os = "none"),
+    allow(dead_code, reason = "the host build exists only for the unit tests")
+)]
+
+mod dt;
+mod spec;
+
+#[cfg(target_os = "none")]
+mod boot;
+#[cfg(target_os = "none")]
+mod checks;
+#[cfg(target_os = "none")]
+mod console;
+#[cfg(target_os = "none")]
+mod exceptions;
+#[cfg(target_os = "none")]
+mod gic;
+#[cfg(target_os = "none")]
+mod mmio;
+#[cfg(target_os = "none")]
+mod sysreg;
+
+#[cfg(target_os = "none")]
+pub use guest::{primary_main, secondary_main};
+
+#[cfg(target_os = "none")]
+mod guest {
+    //! Entry points called from `boot.rs` and the panic handler.
+
+    use crate::checks::{self, CPU_MPIDR, GIC, PLATFORM};
+    use crate::console::{self, Pl011};
+    use crate::dt::{self, Conduit, Region};
+    use crate::gic::Gic;
+    use crate::mmio::Mmio;
+    use crate::println;
+    use aarch64_cpu::asm::wfi;
+    use aarch64_cpu::registers::{Readable, Writeable, MPIDR_EL1, TPIDR_EL1};
+    use core::sync::atomic::{AtomicU8, Ordering::SeqCst};
+    use smccc::psci;
+    use smccc::{Hvc, Smc};
+
+    /// `MPIDR_EL1` affinity fields Aff3 (39:32) and Aff2..Aff0 (23:0), as in DTB `reg`.
+    const MPIDR_AFFINITY_MASK: u64 = 0xff_00ff_ffff;
+
+    /// 0: unknown yet, 1: HVC, 2: SMC (for the panic handler's SYSTEM_OFF).
+    static CONDUIT: AtomicU8 = AtomicU8::new(0);
+
+    fn set_conduit(conduit: Conduit) {
+        CONDUIT.store(if conduit == Conduit::Hvc { 1 } else { 2 }, SeqCst);
+    }
+
+    /// Powers off through PSCI if the conduit is known, else sleeps forever.
+    fn halt() -> ! {
+        match CONDUIT.load(SeqCst) {
+            1 => {
+                let _ = psci::system_off::<Hvc>();
+            }
+            2 => {
+                let _ = psci::system_off::<Smc>();
+            }
+            _ => {}
+        }
+        loop {
+            wfi();
+        }
+    }
+
+    fn uart(region: Region) -> Pl011 {
+        // SAFETY: (1) the region is the PL011's `reg` from the DTB, device memory Rust never
+        // uses; (2) PL011 register accesses do not change memory.
+        Pl011::new(unsafe { Mmio::new(region.base as usize, region.size as usize) })
+    }
+
+    fn own_mpidr() -> u64 {
+        MPIDR_EL1.get() & MPIDR_AFFINITY_MASK
+    }
+
+    /// Boot CPU entry, MMU off, on CPU 0's stack, `.bss` zeroed; `dtb` is x0 from the loader.
+    pub extern "C" fn primary_main(dtb: usize) -> ! {
+        TPIDR_EL1.set(0);
+        // SAFETY: the boot protocol passes the physical address of a DTB in x0; it lies in
+        // RAM that nothing else uses, and `from_ptr` only reads it.
+        let Ok(fdt) = (unsafe { fdt::Fdt::from_ptr(dtb as *const u8) }) else {
+            // Without a DTB there is no console and no PSCI conduit to report with.
+            halt()
+        };
+        let platform = match dt::parse(&fdt) {
+            Ok(platform) => platform,
+            Err(e) => {
+                if let Ok(conduit) = dt::conduit(&fdt) {
+                    set_conduit(conduit);
+                }
+                if let Some(region) = dt::console_region(&fdt) {
+                    console::init(uart(region));
+                }
+                println!("FAIL boot: {e}");
+                println!("RESULT: 0 passed, 1 failed");
+                halt()
+            }
+        };
+        set_conduit(platform.conduit);
+        let console = console::init(uart(platform.uart));
+        let gic = GIC.call_once(|| Gic::new(&platform.gic));
+        println!(
+            "EL1 up: {} CPU(s), RAM {:#x}+{:#x}, {}, PSCI via {:?}, vtimer INTID {}, UART {:#x} INTID {:?}",
+            platform.cpu_count,
+            platform.ram.base,
+            platform.ram.size,
+            gic.name(),
+            platform.conduit,
+            platform.vtimer_intid,
+            platform.uart.base,
+            platform.uart_intid,
+        );
+
+        // CPU index 0 is the boot CPU; the others follow in DTB order.
+        let me = own_mpidr();
+        let listed = &platform.mpidrs[..platform.cpu_count];
+        if !listed.contains(&me) {
+            println!(
+                "FAIL boot: the boot CPU's MPIDR {me:#x} is not among the DTB's CPUs {listed:#x?}"
+            );
+            println!("RESULT: 0 passed, 1 failed");
+            halt()
+        }
+        CPU_MPIDR[0].store(me, SeqCst);
+        for (slot, &mpidr) in CPU_MPIDR[1..]
+            .iter()
+            .zip(listed.iter().filter(|&&m| m != me))
+        {
+            slot.store(mpidr, SeqCst);
+        }
+        let platform = PLATFORM.call_once(|| platform);
+
+        if let Err(e) = gic.init_distributor().and_then(|()| gic.init_cpu(0, me)) {
+            println!("FAIL boot: GIC setup: {e}");
+            println!("RESULT: 0 passed, 1 failed");
+            halt()
+        }
+
+        let report = match platform.conduit {
+            Conduit::Hvc => checks::run::<Hvc>(platform, gic, console),
+            Conduit::Smc => checks::run::<Smc>(platform, gic, console),
+        };
+        if platform.bench {
+            match platform.conduit {
+                Conduit::Hvc => checks::bench::<Hvc>(console),
+                Conduit::Smc => checks::bench::<Smc>(console),
+            }
+        }
+        println!("RESULT: {} passed, {} failed", report.passed, report.failed);
+        halt()
+    }
+
+    /// Secondary entry after `CPU_ON`: own stack and vector table set, `cpu` = context id.
+    pub extern "C" fn secondary_main(cpu: usize) -> ! {
+        TPIDR_EL1.set(cpu as u64);
+        checks::secondary(cpu, own_mpidr())
+    }
+
+    #[panic_handler]
+    fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
+        console::print_force(format_args!("[test-guest] FAIL panic: {info}\n"));
+        console::print_force(format_args!("[test-guest] RESULT: 0 passed, 1 failed\n"));
+        halt()
+    }
+}
+
+#[cfg(not(target_os = "none"))]
+fn main() {
+    eprintln!(
+        "test-guest is a bare-metal image: build it with \
+         `cargo build -p test-guest --target aarch64-unknown-none --release`"
+    );
+    std::process::exit(1);
+}
