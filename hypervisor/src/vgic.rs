@@ -1,1 +1,834 @@
-//! TODO(room): vgic.
+//! Virtual GIC: per-VM interrupt state, the emulated GICv3 distributor and redistributors,
+//! SGI generation and list-register management (Arm IHI 0069, GICv3/v4 architecture spec).
+//!
+//! The state ([`VGic`]) is independent of the register frames: the GICv3 frames live in
+//! [`dist`] and [`redist`], and a GICv2 distributor can drive the same [`IrqState`]s.
+//!
+//! The vGIC presents a single Security state (`GICD_CTLR.DS` = 1, affinity routing always
+//! on), no LPIs and no ITS, like KVM. vCPU *n* has MPIDR Aff0 = *n* and Aff1..3 = 0.
+//!
+//! Run loop contract (the caller owns the `ICH_*` registers):
+//! 1. after the guest exits, read `ICH_LR<n>_EL2` into an array and call [`VGic::sync`];
+//! 2. handle the exit (MMIO to the frames, [`VGic::sgi1r_write`], device levels...);
+//! 3. before entering the guest, call [`VGic::flush`], write the array back to the LRs and
+//!    [`Flush::ich_hcr_el2`] to `ICH_HCR_EL2`;
+//! 4. kick (IPI) the vCPUs that [`VGic::take_kicks`], `set_level` or `inject_edge` name.
+#![deny(unsafe_code)]
+
+pub mod dist;
+pub mod irq;
+pub mod lr;
+pub mod redist;
+
+pub use irq::IrqState;
+pub use lr::{Lr, LrKind, LrState};
+
+use crate::platform::Trigger;
+use crate::types::{IntId, VcpuId};
+use alloc::vec::Vec;
+
+/// Most list registers a GICv3 CPU interface implements (`ICH_VTR_EL2.ListRegs` + 1).
+pub const MAX_LRS: usize = 16;
+/// Most vCPUs a [`VcpuSet`] (and so a [`VGic`]) can describe.
+pub const MAX_VGIC_VCPUS: usize = 128;
+/// Number of private interrupts (SGIs 0-15, PPIs 16-31) per vCPU.
+pub const PRIVATE_IRQS: u32 = 32;
+/// Largest SPI count the architecture allows (INTIDs 32..1019).
+pub const MAX_SPIS: u32 = 988;
+
+/// Errors from vGIC state operations.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum VGicError {
+    /// The VM configuration asks for an impossible vGIC.
+    #[error("vGIC needs 1..={MAX_VGIC_VCPUS} vCPUs and a multiple of 32 SPIs up to {MAX_SPIS}; got {vcpus} vCPUs, {spis} SPIs: fix the VM configuration")]
+    BadConfig {
+        /// Requested vCPUs.
+        vcpus: usize,
+        /// Requested SPIs.
+        spis: u32,
+    },
+    /// The INTID is not implemented by this vGIC.
+    #[error("INTID {0} is not implemented by this vGIC (SGIs/PPIs 0-31 and the configured SPIs only): check the device's interrupt number")]
+    NoSuchInterrupt(IntId),
+    /// The vCPU does not exist in this VM.
+    #[error("vCPU {0} does not exist in this VM")]
+    NoSuchVcpu(VcpuId),
+    /// `flush` was called while the LRs of a previous flush were not synced back.
+    #[error("vCPU {0}: flush called before sync of the previous guest run; call sync after every guest exit")]
+    NotSynced(VcpuId),
+    /// The LR array passed to `sync` does not hold what `flush` put there.
+    #[error("vCPU {vcpu}: list register {lr} holds INTID {found}, flush put {expected} there; pass the LRs read back from this vCPU")]
+    LrMismatch {
+        /// vCPU.
+        vcpu: VcpuId,
+        /// LR index.
+        lr: usize,
+        /// INTID flushed into it.
+        expected: IntId,
+        /// INTID read back.
+        found: IntId,
+    },
+}
+
+/// A set of vCPUs (bitmap over [`MAX_VGIC_VCPUS`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct VcpuSet(pub u128);
+
+impl VcpuSet {
+    /// The empty set.
+    pub const EMPTY: Self = Self(0);
+
+    /// Adds a vCPU (ignored beyond [`MAX_VGIC_VCPUS`]).
+    pub fn insert(&mut self, vcpu: VcpuId) {
+        if vcpu.0 < MAX_VGIC_VCPUS {
+            self.0 |= 1 << vcpu.0;
+        }
+    }
+
+    /// Membership.
+    pub const fn contains(&self, vcpu: VcpuId) -> bool {
+        vcpu.0 < MAX_VGIC_VCPUS && self.0 & (1 << vcpu.0) != 0
+    }
+
+    /// True if no vCPU is in the set.
+    pub const fn is_empty(&self) -> bool {
+        self.0 == 0
+    }
+
+    /// The members, lowest first.
+    pub fn iter(&self) -> impl Iterator<Item = VcpuId> {
+        let bits = self.0;
+        (0..MAX_VGIC_VCPUS)
+            .filter(move |i| bits & (1 << i) != 0)
+            .map(VcpuId)
+    }
+}
+
+/// What one list register slot holds between `flush` and `sync`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct LrSlot {
+    intid: IntId,
+    /// The pending latch was moved into the LR (restore it if the guest did not take it).
+    took_latch: bool,
+    /// The LR asked for an EOI maintenance interrupt.
+    eoi: bool,
+}
+
+/// Per-vCPU part of the vGIC.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VcpuGicState {
+    /// SGIs and PPIs.
+    pub private: [IrqState; PRIVATE_IRQS as usize],
+    /// `GICR_WAKER.ProcessorSleep`.
+    pub processor_sleep: bool,
+    lrs: [Option<LrSlot>; MAX_LRS],
+    eoi: EoiList,
+}
+
+impl VcpuGicState {
+    fn new(vcpu: VcpuId) -> Self {
+        let mut private = [IrqState::new(Trigger::Level, Some(vcpu)); PRIVATE_IRQS as usize];
+        for sgi in private.iter_mut().take(16) {
+            sgi.trigger = Trigger::Edge;
+        }
+        Self {
+            private,
+            processor_sleep: true,
+            lrs: [None; MAX_LRS],
+            eoi: EoiList::default(),
+        }
+    }
+}
+
+/// INTIDs whose deactivation the core asked to hear about ([`VGic::take_eoi_notified`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct EoiList {
+    ids: [IntId; MAX_LRS],
+    len: usize,
+}
+
+impl EoiList {
+    fn push(&mut self, intid: IntId) {
+        if self.len < MAX_LRS {
+            self.ids[self.len] = intid;
+            self.len += 1;
+        }
+    }
+}
+
+impl Iterator for EoiList {
+    type Item = IntId;
+    fn next(&mut self) -> Option<IntId> {
+        if self.len == 0 {
+            return None;
+        }
+        let id = self.ids[0];
+        self.ids.copy_within(1..self.len, 0);
+        self.len -= 1;
+        Some(id)
+    }
+}
+
+/// Result of [`VGic::flush`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Flush {
+    /// LRs filled (the rest were written as invalid).
+    pub used: usize,
+    /// More interrupts were waiting than LRs were free.
+    pub overflow: bool,
+}
+
+impl Flush {
+    /// Value for `ICH_HCR_EL2`: `En`, plus `UIE` when interrupts are left over so that the
+    /// guest exits once it has drained the LRs.
+    pub const fn ich_hcr_el2(&self) -> u64 {
+        if self.overflow {
+            lr::ICH_HCR_EN | lr::ICH_HCR_UIE
+        } else {
+            lr::ICH_HCR_EN
+        }
+    }
+}
+
+/// The virtual GIC of one VM.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VGic {
+    /// `GICD_CTLR.EnableGrp0`.
+    pub grp0_enabled: bool,
+    /// `GICD_CTLR.EnableGrp1`.
+    pub grp1_enabled: bool,
+    vcpus: Vec<VcpuGicState>,
+    spis: Vec<IrqState>,
+    kicks: VcpuSet,
+}
+
+impl VGic {
+    /// A vGIC in reset state for `vcpus` vCPUs and `spis` SPIs (a multiple of 32, e.g.
+    /// [`crate::vm::layout::VGIC_SPIS`]). SPIs reset to level-sensitive, routed to vCPU 0.
+    pub fn new(vcpus: usize, spis: u32) -> Result<Self, VGicError> {
+        if vcpus == 0 || vcpus > MAX_VGIC_VCPUS || !spis.is_multiple_of(32) || spis > MAX_SPIS {
+            return Err(VGicError::BadConfig { vcpus, spis });
+        }
+        Ok(Self {
+            grp0_enabled: false,
+            grp1_enabled: false,
+            vcpus: (0..vcpus).map(|i| VcpuGicState::new(VcpuId(i))).collect(),
+            spis: (0..spis)
+                .map(|_| IrqState::new(Trigger::Level, Some(VcpuId(0))))
+                .collect(),
+            kicks: VcpuSet::EMPTY,
+        })
+    }
+
+    /// Number of vCPUs.
+    pub fn vcpu_count(&self) -> usize {
+        self.vcpus.len()
+    }
+
+    /// Number of SPIs.
+    pub fn spi_count(&self) -> u32 {
+        self.spis.len() as u32
+    }
+
+    /// State of one interrupt as seen from `vcpu` (SPIs are shared: `vcpu` only matters
+    /// for SGIs and PPIs).
+    pub fn irq(&self, intid: IntId, vcpu: VcpuId) -> Result<&IrqState, VGicError> {
+        if intid.0 < PRIVATE_IRQS {
+            let v = self.vcpus.get(vcpu.0).ok_or(VGicError::NoSuchVcpu(vcpu))?;
+            Ok(&v.private[intid.0 as usize])
+        } else {
+            self.spis
+                .get((intid.0 - PRIVATE_IRQS) as usize)
+                .ok_or(VGicError::NoSuchInterrupt(intid))
+        }
+    }
+
+    /// Mutable state of one interrupt; see [`Self::irq`].
+    pub fn irq_mut(&mut self, intid: IntId, vcpu: VcpuId) -> Result<&mut IrqState, VGicError> {
+        if intid.0 < PRIVATE_IRQS {
+            let v = self
+                .vcpus
+                .get_mut(vcpu.0)
+                .ok_or(VGicError::NoSuchVcpu(vcpu))?;
+            Ok(&mut v.private[intid.0 as usize])
+        } else {
+            self.spis
+                .get_mut((intid.0 - PRIVATE_IRQS) as usize)
+                .ok_or(VGicError::NoSuchInterrupt(intid))
+        }
+    }
+
+    /// Whether `irq` would be presented to its vCPU now.
+    fn deliverable(&self, irq: &IrqState) -> bool {
+        irq.deliverable(self.grp0_enabled, self.grp1_enabled)
+    }
+
+    /// Records that the target of `intid` must re-flush if it became deliverable, and
+    /// returns that target.
+    fn note_change(&mut self, intid: IntId, vcpu: VcpuId) -> Option<VcpuId> {
+        let irq = self.irq(intid, vcpu).ok()?;
+        if !self.deliverable(irq) {
+            return None;
+        }
+        let target = irq.target?;
+        self.kicks.insert(target);
+        Some(target)
+    }
+
+    /// Drives the line of a level source (device SPI, or a PPI of `vcpu`). Returns the vCPU
+    /// to kick if the interrupt became deliverable. On an edge-configured interrupt a rising
+    /// level counts as an edge.
+    pub fn set_level(
+        &mut self,
+        intid: IntId,
+        vcpu: VcpuId,
+        level: bool,
+    ) -> Result<Option<VcpuId>, VGicError> {
+        let irq = self.irq_mut(intid, vcpu)?;
+        let rising = level && !irq.line_level;
+        irq.line_level = level;
+        if rising && irq.trigger == Trigger::Edge {
+            irq.pending_latch = true;
+        }
+        Ok(if level {
+            self.note_change(intid, vcpu)
+        } else {
+            None
+        })
+    }
+
+    /// Signals an edge on `intid` (an SPI, or a PPI/SGI of `vcpu`). Returns the vCPU to kick
+    /// if the interrupt is deliverable.
+    pub fn inject_edge(&mut self, intid: IntId, vcpu: VcpuId) -> Result<Option<VcpuId>, VGicError> {
+        self.irq_mut(intid, vcpu)?.pending_latch = true;
+        Ok(self.note_change(intid, vcpu))
+    }
+
+    /// Asks to be told (through [`Self::take_eoi_notified`]) when the guest deactivates
+    /// `intid` on `vcpu`, e.g. for the virtual timer, whose line level the core must
+    /// re-sample after the guest handled it.
+    pub fn set_eoi_notify(
+        &mut self,
+        intid: IntId,
+        vcpu: VcpuId,
+        notify: bool,
+    ) -> Result<(), VGicError> {
+        self.irq_mut(intid, vcpu)?.eoi_notify = notify;
+        Ok(())
+    }
+
+    /// Links a virtual interrupt to a physical one (`ICH_LR.HW`): the guest's deactivation
+    /// deactivates `pintid` in the physical GIC.
+    pub fn set_hw_mapping(
+        &mut self,
+        intid: IntId,
+        vcpu: VcpuId,
+        pintid: Option<IntId>,
+    ) -> Result<(), VGicError> {
+        self.irq_mut(intid, vcpu)?.hw_intid = pintid.map(|p| p.0);
+        Ok(())
+    }
+
+    /// Interrupts the guest deactivated since the last call, among those registered with
+    /// [`Self::set_eoi_notify`].
+    pub fn take_eoi_notified(&mut self, vcpu: VcpuId) -> Result<EoiList, VGicError> {
+        let v = self
+            .vcpus
+            .get_mut(vcpu.0)
+            .ok_or(VGicError::NoSuchVcpu(vcpu))?;
+        Ok(core::mem::take(&mut v.eoi))
+    }
+
+    /// vCPUs that must re-flush (and so be kicked if running) because of register writes
+    /// since the last call.
+    pub fn take_kicks(&mut self) -> VcpuSet {
+        core::mem::take(&mut self.kicks)
+    }
+
+    /// True if `vcpu` has an interrupt to take (wake-up condition for WFI). The guest's
+    /// priority mask (`ICH_VMCR_EL2.VPMR`) is not considered.
+    pub fn has_pending(&self, vcpu: VcpuId) -> bool {
+        let Some(v) = self.vcpus.get(vcpu.0) else {
+            return false;
+        };
+        v.private.iter().any(|i| self.deliverable(i))
+            || self
+                .spis
+                .iter()
+                .any(|i| i.target == Some(vcpu) && self.deliverable(i))
+    }
+
+    /// Handles a guest write to `ICC_SGI1R_EL1` from `sender`: makes the SGI pending on
+    /// every target vCPU and returns the targets to kick. Fields (Arm ARM `ICC_SGI1R_EL1`):
+    /// TargetList 15:0, Aff1 23:16, INTID 27:24, Aff2 39:32, IRM 40, RS 47:44, Aff3 55:48.
+    /// IRM=1 targets every vCPU but the sender.
+    pub fn sgi1r_write(&mut self, sender: VcpuId, value: u64) -> VcpuSet {
+        let intid = IntId(((value >> 24) & 0xF) as u32);
+        let mut targets = VcpuSet::EMPTY;
+        if value & (1 << 40) != 0 {
+            for i in 0..self.vcpus.len() {
+                if i != sender.0 {
+                    targets.insert(VcpuId(i));
+                }
+            }
+        } else {
+            let upper_aff = (value >> 16) & 0xFF | (value >> 32) & 0xFF | (value >> 48) & 0xFF;
+            if upper_aff == 0 {
+                let rs = ((value >> 44) & 0xF) as usize;
+                for bit in 0..16 {
+                    let aff0 = rs * 16 + bit;
+                    if value & (1 << bit) != 0 && aff0 < self.vcpus.len() {
+                        targets.insert(VcpuId(aff0));
+                    }
+                }
+            }
+        }
+        let mut kicks = VcpuSet::EMPTY;
+        for t in targets.iter() {
+            self.vcpus[t.0].private[intid.0 as usize].pending_latch = true;
+            if self.note_change(intid, t).is_some() {
+                kicks.insert(t);
+            }
+        }
+        kicks
+    }
+
+    /// Fills `lrs[..num_lrs]` for `vcpu` before it runs: active interrupts first (so the
+    /// guest can deactivate them), then deliverable ones by priority (lowest value first),
+    /// then by INTID. Unused LRs are written invalid. Level-sensitive and notify-requested
+    /// interrupts get the EOI maintenance bit so that a deactivation makes the guest exit and
+    /// the line is re-sampled.
+    pub fn flush(
+        &mut self,
+        vcpu: VcpuId,
+        lrs: &mut [u64],
+        num_lrs: usize,
+    ) -> Result<Flush, VGicError> {
+        let n = num_lrs.min(lrs.len()).min(MAX_LRS);
+        let v = self.vcpus.get(vcpu.0).ok_or(VGicError::NoSuchVcpu(vcpu))?;
+        if v.lrs.iter().any(Option::is_some) {
+            return Err(VGicError::NotSynced(vcpu));
+        }
+
+        // Bounded selection of the best `n` candidates, kept sorted by key.
+        let mut best: [(u32, IntId); MAX_LRS] = [(u32::MAX, IntId(0)); MAX_LRS];
+        let mut found = 0usize;
+        let mut candidates = 0usize;
+        let total = PRIVATE_IRQS + self.spi_count();
+        for id in 0..total {
+            let intid = IntId(id);
+            let Ok(irq) = self.irq(intid, vcpu) else {
+                continue;
+            };
+            let mine = id < PRIVATE_IRQS || irq.target == Some(vcpu);
+            if !mine || irq.in_lr_of.is_some() || !(irq.active || self.deliverable(irq)) {
+                continue;
+            }
+            candidates += 1;
+            // Active first, then priority, then INTID (ids ascend, so ties keep order).
+            let key = (u32::from(!irq.active) << 8) | u32::from(irq.priority);
+            if n == 0 {
+                continue;
+            }
+            let pos = best[..found]
+                .iter()
+                .position(|(k, _)| key < *k)
+                .unwrap_or(found);
+            if pos < n {
+                let end = found.min(n - 1);
+                best.copy_within(pos..end, pos + 1);
+                best[pos] = (key, intid);
+                found = (found + 1).min(n);
+            }
+        }
+
+        for (i, lr) in lrs.iter_mut().enumerate().take(n) {
+            *lr = Lr::EMPTY;
+            if i >= found {
+                continue;
+            }
+            let intid = best[i].1;
+            let deliverable = {
+                let irq = self.irq(intid, vcpu)?;
+                self.deliverable(irq)
+            };
+            let irq = self.irq_mut(intid, vcpu)?;
+            let took_latch = deliverable && irq.pending_latch;
+            if took_latch {
+                irq.pending_latch = false;
+            }
+            let eoi = irq.hw_intid.is_none() && (irq.eoi_notify || irq.trigger == Trigger::Level);
+            let kind = match irq.hw_intid {
+                Some(pintid) => LrKind::Hardware { pintid },
+                None => LrKind::Virtual {
+                    eoi_maintenance: eoi,
+                },
+            };
+            *lr = Lr {
+                vintid: intid,
+                state: LrState::from_flags(deliverable, irq.active),
+                priority: irq.priority,
+                group1: irq.group1,
+                kind,
+            }
+            .encode();
+            irq.in_lr_of = Some(vcpu);
+            self.vcpus[vcpu.0].lrs[i] = Some(LrSlot {
+                intid,
+                took_latch,
+                eoi,
+            });
+        }
+        Ok(Flush {
+            used: found,
+            overflow: candidates > found,
+        })
+    }
+
+    /// Folds the LRs read back after `vcpu` ran into the interrupt state and frees them.
+    /// An LR the guest deactivated (invalid) leaves its interrupt inactive; a level
+    /// interrupt whose line is still high is then pending again.
+    pub fn sync(&mut self, vcpu: VcpuId, lrs: &[u64]) -> Result<(), VGicError> {
+        let slots = self
+            .vcpus
+            .get(vcpu.0)
+            .ok_or(VGicError::NoSuchVcpu(vcpu))?
+            .lrs;
+        for (i, slot) in slots.iter().enumerate() {
+            let Some(slot) = slot else { continue };
+            let value = lrs.get(i).copied().unwrap_or(Lr::EMPTY);
+            let lr = Lr::decode(value);
+            if value != Lr::EMPTY && lr.vintid != slot.intid {
+                return Err(VGicError::LrMismatch {
+                    vcpu,
+                    lr: i,
+                    expected: slot.intid,
+                    found: lr.vintid,
+                });
+            }
+            let irq = self.irq_mut(slot.intid, vcpu)?;
+            irq.in_lr_of = None;
+            irq.active = lr.state.active();
+            if lr.state.pending() && slot.took_latch {
+                irq.pending_latch = true;
+            }
+            let notify = irq.eoi_notify;
+            let v = &mut self.vcpus[vcpu.0];
+            v.lrs[i] = None;
+            if lr.state == LrState::Invalid && slot.eoi && notify {
+                v.eoi.push(slot.intid);
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::vm::layout::{VGIC_SPIS, VTIMER_INTID};
+
+    const V0: VcpuId = VcpuId(0);
+    const V1: VcpuId = VcpuId(1);
+
+    fn gic(vcpus: usize) -> VGic {
+        let mut g = VGic::new(vcpus, VGIC_SPIS).unwrap();
+        g.grp1_enabled = true;
+        g
+    }
+
+    fn enable(g: &mut VGic, intid: u32, vcpu: VcpuId) {
+        g.irq_mut(IntId(intid), vcpu).unwrap().enabled = true;
+    }
+
+    fn flush(g: &mut VGic, vcpu: VcpuId, n: usize) -> ([u64; 4], Flush) {
+        let mut lrs = [0xdead_u64; 4];
+        let f = g.flush(vcpu, &mut lrs, n).unwrap();
+        (lrs, f)
+    }
+
+    #[test]
+    fn new_rejects_zero_vcpus_and_odd_spi_counts() {
+        assert!(VGic::new(0, 64).is_err());
+        assert!(VGic::new(1, 33).is_err());
+        assert!(VGic::new(MAX_VGIC_VCPUS + 1, 64).is_err());
+        assert!(VGic::new(1, 0).is_ok());
+    }
+
+    #[test]
+    fn unknown_intid_is_an_error_not_a_panic() {
+        let mut g = gic(1);
+        assert_eq!(
+            g.inject_edge(IntId(32 + VGIC_SPIS), V0),
+            Err(VGicError::NoSuchInterrupt(IntId(32 + VGIC_SPIS)))
+        );
+        assert_eq!(
+            g.set_level(IntId(27), VcpuId(5), true),
+            Err(VGicError::NoSuchVcpu(VcpuId(5)))
+        );
+    }
+
+    #[test]
+    fn flush_puts_enabled_pending_interrupt_in_an_lr_and_clears_the_rest() {
+        let mut g = gic(1);
+        enable(&mut g, 40, V0);
+        g.inject_edge(IntId(40), V0).unwrap();
+        let (lrs, f) = flush(&mut g, V0, 4);
+        assert_eq!(
+            f,
+            Flush {
+                used: 1,
+                overflow: false
+            }
+        );
+        let lr = Lr::decode(lrs[0]);
+        assert_eq!(lr.vintid, IntId(40));
+        assert_eq!(lr.state, LrState::Pending);
+        assert!(lr.group1);
+        assert_eq!(&lrs[1..], &[0, 0, 0]);
+        assert_eq!(lrs.len(), 4);
+    }
+
+    #[test]
+    fn flush_skips_disabled_interrupts_and_disabled_groups() {
+        let mut g = gic(1);
+        g.inject_edge(IntId(40), V0).unwrap();
+        assert_eq!(flush(&mut g, V0, 4).1.used, 0);
+        g.sync(V0, &[0; 4]).unwrap();
+        enable(&mut g, 40, V0);
+        g.grp1_enabled = false;
+        assert_eq!(flush(&mut g, V0, 4).1.used, 0);
+    }
+
+    #[test]
+    fn flush_orders_by_priority_and_reports_overflow() {
+        let mut g = gic(1);
+        for (id, prio) in [(40, 0xA0), (41, 0x20), (42, 0x80)] {
+            enable(&mut g, id, V0);
+            g.irq_mut(IntId(id), V0).unwrap().priority = prio;
+            g.inject_edge(IntId(id), V0).unwrap();
+        }
+        let (lrs, f) = flush(&mut g, V0, 2);
+        assert_eq!(
+            f,
+            Flush {
+                used: 2,
+                overflow: true
+            }
+        );
+        assert_eq!(f.ich_hcr_el2(), lr::ICH_HCR_EN | lr::ICH_HCR_UIE);
+        assert_eq!(Lr::decode(lrs[0]).vintid, IntId(41));
+        assert_eq!(Lr::decode(lrs[1]).vintid, IntId(42));
+        assert_eq!(lrs[2], 0xdead, "LRs beyond num_lrs are not touched");
+    }
+
+    #[test]
+    fn flush_puts_active_interrupts_before_pending_ones() {
+        let mut g = gic(1);
+        enable(&mut g, 40, V0);
+        g.irq_mut(IntId(40), V0).unwrap().priority = 0;
+        g.inject_edge(IntId(40), V0).unwrap();
+        g.irq_mut(IntId(50), V0).unwrap().active = true;
+        g.irq_mut(IntId(50), V0).unwrap().priority = 0xF0;
+        let (lrs, _) = flush(&mut g, V0, 1);
+        let lr = Lr::decode(lrs[0]);
+        assert_eq!(lr.vintid, IntId(50));
+        assert_eq!(lr.state, LrState::Active);
+    }
+
+    #[test]
+    fn flush_without_sync_is_refused() {
+        let mut g = gic(1);
+        enable(&mut g, 40, V0);
+        g.inject_edge(IntId(40), V0).unwrap();
+        flush(&mut g, V0, 4);
+        let mut lrs = [0; 4];
+        assert_eq!(g.flush(V0, &mut lrs, 4), Err(VGicError::NotSynced(V0)));
+    }
+
+    #[test]
+    fn spi_is_flushed_only_to_its_routed_vcpu() {
+        let mut g = gic(2);
+        enable(&mut g, 40, V0);
+        g.irq_mut(IntId(40), V0).unwrap().target = Some(V1);
+        g.inject_edge(IntId(40), V0).unwrap();
+        assert_eq!(flush(&mut g, V0, 4).1.used, 0);
+        assert_eq!(flush(&mut g, V1, 4).1.used, 1);
+    }
+
+    #[test]
+    fn edge_interrupt_taken_by_guest_is_not_reinjected() {
+        let mut g = gic(1);
+        enable(&mut g, 40, V0);
+        g.inject_edge(IntId(40), V0).unwrap();
+        let (mut lrs, _) = flush(&mut g, V0, 4);
+        // Guest acknowledges: pending -> active.
+        let mut lr = Lr::decode(lrs[0]);
+        lr.state = LrState::Active;
+        lrs[0] = lr.encode();
+        g.sync(V0, &lrs).unwrap();
+        let irq = *g.irq(IntId(40), V0).unwrap();
+        assert!(irq.active && !irq.pending());
+        // Guest deactivates.
+        let (mut lrs, _) = flush(&mut g, V0, 4);
+        lrs[0] = 0;
+        g.sync(V0, &lrs).unwrap();
+        let irq = *g.irq(IntId(40), V0).unwrap();
+        assert!(!irq.active && !irq.pending());
+        assert!(!g.has_pending(V0));
+    }
+
+    #[test]
+    fn edge_interrupt_not_yet_taken_stays_pending_after_sync() {
+        let mut g = gic(1);
+        enable(&mut g, 40, V0);
+        g.inject_edge(IntId(40), V0).unwrap();
+        let (lrs, _) = flush(&mut g, V0, 4);
+        g.sync(V0, &lrs).unwrap();
+        assert!(g.irq(IntId(40), V0).unwrap().pending());
+        assert!(g.has_pending(V0));
+    }
+
+    #[test]
+    fn level_interrupt_with_line_still_high_is_pending_again_after_deactivation() {
+        let mut g = gic(1);
+        enable(&mut g, 33, V0);
+        g.set_level(IntId(33), V0, true).unwrap();
+        let (mut lrs, _) = flush(&mut g, V0, 4);
+        assert!(matches!(
+            Lr::decode(lrs[0]).kind,
+            LrKind::Virtual {
+                eoi_maintenance: true
+            }
+        ));
+        lrs[0] = 0; // acknowledged and deactivated
+        g.sync(V0, &lrs).unwrap();
+        assert!(g.has_pending(V0));
+        g.set_level(IntId(33), V0, false).unwrap();
+        assert!(!g.has_pending(V0));
+    }
+
+    #[test]
+    fn eoi_notification_reports_deactivated_timer_interrupt() {
+        let mut g = gic(1);
+        let t = IntId(VTIMER_INTID);
+        enable(&mut g, t.0, V0);
+        g.set_eoi_notify(t, V0, true).unwrap();
+        g.set_level(t, V0, true).unwrap();
+        let (mut lrs, _) = flush(&mut g, V0, 4);
+        g.sync(V0, &lrs).unwrap();
+        assert_eq!(g.take_eoi_notified(V0).unwrap().count(), 0, "still pending");
+        let _ = flush(&mut g, V0, 4);
+        lrs[0] = 0;
+        g.sync(V0, &lrs).unwrap();
+        assert_eq!(g.take_eoi_notified(V0).unwrap().collect::<Vec<_>>(), [t]);
+        assert_eq!(g.take_eoi_notified(V0).unwrap().count(), 0, "drained");
+    }
+
+    #[test]
+    fn hardware_mapped_interrupt_uses_hw_lr_with_physical_intid() {
+        let mut g = gic(1);
+        enable(&mut g, 40, V0);
+        g.set_hw_mapping(IntId(40), V0, Some(IntId(72))).unwrap();
+        g.inject_edge(IntId(40), V0).unwrap();
+        let (lrs, _) = flush(&mut g, V0, 4);
+        assert_eq!(Lr::decode(lrs[0]).kind, LrKind::Hardware { pintid: 72 });
+    }
+
+    #[test]
+    fn sync_rejects_lrs_from_another_vcpu() {
+        let mut g = gic(1);
+        enable(&mut g, 40, V0);
+        g.inject_edge(IntId(40), V0).unwrap();
+        let _ = flush(&mut g, V0, 4);
+        let other = Lr::decode(
+            Lr {
+                vintid: IntId(41),
+                ..Lr::decode(1 << 62)
+            }
+            .encode(),
+        );
+        assert!(matches!(
+            g.sync(V0, &[other.encode(), 0, 0, 0]),
+            Err(VGicError::LrMismatch { .. })
+        ));
+    }
+
+    #[test]
+    fn sgi1r_targetlist_marks_sgi_pending_on_each_target() {
+        let mut g = gic(3);
+        for v in 0..3 {
+            enable(&mut g, 5, VcpuId(v));
+        }
+        // INTID 5, TargetList = vCPU 1 and 2.
+        let kicks = g.sgi1r_write(V0, (5 << 24) | 0b110);
+        assert_eq!(kicks.iter().collect::<Vec<_>>(), [V1, VcpuId(2)]);
+        assert!(!g.irq(IntId(5), V0).unwrap().pending());
+        assert!(g.irq(IntId(5), V1).unwrap().pending());
+    }
+
+    #[test]
+    fn sgi1r_irm_targets_everyone_but_the_sender() {
+        let mut g = gic(3);
+        for v in 0..3 {
+            enable(&mut g, 1, VcpuId(v));
+        }
+        let kicks = g.sgi1r_write(V1, (1 << 40) | (1 << 24));
+        assert_eq!(kicks.iter().collect::<Vec<_>>(), [V0, VcpuId(2)]);
+    }
+
+    #[test]
+    fn sgi1r_with_nonzero_aff1_targets_nobody() {
+        let mut g = gic(2);
+        enable(&mut g, 1, V0);
+        assert!(g.sgi1r_write(V1, (1 << 16) | 1).is_empty());
+        assert!(!g.irq(IntId(1), V0).unwrap().pending());
+    }
+
+    #[test]
+    fn disabled_sgi_is_pending_but_not_kicked() {
+        let mut g = gic(2);
+        assert!(g.sgi1r_write(V0, 0b10).is_empty());
+        assert!(g.irq(IntId(0), V1).unwrap().pending());
+    }
+
+    #[test]
+    fn set_level_kicks_the_routed_vcpu_only_when_deliverable() {
+        let mut g = gic(2);
+        g.irq_mut(IntId(33), V0).unwrap().target = Some(V1);
+        assert_eq!(g.set_level(IntId(33), V0, true).unwrap(), None);
+        g.set_level(IntId(33), V0, false).unwrap();
+        enable(&mut g, 33, V0);
+        assert_eq!(g.set_level(IntId(33), V0, true).unwrap(), Some(V1));
+    }
+
+    #[test]
+    fn rising_level_on_edge_configured_interrupt_latches_pending() {
+        let mut g = gic(1);
+        g.irq_mut(IntId(40), V0).unwrap().trigger = Trigger::Edge;
+        g.set_level(IntId(40), V0, true).unwrap();
+        g.set_level(IntId(40), V0, false).unwrap();
+        assert!(g.irq(IntId(40), V0).unwrap().pending());
+    }
+
+    #[test]
+    fn spi_in_lr_of_one_vcpu_is_not_flushed_to_another_after_reroute() {
+        let mut g = gic(2);
+        enable(&mut g, 40, V0);
+        g.inject_edge(IntId(40), V0).unwrap();
+        assert_eq!(flush(&mut g, V0, 4).1.used, 1);
+        g.irq_mut(IntId(40), V0).unwrap().target = Some(V1);
+        g.inject_edge(IntId(40), V0).unwrap();
+        assert_eq!(flush(&mut g, V1, 4).1.used, 0);
+    }
+
+    #[test]
+    fn vcpu_set_iterates_members_in_order() {
+        let mut s = VcpuSet::EMPTY;
+        s.insert(VcpuId(100));
+        s.insert(VcpuId(3));
+        s.insert(VcpuId(500));
+        assert!(s.contains(VcpuId(3)) && !s.contains(VcpuId(4)));
+        assert_eq!(s.iter().collect::<Vec<_>>(), [VcpuId(3), VcpuId(100)]);
+    }
+}
