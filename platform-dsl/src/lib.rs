@@ -51,6 +51,8 @@ pub mod lower;
 pub mod model;
 pub mod parse;
 pub mod validate;
+pub mod vmconfig;
+pub mod image;
 
 use std::fmt;
 use std::path::{Path, PathBuf};

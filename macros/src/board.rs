@@ -1,0 +1,173 @@
+//! `board!`: loads the selected board and emits `BOARD_DESC` and the `HV_BOARD` symbol.
+
+use crate::args::BoardArgs;
+use crate::lit::hex;
+use crate::select::{self, Env};
+use crate::{devices, gating, interrupts, memory, quirks, track};
+use platform_dsl::model::{Board, SupportLevel, Verification};
+use proc_macro2::{Span, TokenStream};
+use quote::quote;
+
+fn support(level: SupportLevel) -> TokenStream {
+    match level {
+        SupportLevel::Supported => quote!(::hypervisor::platform::SupportLevel::Supported),
+        SupportLevel::Experimental => quote!(::hypervisor::platform::SupportLevel::Experimental),
+        SupportLevel::Community => quote!(::hypervisor::platform::SupportLevel::Community),
+    }
+}
+
+fn verification(v: &Verification) -> TokenStream {
+    match v {
+        Verification::Qemu { machine, .. } => {
+            quote!(::hypervisor::platform::VerificationDesc::Qemu { machine: #machine })
+        }
+        Verification::DeviceTree { dtb } => {
+            quote!(::hypervisor::platform::VerificationDesc::DeviceTree { dtb: #dtb })
+        }
+        Verification::None => quote!(::hypervisor::platform::VerificationDesc::None),
+    }
+}
+
+/// The `BoardDesc` expression for a board.
+pub fn board_desc(board: &Board) -> Result<TokenStream, String> {
+    let (name, model, soc) = (&board.name, &board.model, &board.soc);
+    let support = support(board.support);
+    let verified_by = verification(&board.verified_by);
+    let cpus = memory::cpus(board);
+    let memory = memory::memory(board);
+    let hypervisor_base = hex(board.hypervisor.load_address);
+    let hypervisor_size = hex(board.hypervisor.size);
+    let gic = interrupts::gic(&board.gic);
+    let timer = interrupts::timer(&board.timer);
+    let pmu_irq = interrupts::irq(&board.pmu.irq);
+    let console = devices::console_index(board)?;
+    let devices = devices::devices(board);
+    let quirks = quirks::quirks(board);
+    Ok(quote! {
+        ::hypervisor::platform::BoardDesc {
+            name: #name,
+            model: #model,
+            soc: #soc,
+            support: #support,
+            verified_by: #verified_by,
+            cpus: #cpus,
+            memory: #memory,
+            hypervisor_base: #hypervisor_base,
+            hypervisor_size: #hypervisor_size,
+            gic: #gic,
+            timer: #timer,
+            pmu_irq: #pmu_irq,
+            console: #console,
+            devices: #devices,
+            quirks: #quirks,
+        }
+    })
+}
+
+/// The items `board!` expands to for an already loaded, gated board.
+pub fn items(board: &Board) -> Result<TokenStream, String> {
+    let desc = board_desc(board)?;
+    Ok(quote! {
+        /// The board this image is built for (generated from its KDL by `board!`).
+        static BOARD_DESC: ::hypervisor::platform::BoardDesc = #desc;
+        /// The board table the core reads at boot.
+        #[unsafe(no_mangle)]
+        pub static HV_BOARD: &'static ::hypervisor::platform::BoardDesc = &BOARD_DESC;
+    })
+}
+
+/// Expands a `board!(...)` call.
+pub fn expand(args: &BoardArgs, env: &Env) -> TokenStream {
+    let sel = match select::board(args, env) {
+        Ok(sel) => sel,
+        Err(e) => {
+            let err = e.to_compile_error();
+            let track = track::inputs(&[]);
+            return quote!(#err #track);
+        }
+    };
+    let span = args.file.as_ref().map_or(Span::call_site(), |f| f.span());
+    let track = track::inputs(&[&sel.file]);
+    let result = platform_dsl::image::load_board(&sel.file, &sel.name)
+        .map_err(|e| e.to_string())
+        .and_then(|board| {
+            gating::check(&board, sel.allow_experimental)?;
+            items(&board)
+        });
+    match result {
+        Ok(items) => quote!(#items #track),
+        Err(msg) => {
+            let err = syn::Error::new(span, msg).to_compile_error();
+            quote!(#err #track)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fixture;
+    use crate::lit::compact;
+
+    #[test]
+    fn board_desc_has_every_table() {
+        let out = compact(&board_desc(&fixture::two_socket()).unwrap());
+        for field in [
+            "name:\"test-2s\"",
+            "model:\"Testtwo-socket\"",
+            "soc:\"test-soc\"",
+            "support:::hypervisor::platform::SupportLevel::Supported",
+            "verified_by:::hypervisor::platform::VerificationDesc::Qemu{machine:\"virt,virtualization=on,gic-version=3\"}",
+            "cpus:&[",
+            "memory:&[",
+            "hypervisor_base:0x8020_0000_u64",
+            "hypervisor_size:0x200_0000_u64",
+            "gic:::hypervisor::platform::GicDesc{",
+            "timer:::hypervisor::platform::TimerDesc{",
+            "pmu_irq:::hypervisor::platform::IrqDesc{intid:23u32",
+            "console:1usize",
+            "devices:&[",
+            "quirks:&[",
+        ] {
+            assert!(out.contains(field), "missing {field}: {out}");
+        }
+    }
+
+    #[test]
+    fn device_tree_verification_names_the_dtb() {
+        let out = compact(&board_desc(&fixture::gicv2_experimental()).unwrap());
+        assert!(
+            out.contains("VerificationDesc::DeviceTree{dtb:\"broadcom/bcm2711-rpi-4-b.dtb\"}"),
+            "{out}"
+        );
+        assert!(out.contains("SupportLevel::Experimental"), "{out}");
+    }
+
+    #[test]
+    fn items_define_the_no_mangle_symbol() {
+        let out = compact(&items(&fixture::two_socket()).unwrap());
+        assert!(
+            out.contains("staticBOARD_DESC:::hypervisor::platform::BoardDesc="),
+            "{out}"
+        );
+        assert!(out.contains("#[unsafe(no_mangle)]pubstaticHV_BOARD:&'static::hypervisor::platform::BoardDesc=&BOARD_DESC;"), "{out}");
+        syn::parse2::<syn::File>(items(&fixture::two_socket()).unwrap()).unwrap();
+    }
+
+    #[test]
+    fn unknown_console_is_reported_not_panicked() {
+        let mut b = fixture::two_socket();
+        b.console = "nope".into();
+        assert!(items(&b).unwrap_err().contains("console `nope`"));
+    }
+
+    #[test]
+    fn missing_file_expands_to_compile_error() {
+        let args: BoardArgs = syn::parse_str(r#"file = "/nonexistent/b.kdl", name = "x""#).unwrap();
+        let out = compact(&expand(&args, &Env::default()));
+        assert!(
+            out.starts_with("::core::compile_error!{\"cannotreadboardfile`/nonexistent/b.kdl`"),
+            "{out}"
+        );
+    }
+}

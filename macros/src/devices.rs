@@ -1,0 +1,116 @@
+//! Devices: `RegDesc` windows, `DeviceDesc` with status and reason, and the console index.
+
+use crate::lit::{hex, option, slice};
+use platform_dsl::model::{Board, Device, Reg, Status};
+use proc_macro2::TokenStream;
+use quote::quote;
+
+/// One `RegDesc`.
+pub fn reg(r: &Reg) -> TokenStream {
+    let (name, base, size) = (&r.name, hex(r.base), hex(r.size));
+    quote!(::hypervisor::platform::RegDesc { name: #name, base: #base, size: #size })
+}
+
+fn status(s: &Status) -> TokenStream {
+    match s {
+        Status::Okay => quote!(::hypervisor::platform::DeviceStatus::Okay),
+        Status::Disabled { reason } => {
+            quote!(::hypervisor::platform::DeviceStatus::Disabled { reason: #reason })
+        }
+    }
+}
+
+fn device(d: &Device) -> TokenStream {
+    let name = &d.name;
+    let compatible = slice(&d.compatible);
+    let regs = slice(d.regs.iter().map(reg));
+    let irqs = slice(d.irqs.iter().map(crate::interrupts::irq));
+    let status = status(&d.status);
+    let bus_id = option(d.bus_id.as_ref(), |b| quote!(#b));
+    let clock_hz = option(d.clock_hz.as_ref(), |c| quote!(#c));
+    quote! {
+        ::hypervisor::platform::DeviceDesc {
+            name: #name,
+            compatible: #compatible,
+            regs: #regs,
+            irqs: #irqs,
+            status: #status,
+            bus_id: #bus_id,
+            clock_hz: #clock_hz,
+        }
+    }
+}
+
+/// `&[DeviceDesc]`, enabled and disabled, in declaration order.
+pub fn devices(board: &Board) -> TokenStream {
+    slice(board.devices.iter().map(device))
+}
+
+/// Index of the console device in `devices`.
+pub fn console_index(board: &Board) -> Result<usize, String> {
+    board
+        .devices
+        .iter()
+        .position(|d| d.name == board.console)
+        .ok_or_else(|| {
+            format!(
+                "board `{}`: console `{}` is not one of its devices; set `console` to a device name",
+                board.name, board.console
+            )
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fixture;
+    use crate::lit::compact;
+
+    #[test]
+    fn disabled_device_keeps_its_reason() {
+        let out = compact(&devices(&fixture::two_socket()));
+        assert!(
+            out.contains("status:::hypervisor::platform::DeviceStatus::Disabled{reason:\"integratedGPUcannotbeshared\"}"),
+            "{out}"
+        );
+    }
+
+    #[test]
+    fn enabled_device_has_regs_irqs_compatibles_and_clock() {
+        let out = compact(&devices(&fixture::two_socket()));
+        assert!(out.contains(
+            "name:\"uart0\",compatible:&[\"arm,pl011\",\"arm,primecell\"],\
+             regs:&[::hypervisor::platform::RegDesc{name:\"regs\",base:0x900_0000_u64,size:0x1000_u64}],\
+             irqs:&[::hypervisor::platform::IrqDesc{intid:33u32,trigger:::hypervisor::platform::Trigger::Level}],\
+             status:::hypervisor::platform::DeviceStatus::Okay,bus_id:::core::option::Option::None,\
+             clock_hz:::core::option::Option::Some(24000000u64)"
+        ), "{out}");
+    }
+
+    #[test]
+    fn bus_device_has_its_bus_id() {
+        let out = compact(&devices(&fixture::two_socket()));
+        assert!(
+            out.contains("bus_id:::core::option::Option::Some(\"usb:0bda:8153\")"),
+            "{out}"
+        );
+    }
+
+    #[test]
+    fn console_index_points_at_the_console_device() {
+        assert_eq!(console_index(&fixture::two_socket()), Ok(1));
+    }
+
+    #[test]
+    fn missing_console_device_is_an_error() {
+        let mut b = fixture::two_socket();
+        b.console = "uart9".into();
+        let e = console_index(&b).unwrap_err();
+        assert!(e.contains("console `uart9`"), "{e}");
+    }
+
+    #[test]
+    fn generated_table_is_valid_rust() {
+        syn::parse2::<syn::Expr>(devices(&fixture::two_socket())).unwrap();
+    }
+}

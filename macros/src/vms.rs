@@ -1,0 +1,216 @@
+//! `vms!`: loads the VM file, checks it against the selected board, emits `HV_VMS`.
+
+use crate::args::VmsArgs;
+use crate::lit::{hex, option, slice};
+use crate::select::{self, Env};
+use crate::track;
+use platform_dsl::model::Board;
+use platform_dsl::vmconfig::{self, ImageKind, Plan, VmConfig, VmDevice};
+use proc_macro2::{Span, TokenStream};
+use quote::quote;
+
+fn image(plan: &Plan, vm: usize, kind: ImageKind) -> Option<TokenStream> {
+    plan.image(vm, kind).map(|i| {
+        let path = i.path.display().to_string();
+        let (base, size) = (hex(i.addr), hex(i.size));
+        quote!(::hypervisor::config::ImageDesc { path: #path, staging_base: #base, size: #size })
+    })
+}
+
+fn device(d: &VmDevice) -> TokenStream {
+    match d {
+        VmDevice::Passthrough(device) => {
+            quote!(::hypervisor::config::VmDeviceDesc::Passthrough { device: #device })
+        }
+    }
+}
+
+/// The `VmTable` expression: VMs in order, images at their staging addresses.
+pub fn vm_table(config: &VmConfig, plan: &Plan) -> Result<TokenStream, String> {
+    let mut vms = Vec::new();
+    for (index, vm) in config.vms.iter().enumerate() {
+        let name = &vm.name;
+        let vcpus = vm.vcpus;
+        let memory_size = hex(vm.memory_bytes);
+        let kernel = image(plan, index, ImageKind::Kernel).ok_or_else(|| {
+            format!("VM `{name}`: the staging plan has no kernel (internal error)")
+        })?;
+        let initrd = option(image(plan, index, ImageKind::Initrd).as_ref(), |t| {
+            t.clone()
+        });
+        let dtb = option(image(plan, index, ImageKind::Dtb).as_ref(), |t| t.clone());
+        let cmdline = &vm.cmdline;
+        let devices = slice(vm.devices.iter().map(device));
+        vms.push(quote! {
+            ::hypervisor::config::VmDesc {
+                name: #name,
+                vcpus: #vcpus,
+                memory_size: #memory_size,
+                kernel: #kernel,
+                initrd: #initrd,
+                dtb: #dtb,
+                cmdline: #cmdline,
+                devices: #devices,
+            }
+        });
+    }
+    let vms = slice(vms);
+    let (base, end) = (hex(plan.staging_base), hex(plan.staging_end));
+    Ok(quote! {
+        ::hypervisor::config::VmTable { vms: #vms, staging_base: #base, staging_end: #end }
+    })
+}
+
+/// The items `vms!` expands to.
+pub fn items(config: &VmConfig, plan: &Plan) -> Result<TokenStream, String> {
+    let table = vm_table(config, plan)?;
+    let max_vcpus = config
+        .vms
+        .iter()
+        .map(|v| u64::from(v.vcpus))
+        .max()
+        .unwrap_or(0);
+    Ok(quote! {
+        /// The VMs this image starts (generated from the VM TOML by `vms!`).
+        static VM_TABLE: ::hypervisor::config::VmTable = #table;
+        /// The VM table the core reads at boot.
+        #[unsafe(no_mangle)]
+        pub static HV_VMS: &'static ::hypervisor::config::VmTable = &VM_TABLE;
+        // platform_dsl::vmconfig::MAX_VCPUS must stay within the guest-physical layout.
+        const _: () = ::core::assert!(#max_vcpus <= ::hypervisor::vm::layout::MAX_VCPUS);
+    })
+}
+
+fn load(sel: &select::VmsSelection) -> Result<(Board, VmConfig, Plan), String> {
+    let board =
+        platform_dsl::image::load_board(&sel.board_file, &sel.board).map_err(|e| e.to_string())?;
+    let config = VmConfig::load(&sel.file).map_err(|e| e.to_string())?;
+    let plan = vmconfig::plan(&board, &config).map_err(|e| e.to_string())?;
+    Ok((board, config, plan))
+}
+
+/// Expands a `vms!(...)` call.
+pub fn expand(args: &VmsArgs, env: &Env) -> TokenStream {
+    let sel = match select::vms(args, env) {
+        Ok(sel) => sel,
+        Err(e) => {
+            let err = e.to_compile_error();
+            let track = track::inputs(&[]);
+            return quote!(#err #track);
+        }
+    };
+    let span = args.file.as_ref().map_or(Span::call_site(), |f| f.span());
+    let track = track::inputs(&[&sel.file, &sel.board_file]);
+    match load(&sel).and_then(|(_, config, plan)| items(&config, &plan)) {
+        Ok(items) => quote!(#items #track),
+        Err(msg) => {
+            let err = syn::Error::new(span, msg).to_compile_error();
+            quote!(#err #track)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fixture;
+    use crate::lit::compact;
+    use std::path::PathBuf;
+
+    fn config(dir: &std::path::Path) -> VmConfig {
+        std::fs::create_dir_all(dir).unwrap();
+        std::fs::write(dir.join("k"), [1u8; 4096]).unwrap();
+        std::fs::write(dir.join("i"), [2u8; 10]).unwrap();
+        VmConfig::parse(
+            r#"
+            [[vm]]
+            name = "linux"
+            vcpus = 2
+            memory_mib = 256
+            kernel = "k"
+            initrd = "i"
+            cmdline = "console=ttyAMA0"
+            devices = [{ passthrough = "nic" }]
+            "#,
+            &dir.join("vms.toml"),
+        )
+        .unwrap()
+    }
+
+    fn scratch(tag: &str) -> PathBuf {
+        std::env::temp_dir().join(format!("macros-vms-{}-{tag}", std::process::id()))
+    }
+
+    #[test]
+    fn table_places_images_at_their_staging_addresses() {
+        let dir = scratch("table");
+        let cfg = config(&dir);
+        let plan = vmconfig::plan(&fixture::two_socket(), &cfg).unwrap();
+        let out = compact(&vm_table(&cfg, &plan).unwrap());
+        let _ = std::fs::remove_dir_all(&dir);
+        // hypervisor 0x8020_0000 + 0x200_0000 -> staging at 0x8220_0000.
+        assert!(out.contains(&format!(
+            "kernel:::hypervisor::config::ImageDesc{{path:\"{}\",staging_base:0x8220_0000_u64,size:0x1000_u64}}",
+            dir.join("k").display()
+        )), "{out}");
+        assert!(
+            out.contains("initrd:::core::option::Option::Some(::hypervisor::config::ImageDesc{"),
+            "{out}"
+        );
+        assert!(
+            out.contains("staging_base:0x8240_0000_u64,size:0xa_u64"),
+            "{out}"
+        );
+        assert!(out.contains("dtb:::core::option::Option::None"), "{out}");
+        assert!(
+            out.contains("staging_base:0x8220_0000_u64,staging_end:0x8260_0000_u64}"),
+            "{out}"
+        );
+    }
+
+    #[test]
+    fn table_keeps_vm_fields_and_devices() {
+        let dir = scratch("fields");
+        let cfg = config(&dir);
+        let plan = vmconfig::plan(&fixture::two_socket(), &cfg).unwrap();
+        let out = compact(&vm_table(&cfg, &plan).unwrap());
+        let _ = std::fs::remove_dir_all(&dir);
+        assert!(
+            out.contains("name:\"linux\",vcpus:2u32,memory_size:0x1000_0000_u64"),
+            "{out}"
+        );
+        assert!(out.contains("cmdline:\"console=ttyAMA0\""), "{out}");
+        assert!(
+            out.contains(
+                "devices:&[::hypervisor::config::VmDeviceDesc::Passthrough{device:\"nic\"}]"
+            ),
+            "{out}"
+        );
+    }
+
+    #[test]
+    fn items_define_hv_vms_and_check_max_vcpus() {
+        let dir = scratch("items");
+        let cfg = config(&dir);
+        let plan = vmconfig::plan(&fixture::two_socket(), &cfg).unwrap();
+        let tokens = items(&cfg, &plan).unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+        let out = compact(&tokens);
+        assert!(out.contains("#[unsafe(no_mangle)]pubstaticHV_VMS:&'static::hypervisor::config::VmTable=&VM_TABLE;"), "{out}");
+        assert!(
+            out.contains("assert!(2u64<=::hypervisor::vm::layout::MAX_VCPUS)"),
+            "{out}"
+        );
+        syn::parse2::<syn::File>(tokens).unwrap();
+    }
+
+    #[test]
+    fn no_selected_board_expands_to_compile_error() {
+        let env = Env {
+            vms: Some("/x/vms.toml".into()),
+            ..Env::default()
+        };
+        let out = compact(&expand(&VmsArgs::default(), &env));
+        assert!(out.starts_with("::core::compile_error!"), "{out}");
+    }
+}
