@@ -109,6 +109,99 @@ pub enum DtError {
     NoTimer,
 }
 
+/// Largest DTB the guest accepts (the arm64 boot protocol's limit).
+pub const MAX_DTB_SIZE: usize = 2 << 20;
+
+// Flattened device tree header fields and structure tokens (Devicetree Specification v0.4, 5.2
+// and 5.4.1); all big-endian 32-bit.
+const FDT_MAGIC: u32 = 0xd00d_feed;
+const HDR_TOTALSIZE: usize = 4;
+const HDR_OFF_DT_STRUCT: usize = 8;
+const HDR_SIZE_DT_STRUCT: usize = 36;
+const HDR_LEN: usize = 40;
+const FDT_BEGIN_NODE: u32 = 1;
+const FDT_END_NODE: u32 = 2;
+const FDT_PROP: u32 = 3;
+const FDT_NOP: u32 = 4;
+const FDT_END: u32 = 9;
+
+/// Why a blob is not a usable flattened device tree.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum BlobError {
+    /// Wrong magic or a header that does not fit.
+    #[error("x0 does not point at a DTB (bad magic or header): the loader must pass the DTB address in x0")]
+    NotADtb,
+    /// `totalsize` over the boot protocol limit.
+    #[error("the DTB's totalsize {0:#x} exceeds 2 MiB, the arm64 boot protocol limit")]
+    TooLarge(usize),
+    /// The structure block has a bad token or overruns.
+    #[error("the DTB structure block is malformed at offset {0:#x}")]
+    Malformed(usize),
+}
+
+/// The `totalsize` of the DTB whose first `HDR_LEN` bytes are `header`.
+pub fn blob_size(header: &[u8]) -> Result<usize, BlobError> {
+    if header.len() < HDR_LEN || be32(header, 0) != FDT_MAGIC {
+        return Err(BlobError::NotADtb);
+    }
+    let size = be32(header, HDR_TOTALSIZE) as usize;
+    match size {
+        HDR_LEN.. if size <= MAX_DTB_SIZE => Ok(size),
+        HDR_LEN.. => Err(BlobError::TooLarge(size)),
+        _ => Err(BlobError::NotADtb),
+    }
+}
+
+/// Removes `FDT_NOP` tokens from the structure block in place (and shrinks
+/// `size_dt_struct`), because the `fdt` crate (0.1.5) stops looking for a node at a NOP
+/// between siblings. Loaders that edit a DTB in place (QEMU with `-dtb`, U-Boot, libfdt's
+/// `fdt_nop_property`) leave NOPs behind.
+pub fn strip_nops(blob: &mut [u8]) -> Result<(), BlobError> {
+    if blob_size(blob)? > blob.len() {
+        return Err(BlobError::NotADtb);
+    }
+    let start = be32(blob, HDR_OFF_DT_STRUCT) as usize;
+    let end = start
+        .checked_add(be32(blob, HDR_SIZE_DT_STRUCT) as usize)
+        .filter(|&end| end <= blob.len())
+        .ok_or(BlobError::NotADtb)?;
+    let align4 = |n: usize| (n + 3) & !3;
+    let (mut read, mut write) = (start, start);
+    while read < end {
+        let bad = BlobError::Malformed(read);
+        if read + 4 > end {
+            return Err(bad);
+        }
+        let token = be32(blob, read);
+        let len = match token {
+            FDT_BEGIN_NODE => {
+                let name = blob[read + 4..end]
+                    .iter()
+                    .position(|&b| b == 0)
+                    .ok_or(bad)?;
+                4 + align4(name + 1)
+            }
+            FDT_PROP if read + 12 <= end => 12 + align4(be32(blob, read + 4) as usize),
+            FDT_END_NODE | FDT_NOP | FDT_END => 4,
+            _ => return Err(bad),
+        };
+        if read + len > end {
+            return Err(bad);
+        }
+        if token != FDT_NOP {
+            blob.copy_within(read..read + len, write);
+            write += len;
+        }
+        read += len;
+        if token == FDT_END {
+            break;
+        }
+    }
+    let new_size = ((write - start) as u32).to_be_bytes();
+    blob[HDR_SIZE_DT_STRUCT..HDR_SIZE_DT_STRUCT + 4].copy_from_slice(&new_size);
+    Ok(())
+}
+
 /// Reads the machine description from a flattened device tree.
 pub fn parse(fdt: &Fdt<'_>) -> Result<Platform, DtError> {
     let ram = fdt
@@ -274,6 +367,8 @@ mod tests {
 
     const V3: &[u8] = include_bytes!("../fixtures/qemu-virt-gicv3.dtb");
     const V2: &[u8] = include_bytes!("../fixtures/qemu-virt-gicv2.dtb");
+    /// QEMU virt (GICv3, 2 CPUs, 1 GiB) after QEMU edited a `-dtb` file in place: 54 FDT_NOPs.
+    const NOPS: &[u8] = include_bytes!("../fixtures/qemu-virt-gicv3-with-nops.dtb");
 
     #[test]
     fn memory_is_the_first_memory_region() {
@@ -362,6 +457,53 @@ mod tests {
     #[test]
     fn no_bootargs_means_no_bench() {
         assert!(!platform(V3).bench);
+    }
+
+    #[test]
+    fn nops_between_nodes_hide_cpus_from_the_fdt_crate() {
+        let blob = NOPS.to_vec();
+        let fdt = Fdt::new(&blob).expect("fixture is a DTB");
+        assert!(fdt.find_node("/cpus").is_none());
+    }
+
+    #[test]
+    fn stripping_nops_makes_the_dtb_parse() {
+        let mut blob = NOPS.to_vec();
+        strip_nops(&mut blob).expect("fixture is well formed");
+        let p = platform(&blob);
+        assert_eq!(p.cpu_count, 2);
+        assert_eq!(
+            p.ram,
+            Region {
+                base: 0x4000_0000,
+                size: 0x4000_0000
+            }
+        );
+    }
+
+    #[test]
+    fn stripping_a_dtb_without_nops_changes_nothing() {
+        let mut blob = V2.to_vec();
+        strip_nops(&mut blob).expect("fixture is well formed");
+        assert_eq!(blob, V2);
+    }
+
+    #[test]
+    fn a_blob_without_the_magic_is_rejected() {
+        assert_eq!(blob_size(&[0; 64]), Err(BlobError::NotADtb));
+    }
+
+    #[test]
+    fn a_truncated_structure_block_is_rejected() {
+        let mut blob = V2.to_vec();
+        let start = be32(&blob, HDR_OFF_DT_STRUCT) as usize;
+        // A property whose length runs past the structure block.
+        blob[start + 8..start + 12].copy_from_slice(&FDT_PROP.to_be_bytes());
+        blob[start + 12..start + 16].copy_from_slice(&0x00ff_ffff_u32.to_be_bytes());
+        assert!(matches!(
+            strip_nops(&mut blob),
+            Err(BlobError::Malformed(_))
+        ));
     }
 
     #[test]

@@ -82,6 +82,24 @@ mod guest {
         Pl011::new(unsafe { Mmio::new(region.base as usize, region.size as usize) })
     }
 
+    /// The DTB at `dtb` as a mutable byte slice, if it has a valid header.
+    fn dtb_blob(dtb: usize) -> Option<&'static mut [u8]> {
+        if dtb == 0 || dtb % 8 != 0 {
+            return None;
+        }
+        let mut header = [0_u8; 40];
+        for (i, byte) in header.iter_mut().enumerate() {
+            // SAFETY: the boot protocol passes the address of a DTB (at least its 40-byte
+            // header, 8-byte aligned) in x0; reading it has no side effect.
+            *byte = unsafe { core::ptr::read_volatile((dtb + i) as *const u8) };
+        }
+        let size = dt::blob_size(&header).ok()?;
+        // SAFETY: (1) the boot protocol places the DTB, `size` bytes (<= 2 MiB, checked), in
+        // RAM outside the image, its `.bss` and stacks; (2) nothing else in the guest refers
+        // to that memory, and this runs once on the boot CPU, so the slice is unaliased.
+        Some(unsafe { core::slice::from_raw_parts_mut(dtb as *mut u8, size) })
+    }
+
     fn own_mpidr() -> u64 {
         MPIDR_EL1.get() & MPIDR_AFFINITY_MASK
     }
@@ -89,12 +107,12 @@ mod guest {
     /// Boot CPU entry, MMU off, on CPU 0's stack, `.bss` zeroed; `dtb` is x0 from the loader.
     pub extern "C" fn primary_main(dtb: usize) -> ! {
         TPIDR_EL1.set(0);
-        // SAFETY: the boot protocol passes the physical address of a DTB in x0; it lies in
-        // RAM that nothing else uses, and `from_ptr` only reads it.
-        let Ok(fdt) = (unsafe { fdt::Fdt::from_ptr(dtb as *const u8) }) else {
-            // Without a DTB there is no console and no PSCI conduit to report with.
+        // Without a DTB there is no console and no PSCI conduit to report with: just stop.
+        let Some(blob) = dtb_blob(dtb) else { halt() };
+        if dt::strip_nops(blob).is_err() {
             halt()
-        };
+        }
+        let Ok(fdt) = fdt::Fdt::new(blob) else { halt() };
         let platform = match dt::parse(&fdt) {
             Ok(platform) => platform,
             Err(e) => {
