@@ -1,1 +1,580 @@
-//! TODO(room): fdt.
+//! Guest device tree generation (`vm-fdt`): the description of the virtual platform that a
+//! Linux guest boots with, shaped like QEMU's `virt` machine DTB.
+//!
+//! Generated nodes: root (`linux,dummy-virt`, 2 address/size cells, `interrupt-parent` =
+//! the GIC), `/cpus` (`cpu@N`, PSCI enable method), `/memory@...`, `/psci` (HVC),
+//! `/intc@...` (GICv3 with GICD + GICR, or GICv2 with GICD + GICC), `/timer`, `/pmu`,
+//! `/apb-pclk` (24 MHz fixed clock), `/pl011@...` and `/chosen`.
+#![deny(unsafe_code)]
+
+use crate::types::{GuestPhysAddr, IntId};
+use crate::vm::layout;
+use alloc::format;
+use alloc::string::{String, ToString};
+use alloc::vec::Vec;
+use vm_fdt::FdtWriter;
+
+/// `interrupts` flag: level-sensitive, active high (Linux `IRQ_TYPE_LEVEL_HIGH`), what
+/// QEMU's `virt` uses for the timer, PMU, maintenance and UART interrupts.
+const IRQ_LEVEL_HIGH: u32 = 4;
+/// First cell of an `interrupts` triple: SPI.
+const GIC_SPI: u32 = 0;
+/// First cell of an `interrupts` triple: PPI.
+const GIC_PPI: u32 = 1;
+/// Phandle of the interrupt controller.
+const PHANDLE_GIC: u32 = 1;
+/// Phandle of the APB clock.
+const PHANDLE_APB_PCLK: u32 = 2;
+/// Frequency of the fixed APB clock feeding the PL011 (as QEMU's `virt`).
+pub const APB_PCLK_HZ: u32 = 24_000_000;
+
+/// A guest-physical window.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Window {
+    /// Base.
+    pub base: GuestPhysAddr,
+    /// Size in bytes.
+    pub size: u64,
+}
+
+/// Interrupt controller the guest sees.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GuestGic {
+    /// GICv3: distributor and one contiguous redistributor region.
+    V3 {
+        /// GICD.
+        dist: Window,
+        /// GICR frames of all vCPUs.
+        redist: Window,
+    },
+    /// GICv2: distributor and CPU interface.
+    V2 {
+        /// GICD.
+        dist: Window,
+        /// GICC.
+        cpu: Window,
+    },
+}
+
+/// Architected timer PPIs, as INTIDs (16-31).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TimerPpis {
+    /// Secure physical timer.
+    pub secure_phys: IntId,
+    /// Non-secure physical timer.
+    pub phys: IntId,
+    /// Virtual timer.
+    pub virt: IntId,
+    /// EL2 (hypervisor) physical timer.
+    pub hyp_phys: IntId,
+}
+
+/// Everything the guest device tree describes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GuestDtbConfig<'a> {
+    /// vCPUs (`cpu@0` .. `cpu@{vcpus-1}`, MPIDR Aff0 = index).
+    pub vcpus: usize,
+    /// Guest RAM.
+    pub ram: Window,
+    /// Interrupt controller.
+    pub gic: GuestGic,
+    /// GIC maintenance interrupt PPI.
+    pub maintenance: IntId,
+    /// PL011 window.
+    pub uart: Window,
+    /// PL011 interrupt (an SPI).
+    pub uart_intid: IntId,
+    /// Kernel command line.
+    pub cmdline: &'a str,
+    /// Initrd `[start, end)`.
+    pub initrd: Option<(GuestPhysAddr, GuestPhysAddr)>,
+    /// Timer PPIs.
+    pub timer: TimerPpis,
+    /// PMU PPI; `None` leaves out `/pmu`.
+    pub pmu: Option<IntId>,
+}
+
+impl<'a> GuestDtbConfig<'a> {
+    /// The configuration for the standard guest layout of [`crate::vm::layout`].
+    pub fn from_layout(
+        vcpus: usize,
+        ram_size: u64,
+        gic_v3: bool,
+        cmdline: &'a str,
+        initrd: Option<(GuestPhysAddr, GuestPhysAddr)>,
+    ) -> Self {
+        let dist = Window {
+            base: GuestPhysAddr(layout::GICD_BASE),
+            size: layout::GICD_SIZE,
+        };
+        let gic = if gic_v3 {
+            GuestGic::V3 {
+                dist,
+                redist: Window {
+                    base: GuestPhysAddr(layout::GICR_BASE),
+                    size: layout::GICR_STRIDE * vcpus as u64,
+                },
+            }
+        } else {
+            GuestGic::V2 {
+                dist,
+                cpu: Window {
+                    base: GuestPhysAddr(layout::GICC_BASE),
+                    size: layout::GICC_SIZE,
+                },
+            }
+        };
+        Self {
+            vcpus,
+            ram: Window {
+                base: GuestPhysAddr(layout::RAM_BASE),
+                size: ram_size,
+            },
+            gic,
+            maintenance: IntId(layout::MAINT_INTID),
+            uart: Window {
+                base: GuestPhysAddr(layout::UART_BASE),
+                size: layout::UART_SIZE,
+            },
+            uart_intid: IntId(layout::UART_INTID),
+            cmdline,
+            initrd,
+            timer: TimerPpis {
+                secure_phys: IntId(29),
+                phys: IntId(layout::PTIMER_INTID),
+                virt: IntId(layout::VTIMER_INTID),
+                hyp_phys: IntId(26),
+            },
+            pmu: Some(IntId(layout::PMU_INTID)),
+        }
+    }
+}
+
+/// Errors building a guest device tree.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum FdtError {
+    /// No vCPUs.
+    #[error("a guest device tree needs at least one vCPU: set the VM's vcpus")]
+    NoVcpus,
+    /// An interrupt that must be a PPI is not in 16..=31.
+    #[error("{what} interrupt {intid} is not a PPI (INTID 16-31): fix the VM layout")]
+    NotAPpi {
+        /// Which interrupt.
+        what: &'static str,
+        /// INTID.
+        intid: IntId,
+    },
+    /// An interrupt that must be an SPI is not in 32..=1019.
+    #[error("{what} interrupt {intid} is not an SPI (INTID 32-1019): fix the VM layout")]
+    NotAnSpi {
+        /// Which interrupt.
+        what: &'static str,
+        /// INTID.
+        intid: IntId,
+    },
+    /// The initrd range is backwards.
+    #[error("initrd end {end} is below its start {start}")]
+    InitrdBackwards {
+        /// Start.
+        start: GuestPhysAddr,
+        /// End.
+        end: GuestPhysAddr,
+    },
+    /// `vm-fdt` refused the tree (e.g. a NUL byte in the command line).
+    #[error("device tree writer failed: {0} (a NUL byte in the command line?)")]
+    Writer(vm_fdt::Error),
+}
+
+impl From<vm_fdt::Error> for FdtError {
+    fn from(e: vm_fdt::Error) -> Self {
+        Self::Writer(e)
+    }
+}
+
+/// A PPI triple; `cpu_mask` goes in flag bits 15:8 (GICv2 bindings only, as QEMU does).
+fn ppi(what: &'static str, intid: IntId, cpu_mask: u32) -> Result<[u32; 3], FdtError> {
+    match intid.0 {
+        16..=31 => Ok([GIC_PPI, intid.0 - 16, IRQ_LEVEL_HIGH | (cpu_mask << 8)]),
+        _ => Err(FdtError::NotAPpi { what, intid }),
+    }
+}
+
+fn spi(what: &'static str, intid: IntId) -> Result<[u32; 3], FdtError> {
+    match intid.0 {
+        32..=1019 => Ok([GIC_SPI, intid.0 - 32, IRQ_LEVEL_HIGH]),
+        _ => Err(FdtError::NotAnSpi { what, intid }),
+    }
+}
+
+fn reg(windows: &[Window]) -> Vec<u64> {
+    windows.iter().flat_map(|w| [w.base.0, w.size]).collect()
+}
+
+fn strings(list: &[&str]) -> Vec<String> {
+    list.iter().map(|s| s.to_string()).collect()
+}
+
+/// Builds the flattened device tree blob for a guest.
+pub fn build_guest_dtb(cfg: &GuestDtbConfig<'_>) -> Result<Vec<u8>, FdtError> {
+    if cfg.vcpus == 0 {
+        return Err(FdtError::NoVcpus);
+    }
+    if let Some((start, end)) = cfg.initrd {
+        if end < start {
+            return Err(FdtError::InitrdBackwards { start, end });
+        }
+    }
+    let uart_irq = spi("UART", cfg.uart_intid)?;
+    let cpu_mask = match cfg.gic {
+        GuestGic::V3 { .. } => 0,
+        GuestGic::V2 { .. } => (1u32 << cfg.vcpus.min(8)) - 1,
+    };
+    let maint_irq = ppi("GIC maintenance", cfg.maintenance, cpu_mask)?;
+    let mut timer_irqs = Vec::with_capacity(12);
+    for (what, id) in [
+        ("secure physical timer", cfg.timer.secure_phys),
+        ("physical timer", cfg.timer.phys),
+        ("virtual timer", cfg.timer.virt),
+        ("hypervisor timer", cfg.timer.hyp_phys),
+    ] {
+        timer_irqs.extend_from_slice(&ppi(what, id, cpu_mask)?);
+    }
+    let pmu_irq = cfg.pmu.map(|id| ppi("PMU", id, cpu_mask)).transpose()?;
+
+    let mut fdt = FdtWriter::new()?;
+    let root = fdt.begin_node("")?;
+    fdt.property_u32("#address-cells", 2)?;
+    fdt.property_u32("#size-cells", 2)?;
+    fdt.property_string("compatible", "linux,dummy-virt")?;
+    fdt.property_string("model", "linux,dummy-virt")?;
+    fdt.property_u32("interrupt-parent", PHANDLE_GIC)?;
+
+    let chosen = fdt.begin_node("chosen")?;
+    fdt.property_string("bootargs", cfg.cmdline)?;
+    fdt.property_string("stdout-path", &format!("/pl011@{:x}", cfg.uart.base.0))?;
+    if let Some((start, end)) = cfg.initrd {
+        fdt.property_u64("linux,initrd-start", start.0)?;
+        fdt.property_u64("linux,initrd-end", end.0)?;
+    }
+    fdt.end_node(chosen)?;
+
+    let memory = fdt.begin_node(&format!("memory@{:x}", cfg.ram.base.0))?;
+    fdt.property_string("device_type", "memory")?;
+    fdt.property_array_u64("reg", &reg(&[cfg.ram]))?;
+    fdt.end_node(memory)?;
+
+    let cpus = fdt.begin_node("cpus")?;
+    fdt.property_u32("#address-cells", 1)?;
+    fdt.property_u32("#size-cells", 0)?;
+    for i in 0..cfg.vcpus {
+        let cpu = fdt.begin_node(&format!("cpu@{i:x}"))?;
+        fdt.property_string("device_type", "cpu")?;
+        fdt.property_string("compatible", "arm,armv8")?;
+        fdt.property_string("enable-method", "psci")?;
+        fdt.property_u32("reg", i as u32)?;
+        fdt.end_node(cpu)?;
+    }
+    fdt.end_node(cpus)?;
+
+    let psci = fdt.begin_node("psci")?;
+    fdt.property_string_list("compatible", strings(&["arm,psci-1.0", "arm,psci-0.2"]))?;
+    fdt.property_string("method", "hvc")?;
+    fdt.end_node(psci)?;
+
+    let (dist, compatible, windows) = match cfg.gic {
+        GuestGic::V3 { dist, redist } => (dist, "arm,gic-v3", [dist, redist]),
+        GuestGic::V2 { dist, cpu } => (dist, "arm,cortex-a15-gic", [dist, cpu]),
+    };
+    let intc = fdt.begin_node(&format!("intc@{:x}", dist.base.0))?;
+    fdt.property_string("compatible", compatible)?;
+    fdt.property_null("interrupt-controller")?;
+    fdt.property_u32("#interrupt-cells", 3)?;
+    // Cells and `ranges` as QEMU's `virt`, ready for an ITS / v2m child frame.
+    fdt.property_u32("#address-cells", 2)?;
+    fdt.property_u32("#size-cells", 2)?;
+    fdt.property_null("ranges")?;
+    fdt.property_array_u64("reg", &reg(&windows))?;
+    if matches!(cfg.gic, GuestGic::V3 { .. }) {
+        fdt.property_u32("#redistributor-regions", 1)?;
+    }
+    fdt.property_array_u32("interrupts", &maint_irq)?;
+    fdt.property_phandle(PHANDLE_GIC)?;
+    fdt.end_node(intc)?;
+
+    let timer = fdt.begin_node("timer")?;
+    fdt.property_string_list(
+        "compatible",
+        strings(&["arm,armv8-timer", "arm,armv7-timer"]),
+    )?;
+    fdt.property_array_u32("interrupts", &timer_irqs)?;
+    fdt.property_null("always-on")?;
+    fdt.end_node(timer)?;
+
+    if let Some(irq) = pmu_irq {
+        let pmu = fdt.begin_node("pmu")?;
+        fdt.property_string("compatible", "arm,armv8-pmuv3")?;
+        fdt.property_array_u32("interrupts", &irq)?;
+        fdt.end_node(pmu)?;
+    }
+
+    let clk = fdt.begin_node("apb-pclk")?;
+    fdt.property_string("compatible", "fixed-clock")?;
+    fdt.property_u32("#clock-cells", 0)?;
+    fdt.property_u32("clock-frequency", APB_PCLK_HZ)?;
+    fdt.property_string("clock-output-names", "clk24mhz")?;
+    fdt.property_phandle(PHANDLE_APB_PCLK)?;
+    fdt.end_node(clk)?;
+
+    let uart = fdt.begin_node(&format!("pl011@{:x}", cfg.uart.base.0))?;
+    fdt.property_string_list("compatible", strings(&["arm,pl011", "arm,primecell"]))?;
+    fdt.property_array_u64("reg", &reg(&[cfg.uart]))?;
+    fdt.property_array_u32("interrupts", &uart_irq)?;
+    // Linux's AMBA bus enables `apb_pclk` before probing the PL011.
+    fdt.property_array_u32("clocks", &[PHANDLE_APB_PCLK, PHANDLE_APB_PCLK])?;
+    fdt.property_string_list("clock-names", strings(&["uartclk", "apb_pclk"]))?;
+    fdt.end_node(uart)?;
+
+    fdt.end_node(root)?;
+    Ok(fdt.finish()?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ::fdt::Fdt;
+
+    const RAM: u64 = 0x1000_0000;
+
+    fn v3(vcpus: usize) -> Vec<u8> {
+        let cfg = GuestDtbConfig::from_layout(
+            vcpus,
+            RAM,
+            true,
+            "console=ttyAMA0 earlycon",
+            Some((GuestPhysAddr(0x4800_0000), GuestPhysAddr(0x4810_0000))),
+        );
+        build_guest_dtb(&cfg).unwrap()
+    }
+
+    fn u32s(bytes: &[u8]) -> Vec<u32> {
+        bytes
+            .chunks_exact(4)
+            .map(|c| u32::from_be_bytes([c[0], c[1], c[2], c[3]]))
+            .collect()
+    }
+
+    fn strs(bytes: &[u8]) -> Vec<&str> {
+        bytes
+            .split(|b| *b == 0)
+            .filter(|s| !s.is_empty())
+            .map(|s| core::str::from_utf8(s).unwrap())
+            .collect()
+    }
+
+    fn prop<'a>(fdt: &'a Fdt<'a>, node: &str, name: &str) -> &'a [u8] {
+        fdt.find_node(node)
+            .unwrap_or_else(|| panic!("node {node}"))
+            .property(name)
+            .unwrap_or_else(|| panic!("{node}:{name}"))
+            .value
+    }
+
+    #[test]
+    fn root_is_dummy_virt_with_two_cell_addresses_and_gic_parent() {
+        let blob = v3(1);
+        let fdt = Fdt::new(&blob).unwrap();
+        assert_eq!(strs(prop(&fdt, "/", "compatible")), ["linux,dummy-virt"]);
+        assert_eq!(u32s(prop(&fdt, "/", "#address-cells")), [2]);
+        assert_eq!(u32s(prop(&fdt, "/", "#size-cells")), [2]);
+        assert_eq!(u32s(prop(&fdt, "/", "interrupt-parent")), [PHANDLE_GIC]);
+    }
+
+    #[test]
+    fn one_cpu_node_per_vcpu_with_psci_enable_method() {
+        let blob = v3(3);
+        let fdt = Fdt::new(&blob).unwrap();
+        let cpus: Vec<_> = fdt.cpus().collect();
+        assert_eq!(cpus.len(), 3);
+        for (i, cpu) in cpus.iter().enumerate() {
+            assert_eq!(cpu.ids().first(), i);
+        }
+        assert_eq!(strs(prop(&fdt, "/cpus/cpu@2", "enable-method")), ["psci"]);
+        assert_eq!(strs(prop(&fdt, "/cpus/cpu@2", "compatible")), ["arm,armv8"]);
+        assert_eq!(strs(prop(&fdt, "/cpus/cpu@0", "device_type")), ["cpu"]);
+        assert_eq!(u32s(prop(&fdt, "/cpus", "#size-cells")), [0]);
+    }
+
+    #[test]
+    fn memory_node_covers_guest_ram() {
+        let blob = v3(1);
+        let fdt = Fdt::new(&blob).unwrap();
+        let regions: Vec<_> = fdt.memory().regions().collect();
+        assert_eq!(regions.len(), 1);
+        assert_eq!(regions[0].starting_address as u64, layout::RAM_BASE);
+        assert_eq!(regions[0].size, Some(RAM as usize));
+        assert!(fdt.find_node("/memory@40000000").is_some());
+    }
+
+    #[test]
+    fn psci_node_uses_hvc_and_psci_1_0() {
+        let blob = v3(1);
+        let fdt = Fdt::new(&blob).unwrap();
+        assert_eq!(
+            strs(prop(&fdt, "/psci", "compatible")),
+            ["arm,psci-1.0", "arm,psci-0.2"]
+        );
+        assert_eq!(strs(prop(&fdt, "/psci", "method")), ["hvc"]);
+    }
+
+    #[test]
+    fn gicv3_node_has_gicd_and_all_gicr_frames() {
+        let blob = v3(4);
+        let fdt = Fdt::new(&blob).unwrap();
+        let node = "/intc@8000000";
+        assert_eq!(strs(prop(&fdt, node, "compatible")), ["arm,gic-v3"]);
+        assert_eq!(u32s(prop(&fdt, node, "#interrupt-cells")), [3]);
+        assert!(prop(&fdt, node, "interrupt-controller").is_empty());
+        let r: Vec<_> = fdt.find_node(node).unwrap().reg().unwrap().collect();
+        assert_eq!(r[0].starting_address as u64, layout::GICD_BASE);
+        assert_eq!(r[0].size, Some(layout::GICD_SIZE as usize));
+        assert_eq!(r[1].starting_address as u64, layout::GICR_BASE);
+        assert_eq!(r[1].size, Some(4 * layout::GICR_STRIDE as usize));
+        assert_eq!(u32s(prop(&fdt, node, "interrupts")), [1, 9, 4]);
+        assert_eq!(u32s(prop(&fdt, node, "phandle")), [PHANDLE_GIC]);
+    }
+
+    #[test]
+    fn gicv2_node_has_gicd_and_gicc() {
+        let cfg = GuestDtbConfig::from_layout(2, RAM, false, "", None);
+        let blob = build_guest_dtb(&cfg).unwrap();
+        let fdt = Fdt::new(&blob).unwrap();
+        let node = "/intc@8000000";
+        assert_eq!(strs(prop(&fdt, node, "compatible")), ["arm,cortex-a15-gic"]);
+        let r: Vec<_> = fdt.find_node(node).unwrap().reg().unwrap().collect();
+        assert_eq!(r[1].starting_address as u64, layout::GICC_BASE);
+        assert_eq!(r[1].size, Some(layout::GICC_SIZE as usize));
+        assert!(fdt
+            .find_node(node)
+            .unwrap()
+            .property("#redistributor-regions")
+            .is_none());
+    }
+
+    #[test]
+    fn timer_lists_four_ppis_in_binding_order_level_high() {
+        let blob = v3(1);
+        let fdt = Fdt::new(&blob).unwrap();
+        // Same cells as QEMU's virt: secure 13, non-secure 14, virtual 11, hyp 10.
+        assert_eq!(
+            u32s(prop(&fdt, "/timer", "interrupts")),
+            [1, 13, 4, 1, 14, 4, 1, 11, 4, 1, 10, 4]
+        );
+        assert_eq!(
+            strs(prop(&fdt, "/timer", "compatible")),
+            ["arm,armv8-timer", "arm,armv7-timer"]
+        );
+        assert!(prop(&fdt, "/timer", "always-on").is_empty());
+    }
+
+    #[test]
+    fn pmu_node_uses_ppi_7() {
+        let blob = v3(1);
+        let fdt = Fdt::new(&blob).unwrap();
+        assert_eq!(strs(prop(&fdt, "/pmu", "compatible")), ["arm,armv8-pmuv3"]);
+        assert_eq!(u32s(prop(&fdt, "/pmu", "interrupts")), [1, 7, 4]);
+    }
+
+    #[test]
+    fn pmu_node_is_left_out_when_not_configured() {
+        let mut cfg = GuestDtbConfig::from_layout(1, RAM, true, "", None);
+        cfg.pmu = None;
+        let blob = build_guest_dtb(&cfg).unwrap();
+        assert!(Fdt::new(&blob).unwrap().find_node("/pmu").is_none());
+    }
+
+    #[test]
+    fn pl011_has_spi_1_and_apb_pclk_clocks() {
+        let blob = v3(1);
+        let fdt = Fdt::new(&blob).unwrap();
+        let node = "/pl011@9000000";
+        assert_eq!(
+            strs(prop(&fdt, node, "compatible")),
+            ["arm,pl011", "arm,primecell"]
+        );
+        assert_eq!(u32s(prop(&fdt, node, "interrupts")), [0, 1, 4]);
+        assert_eq!(
+            strs(prop(&fdt, node, "clock-names")),
+            ["uartclk", "apb_pclk"]
+        );
+        assert_eq!(
+            u32s(prop(&fdt, node, "clocks")),
+            [PHANDLE_APB_PCLK, PHANDLE_APB_PCLK]
+        );
+        let clk = fdt.find_phandle(PHANDLE_APB_PCLK).unwrap();
+        assert_eq!(clk.name, "apb-pclk");
+        assert_eq!(
+            u32s(prop(&fdt, "/apb-pclk", "clock-frequency")),
+            [APB_PCLK_HZ]
+        );
+        assert_eq!(u32s(prop(&fdt, "/apb-pclk", "#clock-cells")), [0]);
+        assert_eq!(strs(prop(&fdt, "/apb-pclk", "compatible")), ["fixed-clock"]);
+        let r: Vec<_> = fdt.find_node(node).unwrap().reg().unwrap().collect();
+        assert_eq!(r[0].size, Some(layout::UART_SIZE as usize));
+    }
+
+    #[test]
+    fn chosen_has_bootargs_stdout_and_initrd() {
+        let blob = v3(1);
+        let fdt = Fdt::new(&blob).unwrap();
+        let chosen = fdt.chosen();
+        assert_eq!(chosen.bootargs(), Some("console=ttyAMA0 earlycon"));
+        assert_eq!(chosen.stdout().unwrap().name, "pl011@9000000");
+        assert_eq!(
+            strs(prop(&fdt, "/chosen", "stdout-path")),
+            ["/pl011@9000000"]
+        );
+        let start = prop(&fdt, "/chosen", "linux,initrd-start");
+        assert_eq!(start, 0x4800_0000u64.to_be_bytes());
+        let end = prop(&fdt, "/chosen", "linux,initrd-end");
+        assert_eq!(end, 0x4810_0000u64.to_be_bytes());
+    }
+
+    #[test]
+    fn chosen_has_no_initrd_properties_without_initrd() {
+        let cfg = GuestDtbConfig::from_layout(1, RAM, true, "quiet", None);
+        let blob = build_guest_dtb(&cfg).unwrap();
+        let fdt = Fdt::new(&blob).unwrap();
+        assert!(fdt
+            .find_node("/chosen")
+            .unwrap()
+            .property("linux,initrd-start")
+            .is_none());
+    }
+
+    #[test]
+    fn bad_inputs_are_errors() {
+        let mut cfg = GuestDtbConfig::from_layout(0, RAM, true, "", None);
+        assert_eq!(build_guest_dtb(&cfg), Err(FdtError::NoVcpus));
+        cfg.vcpus = 1;
+        cfg.uart_intid = IntId(27);
+        assert!(matches!(
+            build_guest_dtb(&cfg),
+            Err(FdtError::NotAnSpi { .. })
+        ));
+        cfg.uart_intid = IntId(33);
+        cfg.timer.virt = IntId(40);
+        assert!(matches!(
+            build_guest_dtb(&cfg),
+            Err(FdtError::NotAPpi { .. })
+        ));
+        cfg.timer.virt = IntId(27);
+        cfg.initrd = Some((GuestPhysAddr(2), GuestPhysAddr(1)));
+        assert!(matches!(
+            build_guest_dtb(&cfg),
+            Err(FdtError::InitrdBackwards { .. })
+        ));
+        cfg.initrd = None;
+        cfg.cmdline = "a\0b";
+        assert!(matches!(build_guest_dtb(&cfg), Err(FdtError::Writer(_))));
+    }
+}
