@@ -359,10 +359,22 @@ impl VGic {
     }
 
     /// Handles a guest write to `ICC_SGI1R_EL1` from `sender`: makes the SGI pending on
-    /// every target vCPU and returns the targets to kick. Fields (Arm ARM `ICC_SGI1R_EL1`):
-    /// TargetList 15:0, Aff1 23:16, INTID 27:24, Aff2 39:32, IRM 40, RS 47:44, Aff3 55:48.
-    /// IRM=1 targets every vCPU but the sender.
+    /// every target vCPU where it is configured Group 1, and returns the targets to kick.
+    /// Fields (Arm ARM `ICC_SGI1R_EL1`): TargetList 15:0, Aff1 23:16, INTID 27:24,
+    /// Aff2 39:32, IRM 40, RS 47:44, Aff3 55:48. IRM=1 targets every vCPU but the sender.
     pub fn sgi1r_write(&mut self, sender: VcpuId, value: u64) -> VcpuSet {
+        self.sgi_write(sender, value, true)
+    }
+
+    /// Handles a guest write to `ICC_SGI0R_EL1` (same fields as `ICC_SGI1R_EL1`): the SGI
+    /// is generated only on targets where it is configured Group 0.
+    pub fn sgi0r_write(&mut self, sender: VcpuId, value: u64) -> VcpuSet {
+        self.sgi_write(sender, value, false)
+    }
+
+    /// SGI generation with a single Security state (Arm ARM `ICC_SGI0R_EL1`/`ICC_SGI1R_EL1`):
+    /// an SGI is forwarded only if its configured group matches the register used.
+    fn sgi_write(&mut self, sender: VcpuId, value: u64, group1: bool) -> VcpuSet {
         let intid = IntId(((value >> 24) & 0xF) as u32);
         let mut targets = VcpuSet::EMPTY;
         if value & (1 << 40) != 0 {
@@ -385,7 +397,11 @@ impl VGic {
         }
         let mut kicks = VcpuSet::EMPTY;
         for t in targets.iter() {
-            self.vcpus[t.0].private[intid.0 as usize].pending_latch = true;
+            let sgi = &mut self.vcpus[t.0].private[intid.0 as usize];
+            if sgi.group1 != group1 {
+                continue;
+            }
+            sgi.pending_latch = true;
             if self.note_change(intid, t).is_some() {
                 kicks.insert(t);
             }
@@ -786,6 +802,32 @@ mod tests {
     }
 
     #[test]
+    fn sgi_is_forwarded_only_through_the_register_of_its_group() {
+        let mut g = gic(2);
+        g.grp0_enabled = true;
+        enable(&mut g, 2, V1);
+        g.irq_mut(IntId(2), V1).unwrap().group1 = false;
+        assert!(g.sgi1r_write(V0, (2 << 24) | 0b10).is_empty());
+        assert!(!g.irq(IntId(2), V1).unwrap().pending());
+        assert_eq!(
+            g.sgi0r_write(V0, (2 << 24) | 0b10)
+                .iter()
+                .collect::<Vec<_>>(),
+            [V1]
+        );
+        assert!(g.irq(IntId(2), V1).unwrap().pending());
+    }
+
+    #[test]
+    fn sgi1r_range_selector_reaches_vcpus_above_15() {
+        let mut g = gic(20);
+        enable(&mut g, 3, VcpuId(17));
+        // RS = 1, TargetList bit 1 -> Aff0 = 17.
+        let kicks = g.sgi1r_write(V0, (1 << 44) | (3 << 24) | 0b10);
+        assert_eq!(kicks.iter().collect::<Vec<_>>(), [VcpuId(17)]);
+    }
+
+    #[test]
     fn disabled_sgi_is_pending_but_not_kicked() {
         let mut g = gic(2);
         assert!(g.sgi1r_write(V0, 0b10).is_empty());
@@ -820,6 +862,67 @@ mod tests {
         g.irq_mut(IntId(40), V0).unwrap().target = Some(V1);
         g.inject_edge(IntId(40), V0).unwrap();
         assert_eq!(flush(&mut g, V1, 4).1.used, 0);
+    }
+
+    /// The register sequence of Linux's `irq-gic-v3.c` (dist init, redistributor discovery
+    /// and wake-up, per-CPU SGI/PPI config), then an SGI and a device SPI delivered through
+    /// the list registers.
+    #[test]
+    fn linux_style_init_then_sgi_and_spi_reach_the_guest() {
+        use dist::*;
+        use redist::*;
+        let mut g = VGic::new(2, VGIC_SPIS).unwrap();
+        // gic_validate_dist_version + gic_dist_init.
+        assert_eq!(g.gicd_read(GICD_PIDR2, 4) & 0xF0, 0x30);
+        g.gicd_write(GICD_CTLR, 4, 0);
+        assert_eq!(g.gicd_read(GICD_CTLR, 4) >> 31, 0, "RWP clear");
+        for n in 1..3 {
+            g.gicd_write(GICD_IGROUPR + 4 * n, 4, u64::from(u32::MAX));
+            g.gicd_write(GICD_ICACTIVER + 4 * n, 4, u64::from(u32::MAX));
+            g.gicd_write(GICD_ICENABLER + 4 * n, 4, u64::from(u32::MAX));
+        }
+        for id in (32..32 + VGIC_SPIS).step_by(4) {
+            g.gicd_write(GICD_IPRIORITYR + u64::from(id), 4, 0xA0A0_A0A0);
+        }
+        g.gicd_write(GICD_CTLR, 4, 0x13);
+        for id in 32..32 + u64::from(VGIC_SPIS) {
+            g.gicd_write(GICD_IROUTER + 8 * id, 8, 0);
+        }
+        // gic_populate_rdist + gic_enable_redist + gic_cpu_config, for both CPUs.
+        for cpu in 0..2u64 {
+            let rd = cpu * GICR_FRAME_SIZE;
+            assert_eq!(g.gicr_read(rd + GICR_TYPER, 8) >> 32, cpu);
+            g.gicr_write(rd + GICR_WAKER, 4, 0);
+            assert_eq!(g.gicr_read(rd + GICR_WAKER, 4) & 4, 0);
+            let sgi = rd + SGI_BASE;
+            g.gicr_write(sgi + GICD_IGROUPR, 4, u64::from(u32::MAX));
+            g.gicr_write(sgi + GICD_ICENABLER, 4, u64::from(u32::MAX));
+            for n in 0..8 {
+                g.gicr_write(sgi + GICD_IPRIORITYR + 4 * n, 4, 0x8080_8080);
+            }
+            g.gicr_write(sgi + GICD_ISENABLER, 4, 0xFFFF);
+        }
+        // CPU 0 sends IPI 1 to CPU 1.
+        assert_eq!(
+            g.sgi1r_write(V0, (1 << 24) | 0b10)
+                .iter()
+                .collect::<Vec<_>>(),
+            [V1]
+        );
+        let mut lrs = [0u64; 4];
+        g.flush(V1, &mut lrs, 4).unwrap();
+        let lr = Lr::decode(lrs[0]);
+        assert_eq!(
+            (lr.vintid, lr.state, lr.priority, lr.group1),
+            (IntId(1), LrState::Pending, 0x80, true)
+        );
+        // Device SPI 33: guest enables it, line goes high, vCPU 0 gets it.
+        g.gicd_write(GICD_ISENABLER + 4, 4, 1 << 1);
+        assert_eq!(g.set_level(IntId(33), V0, true).unwrap(), Some(V0));
+        let mut lrs0 = [0u64; 4];
+        g.flush(V0, &mut lrs0, 4).unwrap();
+        assert_eq!(Lr::decode(lrs0[0]).vintid, IntId(33));
+        assert_eq!(Lr::decode(lrs0[0]).priority, 0xA0);
     }
 
     #[test]

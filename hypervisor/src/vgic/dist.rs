@@ -1,4 +1,4 @@
-//! Emulated GICv3 distributor frame (`GICD_*`, 64 KiB), IHI 0069 §12.9.
+//! Emulated GICv3 distributor frame (`GICD_*`, 64 KiB), per the register descriptions of IHI 0069.
 //!
 //! Single Security state view (`GICD_CTLR.DS` = 1) with affinity routing forced on
 //! (`ARE` RAO/WI): the registers for INTIDs 0-31 are RAZ/WI here and live in the
@@ -36,7 +36,7 @@ pub const GICD_ICACTIVER: u64 = 0x0380;
 pub const GICD_IPRIORITYR: u64 = 0x0400;
 /// `GICD_ICFGR<n>`.
 pub const GICD_ICFGR: u64 = 0x0C00;
-/// `GICD_IGRPMODR<n>`: RAZ/WI when `DS` = 1 (IHI 0069 §12.9.15).
+/// `GICD_IGRPMODR<n>`: RAZ/WI when `DS` = 1 (IHI 0069, `GICD_IGRPMODR<n>`).
 pub const GICD_IGRPMODR: u64 = 0x0D00;
 /// `GICD_IROUTER<n>` (64-bit, n = INTID 32..1019).
 pub const GICD_IROUTER: u64 = 0x6000;

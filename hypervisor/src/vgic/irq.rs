@@ -6,8 +6,8 @@
 use crate::platform::Trigger;
 use crate::types::VcpuId;
 
-/// Priority bits a guest can set: the top five, like the minimum `ICH_VTR_EL2.PRIbits` of
-/// GICv3 implementations (IHI 0069 §4.8: unimplemented low bits are RAZ/WI).
+/// Priority bits a guest can set: the top five, the minimum `ICH_VTR_EL2.PRIbits` of GICv3
+/// CPU interfaces (IHI 0069: unimplemented low priority bits are RAZ/WI).
 pub const PRIORITY_MASK: u8 = 0xF8;
 
 /// State of one virtual interrupt (SGI, PPI or SPI).

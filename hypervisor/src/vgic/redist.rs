@@ -1,4 +1,4 @@
-//! Emulated GICv3 redistributor frames (`GICR_*`), IHI 0069 §12.10-12.11: per vCPU 128 KiB,
+//! Emulated GICv3 redistributor frames (`GICR_*`), IHI 0069: per vCPU 128 KiB,
 //! `RD_base` then `SGI_base` at +64 KiB, laid out back to back from
 //! [`crate::vm::layout::GICR_BASE`]. `GICR_TYPER.Last` marks the final vCPU's frame, which
 //! is how Linux (`irq-gic-v3.c`, `gic_iterate_rdists`) knows where to stop.
