@@ -1,0 +1,15 @@
+//! The in-tree hypervisor image: the core, every in-tree plugin, and the generated tables.
+//!
+//! Built by `cargo xtask build --board NAME` (any board of `boards.kdl`); the board and
+//! VM file are chosen by the build script (`HV_BOARD`, `HV_BOARD_FILE`, `HV_VMS`).
+//! Plugins whose devices the board lacks are linked but never probed.
+#![no_std]
+#![no_main]
+
+use plugin_uart_16550 as _;
+use plugin_uart_cadence as _;
+use plugin_uart_pl011 as _;
+use plugin_gic_v3 as _;
+
+hypervisor::board!();
+hypervisor::vms!();
