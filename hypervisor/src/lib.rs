@@ -30,6 +30,8 @@ pub mod mmio;
 pub mod platform;
 pub mod plugin;
 pub mod psci;
+#[cfg(target_arch = "aarch64")]
+pub mod runtime;
 pub mod sched;
 pub mod trap;
 pub mod types;

@@ -76,6 +76,8 @@ pub struct Platform {
     pub vtimer_intid: u32,
     /// `/chosen/bootargs` contains the word `bench`.
     pub bench: bool,
+    /// What to do once the checks are done (`spin` / `wild` in bootargs).
+    pub after: AfterChecks,
 }
 
 /// Why the device tree could not describe the machine.
@@ -226,11 +228,20 @@ pub fn parse(fdt: &Fdt<'_>) -> Result<Platform, DtError> {
         .and_then(|n| interrupt(n, 2))
         .ok_or(DtError::NoTimer)?;
 
-    let bench = fdt
+    let bootargs = fdt
         .find_node("/chosen")
         .and_then(|n| n.property("bootargs"))
         .and_then(|p| p.as_str())
-        .is_some_and(|args| args.split_ascii_whitespace().any(|w| w == "bench"));
+        .unwrap_or("");
+    let has = |word: &str| bootargs.split_ascii_whitespace().any(|w| w == word);
+    let bench = has("bench");
+    let after = if has("spin") {
+        AfterChecks::Spin
+    } else if has("wild") {
+        AfterChecks::Wild
+    } else {
+        AfterChecks::PowerOff
+    };
 
     Ok(Platform {
         ram,
@@ -242,7 +253,20 @@ pub fn parse(fdt: &Fdt<'_>) -> Result<Platform, DtError> {
         uart_intid,
         vtimer_intid,
         bench,
+        after,
     })
+}
+
+/// What the guest does after its checks: the hostile modes let scenarios check that a
+/// guest which never stops, or faults for ever, does not disturb its neighbours.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AfterChecks {
+    /// PSCI SYSTEM_OFF (default).
+    PowerOff,
+    /// `spin`: loop for ever with interrupts masked, never WFI.
+    Spin,
+    /// `wild`: jump to an address outside RAM, faulting for ever.
+    Wild,
 }
 
 /// The PSCI conduit from `/psci` `method`.

@@ -178,7 +178,21 @@ mod guest {
             }
         }
         println!("RESULT: {} passed, {} failed", report.passed, report.failed);
-        halt()
+        match platform.after {
+            dt::AfterChecks::PowerOff => halt(),
+            dt::AfterChecks::Spin => {
+                println!("hostile: spinning for ever");
+                loop {
+                    core::hint::spin_loop();
+                }
+            }
+            dt::AfterChecks::Wild => {
+                println!("hostile: jumping outside RAM");
+                // SAFETY: deliberately branches to an unmapped address; the resulting
+                // aborts are the point of this mode and never return here.
+                unsafe { core::arch::asm!("mov x0, #0x1000", "br x0", options(noreturn)) }
+            }
+        }
     }
 
     /// Secondary entry after `CPU_ON`: own stack and vector table set, `cpu` = context id.

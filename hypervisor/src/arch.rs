@@ -1,0 +1,138 @@
+//! The only room with `unsafe`: boot, vectors, system registers, the world switch, the heap.
+//!
+//! Everything else in the core gets safe functions from here.
+
+pub mod boot;
+pub mod cpu;
+pub mod exception;
+pub mod sysreg;
+
+use crate::config::VmTable;
+use crate::platform::BoardDesc;
+use core::fmt;
+use core::sync::atomic::{AtomicPtr, Ordering};
+
+unsafe extern "Rust" {
+    /// The board table, defined by `board!()` in the image crate.
+    static HV_BOARD: &'static BoardDesc;
+    /// The VM table, defined by `vms!()` in the image crate.
+    static HV_VMS: &'static VmTable;
+}
+
+unsafe extern "C" {
+    static __image_start: u8;
+    static __image_end: u8;
+    static __hv_region_end: u8;
+}
+
+/// The board this image was generated for.
+pub fn board() -> &'static BoardDesc {
+    // SAFETY: `HV_BOARD` is an immutable static emitted by `board!()`; reading it is a
+    // plain load of a `&'static` reference.
+    unsafe { HV_BOARD }
+}
+
+/// The VM table this image was generated with.
+pub fn vm_table() -> &'static VmTable {
+    // SAFETY: as for `board()`, an immutable static emitted by `vms!()`.
+    unsafe { HV_VMS }
+}
+
+/// `[start, end)` of the hypervisor image in memory, and the end of its reserved region.
+pub fn image_layout() -> (u64, u64, u64) {
+    (
+        core::ptr::addr_of!(__image_start) as u64,
+        core::ptr::addr_of!(__image_end) as u64,
+        core::ptr::addr_of!(__hv_region_end) as u64,
+    )
+}
+
+#[global_allocator]
+static HEAP: buddy_system_allocator::LockedHeap<32> = buddy_system_allocator::LockedHeap::empty();
+
+/// Gives the heap the free part of the hypervisor's region (after the image and .bss).
+/// Called once, on the boot CPU, before any allocation.
+pub fn init_heap() -> u64 {
+    let (_, end, region_end) = image_layout();
+    let start = (end + 0xfff) & !0xfff;
+    let size = region_end.saturating_sub(start);
+    // SAFETY: (1) `[start, region_end)` is reserved for the hypervisor by the board's
+    // `hypervisor` placement and the linker script; (2) nothing else uses it: the image and
+    // .bss end at `__image_end`; (3) this runs once, before any allocation.
+    unsafe { HEAP.lock().init(start as usize, size as usize) };
+    size
+}
+
+/// Reads guest memory through the hypervisor's identity map.
+pub fn read_host_phys(addr: u64, buf: &mut [u8]) {
+    // SAFETY: callers pass RAM the frame allocator handed to a VM or the staging area,
+    // both identity-mapped and outside the image; `buf` does not overlap them.
+    unsafe { core::ptr::copy_nonoverlapping(addr as *const u8, buf.as_mut_ptr(), buf.len()) };
+}
+
+/// Writes bytes to host-physical RAM owned by a VM (loading kernels, DTBs).
+pub fn write_host_phys(addr: u64, data: &[u8]) {
+    // SAFETY: callers pass RAM the frame allocator handed to a VM, identity-mapped and not
+    // aliased by any Rust reference.
+    unsafe { core::ptr::copy(data.as_ptr(), addr as *mut u8, data.len()) };
+    cpu::clean_dcache_range(addr, data.len() as u64);
+}
+
+/// Copies host-physical memory (staging area to guest RAM).
+pub fn copy_host_phys(dst: u64, src: u64, len: u64) {
+    // SAFETY: both ranges are RAM outside the image (staging area and a VM's frames).
+    unsafe { core::ptr::copy(src as *const u8, dst as *mut u8, len as usize) };
+    cpu::clean_dcache_range(dst, len);
+}
+
+/// Zeroes host-physical memory owned by a VM.
+pub fn zero_host_phys(addr: u64, len: u64) {
+    // SAFETY: as `write_host_phys`.
+    unsafe { core::ptr::write_bytes(addr as *mut u8, 0, len as usize) };
+}
+
+type EmergencyWriter = fn(fmt::Arguments<'_>);
+static EMERGENCY: AtomicPtr<()> = AtomicPtr::new(core::ptr::null_mut());
+
+/// Registers the function used to print fatal errors (set once the console is up).
+pub fn set_emergency_console(f: EmergencyWriter) {
+    EMERGENCY.store(f as *mut (), Ordering::Release);
+}
+
+/// Prints through the emergency console, if one is registered.
+pub fn console_emergency(args: fmt::Arguments<'_>) {
+    let p = EMERGENCY.load(Ordering::Acquire);
+    if !p.is_null() {
+        // SAFETY: the only non-null value ever stored is an `EmergencyWriter` fn pointer.
+        let f: EmergencyWriter = unsafe { core::mem::transmute::<*mut (), EmergencyWriter>(p) };
+        f(args);
+    }
+}
+
+/// Runs a vCPU until its next exit. The caller (the run loop) has loaded the vCPU's EL1
+/// state and its VM's VTTBR_EL2; EL2 was configured by [`cpu::init_el2`], so stage-2 is on
+/// and the guest reaches only memory its VM was given.
+pub fn run_guest(regs: &mut exception::GuestRegs) -> exception::ExitKind {
+    // SAFETY: (1) HCR_EL2.VM was set by `cpu::init_el2` before any vCPU runs and VTTBR_EL2
+    // holds the tables of this vCPU's VM, which map only that VM's RAM; (2) the run loop
+    // restored this vCPU's EL1 context before calling.
+    unsafe { exception::guest_enter(regs) }
+}
+
+/// Rust entry of every physical CPU, from `boot.rs`.
+extern "C" fn hv_cpu_entry(cpu_index: usize) -> ! {
+    crate::runtime::cpu_main(cpu_index)
+}
+
+#[cfg(target_os = "none")]
+#[panic_handler]
+fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
+    console_emergency(format_args!(
+        "\n[hv] PANIC on CPU {}: {}\n",
+        cpu::current_index(),
+        info
+    ));
+    loop {
+        cpu::wait_for_interrupt();
+    }
+}

@@ -1,0 +1,248 @@
+//! Bring-up and the per-CPU run loop: the glue between the board tables, the plugins and the
+//! rooms of the core. Safe code only; privileged steps go through [`crate::arch`].
+#![deny(unsafe_code)]
+
+pub mod console;
+mod exit;
+mod vms;
+
+use crate::arch::{self, cpu};
+use crate::hvprintln;
+use crate::platform::{BoardDesc, DeviceDesc, DeviceStatus};
+use crate::plugin::{self, IrqChip, Probed, DRIVERS, QUIRKS};
+use alloc::boxed::Box;
+use alloc::vec::Vec;
+use core::sync::atomic::{AtomicUsize, Ordering};
+use spin::Once;
+
+/// SGI used to kick a physical CPU (a vCPU it runs has new work).
+pub const KICK_SGI: u32 = 0;
+
+static IRQCHIP: Once<&'static dyn IrqChip> = Once::new();
+static CPUS_ONLINE: AtomicUsize = AtomicUsize::new(0);
+static PCPU_COUNT: AtomicUsize = AtomicUsize::new(1);
+
+/// The physical interrupt controller (after bring-up).
+pub fn irqchip() -> &'static dyn IrqChip {
+    match IRQCHIP.get() {
+        Some(c) => *c,
+        None => {
+            hvprintln!("[hv] no interrupt controller driver probed; stopping");
+            halt()
+        }
+    }
+}
+
+/// Number of physical CPUs that came up.
+pub fn pcpu_count() -> usize {
+    PCPU_COUNT.load(Ordering::Acquire)
+}
+
+fn halt() -> ! {
+    loop {
+        cpu::wait_for_interrupt();
+    }
+}
+
+/// Entry of every physical CPU.
+pub fn cpu_main(cpu_index: usize) -> ! {
+    if cpu_index == 0 {
+        primary_main()
+    } else {
+        secondary_main(cpu_index)
+    }
+}
+
+fn primary_main() -> ! {
+    let heap = arch::init_heap();
+    let board = arch::board();
+    let probed = probe_devices(board);
+    hvprintln!();
+    hvprintln!(
+        "[hv] hypervisor {} starting at EL2",
+        env!("CARGO_PKG_VERSION")
+    );
+    banner(board, &probed, heap);
+
+    let gic = irqchip();
+    gic.init_global();
+    init_this_cpu(0);
+
+    // Bring up the other CPUs of the board.
+    CPUS_ONLINE.store(1, Ordering::Release);
+    let mut started = 1;
+    for (i, c) in board.cpus.iter().enumerate().skip(1) {
+        if i >= arch::boot::MAX_CPUS {
+            hvprintln!("[hv] CPU {i} ({:#x}): no stack reserved, left off", c.mpidr);
+            continue;
+        }
+        match cpu::firmware_cpu_on(c.mpidr, i as u64) {
+            Ok(()) => started += 1,
+            Err(e) => hvprintln!("[hv] CPU {i} ({:#x}) did not start: {e:?}", c.mpidr),
+        }
+    }
+    let t0 = cpu::counter();
+    let timeout = cpu::counter_frequency(); // one second
+    while CPUS_ONLINE.load(Ordering::Acquire) < started && cpu::counter() - t0 < timeout {
+        core::hint::spin_loop();
+    }
+    let online = CPUS_ONLINE.load(Ordering::Acquire);
+    PCPU_COUNT.store(online, Ordering::Release);
+    hvprintln!("[hv] {online} of {} CPUs online", board.cpus.len());
+
+    vms::create_all(board, arch::vm_table(), online);
+    vms::run_cpu(0)
+}
+
+fn secondary_main(cpu_index: usize) -> ! {
+    init_this_cpu(cpu_index);
+    CPUS_ONLINE.fetch_add(1, Ordering::AcqRel);
+    vms::wait_until_created();
+    vms::run_cpu(cpu_index)
+}
+
+fn init_this_cpu(cpu_index: usize) {
+    let gic = irqchip();
+    gic.init_cpu(cpu_index);
+    let board = arch::board();
+    let me = board.cpus.get(cpu_index).map(|c| c.mpidr).unwrap_or(0);
+    // Physical interrupts the core handles itself: kick SGI, EL2 timer, virtual timer,
+    // GIC maintenance.
+    gic.enable(KICK_SGI, 0x80, true, me);
+    gic.enable(board.timer.hyp_phys.intid, 0x80, false, me);
+    gic.enable(board.timer.virt.intid, 0x80, false, me);
+    gic.enable(board.gic.maintenance_irq.intid, 0x80, false, me);
+    match crate::mm::stage2::vtcr_el2(cpu::pa_range()) {
+        Ok(vtcr) => cpu::init_el2(vtcr),
+        Err(e) => {
+            hvprintln!("[hv] CPU {cpu_index}: cannot run guests: {e}");
+            halt()
+        }
+    }
+}
+
+/// What bring-up found, for the banner.
+pub struct ProbeReport {
+    lines: Vec<(&'static str, &'static str, Result<(), plugin::ProbeError>)>,
+    unmatched: Vec<&'static str>,
+}
+
+fn probe_devices(board: &'static BoardDesc) -> ProbeReport {
+    let mut report = ProbeReport {
+        lines: Vec::new(),
+        unmatched: Vec::new(),
+    };
+    // Console first, so that everything after can be reported.
+    let console_idx = board.console;
+    let order = core::iter::once(console_idx)
+        .chain((0..board.devices.len()).filter(move |&i| i != console_idx));
+    for i in order {
+        let Some(dev) = board.devices.get(i) else {
+            continue;
+        };
+        if !dev.is_enabled() {
+            continue;
+        }
+        match plugin::match_driver(&DRIVERS, dev) {
+            Some(drv) => {
+                let r = (drv.probe)(dev, board);
+                match r {
+                    Ok(Probed::Console(c)) if i == console_idx => console::install(c),
+                    Ok(Probed::IrqChip(c)) => {
+                        IRQCHIP.call_once(|| c);
+                    }
+                    _ => {}
+                }
+                report.lines.push((dev.name, drv.name, r.map(|_| ())));
+            }
+            None => report.unmatched.push(dev.name),
+        }
+    }
+    // The GIC is described by the board's `gic` node rather than as a device.
+    let gic_dev: &'static DeviceDesc = Box::leak(Box::new(DeviceDesc {
+        name: "gic",
+        compatible: Box::leak(Box::new([board.gic.compatible])),
+        regs: Box::leak(Box::new([board.gic.distributor])),
+        irqs: &[],
+        status: DeviceStatus::Okay,
+        bus_id: None,
+        clock_hz: None,
+    }));
+    match plugin::match_driver(&DRIVERS, gic_dev) {
+        Some(drv) => {
+            let r = (drv.probe)(gic_dev, board);
+            if let Ok(Probed::IrqChip(c)) = r {
+                IRQCHIP.call_once(|| c);
+            }
+            report.lines.push(("gic", drv.name, r.map(|_| ())));
+        }
+        None => report.unmatched.push("gic"),
+    }
+    report
+}
+
+fn banner(board: &BoardDesc, probed: &ProbeReport, heap: u64) {
+    hvprintln!(
+        "[hv] board: {} ({}), SoC {}, support level: {}",
+        board.name,
+        board.model,
+        board.soc,
+        board.support.as_str()
+    );
+    let sockets = board.cpus.iter().map(|c| c.socket).max().unwrap_or(0) + 1;
+    hvprintln!(
+        "[hv] CPUs: {} in {} socket(s); GIC {:?} ({})",
+        board.cpus.len(),
+        sockets,
+        board.gic.version,
+        board.gic.compatible
+    );
+    for m in board.memory {
+        hvprintln!(
+            "[hv] memory {}: {:#x}..{:#x} ({} MiB, node {})",
+            m.name,
+            m.base,
+            m.base + m.size,
+            m.size >> 20,
+            m.numa_node
+        );
+    }
+    let (img_start, img_end, _) = arch::image_layout();
+    hvprintln!(
+        "[hv] image {:#x}..{:#x} ({} KiB), heap {} KiB",
+        img_start,
+        img_end,
+        (img_end - img_start) >> 10,
+        heap >> 10
+    );
+    for (dev, drv, r) in &probed.lines {
+        match r {
+            Ok(()) => hvprintln!("[hv] device {dev}: driver {drv}"),
+            Err(e) => hvprintln!("[hv] device {dev}: driver {drv} failed: {e}"),
+        }
+    }
+    for dev in &probed.unmatched {
+        hvprintln!("[hv] device {dev}: no driver registered (not used)");
+    }
+    for d in board.devices {
+        if let DeviceStatus::Disabled { reason } = d.status {
+            hvprintln!("[hv] device {}: disabled: {reason}", d.name);
+        }
+    }
+    for q in board.quirks {
+        let found = QUIRKS.iter().find(|e| e.name == q.name);
+        match found {
+            Some(e) => hvprintln!("[hv] quirk {} for {}: {}", q.name, q.matches, e.description),
+            None => hvprintln!(
+                "[hv] quirk {} for {}: no quirk plugin linked",
+                q.name,
+                q.matches
+            ),
+        }
+    }
+    hvprintln!(
+        "[hv] plugins: {} driver(s), {} quirk set(s) registered",
+        DRIVERS.len(),
+        QUIRKS.len()
+    );
+}

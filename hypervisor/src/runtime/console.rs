@@ -1,0 +1,186 @@
+//! The physical console: hypervisor messages, and every VM's virtual UART multiplexed onto it.
+//!
+//! Output of a VM is written line by line, each line tagged with the VM's name
+//! (`[linux0] ...`). Input goes to one VM at a time; `Ctrl-]` followed by a digit `n`
+//! switches input to VM `n`, `Ctrl-]` twice sends a literal `Ctrl-]`.
+
+use crate::plugin::Console;
+use alloc::vec::Vec;
+use core::fmt::{self, Write};
+use spin::{Mutex, Once};
+
+/// The switch key, `Ctrl-]` (0x1d).
+pub const SWITCH_KEY: u8 = 0x1d;
+
+static CONSOLE: Once<&'static dyn Console> = Once::new();
+static LOCK: Mutex<()> = Mutex::new(());
+
+/// Installs the board's console driver.
+pub fn install(console: &'static dyn Console) {
+    CONSOLE.call_once(|| console);
+    crate::arch::set_emergency_console(emergency_print);
+}
+
+/// True once a console driver is installed.
+pub fn is_up() -> bool {
+    CONSOLE.get().is_some()
+}
+
+struct Raw;
+
+impl Write for Raw {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        if let Some(c) = CONSOLE.get() {
+            for chunk in s.as_bytes().split_inclusive(|&b| b == b'\n') {
+                if let Some((&b'\n', head)) = chunk.split_last() {
+                    c.write_bytes(head);
+                    c.write_bytes(b"\r\n");
+                } else {
+                    c.write_bytes(chunk);
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Prints formatted text atomically with respect to other console users.
+pub fn print(args: fmt::Arguments<'_>) {
+    let _g = LOCK.lock();
+    let _ = Raw.write_fmt(args);
+}
+
+fn emergency_print(args: fmt::Arguments<'_>) {
+    // Do not wait for the lock: the holder may be the CPU that faulted.
+    let _ = Raw.write_fmt(args);
+}
+
+/// `println!` for the hypervisor console.
+#[macro_export]
+macro_rules! hvprintln {
+    () => {
+        $crate::runtime::console::print(format_args!("\n"))
+    };
+    ($($arg:tt)*) => {
+        $crate::runtime::console::print(format_args!("{}\n", format_args!($($arg)*)))
+    };
+}
+
+/// Per-VM output line buffers.
+pub struct VmOutput {
+    tag: &'static str,
+    line: Vec<u8>,
+}
+
+impl VmOutput {
+    /// A buffer for the VM named `tag`.
+    pub const fn new(tag: &'static str) -> Self {
+        Self {
+            tag,
+            line: Vec::new(),
+        }
+    }
+
+    /// Appends bytes from the VM's UART, printing each completed line with the VM's tag.
+    pub fn push(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            match b {
+                b'\n' => self.flush_line(),
+                b'\r' => {}
+                _ => {
+                    self.line.push(b);
+                    if self.line.len() >= 512 {
+                        self.flush_line();
+                    }
+                }
+            }
+        }
+    }
+
+    /// Prints a partial line (e.g. a shell prompt) if nothing more arrived.
+    pub fn flush_partial(&mut self) {
+        if !self.line.is_empty() {
+            self.flush_line();
+        }
+    }
+
+    fn flush_line(&mut self) {
+        let _g = LOCK.lock();
+        let mut w = Raw;
+        let _ = write!(w, "[{}] ", self.tag);
+        if let Some(c) = CONSOLE.get() {
+            c.write_bytes(&self.line);
+            c.write_bytes(b"\r\n");
+        }
+        self.line.clear();
+    }
+}
+
+/// Reads one byte from the physical console, if any.
+pub fn read_byte() -> Option<u8> {
+    CONSOLE.get().and_then(|c| c.read_byte())
+}
+
+/// Input routing state: which VM receives keystrokes.
+pub struct InputRouter {
+    focus: usize,
+    escape: bool,
+}
+
+/// What to do with one input byte.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Routed {
+    /// Deliver `byte` to VM `vm`.
+    Deliver {
+        /// VM index.
+        vm: usize,
+        /// The byte.
+        byte: u8,
+    },
+    /// Input now goes to VM `vm`.
+    Switched(usize),
+    /// Consumed (first half of an escape).
+    Nothing,
+}
+
+impl InputRouter {
+    /// Input starts at VM 0.
+    pub const fn new() -> Self {
+        Self {
+            focus: 0,
+            escape: false,
+        }
+    }
+
+    /// Routes one byte, given how many VMs exist.
+    pub fn route(&mut self, byte: u8, vm_count: usize) -> Routed {
+        if self.escape {
+            self.escape = false;
+            if byte == SWITCH_KEY {
+                return Routed::Deliver {
+                    vm: self.focus,
+                    byte,
+                };
+            }
+            if byte.is_ascii_digit() && ((byte - b'0') as usize) < vm_count {
+                self.focus = (byte - b'0') as usize;
+                return Routed::Switched(self.focus);
+            }
+            return Routed::Nothing;
+        }
+        if byte == SWITCH_KEY {
+            self.escape = true;
+            return Routed::Nothing;
+        }
+        Routed::Deliver {
+            vm: self.focus,
+            byte,
+        }
+    }
+}
+
+impl Default for InputRouter {
+    fn default() -> Self {
+        Self::new()
+    }
+}

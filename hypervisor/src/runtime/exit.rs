@@ -1,0 +1,293 @@
+//! Handling of synchronous guest exits: MMIO emulation, hypercalls (PSCI, SMCCC), system
+//! register traps and WFI. Anything the guest is not allowed to do gets an abort or an
+//! undefined-instruction exception injected; a guest that cannot take it is stopped.
+
+use super::vms::{self, power, ExitNext as Next, Vm};
+use crate::arch::cpu;
+use crate::arch::exception::GuestRegs;
+use crate::hvprintln;
+use crate::mmio::{self, AccessSize, MmioAccess};
+use crate::trap::{self, TrapCause};
+use crate::types::{GuestPhysAddr, IntId, VcpuId};
+use crate::vm::layout;
+use core::sync::atomic::Ordering;
+
+/// Handles one synchronous exit of `vcpu` of `vm`.
+pub fn handle_sync(vm: &'static Vm, vcpu: VcpuId, regs: &mut GuestRegs) -> Next {
+    let (esr, far, hpfar) = cpu::fault_registers();
+    match trap::decode(esr) {
+        TrapCause::Wfx { is_wfe, .. } => {
+            regs.elr += trap::instr_len(esr);
+            if is_wfe {
+                Next::Yield
+            } else if vm.devices.lock().vgic.has_pending(vcpu) {
+                Next::Resume
+            } else {
+                Next::Block
+            }
+        }
+        TrapCause::Hvc { .. } => hypercall(vm, vcpu, regs),
+        TrapCause::Smc { .. } => {
+            // SMC trapped by HCR_EL2.TSC: ELR points at the SMC itself.
+            regs.elr += trap::instr_len(esr);
+            hypercall(vm, vcpu, regs)
+        }
+        TrapCause::SysReg(acc) => {
+            regs.elr += trap::instr_len(esr);
+            let value = if acc.rt < 31 {
+                regs.x[acc.rt as usize]
+            } else {
+                0
+            };
+            match acc.encoding() {
+                trap::ICC_SGI1R_EL1 | trap::ICC_ASGI1R_EL1 if !acc.is_read => {
+                    let targets = vm.devices.lock().vgic.sgi1r_write(vcpu, value);
+                    for t in targets.iter() {
+                        vms::kick_vcpu(vm, t);
+                    }
+                    Next::Resume
+                }
+                trap::ICC_SGI0R_EL1 if !acc.is_read => Next::Resume,
+                // The physical timer belongs to the hypervisor: reads as zero, writes ignored.
+                trap::CNTP_CTL_EL0 | trap::CNTP_CVAL_EL0 | trap::CNTP_TVAL_EL0 => {
+                    if acc.is_read && acc.rt < 31 {
+                        regs.x[acc.rt as usize] = 0;
+                    }
+                    Next::Resume
+                }
+                _ => {
+                    regs.elr -= trap::instr_len(esr);
+                    inject_undef(vm, regs)
+                }
+            }
+        }
+        TrapCause::DataAbort(da) => {
+            let ipa = trap::fault_ipa(hpfar, far);
+            match da.access {
+                Some(acc) if !da.s1ptw => {
+                    let ok = if acc.is_write {
+                        let reg = acc.target_register().map_or(0, |r| regs.x[r as usize]);
+                        mmio_write(vm, vcpu, ipa, acc.size, mmio::store_value(&acc, reg))
+                    } else {
+                        mmio_read(vm, vcpu, ipa, acc.size).map(|raw| write_reg(regs, &acc, raw))
+                    };
+                    match ok {
+                        Some(()) => {
+                            regs.elr += trap::instr_len(esr);
+                            Next::Resume
+                        }
+                        None => inject_abort(vm, regs, far, acc.is_write),
+                    }
+                }
+                // No syndrome (ldp/stp, writeback) or a table walk outside RAM: abort.
+                _ => inject_abort(vm, regs, far, da.wnr),
+            }
+        }
+        TrapCause::InstrAbort { .. } => inject_abort(vm, regs, far, false),
+        TrapCause::Other { ec, .. } => {
+            hvprintln!(
+                "[hv] VM `{}` vCPU {}: unhandled exception class {ec:#x} at {:#x}",
+                vm.desc.name,
+                vcpu.0,
+                regs.elr
+            );
+            inject_undef(vm, regs)
+        }
+    }
+}
+
+fn write_reg(regs: &mut GuestRegs, acc: &MmioAccess, raw: u64) {
+    if let Some(r) = acc.target_register() {
+        regs.x[r as usize] = mmio::load_value(acc, raw);
+    }
+}
+
+/// Injects an abort; a guest that faults inside its own vector table is stopped instead
+/// (it would fault for ever).
+fn inject_abort(vm: &'static Vm, regs: &mut GuestRegs, far: u64, is_write: bool) -> Next {
+    if faulting_in_vectors(regs) {
+        vms::stop_vm(vm, "abort inside its exception vectors (no handler)");
+        return Next::Off;
+    }
+    let (pc, pstate) = cpu::inject_data_abort(regs.elr, regs.spsr, far, is_write);
+    regs.elr = pc;
+    regs.spsr = pstate;
+    Next::Resume
+}
+
+fn inject_undef(vm: &'static Vm, regs: &mut GuestRegs) -> Next {
+    if faulting_in_vectors(regs) {
+        vms::stop_vm(vm, "undefined instruction inside its exception vectors");
+        return Next::Off;
+    }
+    let (pc, pstate) = cpu::inject_undefined(regs.elr, regs.spsr);
+    regs.elr = pc;
+    regs.spsr = pstate;
+    Next::Resume
+}
+
+fn faulting_in_vectors(regs: &GuestRegs) -> bool {
+    let vbar = cpu::vbar_el1();
+    vbar == 0 || (regs.elr >= vbar && regs.elr < vbar + 0x800)
+}
+
+fn mmio_read(vm: &Vm, vcpu: VcpuId, ipa: GuestPhysAddr, size: AccessSize) -> Option<u64> {
+    let a = ipa.0;
+    let mut dev = vm.devices.lock();
+    if (layout::GICD_BASE..layout::GICD_BASE + layout::GICD_SIZE).contains(&a) {
+        let _ = vcpu;
+        return Some(
+            dev.vgic
+                .gicd_read(a - layout::GICD_BASE, size.bytes() as usize),
+        );
+    }
+    let gicr_end = layout::GICR_BASE + layout::GICR_STRIDE * vm.vcpus.len() as u64;
+    if (layout::GICR_BASE..gicr_end).contains(&a) {
+        return Some(
+            dev.vgic
+                .gicr_read(a - layout::GICR_BASE, size.bytes() as usize),
+        );
+    }
+    if (layout::UART_BASE..layout::UART_BASE + layout::UART_SIZE).contains(&a) {
+        let v =
+            crate::mmio::MmioDevice::read(&mut dev.uart, vcpu, a - layout::UART_BASE, size).ok();
+        update_uart_irq(&mut dev);
+        return v;
+    }
+    None
+}
+
+fn mmio_write(
+    vm: &Vm,
+    vcpu: VcpuId,
+    ipa: GuestPhysAddr,
+    size: AccessSize,
+    value: u64,
+) -> Option<()> {
+    let a = ipa.0;
+    let mut dev = vm.devices.lock();
+    if (layout::GICD_BASE..layout::GICD_BASE + layout::GICD_SIZE).contains(&a) {
+        dev.vgic
+            .gicd_write(a - layout::GICD_BASE, size.bytes() as usize, value);
+        let r = Some(());
+        let kicks = dev.vgic.take_kicks();
+        drop(dev);
+        for t in kicks.iter() {
+            vms::kick_vcpu(vm, t);
+        }
+        return r;
+    }
+    let gicr_end = layout::GICR_BASE + layout::GICR_STRIDE * vm.vcpus.len() as u64;
+    if (layout::GICR_BASE..gicr_end).contains(&a) {
+        dev.vgic
+            .gicr_write(a - layout::GICR_BASE, size.bytes() as usize, value);
+        let r = Some(());
+        let kicks = dev.vgic.take_kicks();
+        drop(dev);
+        for t in kicks.iter() {
+            vms::kick_vcpu(vm, t);
+        }
+        return r;
+    }
+    if (layout::UART_BASE..layout::UART_BASE + layout::UART_SIZE).contains(&a) {
+        let r =
+            crate::mmio::MmioDevice::write(&mut dev.uart, vcpu, a - layout::UART_BASE, size, value)
+                .ok();
+        let out = dev.uart.take_output();
+        dev.output.push(&out);
+        update_uart_irq(&mut dev);
+        return r;
+    }
+    None
+}
+
+fn update_uart_irq(dev: &mut vms::VmDevices) {
+    let level = dev.uart.irq_level();
+    let _ = dev
+        .vgic
+        .set_level(IntId(layout::UART_INTID), VcpuId(0), level);
+}
+
+/// PSCI and SMCCC calls (x0 = function id, x1..x3 = arguments).
+fn hypercall(vm: &'static Vm, vcpu: VcpuId, regs: &mut GuestRegs) -> Next {
+    let fid = regs.x[0] as u32;
+    let mut backend = Backend { vm };
+    let out = crate::psci::handle(fid, [regs.x[1], regs.x[2], regs.x[3]], &mut backend);
+    regs.x[0] = out.x0;
+    use crate::psci::PsciAction;
+    match out.action {
+        PsciAction::Continue => Next::Resume,
+        PsciAction::Standby => Next::Block,
+        PsciAction::CpuOff => Next::Off,
+        PsciAction::SystemOff => {
+            vms::stop_vm(vm, "guest called PSCI SYSTEM_OFF");
+            Next::Off
+        }
+        PsciAction::SystemReset => {
+            vms::reset_vm(vm);
+            Next::Yield
+        }
+        PsciAction::WakeVcpu(v) => {
+            let _ = vcpu;
+            vms::kick_vcpu(vm, v);
+            Next::Resume
+        }
+    }
+}
+
+struct Backend {
+    vm: &'static Vm,
+}
+
+impl crate::psci::PsciBackend for Backend {
+    fn vcpu_by_mpidr(&self, mpidr: u64) -> Option<VcpuId> {
+        self.vm
+            .vcpus
+            .iter()
+            .position(|v| v.mpidr == mpidr & 0xff_00ff_ffff)
+            .map(VcpuId)
+    }
+
+    fn vcpu_state(&self, vcpu: VcpuId) -> crate::psci::VcpuPowerState {
+        use crate::psci::VcpuPowerState as S;
+        match self
+            .vm
+            .vcpus
+            .get(vcpu.0)
+            .map(|v| v.power.load(Ordering::Acquire))
+        {
+            Some(power::ON) => S::On,
+            Some(power::ON_PENDING) => S::OnPending,
+            _ => S::Off,
+        }
+    }
+
+    fn request_cpu_on(
+        &mut self,
+        vcpu: VcpuId,
+        entry: GuestPhysAddr,
+        context_id: u64,
+    ) -> Result<(), crate::psci::CpuOnError> {
+        use crate::psci::CpuOnError;
+        let v = self.vm.vcpus.get(vcpu.0).ok_or(CpuOnError::Internal)?;
+        v.entry.store(entry.0, Ordering::Release);
+        v.context.store(context_id, Ordering::Release);
+        match v.power.compare_exchange(
+            power::OFF,
+            power::ON_PENDING,
+            Ordering::AcqRel,
+            Ordering::Acquire,
+        ) {
+            Ok(_) => Ok(()),
+            Err(power::ON_PENDING) => Err(CpuOnError::OnPending),
+            Err(_) => Err(CpuOnError::AlreadyOn),
+        }
+    }
+
+    fn entry_valid(&self, addr: GuestPhysAddr) -> bool {
+        let a = addr.0;
+        a >= layout::RAM_BASE
+            && a < layout::RAM_BASE + self.vm.desc.memory_size
+            && a.is_multiple_of(4)
+    }
+}

@@ -1,0 +1,673 @@
+//! VM creation and the per-physical-CPU run loop: scheduling vCPUs, entering guests and
+//! handling their exits.
+
+use super::console::{self, InputRouter, Routed, VmOutput};
+use super::{irqchip, KICK_SGI};
+use crate::arch::exception::{ExitKind, GuestRegs};
+use crate::arch::sysreg::El1Context;
+use crate::arch::{self, cpu};
+use crate::config::{VmDesc, VmTable};
+use crate::hvprintln;
+use crate::mm::frames::FrameAllocator;
+use crate::mm::stage2::Stage2;
+use crate::platform::BoardDesc;
+use crate::types::{GuestPhysAddr, HostPhysAddr, IntId, VcpuId, VmId};
+use crate::vgic::VGic;
+use crate::vm::layout;
+use crate::vuart::Pl011;
+use alloc::vec::Vec;
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use spin::{Mutex, Once};
+
+/// vCPU power states (PSCI view).
+pub mod power {
+    /// Off.
+    pub const OFF: u8 = 0;
+    /// CPU_ON accepted, not yet running.
+    pub const ON_PENDING: u8 = 1;
+    /// Running or runnable.
+    pub const ON: u8 = 2;
+}
+
+/// Devices of a VM, behind one lock.
+pub struct VmDevices {
+    /// Virtual GIC.
+    pub vgic: VGic,
+    /// Virtual PL011.
+    pub uart: Pl011,
+    /// Console line buffer.
+    pub output: VmOutput,
+}
+
+/// A vCPU's state visible to every physical CPU.
+pub struct VcpuShared {
+    /// Physical CPU it is pinned to.
+    pub pcpu: usize,
+    /// Guest-visible MPIDR.
+    pub mpidr: u64,
+    /// `power::*`.
+    pub power: AtomicU8,
+    /// CPU_ON entry point.
+    pub entry: AtomicU64,
+    /// CPU_ON context id.
+    pub context: AtomicU64,
+}
+
+/// One VM.
+pub struct Vm {
+    /// Index.
+    pub id: VmId,
+    /// Its configuration.
+    pub desc: &'static VmDesc,
+    /// Host-physical base of its RAM.
+    pub ram_host: u64,
+    /// VTTBR_EL2 value.
+    pub vttbr: u64,
+    /// Devices.
+    pub devices: Mutex<VmDevices>,
+    /// vCPUs.
+    pub vcpus: Vec<VcpuShared>,
+    /// Set when the VM stopped (SYSTEM_OFF or fatal fault).
+    pub stopped: AtomicBool,
+    /// Bumped on SYSTEM_RESET; vCPUs re-initialise when they see a new value.
+    pub generation: AtomicU32,
+    /// Guest entry point and DTB address of vCPU 0.
+    boot: (u64, u64),
+}
+
+static VMS: Once<Vec<Vm>> = Once::new();
+static CREATED: AtomicBool = AtomicBool::new(false);
+static VMS_RUNNING: AtomicUsize = AtomicUsize::new(0);
+static INPUT: Mutex<InputRouter> = Mutex::new(InputRouter::new());
+
+/// Blocks a secondary CPU until the boot CPU has created the VMs.
+pub fn wait_until_created() {
+    while !CREATED.load(Ordering::Acquire) {
+        core::hint::spin_loop();
+    }
+}
+
+fn vms() -> &'static [Vm] {
+    VMS.get().map(Vec::as_slice).unwrap_or(&[])
+}
+
+/// Creates every VM of the table: RAM, stage-2, images, DTB, devices.
+pub fn create_all(board: &'static BoardDesc, table: &'static VmTable, pcpus: usize) {
+    let (img_start, _, hv_end) = arch::image_layout();
+    let reserved = [
+        (HostPhysAddr(img_start), hv_end - img_start),
+        (
+            HostPhysAddr(table.staging_base),
+            table.staging_end - table.staging_base,
+        ),
+    ];
+    let mut frames = match FrameAllocator::from_board(board.memory, &reserved) {
+        Ok(f) => f,
+        Err(e) => {
+            hvprintln!("[hv] board memory map unusable: {e}; no VM can run");
+            cpu::firmware_system_off();
+        }
+    };
+    let mut out = Vec::new();
+    // vCPUs are spread round robin over the physical CPUs, VM after VM.
+    let mut placement = Vec::new();
+    let mut k = 0usize;
+    for (i, vm) in table.vms.iter().enumerate() {
+        for v in 0..vm.vcpus as usize {
+            placement.push((VmId(i), VcpuId(v), crate::types::PcpuId(k % pcpus.max(1))));
+            k += 1;
+        }
+    }
+    for (i, desc) in table.vms.iter().enumerate() {
+        match create_vm(VmId(i), desc, &mut frames, &placement) {
+            Ok(vm) => out.push(vm),
+            Err(e) => hvprintln!("[hv] VM {} ({}) not created: {e}", i, desc.name),
+        }
+    }
+    VMS_RUNNING.store(out.len(), Ordering::Release);
+    for vm in &out {
+        let pcpus: Vec<usize> = vm.vcpus.iter().map(|v| v.pcpu).collect();
+        hvprintln!(
+            "[hv] VM {} `{}`: {} vCPU(s) on pCPU(s) {:?}, {} MiB RAM at host {:#x}",
+            vm.id.0,
+            vm.desc.name,
+            vm.vcpus.len(),
+            pcpus,
+            vm.desc.memory_size >> 20,
+            vm.ram_host
+        );
+    }
+    if out.is_empty() {
+        hvprintln!("[hv] no VM to run; powering off");
+        cpu::firmware_system_off();
+    }
+    VMS.call_once(|| out);
+    CREATED.store(true, Ordering::Release);
+    // The console's receive interrupt goes to this (the boot) CPU.
+    if let Some(dev) = board.console_device() {
+        if let Some(irq) = dev.irqs.first() {
+            irqchip().enable(irq.intid, 0xa0, false, board.cpus[0].mpidr);
+        }
+    }
+}
+
+/// Errors creating a VM.
+#[derive(Debug, thiserror::Error)]
+pub enum CreateError {
+    /// Not enough free RAM.
+    #[error("cannot allocate {0} MiB of guest RAM; lower `memory_mib` or free board RAM")]
+    NoMemory(u64),
+    /// Stage-2 mapping failed.
+    #[error("stage-2 mapping failed: {0}")]
+    Stage2(crate::mm::stage2::Stage2Error),
+    /// Kernel image is not a Linux arm64 Image.
+    #[error("kernel `{0}` has no arm64 Image header (magic ARM\\x64 at 0x38)")]
+    BadKernel(&'static str),
+    /// Images do not fit in guest RAM.
+    #[error("kernel, initrd and DTB do not fit in {0} MiB of guest RAM")]
+    TooSmall(u64),
+    /// vGIC creation failed.
+    #[error("vGIC: {0}")]
+    Vgic(crate::vgic::VGicError),
+    /// DTB generation failed.
+    #[error("device tree: {0}")]
+    Fdt(crate::fdt::FdtError),
+}
+
+fn create_vm(
+    id: VmId,
+    desc: &'static VmDesc,
+    frames: &mut FrameAllocator,
+    placement: &[(VmId, VcpuId, crate::types::PcpuId)],
+) -> Result<Vm, CreateError> {
+    let ram = frames
+        .alloc(desc.memory_size, 0x20_0000, Some(0))
+        .map_err(|_| CreateError::NoMemory(desc.memory_size >> 20))?;
+    let ram_host = ram.0;
+    arch::zero_host_phys(ram_host, desc.memory_size);
+    let mut s2 = Stage2::new(id).map_err(CreateError::Stage2)?;
+    s2.map_ram(GuestPhysAddr(layout::RAM_BASE), ram, desc.memory_size)
+        .map_err(CreateError::Stage2)?;
+    let vttbr = s2.vttbr();
+    core::mem::forget(s2); // The tables live as long as the VM (for ever, for now).
+
+    let boot = load_images(desc, ram_host)?;
+    let vcpus = (0..desc.vcpus as usize)
+        .map(|v| {
+            let pcpu = placement
+                .iter()
+                .find(|p| p.0 == id && p.1 .0 == v)
+                .map(|p| p.2 .0)
+                .unwrap_or(0);
+            VcpuShared {
+                pcpu,
+                mpidr: v as u64,
+                power: AtomicU8::new(if v == 0 {
+                    power::ON_PENDING
+                } else {
+                    power::OFF
+                }),
+                entry: AtomicU64::new(boot.0),
+                context: AtomicU64::new(boot.1),
+            }
+        })
+        .collect();
+    let mut vgic = VGic::new(desc.vcpus as usize, layout::VGIC_SPIS).map_err(CreateError::Vgic)?;
+    for v in 0..desc.vcpus as usize {
+        let _ = vgic.set_eoi_notify(IntId(layout::VTIMER_INTID), VcpuId(v), true);
+    }
+    Ok(Vm {
+        id,
+        desc,
+        ram_host,
+        vttbr,
+        devices: Mutex::new(VmDevices {
+            vgic,
+            uart: Pl011::new(),
+            output: VmOutput::new(desc.name),
+        }),
+        vcpus,
+        stopped: AtomicBool::new(false),
+        generation: AtomicU32::new(0),
+        boot,
+    })
+}
+
+/// Copies kernel, initrd and DTB from the staging area into guest RAM; returns the guest
+/// entry point and DTB address.
+fn load_images(desc: &'static VmDesc, ram_host: u64) -> Result<(u64, u64), CreateError> {
+    let mut header = [0u8; 64];
+    arch::read_host_phys(desc.kernel.staging_base, &mut header);
+    if &header[0x38..0x3c] != b"ARM\x64" {
+        return Err(CreateError::BadKernel(desc.kernel.path));
+    }
+    let le = |o: usize| u64::from_le_bytes(header[o..o + 8].try_into().unwrap_or([0; 8]));
+    let text_offset = le(8);
+    let image_size = le(16).max(desc.kernel.size);
+    let size = desc.memory_size;
+    let dtb_off = size
+        .checked_sub(layout::DTB_OFFSET_FROM_END)
+        .ok_or(CreateError::TooSmall(size >> 20))?;
+    if text_offset + image_size > dtb_off {
+        return Err(CreateError::TooSmall(size >> 20));
+    }
+    arch::copy_host_phys(
+        ram_host + text_offset,
+        desc.kernel.staging_base,
+        desc.kernel.size,
+    );
+    let mut initrd = None;
+    if let Some(rd) = desc.initrd {
+        // The initrd sits just below the DTB, 4 KiB aligned.
+        let off = (dtb_off - rd.size) & !0xfff;
+        if off < text_offset + image_size {
+            return Err(CreateError::TooSmall(size >> 20));
+        }
+        arch::copy_host_phys(ram_host + off, rd.staging_base, rd.size);
+        initrd = Some((layout::RAM_BASE + off, layout::RAM_BASE + off + rd.size));
+    }
+    let dtb_guest = layout::RAM_BASE + dtb_off;
+    match desc.dtb {
+        Some(d) => arch::copy_host_phys(
+            ram_host + dtb_off,
+            d.staging_base,
+            d.size.min(layout::DTB_OFFSET_FROM_END),
+        ),
+        None => {
+            let initrd = initrd.map(|(s, e)| (GuestPhysAddr(s), GuestPhysAddr(e)));
+            let v3 = arch::board().gic.version == crate::platform::GicVersion::V3;
+            let cfg = crate::fdt::GuestDtbConfig::from_layout(
+                desc.vcpus as usize,
+                size,
+                v3,
+                desc.cmdline,
+                initrd,
+            );
+            let blob = crate::fdt::build_guest_dtb(&cfg).map_err(CreateError::Fdt)?;
+            arch::write_host_phys(ram_host + dtb_off, &blob);
+        }
+    }
+    Ok((layout::RAM_BASE + text_offset, dtb_guest))
+}
+
+/// A vCPU as its physical CPU holds it.
+struct LocalVcpu {
+    vm: &'static Vm,
+    id: VcpuId,
+    regs: GuestRegs,
+    el1: El1Context,
+    generation: u32,
+    blocked: bool,
+    /// The hypervisor masked the virtual timer (CNTV_CTL.IMASK) after it fired.
+    vtimer_masked: bool,
+    lrs: [u64; 16],
+}
+
+impl LocalVcpu {
+    fn shared(&self) -> &'static VcpuShared {
+        &self.vm.vcpus[self.id.0]
+    }
+
+    fn reset(&mut self, entry: u64, x0: u64) {
+        self.regs = GuestRegs::default();
+        self.regs.elr = entry;
+        self.regs.x[0] = x0;
+        // EL1h, DAIF masked.
+        self.regs.spsr = 0x3c5;
+        self.el1 = El1Context::reset(self.shared().mpidr);
+        self.blocked = false;
+        self.vtimer_masked = false;
+        self.lrs = [0; 16];
+    }
+}
+
+/// What the exit handler decided.
+pub enum Next {
+    /// Re-enter the same vCPU.
+    Resume,
+    /// The vCPU waits for an interrupt.
+    Block,
+    /// Let the scheduler pick (time slice over, or another vCPU was kicked).
+    Yield,
+    /// The vCPU turned itself off.
+    Off,
+}
+
+/// Runs the vCPUs pinned to physical CPU `cpu` for ever.
+pub fn run_cpu(cpu_index: usize) -> ! {
+    let mut local: Vec<LocalVcpu> = Vec::new();
+    for vm in vms() {
+        for (i, v) in vm.vcpus.iter().enumerate() {
+            if v.pcpu == cpu_index {
+                local.push(LocalVcpu {
+                    vm,
+                    id: VcpuId(i),
+                    regs: GuestRegs::default(),
+                    el1: El1Context::reset(v.mpidr),
+                    generation: 0,
+                    blocked: false,
+                    vtimer_masked: false,
+                    lrs: [0; 16],
+                });
+            }
+        }
+    }
+    let num_lrs = cpu::num_list_registers().min(16);
+    let slice = cpu::counter_frequency() / 100; // 10 ms
+    let mut loaded: Option<usize> = None;
+    let mut rr = 0usize;
+    loop {
+        check_power_off(cpu_index);
+        // Power-state changes requested by other CPUs.
+        for (i, lv) in local.iter_mut().enumerate() {
+            let gen = lv.vm.generation.load(Ordering::Acquire);
+            if gen != lv.generation {
+                lv.generation = gen;
+                lv.blocked = false;
+            }
+            let sh = lv.shared();
+            if lv.vm.stopped.load(Ordering::Acquire) {
+                continue;
+            }
+            if sh.power.load(Ordering::Acquire) == power::ON_PENDING {
+                let (e, c) = (
+                    sh.entry.load(Ordering::Acquire),
+                    sh.context.load(Ordering::Acquire),
+                );
+                lv.reset(e, c);
+                if loaded == Some(i) {
+                    // Its old EL1 state is in the registers: load the reset state instead.
+                    lv.el1.restore();
+                }
+                sh.power.store(power::ON, Ordering::Release);
+            }
+        }
+        // Pick the next runnable vCPU, round robin.
+        let n = local.len();
+        let mut pick = None;
+        for k in 0..n {
+            let i = (rr + k) % n;
+            let lv = &local[i];
+            if lv.vm.stopped.load(Ordering::Acquire)
+                || lv.shared().power.load(Ordering::Acquire) != power::ON
+            {
+                continue;
+            }
+            if lv.blocked && !wake_condition(lv, loaded == Some(i)) {
+                continue;
+            }
+            pick = Some(i);
+            break;
+        }
+        let Some(i) = pick else {
+            idle(&mut local, loaded);
+            continue;
+        };
+        rr = i + 1;
+        local[i].blocked = false;
+        if loaded != Some(i) {
+            if let Some(l) = loaded {
+                local[l].el1.save();
+            }
+            local[i].el1.restore();
+            cpu::set_vttbr(local[i].vm.vttbr);
+            loaded = Some(i);
+        }
+        let others_runnable = local.iter().enumerate().any(|(j, lv)| {
+            j != i
+                && !lv.vm.stopped.load(Ordering::Acquire)
+                && lv.shared().power.load(Ordering::Acquire) == power::ON
+                && !lv.blocked
+        });
+        if others_runnable {
+            cpu::set_hyp_timer(cpu::counter() + slice);
+        } else {
+            cpu::stop_hyp_timer();
+        }
+        let lv = &mut local[i];
+        match run_vcpu(lv, num_lrs) {
+            Next::Block => lv.blocked = true,
+            Next::Off => {
+                lv.shared().power.store(power::OFF, Ordering::Release);
+            }
+            Next::Resume | Next::Yield => {}
+        }
+        if lv.blocked {
+            lv.vm.devices.lock().output.flush_partial();
+        }
+    }
+}
+
+/// True if a blocked vCPU should run: an interrupt is pending, or its timer expired.
+fn wake_condition(lv: &LocalVcpu, is_loaded: bool) -> bool {
+    if lv.vm.devices.lock().vgic.has_pending(lv.id) {
+        return true;
+    }
+    let (ctl, cval) = if is_loaded {
+        cpu::vtimer()
+    } else {
+        (lv.el1.cntv_ctl_el0, lv.el1.cntv_cval_el0)
+    };
+    crate::vtimer::should_fire(ctl, cval, cpu::virtual_counter())
+}
+
+/// Nothing runnable: sleep until an interrupt, waking for the earliest blocked vCPU timer.
+fn idle(local: &mut [LocalVcpu], loaded: Option<usize>) {
+    let mut deadline: Option<u64> = None;
+    for (i, lv) in local.iter().enumerate() {
+        if !lv.blocked || Some(i) == loaded {
+            continue;
+        }
+        if let Some(d) = crate::vtimer::deadline(lv.el1.cntv_ctl_el0, lv.el1.cntv_cval_el0) {
+            deadline = Some(deadline.map_or(d, |x: u64| x.min(d)));
+        }
+    }
+    match deadline {
+        Some(d) => cpu::set_hyp_timer(d),
+        None => cpu::stop_hyp_timer(),
+    }
+    cpu::wait_for_interrupt();
+    handle_physical_irqs(loaded.and_then(|l| local.get_mut(l)));
+}
+
+fn check_power_off(cpu_index: usize) {
+    if CREATED.load(Ordering::Acquire) && VMS_RUNNING.load(Ordering::Acquire) == 0 && cpu_index == 0
+    {
+        hvprintln!("[hv] all VMs stopped; powering off");
+        cpu::firmware_system_off();
+    }
+}
+
+/// Enters the guest until the vCPU blocks, yields or stops.
+fn run_vcpu(lv: &mut LocalVcpu, num_lrs: usize) -> Next {
+    loop {
+        if lv.vm.stopped.load(Ordering::Acquire) {
+            return Next::Off;
+        }
+        {
+            let mut dev = lv.vm.devices.lock();
+            match dev.vgic.flush(lv.id, &mut lv.lrs, num_lrs) {
+                Ok(f) => cpu::set_ich_hcr(f.ich_hcr_el2()),
+                Err(_) => cpu::set_ich_hcr(1),
+            }
+        }
+        for n in 0..num_lrs {
+            cpu::write_lr(n, lv.lrs[n]);
+        }
+        let kind = arch::run_guest(&mut lv.regs);
+        for n in 0..num_lrs {
+            lv.lrs[n] = cpu::read_lr(n);
+        }
+        cpu::set_ich_hcr(0);
+        {
+            let mut dev = lv.vm.devices.lock();
+            let _ = dev.vgic.sync(lv.id, &lv.lrs[..num_lrs]);
+            lv.lrs = [0; 16];
+            if let Ok(eois) = dev.vgic.take_eoi_notified(lv.id) {
+                for intid in eois {
+                    if intid.0 == layout::VTIMER_INTID && lv.vtimer_masked {
+                        let (ctl, _) = cpu::vtimer();
+                        cpu::set_vtimer_ctl(ctl & !crate::vtimer::cntv_ctl::IMASK);
+                        lv.vtimer_masked = false;
+                    }
+                }
+            }
+        }
+        let next = match kind {
+            ExitKind::Sync => super::exit::handle_sync(lv.vm, lv.id, &mut lv.regs),
+            ExitKind::Irq | ExitKind::Fiq => handle_physical_irqs(Some(lv)),
+            ExitKind::SError => {
+                stop_vm(lv.vm, "SError from the guest");
+                Next::Off
+            }
+            ExitKind::Aarch32 => {
+                stop_vm(lv.vm, "AArch32 execution is not supported");
+                Next::Off
+            }
+        };
+        match next {
+            Next::Resume => continue,
+            other => return other,
+        }
+    }
+}
+
+/// Acknowledges and handles every pending physical interrupt. `loaded` is the vCPU whose
+/// EL1 state (and so virtual timer) is live on this CPU, if any.
+fn handle_physical_irqs(mut loaded: Option<&mut LocalVcpu>) -> Next {
+    let gic = irqchip();
+    let board = arch::board();
+    let mut next = Next::Resume;
+    while let Some(intid) = gic.acknowledge() {
+        if intid == board.timer.virt.intid {
+            // The loaded vCPU's virtual timer fired: mask it (the guest's EOI unmasks it)
+            // and make the virtual interrupt pending.
+            let (ctl, _) = cpu::vtimer();
+            cpu::set_vtimer_ctl(ctl | crate::vtimer::cntv_ctl::IMASK);
+            if let Some(lv) = loaded.as_deref_mut() {
+                lv.vtimer_masked = true;
+                let _ = lv
+                    .vm
+                    .devices
+                    .lock()
+                    .vgic
+                    .inject_edge(IntId(layout::VTIMER_INTID), lv.id);
+            }
+        } else if intid == board.timer.hyp_phys.intid {
+            cpu::stop_hyp_timer();
+            next = Next::Yield;
+        } else if intid == KICK_SGI {
+            next = Next::Yield;
+        } else if board
+            .console_device()
+            .and_then(|d| d.irqs.first())
+            .is_some_and(|i| i.intid == intid)
+        {
+            console_input();
+        }
+        gic.end_of_interrupt(intid);
+    }
+    next
+}
+
+fn console_input() {
+    let all = vms();
+    while let Some(b) = console::read_byte() {
+        let routed = INPUT.lock().route(b, all.len());
+        match routed {
+            Routed::Deliver { vm, byte } => {
+                if let Some(vm) = all.get(vm) {
+                    let mut dev = vm.devices.lock();
+                    dev.uart.push_input(byte);
+                    let level = dev.uart.irq_level();
+                    let _ = dev
+                        .vgic
+                        .set_level(IntId(layout::UART_INTID), VcpuId(0), level);
+                    drop(dev);
+                    kick_vm(vm);
+                }
+            }
+            Routed::Switched(n) => {
+                if let Some(vm) = all.get(n) {
+                    hvprintln!("[hv] console input now goes to VM {n} `{}`", vm.desc.name);
+                }
+            }
+            Routed::Nothing => {}
+        }
+    }
+}
+
+/// Kicks every physical CPU running a vCPU of `vm`.
+pub fn kick_vm(vm: &Vm) {
+    let me = cpu::current_index();
+    let board = arch::board();
+    let mut done = 0u64;
+    for v in &vm.vcpus {
+        if v.pcpu != me && v.pcpu < 64 && done & (1 << v.pcpu) == 0 {
+            done |= 1 << v.pcpu;
+            irqchip().send_sgi(KICK_SGI, board.cpus[v.pcpu].mpidr);
+        }
+    }
+}
+
+/// Kicks the physical CPU that runs `vcpu` of `vm` (if it is not this one).
+pub fn kick_vcpu(vm: &Vm, vcpu: VcpuId) {
+    let Some(v) = vm.vcpus.get(vcpu.0) else {
+        return;
+    };
+    if v.pcpu != cpu::current_index() {
+        irqchip().send_sgi(KICK_SGI, arch::board().cpus[v.pcpu].mpidr);
+    }
+}
+
+/// Stops a VM for good (SYSTEM_OFF or a fatal guest error); the others go on.
+pub fn stop_vm(vm: &Vm, why: &str) {
+    if vm.stopped.swap(true, Ordering::AcqRel) {
+        return;
+    }
+    vm.devices.lock().output.flush_partial();
+    hvprintln!("[hv] VM {} `{}` stopped: {why}", vm.id.0, vm.desc.name);
+    for v in &vm.vcpus {
+        v.power.store(power::OFF, Ordering::Release);
+    }
+    kick_vm(vm);
+    if VMS_RUNNING.fetch_sub(1, Ordering::AcqRel) == 1 {
+        // The last VM: wake the boot CPU so that it powers off.
+        irqchip().send_sgi(KICK_SGI, arch::board().cpus[0].mpidr);
+    }
+}
+
+/// Restarts a VM (SYSTEM_RESET): images reloaded, vCPU 0 at the kernel entry.
+pub fn reset_vm(vm: &Vm) {
+    hvprintln!("[hv] VM {} `{}` resetting", vm.id.0, vm.desc.name);
+    for v in &vm.vcpus {
+        v.power.store(power::OFF, Ordering::Release);
+    }
+    arch::zero_host_phys(vm.ram_host, vm.desc.memory_size);
+    match load_images(vm.desc, vm.ram_host) {
+        Ok(_) => {}
+        Err(e) => {
+            stop_vm(vm, "reset failed");
+            hvprintln!("[hv] reset of `{}` failed: {e}", vm.desc.name);
+            return;
+        }
+    }
+    {
+        let mut dev = vm.devices.lock();
+        if let Ok(mut g) = VGic::new(vm.vcpus.len(), layout::VGIC_SPIS) {
+            for v in 0..vm.vcpus.len() {
+                let _ = g.set_eoi_notify(IntId(layout::VTIMER_INTID), VcpuId(v), true);
+            }
+            dev.vgic = g;
+        }
+        dev.uart = Pl011::new();
+    }
+    vm.generation.fetch_add(1, Ordering::AcqRel);
+    let v0 = &vm.vcpus[0];
+    v0.entry.store(vm.boot.0, Ordering::Release);
+    v0.context.store(vm.boot.1, Ordering::Release);
+    v0.power.store(power::ON_PENDING, Ordering::Release);
+    kick_vm(vm);
+}
+
+pub use Next as ExitNext;
