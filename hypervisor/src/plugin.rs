@@ -135,6 +135,15 @@ pub enum QuirkData {
         no_write_cache: bool,
         /// Force 512-byte logical sectors.
         force_512_sectors: bool,
+        /// NVMe: ignore the controller's subsystem NQN (not unique on some drives) and
+        /// synthesize one per controller (Linux `NVME_QUIRK_IGNORE_DEV_SUBNQN`).
+        ignore_subnqn: bool,
+        /// NVMe: wait this many milliseconds after writing CC.EN before polling CSTS.RDY
+        /// (Linux `NVME_QUIRK_DELAY_BEFORE_CHK_RDY` waits 2300); 0 = no delay.
+        ready_delay_ms: u32,
+        /// PCI: the device also issues DMA as this function number of its slot, so the
+        /// SMMU must map that requester ID too (Linux `quirk_dma_func1_alias`).
+        dma_alias_function: Option<u8>,
     },
     /// CPU / SoC quirks.
     Soc {
