@@ -1,2 +1,156 @@
-//! `cargo xtask`: build, run in QEMU, test and benchmark.
-fn main() {}
+//! `cargo xtask`: build images, run them in QEMU, test and benchmark.
+//!
+//! ```text
+//! cargo xtask boards                       table of the boards in boards.kdl
+//! cargo xtask boards check FILE...         validate KDL files (non-zero exit on error)
+//! cargo xtask build [--board NAME] [--board-file F] [--vm F.toml] [--allow-experimental]
+//! cargo xtask run   [--board NAME] [--board-file F] [--vm F.toml] [--timeout SECS]
+//! cargo xtask test                         host tests, every board, every QEMU scenario
+//! ```
+
+mod boards;
+mod build;
+mod qemu;
+mod test;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Options shared by `build` and `run`.
+#[derive(Clone, Debug)]
+pub struct Target {
+    /// Board name.
+    pub board: String,
+    /// Board KDL file.
+    pub board_file: PathBuf,
+    /// VM TOML file.
+    pub vms: PathBuf,
+    /// Build experimental boards.
+    pub allow_experimental: bool,
+}
+
+impl Target {
+    fn defaults() -> Self {
+        let root = build::workspace_root();
+        Self {
+            board: "qemu-virt".into(),
+            board_file: root.join("boards.kdl"),
+            vms: root.join("examples/vms/test-guest.toml"),
+            allow_experimental: false,
+        }
+    }
+}
+
+fn parse_target(args: &mut Vec<String>) -> Result<Target, String> {
+    let mut t = Target::defaults();
+    let mut rest = Vec::new();
+    let mut it = std::mem::take(args).into_iter();
+    while let Some(a) = it.next() {
+        let mut value = |name: &str| it.next().ok_or_else(|| format!("{name} needs a value"));
+        match a.as_str() {
+            "--board" => t.board = value("--board")?,
+            "--board-file" => t.board_file = abs(value("--board-file")?),
+            "--vm" | "--vms" => t.vms = abs(value("--vm")?),
+            "--allow-experimental" => t.allow_experimental = true,
+            _ => rest.push(a),
+        }
+    }
+    *args = rest;
+    Ok(t)
+}
+
+fn abs(p: String) -> PathBuf {
+    let p = PathBuf::from(p);
+    if p.is_absolute() {
+        p
+    } else {
+        std::env::current_dir().map(|d| d.join(&p)).unwrap_or(p)
+    }
+}
+
+fn usage() -> ExitCode {
+    eprintln!(
+        "usage: cargo xtask <command>\n\n\
+         commands:\n  \
+         boards                      list the boards in boards.kdl\n  \
+         boards check FILE...        validate board KDL files\n  \
+         build [opts]                build the hypervisor image for a board\n  \
+         run [opts] [--timeout S]    build and boot it under QEMU (interactive console)\n  \
+         test                        host tests, every board, every QEMU scenario\n\n\
+         opts: --board NAME (default qemu-virt), --board-file FILE.kdl,\n      \
+         --vm FILE.toml (default examples/vms/test-guest.toml), --allow-experimental"
+    );
+    ExitCode::from(2)
+}
+
+fn main() -> ExitCode {
+    let mut args: Vec<String> = std::env::args().skip(1).collect();
+    if args.is_empty() {
+        return usage();
+    }
+    let cmd = args.remove(0);
+    let result = match cmd.as_str() {
+        "boards" => boards_cmd(args),
+        "build" => parse_target(&mut args).and_then(|t| {
+            reject_extra(&args)?;
+            build::image(&t).map(|img| println!("{}", img.elf.display()))
+        }),
+        "run" => parse_target(&mut args).and_then(|t| {
+            let timeout = take_opt(&mut args, "--timeout")?
+                .map(|s| s.parse::<u64>().map_err(|e| format!("--timeout: {e}")))
+                .transpose()?;
+            reject_extra(&args)?;
+            qemu::run_interactive(&t, timeout)
+        }),
+        "test" => reject_extra(&args).and_then(|_| test::all()),
+        "-h" | "--help" | "help" => return usage(),
+        other => Err(format!("unknown command `{other}`; run `cargo xtask help`")),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn take_opt(args: &mut Vec<String>, name: &str) -> Result<Option<String>, String> {
+    if let Some(i) = args.iter().position(|a| a == name) {
+        if i + 1 >= args.len() {
+            return Err(format!("{name} needs a value"));
+        }
+        let v = args.remove(i + 1);
+        args.remove(i);
+        return Ok(Some(v));
+    }
+    Ok(None)
+}
+
+fn reject_extra(args: &[String]) -> Result<(), String> {
+    match args.first() {
+        Some(a) => Err(format!("unexpected argument `{a}`; run `cargo xtask help`")),
+        None => Ok(()),
+    }
+}
+
+fn boards_cmd(args: Vec<String>) -> Result<(), String> {
+    match args.first().map(String::as_str) {
+        Some("check") => {
+            let files: Vec<PathBuf> = args[1..].iter().cloned().map(abs).collect();
+            if files.is_empty() {
+                return Err("boards check needs at least one KDL file".into());
+            }
+            boards::check(&files).map_err(|e| e.to_string())
+        }
+        None => {
+            let file = build::workspace_root().join("boards.kdl");
+            let boards = platform_dsl::load_file(&file).map_err(|e| e.to_string())?;
+            print!("{}", boards::table(&boards));
+            Ok(())
+        }
+        Some(other) => Err(format!(
+            "unknown `boards` subcommand `{other}`; use `boards` or `boards check FILE...`"
+        )),
+    }
+}

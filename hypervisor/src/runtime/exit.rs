@@ -83,7 +83,16 @@ pub fn handle_sync(vm: &'static Vm, vcpu: VcpuId, regs: &mut GuestRegs) -> Next 
                 _ => inject_abort(vm, regs, far, da.wnr),
             }
         }
-        TrapCause::InstrAbort { .. } => inject_abort(vm, regs, far, false),
+        TrapCause::InstrAbort { .. } => {
+            if faulting_in_vectors(regs) {
+                vms::stop_vm(vm, "instruction abort inside its exception vectors");
+                return Next::Off;
+            }
+            let (pc, pstate) = cpu::inject_instruction_abort(regs.elr, regs.spsr, far);
+            regs.elr = pc;
+            regs.spsr = pstate;
+            Next::Resume
+        }
         TrapCause::Other { ec, .. } => {
             hvprintln!(
                 "[hv] VM `{}` vCPU {}: unhandled exception class {ec:#x} at {:#x}",

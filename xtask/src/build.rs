@@ -1,0 +1,156 @@
+//! Building: the Rust targets, the bundled test guest, and hypervisor images for a board.
+
+use crate::Target;
+use platform_dsl::model::Board;
+use platform_dsl::vmconfig::{Plan, VmConfig};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// Target triple of hypervisor images: soft-float, so the hypervisor never touches the
+/// FP/SIMD registers that belong to the guest.
+pub const IMAGE_TRIPLE: &str = "aarch64-unknown-none-softfloat";
+/// Target triple of bare-metal guests.
+pub const GUEST_TRIPLE: &str = "aarch64-unknown-none";
+
+/// A built image and what it was built from.
+pub struct Image {
+    /// The ELF file (QEMU `-kernel` loads it at its entry point at EL2).
+    pub elf: PathBuf,
+    /// The board.
+    pub board: Board,
+    /// Where the guest images go.
+    pub plan: Plan,
+}
+
+/// The workspace root (parent of `xtask/`).
+pub fn workspace_root() -> PathBuf {
+    let here = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    here.parent().map(Path::to_path_buf).unwrap_or(here)
+}
+
+/// The cargo target directory.
+pub fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("target"))
+}
+
+fn cargo() -> Command {
+    let mut c = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    c.current_dir(workspace_root());
+    c
+}
+
+/// Runs a command, turning a failure into an error naming it.
+pub fn run(cmd: &mut Command) -> Result<(), String> {
+    let status = cmd
+        .status()
+        .map_err(|e| format!("cannot run {cmd:?}: {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("command failed ({status}): {cmd:?}"))
+    }
+}
+
+/// Installs the Rust targets if rustup lacks them.
+pub fn ensure_rust_targets() -> Result<(), String> {
+    for triple in [IMAGE_TRIPLE, GUEST_TRIPLE] {
+        let out = Command::new("rustc")
+            .current_dir(workspace_root())
+            .args(["--print", "target-libdir", "--target", triple])
+            .output()
+            .map_err(|e| format!("cannot run rustc: {e}"))?;
+        let dir = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+        if !out.status.success() || !dir.exists() {
+            eprintln!("xtask: installing Rust target {triple}");
+            run(Command::new("rustup")
+                .current_dir(workspace_root())
+                .args(["target", "add", triple]))?;
+        }
+    }
+    Ok(())
+}
+
+/// Builds the bundled bare-metal test guest to `target/guests/test-guest.bin`.
+pub fn test_guest() -> Result<PathBuf, String> {
+    ensure_rust_targets()?;
+    run(cargo().args([
+        "build",
+        "--quiet",
+        "--release",
+        "-p",
+        "test-guest",
+        "--target",
+        GUEST_TRIPLE,
+    ]))?;
+    let elf = target_dir().join(GUEST_TRIPLE).join("release/test-guest");
+    let out_dir = workspace_root().join("target/guests");
+    std::fs::create_dir_all(&out_dir)
+        .map_err(|e| format!("cannot create {}: {e}", out_dir.display()))?;
+    let bin = out_dir.join("test-guest.bin");
+    elf_to_bin(&elf, &bin)?;
+    Ok(bin)
+}
+
+/// Converts an ELF to a raw binary image starting at its lowest loaded address
+/// (what `objcopy -O binary` does), keeping the file's zero-filled tail out.
+pub fn elf_to_bin(elf: &Path, bin: &Path) -> Result<(), String> {
+    use object::{Object, ObjectSegment};
+    let data = std::fs::read(elf).map_err(|e| format!("cannot read {}: {e}", elf.display()))?;
+    let file = object::File::parse(&*data)
+        .map_err(|e| format!("{} is not an ELF file: {e}", elf.display()))?;
+    let segs: Vec<_> = file
+        .segments()
+        .filter_map(|s| {
+            let (off, size) = s.file_range();
+            (size > 0).then_some((s.address(), off, size))
+        })
+        .collect();
+    let base = segs
+        .iter()
+        .map(|s| s.0)
+        .min()
+        .ok_or_else(|| format!("{} has no loadable segment", elf.display()))?;
+    let end = segs.iter().map(|s| s.0 + s.2).max().unwrap_or(base);
+    let mut out = vec![0u8; (end - base) as usize];
+    for (addr, off, size) in segs {
+        let dst = (addr - base) as usize;
+        let src = &data[off as usize..(off + size) as usize];
+        out[dst..dst + size as usize].copy_from_slice(src);
+    }
+    std::fs::write(bin, out).map_err(|e| format!("cannot write {}: {e}", bin.display()))
+}
+
+/// Builds the hypervisor image for `t` (and the test guest, which the default VM uses).
+pub fn image(t: &Target) -> Result<Image, String> {
+    test_guest()?;
+    let board =
+        platform_dsl::image::load_board(&t.board_file, &t.board).map_err(|e| e.to_string())?;
+    let config = VmConfig::load(&t.vms).map_err(|e| e.to_string())?;
+    let plan = platform_dsl::vmconfig::plan(&board, &config).map_err(|e| e.to_string())?;
+    run(cargo()
+        .args([
+            "build",
+            "--quiet",
+            "--release",
+            "-p",
+            "image",
+            "--target",
+            IMAGE_TRIPLE,
+        ])
+        .env("HV_BOARD", &t.board)
+        .env("HV_BOARD_FILE", &t.board_file)
+        .env("HV_VMS", &t.vms)
+        .env(
+            "HV_ALLOW_EXPERIMENTAL",
+            if t.allow_experimental { "1" } else { "0" },
+        ))?;
+    let built = target_dir().join(IMAGE_TRIPLE).join("release/image");
+    let out_dir = workspace_root().join("target/images");
+    std::fs::create_dir_all(&out_dir)
+        .map_err(|e| format!("cannot create {}: {e}", out_dir.display()))?;
+    let elf = out_dir.join(format!("{}.elf", t.board));
+    std::fs::copy(&built, &elf).map_err(|e| format!("cannot copy {}: {e}", built.display()))?;
+    Ok(Image { elf, board, plan })
+}
