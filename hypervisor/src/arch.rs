@@ -5,6 +5,7 @@
 pub mod boot;
 pub mod cpu;
 pub mod exception;
+pub mod mmu;
 pub mod sysreg;
 
 use crate::config::VmTable;

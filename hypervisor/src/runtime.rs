@@ -56,6 +56,8 @@ pub fn cpu_main(cpu_index: usize) -> ! {
 fn primary_main() -> ! {
     let heap = arch::init_heap();
     let board = arch::board();
+    let mmu = arch::mmu::build(board);
+    arch::mmu::enable_this_cpu();
     let probed = probe_devices(board);
     hvprintln!();
     hvprintln!(
@@ -63,6 +65,12 @@ fn primary_main() -> ! {
         env!("CARGO_PKG_VERSION")
     );
     banner(board, &probed, heap);
+    match mmu {
+        Ok(()) => {
+            hvprintln!("[hv] EL2 page tables: identity map of RAM and devices, MMU and caches on")
+        }
+        Err(e) => hvprintln!("[hv] running without EL2 page tables: {e}"),
+    }
 
     let gic = irqchip();
     gic.init_global();
@@ -95,6 +103,7 @@ fn primary_main() -> ! {
 }
 
 fn secondary_main(cpu_index: usize) -> ! {
+    arch::mmu::enable_this_cpu();
     init_this_cpu(cpu_index);
     CPUS_ONLINE.fetch_add(1, Ordering::AcqRel);
     vms::wait_until_created();

@@ -132,26 +132,81 @@ fn target(board: &str, vms: &str) -> Target {
     }
 }
 
+/// The lines a test guest named `vm` prints when every check passes.
+fn guest_passes(vm: &str) -> Vec<String> {
+    [
+        "PASS console",
+        "PASS timer",
+        "PASS psci",
+        "PASS sgi",
+        "PASS stage2",
+        "RESULT: 5 passed, 0 failed",
+    ]
+    .iter()
+    .map(|l| format!("[{vm}] [test-guest] {l}"))
+    .collect()
+}
+
 /// The QEMU scenarios, each a snapshot of serial output that must appear.
 pub fn scenarios() -> Vec<Scenario> {
     let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
-    vec![Scenario {
-        name: "qemu-virt-test-guest".into(),
-        target: target("qemu-virt", "examples/vms/test-guest.toml"),
-        smp: None,
-        expect: s(&[
-            "[hv] board: qemu-virt",
-            "[test] [test-guest] PASS console",
-            "[test] [test-guest] PASS timer",
-            "[test] [test-guest] PASS sgi",
-            "[test] [test-guest] PASS psci",
-            "[test] [test-guest] PASS stage2",
-            "[test] [test-guest] RESULT: 5 passed, 0 failed",
-            "[hv] all VMs stopped; powering off",
-        ]),
-        forbid: s(&["FAIL", "PANIC", "FATAL"]),
-        expect_exit: true,
-        timeout: Duration::from_secs(120),
-        input: vec![],
-    }]
+    let mut one = s(&[
+        "[hv] board: qemu-virt ",
+        "[hv] EL2 page tables",
+        "[hv] 4 of 4 CPUs online",
+    ]);
+    one.extend(guest_passes("test"));
+    one.push("[hv] all VMs stopped; powering off".into());
+    // Two VMs interleave: check each VM's own lines in order in two passes.
+    let mut two_alpha = s(&["[hv] VM 0 `alpha`", "[hv] VM 1 `beta`"]);
+    two_alpha.extend(guest_passes("alpha"));
+    let mut two_beta = s(&["[hv] VM 1 `beta`"]);
+    two_beta.extend(guest_passes("beta"));
+    two_beta.push("[hv] all VMs stopped; powering off".into());
+    let mut hostile = s(&["[spinner] [test-guest] hostile: spinning for ever"]);
+    hostile.push("[victim] [test-guest] RESULT: 5 passed, 0 failed".into());
+    vec![
+        Scenario {
+            name: "qemu-virt-test-guest".into(),
+            target: target("qemu-virt", "examples/vms/test-guest.toml"),
+            smp: None,
+            expect: one,
+            forbid: s(&["FAIL", "PANIC", "FATAL"]),
+            expect_exit: true,
+            timeout: Duration::from_secs(120),
+            input: vec![],
+        },
+        Scenario {
+            name: "two-vms-alpha".into(),
+            target: target("qemu-virt", "examples/vms/two-guests.toml"),
+            smp: None,
+            expect: two_alpha,
+            forbid: s(&["FAIL", "PANIC", "FATAL"]),
+            expect_exit: true,
+            timeout: Duration::from_secs(120),
+            input: vec![],
+        },
+        Scenario {
+            name: "two-vms-beta".into(),
+            target: target("qemu-virt", "examples/vms/two-guests.toml"),
+            smp: None,
+            expect: two_beta,
+            forbid: s(&["FAIL", "PANIC", "FATAL"]),
+            expect_exit: true,
+            timeout: Duration::from_secs(120),
+            input: vec![],
+        },
+        Scenario {
+            // The victim's checks (timer ticks, SGIs, PSCI) still pass while one neighbour
+            // spins with interrupts masked and another faults outside its RAM.
+            name: "hostile-neighbours".into(),
+            target: target("qemu-virt", "examples/vms/hostile-neighbours.toml"),
+            smp: None,
+            expect: hostile,
+            forbid: s(&["PANIC", "FATAL", "[victim] [test-guest] FAIL"]),
+            expect_exit: false,
+            timeout: Duration::from_secs(180),
+            input: vec![],
+        },
+    ]
 }
