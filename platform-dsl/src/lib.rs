@@ -47,12 +47,12 @@
 //! # Ok::<(), platform_dsl::Error>(())
 //! ```
 
+pub mod image;
 pub mod lower;
 pub mod model;
 pub mod parse;
 pub mod validate;
 pub mod vmconfig;
-pub mod image;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -146,9 +146,11 @@ impl Diagnostics {
         self.errors.iter().map(|e| e.as_ref())
     }
 
-    /// Line and column (1-based, column in characters) of the first error's first label.
+    /// Line and column (1-based, column in characters) of the first error's primary label
+    /// (or its first label).
     pub fn location(&self) -> Option<(usize, usize)> {
-        let span = self.errors.first()?.labels()?.next()?;
+        let labels: Vec<_> = self.errors.first()?.labels()?.collect();
+        let span = labels.iter().find(|l| l.primary()).or(labels.first())?;
         let offset = span.offset().min(self.text.len());
         let before = self.text.get(..offset)?;
         let line = before.matches('\n').count() + 1;

@@ -106,18 +106,20 @@ pub fn parse(text: &str) -> Result<Vec<Node>, Vec<ParseError>> {
             let mut errors: Vec<ParseError> = err
                 .diagnostics
                 .iter()
-                .map(|d| ParseError {
+                .map(|d| {
+                    ParseError {
                     message: d
                         .message
                         .clone()
                         .unwrap_or_else(|| "invalid KDL syntax".to_owned()),
                     span: clamp(d.span, text.len()),
                     label: d.label.clone().unwrap_or_else(|| "here".to_owned()),
-                    help: Some(d.help.clone().unwrap_or_else(|| {
+                    help: Some(d.help.clone().or_else(|| v1_hint(text, d.span)).unwrap_or_else(|| {
                         "check the KDL v2 syntax: strings in quotes, `#true`/`#false`/`#null`, \
                          numbers like 0x0900_0000, `{ ... }` for children"
                             .to_owned()
                     })),
+                }
                 })
                 .collect();
             if errors.is_empty() {
@@ -131,6 +133,17 @@ pub fn parse(text: &str) -> Result<Vec<Node>, Vec<ParseError>> {
             Err(errors)
         }
     }
+}
+
+/// KDL v1 habits that v2 rejects: bare `true`/`false`/`null` right after the error.
+fn v1_hint(text: &str, span: SourceSpan) -> Option<String> {
+    let rest = text.get(span.offset().min(text.len())..)?;
+    let word: String = rest
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric())
+        .collect();
+    matches!(word.as_str(), "true" | "false" | "null")
+        .then(|| format!("KDL v2 spells keywords with `#`: write `#{word}` instead of `{word}`"))
 }
 
 /// Keeps a span inside the text (the parser may point one past the end).

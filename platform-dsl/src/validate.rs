@@ -126,7 +126,7 @@ pub enum ValidateError {
         /// Where.
         parent: String,
         /// The second one.
-        #[label("second `{name}`")]
+        #[label(primary, "second `{name}`")]
         span: SourceSpan,
         /// The first one.
         #[label("first one here")]
@@ -216,7 +216,7 @@ pub enum ValidateError {
         /// The earlier region.
         other: String,
         /// The later region's entry.
-        #[label("{what}")]
+        #[label(primary, "{what}")]
         span: SourceSpan,
         /// The earlier region's entry.
         #[label("{other}")]
@@ -234,7 +234,7 @@ pub enum ValidateError {
         /// The shared name or value.
         name: String,
         /// The second one.
-        #[label("second {kind} `{name}`")]
+        #[label(primary, "second {kind} `{name}`")]
         span: SourceSpan,
         /// The first one.
         #[label("first one here")]
@@ -626,9 +626,17 @@ pub fn validate(nodes: &[Node]) -> Result<Vec<MergedBoard>, Vec<ValidateError>> 
             .chain([*board_node])
             .flat_map(|n| n.children.iter().map(|c| c.name.as_str()))
             .collect();
-        let soc_known = soc.is_some() || board.soc.is_none();
+        let soc_known = soc.is_some();
+        // A memory node that failed to decode is already reported: don't judge the
+        // hypervisor's placement against the rest.
+        let memory_complete = board.memory.len()
+            == board_node
+                .children
+                .iter()
+                .filter(|c| c.name == "memory")
+                .count();
         let board = merge(soc.map(|(s, _)| s), board);
-        cx.check_board(&board, soc_known, &declared);
+        cx.check_board(&board, soc_known, memory_complete, &declared);
         merged.push(board);
     }
     if cx.errors.is_empty() {
@@ -974,7 +982,7 @@ impl Cx {
                 args_help: "a soc takes only its name: `soc \"NAME\" { ... }`",
             },
         );
-        let name = self.arg_str(node, 0, "its name", "soc \"my-soc\"")?;
+        let name = self.arg_str(node, 0, "the name", "soc \"my-soc\"")?;
         let gic = self.single(node, "gic").and_then(|n| self.gic(n));
         let timer = self.single(node, "timer").and_then(|n| self.timer(n));
         let pmu = self.single(node, "pmu").and_then(|n| self.pmu(n));
@@ -1031,7 +1039,7 @@ impl Cx {
                     "a board takes its name and `soc=`: `board \"NAME\" soc=\"SOC\" { ... }`",
             },
         );
-        let name = self.arg_str(node, 0, "its name", "board \"my-board\" soc=\"my-soc\"")?;
+        let name = self.arg_str(node, 0, "the name", "board \"my-board\" soc=\"my-soc\"")?;
         let soc = self.prop_str(node, "soc", "soc=\"my-soc\"");
         let model = self
             .single(node, "model")
@@ -1138,7 +1146,7 @@ impl Cx {
                 args_help: "this node takes a single string",
             },
         );
-        self.arg_str(node, 0, "its value", example)
+        self.arg_str(node, 0, "the value", example)
     }
 
     fn verified_by(&mut self, node: &Node) -> Option<Sp<Verification>> {
@@ -1265,7 +1273,7 @@ impl Cx {
                     args_help: "write `cpu 0x100 socket=0 cluster=1`",
                 },
             );
-            let mpidr = self.arg_int(c, 0, "its MPIDR affinity", u64::MAX, "cpu 0x0");
+            let mpidr = self.arg_int(c, 0, "the MPIDR affinity", u64::MAX, "cpu 0x0");
             let default = |span| Sp::new(0u32, span, "");
             let socket = self
                 .prop_u32(c, "socket", "socket=0")
@@ -1317,13 +1325,13 @@ impl Cx {
         let name = self.arg_str(
             node,
             0,
-            "its name",
+            "the name",
             "memory \"dram0\" 0x4000_0000 size=0x8000_0000",
         );
         let base = self.arg_int(
             node,
             1,
-            "its base address",
+            "the base address",
             u64::MAX,
             "memory \"dram0\" 0x4000_0000 size=0x8000_0000",
         );
@@ -1374,7 +1382,7 @@ impl Cx {
         let name = self.arg_str(
             node,
             0,
-            "its name",
+            "the name",
             "quirk \"rtl8153-usb-nic\" matches=\"usb:0bda:8153\"",
         );
         let matches = self.prop_str(node, "matches", "matches=\"usb:0bda:8153\"");
@@ -1397,7 +1405,7 @@ impl Cx {
             },
         );
         let example = format!("{} 0x0900_0000 size=0x1000", node.name);
-        let base = self.arg_int(node, 0, "its base address", u64::MAX, &example);
+        let base = self.arg_int(node, 0, "the base address", u64::MAX, &example);
         let size = self.prop_int(node, "size", u64::MAX, "size=0x1000");
         let size = self.require(node, "size", size, "size=0x1000");
         let name = self
@@ -1642,7 +1650,7 @@ impl Cx {
         let name = self.arg_str(
             node,
             0,
-            "its name",
+            "the name",
             "device \"uart0\" compatible=\"arm,pl011\"",
         )?;
         // `compatible="a" "b"`: the property, then further string arguments.
@@ -1706,7 +1714,7 @@ impl Cx {
                     args_help: "write `clock 24_000_000` (Hz)",
                 },
             );
-            self.arg_int(c, 0, "its frequency in Hz", u64::MAX, "clock 24_000_000")
+            self.arg_int(c, 0, "the frequency in Hz", u64::MAX, "clock 24_000_000")
         });
         Some(DeviceDecl {
             name,
@@ -1722,7 +1730,13 @@ impl Cx {
 
     // ----- rules on the merged board ---------------------------------------------------
 
-    fn check_board(&mut self, b: &MergedBoard, soc_resolved: bool, declared: &[&str]) {
+    fn check_board(
+        &mut self,
+        b: &MergedBoard,
+        soc_resolved: bool,
+        memory_complete: bool,
+        declared: &[&str],
+    ) {
         let board = format!("board \"{}\"", b.name.value);
         if soc_resolved {
             for (present, child, example) in [
@@ -1755,8 +1769,11 @@ impl Cx {
         }
         self.check_cpus(b);
         self.check_devices(b);
-        self.check_hypervisor(b);
-        self.check_console(b);
+        self.check_hypervisor(b, memory_complete && !b.memory.is_empty());
+        // Without its SoC the board's device list is incomplete.
+        if soc_resolved || b.soc.is_none() && !b.devices.is_empty() {
+            self.check_console(b);
+        }
     }
 
     fn check_regions(&mut self, b: &MergedBoard) {
@@ -1817,8 +1834,8 @@ impl Cx {
                     problem: format!("base {} is not 4 KiB aligned", r.base.text),
                     span: r.base.span,
                     help: format!(
-                        "regions are mapped with 4 KiB pages: write the 4 KiB-aligned base {:#x} and grow the size to cover the window",
-                        r.base.value & !(PAGE - 1)
+                        "regions are mapped with 4 KiB pages: write the 4 KiB-aligned base {} and grow the size to cover the window",
+                        hex(r.base.value & !(PAGE - 1))
                     ),
                 });
                 ok = false;
@@ -1829,8 +1846,8 @@ impl Cx {
                     problem: format!("size {} is not a multiple of 4 KiB", r.size.text),
                     span: r.size.span,
                     help: format!(
-                        "round the size up to a multiple of 0x1000, e.g. size={:#x}",
-                        r.size.value.div_ceil(PAGE).saturating_mul(PAGE)
+                        "round the size up to a multiple of 0x1000, e.g. size={}",
+                        hex(r.size.value.div_ceil(PAGE).saturating_mul(PAGE))
                     ),
                 });
                 ok = false;
@@ -1870,8 +1887,8 @@ impl Cx {
                     reason: format!("this board has {nodes} NUMA node(s)"),
                     span: m.node.span,
                     help: format!(
-                        "write `node=` between 0 and {} (one node per socket)",
-                        nodes.saturating_sub(1)
+                        "write {} (one NUMA node per socket)",
+                        index_range("node", nodes)
                     ),
                 });
             }
@@ -1997,10 +2014,12 @@ impl Cx {
                 self.errors.push(ValidateError::OutOfRange {
                     what: "MPIDR affinity".to_owned(),
                     text: c.mpidr.text.clone(),
-                    reason: "only Aff3 (bits 39:32) and Aff2..Aff0 (bits 23:0) may be set".to_owned(),
+                    reason: "only Aff3 (bits 39:32) and Aff2..Aff0 (bits 23:0) may be set"
+                        .to_owned(),
                     span: c.mpidr.span,
                     help: format!(
-                        "write the affinity fields only (mask {MPIDR_AFFINITY_MASK:#x}), e.g. `cpu 0x100` for Aff1=1"
+                        "write the affinity fields only (mask {}), e.g. `cpu 0x100` for Aff1=1",
+                        hex(MPIDR_AFFINITY_MASK)
                     ),
                 });
             }
@@ -2048,8 +2067,8 @@ impl Cx {
                         span: v.span,
                         label: format!("{what} index out of range"),
                         help: format!(
-                            "write `{what}=` between 0 and {}, or raise `{prop}=` in `topology`",
-                            limit - 1
+                            "write {}, or raise `{prop}=` in `topology`",
+                            index_range(what, limit)
                         ),
                     });
                 }
@@ -2086,7 +2105,7 @@ impl Cx {
         }
     }
 
-    fn check_hypervisor(&mut self, b: &MergedBoard) {
+    fn check_hypervisor(&mut self, b: &MergedBoard, check_inside_ram: bool) {
         let Some(h) = &b.hypervisor else { return };
         if h.load.value % PAGE != 0 {
             self.errors.push(ValidateError::BadRegion {
@@ -2094,8 +2113,8 @@ impl Cx {
                 problem: format!("{} is not 4 KiB aligned", h.load.text),
                 span: h.load.span,
                 help: format!(
-                    "write a 4 KiB-aligned address, e.g. load={:#x}",
-                    h.load.value & !(PAGE - 1)
+                    "write a 4 KiB-aligned address, e.g. load={}",
+                    hex(h.load.value & !(PAGE - 1))
                 ),
             });
         }
@@ -2108,6 +2127,9 @@ impl Cx {
             });
         }
         let end = h.load.value.checked_add(h.size.value);
+        if !check_inside_ram {
+            return;
+        }
         let inside = b.memory.iter().any(|m| {
             let m_end = m.base.value.saturating_add(m.size.value);
             h.load.value >= m.base.value && end.is_some_and(|e| e <= m_end)
@@ -2163,6 +2185,28 @@ pub fn numa_node_count(b: &MergedBoard) -> u32 {
     b.topology.as_ref().map_or(1, |t| t.sockets.value.max(1))
 }
 
+/// `0x4020_0000`: hex with `_` every four digits, as boards.kdl writes addresses.
+pub fn hex(v: u64) -> String {
+    let digits = format!("{v:x}");
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 4 == 0 {
+            out.push('_');
+        }
+        out.push(c);
+    }
+    format!("0x{out}")
+}
+
+/// "`cluster=0`" or "`cluster=` between 0 and 3".
+fn index_range(prop: &str, count: u32) -> String {
+    if count <= 1 {
+        format!("`{prop}=0`")
+    } else {
+        format!("`{prop}=` between 0 and {}", count - 1)
+    }
+}
+
 fn quoted(names: &[&str]) -> String {
     names
         .iter()
@@ -2181,6 +2225,14 @@ mod tests {
         assert_eq!(edit_distance("szie", "size"), 2);
         assert_eq!(edit_distance("sise", "size"), 1);
         assert_eq!(edit_distance("", "abc"), 3);
+    }
+
+    #[test]
+    fn hex_groups_digits_by_four() {
+        assert_eq!(hex(0x4020_0000), "0x4020_0000");
+        assert_eq!(hex(0x1_0000), "0x1_0000");
+        assert_eq!(hex(0x1000), "0x1000");
+        assert_eq!(hex(0), "0x0");
     }
 
     #[test]
