@@ -7,6 +7,7 @@ use crate::{devices, gating, interrupts, memory, quirks, track};
 use platform_dsl::model::{Board, SupportLevel, Verification};
 use proc_macro2::{Span, TokenStream};
 use quote::quote;
+use std::path::Path;
 
 fn support(level: SupportLevel) -> TokenStream {
     match level {
@@ -86,20 +87,45 @@ pub fn expand(args: &BoardArgs, env: &Env) -> TokenStream {
             return quote!(#err #track);
         }
     };
-    let span = args.file.as_ref().map_or(Span::call_site(), |f| f.span());
     let track = track::inputs(&[&sel.file]);
     let result = platform_dsl::image::load_board(&sel.file, &sel.name)
-        .map_err(|e| e.to_string())
+        .map_err(|e| load_error(&e, &sel.file, args))
         .and_then(|board| {
-            gating::check(&board, sel.allow_experimental)?;
-            items(&board)
+            gating::check(&board, sel.allow_experimental).map_err(|m| (m, Span::call_site()))?;
+            items(&board).map_err(|m| (m, Span::call_site()))
         });
     match result {
         Ok(items) => quote!(#items #track),
-        Err(msg) => {
+        Err((msg, span)) => {
             let err = syn::Error::new(span, msg).to_compile_error();
             quote!(#err #track)
         }
+    }
+}
+
+/// The message for a board that cannot be loaded, and the argument it is about.
+fn load_error(e: &platform_dsl::Error, file: &Path, args: &BoardArgs) -> (String, Span) {
+    let span_of = |lit: Option<&syn::LitStr>| lit.map_or(Span::call_site(), |l| l.span());
+    match e {
+        platform_dsl::Error::Invalid(_) => {
+            let at = match e.location() {
+                Some((line, col)) => format!("{}:{line}:{col}", file.display()),
+                None => file.display().to_string(),
+            };
+            (
+                format!("invalid board file {at}\n{e}"),
+                span_of(args.file.as_ref()),
+            )
+        }
+        platform_dsl::Error::UnknownBoard { .. } => (
+            format!(
+                "{e}\n  in {}; select a board with `cargo xtask build --board NAME` or \
+                 board!(name = \"NAME\")",
+                file.display()
+            ),
+            span_of(args.name.as_ref()),
+        ),
+        _ => (e.to_string(), span_of(args.file.as_ref())),
     }
 }
 

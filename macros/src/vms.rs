@@ -84,8 +84,9 @@ pub fn items(config: &VmConfig, plan: &Plan) -> Result<TokenStream, String> {
 fn load(sel: &select::VmsSelection) -> Result<(Board, VmConfig, Plan), String> {
     let board =
         platform_dsl::image::load_board(&sel.board_file, &sel.board).map_err(|e| e.to_string())?;
-    let config = VmConfig::load(&sel.file).map_err(|e| e.to_string())?;
-    let plan = vmconfig::plan(&board, &config).map_err(|e| e.to_string())?;
+    let in_file = |e: vmconfig::VmConfigError| format!("{e}\n  in {}", sel.file.display());
+    let config = VmConfig::load(&sel.file).map_err(in_file)?;
+    let plan = vmconfig::plan(&board, &config).map_err(in_file)?;
     Ok((board, config, plan))
 }
 

@@ -1,0 +1,5 @@
+// The selected VM file (HV_SELECTED_VMS) is invalid.
+hypervisor::board!();
+hypervisor::vms!();
+
+fn main() {}

@@ -1,0 +1,15 @@
+// The build's selection (HV_SELECTED_*): tables and symbols for a supported board.
+hypervisor::board!();
+hypervisor::vms!();
+
+fn main() {
+    assert_eq!(HV_BOARD.name, "test-virt");
+    assert_eq!(HV_BOARD.cpus.len(), 2);
+    assert_eq!(HV_BOARD.console_device().map(|d| d.name), Some("uart0"));
+    assert_eq!(HV_BOARD.hypervisor_base, 0x4020_0000);
+    assert_eq!(HV_VMS.vms[0].name, "test");
+    // The staging area starts at the first 2 MiB boundary after the hypervisor.
+    assert_eq!(HV_VMS.staging_base, 0x4220_0000);
+    assert_eq!(HV_VMS.vms[0].kernel.staging_base, 0x4220_0000);
+    assert_eq!(HV_VMS.vms[0].kernel.size, 8192);
+}

@@ -1,0 +1,4 @@
+// A board name that the file does not define.
+hypervisor::board!(name = "test-virtt");
+
+fn main() {}
