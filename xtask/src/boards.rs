@@ -1,0 +1,268 @@
+//! `cargo xtask boards`: the table of known boards and the check of board files.
+
+use std::fmt;
+use std::path::PathBuf;
+
+use platform_dsl::model::{Board, GicVersion, SupportLevel, Verification};
+
+/// One text table of `boards`: name, SoC, CPUs, GIC, support level, how it is verified.
+pub fn table(boards: &[Board]) -> String {
+    const HEADER: [&str; 6] = ["NAME", "SOC", "CPUS", "GIC", "SUPPORT", "VERIFIED BY"];
+    let rows: Vec<[String; 6]> = boards
+        .iter()
+        .map(|b| {
+            [
+                b.name.clone(),
+                b.soc.clone(),
+                cpus(b),
+                gic(b),
+                support(b.support).to_owned(),
+                verified_by(&b.verified_by),
+            ]
+        })
+        .collect();
+    let mut widths = HEADER.map(str::len);
+    for row in &rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    let mut line = |cells: [&str; 6]| {
+        let mut text = String::new();
+        for (i, (cell, w)) in cells.iter().zip(widths).enumerate() {
+            if i + 1 == cells.len() {
+                text.push_str(cell);
+            } else {
+                text.push_str(&format!("{cell:<w$}  "));
+            }
+        }
+        out.push_str(text.trim_end());
+        out.push('\n');
+    };
+    line(HEADER);
+    for row in &rows {
+        line(row.each_ref().map(String::as_str));
+    }
+    out
+}
+
+/// "4x cortex-a57", "160x neoverse-n1, 2 sockets", "2x cortex-a72 + 4x cortex-a53".
+fn cpus(b: &Board) -> String {
+    let mut kinds: Vec<(String, usize)> = Vec::new();
+    for cpu in &b.cpus {
+        let core = cpu
+            .core
+            .strip_prefix("arm,")
+            .unwrap_or(&cpu.core)
+            .to_owned();
+        match kinds.iter_mut().find(|(k, _)| *k == core) {
+            Some((_, n)) => *n += 1,
+            None => kinds.push((core, 1)),
+        }
+    }
+    let mut text = kinds
+        .iter()
+        .map(|(core, n)| format!("{n}x {core}"))
+        .collect::<Vec<_>>()
+        .join(" + ");
+    if b.topology.sockets > 1 {
+        text.push_str(&format!(", {} sockets", b.topology.sockets));
+    }
+    text
+}
+
+fn gic(b: &Board) -> String {
+    let version = match b.gic.version {
+        GicVersion::V2 => "GICv2",
+        GicVersion::V3 => "GICv3",
+    };
+    format!("{version} ({})", b.gic.compatible)
+}
+
+fn support(level: SupportLevel) -> &'static str {
+    match level {
+        SupportLevel::Supported => "supported",
+        SupportLevel::Experimental => "experimental",
+        SupportLevel::Community => "community",
+    }
+}
+
+fn verified_by(v: &Verification) -> String {
+    match v {
+        Verification::Qemu { machine, smp, .. } => format!("qemu -M {machine} -smp {smp}"),
+        Verification::DeviceTree { dtb } => format!("dtb {dtb}"),
+        Verification::None => "none".to_owned(),
+    }
+}
+
+/// Some board files did not validate; their diagnostics have been printed.
+#[derive(Debug)]
+pub struct CheckError {
+    /// Files with errors, each with its number of errors (0 when it could not be read).
+    pub failed: Vec<(PathBuf, usize)>,
+}
+
+impl fmt::Display for CheckError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let list: Vec<String> = self
+            .failed
+            .iter()
+            .map(|(path, n)| match n {
+                0 => format!("{} (unreadable)", path.display()),
+                n => format!(
+                    "{} ({n} error{})",
+                    path.display(),
+                    if *n == 1 { "" } else { "s" }
+                ),
+            })
+            .collect();
+        write!(
+            f,
+            "board files with errors: {}; fix the diagnostics printed above",
+            list.join(", ")
+        )
+    }
+}
+
+impl std::error::Error for CheckError {}
+
+/// Validates every file, printing each one's diagnostics (or a one-line summary when it is
+/// fine) to stderr; fails if any file has errors.
+pub fn check(files: &[PathBuf]) -> Result<(), CheckError> {
+    let mut failed = Vec::new();
+    for path in files {
+        match platform_dsl::load_file(path) {
+            Ok(boards) => {
+                let names: Vec<&str> = boards.iter().map(|b| b.name.as_str()).collect();
+                eprintln!(
+                    "{}: ok, {} board(s): {}",
+                    path.display(),
+                    boards.len(),
+                    names.join(", ")
+                );
+            }
+            Err(e) => {
+                eprintln!("{e}");
+                failed.push((path.clone(), e.diagnostics().map_or(0, |d| d.len())));
+            }
+        }
+    }
+    if failed.is_empty() {
+        Ok(())
+    } else {
+        Err(CheckError { failed })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TWO_SOCKETS: &str = r#"
+soc "s" {
+    gic version=3 compatible="arm,gic-v3" spis=64 {
+        distributor 0x0800_0000 size=0x1_0000
+        redistributor 0x080a_0000 size=0x2_0000
+        maintenance-irq ppi=9
+    }
+    timer secure-phys=13 phys=14 virt=11 hyp-phys=10
+    pmu ppi=7
+    device "uart0" compatible="arm,pl011" { reg 0x0900_0000 size=0x1000; }
+}
+board "big" soc="s" {
+    model "Two sockets"
+    support "experimental"
+    verified-by "dtb" path="vendor/big.dtb"
+    topology sockets=2 clusters=1 cores=2
+    cpus core="arm,neoverse-n1" {
+        cpu 0x0
+        cpu 0x1
+        cpu 0x1_0000_0000 socket=1
+        cpu 0x1_0000_0001 socket=1
+    }
+    memory "dram0" 0x8000_0000 size=0x8000_0000
+    memory "dram1" 0x1_0000_0000 size=0x8000_0000 node=1
+    hypervisor load=0x8020_0000 size=0x0200_0000
+    console "uart0"
+}
+"#;
+
+    fn repo_boards() -> Vec<Board> {
+        let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../boards.kdl");
+        platform_dsl::load_file(path).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn temp_file(name: &str, text: &str) -> PathBuf {
+        let path = std::env::temp_dir().join(format!("xtask-boards-{}-{name}", std::process::id()));
+        std::fs::write(&path, text).expect("write temp file");
+        path
+    }
+
+    #[test]
+    fn table_has_a_header_and_one_row_per_board() {
+        let boards = repo_boards();
+        let t = table(&boards);
+        let lines: Vec<&str> = t.lines().collect();
+        assert_eq!(lines.len(), boards.len() + 1, "{t}");
+        assert!(lines[0].starts_with("NAME"), "{t}");
+        assert!(lines[0].contains("VERIFIED BY"), "{t}");
+    }
+
+    #[test]
+    fn table_row_shows_soc_cpus_gic_support_and_verification() {
+        let t = table(&repo_boards());
+        let row = t
+            .lines()
+            .find(|l| l.starts_with("qemu-virt "))
+            .expect("qemu-virt row");
+        for cell in [
+            "qemu-virt",
+            "4x cortex-a57",
+            "GICv3 (arm,gic-v3)",
+            "supported",
+            "qemu -M virt,virtualization=on,gic-version=3 -smp 4",
+        ] {
+            assert!(row.contains(cell), "{cell:?} not in {row:?}");
+        }
+    }
+
+    #[test]
+    fn table_shows_sockets_only_when_more_than_one() {
+        let boards =
+            platform_dsl::load_str("two.kdl", TWO_SOCKETS).unwrap_or_else(|e| panic!("{e}"));
+        let t = table(&boards);
+        assert!(t.contains("4x neoverse-n1, 2 sockets"), "{t}");
+        assert!(t.contains("experimental"), "{t}");
+        assert!(t.contains("dtb vendor/big.dtb"), "{t}");
+        let single = table(&repo_boards());
+        let row = single
+            .lines()
+            .find(|l| l.starts_with("qemu-virt "))
+            .expect("qemu-virt row");
+        assert!(!row.contains("sockets"), "{row}");
+    }
+
+    #[test]
+    fn check_accepts_valid_files() {
+        let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../boards.kdl");
+        let two = temp_file("two.kdl", TWO_SOCKETS);
+        let result = check(&[repo, two.clone()]);
+        let _ = std::fs::remove_file(&two);
+        assert!(result.is_ok(), "{result:?}");
+    }
+
+    #[test]
+    fn check_fails_and_names_every_bad_file() {
+        let bad = temp_file("bad.kdl", &TWO_SOCKETS.replace("spis=64", "spis=\"64\""));
+        let missing = std::env::temp_dir().join("xtask-boards-does-not-exist.kdl");
+        let err = check(&[bad.clone(), missing.clone()]).expect_err("two bad files");
+        let _ = std::fs::remove_file(&bad);
+        assert_eq!(err.failed, vec![(bad.clone(), 1), (missing.clone(), 0)]);
+        let msg = err.to_string();
+        assert!(
+            msg.contains("(1 error)") && msg.contains("(unreadable)"),
+            "{msg}"
+        );
+    }
+}
