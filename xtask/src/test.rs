@@ -197,6 +197,26 @@ pub fn scenarios() -> Vec<Scenario> {
             input: vec![],
         },
         Scenario {
+            // 4 vCPUs time-sliced on 2 physical CPUs (QEMU -smp 2 on the 4-CPU board: the
+            // two missing CPUs fail CPU_ON and are left out).
+            name: "overcommit-4-vcpus-on-2-cpus".into(),
+            target: target("qemu-virt", "examples/vms/overcommit.toml"),
+            smp: Some(2),
+            expect: {
+                let mut e = s(&[
+                    "[hv] 2 of 4 CPUs online",
+                    "[hv] VM 0 `wide`: 4 vCPU(s) on pCPU(s) [0, 1, 0, 1]",
+                ]);
+                e.extend(guest_passes("wide"));
+                e.push("[hv] all VMs stopped; powering off".into());
+                e
+            },
+            forbid: s(&["FAIL", "PANIC", "FATAL"]),
+            expect_exit: true,
+            timeout: Duration::from_secs(120),
+            input: vec![],
+        },
+        Scenario {
             // The victim's checks (timer ticks, SGIs, PSCI) still pass while one neighbour
             // spins with interrupts masked and another faults outside its RAM.
             name: "hostile-neighbours".into(),

@@ -42,10 +42,24 @@ pub fn handle_sync(vm: &'static Vm, vcpu: VcpuId, regs: &mut GuestRegs) -> Next 
             match acc.encoding() {
                 trap::ICC_SGI1R_EL1 | trap::ICC_ASGI1R_EL1 if !acc.is_read => {
                     let targets = vm.devices.lock().vgic.sgi1r_write(vcpu, value);
+                    let mut local = false;
                     for t in targets.iter() {
-                        vms::kick_vcpu(vm, t);
+                        if vm
+                            .vcpus
+                            .get(t.0)
+                            .is_some_and(|v| v.pcpu == cpu::current_index())
+                        {
+                            local = true;
+                        } else {
+                            vms::kick_vcpu(vm, t);
+                        }
                     }
-                    Next::Resume
+                    // A target sharing this physical CPU runs sooner if we yield now.
+                    if local {
+                        Next::Yield
+                    } else {
+                        Next::Resume
+                    }
                 }
                 trap::ICC_SGI0R_EL1 if !acc.is_read => Next::Resume,
                 // The physical timer belongs to the hypervisor: reads as zero, writes ignored.
@@ -238,8 +252,17 @@ fn hypercall(vm: &'static Vm, vcpu: VcpuId, regs: &mut GuestRegs) -> Next {
         }
         PsciAction::WakeVcpu(v) => {
             let _ = vcpu;
-            vms::kick_vcpu(vm, v);
-            Next::Resume
+            if vm
+                .vcpus
+                .get(v.0)
+                .is_some_and(|t| t.pcpu == cpu::current_index())
+            {
+                // The new vCPU shares this physical CPU: let the scheduler start it.
+                Next::Yield
+            } else {
+                vms::kick_vcpu(vm, v);
+                Next::Resume
+            }
         }
     }
 }

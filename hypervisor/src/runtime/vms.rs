@@ -413,13 +413,14 @@ pub fn run_cpu(cpu_index: usize) -> ! {
             cpu::set_vttbr(local[i].vm.vttbr);
             loaded = Some(i);
         }
-        let others_runnable = local.iter().enumerate().any(|(j, lv)| {
+        // Time-slice whenever another vCPU here is powered on: a blocked one may become
+        // runnable (an SGI, a timer) while this one runs.
+        let others = local.iter().enumerate().any(|(j, lv)| {
             j != i
                 && !lv.vm.stopped.load(Ordering::Acquire)
-                && lv.shared().power.load(Ordering::Acquire) == power::ON
-                && !lv.blocked
+                && lv.shared().power.load(Ordering::Acquire) != power::OFF
         });
-        if others_runnable {
+        if others {
             cpu::set_hyp_timer(cpu::counter() + slice);
         } else {
             cpu::stop_hyp_timer();
