@@ -10,6 +10,7 @@
 
 mod boards;
 mod build;
+mod guest;
 mod qemu;
 mod test;
 
@@ -102,6 +103,7 @@ fn main() -> ExitCode {
             reject_extra(&args)?;
             qemu::run_interactive(&t, timeout)
         }),
+        "guest" => guest::cmd(args),
         "test" => reject_extra(&args).and_then(|_| test::all()),
         "-h" | "--help" | "help" => return usage(),
         other => Err(format!("unknown command `{other}`; run `cargo xtask help`")),
