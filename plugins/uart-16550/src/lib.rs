@@ -15,7 +15,8 @@
 //! use plugin_uart_16550::{Layout, Uart16550};
 //! use hypervisor::plugin::Console;
 //! // SAFETY: a DesignWare UART at 0xfe66_0000, identity-mapped as device memory, unused elsewhere.
-//! let uart = unsafe { Uart16550::new(core::ptr::NonNull::new(0xfe66_0000 as *mut u8).unwrap(), Layout::Word) };
+//! let base = core::ptr::NonNull::new(0xfe66_0000 as *mut u8).unwrap();
+//! let uart = unsafe { Uart16550::new(base, Layout::Word) };
 //! uart.init(Some(24_000_000));
 //! uart.write_bytes(b"hello\n");
 //! ```
@@ -207,7 +208,8 @@ fn probe(dev: &'static DeviceDesc, _board: &'static BoardDesc) -> Result<Probed,
     let layout = Layout::for_compatible(dev.compatible);
     if reg.size < layout.block_size() as u64 {
         return Err(ProbeError::Hardware(
-            "16550 window is smaller than its register block (8 bytes, 0x20 for snps,dw-apb-uart); fix the `reg` size",
+            "16550 window is smaller than its register block (0x8, or 0x20 for \
+             snps,dw-apb-uart); fix the `reg` size",
         ));
     }
     let base = usize::try_from(reg.base)

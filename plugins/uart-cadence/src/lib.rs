@@ -1,5 +1,5 @@
-//! Cadence UART (`cdns,uart-r1p12`, `xlnx,xuartps`, `cdns,uart-r1p8`): the console of
-//! Xilinx Zynq UltraScale+ boards such as the ZCU102 (and QEMU `xlnx-zcu102`).
+//! Cadence UART (`xlnx,zynqmp-uart`, `cdns,uart-r1p12`, `xlnx,xuartps`, `cdns,uart-r1p8`):
+//! the console of Xilinx Zynq UltraScale+ boards such as the ZCU102 (and QEMU `xlnx-zcu102`).
 //!
 //! Link the crate to register the driver:
 //!
@@ -36,8 +36,8 @@ pub const DEFAULT_BAUD: u32 = 115_200;
 const RX_TIMEOUT: u32 = 10;
 
 /// Baud generator settings `(CD, BDIV)` for `clock_hz` and `baud`, with
-/// `baud = clock / (CD * (BDIV + 1))` (UG1085, "UART Controller" chapter, baud rate generator):
-/// `BDIV` in 4..=254, `CD` in 1..=65535, choosing the pair with the smallest error, as
+/// `baud = clock / (CD * (BDIV + 1))` (UG1085, "UART Controller" chapter, baud rate
+/// generator): `BDIV` in 4..=254, `CD` in 1..=65535, choosing the pair with the smallest error, as
 /// Linux `cdns_uart_calc_baud_divs` does. `None` if no pair is within 3 %.
 pub fn baud_divisors(clock_hz: u64, baud: u32) -> Option<(u32, u32)> {
     let baud = u64::from(baud);
@@ -90,7 +90,8 @@ impl CadenceUart {
     /// [`DEFAULT_BAUD`]; otherwise the firmware's divisors are kept.
     pub fn init(&self, clock_hz: Option<u64>) {
         let mut regs = self.regs.lock();
-        // UG1085 "UART Controller" programming model: disable TX/RX before changing the baud rate.
+        // UG1085 "UART Controller" programming model: disable TX/RX before changing the
+        // baud rate.
         field!(regs, cr).write(cr::TX_DIS | cr::RX_DIS);
         if let Some((cd, bdiv)) = clock_hz.and_then(|hz| baud_divisors(hz, DEFAULT_BAUD)) {
             field!(regs, baudgen).write(cd);
@@ -168,11 +169,17 @@ fn probe(dev: &'static DeviceDesc, _board: &'static BoardDesc) -> Result<Probed,
     Ok(Probed::Console(uart))
 }
 
-/// Registration: the Cadence UART compatibles used by ZynqMP and Zynq-7000 device trees.
+/// Registration: the Cadence UART compatibles used by ZynqMP and Zynq-7000 device trees
+/// (upstream `zynqmp.dtsi` lists "xlnx,zynqmp-uart" first, then "cdns,uart-r1p12").
 #[linkme::distributed_slice(DRIVERS)]
 static CADENCE_UART_DRIVER: DriverEntry = DriverEntry {
     name: "uart-cadence",
-    compatible: &["cdns,uart-r1p12", "xlnx,xuartps", "cdns,uart-r1p8"],
+    compatible: &[
+        "xlnx,zynqmp-uart",
+        "cdns,uart-r1p12",
+        "xlnx,xuartps",
+        "cdns,uart-r1p8",
+    ],
     kind: DriverKind::Console,
     probe,
 };
@@ -285,7 +292,12 @@ mod tests {
 
     #[test]
     fn registered_for_cadence_compatibles() {
-        for c in ["cdns,uart-r1p12", "xlnx,xuartps", "cdns,uart-r1p8"] {
+        for c in [
+            "xlnx,zynqmp-uart",
+            "cdns,uart-r1p12",
+            "xlnx,xuartps",
+            "cdns,uart-r1p8",
+        ] {
             let dev = support::device(Box::leak(Box::new([c])), 0, 0x1000, None);
             assert_eq!(
                 match_driver(&DRIVERS, dev).map(|d| d.name),
