@@ -70,8 +70,24 @@ pub struct TimerPpis {
 }
 
 /// Everything the guest device tree describes.
+/// A board device passed through to the guest: described at its host address (the VM maps
+/// it identity), with its SPIs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PassthroughNode<'a> {
+    /// Node name, e.g. `rtc`.
+    pub name: &'a str,
+    /// Compatibles, most specific first.
+    pub compatible: &'a [&'a str],
+    /// MMIO windows (guest address = host address).
+    pub regs: Vec<Window>,
+    /// SPIs (same INTID in guest and host).
+    pub spis: Vec<IntId>,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct GuestDtbConfig<'a> {
+    /// Passed-through board devices.
+    pub passthrough: Vec<PassthroughNode<'a>>,
     /// vCPUs (`cpu@0` .. `cpu@{vcpus-1}`, MPIDR Aff0 = index).
     pub vcpus: usize,
     /// Guest RAM.
@@ -125,6 +141,7 @@ impl<'a> GuestDtbConfig<'a> {
             }
         };
         Self {
+            passthrough: Vec::new(),
             vcpus,
             ram: Window {
                 base: GuestPhysAddr(layout::RAM_BASE),
@@ -324,6 +341,25 @@ pub fn build_guest_dtb(cfg: &GuestDtbConfig<'_>) -> Result<Vec<u8>, FdtError> {
     fdt.property_string("clock-output-names", "clk24mhz")?;
     fdt.property_phandle(PHANDLE_APB_PCLK)?;
     fdt.end_node(clk)?;
+
+    for dev in &cfg.passthrough {
+        let base = dev.regs.first().map_or(0, |w| w.base.0);
+        let node = fdt.begin_node(&format!("{}@{:x}", dev.name, base))?;
+        fdt.property_string_list("compatible", strings(dev.compatible))?;
+        fdt.property_array_u64("reg", &reg(&dev.regs))?;
+        let mut irqs = Vec::with_capacity(dev.spis.len() * 3);
+        for &id in &dev.spis {
+            irqs.extend_from_slice(&spi("passthrough device", id)?);
+        }
+        if !irqs.is_empty() {
+            fdt.property_array_u32("interrupts", &irqs)?;
+        }
+        if dev.compatible.contains(&"arm,primecell") {
+            fdt.property_u32("clocks", PHANDLE_APB_PCLK)?;
+            fdt.property_string("clock-names", "apb_pclk")?;
+        }
+        fdt.end_node(node)?;
+    }
 
     let uart = fdt.begin_node(&format!("pl011@{:x}", cfg.uart.base.0))?;
     fdt.property_string_list("compatible", strings(&["arm,pl011", "arm,primecell"]))?;

@@ -6,11 +6,12 @@ use super::{irqchip, KICK_SGI};
 use crate::arch::exception::{ExitKind, GuestRegs};
 use crate::arch::sysreg::El1Context;
 use crate::arch::{self, cpu};
+use crate::config::VmDeviceDesc;
 use crate::config::{VmDesc, VmTable};
 use crate::hvprintln;
 use crate::mm::frames::FrameAllocator;
 use crate::mm::stage2::Stage2;
-use crate::platform::BoardDesc;
+use crate::platform::{BoardDesc, DeviceDesc};
 use crate::types::{GuestPhysAddr, HostPhysAddr, IntId, VcpuId, VmId};
 use crate::vgic::VGic;
 use crate::vm::layout;
@@ -73,12 +74,23 @@ pub struct Vm {
     pub generation: AtomicU32,
     /// Guest entry point and DTB address of vCPU 0.
     boot: (u64, u64),
+    /// Board devices passed through to this VM.
+    pub passthrough: Vec<&'static DeviceDesc>,
 }
 
 static VMS: Once<Vec<Vm>> = Once::new();
 static CREATED: AtomicBool = AtomicBool::new(false);
 static VMS_RUNNING: AtomicUsize = AtomicUsize::new(0);
 static INPUT: Mutex<InputRouter> = Mutex::new(InputRouter::new());
+
+/// The VM a physical SPI is passed through to.
+fn passthrough_owner(intid: u32) -> Option<&'static Vm> {
+    vms().iter().find(|vm| {
+        vm.passthrough
+            .iter()
+            .any(|d| d.irqs.iter().any(|i| i.intid == intid))
+    })
+}
 
 /// Blocks a secondary CPU until the boot CPU has created the VMs.
 pub fn wait_until_created() {
@@ -143,6 +155,27 @@ pub fn create_all(board: &'static BoardDesc, table: &'static VmTable, pcpus: usi
     }
     VMS.call_once(|| out);
     CREATED.store(true, Ordering::Release);
+    // Physical interrupts of passed-through devices go to the CPU of the VM's vCPU 0.
+    for vm in vms() {
+        for dev in &vm.passthrough {
+            for irq in dev.irqs {
+                let target = board.cpus[vm.vcpus[0].pcpu].mpidr;
+                irqchip().enable(
+                    irq.intid,
+                    0xa0,
+                    irq.trigger == crate::platform::Trigger::Edge,
+                    target,
+                );
+                hvprintln!(
+                    "[hv] VM {} `{}`: device {} passed through, INTID {}",
+                    vm.id.0,
+                    vm.desc.name,
+                    dev.name,
+                    irq.intid
+                );
+            }
+        }
+    }
     // The console's receive interrupt goes to this (the boot) CPU.
     if let Some(dev) = board.console_device() {
         if let Some(irq) = dev.irqs.first() {
@@ -172,6 +205,9 @@ pub enum CreateError {
     /// DTB generation failed.
     #[error("device tree: {0}")]
     Fdt(crate::fdt::FdtError),
+    /// A passthrough device cannot be given to this VM.
+    #[error("passthrough device `{0}`: {1}; change `devices` in the VM file")]
+    Passthrough(&'static str, &'static str),
 }
 
 fn create_vm(
@@ -188,10 +224,17 @@ fn create_vm(
     let mut s2 = Stage2::new(id).map_err(CreateError::Stage2)?;
     s2.map_ram(GuestPhysAddr(layout::RAM_BASE), ram, desc.memory_size)
         .map_err(CreateError::Stage2)?;
+    let passthrough = passthrough_devices(desc)?;
+    for dev in &passthrough {
+        for r in dev.regs {
+            s2.map_device(GuestPhysAddr(r.base), HostPhysAddr(r.base), r.size)
+                .map_err(CreateError::Stage2)?;
+        }
+    }
     let vttbr = s2.vttbr();
     core::mem::forget(s2); // The tables live as long as the VM (for ever, for now).
 
-    let boot = load_images(desc, ram_host)?;
+    let boot = load_images(desc, ram_host, &passthrough)?;
     let vcpus = (0..desc.vcpus as usize)
         .map(|v| {
             let pcpu = placement
@@ -216,6 +259,11 @@ fn create_vm(
     for v in 0..desc.vcpus as usize {
         let _ = vgic.set_eoi_notify(IntId(layout::VTIMER_INTID), VcpuId(v), true);
     }
+    for dev in &passthrough {
+        for irq in dev.irqs {
+            let _ = vgic.set_eoi_notify(IntId(irq.intid), VcpuId(0), true);
+        }
+    }
     Ok(Vm {
         id,
         desc,
@@ -230,12 +278,71 @@ fn create_vm(
         stopped: AtomicBool::new(false),
         generation: AtomicU32::new(0),
         boot,
+        passthrough,
     })
+}
+
+/// The board devices a VM asks for, checked against the guest-physical layout (they are
+/// mapped at their host address) and the virtual GIC's SPI range.
+fn passthrough_devices(desc: &'static VmDesc) -> Result<Vec<&'static DeviceDesc>, CreateError> {
+    let board = arch::board();
+    let mut out = Vec::new();
+    for d in desc.devices {
+        let VmDeviceDesc::Passthrough { device } = *d;
+        let dev = board
+            .devices
+            .iter()
+            .find(|x| x.name == device && x.is_enabled())
+            .ok_or(CreateError::Passthrough(
+                device,
+                "not an enabled device of this board",
+            ))?;
+        for r in dev.regs {
+            let end = r.base.saturating_add(r.size);
+            let clash = [
+                (layout::GICD_BASE, layout::UART_BASE + layout::UART_SIZE),
+                (layout::RAM_BASE, layout::RAM_BASE + desc.memory_size),
+            ]
+            .iter()
+            .any(|&(s, e)| r.base < e && s < end);
+            if clash {
+                return Err(CreateError::Passthrough(
+                    device,
+                    "its registers overlap the guest's GIC, UART or RAM",
+                ));
+            }
+        }
+        if dev
+            .irqs
+            .iter()
+            .any(|i| i.intid < 32 || i.intid >= 32 + layout::VGIC_SPIS)
+        {
+            return Err(CreateError::Passthrough(
+                device,
+                "an interrupt is not an SPI the virtual GIC implements",
+            ));
+        }
+        if board
+            .console_device()
+            .is_some_and(|c| core::ptr::eq(c, dev))
+        {
+            return Err(CreateError::Passthrough(
+                device,
+                "it is the hypervisor console",
+            ));
+        }
+        out.push(dev);
+    }
+    Ok(out)
 }
 
 /// Copies kernel, initrd and DTB from the staging area into guest RAM; returns the guest
 /// entry point and DTB address.
-fn load_images(desc: &'static VmDesc, ram_host: u64) -> Result<(u64, u64), CreateError> {
+fn load_images(
+    desc: &'static VmDesc,
+    ram_host: u64,
+    passthrough: &[&'static DeviceDesc],
+) -> Result<(u64, u64), CreateError> {
     let mut header = [0u8; 64];
     arch::read_host_phys(desc.kernel.staging_base, &mut header);
     if &header[0x38..0x3c] != b"ARM\x64" {
@@ -506,6 +613,17 @@ fn run_vcpu(lv: &mut LocalVcpu, num_lrs: usize) -> Next {
             lv.lrs = [0; 16];
             if let Ok(eois) = dev.vgic.take_eoi_notified(lv.id) {
                 for intid in eois {
+                    if lv
+                        .vm
+                        .passthrough
+                        .iter()
+                        .any(|d| d.irqs.iter().any(|i| i.intid == intid.0))
+                    {
+                        let _ = dev.vgic.set_level(intid, VcpuId(0), false);
+                        let target = arch::board().cpus[lv.vm.vcpus[0].pcpu].mpidr;
+                        irqchip().enable(intid.0, 0xa0, false, target);
+                        continue;
+                    }
                     if intid.0 == layout::VTIMER_INTID && lv.vtimer_masked {
                         let (ctl, _) = cpu::vtimer();
                         cpu::set_vtimer_ctl(ctl & !crate::vtimer::cntv_ctl::IMASK);
@@ -645,7 +763,7 @@ pub fn reset_vm(vm: &Vm) {
         v.power.store(power::OFF, Ordering::Release);
     }
     arch::zero_host_phys(vm.ram_host, vm.desc.memory_size);
-    match load_images(vm.desc, vm.ram_host) {
+    match load_images(vm.desc, vm.ram_host, &vm.passthrough) {
         Ok(_) => {}
         Err(e) => {
             stop_vm(vm, "reset failed");
