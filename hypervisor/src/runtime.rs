@@ -122,7 +122,7 @@ fn init_this_cpu(cpu_index: usize) {
     gic.enable(board.timer.virt.intid, 0x80, false, me);
     gic.enable(board.gic.maintenance_irq.intid, 0x80, false, me);
     match crate::mm::stage2::vtcr_el2(cpu::pa_range()) {
-        Ok(vtcr) => cpu::init_el2(vtcr),
+        Ok(vtcr) => cpu::init_el2(vtcr, board.gic.version == crate::platform::GicVersion::V3),
         Err(e) => {
             hvprintln!("[hv] CPU {cpu_index}: cannot run guests: {e}");
             halt()

@@ -6,10 +6,13 @@
 #![no_std]
 #![no_main]
 
+use plugin_gic_v2 as _;
+use plugin_gic_v3 as _;
+use plugin_quirks_rtl8153 as _;
+use plugin_quirks_storage as _;
 use plugin_uart_16550 as _;
 use plugin_uart_cadence as _;
 use plugin_uart_pl011 as _;
-use plugin_gic_v3 as _;
 
 hypervisor::board!();
 hypervisor::vms!();

@@ -58,8 +58,9 @@ pub fn stop_hyp_timer() {
     write_sysreg!("cnthp_ctl_el2", 0);
 }
 
-/// EL2 configuration shared by every vCPU on this physical CPU.
-pub fn init_el2(vtcr: u64) {
+/// EL2 configuration shared by every vCPU on this physical CPU. The GICv3 virtual CPU
+/// interface registers (ICC_SRE_EL2, ICH_*) are touched only when `gic_v3`.
+pub fn init_el2(vtcr: u64, gic_v3: bool) {
     // HCR_EL2 (Arm ARM D23.2.53): RW=1 (EL1 is AArch64), TSC=1 (trap SMC), TWI=1 (trap WFI),
     // AMO/IMO/FMO=1 (physical SError/IRQ/FIQ to EL2, virtual ones to the guest),
     // SWIO=1, VM=1 (stage-2 on), FB=1, BSU=inner shareable (01), PTW=1.
@@ -98,10 +99,12 @@ pub fn init_el2(vtcr: u64) {
     // MDCR_EL2: HPMN = PMCR_EL0.N (all counters to EL1), no debug traps.
     let pmcr_n = (read_sysreg!("pmcr_el0") >> 11) & 0x1f;
     write_sysreg!("mdcr_el2", pmcr_n);
-    // ICC_SRE_EL2: SRE=1, Enable=1 (EL1 may use the system register interface).
-    write_sysreg!("s3_4_c12_c9_5", 0xf);
-    // ICH_HCR_EL2.En=1.
-    write_sysreg!("s3_4_c12_c11_0", 1);
+    if gic_v3 {
+        // ICC_SRE_EL2: SRE=1, Enable=1 (EL1 may use the system register interface).
+        write_sysreg!("s3_4_c12_c9_5", 0xf);
+        // ICH_HCR_EL2.En=1.
+        write_sysreg!("s3_4_c12_c11_0", 1);
+    }
     // SAFETY: ISB synchronises the configuration above.
     unsafe { core::arch::asm!("isb", options(nomem, nostack, preserves_flags)) };
 }

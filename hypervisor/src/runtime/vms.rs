@@ -105,6 +105,13 @@ fn vms() -> &'static [Vm] {
 
 /// Creates every VM of the table: RAM, stage-2, images, DTB, devices.
 pub fn create_all(board: &'static BoardDesc, table: &'static VmTable, pcpus: usize) {
+    if board.gic.version != crate::platform::GicVersion::V3 {
+        // The GICv2 virtual interface (GICH/GICV) is not implemented yet: running a guest
+        // here would fault on the first ICH_* access. Say so and stop cleanly.
+        hvprintln!("[hv] this board has a GICv2; its virtual CPU interface is not supported yet, so no VM can run");
+        hvprintln!("[hv] all VMs stopped; powering off");
+        cpu::firmware_system_off();
+    }
     let (img_start, _, hv_end) = arch::image_layout();
     let reserved = [
         (HostPhysAddr(img_start), hv_end - img_start),
