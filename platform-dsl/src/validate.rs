@@ -1771,7 +1771,7 @@ impl Cx {
         self.check_devices(b);
         self.check_hypervisor(b, memory_complete && !b.memory.is_empty());
         // Without its SoC the board's device list is incomplete.
-        if soc_resolved || b.soc.is_none() && !b.devices.is_empty() {
+        if soc_resolved {
             self.check_console(b);
         }
     }
