@@ -69,7 +69,6 @@ pub struct TimerPpis {
     pub hyp_phys: IntId,
 }
 
-/// Everything the guest device tree describes.
 /// A board device passed through to the guest: described at its host address (the VM maps
 /// it identity), with its SPIs.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -84,6 +83,7 @@ pub struct PassthroughNode<'a> {
     pub spis: Vec<IntId>,
 }
 
+/// Everything the guest device tree describes.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct GuestDtbConfig<'a> {
     /// Passed-through board devices.

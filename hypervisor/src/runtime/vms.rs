@@ -390,13 +390,29 @@ fn load_images(
         None => {
             let initrd = initrd.map(|(s, e)| (GuestPhysAddr(s), GuestPhysAddr(e)));
             let v3 = arch::board().gic.version == crate::platform::GicVersion::V3;
-            let cfg = crate::fdt::GuestDtbConfig::from_layout(
+            let mut cfg = crate::fdt::GuestDtbConfig::from_layout(
                 desc.vcpus as usize,
                 size,
                 v3,
                 desc.cmdline,
                 initrd,
             );
+            cfg.passthrough = passthrough
+                .iter()
+                .map(|d| crate::fdt::PassthroughNode {
+                    name: d.name,
+                    compatible: d.compatible,
+                    regs: d
+                        .regs
+                        .iter()
+                        .map(|r| crate::fdt::Window {
+                            base: GuestPhysAddr(r.base),
+                            size: r.size,
+                        })
+                        .collect(),
+                    spis: d.irqs.iter().map(|i| IntId(i.intid)).collect(),
+                })
+                .collect();
             let blob = crate::fdt::build_guest_dtb(&cfg).map_err(CreateError::Fdt)?;
             arch::write_host_phys(ram_host + dtb_off, &blob);
         }
@@ -690,6 +706,19 @@ fn handle_physical_irqs(mut loaded: Option<&mut LocalVcpu>) -> Next {
             .is_some_and(|i| i.intid == intid)
         {
             console_input();
+        } else if let Some(vm) = passthrough_owner(intid) {
+            // Level interrupt of a passed-through device: masked at the physical GIC until
+            // the guest has handled it (EOI notification), then unmasked and re-sampled.
+            gic.disable(intid);
+            let _ = vm
+                .devices
+                .lock()
+                .vgic
+                .set_level(IntId(intid), VcpuId(0), true);
+            kick_vm(vm);
+            if loaded.as_deref().is_some_and(|lv| core::ptr::eq(lv.vm, vm)) {
+                next = Next::Yield;
+            }
         }
         gic.end_of_interrupt(intid);
     }
