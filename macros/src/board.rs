@@ -91,6 +91,7 @@ pub fn expand(args: &BoardArgs, env: &Env) -> TokenStream {
     let result = platform_dsl::image::load_board(&sel.file, &sel.name)
         .map_err(|e| load_error(&e, &sel.file, args))
         .and_then(|board| {
+            linked_for_another_board(&board, args, env).map_err(|m| (m, Span::call_site()))?;
             gating::check(&board, sel.allow_experimental).map_err(|m| (m, Span::call_site()))?;
             items(&board).map_err(|m| (m, Span::call_site()))
         });
@@ -101,6 +102,44 @@ pub fn expand(args: &BoardArgs, env: &Env) -> TokenStream {
             quote!(#err #track)
         }
     }
+}
+
+/// With explicit arguments, the board must sit where the build script's board (whose
+/// `link.x` links the image) puts the hypervisor; otherwise the image would run at an
+/// address its tables do not describe.
+fn linked_for_another_board(board: &Board, args: &BoardArgs, env: &Env) -> Result<(), String> {
+    if args.file.is_none() && args.name.is_none() {
+        return Ok(());
+    }
+    let (Some(file), Some(name)) = (&env.board_file, &env.board) else {
+        return Ok(());
+    };
+    if name == &board.name {
+        return Ok(());
+    }
+    match platform_dsl::image::load_board(Path::new(file), name) {
+        Ok(linked) => placement_mismatch(board, &linked),
+        // The build script already reported a broken selection.
+        Err(_) => Ok(()),
+    }
+}
+
+/// Error if `board` and `linked` (the build script's board) place the hypervisor differently.
+fn placement_mismatch(board: &Board, linked: &Board) -> Result<(), String> {
+    if board.hypervisor == linked.hypervisor {
+        return Ok(());
+    }
+    Err(format!(
+        "board!() names board `{}` (hypervisor at {:#x}, {:#x} bytes) but the build script \
+         selected `{}` (hypervisor at {:#x}, {:#x} bytes) and linked the image for it; make \
+         the build.rs defaults (or HV_BOARD / HV_BOARD_FILE) name the same board",
+        board.name,
+        board.hypervisor.load_address,
+        board.hypervisor.size,
+        linked.name,
+        linked.hypervisor.load_address,
+        linked.hypervisor.size,
+    ))
 }
 
 /// The message for a board that cannot be loaded, and the argument it is about.
@@ -185,6 +224,29 @@ mod tests {
         let mut b = fixture::two_socket();
         b.console = "nope".into();
         assert!(items(&b).unwrap_err().contains("console `nope`"));
+    }
+
+    #[test]
+    fn same_placement_on_another_board_is_accepted() {
+        assert_eq!(
+            placement_mismatch(&fixture::two_socket(), &fixture::gicv2_experimental()),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn different_placement_from_the_linked_board_is_an_error() {
+        let mut linked = fixture::gicv2_experimental();
+        linked.hypervisor.load_address = 0x4020_0000;
+        let e = placement_mismatch(&fixture::two_socket(), &linked).unwrap_err();
+        assert!(
+            e.contains("names board `test-2s` (hypervisor at 0x80200000"),
+            "{e}"
+        );
+        assert!(
+            e.contains("selected `test-v2` (hypervisor at 0x40200000"),
+            "{e}"
+        );
     }
 
     #[test]
