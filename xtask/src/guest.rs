@@ -174,7 +174,7 @@ pub enum GuestError {
         depends: String,
     },
     /// `apt-get download` succeeded but no matching `.deb` appeared.
-    #[error("`apt-get download {package}` left no `{package}_*.deb` in `{dir}`; delete target/guest-cache/apt and retry")]
+    #[error("`apt-get download {package}` left no `.deb` in `{dir}`; delete target/guest-cache/apt and retry")]
     DebMissing {
         /// Package name.
         package: String,
@@ -307,7 +307,7 @@ pub fn fetch(cache: &Path) -> Result<GuestImages, GuestError> {
             );
             let deb = apt.download(&package, &version)?;
             install_kernel(&deb, &cache.join(format!("linux-{}", k.series)), &version)?;
-            remove(&deb)?;
+            remove_download(&deb)?;
         }
         if !busybox.is_file() {
             let version = apt.resolve_version("busybox-static", BUSYBOX_SUITE)?;
@@ -316,7 +316,7 @@ pub fn fetch(cache: &Path) -> Result<GuestImages, GuestError> {
             let dir = extract(&deb, "./bin/busybox", &cache.join("busybox.extract"))?;
             rename(&dir.join("bin/busybox"), &busybox)?;
             remove_dir(&dir)?;
-            remove(&deb)?;
+            remove_download(&deb)?;
         }
     }
     let initramfs_path = cache.join("initramfs.cpio.gz");
@@ -370,7 +370,9 @@ fn is_arm64_image(bytes: &[u8]) -> bool {
 /// Extracts `boot/vmlinuz-*` (gzip'd on bullseye, raw EFI-stub Image on bookworm) and
 /// `boot/config-*` from a kernel package into `dir` as `Image`, `config`, `release`, `version`.
 fn install_kernel(deb: &Path, dir: &Path, version: &str) -> Result<(), GuestError> {
-    let tmp = extract(deb, "./boot", &dir.with_extension("extract"))?;
+    let mut tmp_name = dir.as_os_str().to_owned();
+    tmp_name.push(".extract");
+    let tmp = extract(deb, "./boot", Path::new(&tmp_name))?;
     let boot = tmp.join("boot");
     let entries = fs::read_dir(&boot).map_err(|source| GuestError::Io {
         what: "list",
@@ -478,7 +480,7 @@ impl PrivateApt {
             .ok()
             .filter(|m| !m.is_empty())
             .unwrap_or_else(system_mirror);
-        for sub in ["lists/partial", "cache/archives/partial", "debs"] {
+        for sub in ["lists/partial", "cache/archives/partial"] {
             mkdir(&dir.join(sub))?;
         }
         let status = dir.join("status");
@@ -571,7 +573,12 @@ impl PrivateApt {
 
     /// `apt-get download PACKAGE=VERSION` into `debs/`; returns the `.deb`.
     fn download(&self, package: &str, version: &str) -> Result<PathBuf, GuestError> {
-        let dir = self.dir.join("debs");
+        // A fresh directory per package, so a leftover of an interrupted run is never taken.
+        let dir = self.dir.join("debs").join(package);
+        if dir.exists() {
+            remove_dir(&dir)?;
+        }
+        mkdir(&dir)?;
         run(
             self.apt("apt-get")
                 .current_dir(&dir)
@@ -579,20 +586,11 @@ impl PrivateApt {
                 .arg(format!("{package}={version}")),
             "apt-get",
         )?;
-        let prefix = format!("{package}_");
-        let entries = fs::read_dir(&dir).map_err(|source| GuestError::Io {
-            what: "list",
-            path: dir.clone(),
-            source,
-        })?;
+        let entries = fs::read_dir(&dir).map_err(io_err("list", &dir))?;
         entries
             .filter_map(Result::ok)
             .map(|e| e.path())
-            .find(|p| {
-                p.file_name()
-                    .and_then(|n| n.to_str())
-                    .is_some_and(|n| n.starts_with(&prefix) && n.ends_with(".deb"))
-            })
+            .find(|p| p.extension().is_some_and(|e| e == "deb"))
             .ok_or(GuestError::DebMissing {
                 package: package.into(),
                 dir,
@@ -957,8 +955,12 @@ fn rename(from: &Path, to: &Path) -> Result<(), GuestError> {
     fs::rename(from, to).map_err(io_err("move", from))
 }
 
-fn remove(p: &Path) -> Result<(), GuestError> {
-    fs::remove_file(p).map_err(io_err("remove", p))
+/// Removes a downloaded `.deb` with the directory [`PrivateApt::download`] made for it.
+fn remove_download(deb: &Path) -> Result<(), GuestError> {
+    match deb.parent() {
+        Some(dir) => remove_dir(dir),
+        None => fs::remove_file(deb).map_err(io_err("remove", deb)),
+    }
 }
 
 fn remove_dir(p: &Path) -> Result<(), GuestError> {
