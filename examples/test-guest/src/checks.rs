@@ -1,9 +1,12 @@
-//! The checks (console, timer, psci, sgi, stage2), the optional benchmark, and the interrupt
-//! and abort hooks they rely on. Cross-CPU state is atomics only.
+//! The checks (console, timer, psci, sgi, stage2, and passthrough when the DTB has a PL031),
+//! the optional benchmark, and the interrupt and abort hooks they rely on. Cross-CPU state is
+//! atomics only.
 
 use crate::console::Pl011;
-use crate::dt::{Platform, MAX_CPUS};
-use crate::gic::Gic;
+use crate::dt::{Platform, Rtc, RtcNodeError, MAX_CPUS};
+use crate::gic::{Gic, GicError};
+use crate::rtc::Pl031;
+use crate::spec::{MatchObservation, MatchProblem, Pl031Status};
 use crate::{boot, println, spec, sysreg};
 use aarch64_cpu::asm::{barrier, wfi};
 use aarch64_cpu::registers::{
@@ -30,6 +33,14 @@ const UNASSIGNED_GAP: u64 = 0x0b00_0000;
 const WAIT_MS: u64 = 500;
 /// Distance past the end of RAM of the other probed address.
 const PAST_RAM: u64 = 64 << 20;
+/// Longest the passthrough check takes, in counter time: the PL031 match comes at most 1 s
+/// after `RTCMR` is programmed.
+const PASSTHROUGH_LIMIT_MS: u64 = 2500;
+/// How long the passthrough check keeps watching after the match interrupt for a repeat
+/// (a level interrupt whose clear did not reach the RTC comes back right after EOI).
+const REPEAT_WATCH_MS: u64 = 20;
+/// Attempts at programming `RTCMR` without `RTCDR` ticking in between.
+const MATCH_ATTEMPTS: u32 = 3;
 
 /// The machine, parsed once by the boot CPU before any secondary starts.
 pub static PLATFORM: Once<Platform> = Once::new();
@@ -52,6 +63,16 @@ static LAST_TICK: AtomicU64 = AtomicU64::new(0);
 static EARLY_TICK: [AtomicU64; 2] = [const { AtomicU64::new(0) }; 2];
 /// (previous, current) counter of a tick that did not advance time, or (0, 0).
 static STALLED_TICK: [AtomicU64; 2] = [const { AtomicU64::new(0) }; 2];
+
+/// Set while `sleep_until` uses the virtual timer as its wake-up alarm (its interrupt then
+/// only silences the timer, it is not one of the timer check's ticks).
+static ALARM: AtomicBool = AtomicBool::new(false);
+
+/// PL031 interrupts taken.
+static RTC_IRQS: AtomicU32 = AtomicU32::new(0);
+/// `RTCDR`, `RTCRIS`, `RTCMIS` as the first PL031 interrupt found them (valid once
+/// `RTC_IRQS` > 0).
+static RTC_AT_IRQ: [AtomicU32; 3] = [const { AtomicU32::new(0) }; 3];
 
 static ABORT_ARMED: AtomicBool = AtomicBool::new(false);
 static ABORT_SEEN: AtomicBool = AtomicBool::new(false);
@@ -179,6 +200,40 @@ pub enum CheckFailure {
         /// Last one's INTID.
         intid: u32,
     },
+    /// The DTB's `arm,pl031` node is unusable.
+    #[error("{0}")]
+    RtcNode(#[from] RtcNodeError),
+    /// The passed-through frame's ID registers are not a PL031's.
+    #[error("RTCPeriphID0-3 {periph:#x?} / RTCPCellID0-3 {cell:#x?} do not identify a PL031 \
+             (want 0x31 0x10 0x?4 0x00 / 0x0d 0xf0 0x05 0xb1): the hypervisor must map the RTC's frame at the DTB's reg address")]
+    NotPl031 {
+        /// `RTCPeriphID0..3`.
+        periph: [u32; 4],
+        /// `RTCPCellID0..3`.
+        cell: [u32; 4],
+    },
+    /// `RTCDR` reads 0.
+    #[error("RTCDR reads 0: a running PL031 holds the time in seconds (QEMU's starts at host time); is the frame mapped to the device?")]
+    RtcStopped,
+    /// `RTCDR` kept changing while `RTCMR` was programmed.
+    #[error("RTCDR changed within each of {MATCH_ATTEMPTS} RTCMR writes (last {from:#x} -> {to:#x}): the RTC must count seconds")]
+    RtcUnstable {
+        /// `RTCDR` before the last write.
+        from: u32,
+        /// `RTCDR` after it.
+        to: u32,
+    },
+    /// The PL031's SPI could not be set up.
+    #[error("enabling the PL031's SPI: {0}")]
+    RtcSpi(GicError),
+    /// The match interrupt went wrong.
+    #[error("{problem} (watched {ms} ms)")]
+    RtcMatch {
+        /// What was wrong.
+        problem: MatchProblem,
+        /// How long after arming the check looked.
+        ms: u64,
+    },
     /// A read that should abort completed.
     #[error("read at {addr:#x} returned {value:#x} without a data abort: the address must not be mapped at stage 2")]
     NoAbort {
@@ -242,9 +297,14 @@ fn frequency() -> u64 {
     CNTFRQ_EL0.get()
 }
 
+/// `ms` milliseconds in counter ticks.
+fn ticks(ms: u64) -> u64 {
+    frequency() * ms / 1000
+}
+
 /// Waits (polling) until `done` or `ms` milliseconds passed; returns `done()`'s last value.
 fn wait_for(ms: u64, mut done: impl FnMut() -> bool) -> bool {
-    let deadline = counter() + frequency() * ms / 1000;
+    let deadline = counter() + ticks(ms);
     loop {
         if done() {
             return true;
@@ -257,6 +317,40 @@ fn wait_for(ms: u64, mut done: impl FnMut() -> bool) -> bool {
         // SAFETY: YIELD is a hint with no architectural effect.
         unsafe { core::arch::asm!("yield", options(nomem, nostack, preserves_flags)) };
     }
+}
+
+/// Sleeps in `WFI` until `done` or the counter reaches `deadline`, with the virtual timer
+/// (`vtimer_intid`) as the alarm that bounds the sleep; returns `done()`'s last value.
+///
+/// Sleeping rather than polling lets a hypervisor run other vCPUs, and lets QEMU with
+/// `-icount ...,sleep=off` skip idle time straight to the next device or timer event.
+fn sleep_until(
+    gic: &Gic,
+    vtimer_intid: u32,
+    deadline: u64,
+    mut done: impl FnMut() -> bool,
+) -> bool {
+    ALARM.store(true, SeqCst);
+    gic.enable_ppi(cpu_index(), vtimer_intid);
+    CNTV_CVAL_EL0.set(deadline);
+    CNTV_CTL_EL0.write(CNTV_CTL_EL0::ENABLE::SET + CNTV_CTL_EL0::IMASK::CLEAR);
+    // Check-then-sleep with IRQs masked: WFI wakes on a pending IRQ even while PSTATE.I
+    // masks it, so an interrupt between the check and the WFI is not missed.
+    let result = loop {
+        sysreg::irq_disable();
+        if done() {
+            break true;
+        }
+        if counter() >= deadline {
+            break done();
+        }
+        wfi();
+        sysreg::irq_enable();
+    };
+    sysreg::irq_enable();
+    CNTV_CTL_EL0.write(CNTV_CTL_EL0::ENABLE::CLEAR + CNTV_CTL_EL0::IMASK::SET);
+    ALARM.store(false, SeqCst);
+    result
 }
 
 /// The calling CPU's index (set in `TPIDR_EL1` at bring-up).
@@ -276,6 +370,10 @@ pub fn run<C: Call>(platform: &Platform, gic: &Gic, uart: &Pl011) -> Report {
         println!("SKIP sgi: the DTB lists one CPU, SGIs need two");
     }
     report.record("stage2", stage2(platform));
+    // Only a DTB with a passed-through PL031 gets this check (and its line).
+    if let Some(rtc) = platform.rtc {
+        report.record("passthrough", passthrough(rtc, platform, gic));
+    }
     let others = OTHER_IRQS.load(SeqCst);
     if others != 0 {
         report.record(
@@ -489,6 +587,102 @@ fn stage2(platform: &Platform) -> Result<(), CheckFailure> {
     Ok(())
 }
 
+/// The passed-through PL031: identification, a running clock, and exactly one match interrupt
+/// on its SPI, all within `PASSTHROUGH_LIMIT_MS`.
+fn passthrough(
+    rtc: Result<Rtc, RtcNodeError>,
+    platform: &Platform,
+    gic: &Gic,
+) -> Result<(), CheckFailure> {
+    let rtc = rtc?;
+    let deadline = counter() + ticks(PASSTHROUGH_LIMIT_MS);
+    let dev = Pl031::new(&rtc);
+    let (periph, cell) = dev.ids();
+    if !spec::is_pl031(periph, cell) {
+        return Err(CheckFailure::NotPl031 { periph, cell });
+    }
+    dev.start();
+    if dev.now() == 0 {
+        return Err(CheckFailure::RtcStopped);
+    }
+    dev.unmask(false);
+    dev.clear();
+    RTC_IRQS.store(0, SeqCst);
+    let cpu = cpu_index();
+    let result = gic
+        .enable_spi(rtc.intid, rtc.edge, cpu, CPU_MPIDR[cpu].load(SeqCst))
+        .map_err(CheckFailure::RtcSpi)
+        .and_then(|()| await_match(&dev, gic, platform.vtimer_intid, deadline));
+    dev.unmask(false);
+    dev.clear();
+    let disabled = gic.disable_spi(rtc.intid).map_err(CheckFailure::RtcSpi);
+    result.and(disabled)
+}
+
+/// Programs `RTCMR` one second ahead, unmasks the match interrupt, waits for it until
+/// `deadline` (sleeping, with the virtual timer `vtimer_intid` as alarm) and judges what
+/// arrived.
+fn await_match(
+    dev: &Pl031,
+    gic: &Gic,
+    vtimer_intid: u32,
+    deadline: u64,
+) -> Result<(), CheckFailure> {
+    // RTCDR must not tick between its read and the RTCMR write, or the match is either
+    // immediate or a counter wrap away; each attempt clears what a missed match raised.
+    let mut mr = None;
+    let (mut from, mut to) = (0, 0);
+    for _ in 0..MATCH_ATTEMPTS {
+        dev.clear();
+        from = dev.now();
+        dev.set_match(from.wrapping_add(1));
+        to = dev.now();
+        if to == from {
+            mr = Some(from.wrapping_add(1));
+            break;
+        }
+    }
+    let mr = mr.ok_or(CheckFailure::RtcUnstable { from, to })?;
+    let armed = counter();
+    dev.unmask(true);
+    let watch = ticks(REPEAT_WATCH_MS);
+    let sleep =
+        |until, want| sleep_until(gic, vtimer_intid, until, || RTC_IRQS.load(SeqCst) >= want);
+    if sleep(deadline.saturating_sub(watch), 1) {
+        sleep(counter() + watch, 2);
+    }
+    let irqs = RTC_IRQS.load(SeqCst);
+    let [dr, ris, mis] = RTC_AT_IRQ.each_ref().map(|a| a.load(SeqCst));
+    let seen = MatchObservation {
+        mr,
+        irqs,
+        at_irq: (irqs > 0).then_some(Pl031Status { dr, ris, mis }),
+        after: dev.status(),
+    };
+    let ms = (counter() - armed) * 1000 / frequency().max(1);
+    spec::judge_match(&seen).map_err(|problem| CheckFailure::RtcMatch { problem, ms })
+}
+
+/// PL031 interrupt: records the status registers the first time, then clears the match
+/// (which lowers the level-sensitive line before the EOI). A repeat means the clear did not
+/// work: the RTC is masked and the SPI disabled, so that a line stuck high cannot keep the
+/// CPU in this handler for ever, and the check reports it.
+fn rtc_irq(rtc: &Rtc, gic: &Gic) {
+    let dev = Pl031::new(rtc);
+    if RTC_IRQS.load(SeqCst) == 0 {
+        let status = dev.status();
+        for (slot, value) in RTC_AT_IRQ.iter().zip([status.dr, status.ris, status.mis]) {
+            slot.store(value, SeqCst);
+        }
+    }
+    dev.clear();
+    if RTC_IRQS.fetch_add(1, SeqCst) > 0 {
+        dev.unmask(false);
+        // The check disables the SPI again, and reports an error there if this one failed.
+        let _ = gic.disable_spi(rtc.intid);
+    }
+}
+
 /// Sync exception hook: if the stage-2 check armed it, records the exception (the check
 /// judges its class and address) and asks the handler to skip the faulting load.
 pub fn on_data_abort(esr: u64, far: u64) -> bool {
@@ -507,8 +701,17 @@ pub fn on_irq() {
     let Some(ack) = gic.ack() else { return };
     let cpu = cpu_index();
     let vtimer = PLATFORM.get().map(|p| p.vtimer_intid);
+    let rtc = PLATFORM.get().and_then(|p| p.rtc).and_then(Result::ok);
     match ack.intid {
+        intid if Some(intid) == vtimer && ALARM.load(SeqCst) => {
+            CNTV_CTL_EL0.write(CNTV_CTL_EL0::ENABLE::CLEAR + CNTV_CTL_EL0::IMASK::SET);
+        }
         intid if Some(intid) == vtimer => timer_tick(),
+        intid if rtc.is_some_and(|r| r.intid == intid) => {
+            if let Some(rtc) = rtc {
+                rtc_irq(&rtc, gic);
+            }
+        }
         intid if intid == u32::from(SGI_PING) && cpu != 0 => {
             PINGS[cpu].fetch_add(1, SeqCst);
             gic.send_sgi(SGI_PONG, 0, CPU_MPIDR[0].load(SeqCst));

@@ -78,6 +78,47 @@ pub struct Platform {
     pub bench: bool,
     /// What to do once the checks are done (`spin` / `wild` in bootargs).
     pub after: AfterChecks,
+    /// The PL031 RTC passed through to the guest (first enabled `arm,pl031` node), or `None`
+    /// if the DTB has none; `Some(Err(..))` if the node is there but unusable.
+    pub rtc: Option<Result<Rtc, RtcNodeError>>,
+}
+
+/// A PL031 real-time clock from an `arm,pl031` node.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Rtc {
+    /// Its register frame (first `reg` entry).
+    pub regs: Region,
+    /// Its interrupt (first `interrupts` entry), an SPI.
+    pub intid: u32,
+    /// Whether that specifier's flags cell says edge-triggered (else level-sensitive).
+    pub edge: bool,
+}
+
+/// Smallest PL031 register frame: the identification registers end at 0xFFC
+/// (PL031 TRM DDI 0224C, 3.2).
+pub const PL031_FRAME: u64 = 0x1000;
+
+/// Why an `arm,pl031` node cannot be used by the passthrough check.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum RtcNodeError {
+    /// No `reg`, or an entry without a size.
+    #[error("the arm,pl031 node has no reg property: give it the RTC's register frame, e.g. reg = <0x0 0x9010000 0x0 0x1000>")]
+    NoReg,
+    /// The frame is smaller than the PL031's 4 KiB.
+    #[error("the arm,pl031 node's reg is {size:#x} bytes, want at least 0x1000 (the ID registers end at 0xffc)")]
+    FrameTooSmall {
+        /// Size from `reg`.
+        size: u64,
+    },
+    /// No 3-cell GIC interrupt specifier.
+    #[error("the arm,pl031 node has no 3-cell GIC interrupt: give it interrupts = <GIC_SPI n IRQ_TYPE_LEVEL_HIGH>")]
+    NoInterrupt,
+    /// The interrupt is not an SPI.
+    #[error("the arm,pl031 node's interrupt is INTID {intid}, not an SPI (32..1019): a device interrupt must be <GIC_SPI n ...>")]
+    NotSpi {
+        /// The INTID the specifier names.
+        intid: u32,
+    },
 }
 
 /// Why the device tree could not describe the machine.
@@ -254,7 +295,50 @@ pub fn parse(fdt: &Fdt<'_>) -> Result<Platform, DtError> {
         vtimer_intid,
         bench,
         after,
+        rtc: rtc(fdt),
     })
+}
+
+/// The first enabled `arm,pl031` node, if any, and what the passthrough check needs of it.
+pub fn rtc(fdt: &Fdt<'_>) -> Option<Result<Rtc, RtcNodeError>> {
+    let node = fdt.all_nodes().find(|n| {
+        n.compatible()
+            .is_some_and(|c| c.all().any(|s| s == "arm,pl031"))
+            && is_enabled(*n)
+    })?;
+    Some(rtc_node(node))
+}
+
+fn rtc_node(node: FdtNode<'_, '_>) -> Result<Rtc, RtcNodeError> {
+    let regs = first_reg(node).ok_or(RtcNodeError::NoReg)?;
+    if regs.size < PL031_FRAME {
+        return Err(RtcNodeError::FrameTooSmall { size: regs.size });
+    }
+    let (intid, flags) = interrupt_specifier(node, 0).ok_or(RtcNodeError::NoInterrupt)?;
+    if !(32..1020).contains(&intid) {
+        return Err(RtcNodeError::NotSpi { intid });
+    }
+    Ok(Rtc {
+        regs,
+        intid,
+        edge: is_edge_triggered(flags),
+    })
+}
+
+/// A node without `status`, or with `"okay"` / `"ok"`, is enabled (Devicetree Specification
+/// v0.4, 2.3.4).
+fn is_enabled(node: FdtNode<'_, '_>) -> bool {
+    match node.property("status").and_then(|p| p.as_str()) {
+        None => true,
+        Some(status) => status == "okay" || status == "ok",
+    }
+}
+
+/// Whether a GIC specifier's flags cell selects an edge trigger (`IRQ_TYPE_EDGE_RISING` 1 or
+/// `IRQ_TYPE_EDGE_FALLING` 2) rather than a level (`IRQ_TYPE_LEVEL_HIGH` 4 / `_LOW` 8); see
+/// the Linux `arm,gic` binding and `dt-bindings/interrupt-controller/irq.h`.
+pub fn is_edge_triggered(flags: u32) -> bool {
+    flags & 0x3 != 0
 }
 
 /// What the guest does after its checks: the hostile modes let scenarios check that a
@@ -357,12 +441,18 @@ fn gic(fdt: &Fdt<'_>) -> Result<GicInfo, DtError> {
 
 /// The INTID of the `index`-th 3-cell GIC interrupt specifier of `node`.
 fn interrupt(node: FdtNode<'_, '_>, index: usize) -> Option<u32> {
+    interrupt_specifier(node, index).map(|(intid, _)| intid)
+}
+
+/// The INTID and flags cell of the `index`-th 3-cell GIC interrupt specifier of `node`.
+fn interrupt_specifier(node: FdtNode<'_, '_>, index: usize) -> Option<(u32, u32)> {
     let value = node.property("interrupts")?.value;
     let at = index.checked_mul(12)?;
     if value.len() < at + 12 {
         return None;
     }
-    intid_from_specifier(be32(value, at), be32(value, at + 4))
+    let intid = intid_from_specifier(be32(value, at), be32(value, at + 4))?;
+    Some((intid, be32(value, at + 8)))
 }
 
 /// Converts a GIC binding specifier (type cell, number cell) to an INTID: type 0 is an SPI
@@ -528,6 +618,87 @@ mod tests {
             strip_nops(&mut blob),
             Err(BlobError::Malformed(_))
         ));
+    }
+
+    /// The V3 fixture with the `pl031@9010000` node removed (as a hypervisor's guest DTB
+    /// without a passed-through RTC), then with the node `status = "disabled"`, without
+    /// `interrupts`, and with a PPI (`<1 2 1>`) instead of SPI 2; made from `V3` with `dtc`.
+    const NO_PL031: &[u8] = include_bytes!("../fixtures/qemu-virt-gicv3-no-pl031.dtb");
+    const PL031_DISABLED: &[u8] = include_bytes!("../fixtures/qemu-virt-gicv3-pl031-disabled.dtb");
+    const PL031_NO_IRQ: &[u8] =
+        include_bytes!("../fixtures/qemu-virt-gicv3-pl031-no-interrupts.dtb");
+    const PL031_PPI: &[u8] = include_bytes!("../fixtures/qemu-virt-gicv3-pl031-ppi.dtb");
+    /// `V3` with the `pl031@9010000` `reg` size 0x100.
+    const PL031_SMALL: &[u8] = include_bytes!("../fixtures/qemu-virt-gicv3-pl031-small-frame.dtb");
+
+    const QEMU_PL031: Rtc = Rtc {
+        regs: Region {
+            base: 0x0901_0000,
+            size: 0x1000,
+        },
+        intid: 34,
+        edge: false,
+    };
+
+    #[test]
+    fn qemu_virt_pl031_is_found_with_its_frame_and_spi_2() {
+        assert_eq!(platform(V3).rtc, Some(Ok(QEMU_PL031)));
+    }
+
+    #[test]
+    fn pl031_is_found_on_gic_v2_too() {
+        assert_eq!(platform(V2).rtc, Some(Ok(QEMU_PL031)));
+    }
+
+    #[test]
+    fn pl031_is_found_after_stripping_nops() {
+        let mut blob = NOPS.to_vec();
+        strip_nops(&mut blob).expect("fixture is well formed");
+        assert_eq!(platform(&blob).rtc, Some(Ok(QEMU_PL031)));
+    }
+
+    #[test]
+    fn a_dtb_without_pl031_has_no_rtc_and_still_parses() {
+        let p = platform(NO_PL031);
+        assert_eq!(p.rtc, None);
+        assert_eq!(p.uart_intid, Some(33));
+    }
+
+    #[test]
+    fn a_disabled_pl031_is_ignored() {
+        assert_eq!(platform(PL031_DISABLED).rtc, None);
+    }
+
+    #[test]
+    fn a_pl031_without_interrupts_is_reported() {
+        assert_eq!(
+            platform(PL031_NO_IRQ).rtc,
+            Some(Err(RtcNodeError::NoInterrupt))
+        );
+    }
+
+    #[test]
+    fn a_pl031_with_a_ppi_is_reported() {
+        assert_eq!(
+            platform(PL031_PPI).rtc,
+            Some(Err(RtcNodeError::NotSpi { intid: 18 }))
+        );
+    }
+
+    #[test]
+    fn a_pl031_frame_smaller_than_4k_is_reported() {
+        assert_eq!(
+            platform(PL031_SMALL).rtc,
+            Some(Err(RtcNodeError::FrameTooSmall { size: 0x100 }))
+        );
+    }
+
+    #[test]
+    fn specifier_flags_edge_and_level() {
+        assert!(is_edge_triggered(1));
+        assert!(is_edge_triggered(2));
+        assert!(!is_edge_triggered(4));
+        assert!(!is_edge_triggered(8));
     }
 
     #[test]

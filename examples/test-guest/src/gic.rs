@@ -1,4 +1,5 @@
-//! Minimal GICv3 / GICv2 driver: what the checks need (SGIs, one PPI, acknowledge and EOI).
+//! Minimal GICv3 / GICv2 driver: what the checks need (SGIs, one PPI, one SPI, acknowledge
+//! and EOI).
 //!
 //! Everything is group 1 non-secure on GICv3 and group 0 on GICv2 (as Linux does on a GIC
 //! without security extensions), priority 0xa0 under a mask of 0xf0.
@@ -15,9 +16,16 @@ const GICD_CTLR_RWP: u32 = 1 << 31;
 const GICD_CTLR_ARE_NS: u32 = 1 << 4;
 const GICD_CTLR_ENABLE_GRP1NS: u32 = 1 << 1;
 const GICD_CTLR_V2_ENABLE: u32 = 1;
+const GICD_TYPER: usize = 0x0004;
+const GICD_TYPER_ITLINESNUMBER: u32 = 0x1f;
+const GICD_IGROUPR: usize = 0x0080;
 const GICD_ISENABLER: usize = 0x0100;
+const GICD_ICENABLER: usize = 0x0180;
+const GICD_ICPENDR: usize = 0x0280;
 const GICD_IPRIORITYR: usize = 0x0400;
 const GICD_ITARGETSR: usize = 0x0800;
+const GICD_ICFGR: usize = 0x0c00;
+const GICD_IROUTER: usize = 0x6000;
 const GICD_SGIR: usize = 0x0f00;
 const GICR_TYPER: usize = 0x0008;
 const GICR_TYPER_VLPIS: u64 = 1 << 1;
@@ -64,6 +72,14 @@ pub enum GicError {
     /// `ICC_SRE_EL1.SRE` reads 0 after being set.
     #[error("ICC_SRE_EL1.SRE reads 0: a higher EL disabled the GICv3 system register interface")]
     NoSystemRegisters,
+    /// The SPI is beyond what the distributor implements.
+    #[error("INTID {intid} is not an SPI the distributor implements (GICD_TYPER.ITLinesNumber allows 32..{limit}): the (v)GIC must implement the passed-through device's SPI")]
+    SpiOutOfRange {
+        /// The INTID asked for.
+        intid: u32,
+        /// One past the last implemented INTID.
+        limit: u32,
+    },
     /// `GICD_CTLR.RWP` never cleared.
     #[error("GICD_CTLR.RWP stays 1: the distributor never completes a control write")]
     DistributorBusy,
@@ -230,6 +246,81 @@ impl Gic {
         match self.kind {
             Kind::V2 { .. } => self.gicd.write32(GICD_ISENABLER, bit),
             Kind::V3 { .. } => self.redistributor(cpu).write32(GICR_ISENABLER0, bit),
+        }
+    }
+
+    /// One past the last SPI INTID the distributor implements (`GICD_TYPER.ITLinesNumber`,
+    /// capped at the special INTIDs).
+    fn spi_limit(&self) -> u32 {
+        let lines = self.gicd.read32(GICD_TYPER) & GICD_TYPER_ITLINESNUMBER;
+        (32 * (lines + 1)).min(SPECIAL_INTID)
+    }
+
+    fn check_spi(&self, intid: u32) -> Result<(usize, u32), GicError> {
+        let limit = self.spi_limit();
+        if !(32..limit).contains(&intid) {
+            return Err(GicError::SpiOutOfRange { intid, limit });
+        }
+        let n = intid as usize;
+        Ok((n, 1 << (intid % 32)))
+    }
+
+    /// Makes shared interrupt `intid` an edge- or level-triggered interrupt of the guest's
+    /// group at `PRIORITY`, routes it to CPU `cpu` (MPIDR `mpidr`; GICv3 `GICD_IROUTER`,
+    /// GICv2 that CPU interface's `GICD_ITARGETSR` bit), clears a stale pending state and
+    /// enables it.
+    pub fn enable_spi(
+        &self,
+        intid: u32,
+        edge: bool,
+        cpu: usize,
+        mpidr: u64,
+    ) -> Result<(), GicError> {
+        let (n, bit) = self.check_spi(intid)?;
+        let word = 4 * (n / 32);
+        let d = &self.gicd;
+        // Disabled while it is being reconfigured (ICFGR is UNPREDICTABLE to change while enabled).
+        d.write32(GICD_ICENABLER + word, bit);
+        self.wait_rwp_v3()?;
+        let byte_reg = |base: usize, value: u8| {
+            let at = base + (n & !3);
+            d.write32(at, spec::with_byte(d.read32(at), intid, value));
+        };
+        byte_reg(GICD_IPRIORITYR, PRIORITY as u8);
+        let icfgr = GICD_ICFGR + 4 * (n / 16);
+        d.write32(icfgr, spec::gicd_icfgr(d.read32(icfgr), intid, edge));
+        match self.kind {
+            Kind::V2 { .. } => {
+                // Group 0 (the reset value) like every interrupt of this guest on GICv2.
+                byte_reg(
+                    GICD_ITARGETSR,
+                    self.target_mask[cpu].load(Ordering::Acquire),
+                );
+            }
+            Kind::V3 { .. } => {
+                let group = GICD_IGROUPR + word;
+                d.write32(group, d.read32(group) | bit);
+                d.write64(GICD_IROUTER + 8 * n, spec::gicd_irouter(mpidr));
+            }
+        }
+        d.write32(GICD_ICPENDR + word, bit);
+        d.write32(GICD_ISENABLER + word, bit);
+        Ok(())
+    }
+
+    /// Disables shared interrupt `intid` and waits until the distributor has done so.
+    pub fn disable_spi(&self, intid: u32) -> Result<(), GicError> {
+        let (n, bit) = self.check_spi(intid)?;
+        self.gicd.write32(GICD_ICENABLER + 4 * (n / 32), bit);
+        self.wait_rwp_v3()
+    }
+
+    /// GICv3: waits for `GICD_CTLR.RWP` (which also covers `GICD_ICENABLER` writes); GICv2
+    /// has no such bit.
+    fn wait_rwp_v3(&self) -> Result<(), GicError> {
+        match self.kind {
+            Kind::V2 { .. } => Ok(()),
+            Kind::V3 { .. } => self.wait_rwp(),
         }
     }
 

@@ -1,5 +1,5 @@
 //! Bare-metal EL1 test guest: checks what a hypervisor gives a VM (console, timer, SGIs,
-//! PSCI, stage-2 aborts) and prints one `[test-guest] PASS|FAIL <check>` line per check.
+//! PSCI, stage-2 aborts, a passed-through PL031 RTC if the DTB has one) and prints one `[test-guest] PASS|FAIL <check>` line per check.
 //!
 //! It boots as a Linux arm64 `Image` (see `boot.rs` and `README.md`), learns the machine from
 //! the DTB in x0, runs the checks on the boot CPU with the secondaries started by PSCI, prints
@@ -28,6 +28,8 @@ mod exceptions;
 mod gic;
 #[cfg(target_os = "none")]
 mod mmio;
+#[cfg(target_os = "none")]
+mod rtc;
 #[cfg(target_os = "none")]
 mod sysreg;
 

@@ -50,6 +50,13 @@ impl Mmio {
         unsafe { ptr::read_volatile(addr as *const u64) }
     }
 
+    /// Writes the 64-bit register at `offset`.
+    pub fn write64(&self, offset: usize, value: u64) {
+        let addr = self.addr(offset, 8);
+        // SAFETY: as in `read32`.
+        unsafe { ptr::write_volatile(addr as *mut u64, value) }
+    }
+
     /// Physical address of the first register.
     pub fn base(&self) -> usize {
         self.base
