@@ -154,3 +154,30 @@ pub fn image(t: &Target) -> Result<Image, String> {
     std::fs::copy(&built, &elf).map_err(|e| format!("cannot copy {}: {e}", built.display()))?;
     Ok(Image { elf, board, plan })
 }
+
+/// Builds the out-of-tree example (`examples/out-of-tree`, its own workspace) the way its
+/// README says, with one `cargo build`, and describes the result for QEMU. `t` names the
+/// example's board file, board and VM file.
+pub fn out_of_tree_image(t: &Target) -> Result<Image, String> {
+    test_guest()?;
+    let dir = workspace_root().join("examples/out-of-tree");
+    let target_dir = target_dir().join("out-of-tree");
+    run(
+        Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+            .current_dir(&dir)
+            .args(["build", "--quiet", "--release"])
+            .env("CARGO_TARGET_DIR", &target_dir),
+    )?;
+    let board =
+        platform_dsl::image::load_board(&t.board_file, &t.board).map_err(|e| e.to_string())?;
+    let config = VmConfig::load(&t.vms).map_err(|e| e.to_string())?;
+    let plan = platform_dsl::vmconfig::plan(&board, &config).map_err(|e| e.to_string())?;
+    let elf = target_dir.join(IMAGE_TRIPLE).join("release/acme-image");
+    if !elf.exists() {
+        return Err(format!(
+            "the out-of-tree build produced no {}",
+            elf.display()
+        ));
+    }
+    Ok(Image { elf, board, plan })
+}

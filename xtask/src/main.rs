@@ -77,7 +77,9 @@ fn usage() -> ExitCode {
          boards check FILE...        validate board KDL files\n  \
          build [opts]                build the hypervisor image for a board\n  \
          run [opts] [--timeout S]    build and boot it under QEMU (interactive console)\n  \
-         test                        host tests, every board, every QEMU scenario\n\n\
+         test                        host tests, every board, every QEMU scenario\n  \
+         scenario [NAME]             only the QEMU scenarios whose name contains NAME\n  \
+         guest fetch                 Debian kernels + busybox initramfs into target/guest-cache\n\n\
          opts: --board NAME (default qemu-virt), --board-file FILE.kdl,\n      \
          --vm FILE.toml (default examples/vms/test-guest.toml), --allow-experimental"
     );
@@ -105,6 +107,7 @@ fn main() -> ExitCode {
         }),
         "guest" => guest::cmd(args),
         "test" => reject_extra(&args).and_then(|_| test::all()),
+        "scenario" => test::scenarios_matching(args.first().map(String::as_str).unwrap_or("")),
         "-h" | "--help" | "help" => return usage(),
         other => Err(format!("unknown command `{other}`; run `cargo xtask help`")),
     };

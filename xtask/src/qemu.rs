@@ -112,6 +112,8 @@ pub struct Scenario {
     pub smp: Option<u32>,
     /// Substrings that must appear in this order.
     pub expect: Vec<String>,
+    /// Substrings that must also appear, in any order, before the scenario ends.
+    pub expect_unordered: Vec<String>,
     /// Substrings that must never appear.
     pub forbid: Vec<String>,
     /// Must QEMU exit by itself (status 0) after the last expected line?
@@ -120,6 +122,9 @@ pub struct Scenario {
     pub timeout: Duration,
     /// Bytes to type once a trigger line has been seen: (trigger, input).
     pub input: Vec<(String, String)>,
+    /// Build the out-of-tree example workspace (`examples/out-of-tree`) instead of the
+    /// in-tree image; `target` then names its board file, board and VM file.
+    pub out_of_tree: bool,
 }
 
 struct Killer(Child);
@@ -132,7 +137,11 @@ impl Drop for Killer {
 
 /// Runs one scenario; `Err` carries the reason and the log path.
 pub fn run_scenario(s: &Scenario) -> Result<(), String> {
-    let img = build::image(&s.target)?;
+    let img = if s.out_of_tree {
+        build::out_of_tree_image(&s.target)?
+    } else {
+        build::image(&s.target)?
+    };
     let mut cmd = command(&img, s.smp)?;
     cmd.stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -168,6 +177,7 @@ pub fn run_scenario(s: &Scenario) -> Result<(), String> {
     });
     let start = Instant::now();
     let mut next = 0;
+    let mut unseen: Vec<&String> = s.expect_unordered.iter().collect();
     let mut inputs = s.input.iter().peekable();
     let fail = |why: String, log_path: &PathBuf| {
         Err(format!(
@@ -201,6 +211,7 @@ pub fn run_scenario(s: &Scenario) -> Result<(), String> {
                 if next < s.expect.len() && line.contains(s.expect[next].as_str()) {
                     next += 1;
                 }
+                unseen.retain(|u| !line.contains(u.as_str()));
                 if let Some((trigger, text)) = inputs.peek() {
                     if line.contains(trigger.as_str()) {
                         if let Some(w) = stdin.as_mut() {
@@ -210,7 +221,7 @@ pub fn run_scenario(s: &Scenario) -> Result<(), String> {
                         inputs.next();
                     }
                 }
-                if next == s.expect.len() && !s.expect_exit {
+                if next == s.expect.len() && unseen.is_empty() && !s.expect_exit {
                     return Ok(());
                 }
             }

@@ -82,7 +82,19 @@ pub fn all() -> Result<(), String> {
         ]))
     })?;
     step("build every board", build_every_board)?;
-    let scenarios = scenarios();
+    scenarios_matching("")
+}
+
+/// Runs the QEMU scenarios whose name contains `filter` (all for ""), one at a time.
+pub fn scenarios_matching(filter: &str) -> Result<(), String> {
+    qemu::ensure_qemu()?;
+    let scenarios: Vec<Scenario> = scenarios()
+        .into_iter()
+        .filter(|s| s.name.contains(filter))
+        .collect();
+    if scenarios.is_empty() {
+        return Err(format!("no QEMU scenario matches `{filter}`"));
+    }
     let total = scenarios.len();
     let mut failed = Vec::new();
     for s in &scenarios {
@@ -163,38 +175,44 @@ pub fn scenarios() -> Vec<Scenario> {
     let mut two_beta = s(&["[hv] VM 1 `beta`"]);
     two_beta.extend(guest_passes("beta"));
     two_beta.push("[hv] all VMs stopped; powering off".into());
-    let mut hostile = s(&["[spinner] [test-guest] hostile: spinning for ever"]);
-    hostile.push("[victim] [test-guest] RESULT: 5 passed, 0 failed".into());
+    let mut hostile = s(&["[hv] VM 2 `faulter`"]);
+    hostile.extend(guest_passes("victim"));
     vec![
         Scenario {
             name: "qemu-virt-test-guest".into(),
             target: target("qemu-virt", "examples/vms/test-guest.toml"),
             smp: None,
             expect: one,
+            expect_unordered: vec![],
             forbid: s(&["FAIL", "PANIC", "FATAL"]),
             expect_exit: true,
             timeout: Duration::from_secs(120),
             input: vec![],
+            out_of_tree: false,
         },
         Scenario {
             name: "two-vms-alpha".into(),
             target: target("qemu-virt", "examples/vms/two-guests.toml"),
             smp: None,
             expect: two_alpha,
+            expect_unordered: vec![],
             forbid: s(&["FAIL", "PANIC", "FATAL"]),
             expect_exit: true,
             timeout: Duration::from_secs(120),
             input: vec![],
+            out_of_tree: false,
         },
         Scenario {
             name: "two-vms-beta".into(),
             target: target("qemu-virt", "examples/vms/two-guests.toml"),
             smp: None,
             expect: two_beta,
+            expect_unordered: vec![],
             forbid: s(&["FAIL", "PANIC", "FATAL"]),
             expect_exit: true,
             timeout: Duration::from_secs(120),
             input: vec![],
+            out_of_tree: false,
         },
         Scenario {
             // 4 vCPUs time-sliced on 2 physical CPUs (QEMU -smp 2 on the 4-CPU board: the
@@ -211,22 +229,105 @@ pub fn scenarios() -> Vec<Scenario> {
                 e.push("[hv] all VMs stopped; powering off".into());
                 e
             },
+            expect_unordered: vec![],
             forbid: s(&["FAIL", "PANIC", "FATAL"]),
             expect_exit: true,
             timeout: Duration::from_secs(120),
             input: vec![],
+            out_of_tree: false,
         },
         Scenario {
             // The victim's checks (timer ticks, SGIs, PSCI) still pass while one neighbour
             // spins with interrupts masked and another faults outside its RAM.
             name: "hostile-neighbours".into(),
             target: target("qemu-virt", "examples/vms/hostile-neighbours.toml"),
-            smp: None,
+            // Two physical CPUs: the spinner and the faulter share them with the victim.
+            smp: Some(2),
             expect: hostile,
+            expect_unordered: s(&[
+                "[spinner] [test-guest] hostile: spinning for ever",
+                "[faulter] [test-guest] hostile: jumping outside RAM",
+            ]),
             forbid: s(&["PANIC", "FATAL", "[victim] [test-guest] FAIL"]),
             expect_exit: false,
             timeout: Duration::from_secs(180),
             input: vec![],
+            out_of_tree: false,
+        },
+        Scenario {
+            // The PL031 RTC passed through: the guest reads it and takes its match
+            // interrupt, routed from the physical GIC.
+            name: "passthrough-rtc".into(),
+            target: target("qemu-virt", "examples/vms/passthrough.toml"),
+            smp: None,
+            expect: s(&[
+                "[hv] VM 0 `owner`: device rtc passed through, INTID 34",
+                "[owner] [test-guest] PASS console",
+                "[owner] [test-guest] PASS passthrough",
+                "[owner] [test-guest] RESULT: 6 passed, 0 failed",
+                "[hv] all VMs stopped; powering off",
+            ]),
+            expect_unordered: vec![],
+            forbid: s(&["FAIL", "PANIC", "FATAL"]),
+            expect_exit: true,
+            timeout: Duration::from_secs(120),
+            input: vec![],
+            out_of_tree: false,
+        },
+        Scenario {
+            // A board that exists only as a KDL file outside boards.kdl, built into the
+            // in-tree image with `--board-file`: no Rust file names it.
+            name: "kdl-only-board".into(),
+            target: Target {
+                board: "acme-board".into(),
+                board_file: workspace_root().join("examples/out-of-tree/acme-board.kdl"),
+                vms: workspace_root().join("examples/vms/test-guest.toml"),
+                allow_experimental: false,
+            },
+            smp: None,
+            expect: {
+                let mut e = s(&[
+                    "[hv] board: acme-board ",
+                    "[hv] device acme-uart0: driver uart-pl011",
+                    "[hv] 2 of 2 CPUs online",
+                ]);
+                e.extend(guest_passes("test"));
+                e.push("[hv] all VMs stopped; powering off".into());
+                e
+            },
+            expect_unordered: vec![],
+            forbid: s(&["FAIL", "PANIC", "FATAL"]),
+            expect_exit: true,
+            timeout: Duration::from_secs(120),
+            input: vec![],
+            out_of_tree: false,
+        },
+        Scenario {
+            // The out-of-tree example as a user builds it: its own workspace, a community
+            // plugin crate that registers itself, one `cargo build`.
+            name: "out-of-tree-image".into(),
+            target: Target {
+                board: "acme-board".into(),
+                board_file: workspace_root().join("examples/out-of-tree/acme-board.kdl"),
+                vms: workspace_root().join("examples/out-of-tree/acme-image/vms.toml"),
+                allow_experimental: false,
+            },
+            smp: None,
+            expect: {
+                let mut e = s(&[
+                    "[hv] board: acme-board ",
+                    "[hv] device acme-uart0: driver acme-uart",
+                ]);
+                e.extend(guest_passes("test"));
+                e.push("[hv] all VMs stopped; powering off".into());
+                e
+            },
+            expect_unordered: vec![],
+            forbid: s(&["FAIL", "PANIC", "FATAL"]),
+            expect_exit: true,
+            timeout: Duration::from_secs(120),
+            input: vec![],
+            out_of_tree: true,
         },
     ]
 }

@@ -76,7 +76,7 @@ pub struct Platform {
     pub vtimer_intid: u32,
     /// `/chosen/bootargs` contains the word `bench`.
     pub bench: bool,
-    /// What to do once the checks are done (`spin` / `wild` in bootargs).
+    /// Hostile modes (`spin` / `wild` in bootargs) replace the checks.
     pub after: AfterChecks,
     /// The PL031 RTC passed through to the guest (first enabled `arm,pl031` node), or `None`
     /// if the DTB has none; `Some(Err(..))` if the node is there but unusable.

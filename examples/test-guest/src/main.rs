@@ -169,19 +169,9 @@ mod guest {
             halt()
         }
 
-        let report = match platform.conduit {
-            Conduit::Hvc => checks::run::<Hvc>(platform, gic, console),
-            Conduit::Smc => checks::run::<Smc>(platform, gic, console),
-        };
-        if platform.bench {
-            match platform.conduit {
-                Conduit::Hvc => checks::bench::<Hvc>(console),
-                Conduit::Smc => checks::bench::<Smc>(console),
-            }
-        }
-        println!("RESULT: {} passed, {} failed", report.passed, report.failed);
+        // Hostile modes skip the checks: they exist to load the machine from the start.
         match platform.after {
-            dt::AfterChecks::PowerOff => halt(),
+            dt::AfterChecks::PowerOff => {}
             dt::AfterChecks::Spin => {
                 println!("hostile: spinning for ever");
                 loop {
@@ -195,6 +185,19 @@ mod guest {
                 unsafe { core::arch::asm!("mov x0, #0x1000", "br x0", options(noreturn)) }
             }
         }
+
+        let report = match platform.conduit {
+            Conduit::Hvc => checks::run::<Hvc>(platform, gic, console),
+            Conduit::Smc => checks::run::<Smc>(platform, gic, console),
+        };
+        if platform.bench {
+            match platform.conduit {
+                Conduit::Hvc => checks::bench::<Hvc>(console),
+                Conduit::Smc => checks::bench::<Smc>(console),
+            }
+        }
+        println!("RESULT: {} passed, {} failed", report.passed, report.failed);
+        halt()
     }
 
     /// Secondary entry after `CPU_ON`: own stack and vector table set, `cpu` = context id.
