@@ -162,7 +162,10 @@ pub static QUIRKS: [QuirkEntry];
 
 /// Finds the driver for a device: the first registered driver sharing a compatible,
 /// preferring the device's most specific compatible.
-pub fn match_driver<'a>(drivers: &'a [DriverEntry], device: &DeviceDesc) -> Option<&'a DriverEntry> {
+pub fn match_driver<'a>(
+    drivers: &'a [DriverEntry],
+    device: &DeviceDesc,
+) -> Option<&'a DriverEntry> {
     device
         .compatible
         .iter()

@@ -20,7 +20,10 @@ fn fixtures() -> Vec<PathBuf> {
 
 fn render(path: &Path) -> Result<String, String> {
     let text = std::fs::read_to_string(path).expect("read fixture");
-    let name = path.file_name().and_then(|n| n.to_str()).expect("utf-8 name");
+    let name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .expect("utf-8 name");
     match platform_dsl::load_str(name, &text) {
         Ok(boards) => Err(format!("loaded {} board(s) without error", boards.len())),
         Err(e) => Ok(e.to_string()),
