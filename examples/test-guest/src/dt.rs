@@ -72,6 +72,8 @@ pub struct Platform {
     pub uart: Region,
     /// PL011 interrupt as a GIC INTID, if the node has one.
     pub uart_intid: Option<u32>,
+    /// The PL011 interrupt's flags cell selects an edge trigger (QEMU `virt`: level-high).
+    pub uart_edge: bool,
     /// Virtual timer PPI INTID (third entry of the `arm,armv8-timer` node's `interrupts`).
     pub vtimer_intid: u32,
     /// `/chosen/bootargs` contains the word `bench`.
@@ -262,7 +264,9 @@ pub fn parse(fdt: &Fdt<'_>) -> Result<Platform, DtError> {
 
     let uart_node = fdt.find_compatible(&["arm,pl011"]).ok_or(DtError::NoUart)?;
     let uart = first_reg(uart_node).ok_or(DtError::NoUart)?;
-    let uart_intid = interrupt(uart_node, 0);
+    let uart_irq = interrupt_specifier(uart_node, 0);
+    let uart_intid = uart_irq.map(|(intid, _)| intid);
+    let uart_edge = uart_irq.is_some_and(|(_, flags)| is_edge_triggered(flags));
 
     let vtimer_intid = fdt
         .find_compatible(&["arm,armv8-timer", "arm,armv7-timer"])
@@ -274,15 +278,8 @@ pub fn parse(fdt: &Fdt<'_>) -> Result<Platform, DtError> {
         .and_then(|n| n.property("bootargs"))
         .and_then(|p| p.as_str())
         .unwrap_or("");
-    let has = |word: &str| bootargs.split_ascii_whitespace().any(|w| w == word);
-    let bench = has("bench");
-    let after = if has("spin") {
-        AfterChecks::Spin
-    } else if has("wild") {
-        AfterChecks::Wild
-    } else {
-        AfterChecks::PowerOff
-    };
+    let bench = has_word(bootargs, "bench");
+    let after = after_checks(bootargs);
 
     Ok(Platform {
         ram,
@@ -292,6 +289,7 @@ pub fn parse(fdt: &Fdt<'_>) -> Result<Platform, DtError> {
         gic,
         uart,
         uart_intid,
+        uart_edge,
         vtimer_intid,
         bench,
         after,
@@ -351,6 +349,28 @@ pub enum AfterChecks {
     Spin,
     /// `wild`: jump to an address outside RAM, faulting for ever.
     Wild,
+    /// `echo`: after the checks and the summary, echo console input line by line until a
+    /// line `off` (see `echo.rs`).
+    Echo,
+}
+
+/// Whether the kernel command line `bootargs` contains `word` as a whole word.
+fn has_word(bootargs: &str, word: &str) -> bool {
+    bootargs.split_ascii_whitespace().any(|w| w == word)
+}
+
+/// What `/chosen/bootargs` asks the guest to do after (or instead of) its checks; a hostile
+/// mode wins over `echo`.
+pub fn after_checks(bootargs: &str) -> AfterChecks {
+    if has_word(bootargs, "spin") {
+        AfterChecks::Spin
+    } else if has_word(bootargs, "wild") {
+        AfterChecks::Wild
+    } else if has_word(bootargs, "echo") {
+        AfterChecks::Echo
+    } else {
+        AfterChecks::PowerOff
+    }
 }
 
 /// The PSCI conduit from `/psci` `method`.
@@ -571,6 +591,31 @@ mod tests {
     #[test]
     fn no_bootargs_means_no_bench() {
         assert!(!platform(V3).bench);
+    }
+
+    #[test]
+    fn no_bootargs_means_power_off_after_the_checks() {
+        assert_eq!(platform(V3).after, AfterChecks::PowerOff);
+    }
+
+    #[test]
+    fn echo_in_bootargs_selects_echo_mode() {
+        assert_eq!(after_checks("console=ttyAMA0 echo"), AfterChecks::Echo);
+    }
+
+    #[test]
+    fn echo_must_be_a_whole_word() {
+        assert_eq!(after_checks("echoes noecho"), AfterChecks::PowerOff);
+    }
+
+    #[test]
+    fn a_hostile_mode_wins_over_echo() {
+        assert_eq!(after_checks("echo spin"), AfterChecks::Spin);
+    }
+
+    #[test]
+    fn qemu_uart_interrupt_is_level_triggered() {
+        assert!(!platform(V3).uart_edge);
     }
 
     #[test]

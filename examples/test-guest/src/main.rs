@@ -3,8 +3,10 @@
 //!
 //! It boots as a Linux arm64 `Image` (see `boot.rs` and `README.md`), learns the machine from
 //! the DTB in x0, runs the checks on the boot CPU with the secondaries started by PSCI, prints
-//! `[test-guest] RESULT: N passed, M failed` and powers off with PSCI `SYSTEM_OFF`.
-//! On the build machine only the pure parts (`dt`, `spec`) are compiled, for their tests.
+//! `[test-guest] RESULT: N passed, M failed` and powers off with PSCI `SYSTEM_OFF` (in `echo`
+//! mode, after echoing console lines until a line `off`).
+//! On the build machine only the pure parts (`dt`, `line`, `spec`) are compiled, for their
+//! tests.
 
 #![cfg_attr(target_os = "none", no_std)]
 #![cfg_attr(target_os = "none", no_main)]
@@ -14,6 +16,7 @@
 )]
 
 mod dt;
+mod line;
 mod spec;
 
 #[cfg(target_os = "none")]
@@ -22,6 +25,8 @@ mod boot;
 mod checks;
 #[cfg(target_os = "none")]
 mod console;
+#[cfg(target_os = "none")]
+mod echo;
 #[cfg(target_os = "none")]
 mod exceptions;
 #[cfg(target_os = "none")]
@@ -43,6 +48,7 @@ mod guest {
     use crate::checks::{self, CPU_MPIDR, GIC, PLATFORM};
     use crate::console::{self, Pl011};
     use crate::dt::{self, Conduit, Region};
+    use crate::echo;
     use crate::gic::Gic;
     use crate::mmio::Mmio;
     use crate::println;
@@ -171,7 +177,7 @@ mod guest {
 
         // Hostile modes skip the checks: they exist to load the machine from the start.
         match platform.after {
-            dt::AfterChecks::PowerOff => {}
+            dt::AfterChecks::PowerOff | dt::AfterChecks::Echo => {}
             dt::AfterChecks::Spin => {
                 println!("hostile: spinning for ever");
                 loop {
@@ -197,6 +203,11 @@ mod guest {
             }
         }
         println!("RESULT: {} passed, {} failed", report.passed, report.failed);
+        if platform.after == dt::AfterChecks::Echo {
+            if let Err(e) = echo::run(platform, gic, console) {
+                println!("FAIL echo: {e}");
+            }
+        }
         halt()
     }
 

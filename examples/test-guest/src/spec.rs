@@ -1,10 +1,10 @@
 //! Register encodings and decoders from the Arm specifications, kept free of hardware access
 //! so that they are tested on the build machine.
 
-/// PL011 `UARTPeriphID0..3` low bytes (PL011 TRM DDI 0183G, 3.3.13): part number 0x011,
+/// PL011 `UARTPeriphID0..3` low bytes (PL011 TRM DDI 0183G, 3.3.15): part number 0x011,
 /// designer 0x41 (Arm), revision in the top nibble of ID2 (r1p5 reads 0x3, QEMU 0x1).
 pub const PL011_PERIPH_ID: [u8; 4] = [0x11, 0x10, 0x04, 0x00];
-/// PrimeCell `UARTPCellID0..3` low bytes (PL011 TRM 3.3.14).
+/// PrimeCell `UARTPCellID0..3` low bytes (PL011 TRM 3.3.16).
 pub const PRIMECELL_ID: [u8; 4] = [0x0d, 0xf0, 0x05, 0xb1];
 
 /// Whether the identification registers name a PL011 (any revision).
