@@ -129,6 +129,26 @@ pub struct TimerDesc {
     pub hyp_phys: IrqDesc,
 }
 
+/// PMU overflow interrupts (mirrors `platform_dsl::model::Pmu`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PmuDesc {
+    /// One PPI for every CPU (usually INTID 23).
+    Ppi(IrqDesc),
+    /// One SPI per CPU: `(SPI, MPIDR affinity of its CPU)`, in CPU boot order, one per
+    /// entry of `BoardDesc::cpus` (BCM2711, Tegra194, ZynqMP).
+    PerCpuSpi(&'static [(IrqDesc, u64)]),
+}
+
+impl PmuDesc {
+    /// The overflow interrupt of the CPU with affinity `mpidr`, if the board has one.
+    pub fn irq_for(&self, mpidr: u64) -> Option<IrqDesc> {
+        match *self {
+            Self::Ppi(irq) => Some(irq),
+            Self::PerCpuSpi(spis) => spis.iter().find(|(_, m)| *m == mpidr).map(|(irq, _)| *irq),
+        }
+    }
+}
+
 /// Device status.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DeviceStatus {
@@ -218,8 +238,8 @@ pub struct BoardDesc {
     pub gic: GicDesc,
     /// Timer PPIs.
     pub timer: TimerDesc,
-    /// PMU overflow PPI.
-    pub pmu_irq: IrqDesc,
+    /// PMU overflow interrupt(s).
+    pub pmu: PmuDesc,
     /// Index into `devices` of the console UART.
     pub console: usize,
     /// Devices.
@@ -232,5 +252,33 @@ impl BoardDesc {
     /// The console device.
     pub fn console_device(&self) -> Option<&'static DeviceDesc> {
         self.devices.get(self.console)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const fn level(intid: u32) -> IrqDesc {
+        IrqDesc {
+            intid,
+            trigger: Trigger::Level,
+        }
+    }
+
+    #[test]
+    fn pmu_ppi_serves_every_cpu() {
+        let pmu = PmuDesc::Ppi(level(23));
+        assert_eq!(pmu.irq_for(0x0), Some(level(23)));
+        assert_eq!(pmu.irq_for(0x301), Some(level(23)));
+    }
+
+    #[test]
+    fn pmu_per_cpu_spi_is_found_by_mpidr() {
+        static SPIS: [(IrqDesc, u64); 2] = [(level(416), 0x0), (level(418), 0x100)];
+        let pmu = PmuDesc::PerCpuSpi(&SPIS);
+        assert_eq!(pmu.irq_for(0x100), Some(level(418)));
+        assert_eq!(pmu.irq_for(0x0), Some(level(416)));
+        assert_eq!(pmu.irq_for(0x1), None);
     }
 }

@@ -40,7 +40,7 @@ pub fn board_desc(board: &Board) -> Result<TokenStream, String> {
     let hypervisor_size = hex(board.hypervisor.size);
     let gic = interrupts::gic(&board.gic);
     let timer = interrupts::timer(&board.timer);
-    let pmu_irq = interrupts::irq(&board.pmu.irq);
+    let pmu = interrupts::pmu(&board.pmu);
     let console = devices::console_index(board)?;
     let devices = devices::devices(board);
     let quirks = quirks::quirks(board);
@@ -57,7 +57,7 @@ pub fn board_desc(board: &Board) -> Result<TokenStream, String> {
             hypervisor_size: #hypervisor_size,
             gic: #gic,
             timer: #timer,
-            pmu_irq: #pmu_irq,
+            pmu: #pmu,
             console: #console,
             devices: #devices,
             quirks: #quirks,
@@ -189,7 +189,7 @@ mod tests {
             "hypervisor_size:0x200_0000_u64",
             "gic:::hypervisor::platform::GicDesc{",
             "timer:::hypervisor::platform::TimerDesc{",
-            "pmu_irq:::hypervisor::platform::IrqDesc{intid:23u32",
+            "pmu:::hypervisor::platform::PmuDesc::Ppi(::hypervisor::platform::IrqDesc{intid:23u32",
             "console:1usize",
             "devices:&[",
             "quirks:&[",

@@ -87,9 +87,7 @@ pub fn two_socket() -> Board {
             virt: irq(27, Trigger::Level),
             hyp_phys: irq(26, Trigger::Level),
         },
-        pmu: Pmu {
-            irq: irq(23, Trigger::Level),
-        },
+        pmu: Pmu::Ppi(irq(23, Trigger::Level)),
         console: "uart0".into(),
         devices: vec![
             Device {

@@ -1,8 +1,8 @@
 //! Interrupts: `IrqDesc`, the GIC (`GicDesc`), timer PPIs and the PMU interrupt.
 
 use crate::devices::reg;
-use crate::lit::{option, slice};
-use platform_dsl::model::{Gic, GicVersion, Irq, Timer, Trigger};
+use crate::lit::{hex, option, slice};
+use platform_dsl::model::{Gic, GicVersion, Irq, Pmu, Timer, Trigger};
 use proc_macro2::TokenStream;
 use quote::quote;
 
@@ -60,11 +60,30 @@ pub fn timer(timer: &Timer) -> TokenStream {
     }
 }
 
+/// The `PmuDesc`: one PPI, or `(SPI, MPIDR)` pairs in CPU boot order.
+pub fn pmu(pmu: &Pmu) -> TokenStream {
+    match pmu {
+        Pmu::Ppi(i) => {
+            let i = irq(i);
+            quote!(::hypervisor::platform::PmuDesc::Ppi(#i))
+        }
+        Pmu::PerCpuSpi(spis) => {
+            let pairs = slice(spis.iter().map(|s| {
+                let i = irq(&s.irq);
+                let mpidr = hex(s.mpidr);
+                quote!((#i, #mpidr))
+            }));
+            quote!(::hypervisor::platform::PmuDesc::PerCpuSpi(#pairs))
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::fixture;
     use crate::lit::compact;
+    use platform_dsl::model::PmuSpi;
 
     #[test]
     fn irq_keeps_intid_and_trigger() {
@@ -132,9 +151,51 @@ mod tests {
     }
 
     #[test]
+    fn pmu_ppi_is_one_irq() {
+        let out = compact(&pmu(&fixture::two_socket().pmu));
+        assert_eq!(
+            out,
+            "::hypervisor::platform::PmuDesc::Ppi(::hypervisor::platform::IrqDesc{intid:23u32,trigger:::hypervisor::platform::Trigger::Level})"
+        );
+    }
+
+    #[test]
+    fn pmu_per_cpu_spis_pair_each_irq_with_its_mpidr() {
+        let spi = |intid, mpidr| PmuSpi {
+            irq: Irq {
+                intid,
+                trigger: Trigger::Level,
+            },
+            mpidr,
+        };
+        let out = compact(&pmu(&Pmu::PerCpuSpi(vec![spi(48, 0x0), spi(49, 0x100)])));
+        assert!(
+            out.starts_with("::hypervisor::platform::PmuDesc::PerCpuSpi(&["),
+            "{out}"
+        );
+        assert!(
+            out.contains("(::hypervisor::platform::IrqDesc{intid:48u32,trigger:::hypervisor::platform::Trigger::Level},0x0_u64)"),
+            "{out}"
+        );
+        assert!(
+            out.contains("(::hypervisor::platform::IrqDesc{intid:49u32,trigger:::hypervisor::platform::Trigger::Level},0x100_u64)"),
+            "{out}"
+        );
+    }
+
+    #[test]
     fn generated_tables_are_valid_rust() {
         let b = fixture::two_socket();
         syn::parse2::<syn::Expr>(gic(&b.gic)).unwrap();
         syn::parse2::<syn::Expr>(timer(&b.timer)).unwrap();
+        syn::parse2::<syn::Expr>(pmu(&b.pmu)).unwrap();
+        let spis = Pmu::PerCpuSpi(vec![PmuSpi {
+            irq: Irq {
+                intid: 48,
+                trigger: Trigger::Level,
+            },
+            mpidr: 0,
+        }]);
+        syn::parse2::<syn::Expr>(pmu(&spis)).unwrap();
     }
 }

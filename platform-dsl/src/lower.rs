@@ -9,12 +9,12 @@ use miette::{Diagnostic, SourceSpan};
 use thiserror::Error;
 
 use crate::model::{
-    self, Cpu, Device, Gic, HypervisorPlacement, Irq, MemoryRegion, NumaNode, Pmu, QuirkRef, Reg,
-    Status, SupportLevel, Timer, Topology, Verification,
+    self, Cpu, Device, Gic, HypervisorPlacement, Irq, MemoryRegion, NumaNode, Pmu, PmuSpi,
+    QuirkRef, Reg, Status, SupportLevel, Timer, Topology, Verification,
 };
 use crate::validate::{
     numa_node_count, BoardDecl, CpuDecl, DeviceDecl, GicDecl, HypervisorDecl, IrqDecl, IrqKind,
-    MemoryDecl, PmuDecl, QuirkDecl, RegDecl, SocDecl, Sp, TimerDecl, TopologyDecl,
+    MemoryDecl, PmuDecl, PmuIrqsDecl, QuirkDecl, RegDecl, SocDecl, Sp, TimerDecl, TopologyDecl,
 };
 
 /// Lowering failed: the merged board lacks a part the model requires.
@@ -146,6 +146,29 @@ fn override_device(base: &mut DeviceDecl, over: &DeviceDecl) {
     }
 }
 
+/// The PMU's interrupts; per-CPU SPIs in CPU boot order (validation guarantees one per CPU).
+fn pmu_model(pmu: &PmuDecl, b: &MergedBoard) -> Pmu {
+    match &pmu.irqs {
+        PmuIrqsDecl::Ppi(i) => Pmu::Ppi(irq(i)),
+        PmuIrqsDecl::PerCpuSpi(spis) => {
+            let mut out: Vec<PmuSpi> = spis
+                .iter()
+                .map(|s| PmuSpi {
+                    irq: irq(&s.irq),
+                    mpidr: s.cpu.value,
+                })
+                .collect();
+            out.sort_by_key(|s| {
+                b.cpus
+                    .iter()
+                    .position(|c| c.mpidr.value == s.mpidr)
+                    .unwrap_or(usize::MAX)
+            });
+            Pmu::PerCpuSpi(out)
+        }
+    }
+}
+
 /// Lowers a merged (and validated) board to the model.
 pub fn lower(b: &MergedBoard) -> Result<model::Board, LowerError> {
     let missing = |what| LowerError {
@@ -241,7 +264,7 @@ pub fn lower(b: &MergedBoard) -> Result<model::Board, LowerError> {
             virt: irq(&timer.virt),
             hyp_phys: irq(&timer.hyp_phys),
         },
-        pmu: Pmu { irq: irq(&pmu.irq) },
+        pmu: pmu_model(pmu, b),
         console: b
             .console
             .as_ref()
@@ -391,5 +414,50 @@ mod tests {
         };
         let err = lower(&merge(None, &board)).expect_err("board has nothing");
         assert_eq!(err.what, "gic");
+    }
+
+    const PMU_BOARD: &str = include_str!("../tests/valid/minimal.kdl");
+
+    fn lower_with_pmu(pmu: &str) -> model::Pmu {
+        let text = PMU_BOARD.replace("    pmu ppi=7\n", pmu);
+        let boards = crate::load_str("pmu.kdl", &text).unwrap_or_else(|e| panic!("{e}"));
+        boards[0].pmu.clone()
+    }
+
+    #[test]
+    fn pmu_ppi_lowers_to_its_intid() {
+        assert_eq!(
+            lower_with_pmu("    pmu ppi=7\n"),
+            model::Pmu::Ppi(Irq {
+                intid: 23,
+                trigger: Trigger::Level
+            })
+        );
+    }
+
+    #[test]
+    fn pmu_per_cpu_spis_are_lowered_in_cpu_boot_order() {
+        let pmu = lower_with_pmu(
+            "    pmu {\n        irq spi=17 cpu=0x1 trigger=\"edge\"\n        irq spi=16 cpu=0x0\n    }\n",
+        );
+        assert_eq!(
+            pmu,
+            model::Pmu::PerCpuSpi(vec![
+                PmuSpi {
+                    irq: Irq {
+                        intid: 48,
+                        trigger: Trigger::Level
+                    },
+                    mpidr: 0x0
+                },
+                PmuSpi {
+                    irq: Irq {
+                        intid: 49,
+                        trigger: Trigger::Edge
+                    },
+                    mpidr: 0x1
+                },
+            ])
+        );
     }
 }

@@ -33,7 +33,7 @@ pub struct Board {
     pub gic: Gic,
     /// Architected timer interrupts.
     pub timer: Timer,
-    /// PMU overflow interrupt (a PPI).
+    /// PMU overflow interrupt(s): one PPI, or one SPI per CPU.
     pub pmu: Pmu,
     /// Name of the device (in `devices`) used as the hypervisor console.
     pub console: String,
@@ -216,11 +216,28 @@ pub struct Timer {
     pub hyp_phys: Irq,
 }
 
-/// PMU.
+/// PMU overflow interrupts.
+///
+/// Most SoCs wire each core's overflow line to one PPI. Some (BCM2711, Tegra194, ZynqMP)
+/// wire it to an SPI per core instead (device tree: one `interrupts` entry per CPU plus
+/// `interrupt-affinity`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Pmu {
+    /// One PPI shared by every CPU (usually INTID 23, `pmu ppi=7`).
+    Ppi(Irq),
+    /// One SPI per CPU, in CPU boot order (the order of `Board::cpus`); every CPU has
+    /// exactly one entry.
+    PerCpuSpi(Vec<PmuSpi>),
+}
+
+/// The overflow SPI of one CPU's PMU.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Pmu {
-    /// Overflow interrupt (PPI, usually 23).
+pub struct PmuSpi {
+    /// The SPI (INTID 32..=1019).
     pub irq: Irq,
+    /// MPIDR affinity of the CPU it belongs to (one of `Board::cpus`).
+    pub mpidr: u64,
 }
 
 /// Device status.

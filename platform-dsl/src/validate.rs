@@ -316,6 +316,22 @@ pub enum ValidateError {
         #[help]
         help: String,
     },
+    /// The PMU's interrupts do not fit the CPUs: a CPU without its SPI, an SPI for no CPU,
+    /// or both forms at once.
+    #[error("{problem}")]
+    #[diagnostic(code(platform_dsl::pmu))]
+    Pmu {
+        /// What is wrong.
+        problem: String,
+        /// The offending entry.
+        #[label("{label}")]
+        span: SourceSpan,
+        /// Label text.
+        label: String,
+        /// What to write.
+        #[help]
+        help: String,
+    },
     /// The hypervisor's placement is not inside one RAM region.
     #[error("hypervisor placement {range} is not inside one memory region")]
     #[diagnostic(code(platform_dsl::hypervisor_placement))]
@@ -432,8 +448,26 @@ pub struct TimerDecl {
 pub struct PmuDecl {
     /// The node name.
     pub span: SourceSpan,
-    /// `ppi=`.
+    /// `ppi=`, or one `irq spi= cpu=` child per CPU.
+    pub irqs: PmuIrqsDecl,
+}
+
+/// How the PMU's overflow interrupts are wired.
+#[derive(Clone, Debug, PartialEq)]
+pub enum PmuIrqsDecl {
+    /// `pmu ppi=N`: one PPI for every CPU.
+    Ppi(IrqDecl),
+    /// `pmu { irq spi=N cpu=MPIDR; ... }`: one SPI per CPU, in the order written.
+    PerCpuSpi(Vec<PmuSpiDecl>),
+}
+
+/// One `irq spi=N cpu=MPIDR` inside `pmu`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PmuSpiDecl {
+    /// The SPI.
     pub irq: IrqDecl,
+    /// MPIDR affinity of the CPU it belongs to.
+    pub cpu: Sp<u64>,
 }
 
 /// A `device` node; `None`/empty fields are not given (a board override keeps the SoC's).
@@ -1615,24 +1649,105 @@ impl Cx {
     }
 
     fn pmu(&mut self, node: &Node) -> Option<PmuDecl> {
+        const FORMS: &str =
+            "write `pmu ppi=7` (one PPI for all CPUs) or `pmu { irq spi=16 cpu=0x0; irq spi=17 cpu=0x1; ... }` (one SPI per CPU)";
         self.shape(
             node,
             &Shape {
                 props: &["ppi"],
-                children: &[],
+                children: &["irq"],
                 max_args: 0,
-                args_help: "write `pmu ppi=7`",
+                args_help: FORMS,
             },
         );
         let ppi = self.prop_u32(node, "ppi", "ppi=7");
-        let ppi = self.require(node, "ppi", ppi, "ppi=7")?;
+        let children: Vec<&Node> = node.children.iter().filter(|c| c.name == "irq").collect();
+        let irqs = match (node.prop("ppi"), children.first()) {
+            (Some(p), Some(first)) => {
+                self.errors.push(ValidateError::Pmu {
+                    problem: "`pmu` gives both `ppi=` and per-CPU `irq` children".to_owned(),
+                    span: first.name_span,
+                    label: "per-CPU SPI".to_owned(),
+                    help: format!(
+                        "keep one form: `ppi={}` if every CPU's overflow line is that PPI, or the `irq spi= cpu=` list if the device tree gives one SPI per CPU with `interrupt-affinity`",
+                        p.value.text
+                    ),
+                });
+                return None;
+            }
+            (Some(_), None) => PmuIrqsDecl::Ppi(IrqDecl {
+                kind: IrqKind::Ppi,
+                number: ppi?,
+                trigger: Trigger::Level,
+            }),
+            (None, Some(_)) => {
+                let spis: Vec<Option<PmuSpiDecl>> =
+                    children.iter().map(|c| self.pmu_spi(c)).collect();
+                // A broken entry is already reported.
+                PmuIrqsDecl::PerCpuSpi(spis.into_iter().collect::<Option<Vec<_>>>()?)
+            }
+            (None, None) => {
+                self.errors.push(ValidateError::Missing {
+                    node: title(node),
+                    what: "its interrupts".to_owned(),
+                    span: node.name_span,
+                    help: FORMS.to_owned(),
+                });
+                return None;
+            }
+        };
         Some(PmuDecl {
             span: node.name_span,
-            irq: IrqDecl {
-                kind: IrqKind::Ppi,
-                number: ppi,
-                trigger: Trigger::Level,
+            irqs,
+        })
+    }
+
+    /// `irq spi=N cpu=MPIDR [trigger=]` inside `pmu`.
+    fn pmu_spi(&mut self, node: &Node) -> Option<PmuSpiDecl> {
+        self.shape(
+            node,
+            &Shape {
+                // `ppi` is reported below with a better help than "unknown property".
+                props: &["spi", "cpu", "trigger", "ppi"],
+                children: &[],
+                max_args: 0,
+                args_help: "write `irq spi=16 cpu=0x0` (the SPI number and the MPIDR of its CPU)",
             },
+        );
+        if let Some(p) = node.prop("ppi") {
+            self.errors.push(ValidateError::Pmu {
+                problem: "a per-CPU PMU interrupt is an SPI, not a PPI".to_owned(),
+                span: p.value.span,
+                label: "PPI".to_owned(),
+                help: format!(
+                    "if every CPU's overflow line is PPI {0}, write `pmu ppi={0}` without children; otherwise write `spi=N` here",
+                    p.value.text
+                ),
+            });
+            return None;
+        }
+        let spi = self.prop_u32(node, "spi", "spi=16");
+        let spi = self.require(node, "spi", spi, "spi=16");
+        let cpu = self.prop_int(node, "cpu", u64::MAX, "cpu=0x0");
+        let cpu = self.require(node, "cpu", cpu, "cpu=0x0");
+        let trigger = self
+            .prop_str(node, "trigger", "trigger=\"level\"")
+            .and_then(|t| {
+                self.choice(
+                    t,
+                    "trigger",
+                    &[("level", Trigger::Level), ("edge", Trigger::Edge)],
+                )
+            })
+            .map(|t| t.value)
+            .unwrap_or(Trigger::Level);
+        Some(PmuSpiDecl {
+            irq: IrqDecl {
+                kind: IrqKind::Spi,
+                number: spi?,
+                trigger,
+            },
+            cpu: cpu?,
         })
     }
 
@@ -1768,6 +1883,7 @@ impl Cx {
             self.check_gic(gic, b);
         }
         self.check_cpus(b);
+        self.check_pmu(b);
         self.check_devices(b);
         self.check_hypervisor(b, memory_complete && !b.memory.is_empty());
         // Without its SoC the board's device list is incomplete.
@@ -1998,12 +2114,91 @@ impl Cx {
             }
         }
         if let Some(p) = &b.pmu {
-            self.check_irq(&p.irq, gic);
+            match &p.irqs {
+                PmuIrqsDecl::Ppi(irq) => self.check_irq(irq, gic),
+                PmuIrqsDecl::PerCpuSpi(spis) => {
+                    for s in spis {
+                        self.check_irq(&s.irq, gic);
+                    }
+                }
+            }
         }
         for d in &b.devices {
             for irq in &d.irqs {
                 self.check_irq(irq, gic);
             }
+        }
+    }
+
+    /// Per-CPU PMU SPIs: each names a declared CPU, each CPU has exactly one, no SPI twice.
+    /// (Their ranges are checked with the other interrupts.)
+    fn check_pmu(&mut self, b: &MergedBoard) {
+        let Some(PmuDecl {
+            span,
+            irqs: PmuIrqsDecl::PerCpuSpi(spis),
+        }) = &b.pmu
+        else {
+            return;
+        };
+        let declared: Vec<String> = b.cpus.iter().map(|c| hex(c.mpidr.value)).collect();
+        let mut by_cpu: HashMap<u64, SourceSpan> = HashMap::new();
+        let mut by_spi: HashMap<u32, SourceSpan> = HashMap::new();
+        for s in spis {
+            if let Some(first) = by_spi.get(&s.irq.number.value) {
+                self.errors.push(ValidateError::Duplicate {
+                    kind: "PMU SPI".to_owned(),
+                    name: s.irq.number.text.clone(),
+                    span: s.irq.number.span,
+                    first: *first,
+                    help: "each CPU's PMU has its own overflow SPI: check the `interrupts` list of the device tree's `pmu` node".to_owned(),
+                });
+            } else {
+                by_spi.insert(s.irq.number.value, s.irq.number.span);
+            }
+            if let Some(first) = by_cpu.get(&s.cpu.value) {
+                self.errors.push(ValidateError::Duplicate {
+                    kind: "PMU cpu".to_owned(),
+                    name: s.cpu.text.clone(),
+                    span: s.cpu.span,
+                    first: *first,
+                    help: "a CPU has exactly one PMU overflow SPI: remove one entry, or correct its `cpu=` from the device tree's `interrupt-affinity`".to_owned(),
+                });
+                continue;
+            }
+            by_cpu.insert(s.cpu.value, s.cpu.span);
+            if b.cpus_declared && !b.cpus.iter().any(|c| c.mpidr.value == s.cpu.value) {
+                self.errors.push(ValidateError::Pmu {
+                    problem: format!(
+                        "PMU interrupt for cpu {}, which is not in `cpus`",
+                        s.cpu.text
+                    ),
+                    span: s.cpu.span,
+                    label: "no such CPU".to_owned(),
+                    help: format!(
+                        "write the MPIDR of a declared CPU ({}), as listed in `cpus`",
+                        declared.join(", ")
+                    ),
+                });
+            }
+        }
+        let missing: Vec<&str> = b
+            .cpus
+            .iter()
+            .filter(|c| !by_cpu.contains_key(&c.mpidr.value))
+            .map(|c| c.mpidr.text.as_str())
+            .collect();
+        if let Some(first) = missing.first() {
+            self.errors.push(ValidateError::Pmu {
+                problem: format!(
+                    "the PMU has no overflow SPI for cpu {}",
+                    missing.join(", cpu ")
+                ),
+                span: *span,
+                label: format!("{} of {} CPUs covered", b.cpus.len() - missing.len(), b.cpus.len()),
+                help: format!(
+                    "add `irq spi=N cpu={first}` inside `pmu` for each listed CPU (the device tree's `pmu` node pairs `interrupts` with `interrupt-affinity`); or write `pmu ppi=N` if the PMU uses one PPI"
+                ),
+            });
         }
     }
 

@@ -661,7 +661,7 @@ pub(crate) mod tests {
                 virt: irq(27),
                 hyp_phys: irq(26),
             },
-            pmu: Pmu { irq: irq(23) },
+            pmu: Pmu::Ppi(irq(23)),
             console: "uart0".into(),
             devices: vec![
                 Device {

@@ -15,7 +15,7 @@ extern crate alloc;
 
 use alloc::boxed::Box;
 use hypervisor::platform::{
-    BoardDesc, CpuDesc, DeviceDesc, DeviceStatus, GicDesc, GicVersion, IrqDesc, RegDesc,
+    BoardDesc, CpuDesc, DeviceDesc, DeviceStatus, GicDesc, GicVersion, IrqDesc, PmuDesc, RegDesc,
     SupportLevel, TimerDesc, Trigger, VerificationDesc,
 };
 
@@ -123,7 +123,7 @@ pub fn board(gic: GicDesc, cpus: &[CpuDesc]) -> &'static BoardDesc {
             virt: PPI(27),
             hyp_phys: PPI(26),
         },
-        pmu_irq: PPI(23),
+        pmu: PmuDesc::Ppi(PPI(23)),
         console: 0,
         devices: &[],
         quirks: &[],
