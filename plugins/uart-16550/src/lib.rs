@@ -1,8 +1,10 @@
-//! NS16550-compatible UART console (`ns16550a`, `ns16550`, `snps,dw-apb-uart`).
+//! NS16550-compatible UART console (`ns16550a`, `ns16550`, `snps,dw-apb-uart`, Tegra UARTs).
 //!
 //! The register stride comes from the compatible: plain 16550s are byte-spaced
 //! (reg-shift 0, 8-bit access); the Synopsys DesignWare APB UART found on Rockchip,
-//! Marvell Armada and many other SoCs is word-spaced (reg-shift 2, 32-bit access).
+//! Marvell Armada and many other SoCs, and the NVIDIA Tegra UART (`nvidia,tegra194-uart`,
+//! `nvidia,tegra20-uart`: Linux tegra194.dtsi gives `reg-shift = <2>`), are word-spaced
+//! (reg-shift 2, 32-bit access).
 //! Link the crate to register the driver:
 //!
 //! ```ignore
@@ -37,8 +39,12 @@ use spin::Mutex;
 /// Baud rate programmed when the input clock is known.
 pub const DEFAULT_BAUD: u32 = 115_200;
 
-/// Compatibles whose registers are word-spaced with 32-bit access.
-const WORD_SPACED: &[&str] = &["snps,dw-apb-uart"];
+/// Compatibles whose registers are word-spaced (reg-shift 2) with 32-bit access.
+const WORD_SPACED: &[&str] = &[
+    "snps,dw-apb-uart",
+    "nvidia,tegra194-uart",
+    "nvidia,tegra20-uart",
+];
 
 /// Register spacing and access width.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -51,7 +57,7 @@ pub enum Layout {
 
 impl Layout {
     /// The layout a device's compatible list implies: word-spaced if any compatible is a
-    /// DesignWare APB UART, byte-spaced otherwise.
+    /// DesignWare APB UART or a Tegra UART, byte-spaced otherwise.
     pub fn for_compatible(compatible: &[&str]) -> Self {
         if compatible.iter().any(|c| WORD_SPACED.contains(c)) {
             Self::Word
@@ -209,7 +215,7 @@ fn probe(dev: &'static DeviceDesc, _board: &'static BoardDesc) -> Result<Probed,
     if reg.size < layout.block_size() as u64 {
         return Err(ProbeError::Hardware(
             "16550 window is smaller than its register block (0x8, or 0x20 for \
-             snps,dw-apb-uart); fix the `reg` size",
+             snps,dw-apb-uart and Tegra UARTs); fix the `reg` size",
         ));
     }
     let base = usize::try_from(reg.base)
@@ -240,7 +246,13 @@ fn probe(dev: &'static DeviceDesc, _board: &'static BoardDesc) -> Result<Probed,
 #[linkme::distributed_slice(DRIVERS)]
 static UART_16550_DRIVER: DriverEntry = DriverEntry {
     name: "uart-16550",
-    compatible: &["ns16550a", "ns16550", "snps,dw-apb-uart"],
+    compatible: &[
+        "ns16550a",
+        "ns16550",
+        "snps,dw-apb-uart",
+        "nvidia,tegra194-uart",
+        "nvidia,tegra20-uart",
+    ],
     kind: DriverKind::Console,
     probe,
 };
@@ -313,6 +325,21 @@ mod tests {
     }
 
     #[test]
+    fn tegra_uarts_are_word_spaced() {
+        for compatible in [
+            &["nvidia,tegra194-uart", "nvidia,tegra20-uart"][..],
+            &["nvidia,tegra194-uart"][..],
+            &["nvidia,tegra20-uart"][..],
+        ] {
+            assert_eq!(
+                Layout::for_compatible(compatible),
+                Layout::Word,
+                "{compatible:?}"
+            );
+        }
+    }
+
+    #[test]
     fn init_programs_divisor_8n1_and_fifos_byte_layout() {
         let regs = fake_byte();
         driver(regs, Layout::Byte).init(Some(24_000_000));
@@ -367,7 +394,13 @@ mod tests {
 
     #[test]
     fn registered_for_16550_compatibles_only() {
-        for c in ["ns16550a", "ns16550", "snps,dw-apb-uart"] {
+        for c in [
+            "ns16550a",
+            "ns16550",
+            "snps,dw-apb-uart",
+            "nvidia,tegra194-uart",
+            "nvidia,tegra20-uart",
+        ] {
             let dev = support::device(Box::leak(Box::new([c])), 0, 0x100, None);
             assert_eq!(
                 match_driver(&DRIVERS, dev).map(|d| d.name),
