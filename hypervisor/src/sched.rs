@@ -161,6 +161,12 @@ impl<H: Copy + Eq> RunQueue<H> {
         Ok(was_blocked)
     }
 
+    /// The current vCPU gives up the rest of its slice (it just woke another vCPU of this
+    /// CPU, e.g. with an SGI): the next [`RunQueue::pick_next`] moves on round robin.
+    pub fn yield_current(&mut self) {
+        self.slice_end = 0;
+    }
+
     /// The vCPU last returned by [`RunQueue::pick_next`].
     pub fn current(&self) -> Option<H> {
         self.current
@@ -564,5 +570,25 @@ mod tests {
                 node: NumaNode(3)
             })
         );
+    }
+
+    #[test]
+    fn yield_hands_the_cpu_to_the_next_runnable_vcpu_at_once() {
+        let mut rq = RunQueue::new(100);
+        rq.add(0u8, VcpuRunState::Runnable).unwrap();
+        rq.add(1u8, VcpuRunState::Runnable).unwrap();
+        assert_eq!(rq.pick_next(0), Some(0));
+        rq.yield_current();
+        assert_eq!(rq.pick_next(1), Some(1));
+    }
+
+    #[test]
+    fn yield_with_nobody_else_runnable_keeps_the_vcpu() {
+        let mut rq = RunQueue::new(100);
+        rq.add(0u8, VcpuRunState::Runnable).unwrap();
+        rq.add(1u8, VcpuRunState::Blocked { wake_at: None }).unwrap();
+        assert_eq!(rq.pick_next(0), Some(0));
+        rq.yield_current();
+        assert_eq!(rq.pick_next(1), Some(0));
     }
 }

@@ -255,6 +255,44 @@ pub fn scenarios() -> Vec<Scenario> {
             out_of_tree: false,
         },
         Scenario {
+            // Console multiplexing: input goes to VM 0, Ctrl-] 1 switches it to VM 1; each
+            // guest echoes what its virtual UART received (RX interrupt through the vGIC).
+            name: "console-switch".into(),
+            target: target("qemu-virt", "examples/vms/two-echo.toml"),
+            smp: None,
+            expect: s(&[
+                "[alpha] [test-guest] echo: hello",
+                "[hv] console input now goes to VM 1 `beta`",
+                "[beta] [test-guest] echo: world",
+                "[beta] [test-guest] echo: bye",
+                "[hv] console input now goes to VM 0 `alpha`",
+                "[alpha] [test-guest] echo: bye",
+                "[hv] all VMs stopped; powering off",
+            ]),
+            expect_unordered: vec![],
+            forbid: s(&[
+                "FAIL",
+                "PANIC",
+                "FATAL",
+                "[beta] [test-guest] echo: hello",
+                "[alpha] [test-guest] echo: world",
+            ]),
+            expect_exit: true,
+            timeout: Duration::from_secs(120),
+            input: vec![
+                ("[alpha] [test-guest] echo: ready".into(), "hello\r".into()),
+                ("[alpha] [test-guest] echo: hello".into(), "\u{1d}1".into()),
+                (
+                    "[hv] console input now goes to VM 1".into(),
+                    "world\r".into(),
+                ),
+                ("[beta] [test-guest] echo: world".into(), "off\r".into()),
+                ("[beta] [test-guest] echo: bye".into(), "\u{1d}0".into()),
+                ("[hv] console input now goes to VM 0".into(), "off\r".into()),
+            ],
+            out_of_tree: false,
+        },
+        Scenario {
             // The PL031 RTC passed through: the guest reads it and takes its match
             // interrupt, routed from the physical GIC.
             name: "passthrough-rtc".into(),

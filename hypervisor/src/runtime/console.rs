@@ -116,6 +116,13 @@ impl VmOutput {
     }
 }
 
+/// Turns the physical console's receive interrupt on (input is then routed to VMs).
+pub fn enable_rx_interrupt() {
+    if let Some(c) = CONSOLE.get() {
+        c.set_rx_interrupt(true);
+    }
+}
+
 /// Reads one byte from the physical console, if any.
 pub fn read_byte() -> Option<u8> {
     CONSOLE.get().and_then(|c| c.read_byte())

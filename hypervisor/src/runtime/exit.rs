@@ -8,7 +8,7 @@ use crate::arch::exception::GuestRegs;
 use crate::hvprintln;
 use crate::mmio::{self, AccessSize, MmioAccess};
 use crate::trap::{self, TrapCause};
-use crate::types::{GuestPhysAddr, IntId, VcpuId};
+use crate::types::{GuestPhysAddr, VcpuId};
 use crate::vm::layout;
 use core::sync::atomic::Ordering;
 
@@ -174,7 +174,7 @@ fn mmio_read(vm: &Vm, vcpu: VcpuId, ipa: GuestPhysAddr, size: AccessSize) -> Opt
     if (layout::UART_BASE..layout::UART_BASE + layout::UART_SIZE).contains(&a) {
         let v =
             crate::mmio::MmioDevice::read(&mut dev.uart, vcpu, a - layout::UART_BASE, size).ok();
-        update_uart_irq(&mut dev);
+        dev.feed_uart();
         return v;
     }
     None
@@ -218,17 +218,10 @@ fn mmio_write(
                 .ok();
         let out = dev.uart.take_output();
         dev.output.push(&out);
-        update_uart_irq(&mut dev);
+        dev.feed_uart();
         return r;
     }
     None
-}
-
-fn update_uart_irq(dev: &mut vms::VmDevices) {
-    let level = dev.uart.irq_level();
-    let _ = dev
-        .vgic
-        .set_level(IntId(layout::UART_INTID), VcpuId(0), level);
 }
 
 /// PSCI and SMCCC calls (x0 = function id, x1..x3 = arguments).

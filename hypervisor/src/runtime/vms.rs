@@ -12,12 +12,14 @@ use crate::hvprintln;
 use crate::mm::frames::FrameAllocator;
 use crate::mm::stage2::Stage2;
 use crate::platform::{BoardDesc, DeviceDesc};
+use crate::sched::{time_slice_ticks, RunQueue, VcpuRunState};
 use crate::types::{GuestPhysAddr, HostPhysAddr, IntId, VcpuId, VmId};
 use crate::vgic::VGic;
 use crate::vm::layout;
 use crate::vuart::Pl011;
+use alloc::collections::VecDeque;
 use alloc::vec::Vec;
-use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use spin::{Mutex, Once};
 
 /// vCPU power states (PSCI view).
@@ -38,6 +40,26 @@ pub struct VmDevices {
     pub uart: Pl011,
     /// Console line buffer.
     pub output: VmOutput,
+    /// Console input not yet taken by the virtual UART (its FIFO was full or its receiver
+    /// off); fed as the guest reads.
+    pub input: VecDeque<u8>,
+}
+
+impl VmDevices {
+    /// Moves queued console input into the virtual UART while it accepts bytes, and
+    /// updates the UART's interrupt line.
+    pub fn feed_uart(&mut self) {
+        while let Some(&b) = self.input.front() {
+            if !self.uart.push_input(b) {
+                break;
+            }
+            self.input.pop_front();
+        }
+        let level = self.uart.irq_level();
+        let _ = self
+            .vgic
+            .set_level(IntId(layout::UART_INTID), VcpuId(0), level);
+    }
 }
 
 /// A vCPU's state visible to every physical CPU.
@@ -70,8 +92,6 @@ pub struct Vm {
     pub vcpus: Vec<VcpuShared>,
     /// Set when the VM stopped (SYSTEM_OFF or fatal fault).
     pub stopped: AtomicBool,
-    /// Bumped on SYSTEM_RESET; vCPUs re-initialise when they see a new value.
-    pub generation: AtomicU32,
     /// Guest entry point and DTB address of vCPU 0.
     boot: (u64, u64),
     /// Board devices passed through to this VM.
@@ -187,6 +207,7 @@ pub fn create_all(board: &'static BoardDesc, table: &'static VmTable, pcpus: usi
     if let Some(dev) = board.console_device() {
         if let Some(irq) = dev.irqs.first() {
             irqchip().enable(irq.intid, 0xa0, false, board.cpus[0].mpidr);
+            console::enable_rx_interrupt();
         }
     }
 }
@@ -280,10 +301,10 @@ fn create_vm(
             vgic,
             uart: Pl011::new(),
             output: VmOutput::new(desc.name),
+            input: VecDeque::new(),
         }),
         vcpus,
         stopped: AtomicBool::new(false),
-        generation: AtomicU32::new(0),
         boot,
         passthrough,
     })
@@ -426,8 +447,6 @@ struct LocalVcpu {
     id: VcpuId,
     regs: GuestRegs,
     el1: El1Context,
-    generation: u32,
-    blocked: bool,
     /// The hypervisor masked the virtual timer (CNTV_CTL.IMASK) after it fired.
     vtimer_masked: bool,
     lrs: [u64; 16],
@@ -445,7 +464,6 @@ impl LocalVcpu {
         // EL1h, DAIF masked.
         self.regs.spsr = 0x3c5;
         self.el1 = El1Context::reset(self.shared().mpidr);
-        self.blocked = false;
         self.vtimer_masked = false;
         self.lrs = [0; 16];
     }
@@ -457,13 +475,16 @@ pub enum Next {
     Resume,
     /// The vCPU waits for an interrupt.
     Block,
-    /// Let the scheduler pick (time slice over, or another vCPU was kicked).
+    /// Give up the rest of the slice: another vCPU of this CPU was just woken.
     Yield,
+    /// Return to the scheduler without giving up the slice (a kick, a timer, input).
+    Resched,
     /// The vCPU turned itself off.
     Off,
 }
 
-/// Runs the vCPUs pinned to physical CPU `cpu` for ever.
+/// Runs the vCPUs pinned to physical CPU `cpu` for ever, scheduled by a
+/// [`RunQueue`](crate::sched::RunQueue) with 10 ms slices from the EL2 physical timer.
 pub fn run_cpu(cpu_index: usize) -> ! {
     let mut local: Vec<LocalVcpu> = Vec::new();
     for vm in vms() {
@@ -474,67 +495,62 @@ pub fn run_cpu(cpu_index: usize) -> ! {
                     id: VcpuId(i),
                     regs: GuestRegs::default(),
                     el1: El1Context::reset(v.mpidr),
-                    generation: 0,
-                    blocked: false,
                     vtimer_masked: false,
                     lrs: [0; 16],
                 });
             }
         }
     }
+    let mut rq = RunQueue::new(time_slice_ticks(cpu::counter_frequency()));
+    for i in 0..local.len() {
+        let _ = rq.add(i, VcpuRunState::Off);
+    }
     let num_lrs = cpu::num_list_registers().min(16);
-    let slice = cpu::counter_frequency() / 100; // 10 ms
     let mut loaded: Option<usize> = None;
-    let mut rr = 0usize;
     loop {
         check_power_off(cpu_index);
-        // Power-state changes requested by other CPUs.
+        // Power-state changes requested by other vCPUs, and wake-ups.
         for (i, lv) in local.iter_mut().enumerate() {
-            let gen = lv.vm.generation.load(Ordering::Acquire);
-            if gen != lv.generation {
-                lv.generation = gen;
-                lv.blocked = false;
+            let state = rq.state(i).unwrap_or(VcpuRunState::Off);
+            if lv.vm.stopped.load(Ordering::Acquire) {
+                if state != VcpuRunState::Stopped {
+                    let _ = rq.set_state(i, VcpuRunState::Stopped);
+                }
+                continue;
             }
             let sh = lv.shared();
-            if lv.vm.stopped.load(Ordering::Acquire) {
-                continue;
-            }
-            if sh.power.load(Ordering::Acquire) == power::ON_PENDING {
-                let (e, c) = (
-                    sh.entry.load(Ordering::Acquire),
-                    sh.context.load(Ordering::Acquire),
-                );
-                lv.reset(e, c);
-                if loaded == Some(i) {
-                    // Its old EL1 state is in the registers: load the reset state instead.
-                    lv.el1.restore();
+            match sh.power.load(Ordering::Acquire) {
+                power::ON_PENDING => {
+                    let (e, c) = (
+                        sh.entry.load(Ordering::Acquire),
+                        sh.context.load(Ordering::Acquire),
+                    );
+                    lv.reset(e, c);
+                    if loaded == Some(i) {
+                        // Its old EL1 state is in the registers: load the reset state.
+                        lv.el1.restore();
+                    }
+                    sh.power.store(power::ON, Ordering::Release);
+                    let _ = rq.set_state(i, VcpuRunState::Runnable);
                 }
-                sh.power.store(power::ON, Ordering::Release);
+                power::OFF => {
+                    if state != VcpuRunState::Off {
+                        let _ = rq.set_state(i, VcpuRunState::Off);
+                    }
+                }
+                _ => {
+                    if matches!(state, VcpuRunState::Blocked { .. })
+                        && wake_condition(lv, loaded == Some(i))
+                    {
+                        let _ = rq.wake(i);
+                    }
+                }
             }
         }
-        // Pick the next runnable vCPU, round robin.
-        let n = local.len();
-        let mut pick = None;
-        for k in 0..n {
-            let i = (rr + k) % n;
-            let lv = &local[i];
-            if lv.vm.stopped.load(Ordering::Acquire)
-                || lv.shared().power.load(Ordering::Acquire) != power::ON
-            {
-                continue;
-            }
-            if lv.blocked && !wake_condition(lv, loaded == Some(i)) {
-                continue;
-            }
-            pick = Some(i);
-            break;
-        }
-        let Some(i) = pick else {
-            idle(&mut local, loaded);
+        let Some(i) = rq.pick_next(cpu::counter()) else {
+            idle(&mut local, &rq, loaded);
             continue;
         };
-        rr = i + 1;
-        local[i].blocked = false;
         if loaded != Some(i) {
             if let Some(l) = loaded {
                 local[l].el1.save();
@@ -543,28 +559,30 @@ pub fn run_cpu(cpu_index: usize) -> ! {
             cpu::set_vttbr(local[i].vm.vttbr);
             loaded = Some(i);
         }
-        // Time-slice whenever another vCPU here is powered on: a blocked one may become
-        // runnable (an SGI, a timer) while this one runs.
-        let others = local.iter().enumerate().any(|(j, lv)| {
-            j != i
-                && !lv.vm.stopped.load(Ordering::Acquire)
-                && lv.shared().power.load(Ordering::Acquire) != power::OFF
-        });
-        if others {
-            cpu::set_hyp_timer(cpu::counter() + slice);
-        } else {
-            cpu::stop_hyp_timer();
+        match rq.next_deadline() {
+            Some(d) => cpu::set_hyp_timer(d),
+            None => cpu::stop_hyp_timer(),
         }
         let lv = &mut local[i];
         match run_vcpu(lv, num_lrs) {
-            Next::Block => lv.blocked = true,
-            Next::Off => {
-                lv.shared().power.store(power::OFF, Ordering::Release);
+            Next::Block => {
+                // Wake at the virtual timer's deadline (CNTVOFF_EL2 = 0: the same count).
+                let (ctl, cval) = cpu::vtimer();
+                let _ = rq.block(i, crate::vtimer::deadline(ctl, cval));
+                lv.vm.devices.lock().output.flush_partial();
             }
-            Next::Resume | Next::Yield => {}
-        }
-        if lv.blocked {
-            lv.vm.devices.lock().output.flush_partial();
+            Next::Off => {
+                // CPU_OFF or a stopped VM; a reset may already have asked for ON again.
+                let _ = lv.shared().power.compare_exchange(
+                    power::ON,
+                    power::OFF,
+                    Ordering::AcqRel,
+                    Ordering::Acquire,
+                );
+                let _ = rq.set_state(i, VcpuRunState::Off);
+            }
+            Next::Yield => rq.yield_current(),
+            Next::Resume | Next::Resched => {}
         }
     }
 }
@@ -582,18 +600,10 @@ fn wake_condition(lv: &LocalVcpu, is_loaded: bool) -> bool {
     crate::vtimer::should_fire(ctl, cval, cpu::virtual_counter())
 }
 
-/// Nothing runnable: sleep until an interrupt, waking for the earliest blocked vCPU timer.
-fn idle(local: &mut [LocalVcpu], loaded: Option<usize>) {
-    let mut deadline: Option<u64> = None;
-    for (i, lv) in local.iter().enumerate() {
-        if !lv.blocked || Some(i) == loaded {
-            continue;
-        }
-        if let Some(d) = crate::vtimer::deadline(lv.el1.cntv_ctl_el0, lv.el1.cntv_cval_el0) {
-            deadline = Some(deadline.map_or(d, |x: u64| x.min(d)));
-        }
-    }
-    match deadline {
+/// Nothing runnable: sleep until an interrupt or the run queue's next deadline (a
+/// blocked vCPU's timer).
+fn idle(local: &mut [LocalVcpu], rq: &RunQueue<usize>, loaded: Option<usize>) {
+    match rq.next_deadline() {
         Some(d) => cpu::set_hyp_timer(d),
         None => cpu::stop_hyp_timer(),
     }
@@ -612,7 +622,9 @@ fn check_power_off(cpu_index: usize) {
 /// Enters the guest until the vCPU blocks, yields or stops.
 fn run_vcpu(lv: &mut LocalVcpu, num_lrs: usize) -> Next {
     loop {
-        if lv.vm.stopped.load(Ordering::Acquire) {
+        if lv.vm.stopped.load(Ordering::Acquire)
+            || lv.shared().power.load(Ordering::Acquire) != power::ON
+        {
             return Next::Off;
         }
         {
@@ -697,15 +709,16 @@ fn handle_physical_irqs(mut loaded: Option<&mut LocalVcpu>) -> Next {
             }
         } else if intid == board.timer.hyp_phys.intid {
             cpu::stop_hyp_timer();
-            next = Next::Yield;
+            next = Next::Resched;
         } else if intid == KICK_SGI {
-            next = Next::Yield;
+            next = Next::Resched;
         } else if board
             .console_device()
             .and_then(|d| d.irqs.first())
             .is_some_and(|i| i.intid == intid)
         {
             console_input();
+            next = Next::Resched;
         } else if let Some(vm) = passthrough_owner(intid) {
             // Level interrupt of a passed-through device: masked at the physical GIC until
             // the guest has handled it (EOI notification), then unmasked and re-sampled.
@@ -716,9 +729,7 @@ fn handle_physical_irqs(mut loaded: Option<&mut LocalVcpu>) -> Next {
                 .vgic
                 .set_level(IntId(intid), VcpuId(0), true);
             kick_vm(vm);
-            if loaded.as_deref().is_some_and(|lv| core::ptr::eq(lv.vm, vm)) {
-                next = Next::Yield;
-            }
+            next = Next::Resched;
         }
         gic.end_of_interrupt(intid);
     }
@@ -733,11 +744,8 @@ fn console_input() {
             Routed::Deliver { vm, byte } => {
                 if let Some(vm) = all.get(vm) {
                     let mut dev = vm.devices.lock();
-                    dev.uart.push_input(byte);
-                    let level = dev.uart.irq_level();
-                    let _ = dev
-                        .vgic
-                        .set_level(IntId(layout::UART_INTID), VcpuId(0), level);
+                    dev.input.push_back(byte);
+                    dev.feed_uart();
                     drop(dev);
                     kick_vm(vm);
                 }
@@ -817,7 +825,6 @@ pub fn reset_vm(vm: &Vm) {
         }
         dev.uart = Pl011::new();
     }
-    vm.generation.fetch_add(1, Ordering::AcqRel);
     let v0 = &vm.vcpus[0];
     v0.entry.store(vm.boot.0, Ordering::Release);
     v0.context.store(vm.boot.1, Ordering::Release);
