@@ -24,6 +24,7 @@ pub use macros::{board, vms};
 #[cfg(target_arch = "aarch64")]
 pub mod arch;
 pub mod config;
+pub mod conmux;
 pub mod fdt;
 pub mod mm;
 pub mod mmio;

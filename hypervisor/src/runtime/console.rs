@@ -9,8 +9,7 @@ use alloc::vec::Vec;
 use core::fmt::{self, Write};
 use spin::{Mutex, Once};
 
-/// The switch key, `Ctrl-]` (0x1d).
-pub const SWITCH_KEY: u8 = 0x1d;
+pub use crate::conmux::{is_prompt, InputRouter, Routed, SWITCH_KEY};
 
 static CONSOLE: Once<&'static dyn Console> = Once::new();
 static LOCK: Mutex<()> = Mutex::new(());
@@ -97,9 +96,18 @@ impl VmOutput {
         }
     }
 
-    /// Prints a partial line (e.g. a shell prompt) if nothing more arrived.
+    /// Prints a partial line now (the VM stopped).
     pub fn flush_partial(&mut self) {
         if !self.line.is_empty() {
+            self.flush_line();
+        }
+    }
+
+    /// Prints a partial line that looks like a prompt waiting for input (`# `, `$ `, `> `,
+    /// `: `), called when the VM goes idle; other partial lines wait for their newline so
+    /// that a line written in pieces is not split.
+    pub fn flush_prompt(&mut self) {
+        if is_prompt(&self.line) {
             self.flush_line();
         }
     }
@@ -126,68 +134,4 @@ pub fn enable_rx_interrupt() {
 /// Reads one byte from the physical console, if any.
 pub fn read_byte() -> Option<u8> {
     CONSOLE.get().and_then(|c| c.read_byte())
-}
-
-/// Input routing state: which VM receives keystrokes.
-pub struct InputRouter {
-    focus: usize,
-    escape: bool,
-}
-
-/// What to do with one input byte.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Routed {
-    /// Deliver `byte` to VM `vm`.
-    Deliver {
-        /// VM index.
-        vm: usize,
-        /// The byte.
-        byte: u8,
-    },
-    /// Input now goes to VM `vm`.
-    Switched(usize),
-    /// Consumed (first half of an escape).
-    Nothing,
-}
-
-impl InputRouter {
-    /// Input starts at VM 0.
-    pub const fn new() -> Self {
-        Self {
-            focus: 0,
-            escape: false,
-        }
-    }
-
-    /// Routes one byte, given how many VMs exist.
-    pub fn route(&mut self, byte: u8, vm_count: usize) -> Routed {
-        if self.escape {
-            self.escape = false;
-            if byte == SWITCH_KEY {
-                return Routed::Deliver {
-                    vm: self.focus,
-                    byte,
-                };
-            }
-            if byte.is_ascii_digit() && ((byte - b'0') as usize) < vm_count {
-                self.focus = (byte - b'0') as usize;
-                return Routed::Switched(self.focus);
-            }
-            return Routed::Nothing;
-        }
-        if byte == SWITCH_KEY {
-            self.escape = true;
-            return Routed::Nothing;
-        }
-        Routed::Deliver {
-            vm: self.focus,
-            byte,
-        }
-    }
-}
-
-impl Default for InputRouter {
-    fn default() -> Self {
-        Self::new()
-    }
 }

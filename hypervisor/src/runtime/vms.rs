@@ -569,7 +569,7 @@ pub fn run_cpu(cpu_index: usize) -> ! {
                 // Wake at the virtual timer's deadline (CNTVOFF_EL2 = 0: the same count).
                 let (ctl, cval) = cpu::vtimer();
                 let _ = rq.block(i, crate::vtimer::deadline(ctl, cval));
-                lv.vm.devices.lock().output.flush_partial();
+                lv.vm.devices.lock().output.flush_prompt();
             }
             Next::Off => {
                 // CPU_OFF or a stopped VM; a reset may already have asked for ON again.
