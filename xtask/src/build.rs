@@ -125,6 +125,11 @@ pub fn elf_to_bin(elf: &Path, bin: &Path) -> Result<(), String> {
 /// Builds the hypervisor image for `t` (and the test guest, which the default VM uses).
 pub fn image(t: &Target) -> Result<Image, String> {
     test_guest()?;
+    // Debian guest images are fetched on first use (a VM file naming target/guest-cache).
+    let vms_text = std::fs::read_to_string(&t.vms).unwrap_or_default();
+    if vms_text.contains("guest-cache") {
+        crate::guest::ensure()?;
+    }
     let board =
         platform_dsl::image::load_board(&t.board_file, &t.board).map_err(|e| e.to_string())?;
     let config = VmConfig::load(&t.vms).map_err(|e| e.to_string())?;

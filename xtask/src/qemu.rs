@@ -120,8 +120,9 @@ pub struct Scenario {
     pub expect_exit: bool,
     /// Overall time limit.
     pub timeout: Duration,
-    /// Bytes to type once a trigger line has been seen: (trigger, input).
-    pub input: Vec<(String, String)>,
+    /// Input steps, in order: once every trigger of a step has appeared (in any order)
+    /// since the previous step's bytes were typed, type its bytes.
+    pub input: Vec<(Vec<String>, String)>,
     /// Build the out-of-tree example workspace (`examples/out-of-tree`) instead of the
     /// in-tree image; `target` then names its board file, board and VM file.
     pub out_of_tree: bool,
@@ -179,6 +180,7 @@ pub fn run_scenario(s: &Scenario) -> Result<(), String> {
     let mut next = 0;
     let mut unseen: Vec<&String> = s.expect_unordered.iter().collect();
     let mut inputs = s.input.iter().peekable();
+    let mut since_send: Vec<String> = Vec::new();
     let fail = |why: String, log_path: &PathBuf| {
         Err(format!(
             "scenario {}: {why} (log: {})",
@@ -212,14 +214,20 @@ pub fn run_scenario(s: &Scenario) -> Result<(), String> {
                     next += 1;
                 }
                 unseen.retain(|u| !line.contains(u.as_str()));
-                if let Some((trigger, text)) = inputs.peek() {
-                    if line.contains(trigger.as_str()) {
-                        if let Some(w) = stdin.as_mut() {
-                            let _ = w.write_all(text.as_bytes());
-                            let _ = w.flush();
-                        }
-                        inputs.next();
+                since_send.push(line.clone());
+                while let Some((triggers, text)) = inputs.peek() {
+                    let ready = triggers
+                        .iter()
+                        .all(|t| since_send.iter().any(|l| l.contains(t.as_str())));
+                    if !ready {
+                        break;
                     }
+                    if let Some(w) = stdin.as_mut() {
+                        let _ = w.write_all(text.as_bytes());
+                        let _ = w.flush();
+                    }
+                    since_send.clear();
+                    inputs.next();
                 }
                 if next == s.expect.len() && unseen.is_empty() && !s.expect_exit {
                     return Ok(());

@@ -88,7 +88,11 @@ pub fn all() -> Result<(), String> {
 /// Runs the QEMU scenarios whose name contains `filter` (all for ""), one at a time.
 pub fn scenarios_matching(filter: &str) -> Result<(), String> {
     qemu::ensure_qemu()?;
-    let scenarios: Vec<Scenario> = scenarios()
+    let mut all = scenarios();
+    if filter.is_empty() || "linux".contains(filter) || filter.contains("linux") {
+        all.extend(linux_scenarios()?);
+    }
+    let scenarios: Vec<Scenario> = all
         .into_iter()
         .filter(|s| s.name.contains(filter))
         .collect();
@@ -280,15 +284,30 @@ pub fn scenarios() -> Vec<Scenario> {
             expect_exit: true,
             timeout: Duration::from_secs(120),
             input: vec![
-                ("[alpha] [test-guest] echo: ready".into(), "hello\r".into()),
-                ("[alpha] [test-guest] echo: hello".into(), "\u{1d}1".into()),
                 (
-                    "[hv] console input now goes to VM 1".into(),
+                    vec!["[alpha] [test-guest] echo: ready".into()],
+                    "hello\r".into(),
+                ),
+                (
+                    vec!["[alpha] [test-guest] echo: hello".into()],
+                    "\u{1d}1".into(),
+                ),
+                (
+                    vec!["[hv] console input now goes to VM 1".into()],
                     "world\r".into(),
                 ),
-                ("[beta] [test-guest] echo: world".into(), "off\r".into()),
-                ("[beta] [test-guest] echo: bye".into(), "\u{1d}0".into()),
-                ("[hv] console input now goes to VM 0".into(), "off\r".into()),
+                (
+                    vec!["[beta] [test-guest] echo: world".into()],
+                    "off\r".into(),
+                ),
+                (
+                    vec!["[beta] [test-guest] echo: bye".into()],
+                    "\u{1d}0".into(),
+                ),
+                (
+                    vec!["[hv] console input now goes to VM 0".into()],
+                    "off\r".into(),
+                ),
             ],
             out_of_tree: false,
         },
@@ -368,4 +387,215 @@ pub fn scenarios() -> Vec<Scenario> {
             out_of_tree: true,
         },
     ]
+}
+
+/// Writes a VM file for the Linux scenarios under `target/scenarios/` (absolute paths).
+fn write_vms(name: &str, text: &str) -> Result<std::path::PathBuf, String> {
+    let dir = workspace_root().join("target/scenarios");
+    std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    let path = dir.join(format!("{name}.toml"));
+    std::fs::write(&path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    Ok(path)
+}
+
+fn linux_vm(
+    name: &str,
+    vcpus: u32,
+    mib: u32,
+    kernel: &std::path::Path,
+    initrd: &std::path::Path,
+    cmdline: &str,
+) -> String {
+    format!(
+        "[[vm]]\nname = \"{name}\"\nvcpus = {vcpus}\nmemory_mib = {mib}\nkernel = \"{}\"\ninitrd = \"{}\"\ncmdline = \"{cmdline}\"\n\n",
+        kernel.display(),
+        initrd.display()
+    )
+}
+
+fn qemu_virt(vms: std::path::PathBuf) -> Target {
+    Target {
+        board: "qemu-virt".into(),
+        board_file: workspace_root().join("boards.kdl"),
+        vms,
+        allow_experimental: false,
+    }
+}
+
+/// Scenarios with Debian's kernels (fetched on first use by `guest::ensure`).
+pub fn linux_scenarios() -> Result<Vec<Scenario>, String> {
+    let images = crate::guest::ensure()?;
+    let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+    let linux_forbid = s(&[
+        "Kernel panic",
+        "PANIC",
+        "FATAL",
+        "STUCK",
+        ": NONE",
+        "Oops",
+        "BUG:",
+    ]);
+    let mut out = Vec::new();
+    // One scenario per kernel: userspace with 4 CPUs, timer and IPI counts rising, clean
+    // power-off.
+    for k in &images.kernels {
+        let vms = write_vms(
+            &format!("linux-{}", k.series),
+            &linux_vm(
+                "linux",
+                4,
+                512,
+                &k.image,
+                &images.initramfs,
+                "console=ttyAMA0 rdinit=/init autotest",
+            ),
+        )?;
+        out.push(Scenario {
+            name: format!("linux-{}", k.series),
+            target: qemu_virt(vms),
+            smp: None,
+            expect: vec![
+                format!("[linux] [initramfs] userspace up: {}", k.release),
+                "[linux] [initramfs] cpus: nproc=4 cpuinfo=4".into(),
+                "[linux] [initramfs] autotest: timer interrupts".into(),
+                "[linux] [initramfs] autotest: IPIs".into(),
+                "[linux] [initramfs] autotest: done, powering off".into(),
+                "[hv] VM 0 `linux` stopped: guest called PSCI SYSTEM_OFF".into(),
+                "[hv] all VMs stopped; powering off".into(),
+            ],
+            expect_unordered: s(&[": rising", ": counting"]),
+            forbid: linux_forbid.clone(),
+            expect_exit: true,
+            timeout: Duration::from_secs(300),
+            input: vec![],
+            out_of_tree: false,
+        });
+    }
+    let k61 = images
+        .kernel("6.1")
+        .ok_or("no 6.1 kernel in the guest cache")?;
+    // An initramfs built here whose /init prints values computed at run time.
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(12345);
+    let (a, b) = (
+        u64::from(seed % 9000) + 1000,
+        u64::from(seed / 7 % 900) + 100,
+    );
+    let custom = workspace_root().join("target/scenarios/custom-initramfs.cpio.gz");
+    let body = format!(
+        "a={a}; b={b}\necho \"[custom] sum=$((a + b)) product=$((a * b)) cpus=$(nproc) kernel=$(uname -r)\""
+    );
+    crate::guest::write_initramfs(&images, &crate::guest::init_script(&body), &custom)?;
+    let vms = write_vms(
+        "linux-custom-init",
+        &linux_vm(
+            "custom",
+            2,
+            256,
+            &k61.image,
+            &custom,
+            "console=ttyAMA0 rdinit=/init",
+        ),
+    )?;
+    out.push(Scenario {
+        name: "linux-custom-init".into(),
+        target: qemu_virt(vms),
+        smp: None,
+        expect: vec![
+            format!(
+                "[custom] [custom] sum={} product={} cpus=2 kernel={}",
+                a + b,
+                a * b,
+                k61.release
+            ),
+            "[hv] all VMs stopped; powering off".into(),
+        ],
+        expect_unordered: vec![],
+        forbid: linux_forbid.clone(),
+        expect_exit: true,
+        timeout: Duration::from_secs(300),
+        input: vec![],
+        out_of_tree: false,
+    });
+    // Two interactive Linux VMs and the test guest at once: each shell answers on its own
+    // console; `reboot` restarts one VM only; `poweroff` stops each; then the hypervisor.
+    let test_guest = workspace_root().join("target/guests/test-guest.bin");
+    let mut text = linux_vm(
+        "linux-a",
+        2,
+        256,
+        &k61.image,
+        &images.initramfs,
+        "console=ttyAMA0 rdinit=/init",
+    );
+    text += &linux_vm(
+        "linux-b",
+        2,
+        256,
+        &k61.image,
+        &images.initramfs,
+        "console=ttyAMA0 rdinit=/init",
+    );
+    text += &format!(
+        "[[vm]]\nname = \"test\"\nvcpus = 2\nmemory_mib = 64\nkernel = \"{}\"\ncmdline = \"\"\n",
+        test_guest.display()
+    );
+    let vms = write_vms("two-linux", &text)?;
+    let shell = "[initramfs] starting a shell on the console";
+    out.push(Scenario {
+        name: "linux-two-vms-and-test-guest".into(),
+        target: qemu_virt(vms),
+        smp: None,
+        expect: vec![
+            format!("[linux-a] {shell}"),
+            "[linux-a] a-42".into(),
+            "[hv] console input now goes to VM 1 `linux-b`".into(),
+            "[linux-b] b-56".into(),
+            "[hv] VM 1 `linux-b` resetting".into(),
+            format!("[linux-b] {shell}"),
+            "[linux-b] b-again-72".into(),
+            "[hv] VM 1 `linux-b` stopped: guest called PSCI SYSTEM_OFF".into(),
+            "[hv] console input now goes to VM 0 `linux-a`".into(),
+            "[hv] VM 0 `linux-a` stopped: guest called PSCI SYSTEM_OFF".into(),
+            "[hv] all VMs stopped; powering off".into(),
+        ],
+        expect_unordered: s(&[
+            "[test] [test-guest] RESULT: 5 passed, 0 failed",
+            "[hv] VM 2 `test` stopped",
+        ]),
+        forbid: {
+            let mut f = linux_forbid;
+            f.push("[test] [test-guest] FAIL".into());
+            f
+        },
+        expect_exit: true,
+        timeout: Duration::from_secs(400),
+        input: vec![
+            // Both shells must be up before typing (they boot in parallel, either first).
+            (
+                vec![format!("[linux-a] {shell}"), format!("[linux-b] {shell}")],
+                "echo a-$((6*7))\r".into(),
+            ),
+            (vec!["[linux-a] a-42".into()], "\u{1d}1".into()),
+            (
+                vec!["[hv] console input now goes to VM 1".into()],
+                "echo b-$((7*8))\r".into(),
+            ),
+            (vec!["[linux-b] b-56".into()], "reboot -f\r".into()),
+            (
+                vec![format!("[linux-b] {shell}")],
+                "echo b-again-$((8*9))\r".into(),
+            ),
+            (vec!["[linux-b] b-again-72".into()], "poweroff -f\r".into()),
+            (vec!["[hv] VM 1 `linux-b` stopped".into()], "\u{1d}0".into()),
+            (
+                vec!["[hv] console input now goes to VM 0".into()],
+                "poweroff -f\r".into(),
+            ),
+        ],
+        out_of_tree: false,
+    });
+    Ok(out)
 }
