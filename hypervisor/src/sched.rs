@@ -586,7 +586,8 @@ mod tests {
     fn yield_with_nobody_else_runnable_keeps_the_vcpu() {
         let mut rq = RunQueue::new(100);
         rq.add(0u8, VcpuRunState::Runnable).unwrap();
-        rq.add(1u8, VcpuRunState::Blocked { wake_at: None }).unwrap();
+        rq.add(1u8, VcpuRunState::Blocked { wake_at: None })
+            .unwrap();
         assert_eq!(rq.pick_next(0), Some(0));
         rq.yield_current();
         assert_eq!(rq.pick_next(1), Some(0));
