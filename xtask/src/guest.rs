@@ -336,6 +336,67 @@ pub fn fetch(cache: &Path) -> Result<GuestImages, GuestError> {
     })
 }
 
+/// The metapackage whose dependency names bookworm's full (non-cloud) arm64 kernel, which
+/// ships the upstream device trees under `/usr/lib/linux-image-<release>/<vendor>/*.dtb`.
+const DTB_METAPACKAGE: &str = "linux-image-arm64";
+/// The suite whose kernel's device trees `cargo xtask board-diff` compares boards with.
+const DTB_SUITE: &str = "bookworm";
+
+/// Downloads bookworm's current `linux-image-6.1.*-arm64` (not `-cloud`) with the private apt
+/// state of `target/guest-cache/apt` and extracts its `usr/lib` (the DTBs only; the modules
+/// live under `lib/`) into a fresh `into`. Returns the directory holding the `<vendor>/`
+/// subdirectories, `into/usr/lib/linux-image-<release>`.
+pub fn fetch_dtbs(into: &Path) -> Result<PathBuf, GuestError> {
+    let apt = PrivateApt::new(&cache_dir().join("apt"))?;
+    apt.update()?;
+    let show = apt.show(DTB_METAPACKAGE, DTB_SUITE)?;
+    let (package, version) = stanzas(&show)
+        .iter()
+        .filter(|s| field(s, "Package") == Some(DTB_METAPACKAGE))
+        .find_map(|s| {
+            field(s, "Depends")?
+                .split([',', '|'])
+                .map(str::trim)
+                .find_map(|dep| {
+                    let (name, constraint) = match dep.split_once('(') {
+                        Some((n, c)) => (n.trim(), c.trim_end_matches(')').trim()),
+                        None => (dep, ""),
+                    };
+                    let ok = name.starts_with("linux-image-6.1.")
+                        && name.ends_with("-arm64")
+                        && !name.ends_with("-cloud-arm64")
+                        && !name.ends_with("-rt-arm64");
+                    let version = constraint
+                        .strip_prefix('=')
+                        .map(str::trim)
+                        .or_else(|| field(s, "Version"))?;
+                    ok.then(|| (name.to_string(), version.to_string()))
+                })
+        })
+        .ok_or_else(|| GuestError::NotInIndex {
+            package: format!("{DTB_METAPACKAGE} (depending on linux-image-6.1.*-arm64)"),
+            suite: DTB_SUITE,
+            mirror: apt.mirror.clone(),
+        })?;
+    eprintln!("dtb fetch: {package} {version}");
+    let deb = apt.download(&package, &version)?;
+    let dir = extract(&deb, "./usr/lib", into)?;
+    remove_download(&deb)?;
+    let lib = dir.join("usr/lib");
+    let found = fs::read_dir(&lib)
+        .map_err(io_err("list", &lib))?
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .find(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("linux-image-"))
+        });
+    found.ok_or(GuestError::NotInPackage {
+        deb,
+        wanted: "usr/lib/linux-image-*/",
+    })
+}
+
 /// The cached kernel of a series, if its Image is valid and its release and version are recorded.
 fn cached_kernel(cache: &Path, k: &KernelSeries) -> Option<GuestKernel> {
     let dir = cache.join(format!("linux-{}", k.series));

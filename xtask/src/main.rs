@@ -10,6 +10,7 @@
 
 mod boards;
 mod build;
+mod dtb;
 mod guest;
 mod qemu;
 mod test;
@@ -106,6 +107,8 @@ fn main() -> ExitCode {
             qemu::run_interactive(&t, timeout)
         }),
         "guest" => guest::cmd(args),
+        "import-dtb" => dtb::import_cmd(args),
+        "board-diff" => dtb::diff_cmd(args),
         "test" => reject_extra(&args).and_then(|_| test::all()),
         "scenario" => test::scenarios_matching(args.first().map(String::as_str).unwrap_or("")),
         "-h" | "--help" | "help" => return usage(),

@@ -1,0 +1,272 @@
+//! Upstream device trees as a source of board facts: `import-dtb` (DTB to KDL) and
+//! `board-diff` (a board of boards.kdl against its DTB), with DTBs from Debian's arm64 kernel.
+
+mod diff;
+mod extract;
+mod kdl;
+mod tree;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// Where the DTBs of Debian's arm64 kernel are cached (relative to the workspace root).
+const DTB_CACHE: &str = "target/dtb-cache";
+/// Explained differences: board name -> list of `{ path, reason }`.
+const EXPLAINED: &str = "boards-diff-explained.toml";
+/// Boards checked against a DTB other than their `verified-by` (board, DTB).
+const EXTRA_CHECKS: &[(&str, &str)] = &[("xlnx-zcu102", "xilinx/zynqmp-zcu102-rev1.0.dtb")];
+/// DTBs of boards not in boards.kdl, imported by [`check_all_boards`] to prove the generator.
+/// Their DTBs carry no RAM size (firmware fills it in), so the RAM is given: Quartz64 model A
+/// with 4 GiB (RK3566 DRAM at 0, below the 0xf000_0000 peripherals), LS1046A-RDB's first
+/// 2 GiB DDR window at 0x8000_0000 (fsl-ls1046a.dtsi memory@80000000).
+const IMPORT_CHECKS: &[(&str, &str, (u64, u64))] = &[
+    (
+        "pine64-quartz64-a",
+        "rockchip/rk3566-quartz64-a.dtb",
+        (0x0, 0xf000_0000),
+    ),
+    (
+        "nxp-ls1046a-rdb",
+        "freescale/fsl-ls1046a-rdb.dtb",
+        (0x8000_0000, 0x8000_0000),
+    ),
+];
+
+/// One explained difference.
+#[derive(Debug, Deserialize)]
+struct Explanation {
+    path: String,
+    reason: String,
+}
+
+/// The directory holding `<vendor>/*.dtb`, fetched on first use.
+pub fn dtb_dir() -> Result<PathBuf, String> {
+    let cache = crate::build::workspace_root().join(DTB_CACHE);
+    if let Some(d) = cached_dtb_dir(&cache) {
+        return Ok(d);
+    }
+    crate::guest::fetch_dtbs(&cache).map_err(|e| e.to_string())
+}
+
+fn cached_dtb_dir(cache: &Path) -> Option<PathBuf> {
+    let lib = cache.join("usr/lib");
+    std::fs::read_dir(&lib)
+        .ok()?
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .find(|p| p.join("broadcom").is_dir())
+}
+
+/// A DTB given as a file path, or as `vendor/name.dtb` inside the cached Debian DTBs.
+fn dtb_file(arg: &str) -> Result<PathBuf, String> {
+    let p = Path::new(arg);
+    if p.is_file() {
+        return Ok(p.to_path_buf());
+    }
+    let in_cache = dtb_dir()?.join(arg);
+    if in_cache.is_file() {
+        Ok(in_cache)
+    } else {
+        Err(format!(
+            "no DTB `{arg}` (neither a file nor in {})",
+            in_cache.display()
+        ))
+    }
+}
+
+fn load_dtb(path: &Path) -> Result<extract::DtBoard, String> {
+    let bytes =
+        std::fs::read(path).map_err(|e| format!("cannot read `{}`: {e}", path.display()))?;
+    let t = tree::Tree::parse(&bytes).map_err(|e| format!("{}: {e}", path.display()))?;
+    extract::extract(&t).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// KDL for a DTB, validated with `platform_dsl::load_str`.
+/// `memory` replaces the DT's memory when given (for DTBs whose firmware fills it in).
+pub fn import(
+    dtb: &[u8],
+    name: &str,
+    cite: &str,
+    memory: Option<(u64, u64)>,
+) -> Result<String, String> {
+    let t = tree::Tree::parse(dtb)?;
+    let mut d = extract::extract(&t)?;
+    if let Some(m) = memory {
+        d.memory = vec![m];
+    }
+    let text = kdl::generate(&d, name, cite)?;
+    platform_dsl::load_str(&format!("{name}.kdl (generated)"), &text).map_err(|e| {
+        format!("the generated KDL does not validate (a bug in xtask/src/dtb/kdl.rs):\n{e}\n--- generated text ---\n{text}")
+    })?;
+    Ok(text)
+}
+
+/// `cargo xtask import-dtb FILE.dtb --name NAME [--out F.kdl]`.
+pub fn import_cmd(mut args: Vec<String>) -> Result<(), String> {
+    let usage =
+        "usage: cargo xtask import-dtb FILE.dtb --name NAME [--out F.kdl] [--memory BASE,SIZE]";
+    let name = take(&mut args, "--name")?.ok_or(usage)?;
+    let out = take(&mut args, "--out")?;
+    let memory = take(&mut args, "--memory")?
+        .map(|m| parse_memory(&m))
+        .transpose()?;
+    let [file] = args.as_slice() else {
+        return Err(usage.into());
+    };
+    let path = dtb_file(file)?;
+    let bytes =
+        std::fs::read(&path).map_err(|e| format!("cannot read `{}`: {e}", path.display()))?;
+    let cite = path
+        .strip_prefix(dtb_dir().unwrap_or_default())
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|_| file.clone());
+    let text = import(&bytes, &name, &cite, memory)?;
+    match out {
+        Some(o) => std::fs::write(&o, text).map_err(|e| format!("cannot write `{o}`: {e}")),
+        None => {
+            print!("{text}");
+            Ok(())
+        }
+    }
+}
+
+/// `BASE,SIZE` in hex (`0x0,0x8000_0000`).
+fn parse_memory(s: &str) -> Result<(u64, u64), String> {
+    let num = |v: &str| {
+        let v = v.trim().replace('_', "");
+        u64::from_str_radix(v.trim_start_matches("0x"), 16).map_err(|e| {
+            format!("--memory `{s}`: {e}; write BASE,SIZE in hex, e.g. 0x0,0x8000_0000")
+        })
+    };
+    let (b, z) = s
+        .split_once(',')
+        .ok_or_else(|| format!("--memory `{s}`: write BASE,SIZE in hex"))?;
+    Ok((num(b)?, num(z)?))
+}
+
+fn take(args: &mut Vec<String>, name: &str) -> Result<Option<String>, String> {
+    match args.iter().position(|a| a == name) {
+        Some(i) if i + 1 < args.len() => {
+            let v = args.remove(i + 1);
+            args.remove(i);
+            Ok(Some(v))
+        }
+        Some(_) => Err(format!("{name} needs a value")),
+        None => Ok(None),
+    }
+}
+
+fn explanations() -> Result<BTreeMap<String, Vec<Explanation>>, String> {
+    let path = crate::build::workspace_root().join(EXPLAINED);
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(_) => return Ok(BTreeMap::new()),
+    };
+    toml::from_str(&text).map_err(|e| {
+        format!(
+            "{}: {e}; write `\"board\" = [{{ path = \"memory\", reason = \"...\" }}]`",
+            path.display()
+        )
+    })
+}
+
+/// Diffs one board against a DTB; prints every difference, `Ok(count of unexplained)`.
+fn diff_board(board: &platform_dsl::model::Board, dtb: &Path) -> Result<usize, String> {
+    let d = load_dtb(dtb)?;
+    let explained = explanations()?;
+    let mine = explained.get(&board.name).map(Vec::as_slice).unwrap_or(&[]);
+    let diffs = diff::diff(board, &d);
+    let mut unexplained = 0;
+    println!(
+        "board-diff {} vs {}: {} difference(s)",
+        board.name,
+        dtb.display(),
+        diffs.len()
+    );
+    for x in &diffs {
+        match mine.iter().find(|e| e.path == x.path) {
+            Some(e) => println!(
+                "  explained   {}: {}\n              because: {}",
+                x.path, x.detail, e.reason
+            ),
+            None => {
+                unexplained += 1;
+                println!("  DIFFERENT   {}: {}", x.path, x.detail);
+            }
+        }
+    }
+    Ok(unexplained)
+}
+
+/// `cargo xtask board-diff NAME FILE.dtb`, or `board-diff --all` for [`check_all_boards`].
+pub fn diff_cmd(args: Vec<String>) -> Result<(), String> {
+    if args == ["--all"] {
+        return check_all_boards();
+    }
+    let [name, file] = args.as_slice() else {
+        return Err("usage: cargo xtask board-diff NAME FILE.dtb (FILE may be vendor/name.dtb of Debian's kernel)".into());
+    };
+    let boards = platform_dsl::load_file(crate::build::workspace_root().join("boards.kdl"))
+        .map_err(|e| e.to_string())?;
+    let board = platform_dsl::find_board(&boards, name).map_err(|e| e.to_string())?;
+    match diff_board(board, &dtb_file(file)?)? {
+        0 => Ok(()),
+        n => Err(format!("{n} unexplained difference(s): fix boards.kdl (citing the DTB) or explain them in {EXPLAINED}")),
+    }
+}
+
+/// For `cargo xtask test`: fetch the DTBs, diff every `verified-by "dtb"` board (and
+/// xlnx-zcu102) against its DTB, and import two DTBs no board uses.
+pub fn check_all_boards() -> Result<(), String> {
+    let dir = dtb_dir()?;
+    let boards = platform_dsl::load_file(crate::build::workspace_root().join("boards.kdl"))
+        .map_err(|e| e.to_string())?;
+    let mut pairs: Vec<(String, String)> = boards
+        .iter()
+        .filter_map(|b| match &b.verified_by {
+            platform_dsl::model::Verification::DeviceTree { dtb } => {
+                Some((b.name.clone(), dtb.clone()))
+            }
+            _ => None,
+        })
+        .collect();
+    pairs.extend(
+        EXTRA_CHECKS
+            .iter()
+            .map(|(b, d)| (b.to_string(), d.to_string())),
+    );
+    let mut failures = Vec::new();
+    for (name, dtb) in &pairs {
+        let path = dir.join(dtb);
+        if !path.is_file() {
+            println!("board-diff {name}: skipped, {dtb} is not in Debian's linux-image-arm64 (Tegra194 DTBs would have to be compiled from linux-source)");
+            continue;
+        }
+        let board = platform_dsl::find_board(&boards, name).map_err(|e| e.to_string())?;
+        match diff_board(board, &path) {
+            Ok(0) => {}
+            Ok(n) => failures.push(format!("{name}: {n} unexplained difference(s)")),
+            Err(e) => failures.push(format!("{name}: {e}")),
+        }
+    }
+    for (name, dtb, mem) in IMPORT_CHECKS {
+        let path = dir.join(dtb);
+        let r = std::fs::read(&path)
+            .map_err(|e| e.to_string())
+            .and_then(|b| import(&b, name, dtb, Some(*mem)));
+        match r {
+            Ok(_) => println!("import-dtb {dtb}: validates"),
+            Err(e) => failures.push(format!("import-dtb {dtb}: {e}")),
+        }
+    }
+    if failures.is_empty() {
+        Ok(())
+    } else {
+        Err(format!(
+            "device-tree checks failed:\n  {}",
+            failures.join("\n  ")
+        ))
+    }
+}
