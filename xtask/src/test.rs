@@ -82,6 +82,10 @@ pub fn all() -> Result<(), String> {
         ]))
     })?;
     step("build every board", build_every_board)?;
+    step(
+        "boards against upstream device trees (board-diff, import-dtb)",
+        crate::dtb::check_all_boards,
+    )?;
     scenarios_matching("")
 }
 
