@@ -7,6 +7,7 @@ pub mod cpu;
 pub mod exception;
 pub mod mmu;
 pub mod sysreg;
+pub mod vgic_hw;
 
 use crate::config::VmTable;
 use crate::platform::BoardDesc;

@@ -74,6 +74,15 @@ fn primary_main() -> ! {
 
     let gic = irqchip();
     gic.init_global();
+    if board.gic.version == crate::platform::GicVersion::V2 {
+        match board.gic.hyp_interface {
+            Some(gich) => arch::vgic_hw::init(Some(gich.base)),
+            None => {
+                hvprintln!("[hv] the board's GICv2 has no hyp-interface (GICH): add it to the board KDL; no VM can run");
+                halt()
+            }
+        }
+    }
     init_this_cpu(0);
 
     // Bring up the other CPUs of the board.

@@ -19,6 +19,7 @@ pub mod dist;
 pub mod irq;
 pub mod lr;
 pub mod redist;
+pub mod v2;
 
 pub use irq::IrqState;
 pub use lr::{Lr, LrKind, LrState};

@@ -56,8 +56,6 @@ pub fn command(img: &Image, extra_smp: Option<u32>) -> Result<Command, String> {
             "-no-reboot",
             "-net",
             "none",
-            "-audiodev",
-            "none,id=snd0",
         ])
         .arg("-kernel")
         .arg(&img.elf)

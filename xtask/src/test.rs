@@ -167,6 +167,26 @@ fn guest_passes(vm: &str) -> Vec<String> {
     .collect()
 }
 
+/// The test guest on a GIC-400 board: vGICv2 (emulated GICD, the GICV frame mapped into
+/// the guest, GICH list registers).
+fn gic_v2_test_guest(board: &str) -> Scenario {
+    let mut expect = vec![format!("[hv] board: {board} "), "GIC V2".into()];
+    expect.extend(guest_passes("test"));
+    expect.push("[hv] all VMs stopped; powering off".into());
+    Scenario {
+        name: format!("{board}-test-guest"),
+        target: target(board, "examples/vms/test-guest.toml"),
+        smp: None,
+        expect,
+        expect_unordered: vec![],
+        forbid: vec!["FAIL".into(), "PANIC".into(), "FATAL".into()],
+        expect_exit: true,
+        timeout: Duration::from_secs(120),
+        input: vec![],
+        out_of_tree: false,
+    }
+}
+
 /// The QEMU scenarios, each a snapshot of serial output that must appear.
 pub fn scenarios() -> Vec<Scenario> {
     let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
@@ -222,6 +242,8 @@ pub fn scenarios() -> Vec<Scenario> {
             input: vec![],
             out_of_tree: false,
         },
+        gic_v2_test_guest("qemu-virt-gicv2"),
+        gic_v2_test_guest("xlnx-zcu102"),
         Scenario {
             // 4 vCPUs time-sliced on 2 physical CPUs (QEMU -smp 2 on the 4-CPU board: the
             // two missing CPUs fail CPU_ON and are left out).
@@ -478,6 +500,41 @@ pub fn linux_scenarios() -> Result<Vec<Scenario>, String> {
     let k61 = images
         .kernel("6.1")
         .ok_or("no 6.1 kernel in the guest cache")?;
+    // Linux on the GIC-400 boards (vGICv2).
+    for board in ["qemu-virt-gicv2", "xlnx-zcu102"] {
+        let vms = write_vms(
+            &format!("linux-6.1-{board}"),
+            &linux_vm(
+                "linux",
+                4,
+                512,
+                &k61.image,
+                &images.initramfs,
+                "console=ttyAMA0 rdinit=/init autotest",
+            ),
+        )?;
+        out.push(Scenario {
+            name: format!("linux-6.1-{board}"),
+            target: Target {
+                board: board.into(),
+                ..qemu_virt(vms)
+            },
+            smp: None,
+            expect: vec![
+                format!("[hv] board: {board} "),
+                format!("[linux] [initramfs] userspace up: {}", k61.release),
+                "[linux] [initramfs] cpus: nproc=4 cpuinfo=4".into(),
+                "[linux] [initramfs] autotest: done, powering off".into(),
+                "[hv] all VMs stopped; powering off".into(),
+            ],
+            expect_unordered: s(&[": rising", ": counting", "GIC-0  27 Level     arch_timer"]),
+            forbid: linux_forbid.clone(),
+            expect_exit: true,
+            timeout: Duration::from_secs(300),
+            input: vec![],
+            out_of_tree: false,
+        });
+    }
     // An initramfs built here whose /init prints values computed at run time.
     let seed = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

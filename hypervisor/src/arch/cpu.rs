@@ -176,6 +176,26 @@ pub fn ich_eisr() -> u64 {
     read_sysreg!("s3_4_c12_c11_3")
 }
 
+/// ICH_VMCR_EL2.
+pub fn ich_vmcr() -> u64 {
+    read_sysreg!("s3_4_c12_c11_7")
+}
+
+/// Writes ICH_VMCR_EL2.
+pub fn set_ich_vmcr(v: u64) {
+    write_sysreg!("s3_4_c12_c11_7", v);
+}
+
+/// ICH_AP1R0_EL2.
+pub fn ich_ap1r0() -> u64 {
+    read_sysreg!("s3_4_c12_c9_0")
+}
+
+/// Writes ICH_AP1R0_EL2.
+pub fn set_ich_ap1r0(v: u64) {
+    write_sysreg!("s3_4_c12_c9_0", v);
+}
+
 /// Writes ICH_HCR_EL2.
 pub fn set_ich_hcr(v: u64) {
     write_sysreg!("s3_4_c12_c11_0", v);

@@ -60,7 +60,9 @@ pub struct El1Context {
     pub cntv_ctl_el0: u64,
     pub cntv_cval_el0: u64,
     pub vmpidr_el2: u64,
+    /// ICH_VMCR_EL2, or GICH_VMCR on GICv2.
     pub ich_vmcr_el2: u64,
+    /// ICH_AP1R0_EL2, or GICH_APR on GICv2.
     pub ich_ap1r0_el2: u64,
     pub fpcr: u64,
     pub fpsr: u64,
@@ -111,8 +113,7 @@ impl El1Context {
         self.cntv_ctl_el0 = read_sysreg!("cntv_ctl_el0");
         self.cntv_cval_el0 = read_sysreg!("cntv_cval_el0");
         self.vmpidr_el2 = read_sysreg!("vmpidr_el2");
-        self.ich_vmcr_el2 = read_sysreg!("s3_4_c12_c11_7");
-        self.ich_ap1r0_el2 = read_sysreg!("s3_4_c12_c9_0");
+        (self.ich_vmcr_el2, self.ich_ap1r0_el2) = super::vgic_hw::save_vmcr();
         // Stop this vCPU's timer from firing while another vCPU runs here.
         write_sysreg!("cntv_ctl_el0", 0);
         self.save_fp();
@@ -147,8 +148,7 @@ impl El1Context {
         write_sysreg!("cntv_cval_el0", self.cntv_cval_el0);
         write_sysreg!("cntv_ctl_el0", self.cntv_ctl_el0);
         write_sysreg!("vmpidr_el2", self.vmpidr_el2);
-        write_sysreg!("s3_4_c12_c11_7", self.ich_vmcr_el2);
-        write_sysreg!("s3_4_c12_c9_0", self.ich_ap1r0_el2);
+        super::vgic_hw::restore_vmcr(self.ich_vmcr_el2, self.ich_ap1r0_el2);
         self.restore_fp();
         // SAFETY: an ISB only synchronises the context changes above.
         unsafe { core::arch::asm!("isb", options(nomem, nostack, preserves_flags)) };

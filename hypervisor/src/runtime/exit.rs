@@ -83,12 +83,19 @@ pub fn handle_sync(vm: &'static Vm, vcpu: VcpuId, regs: &mut GuestRegs) -> Next 
                         let reg = acc.target_register().map_or(0, |r| regs.x[r as usize]);
                         mmio_write(vm, vcpu, ipa, acc.size, mmio::store_value(&acc, reg))
                     } else {
-                        mmio_read(vm, vcpu, ipa, acc.size).map(|raw| write_reg(regs, &acc, raw))
+                        mmio_read(vm, vcpu, ipa, acc.size).map(|raw| {
+                            write_reg(regs, &acc, raw);
+                            false
+                        })
                     };
                     match ok {
-                        Some(()) => {
+                        Some(woke_local) => {
                             regs.elr += trap::instr_len(esr);
-                            Next::Resume
+                            if woke_local {
+                                Next::Yield
+                            } else {
+                                Next::Resume
+                            }
                         }
                         None => inject_abort(vm, regs, far, acc.is_write),
                     }
@@ -158,14 +165,16 @@ fn mmio_read(vm: &Vm, vcpu: VcpuId, ipa: GuestPhysAddr, size: AccessSize) -> Opt
     let a = ipa.0;
     let mut dev = vm.devices.lock();
     if (layout::GICD_BASE..layout::GICD_BASE + layout::GICD_SIZE).contains(&a) {
-        let _ = vcpu;
-        return Some(
-            dev.vgic
-                .gicd_read(a - layout::GICD_BASE, size.bytes() as usize),
-        );
+        let off = a - layout::GICD_BASE;
+        let n = size.bytes() as usize;
+        return Some(if vms::gic_v2() {
+            dev.vgic.gicd_v2_read(vcpu, off, n)
+        } else {
+            dev.vgic.gicd_read(off, n)
+        });
     }
     let gicr_end = layout::GICR_BASE + layout::GICR_STRIDE * vm.vcpus.len() as u64;
-    if (layout::GICR_BASE..gicr_end).contains(&a) {
+    if !vms::gic_v2() && (layout::GICR_BASE..gicr_end).contains(&a) {
         return Some(
             dev.vgic
                 .gicr_read(a - layout::GICR_BASE, size.bytes() as usize),
@@ -180,42 +189,59 @@ fn mmio_read(vm: &Vm, vcpu: VcpuId, ipa: GuestPhysAddr, size: AccessSize) -> Opt
     None
 }
 
+/// Kicks the vCPUs in `kicks` on other physical CPUs; true if one shares this CPU (the
+/// caller yields so that it runs soon).
+fn kick_all(vm: &Vm, kicks: crate::vgic::VcpuSet) -> bool {
+    let mut local = false;
+    for t in kicks.iter() {
+        if vm
+            .vcpus
+            .get(t.0)
+            .is_some_and(|v| v.pcpu == cpu::current_index())
+        {
+            local = true;
+        } else {
+            vms::kick_vcpu(vm, t);
+        }
+    }
+    local
+}
+
+/// Emulates a store; `Some(true)` if it woke a vCPU sharing this physical CPU.
 fn mmio_write(
     vm: &Vm,
     vcpu: VcpuId,
     ipa: GuestPhysAddr,
     size: AccessSize,
     value: u64,
-) -> Option<()> {
+) -> Option<bool> {
     let a = ipa.0;
     let mut dev = vm.devices.lock();
     if (layout::GICD_BASE..layout::GICD_BASE + layout::GICD_SIZE).contains(&a) {
-        dev.vgic
-            .gicd_write(a - layout::GICD_BASE, size.bytes() as usize, value);
-        let r = Some(());
-        let kicks = dev.vgic.take_kicks();
+        let off = a - layout::GICD_BASE;
+        let n = size.bytes() as usize;
+        let kicks = if vms::gic_v2() {
+            dev.vgic.gicd_v2_write(vcpu, off, n, value)
+        } else {
+            dev.vgic.gicd_write(off, n, value);
+            dev.vgic.take_kicks()
+        };
         drop(dev);
-        for t in kicks.iter() {
-            vms::kick_vcpu(vm, t);
-        }
-        return r;
+        return Some(kick_all(vm, kicks));
     }
     let gicr_end = layout::GICR_BASE + layout::GICR_STRIDE * vm.vcpus.len() as u64;
-    if (layout::GICR_BASE..gicr_end).contains(&a) {
+    if !vms::gic_v2() && (layout::GICR_BASE..gicr_end).contains(&a) {
         dev.vgic
             .gicr_write(a - layout::GICR_BASE, size.bytes() as usize, value);
-        let r = Some(());
         let kicks = dev.vgic.take_kicks();
         drop(dev);
-        for t in kicks.iter() {
-            vms::kick_vcpu(vm, t);
-        }
-        return r;
+        return Some(kick_all(vm, kicks));
     }
     if (layout::UART_BASE..layout::UART_BASE + layout::UART_SIZE).contains(&a) {
         let r =
             crate::mmio::MmioDevice::write(&mut dev.uart, vcpu, a - layout::UART_BASE, size, value)
-                .ok();
+                .ok()
+                .map(|()| false);
         let out = dev.uart.take_output();
         dev.output.push(&out);
         dev.feed_uart();

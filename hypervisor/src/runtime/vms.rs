@@ -125,13 +125,6 @@ fn vms() -> &'static [Vm] {
 
 /// Creates every VM of the table: RAM, stage-2, images, DTB, devices.
 pub fn create_all(board: &'static BoardDesc, table: &'static VmTable, pcpus: usize) {
-    if board.gic.version != crate::platform::GicVersion::V3 {
-        // The GICv2 virtual interface (GICH/GICV) is not implemented yet: running a guest
-        // here would fault on the first ICH_* access. Say so and stop cleanly.
-        hvprintln!("[hv] this board has a GICv2; its virtual CPU interface is not supported yet, so no VM can run");
-        hvprintln!("[hv] all VMs stopped; powering off");
-        cpu::firmware_system_off();
-    }
     let (img_start, _, hv_end) = arch::image_layout();
     let reserved = [
         (HostPhysAddr(img_start), hv_end - img_start),
@@ -252,6 +245,22 @@ fn create_vm(
     let mut s2 = Stage2::new(id).map_err(CreateError::Stage2)?;
     s2.map_ram(GuestPhysAddr(layout::RAM_BASE), ram, desc.memory_size)
         .map_err(CreateError::Stage2)?;
+    if gic_v2() {
+        // The guest's GICv2 CPU interface is the hardware's virtual CPU interface (GICV).
+        let gicv = arch::board()
+            .gic
+            .virtual_cpu_interface
+            .ok_or(CreateError::Passthrough(
+                "gic",
+                "the board's GICv2 has no virtual-cpu-interface",
+            ))?;
+        s2.map_device(
+            GuestPhysAddr(layout::GICC_BASE),
+            HostPhysAddr(gicv.base),
+            layout::GICC_SIZE,
+        )
+        .map_err(CreateError::Stage2)?;
+    }
     let passthrough = passthrough_devices(desc)?;
     for dev in &passthrough {
         for r in dev.regs {
@@ -283,7 +292,7 @@ fn create_vm(
             }
         })
         .collect();
-    let mut vgic = VGic::new(desc.vcpus as usize, layout::VGIC_SPIS).map_err(CreateError::Vgic)?;
+    let mut vgic = new_vgic(desc.vcpus as usize).map_err(CreateError::Vgic)?;
     for v in 0..desc.vcpus as usize {
         let _ = vgic.set_eoi_notify(IntId(layout::VTIMER_INTID), VcpuId(v), true);
     }
@@ -308,6 +317,20 @@ fn create_vm(
         boot,
         passthrough,
     })
+}
+
+/// True if the board's GIC (and so every guest's) is a GICv2.
+pub fn gic_v2() -> bool {
+    arch::board().gic.version == crate::platform::GicVersion::V2
+}
+
+/// The virtual GIC of a new VM, in the board's GIC version's reset state.
+fn new_vgic(vcpus: usize) -> Result<VGic, crate::vgic::VGicError> {
+    if gic_v2() {
+        VGic::new_v2(vcpus, layout::VGIC_SPIS)
+    } else {
+        VGic::new(vcpus, layout::VGIC_SPIS)
+    }
 }
 
 /// The board devices a VM asks for, checked against the guest-physical layout (they are
@@ -505,7 +528,7 @@ pub fn run_cpu(cpu_index: usize) -> ! {
     for i in 0..local.len() {
         let _ = rq.add(i, VcpuRunState::Off);
     }
-    let num_lrs = cpu::num_list_registers().min(16);
+    let num_lrs = crate::arch::vgic_hw::num_lrs().min(16);
     let mut loaded: Option<usize> = None;
     loop {
         check_power_off(cpu_index);
@@ -630,18 +653,18 @@ fn run_vcpu(lv: &mut LocalVcpu, num_lrs: usize) -> Next {
         {
             let mut dev = lv.vm.devices.lock();
             match dev.vgic.flush(lv.id, &mut lv.lrs, num_lrs) {
-                Ok(f) => cpu::set_ich_hcr(f.ich_hcr_el2()),
-                Err(_) => cpu::set_ich_hcr(1),
+                Ok(f) => crate::arch::vgic_hw::set_hcr(f.ich_hcr_el2()),
+                Err(_) => crate::arch::vgic_hw::set_hcr(1),
             }
         }
         for n in 0..num_lrs {
-            cpu::write_lr(n, lv.lrs[n]);
+            crate::arch::vgic_hw::write_lr(n, lv.lrs[n]);
         }
         let kind = arch::run_guest(&mut lv.regs);
         for n in 0..num_lrs {
-            lv.lrs[n] = cpu::read_lr(n);
+            lv.lrs[n] = crate::arch::vgic_hw::read_lr(n);
         }
-        cpu::set_ich_hcr(0);
+        crate::arch::vgic_hw::set_hcr(0);
         {
             let mut dev = lv.vm.devices.lock();
             let _ = dev.vgic.sync(lv.id, &lv.lrs[..num_lrs]);
@@ -817,7 +840,7 @@ pub fn reset_vm(vm: &Vm) {
     }
     {
         let mut dev = vm.devices.lock();
-        if let Ok(mut g) = VGic::new(vm.vcpus.len(), layout::VGIC_SPIS) {
+        if let Ok(mut g) = new_vgic(vm.vcpus.len()) {
             for v in 0..vm.vcpus.len() {
                 let _ = g.set_eoi_notify(IntId(layout::VTIMER_INTID), VcpuId(v), true);
             }
