@@ -51,12 +51,7 @@ pub fn command(img: &Image, extra_smp: Option<u32>) -> Result<Command, String> {
     let mut c = Command::new(QEMU);
     c.args(["-M", machine, "-cpu", cpu, "-m", &memory_mib.to_string()])
         .args(["-smp", &extra_smp.unwrap_or(*smp).to_string()])
-        .args([
-            "-nographic",
-            "-no-reboot",
-            "-net",
-            "none",
-        ])
+        .args(["-nographic", "-no-reboot", "-net", "none"])
         .arg("-kernel")
         .arg(&img.elf)
         .args(extra)
@@ -124,6 +119,26 @@ pub struct Scenario {
     /// Build the out-of-tree example workspace (`examples/out-of-tree`) instead of the
     /// in-tree image; `target` then names its board file, board and VM file.
     pub out_of_tree: bool,
+}
+
+impl Scenario {
+    /// A scenario that expects `expect` in order and QEMU to exit by itself within two
+    /// minutes, with the usual forbidden words (`FAIL`, `PANIC`, `FATAL`); adjust the
+    /// other fields with struct update syntax.
+    pub fn new(name: impl Into<String>, target: Target, expect: Vec<String>) -> Self {
+        Self {
+            name: name.into(),
+            target,
+            smp: None,
+            expect,
+            expect_unordered: Vec::new(),
+            forbid: ["FAIL", "PANIC", "FATAL"].map(String::from).to_vec(),
+            expect_exit: true,
+            timeout: Duration::from_secs(120),
+            input: Vec::new(),
+            out_of_tree: false,
+        }
+    }
 }
 
 struct Killer(Child);

@@ -206,65 +206,40 @@ pub fn scenarios() -> Vec<Scenario> {
     let mut hostile = s(&["[hv] VM 2 `faulter`"]);
     hostile.extend(guest_passes("victim"));
     vec![
-        Scenario {
-            name: "qemu-virt-test-guest".into(),
-            target: target("qemu-virt", "examples/vms/test-guest.toml"),
-            smp: None,
-            expect: one,
-            expect_unordered: vec![],
-            forbid: s(&["FAIL", "PANIC", "FATAL"]),
-            expect_exit: true,
-            timeout: Duration::from_secs(120),
-            input: vec![],
-            out_of_tree: false,
-        },
-        Scenario {
-            name: "two-vms-alpha".into(),
-            target: target("qemu-virt", "examples/vms/two-guests.toml"),
-            smp: None,
-            expect: two_alpha,
-            expect_unordered: vec![],
-            forbid: s(&["FAIL", "PANIC", "FATAL"]),
-            expect_exit: true,
-            timeout: Duration::from_secs(120),
-            input: vec![],
-            out_of_tree: false,
-        },
-        Scenario {
-            name: "two-vms-beta".into(),
-            target: target("qemu-virt", "examples/vms/two-guests.toml"),
-            smp: None,
-            expect: two_beta,
-            expect_unordered: vec![],
-            forbid: s(&["FAIL", "PANIC", "FATAL"]),
-            expect_exit: true,
-            timeout: Duration::from_secs(120),
-            input: vec![],
-            out_of_tree: false,
-        },
+        Scenario::new(
+            "qemu-virt-test-guest",
+            target("qemu-virt", "examples/vms/test-guest.toml"),
+            one,
+        ),
+        Scenario::new(
+            "two-vms-alpha",
+            target("qemu-virt", "examples/vms/two-guests.toml"),
+            two_alpha,
+        ),
+        Scenario::new(
+            "two-vms-beta",
+            target("qemu-virt", "examples/vms/two-guests.toml"),
+            two_beta,
+        ),
         gic_v2_test_guest("qemu-virt-gicv2"),
         gic_v2_test_guest("xlnx-zcu102"),
         Scenario {
             // 4 vCPUs time-sliced on 2 physical CPUs (QEMU -smp 2 on the 4-CPU board: the
             // two missing CPUs fail CPU_ON and are left out).
-            name: "overcommit-4-vcpus-on-2-cpus".into(),
-            target: target("qemu-virt", "examples/vms/overcommit.toml"),
             smp: Some(2),
-            expect: {
-                let mut e = s(&[
-                    "[hv] 2 of 4 CPUs online",
-                    "[hv] VM 0 `wide`: 4 vCPU(s) on pCPU(s) [0, 1, 0, 1]",
-                ]);
-                e.extend(guest_passes("wide"));
-                e.push("[hv] all VMs stopped; powering off".into());
-                e
-            },
-            expect_unordered: vec![],
-            forbid: s(&["FAIL", "PANIC", "FATAL"]),
-            expect_exit: true,
-            timeout: Duration::from_secs(120),
-            input: vec![],
-            out_of_tree: false,
+            ..Scenario::new(
+                "overcommit-4-vcpus-on-2-cpus",
+                target("qemu-virt", "examples/vms/overcommit.toml"),
+                {
+                    let mut e = s(&[
+                        "[hv] 2 of 4 CPUs online",
+                        "[hv] VM 0 `wide`: 4 vCPU(s) on pCPU(s) [0, 1, 0, 1]",
+                    ]);
+                    e.extend(guest_passes("wide"));
+                    e.push("[hv] all VMs stopped; powering off".into());
+                    e
+                },
+            )
         },
         Scenario {
             // The victim's checks (timer ticks, SGIs, PSCI) still pass while one neighbour
@@ -287,19 +262,6 @@ pub fn scenarios() -> Vec<Scenario> {
         Scenario {
             // Console multiplexing: input goes to VM 0, Ctrl-] 1 switches it to VM 1; each
             // guest echoes what its virtual UART received (RX interrupt through the vGIC).
-            name: "console-switch".into(),
-            target: target("qemu-virt", "examples/vms/two-echo.toml"),
-            smp: None,
-            expect: s(&[
-                "[alpha] [test-guest] echo: hello",
-                "[hv] console input now goes to VM 1 `beta`",
-                "[beta] [test-guest] echo: world",
-                "[beta] [test-guest] echo: bye",
-                "[hv] console input now goes to VM 0 `alpha`",
-                "[alpha] [test-guest] echo: bye",
-                "[hv] all VMs stopped; powering off",
-            ]),
-            expect_unordered: vec![],
             forbid: s(&[
                 "FAIL",
                 "PANIC",
@@ -307,8 +269,6 @@ pub fn scenarios() -> Vec<Scenario> {
                 "[beta] [test-guest] echo: hello",
                 "[alpha] [test-guest] echo: world",
             ]),
-            expect_exit: true,
-            timeout: Duration::from_secs(120),
             input: vec![
                 (
                     vec!["[alpha] [test-guest] echo: ready".into()],
@@ -335,82 +295,80 @@ pub fn scenarios() -> Vec<Scenario> {
                     "off\r".into(),
                 ),
             ],
-            out_of_tree: false,
+            ..Scenario::new(
+                "console-switch",
+                target("qemu-virt", "examples/vms/two-echo.toml"),
+                s(&[
+                    "[alpha] [test-guest] echo: hello",
+                    "[hv] console input now goes to VM 1 `beta`",
+                    "[beta] [test-guest] echo: world",
+                    "[beta] [test-guest] echo: bye",
+                    "[hv] console input now goes to VM 0 `alpha`",
+                    "[alpha] [test-guest] echo: bye",
+                    "[hv] all VMs stopped; powering off",
+                ]),
+            )
         },
-        Scenario {
+        {
             // The PL031 RTC passed through: the guest reads it and takes its match
             // interrupt, routed from the physical GIC.
-            name: "passthrough-rtc".into(),
-            target: target("qemu-virt", "examples/vms/passthrough.toml"),
-            smp: None,
-            expect: s(&[
-                "[hv] VM 0 `owner`: device rtc passed through, INTID 34",
-                "[owner] [test-guest] PASS console",
-                "[owner] [test-guest] PASS passthrough",
-                "[owner] [test-guest] RESULT: 6 passed, 0 failed",
-                "[hv] all VMs stopped; powering off",
-            ]),
-            expect_unordered: vec![],
-            forbid: s(&["FAIL", "PANIC", "FATAL"]),
-            expect_exit: true,
-            timeout: Duration::from_secs(120),
-            input: vec![],
-            out_of_tree: false,
+            Scenario::new(
+                "passthrough-rtc",
+                target("qemu-virt", "examples/vms/passthrough.toml"),
+                s(&[
+                    "[hv] VM 0 `owner`: device rtc passed through, INTID 34",
+                    "[owner] [test-guest] PASS console",
+                    "[owner] [test-guest] PASS passthrough",
+                    "[owner] [test-guest] RESULT: 6 passed, 0 failed",
+                    "[hv] all VMs stopped; powering off",
+                ]),
+            )
         },
-        Scenario {
+        {
             // A board that exists only as a KDL file outside boards.kdl, built into the
             // in-tree image with `--board-file`: no Rust file names it.
-            name: "kdl-only-board".into(),
-            target: Target {
-                board: "acme-board".into(),
-                board_file: workspace_root().join("examples/out-of-tree/acme-board.kdl"),
-                vms: workspace_root().join("examples/vms/test-guest.toml"),
-                allow_experimental: false,
-            },
-            smp: None,
-            expect: {
-                let mut e = s(&[
-                    "[hv] board: acme-board ",
-                    "[hv] device acme-uart0: driver uart-pl011",
-                    "[hv] 2 of 2 CPUs online",
-                ]);
-                e.extend(guest_passes("test"));
-                e.push("[hv] all VMs stopped; powering off".into());
-                e
-            },
-            expect_unordered: vec![],
-            forbid: s(&["FAIL", "PANIC", "FATAL"]),
-            expect_exit: true,
-            timeout: Duration::from_secs(120),
-            input: vec![],
-            out_of_tree: false,
+            Scenario::new(
+                "kdl-only-board",
+                Target {
+                    board: "acme-board".into(),
+                    board_file: workspace_root().join("examples/out-of-tree/acme-board.kdl"),
+                    vms: workspace_root().join("examples/vms/test-guest.toml"),
+                    allow_experimental: false,
+                },
+                {
+                    let mut e = s(&[
+                        "[hv] board: acme-board ",
+                        "[hv] device acme-uart0: driver uart-pl011",
+                        "[hv] 2 of 2 CPUs online",
+                    ]);
+                    e.extend(guest_passes("test"));
+                    e.push("[hv] all VMs stopped; powering off".into());
+                    e
+                },
+            )
         },
         Scenario {
             // The out-of-tree example as a user builds it: its own workspace, a community
             // plugin crate that registers itself, one `cargo build`.
-            name: "out-of-tree-image".into(),
-            target: Target {
-                board: "acme-board".into(),
-                board_file: workspace_root().join("examples/out-of-tree/acme-board.kdl"),
-                vms: workspace_root().join("examples/out-of-tree/acme-image/vms.toml"),
-                allow_experimental: false,
-            },
-            smp: None,
-            expect: {
-                let mut e = s(&[
-                    "[hv] board: acme-board ",
-                    "[hv] device acme-uart0: driver acme-uart",
-                ]);
-                e.extend(guest_passes("test"));
-                e.push("[hv] all VMs stopped; powering off".into());
-                e
-            },
-            expect_unordered: vec![],
-            forbid: s(&["FAIL", "PANIC", "FATAL"]),
-            expect_exit: true,
-            timeout: Duration::from_secs(120),
-            input: vec![],
             out_of_tree: true,
+            ..Scenario::new(
+                "out-of-tree-image",
+                Target {
+                    board: "acme-board".into(),
+                    board_file: workspace_root().join("examples/out-of-tree/acme-board.kdl"),
+                    vms: workspace_root().join("examples/out-of-tree/acme-image/vms.toml"),
+                    allow_experimental: false,
+                },
+                {
+                    let mut e = s(&[
+                        "[hv] board: acme-board ",
+                        "[hv] device acme-uart0: driver acme-uart",
+                    ]);
+                    e.extend(guest_passes("test"));
+                    e.push("[hv] all VMs stopped; powering off".into());
+                    e
+                },
+            )
         },
     ]
 }
@@ -477,24 +435,22 @@ pub fn linux_scenarios() -> Result<Vec<Scenario>, String> {
             ),
         )?;
         out.push(Scenario {
-            name: format!("linux-{}", k.series),
-            target: qemu_virt(vms),
-            smp: None,
-            expect: vec![
-                format!("[linux] [initramfs] userspace up: {}", k.release),
-                "[linux] [initramfs] cpus: nproc=4 cpuinfo=4".into(),
-                "[linux] [initramfs] autotest: timer interrupts".into(),
-                "[linux] [initramfs] autotest: IPIs".into(),
-                "[linux] [initramfs] autotest: done, powering off".into(),
-                "[hv] VM 0 `linux` stopped: guest called PSCI SYSTEM_OFF".into(),
-                "[hv] all VMs stopped; powering off".into(),
-            ],
             expect_unordered: s(&[": rising", ": counting"]),
             forbid: linux_forbid.clone(),
-            expect_exit: true,
             timeout: Duration::from_secs(300),
-            input: vec![],
-            out_of_tree: false,
+            ..Scenario::new(
+                format!("linux-{}", k.series),
+                qemu_virt(vms),
+                vec![
+                    format!("[linux] [initramfs] userspace up: {}", k.release),
+                    "[linux] [initramfs] cpus: nproc=4 cpuinfo=4".into(),
+                    "[linux] [initramfs] autotest: timer interrupts".into(),
+                    "[linux] [initramfs] autotest: IPIs".into(),
+                    "[linux] [initramfs] autotest: done, powering off".into(),
+                    "[hv] VM 0 `linux` stopped: guest called PSCI SYSTEM_OFF".into(),
+                    "[hv] all VMs stopped; powering off".into(),
+                ],
+            )
         });
     }
     let k61 = images
@@ -514,25 +470,23 @@ pub fn linux_scenarios() -> Result<Vec<Scenario>, String> {
             ),
         )?;
         out.push(Scenario {
-            name: format!("linux-6.1-{board}"),
-            target: Target {
-                board: board.into(),
-                ..qemu_virt(vms)
-            },
-            smp: None,
-            expect: vec![
-                format!("[hv] board: {board} "),
-                format!("[linux] [initramfs] userspace up: {}", k61.release),
-                "[linux] [initramfs] cpus: nproc=4 cpuinfo=4".into(),
-                "[linux] [initramfs] autotest: done, powering off".into(),
-                "[hv] all VMs stopped; powering off".into(),
-            ],
             expect_unordered: s(&[": rising", ": counting", "GIC-0  27 Level     arch_timer"]),
             forbid: linux_forbid.clone(),
-            expect_exit: true,
             timeout: Duration::from_secs(300),
-            input: vec![],
-            out_of_tree: false,
+            ..Scenario::new(
+                format!("linux-6.1-{board}"),
+                Target {
+                    board: board.into(),
+                    ..qemu_virt(vms)
+                },
+                vec![
+                    format!("[hv] board: {board} "),
+                    format!("[linux] [initramfs] userspace up: {}", k61.release),
+                    "[linux] [initramfs] cpus: nproc=4 cpuinfo=4".into(),
+                    "[linux] [initramfs] autotest: done, powering off".into(),
+                    "[hv] all VMs stopped; powering off".into(),
+                ],
+            )
         });
     }
     // An initramfs built here whose /init prints values computed at run time.
@@ -561,24 +515,21 @@ pub fn linux_scenarios() -> Result<Vec<Scenario>, String> {
         ),
     )?;
     out.push(Scenario {
-        name: "linux-custom-init".into(),
-        target: qemu_virt(vms),
-        smp: None,
-        expect: vec![
-            format!(
-                "[custom] [custom] sum={} product={} cpus=2 kernel={}",
-                a + b,
-                a * b,
-                k61.release
-            ),
-            "[hv] all VMs stopped; powering off".into(),
-        ],
-        expect_unordered: vec![],
         forbid: linux_forbid.clone(),
-        expect_exit: true,
         timeout: Duration::from_secs(300),
-        input: vec![],
-        out_of_tree: false,
+        ..Scenario::new(
+            "linux-custom-init",
+            qemu_virt(vms),
+            vec![
+                format!(
+                    "[custom] [custom] sum={} product={} cpus=2 kernel={}",
+                    a + b,
+                    a * b,
+                    k61.release
+                ),
+                "[hv] all VMs stopped; powering off".into(),
+            ],
+        )
     });
     // Two interactive Linux VMs and the test guest at once: each shell answers on its own
     // console; `reboot` restarts one VM only; `poweroff` stops each; then the hypervisor.
@@ -606,22 +557,6 @@ pub fn linux_scenarios() -> Result<Vec<Scenario>, String> {
     let vms = write_vms("two-linux", &text)?;
     let shell = "[initramfs] starting a shell on the console";
     out.push(Scenario {
-        name: "linux-two-vms-and-test-guest".into(),
-        target: qemu_virt(vms),
-        smp: None,
-        expect: vec![
-            format!("[linux-a] {shell}"),
-            "[linux-a] a-42".into(),
-            "[hv] console input now goes to VM 1 `linux-b`".into(),
-            "[linux-b] b-56".into(),
-            "[hv] VM 1 `linux-b` resetting".into(),
-            format!("[linux-b] {shell}"),
-            "[linux-b] b-again-72".into(),
-            "[hv] VM 1 `linux-b` stopped: guest called PSCI SYSTEM_OFF".into(),
-            "[hv] console input now goes to VM 0 `linux-a`".into(),
-            "[hv] VM 0 `linux-a` stopped: guest called PSCI SYSTEM_OFF".into(),
-            "[hv] all VMs stopped; powering off".into(),
-        ],
         expect_unordered: s(&[
             "[test] [test-guest] RESULT: 5 passed, 0 failed",
             "[hv] VM 2 `test` stopped",
@@ -631,7 +566,6 @@ pub fn linux_scenarios() -> Result<Vec<Scenario>, String> {
             f.push("[test] [test-guest] FAIL".into());
             f
         },
-        expect_exit: true,
         timeout: Duration::from_secs(400),
         input: vec![
             // Both shells must be up before typing (they boot in parallel, either first).
@@ -656,7 +590,23 @@ pub fn linux_scenarios() -> Result<Vec<Scenario>, String> {
                 "poweroff -f\r".into(),
             ),
         ],
-        out_of_tree: false,
+        ..Scenario::new(
+            "linux-two-vms-and-test-guest",
+            qemu_virt(vms),
+            vec![
+                format!("[linux-a] {shell}"),
+                "[linux-a] a-42".into(),
+                "[hv] console input now goes to VM 1 `linux-b`".into(),
+                "[linux-b] b-56".into(),
+                "[hv] VM 1 `linux-b` resetting".into(),
+                format!("[linux-b] {shell}"),
+                "[linux-b] b-again-72".into(),
+                "[hv] VM 1 `linux-b` stopped: guest called PSCI SYSTEM_OFF".into(),
+                "[hv] console input now goes to VM 0 `linux-a`".into(),
+                "[hv] VM 0 `linux-a` stopped: guest called PSCI SYSTEM_OFF".into(),
+                "[hv] all VMs stopped; powering off".into(),
+            ],
+        )
     });
     Ok(out)
 }

@@ -42,18 +42,7 @@ pub fn handle_sync(vm: &'static Vm, vcpu: VcpuId, regs: &mut GuestRegs) -> Next 
             match acc.encoding() {
                 trap::ICC_SGI1R_EL1 | trap::ICC_ASGI1R_EL1 if !acc.is_read => {
                     let targets = vm.devices.lock().vgic.sgi1r_write(vcpu, value);
-                    let mut local = false;
-                    for t in targets.iter() {
-                        if vm
-                            .vcpus
-                            .get(t.0)
-                            .is_some_and(|v| v.pcpu == cpu::current_index())
-                        {
-                            local = true;
-                        } else {
-                            vms::kick_vcpu(vm, t);
-                        }
-                    }
+                    let local = kick_all(vm, targets);
                     // A target sharing this physical CPU runs sooner if we yield now.
                     if local {
                         Next::Yield
