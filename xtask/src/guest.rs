@@ -397,6 +397,48 @@ pub fn fetch_dtbs(into: &Path) -> Result<PathBuf, GuestError> {
     })
 }
 
+/// The package holding the Linux 6.1 source tree (`usr/src/linux-source-6.1.tar.xz`), from
+/// which the device trees Debian's arm64 kernel package does not ship are compiled.
+const LINUX_SOURCE: &str = "linux-source-6.1";
+
+/// Downloads bookworm's `linux-source-6.1` with the private apt state and streams only the
+/// members of its source tarball that match `patterns` (tar wildcards relative to the tree,
+/// e.g. `arch/arm64/boot/dts/nvidia/*`) into a fresh `into`. Returns the tree's root,
+/// `into/linux-source-6.1`. The package and the tarball are deleted afterwards.
+pub fn fetch_linux_source(into: &Path, patterns: &[&str]) -> Result<PathBuf, GuestError> {
+    let apt = PrivateApt::new(&cache_dir().join("apt"))?;
+    apt.update()?;
+    let version = apt.resolve_version(LINUX_SOURCE, DTB_SUITE)?;
+    eprintln!("dtb fetch: {LINUX_SOURCE} {version} (for the DTBs built from source)");
+    let deb = apt.download(LINUX_SOURCE, &version)?;
+    let mut tmp_name = into.as_os_str().to_owned();
+    tmp_name.push(".deb-extract");
+    let tmp = extract(&deb, "./usr/src", Path::new(&tmp_name))?;
+    remove_download(&deb)?;
+    let tarball_name = format!("{LINUX_SOURCE}.tar.xz");
+    let tarball = tmp.join("usr/src").join(&tarball_name);
+    if !tarball.is_file() {
+        return Err(GuestError::NotInPackage {
+            deb,
+            wanted: "usr/src/linux-source-6.1.tar.xz",
+        });
+    }
+    if into.exists() {
+        remove_dir(into)?;
+    }
+    mkdir(into)?;
+    let mut tar = Command::new("tar");
+    tar.arg("-xJf")
+        .arg(&tarball)
+        .arg("-C")
+        .arg(into)
+        .arg("--wildcards")
+        .args(patterns.iter().map(|p| format!("{LINUX_SOURCE}/{p}")));
+    run(&mut tar, "tar")?;
+    remove_dir(&tmp)?;
+    Ok(into.join(LINUX_SOURCE))
+}
+
 /// The cached kernel of a series, if its Image is valid and its release and version are recorded.
 fn cached_kernel(cache: &Path, k: &KernelSeries) -> Option<GuestKernel> {
     let dir = cache.join(format!("linux-{}", k.series));

@@ -65,6 +65,18 @@ pub struct DtGic {
     pub maintenance: Option<DtIrq>,
 }
 
+/// CPU PMU compatibles not spelled `arm,*-pmu`: other implementers' cores in Linux's
+/// Documentation/devicetree/bindings/arm/pmu.yaml (e.g. Tegra194's Carmel, tegra194.dtsi `pmu`).
+const CPU_PMU_OTHER: &[&str] = &[
+    "apm,potenza-pmu",
+    "brcm,vulcan-pmu",
+    "cavium,thunder-pmu",
+    "nvidia,denver-pmu",
+    "nvidia,carmel-pmu",
+    "qcom,krait-pmu",
+    "qcom,scorpion-pmu",
+];
+
 /// PMU overflow interrupts.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum DtPmu {
@@ -164,9 +176,10 @@ pub fn extract(t: &Tree) -> Result<DtBoard, String> {
 
     let pmu = (0..t.nodes.len())
         .find(|&i| {
-            t.strings(i, "compatible")
-                .iter()
-                .any(|c| c.starts_with("arm,") && (c.ends_with("-pmu") || c.ends_with("pmuv3")))
+            t.strings(i, "compatible").iter().any(|c| {
+                (c.starts_with("arm,") && (c.ends_with("-pmu") || c.ends_with("pmuv3")))
+                    || CPU_PMU_OTHER.contains(&c.as_str())
+            })
         })
         .and_then(|i| {
             let irqs = irqs_of(i);
