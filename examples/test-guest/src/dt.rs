@@ -352,6 +352,9 @@ pub enum AfterChecks {
     /// `echo`: after the checks and the summary, echo console input line by line until a
     /// line `off` (see `echo.rs`).
     Echo,
+    /// `hostile [seed=N] [iters=N]`: instead of the checks, random hostile operations (see
+    /// `hostile.rs`), a summary per kind, then power off.
+    Hostile(Result<crate::hostile::Args, crate::hostile::ArgsError>),
 }
 
 /// Whether the kernel command line `bootargs` contains `word` as a whole word.
@@ -366,6 +369,8 @@ pub fn after_checks(bootargs: &str) -> AfterChecks {
         AfterChecks::Spin
     } else if has_word(bootargs, "wild") {
         AfterChecks::Wild
+    } else if has_word(bootargs, "hostile") {
+        AfterChecks::Hostile(crate::hostile::parse_args(bootargs))
     } else if has_word(bootargs, "echo") {
         AfterChecks::Echo
     } else {
@@ -611,6 +616,19 @@ mod tests {
     #[test]
     fn a_hostile_mode_wins_over_echo() {
         assert_eq!(after_checks("echo spin"), AfterChecks::Spin);
+    }
+
+    #[test]
+    fn hostile_in_bootargs_selects_hostile_mode_with_its_numbers() {
+        assert_eq!(
+            after_checks("echo hostile seed=7 iters=20"),
+            AfterChecks::Hostile(Ok(crate::hostile::Args { seed: 7, iters: 20 }))
+        );
+    }
+
+    #[test]
+    fn spin_wins_over_hostile() {
+        assert_eq!(after_checks("hostile spin"), AfterChecks::Spin);
     }
 
     #[test]

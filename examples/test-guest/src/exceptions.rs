@@ -1,6 +1,7 @@
-//! EL1 exception handling: IRQ dispatch to the checks, expected data aborts, fatal reports.
+//! EL1 exception handling: IRQ dispatch to the checks, expected data aborts, hostile-mode
+//! skipping, fatal reports.
 
-use crate::{checks, println};
+use crate::{checks, hostile_run, println};
 use aarch64_cpu::registers::{Readable, ESR_EL1, FAR_EL1};
 
 /// The interrupted context, as `exception_common` in `boot.rs` saves it.
@@ -27,7 +28,18 @@ const SYNC_SPX: u64 = 4;
 const IRQ_SPX: u64 = 5;
 
 /// Called by `exception_common` with the vector index (0..15) and the saved context.
+///
+/// In `hostile` mode every exception but an IRQ is recorded by `hostile_run` and returned
+/// from (a synchronous one after skipping its 4-byte instruction): that mode never panics.
 pub extern "C" fn handle_exception(kind: u64, frame: &mut ExceptionFrame) {
+    if kind != IRQ_SPX {
+        if let Some(skip) = hostile_run::on_exception(kind % 4 == 0, ESR_EL1.get()) {
+            if skip {
+                frame.elr += 4;
+            }
+            return;
+        }
+    }
     match kind {
         IRQ_SPX => checks::on_irq(),
         SYNC_SPX => {

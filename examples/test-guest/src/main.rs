@@ -16,6 +16,7 @@
 )]
 
 mod dt;
+mod hostile;
 mod line;
 mod spec;
 
@@ -31,6 +32,8 @@ mod echo;
 mod exceptions;
 #[cfg(target_os = "none")]
 mod gic;
+#[cfg(target_os = "none")]
+mod hostile_run;
 #[cfg(target_os = "none")]
 mod mmio;
 #[cfg(target_os = "none")]
@@ -178,6 +181,14 @@ mod guest {
         // Hostile modes skip the checks: they exist to load the machine from the start.
         match platform.after {
             dt::AfterChecks::PowerOff | dt::AfterChecks::Echo => {}
+            dt::AfterChecks::Hostile(Err(e)) => {
+                println!("FAIL {e}");
+                halt()
+            }
+            dt::AfterChecks::Hostile(Ok(args)) => {
+                crate::hostile_run::run(platform, args, me);
+                halt()
+            }
             dt::AfterChecks::Spin => {
                 println!("hostile: spinning for ever");
                 loop {

@@ -50,3 +50,35 @@ pub fn irq_disable() {
     // SAFETY: masking IRQs has no effect on memory.
     unsafe { asm!("msr daifset, #2", "isb", options(nostack, preserves_flags)) };
 }
+
+/// `MRS x0, s3_<op1>_c15_<CRm>_<op2>` as a raw `.inst` (op0 = 3, CRn = 15: the IMPLEMENTATION
+/// DEFINED space, Arm ARM D18.3.2), for the `hostile` mode: under a hypervisor that sets
+/// `HCR_EL2.TIDCP` each traps to EL2, which should inject an undefined instruction.
+macro_rules! impdef_mrs {
+    ($op1:literal, $crm:literal, $op2:literal) => {{
+        let value: u64;
+        // SAFETY: reading a system register has no effect on memory; if the read is
+        // undefined, the hostile-mode exception handler skips it and x0 is left as it was.
+        unsafe {
+            asm!(".inst {enc}",
+                enc = const 0xd538_0000_u32 | ($op1 << 16) | (15 << 12) | ($crm << 8) | ($op2 << 5),
+                inout("x0") 0_u64 => value, options(nomem, nostack, preserves_flags))
+        };
+        value
+    }};
+}
+
+/// Reads the `n`-th (modulo 8) IMPDEF register of a fixed list of `s3_*_c15_*_*` encodings
+/// spread over op1 0..7 (some exist on Cortex-A57, such as `CPUACTLR_EL1` s3_1_c15_c2_0).
+pub fn read_impdef(n: usize) -> u64 {
+    match n % 8 {
+        0 => impdef_mrs!(0, 0, 0),
+        1 => impdef_mrs!(1, 2, 0),
+        2 => impdef_mrs!(2, 1, 3),
+        3 => impdef_mrs!(3, 7, 7),
+        4 => impdef_mrs!(4, 3, 1),
+        5 => impdef_mrs!(5, 9, 2),
+        6 => impdef_mrs!(6, 15, 7),
+        _ => impdef_mrs!(7, 4, 6),
+    }
+}
