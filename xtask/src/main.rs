@@ -8,6 +8,7 @@
 //! cargo xtask test                         host tests, every board, every QEMU scenario
 //! ```
 
+mod bench;
 mod boards;
 mod build;
 mod dtb;
@@ -106,6 +107,7 @@ fn main() -> ExitCode {
             reject_extra(&args)?;
             qemu::run_interactive(&t, timeout)
         }),
+        "bench" => bench::cmd(args),
         "guest" => guest::cmd(args),
         "import-dtb" => dtb::import_cmd(args),
         "board-diff" => dtb::diff_cmd(args),

@@ -1,0 +1,955 @@
+//! `cargo xtask bench [--smoke]`: repeatable guest-visible figures under QEMU `-icount`.
+//!
+//! Every run uses `-icount shift=0,sleep=off -rtc clock=vm` (one guest nanosecond per
+//! instruction) and `-M virt,...,dtb-randomness=off` where QEMU has it, so the figures are
+//! instruction counts that repeat from run to run. Measured, bare QEMU against the
+//! hypervisor on the `qemu-virt` board, one QEMU at a time:
+//!
+//! - boot: the printk timestamp of `Run /init as init process` of Debian's 6.1 kernel;
+//! - exits: the test guest's `BENCH` line (median null HVC and trapped MMIO read);
+//! - steady state: a busybox shell loop and a `dd` memory copy timed with `date +%s%N`;
+//! - footprint: the image's loadable bytes and the heap size the hypervisor reports.
+//!
+//! A full run repeats every icount figure twice and says whether the two agree within 1 %.
+//! `--smoke` runs only the exit round trip, once, and fails only when output is missing.
+//! The table goes to stdout, the figures to `target/bench/results.json`, each QEMU log to
+//! `target/bench/<run>.log`.
+
+use crate::build::{self, workspace_root, Image};
+use crate::{qemu, Target};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+const QEMU: &str = "qemu-system-aarch64";
+/// Guest time = instructions: 1 ns each, no sleeping while idle, RTC on the virtual clock.
+const ICOUNT_ARGS: [&str; 4] = ["-icount", "shift=0,sleep=off", "-rtc", "clock=vm"];
+/// The kernel series the Linux figures use.
+const KERNEL_SERIES: &str = "6.1";
+/// vCPUs of the Linux VM and CPUs of the bare run (compare figures only at the same `-smp`).
+const LINUX_CPUS: u32 = 4;
+/// Guest RAM of the Linux runs, bare and as a VM: the same, because the kernel's boot time
+/// grows with RAM (struct page initialisation), and a VM cannot get all 2 GiB of the board.
+const LINUX_MIB: u32 = 1024;
+/// Kernel command line of both Linux runs.
+const LINUX_CMDLINE: &str = "console=ttyAMA0 rdinit=/init";
+/// The printk line whose timestamp is "boot to userspace".
+const INIT_MARKER: &str = "Run /init as init process";
+/// Iterations of the busybox shell loop.
+const CPU_LOOP: u32 = 200_000;
+/// MiB copied by `dd` from /dev/zero to /dev/null.
+const MEM_MIB: u32 = 512;
+/// Output that means the run is lost (QEMU would otherwise sit there until the timeout).
+const ABORT_ON: [&str; 3] = ["Kernel panic", "[hv] FATAL", "[hv] PANIC"];
+/// Targets from the issue.
+const TARGET_BOOT_OVERHEAD_PCT: f64 = 5.0;
+const TARGET_HVC_INSNS: f64 = 300.0;
+const TARGET_MMIO_INSNS: f64 = 500.0;
+const TARGET_IMAGE_KIB: u64 = 256;
+/// Two repetitions of an icount figure agree when they differ by at most this much.
+const AGREEMENT_PCT: f64 = 1.0;
+
+/// What can go wrong in a benchmark run.
+#[derive(Debug, thiserror::Error)]
+pub enum BenchError {
+    /// QEMU could not be started.
+    #[error("cannot start {QEMU} for {run}: {source}; is qemu-system-arm installed?")]
+    Spawn {
+        /// Run name.
+        run: String,
+        /// Cause.
+        source: std::io::Error,
+    },
+    /// QEMU did not finish in time.
+    #[error("{run}: QEMU did not power off within {secs} s; killed it (log: {log})")]
+    Timeout {
+        /// Run name.
+        run: String,
+        /// Limit.
+        secs: u64,
+        /// Log path.
+        log: String,
+    },
+    /// A line the figures come from never appeared.
+    #[error(
+        "{run}: no `{what}` in the output (log: {log}); check the guest or the hypervisor boots"
+    )]
+    Missing {
+        /// Run name.
+        run: String,
+        /// The missing line or value.
+        what: String,
+        /// Log path.
+        log: String,
+    },
+    /// A file could not be written or read.
+    #[error("cannot access {path}: {source}")]
+    Io {
+        /// Path.
+        path: String,
+        /// Cause.
+        source: std::io::Error,
+    },
+    /// Building or fetching failed (message from `build`/`guest`).
+    #[error("{0}")]
+    Build(String),
+}
+
+/// `cargo xtask bench [--smoke]`.
+pub fn cmd(args: Vec<String>) -> Result<(), String> {
+    let smoke = match args.iter().map(String::as_str).collect::<Vec<_>>()[..] {
+        [] => false,
+        ["--smoke"] => true,
+        _ => return Err("usage: cargo xtask bench [--smoke]".into()),
+    };
+    run(smoke).map_err(|e| e.to_string())
+}
+
+/// The reduced run for `cargo xtask test`: the exit round trip only, no thresholds.
+#[allow(dead_code)] // reason: called from test.rs once its owner wires it in
+pub fn smoke() -> Result<(), String> {
+    run(true).map_err(|e| e.to_string())
+}
+
+fn run(smoke: bool) -> Result<(), BenchError> {
+    qemu::ensure_qemu().map_err(BenchError::Build)?;
+    let out_dir = workspace_root().join("target/bench");
+    mkdir(&out_dir)?;
+    let machine_opt = dtb_randomness_option();
+    let reps = if smoke { 1 } else { 2 };
+    let mut rows: Vec<Row> = Vec::new();
+    let mut walls: Vec<(String, f64)> = Vec::new();
+
+    // Exit round trip: the test guest, bare and as a VM.
+    let guest_bin = build::test_guest().map_err(BenchError::Build)?;
+    let tg_vms = write_file(
+        &out_dir.join("test-guest.toml"),
+        &format!(
+            "[[vm]]\nname = \"bench\"\nvcpus = 2\nmemory_mib = 64\nkernel = \"{}\"\ncmdline = \"bench\"\n",
+            guest_bin.display()
+        ),
+    )?;
+    let tg_img = image(&qemu_virt(tg_vms), &out_dir, "test-guest")?;
+    let mut exits_hv = Vec::new();
+    let mut exits_bare = Vec::new();
+    for rep in 1..=reps {
+        let mut bare = bare_command(&machine_opt, 2, 1024);
+        bare.arg("-kernel")
+            .arg(&guest_bin)
+            .args(["-append", "bench"])
+            .args(ICOUNT_ARGS);
+        let r = run_qemu(bare, &format!("exits-bare-{rep}"), &out_dir, 120)?;
+        exits_bare.push(r.require(parse_exit_bench(&r.lines), "[test-guest] BENCH")?);
+        walls.push((r.name.clone(), r.wall_s));
+        let hv = hv_command(&tg_img, &machine_opt)?;
+        let r = run_qemu(hv, &format!("exits-hv-{rep}"), &out_dir, 180)?;
+        exits_hv.push(r.require(parse_exit_bench(&r.lines), "[bench] [test-guest] BENCH")?);
+        walls.push((r.name.clone(), r.wall_s));
+    }
+    let insns = |e: &[ExitBench], f: fn(&ExitBench) -> f64| e.iter().map(f).collect::<Vec<_>>();
+    rows.push(Row::new(
+        "null HVC round trip",
+        "insns",
+        insns(&exits_bare, ExitBench::hvc_insns),
+        insns(&exits_hv, ExitBench::hvc_insns),
+        Goal::Overhead(TARGET_HVC_INSNS),
+    ));
+    rows.push(Row::new(
+        "trapped MMIO read (UARTFR)",
+        "insns",
+        insns(&exits_bare, ExitBench::mmio_insns),
+        insns(&exits_hv, ExitBench::mmio_insns),
+        Goal::Overhead(TARGET_MMIO_INSNS),
+    ));
+
+    // Footprint of the image this run built.
+    let footprint = loadable_bytes(&tg_img.elf)?;
+    let heap_kib = walls_log_heap(&out_dir.join("exits-hv-1.log"));
+
+    if !smoke {
+        linux(&out_dir, &machine_opt, reps, &mut rows, &mut walls)?;
+    }
+
+    print_table(&rows, &footprint, heap_kib, &walls, smoke);
+    let json = results_json(&rows, &footprint, heap_kib, &walls, smoke);
+    let path = out_dir.join("results.json");
+    write_file(
+        &path,
+        &serde_json::to_string_pretty(&json).unwrap_or_default(),
+    )?;
+    println!("figures written to {}", path.display());
+    Ok(())
+}
+
+/// Boot, CPU-bound and memory-bound figures of Debian's kernel, bare and as a 4-vCPU VM.
+fn linux(
+    out_dir: &Path,
+    machine_opt: &Option<String>,
+    reps: usize,
+    rows: &mut Vec<Row>,
+    walls: &mut Vec<(String, f64)>,
+) -> Result<(), BenchError> {
+    let images = crate::guest::ensure().map_err(BenchError::Build)?;
+    let kernel = images
+        .kernel(KERNEL_SERIES)
+        .ok_or_else(|| {
+            BenchError::Build(format!(
+                "no {KERNEL_SERIES} kernel in the guest cache; run `cargo xtask guest fetch`"
+            ))
+        })?
+        .image
+        .clone();
+    let initrd = out_dir.join("bench-initramfs.cpio.gz");
+    crate::guest::write_initramfs(
+        &images,
+        &crate::guest::init_script(&workload_script()),
+        &initrd,
+    )
+    .map_err(BenchError::Build)?;
+    let vms = write_file(
+        &out_dir.join("linux.toml"),
+        &format!(
+            "[[vm]]\nname = \"linux\"\nvcpus = {LINUX_CPUS}\nmemory_mib = {LINUX_MIB}\nkernel = \"{}\"\ninitrd = \"{}\"\ncmdline = \"{LINUX_CMDLINE}\"\n",
+            kernel.display(),
+            initrd.display()
+        ),
+    )?;
+    let img = image(&qemu_virt(vms), out_dir, "linux")?;
+    let mut bare = Vec::new();
+    let mut hv = Vec::new();
+    for rep in 1..=reps {
+        let mut cmd = bare_command(machine_opt, LINUX_CPUS, LINUX_MIB);
+        cmd.arg("-kernel")
+            .arg(&kernel)
+            .arg("-initrd")
+            .arg(&initrd)
+            .args(["-append", LINUX_CMDLINE])
+            .args(ICOUNT_ARGS);
+        let r = run_qemu(cmd, &format!("linux-bare-{rep}"), out_dir, 300)?;
+        bare.push(r.linux_figures()?);
+        walls.push((r.name.clone(), r.wall_s));
+        let r = run_qemu(
+            hv_command(&img, machine_opt)?,
+            &format!("linux-hv-{rep}"),
+            out_dir,
+            600,
+        )?;
+        hv.push(r.linux_figures()?);
+        walls.push((r.name.clone(), r.wall_s));
+    }
+    let pick = |v: &[LinuxFigures], f: fn(&LinuxFigures) -> f64| v.iter().map(f).collect();
+    rows.push(Row::new(
+        "boot to /init (printk)",
+        "ms",
+        pick(&bare, |f| f.boot_s * 1e3),
+        pick(&hv, |f| f.boot_s * 1e3),
+        Goal::OverheadPct(TARGET_BOOT_OVERHEAD_PCT),
+    ));
+    rows.push(Row::new(
+        &format!("CPU: shell loop x{CPU_LOOP}"),
+        "ms",
+        pick(&bare, |f| f.cpu_ns as f64 / 1e6),
+        pick(&hv, |f| f.cpu_ns as f64 / 1e6),
+        Goal::None,
+    ));
+    rows.push(Row::new(
+        &format!("memory: dd {MEM_MIB} MiB zero->null"),
+        "ms",
+        pick(&bare, |f| f.mem_ns as f64 / 1e6),
+        pick(&hv, |f| f.mem_ns as f64 / 1e6),
+        Goal::None,
+    ));
+    Ok(())
+}
+
+/// The body of the benchmark initramfs's `/init` (after the mounts of `guest::init_script`).
+/// Busybox's `date` has no `%N`, so time stamps are the kernel's `now at N nsecs` from
+/// `/proc/timer_list` (nanoseconds of guest time; reading it costs the same at both ends),
+/// printed raw and subtracted on the host (ash arithmetic may be 32-bit).
+fn workload_script() -> String {
+    format!(
+        "now() {{ grep -m1 'now at' /proc/timer_list | cut -d' ' -f3; }}\n\
+         echo \"[initramfs] userspace up: $(uname -r)\"\n\
+         echo \"[bench] uptime_s=$(cut -d' ' -f1 /proc/uptime)\"\n\
+         t0=$(now); i=0; while [ $i -lt {CPU_LOOP} ]; do i=$((i+1)); done; t1=$(now)\n\
+         echo \"[bench] cpu_t0=$t0 cpu_t1=$t1\"\n\
+         t0=$(now); dd if=/dev/zero of=/dev/null bs=1M count={MEM_MIB} 2>/dev/null; t1=$(now)\n\
+         echo \"[bench] mem_t0=$t0 mem_t1=$t1\"\n\
+         echo \"[bench] done\""
+    )
+}
+
+fn qemu_virt(vms: PathBuf) -> Target {
+    Target {
+        board: "qemu-virt".into(),
+        board_file: workspace_root().join("boards.kdl"),
+        vms,
+        allow_experimental: false,
+    }
+}
+
+/// Builds the image for `t` and keeps a private copy, so that a concurrent `cargo xtask test`
+/// rebuilding `target/images/qemu-virt.elf` cannot swap it under this run.
+fn image(t: &Target, out_dir: &Path, name: &str) -> Result<Image, BenchError> {
+    let mut img = build::image(t).map_err(BenchError::Build)?;
+    let copy = out_dir.join(format!("qemu-virt-{name}.elf"));
+    std::fs::copy(&img.elf, &copy).map_err(|source| BenchError::Io {
+        path: img.elf.display().to_string(),
+        source,
+    })?;
+    img.elf = copy;
+    Ok(img)
+}
+
+/// `-M virt` option that turns off the DTB's random seeds, if this QEMU has one.
+fn dtb_randomness_option() -> Option<String> {
+    let out = Command::new(QEMU).args(["-M", "virt,help"]).output().ok()?;
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    machine_option_from_help(&text).map(str::to_owned)
+}
+
+/// Picks the option from `-M virt,help` output: `dtb-randomness` (QEMU >= 7.2), else the
+/// older `dtb-kaslr-seed`.
+fn machine_option_from_help(help: &str) -> Option<&'static str> {
+    let has = |name: &str| {
+        help.lines()
+            .any(|l| l.trim_start().starts_with(&format!("{name}=")))
+    };
+    if has("dtb-randomness") {
+        Some("dtb-randomness=off")
+    } else if has("dtb-kaslr-seed") {
+        Some("dtb-kaslr-seed=off")
+    } else {
+        None
+    }
+}
+
+fn with_machine_option(machine: &str, opt: &Option<String>) -> String {
+    match opt {
+        Some(o) => format!("{machine},{o}"),
+        None => machine.to_owned(),
+    }
+}
+
+/// Bare QEMU `virt` (GICv3, no EL2) with `cpus` CPUs and `mib` MiB.
+fn bare_command(opt: &Option<String>, cpus: u32, mib: u32) -> Command {
+    let mut c = Command::new(QEMU);
+    c.args(["-M", &with_machine_option("virt,gic-version=3", opt)])
+        .args(["-cpu", "cortex-a57", "-smp", &cpus.to_string()])
+        .args(["-m", &mib.to_string()])
+        .args(["-nographic", "-no-reboot", "-net", "none"]);
+    c
+}
+
+/// The board's own QEMU line for `img` with the icount flags added.
+fn hv_command(img: &Image, opt: &Option<String>) -> Result<Command, BenchError> {
+    let base = qemu::command(img, None).map_err(BenchError::Build)?;
+    let mut c = Command::new(base.get_program());
+    let mut machine_next = false;
+    for a in base.get_args() {
+        let a = a.to_string_lossy();
+        if machine_next {
+            c.arg(with_machine_option(&a, opt));
+        } else {
+            c.arg(a.as_ref());
+        }
+        machine_next = a == "-M" || a == "-machine";
+    }
+    c.args(ICOUNT_ARGS);
+    Ok(c)
+}
+
+/// The output of one QEMU run.
+struct RunOutput {
+    name: String,
+    lines: Vec<String>,
+    wall_s: f64,
+    log: PathBuf,
+}
+
+impl RunOutput {
+    fn require<T>(&self, v: Option<T>, what: &str) -> Result<T, BenchError> {
+        v.ok_or_else(|| BenchError::Missing {
+            run: self.name.clone(),
+            what: what.into(),
+            log: self.log.display().to_string(),
+        })
+    }
+
+    fn linux_figures(&self) -> Result<LinuxFigures, BenchError> {
+        Ok(LinuxFigures {
+            boot_s: self.require(printk_time(&self.lines, INIT_MARKER), INIT_MARKER)?,
+            cpu_ns: self.require(
+                bench_interval(&self.lines, "cpu"),
+                "[bench] cpu_t0=.. cpu_t1=..",
+            )?,
+            mem_ns: self.require(
+                bench_interval(&self.lines, "mem"),
+                "[bench] mem_t0=.. mem_t1=..",
+            )?,
+        })
+    }
+}
+
+struct Killer(Child);
+impl Drop for Killer {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Waits until no QEMU runs on this machine (a concurrent `cargo xtask test`): the figures
+/// are instruction counts, but the wall-clock times and the host's two cores are shared.
+fn wait_for_other_qemu() {
+    let mut said = false;
+    while Command::new("pgrep")
+        .args(["-f", QEMU])
+        .output()
+        .is_ok_and(|o| o.status.success())
+    {
+        if !said {
+            eprintln!("bench: another {QEMU} is running; waiting for it to end");
+            said = true;
+        }
+        std::thread::sleep(Duration::from_secs(2));
+    }
+}
+
+/// Runs `cmd` until QEMU exits by itself (the guests power off), logging its output.
+fn run_qemu(
+    mut cmd: Command,
+    name: &str,
+    out_dir: &Path,
+    timeout_s: u64,
+) -> Result<RunOutput, BenchError> {
+    wait_for_other_qemu();
+    let log_path = out_dir.join(format!("{name}.log"));
+    let mut log = std::fs::File::create(&log_path).map_err(|source| BenchError::Io {
+        path: log_path.display().to_string(),
+        source,
+    })?;
+    let _ = writeln!(log, "$ {cmd:?}");
+    eprintln!("bench: {name}");
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let start = Instant::now();
+    let mut child = Killer(cmd.spawn().map_err(|source| BenchError::Spawn {
+        run: name.into(),
+        source,
+    })?);
+    let stdout = child.0.stdout.take();
+    let mut stderr = child.0.stderr.take();
+    let (tx, rx) = mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        let Some(stdout) = stdout else { return };
+        for line in BufReader::new(stdout).split(b'\n') {
+            let Ok(line) = line else { break };
+            let line = String::from_utf8_lossy(&line)
+                .trim_end_matches('\r')
+                .to_owned();
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let deadline = Duration::from_secs(timeout_s);
+    let mut lines = Vec::new();
+    loop {
+        let left = deadline.saturating_sub(start.elapsed());
+        if left.is_zero() {
+            return Err(BenchError::Timeout {
+                run: name.into(),
+                secs: timeout_s,
+                log: log_path.display().to_string(),
+            });
+        }
+        match rx.recv_timeout(left) {
+            Ok(line) => {
+                let _ = writeln!(log, "{line}");
+                if let Some(bad) = ABORT_ON.iter().find(|b| line.contains(*b)) {
+                    return Err(BenchError::Missing {
+                        run: name.into(),
+                        what: format!("a clean run (saw `{bad}`)"),
+                        log: log_path.display().to_string(),
+                    });
+                }
+                lines.push(line);
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+        }
+    }
+    let status = child.0.wait().ok();
+    let wall_s = start.elapsed().as_secs_f64();
+    let mut err = String::new();
+    if let Some(s) = stderr.as_mut() {
+        let _ = s.read_to_string(&mut err);
+    }
+    let _ = writeln!(
+        log,
+        "--- stderr ---\n{err}\n--- exit: {status:?}, {wall_s:.2} s"
+    );
+    Ok(RunOutput {
+        name: name.into(),
+        lines,
+        wall_s,
+        log: log_path,
+    })
+}
+
+/// The test guest's `BENCH` line.
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct ExitBench {
+    hvc_ticks: u64,
+    mmio_ticks: u64,
+    freq: u64,
+}
+
+impl ExitBench {
+    /// Ticks to instructions: under `-icount shift=0` one instruction is one nanosecond.
+    fn insns(&self, ticks: u64) -> f64 {
+        ticks as f64 * 1e9 / self.freq as f64
+    }
+    fn hvc_insns(&self) -> f64 {
+        self.insns(self.hvc_ticks)
+    }
+    fn mmio_insns(&self) -> f64 {
+        self.insns(self.mmio_ticks)
+    }
+}
+
+/// `key=value` (unsigned) from a line of space-separated words.
+fn word_value(line: &str, key: &str) -> Option<u64> {
+    line.split_whitespace()
+        .find_map(|w| w.strip_prefix(key)?.strip_prefix('='))
+        .and_then(|v| v.parse().ok())
+}
+
+/// The first `[test-guest] BENCH hvc_ticks=.. mmio_ticks=.. freq=..` line (any VM prefix).
+fn parse_exit_bench(lines: &[String]) -> Option<ExitBench> {
+    let line = lines.iter().find(|l| l.contains("[test-guest] BENCH "))?;
+    let b = ExitBench {
+        hvc_ticks: word_value(line, "hvc_ticks")?,
+        mmio_ticks: word_value(line, "mmio_ticks")?,
+        freq: word_value(line, "freq")?,
+    };
+    (b.freq > 0).then_some(b)
+}
+
+/// The printk timestamp (seconds) of the first line containing `marker`:
+/// `[linux] [    0.889211] Run /init as init process` gives 0.889211.
+fn printk_time(lines: &[String], marker: &str) -> Option<f64> {
+    let line = lines.iter().find(|l| l.contains(marker))?;
+    let before = &line[..line.find(marker)?];
+    let open = before.rfind('[')?;
+    let close = open + before[open..].find(']')?;
+    before[open + 1..close].trim().parse().ok()
+}
+
+/// A value the benchmark `/init` printed as `[bench] key=value`.
+fn bench_value(lines: &[String], key: &str) -> Option<u64> {
+    lines
+        .iter()
+        .filter(|l| l.contains("[bench] "))
+        .find_map(|l| word_value(l, key))
+}
+
+/// `name_t1 - name_t0` from `[bench]` lines; `None` if either is missing or they go back.
+fn bench_interval(lines: &[String], name: &str) -> Option<u64> {
+    let t0 = bench_value(lines, &format!("{name}_t0"))?;
+    let t1 = bench_value(lines, &format!("{name}_t1"))?;
+    t1.checked_sub(t0)
+}
+
+/// The heap size in the hypervisor banner: `[hv] image 0x..0x.. (6248 KiB), heap 26520 KiB`.
+fn banner_heap_kib(lines: &[String]) -> Option<u64> {
+    let line = lines.iter().find(|l| l.starts_with("[hv] image "))?;
+    let rest = &line[line.find("heap ")? + 5..];
+    rest.split_whitespace().next()?.parse().ok()
+}
+
+fn walls_log_heap(log: &Path) -> Option<u64> {
+    let text = std::fs::read_to_string(log).ok()?;
+    let lines: Vec<String> = text.lines().map(str::to_owned).collect();
+    banner_heap_kib(&lines)
+}
+
+/// Figures of one Linux run.
+#[derive(Clone, Copy, Debug)]
+struct LinuxFigures {
+    boot_s: f64,
+    cpu_ns: u64,
+    mem_ns: u64,
+}
+
+/// Bytes an ELF image occupies: in its file segments (what a raw binary holds) and in
+/// memory from its lowest to its highest loaded address (with `.bss` and stacks).
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct Footprint {
+    file_bytes: u64,
+    mem_bytes: u64,
+}
+
+fn loadable_bytes(elf: &Path) -> Result<Footprint, BenchError> {
+    let data = std::fs::read(elf).map_err(|source| BenchError::Io {
+        path: elf.display().to_string(),
+        source,
+    })?;
+    footprint_of(&data).ok_or_else(|| {
+        BenchError::Build(format!(
+            "{} is not an ELF file with loadable segments",
+            elf.display()
+        ))
+    })
+}
+
+fn footprint_of(data: &[u8]) -> Option<Footprint> {
+    use object::{Object, ObjectSegment};
+    let file = object::File::parse(data).ok()?;
+    let segs: Vec<(u64, u64, u64)> = file
+        .segments()
+        .map(|s| (s.address(), s.file_range().1, s.size()))
+        .filter(|s| s.2 > 0)
+        .collect();
+    let lo = segs.iter().map(|s| s.0).min()?;
+    let hi = segs.iter().map(|s| s.0 + s.2).max()?;
+    Some(Footprint {
+        file_bytes: segs.iter().map(|s| s.1).sum(),
+        mem_bytes: hi - lo,
+    })
+}
+
+/// What a figure is held against.
+#[derive(Clone, Copy, Debug)]
+enum Goal {
+    /// Hypervisor minus bare at most this many (instructions).
+    Overhead(f64),
+    /// Hypervisor over bare at most this many percent.
+    OverheadPct(f64),
+    /// Reported only.
+    None,
+}
+
+/// One line of the table: a figure per repetition, bare and under the hypervisor.
+struct Row {
+    name: String,
+    unit: &'static str,
+    bare: Vec<f64>,
+    hv: Vec<f64>,
+    target: Goal,
+}
+
+impl Row {
+    fn new(name: &str, unit: &'static str, bare: Vec<f64>, hv: Vec<f64>, target: Goal) -> Self {
+        Self {
+            name: name.into(),
+            unit,
+            bare,
+            hv,
+            target,
+        }
+    }
+
+    fn bare0(&self) -> f64 {
+        self.bare.first().copied().unwrap_or(0.0)
+    }
+
+    fn hv0(&self) -> f64 {
+        self.hv.first().copied().unwrap_or(0.0)
+    }
+
+    /// Hypervisor over bare in percent (first repetition).
+    fn overhead_pct(&self) -> Option<f64> {
+        (self.bare0() > 0.0).then(|| (self.hv0() / self.bare0() - 1.0) * 100.0)
+    }
+
+    /// Do all repetitions agree within 1 %? `None` with a single repetition.
+    fn repeatable(&self) -> Option<bool> {
+        (self.bare.len() > 1).then(|| agree(&self.bare) && agree(&self.hv))
+    }
+
+    /// The verdict against the target, with the miss when there is one.
+    fn verdict(&self) -> String {
+        match self.target {
+            Goal::None => "-".into(),
+            Goal::Overhead(max) => {
+                let cost = self.hv0() - self.bare0();
+                if cost <= max {
+                    format!("met (<= {max:.0})")
+                } else {
+                    format!("missed by {:.0} ({:.1}x)", cost - max, cost / max)
+                }
+            }
+            Goal::OverheadPct(max) => match self.overhead_pct() {
+                Some(p) if p <= max => format!("met (<= {max:.0} %)"),
+                Some(p) => format!("missed by {:.1} points", p - max),
+                None => "no bare figure".into(),
+            },
+        }
+    }
+}
+
+/// True when every value is within [`AGREEMENT_PCT`] of the first.
+fn agree(values: &[f64]) -> bool {
+    let Some(&first) = values.first() else {
+        return true;
+    };
+    values.iter().all(|&v| {
+        if first == 0.0 {
+            v == 0.0
+        } else {
+            ((v - first) / first).abs() * 100.0 <= AGREEMENT_PCT
+        }
+    })
+}
+
+fn fmt_reps(v: &[f64]) -> String {
+    v.iter()
+        .map(|x| format!("{x:.1}"))
+        .collect::<Vec<_>>()
+        .join(" / ")
+}
+
+fn print_table(
+    rows: &[Row],
+    fp: &Footprint,
+    heap_kib: Option<u64>,
+    walls: &[(String, f64)],
+    smoke: bool,
+) {
+    println!(
+        "\nbench ({}; -icount shift=0: 1 insn = 1 ns of guest time)",
+        if smoke { "smoke" } else { "full" }
+    );
+    println!(
+        "{:<32} {:>6} {:>20} {:>20} {:>9} {:>11}  target",
+        "figure", "unit", "bare", "hypervisor", "overhead", "repeatable"
+    );
+    for r in rows {
+        let over = match (r.unit, r.overhead_pct()) {
+            ("insns", _) => format!("+{:.0}", r.hv0() - r.bare0()),
+            (_, Some(p)) => format!("{p:+.1} %"),
+            (_, None) => "-".into(),
+        };
+        let rep = match r.repeatable() {
+            Some(true) => "yes (1 %)",
+            Some(false) => "NO",
+            None => "1 run",
+        };
+        println!(
+            "{:<32} {:>6} {:>20} {:>20} {:>9} {:>11}  {}",
+            r.name,
+            r.unit,
+            fmt_reps(&r.bare),
+            fmt_reps(&r.hv),
+            over,
+            rep,
+            r.verdict()
+        );
+    }
+    let kib = |b: u64| b.div_ceil(1024);
+    println!(
+        "image qemu-virt: {} KiB loadable file bytes ({} KiB in memory with .bss/stacks); target <= {TARGET_IMAGE_KIB} KiB: {}",
+        kib(fp.file_bytes),
+        kib(fp.mem_bytes),
+        if kib(fp.file_bytes) <= TARGET_IMAGE_KIB {
+            "met".to_string()
+        } else {
+            format!("missed by {} KiB", kib(fp.file_bytes) - TARGET_IMAGE_KIB)
+        }
+    );
+    match heap_kib {
+        Some(h) => println!("hypervisor heap: {h} KiB reserved; used per VM/vCPU: not measured"),
+        None => println!("hypervisor heap: not reported by the banner; not measured"),
+    }
+    println!("interrupt delivery (vtimer, SGI latency): not measured");
+    let walls: Vec<String> = walls.iter().map(|(n, s)| format!("{n} {s:.1} s")).collect();
+    println!("wall clock: {}", walls.join(", "));
+}
+
+fn results_json(
+    rows: &[Row],
+    fp: &Footprint,
+    heap_kib: Option<u64>,
+    walls: &[(String, f64)],
+    smoke: bool,
+) -> serde_json::Value {
+    use serde_json::json;
+    let figures: Vec<_> = rows
+        .iter()
+        .map(|r| {
+            json!({
+                "name": r.name,
+                "unit": r.unit,
+                "bare": r.bare,
+                "hypervisor": r.hv,
+                "overhead_pct": r.overhead_pct(),
+                "repeatable_within_1pct": r.repeatable(),
+                "target": r.verdict(),
+            })
+        })
+        .collect();
+    json!({
+        "mode": if smoke { "smoke" } else { "full" },
+        "qemu_flags": ICOUNT_ARGS,
+        "figures": figures,
+        "image_qemu_virt": {
+            "loadable_file_bytes": fp.file_bytes,
+            "memory_bytes": fp.mem_bytes,
+            "target_kib": TARGET_IMAGE_KIB,
+        },
+        "hypervisor_heap_kib": heap_kib,
+        "heap_used_per_vm": null,
+        "interrupt_latency": null,
+        "wall_clock_s": walls.iter().map(|(n, s)| json!({"run": n, "seconds": s})).collect::<Vec<_>>(),
+    })
+}
+
+fn mkdir(dir: &Path) -> Result<(), BenchError> {
+    std::fs::create_dir_all(dir).map_err(|source| BenchError::Io {
+        path: dir.display().to_string(),
+        source,
+    })
+}
+
+fn write_file(path: &Path, text: &str) -> Result<PathBuf, BenchError> {
+    std::fs::write(path, text).map_err(|source| BenchError::Io {
+        path: path.display().to_string(),
+        source,
+    })?;
+    Ok(path.to_path_buf())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lines(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn exit_bench_line_is_parsed_with_a_vm_prefix() {
+        let out = lines(&[
+            "[bench] [test-guest] RESULT: 5 passed, 0 failed",
+            "[bench] [test-guest] BENCH hvc_ticks=37 mmio_ticks=52 freq=62500000",
+        ]);
+        let b = parse_exit_bench(&out).unwrap();
+        assert_eq!(
+            b,
+            ExitBench {
+                hvc_ticks: 37,
+                mmio_ticks: 52,
+                freq: 62_500_000
+            }
+        );
+        assert_eq!(b.hvc_insns(), 592.0);
+        assert_eq!(b.mmio_insns(), 832.0);
+    }
+
+    #[test]
+    fn exit_bench_line_missing_a_field_or_frequency_is_rejected() {
+        assert!(parse_exit_bench(&lines(&["[test-guest] BENCH hvc_ticks=1 freq=10"])).is_none());
+        assert!(parse_exit_bench(&lines(&[
+            "[test-guest] BENCH hvc_ticks=1 mmio_ticks=2 freq=0"
+        ]))
+        .is_none());
+        assert!(parse_exit_bench(&lines(&["[test-guest] PASS sgi"])).is_none());
+    }
+
+    #[test]
+    fn printk_timestamp_of_run_init_bare_and_prefixed() {
+        let bare = lines(&["[    0.889211] Run /init as init process"]);
+        assert_eq!(printk_time(&bare, INIT_MARKER), Some(0.889211));
+        let hv = lines(&[
+            "[linux] [    0.000000] Booting Linux",
+            "[linux] [   12.500000] Run /init as init process",
+        ]);
+        assert_eq!(printk_time(&hv, INIT_MARKER), Some(12.5));
+        assert_eq!(
+            printk_time(&lines(&["Run /init as init process"]), INIT_MARKER),
+            None
+        );
+    }
+
+    #[test]
+    fn bench_values_come_only_from_bench_lines() {
+        let out = lines(&[
+            "cpu_ns=1",
+            "[linux] [bench] cpu_ns=123456789",
+            "[bench] mem_ns=42",
+        ]);
+        assert_eq!(bench_value(&out, "cpu_ns"), Some(123_456_789));
+        assert_eq!(bench_value(&out, "mem_ns"), Some(42));
+        assert_eq!(bench_value(&out, "uptime_s"), None);
+    }
+
+    #[test]
+    fn intervals_subtract_raw_timer_list_stamps() {
+        let out = lines(&[
+            "[linux] [bench] cpu_t0=866788688 cpu_t1=3866788690",
+            "[bench] mem_t0=5 mem_t1=4",
+        ]);
+        assert_eq!(bench_interval(&out, "cpu"), Some(3_000_000_002));
+        assert_eq!(bench_interval(&out, "mem"), None);
+        assert_eq!(bench_interval(&out, "io"), None);
+    }
+
+    #[test]
+    fn workload_prints_what_the_parsers_read() {
+        let script = workload_script();
+        assert!(script.contains("grep -m1 'now at' /proc/timer_list | cut -d' ' -f3"));
+        assert!(script.contains("while [ $i -lt 200000 ]; do i=$((i+1)); done"));
+        assert!(script.contains("echo \"[bench] cpu_t0=$t0 cpu_t1=$t1\"\n"));
+        assert!(script.contains("dd if=/dev/zero of=/dev/null bs=1M count=512 2>/dev/null"));
+        assert!(script.contains("echo \"[bench] mem_t0=$t0 mem_t1=$t1\"\n"));
+    }
+
+    #[test]
+    fn heap_size_from_the_banner() {
+        let out = lines(&["[hv] image 0x40200000..0x4081a000 (6248 KiB), heap 26520 KiB"]);
+        assert_eq!(banner_heap_kib(&out), Some(26520));
+        assert_eq!(banner_heap_kib(&lines(&["[hv] board: x"])), None);
+    }
+
+    #[test]
+    fn machine_option_prefers_dtb_randomness() {
+        let new = "virt-7.2 options:\n  dtb-kaslr-seed=<bool>  - Deprecated\n  dtb-randomness=<bool>  - Set off";
+        assert_eq!(machine_option_from_help(new), Some("dtb-randomness=off"));
+        let old = "  dtb-kaslr-seed=<bool>  - Set off";
+        assert_eq!(machine_option_from_help(old), Some("dtb-kaslr-seed=off"));
+        assert_eq!(machine_option_from_help("  gic-version=<string>"), None);
+    }
+
+    #[test]
+    fn agreement_is_within_one_percent_of_the_first() {
+        assert!(agree(&[100.0, 100.9]));
+        assert!(!agree(&[100.0, 101.5]));
+        assert!(agree(&[0.0, 0.0]));
+        assert!(!agree(&[0.0, 1.0]));
+    }
+
+    #[test]
+    fn verdicts_say_by_how_much_a_target_is_missed() {
+        let r = Row::new("x", "insns", vec![10.0], vec![610.0], Goal::Overhead(300.0));
+        assert_eq!(r.verdict(), "missed by 300 (2.0x)");
+        let r = Row::new("x", "ms", vec![100.0], vec![104.0], Goal::OverheadPct(5.0));
+        assert_eq!(r.verdict(), "met (<= 5 %)");
+        let r = Row::new("x", "ms", vec![100.0], vec![110.0], Goal::OverheadPct(5.0));
+        assert_eq!(r.verdict(), "missed by 5.0 points");
+    }
+
+    #[test]
+    fn footprint_of_an_elf_counts_its_loaded_segments() {
+        let exe = std::fs::read(std::env::current_exe().unwrap()).unwrap();
+        let fp = footprint_of(&exe).unwrap();
+        assert!(fp.file_bytes > 0);
+        assert!(fp.file_bytes <= fp.mem_bytes);
+        assert!(footprint_of(b"not an elf").is_none());
+    }
+}
