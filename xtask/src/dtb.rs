@@ -226,6 +226,36 @@ pub fn diff_cmd(args: Vec<String>) -> Result<(), String> {
     }
 }
 
+/// Where [`imported_boards_for_build`] writes the imported boards (under the DTB cache).
+const IMPORTED_DIR: &str = "imported";
+
+/// For `cargo xtask test`: imports each DTB of [`IMPORT_CHECKS`] and writes its KDL to
+/// `target/dtb-cache/imported/NAME.kdl` (rewritten only when it changes, so image builds
+/// stay incremental). Returns `(KDL file, board name)` pairs to build an image from, which
+/// proves that an imported board builds as well as validates.
+pub fn imported_boards_for_build() -> Result<Vec<(PathBuf, String)>, String> {
+    let dir = dtb_dir()?;
+    let out_dir = dtb_cache().join(IMPORTED_DIR);
+    std::fs::create_dir_all(&out_dir)
+        .map_err(|e| format!("cannot create `{}`: {e}", out_dir.display()))?;
+    IMPORT_CHECKS
+        .iter()
+        .map(|(name, dtb, mem)| {
+            let path = dir.join(dtb);
+            let bytes = std::fs::read(&path)
+                .map_err(|e| format!("cannot read `{}`: {e}", path.display()))?;
+            let text = import(&bytes, name, dtb, Some(*mem))
+                .map_err(|e| format!("import-dtb {dtb}: {e}"))?;
+            let file = out_dir.join(format!("{name}.kdl"));
+            if std::fs::read_to_string(&file).ok().as_deref() != Some(text.as_str()) {
+                std::fs::write(&file, &text)
+                    .map_err(|e| format!("cannot write `{}`: {e}", file.display()))?;
+            }
+            Ok((file, name.to_string()))
+        })
+        .collect()
+}
+
 /// For `cargo xtask test`: fetch the DTBs, diff every `verified-by "dtb"` board (and
 /// xlnx-zcu102) against its DTB, and import two DTBs no board uses.
 pub fn check_all_boards() -> Result<(), String> {
@@ -270,15 +300,13 @@ pub fn check_all_boards() -> Result<(), String> {
             Err(e) => failures.push(format!("{name}: {e}")),
         }
     }
-    for (name, dtb, mem) in IMPORT_CHECKS {
-        let path = dir.join(dtb);
-        let r = std::fs::read(&path)
-            .map_err(|e| e.to_string())
-            .and_then(|b| import(&b, name, dtb, Some(*mem)));
-        match r {
-            Ok(_) => println!("import-dtb {dtb}: validates"),
-            Err(e) => failures.push(format!("import-dtb {dtb}: {e}")),
+    match imported_boards_for_build() {
+        Ok(imported) => {
+            for (file, name) in imported {
+                println!("import-dtb {name}: validates, {}", file.display());
+            }
         }
+        Err(e) => failures.push(e),
     }
     if failures.is_empty() {
         Ok(())
