@@ -108,7 +108,6 @@ pub fn cmd(args: Vec<String>) -> Result<(), String> {
 }
 
 /// The reduced run for `cargo xtask test`: the exit round trip only, no thresholds.
-#[allow(dead_code)] // reason: called from test.rs once its owner wires it in
 pub fn smoke() -> Result<(), String> {
     run(true).map_err(|e| e.to_string())
 }

@@ -82,6 +82,7 @@ pub fn all() -> Result<(), String> {
         ]))
     })?;
     step("build every board", build_every_board)?;
+    step("bench --smoke (figures not asserted)", crate::bench::smoke)?;
     step(
         "boards against upstream device trees (board-diff, import-dtb)",
         crate::dtb::check_all_boards,
