@@ -4,8 +4,9 @@
 //! It boots as a Linux arm64 `Image` (see `boot.rs` and `README.md`), learns the machine from
 //! the DTB in x0, runs the checks on the boot CPU with the secondaries started by PSCI, prints
 //! `[test-guest] RESULT: N passed, M failed` and powers off with PSCI `SYSTEM_OFF` (in `echo`
-//! mode, after echoing console lines until a line `off`).
-//! On the build machine only the pure parts (`dt`, `line`, `spec`) are compiled, for their
+//! mode, after echoing console lines until a line `off`). `hostile seed=N iters=N` replaces the
+//! checks with seeded random hostile operations and a summary per kind (`hostile.rs`).
+//! On the build machine only the pure parts (`dt`, `hostile`, `line`, `spec`) are compiled, for their
 //! tests.
 
 #![cfg_attr(target_os = "none", no_std)]
