@@ -1,5 +1,6 @@
 //! Upstream device trees as a source of board facts: `import-dtb` (DTB to KDL) and
-//! `board-diff` (a board of boards.kdl against its DTB), with DTBs from Debian's arm64 kernel.
+//! `board-diff` (a board of boards.kdl against its DTB), with DTBs from Debian's arm64 kernel
+//! (and those it lacks, Tegra194's, compiled from Debian's linux-source-6.1: `source.rs`).
 
 mod diff;
 mod extract;
@@ -257,7 +258,8 @@ pub fn imported_boards_for_build() -> Result<Vec<(PathBuf, String)>, String> {
 }
 
 /// For `cargo xtask test`: fetch the DTBs, diff every `verified-by "dtb"` board (and
-/// xlnx-zcu102) against its DTB, and import two DTBs no board uses.
+/// xlnx-zcu102) against its DTB (compiling the Tegra194 ones from source), and import two
+/// DTBs no board uses ([`imported_boards_for_build`]).
 pub fn check_all_boards() -> Result<(), String> {
     let dir = dtb_dir()?;
     let boards = platform_dsl::load_file(crate::build::workspace_root().join("boards.kdl"))

@@ -422,3 +422,80 @@ fn gic(t: &Tree, g: usize) -> Result<DtGic, String> {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A GIC-400 board with two CPUs and a per-CPU-SPI PMU of compatible `pmu_compatible`,
+    /// shaped like tegra194.dtsi's `pmu` node.
+    fn board_with_pmu(pmu_compatible: &str) -> Vec<u8> {
+        let mut w = vm_fdt::FdtWriter::new().expect("fdt writer");
+        let root = w.begin_node("").expect("root");
+        w.property_u32("#address-cells", 2).expect("prop");
+        w.property_u32("#size-cells", 2).expect("prop");
+        w.property_u32("interrupt-parent", 1).expect("prop");
+        let cpus = w.begin_node("cpus").expect("cpus");
+        w.property_u32("#address-cells", 1).expect("prop");
+        w.property_u32("#size-cells", 0).expect("prop");
+        for (k, mpidr) in [0x0u32, 0x100].into_iter().enumerate() {
+            let c = w.begin_node(&format!("cpu@{mpidr:x}")).expect("cpu");
+            w.property_string("device_type", "cpu").expect("prop");
+            w.property_u32("reg", mpidr).expect("prop");
+            w.property_u32("phandle", 10 + k as u32).expect("prop");
+            w.end_node(c).expect("end");
+        }
+        w.end_node(cpus).expect("end");
+        let gic = w.begin_node("interrupt-controller@3881000").expect("gic");
+        w.property_string("compatible", "arm,gic-400")
+            .expect("prop");
+        w.property_null("interrupt-controller").expect("prop");
+        w.property_u32("#interrupt-cells", 3).expect("prop");
+        w.property_array_u64(
+            "reg",
+            &[
+                0x0388_1000,
+                0x1000,
+                0x0388_2000,
+                0x2000,
+                0x0388_4000,
+                0x2000,
+                0x0388_6000,
+                0x2000,
+            ],
+        )
+        .expect("prop");
+        w.property_array_u32("interrupts", &[1, 9, 0xf04])
+            .expect("prop");
+        w.property_u32("phandle", 1).expect("prop");
+        w.end_node(gic).expect("end");
+        let pmu = w.begin_node("pmu").expect("pmu");
+        w.property_string("compatible", pmu_compatible)
+            .expect("prop");
+        w.property_array_u32("interrupts", &[0, 384, 4, 0, 385, 4])
+            .expect("prop");
+        w.property_array_u32("interrupt-affinity", &[10, 11])
+            .expect("prop");
+        w.end_node(pmu).expect("end");
+        w.end_node(root).expect("end");
+        w.finish().expect("finish")
+    }
+
+    #[test]
+    fn carmel_pmu_is_a_cpu_pmu_with_per_cpu_spis() {
+        let dtb = board_with_pmu("nvidia,carmel-pmu");
+        let d = extract(&Tree::parse(&dtb).expect("parse")).expect("extract");
+        let Some(DtPmu::PerCpu(v)) = d.pmu else {
+            panic!("no per-CPU PMU: {:?}", d.pmu);
+        };
+        let got: Vec<(u32, u64)> = v.iter().map(|(i, m)| (i.intid(), *m)).collect();
+        assert_eq!(got, [(416, 0x0), (417, 0x100)]);
+    }
+
+    #[test]
+    fn a_non_cpu_pmu_compatible_is_not_taken_for_the_cpu_pmu() {
+        let dtb = board_with_pmu("nvidia,tegra194-pmc");
+        let d = extract(&Tree::parse(&dtb).expect("parse")).expect("extract");
+        assert_eq!(d.pmu, None);
+    }
+}
