@@ -1,0 +1,155 @@
+//! `cargo xtask fuzz`: the libFuzzer targets in `fuzz/`, a short smoke run or a long run.
+//!
+//! The targets build with `cargo fuzz` on the stable toolchain: `cargo fuzz` passes
+//! `-Zsanitizer=address` and other `-Z` flags, which stable `rustc` accepts with
+//! `RUSTC_BOOTSTRAP=1`. By hand, from `fuzz/`:
+//!
+//! ```text
+//! RUSTC_BOOTSTRAP=1 cargo fuzz run vgic_mmio /tmp/corpus corpus/vgic_mmio -- -max_total_time=60
+//! ```
+//!
+//! The first directory receives the inputs libFuzzer finds; the checked-in seeds in
+//! `fuzz/corpus/<target>/` and the crash inputs in `fuzz/regressions/<target>/` are only
+//! read, so a run never rewrites them. A crash leaves its input in
+//! `fuzz/artifacts/<target>/`: minimize it (`cargo fuzz tmin`), copy it to
+//! `fuzz/regressions/<target>/` and add a unit test to the crate under test.
+
+use crate::build::{self, target_dir, workspace_root};
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Instant;
+
+/// The fuzz targets (`fuzz/fuzz_targets/<name>.rs`).
+pub const TARGETS: [&str; 3] = ["kdl_front_end", "trap_decoder", "vgic_mmio"];
+
+/// Seconds each target runs in [`smoke`].
+const SMOKE_SECONDS: u64 = 10;
+
+/// Builds every target and runs each for [`SMOKE_SECONDS`]; fails on a crash.
+pub fn smoke() -> Result<(), String> {
+    run_all(&TARGETS, SMOKE_SECONDS)
+}
+
+/// `cargo xtask fuzz [--minutes N] [TARGET...]`: every target (or the named ones) for N
+/// minutes each (default 1).
+pub fn cmd(args: Vec<String>) -> Result<(), String> {
+    let mut minutes = 1u64;
+    let mut targets = Vec::new();
+    let mut it = args.into_iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--minutes" => {
+                let v = it.next().ok_or("--minutes needs a value")?;
+                minutes = v
+                    .parse()
+                    .map_err(|e| format!("--minutes `{v}`: {e}; give whole minutes, e.g. 10"))?;
+            }
+            "--smoke" => return smoke(),
+            t => match TARGETS.iter().find(|n| **n == t) {
+                Some(n) => targets.push(*n),
+                None => {
+                    return Err(format!(
+                        "unknown fuzz target `{t}`; the targets are {}",
+                        TARGETS.join(", ")
+                    ))
+                }
+            },
+        }
+    }
+    if targets.is_empty() {
+        targets.extend(TARGETS);
+    }
+    run_all(&targets, minutes.saturating_mul(60))
+}
+
+fn run_all(targets: &[&str], seconds: u64) -> Result<(), String> {
+    ensure_cargo_fuzz()?;
+    let t = Instant::now();
+    build::run(fuzz_cargo().args(["fuzz", "build"]))
+        .map_err(|e| format!("building the fuzz targets: {e}"))?;
+    eprintln!("fuzz targets built in {:.1} s", t.elapsed().as_secs_f64());
+    let mut crashed = Vec::new();
+    for target in targets {
+        let t = Instant::now();
+        let r = run_one(target, seconds);
+        eprintln!(
+            "fuzz {target}: {} after {:.1} s",
+            if r.is_ok() { "no crash" } else { "CRASH" },
+            t.elapsed().as_secs_f64()
+        );
+        if let Err(e) = r {
+            crashed.push(e);
+        }
+    }
+    if crashed.is_empty() {
+        Ok(())
+    } else {
+        Err(crashed.join("\n"))
+    }
+}
+
+fn run_one(target: &str, seconds: u64) -> Result<(), String> {
+    let fuzz = fuzz_dir();
+    let scratch = target_dir().join("fuzz/corpus").join(target);
+    std::fs::create_dir_all(&scratch)
+        .map_err(|e| format!("cannot create {}: {e}", scratch.display()))?;
+    let mut c = fuzz_cargo();
+    c.args(["fuzz", "run", target]).arg(&scratch);
+    for seeds in ["corpus", "regressions"] {
+        let dir = fuzz.join(seeds).join(target);
+        if dir.is_dir() {
+            c.arg(dir);
+        }
+    }
+    c.arg("--").args([
+        format!("-max_total_time={seconds}"),
+        // An input that takes this long is a hang; libFuzzer reports it as a crash.
+        "-timeout=10".into(),
+        "-print_final_stats=1".into(),
+    ]);
+    build::run(&mut c).map_err(|_| {
+        format!(
+            "fuzz target `{target}` crashed: its input is in {}; minimize it with \
+             `cargo fuzz tmin {target} FILE` (from fuzz/, with RUSTC_BOOTSTRAP=1), copy it to \
+             fuzz/regressions/{target}/ and add a unit test to the crate under test",
+            fuzz.join("artifacts").join(target).display()
+        )
+    })
+}
+
+fn fuzz_dir() -> PathBuf {
+    workspace_root().join("fuzz")
+}
+
+/// `cargo` in `fuzz/`, with its own target directory (the sanitizer flags would otherwise
+/// invalidate the workspace's build) and `-Z` flags allowed on stable.
+fn fuzz_cargo() -> Command {
+    let mut c = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    c.current_dir(fuzz_dir())
+        .env("RUSTC_BOOTSTRAP", "1")
+        .env("CARGO_TARGET_DIR", target_dir().join("fuzz"));
+    c
+}
+
+/// Installs `cargo-fuzz` from crates.io if `cargo fuzz` is not available.
+fn ensure_cargo_fuzz() -> Result<(), String> {
+    let have = fuzz_cargo()
+        .args(["fuzz", "--version"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if have {
+        return Ok(());
+    }
+    eprintln!("cargo-fuzz not found: installing it from crates.io");
+    let t = Instant::now();
+    build::run(
+        Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into())).args([
+            "install",
+            "cargo-fuzz",
+            "--locked",
+        ]),
+    )
+    .map_err(|e| format!("installing cargo-fuzz: {e}; install it by hand with `cargo install cargo-fuzz --locked`"))?;
+    eprintln!("cargo-fuzz installed in {:.1} s", t.elapsed().as_secs_f64());
+    Ok(())
+}
