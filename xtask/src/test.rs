@@ -47,6 +47,9 @@ pub fn all() -> Result<(), String> {
             "warnings",
         ]))
     })?;
+    // The image's build script checks the VM file, which names the test guest: build it
+    // first (a fresh clone has none).
+    step("build the test guest", || build::test_guest().map(|_| ()))?;
     step("clippy (aarch64 images)", || {
         build::run(cargo().args([
             "clippy",
@@ -82,6 +85,19 @@ pub fn all() -> Result<(), String> {
         ]))
     })?;
     step("build every board", build_every_board)?;
+    step("import-dtb output builds", || {
+        for (file, name) in crate::dtb::imported_boards_for_build()? {
+            let t = Target {
+                board: name.clone(),
+                board_file: file,
+                vms: workspace_root().join("examples/vms/test-guest.toml"),
+                allow_experimental: false,
+            };
+            build::image(&t)?;
+            eprintln!("    built imported board {name}");
+        }
+        Ok(())
+    })?;
     step("bench --smoke (figures not asserted)", crate::bench::smoke)?;
     step(
         "boards against upstream device trees (board-diff, import-dtb)",
@@ -528,6 +544,58 @@ pub fn linux_scenarios() -> Result<Vec<Scenario>, String> {
                     a * b,
                     k61.release
                 ),
+                "[hv] all VMs stopped; powering off".into(),
+            ],
+        )
+    });
+    // A hostile guest (random MMIO outside its RAM, random HVC/SMC, trapped and IMPDEF
+    // system registers, syndrome-less MMIO, SGIs to absent vCPUs, bad CPU_ON) beside a Linux
+    // VM whose workload result is checked.
+    let test_guest_bin = workspace_root().join("target/guests/test-guest.bin");
+    let workload = "s=$(seq 1 5000 | awk '{ t += $1 } END { print t }')\necho \"[worker] sum=$s\"";
+    let worker_initrd = workspace_root().join("target/scenarios/worker-initramfs.cpio.gz");
+    crate::guest::write_initramfs(
+        &images,
+        &crate::guest::init_script(workload),
+        &worker_initrd,
+    )?;
+    let mut text = format!(
+        "[[vm]]\nname = \"hostile\"\nvcpus = 2\nmemory_mib = 64\nkernel = \"{}\"\ncmdline = \"hostile seed=7 iters=2000000\"\n\n",
+        test_guest_bin.display()
+    );
+    text += &linux_vm(
+        "worker",
+        2,
+        256,
+        &k61.image,
+        &worker_initrd,
+        "console=ttyAMA0 rdinit=/init",
+    );
+    let vms = write_vms("hostile-beside-linux", &text)?;
+    let kinds = ["mmio", "hvc", "smc", "sysreg", "noisv", "sgi", "cpu_on"];
+    out.push(Scenario {
+        expect_unordered: kinds
+            .iter()
+            .map(|k| format!("[hostile] [test-guest] hostile: {k} ops="))
+            .chain(["[hv] VM 1 `worker` stopped: guest called PSCI SYSTEM_OFF".to_string()])
+            .collect(),
+        forbid: s(&[
+            "PANIC",
+            "FATAL",
+            "Kernel panic",
+            "Oops",
+            "BUG:",
+            "[hv] VM 1 `worker` stopped: abort",
+        ]),
+        timeout: Duration::from_secs(300),
+        ..Scenario::new(
+            "hostile-beside-linux",
+            qemu_virt(vms),
+            vec![
+                // The worker finishes while the hostile guest is still at it.
+                "[hostile] [test-guest] hostile: start seed=7 iters=2000000".into(),
+                "[worker] [worker] sum=12502500".into(),
+                "[hostile] [test-guest] hostile: done seed=7 iters=2000000".into(),
                 "[hv] all VMs stopped; powering off".into(),
             ],
         )

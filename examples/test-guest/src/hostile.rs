@@ -578,6 +578,11 @@ fn absent_mpidr(rng: &mut Rng, t: &Targets) -> u64 {
     }
 }
 
+/// Whether a `CPU_ON` entry point is one a hypervisor must refuse: unaligned, or not in RAM.
+fn bad_entry(t: &Targets, entry: u64) -> bool {
+    entry % 4 != 0 || !t.touches_ram(entry, 4)
+}
+
 fn cpu_on(rng: &mut Rng, t: &Targets) -> Op {
     let others: usize = t.mpidrs[..t.cpu_count]
         .iter()
@@ -596,17 +601,25 @@ fn cpu_on(rng: &mut Rng, t: &Targets) -> Op {
         }
         _ => absent_mpidr(rng, t),
     };
-    let entry = if rng.one_in(2) {
-        // In RAM but not 4-byte aligned.
-        ((t.ram.base + rng.below(t.ram.size.max(4))) & !3) + rng.range(1, 4)
-    } else {
-        outside_ram(rng, t, 4)
-    };
     let function = if rng.one_in(4) {
         PSCI_CPU_ON_32
     } else {
         PSCI_CPU_ON_64
     };
+    // The SMC32 call passes only the low 32 bits of the entry point (SMCCC: W registers), so
+    // its entry must be bad after truncation too: retry until it is.
+    let mut entry;
+    loop {
+        entry = if rng.one_in(2) {
+            // In RAM but not 4-byte aligned.
+            ((t.ram.base + rng.below(t.ram.size.max(4))) & !3) + rng.range(1, 4)
+        } else {
+            outside_ram(rng, t, 4)
+        };
+        if function == PSCI_CPU_ON_64 || bad_entry(t, entry & 0xffff_ffff) {
+            break;
+        }
+    }
     Op::CpuOn {
         function,
         target,
@@ -705,7 +718,7 @@ mod tests {
 
     /// Whether a `CPU_ON` entry point is one a hypervisor must refuse.
     fn is_bad_entry(t: &Targets, entry: u64) -> bool {
-        entry % 4 != 0 || !t.touches_ram(entry, 4)
+        bad_entry(t, entry)
     }
 
     fn ops(seed: u64, n: usize, t: &Targets) -> impl Iterator<Item = Op> + '_ {
@@ -865,8 +878,20 @@ mod tests {
         let t = targets(true);
         let (mut own, mut other, mut absent) = (0, 0, 0);
         for op in ops(23, 100_000, &t) {
-            if let Op::CpuOn { target, entry, .. } = op {
+            if let Op::CpuOn {
+                function,
+                target,
+                entry,
+                ..
+            } = op
+            {
                 assert!(is_bad_entry(&t, entry), "{op:x?}");
+                if function == PSCI_CPU_ON_32 {
+                    assert!(
+                        is_bad_entry(&t, entry & 0xffff_ffff),
+                        "SMC32 truncation: {op:x?}"
+                    );
+                }
                 match target {
                     0 => own += 1,
                     1 => other += 1,

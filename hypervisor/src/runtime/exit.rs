@@ -95,6 +95,12 @@ pub fn handle_sync(vm: &'static Vm, vcpu: VcpuId, regs: &mut GuestRegs) -> Next 
         }
         TrapCause::InstrAbort { .. } => {
             if faulting_in_vectors(regs) {
+                hvprintln!(
+                    "[hv] VM `{}` vCPU {}: instruction abort at {:#x} (FAR {far:#x}) inside its exception vectors",
+                    vm.desc.name,
+                    vcpu.0,
+                    regs.elr
+                );
                 vms::stop_vm(vm, "instruction abort inside its exception vectors");
                 return Next::Off;
             }
@@ -125,6 +131,11 @@ fn write_reg(regs: &mut GuestRegs, acc: &MmioAccess, raw: u64) {
 /// (it would fault for ever).
 fn inject_abort(vm: &'static Vm, regs: &mut GuestRegs, far: u64, is_write: bool) -> Next {
     if faulting_in_vectors(regs) {
+        hvprintln!(
+            "[hv] VM `{}`: abort at {:#x} (FAR {far:#x}) inside its exception vectors",
+            vm.desc.name,
+            regs.elr
+        );
         vms::stop_vm(vm, "abort inside its exception vectors (no handler)");
         return Next::Off;
     }
