@@ -11,7 +11,6 @@ use hypervisor::vgic::VGic;
 /// a GICv2 has 8 CPU interfaces. Either refusing such a vGIC or sending the SGI without a
 /// panic is correct.
 #[test]
-#[ignore = "fails until VGic::new_v2 refuses more than 8 vCPUs or sgir_write stops shifting by the vCPU number (hypervisor/src/vgic/v2.rs); drop this line with the fix"]
 fn gicv2_sgir_self_and_others_filters_never_panic_whatever_the_vcpu_count() {
     for vcpus in [1, 8, 9, 64, 65, 80, 128] {
         let Ok(mut gic) = VGic::new_v2(vcpus, 64) else {

@@ -12,6 +12,9 @@ use super::redist::{GICR_FRAME_SIZE, SGI_BASE};
 use super::{VGic, VcpuSet};
 use crate::types::VcpuId;
 
+/// vCPUs a GICv2 guest can have.
+pub const MAX_V2_VCPUS: usize = 8;
+
 /// `GICD_ITARGETSR<n>` (one byte per INTID).
 pub const GICD_ITARGETSR: u64 = 0x0800;
 /// `GICD_SGIR`.
@@ -48,6 +51,10 @@ impl VGic {
     /// group 0, the GICv2 reset state (`GICD_IGROUPR` resets to 0), which is what a GICv2
     /// guest's CPU interface (`GICV_CTLR.EnableGrp0`) signals as IRQ.
     pub fn new_v2(vcpus: usize, spis: u32) -> Result<Self, super::VGicError> {
+        // A GICv2 has at most 8 CPU interfaces (GICD_TYPER.CPUNumber, ITARGETSR bytes).
+        if vcpus > MAX_V2_VCPUS {
+            return Err(super::VGicError::BadConfig { vcpus, spis });
+        }
         let mut g = Self::new(vcpus, spis)?;
         for v in 0..vcpus {
             let vcpu = VcpuId(v);
@@ -126,13 +133,14 @@ impl VGic {
     /// `GICD_SGIR`: TargetListFilter [25:24], CPUTargetList [23:16], SGIINTID [3:0].
     fn sgir_write(&mut self, sender: VcpuId, value: u32) -> VcpuSet {
         let intid = u64::from(value & 0xf);
+        let me = 1u64.checked_shl(sender.0 as u32).unwrap_or(0);
         let list = match (value >> 24) & 0b11 {
             0 => u64::from((value >> 16) & 0xff),
             1 => {
-                let all = (1u64 << self.vcpu_count().min(8)) - 1;
-                all & !(1u64 << sender.0)
+                let all = (1u64 << self.vcpu_count().min(MAX_V2_VCPUS)) - 1;
+                all & !me
             }
-            2 => 1u64 << sender.0,
+            2 => me & 0xff,
             _ => 0,
         };
         if list == 0 {
@@ -265,6 +273,12 @@ mod tests {
         let typer = g.gicd_v2_read(VcpuId(0), GICD_TYPER, 4);
         assert_eq!((typer >> 5) & 0b111, 1, "CPUNumber = vCPUs - 1");
         assert_eq!(g.gicd_v2_read(VcpuId(0), GICD_PIDR2, 4), 0x2b);
+    }
+
+    #[test]
+    fn more_than_eight_vcpus_is_refused() {
+        assert!(VGic::new_v2(9, 64).is_err());
+        assert!(VGic::new_v2(8, 64).is_ok());
     }
 
     #[test]
