@@ -238,6 +238,28 @@ pub fn scenarios() -> Vec<Scenario> {
             target("qemu-virt", "examples/vms/two-guests.toml"),
             two_beta,
         ),
+        // A second board that exists only as a KDL file: a ZCU102 with its console on the
+        // other UART (0xff01_0000), 2 CPUs and 1 GiB.
+        Scenario::new(
+            "kdl-only-board-zcu102-uart1",
+            Target {
+                board: "zcu102-uart1".into(),
+                board_file: workspace_root().join("examples/boards/zcu102-uart1.kdl"),
+                vms: workspace_root().join("examples/vms/test-guest.toml"),
+                allow_experimental: false,
+            },
+            {
+                let mut e = s(&[
+                    "[hv] board: zcu102-uart1 ",
+                    "[hv] memory ddr: 0x0..0x40000000 (1024 MiB, node 0)",
+                    "[hv] device uart1: driver uart-cadence",
+                    "[hv] 2 of 2 CPUs online",
+                ]);
+                e.extend(guest_passes("test"));
+                e.push("[hv] all VMs stopped; powering off".into());
+                e
+            },
+        ),
         gic_v2_test_guest("qemu-virt-gicv2"),
         gic_v2_test_guest("xlnx-zcu102"),
         Scenario {
