@@ -12,6 +12,7 @@ mod bench;
 mod boards;
 mod build;
 mod dtb;
+mod fuzz;
 mod guest;
 mod qemu;
 mod test;
@@ -81,7 +82,11 @@ fn usage() -> ExitCode {
          run [opts] [--timeout S]    build and boot it under QEMU (interactive console)\n  \
          test                        host tests, every board, every QEMU scenario\n  \
          scenario [NAME]             only the QEMU scenarios whose name contains NAME\n  \
-         guest fetch                 Debian kernels + busybox initramfs into target/guest-cache\n\n\
+         guest fetch                 Debian kernels + busybox initramfs into target/guest-cache\n  \
+         fuzz --minutes N | --smoke  cargo-fuzz targets (KDL front end, trap decoder, vGIC/UART MMIO)\n  \
+         bench [--smoke]             guest cost of the hypervisor under -icount (docs/performance.md)\n  \
+         import-dtb F.dtb --name N   a KDL board description from a device tree\n  \
+         board-diff NAME F.dtb|--all compare boards.kdl with upstream device trees\n\n\
          opts: --board NAME (default qemu-virt), --board-file FILE.kdl,\n      \
          --vm FILE.toml (default examples/vms/test-guest.toml), --allow-experimental"
     );
@@ -109,6 +114,7 @@ fn main() -> ExitCode {
         }),
         "bench" => bench::cmd(args),
         "guest" => guest::cmd(args),
+        "fuzz" => fuzz::cmd(args),
         "import-dtb" => dtb::import_cmd(args),
         "board-diff" => dtb::diff_cmd(args),
         "test" => reject_extra(&args).and_then(|_| test::all()),
