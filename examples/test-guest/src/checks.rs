@@ -288,7 +288,7 @@ impl Report {
     }
 }
 
-fn counter() -> u64 {
+pub fn counter() -> u64 {
     barrier::isb(barrier::SY);
     CNTVCT_EL0.get()
 }
@@ -298,7 +298,7 @@ fn frequency() -> u64 {
 }
 
 /// `ms` milliseconds in counter ticks.
-fn ticks(ms: u64) -> u64 {
+pub fn ticks(ms: u64) -> u64 {
     frequency() * ms / 1000
 }
 
@@ -324,7 +324,7 @@ fn wait_for(ms: u64, mut done: impl FnMut() -> bool) -> bool {
 ///
 /// Sleeping rather than polling lets a hypervisor run other vCPUs, and lets QEMU with
 /// `-icount ...,sleep=off` skip idle time straight to the next device or timer event.
-fn sleep_until(
+pub fn sleep_until(
     gic: &Gic,
     vtimer_intid: u32,
     deadline: u64,
@@ -567,6 +567,37 @@ fn probe_read(addr: u64) -> u32 {
         core::arch::asm!("ldr {v:w}, [{a}]", a = in(reg) addr, v = inout(reg) value, options(nostack, readonly));
     }
     value
+}
+
+/// What one armed probing load did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Probe {
+    /// The load completed with this value.
+    Read(u32),
+    /// The load raised a synchronous exception (skipped by the handler).
+    Exception {
+        /// `ESR_EL1` of the exception.
+        esr: u64,
+        /// `FAR_EL1` of the exception.
+        far: u64,
+    },
+}
+
+/// Loads a word from `addr` (outside RAM and the guest's devices) with the abort hook armed,
+/// as the `stage2` check does, and says whether it completed or raised an exception.
+pub fn probe(addr: u64) -> Probe {
+    ABORT_SEEN.store(false, SeqCst);
+    ABORT_ARMED.store(true, SeqCst);
+    let value = probe_read(addr);
+    ABORT_ARMED.store(false, SeqCst);
+    if ABORT_SEEN.load(SeqCst) {
+        Probe::Exception {
+            esr: ABORT_ESR.load(SeqCst),
+            far: ABORT_FAR.load(SeqCst),
+        }
+    } else {
+        Probe::Read(value)
+    }
 }
 
 fn stage2(platform: &Platform) -> Result<(), CheckFailure> {

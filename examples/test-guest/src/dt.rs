@@ -78,7 +78,8 @@ pub struct Platform {
     pub vtimer_intid: u32,
     /// `/chosen/bootargs` contains the word `bench`.
     pub bench: bool,
-    /// Hostile modes (`spin` / `wild` in bootargs) replace the checks.
+    /// Hostile and isolation modes (`spin`, `wild`, `hostile`, `secret`, `scan` in bootargs)
+    /// replace the checks.
     pub after: AfterChecks,
     /// The PL031 RTC passed through to the guest (first enabled `arm,pl031` node), or `None`
     /// if the DTB has none; `Some(Err(..))` if the node is there but unusable.
@@ -355,6 +356,12 @@ pub enum AfterChecks {
     /// `hostile [seed=N] [iters=N]`: instead of the checks, random hostile operations (see
     /// `hostile.rs`), a summary per kind, then power off.
     Hostile(Result<crate::hostile::Args, crate::hostile::ArgsError>),
+    /// `secret`: instead of the checks, fill free RAM with an address-dependent pattern, stay
+    /// up about 3 s, then power off (the victim of an isolation scenario, see `isolation.rs`).
+    Secret,
+    /// `scan`: instead of the checks, look for the `secret` pattern in all of RAM and probe
+    /// addresses outside RAM, each of which must abort (the attacker, see `isolation.rs`).
+    Scan,
 }
 
 /// Whether the kernel command line `bootargs` contains `word` as a whole word.
@@ -363,7 +370,7 @@ fn has_word(bootargs: &str, word: &str) -> bool {
 }
 
 /// What `/chosen/bootargs` asks the guest to do after (or instead of) its checks; a hostile
-/// mode wins over `echo`.
+/// or isolation mode wins over `echo`.
 pub fn after_checks(bootargs: &str) -> AfterChecks {
     if has_word(bootargs, "spin") {
         AfterChecks::Spin
@@ -371,6 +378,10 @@ pub fn after_checks(bootargs: &str) -> AfterChecks {
         AfterChecks::Wild
     } else if has_word(bootargs, "hostile") {
         AfterChecks::Hostile(crate::hostile::parse_args(bootargs))
+    } else if has_word(bootargs, "secret") {
+        AfterChecks::Secret
+    } else if has_word(bootargs, "scan") {
+        AfterChecks::Scan
     } else if has_word(bootargs, "echo") {
         AfterChecks::Echo
     } else {
@@ -624,6 +635,26 @@ mod tests {
             after_checks("echo hostile seed=7 iters=20"),
             AfterChecks::Hostile(Ok(crate::hostile::Args { seed: 7, iters: 20 }))
         );
+    }
+
+    #[test]
+    fn secret_in_bootargs_selects_secret_mode() {
+        assert_eq!(after_checks("console=ttyAMA0 secret"), AfterChecks::Secret);
+    }
+
+    #[test]
+    fn scan_in_bootargs_selects_scan_mode() {
+        assert_eq!(after_checks("scan echo"), AfterChecks::Scan);
+    }
+
+    #[test]
+    fn secret_and_scan_must_be_whole_words() {
+        assert_eq!(after_checks("secrets scanner"), AfterChecks::PowerOff);
+    }
+
+    #[test]
+    fn secret_wins_over_scan() {
+        assert_eq!(after_checks("scan secret"), AfterChecks::Secret);
     }
 
     #[test]

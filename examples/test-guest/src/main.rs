@@ -5,9 +5,10 @@
 //! the DTB in x0, runs the checks on the boot CPU with the secondaries started by PSCI, prints
 //! `[test-guest] RESULT: N passed, M failed` and powers off with PSCI `SYSTEM_OFF` (in `echo`
 //! mode, after echoing console lines until a line `off`). `hostile seed=N iters=N` replaces the
-//! checks with seeded random hostile operations and a summary per kind (`hostile.rs`).
-//! On the build machine only the pure parts (`dt`, `hostile`, `line`, `spec`) are compiled, for their
-//! tests.
+//! checks with seeded random hostile operations and a summary per kind (`hostile.rs`);
+//! `secret` and `scan` replace them with the two halves of an isolation scenario
+//! (`isolation.rs`). On the build machine only the pure parts (`dt`, `hostile`, `isolation`,
+//! `line`, `spec`) are compiled, for their tests.
 
 #![cfg_attr(target_os = "none", no_std)]
 #![cfg_attr(target_os = "none", no_main)]
@@ -18,6 +19,7 @@
 
 mod dt;
 mod hostile;
+mod isolation;
 mod line;
 mod spec;
 
@@ -35,6 +37,8 @@ mod exceptions;
 mod gic;
 #[cfg(target_os = "none")]
 mod hostile_run;
+#[cfg(target_os = "none")]
+mod isolation_run;
 #[cfg(target_os = "none")]
 mod mmio;
 #[cfg(target_os = "none")]
@@ -179,7 +183,8 @@ mod guest {
             halt()
         }
 
-        // Hostile modes skip the checks: they exist to load the machine from the start.
+        // Hostile and isolation modes skip the checks: they exist to load the machine from the
+        // start, or to observe another VM while it runs.
         match platform.after {
             dt::AfterChecks::PowerOff | dt::AfterChecks::Echo => {}
             dt::AfterChecks::Hostile(Err(e)) => {
@@ -188,6 +193,14 @@ mod guest {
             }
             dt::AfterChecks::Hostile(Ok(args)) => {
                 crate::hostile_run::run(platform, args, me);
+                halt()
+            }
+            dt::AfterChecks::Secret => {
+                crate::isolation_run::secret(platform, gic);
+                halt()
+            }
+            dt::AfterChecks::Scan => {
+                crate::isolation_run::scan(platform, gic);
                 halt()
             }
             dt::AfterChecks::Spin => {
