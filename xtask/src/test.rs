@@ -264,6 +264,21 @@ pub fn scenarios() -> Vec<Scenario> {
                 e
             },
         ),
+        Scenario {
+            // What one VM writes is never visible to another, and addresses outside a VM's
+            // RAM abort (the hypervisor's memory is not reachable).
+            expect_unordered: s(&["[secret] [test-guest] secret: done"]),
+            ..Scenario::new(
+                "isolation",
+                target("qemu-virt", "examples/vms/isolation.toml"),
+                s(&[
+                    "[secret] [test-guest] secret: written",
+                    "[scan] [test-guest] scan: words=",
+                    "[scan] [test-guest] scan: PASS",
+                    "[hv] all VMs stopped; powering off",
+                ]),
+            )
+        },
         gic_v2_test_guest("qemu-virt-gicv2"),
         gic_v2_test_guest("xlnx-zcu102"),
         Scenario {
