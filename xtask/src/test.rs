@@ -100,6 +100,10 @@ pub fn all() -> Result<(), String> {
     })?;
     step("bench --smoke (figures not asserted)", crate::bench::smoke)?;
     step(
+        "fuzz smoke (10 s per target, checked-in corpus and regressions)",
+        crate::fuzz::smoke,
+    )?;
+    step(
         "boards against upstream device trees (board-diff, import-dtb)",
         crate::dtb::check_all_boards,
     )?;
