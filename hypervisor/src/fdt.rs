@@ -86,6 +86,8 @@ pub struct PassthroughNode<'a> {
 /// Everything the guest device tree describes.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct GuestDtbConfig<'a> {
+    /// How many times the VM has been reset (`/chosen/hypervisor,reset-count`).
+    pub reset_count: u32,
     /// Passed-through board devices.
     pub passthrough: Vec<PassthroughNode<'a>>,
     /// vCPUs (`cpu@0` .. `cpu@{vcpus-1}`, MPIDR Aff0 = index).
@@ -141,6 +143,7 @@ impl<'a> GuestDtbConfig<'a> {
             }
         };
         Self {
+            reset_count: 0,
             passthrough: Vec::new(),
             vcpus,
             ram: Window {
@@ -269,6 +272,7 @@ pub fn build_guest_dtb(cfg: &GuestDtbConfig<'_>) -> Result<Vec<u8>, FdtError> {
     let chosen = fdt.begin_node("chosen")?;
     fdt.property_string("bootargs", cfg.cmdline)?;
     fdt.property_string("stdout-path", &format!("/pl011@{:x}", cfg.uart.base.0))?;
+    fdt.property_u32("hypervisor,reset-count", cfg.reset_count)?;
     if let Some((start, end)) = cfg.initrd {
         fdt.property_u64("linux,initrd-start", start.0)?;
         fdt.property_u64("linux,initrd-end", end.0)?;

@@ -605,7 +605,7 @@ pub fn linux_scenarios() -> Result<Vec<Scenario>, String> {
         &worker_initrd,
     )?;
     let mut text = format!(
-        "[[vm]]\nname = \"hostile\"\nvcpus = 2\nmemory_mib = 64\nkernel = \"{}\"\ncmdline = \"hostile seed=7 iters=2000000\"\n\n",
+        "[[vm]]\nname = \"hostile\"\nvcpus = 2\nmemory_mib = 64\nkernel = \"{}\"\ncmdline = \"hostile seed=7 iters=2000000 reset\"\n\n",
         test_guest_bin.display()
     );
     text += &linux_vm(
@@ -640,6 +640,12 @@ pub fn linux_scenarios() -> Result<Vec<Scenario>, String> {
                 // The worker finishes while the hostile guest is still at it.
                 "[hostile] [test-guest] hostile: start seed=7 iters=2000000".into(),
                 "[worker] [worker] sum=12502500".into(),
+                "[hostile] [test-guest] hostile: done seed=7 iters=2000000".into(),
+                // Then it resets itself (PSCI SYSTEM_RESET): the hypervisor reloads that VM
+                // only, and the second run powers off.
+                "[hostile] [test-guest] hostile: resetting itself".into(),
+                "[hv] VM 0 `hostile` resetting".into(),
+                "[hostile] [test-guest] hostile: running again after reset 1".into(),
                 "[hostile] [test-guest] hostile: done seed=7 iters=2000000".into(),
                 "[hv] all VMs stopped; powering off".into(),
             ],

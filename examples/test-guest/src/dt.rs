@@ -81,6 +81,9 @@ pub struct Platform {
     /// Hostile and isolation modes (`spin`, `wild`, `hostile`, `secret`, `scan` in bootargs)
     /// replace the checks.
     pub after: AfterChecks,
+    /// How many times the hypervisor has reset this VM (`/chosen/hypervisor,reset-count`,
+    /// 0 when absent).
+    pub reset_count: u32,
     /// The PL031 RTC passed through to the guest (first enabled `arm,pl031` node), or `None`
     /// if the DTB has none; `Some(Err(..))` if the node is there but unusable.
     pub rtc: Option<Result<Rtc, RtcNodeError>>,
@@ -294,6 +297,11 @@ pub fn parse(fdt: &Fdt<'_>) -> Result<Platform, DtError> {
         vtimer_intid,
         bench,
         after,
+        reset_count: fdt
+            .find_node("/chosen")
+            .and_then(|n| n.property("hypervisor,reset-count"))
+            .and_then(|p| p.as_usize())
+            .map_or(0, |v| v as u32),
         rtc: rtc(fdt),
     })
 }
@@ -633,7 +641,11 @@ mod tests {
     fn hostile_in_bootargs_selects_hostile_mode_with_its_numbers() {
         assert_eq!(
             after_checks("echo hostile seed=7 iters=20"),
-            AfterChecks::Hostile(Ok(crate::hostile::Args { seed: 7, iters: 20 }))
+            AfterChecks::Hostile(Ok(crate::hostile::Args {
+                seed: 7,
+                iters: 20,
+                reset: false
+            }))
         );
     }
 

@@ -16,6 +16,8 @@ pub struct Args {
     pub seed: u64,
     /// Operations to run.
     pub iters: u32,
+    /// `reset`: after the first run, reset the VM with PSCI SYSTEM_RESET and run again.
+    pub reset: bool,
 }
 
 /// Why the `hostile` words of bootargs cannot be used.
@@ -43,9 +45,12 @@ pub fn parse_args(bootargs: &str) -> Result<Args, ArgsError> {
     let mut args = Args {
         seed: DEFAULT_SEED,
         iters: DEFAULT_ITERS,
+        reset: false,
     };
     for word in bootargs.split_ascii_whitespace() {
-        if let Some(value) = word.strip_prefix("seed=") {
+        if word == "reset" {
+            args.reset = true;
+        } else if let Some(value) = word.strip_prefix("seed=") {
             args.seed = number(value).ok_or(ArgsError::BadSeed)?;
         } else if let Some(value) = word.strip_prefix("iters=") {
             args.iters = number(value)
@@ -941,8 +946,17 @@ mod tests {
             parse_args("hostile"),
             Ok(Args {
                 seed: 1,
-                iters: 2000
+                iters: 2000,
+                reset: false
             })
+        );
+    }
+
+    #[test]
+    fn bootargs_reset_word() {
+        assert_eq!(
+            parse_args("hostile seed=3 reset").map(|a| (a.seed, a.reset)),
+            Ok((3, true))
         );
     }
 
@@ -950,7 +964,11 @@ mod tests {
     fn bootargs_seed_and_iters() {
         assert_eq!(
             parse_args("console=ttyAMA0 hostile seed=7 iters=0x10"),
-            Ok(Args { seed: 7, iters: 16 })
+            Ok(Args {
+                seed: 7,
+                iters: 16,
+                reset: false
+            })
         );
     }
 

@@ -192,7 +192,26 @@ mod guest {
                 halt()
             }
             dt::AfterChecks::Hostile(Ok(args)) => {
+                if platform.reset_count > 0 {
+                    println!(
+                        "hostile: running again after reset {}",
+                        platform.reset_count
+                    );
+                }
                 crate::hostile_run::run(platform, args, me);
+                if args.reset && platform.reset_count == 0 {
+                    // The guest resets itself; the hypervisor reloads it and says so in
+                    // /chosen/hypervisor,reset-count, so the second run powers off.
+                    println!("hostile: resetting itself");
+                    match platform.conduit {
+                        Conduit::Hvc => {
+                            let _ = psci::system_reset::<Hvc>();
+                        }
+                        Conduit::Smc => {
+                            let _ = psci::system_reset::<Smc>();
+                        }
+                    }
+                }
                 halt()
             }
             dt::AfterChecks::Secret => {

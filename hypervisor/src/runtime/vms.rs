@@ -96,6 +96,8 @@ pub struct Vm {
     boot: (u64, u64),
     /// Board devices passed through to this VM.
     pub passthrough: Vec<&'static DeviceDesc>,
+    /// Times the VM was reset (SYSTEM_RESET); told to the guest in its DTB.
+    pub resets: core::sync::atomic::AtomicU32,
 }
 
 static VMS: Once<Vec<Vm>> = Once::new();
@@ -271,7 +273,7 @@ fn create_vm(
     let vttbr = s2.vttbr();
     core::mem::forget(s2); // The tables live as long as the VM (for ever, for now).
 
-    let boot = load_images(desc, ram_host, &passthrough)?;
+    let boot = load_images(desc, ram_host, &passthrough, 0)?;
     let vcpus = (0..desc.vcpus as usize)
         .map(|v| {
             let pcpu = placement
@@ -316,6 +318,7 @@ fn create_vm(
         stopped: AtomicBool::new(false),
         boot,
         passthrough,
+        resets: core::sync::atomic::AtomicU32::new(0),
     })
 }
 
@@ -393,6 +396,7 @@ fn load_images(
     desc: &'static VmDesc,
     ram_host: u64,
     passthrough: &[&'static DeviceDesc],
+    reset_count: u32,
 ) -> Result<(u64, u64), CreateError> {
     let mut header = [0u8; 64];
     arch::read_host_phys(desc.kernel.staging_base, &mut header);
@@ -441,6 +445,7 @@ fn load_images(
                 desc.cmdline,
                 initrd,
             );
+            cfg.reset_count = reset_count;
             cfg.passthrough = passthrough
                 .iter()
                 .map(|d| crate::fdt::PassthroughNode {
@@ -830,7 +835,8 @@ pub fn reset_vm(vm: &Vm) {
         v.power.store(power::OFF, Ordering::Release);
     }
     arch::zero_host_phys(vm.ram_host, vm.desc.memory_size);
-    match load_images(vm.desc, vm.ram_host, &vm.passthrough) {
+    let count = vm.resets.fetch_add(1, Ordering::AcqRel) + 1;
+    match load_images(vm.desc, vm.ram_host, &vm.passthrough, count) {
         Ok(_) => {}
         Err(e) => {
             stop_vm(vm, "reset failed");
