@@ -107,11 +107,25 @@ static INPUT: Mutex<InputRouter> = Mutex::new(InputRouter::new());
 
 /// The VM a physical SPI is passed through to.
 fn passthrough_owner(intid: u32) -> Option<&'static Vm> {
-    vms().iter().find(|vm| {
-        vm.passthrough
+    vms().iter().find(|vm| vm.passthrough_irq(intid).is_some())
+}
+
+impl Vm {
+    /// The passed-through device interrupt with this INTID, if the VM has one.
+    fn passthrough_irq(&self, intid: u32) -> Option<&'static crate::platform::IrqDesc> {
+        self.passthrough
             .iter()
-            .any(|d| d.irqs.iter().any(|i| i.intid == intid))
-    })
+            .flat_map(|d| d.irqs.iter())
+            .find(|i| i.intid == intid)
+    }
+
+    /// Unmasks a passed-through interrupt at the physical GIC, routed to the CPU of the
+    /// VM's vCPU 0 with the trigger the board declares.
+    fn enable_passthrough_irq(&self, irq: &crate::platform::IrqDesc) {
+        let target = arch::board().cpus[self.vcpus[0].pcpu].mpidr;
+        let edge = irq.trigger == crate::platform::Trigger::Edge;
+        irqchip().enable(irq.intid, 0xa0, edge, target);
+    }
 }
 
 /// Blocks a secondary CPU until the boot CPU has created the VMs.
@@ -181,13 +195,7 @@ pub fn create_all(board: &'static BoardDesc, table: &'static VmTable, pcpus: usi
     for vm in vms() {
         for dev in &vm.passthrough {
             for irq in dev.irqs {
-                let target = board.cpus[vm.vcpus[0].pcpu].mpidr;
-                irqchip().enable(
-                    irq.intid,
-                    0xa0,
-                    irq.trigger == crate::platform::Trigger::Edge,
-                    target,
-                );
+                vm.enable_passthrough_irq(irq);
                 hvprintln!(
                     "[hv] VM {} `{}`: device {} passed through, INTID {}",
                     vm.id.0,
@@ -676,15 +684,9 @@ fn run_vcpu(lv: &mut LocalVcpu, num_lrs: usize) -> Next {
             lv.lrs = [0; 16];
             if let Ok(eois) = dev.vgic.take_eoi_notified(lv.id) {
                 for intid in eois {
-                    if lv
-                        .vm
-                        .passthrough
-                        .iter()
-                        .any(|d| d.irqs.iter().any(|i| i.intid == intid.0))
-                    {
+                    if let Some(irq) = lv.vm.passthrough_irq(intid.0) {
                         let _ = dev.vgic.set_level(intid, VcpuId(0), false);
-                        let target = arch::board().cpus[lv.vm.vcpus[0].pcpu].mpidr;
-                        irqchip().enable(intid.0, 0xa0, false, target);
+                        lv.vm.enable_passthrough_irq(irq);
                         continue;
                     }
                     if intid.0 == layout::VTIMER_INTID && lv.vtimer_masked {
