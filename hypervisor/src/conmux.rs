@@ -71,7 +71,7 @@ impl Default for InputRouter {
 
 /// True if `line` ends like an interactive prompt.
 pub fn is_prompt(line: &[u8]) -> bool {
-    matches!(line, [.., b'#' | b'$' | b'>' | b':', b' '])
+    matches!(line, [.., b'#' | b'$', b' '])
 }
 
 #[cfg(test)]
@@ -82,7 +82,14 @@ mod tests {
     fn shell_prompts_are_prompts() {
         assert!(is_prompt(b"~ # "));
         assert!(is_prompt(b"user@host:~$ "));
-        assert!(is_prompt(b"login: "));
+    }
+
+    #[test]
+    fn a_line_paused_after_a_colon_or_arrow_is_not_a_prompt() {
+        // `echo "userspace up: $(uname -r)"` writes "...up: " before running uname; the
+        // line must not be split there.
+        assert!(!is_prompt(b"[initramfs] userspace up: "));
+        assert!(!is_prompt(b"timer interrupts 3012 -> "));
     }
 
     #[test]

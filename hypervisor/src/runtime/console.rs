@@ -103,9 +103,9 @@ impl VmOutput {
         }
     }
 
-    /// Prints a partial line that looks like a prompt waiting for input (`# `, `$ `, `> `,
-    /// `: `), called when the VM goes idle; other partial lines wait for their newline so
-    /// that a line written in pieces is not split.
+    /// Prints a partial line that looks like a shell prompt waiting for input (`# `, `$ `),
+    /// called when the VM goes idle; other partial lines wait for their newline so that a
+    /// line written in pieces is not split.
     pub fn flush_prompt(&mut self) {
         if is_prompt(&self.line) {
             self.flush_line();
