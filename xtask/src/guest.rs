@@ -39,6 +39,8 @@ export PATH=/bin:/sbin:/usr/bin:/usr/sbin
 mount -t proc proc /proc
 mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev
+# Keep serial ports runtime-active (Linux 6.5+): see examples/initramfs/init.
+for c in /sys/bus/serial-base/devices/*/power/control; do [ -e \"$c\" ] && echo on > \"$c\"; done
 ";
 
 /// Applets linked into `/bin` in the archive itself, so that `/init` works before
