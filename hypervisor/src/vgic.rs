@@ -195,12 +195,16 @@ impl Flush {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct VGic {
     /// `GICD_CTLR.EnableGrp0`.
-    pub grp0_enabled: bool,
+    grp0_enabled: bool,
     /// `GICD_CTLR.EnableGrp1`.
-    pub grp1_enabled: bool,
+    grp1_enabled: bool,
     vcpus: Vec<VcpuGicState>,
     spis: Vec<IrqState>,
     kicks: VcpuSet,
+    /// vCPUs whose last [`VGic::flush`] found no interrupt of theirs active or deliverable,
+    /// with no state changed since: their next flush and [`VGic::has_pending`] answer
+    /// without scanning every INTID (the exit fast path). Any mutable access clears it.
+    quiet: VcpuSet,
 }
 
 impl VGic {
@@ -218,7 +222,25 @@ impl VGic {
                 .map(|_| IrqState::new(Trigger::Level, Some(VcpuId(0))))
                 .collect(),
             kicks: VcpuSet::EMPTY,
+            quiet: VcpuSet::EMPTY,
         })
+    }
+
+    /// `GICD_CTLR.EnableGrp0`.
+    pub fn grp0_enabled(&self) -> bool {
+        self.grp0_enabled
+    }
+
+    /// `GICD_CTLR.EnableGrp1`.
+    pub fn grp1_enabled(&self) -> bool {
+        self.grp1_enabled
+    }
+
+    /// Sets `GICD_CTLR.EnableGrp0` and `EnableGrp1`.
+    pub fn set_group_enables(&mut self, grp0: bool, grp1: bool) {
+        self.grp0_enabled = grp0;
+        self.grp1_enabled = grp1;
+        self.quiet = VcpuSet::EMPTY;
     }
 
     /// Number of vCPUs.
@@ -246,6 +268,7 @@ impl VGic {
 
     /// Mutable state of one interrupt; see [`Self::irq`].
     pub fn irq_mut(&mut self, intid: IntId, vcpu: VcpuId) -> Result<&mut IrqState, VGicError> {
+        self.quiet = VcpuSet::EMPTY;
         if intid.0 < PRIVATE_IRQS {
             let v = self
                 .vcpus
@@ -285,6 +308,15 @@ impl VGic {
         vcpu: VcpuId,
         level: bool,
     ) -> Result<Option<VcpuId>, VGicError> {
+        if self.irq(intid, vcpu)?.line_level == level {
+            // Unchanged: no state to touch (keeps the quiet fast path), but a high level
+            // still names the vCPU to kick.
+            return Ok(if level {
+                self.note_change(intid, vcpu)
+            } else {
+                None
+            });
+        }
         let irq = self.irq_mut(intid, vcpu)?;
         let rising = level && !irq.line_level;
         irq.line_level = level;
@@ -352,6 +384,9 @@ impl VGic {
         let Some(v) = self.vcpus.get(vcpu.0) else {
             return false;
         };
+        if self.quiet.contains(vcpu) {
+            return false;
+        }
         v.private.iter().any(|i| self.deliverable(i))
             || self
                 .spis
@@ -402,6 +437,7 @@ impl VGic {
             if sgi.group1 != group1 {
                 continue;
             }
+            self.quiet = VcpuSet::EMPTY;
             sgi.pending_latch = true;
             if self.note_change(intid, t).is_some() {
                 kicks.insert(t);
@@ -426,11 +462,19 @@ impl VGic {
         if v.lrs.iter().any(Option::is_some) {
             return Err(VGicError::NotSynced(vcpu));
         }
+        if self.quiet.contains(vcpu) {
+            lrs.iter_mut().take(n).for_each(|lr| *lr = Lr::EMPTY);
+            return Ok(Flush {
+                used: 0,
+                overflow: false,
+            });
+        }
 
         // Bounded selection of the best `n` candidates, kept sorted by key.
         let mut best: [(u32, IntId); MAX_LRS] = [(u32::MAX, IntId(0)); MAX_LRS];
         let mut found = 0usize;
         let mut candidates = 0usize;
+        let mut interesting = false;
         let total = PRIVATE_IRQS + self.spi_count();
         for id in 0..total {
             let intid = IntId(id);
@@ -438,7 +482,11 @@ impl VGic {
                 continue;
             };
             let mine = id < PRIVATE_IRQS || irq.target == Some(vcpu);
-            if !mine || irq.in_lr_of.is_some() || !(irq.active || self.deliverable(irq)) {
+            if !mine || !(irq.active || self.deliverable(irq)) {
+                continue;
+            }
+            interesting = true;
+            if irq.in_lr_of.is_some() {
                 continue;
             }
             candidates += 1;
@@ -496,6 +544,9 @@ impl VGic {
                 eoi,
             });
         }
+        if !interesting {
+            self.quiet.insert(vcpu);
+        }
         Ok(Flush {
             used: found,
             overflow: candidates > found,
@@ -550,7 +601,7 @@ mod tests {
 
     fn gic(vcpus: usize) -> VGic {
         let mut g = VGic::new(vcpus, VGIC_SPIS).unwrap();
-        g.grp1_enabled = true;
+        g.set_group_enables(false, true);
         g
     }
 
@@ -562,6 +613,84 @@ mod tests {
         let mut lrs = [0xdead_u64; 4];
         let f = g.flush(vcpu, &mut lrs, n).unwrap();
         (lrs, f)
+    }
+
+    /// The quiet fast path of `flush`/`has_pending` answers exactly what a full scan does:
+    /// two vGICs take the same random operations (device lines, edges, SGIs, distributor
+    /// writes, guest acks and EOIs in the LRs); one forgets its quiet set before every
+    /// question.
+    #[test]
+    fn quiet_fast_path_matches_a_full_scan() {
+        use crate::vgic::dist::{GICD_CTLR, GICD_ICENABLER, GICD_IROUTER, GICD_ISENABLER};
+        let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut rnd = move |n: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % n
+        };
+        let vcpus = 3;
+        let mut fast = VGic::new(vcpus, 64).unwrap();
+        let mut full = fast.clone();
+        let mut quiet_hits = 0;
+        for _ in 0..20_000 {
+            let v = VcpuId(rnd(vcpus as u64) as usize);
+            let intid = IntId(rnd(96) as u32);
+            let op = rnd(9);
+            for g in [&mut fast, &mut full] {
+                match op {
+                    0 => drop(g.inject_edge(intid, v)),
+                    1 => drop(g.set_level(intid, v, rnd_bit(intid, v))),
+                    2 => drop(g.sgi1r_write(v, (u64::from(intid.0 & 15) << 24) | 0b111)),
+                    3 => g.gicd_write(
+                        GICD_ISENABLER + u64::from(intid.0 / 32) * 4,
+                        4,
+                        1 << (intid.0 % 32),
+                    ),
+                    4 => g.gicd_write(
+                        GICD_ICENABLER + u64::from(intid.0 / 32) * 4,
+                        4,
+                        1 << (intid.0 % 32),
+                    ),
+                    5 => g.gicd_write(GICD_CTLR, 4, u64::from(intid.0 % 4)),
+                    6 => g.gicd_write(GICD_IROUTER + u64::from(intid.0) * 8, 8, v.0 as u64),
+                    _ => {}
+                }
+            }
+            if op >= 7 {
+                // The vCPU runs: flush, the guest acks or EOIs some LRs, sync.
+                if fast.quiet.contains(v) {
+                    quiet_hits += 1;
+                }
+                full.quiet = VcpuSet::EMPTY;
+                assert_eq!(fast.has_pending(v), full.has_pending(v));
+                let (mut a, fa) = flush(&mut fast, v, 4);
+                let (b, fb) = flush(&mut full, v, 4);
+                assert_eq!((a, fa), (b, fb));
+                for lr in a.iter_mut() {
+                    let mut l = Lr::decode(*lr);
+                    match rnd(3) {
+                        0 => l.state = LrState::Active,
+                        1 => l.state = LrState::Invalid,
+                        _ => {}
+                    }
+                    if *lr != Lr::EMPTY {
+                        *lr = l.encode();
+                    }
+                }
+                fast.sync(v, &a).unwrap();
+                full.sync(v, &a).unwrap();
+                assert_eq!(fast.take_eoi_notified(v), full.take_eoi_notified(v));
+            }
+        }
+        assert!(
+            quiet_hits > 20,
+            "the fast path was taken {quiet_hits} times"
+        );
+
+        fn rnd_bit(intid: IntId, v: VcpuId) -> bool {
+            (intid.0 as usize + v.0).is_multiple_of(2)
+        }
     }
 
     #[test]
@@ -613,7 +742,7 @@ mod tests {
         assert_eq!(flush(&mut g, V0, 4).1.used, 0);
         g.sync(V0, &[0; 4]).unwrap();
         enable(&mut g, 40, V0);
-        g.grp1_enabled = false;
+        g.set_group_enables(false, false);
         assert_eq!(flush(&mut g, V0, 4).1.used, 0);
     }
 
@@ -805,7 +934,7 @@ mod tests {
     #[test]
     fn sgi_is_forwarded_only_through_the_register_of_its_group() {
         let mut g = gic(2);
-        g.grp0_enabled = true;
+        g.set_group_enables(true, true);
         enable(&mut g, 2, V1);
         g.irq_mut(IntId(2), V1).unwrap().group1 = false;
         assert!(g.sgi1r_write(V0, (2 << 24) | 0b10).is_empty());

@@ -258,8 +258,10 @@ impl VGic {
             }
             (GICD_IROUTER..0x7FE0, 4 | 8) => self.write_irouter(offset, size, value),
             (GICD_CTLR, 4) => {
-                self.grp0_enabled = value as u32 & CTLR_ENABLE_GRP0 != 0;
-                self.grp1_enabled = value as u32 & CTLR_ENABLE_GRP1 != 0;
+                self.set_group_enables(
+                    value as u32 & CTLR_ENABLE_GRP0 != 0,
+                    value as u32 & CTLR_ENABLE_GRP1 != 0,
+                );
                 for v in 0..self.vcpu_count() {
                     if self.has_pending(VcpuId(v)) {
                         self.kicks.insert(VcpuId(v));
@@ -364,7 +366,7 @@ mod tests {
         assert_eq!(g.gicd_read(GICD_CTLR, 4), u64::from(CTLR_ARE | CTLR_DS));
         // Linux writes ARE_NS | ENABLE_G1A | ENABLE_G1.
         g.gicd_write(GICD_CTLR, 4, 0x13);
-        assert!(g.grp0_enabled && g.grp1_enabled);
+        assert!(g.grp0_enabled() && g.grp1_enabled());
         assert_eq!(g.gicd_read(GICD_CTLR, 4), 0x53);
         g.gicd_write(GICD_CTLR, 4, 0);
         assert_eq!(g.gicd_read(GICD_CTLR, 4), u64::from(CTLR_ARE | CTLR_DS));
@@ -524,7 +526,7 @@ mod tests {
             .unwrap();
         let ctlr = frame.read(VcpuId(0), GICD_CTLR, AccessSize::Word).unwrap();
         assert_eq!(ctlr, u64::from(CTLR_ARE | CTLR_DS | CTLR_ENABLE_GRP1));
-        assert!(g.grp1_enabled);
+        assert!(g.grp1_enabled());
     }
 
     #[test]
