@@ -240,12 +240,16 @@ fn mmio_write(
     if (layout::UART_BASE..layout::UART_BASE + layout::UART_SIZE).contains(&a) {
         let r =
             crate::mmio::MmioDevice::write(&mut dev.uart, vcpu, a - layout::UART_BASE, size, value)
-                .ok()
-                .map(|()| false);
+                .ok();
         let out = dev.uart.take_output();
         dev.output.push(&out);
-        dev.feed_uart();
-        return r;
+        let mut wake = crate::vgic::VcpuSet::EMPTY;
+        // The UART interrupt (e.g. transmit) may be routed to another vCPU: kick it.
+        if let Some(t) = dev.feed_uart().filter(|&t| t != vcpu) {
+            wake.insert(t);
+        }
+        drop(dev);
+        return r.map(|()| kick_all(vm, wake));
     }
     None
 }

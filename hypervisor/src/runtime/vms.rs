@@ -47,8 +47,9 @@ pub struct VmDevices {
 
 impl VmDevices {
     /// Moves queued console input into the virtual UART while it accepts bytes, and
-    /// updates the UART's interrupt line.
-    pub fn feed_uart(&mut self) {
+    /// updates the UART's interrupt line. Returns the vCPU the interrupt is pending for, if
+    /// it is (the caller kicks it).
+    pub fn feed_uart(&mut self) -> Option<VcpuId> {
         while let Some(&b) = self.input.front() {
             if !self.uart.push_input(b) {
                 break;
@@ -56,9 +57,10 @@ impl VmDevices {
             self.input.pop_front();
         }
         let level = self.uart.irq_level();
-        let _ = self
-            .vgic
-            .set_level(IntId(layout::UART_INTID), VcpuId(0), level);
+        self.vgic
+            .set_level(IntId(layout::UART_INTID), VcpuId(0), level)
+            .ok()
+            .flatten()
     }
 }
 
@@ -541,7 +543,11 @@ pub fn run_cpu(cpu_index: usize) -> ! {
     for i in 0..local.len() {
         let _ = rq.add(i, VcpuRunState::Off);
     }
-    let num_lrs = crate::arch::vgic_hw::num_lrs().min(16);
+    let mut hw = HwLrs {
+        num: crate::arch::vgic_hw::num_lrs().min(16),
+        clean: false,
+        hcr: u64::MAX,
+    };
     let mut loaded: Option<usize> = None;
     loop {
         check_power_off(cpu_index);
@@ -600,7 +606,7 @@ pub fn run_cpu(cpu_index: usize) -> ! {
             None => cpu::stop_hyp_timer(),
         }
         let lv = &mut local[i];
-        match run_vcpu(lv, num_lrs) {
+        match run_vcpu(lv, &mut hw) {
             Next::Block => {
                 // Wake at the virtual timer's deadline (CNTVOFF_EL2 = 0: the same count).
                 let (ctl, cval) = cpu::vtimer();
@@ -655,30 +661,66 @@ fn check_power_off(cpu_index: usize) {
     }
 }
 
+/// What this physical CPU's list registers and `ICH_HCR_EL2` hold, so that an entry and
+/// exit with no virtual interrupt in flight touches neither (the exit fast path).
+struct HwLrs {
+    /// List registers implemented (at most 16).
+    num: usize,
+    /// Every list register holds `Lr::EMPTY`.
+    clean: bool,
+    /// Last value written to `ICH_HCR_EL2`.
+    hcr: u64,
+}
+
+impl HwLrs {
+    fn set_hcr(&mut self, v: u64) {
+        if self.hcr != v {
+            crate::arch::vgic_hw::set_hcr(v);
+            self.hcr = v;
+        }
+    }
+}
+
 /// Enters the guest until the vCPU blocks, yields or stops.
-fn run_vcpu(lv: &mut LocalVcpu, num_lrs: usize) -> Next {
+fn run_vcpu(lv: &mut LocalVcpu, hw: &mut HwLrs) -> Next {
+    let num_lrs = hw.num;
     loop {
         if lv.vm.stopped.load(Ordering::Acquire)
             || lv.shared().power.load(Ordering::Acquire) != power::ON
         {
             return Next::Off;
         }
-        {
+        let used = {
             let mut dev = lv.vm.devices.lock();
             match dev.vgic.flush(lv.id, &mut lv.lrs, num_lrs) {
-                Ok(f) => crate::arch::vgic_hw::set_hcr(f.ich_hcr_el2()),
-                Err(_) => crate::arch::vgic_hw::set_hcr(1),
+                Ok(f) => {
+                    hw.set_hcr(f.ich_hcr_el2());
+                    f.used
+                }
+                Err(_) => {
+                    hw.set_hcr(1);
+                    0
+                }
             }
-        }
-        for n in 0..num_lrs {
-            crate::arch::vgic_hw::write_lr(n, lv.lrs[n]);
+        };
+        // The guest cannot write list registers: with none used they stay empty.
+        if used > 0 || !hw.clean {
+            for n in 0..num_lrs {
+                crate::arch::vgic_hw::write_lr(n, lv.lrs[n]);
+            }
+            hw.clean = used == 0;
         }
         let kind = arch::run_guest(&mut lv.regs);
-        for n in 0..num_lrs {
-            lv.lrs[n] = crate::arch::vgic_hw::read_lr(n);
+        if used > 0 || hw.hcr != crate::vgic::lr::ICH_HCR_EN {
+            // A deactivated LR with its EOI bit, or underflow, keeps the maintenance
+            // interrupt asserted while the interface is enabled: stop it firing at EL2.
+            // With no LR in use and no underflow request there is nothing to assert.
+            hw.set_hcr(0);
         }
-        crate::arch::vgic_hw::set_hcr(0);
-        {
+        if used > 0 {
+            for n in 0..num_lrs {
+                lv.lrs[n] = crate::arch::vgic_hw::read_lr(n);
+            }
             let mut dev = lv.vm.devices.lock();
             let _ = dev.vgic.sync(lv.id, &lv.lrs[..num_lrs]);
             lv.lrs = [0; 16];
