@@ -1,6 +1,11 @@
-//! Volatile 32/64-bit access to a device register frame, by offset.
+//! 32/64-bit access to a device register frame, by offset.
+//!
+//! Every access is one `ldr`/`str` with a plain base register, written in assembly as Linux's
+//! `__raw_readl`/`__raw_writel` are: a trapped access must carry a valid syndrome
+//! (`ESR_EL2.ISV`), and `read_volatile`/`write_volatile` leave the compiler free to pick a
+//! post-indexed or pair form that has none (it does at `opt-level = 3`).
 
-use core::ptr;
+use core::arch::asm;
 
 /// A device register frame at a fixed physical address (the MMU is off: VA = PA).
 #[derive(Clone, Copy, Debug)]
@@ -31,30 +36,38 @@ impl Mmio {
     /// Reads the 32-bit register at `offset`.
     pub fn read32(&self, offset: usize) -> u32 {
         let addr = self.addr(offset, 4);
+        let v: u32;
         // SAFETY: (1) `addr` is aligned and inside the frame that `new`'s caller vouched for;
         // (2) the access has no effect on memory Rust uses.
-        unsafe { ptr::read_volatile(addr as *const u32) }
+        unsafe {
+            asm!("ldr {v:w}, [{a}]", a = in(reg) addr, v = out(reg) v, options(nostack, readonly))
+        };
+        v
     }
 
     /// Writes the 32-bit register at `offset`.
     pub fn write32(&self, offset: usize, value: u32) {
         let addr = self.addr(offset, 4);
         // SAFETY: as in `read32`.
-        unsafe { ptr::write_volatile(addr as *mut u32, value) }
+        unsafe { asm!("str {v:w}, [{a}]", a = in(reg) addr, v = in(reg) value, options(nostack)) }
     }
 
     /// Reads the 64-bit register at `offset`.
     pub fn read64(&self, offset: usize) -> u64 {
         let addr = self.addr(offset, 8);
+        let v: u64;
         // SAFETY: as in `read32`.
-        unsafe { ptr::read_volatile(addr as *const u64) }
+        unsafe {
+            asm!("ldr {v}, [{a}]", a = in(reg) addr, v = out(reg) v, options(nostack, readonly))
+        };
+        v
     }
 
     /// Writes the 64-bit register at `offset`.
     pub fn write64(&self, offset: usize, value: u64) {
         let addr = self.addr(offset, 8);
         // SAFETY: as in `read32`.
-        unsafe { ptr::write_volatile(addr as *mut u64, value) }
+        unsafe { asm!("str {v}, [{a}]", a = in(reg) addr, v = in(reg) value, options(nostack)) }
     }
 
     /// Physical address of the first register.
