@@ -65,6 +65,12 @@ pub fn init_heap() -> u64 {
     size
 }
 
+/// Bytes of heap in use, counted as the allocator hands them out (rounded up to its
+/// power-of-two blocks): what the hypervisor's data structures really occupy.
+pub fn heap_used() -> u64 {
+    HEAP.lock().stats_alloc_actual() as u64
+}
+
 /// Reads guest memory through the hypervisor's identity map.
 pub fn read_host_phys(addr: u64, buf: &mut [u8]) {
     // SAFETY: callers pass RAM the frame allocator handed to a VM or the staging area,

@@ -168,23 +168,32 @@ pub fn create_all(board: &'static BoardDesc, table: &'static VmTable, pcpus: usi
             k += 1;
         }
     }
+    let mut heap = Vec::new();
     for (i, desc) in table.vms.iter().enumerate() {
+        let before = arch::heap_used();
         match create_vm(VmId(i), desc, &mut frames, &placement) {
-            Ok(vm) => out.push(vm),
+            Ok(vm) => {
+                out.push(vm);
+                heap.push(arch::heap_used().saturating_sub(before));
+            }
             Err(e) => hvprintln!("[hv] VM {} ({}) not created: {e}", i, desc.name),
         }
     }
     VMS_RUNNING.store(out.len(), Ordering::Release);
-    for vm in &out {
+    for (vm, heap) in out.iter().zip(heap) {
         let pcpus: Vec<usize> = vm.vcpus.iter().map(|v| v.pcpu).collect();
+        // Heap taken by creating the VM (vGIC, stage-2 tables, devices, vCPU table), plus the
+        // run state each vCPU gets on its physical CPU's run queue.
+        let run_state = vm.vcpus.len() * core::mem::size_of::<LocalVcpu>();
         hvprintln!(
-            "[hv] VM {} `{}`: {} vCPU(s) on pCPU(s) {:?}, {} MiB RAM at host {:#x}",
+            "[hv] VM {} `{}`: {} vCPU(s) on pCPU(s) {:?}, {} MiB RAM at host {:#x}, hypervisor memory {} B",
             vm.id.0,
             vm.desc.name,
             vm.vcpus.len(),
             pcpus,
             vm.desc.memory_size >> 20,
-            vm.ram_host
+            vm.ram_host,
+            heap + run_state as u64
         );
     }
     if out.is_empty() {
