@@ -50,6 +50,8 @@ const TARGET_MMIO_INSNS: f64 = 500.0;
 const TARGET_IMAGE_KIB: u64 = 256;
 /// Two repetitions of an icount figure agree when they differ by at most this much.
 const AGREEMENT_PCT: f64 = 1.0;
+/// vCPUs of the larger VM of the footprint run.
+const FOOTPRINT_VCPUS: u32 = 4;
 
 /// What can go wrong in a benchmark run.
 #[derive(Debug, thiserror::Error)]
@@ -162,17 +164,39 @@ fn run(smoke: bool) -> Result<(), BenchError> {
         insns(&exits_hv, ExitBench::mmio_insns),
         Goal::Overhead(TARGET_MMIO_INSNS),
     ));
+    rows.push(Row::new(
+        "vtimer expiry -> handler, vCPU idle (WFI)",
+        "insns",
+        insns(&exits_bare, ExitBench::vtimer_idle_insns),
+        insns(&exits_hv, ExitBench::vtimer_idle_insns),
+        Goal::None,
+    ));
+    rows.push(Row::new(
+        "vtimer expiry -> handler, vCPU busy",
+        "insns",
+        insns(&exits_bare, ExitBench::vtimer_busy_insns),
+        insns(&exits_hv, ExitBench::vtimer_busy_insns),
+        Goal::None,
+    ));
+    rows.push(Row::new(
+        "SGI vCPU 0 -> handler on idle vCPU 1",
+        "insns",
+        insns(&exits_bare, ExitBench::sgi_insns),
+        insns(&exits_hv, ExitBench::sgi_insns),
+        Goal::None,
+    ));
 
     // Footprint of the image this run built.
     let footprint = loadable_bytes(&tg_img.elf)?;
     let heap_kib = walls_log_heap(&out_dir.join("exits-hv-1.log"));
+    let vm_memory = vm_memory(&out_dir, &machine_opt, &guest_bin, &mut walls)?;
 
     if !smoke {
         linux(&out_dir, &machine_opt, reps, &mut rows, &mut walls)?;
     }
 
-    print_table(&rows, &footprint, heap_kib, &walls, smoke);
-    let json = results_json(&rows, &footprint, heap_kib, &walls, smoke);
+    print_table(&rows, &footprint, heap_kib, &vm_memory, &walls, smoke);
+    let json = results_json(&rows, &footprint, heap_kib, &vm_memory, &walls, smoke);
     let path = out_dir.join("results.json");
     write_file(
         &path,
@@ -180,6 +204,80 @@ fn run(smoke: bool) -> Result<(), BenchError> {
     )?;
     println!("figures written to {}", path.display());
     Ok(())
+}
+
+/// Hypervisor memory of one VM and of one vCPU: a run with two VMs that differ only in
+/// their vCPU count (1 and [`FOOTPRINT_VCPUS`]), each reported by the hypervisor as it
+/// creates them (`hypervisor memory N B`: heap for the vGIC, stage-2 tables and devices,
+/// plus the vCPUs' run state).
+fn vm_memory(
+    out_dir: &Path,
+    machine_opt: &Option<String>,
+    guest_bin: &Path,
+    walls: &mut Vec<(String, f64)>,
+) -> Result<VmMemory, BenchError> {
+    let vm = |name: &str, vcpus: u32| {
+        format!(
+            "[[vm]]\nname = \"{name}\"\nvcpus = {vcpus}\nmemory_mib = 64\nkernel = \"{}\"\ncmdline = \"\"\n\n",
+            guest_bin.display()
+        )
+    };
+    let vms = write_file(
+        &out_dir.join("footprint.toml"),
+        &(vm("one", 1) + &vm("many", FOOTPRINT_VCPUS)),
+    )?;
+    let img = image(&qemu_virt(vms), out_dir, "footprint")?;
+    let r = run_qemu(hv_command(&img, machine_opt)?, "footprint-hv", out_dir, 180)?;
+    walls.push((r.name.clone(), r.wall_s));
+    let one = r.require(
+        vm_memory_bytes(&r.lines, "one"),
+        "[hv] VM 0 `one`: ... hypervisor memory",
+    )?;
+    let many = r.require(
+        vm_memory_bytes(&r.lines, "many"),
+        "[hv] VM 1 `many`: ... hypervisor memory",
+    )?;
+    VmMemory::from_pair(one, many).ok_or_else(|| {
+        BenchError::Build(format!(
+            "footprint: the {FOOTPRINT_VCPUS}-vCPU VM reported {many} B, less than the 1-vCPU VM's {one} B"
+        ))
+    })
+}
+
+/// Per-VM and per-vCPU hypervisor memory.
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct VmMemory {
+    /// A 1-vCPU, 64 MiB VM.
+    one_vcpu_bytes: u64,
+    /// A [`FOOTPRINT_VCPUS`]-vCPU, 64 MiB VM.
+    many_vcpus_bytes: u64,
+}
+
+impl VmMemory {
+    fn from_pair(one: u64, many: u64) -> Option<Self> {
+        (many >= one).then_some(Self {
+            one_vcpu_bytes: one,
+            many_vcpus_bytes: many,
+        })
+    }
+    /// What one more vCPU costs.
+    fn per_vcpu(&self) -> u64 {
+        (self.many_vcpus_bytes - self.one_vcpu_bytes) / u64::from(FOOTPRINT_VCPUS - 1)
+    }
+    /// What a VM costs before its vCPUs.
+    fn per_vm(&self) -> u64 {
+        self.one_vcpu_bytes.saturating_sub(self.per_vcpu())
+    }
+}
+
+/// `hypervisor memory N B` from the hypervisor's line about the VM named `name`.
+fn vm_memory_bytes(lines: &[String], name: &str) -> Option<u64> {
+    let tag = format!("`{name}`: ");
+    let line = lines
+        .iter()
+        .find(|l| l.starts_with("[hv] VM ") && l.contains(&tag))?;
+    let rest = &line[line.find("hypervisor memory ")? + "hypervisor memory ".len()..];
+    rest.split_whitespace().next()?.parse().ok()
 }
 
 /// Boot, CPU-bound and memory-bound figures of Debian's kernel, bare and as a 4-vCPU VM.
@@ -506,6 +604,9 @@ fn run_qemu(
 struct ExitBench {
     hvc_ticks: u64,
     mmio_ticks: u64,
+    vtimer_idle_ticks: u64,
+    vtimer_busy_ticks: u64,
+    sgi_ticks: u64,
     freq: u64,
 }
 
@@ -520,6 +621,15 @@ impl ExitBench {
     fn mmio_insns(&self) -> f64 {
         self.insns(self.mmio_ticks)
     }
+    fn vtimer_idle_insns(&self) -> f64 {
+        self.insns(self.vtimer_idle_ticks)
+    }
+    fn vtimer_busy_insns(&self) -> f64 {
+        self.insns(self.vtimer_busy_ticks)
+    }
+    fn sgi_insns(&self) -> f64 {
+        self.insns(self.sgi_ticks)
+    }
 }
 
 /// `key=value` (unsigned) from a line of space-separated words.
@@ -529,15 +639,21 @@ fn word_value(line: &str, key: &str) -> Option<u64> {
         .and_then(|v| v.parse().ok())
 }
 
-/// The first `[test-guest] BENCH hvc_ticks=.. mmio_ticks=.. freq=..` line (any VM prefix).
+/// The first `[test-guest] BENCH hvc_ticks=.. mmio_ticks=.. vtimer_idle_ticks=..
+/// vtimer_busy_ticks=.. sgi_ticks=.. freq=..` line (any VM prefix). A latency of `u64::MAX`
+/// (an interrupt that never came) or a zero frequency rejects the line.
 fn parse_exit_bench(lines: &[String]) -> Option<ExitBench> {
     let line = lines.iter().find(|l| l.contains("[test-guest] BENCH "))?;
     let b = ExitBench {
         hvc_ticks: word_value(line, "hvc_ticks")?,
         mmio_ticks: word_value(line, "mmio_ticks")?,
+        vtimer_idle_ticks: word_value(line, "vtimer_idle_ticks")?,
+        vtimer_busy_ticks: word_value(line, "vtimer_busy_ticks")?,
+        sgi_ticks: word_value(line, "sgi_ticks")?,
         freq: word_value(line, "freq")?,
     };
-    (b.freq > 0).then_some(b)
+    let latencies = [b.vtimer_idle_ticks, b.vtimer_busy_ticks, b.sgi_ticks];
+    (b.freq > 0 && latencies.iter().all(|&t| t != u64::MAX)).then_some(b)
 }
 
 /// The printk timestamp (seconds) of the first line containing `marker`:
@@ -718,6 +834,7 @@ fn print_table(
     rows: &[Row],
     fp: &Footprint,
     heap_kib: Option<u64>,
+    mem: &VmMemory,
     walls: &[(String, f64)],
     smoke: bool,
 ) {
@@ -763,10 +880,16 @@ fn print_table(
         }
     );
     match heap_kib {
-        Some(h) => println!("hypervisor heap: {h} KiB reserved; used per VM/vCPU: not measured"),
-        None => println!("hypervisor heap: not reported by the banner; not measured"),
+        Some(h) => println!("hypervisor heap: {h} KiB reserved"),
+        None => println!("hypervisor heap: not reported by the banner"),
     }
-    println!("interrupt delivery (vtimer, SGI latency): not measured");
+    println!(
+        "hypervisor memory: {} B per VM + {} B per vCPU (VMs of 1 and {FOOTPRINT_VCPUS} vCPUs, 64 MiB: {} / {} B)",
+        mem.per_vm(),
+        mem.per_vcpu(),
+        mem.one_vcpu_bytes,
+        mem.many_vcpus_bytes
+    );
     let walls: Vec<String> = walls.iter().map(|(n, s)| format!("{n} {s:.1} s")).collect();
     println!("wall clock: {}", walls.join(", "));
 }
@@ -775,6 +898,7 @@ fn results_json(
     rows: &[Row],
     fp: &Footprint,
     heap_kib: Option<u64>,
+    mem: &VmMemory,
     walls: &[(String, f64)],
     smoke: bool,
 ) -> serde_json::Value {
@@ -803,8 +927,12 @@ fn results_json(
             "target_kib": TARGET_IMAGE_KIB,
         },
         "hypervisor_heap_kib": heap_kib,
-        "heap_used_per_vm": null,
-        "interrupt_latency": null,
+        "hypervisor_memory": {
+            "per_vm_bytes": mem.per_vm(),
+            "per_vcpu_bytes": mem.per_vcpu(),
+            "vm_1_vcpu_64mib_bytes": mem.one_vcpu_bytes,
+            "vm_4_vcpus_64mib_bytes": mem.many_vcpus_bytes,
+        },
         "wall_clock_s": walls.iter().map(|(n, s)| json!({"run": n, "seconds": s})).collect::<Vec<_>>(),
     })
 }
@@ -836,7 +964,7 @@ mod tests {
     fn exit_bench_line_is_parsed_with_a_vm_prefix() {
         let out = lines(&[
             "[bench] [test-guest] RESULT: 5 passed, 0 failed",
-            "[bench] [test-guest] BENCH hvc_ticks=37 mmio_ticks=52 freq=62500000",
+            "[bench] [test-guest] BENCH hvc_ticks=37 mmio_ticks=52 vtimer_idle_ticks=60 vtimer_busy_ticks=40 sgi_ticks=90 freq=62500000",
         ]);
         let b = parse_exit_bench(&out).unwrap();
         assert_eq!(
@@ -844,11 +972,33 @@ mod tests {
             ExitBench {
                 hvc_ticks: 37,
                 mmio_ticks: 52,
+                vtimer_idle_ticks: 60,
+                vtimer_busy_ticks: 40,
+                sgi_ticks: 90,
                 freq: 62_500_000
             }
         );
         assert_eq!(b.hvc_insns(), 592.0);
         assert_eq!(b.mmio_insns(), 832.0);
+        assert_eq!(b.vtimer_idle_insns(), 960.0);
+        assert_eq!(b.vtimer_busy_insns(), 640.0);
+        assert_eq!(b.sgi_insns(), 1440.0);
+    }
+
+    #[test]
+    fn vm_memory_from_the_creation_lines() {
+        let out = lines(&[
+            "[hv] VM 0 `one`: 1 vCPU(s) on pCPU(s) [0], 64 MiB RAM at host 0x42400000, hypervisor memory 20000 B",
+            "[hv] VM 1 `many`: 4 vCPU(s) on pCPU(s) [1, 2, 3, 0], 64 MiB RAM at host 0x46400000, hypervisor memory 23000 B",
+        ]);
+        let m = VmMemory::from_pair(
+            vm_memory_bytes(&out, "one").unwrap(),
+            vm_memory_bytes(&out, "many").unwrap(),
+        )
+        .unwrap();
+        assert_eq!((m.per_vm(), m.per_vcpu()), (19000, 1000));
+        assert_eq!(vm_memory_bytes(&out, "other"), None);
+        assert_eq!(VmMemory::from_pair(5, 4), None);
     }
 
     #[test]
@@ -859,6 +1009,11 @@ mod tests {
         ]))
         .is_none());
         assert!(parse_exit_bench(&lines(&["[test-guest] PASS sgi"])).is_none());
+        let never = format!(
+            "[test-guest] BENCH hvc_ticks=1 mmio_ticks=2 vtimer_idle_ticks=3 vtimer_busy_ticks=4 sgi_ticks={} freq=10",
+            u64::MAX
+        );
+        assert!(parse_exit_bench(&lines(&[&never])).is_none());
     }
 
     #[test]

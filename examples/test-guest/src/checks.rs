@@ -21,6 +21,13 @@ use spin::Once;
 const SGI_PING: u8 = 1;
 /// SGI that a secondary sends back to the boot CPU.
 const SGI_PONG: u8 = 2;
+/// SGI of the interrupt-latency benchmark: the boot CPU sends it to CPU 1, which notes the
+/// time in its handler and answers with [`SGI_PONG`].
+const SGI_BENCH: u8 = 3;
+/// Benchmark iterations of each interrupt-latency figure.
+const LATENCY_ITERATIONS: usize = 200;
+/// How far ahead the latency benchmark sets the virtual timer, in counter ticks.
+const TIMER_LEAD_TICKS: u64 = 64;
 /// Timer ticks the timer check waits for.
 const TICKS_WANTED: u32 = 5;
 /// Benchmark iterations per figure.
@@ -55,6 +62,11 @@ static PINGS: [AtomicU32; MAX_CPUS] = [const { AtomicU32::new(0) }; MAX_CPUS];
 static PONGS: AtomicU32 = AtomicU32::new(0);
 static OTHER_IRQS: AtomicU32 = AtomicU32::new(0);
 static LAST_OTHER_IRQ: AtomicU32 = AtomicU32::new(0);
+
+/// Counter value the latency benchmark's handler saw (0: not yet).
+static BENCH_IRQ_AT: AtomicU64 = AtomicU64::new(0);
+/// The virtual timer interrupt belongs to the latency benchmark.
+static BENCH_TIMER: AtomicBool = AtomicBool::new(false);
 
 static TICKS: AtomicU32 = AtomicU32::new(0);
 static TICK_INTERVAL: AtomicU64 = AtomicU64::new(0);
@@ -743,6 +755,14 @@ pub fn on_irq() {
         .filter(|p| p.after == AfterChecks::Echo)
         .and_then(|p| p.uart_intid);
     match ack.intid {
+        intid if Some(intid) == vtimer && BENCH_TIMER.load(SeqCst) => {
+            BENCH_IRQ_AT.store(counter(), SeqCst);
+            CNTV_CTL_EL0.write(CNTV_CTL_EL0::ENABLE::CLEAR + CNTV_CTL_EL0::IMASK::SET);
+        }
+        intid if intid == u32::from(SGI_BENCH) && cpu != 0 => {
+            BENCH_IRQ_AT.store(counter(), SeqCst);
+            gic.send_sgi(SGI_PONG, 0, CPU_MPIDR[0].load(SeqCst));
+        }
         intid if Some(intid) == vtimer && ALARM.load(SeqCst) => {
             CNTV_CTL_EL0.write(CNTV_CTL_EL0::ENABLE::CLEAR + CNTV_CTL_EL0::IMASK::SET);
         }
@@ -783,8 +803,12 @@ pub fn secondary(cpu: usize, mpidr: u64) -> ! {
     }
 }
 
-/// Prints the median cost, in counter ticks, of a null HVC/SMC and of a trapped MMIO read.
-pub fn bench<C: Call>(uart: &Pl011) {
+/// Prints the median cost, in counter ticks, of a null HVC/SMC and of a trapped MMIO read,
+/// and the median latency of interrupt delivery: virtual timer expiry to the guest's
+/// handler (the CPU idle in `WFI`, and busy), and an SGI from CPU 0 to CPU 1 (idle in `WFI`)
+/// to CPU 1's handler. Latencies are taken after the interrupt is acknowledged, as a
+/// driver's handler would see them.
+pub fn bench<C: Call>(platform: &Platform, gic: &Gic, uart: &Pl011) {
     let mut samples = [0_u64; BENCH_ITERATIONS];
     let mut measure = |op: &mut dyn FnMut()| {
         for sample in samples.iter_mut() {
@@ -800,8 +824,88 @@ pub fn bench<C: Call>(uart: &Pl011) {
     let mmio = measure(&mut || {
         core::hint::black_box(uart.flags());
     });
+    let vtimer_idle = timer_latency(platform, gic, true);
+    let vtimer_busy = timer_latency(platform, gic, false);
+    let sgi = if platform.cpu_count > 1 && ONLINE[1].load(SeqCst) {
+        sgi_latency(gic)
+    } else {
+        0
+    };
     println!(
-        "BENCH hvc_ticks={hvc} mmio_ticks={mmio} freq={}",
+        "BENCH hvc_ticks={hvc} mmio_ticks={mmio} vtimer_idle_ticks={vtimer_idle} vtimer_busy_ticks={vtimer_busy} sgi_ticks={sgi} freq={}",
         frequency()
     );
+}
+
+/// Median ticks from the virtual timer's compare value to its handler, waiting in `WFI`
+/// (`idle`) or in a loop with interrupts unmasked.
+fn timer_latency(platform: &Platform, gic: &Gic, idle: bool) -> u64 {
+    let mut samples = [0_u64; LATENCY_ITERATIONS];
+    gic.enable_ppi(cpu_index(), platform.vtimer_intid);
+    BENCH_TIMER.store(true, SeqCst);
+    for sample in samples.iter_mut() {
+        BENCH_IRQ_AT.store(0, SeqCst);
+        let cval = counter() + TIMER_LEAD_TICKS;
+        CNTV_CVAL_EL0.set(cval);
+        CNTV_CTL_EL0.write(CNTV_CTL_EL0::ENABLE::SET + CNTV_CTL_EL0::IMASK::CLEAR);
+        let deadline = cval + ticks(WAIT_MS);
+        let at = if idle {
+            wait_in_wfi(deadline)
+        } else {
+            sysreg::irq_enable();
+            while BENCH_IRQ_AT.load(SeqCst) == 0 && counter() < deadline {}
+            BENCH_IRQ_AT.load(SeqCst)
+        };
+        // An interrupt that never came shows as an impossible figure, not as zero.
+        *sample = if at == 0 {
+            u64::MAX
+        } else {
+            at.saturating_sub(cval)
+        };
+    }
+    BENCH_TIMER.store(false, SeqCst);
+    CNTV_CTL_EL0.write(CNTV_CTL_EL0::ENABLE::CLEAR + CNTV_CTL_EL0::IMASK::SET);
+    spec::median(&mut samples).unwrap_or(0)
+}
+
+/// Median ticks from just before CPU 0 writes the SGI to CPU 1's handler; CPU 0 waits in
+/// `WFI` for the answer, so that CPU 1 gets the (round-robin) host CPU at once.
+fn sgi_latency(gic: &Gic) -> u64 {
+    let mut samples = [0_u64; LATENCY_ITERATIONS];
+    let target = CPU_MPIDR[1].load(SeqCst);
+    for sample in samples.iter_mut() {
+        BENCH_IRQ_AT.store(0, SeqCst);
+        let pongs = PONGS.load(SeqCst);
+        let t0 = counter();
+        gic.send_sgi(SGI_BENCH, 1, target);
+        let deadline = t0 + ticks(WAIT_MS);
+        loop {
+            sysreg::irq_disable();
+            if PONGS.load(SeqCst) > pongs || counter() > deadline {
+                break;
+            }
+            wfi();
+            sysreg::irq_enable();
+        }
+        sysreg::irq_enable();
+        *sample = match BENCH_IRQ_AT.load(SeqCst) {
+            0 => u64::MAX,
+            at => at.saturating_sub(t0),
+        };
+    }
+    spec::median(&mut samples).unwrap_or(0)
+}
+
+/// Sleeps in `WFI` until the benchmark's handler ran or `deadline`; returns its time stamp.
+fn wait_in_wfi(deadline: u64) -> u64 {
+    loop {
+        sysreg::irq_disable();
+        let at = BENCH_IRQ_AT.load(SeqCst);
+        if at != 0 || counter() > deadline {
+            sysreg::irq_enable();
+            return at;
+        }
+        wfi();
+        sysreg::irq_enable();
+    }
 }

@@ -242,8 +242,8 @@ mod guest {
         };
         if platform.bench {
             match platform.conduit {
-                Conduit::Hvc => checks::bench::<Hvc>(console),
-                Conduit::Smc => checks::bench::<Smc>(console),
+                Conduit::Hvc => checks::bench::<Hvc>(platform, gic, console),
+                Conduit::Smc => checks::bench::<Smc>(platform, gic, console),
             }
         }
         println!("RESULT: {} passed, {} failed", report.passed, report.failed);
