@@ -98,10 +98,15 @@ impl VcpuSet {
 
     /// The members, lowest first.
     pub fn iter(&self) -> impl Iterator<Item = VcpuId> {
-        let bits = self.0;
-        (0..MAX_VGIC_VCPUS)
-            .filter(move |i| bits & (1 << i) != 0)
-            .map(VcpuId)
+        let mut bits = self.0;
+        core::iter::from_fn(move || {
+            if bits == 0 {
+                return None;
+            }
+            let i = bits.trailing_zeros() as usize;
+            bits &= bits - 1;
+            Some(VcpuId(i))
+        })
     }
 }
 
@@ -160,28 +165,36 @@ impl VcpuGicState {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct EoiList {
     ids: [IntId; MAX_LRS],
-    len: usize,
+    len: u8,
+    next: u8,
 }
 
 impl EoiList {
     fn push(&mut self, intid: IntId) {
-        if self.len < MAX_LRS {
-            self.ids[self.len] = intid;
+        if let Some(slot) = self.ids.get_mut(usize::from(self.len)) {
+            *slot = intid;
             self.len += 1;
         }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.next == self.len
     }
 }
 
 impl Iterator for EoiList {
     type Item = IntId;
     fn next(&mut self) -> Option<IntId> {
-        if self.len == 0 {
+        if self.is_empty() {
             return None;
         }
-        let id = self.ids[0];
-        self.ids.copy_within(1..self.len, 0);
-        self.len -= 1;
-        Some(id)
+        let id = self.ids.get(usize::from(self.next)).copied();
+        self.next += 1;
+        if self.next == self.len {
+            // Drained: the space is free again.
+            (self.next, self.len) = (0, 0);
+        }
+        id
     }
 }
 
@@ -223,6 +236,8 @@ pub struct VGic {
     /// flight costs no scan of every INTID.
     watch_private: Vec<u32>,
     watch_spis: Vec<u64>,
+    /// Scratch buffer of [`VGic::flush`] (capacity [`MAX_LRS`]).
+    best: Vec<u64>,
 }
 
 impl VGic {
@@ -242,6 +257,7 @@ impl VGic {
             kicks: VcpuSet::EMPTY,
             watch_private: alloc::vec![u32::MAX; vcpus],
             watch_spis: alloc::vec![u64::MAX; (spis as usize).div_ceil(64)],
+            best: Vec::with_capacity(MAX_LRS + 1),
         })
     }
 
@@ -428,6 +444,12 @@ impl VGic {
         Ok(core::mem::take(&mut v.eoi))
     }
 
+    /// The next interrupt the guest deactivated among those registered with
+    /// [`Self::set_eoi_notify`] (the run loop's form of [`Self::take_eoi_notified`]).
+    pub fn pop_eoi_notified(&mut self, vcpu: VcpuId) -> Option<IntId> {
+        self.vcpus.get_mut(vcpu.0)?.eoi.next()
+    }
+
     /// vCPUs that must re-flush (and so be kicked if running) because of register writes
     /// since the last call.
     pub fn take_kicks(&mut self) -> VcpuSet {
@@ -496,6 +518,49 @@ impl VGic {
         kicks
     }
 
+    /// Considers, for `vcpu`'s next LRs, the interrupts `first + b` for each set bit `b` of
+    /// `word` (ascending): the deliverable or active ones not in an LR join `best` (at most
+    /// `n`, sorted by key then INTID) and count in `candidates`. Returns the bits of those
+    /// that are idle for every vCPU.
+    fn select(
+        &self,
+        vcpu: VcpuId,
+        n: usize,
+        word: u64,
+        first: u32,
+        best: &mut Vec<u64>,
+        candidates: &mut usize,
+    ) -> u64 {
+        let mut idle = 0u64;
+        for b in bits(word) {
+            let intid = IntId(first + b);
+            let Ok(irq) = self.irq(intid, vcpu) else {
+                continue;
+            };
+            if !(irq.active || self.deliverable(irq)) {
+                idle |= 1 << b;
+                continue;
+            }
+            let mine = intid.0 < PRIVATE_IRQS || irq.target == Some(vcpu);
+            if !mine || irq.in_lr_of.is_some() {
+                continue;
+            }
+            *candidates += 1;
+            // Active first, then priority, then INTID (ascending here, so ties keep order).
+            let key = (u64::from(!irq.active) << 40)
+                | (u64::from(irq.priority) << 32)
+                | u64::from(intid.0);
+            let pos = best.iter().position(|&k| key < k).unwrap_or(best.len());
+            if pos < n {
+                if best.len() == n {
+                    best.pop();
+                }
+                best.insert(pos, key);
+            }
+        }
+        idle
+    }
+
     /// Fills `lrs[..num_lrs]` for `vcpu` before it runs: active interrupts first (so the
     /// guest can deactivate them), then deliverable ones by priority (lowest value first),
     /// then by INTID. Unused LRs are written invalid. Level-sensitive and notify-requested
@@ -526,60 +591,32 @@ impl VGic {
             });
         }
 
-        // Bounded selection of the best `n` candidates, kept sorted by key.
-        let mut best: [(u32, IntId); MAX_LRS] = [(u32::MAX, IntId(0)); MAX_LRS];
-        let mut found = 0usize;
+        // Bounded selection of the best `n` candidates, kept sorted by key: (key << 32) |
+        // INTID, in a buffer kept across calls (a fresh array would be a `memset` per entry).
+        let mut best = core::mem::take(&mut self.best);
+        best.clear();
         let mut candidates = 0usize;
-        // Watched interrupts found idle (neither active nor deliverable, for any vCPU):
-        // only a mutable access, which watches them again, can change that.
-        let mut idle_private = 0u32;
-        let mut idle_spis = [0u64; (MAX_SPIS as usize).div_ceil(64)];
-        for intid in self.watched(vcpu) {
-            let id = intid.0;
-            let Ok(irq) = self.irq(intid, vcpu) else {
-                continue;
-            };
-            if !(irq.active || self.deliverable(irq)) {
-                if id < PRIVATE_IRQS {
-                    idle_private |= 1 << id;
-                } else {
-                    let i = (id - PRIVATE_IRQS) as usize;
-                    idle_spis[i / 64] |= 1 << (i % 64);
-                }
-                continue;
-            }
-            let mine = id < PRIVATE_IRQS || irq.target == Some(vcpu);
-            if !mine || irq.in_lr_of.is_some() {
-                continue;
-            }
-            candidates += 1;
-            // Active first, then priority, then INTID (`watched` ascends, so ties keep order).
-            let key = (u32::from(!irq.active) << 8) | u32::from(irq.priority);
-            if n == 0 {
-                continue;
-            }
-            let pos = best[..found]
-                .iter()
-                .position(|(k, _)| key < *k)
-                .unwrap_or(found);
-            if pos < n {
-                let end = found.min(n - 1);
-                best.copy_within(pos..end, pos + 1);
-                best[pos] = (key, intid);
-                found = (found + 1).min(n);
+        // Watched interrupts found idle (neither active nor deliverable, for any vCPU) stop
+        // being watched: only a mutable access, which watches them again, can change that.
+        let private = self.watch_private.get(vcpu.0).copied().unwrap_or(0);
+        let idle = self.select(vcpu, n, u64::from(private), 0, &mut best, &mut candidates);
+        self.watch_private[vcpu.0] &= !(idle as u32);
+        for w in 0..self.watch_spis.len() {
+            let word = self.watch_spis[w];
+            if word != 0 {
+                let first = PRIVATE_IRQS + w as u32 * 64;
+                let idle = self.select(vcpu, n, word, first, &mut best, &mut candidates);
+                self.watch_spis[w] &= !idle;
             }
         }
-        self.watch_private[vcpu.0] &= !idle_private;
-        for (w, idle) in self.watch_spis.iter_mut().zip(idle_spis) {
-            *w &= !idle;
-        }
+        let found = best.len();
 
         for (i, lr) in lrs.iter_mut().enumerate().take(n) {
             *lr = Lr::EMPTY;
             if i >= found {
                 continue;
             }
-            let intid = best[i].1;
+            let intid = IntId(best[i] as u32);
             let deliverable = {
                 let irq = self.irq(intid, vcpu)?;
                 self.deliverable(irq)
@@ -612,6 +649,8 @@ impl VGic {
                 eoi,
             });
         }
+        best.clear();
+        self.best = best;
         Ok(Flush {
             used: found,
             overflow: candidates > found,
@@ -918,6 +957,24 @@ mod tests {
         assert!(g.has_pending(V0));
         g.set_level(IntId(33), V0, false).unwrap();
         assert!(!g.has_pending(V0));
+    }
+
+    /// The run loop drains notifications one at a time, for ever: the list must not fill up.
+    #[test]
+    fn eoi_notifications_keep_coming_when_popped() {
+        let mut g = gic(1);
+        let t = IntId(VTIMER_INTID);
+        enable(&mut g, t.0, V0);
+        g.set_eoi_notify(t, V0, true).unwrap();
+        for round in 0..3 * MAX_LRS {
+            g.inject_edge(t, V0).unwrap();
+            let (mut lrs, f) = flush(&mut g, V0, 4);
+            assert_eq!(f.used, 1, "round {round}");
+            lrs[0] = 0; // taken and deactivated
+            g.sync(V0, &lrs).unwrap();
+            assert_eq!(g.pop_eoi_notified(V0), Some(t), "round {round}");
+            assert_eq!(g.pop_eoi_notified(V0), None, "round {round}");
+        }
     }
 
     #[test]

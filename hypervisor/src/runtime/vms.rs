@@ -732,19 +732,16 @@ fn run_vcpu(lv: &mut LocalVcpu, hw: &mut HwLrs) -> Next {
             }
             let mut dev = lv.vm.devices.lock();
             let _ = dev.vgic.sync(lv.id, &lv.lrs[..num_lrs]);
-            lv.lrs = [0; 16];
-            if let Ok(eois) = dev.vgic.take_eoi_notified(lv.id) {
-                for intid in eois {
-                    if let Some(irq) = lv.vm.passthrough_irq(intid.0) {
-                        let _ = dev.vgic.set_level(intid, VcpuId(0), false);
-                        lv.vm.enable_passthrough_irq(irq);
-                        continue;
-                    }
-                    if intid.0 == layout::VTIMER_INTID && lv.vtimer_masked {
-                        let (ctl, _) = cpu::vtimer();
-                        cpu::set_vtimer_ctl(ctl & !crate::vtimer::cntv_ctl::IMASK);
-                        lv.vtimer_masked = false;
-                    }
+            while let Some(intid) = dev.vgic.pop_eoi_notified(lv.id) {
+                if let Some(irq) = lv.vm.passthrough_irq(intid.0) {
+                    let _ = dev.vgic.set_level(intid, VcpuId(0), false);
+                    lv.vm.enable_passthrough_irq(irq);
+                    continue;
+                }
+                if intid.0 == layout::VTIMER_INTID && lv.vtimer_masked {
+                    let (ctl, _) = cpu::vtimer();
+                    cpu::set_vtimer_ctl(ctl & !crate::vtimer::cntv_ctl::IMASK);
+                    lv.vtimer_masked = false;
                 }
             }
         }
