@@ -241,11 +241,11 @@ fn mmio_write(
         let r =
             crate::mmio::MmioDevice::write(&mut dev.uart, vcpu, a - layout::UART_BASE, size, value)
                 .ok();
-        let out = dev.uart.take_output();
-        dev.output.push(&out);
+        let d = &mut *dev;
+        d.uart.drain_output(|bytes| d.output.push(bytes));
         let mut wake = crate::vgic::VcpuSet::EMPTY;
         // The UART interrupt (e.g. transmit) may be routed to another vCPU: kick it.
-        if let Some(t) = dev.feed_uart().filter(|&t| t != vcpu) {
+        if let Some(t) = d.feed_uart().filter(|&t| t != vcpu) {
             wake.insert(t);
         }
         drop(dev);
