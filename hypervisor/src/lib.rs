@@ -14,7 +14,7 @@
 //!
 //! Rooms: [`arch`] (the only place with `unsafe`), [`mm`], [`vcpu`], [`vm`], [`vgic`],
 //! [`vtimer`], [`psci`], [`mmio`], [`trap`], [`vuart`], [`sched`], [`plugin`],
-//! [`platform`], [`config`], [`fdt`]. See `docs/ARCHITECTURE.md`.
+//! [`platform`], [`config`], [`fdt`], [`sync`]. See `docs/ARCHITECTURE.md`.
 #![cfg_attr(not(test), no_std)]
 
 extern crate alloc;
@@ -34,6 +34,7 @@ pub mod psci;
 #[cfg(target_arch = "aarch64")]
 pub mod runtime;
 pub mod sched;
+pub mod sync;
 pub mod trap;
 pub mod types;
 pub mod vcpu;

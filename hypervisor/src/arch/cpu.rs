@@ -34,6 +34,13 @@ pub fn wait_for_interrupt() {
     unsafe { core::arch::asm!("dsb sy", "wfi", options(nomem, nostack, preserves_flags)) };
 }
 
+/// `YIELD`: tells the hardware (or the emulator) that this CPU is waiting on another.
+#[inline(always)]
+pub fn yield_now() {
+    // SAFETY: YIELD is a hint with no architectural effect.
+    unsafe { core::arch::asm!("yield", options(nomem, nostack, preserves_flags)) };
+}
+
 /// Physical counter value (CNTPCT_EL0).
 pub fn counter() -> u64 {
     // SAFETY: ISB orders the counter read after earlier instructions.

@@ -4,10 +4,11 @@
 
 use super::sysreg::{read_sysreg, write_sysreg};
 use crate::platform::BoardDesc;
+use crate::sync::Mutex;
 use aarch64_paging::descriptor::El23Attributes;
 use aarch64_paging::idmap::IdMap;
 use aarch64_paging::paging::{El2, MemoryRegion};
-use spin::{Mutex, Once};
+use spin::Once;
 
 /// MAIR_EL2 index of Device-nGnRE.
 const ATTR_DEVICE: El23Attributes = El23Attributes::ATTRIBUTE_INDEX_0;

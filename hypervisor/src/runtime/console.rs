@@ -5,9 +5,10 @@
 //! switches input to VM `n`, `Ctrl-]` twice sends a literal `Ctrl-]`.
 
 use crate::plugin::Console;
+use crate::sync::Mutex;
 use alloc::vec::Vec;
 use core::fmt::{self, Write};
-use spin::{Mutex, Once};
+use spin::Once;
 
 pub use crate::conmux::{is_prompt, InputRouter, Routed, SWITCH_KEY};
 

@@ -13,6 +13,7 @@ use crate::mm::frames::FrameAllocator;
 use crate::mm::stage2::Stage2;
 use crate::platform::{BoardDesc, DeviceDesc};
 use crate::sched::{time_slice_ticks, RunQueue, VcpuRunState};
+use crate::sync::Mutex;
 use crate::types::{GuestPhysAddr, HostPhysAddr, IntId, VcpuId, VmId};
 use crate::vgic::VGic;
 use crate::vm::layout;
@@ -20,7 +21,7 @@ use crate::vuart::Pl011;
 use alloc::collections::VecDeque;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
-use spin::{Mutex, Once};
+use spin::Once;
 
 /// vCPU power states (PSCI view).
 pub mod power {

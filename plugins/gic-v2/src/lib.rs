@@ -26,9 +26,9 @@ use core::ptr::NonNull;
 use core::sync::atomic::{AtomicU8, Ordering};
 use hypervisor::platform::{BoardDesc, DeviceDesc, GicVersion};
 use hypervisor::plugin::{DriverEntry, DriverKind, IrqChip, ProbeError, Probed, DRIVERS};
+use hypervisor::sync::Mutex;
 use registers::{gicc_ctlr, GiccRegisters, GicdRegisters};
 use safe_mmio::{field, field_shared, UniqueMmioPointer};
-use spin::Mutex;
 
 /// GICv2 has at most eight CPU interfaces.
 pub const MAX_CPUS: usize = 8;

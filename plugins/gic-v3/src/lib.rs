@@ -24,9 +24,9 @@ use arm_gic::{IntId, Trigger, UniqueMmioPointer};
 use core::ptr::NonNull;
 use hypervisor::platform::{BoardDesc, DeviceDesc, GicVersion};
 use hypervisor::plugin::{DriverEntry, DriverKind, IrqChip, ProbeError, Probed, DRIVERS};
+use hypervisor::sync::Mutex;
 use registers::{Gicd, GicrSgi, GICR_FRAMES_SIZE, GICR_V4_STRIDE};
 use safe_mmio::field_shared;
-use spin::Mutex;
 
 /// Most CPUs a board may have (a dual-socket Altra Max has 256).
 pub const MAX_CPUS: usize = 256;

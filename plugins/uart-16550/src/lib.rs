@@ -32,9 +32,9 @@ pub mod registers;
 use core::ptr::NonNull;
 use hypervisor::platform::{BoardDesc, DeviceDesc};
 use hypervisor::plugin::{Console, DriverEntry, DriverKind, ProbeError, Probed, DRIVERS};
+use hypervisor::sync::Mutex;
 use registers::{fcr, ier, lcr, lsr, mcr, DwApbUartRegisters, Ns16550Registers};
 use safe_mmio::{field, UniqueMmioPointer};
-use spin::Mutex;
 
 /// Baud rate programmed when the input clock is known.
 pub const DEFAULT_BAUD: u32 = 115_200;

@@ -25,9 +25,9 @@ pub mod registers;
 use core::ptr::NonNull;
 use hypervisor::platform::{BoardDesc, DeviceDesc};
 use hypervisor::plugin::{Console, DriverEntry, DriverKind, ProbeError, Probed, DRIVERS};
+use hypervisor::sync::Mutex;
 use registers::{cr, fr, int, lcr_h, Pl011Registers};
 use safe_mmio::{field, field_shared, UniqueMmioPointer};
-use spin::Mutex;
 
 /// Baud rate programmed when the input clock is known.
 pub const DEFAULT_BAUD: u32 = 115_200;
