@@ -104,7 +104,11 @@ pub fn init_el2(vtcr: u64, gic_v3: bool) {
     // VPIDR_EL2: guests see the real MIDR.
     write_sysreg!("vpidr_el2", midr());
     // MDCR_EL2: HPMN = PMCR_EL0.N (all counters to EL1), no debug traps.
-    let pmcr_n = (read_sysreg!("pmcr_el0") >> 11) & 0x1f;
+    let pmcr_n = if super::sysreg::has_pmu() {
+        (read_sysreg!("pmcr_el0") >> 11) & 0x1f
+    } else {
+        0
+    };
     write_sysreg!("mdcr_el2", pmcr_n);
     if gic_v3 {
         // ICC_SRE_EL2: SRE=1, Enable=1 (EL1 may use the system register interface).

@@ -67,6 +67,99 @@ pub struct El1Context {
     pub fpcr: u64,
     pub fpsr: u64,
     pub fp_regs: [u128; 32],
+    /// Performance Monitors registers: guests use the PMU directly, each vCPU its own.
+    pub pmu: PmuContext,
+}
+
+/// A vCPU's PMUv3 state (Arm ARM D13, "The Performance Monitors Extension"). Guests access
+/// the PMU without traps (`MDCR_EL2.HPMN` = all counters), so the registers are switched
+/// with the vCPU: what one vCPU counts, enables or reads is never another's. Counters do not
+/// count at EL2 (`PMEVTYPER<n>.NSH` and `PMCCFILTR.NSH` reset to 0), so the hypervisor's
+/// own work is not charged to the guest.
+#[derive(Clone, Copy, Debug, Default)]
+#[allow(
+    missing_docs,
+    reason = "fields are named after the Arm ARM registers they hold"
+)]
+pub struct PmuContext {
+    /// `PMCR_EL0`, writable bits only (E, D, X, DP, LC, LP).
+    pub pmcr: u64,
+    pub pmselr: u64,
+    /// `PMCNTENSET_EL0`, `PMINTENSET_EL1`, `PMOVSSET_EL0`: bit 31 the cycle counter,
+    /// bits N-1..0 the event counters.
+    pub pmcnten: u64,
+    pub pminten: u64,
+    pub pmovs: u64,
+    pub pmuserenr: u64,
+    pub pmccntr: u64,
+    pub pmccfiltr: u64,
+    pub evcntr: [u64; 31],
+    pub evtyper: [u64; 31],
+}
+
+/// `PMCR_EL0` bits a guest may set and read back: E, D, X, DP, LC, LP (P and C are
+/// write-only actions, N and the ID fields read-only).
+const PMCR_WRITABLE: u64 = 0b1111_1001;
+/// Every counter-enable, interrupt-enable and overflow bit (`PMCNTENCLR_EL0` etc.).
+const PMU_ALL_COUNTERS: u64 = 0xffff_ffff;
+
+/// True if this CPU implements PMUv3 (`ID_AA64DFR0_EL1.PMUVer` neither 0 nor 0xF).
+pub fn has_pmu() -> bool {
+    let ver = (read_sysreg!("id_aa64dfr0_el1") >> 8) & 0xf;
+    ver != 0 && ver != 0xf
+}
+
+/// Event counters this CPU implements (`PMCR_EL0.N`, as EL2 reads it).
+fn pmu_counters() -> usize {
+    (((read_sysreg!("pmcr_el0") >> 11) & 0x1f) as usize).min(31)
+}
+
+impl PmuContext {
+    /// Saves this CPU's PMU state and stops its counters.
+    fn save(&mut self) {
+        self.pmcnten = read_sysreg!("pmcntenset_el0");
+        // Stop counting first, so the saved counts are the guest's own.
+        write_sysreg!("pmcntenclr_el0", PMU_ALL_COUNTERS);
+        self.pmcr = read_sysreg!("pmcr_el0") & PMCR_WRITABLE;
+        self.pmselr = read_sysreg!("pmselr_el0");
+        self.pminten = read_sysreg!("pmintenset_el1");
+        self.pmovs = read_sysreg!("pmovsset_el0");
+        self.pmuserenr = read_sysreg!("pmuserenr_el0");
+        self.pmccntr = read_sysreg!("pmccntr_el0");
+        self.pmccfiltr = read_sysreg!("pmccfiltr_el0");
+        for i in 0..pmu_counters() {
+            write_sysreg!("pmselr_el0", i as u64);
+            isb();
+            self.evcntr[i] = read_sysreg!("pmxevcntr_el0");
+            self.evtyper[i] = read_sysreg!("pmxevtyper_el0");
+        }
+    }
+
+    /// Loads this state into the CPU's PMU (counting resumes if the vCPU had it on).
+    fn restore(&self) {
+        write_sysreg!("pmcntenclr_el0", PMU_ALL_COUNTERS);
+        write_sysreg!("pmintenclr_el1", PMU_ALL_COUNTERS);
+        write_sysreg!("pmovsclr_el0", PMU_ALL_COUNTERS);
+        for i in 0..pmu_counters() {
+            write_sysreg!("pmselr_el0", i as u64);
+            isb();
+            write_sysreg!("pmxevtyper_el0", self.evtyper[i]);
+            write_sysreg!("pmxevcntr_el0", self.evcntr[i]);
+        }
+        write_sysreg!("pmccfiltr_el0", self.pmccfiltr);
+        write_sysreg!("pmccntr_el0", self.pmccntr);
+        write_sysreg!("pmuserenr_el0", self.pmuserenr);
+        write_sysreg!("pmselr_el0", self.pmselr);
+        write_sysreg!("pmovsset_el0", self.pmovs);
+        write_sysreg!("pmintenset_el1", self.pminten);
+        write_sysreg!("pmcr_el0", self.pmcr);
+        write_sysreg!("pmcntenset_el0", self.pmcnten);
+    }
+}
+
+fn isb() {
+    // SAFETY: an ISB only synchronises earlier system-register writes.
+    unsafe { core::arch::asm!("isb", options(nomem, nostack, preserves_flags)) };
 }
 
 impl El1Context {
@@ -116,6 +209,9 @@ impl El1Context {
         (self.ich_vmcr_el2, self.ich_ap1r0_el2) = super::vgic_hw::save_vmcr();
         // Stop this vCPU's timer from firing while another vCPU runs here.
         write_sysreg!("cntv_ctl_el0", 0);
+        if has_pmu() {
+            self.pmu.save();
+        }
         self.save_fp();
     }
 
@@ -149,6 +245,9 @@ impl El1Context {
         write_sysreg!("cntv_ctl_el0", self.cntv_ctl_el0);
         write_sysreg!("vmpidr_el2", self.vmpidr_el2);
         super::vgic_hw::restore_vmcr(self.ich_vmcr_el2, self.ich_ap1r0_el2);
+        if has_pmu() {
+            self.pmu.restore();
+        }
         self.restore_fp();
         // SAFETY: an ISB only synchronises the context changes above.
         unsafe { core::arch::asm!("isb", options(nomem, nostack, preserves_flags)) };
