@@ -181,7 +181,8 @@ fn guest_passes(vm: &str) -> Vec<String> {
         "PASS psci",
         "PASS sgi",
         "PASS stage2",
-        "RESULT: 5 passed, 0 failed",
+        "PASS pmu",
+        "RESULT: 6 passed, 0 failed",
     ]
     .iter()
     .map(|l| format!("[{vm}] [test-guest] {l}"))
@@ -381,7 +382,7 @@ pub fn scenarios() -> Vec<Scenario> {
                     "[hv] VM 0 `owner`: device rtc passed through, INTID 34",
                     "[owner] [test-guest] PASS console",
                     "[owner] [test-guest] PASS passthrough",
-                    "[owner] [test-guest] RESULT: 6 passed, 0 failed",
+                    "[owner] [test-guest] RESULT: 7 passed, 0 failed",
                     "[hv] all VMs stopped; powering off",
                 ]),
             )
@@ -678,7 +679,7 @@ pub fn linux_scenarios() -> Result<Vec<Scenario>, String> {
     let shell = "[initramfs] starting a shell on the console";
     out.push(Scenario {
         expect_unordered: s(&[
-            "[test] [test-guest] RESULT: 5 passed, 0 failed",
+            "[test] [test-guest] RESULT: 6 passed, 0 failed",
             "[hv] VM 2 `test` stopped",
         ]),
         forbid: {

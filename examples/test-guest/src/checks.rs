@@ -56,6 +56,11 @@ pub static GIC: Once<Gic> = Once::new();
 /// MPIDR affinity (as in the DTB) of each CPU index; index 0 is the boot CPU.
 pub static CPU_MPIDR: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
 
+/// A secondary found its planted PMU values changed: the cycle counter it read (0: intact).
+static PMU_CLOBBERED: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
+/// A secondary checked its planted PMU values (when pinged).
+static PMU_CHECKED: [AtomicBool; MAX_CPUS] = [const { AtomicBool::new(false) }; MAX_CPUS];
+
 static ONLINE: [AtomicBool; MAX_CPUS] = [const { AtomicBool::new(false) }; MAX_CPUS];
 static SECONDARY_GIC_FAILED: [AtomicBool; MAX_CPUS] = [const { AtomicBool::new(false) }; MAX_CPUS];
 static PINGS: [AtomicU32; MAX_CPUS] = [const { AtomicU32::new(0) }; MAX_CPUS];
@@ -94,6 +99,28 @@ static ABORT_FAR: AtomicU64 = AtomicU64::new(0);
 /// Why a check failed; printed after `FAIL <check>:`.
 #[derive(Debug, thiserror::Error)]
 pub enum CheckFailure {
+    /// `ID_AA64DFR0_EL1.PMUVer` says there is no PMUv3.
+    #[error("ID_AA64DFR0_EL1.PMUVer reports no PMUv3: the CPU model must have a PMU")]
+    NoPmu,
+    /// A CPU's stopped PMU counters changed.
+    #[error("CPU {cpu}'s stopped cycle counter reads {got:#x}, it wrote {want:#x} (or event counter 0 changed): the PMU must be switched with the vCPU")]
+    PmuClobbered {
+        /// The CPU.
+        cpu: usize,
+        /// Cycle counter read.
+        got: u64,
+        /// What the CPU wrote.
+        want: u64,
+    },
+    /// A secondary never checked its PMU values (it was not pinged).
+    #[error("CPU {cpu} never checked its PMU counters (no SGI ping reached it)")]
+    PmuNotChecked {
+        /// The CPU.
+        cpu: usize,
+    },
+    /// The enabled cycle counter did not move.
+    #[error("PMCCNTR_EL0 did not count while enabled (PMCR_EL0.E and PMCNTENSET_EL0.C set)")]
+    PmuNotCounting,
     /// The console's ID registers are not a PL011's.
     #[error("UARTPeriphID0-3 {periph:#x?} / UARTPCellID0-3 {cell:#x?} do not identify a PL011 \
              (want 0x11 0x10 0x?4 0x00 / 0x0d 0xf0 0x05 0xb1): the console model must emulate the ID registers")]
@@ -373,6 +400,8 @@ pub fn cpu_index() -> usize {
 /// Runs every check on the boot CPU, prints the summary, and returns the counts.
 pub fn run<C: Call>(platform: &Platform, gic: &Gic, uart: &Pl011) -> Report {
     let mut report = Report::default();
+    // Before any secondary starts (and so before another vCPU can share this CPU).
+    pmu::plant(0);
     report.record("console", console(uart));
     report.record("timer", timer(platform, gic));
     report.record("psci", psci_cpu_on::<C>(platform));
@@ -382,6 +411,7 @@ pub fn run<C: Call>(platform: &Platform, gic: &Gic, uart: &Pl011) -> Report {
         println!("SKIP sgi: the DTB lists one CPU, SGIs need two");
     }
     report.record("stage2", stage2(platform));
+    report.record("pmu", pmu::check(platform));
     // Only a DTB with a passed-through PL031 gets this check (and its line).
     if let Some(rtc) = platform.rtc {
         report.record("passthrough", passthrough(rtc, platform, gic));
@@ -774,6 +804,10 @@ pub fn on_irq() {
         }
         intid if Some(intid) == echo_uart => echo::on_uart_irq(),
         intid if intid == u32::from(SGI_PING) && cpu != 0 => {
+            if let Err(got) = pmu::intact(cpu) {
+                PMU_CLOBBERED[cpu].store(got.max(1), SeqCst);
+            }
+            PMU_CHECKED[cpu].store(true, SeqCst);
             PINGS[cpu].fetch_add(1, SeqCst);
             gic.send_sgi(SGI_PONG, 0, CPU_MPIDR[0].load(SeqCst));
         }
@@ -796,10 +830,107 @@ pub fn secondary(cpu: usize, mpidr: u64) -> ! {
             SECONDARY_GIC_FAILED[cpu].store(true, SeqCst);
         }
     }
+    pmu::plant(cpu);
     ONLINE[cpu].store(true, SeqCst);
     sysreg::irq_enable();
     loop {
         wfi();
+    }
+}
+
+/// The `pmu` check: the PMU is each CPU's own. Every CPU plants a value of its own in its
+/// (stopped) cycle counter and event counter 0 as it starts; the boot CPU checks its values
+/// after the secondaries have started and been pinged, each secondary checks its own when
+/// pinged. Under a hypervisor that runs several vCPUs on one physical CPU without switching
+/// the PMU, the later vCPU's values overwrite the earlier one's. Then the cycle counter must
+/// count when enabled.
+mod pmu {
+    use super::{CheckFailure, Platform, PMU_CHECKED, PMU_CLOBBERED};
+    use crate::sysreg::pmu::*;
+    use core::sync::atomic::Ordering::SeqCst;
+
+    /// `PMCR_EL0.E`.
+    const PMCR_E: u64 = 1;
+    /// The cycle counter's bit in `PMCNTENSET_EL0`/`PMCNTENCLR_EL0`.
+    const CYCLES: u64 = 1 << 31;
+
+    fn present() -> bool {
+        let ver = (read_id_aa64dfr0_el1() >> 8) & 0xf;
+        ver != 0 && ver != 0xf
+    }
+
+    /// The value CPU `cpu` plants (the event counter gets its low 32 bits).
+    pub fn tag(cpu: usize) -> u64 {
+        0x5eed_0000_1234 | (cpu as u64) << 20
+    }
+
+    /// Stops every counter and writes this CPU's tag into the cycle counter and event
+    /// counter 0.
+    pub fn plant(cpu: usize) {
+        if !present() {
+            return;
+        }
+        write_pmcntenclr_el0(0xffff_ffff);
+        write_pmccntr_el0(tag(cpu));
+        write_pmselr_el0(0);
+        write_pmxevcntr_el0(tag(cpu) & 0xffff_ffff);
+    }
+
+    /// `Ok` if both counters still hold this CPU's tag, else the cycle counter read.
+    pub fn intact(cpu: usize) -> Result<(), u64> {
+        if !present() {
+            return Ok(());
+        }
+        let cycles = read_pmccntr_el0();
+        write_pmselr_el0(0);
+        let event = read_pmxevcntr_el0();
+        if cycles == tag(cpu) && event == tag(cpu) & 0xffff_ffff {
+            Ok(())
+        } else {
+            Err(cycles)
+        }
+    }
+
+    pub fn check(platform: &Platform) -> Result<(), CheckFailure> {
+        if !present() {
+            return Err(CheckFailure::NoPmu);
+        }
+        if let Err(got) = intact(0) {
+            return Err(CheckFailure::PmuClobbered {
+                cpu: 0,
+                got,
+                want: tag(0),
+            });
+        }
+        for cpu in 1..platform.cpu_count {
+            let got = PMU_CLOBBERED[cpu].load(SeqCst);
+            if !PMU_CHECKED[cpu].load(SeqCst) {
+                return Err(CheckFailure::PmuNotChecked { cpu });
+            }
+            if got != 0 {
+                return Err(CheckFailure::PmuClobbered {
+                    cpu,
+                    got,
+                    want: tag(cpu),
+                });
+            }
+        }
+        // Count cycles at EL1 and EL0 for a while.
+        write_pmccfiltr_el0(0);
+        write_pmccntr_el0(0);
+        write_pmcr_el0(read_pmcr_el0() | PMCR_E);
+        write_pmcntenset_el0(CYCLES);
+        let mut x = 0u64;
+        for i in 0..10_000u64 {
+            x = core::hint::black_box(x.wrapping_add(i));
+        }
+        let counted = read_pmccntr_el0();
+        write_pmcntenclr_el0(CYCLES);
+        write_pmcr_el0(read_pmcr_el0() & !PMCR_E);
+        if counted == 0 {
+            return Err(CheckFailure::PmuNotCounting);
+        }
+        Ok(())
     }
 }
 
