@@ -57,6 +57,10 @@ pub trait IrqChip: Sync {
     fn enable(&self, intid: u32, priority: u8, edge: bool, target_mpidr: u64);
     /// Disables INTID.
     fn disable(&self, intid: u32);
+    /// Unmasks (`enabled`) or masks INTID without changing its configuration. A private
+    /// interrupt (SGI/PPI) changes only for the CPU with `target_mpidr` (on GICv2 its
+    /// enable bits are banked: call this on that CPU); an SPI changes for every CPU.
+    fn set_enabled(&self, intid: u32, enabled: bool, target_mpidr: u64);
     /// Acknowledges the highest-priority pending interrupt (IAR), if any (`None` for
     /// spurious).
     fn acknowledge(&self) -> Option<u32>;

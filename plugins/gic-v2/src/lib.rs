@@ -232,6 +232,18 @@ impl IrqChip for GicV2Chip {
         }
     }
 
+    fn set_enabled(&self, intid: u32, enabled: bool, _target_mpidr: u64) {
+        // SGI/PPI enables (GICD_I[SC]ENABLER0) are banked: the calling CPU's own.
+        if intid < SPECIAL_INTID_START {
+            let mut d = self.gicd.lock();
+            if enabled {
+                write_bit(field!(d, isenabler), intid);
+            } else {
+                write_bit(field!(d, icenabler), intid);
+            }
+        }
+    }
+
     fn acknowledge(&self) -> Option<u32> {
         let iar = {
             let mut c = self.gicc.lock();
@@ -506,6 +518,16 @@ mod tests {
         let fake = Fake::new();
         fake.chip(&[0x0]).disable(35);
         assert_eq!(r32(fake.gicd, 0x184), 1 << 3);
+    }
+
+    #[test]
+    fn set_enabled_writes_the_banked_enable_bits() {
+        let fake = Fake::new();
+        let chip = fake.chip(&[0x0]);
+        chip.set_enabled(23, false, 0x0);
+        assert_eq!(r32(fake.gicd, 0x180), 1 << 23, "GICD_ICENABLER0");
+        chip.set_enabled(23, true, 0x0);
+        assert_eq!(r32(fake.gicd, 0x100), 1 << 23, "GICD_ISENABLER0");
     }
 
     #[test]

@@ -323,6 +323,19 @@ impl IrqChip for GicV3Chip {
         }
     }
 
+    fn set_enabled(&self, intid: u32, enabled: bool, target_mpidr: u64) {
+        let Ok(id) = IntId::try_from(intid) else {
+            return;
+        };
+        if id.is_private() {
+            if let Some(cpu) = self.cpu_index(target_mpidr) {
+                self.with_redistributor(cpu, |r| checked(r.enable_interrupt(id, enabled)));
+            }
+        } else {
+            checked(self.gicd.lock().enable_interrupt(id, enabled));
+        }
+    }
+
     fn acknowledge(&self) -> Option<u32> {
         cpuif::acknowledge()
     }
@@ -648,6 +661,22 @@ mod tests {
         assert_eq!(r32(d, 0xc08), 1 << 17, "ICFGR2: INTID 40 edge");
         assert_eq!(r64(d, 0x6100 + 8 * 8), SOCKET1_CPU, "IROUTER40");
         assert_eq!(r32(d, 0x104), 1 << 8, "ISENABLER1 bit 8");
+    }
+
+    #[test]
+    fn set_enabled_on_a_ppi_touches_only_the_target_cpu() {
+        let fake = Fake::two_sockets();
+        let chip = fake.chip(&[0x0, 0x1, SOCKET1_CPU]).unwrap();
+        chip.set_enabled(23, false, 0x1);
+        let (r0, _) = fake.regions[0];
+        let (r1, _) = fake.regions[1];
+        // GICR_ICENABLER0 of CPU 0.0.0.1 (second frame of region 0) only.
+        for (region, off, want) in [(r0, 0, 0), (r0, 0x2_0000, 1 << 23), (r1, 0, 0)] {
+            assert_eq!(r32(region, off + SGI + 0x180), want);
+        }
+        chip.set_enabled(23, true, 0x1);
+        assert_eq!(r32(r0, 0x2_0000 + SGI + 0x100), 1 << 23, "GICR_ISENABLER0");
+        assert_eq!(r32(r0, SGI + 0x100), 0);
     }
 
     #[test]
