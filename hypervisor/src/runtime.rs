@@ -130,6 +130,11 @@ fn init_this_cpu(cpu_index: usize) {
     gic.enable(board.timer.hyp_phys.intid, 0x80, false, me);
     gic.enable(board.timer.virt.intid, 0x80, false, me);
     gic.enable(board.gic.maintenance_irq.intid, 0x80, false, me);
+    // This CPU's PMU overflow line: forwarded to the vCPU whose PMU state is loaded.
+    if let Some(pmu) = board.pmu.irq_for(me) {
+        let edge = pmu.trigger == crate::platform::Trigger::Edge;
+        gic.enable(pmu.intid, 0x80, edge, me);
+    }
     match crate::mm::stage2::vtcr_el2(cpu::pa_range()) {
         Ok(vtcr) => cpu::init_el2(vtcr, board.gic.version == crate::platform::GicVersion::V3),
         Err(e) => {

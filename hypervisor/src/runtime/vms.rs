@@ -315,14 +315,7 @@ fn create_vm(
         })
         .collect();
     let mut vgic = new_vgic(desc.vcpus as usize).map_err(CreateError::Vgic)?;
-    for v in 0..desc.vcpus as usize {
-        let _ = vgic.set_eoi_notify(IntId(layout::VTIMER_INTID), VcpuId(v), true);
-    }
-    for dev in &passthrough {
-        for irq in dev.irqs {
-            let _ = vgic.set_eoi_notify(IntId(irq.intid), VcpuId(0), true);
-        }
-    }
+    notify_eois(&mut vgic, &passthrough);
     Ok(Vm {
         id,
         desc,
@@ -340,6 +333,20 @@ fn create_vm(
         passthrough,
         resets: core::sync::atomic::AtomicU32::new(0),
     })
+}
+
+/// Asks the vGIC for the guest deactivations the core acts on: each vCPU's virtual timer
+/// and PMU interrupt (to unmask the physical source) and passed-through interrupts.
+fn notify_eois(vgic: &mut VGic, passthrough: &[&'static DeviceDesc]) {
+    for v in 0..vgic.vcpu_count() {
+        let _ = vgic.set_eoi_notify(IntId(layout::VTIMER_INTID), VcpuId(v), true);
+        let _ = vgic.set_eoi_notify(IntId(layout::PMU_INTID), VcpuId(v), true);
+    }
+    for dev in passthrough {
+        for irq in dev.irqs {
+            let _ = vgic.set_eoi_notify(IntId(irq.intid), VcpuId(0), true);
+        }
+    }
 }
 
 /// True if the board's GIC (and so every guest's) is a GICv2.
@@ -497,6 +504,9 @@ struct LocalVcpu {
     el1: El1Context,
     /// The hypervisor masked the virtual timer (CNTV_CTL.IMASK) after it fired.
     vtimer_masked: bool,
+    /// The hypervisor masked this CPU's PMU overflow interrupt at the GIC after it fired for
+    /// this vCPU (until the guest's EOI, or until another vCPU's PMU state is loaded).
+    pmu_masked: bool,
     lrs: [u64; 16],
 }
 
@@ -513,7 +523,17 @@ impl LocalVcpu {
         self.regs.spsr = 0x3c5;
         self.el1 = El1Context::reset(self.shared().mpidr);
         self.vtimer_masked = false;
+        self.unmask_pmu();
         self.lrs = [0; 16];
+    }
+
+    /// Unmasks this CPU's PMU overflow interrupt if this vCPU had it masked.
+    fn unmask_pmu(&mut self) {
+        if core::mem::take(&mut self.pmu_masked) {
+            if let Some(irq) = pmu_irq() {
+                irqchip().set_enabled(irq, true, cpu::mpidr());
+            }
+        }
     }
 }
 
@@ -544,6 +564,7 @@ pub fn run_cpu(cpu_index: usize) -> ! {
                     regs: GuestRegs::default(),
                     el1: El1Context::reset(v.mpidr),
                     vtimer_masked: false,
+                    pmu_masked: false,
                     lrs: [0; 16],
                 });
             }
@@ -606,6 +627,9 @@ pub fn run_cpu(cpu_index: usize) -> ! {
         if loaded != Some(i) {
             if let Some(l) = loaded {
                 local[l].el1.save();
+                // Its PMU state left the PMU, and with it the overflow line: the next
+                // vCPU's overflows must get through. Its virtual interrupt stays pending.
+                local[l].unmask_pmu();
             }
             local[i].el1.restore();
             cpu::set_vttbr(local[i].vm.vttbr);
@@ -739,6 +763,13 @@ fn run_vcpu(lv: &mut LocalVcpu, hw: &mut HwLrs) -> Next {
                     lv.vm.enable_passthrough_irq(irq);
                     continue;
                 }
+                if intid.0 == layout::PMU_INTID {
+                    // The guest handled its overflow: lower the virtual line and let the
+                    // physical one through again (it fires again if still asserted).
+                    let _ = dev.vgic.set_level(intid, lv.id, false);
+                    lv.unmask_pmu();
+                    continue;
+                }
                 if intid.0 == layout::VTIMER_INTID && lv.vtimer_masked {
                     let (ctl, _) = cpu::vtimer();
                     cpu::set_vtimer_ctl(ctl & !crate::vtimer::cntv_ctl::IMASK);
@@ -765,6 +796,11 @@ fn run_vcpu(lv: &mut LocalVcpu, hw: &mut HwLrs) -> Next {
     }
 }
 
+/// This physical CPU's PMU overflow interrupt, if the board has one.
+fn pmu_irq() -> Option<u32> {
+    arch::board().pmu.irq_for(cpu::mpidr()).map(|i| i.intid)
+}
+
 /// Acknowledges and handles every pending physical interrupt. `loaded` is the vCPU whose
 /// EL1 state (and so virtual timer) is live on this CPU, if any.
 fn handle_physical_irqs(mut loaded: Option<&mut LocalVcpu>) -> Next {
@@ -785,6 +821,20 @@ fn handle_physical_irqs(mut loaded: Option<&mut LocalVcpu>) -> Next {
                     .lock()
                     .vgic
                     .inject_edge(IntId(layout::VTIMER_INTID), lv.id);
+            }
+        } else if Some(intid) == pmu_irq() {
+            // A PMU counter of the loaded vCPU overflowed: its virtual PMU interrupt is a
+            // level that follows the physical one; mask the physical one until the guest's
+            // EOI so that it does not fire again meanwhile.
+            gic.set_enabled(intid, false, cpu::mpidr());
+            if let Some(lv) = loaded.as_deref_mut() {
+                lv.pmu_masked = true;
+                let _ = lv
+                    .vm
+                    .devices
+                    .lock()
+                    .vgic
+                    .set_level(IntId(layout::PMU_INTID), lv.id, true);
             }
         } else if intid == board.timer.hyp_phys.intid {
             cpu::stop_hyp_timer();
@@ -898,9 +948,7 @@ pub fn reset_vm(vm: &Vm) {
     {
         let mut dev = vm.devices.lock();
         if let Ok(mut g) = new_vgic(vm.vcpus.len()) {
-            for v in 0..vm.vcpus.len() {
-                let _ = g.set_eoi_notify(IntId(layout::VTIMER_INTID), VcpuId(v), true);
-            }
+            notify_eois(&mut g, &vm.passthrough);
             dev.vgic = g;
         }
         dev.uart = Pl011::new();
