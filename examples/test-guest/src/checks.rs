@@ -58,6 +58,9 @@ pub static CPU_MPIDR: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_
 
 /// A secondary found its planted PMU values changed: the cycle counter it read (0: intact).
 static PMU_CLOBBERED: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
+/// PMU overflow interrupts taken, and the overflow flags the last one found.
+static PMU_IRQS: AtomicU32 = AtomicU32::new(0);
+static PMU_OVERFLOWS: AtomicU64 = AtomicU64::new(0);
 /// A secondary checked its planted PMU values (when pinged).
 static PMU_CHECKED: [AtomicBool; MAX_CPUS] = [const { AtomicBool::new(false) }; MAX_CPUS];
 
@@ -117,6 +120,19 @@ pub enum CheckFailure {
     PmuNotChecked {
         /// The CPU.
         cpu: usize,
+    },
+    /// The DTB has no PMU interrupt (or no GIC set up).
+    #[error("no `arm,armv8-pmuv3` node with an interrupt in the DTB: the hypervisor must describe the PMU")]
+    NoPmuInterrupt,
+    /// The cycle counter's overflow did not raise its interrupt exactly once.
+    #[error("cycle counter overflow raised INTID {intid} {irqs} times (want 1), overflow flags {flags:#x} (want bit 31): PMU interrupts must reach the vCPU whose counter overflowed")]
+    PmuOverflowIrq {
+        /// PMU INTID from the DTB.
+        intid: u32,
+        /// Interrupts taken.
+        irqs: u32,
+        /// `PMOVSCLR_EL0` in the handler.
+        flags: u64,
     },
     /// The enabled cycle counter did not move.
     #[error("PMCCNTR_EL0 did not count while enabled (PMCR_EL0.E and PMCNTENSET_EL0.C set)")]
@@ -412,6 +428,11 @@ pub fn run<C: Call>(platform: &Platform, gic: &Gic, uart: &Pl011) -> Report {
     }
     report.record("stage2", stage2(platform));
     report.record("pmu", pmu::check(platform));
+    if platform.pmu_irq_wired {
+        report.record("pmu-irq", pmu::overflow_interrupt(platform));
+    } else {
+        println!("SKIP pmu-irq: bootargs say this machine does not wire the PMU interrupt");
+    }
     // Only a DTB with a passed-through PL031 gets this check (and its line).
     if let Some(rtc) = platform.rtc {
         report.record("passthrough", passthrough(rtc, platform, gic));
@@ -778,6 +799,7 @@ pub fn on_irq() {
     let Some(ack) = gic.ack() else { return };
     let cpu = cpu_index();
     let vtimer = PLATFORM.get().map(|p| p.vtimer_intid);
+    let pmu_intid = PLATFORM.get().and_then(|p| p.pmu_intid);
     let rtc = PLATFORM.get().and_then(|p| p.rtc).and_then(Result::ok);
     // In echo mode the PL011's SPI is expected (and never counted as unexpected).
     let echo_uart = PLATFORM
@@ -797,6 +819,7 @@ pub fn on_irq() {
             CNTV_CTL_EL0.write(CNTV_CTL_EL0::ENABLE::CLEAR + CNTV_CTL_EL0::IMASK::SET);
         }
         intid if Some(intid) == vtimer => timer_tick(),
+        intid if Some(intid) == pmu_intid => pmu::on_overflow(),
         intid if rtc.is_some_and(|r| r.intid == intid) => {
             if let Some(rtc) = rtc {
                 rtc_irq(&rtc, gic);
@@ -845,12 +868,19 @@ pub fn secondary(cpu: usize, mpidr: u64) -> ! {
 /// the PMU, the later vCPU's values overwrite the earlier one's. Then the cycle counter must
 /// count when enabled.
 mod pmu {
-    use super::{CheckFailure, Platform, PMU_CHECKED, PMU_CLOBBERED};
+    use super::{
+        counter, ticks, CheckFailure, Platform, GIC, PMU_CHECKED, PMU_CLOBBERED, PMU_IRQS,
+        PMU_OVERFLOWS, WAIT_MS,
+    };
     use crate::sysreg::pmu::*;
     use core::sync::atomic::Ordering::SeqCst;
 
     /// `PMCR_EL0.E`.
     const PMCR_E: u64 = 1;
+    /// `PMCR_EL0.LC`: the cycle counter overflows at 64 bits.
+    const PMCR_LC: u64 = 1 << 6;
+    /// Cycles before the planted cycle count overflows.
+    const CYCLES_TO_OVERFLOW: u64 = 2000;
     /// The cycle counter's bit in `PMCNTENSET_EL0`/`PMCNTENCLR_EL0`.
     const CYCLES: u64 = 1 << 31;
 
@@ -931,6 +961,50 @@ mod pmu {
             return Err(CheckFailure::PmuNotCounting);
         }
         Ok(())
+    }
+
+    /// The `pmu-irq` check: the cycle counter, a few cycles short of its 64-bit overflow,
+    /// must raise the PMU interrupt of the DTB's `arm,armv8-pmuv3` node exactly once (the
+    /// handler clears the overflow flag and the interrupt enable).
+    pub fn overflow_interrupt(platform: &Platform) -> Result<(), CheckFailure> {
+        let (Some(intid), Some(gic)) = (platform.pmu_intid, GIC.get()) else {
+            return Err(CheckFailure::NoPmuInterrupt);
+        };
+        gic.enable_ppi(super::cpu_index(), intid);
+        PMU_IRQS.store(0, SeqCst);
+        write_pmovsclr_el0(0xffff_ffff);
+        write_pmcr_el0(read_pmcr_el0() | PMCR_E | PMCR_LC);
+        write_pmccntr_el0(u64::MAX - CYCLES_TO_OVERFLOW);
+        write_pmintenset_el1(CYCLES);
+        write_pmcntenset_el0(CYCLES);
+        crate::sysreg::irq_enable();
+        let deadline = counter() + ticks(WAIT_MS);
+        while PMU_IRQS.load(SeqCst) == 0 && counter() < deadline {
+            core::hint::spin_loop();
+        }
+        // A second interrupt would mean the overflow did not stay handled.
+        let settle = counter() + ticks(20);
+        while counter() < settle {
+            core::hint::spin_loop();
+        }
+        write_pmcntenclr_el0(CYCLES);
+        write_pmintenclr_el1(CYCLES);
+        write_pmcr_el0(read_pmcr_el0() & !(PMCR_E | PMCR_LC));
+        let irqs = PMU_IRQS.load(SeqCst);
+        let flags = PMU_OVERFLOWS.load(SeqCst);
+        if irqs != 1 || flags & CYCLES == 0 {
+            return Err(CheckFailure::PmuOverflowIrq { intid, irqs, flags });
+        }
+        Ok(())
+    }
+
+    /// The PMU interrupt handler: notes and clears the overflow, stops further interrupts.
+    pub fn on_overflow() {
+        let flags = read_pmovsclr_el0();
+        write_pmovsclr_el0(flags);
+        write_pmintenclr_el1(CYCLES);
+        PMU_OVERFLOWS.store(flags, SeqCst);
+        PMU_IRQS.fetch_add(1, SeqCst);
     }
 }
 

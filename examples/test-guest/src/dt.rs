@@ -76,6 +76,11 @@ pub struct Platform {
     pub uart_edge: bool,
     /// Virtual timer PPI INTID (third entry of the `arm,armv8-timer` node's `interrupts`).
     pub vtimer_intid: u32,
+    /// PMU overflow interrupt INTID (first entry of the `arm,armv8-pmuv3` node), if any.
+    pub pmu_intid: Option<u32>,
+    /// `no-pmu-irq` is not in bootargs: the machine delivers PMU overflow interrupts (QEMU's
+    /// `xlnx-zcu102` does not connect the CPUs' PMU output to its GIC).
+    pub pmu_irq_wired: bool,
     /// `/chosen/bootargs` contains the word `bench`.
     pub bench: bool,
     /// Hostile and isolation modes (`spin`, `wild`, `hostile`, `secret`, `scan` in bootargs)
@@ -277,6 +282,10 @@ pub fn parse(fdt: &Fdt<'_>) -> Result<Platform, DtError> {
         .and_then(|n| interrupt(n, 2))
         .ok_or(DtError::NoTimer)?;
 
+    let pmu_intid = fdt
+        .find_compatible(&["arm,armv8-pmuv3"])
+        .and_then(|n| interrupt(n, 0));
+
     let bootargs = fdt
         .find_node("/chosen")
         .and_then(|n| n.property("bootargs"))
@@ -295,6 +304,8 @@ pub fn parse(fdt: &Fdt<'_>) -> Result<Platform, DtError> {
         uart_intid,
         uart_edge,
         vtimer_intid,
+        pmu_intid,
+        pmu_irq_wired: !has_word(bootargs, "no-pmu-irq"),
         bench,
         after,
         reset_count: fdt
@@ -610,6 +621,7 @@ mod tests {
     #[test]
     fn virtual_timer_is_the_third_timer_interrupt() {
         assert_eq!(platform(V3).vtimer_intid, 27);
+        assert_eq!(platform(V3).pmu_intid, Some(23));
     }
 
     #[test]

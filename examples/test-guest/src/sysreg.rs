@@ -124,4 +124,10 @@ pub mod pmu {
         pmselr_el0, read_pmselr_el0, write_pmselr_el0);
     pmu_reg!(/// `PMXEVCNTR_EL0`: the selected event counter.
         pmxevcntr_el0, read_pmxevcntr_el0, write_pmxevcntr_el0);
+    pmu_reg!(/// `PMINTENSET_EL1`: overflow interrupt enable set.
+        pmintenset_el1, read_pmintenset_el1, write_pmintenset_el1);
+    pmu_reg!(/// `PMINTENCLR_EL1`: overflow interrupt enable clear.
+        pmintenclr_el1, read_pmintenclr_el1, write_pmintenclr_el1);
+    pmu_reg!(/// `PMOVSCLR_EL0`: overflow flags (read), clear (write ones).
+        pmovsclr_el0, read_pmovsclr_el0, write_pmovsclr_el0);
 }
