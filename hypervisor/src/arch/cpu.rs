@@ -112,7 +112,11 @@ pub fn init_el2(vtcr: u64, gic_v3: bool) {
     // MDCR_EL2.HPMD (FEAT_PMUv3p1, PMUVer >= 4): no event counting at EL2 even if a guest
     // sets PMEVTYPER<n>.NSH, so the hypervisor's work never shows in a guest's counts.
     let pmu_ver = (read_sysreg!("id_aa64dfr0_el1") >> 8) & 0xf;
-    let hpmd = if (4..0xf).contains(&pmu_ver) { 1 << 17 } else { 0 };
+    let hpmd = if (4..0xf).contains(&pmu_ver) {
+        1 << 17
+    } else {
+        0
+    };
     write_sysreg!("mdcr_el2", pmcr_n | hpmd);
     if gic_v3 {
         // ICC_SRE_EL2: SRE=1, Enable=1 (EL1 may use the system register interface).
