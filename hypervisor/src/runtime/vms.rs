@@ -627,11 +627,20 @@ pub fn run_cpu(cpu_index: usize) -> ! {
         if loaded != Some(i) {
             if let Some(l) = loaded {
                 local[l].el1.save();
-                // Its PMU state left the PMU, and with it the overflow line: the next
-                // vCPU's overflows must get through. Its virtual interrupt stays pending.
-                local[l].unmask_pmu();
             }
             local[i].el1.restore();
+            // The outgoing vCPU's PMU state (and with it its overflow line) left the PMU:
+            // the incoming vCPU's overflows must get through. The outgoing one's virtual
+            // interrupt stays pending until its EOI. (Nothing was loaded: an overflow taken
+            // then had no owner to unmask it.)
+            match loaded {
+                Some(l) => local[l].unmask_pmu(),
+                None => {
+                    if let Some(irq) = pmu_irq() {
+                        irqchip().set_enabled(irq, true, cpu::mpidr());
+                    }
+                }
+            }
             cpu::set_vttbr(local[i].vm.vttbr);
             loaded = Some(i);
         }
