@@ -9,17 +9,19 @@ macro_rules! sysreg {
         #[allow(dead_code, reason = "not every register is both read and written")]
         pub fn $read() -> u64 {
             let value: u64;
-            // SAFETY: reading a GIC CPU interface register has no effect on memory.
-            unsafe { asm!(concat!("mrs {}, ", stringify!($reg)), out(reg) value, options(nomem, nostack, preserves_flags)) };
+            // SAFETY: reading a GIC CPU interface, PMU or ID register has no effect on
+            // memory.
+            unsafe { core::arch::asm!(concat!("mrs {}, ", stringify!($reg)), out(reg) value, options(nomem, nostack, preserves_flags)) };
             value
         }
 
         $(#[$doc])*
         #[allow(dead_code, reason = "not every register is both read and written")]
         pub fn $write(value: u64) {
-            // SAFETY: writing a GIC CPU interface register changes interrupt delivery only,
-            // never memory; the `isb` makes the effect visible to what follows.
-            unsafe { asm!(concat!("msr ", stringify!($reg), ", {}"), "isb", in(reg) value, options(nomem, nostack, preserves_flags)) };
+            // SAFETY: writing a GIC CPU interface or PMU register changes interrupt delivery
+            // or event counting only, never memory; the `isb` makes the effect visible to
+            // what follows.
+            unsafe { core::arch::asm!(concat!("msr ", stringify!($reg), ", {}"), "isb", in(reg) value, options(nomem, nostack, preserves_flags)) };
         }
     };
 }
@@ -85,49 +87,26 @@ pub fn read_impdef(n: usize) -> u64 {
 
 /// Performance Monitors registers (PMUv3) and `ID_AA64DFR0_EL1`, for the `pmu` check.
 pub mod pmu {
-    use core::arch::asm;
-
-    macro_rules! pmu_reg {
-        ($(#[$doc:meta])* $reg:ident, $read:ident, $write:ident) => {
-            $(#[$doc])*
-            #[allow(dead_code, reason = "not every register is both read and written")]
-            pub fn $read() -> u64 {
-                let value: u64;
-                // SAFETY: reading a PMU or ID register has no effect on memory.
-                unsafe { asm!(concat!("mrs {}, ", stringify!($reg)), out(reg) value, options(nomem, nostack, preserves_flags)) };
-                value
-            }
-
-            $(#[$doc])*
-            #[allow(dead_code, reason = "not every register is both read and written")]
-            pub fn $write(value: u64) {
-                // SAFETY: writing a PMU register changes event counting only, never
-                // memory; the `isb` makes the effect visible to what follows.
-                unsafe { asm!(concat!("msr ", stringify!($reg), ", {}"), "isb", in(reg) value, options(nomem, nostack, preserves_flags)) };
-            }
-        };
-    }
-
-    pmu_reg!(/// `ID_AA64DFR0_EL1` (read only).
+    sysreg!(/// `ID_AA64DFR0_EL1` (read only).
         id_aa64dfr0_el1, read_id_aa64dfr0_el1, write_id_aa64dfr0_el1_unused);
-    pmu_reg!(/// `PMCR_EL0`: control (E enables counting).
+    sysreg!(/// `PMCR_EL0`: control (E enables counting).
         pmcr_el0, read_pmcr_el0, write_pmcr_el0);
-    pmu_reg!(/// `PMCNTENSET_EL0`: counter enable set.
+    sysreg!(/// `PMCNTENSET_EL0`: counter enable set.
         pmcntenset_el0, read_pmcntenset_el0, write_pmcntenset_el0);
-    pmu_reg!(/// `PMCNTENCLR_EL0`: counter enable clear.
+    sysreg!(/// `PMCNTENCLR_EL0`: counter enable clear.
         pmcntenclr_el0, read_pmcntenclr_el0, write_pmcntenclr_el0);
-    pmu_reg!(/// `PMCCNTR_EL0`: cycle counter.
+    sysreg!(/// `PMCCNTR_EL0`: cycle counter.
         pmccntr_el0, read_pmccntr_el0, write_pmccntr_el0);
-    pmu_reg!(/// `PMCCFILTR_EL0`: cycle counter filter.
+    sysreg!(/// `PMCCFILTR_EL0`: cycle counter filter.
         pmccfiltr_el0, read_pmccfiltr_el0, write_pmccfiltr_el0);
-    pmu_reg!(/// `PMSELR_EL0`: event counter select.
+    sysreg!(/// `PMSELR_EL0`: event counter select.
         pmselr_el0, read_pmselr_el0, write_pmselr_el0);
-    pmu_reg!(/// `PMXEVCNTR_EL0`: the selected event counter.
+    sysreg!(/// `PMXEVCNTR_EL0`: the selected event counter.
         pmxevcntr_el0, read_pmxevcntr_el0, write_pmxevcntr_el0);
-    pmu_reg!(/// `PMINTENSET_EL1`: overflow interrupt enable set.
+    sysreg!(/// `PMINTENSET_EL1`: overflow interrupt enable set.
         pmintenset_el1, read_pmintenset_el1, write_pmintenset_el1);
-    pmu_reg!(/// `PMINTENCLR_EL1`: overflow interrupt enable clear.
+    sysreg!(/// `PMINTENCLR_EL1`: overflow interrupt enable clear.
         pmintenclr_el1, read_pmintenclr_el1, write_pmintenclr_el1);
-    pmu_reg!(/// `PMOVSCLR_EL0`: overflow flags (read), clear (write ones).
+    sysreg!(/// `PMOVSCLR_EL0`: overflow flags (read), clear (write ones).
         pmovsclr_el0, read_pmovsclr_el0, write_pmovsclr_el0);
 }
