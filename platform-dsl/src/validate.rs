@@ -960,6 +960,20 @@ impl Cx {
         v
     }
 
+    /// Optional `trigger="level"|"edge"` of an interrupt node (level when absent or wrong;
+    /// a wrong value is reported).
+    fn prop_trigger(&mut self, node: &Node) -> Trigger {
+        self.prop_str(node, "trigger", "trigger=\"level\"")
+            .and_then(|t| {
+                self.choice(
+                    t,
+                    "trigger",
+                    &[("level", Trigger::Level), ("edge", Trigger::Edge)],
+                )
+            })
+            .map_or(Trigger::Level, |t| t.value)
+    }
+
     /// One of a fixed set of string values.
     fn choice<T: Copy>(
         &mut self,
@@ -1467,17 +1481,7 @@ impl Cx {
         );
         let spi = self.prop_u32(node, "spi", "spi=1");
         let ppi = self.prop_u32(node, "ppi", "ppi=9");
-        let trigger = self
-            .prop_str(node, "trigger", "trigger=\"level\"")
-            .and_then(|t| {
-                self.choice(
-                    t,
-                    "trigger",
-                    &[("level", Trigger::Level), ("edge", Trigger::Edge)],
-                )
-            })
-            .map(|t| t.value)
-            .unwrap_or(Trigger::Level);
+        let trigger = self.prop_trigger(node);
         match (spi, ppi) {
             (Some(n), None) => Some(IrqDecl {
                 kind: IrqKind::Spi,
@@ -1730,17 +1734,7 @@ impl Cx {
         let spi = self.require(node, "spi", spi, "spi=16");
         let cpu = self.prop_int(node, "cpu", u64::MAX, "cpu=0x0");
         let cpu = self.require(node, "cpu", cpu, "cpu=0x0");
-        let trigger = self
-            .prop_str(node, "trigger", "trigger=\"level\"")
-            .and_then(|t| {
-                self.choice(
-                    t,
-                    "trigger",
-                    &[("level", Trigger::Level), ("edge", Trigger::Edge)],
-                )
-            })
-            .map(|t| t.value)
-            .unwrap_or(Trigger::Level);
+        let trigger = self.prop_trigger(node);
         Some(PmuSpiDecl {
             irq: IrqDecl {
                 kind: IrqKind::Spi,
