@@ -16,11 +16,11 @@ const UARTFR_TXFF: u32 = 1 << 5;
 /// `UARTDR.DATA`, the received character (bits 11:8 are its error flags).
 const UARTDR_DATA: u32 = 0xff;
 /// `UARTCR`, control register (3.3.8).
-const UARTCR: usize = 0x030;
+pub(crate) const UARTCR: usize = 0x030;
 /// `UARTCR.UARTEN | TXE | RXE`.
-const UARTCR_ENABLE: u32 = 1 | 1 << 8 | 1 << 9;
+pub(crate) const UARTCR_ENABLE: u32 = 1 | 1 << 8 | 1 << 9;
 /// `UARTIMSC`, interrupt mask set/clear (3.3.10).
-const UARTIMSC: usize = 0x038;
+pub(crate) const UARTIMSC: usize = 0x038;
 /// `UARTICR`, interrupt clear (3.3.13).
 const UARTICR: usize = 0x044;
 /// Receive (`RXIM`/`RXIC`, bit 4) and receive timeout (`RTIM`/`RTIC`, bit 6) interrupts, the

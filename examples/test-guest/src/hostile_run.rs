@@ -2,6 +2,7 @@
 //! exceptions they raise (the exception handler records and skips them), and prints one
 //! summary line per kind.
 
+use crate::console::{UARTCR, UARTCR_ENABLE, UARTIMSC};
 use crate::dt::{Conduit, Platform};
 use crate::hostile::{
     self, Args, Counters, Distinct, Kind, NoIsvForm, Op, Rng, SysregOp, Targets,
@@ -26,15 +27,10 @@ static LAST_OTHER_ESR: AtomicU64 = AtomicU64::new(0);
 
 /// `GICD_SGIR` (GICv2 IHI 0048B, 4.3.15).
 const GICD_SGIR: u64 = 0xf00;
-/// `UARTCR.UARTEN | TXE | RXE`, restored after the run (PL011 TRM 3.3.8).
-const UARTCR_ENABLE: u32 = 1 | 1 << 8 | 1 << 9;
-/// `UARTCR` offset.
-const UARTCR: usize = 0x30;
-/// `UARTLCR_H` offset and the 8N1, FIFO-enabled value restored after the run (3.3.7).
+/// `UARTLCR_H` offset and the 8N1, FIFO-enabled value restored after the run (PL011 TRM
+/// 3.3.7); `UARTCR` and `UARTIMSC` come from the console driver.
 const UARTLCR_H: usize = 0x2c;
 const UARTLCR_H_8N1_FIFO: u32 = 0b11 << 5 | 1 << 4;
-/// `UARTIMSC` offset (3.3.10): all interrupts masked after the run.
-const UARTIMSC: usize = 0x38;
 
 /// Called for a synchronous exception, an SError, an IRQ or an FIQ (`vector` 0..15); returns
 /// whether hostile mode handled it. A synchronous exception is recorded by class and skipped
