@@ -150,41 +150,42 @@ fn run(smoke: bool) -> Result<(), BenchError> {
         walls.push((r.name.clone(), r.wall_s));
     }
     let insns = |e: &[ExitBench], f: fn(&ExitBench) -> f64| e.iter().map(f).collect::<Vec<_>>();
-    rows.push(Row::new(
-        "null HVC round trip",
-        "insns",
-        insns(&exits_bare, ExitBench::hvc_insns),
-        insns(&exits_hv, ExitBench::hvc_insns),
-        Goal::Overhead(TARGET_HVC_INSNS),
-    ));
-    rows.push(Row::new(
-        "trapped MMIO read (UARTFR)",
-        "insns",
-        insns(&exits_bare, ExitBench::mmio_insns),
-        insns(&exits_hv, ExitBench::mmio_insns),
-        Goal::Overhead(TARGET_MMIO_INSNS),
-    ));
-    rows.push(Row::new(
-        "vtimer expiry -> handler, vCPU idle (WFI)",
-        "insns",
-        insns(&exits_bare, ExitBench::vtimer_idle_insns),
-        insns(&exits_hv, ExitBench::vtimer_idle_insns),
-        Goal::None,
-    ));
-    rows.push(Row::new(
-        "vtimer expiry -> handler, vCPU busy",
-        "insns",
-        insns(&exits_bare, ExitBench::vtimer_busy_insns),
-        insns(&exits_hv, ExitBench::vtimer_busy_insns),
-        Goal::None,
-    ));
-    rows.push(Row::new(
-        "SGI vCPU 0 -> handler on idle vCPU 1",
-        "insns",
-        insns(&exits_bare, ExitBench::sgi_insns),
-        insns(&exits_hv, ExitBench::sgi_insns),
-        Goal::None,
-    ));
+    let exit_figures: [(&str, ExitFigure, Goal); 5] = [
+        (
+            "null HVC round trip",
+            ExitBench::hvc_insns,
+            Goal::Overhead(TARGET_HVC_INSNS),
+        ),
+        (
+            "trapped MMIO read (UARTFR)",
+            ExitBench::mmio_insns,
+            Goal::Overhead(TARGET_MMIO_INSNS),
+        ),
+        (
+            "vtimer expiry -> handler, vCPU idle (WFI)",
+            ExitBench::vtimer_idle_insns,
+            Goal::None,
+        ),
+        (
+            "vtimer expiry -> handler, vCPU busy",
+            ExitBench::vtimer_busy_insns,
+            Goal::None,
+        ),
+        (
+            "SGI vCPU 0 -> handler on idle vCPU 1",
+            ExitBench::sgi_insns,
+            Goal::None,
+        ),
+    ];
+    for (name, figure, goal) in exit_figures {
+        rows.push(Row::new(
+            name,
+            "insns",
+            insns(&exits_bare, figure),
+            insns(&exits_hv, figure),
+            goal,
+        ));
+    }
 
     // Footprint of the image this run built.
     let footprint = loadable_bytes(&tg_img.elf)?;
@@ -598,6 +599,9 @@ fn run_qemu(
         log: log_path,
     })
 }
+
+/// One figure of the test guest's `BENCH` line, in instructions.
+type ExitFigure = fn(&ExitBench) -> f64;
 
 /// The test guest's `BENCH` line.
 #[derive(Clone, Copy, Debug, PartialEq)]
