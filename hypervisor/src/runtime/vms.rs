@@ -831,6 +831,11 @@ fn handle_physical_irqs(mut loaded: Option<&mut LocalVcpu>) -> Next {
                     .vgic
                     .inject_edge(IntId(layout::VTIMER_INTID), lv.id);
             }
+        } else if intid == board.timer.hyp_phys.intid {
+            cpu::stop_hyp_timer();
+            next = Next::Resched;
+        } else if intid == KICK_SGI {
+            next = Next::Resched;
         } else if Some(intid) == pmu_irq() {
             // A PMU counter of the loaded vCPU overflowed: its virtual PMU interrupt is a
             // level that follows the physical one; mask the physical one until the guest's
@@ -845,11 +850,6 @@ fn handle_physical_irqs(mut loaded: Option<&mut LocalVcpu>) -> Next {
                     .vgic
                     .set_level(IntId(layout::PMU_INTID), lv.id, true);
             }
-        } else if intid == board.timer.hyp_phys.intid {
-            cpu::stop_hyp_timer();
-            next = Next::Resched;
-        } else if intid == KICK_SGI {
-            next = Next::Resched;
         } else if board
             .console_device()
             .and_then(|d| d.irqs.first())
