@@ -1,10 +1,64 @@
 //! Fuzz target: any `ESR_EL2`, `HPFAR_EL2`, `FAR_EL2` and register value decode without a
-//! panic, and a decoded MMIO access turns into load and store values within its width.
+//! panic, a decoded MMIO access turns into load and store values within its width, and
+//! the production exit handler (`exit::handle_sync`, the run loop's path) takes the same
+//! syndrome on a 2-vCPU VM without a panic.
 #![no_main]
 
+use hypervisor::config::{ImageDesc, VmDesc};
+use hypervisor::exit::{handle_sync, GuestSysRegs, Syndrome};
 use hypervisor::mmio::{load_value, store_value};
+use hypervisor::platform::GicVersion;
 use hypervisor::trap::{decode, emulated_pc_advance, fault_ipa, instr_len, TrapCause};
+use hypervisor::types::{VcpuId, VmId};
+use hypervisor::vcpu::GuestRegs;
+use hypervisor::vm::devices::VmDevices;
+use hypervisor::vm::{layout, Vm};
 use libfuzzer_sys::fuzz_target;
+
+static DESC: VmDesc = VmDesc {
+    name: "fuzz",
+    vcpus: 2,
+    memory_size: 0x1000_0000,
+    kernel: ImageDesc {
+        path: "none",
+        staging_base: 0,
+        size: 0,
+    },
+    initrd: None,
+    dtb: None,
+    cmdline: "",
+    devices: &[],
+};
+
+/// EL1 registers as a CPU holds them.
+struct Regs {
+    vbar: u64,
+}
+
+impl GuestSysRegs for Regs {
+    fn vbar_el1(&self) -> u64 {
+        self.vbar
+    }
+    fn set_el1_exception(&mut self, _: u64, _: Option<u64>, _: u64, _: u64) {}
+}
+
+fn discard(_tag: &str, _line: &[u8]) {}
+
+/// A fresh 2-vCPU VM for each input, so that a crash reproduces from its input alone.
+fn vm(v2: bool) -> Vm {
+    let gic = if v2 { GicVersion::V2 } else { GicVersion::V3 };
+    let dev = VmDevices::new(gic, 2, "fuzz", discard).expect("a 2-vCPU VM's devices");
+    Vm::new(
+        VmId(0),
+        &DESC,
+        0,
+        0,
+        dev,
+        &[0, 1],
+        (layout::RAM_BASE, 0),
+        Vec::new(),
+    )
+}
 
 fn word(data: &[u8], i: usize) -> u64 {
     let mut b = [0u8; 8];
@@ -49,4 +103,15 @@ fuzz_target!(|data: &[u8]| {
         }
         _ => {}
     }
+    let mut regs = GuestRegs {
+        x: [reg; 31],
+        elr: word(data, 4),
+        spsr: word(data, 5),
+    };
+    let syn = Syndrome { esr, far, hpfar };
+    let vcpu = VcpuId((reg & 1) as usize);
+    let mut sys = Regs {
+        vbar: word(data, 6),
+    };
+    let _ = handle_sync(&vm(reg & 2 != 0), vcpu, syn, &mut regs, &mut sys);
 });

@@ -1,5 +1,6 @@
 //! Fuzz target: a guest's sequence of accesses to the virtual GIC and the virtual PL011
-//! never panics the hypervisor.
+//! never panics the hypervisor. MMIO goes through a VM's device bus
+//! (`VmDevices::mmio_read`/`mmio_write`), the path every trapped access takes.
 //!
 //! Input: a 3-byte header, then 16-byte records.
 //!
@@ -8,7 +9,8 @@
 //!         [1] vCPUs - 1 (mod 128)       [2] SPIs / 32 (mod 31)
 //! record  [0] op   [1] vcpu   [2] SAS (access size: 1 << (b & 3) bytes)   [3] flags
 //!         [4..8] offset (u32 LE)        [8..16] value (u64 LE)
-//! flags   bit 0: use `value` as a full 64-bit offset   bit 3: raw INTID (else in range)
+//! flags   bit 0: use `value` as a full 64-bit offset (MMIO: a full guest address)
+//!         bit 3: raw INTID (else in range)   bit 4: MMIO ops 14/15 hit the GICR window
 //!         bits 1-2: how `sync` mutates the flushed list registers
 //! ```
 //!
@@ -17,12 +19,12 @@
 //! `Result<_, VGicError>` also get one past the last vCPU.
 #![no_main]
 
-use hypervisor::mmio::{AccessSize, MmioDevice};
-use hypervisor::types::{IntId, VcpuId};
-use hypervisor::vgic::dist::GicdFrame;
-use hypervisor::vgic::redist::GicrFrames;
-use hypervisor::vgic::{Lr, VGic};
-use hypervisor::vuart::Pl011;
+use hypervisor::mmio::AccessSize;
+use hypervisor::platform::GicVersion;
+use hypervisor::types::{GuestPhysAddr, IntId, VcpuId};
+use hypervisor::vgic::Lr;
+use hypervisor::vm::devices::VmDevices;
+use hypervisor::vm::layout;
 use libfuzzer_sys::fuzz_target;
 
 const LRS: usize = 16;
@@ -55,8 +57,7 @@ impl Record {
 }
 
 struct State {
-    gic: VGic,
-    uart: Pl011,
+    dev: VmDevices,
     /// List registers of each vCPU as the last `flush` left them.
     lrs: Vec<[u64; LRS]>,
 }
@@ -64,19 +65,33 @@ struct State {
 impl State {
     /// A vCPU the hypervisor could be running (the one that trapped).
     fn running(&self, b: u8) -> VcpuId {
-        VcpuId(usize::from(b) % self.gic.vcpu_count())
+        VcpuId(usize::from(b) % self.dev.vgic.vcpu_count())
     }
 
     /// A vCPU argument of a fallible call: valid or one past the last.
     fn any_vcpu(&self, b: u8) -> VcpuId {
-        VcpuId(usize::from(b) % (self.gic.vcpu_count() + 1))
+        VcpuId(usize::from(b) % (self.dev.vgic.vcpu_count() + 1))
+    }
+
+    /// A guest-physical address: inside one of the VM's device windows (GICD, GICR,
+    /// UART, chosen by the op), or anywhere when `flags` bit 0 gave a full offset.
+    fn address(&self, r: &Record) -> GuestPhysAddr {
+        if r.flags & 1 != 0 {
+            return GuestPhysAddr(r.offset);
+        }
+        let (base, size) = match r.op {
+            16 | 17 => (layout::UART_BASE, layout::UART_SIZE + 16),
+            _ if r.flags & 0x10 != 0 => (layout::GICR_BASE, 3 * layout::GICR_STRIDE),
+            _ => (layout::GICD_BASE, layout::GICD_SIZE + 16),
+        };
+        GuestPhysAddr(base + r.offset % size)
     }
 
     fn intid(&self, r: &Record) -> IntId {
         if r.flags & 8 != 0 {
             IntId(r.offset as u32)
         } else {
-            IntId((r.offset % u64::from(32 + self.gic.spi_count() + 1)) as u32)
+            IntId((r.offset % u64::from(32 + self.dev.vgic.spi_count() + 1)) as u32)
         }
     }
 
@@ -84,80 +99,70 @@ impl State {
         let bytes = r.size.bytes() as usize;
         match r.op {
             0 => {
-                let _ = self.gic.gicd_read(r.offset, bytes);
+                let _ = self.dev.vgic.gicd_read(r.offset, bytes);
             }
-            1 => self.gic.gicd_write(r.offset, bytes, r.value),
+            1 => self.dev.vgic.gicd_write(r.offset, bytes, r.value),
             2 => {
-                let _ = self.gic.gicr_read(r.offset, bytes);
+                let _ = self.dev.vgic.gicr_read(r.offset, bytes);
             }
-            3 => self.gic.gicr_write(r.offset, bytes, r.value),
+            3 => self.dev.vgic.gicr_write(r.offset, bytes, r.value),
             4 => {
                 let sender = self.running(r.vcpu);
-                let _ = self.gic.sgi1r_write(sender, r.value);
+                let _ = self.dev.vgic.sgi1r_write(sender, r.value);
             }
             5 => {
                 let sender = self.running(r.vcpu);
-                let _ = self.gic.sgi0r_write(sender, r.value);
+                let _ = self.dev.vgic.sgi0r_write(sender, r.value);
             }
             6 => {
                 let vcpu = self.running(r.vcpu);
-                let _ = self.gic.gicd_v2_read(vcpu, r.offset, bytes);
+                let _ = self.dev.vgic.gicd_v2_read(vcpu, r.offset, bytes);
             }
             7 => {
                 let vcpu = self.running(r.vcpu);
-                let _ = self.gic.gicd_v2_write(vcpu, r.offset, bytes, r.value);
+                let _ = self.dev.vgic.gicd_v2_write(vcpu, r.offset, bytes, r.value);
             }
             8 => self.flush(r),
             9 => self.sync(r),
             10 => {
-                let _ = self
-                    .gic
-                    .set_level(self.intid(r), self.any_vcpu(r.vcpu), r.value & 1 != 0);
+                let (intid, vcpu) = (self.intid(r), self.any_vcpu(r.vcpu));
+                let _ = self.dev.vgic.set_level(intid, vcpu, r.value & 1 != 0);
             }
             11 => {
-                let _ = self.gic.inject_edge(self.intid(r), self.any_vcpu(r.vcpu));
+                let _ = self
+                    .dev
+                    .vgic
+                    .inject_edge(self.intid(r), self.any_vcpu(r.vcpu));
             }
             12 => {
                 let (intid, vcpu) = (self.intid(r), self.any_vcpu(r.vcpu));
-                let _ = self.gic.set_eoi_notify(intid, vcpu, r.value & 1 != 0);
+                let _ = self.dev.vgic.set_eoi_notify(intid, vcpu, r.value & 1 != 0);
                 let pintid = (r.value & 2 != 0).then_some(IntId((r.value >> 32) as u32));
-                let _ = self.gic.set_hw_mapping(intid, vcpu, pintid);
+                let _ = self.dev.vgic.set_hw_mapping(intid, vcpu, pintid);
             }
             13 => {
                 let vcpu = self.any_vcpu(r.vcpu);
-                let _ = self.gic.take_eoi_notified(vcpu).map(Iterator::count);
-                let _ = self.gic.has_pending(vcpu);
-                let _ = self.gic.take_kicks();
+                let _ = self.dev.vgic.take_eoi_notified(vcpu).map(Iterator::count);
+                let _ = self.dev.vgic.has_pending(vcpu);
+                let _ = self.dev.vgic.take_kicks();
             }
-            14 => {
+            14 | 16 => {
                 let vcpu = self.running(r.vcpu);
-                let _ = GicdFrame(&mut self.gic).read(vcpu, r.offset, r.size);
-                let _ = GicrFrames(&mut self.gic).read(vcpu, r.offset, r.size);
+                let _ = self.dev.mmio_read(vcpu, self.address(r), r.size);
             }
-            15 => {
+            15 | 17 => {
                 let vcpu = self.running(r.vcpu);
-                let _ = GicdFrame(&mut self.gic).write(vcpu, r.offset, r.size, r.value);
-                let _ = GicrFrames(&mut self.gic).write(vcpu, r.offset, r.size, r.value);
-            }
-            16 => {
-                let _ = self.uart.read(self.running(r.vcpu), r.offset, r.size);
-            }
-            17 => {
-                let _ = self
-                    .uart
-                    .write(self.running(r.vcpu), r.offset, r.size, r.value);
+                let _ = self.dev.mmio_write(vcpu, self.address(r), r.size, r.value);
             }
             18 => {
                 for b in r.value.to_le_bytes().iter().take(usize::from(r.flags & 7)) {
-                    if self.uart.can_accept_input() {
-                        let _ = self.uart.push_input(*b);
-                    }
+                    let _ = self.dev.console_input(*b);
                 }
-                let _ = self.uart.irq_level();
             }
             _ => {
-                let _ = self.uart.take_output();
-                let _ = self.uart.dropped_output();
+                if let Some(out) = self.dev.console_output() {
+                    out.flush_partial();
+                }
             }
         }
     }
@@ -166,7 +171,7 @@ impl State {
         let vcpu = self.any_vcpu(r.vcpu);
         let num_lrs = (r.value % (LRS as u64 + 2)) as usize;
         let mut lrs = [Lr::EMPTY; LRS];
-        if let Ok(f) = self.gic.flush(vcpu, &mut lrs, num_lrs) {
+        if let Ok(f) = self.dev.vgic.flush(vcpu, &mut lrs, num_lrs) {
             assert!(
                 f.used <= num_lrs.min(LRS),
                 "flush filled more LRs than it had"
@@ -195,7 +200,7 @@ impl State {
                 _ => *lr ^= pick << (i % 8 * 4),
             }
         }
-        if self.gic.sync(vcpu, &lrs).is_ok() {
+        if self.dev.vgic.sync(vcpu, &lrs).is_ok() {
             if let Some(saved) = self.lrs.get_mut(vcpu.0) {
                 *saved = [Lr::EMPTY; LRS];
             }
@@ -203,23 +208,32 @@ impl State {
     }
 }
 
+fn discard(_tag: &str, _line: &[u8]) {}
+
 fuzz_target!(|data: &[u8]| {
     let Some((header, records)) = data.split_first_chunk::<3>() else {
         return;
     };
     let vcpus = usize::from(header[1]) % hypervisor::vgic::MAX_VGIC_VCPUS + 1;
     let spis = u32::from(header[2] % 31) * 32;
-    let gic = if header[0] & 0x80 != 0 {
-        VGic::new_v2(vcpus, spis)
+    let version = if header[0] & 0x80 != 0 {
+        GicVersion::V2
     } else {
-        VGic::new(vcpus, spis)
+        GicVersion::V3
     };
-    let Ok(gic) = gic else {
+    let Ok(mut dev) = VmDevices::new(version, vcpus, "fuzz", discard) else {
         return;
     };
+    // The SPI count from the header, as a board with another GIC would give it.
+    let Ok(gic) = (match version {
+        GicVersion::V2 => hypervisor::vgic::VGic::new_v2(vcpus, spis),
+        GicVersion::V3 => hypervisor::vgic::VGic::new(vcpus, spis),
+    }) else {
+        return;
+    };
+    dev.vgic = gic;
     let mut state = State {
-        gic,
-        uart: Pl011::new(),
+        dev,
         lrs: vec![[Lr::EMPTY; LRS]; vcpus],
     };
     for r in records.chunks_exact(16) {

@@ -2,6 +2,8 @@
 //! line is a prompt worth printing. `runtime::console` applies it to the physical UART.
 #![deny(unsafe_code)]
 
+use alloc::vec::Vec;
+
 /// The switch key, `Ctrl-]` (0x1d).
 pub const SWITCH_KEY: u8 = 0x1d;
 
@@ -72,6 +74,69 @@ impl Default for InputRouter {
 /// True if `line` ends like an interactive prompt.
 pub fn is_prompt(line: &[u8]) -> bool {
     matches!(line, [.., b'#' | b'$', b' '])
+}
+
+/// Where a VM's completed console lines go: the runtime prints them on the physical console
+/// tagged with the VM's name; host tests collect them.
+pub type LineSink = fn(tag: &str, line: &[u8]);
+
+/// Longest line kept before it is emitted without its newline.
+pub const MAX_LINE: usize = 512;
+
+/// A VM's console output, cut into lines (each emitted whole, so that lines of different
+/// VMs never interleave on the physical console).
+pub struct VmOutput {
+    tag: &'static str,
+    line: Vec<u8>,
+    sink: LineSink,
+}
+
+impl VmOutput {
+    /// A buffer for the VM named `tag` whose lines go to `sink`.
+    pub const fn new(tag: &'static str, sink: LineSink) -> Self {
+        Self {
+            tag,
+            line: Vec::new(),
+            sink,
+        }
+    }
+
+    /// Appends bytes from the VM's UART, emitting each completed line.
+    pub fn push(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            match b {
+                b'\n' => self.flush_line(),
+                b'\r' => {}
+                _ => {
+                    self.line.push(b);
+                    if self.line.len() >= MAX_LINE {
+                        self.flush_line();
+                    }
+                }
+            }
+        }
+    }
+
+    /// Emits a partial line now (the VM stopped).
+    pub fn flush_partial(&mut self) {
+        if !self.line.is_empty() {
+            self.flush_line();
+        }
+    }
+
+    /// Emits a partial line that looks like a shell prompt waiting for input (`# `, `$ `),
+    /// called when the VM goes idle; other partial lines wait for their newline so that a
+    /// line written in pieces is not split.
+    pub fn flush_prompt(&mut self) {
+        if is_prompt(&self.line) {
+            self.flush_line();
+        }
+    }
+
+    fn flush_line(&mut self) {
+        (self.sink)(self.tag, &self.line);
+        self.line.clear();
+    }
 }
 
 #[cfg(test)]

@@ -12,7 +12,7 @@
 //! hypervisor::vms!();           // VM table from TOML
 //! ```
 //!
-//! Rooms: [`arch`] (the only place with `unsafe`), [`mm`], [`vcpu`], [`vm`], [`vgic`],
+//! Rooms: [`arch`] (the only place with `unsafe`), [`mm`], [`vcpu`], [`vm`], [`exit`], [`vgic`],
 //! [`vtimer`], [`psci`], [`mmio`], [`trap`], [`vuart`], [`sched`], [`plugin`],
 //! [`platform`], [`config`], [`fdt`], [`sync`]. See `docs/ARCHITECTURE.md`.
 #![cfg_attr(not(test), no_std)]
@@ -25,6 +25,7 @@ pub use macros::{board, vms};
 pub mod arch;
 pub mod config;
 pub mod conmux;
+pub mod exit;
 pub mod fdt;
 pub mod mm;
 pub mod mmio;

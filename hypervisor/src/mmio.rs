@@ -8,14 +8,14 @@
 //!
 //! ```
 //! use hypervisor::mmio::{AccessSize, MmioBus, MmioDevice, MmioError};
-//! use hypervisor::types::{GuestPhysAddr, VcpuId};
+//! use hypervisor::types::GuestPhysAddr;
 //!
 //! struct Scratch(u64);
 //! impl MmioDevice for Scratch {
-//!     fn read(&mut self, _: VcpuId, _: u64, _: AccessSize) -> Result<u64, MmioError> {
+//!     fn read(&mut self, _: &mut (), _: u64, _: AccessSize) -> Result<u64, MmioError> {
 //!         Ok(self.0)
 //!     }
-//!     fn write(&mut self, _: VcpuId, _: u64, _: AccessSize, v: u64) -> Result<(), MmioError> {
+//!     fn write(&mut self, _: &mut (), _: u64, _: AccessSize, v: u64) -> Result<(), MmioError> {
 //!         self.0 = v;
 //!         Ok(())
 //!     }
@@ -23,12 +23,12 @@
 //!
 //! let mut bus: MmioBus<Scratch> = MmioBus::new();
 //! bus.insert(GuestPhysAddr(0x900_0000), 0x1000, Scratch(0)).unwrap();
-//! bus.dispatch_write(VcpuId(0), GuestPhysAddr(0x900_0008), AccessSize::Word, 7).unwrap();
-//! assert_eq!(bus.dispatch_read(VcpuId(0), GuestPhysAddr(0x900_0000), AccessSize::Word), Ok(7));
+//! bus.dispatch_write(&mut (), GuestPhysAddr(0x900_0008), AccessSize::Word, 7).unwrap();
+//! assert_eq!(bus.dispatch_read(&mut (), GuestPhysAddr(0x900_0000), AccessSize::Word), Ok(7));
 //! ```
 #![deny(unsafe_code)]
 
-use crate::types::{GuestPhysAddr, VcpuId};
+use crate::types::GuestPhysAddr;
 use alloc::boxed::Box;
 use alloc::vec::Vec;
 
@@ -171,33 +171,42 @@ pub enum MmioError {
 }
 
 /// An emulated device on the MMIO bus. It sees offsets within its own range, never
-/// absolute guest addresses.
-pub trait MmioDevice: Send {
+/// absolute guest addresses. `C` is what the bus's owner hands every access: for a VM's
+/// devices, [`crate::vm::devices::IoCtx`] (the trapping vCPU, the VM's virtual GIC and
+/// the vCPUs to kick); `()` for a device that needs nothing.
+pub trait MmioDevice<C: ?Sized = ()>: Send {
     /// Reads `size` bytes at `offset`; the result is zero-extended to 64 bits.
-    fn read(&mut self, vcpu: VcpuId, offset: u64, size: AccessSize) -> Result<u64, MmioError>;
+    fn read(&mut self, ctx: &mut C, offset: u64, size: AccessSize) -> Result<u64, MmioError>;
     /// Writes the low `size` bytes of `value` at `offset`.
     fn write(
         &mut self,
-        vcpu: VcpuId,
+        ctx: &mut C,
         offset: u64,
         size: AccessSize,
         value: u64,
     ) -> Result<(), MmioError>;
+    /// Puts the device in its reset state (the VM was reset). Devices whose state lives
+    /// elsewhere (the vGIC frames) keep the default, which does nothing.
+    fn reset(&mut self) {}
 }
 
-impl<T: MmioDevice + ?Sized> MmioDevice for Box<T> {
-    fn read(&mut self, vcpu: VcpuId, offset: u64, size: AccessSize) -> Result<u64, MmioError> {
-        (**self).read(vcpu, offset, size)
+impl<C: ?Sized, T: MmioDevice<C> + ?Sized> MmioDevice<C> for Box<T> {
+    fn read(&mut self, ctx: &mut C, offset: u64, size: AccessSize) -> Result<u64, MmioError> {
+        (**self).read(ctx, offset, size)
     }
 
     fn write(
         &mut self,
-        vcpu: VcpuId,
+        ctx: &mut C,
         offset: u64,
         size: AccessSize,
         value: u64,
     ) -> Result<(), MmioError> {
-        (**self).write(vcpu, offset, size, value)
+        (**self).write(ctx, offset, size, value)
+    }
+
+    fn reset(&mut self) {
+        (**self).reset()
     }
 }
 
@@ -370,28 +379,34 @@ impl<D> MmioBus<D> {
     }
 }
 
-impl<D: MmioDevice> MmioBus<D> {
+impl<D> MmioBus<D> {
     /// Routes a load of `size` bytes at `addr` to its device.
-    pub fn dispatch_read(
+    pub fn dispatch_read<C: ?Sized>(
         &mut self,
-        vcpu: VcpuId,
+        ctx: &mut C,
         addr: GuestPhysAddr,
         size: AccessSize,
-    ) -> Result<u64, MmioError> {
+    ) -> Result<u64, MmioError>
+    where
+        D: MmioDevice<C>,
+    {
         let (device, offset) = self.resolve(addr, size)?;
-        Ok(device.read(vcpu, offset, size)? & size.mask())
+        Ok(device.read(ctx, offset, size)? & size.mask())
     }
 
     /// Routes a store of the low `size` bytes of `value` at `addr` to its device.
-    pub fn dispatch_write(
+    pub fn dispatch_write<C: ?Sized>(
         &mut self,
-        vcpu: VcpuId,
+        ctx: &mut C,
         addr: GuestPhysAddr,
         size: AccessSize,
         value: u64,
-    ) -> Result<(), MmioError> {
+    ) -> Result<(), MmioError>
+    where
+        D: MmioDevice<C>,
+    {
         let (device, offset) = self.resolve(addr, size)?;
-        device.write(vcpu, offset, size, value & size.mask())
+        device.write(ctx, offset, size, value & size.mask())
     }
 }
 
@@ -408,13 +423,13 @@ mod tests {
     }
 
     impl MmioDevice for Recorder {
-        fn read(&mut self, _: VcpuId, offset: u64, size: AccessSize) -> Result<u64, MmioError> {
+        fn read(&mut self, _: &mut (), offset: u64, size: AccessSize) -> Result<u64, MmioError> {
             self.log.push((false, offset, size, 0));
             Ok(self.read_value)
         }
         fn write(
             &mut self,
-            _: VcpuId,
+            _: &mut (),
             offset: u64,
             size: AccessSize,
             value: u64,
@@ -507,9 +522,9 @@ mod tests {
         let h = bus
             .insert(GuestPhysAddr(0x900_0000), 0x1000, Recorder::default())
             .unwrap();
-        bus.dispatch_write(VcpuId(1), GuestPhysAddr(0x900_0018), AccessSize::Word, 0x55)
+        bus.dispatch_write(&mut (), GuestPhysAddr(0x900_0018), AccessSize::Word, 0x55)
             .unwrap();
-        bus.dispatch_read(VcpuId(1), GuestPhysAddr(0x900_0ffc), AccessSize::Word)
+        bus.dispatch_read(&mut (), GuestPhysAddr(0x900_0ffc), AccessSize::Word)
             .unwrap();
         assert_eq!(
             bus.device(h).unwrap().log,
@@ -529,7 +544,7 @@ mod tests {
         let b = bus
             .insert(GuestPhysAddr(0x3000), 0x1000, Recorder::default())
             .unwrap();
-        bus.dispatch_write(VcpuId(0), GuestPhysAddr(0x3004), AccessSize::Byte, 1)
+        bus.dispatch_write(&mut (), GuestPhysAddr(0x3004), AccessSize::Byte, 1)
             .unwrap();
         assert!(bus.device(a).unwrap().log.is_empty());
         assert_eq!(bus.device(b).unwrap().log.len(), 1);
@@ -542,7 +557,7 @@ mod tests {
             .unwrap();
         for addr in [0x0, 0xfff, 0x2000, u64::MAX] {
             assert_eq!(
-                bus.dispatch_read(VcpuId(0), GuestPhysAddr(addr), AccessSize::Byte),
+                bus.dispatch_read(&mut (), GuestPhysAddr(addr), AccessSize::Byte),
                 Err(MmioError::Unmapped {
                     addr: GuestPhysAddr(addr)
                 })
@@ -554,7 +569,7 @@ mod tests {
     fn dispatch_on_empty_bus_is_unmapped() {
         let mut bus: MmioBus<Recorder> = MmioBus::new();
         assert!(matches!(
-            bus.dispatch_write(VcpuId(0), GuestPhysAddr(0), AccessSize::Word, 0),
+            bus.dispatch_write(&mut (), GuestPhysAddr(0), AccessSize::Word, 0),
             Err(MmioError::Unmapped { .. })
         ));
     }
@@ -565,7 +580,7 @@ mod tests {
         bus.insert(GuestPhysAddr(0x1000), 0x1000, Recorder::default())
             .unwrap();
         assert_eq!(
-            bus.dispatch_read(VcpuId(0), GuestPhysAddr(0x1ffc), AccessSize::DoubleWord),
+            bus.dispatch_read(&mut (), GuestPhysAddr(0x1ffc), AccessSize::DoubleWord),
             Err(MmioError::CrossesRange {
                 addr: GuestPhysAddr(0x1ffc),
                 size: AccessSize::DoubleWord
@@ -587,10 +602,10 @@ mod tests {
             )
             .unwrap();
         assert_eq!(
-            bus.dispatch_read(VcpuId(0), GuestPhysAddr(0x1000), AccessSize::HalfWord),
+            bus.dispatch_read(&mut (), GuestPhysAddr(0x1000), AccessSize::HalfWord),
             Ok(0xdef0)
         );
-        bus.dispatch_write(VcpuId(0), GuestPhysAddr(0x1000), AccessSize::Byte, 0x1ff)
+        bus.dispatch_write(&mut (), GuestPhysAddr(0x1000), AccessSize::Byte, 0x1ff)
             .unwrap();
         assert_eq!(bus.device(h).unwrap().log[1].3, 0xff);
     }
@@ -608,7 +623,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(
-            bus.dispatch_read(VcpuId(0), GuestPhysAddr(0x1010), AccessSize::Word),
+            bus.dispatch_read(&mut (), GuestPhysAddr(0x1010), AccessSize::Word),
             Ok(9)
         );
     }

@@ -3,7 +3,6 @@
 #![deny(unsafe_code)]
 
 pub mod console;
-mod exit;
 mod vms;
 
 use crate::arch::{self, cpu};

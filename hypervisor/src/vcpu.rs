@@ -1,1 +1,199 @@
-//! TODO(room): vcpu.
+//! vCPUs: the register state the world switch saves, the PSCI power state, and the per-vCPU
+//! data every physical CPU may read.
+#![deny(unsafe_code)]
+
+use core::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+
+/// General-purpose register state of a vCPU, as saved on exit. Layout is fixed: the
+/// world-switch assembly (`arch::exception`) indexes it.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct GuestRegs {
+    /// x0..x30.
+    pub x: [u64; 31],
+    /// ELR_EL2: the guest PC.
+    pub elr: u64,
+    /// SPSR_EL2: the guest PSTATE.
+    pub spsr: u64,
+}
+
+impl GuestRegs {
+    /// PSTATE of a vCPU at reset and of an exception taken to EL1: EL1h with D, A, I and F
+    /// masked (Arm ARM D1.4, `SPSR_EL2.M = 0b0101`, `DAIF = 0b1111`).
+    pub const EL1H_DAIF_MASKED: u64 = 0x3c5;
+
+    /// The registers of a vCPU entering at `entry` with `x0` (boot or PSCI CPU_ON).
+    pub fn at_entry(entry: u64, x0: u64) -> Self {
+        let mut r = Self {
+            elr: entry,
+            spsr: Self::EL1H_DAIF_MASKED,
+            ..Self::default()
+        };
+        r.x[0] = x0;
+        r
+    }
+
+    /// Value of general-purpose register `n` as an instruction reads it: 0 for register 31
+    /// (XZR/WZR in the encodings that trap).
+    pub fn read(&self, n: u8) -> u64 {
+        self.x.get(usize::from(n)).copied().unwrap_or(0)
+    }
+
+    /// Sets general-purpose register `n`; a write to register 31 (XZR) is discarded.
+    pub fn write(&mut self, n: u8, value: u64) {
+        if let Some(r) = self.x.get_mut(usize::from(n)) {
+            *r = value;
+        }
+    }
+}
+
+/// The power state of a vCPU, as PSCI sees it (DEN0022, 5.1.5 AFFINITY_INFO).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum PowerState {
+    /// Off: CPU_ON may start it.
+    Off = 0,
+    /// CPU_ON accepted; its physical CPU has not started it yet.
+    OnPending = 1,
+    /// Running or runnable.
+    On = 2,
+}
+
+impl PowerState {
+    const fn from_u8(v: u8) -> Self {
+        match v {
+            1 => Self::OnPending,
+            2 => Self::On,
+            _ => Self::Off,
+        }
+    }
+}
+
+/// A [`PowerState`] shared between physical CPUs (the vCPU's own, and the one that asks
+/// for CPU_ON or stops the VM).
+#[derive(Debug)]
+pub struct AtomicPowerState(AtomicU8);
+
+impl AtomicPowerState {
+    /// A state holding `s`.
+    pub const fn new(s: PowerState) -> Self {
+        Self(AtomicU8::new(s as u8))
+    }
+
+    /// The current state.
+    pub fn load(&self) -> PowerState {
+        PowerState::from_u8(self.0.load(Ordering::Acquire))
+    }
+
+    /// Sets the state.
+    pub fn store(&self, s: PowerState) {
+        self.0.store(s as u8, Ordering::Release)
+    }
+
+    /// Moves from `current` to `new` if the state is `current`; otherwise returns the
+    /// state found.
+    pub fn compare_exchange(&self, current: PowerState, new: PowerState) -> Result<(), PowerState> {
+        self.0
+            .compare_exchange(
+                current as u8,
+                new as u8,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            )
+            .map(|_| ())
+            .map_err(PowerState::from_u8)
+    }
+}
+
+/// A vCPU's state visible to every physical CPU.
+#[derive(Debug)]
+pub struct VcpuShared {
+    /// Physical CPU it is pinned to.
+    pub pcpu: usize,
+    /// Guest-visible MPIDR (Aff0 = vCPU index).
+    pub mpidr: u64,
+    /// Its PSCI power state.
+    pub power: AtomicPowerState,
+    /// Entry point of the next start (boot, CPU_ON, reset).
+    pub entry: AtomicU64,
+    /// x0 of the next start (the DTB address at boot, the CPU_ON context id).
+    pub context: AtomicU64,
+}
+
+impl VcpuShared {
+    /// vCPU `index` pinned to physical CPU `pcpu`, off, to start at `entry` with `x0`.
+    pub fn new(index: usize, pcpu: usize, entry: u64, x0: u64) -> Self {
+        Self {
+            pcpu,
+            mpidr: index as u64,
+            power: AtomicPowerState::new(PowerState::Off),
+            entry: AtomicU64::new(entry),
+            context: AtomicU64::new(x0),
+        }
+    }
+
+    /// Asks for the vCPU to start at `entry` with `x0` (its physical CPU does it).
+    pub fn request_start(&self, entry: u64, x0: u64) {
+        self.entry.store(entry, Ordering::Release);
+        self.context.store(x0, Ordering::Release);
+        self.power.store(PowerState::OnPending);
+    }
+
+    /// Where and with which `x0` the vCPU starts next.
+    pub fn start_point(&self) -> (u64, u64) {
+        (
+            self.entry.load(Ordering::Acquire),
+            self.context.load(Ordering::Acquire),
+        )
+    }
+}
+
+/// What the run loop does with a vCPU after an exit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Next {
+    /// Re-enter the same vCPU.
+    Resume,
+    /// The vCPU waits for an interrupt.
+    Block,
+    /// Give up the rest of the slice: another vCPU of this CPU was just woken.
+    Yield,
+    /// Return to the scheduler without giving up the slice (a kick, a timer, input).
+    Resched,
+    /// The vCPU turned itself off (or its VM stopped).
+    Off,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn register_31_reads_zero_and_ignores_writes() {
+        let mut r = GuestRegs::default();
+        r.write(31, 5);
+        assert_eq!(r.read(31), 0);
+        r.write(30, 5);
+        assert_eq!(r.read(30), 5);
+    }
+
+    #[test]
+    fn entry_state_is_el1h_with_interrupts_masked() {
+        let r = GuestRegs::at_entry(0x4008_0000, 0x4800_0000);
+        assert_eq!((r.elr, r.spsr, r.x[0]), (0x4008_0000, 0x3c5, 0x4800_0000));
+    }
+
+    #[test]
+    fn cpu_on_moves_off_to_on_pending_once() {
+        let p = AtomicPowerState::new(PowerState::Off);
+        assert_eq!(
+            p.compare_exchange(PowerState::Off, PowerState::OnPending),
+            Ok(())
+        );
+        assert_eq!(
+            p.compare_exchange(PowerState::Off, PowerState::OnPending),
+            Err(PowerState::OnPending)
+        );
+        p.store(PowerState::On);
+        assert_eq!(p.load(), PowerState::On);
+    }
+}

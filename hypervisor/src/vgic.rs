@@ -96,6 +96,18 @@ impl VcpuSet {
         self.0 == 0
     }
 
+    /// Adds every member of `other`.
+    pub fn extend(&mut self, other: Self) {
+        self.0 |= other.0;
+    }
+
+    /// Removes a vCPU.
+    pub fn remove(&mut self, vcpu: VcpuId) {
+        if vcpu.0 < MAX_VGIC_VCPUS {
+            self.0 &= !(1 << vcpu.0);
+        }
+    }
+
     /// The members, lowest first.
     pub fn iter(&self) -> impl Iterator<Item = VcpuId> {
         let mut bits = self.0;

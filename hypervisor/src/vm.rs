@@ -1,4 +1,112 @@
-//! VMs: lifecycle and the guest-physical layout.
+//! VMs: the VM type every physical CPU shares, its devices, and the guest-physical layout.
 #![deny(unsafe_code)]
 
+pub mod devices;
 pub mod layout;
+
+use crate::config::VmDesc;
+use crate::platform::{DeviceDesc, IrqDesc};
+use crate::sync::Mutex;
+use crate::types::{GuestPhysAddr, VcpuId, VmId};
+use crate::vcpu::{PowerState, VcpuShared};
+use alloc::vec::Vec;
+use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use devices::VmDevices;
+
+/// One VM, as every physical CPU sees it.
+pub struct Vm {
+    /// Its index in the VM table.
+    pub id: VmId,
+    /// Its configuration.
+    pub desc: &'static VmDesc,
+    /// Host-physical base of its RAM.
+    pub ram_host: u64,
+    /// VTTBR_EL2 value (its stage-2 tables and VMID).
+    pub vttbr: u64,
+    /// Emulated devices and the virtual GIC, behind one lock.
+    pub devices: Mutex<VmDevices>,
+    /// vCPUs.
+    pub vcpus: Vec<VcpuShared>,
+    /// Set when the VM stopped (SYSTEM_OFF or a fatal fault).
+    pub stopped: AtomicBool,
+    /// Guest entry point and DTB address of vCPU 0.
+    pub boot: (u64, u64),
+    /// Board devices passed through to this VM.
+    pub passthrough: Vec<&'static DeviceDesc>,
+    /// Times the VM was reset (SYSTEM_RESET); told to the guest in its DTB.
+    pub resets: AtomicU32,
+}
+
+impl Vm {
+    /// A VM with vCPU `i` pinned to physical CPU `pcpus[i]`; vCPU 0 is asked to start at
+    /// `boot` (entry point, DTB address), the others are off until PSCI CPU_ON.
+    #[allow(clippy::too_many_arguments)] // One per part of the VM the caller built.
+    pub fn new(
+        id: VmId,
+        desc: &'static VmDesc,
+        ram_host: u64,
+        vttbr: u64,
+        devices: VmDevices,
+        pcpus: &[usize],
+        boot: (u64, u64),
+        passthrough: Vec<&'static DeviceDesc>,
+    ) -> Self {
+        let vcpus: Vec<VcpuShared> = pcpus
+            .iter()
+            .enumerate()
+            .map(|(i, &pcpu)| VcpuShared::new(i, pcpu, boot.0, boot.1))
+            .collect();
+        if let Some(v0) = vcpus.first() {
+            v0.request_start(boot.0, boot.1);
+        }
+        Self {
+            id,
+            desc,
+            ram_host,
+            vttbr,
+            devices: Mutex::new(devices),
+            vcpus,
+            stopped: AtomicBool::new(false),
+            boot,
+            passthrough,
+            resets: AtomicU32::new(0),
+        }
+    }
+
+    /// The passed-through device interrupt with this INTID, if the VM has one.
+    pub fn passthrough_irq(&self, intid: u32) -> Option<&'static IrqDesc> {
+        self.passthrough
+            .iter()
+            .flat_map(|d| d.irqs.iter())
+            .find(|i| i.intid == intid)
+    }
+
+    /// The vCPU with guest-visible MPIDR `mpidr` (Aff3..Aff0; other bits ignored).
+    pub fn vcpu_by_mpidr(&self, mpidr: u64) -> Option<VcpuId> {
+        self.vcpus
+            .iter()
+            .position(|v| v.mpidr == mpidr & 0xff_00ff_ffff)
+            .map(VcpuId)
+    }
+
+    /// True if `addr` is inside the VM's RAM.
+    pub fn is_ram(&self, addr: GuestPhysAddr) -> bool {
+        addr.0 >= layout::RAM_BASE && addr.0 - layout::RAM_BASE < self.desc.memory_size
+    }
+
+    /// True once the VM stopped for good.
+    pub fn is_stopped(&self) -> bool {
+        self.stopped.load(Ordering::Acquire)
+    }
+
+    /// Marks the VM stopped and every vCPU off; false if it already was stopped.
+    pub fn mark_stopped(&self) -> bool {
+        if self.stopped.swap(true, Ordering::AcqRel) {
+            return false;
+        }
+        for v in &self.vcpus {
+            v.power.store(PowerState::Off);
+        }
+        true
+    }
+}

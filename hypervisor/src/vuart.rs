@@ -23,7 +23,6 @@
 #![deny(unsafe_code)]
 
 use crate::mmio::{AccessSize, MmioDevice, MmioError};
-use crate::types::VcpuId;
 use alloc::collections::VecDeque;
 use alloc::vec::Vec;
 
@@ -352,14 +351,14 @@ fn check_access(offset: u64, size: AccessSize) -> Result<(), MmioError> {
 }
 
 impl MmioDevice for Pl011 {
-    fn read(&mut self, _vcpu: VcpuId, offset: u64, size: AccessSize) -> Result<u64, MmioError> {
+    fn read(&mut self, _: &mut (), offset: u64, size: AccessSize) -> Result<u64, MmioError> {
         check_access(offset, size)?;
         Ok(u64::from(self.read_reg(offset)) & size.mask())
     }
 
     fn write(
         &mut self,
-        _vcpu: VcpuId,
+        _: &mut (),
         offset: u64,
         size: AccessSize,
         value: u64,
@@ -375,14 +374,12 @@ mod tests {
     use super::regs::*;
     use super::*;
 
-    const V: VcpuId = VcpuId(0);
-
     fn rd(u: &mut Pl011, offset: u64) -> u64 {
-        u.read(V, offset, AccessSize::Word).unwrap()
+        u.read(&mut (), offset, AccessSize::Word).unwrap()
     }
 
     fn wr(u: &mut Pl011, offset: u64, value: u64) {
-        u.write(V, offset, AccessSize::Word, value).unwrap();
+        u.write(&mut (), offset, AccessSize::Word, value).unwrap();
     }
 
     /// A UART set up the way Linux's `pl011_startup` leaves it: FIFOs on, UART, TX and RX
@@ -419,7 +416,7 @@ mod tests {
     fn dr_write_transmits_the_low_byte() {
         let mut u = linux_started();
         wr(&mut u, UARTDR, 0x1_41);
-        u.write(V, UARTDR, AccessSize::Byte, u64::from(b'B'))
+        u.write(&mut (), UARTDR, AccessSize::Byte, u64::from(b'B'))
             .unwrap();
         assert_eq!(u.take_output(), b"AB");
         assert!(u.take_output().is_empty());
@@ -569,22 +566,23 @@ mod tests {
     #[test]
     fn halfword_and_byte_accesses_are_allowed_at_register_offsets() {
         let mut u = Pl011::new();
-        u.write(V, UARTIBRD, AccessSize::HalfWord, 0x1234).unwrap();
-        assert_eq!(u.read(V, UARTIBRD, AccessSize::HalfWord), Ok(0x1234));
-        assert_eq!(u.read(V, UARTIBRD, AccessSize::Byte), Ok(0x34));
+        u.write(&mut (), UARTIBRD, AccessSize::HalfWord, 0x1234)
+            .unwrap();
+        assert_eq!(u.read(&mut (), UARTIBRD, AccessSize::HalfWord), Ok(0x1234));
+        assert_eq!(u.read(&mut (), UARTIBRD, AccessSize::Byte), Ok(0x34));
     }
 
     #[test]
     fn misaligned_and_64_bit_accesses_are_rejected() {
         let mut u = Pl011::new();
         assert_eq!(
-            u.read(V, 0x2, AccessSize::Byte),
+            u.read(&mut (), 0x2, AccessSize::Byte),
             Err(MmioError::BadAccess {
                 offset: 2,
                 size: AccessSize::Byte
             })
         );
-        assert!(u.write(V, UARTDR, AccessSize::DoubleWord, 0).is_err());
+        assert!(u.write(&mut (), UARTDR, AccessSize::DoubleWord, 0).is_err());
         assert!(u.take_output().is_empty());
     }
 

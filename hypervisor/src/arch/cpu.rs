@@ -281,56 +281,29 @@ pub fn virtual_counter() -> u64 {
     read_sysreg!("cntvct_el0")
 }
 
-/// Injects a synchronous external data abort into the guest, as if its access at `far`
-/// faulted at EL1: sets ESR_EL1/FAR_EL1/ELR_EL1/SPSR_EL1 and returns the new guest PC and
-/// PSTATE (vector `VBAR_EL1 + 0x200` for EL1h or `+0x400` for EL0).
-pub fn inject_data_abort(guest_pc: u64, guest_pstate: u64, far: u64, is_write: bool) -> (u64, u64) {
-    inject_abort(guest_pc, guest_pstate, far, false, is_write)
+/// The loaded vCPU's EL1 system registers, live in this CPU (the run loop restored them
+/// before entering the guest): what exit handling reads and an injected exception sets.
+pub struct LiveEl1;
+
+impl crate::exit::GuestSysRegs for LiveEl1 {
+    fn vbar_el1(&self) -> u64 {
+        read_sysreg!("vbar_el1")
+    }
+
+    fn set_el1_exception(&mut self, esr: u64, far: Option<u64>, elr: u64, spsr: u64) {
+        write_sysreg!("esr_el1", esr);
+        if let Some(far) = far {
+            write_sysreg!("far_el1", far);
+        }
+        write_sysreg!("elr_el1", elr);
+        write_sysreg!("spsr_el1", spsr);
+    }
 }
 
-/// Injects a synchronous external instruction abort at `far` (the guest branched outside
-/// its RAM), like [`inject_data_abort`].
-pub fn inject_instruction_abort(guest_pc: u64, guest_pstate: u64, far: u64) -> (u64, u64) {
-    inject_abort(guest_pc, guest_pstate, far, true, false)
-}
-
-fn inject_abort(
-    guest_pc: u64,
-    guest_pstate: u64,
-    far: u64,
-    instruction: bool,
-    is_write: bool,
-) -> (u64, u64) {
-    let vbar = read_sysreg!("vbar_el1");
-    let from_el0 = guest_pstate & 0xf == 0;
-    let offset = if from_el0 { 0x400 } else { 0x200 };
-    // ESR_EL1 (Arm ARM D24.2.40): EC = 0x25/0x24 (data abort from EL1/EL0) or 0x21/0x20
-    // (instruction abort), IL=1, FSC = 0x10 (synchronous external abort, not on a
-    // translation table walk), WnR for data aborts.
-    let ec: u64 = match (instruction, from_el0) {
-        (false, false) => 0x25,
-        (false, true) => 0x24,
-        (true, false) => 0x21,
-        (true, true) => 0x20,
-    };
-    let esr = (ec << 26) | (1 << 25) | (((is_write && !instruction) as u64) << 6) | 0x10;
-    write_sysreg!("esr_el1", esr);
-    write_sysreg!("far_el1", far);
-    write_sysreg!("elr_el1", guest_pc);
-    write_sysreg!("spsr_el1", guest_pstate);
-    // New PSTATE: EL1h with D, A, I, F masked.
-    (vbar + offset, 0x3c5)
-}
-
-/// Injects an undefined-instruction exception into the guest (EC = 0 "unknown").
-pub fn inject_undefined(guest_pc: u64, guest_pstate: u64) -> (u64, u64) {
-    let vbar = read_sysreg!("vbar_el1");
-    let from_el0 = guest_pstate & 0xf == 0;
-    let offset = if from_el0 { 0x400 } else { 0x200 };
-    write_sysreg!("esr_el1", 1 << 25);
-    write_sysreg!("elr_el1", guest_pc);
-    write_sysreg!("spsr_el1", guest_pstate);
-    (vbar + offset, 0x3c5)
+/// The syndrome registers of the exit just taken.
+pub fn syndrome() -> crate::exit::Syndrome {
+    let (esr, far, hpfar) = fault_registers();
+    crate::exit::Syndrome { esr, far, hpfar }
 }
 
 /// Starts physical CPU `mpidr` at the secondary entry with `context` in x0 (PSCI CPU_ON

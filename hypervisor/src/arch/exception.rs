@@ -3,18 +3,7 @@
 
 use core::arch::global_asm;
 
-/// General-purpose register state of a vCPU, as saved on exit. Layout is fixed: the
-/// assembly below indexes it.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default)]
-pub struct GuestRegs {
-    /// x0..x30.
-    pub x: [u64; 31],
-    /// ELR_EL2: the guest PC.
-    pub elr: u64,
-    /// SPSR_EL2: the guest PSTATE.
-    pub spsr: u64,
-}
+pub use crate::vcpu::GuestRegs;
 
 /// Why `guest_enter` returned.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

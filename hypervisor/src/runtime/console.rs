@@ -6,11 +6,10 @@
 
 use crate::plugin::Console;
 use crate::sync::Mutex;
-use alloc::vec::Vec;
 use core::fmt::{self, Write};
 use spin::Once;
 
-pub use crate::conmux::{is_prompt, InputRouter, Routed, SWITCH_KEY};
+pub use crate::conmux::{InputRouter, Routed, SWITCH_KEY};
 
 static CONSOLE: Once<&'static dyn Console> = Once::new();
 static LOCK: Mutex<()> = Mutex::new(());
@@ -66,62 +65,15 @@ macro_rules! hvprintln {
     };
 }
 
-/// Per-VM output line buffers.
-pub struct VmOutput {
-    tag: &'static str,
-    line: Vec<u8>,
-}
-
-impl VmOutput {
-    /// A buffer for the VM named `tag`.
-    pub const fn new(tag: &'static str) -> Self {
-        Self {
-            tag,
-            line: Vec::new(),
-        }
-    }
-
-    /// Appends bytes from the VM's UART, printing each completed line with the VM's tag.
-    pub fn push(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            match b {
-                b'\n' => self.flush_line(),
-                b'\r' => {}
-                _ => {
-                    self.line.push(b);
-                    if self.line.len() >= 512 {
-                        self.flush_line();
-                    }
-                }
-            }
-        }
-    }
-
-    /// Prints a partial line now (the VM stopped).
-    pub fn flush_partial(&mut self) {
-        if !self.line.is_empty() {
-            self.flush_line();
-        }
-    }
-
-    /// Prints a partial line that looks like a shell prompt waiting for input (`# `, `$ `),
-    /// called when the VM goes idle; other partial lines wait for their newline so that a
-    /// line written in pieces is not split.
-    pub fn flush_prompt(&mut self) {
-        if is_prompt(&self.line) {
-            self.flush_line();
-        }
-    }
-
-    fn flush_line(&mut self) {
-        let _g = LOCK.lock();
-        let mut w = Raw;
-        let _ = write!(w, "[{}] ", self.tag);
-        if let Some(c) = CONSOLE.get() {
-            c.write_bytes(&self.line);
-            c.write_bytes(b"\r\n");
-        }
-        self.line.clear();
+/// Prints one line of a VM's console output, tagged with the VM's name (the
+/// [`crate::conmux::LineSink`] of every VM).
+pub fn print_vm_line(tag: &str, line: &[u8]) {
+    let _g = LOCK.lock();
+    let mut w = Raw;
+    let _ = write!(w, "[{tag}] ");
+    if let Some(c) = CONSOLE.get() {
+        c.write_bytes(line);
+        c.write_bytes(b"\r\n");
     }
 }
 

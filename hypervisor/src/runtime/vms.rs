@@ -1,13 +1,14 @@
 //! VM creation and the per-physical-CPU run loop: scheduling vCPUs, entering guests and
 //! handling their exits.
 
-use super::console::{self, InputRouter, Routed, VmOutput};
+use super::console::{self, InputRouter, Routed};
 use super::{irqchip, KICK_SGI};
-use crate::arch::exception::{ExitKind, GuestRegs};
+use crate::arch::exception::ExitKind;
 use crate::arch::sysreg::El1Context;
 use crate::arch::{self, cpu};
 use crate::config::VmDeviceDesc;
 use crate::config::{VmDesc, VmTable};
+use crate::exit::{self, Diag, Outcome, VmEvent};
 use crate::hvprintln;
 use crate::mm::frames::FrameAllocator;
 use crate::mm::stage2::Stage2;
@@ -15,93 +16,13 @@ use crate::platform::{BoardDesc, DeviceDesc};
 use crate::sched::{time_slice_ticks, RunQueue, VcpuRunState};
 use crate::sync::Mutex;
 use crate::types::{GuestPhysAddr, HostPhysAddr, IntId, VcpuId, VmId};
-use crate::vgic::VGic;
-use crate::vm::layout;
-use crate::vuart::Pl011;
-use alloc::collections::VecDeque;
+use crate::vcpu::{GuestRegs, Next, PowerState, VcpuShared};
+use crate::vgic::{VGic, VcpuSet};
+use crate::vm::devices::{DevicesError, VmDevices};
+use crate::vm::{layout, Vm};
 use alloc::vec::Vec;
-use core::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use spin::Once;
-
-/// vCPU power states (PSCI view).
-pub mod power {
-    /// Off.
-    pub const OFF: u8 = 0;
-    /// CPU_ON accepted, not yet running.
-    pub const ON_PENDING: u8 = 1;
-    /// Running or runnable.
-    pub const ON: u8 = 2;
-}
-
-/// Devices of a VM, behind one lock.
-pub struct VmDevices {
-    /// Virtual GIC.
-    pub vgic: VGic,
-    /// Virtual PL011.
-    pub uart: Pl011,
-    /// Console line buffer.
-    pub output: VmOutput,
-    /// Console input not yet taken by the virtual UART (its FIFO was full or its receiver
-    /// off); fed as the guest reads.
-    pub input: VecDeque<u8>,
-}
-
-impl VmDevices {
-    /// Moves queued console input into the virtual UART while it accepts bytes, and
-    /// updates the UART's interrupt line. Returns the vCPU the interrupt is pending for, if
-    /// it is (the caller kicks it).
-    pub fn feed_uart(&mut self) -> Option<VcpuId> {
-        while let Some(&b) = self.input.front() {
-            if !self.uart.push_input(b) {
-                break;
-            }
-            self.input.pop_front();
-        }
-        let level = self.uart.irq_level();
-        self.vgic
-            .set_level(IntId(layout::UART_INTID), VcpuId(0), level)
-            .ok()
-            .flatten()
-    }
-}
-
-/// A vCPU's state visible to every physical CPU.
-pub struct VcpuShared {
-    /// Physical CPU it is pinned to.
-    pub pcpu: usize,
-    /// Guest-visible MPIDR.
-    pub mpidr: u64,
-    /// `power::*`.
-    pub power: AtomicU8,
-    /// CPU_ON entry point.
-    pub entry: AtomicU64,
-    /// CPU_ON context id.
-    pub context: AtomicU64,
-}
-
-/// One VM.
-pub struct Vm {
-    /// Index.
-    pub id: VmId,
-    /// Its configuration.
-    pub desc: &'static VmDesc,
-    /// Host-physical base of its RAM.
-    pub ram_host: u64,
-    /// VTTBR_EL2 value.
-    pub vttbr: u64,
-    /// Devices.
-    pub devices: Mutex<VmDevices>,
-    /// vCPUs.
-    pub vcpus: Vec<VcpuShared>,
-    /// Set when the VM stopped (SYSTEM_OFF or fatal fault).
-    pub stopped: AtomicBool,
-    /// Guest entry point and DTB address of vCPU 0.
-    boot: (u64, u64),
-    /// Board devices passed through to this VM.
-    pub passthrough: Vec<&'static DeviceDesc>,
-    /// Times the VM was reset (SYSTEM_RESET); told to the guest in its DTB.
-    pub resets: core::sync::atomic::AtomicU32,
-}
 
 static VMS: Once<Vec<Vm>> = Once::new();
 static CREATED: AtomicBool = AtomicBool::new(false);
@@ -113,22 +34,12 @@ fn passthrough_owner(intid: u32) -> Option<&'static Vm> {
     vms().iter().find(|vm| vm.passthrough_irq(intid).is_some())
 }
 
-impl Vm {
-    /// The passed-through device interrupt with this INTID, if the VM has one.
-    fn passthrough_irq(&self, intid: u32) -> Option<&'static crate::platform::IrqDesc> {
-        self.passthrough
-            .iter()
-            .flat_map(|d| d.irqs.iter())
-            .find(|i| i.intid == intid)
-    }
-
-    /// Unmasks a passed-through interrupt at the physical GIC, routed to the CPU of the
-    /// VM's vCPU 0 with the trigger the board declares.
-    fn enable_passthrough_irq(&self, irq: &crate::platform::IrqDesc) {
-        let target = arch::board().cpus[self.vcpus[0].pcpu].mpidr;
-        let edge = irq.trigger == crate::platform::Trigger::Edge;
-        irqchip().enable(irq.intid, 0xa0, edge, target);
-    }
+/// Unmasks a passed-through interrupt at the physical GIC, routed to the CPU of the VM's
+/// vCPU 0 with the trigger the board declares.
+fn enable_passthrough_irq(vm: &Vm, irq: &crate::platform::IrqDesc) {
+    let target = arch::board().cpus[vm.vcpus[0].pcpu].mpidr;
+    let edge = irq.trigger == crate::platform::Trigger::Edge;
+    irqchip().enable(irq.intid, 0xa0, edge, target);
 }
 
 /// Blocks a secondary CPU until the boot CPU has created the VMs.
@@ -207,7 +118,7 @@ pub fn create_all(board: &'static BoardDesc, table: &'static VmTable, pcpus: usi
     for vm in vms() {
         for dev in &vm.passthrough {
             for irq in dev.irqs {
-                vm.enable_passthrough_irq(irq);
+                enable_passthrough_irq(vm, irq);
                 hvprintln!(
                     "[hv] VM {} `{}`: device {} passed through, INTID {}",
                     vm.id.0,
@@ -242,9 +153,9 @@ pub enum CreateError {
     /// Images do not fit in guest RAM.
     #[error("kernel, initrd and DTB do not fit in {0} MiB of guest RAM")]
     TooSmall(u64),
-    /// vGIC creation failed.
-    #[error("vGIC: {0}")]
-    Vgic(crate::vgic::VGicError),
+    /// The VM's devices could not be built.
+    #[error("devices: {0}")]
+    Devices(DevicesError),
     /// DTB generation failed.
     #[error("device tree: {0}")]
     Fdt(crate::fdt::FdtError),
@@ -294,45 +205,32 @@ fn create_vm(
     core::mem::forget(s2); // The tables live as long as the VM (for ever, for now).
 
     let boot = load_images(desc, ram_host, &passthrough, 0)?;
-    let vcpus = (0..desc.vcpus as usize)
+    let pcpus: Vec<usize> = (0..desc.vcpus as usize)
         .map(|v| {
-            let pcpu = placement
+            placement
                 .iter()
                 .find(|p| p.0 == id && p.1 .0 == v)
-                .map(|p| p.2 .0)
-                .unwrap_or(0);
-            VcpuShared {
-                pcpu,
-                mpidr: v as u64,
-                power: AtomicU8::new(if v == 0 {
-                    power::ON_PENDING
-                } else {
-                    power::OFF
-                }),
-                entry: AtomicU64::new(boot.0),
-                context: AtomicU64::new(boot.1),
-            }
+                .map_or(0, |p| p.2 .0)
         })
         .collect();
-    let mut vgic = new_vgic(desc.vcpus as usize).map_err(CreateError::Vgic)?;
-    notify_eois(&mut vgic, &passthrough);
-    Ok(Vm {
+    let mut devices = VmDevices::new(
+        arch::board().gic.version,
+        desc.vcpus as usize,
+        desc.name,
+        console::print_vm_line,
+    )
+    .map_err(CreateError::Devices)?;
+    notify_eois(&mut devices.vgic, &passthrough);
+    Ok(Vm::new(
         id,
         desc,
         ram_host,
         vttbr,
-        devices: Mutex::new(VmDevices {
-            vgic,
-            uart: Pl011::new(),
-            output: VmOutput::new(desc.name),
-            input: VecDeque::new(),
-        }),
-        vcpus,
-        stopped: AtomicBool::new(false),
+        devices,
+        &pcpus,
         boot,
         passthrough,
-        resets: core::sync::atomic::AtomicU32::new(0),
-    })
+    ))
 }
 
 /// Asks the vGIC for the guest deactivations the core acts on: each vCPU's virtual timer
@@ -352,15 +250,6 @@ fn notify_eois(vgic: &mut VGic, passthrough: &[&'static DeviceDesc]) {
 /// True if the board's GIC (and so every guest's) is a GICv2.
 pub fn gic_v2() -> bool {
     arch::board().gic.version == crate::platform::GicVersion::V2
-}
-
-/// The virtual GIC of a new VM, in the board's GIC version's reset state.
-fn new_vgic(vcpus: usize) -> Result<VGic, crate::vgic::VGicError> {
-    if gic_v2() {
-        VGic::new_v2(vcpus, layout::VGIC_SPIS)
-    } else {
-        VGic::new(vcpus, layout::VGIC_SPIS)
-    }
 }
 
 /// The board devices a VM asks for, checked against the guest-physical layout (they are
@@ -516,11 +405,7 @@ impl LocalVcpu {
     }
 
     fn reset(&mut self, entry: u64, x0: u64) {
-        self.regs = GuestRegs::default();
-        self.regs.elr = entry;
-        self.regs.x[0] = x0;
-        // EL1h, DAIF masked.
-        self.regs.spsr = 0x3c5;
+        self.regs = GuestRegs::at_entry(entry, x0);
         self.el1 = El1Context::reset(self.shared().mpidr);
         self.vtimer_masked = false;
         self.unmask_pmu();
@@ -535,20 +420,6 @@ impl LocalVcpu {
             }
         }
     }
-}
-
-/// What the exit handler decided.
-pub enum Next {
-    /// Re-enter the same vCPU.
-    Resume,
-    /// The vCPU waits for an interrupt.
-    Block,
-    /// Give up the rest of the slice: another vCPU of this CPU was just woken.
-    Yield,
-    /// Return to the scheduler without giving up the slice (a kick, a timer, input).
-    Resched,
-    /// The vCPU turned itself off.
-    Off,
 }
 
 /// Runs the vCPUs pinned to physical CPU `cpu` for ever, scheduled by a
@@ -592,26 +463,23 @@ pub fn run_cpu(cpu_index: usize) -> ! {
                 continue;
             }
             let sh = lv.shared();
-            match sh.power.load(Ordering::Acquire) {
-                power::ON_PENDING => {
-                    let (e, c) = (
-                        sh.entry.load(Ordering::Acquire),
-                        sh.context.load(Ordering::Acquire),
-                    );
+            match sh.power.load() {
+                PowerState::OnPending => {
+                    let (e, c) = sh.start_point();
                     lv.reset(e, c);
                     if loaded == Some(i) {
                         // Its old EL1 state is in the registers: load the reset state.
                         lv.el1.restore();
                     }
-                    sh.power.store(power::ON, Ordering::Release);
+                    sh.power.store(PowerState::On);
                     let _ = rq.set_state(i, VcpuRunState::Runnable);
                 }
-                power::OFF => {
+                PowerState::Off => {
                     if state != VcpuRunState::Off {
                         let _ = rq.set_state(i, VcpuRunState::Off);
                     }
                 }
-                _ => {
+                PowerState::On => {
                     if matches!(state, VcpuRunState::Blocked { .. })
                         && wake_condition(lv, loaded == Some(i))
                     {
@@ -654,16 +522,16 @@ pub fn run_cpu(cpu_index: usize) -> ! {
                 // Wake at the virtual timer's deadline (CNTVOFF_EL2 = 0: the same count).
                 let (ctl, cval) = cpu::vtimer();
                 let _ = rq.block(i, crate::vtimer::deadline(ctl, cval));
-                lv.vm.devices.lock().output.flush_prompt();
+                if let Some(out) = lv.vm.devices.lock().console_output() {
+                    out.flush_prompt();
+                }
             }
             Next::Off => {
                 // CPU_OFF or a stopped VM; a reset may already have asked for ON again.
-                let _ = lv.shared().power.compare_exchange(
-                    power::ON,
-                    power::OFF,
-                    Ordering::AcqRel,
-                    Ordering::Acquire,
-                );
+                let _ = lv
+                    .shared()
+                    .power
+                    .compare_exchange(PowerState::On, PowerState::Off);
                 let _ = rq.set_state(i, VcpuRunState::Off);
             }
             Next::Yield => rq.yield_current(),
@@ -728,9 +596,7 @@ impl HwLrs {
 fn run_vcpu(lv: &mut LocalVcpu, hw: &mut HwLrs) -> Next {
     let num_lrs = hw.num;
     loop {
-        if lv.vm.stopped.load(Ordering::Acquire)
-            || lv.shared().power.load(Ordering::Acquire) != power::ON
-        {
+        if lv.vm.stopped.load(Ordering::Acquire) || lv.shared().power.load() != PowerState::On {
             return Next::Off;
         }
         let used = {
@@ -769,7 +635,7 @@ fn run_vcpu(lv: &mut LocalVcpu, hw: &mut HwLrs) -> Next {
             while let Some(intid) = dev.vgic.pop_eoi_notified(lv.id) {
                 if let Some(irq) = lv.vm.passthrough_irq(intid.0) {
                     let _ = dev.vgic.set_level(intid, VcpuId(0), false);
-                    lv.vm.enable_passthrough_irq(irq);
+                    enable_passthrough_irq(lv.vm, irq);
                     continue;
                 }
                 if intid.0 == layout::PMU_INTID {
@@ -787,7 +653,16 @@ fn run_vcpu(lv: &mut LocalVcpu, hw: &mut HwLrs) -> Next {
             }
         }
         let next = match kind {
-            ExitKind::Sync => super::exit::handle_sync(lv.vm, lv.id, &mut lv.regs),
+            ExitKind::Sync => {
+                let out = exit::handle_sync(
+                    lv.vm,
+                    lv.id,
+                    cpu::syndrome(),
+                    &mut lv.regs,
+                    &mut cpu::LiveEl1,
+                );
+                act_on(lv.vm, lv.id, out)
+            }
             ExitKind::Irq | ExitKind::Fiq => handle_physical_irqs(Some(lv)),
             ExitKind::SError => {
                 stop_vm(lv.vm, "SError from the guest");
@@ -881,11 +756,8 @@ fn console_input() {
         match routed {
             Routed::Deliver { vm, byte } => {
                 if let Some(vm) = all.get(vm) {
-                    let mut dev = vm.devices.lock();
-                    dev.input.push_back(byte);
-                    dev.feed_uart();
-                    drop(dev);
-                    kick_vm(vm);
+                    let kicks = vm.devices.lock().console_input(byte);
+                    kick_vcpus(vm, kicks);
                 }
             }
             Routed::Switched(n) => {
@@ -923,14 +795,13 @@ pub fn kick_vcpu(vm: &Vm, vcpu: VcpuId) {
 
 /// Stops a VM for good (SYSTEM_OFF or a fatal guest error); the others go on.
 pub fn stop_vm(vm: &Vm, why: &str) {
-    if vm.stopped.swap(true, Ordering::AcqRel) {
+    if !vm.mark_stopped() {
         return;
     }
-    vm.devices.lock().output.flush_partial();
-    hvprintln!("[hv] VM {} `{}` stopped: {why}", vm.id.0, vm.desc.name);
-    for v in &vm.vcpus {
-        v.power.store(power::OFF, Ordering::Release);
+    if let Some(out) = vm.devices.lock().console_output() {
+        out.flush_partial();
     }
+    hvprintln!("[hv] VM {} `{}` stopped: {why}", vm.id.0, vm.desc.name);
     kick_vm(vm);
     if VMS_RUNNING.fetch_sub(1, Ordering::AcqRel) == 1 {
         // The last VM: wake the boot CPU so that it powers off.
@@ -942,7 +813,7 @@ pub fn stop_vm(vm: &Vm, why: &str) {
 pub fn reset_vm(vm: &Vm) {
     hvprintln!("[hv] VM {} `{}` resetting", vm.id.0, vm.desc.name);
     for v in &vm.vcpus {
-        v.power.store(power::OFF, Ordering::Release);
+        v.power.store(PowerState::Off);
     }
     arch::zero_host_phys(vm.ram_host, vm.desc.memory_size);
     let count = vm.resets.fetch_add(1, Ordering::AcqRel) + 1;
@@ -956,17 +827,61 @@ pub fn reset_vm(vm: &Vm) {
     }
     {
         let mut dev = vm.devices.lock();
-        if let Ok(mut g) = new_vgic(vm.vcpus.len()) {
-            notify_eois(&mut g, &vm.passthrough);
-            dev.vgic = g;
+        if let Err(e) = dev.reset() {
+            drop(dev);
+            stop_vm(vm, "reset failed");
+            hvprintln!("[hv] reset of `{}` failed: {e}", vm.desc.name);
+            return;
         }
-        dev.uart = Pl011::new();
+        notify_eois(&mut dev.vgic, &vm.passthrough);
     }
-    let v0 = &vm.vcpus[0];
-    v0.entry.store(vm.boot.0, Ordering::Release);
-    v0.context.store(vm.boot.1, Ordering::Release);
-    v0.power.store(power::ON_PENDING, Ordering::Release);
+    vm.vcpus[0].request_start(vm.boot.0, vm.boot.1);
     kick_vm(vm);
 }
 
-pub use Next as ExitNext;
+/// Carries out what exit handling decided beyond the vCPU's own next step: VM events,
+/// log lines, and waking the vCPUs that got work. A woken vCPU sharing this physical CPU
+/// makes the caller yield, so that it runs soon.
+fn act_on(vm: &Vm, vcpu: VcpuId, out: Outcome) -> Next {
+    match out.diag {
+        Some(Diag::UnhandledClass { ec, pc }) => hvprintln!(
+            "[hv] VM `{}` vCPU {}: unhandled exception class {ec:#x} at {pc:#x}",
+            vm.desc.name,
+            vcpu.0
+        ),
+        Some(Diag::FaultInVectors { pc, far }) => hvprintln!(
+            "[hv] VM `{}` vCPU {}: fault at {pc:#x} (FAR {far:#x}) inside its exception vectors",
+            vm.desc.name,
+            vcpu.0
+        ),
+        None => {}
+    }
+    match out.event {
+        Some(VmEvent::Stop(why)) => stop_vm(vm, why),
+        Some(VmEvent::Reset) => reset_vm(vm),
+        None => {}
+    }
+    if kick_vcpus(vm, out.wake) && out.next == Next::Resume {
+        Next::Yield
+    } else {
+        out.next
+    }
+}
+
+/// Kicks the physical CPUs of the vCPUs in `set` (other than this one); true if one of
+/// them shares this physical CPU.
+fn kick_vcpus(vm: &Vm, set: VcpuSet) -> bool {
+    let mut local = false;
+    for t in set.iter() {
+        if vm
+            .vcpus
+            .get(t.0)
+            .is_some_and(|v| v.pcpu == cpu::current_index())
+        {
+            local = true;
+        } else {
+            kick_vcpu(vm, t);
+        }
+    }
+    local
+}

@@ -7,7 +7,6 @@
 
 use super::irq::PRIORITY_MASK;
 use super::{IrqState, VGic, PRIVATE_IRQS};
-use crate::mmio::{AccessSize, MmioDevice, MmioError};
 use crate::platform::Trigger;
 use crate::types::{IntId, VcpuId};
 
@@ -329,28 +328,6 @@ impl VGic {
     }
 }
 
-/// The GICD frame of a [`VGic`] as an MMIO device, for a bus whose caller holds the
-/// vGIC lock for the duration of the access. Every access succeeds (RAZ/WI where the
-/// architecture leaves room); call [`VGic::take_kicks`] after writes.
-pub struct GicdFrame<'a>(pub &'a mut VGic);
-
-impl MmioDevice for GicdFrame<'_> {
-    fn read(&mut self, _vcpu: VcpuId, offset: u64, size: AccessSize) -> Result<u64, MmioError> {
-        Ok(self.0.gicd_read(offset, size.bytes() as usize))
-    }
-
-    fn write(
-        &mut self,
-        _vcpu: VcpuId,
-        offset: u64,
-        size: AccessSize,
-        value: u64,
-    ) -> Result<(), MmioError> {
-        self.0.gicd_write(offset, size.bytes() as usize, value);
-        Ok(())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -510,23 +487,6 @@ mod tests {
             g.take_kicks().iter().collect::<alloc::vec::Vec<_>>(),
             [VcpuId(1)]
         );
-    }
-
-    #[test]
-    fn frame_adapter_forwards_mmio_accesses() {
-        let mut g = gic(1);
-        let mut frame = GicdFrame(&mut g);
-        frame
-            .write(
-                VcpuId(0),
-                GICD_CTLR,
-                AccessSize::Word,
-                u64::from(CTLR_ENABLE_GRP1),
-            )
-            .unwrap();
-        let ctlr = frame.read(VcpuId(0), GICD_CTLR, AccessSize::Word).unwrap();
-        assert_eq!(ctlr, u64::from(CTLR_ARE | CTLR_DS | CTLR_ENABLE_GRP1));
-        assert!(g.grp1_enabled());
     }
 
     #[test]

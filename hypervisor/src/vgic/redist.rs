@@ -7,7 +7,6 @@
 
 use super::dist::{BitReg, GICD_ICFGR, GICD_IGROUPR, GICD_IPRIORITYR, IIDR, PIDR2_GICV3};
 use super::VGic;
-use crate::mmio::{AccessSize, MmioDevice, MmioError};
 use crate::types::VcpuId;
 
 /// `GICR_CTLR` (RD_base).
@@ -125,27 +124,6 @@ impl VGic {
             }
             _ => {}
         }
-    }
-}
-
-/// The whole redistributor window of a [`VGic`] (offset 0 = vCPU 0's `RD_base`) as an MMIO
-/// device, for a bus whose caller holds the vGIC lock for the duration of the access.
-pub struct GicrFrames<'a>(pub &'a mut VGic);
-
-impl MmioDevice for GicrFrames<'_> {
-    fn read(&mut self, _vcpu: VcpuId, offset: u64, size: AccessSize) -> Result<u64, MmioError> {
-        Ok(self.0.gicr_read(offset, size.bytes() as usize))
-    }
-
-    fn write(
-        &mut self,
-        _vcpu: VcpuId,
-        offset: u64,
-        size: AccessSize,
-        value: u64,
-    ) -> Result<(), MmioError> {
-        self.0.gicr_write(offset, size.bytes() as usize, value);
-        Ok(())
     }
 }
 
@@ -267,24 +245,6 @@ mod tests {
         let mut g = gic(1);
         g.gicr_write(SGI + GICR_IGRPMODR0, 4, u64::MAX);
         assert_eq!(g.gicr_read(SGI + GICR_IGRPMODR0, 4), 0);
-    }
-
-    #[test]
-    fn frames_adapter_forwards_mmio_accesses() {
-        let mut g = gic(2);
-        let mut frames = GicrFrames(&mut g);
-        let typer = frames
-            .read(
-                VcpuId(0),
-                GICR_FRAME_SIZE + GICR_TYPER,
-                AccessSize::DoubleWord,
-            )
-            .unwrap();
-        assert_eq!(typer & TYPER_LAST, TYPER_LAST);
-        frames
-            .write(VcpuId(1), GICR_FRAME_SIZE + GICR_WAKER, AccessSize::Word, 0)
-            .unwrap();
-        assert_eq!(g.gicr_read(GICR_FRAME_SIZE + GICR_WAKER, 4), 0);
     }
 
     #[test]

@@ -1,0 +1,847 @@
+//! Synchronous guest exits: MMIO through the VM's device bus, hypercalls (PSCI, SMCCC),
+//! system-register traps, WFI/WFE and aborts.
+//!
+//! [`handle_sync`] is a function of the VM, the trapping vCPU's registers, the syndrome
+//! ([`Syndrome`]) and the EL1 system registers an injected exception touches
+//! ([`GuestSysRegs`]); it decides and returns an [`Outcome`] (what the vCPU does next,
+//! which vCPUs got work, whether the VM must stop or reset) and leaves acting on it to the
+//! run loop. So every exit class runs in host tests against a fake.
+//!
+//! Anything the guest is not allowed to do gets an abort or an undefined-instruction
+//! exception injected; a guest that cannot take it (it faults inside its own vector table)
+//! is stopped. Nothing a guest does panics the hypervisor.
+#![deny(unsafe_code)]
+
+use crate::mmio::{self, MmioAccess};
+use crate::psci::{self, CpuOnError, PsciAction, PsciBackend, VcpuPowerState};
+use crate::trap::{self, TrapCause};
+use crate::types::{GuestPhysAddr, VcpuId};
+use crate::vcpu::{GuestRegs, Next, PowerState};
+use crate::vgic::VcpuSet;
+use crate::vm::Vm;
+
+/// The exception-syndrome registers an exit left at EL2.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Syndrome {
+    /// `ESR_EL2`.
+    pub esr: u64,
+    /// `FAR_EL2`.
+    pub far: u64,
+    /// `HPFAR_EL2`.
+    pub hpfar: u64,
+}
+
+/// The guest's EL1 system registers that exit handling reads or writes: the vector base,
+/// and the registers an exception injected at EL1 sets (Arm ARM D1.10.1 "Exception
+/// entry"). The run loop passes the loaded vCPU's live registers; tests pass a fake.
+pub trait GuestSysRegs {
+    /// `VBAR_EL1`.
+    fn vbar_el1(&self) -> u64;
+    /// Sets `ESR_EL1`, `FAR_EL1` (when `far` is given), `ELR_EL1` and `SPSR_EL1` for an
+    /// exception taken to EL1.
+    fn set_el1_exception(&mut self, esr: u64, far: Option<u64>, elr: u64, spsr: u64);
+}
+
+/// What happened to the VM as a whole.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum VmEvent {
+    /// Stop the VM for good, for this reason.
+    Stop(&'static str),
+    /// Reset the VM (PSCI SYSTEM_RESET): images reloaded, vCPU 0 restarted.
+    Reset,
+}
+
+/// Something worth a line in the hypervisor log.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Diag {
+    /// An exception class the hypervisor does not handle (an undefined instruction was
+    /// injected).
+    UnhandledClass {
+        /// `ESR_EL2.EC`.
+        ec: u8,
+        /// The guest PC.
+        pc: u64,
+    },
+    /// The guest faulted inside its own exception vectors (it is stopped).
+    FaultInVectors {
+        /// The guest PC.
+        pc: u64,
+        /// The faulting address.
+        far: u64,
+    },
+}
+
+/// What the run loop must do after a synchronous exit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Outcome {
+    /// What the trapping vCPU does next.
+    pub next: Next,
+    /// vCPUs (other than the trapping one) that got work: an interrupt became deliverable
+    /// or CPU_ON started them. The run loop kicks their physical CPUs, and yields if one
+    /// shares this one.
+    pub wake: VcpuSet,
+    /// A VM-wide consequence.
+    pub event: Option<VmEvent>,
+    /// Something to log.
+    pub diag: Option<Diag>,
+}
+
+impl Outcome {
+    const fn next(next: Next) -> Self {
+        Self {
+            next,
+            wake: VcpuSet::EMPTY,
+            event: None,
+            diag: None,
+        }
+    }
+
+    const fn resume() -> Self {
+        Self::next(Next::Resume)
+    }
+
+    fn waking(mut wake: VcpuSet, me: VcpuId) -> Self {
+        wake.remove(me);
+        Self {
+            wake,
+            ..Self::resume()
+        }
+    }
+
+    const fn stop(reason: &'static str, diag: Option<Diag>) -> Self {
+        Self {
+            next: Next::Off,
+            wake: VcpuSet::EMPTY,
+            event: Some(VmEvent::Stop(reason)),
+            diag,
+        }
+    }
+}
+
+/// `ESR_EL1` of an injected synchronous external abort (Arm ARM D24.2.40): EC 0x25/0x24
+/// (data abort from EL1/EL0) or 0x21/0x20 (instruction abort), IL = 1, FSC = 0x10
+/// (synchronous external abort, not on a table walk), WnR for a data abort.
+pub const fn abort_esr(instruction: bool, from_el0: bool, is_write: bool) -> u64 {
+    let ec: u64 = match (instruction, from_el0) {
+        (false, false) => 0x25,
+        (false, true) => 0x24,
+        (true, false) => 0x21,
+        (true, true) => 0x20,
+    };
+    (ec << 26) | (1 << 25) | (((is_write && !instruction) as u64) << 6) | 0x10
+}
+
+/// `ESR_EL1` of an injected undefined instruction: EC 0 ("unknown reason"), IL = 1.
+pub const UNDEF_ESR: u64 = 1 << 25;
+
+/// Handles one synchronous exit of `vcpu` of `vm`, whose registers are `regs`.
+pub fn handle_sync(
+    vm: &Vm,
+    vcpu: VcpuId,
+    syn: Syndrome,
+    regs: &mut GuestRegs,
+    sys: &mut dyn GuestSysRegs,
+) -> Outcome {
+    let esr = syn.esr;
+    match trap::decode(esr) {
+        TrapCause::Wfx { is_wfe, .. } => {
+            regs.elr += trap::instr_len(esr);
+            Outcome::next(if is_wfe {
+                Next::Yield
+            } else if vm.devices.lock().vgic.has_pending(vcpu) {
+                Next::Resume
+            } else {
+                Next::Block
+            })
+        }
+        TrapCause::Hvc { .. } => hypercall(vm, vcpu, regs),
+        TrapCause::Smc { .. } => {
+            // SMC trapped by HCR_EL2.TSC: ELR points at the SMC itself.
+            regs.elr += trap::instr_len(esr);
+            hypercall(vm, vcpu, regs)
+        }
+        TrapCause::SysReg(acc) => {
+            let value = regs.read(acc.rt);
+            match acc.encoding() {
+                trap::ICC_SGI1R_EL1 | trap::ICC_ASGI1R_EL1 if !acc.is_read => {
+                    regs.elr += trap::instr_len(esr);
+                    let targets = vm.devices.lock().vgic.sgi1r_write(vcpu, value);
+                    Outcome::waking(targets, vcpu)
+                }
+                trap::ICC_SGI0R_EL1 if !acc.is_read => {
+                    regs.elr += trap::instr_len(esr);
+                    Outcome::resume()
+                }
+                // The physical timer belongs to the hypervisor: reads as zero, writes ignored.
+                trap::CNTP_CTL_EL0 | trap::CNTP_CVAL_EL0 | trap::CNTP_TVAL_EL0 => {
+                    regs.elr += trap::instr_len(esr);
+                    if acc.is_read {
+                        regs.write(acc.rt, 0);
+                    }
+                    Outcome::resume()
+                }
+                _ => inject_undef(regs, sys),
+            }
+        }
+        TrapCause::DataAbort(da) => {
+            let ipa = trap::fault_ipa(syn.hpfar, syn.far);
+            match da.access {
+                Some(acc) if !da.s1ptw => match mmio_access(vm, vcpu, ipa, &acc, regs) {
+                    Some(wake) => {
+                        regs.elr += trap::instr_len(esr);
+                        Outcome::waking(wake, vcpu)
+                    }
+                    None => inject_abort(regs, sys, syn.far, false, acc.is_write),
+                },
+                // No syndrome (ldp/stp, writeback) or a table walk outside RAM: abort.
+                _ => inject_abort(regs, sys, syn.far, false, da.wnr),
+            }
+        }
+        TrapCause::InstrAbort { .. } => inject_abort(regs, sys, syn.far, true, false),
+        TrapCause::Other { ec, .. } => {
+            let mut out = inject_undef(regs, sys);
+            out.diag = out.diag.or(Some(Diag::UnhandledClass { ec, pc: regs.elr }));
+            out
+        }
+    }
+}
+
+/// Emulates a load or store through the VM's bus; `None` if nothing claims the address or
+/// the device refuses the access (the caller injects an abort).
+fn mmio_access(
+    vm: &Vm,
+    vcpu: VcpuId,
+    ipa: GuestPhysAddr,
+    acc: &MmioAccess,
+    regs: &mut GuestRegs,
+) -> Option<VcpuSet> {
+    let mut dev = vm.devices.lock();
+    if acc.is_write {
+        let data = mmio::store_value(acc, regs.read(acc.srt));
+        dev.mmio_write(vcpu, ipa, acc.size, data).ok()
+    } else {
+        let (raw, wake) = dev.mmio_read(vcpu, ipa, acc.size).ok()?;
+        regs.write(acc.srt, mmio::load_value(acc, raw));
+        Some(wake)
+    }
+}
+
+/// True if the guest PC is inside its own vector table (or it has none): an exception
+/// injected there would fault again for ever.
+fn faulting_in_vectors(regs: &GuestRegs, sys: &dyn GuestSysRegs) -> bool {
+    let vbar = sys.vbar_el1();
+    vbar == 0 || (regs.elr >= vbar && regs.elr - vbar < 0x800)
+}
+
+/// Takes an exception to the guest's EL1 (synchronous, current EL with SP_ELx, or lower
+/// EL using AArch64: `VBAR_EL1 + 0x200` or `+ 0x400`), with EL1h and DAIF masked.
+fn take_to_el1(regs: &mut GuestRegs, sys: &mut dyn GuestSysRegs, esr: u64, far: Option<u64>) {
+    let from_el0 = regs.spsr & 0xf == 0;
+    let vector = sys.vbar_el1() + if from_el0 { 0x400 } else { 0x200 };
+    sys.set_el1_exception(esr, far, regs.elr, regs.spsr);
+    regs.elr = vector;
+    regs.spsr = GuestRegs::EL1H_DAIF_MASKED;
+}
+
+/// Injects a synchronous external abort at `far`; a guest that faults inside its own
+/// vector table is stopped instead.
+fn inject_abort(
+    regs: &mut GuestRegs,
+    sys: &mut dyn GuestSysRegs,
+    far: u64,
+    instruction: bool,
+    is_write: bool,
+) -> Outcome {
+    if faulting_in_vectors(regs, sys) {
+        let diag = Diag::FaultInVectors { pc: regs.elr, far };
+        return Outcome::stop(
+            "abort inside its exception vectors (no handler)",
+            Some(diag),
+        );
+    }
+    let from_el0 = regs.spsr & 0xf == 0;
+    take_to_el1(
+        regs,
+        sys,
+        abort_esr(instruction, from_el0, is_write),
+        Some(far),
+    );
+    Outcome::resume()
+}
+
+/// Injects an undefined-instruction exception at the trapping instruction.
+fn inject_undef(regs: &mut GuestRegs, sys: &mut dyn GuestSysRegs) -> Outcome {
+    if faulting_in_vectors(regs, sys) {
+        let diag = Diag::FaultInVectors {
+            pc: regs.elr,
+            far: 0,
+        };
+        return Outcome::stop(
+            "undefined instruction inside its exception vectors",
+            Some(diag),
+        );
+    }
+    take_to_el1(regs, sys, UNDEF_ESR, None);
+    Outcome::resume()
+}
+
+/// PSCI and SMCCC calls (x0 = function id, x1..x3 = arguments).
+fn hypercall(vm: &Vm, vcpu: VcpuId, regs: &mut GuestRegs) -> Outcome {
+    let fid = regs.x[0] as u32;
+    let out = psci::handle(fid, [regs.x[1], regs.x[2], regs.x[3]], &mut Backend { vm });
+    regs.x[0] = out.x0;
+    match out.action {
+        PsciAction::Continue => Outcome::resume(),
+        PsciAction::Standby => Outcome::next(Next::Block),
+        PsciAction::CpuOff => Outcome::next(Next::Off),
+        PsciAction::SystemOff => Outcome::stop("guest called PSCI SYSTEM_OFF", None),
+        PsciAction::SystemReset => Outcome {
+            event: Some(VmEvent::Reset),
+            ..Outcome::next(Next::Yield)
+        },
+        PsciAction::WakeVcpu(v) => {
+            let mut wake = VcpuSet::EMPTY;
+            wake.insert(v);
+            Outcome::waking(wake, vcpu)
+        }
+    }
+}
+
+struct Backend<'a> {
+    vm: &'a Vm,
+}
+
+impl PsciBackend for Backend<'_> {
+    fn vcpu_by_mpidr(&self, mpidr: u64) -> Option<VcpuId> {
+        self.vm.vcpu_by_mpidr(mpidr)
+    }
+
+    fn vcpu_state(&self, vcpu: VcpuId) -> VcpuPowerState {
+        match self.vm.vcpus.get(vcpu.0).map(|v| v.power.load()) {
+            Some(PowerState::On) => VcpuPowerState::On,
+            Some(PowerState::OnPending) => VcpuPowerState::OnPending,
+            _ => VcpuPowerState::Off,
+        }
+    }
+
+    fn request_cpu_on(
+        &mut self,
+        vcpu: VcpuId,
+        entry: GuestPhysAddr,
+        context_id: u64,
+    ) -> Result<(), CpuOnError> {
+        let v = self.vm.vcpus.get(vcpu.0).ok_or(CpuOnError::Internal)?;
+        // Entry and context first: the vCPU's CPU reads them once it sees ON_PENDING.
+        v.entry
+            .store(entry.0, core::sync::atomic::Ordering::Release);
+        v.context
+            .store(context_id, core::sync::atomic::Ordering::Release);
+        match v
+            .power
+            .compare_exchange(PowerState::Off, PowerState::OnPending)
+        {
+            Ok(()) => Ok(()),
+            Err(PowerState::OnPending) => Err(CpuOnError::OnPending),
+            Err(_) => Err(CpuOnError::AlreadyOn),
+        }
+    }
+
+    fn entry_valid(&self, addr: GuestPhysAddr) -> bool {
+        self.vm.is_ram(addr) && addr.0.is_multiple_of(4)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{ImageDesc, VmDesc};
+    use crate::platform::GicVersion;
+    use crate::types::VmId;
+    use crate::vm::devices::VmDevices;
+    use crate::vm::layout;
+    use alloc::boxed::Box;
+    use alloc::vec::Vec;
+
+    /// The EL1 registers an injected exception sets, as a real CPU would hold them.
+    #[derive(Default, Debug)]
+    struct FakeSysRegs {
+        vbar: u64,
+        esr: u64,
+        far: Option<u64>,
+        elr: u64,
+        spsr: u64,
+        taken: u32,
+    }
+
+    impl GuestSysRegs for FakeSysRegs {
+        fn vbar_el1(&self) -> u64 {
+            self.vbar
+        }
+        fn set_el1_exception(&mut self, esr: u64, far: Option<u64>, elr: u64, spsr: u64) {
+            self.esr = esr;
+            self.far = far;
+            self.elr = elr;
+            self.spsr = spsr;
+            self.taken += 1;
+        }
+    }
+
+    const VBAR: u64 = 0x4010_0000;
+    const PC: u64 = 0x4008_1000;
+    const EL1H: u64 = 0x5;
+
+    fn discard(_: &str, _: &[u8]) {}
+
+    fn vm(vcpus: usize, gic: GicVersion) -> Vm {
+        let desc = Box::leak(Box::new(VmDesc {
+            name: "t",
+            vcpus: vcpus as u32,
+            memory_size: 0x1000_0000,
+            kernel: ImageDesc {
+                path: "k",
+                staging_base: 0,
+                size: 0,
+            },
+            initrd: None,
+            dtb: None,
+            cmdline: "",
+            devices: &[],
+        }));
+        let devices = VmDevices::new(gic, vcpus, "t", discard).unwrap();
+        let pcpus: Vec<usize> = (0..vcpus).collect();
+        let vm = Vm::new(
+            VmId(0),
+            desc,
+            0,
+            0,
+            devices,
+            &pcpus,
+            (layout::RAM_BASE, 0),
+            Vec::new(),
+        );
+        vm.vcpus[0].power.store(PowerState::On);
+        vm
+    }
+
+    fn regs() -> GuestRegs {
+        GuestRegs {
+            elr: PC,
+            spsr: EL1H,
+            ..GuestRegs::default()
+        }
+    }
+
+    fn sys() -> FakeSysRegs {
+        FakeSysRegs {
+            vbar: VBAR,
+            ..FakeSysRegs::default()
+        }
+    }
+
+    const IL: u64 = 1 << 25;
+
+    fn esr(ec: u64, iss: u64) -> u64 {
+        (ec << 26) | IL | iss
+    }
+
+    fn syn(esr: u64) -> Syndrome {
+        Syndrome {
+            esr,
+            far: 0,
+            hpfar: 0,
+        }
+    }
+
+    /// A data abort with a valid syndrome at `ipa`: `sas` access size, register `srt`.
+    fn mmio(ipa: u64, write: bool, sas: u64, srt: u64) -> Syndrome {
+        let iss = (1 << 24) | (sas << 22) | (srt << 16) | (1 << 15) | ((write as u64) << 6);
+        Syndrome {
+            esr: esr(0x24, iss),
+            far: 0xffff_0000_0000_0000 | (ipa & 0xfff),
+            hpfar: (ipa >> 12) << 4,
+        }
+    }
+
+    /// A trapped MSR (write) or MRS (read) of `enc` (from [`trap::sysreg`]) with `rt`.
+    fn sysreg(enc: u32, read: bool, rt: u64) -> Syndrome {
+        let enc = u64::from(enc);
+        let (op0, op1, crn, crm, op2) = (
+            (enc >> 19) & 3,
+            (enc >> 16) & 7,
+            (enc >> 12) & 0xf,
+            (enc >> 8) & 0xf,
+            (enc >> 5) & 7,
+        );
+        let iss = (op0 << 20)
+            | (op2 << 17)
+            | (op1 << 14)
+            | (crn << 10)
+            | (rt << 5)
+            | (crm << 1)
+            | read as u64;
+        syn(esr(0x18, iss))
+    }
+
+    fn hvc(vm: &Vm, vcpu: usize, args: [u64; 4]) -> (Outcome, GuestRegs) {
+        let mut r = regs();
+        r.x[..4].copy_from_slice(&args);
+        let out = handle_sync(vm, VcpuId(vcpu), syn(esr(0x16, 0)), &mut r, &mut sys());
+        (out, r)
+    }
+
+    #[test]
+    fn sysreg_helper_encodes_what_the_decoder_reads() {
+        let TrapCause::SysReg(a) = trap::decode(sysreg(trap::ICC_SGI1R_EL1, false, 3).esr) else {
+            panic!("not a sysreg trap")
+        };
+        assert_eq!(
+            (a.encoding(), a.rt, a.is_read),
+            (trap::ICC_SGI1R_EL1, 3, false)
+        );
+    }
+
+    #[test]
+    fn wfi_with_nothing_pending_blocks_after_the_instruction() {
+        let vm = vm(1, GicVersion::V3);
+        let mut r = regs();
+        let out = handle_sync(&vm, VcpuId(0), syn(esr(0x01, 0)), &mut r, &mut sys());
+        assert_eq!(out.next, Next::Block);
+        assert_eq!(r.elr, PC + 4);
+    }
+
+    #[test]
+    fn wfi_with_an_interrupt_pending_resumes() {
+        let vm = vm(1, GicVersion::V3);
+        {
+            let mut d = vm.devices.lock();
+            d.vgic.set_group_enables(false, true);
+            d.vgic
+                .irq_mut(crate::types::IntId(layout::VTIMER_INTID), VcpuId(0))
+                .unwrap()
+                .enabled = true;
+            d.vgic
+                .inject_edge(crate::types::IntId(layout::VTIMER_INTID), VcpuId(0))
+                .unwrap();
+        }
+        let out = handle_sync(&vm, VcpuId(0), syn(esr(0x01, 0)), &mut regs(), &mut sys());
+        assert_eq!(out.next, Next::Resume);
+    }
+
+    #[test]
+    fn wfe_yields() {
+        let vm = vm(1, GicVersion::V3);
+        let out = handle_sync(&vm, VcpuId(0), syn(esr(0x01, 1)), &mut regs(), &mut sys());
+        assert_eq!(out.next, Next::Yield);
+    }
+
+    #[test]
+    fn hvc_psci_version_answers_1_1() {
+        let vm = vm(1, GicVersion::V3);
+        let (out, r) = hvc(&vm, 0, [0x8400_0000, 0, 0, 0]);
+        assert_eq!((out, r.x[0], r.elr), (Outcome::resume(), 0x1_0001, PC));
+    }
+
+    #[test]
+    fn smc_is_handled_like_hvc_and_steps_over_the_instruction() {
+        let vm = vm(1, GicVersion::V3);
+        let mut r = regs();
+        r.x[0] = 0x8400_0000;
+        let out = handle_sync(&vm, VcpuId(0), syn(esr(0x17, 0)), &mut r, &mut sys());
+        assert_eq!((out.next, r.x[0], r.elr), (Next::Resume, 0x1_0001, PC + 4));
+    }
+
+    #[test]
+    fn unknown_hypercall_returns_not_supported() {
+        let vm = vm(1, GicVersion::V3);
+        let (out, r) = hvc(&vm, 0, [0xc600_0042, 0, 0, 0]);
+        assert_eq!((out.next, r.x[0]), (Next::Resume, u64::MAX));
+    }
+
+    #[test]
+    fn cpu_on_makes_the_target_on_pending_and_wakes_it() {
+        let vm = vm(2, GicVersion::V3);
+        let (out, r) = hvc(&vm, 0, [0xc400_0003, 1, layout::RAM_BASE + 0x1000, 7]);
+        assert_eq!(r.x[0], 0);
+        assert!(out.wake.contains(VcpuId(1)));
+        assert_eq!(vm.vcpus[1].power.load(), PowerState::OnPending);
+        assert_eq!(vm.vcpus[1].start_point(), (layout::RAM_BASE + 0x1000, 7));
+        // A second CPU_ON while the first is pending.
+        let (_, r) = hvc(&vm, 0, [0xc400_0003, 1, layout::RAM_BASE, 0]);
+        assert_eq!(r.x[0] as i64, -5, "ON_PENDING");
+    }
+
+    #[test]
+    fn cpu_on_outside_ram_is_invalid_address() {
+        let vm = vm(2, GicVersion::V3);
+        let (out, r) = hvc(&vm, 0, [0xc400_0003, 1, 0x1000, 0]);
+        assert_eq!(r.x[0] as i64, -9, "INVALID_ADDRESS");
+        assert!(out.wake.is_empty());
+    }
+
+    #[test]
+    fn cpu_off_turns_the_caller_off() {
+        let vm = vm(1, GicVersion::V3);
+        let (out, _) = hvc(&vm, 0, [0x8400_0002, 0, 0, 0]);
+        assert_eq!(out.next, Next::Off);
+        assert_eq!(out.event, None);
+    }
+
+    #[test]
+    fn system_off_stops_the_vm() {
+        let vm = vm(1, GicVersion::V3);
+        let (out, _) = hvc(&vm, 0, [0x8400_0008, 0, 0, 0]);
+        assert_eq!(
+            (out.next, out.event),
+            (
+                Next::Off,
+                Some(VmEvent::Stop("guest called PSCI SYSTEM_OFF"))
+            )
+        );
+    }
+
+    #[test]
+    fn system_reset_resets_the_vm() {
+        let vm = vm(1, GicVersion::V3);
+        let (out, _) = hvc(&vm, 0, [0x8400_0009, 0, 0, 0]);
+        assert_eq!(out.event, Some(VmEvent::Reset));
+    }
+
+    #[test]
+    fn sgi1r_write_wakes_the_target_vcpu_but_not_the_sender() {
+        let vm = vm(2, GicVersion::V3);
+        {
+            let mut d = vm.devices.lock();
+            d.vgic.set_group_enables(false, true);
+            for v in 0..2 {
+                d.vgic
+                    .irq_mut(crate::types::IntId(3), VcpuId(v))
+                    .unwrap()
+                    .enabled = true;
+            }
+        }
+        let mut r = regs();
+        // SGI 3 to target list {0, 1} at affinity 0.
+        r.x[5] = (3 << 24) | 0b11;
+        let out = handle_sync(
+            &vm,
+            VcpuId(0),
+            sysreg(trap::ICC_SGI1R_EL1, false, 5),
+            &mut r,
+            &mut sys(),
+        );
+        assert_eq!(out.wake.iter().collect::<Vec<_>>(), [VcpuId(1)]);
+        assert_eq!(r.elr, PC + 4);
+        assert!(vm.devices.lock().vgic.has_pending(VcpuId(0)));
+    }
+
+    #[test]
+    fn physical_timer_reads_zero() {
+        let vm = vm(1, GicVersion::V3);
+        let mut r = regs();
+        r.x[2] = 99;
+        let out = handle_sync(
+            &vm,
+            VcpuId(0),
+            sysreg(trap::CNTP_CTL_EL0, true, 2),
+            &mut r,
+            &mut sys(),
+        );
+        assert_eq!((out.next, r.x[2], r.elr), (Next::Resume, 0, PC + 4));
+    }
+
+    #[test]
+    fn unknown_system_register_injects_undefined_at_the_instruction() {
+        let vm = vm(1, GicVersion::V3);
+        let mut r = regs();
+        let mut s = sys();
+        let out = handle_sync(
+            &vm,
+            VcpuId(0),
+            sysreg(trap::sysreg(3, 7, 15, 0, 0), true, 1),
+            &mut r,
+            &mut s,
+        );
+        assert_eq!(out.next, Next::Resume);
+        assert_eq!((s.esr, s.elr, s.spsr, s.far), (UNDEF_ESR, PC, EL1H, None));
+        assert_eq!((r.elr, r.spsr), (VBAR + 0x200, 0x3c5));
+    }
+
+    #[test]
+    fn mmio_read_of_the_gic_distributor_lands_in_the_register() {
+        let vm = vm(4, GicVersion::V3);
+        let mut r = regs();
+        let out = handle_sync(
+            &vm,
+            VcpuId(0),
+            mmio(layout::GICD_BASE + 4, false, 2, 7),
+            &mut r,
+            &mut sys(),
+        );
+        assert_eq!(out.next, Next::Resume);
+        // GICD_TYPER.CPUNumber = vCPUs - 1.
+        assert_eq!((r.x[7] >> 5) & 7, 3);
+        assert_eq!(r.elr, PC + 4);
+    }
+
+    #[test]
+    fn mmio_read_of_the_redistributor_of_vcpu_1() {
+        let vm = vm(2, GicVersion::V3);
+        let mut r = regs();
+        let gicr_typer = layout::GICR_BASE + layout::GICR_STRIDE + 8;
+        handle_sync(
+            &vm,
+            VcpuId(0),
+            mmio(gicr_typer, false, 3, 1),
+            &mut r,
+            &mut sys(),
+        );
+        // GICR_TYPER.Processor_Number (bits 23:8) = 1, Last (bit 4) set.
+        assert_eq!(((r.x[1] >> 8) & 0xffff, r.x[1] & 0x10), (1, 0x10));
+    }
+
+    #[test]
+    fn mmio_write_to_the_uart_reaches_the_device() {
+        let vm = vm(1, GicVersion::V3);
+        let mut r = regs();
+        r.x[3] = 0x301;
+        let out = handle_sync(
+            &vm,
+            VcpuId(0),
+            mmio(layout::UART_BASE + 0x30, true, 2, 3),
+            &mut r,
+            &mut sys(),
+        );
+        assert_eq!(out.next, Next::Resume);
+        let (cr, _) = vm
+            .devices
+            .lock()
+            .mmio_read(
+                VcpuId(0),
+                GuestPhysAddr(layout::UART_BASE + 0x30),
+                crate::mmio::AccessSize::Word,
+            )
+            .unwrap();
+        assert_eq!(cr, 0x301);
+    }
+
+    #[test]
+    fn mmio_to_nothing_injects_a_data_abort_with_the_address() {
+        let vm = vm(1, GicVersion::V3);
+        let mut r = regs();
+        let mut s = sys();
+        let syn = mmio(0x0a00_0010, true, 2, 1);
+        let out = handle_sync(&vm, VcpuId(0), syn, &mut r, &mut s);
+        assert_eq!(out.next, Next::Resume);
+        assert_eq!(s.esr, abort_esr(false, false, true));
+        assert_eq!(s.esr >> 26, 0x25);
+        assert_eq!((s.far, s.elr), (Some(syn.far), PC));
+        assert_eq!(r.elr, VBAR + 0x200);
+    }
+
+    #[test]
+    fn abort_from_el0_goes_to_the_lower_el_vector() {
+        let vm = vm(1, GicVersion::V3);
+        let mut r = GuestRegs { spsr: 0, ..regs() };
+        let mut s = sys();
+        handle_sync(&vm, VcpuId(0), mmio(0x10, false, 2, 1), &mut r, &mut s);
+        assert_eq!(s.esr >> 26, 0x24);
+        assert_eq!(r.elr, VBAR + 0x400);
+    }
+
+    #[test]
+    fn a_refused_device_access_injects_an_abort() {
+        // The PL011 takes no 64-bit access.
+        let vm = vm(1, GicVersion::V3);
+        let mut s = sys();
+        handle_sync(
+            &vm,
+            VcpuId(0),
+            mmio(layout::UART_BASE, false, 3, 1),
+            &mut regs(),
+            &mut s,
+        );
+        assert_eq!(s.taken, 1);
+        assert_eq!(s.esr >> 26, 0x25);
+    }
+
+    #[test]
+    fn data_abort_without_syndrome_injects_an_abort() {
+        let vm = vm(1, GicVersion::V3);
+        let mut s = sys();
+        let syn = Syndrome {
+            esr: esr(0x24, 1 << 6),
+            far: layout::GICD_BASE,
+            hpfar: (layout::GICD_BASE >> 12) << 4,
+        };
+        handle_sync(&vm, VcpuId(0), syn, &mut regs(), &mut s);
+        assert_eq!((s.taken, s.esr), (1, abort_esr(false, false, true)));
+    }
+
+    #[test]
+    fn abort_inside_the_vectors_stops_the_vm() {
+        let vm = vm(1, GicVersion::V3);
+        let mut r = GuestRegs {
+            elr: VBAR + 0x280,
+            ..regs()
+        };
+        let mut s = sys();
+        let out = handle_sync(&vm, VcpuId(0), mmio(0x10, false, 2, 1), &mut r, &mut s);
+        assert_eq!(out.next, Next::Off);
+        assert!(matches!(out.event, Some(VmEvent::Stop(_))));
+        assert_eq!(s.taken, 0);
+    }
+
+    #[test]
+    fn a_guest_without_vectors_is_stopped_not_looped() {
+        let vm = vm(1, GicVersion::V3);
+        let mut s = FakeSysRegs::default();
+        let out = handle_sync(&vm, VcpuId(0), mmio(0x10, false, 2, 1), &mut regs(), &mut s);
+        assert!(matches!(out.event, Some(VmEvent::Stop(_))));
+    }
+
+    #[test]
+    fn instruction_abort_is_injected() {
+        let vm = vm(1, GicVersion::V3);
+        let mut s = sys();
+        let mut r = regs();
+        let syn = Syndrome {
+            esr: esr(0x20, 0x10),
+            far: 0x1234,
+            hpfar: 0,
+        };
+        handle_sync(&vm, VcpuId(0), syn, &mut r, &mut s);
+        assert_eq!((s.esr >> 26, s.far), (0x21, Some(0x1234)));
+        assert_eq!(r.elr, VBAR + 0x200);
+    }
+
+    #[test]
+    fn unhandled_class_injects_undefined_and_is_reported() {
+        let vm = vm(1, GicVersion::V3);
+        let mut s = sys();
+        // BRK #0 from AArch64 (EC 0x3c).
+        let out = handle_sync(&vm, VcpuId(0), syn(esr(0x3c, 0)), &mut regs(), &mut s);
+        assert_eq!(s.esr, UNDEF_ESR);
+        assert_eq!(
+            out.diag,
+            Some(Diag::UnhandledClass {
+                ec: 0x3c,
+                pc: VBAR + 0x200
+            })
+        );
+    }
+
+    #[test]
+    fn gicv2_vm_reads_its_distributor_banked_per_vcpu() {
+        let vm = vm(2, GicVersion::V2);
+        let mut r = regs();
+        // GICD_ITARGETSR0 (SGIs 0-3) reads the accessing CPU's own bit (IHI 0048B 4.3.12).
+        handle_sync(
+            &vm,
+            VcpuId(1),
+            mmio(layout::GICD_BASE + 0x800, false, 2, 4),
+            &mut r,
+            &mut sys(),
+        );
+        assert_eq!(r.x[4] & 0xff, 0b10);
+    }
+}

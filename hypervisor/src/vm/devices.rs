@@ -1,0 +1,547 @@
+//! A VM's devices: its virtual GIC and the MMIO bus every emulated device sits on.
+//!
+//! Every trapped guest access goes through [`VmDevices::mmio_read`] /
+//! [`VmDevices::mmio_write`]: the bus finds the device, the device sees `(offset, data)` and
+//! an [`IoCtx`] (the trapping vCPU, the VM's virtual GIC to raise its interrupt lines, and a
+//! set of vCPUs to kick). Adding a device model means implementing
+//! [`MmioDevice<IoCtx>`](MmioDevice) and inserting it with [`VmDevices::add`]; the exit
+//! path does not change.
+//!
+//! ```
+//! use hypervisor::mmio::AccessSize;
+//! use hypervisor::platform::GicVersion;
+//! use hypervisor::types::{GuestPhysAddr, VcpuId};
+//! use hypervisor::vm::devices::VmDevices;
+//! use hypervisor::vm::layout;
+//!
+//! fn discard(_tag: &str, _line: &[u8]) {}
+//! let mut dev = VmDevices::new(GicVersion::V3, 2, "vm0", discard).unwrap();
+//! // GICD_TYPER through the bus: ITLinesNumber from the vGIC's SPI count.
+//! let (typer, _) = dev
+//!     .mmio_read(VcpuId(0), GuestPhysAddr(layout::GICD_BASE + 4), AccessSize::Word)
+//!     .unwrap();
+//! assert_eq!(typer & 0x1f, u64::from((layout::VGIC_SPIS + 32) / 32 - 1));
+//! // Nothing lives just below the GIC: the caller injects an abort.
+//! assert!(dev
+//!     .mmio_read(VcpuId(0), GuestPhysAddr(layout::GICD_BASE - 4), AccessSize::Word)
+//!     .is_err());
+//! ```
+#![deny(unsafe_code)]
+
+use crate::conmux::{LineSink, VmOutput};
+use crate::mmio::{AccessSize, BusError, DeviceHandle, MmioBus, MmioDevice, MmioError};
+use crate::platform::GicVersion;
+use crate::types::{GuestPhysAddr, IntId, VcpuId};
+use crate::vgic::{VGic, VGicError, VcpuSet};
+use crate::vm::layout;
+use crate::vuart::Pl011;
+use alloc::boxed::Box;
+use alloc::collections::VecDeque;
+use core::any::Any;
+
+/// What a device access gets besides `(offset, data)`.
+pub struct IoCtx<'a> {
+    /// The vCPU whose access trapped.
+    pub vcpu: VcpuId,
+    /// The VM's virtual GIC: devices drive their interrupt lines through it.
+    pub vgic: &'a mut VGic,
+    /// vCPUs with new work because of this access (the caller kicks them once the VM's
+    /// device lock is released).
+    pub kicks: VcpuSet,
+}
+
+impl IoCtx<'_> {
+    /// Drives the level of a device interrupt (an SPI); a vCPU it became deliverable to is
+    /// added to [`Self::kicks`].
+    pub fn set_irq_level(&mut self, intid: IntId, level: bool) {
+        if let Ok(Some(target)) = self.vgic.set_level(intid, VcpuId(0), level) {
+            self.kicks.insert(target);
+        }
+    }
+}
+
+/// A device model on a VM's bus: an [`MmioDevice`] over [`IoCtx`] that the runtime can
+/// also find again by type (to feed the console its input). Implemented for every such
+/// device; nothing to write by hand.
+pub trait VmDevice: for<'a> MmioDevice<IoCtx<'a>> + Any {
+    /// The device as [`Any`], to downcast it.
+    fn as_any_mut(&mut self) -> &mut dyn Any;
+}
+
+impl<T: for<'a> MmioDevice<IoCtx<'a>> + Any> VmDevice for T {
+    fn as_any_mut(&mut self) -> &mut dyn Any {
+        self
+    }
+}
+
+/// Errors building a VM's devices (configuration mistakes, reported at VM creation).
+#[derive(Debug, thiserror::Error)]
+pub enum DevicesError {
+    /// The virtual GIC cannot be built with this many vCPUs.
+    #[error("virtual GIC: {0}")]
+    Vgic(#[from] VGicError),
+    /// Two devices claim the same guest-physical addresses.
+    #[error("device `{name}`: {source}")]
+    Bus {
+        /// The device that could not be placed.
+        name: &'static str,
+        /// Why.
+        source: BusError,
+    },
+}
+
+/// The GIC distributor frame (GICv3 or GICv2 view of the VM's virtual GIC).
+pub struct GicDistributor {
+    version: GicVersion,
+}
+
+impl<'a> MmioDevice<IoCtx<'a>> for GicDistributor {
+    fn read(
+        &mut self,
+        ctx: &mut IoCtx<'a>,
+        offset: u64,
+        size: AccessSize,
+    ) -> Result<u64, MmioError> {
+        let n = size.bytes() as usize;
+        Ok(match self.version {
+            GicVersion::V3 => ctx.vgic.gicd_read(offset, n),
+            GicVersion::V2 => ctx.vgic.gicd_v2_read(ctx.vcpu, offset, n),
+        })
+    }
+
+    fn write(
+        &mut self,
+        ctx: &mut IoCtx<'a>,
+        offset: u64,
+        size: AccessSize,
+        value: u64,
+    ) -> Result<(), MmioError> {
+        let n = size.bytes() as usize;
+        let kicks = match self.version {
+            GicVersion::V3 => {
+                ctx.vgic.gicd_write(offset, n, value);
+                ctx.vgic.take_kicks()
+            }
+            GicVersion::V2 => ctx.vgic.gicd_v2_write(ctx.vcpu, offset, n, value),
+        };
+        ctx.kicks.extend(kicks);
+        Ok(())
+    }
+}
+
+/// The GICv3 redistributor frames of every vCPU (offset 0 = vCPU 0's `RD_base`).
+pub struct GicRedistributors;
+
+impl<'a> MmioDevice<IoCtx<'a>> for GicRedistributors {
+    fn read(
+        &mut self,
+        ctx: &mut IoCtx<'a>,
+        offset: u64,
+        size: AccessSize,
+    ) -> Result<u64, MmioError> {
+        Ok(ctx.vgic.gicr_read(offset, size.bytes() as usize))
+    }
+
+    fn write(
+        &mut self,
+        ctx: &mut IoCtx<'a>,
+        offset: u64,
+        size: AccessSize,
+        value: u64,
+    ) -> Result<(), MmioError> {
+        ctx.vgic.gicr_write(offset, size.bytes() as usize, value);
+        let kicks = ctx.vgic.take_kicks();
+        ctx.kicks.extend(kicks);
+        Ok(())
+    }
+}
+
+/// Most console input kept for a VM whose UART does not take it (receiver off, FIFO full);
+/// older bytes are dropped beyond it.
+pub const MAX_PENDING_INPUT: usize = 4096;
+
+/// The VM's console: a PL011 whose output goes, line by line, to the VM's tagged console
+/// stream and whose input comes from the console multiplexer.
+pub struct ConsoleUart {
+    uart: Pl011,
+    intid: IntId,
+    /// Lines of output.
+    pub output: VmOutput,
+    /// Console input the UART has not taken yet (its FIFO was full or its receiver off);
+    /// fed as the guest reads.
+    input: VecDeque<u8>,
+}
+
+impl ConsoleUart {
+    /// A console UART raising `intid`, whose lines go to `sink` tagged `tag`.
+    pub fn new(intid: IntId, tag: &'static str, sink: LineSink) -> Self {
+        Self {
+            uart: Pl011::new(),
+            intid,
+            output: VmOutput::new(tag, sink),
+            input: VecDeque::new(),
+        }
+    }
+
+    /// Queues console input for the guest.
+    pub fn push_input(&mut self, byte: u8) {
+        if self.input.len() >= MAX_PENDING_INPUT {
+            self.input.pop_front();
+        }
+        self.input.push_back(byte);
+    }
+
+    /// Moves queued input into the UART while it accepts bytes, hands finished output to
+    /// the line buffer, and drives the interrupt line.
+    pub fn update(&mut self, ctx: &mut IoCtx<'_>) {
+        while let Some(&b) = self.input.front() {
+            if !self.uart.push_input(b) {
+                break;
+            }
+            self.input.pop_front();
+        }
+        let out = &mut self.output;
+        self.uart.drain_output(|bytes| out.push(bytes));
+        ctx.set_irq_level(self.intid, self.uart.irq_level());
+    }
+}
+
+impl<'a> MmioDevice<IoCtx<'a>> for ConsoleUart {
+    fn read(
+        &mut self,
+        ctx: &mut IoCtx<'a>,
+        offset: u64,
+        size: AccessSize,
+    ) -> Result<u64, MmioError> {
+        let v = self.uart.read(&mut (), offset, size);
+        self.update(ctx);
+        v
+    }
+
+    fn write(
+        &mut self,
+        ctx: &mut IoCtx<'a>,
+        offset: u64,
+        size: AccessSize,
+        value: u64,
+    ) -> Result<(), MmioError> {
+        let r = self.uart.write(&mut (), offset, size, value);
+        self.update(ctx);
+        r
+    }
+
+    fn reset(&mut self) {
+        self.uart = Pl011::new();
+    }
+}
+
+/// The console UART behind `handle` on `bus`.
+fn console_in(bus: &mut VmBus, handle: DeviceHandle) -> Option<&mut ConsoleUart> {
+    // Through the box: `Box<dyn VmDevice>` is itself a `VmDevice`, whose `Any` is the box.
+    let device: &mut dyn VmDevice = &mut **bus.device_mut(handle)?;
+    device.as_any_mut().downcast_mut::<ConsoleUart>()
+}
+
+/// The bus of a VM's devices.
+pub type VmBus = MmioBus<Box<dyn VmDevice>>;
+
+/// A VM's emulated devices, behind the VM's device lock.
+pub struct VmDevices {
+    /// The virtual GIC (its frames are devices on the bus; the run loop flushes it).
+    pub vgic: VGic,
+    /// Every emulated device, by guest-physical range.
+    pub bus: VmBus,
+    console: DeviceHandle,
+    gic: GicVersion,
+}
+
+impl VmDevices {
+    /// The devices every VM has, at the addresses of [`layout`]: the GIC distributor, the
+    /// redistributors (GICv3; a GICv2 guest's CPU interface is the hardware GICV frame,
+    /// mapped by stage 2, not trapped) and the console PL011 whose lines go to `sink`
+    /// tagged `name`.
+    pub fn new(
+        gic: GicVersion,
+        vcpus: usize,
+        name: &'static str,
+        sink: LineSink,
+    ) -> Result<Self, DevicesError> {
+        let vgic = match gic {
+            GicVersion::V3 => VGic::new(vcpus, layout::VGIC_SPIS)?,
+            GicVersion::V2 => VGic::new_v2(vcpus, layout::VGIC_SPIS)?,
+        };
+        let mut bus: VmBus = MmioBus::new();
+        let place = |bus: &mut VmBus, name, base, len, d: Box<dyn VmDevice>| {
+            bus.insert(GuestPhysAddr(base), len, d)
+                .map_err(|source| DevicesError::Bus { name, source })
+        };
+        place(
+            &mut bus,
+            "gic-distributor",
+            layout::GICD_BASE,
+            layout::GICD_SIZE,
+            Box::new(GicDistributor { version: gic }),
+        )?;
+        if gic == GicVersion::V3 {
+            place(
+                &mut bus,
+                "gic-redistributors",
+                layout::GICR_BASE,
+                layout::GICR_STRIDE * vcpus as u64,
+                Box::new(GicRedistributors),
+            )?;
+        }
+        let console = place(
+            &mut bus,
+            "console-uart",
+            layout::UART_BASE,
+            layout::UART_SIZE,
+            Box::new(ConsoleUart::new(IntId(layout::UART_INTID), name, sink)),
+        )?;
+        Ok(Self {
+            vgic,
+            bus,
+            console,
+            gic,
+        })
+    }
+
+    /// Adds a device model at `[base, base + len)`; refused if it overlaps another device.
+    pub fn add(
+        &mut self,
+        name: &'static str,
+        base: GuestPhysAddr,
+        len: u64,
+        device: Box<dyn VmDevice>,
+    ) -> Result<DeviceHandle, DevicesError> {
+        self.bus
+            .insert(base, len, device)
+            .map_err(|source| DevicesError::Bus { name, source })
+    }
+
+    /// A guest load of `size` bytes at `addr` by `vcpu`: the value, and the vCPUs the
+    /// access gave work to.
+    pub fn mmio_read(
+        &mut self,
+        vcpu: VcpuId,
+        addr: GuestPhysAddr,
+        size: AccessSize,
+    ) -> Result<(u64, VcpuSet), MmioError> {
+        let mut ctx = IoCtx {
+            vcpu,
+            vgic: &mut self.vgic,
+            kicks: VcpuSet::EMPTY,
+        };
+        let v = self.bus.dispatch_read(&mut ctx, addr, size)?;
+        Ok((v, ctx.kicks))
+    }
+
+    /// A guest store of the low `size` bytes of `value` at `addr` by `vcpu`: the vCPUs the
+    /// access gave work to.
+    pub fn mmio_write(
+        &mut self,
+        vcpu: VcpuId,
+        addr: GuestPhysAddr,
+        size: AccessSize,
+        value: u64,
+    ) -> Result<VcpuSet, MmioError> {
+        let mut ctx = IoCtx {
+            vcpu,
+            vgic: &mut self.vgic,
+            kicks: VcpuSet::EMPTY,
+        };
+        self.bus.dispatch_write(&mut ctx, addr, size, value)?;
+        Ok(ctx.kicks)
+    }
+
+    /// Runs `f` on the console UART with an access context for vCPU 0; returns the vCPUs
+    /// to kick.
+    fn with_console(&mut self, f: impl FnOnce(&mut ConsoleUart, &mut IoCtx<'_>)) -> VcpuSet {
+        let mut ctx = IoCtx {
+            vcpu: VcpuId(0),
+            vgic: &mut self.vgic,
+            kicks: VcpuSet::EMPTY,
+        };
+        let console = self.console;
+        if let Some(c) = console_in(&mut self.bus, console) {
+            f(c, &mut ctx);
+        }
+        ctx.kicks
+    }
+
+    /// Console input for this VM; returns the vCPUs to kick (its UART interrupt rose).
+    pub fn console_input(&mut self, byte: u8) -> VcpuSet {
+        self.with_console(|c, ctx| {
+            c.push_input(byte);
+            c.update(ctx);
+        })
+    }
+
+    /// The console's line buffer (to flush a prompt or a partial line).
+    pub fn console_output(&mut self) -> Option<&mut VmOutput> {
+        console_in(&mut self.bus, self.console).map(|c| &mut c.output)
+    }
+
+    /// Puts every device and the virtual GIC in its reset state (the VM was reset);
+    /// console output and input queued for the VM are kept.
+    pub fn reset(&mut self) -> Result<(), DevicesError> {
+        let vcpus = self.vgic.vcpu_count();
+        self.vgic = match self.gic {
+            GicVersion::V3 => VGic::new(vcpus, layout::VGIC_SPIS)?,
+            GicVersion::V2 => VGic::new_v2(vcpus, layout::VGIC_SPIS)?,
+        };
+        for (_, d) in self.bus.devices_mut() {
+            d.reset();
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::vgic::dist::GICD_CTLR;
+    use std::sync::Mutex;
+    use std::vec::Vec;
+
+    static LINES: Mutex<Vec<(std::string::String, Vec<u8>)>> = Mutex::new(Vec::new());
+
+    fn record(tag: &str, line: &[u8]) {
+        LINES.lock().unwrap().push((tag.into(), line.to_vec()));
+    }
+
+    fn discard(_: &str, _: &[u8]) {}
+
+    const UART: u64 = layout::UART_BASE;
+    const UARTDR: u64 = 0x00;
+    const UARTCR: u64 = 0x30;
+    const UARTIMSC: u64 = 0x38;
+    const UARTLCR_H: u64 = 0x2c;
+
+    fn a(x: u64) -> GuestPhysAddr {
+        GuestPhysAddr(x)
+    }
+
+    #[test]
+    fn gicd_write_through_the_bus_reaches_the_vgic() {
+        let mut d = VmDevices::new(GicVersion::V3, 1, "t", discard).unwrap();
+        d.mmio_write(
+            VcpuId(0),
+            a(layout::GICD_BASE + GICD_CTLR),
+            AccessSize::Word,
+            2,
+        )
+        .unwrap();
+        assert!(d.vgic.grp1_enabled());
+    }
+
+    #[test]
+    fn gicr_window_covers_exactly_the_vms_vcpus() {
+        let mut d = VmDevices::new(GicVersion::V3, 2, "t", discard).unwrap();
+        let last = layout::GICR_BASE + 2 * layout::GICR_STRIDE;
+        assert!(d
+            .mmio_read(VcpuId(0), a(last - 4), AccessSize::Word)
+            .is_ok());
+        assert_eq!(
+            d.mmio_read(VcpuId(0), a(last), AccessSize::Word),
+            Err(MmioError::Unmapped { addr: a(last) })
+        );
+    }
+
+    #[test]
+    fn gicv2_vm_has_no_redistributors_on_its_bus() {
+        let mut d = VmDevices::new(GicVersion::V2, 2, "t", discard).unwrap();
+        assert!(matches!(
+            d.mmio_read(VcpuId(0), a(layout::GICR_BASE), AccessSize::Word),
+            Err(MmioError::Unmapped { .. })
+        ));
+    }
+
+    #[test]
+    fn access_to_nothing_is_unmapped() {
+        let mut d = VmDevices::new(GicVersion::V3, 1, "t", discard).unwrap();
+        for addr in [0, layout::UART_BASE + layout::UART_SIZE, layout::RAM_BASE] {
+            assert_eq!(
+                d.mmio_write(VcpuId(0), a(addr), AccessSize::Word, 0),
+                Err(MmioError::Unmapped { addr: a(addr) })
+            );
+        }
+    }
+
+    #[test]
+    fn a_device_overlapping_the_gic_is_refused() {
+        let mut d = VmDevices::new(GicVersion::V3, 1, "t", discard).unwrap();
+        let r = d.add(
+            "rogue",
+            a(layout::GICD_BASE + 0x1000),
+            0x1000,
+            Box::new(GicRedistributors),
+        );
+        assert!(matches!(
+            r,
+            Err(DevicesError::Bus {
+                name: "rogue",
+                source: BusError::Overlap { .. }
+            })
+        ));
+    }
+
+    #[test]
+    fn uart_output_reaches_the_line_sink_tagged() {
+        let mut d = VmDevices::new(GicVersion::V3, 1, "vmtag", record).unwrap();
+        d.mmio_write(VcpuId(0), a(UART + UARTCR), AccessSize::Word, 0x301)
+            .unwrap();
+        for &b in b"hi\n" {
+            d.mmio_write(VcpuId(0), a(UART + UARTDR), AccessSize::Byte, u64::from(b))
+                .unwrap();
+        }
+        let lines = LINES.lock().unwrap();
+        assert!(lines.contains(&("vmtag".into(), b"hi".to_vec())));
+    }
+
+    #[test]
+    fn console_input_raises_the_uart_interrupt_and_names_the_vcpu_to_kick() {
+        let mut d = VmDevices::new(GicVersion::V3, 2, "t", discard).unwrap();
+        // Linux's start-up: FIFOs, UART and RX on, RX interrupt unmasked; the distributor
+        // and SPI 1 enabled.
+        for (off, v) in [(UARTLCR_H, 0x70), (UARTCR, 0x301), (UARTIMSC, 0x50)] {
+            d.mmio_write(VcpuId(1), a(UART + off), AccessSize::Word, v)
+                .unwrap();
+        }
+        d.mmio_write(VcpuId(0), a(layout::GICD_BASE), AccessSize::Word, 0x12)
+            .unwrap();
+        d.mmio_write(VcpuId(0), a(layout::GICD_BASE + 0x104), AccessSize::Word, 2)
+            .unwrap();
+        let kicks = d.console_input(b'x');
+        assert!(kicks.contains(VcpuId(0)));
+        let (dr, _) = d
+            .mmio_read(VcpuId(0), a(UART + UARTDR), AccessSize::Word)
+            .unwrap();
+        assert_eq!(dr & 0xff, u64::from(b'x'));
+    }
+
+    #[test]
+    fn pending_input_is_bounded() {
+        let mut d = VmDevices::new(GicVersion::V3, 1, "t", discard).unwrap();
+        for _ in 0..3 * MAX_PENDING_INPUT {
+            d.console_input(b'a');
+        }
+        let c = console_in(&mut d.bus, d.console).unwrap();
+        assert_eq!(c.input.len(), MAX_PENDING_INPUT);
+    }
+
+    #[test]
+    fn reset_restores_the_uart_and_the_vgic() {
+        let mut d = VmDevices::new(GicVersion::V3, 1, "t", discard).unwrap();
+        d.mmio_write(VcpuId(0), a(UART + UARTCR), AccessSize::Word, 0x301)
+            .unwrap();
+        d.mmio_write(VcpuId(0), a(layout::GICD_BASE), AccessSize::Word, 2)
+            .unwrap();
+        d.reset().unwrap();
+        let (cr, _) = d
+            .mmio_read(VcpuId(0), a(UART + UARTCR), AccessSize::Word)
+            .unwrap();
+        assert_eq!(cr, 0x300);
+        assert!(!d.vgic.grp1_enabled());
+    }
+}
