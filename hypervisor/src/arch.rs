@@ -127,11 +127,6 @@ pub fn run_guest(regs: &mut exception::GuestRegs) -> exception::ExitKind {
     unsafe { exception::guest_enter(regs) }
 }
 
-/// Rust entry of every physical CPU, from `boot.rs`.
-extern "C" fn hv_cpu_entry(cpu_index: usize) -> ! {
-    crate::runtime::cpu_main(cpu_index)
-}
-
 #[cfg(target_os = "none")]
 #[panic_handler]
 fn panic(info: &core::panic::PanicInfo<'_>) -> ! {

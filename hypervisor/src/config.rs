@@ -3,6 +3,7 @@
 //! Guest images (kernel, initrd, DTB) are not linked into the hypervisor: the boot loader
 //! (QEMU's `-device loader`, U-Boot on hardware) places each file at its `staging_base`,
 //! a host-physical address computed at build time by `platform_dsl::vmconfig`.
+#![deny(unsafe_code)]
 
 /// A guest image placed in host RAM by the boot loader.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -14,33 +14,13 @@
 
 use crate::mmio::{self, MmioAccess};
 use crate::psci::{self, CpuOnError, PsciAction, PsciBackend, VcpuPowerState};
+pub use crate::trap::Syndrome;
 use crate::trap::{self, TrapCause};
 use crate::types::{GuestPhysAddr, VcpuId};
+pub use crate::vcpu::GuestSysRegs;
 use crate::vcpu::{GuestRegs, Next, PowerState};
 use crate::vgic::VcpuSet;
 use crate::vm::Vm;
-
-/// The exception-syndrome registers an exit left at EL2.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Syndrome {
-    /// `ESR_EL2`.
-    pub esr: u64,
-    /// `FAR_EL2`.
-    pub far: u64,
-    /// `HPFAR_EL2`.
-    pub hpfar: u64,
-}
-
-/// The guest's EL1 system registers that exit handling reads or writes: the vector base,
-/// and the registers an exception injected at EL1 sets (Arm ARM D1.10.1 "Exception
-/// entry"). The run loop passes the loaded vCPU's live registers; tests pass a fake.
-pub trait GuestSysRegs {
-    /// `VBAR_EL1`.
-    fn vbar_el1(&self) -> u64;
-    /// Sets `ESR_EL1`, `FAR_EL1` (when `far` is given), `ELR_EL1` and `SPSR_EL1` for an
-    /// exception taken to EL1.
-    fn set_el1_exception(&mut self, esr: u64, far: Option<u64>, elr: u64, spsr: u64);
-}
 
 /// What happened to the VM as a whole.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

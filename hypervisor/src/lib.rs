@@ -43,3 +43,11 @@ pub mod vgic;
 pub mod vm;
 pub mod vtimer;
 pub mod vuart;
+
+/// Rust entry of every physical CPU, called by `arch::boot` once the CPU has a stack. The
+/// crate root joins the two rooms so that neither imports the other: `arch` boots the CPU,
+/// `runtime` runs it.
+#[cfg(target_arch = "aarch64")]
+extern "C" fn hv_cpu_entry(cpu_index: usize) -> ! {
+    runtime::cpu_main(cpu_index)
+}

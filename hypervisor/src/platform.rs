@@ -2,6 +2,7 @@
 //!
 //! Everything is `&'static` data so that generated code is plain `const`/`static` tables.
 //! Addresses are host-physical; interrupt numbers are GIC INTIDs.
+#![deny(unsafe_code)]
 
 /// Support level (mirrors `platform_dsl::model::SupportLevel`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

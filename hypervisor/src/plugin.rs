@@ -13,6 +13,7 @@
 //!     probe: probe_pl011,
 //! };
 //! ```
+#![deny(unsafe_code)]
 
 use crate::platform::{BoardDesc, DeviceDesc, GicVersion};
 use linkme::distributed_slice;

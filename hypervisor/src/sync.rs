@@ -6,6 +6,7 @@
 //! while the lock holder waits its turn, and an SMT core gives it the pipeline. `YIELD` is
 //! the architecture's hint for exactly this: QEMU switches to another CPU on it, SMT cores
 //! favour the sibling, other cores treat it as a no-op.
+#![deny(unsafe_code)]
 
 /// The wait step of [`Mutex`].
 pub struct Relax;

@@ -414,6 +414,17 @@ pub enum TrapCause {
     },
 }
 
+/// The exception-syndrome registers an exit left at EL2.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Syndrome {
+    /// `ESR_EL2`.
+    pub esr: u64,
+    /// `FAR_EL2`.
+    pub far: u64,
+    /// `HPFAR_EL2`.
+    pub hpfar: u64,
+}
+
 /// Decodes `ESR_EL2`. Total: never panics, whatever the value.
 pub fn decode(esr: u64) -> TrapCause {
     let iss = iss(esr);

@@ -1,4 +1,5 @@
 //! Newtypes for each address and ID space, so that none crosses a module boundary as a bare `u64`.
+#![deny(unsafe_code)]
 
 use core::fmt;
 

@@ -47,6 +47,17 @@ impl GuestRegs {
     }
 }
 
+/// The guest's EL1 system registers that exit handling reads or writes: the vector base,
+/// and the registers an exception injected at EL1 sets (Arm ARM D1.10.1 "Exception
+/// entry"). The run loop passes the loaded vCPU's live registers; tests pass a fake.
+pub trait GuestSysRegs {
+    /// `VBAR_EL1`.
+    fn vbar_el1(&self) -> u64;
+    /// Sets `ESR_EL1`, `FAR_EL1` (when `far` is given), `ELR_EL1` and `SPSR_EL1` for an
+    /// exception taken to EL1.
+    fn set_el1_exception(&mut self, esr: u64, far: Option<u64>, elr: u64, spsr: u64);
+}
+
 /// The power state of a vCPU, as PSCI sees it (DEN0022, 5.1.5 AFFINITY_INFO).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u8)]

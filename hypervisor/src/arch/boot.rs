@@ -1,4 +1,4 @@
-//! Entry at EL2: per-CPU stacks, BSS, vector base, then Rust (`runtime::cpu_main`).
+//! Entry at EL2: per-CPU stacks, BSS, vector base, then Rust (`hv_cpu_entry` in the crate root).
 
 use core::arch::global_asm;
 
@@ -51,7 +51,7 @@ _secondary_start:
     stacks = sym HV_STACKS,
     stack_size = const STACK_SIZE,
     vectors = sym super::exception::hv_vectors,
-    entry = sym super::hv_cpu_entry,
+    entry = sym crate::hv_cpu_entry,
 );
 
 /// Per-CPU stacks, in .bss: the boot CPU zeroes .bss before it first pushes to its stack.

@@ -285,9 +285,9 @@ pub fn virtual_counter() -> u64 {
 /// before entering the guest): what exit handling reads and an injected exception sets.
 pub struct LiveEl1;
 
-impl crate::exit::GuestSysRegs for LiveEl1 {
+impl crate::vcpu::GuestSysRegs for LiveEl1 {
     fn vbar_el1(&self) -> u64 {
-        read_sysreg!("vbar_el1")
+        vbar_el1()
     }
 
     fn set_el1_exception(&mut self, esr: u64, far: Option<u64>, elr: u64, spsr: u64) {
@@ -301,9 +301,9 @@ impl crate::exit::GuestSysRegs for LiveEl1 {
 }
 
 /// The syndrome registers of the exit just taken.
-pub fn syndrome() -> crate::exit::Syndrome {
+pub fn syndrome() -> crate::trap::Syndrome {
     let (esr, far, hpfar) = fault_registers();
-    crate::exit::Syndrome { esr, far, hpfar }
+    crate::trap::Syndrome { esr, far, hpfar }
 }
 
 /// Starts physical CPU `mpidr` at the secondary entry with `context` in x0 (PSCI CPU_ON

@@ -4,10 +4,11 @@
 
 use super::sysreg::{read_sysreg, write_sysreg};
 use crate::platform::BoardDesc;
-use crate::sync::Mutex;
 use aarch64_paging::descriptor::El23Attributes;
 use aarch64_paging::idmap::IdMap;
 use aarch64_paging::paging::{El2, MemoryRegion};
+// spin's lock, not the core's `sync` (which builds on `arch`): taken once per CPU at bring-up.
+use spin::Mutex;
 use spin::Once;
 
 /// MAIR_EL2 index of Device-nGnRE.
