@@ -9,7 +9,7 @@ use hypervisor::exit::{handle_sync, GuestSysRegs, Syndrome};
 use hypervisor::mmio::{load_value, store_value};
 use hypervisor::platform::GicVersion;
 use hypervisor::trap::{decode, emulated_pc_advance, fault_ipa, instr_len, TrapCause};
-use hypervisor::types::{VcpuId, VmId};
+use hypervisor::types::{HostPhysAddr, VcpuId, VmId};
 use hypervisor::vcpu::GuestRegs;
 use hypervisor::vm::devices::VmDevices;
 use hypervisor::vm::{layout, Vm};
@@ -51,7 +51,7 @@ fn vm(v2: bool) -> Vm {
     Vm::new(
         VmId(0),
         &DESC,
-        0,
+        HostPhysAddr(0),
         0,
         dev,
         &[0, 1],

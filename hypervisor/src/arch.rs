@@ -5,6 +5,7 @@
 pub mod boot;
 pub mod cpu;
 pub mod exception;
+pub mod mem;
 pub mod mmu;
 pub mod sysreg;
 pub mod vgic_hw;
@@ -69,34 +70,6 @@ pub fn init_heap() -> u64 {
 /// power-of-two blocks): what the hypervisor's data structures really occupy.
 pub fn heap_used() -> u64 {
     HEAP.lock().stats_alloc_actual() as u64
-}
-
-/// Reads guest memory through the hypervisor's identity map.
-pub fn read_host_phys(addr: u64, buf: &mut [u8]) {
-    // SAFETY: callers pass RAM the frame allocator handed to a VM or the staging area,
-    // both identity-mapped and outside the image; `buf` does not overlap them.
-    unsafe { core::ptr::copy_nonoverlapping(addr as *const u8, buf.as_mut_ptr(), buf.len()) };
-}
-
-/// Writes bytes to host-physical RAM owned by a VM (loading kernels, DTBs).
-pub fn write_host_phys(addr: u64, data: &[u8]) {
-    // SAFETY: callers pass RAM the frame allocator handed to a VM, identity-mapped and not
-    // aliased by any Rust reference.
-    unsafe { core::ptr::copy(data.as_ptr(), addr as *mut u8, data.len()) };
-    cpu::clean_dcache_range(addr, data.len() as u64);
-}
-
-/// Copies host-physical memory (staging area to guest RAM).
-pub fn copy_host_phys(dst: u64, src: u64, len: u64) {
-    // SAFETY: both ranges are RAM outside the image (staging area and a VM's frames).
-    unsafe { core::ptr::copy(src as *const u8, dst as *mut u8, len as usize) };
-    cpu::clean_dcache_range(dst, len);
-}
-
-/// Zeroes host-physical memory owned by a VM.
-pub fn zero_host_phys(addr: u64, len: u64) {
-    // SAFETY: as `write_host_phys`.
-    unsafe { core::ptr::write_bytes(addr as *mut u8, 0, len as usize) };
 }
 
 type EmergencyWriter = fn(fmt::Arguments<'_>);

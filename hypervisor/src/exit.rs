@@ -392,7 +392,7 @@ mod tests {
         let vm = Vm::new(
             VmId(0),
             desc,
-            0,
+            crate::types::HostPhysAddr(0),
             0,
             devices,
             &pcpus,

@@ -7,7 +7,7 @@ pub mod layout;
 use crate::config::VmDesc;
 use crate::platform::{DeviceDesc, IrqDesc};
 use crate::sync::Mutex;
-use crate::types::{GuestPhysAddr, VcpuId, VmId};
+use crate::types::{GuestPhysAddr, HostPhysAddr, VcpuId, VmId};
 use crate::vcpu::{PowerState, VcpuShared};
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
@@ -19,8 +19,8 @@ pub struct Vm {
     pub id: VmId,
     /// Its configuration.
     pub desc: &'static VmDesc,
-    /// Host-physical base of its RAM.
-    pub ram_host: u64,
+    /// Host-physical base of its RAM (the runtime owns the RAM itself).
+    pub ram_host: HostPhysAddr,
     /// VTTBR_EL2 value (its stage-2 tables and VMID).
     pub vttbr: u64,
     /// Emulated devices and the virtual GIC, behind one lock.
@@ -44,7 +44,7 @@ impl Vm {
     pub fn new(
         id: VmId,
         desc: &'static VmDesc,
-        ram_host: u64,
+        ram_host: HostPhysAddr,
         vttbr: u64,
         devices: VmDevices,
         pcpus: &[usize],

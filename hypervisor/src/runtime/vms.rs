@@ -4,13 +4,13 @@
 use super::console::{self, InputRouter, Routed};
 use super::{irqchip, KICK_SGI};
 use crate::arch::exception::ExitKind;
+use crate::arch::mem::HostRam;
 use crate::arch::sysreg::El1Context;
 use crate::arch::{self, cpu};
 use crate::config::VmDeviceDesc;
 use crate::config::{VmDesc, VmTable};
 use crate::exit::{self, Diag, Outcome, VmEvent};
 use crate::hvprintln;
-use crate::mm::frames::FrameAllocator;
 use crate::mm::stage2::Stage2;
 use crate::platform::{BoardDesc, DeviceDesc};
 use crate::sched::{time_slice_ticks, RunQueue, VcpuRunState};
@@ -25,6 +25,8 @@ use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use spin::Once;
 
 static VMS: Once<Vec<Vm>> = Once::new();
+/// Each VM's RAM (same index as `VMS`): only VM creation and reset write it.
+static RAMS: Once<Vec<Mutex<HostRam>>> = Once::new();
 static CREATED: AtomicBool = AtomicBool::new(false);
 static VMS_RUNNING: AtomicUsize = AtomicUsize::new(0);
 static INPUT: Mutex<InputRouter> = Mutex::new(InputRouter::new());
@@ -55,21 +57,10 @@ fn vms() -> &'static [Vm] {
 
 /// Creates every VM of the table: RAM, stage-2, images, DTB, devices.
 pub fn create_all(board: &'static BoardDesc, table: &'static VmTable, pcpus: usize) {
-    let (img_start, _, hv_end) = arch::image_layout();
-    let reserved = [
-        (HostPhysAddr(img_start), hv_end - img_start),
-        (
-            HostPhysAddr(table.staging_base),
-            table.staging_end - table.staging_base,
-        ),
-    ];
-    let mut frames = match FrameAllocator::from_board(board.memory, &reserved) {
-        Ok(f) => f,
-        Err(e) => {
-            hvprintln!("[hv] board memory map unusable: {e}; no VM can run");
-            cpu::firmware_system_off();
-        }
-    };
+    if let Err(e) = arch::mem::init_pool() {
+        hvprintln!("[hv] board memory map unusable: {e}; no VM can run");
+        cpu::firmware_system_off();
+    }
     let mut out = Vec::new();
     // vCPUs are spread round robin over the physical CPUs, VM after VM.
     let mut placement = Vec::new();
@@ -81,11 +72,13 @@ pub fn create_all(board: &'static BoardDesc, table: &'static VmTable, pcpus: usi
         }
     }
     let mut heap = Vec::new();
+    let mut rams = Vec::new();
     for (i, desc) in table.vms.iter().enumerate() {
         let before = arch::heap_used();
-        match create_vm(VmId(i), desc, &mut frames, &placement) {
-            Ok(vm) => {
+        match create_vm(VmId(i), desc, &placement) {
+            Ok((vm, ram)) => {
                 out.push(vm);
+                rams.push(Mutex::new(ram));
                 heap.push(arch::heap_used().saturating_sub(before));
             }
             Err(e) => hvprintln!("[hv] VM {} ({}) not created: {e}", i, desc.name),
@@ -104,7 +97,7 @@ pub fn create_all(board: &'static BoardDesc, table: &'static VmTable, pcpus: usi
             vm.vcpus.len(),
             pcpus,
             vm.desc.memory_size >> 20,
-            vm.ram_host,
+            vm.ram_host.0,
             heap + run_state as u64
         );
     }
@@ -113,6 +106,7 @@ pub fn create_all(board: &'static BoardDesc, table: &'static VmTable, pcpus: usi
         cpu::firmware_system_off();
     }
     VMS.call_once(|| out);
+    RAMS.call_once(|| rams);
     CREATED.store(true, Ordering::Release);
     // Physical interrupts of passed-through devices go to the CPU of the VM's vCPU 0.
     for vm in vms() {
@@ -159,6 +153,9 @@ pub enum CreateError {
     /// DTB generation failed.
     #[error("device tree: {0}")]
     Fdt(crate::fdt::FdtError),
+    /// An image could not be copied into guest RAM.
+    #[error("{0}")]
+    Memory(#[from] arch::mem::MemError),
     /// A passthrough device cannot be given to this VM.
     #[error("passthrough device `{0}`: {1}; change `devices` in the VM file")]
     Passthrough(&'static str, &'static str),
@@ -167,17 +164,18 @@ pub enum CreateError {
 fn create_vm(
     id: VmId,
     desc: &'static VmDesc,
-    frames: &mut FrameAllocator,
     placement: &[(VmId, VcpuId, crate::types::PcpuId)],
-) -> Result<Vm, CreateError> {
-    let ram = frames
-        .alloc(desc.memory_size, 0x20_0000, Some(0))
+) -> Result<(Vm, HostRam), CreateError> {
+    let mut ram = arch::mem::alloc_ram(desc.memory_size, crate::mm::BLOCK_2M, Some(0))
         .map_err(|_| CreateError::NoMemory(desc.memory_size >> 20))?;
-    let ram_host = ram.0;
-    arch::zero_host_phys(ram_host, desc.memory_size);
+    ram.zero_all();
     let mut s2 = Stage2::new(id).map_err(CreateError::Stage2)?;
-    s2.map_ram(GuestPhysAddr(layout::RAM_BASE), ram, desc.memory_size)
-        .map_err(CreateError::Stage2)?;
+    s2.map_ram(
+        GuestPhysAddr(layout::RAM_BASE),
+        ram.base(),
+        desc.memory_size,
+    )
+    .map_err(CreateError::Stage2)?;
     if gic_v2() {
         // The guest's GICv2 CPU interface is the hardware's virtual CPU interface (GICV).
         let gicv = arch::board()
@@ -204,7 +202,7 @@ fn create_vm(
     let vttbr = s2.vttbr();
     core::mem::forget(s2); // The tables live as long as the VM (for ever, for now).
 
-    let boot = load_images(desc, ram_host, &passthrough, 0)?;
+    let boot = load_images(desc, &mut ram, &passthrough, 0)?;
     let pcpus: Vec<usize> = (0..desc.vcpus as usize)
         .map(|v| {
             placement
@@ -221,16 +219,17 @@ fn create_vm(
     )
     .map_err(CreateError::Devices)?;
     notify_eois(&mut devices.vgic, &passthrough);
-    Ok(Vm::new(
+    let vm = Vm::new(
         id,
         desc,
-        ram_host,
+        ram.base(),
         vttbr,
         devices,
         &pcpus,
         boot,
         passthrough,
-    ))
+    );
+    Ok((vm, ram))
 }
 
 /// Asks the vGIC for the guest deactivations the core acts on: each vCPU's virtual timer
@@ -310,12 +309,13 @@ fn passthrough_devices(desc: &'static VmDesc) -> Result<Vec<&'static DeviceDesc>
 /// entry point and DTB address.
 fn load_images(
     desc: &'static VmDesc,
-    ram_host: u64,
+    ram: &mut HostRam,
     passthrough: &[&'static DeviceDesc],
     reset_count: u32,
 ) -> Result<(u64, u64), CreateError> {
+    let kernel = arch::mem::staged(&desc.kernel)?;
     let mut header = [0u8; 64];
-    arch::read_host_phys(desc.kernel.staging_base, &mut header);
+    kernel.read(0, &mut header)?;
     if &header[0x38..0x3c] != b"ARM\x64" {
         return Err(CreateError::BadKernel(desc.kernel.path));
     }
@@ -326,31 +326,30 @@ fn load_images(
     let dtb_off = size
         .checked_sub(layout::DTB_OFFSET_FROM_END)
         .ok_or(CreateError::TooSmall(size >> 20))?;
-    if text_offset + image_size > dtb_off {
-        return Err(CreateError::TooSmall(size >> 20));
-    }
-    arch::copy_host_phys(
-        ram_host + text_offset,
-        desc.kernel.staging_base,
-        desc.kernel.size,
-    );
+    // The header's fields are the image's word: never trust them to stay in range.
+    let kernel_end = text_offset
+        .checked_add(image_size)
+        .filter(|&e| e <= dtb_off)
+        .ok_or(CreateError::TooSmall(size >> 20))?;
+    ram.copy_from(text_offset, &kernel)?;
     let mut initrd = None;
     if let Some(rd) = desc.initrd {
         // The initrd sits just below the DTB, 4 KiB aligned.
-        let off = (dtb_off - rd.size) & !0xfff;
-        if off < text_offset + image_size {
-            return Err(CreateError::TooSmall(size >> 20));
-        }
-        arch::copy_host_phys(ram_host + off, rd.staging_base, rd.size);
+        let off = dtb_off
+            .checked_sub(rd.size)
+            .map(|o| o & !0xfff)
+            .filter(|&o| o >= kernel_end)
+            .ok_or(CreateError::TooSmall(size >> 20))?;
+        ram.copy_from(off, &arch::mem::staged(&rd)?)?;
         initrd = Some((layout::RAM_BASE + off, layout::RAM_BASE + off + rd.size));
     }
     let dtb_guest = layout::RAM_BASE + dtb_off;
     match desc.dtb {
-        Some(d) => arch::copy_host_phys(
-            ram_host + dtb_off,
-            d.staging_base,
-            d.size.min(layout::DTB_OFFSET_FROM_END),
-        ),
+        Some(d) => {
+            let dtb = arch::mem::staged(&d)?;
+            let len = dtb.size().min(layout::DTB_OFFSET_FROM_END);
+            ram.copy_part(dtb_off, &dtb, len)?;
+        }
         None => {
             let initrd = initrd.map(|(s, e)| (GuestPhysAddr(s), GuestPhysAddr(e)));
             let v3 = arch::board().gic.version == crate::platform::GicVersion::V3;
@@ -379,7 +378,7 @@ fn load_images(
                 })
                 .collect();
             let blob = crate::fdt::build_guest_dtb(&cfg).map_err(CreateError::Fdt)?;
-            arch::write_host_phys(ram_host + dtb_off, &blob);
+            ram.write(dtb_off, &blob)?;
         }
     }
     Ok((layout::RAM_BASE + text_offset, dtb_guest))
@@ -815,9 +814,16 @@ pub fn reset_vm(vm: &Vm) {
     for v in &vm.vcpus {
         v.power.store(PowerState::Off);
     }
-    arch::zero_host_phys(vm.ram_host, vm.desc.memory_size);
     let count = vm.resets.fetch_add(1, Ordering::AcqRel) + 1;
-    match load_images(vm.desc, vm.ram_host, &vm.passthrough, count) {
+    let loaded = match RAMS.get().and_then(|r| r.get(vm.id.0)) {
+        Some(ram) => {
+            let mut ram = ram.lock();
+            ram.zero_all();
+            load_images(vm.desc, &mut ram, &vm.passthrough, count)
+        }
+        None => Err(CreateError::NoMemory(vm.desc.memory_size >> 20)),
+    };
+    match loaded {
         Ok(_) => {}
         Err(e) => {
             stop_vm(vm, "reset failed");

@@ -1,0 +1,237 @@
+//! Host-physical memory the hypervisor writes: guest RAM ([`HostRam`], from the one RAM
+//! pool) and the images the boot loader staged ([`StagedImage`]). Each owns its range and
+//! checks every copy against it; the only function taking a raw address is
+//! [`HostRam::from_raw`], an `unsafe fn`.
+//!
+//! The RAM pool is the board's RAM minus the hypervisor's region (image, stacks, heap) and
+//! the staging area, built once ([`init_pool`]); a range it hands out belongs to the
+//! [`HostRam`] that holds it until [`free_ram`] takes it back.
+
+use super::cpu;
+use crate::config::ImageDesc;
+use crate::mm::{FrameAllocator, FrameError};
+use crate::types::HostPhysAddr;
+use spin::{Mutex, Once};
+
+/// Errors touching host memory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum MemError {
+    /// A copy would run outside the range it is given.
+    #[error(
+        "{len:#x} bytes at offset {offset:#x} run past the end of a {size:#x}-byte range: \
+         the guest image or RAM size is wrong"
+    )]
+    OutOfRange {
+        /// Offset of the copy in the range.
+        offset: u64,
+        /// Bytes copied.
+        len: u64,
+        /// Size of the range.
+        size: u64,
+    },
+    /// An image is not where the boot loader staged the VM images.
+    #[error(
+        "image `{path}` at {base:#x} ({size:#x} bytes) is outside the staging area: rebuild \
+         the image so that the VM table and the loader agree"
+    )]
+    NotStaged {
+        /// The image's build-time path.
+        path: &'static str,
+        /// Where the VM table says it is.
+        base: u64,
+        /// Its size.
+        size: u64,
+    },
+    /// The RAM pool could not be built or has no room.
+    #[error("RAM pool: {0}")]
+    Frames(#[from] FrameError),
+    /// [`init_pool`] has not run (or failed).
+    #[error("the RAM pool is not set up: the board's memory map was unusable at boot")]
+    NoPool,
+}
+
+/// Checks `[offset, offset + len)` against a range of `size` bytes.
+fn check(offset: u64, len: u64, size: u64) -> Result<(), MemError> {
+    match offset.checked_add(len) {
+        Some(end) if end <= size => Ok(()),
+        _ => Err(MemError::OutOfRange { offset, len, size }),
+    }
+}
+
+/// A range of host RAM owned by one holder (a VM's RAM): identity-mapped, not aliased by
+/// any Rust reference, every access bounds-checked. Not `Clone`: one owner at a time.
+#[derive(Debug)]
+pub struct HostRam {
+    base: u64,
+    size: u64,
+}
+
+impl HostRam {
+    /// Takes ownership of `[base, base + size)`.
+    ///
+    /// # Safety
+    /// 1. The range is normal RAM, identity-mapped read-write by the EL2 page tables.
+    /// 2. For as long as the value lives, nothing else reads or writes the range through
+    ///    Rust (no other `HostRam`, no reference, not the image, stacks or heap); only
+    ///    guests given it through stage 2 may.
+    pub unsafe fn from_raw(base: HostPhysAddr, size: u64) -> Self {
+        Self { base: base.0, size }
+    }
+
+    /// First byte.
+    pub fn base(&self) -> HostPhysAddr {
+        HostPhysAddr(self.base)
+    }
+
+    /// Size in bytes.
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// Writes `data` at `offset` and cleans it to the point of coherency (a guest may run
+    /// with its caches off).
+    pub fn write(&mut self, offset: u64, data: &[u8]) -> Result<(), MemError> {
+        check(offset, data.len() as u64, self.size)?;
+        let dst = self.base + offset;
+        // SAFETY: (1) `[dst, dst + len)` lies inside the owned range (checked above), RAM
+        // mapped read-write by `from_raw`'s contract (1); (2) nothing else references it
+        // (contract (2)) and `data` is hypervisor memory, so the two do not overlap.
+        unsafe { core::ptr::copy_nonoverlapping(data.as_ptr(), dst as *mut u8, data.len()) };
+        cpu::clean_dcache_range(dst, data.len() as u64);
+        Ok(())
+    }
+
+    /// Zeroes `len` bytes at `offset`.
+    pub fn zero(&mut self, offset: u64, len: u64) -> Result<(), MemError> {
+        check(offset, len, self.size)?;
+        let dst = self.base + offset;
+        // SAFETY: as in `write`: inside the owned range, not referenced elsewhere.
+        unsafe { core::ptr::write_bytes(dst as *mut u8, 0, len as usize) };
+        cpu::clean_dcache_range(dst, len);
+        Ok(())
+    }
+
+    /// Zeroes the whole range.
+    pub fn zero_all(&mut self) {
+        let _ = self.zero(0, self.size);
+    }
+
+    /// Copies the staged image `src` to `offset`.
+    pub fn copy_from(&mut self, offset: u64, src: &StagedImage) -> Result<(), MemError> {
+        self.copy_part(offset, src, src.size)
+    }
+
+    /// Copies the first `len` bytes of the staged image `src` to `offset`.
+    pub fn copy_part(&mut self, offset: u64, src: &StagedImage, len: u64) -> Result<(), MemError> {
+        check(offset, len, self.size)?;
+        check(0, len, src.size)?;
+        let dst = self.base + offset;
+        // SAFETY: (1) the destination is inside the owned range (checked), the source inside
+        // the staged image (checked), both RAM mapped by EL2; (2) the staging area is
+        // reserved from the RAM pool (`init_pool`), so no `HostRam` overlaps it.
+        unsafe {
+            core::ptr::copy_nonoverlapping(src.base as *const u8, dst as *mut u8, len as usize)
+        };
+        cpu::clean_dcache_range(dst, len);
+        Ok(())
+    }
+}
+
+/// An image the boot loader put in the staging area (kernel, initrd, DTB): read-only.
+#[derive(Debug)]
+pub struct StagedImage {
+    base: u64,
+    size: u64,
+}
+
+impl StagedImage {
+    /// Size in bytes.
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// Reads `buf.len()` bytes at `offset`.
+    pub fn read(&self, offset: u64, buf: &mut [u8]) -> Result<(), MemError> {
+        check(offset, buf.len() as u64, self.size)?;
+        // SAFETY: inside the staged image (checked), which lies in the staging area
+        // (checked by `staged`): RAM mapped by EL2 that only the loader wrote and nothing
+        // writes now; `buf` is hypervisor memory, so they do not overlap.
+        unsafe {
+            core::ptr::copy_nonoverlapping(
+                (self.base + offset) as *const u8,
+                buf.as_mut_ptr(),
+                buf.len(),
+            )
+        };
+        Ok(())
+    }
+}
+
+/// The staged copy of `img`, if it lies inside the VM table's staging area.
+pub fn staged(img: &ImageDesc) -> Result<StagedImage, MemError> {
+    let table = super::vm_table();
+    let inside = img.staging_base >= table.staging_base
+        && img
+            .staging_base
+            .checked_add(img.size)
+            .is_some_and(|end| end <= table.staging_end);
+    if !inside {
+        return Err(MemError::NotStaged {
+            path: img.path,
+            base: img.staging_base,
+            size: img.size,
+        });
+    }
+    Ok(StagedImage {
+        base: img.staging_base,
+        size: img.size,
+    })
+}
+
+static POOL: Once<Mutex<FrameAllocator>> = Once::new();
+
+/// Builds the RAM pool from the board's memory minus the hypervisor's region and the
+/// staging area. Runs once; later calls return the first result.
+pub fn init_pool() -> Result<(), MemError> {
+    let board = super::board();
+    let table = super::vm_table();
+    let (img_start, _, hv_end) = super::image_layout();
+    let reserved = [
+        (HostPhysAddr(img_start), hv_end - img_start),
+        (
+            HostPhysAddr(table.staging_base),
+            table.staging_end - table.staging_base,
+        ),
+    ];
+    let frames = FrameAllocator::from_board(board.memory, &reserved)?;
+    POOL.call_once(|| Mutex::new(frames));
+    Ok(())
+}
+
+/// Allocates `size` bytes of RAM aligned to `align`, preferring NUMA node `node`.
+pub fn alloc_ram(size: u64, align: u64, node: Option<u32>) -> Result<HostRam, MemError> {
+    let base = POOL
+        .get()
+        .ok_or(MemError::NoPool)?
+        .lock()
+        .alloc(size, align, node)?;
+    // SAFETY: (1) the pool holds only board RAM outside the hypervisor's region and the
+    // staging area, all identity-mapped read-write by `mmu::build`; (2) the allocator hands
+    // a range out once until `free_ram` returns it, and nothing else in the hypervisor
+    // touches pool memory.
+    Ok(unsafe { HostRam::from_raw(base, size) })
+}
+
+/// Returns a VM's RAM to the pool.
+pub fn free_ram(ram: HostRam) -> Result<(), MemError> {
+    POOL.get()
+        .ok_or(MemError::NoPool)?
+        .lock()
+        .free(ram.base(), ram.size())?;
+    Ok(())
+}
+
+/// Free bytes in the pool (all nodes).
+pub fn free_ram_bytes() -> u64 {
+    POOL.get().map_or(0, |p| p.lock().free_bytes(None))
+}
