@@ -29,6 +29,9 @@ pub enum VmEvent {
     Stop(&'static str),
     /// Reset the VM (PSCI SYSTEM_RESET): images reloaded, vCPU 0 restarted.
     Reset,
+    /// The guest touched RAM it has not been given yet (a stage-2 translation fault in its
+    /// RAM): zero and map that block, then retry the access.
+    TouchRam(GuestPhysAddr),
 }
 
 /// Something worth a line in the hypervisor log.
@@ -161,6 +164,16 @@ pub fn handle_sync(
                     Outcome::resume()
                 }
                 _ => inject_undef(regs, sys),
+            }
+        }
+        TrapCause::DataAbort(_) | TrapCause::InstrAbort { .. }
+            if vm.is_ram(trap::fault_ipa(syn.hpfar, syn.far)) =>
+        {
+            // RAM is mapped on first touch: give the block, retry the same instruction
+            // (the table walk of a stage-1 walk that touched it included).
+            Outcome {
+                event: Some(VmEvent::TouchRam(trap::fault_ipa(syn.hpfar, syn.far))),
+                ..Outcome::resume()
             }
         }
         TrapCause::DataAbort(da) => {
@@ -755,6 +768,45 @@ mod tests {
         };
         handle_sync(&vm, VcpuId(0), syn, &mut regs(), &mut s);
         assert_eq!((s.taken, s.esr), (1, abort_esr(false, false, true)));
+    }
+
+    #[test]
+    fn first_touch_of_ram_asks_for_the_block_and_retries_the_instruction() {
+        let vm = vm(1, GicVersion::V3);
+        let ipa = layout::RAM_BASE + 0x20_1234;
+        for syn in [
+            mmio(ipa, false, 2, 1),
+            mmio(ipa, true, 3, 1),
+            // A stage-1 table walk (S1PTW) and a load pair (no syndrome) there.
+            Syndrome {
+                esr: esr(0x24, 1 << 7),
+                ..mmio(ipa, false, 2, 1)
+            },
+            Syndrome {
+                esr: esr(0x24, 0),
+                ..mmio(ipa, false, 2, 1)
+            },
+            // Executing there.
+            Syndrome {
+                esr: esr(0x20, 0x07),
+                ..mmio(ipa, false, 2, 1)
+            },
+        ] {
+            let mut r = regs();
+            let mut s = sys();
+            let out = handle_sync(&vm, VcpuId(0), syn, &mut r, &mut s);
+            assert_eq!(out.event, Some(VmEvent::TouchRam(GuestPhysAddr(ipa))));
+            assert_eq!((out.next, r.elr, s.taken), (Next::Resume, PC, 0));
+        }
+    }
+
+    #[test]
+    fn abort_past_the_end_of_ram_is_not_a_ram_touch() {
+        let vm = vm(1, GicVersion::V3);
+        let mut s = sys();
+        let end = layout::RAM_BASE + vm.desc.memory_size;
+        let out = handle_sync(&vm, VcpuId(0), mmio(end, false, 2, 1), &mut regs(), &mut s);
+        assert_eq!((out.event, s.taken), (None, 1));
     }
 
     #[test]

@@ -2,9 +2,11 @@
 //! that hands out guest RAM.
 #![deny(unsafe_code)]
 
+pub mod blocks;
 pub mod frames;
 pub mod stage2;
 
+pub use blocks::BlockMap;
 pub use frames::{FrameAllocator, FrameError};
 pub use stage2::{Stage2, Stage2Error};
 

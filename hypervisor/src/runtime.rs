@@ -3,6 +3,7 @@
 #![deny(unsafe_code)]
 
 pub mod console;
+mod ram;
 mod vms;
 
 use crate::arch::{self, cpu};

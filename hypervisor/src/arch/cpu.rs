@@ -135,6 +135,13 @@ pub fn set_vttbr(vttbr: u64) {
     unsafe { core::arch::asm!("isb", options(nomem, nostack, preserves_flags)) };
 }
 
+/// Makes translation-table writes visible to every CPU's table walker (`DSB ISHST`), then
+/// synchronises this CPU (`ISB`).
+pub fn publish_table_update() {
+    // SAFETY: barriers only.
+    unsafe { core::arch::asm!("dsb ishst", "isb", options(nostack, preserves_flags)) };
+}
+
 /// Invalidates all stage-1 and stage-2 TLB entries of all VMIDs, inner shareable.
 pub fn flush_guest_tlbs() {
     // SAFETY: TLB maintenance has no memory-safety effect; DSB/ISB complete it.

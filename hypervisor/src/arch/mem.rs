@@ -111,16 +111,6 @@ impl HostRam {
         Ok(())
     }
 
-    /// Zeroes the whole range.
-    pub fn zero_all(&mut self) {
-        let _ = self.zero(0, self.size);
-    }
-
-    /// Copies the staged image `src` to `offset`.
-    pub fn copy_from(&mut self, offset: u64, src: &StagedImage) -> Result<(), MemError> {
-        self.copy_part(offset, src, src.size)
-    }
-
     /// Copies the first `len` bytes of the staged image `src` to `offset`.
     pub fn copy_part(&mut self, offset: u64, src: &StagedImage, len: u64) -> Result<(), MemError> {
         check(offset, len, self.size)?;

@@ -2,9 +2,9 @@
 //! handling their exits.
 
 use super::console::{self, InputRouter, Routed};
+use super::ram::GuestRam;
 use super::{irqchip, KICK_SGI};
 use crate::arch::exception::ExitKind;
-use crate::arch::mem::HostRam;
 use crate::arch::sysreg::El1Context;
 use crate::arch::{self, cpu};
 use crate::config::VmDeviceDesc;
@@ -25,8 +25,8 @@ use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use spin::Once;
 
 static VMS: Once<Vec<Vm>> = Once::new();
-/// Each VM's RAM (same index as `VMS`): only VM creation and reset write it.
-static RAMS: Once<Vec<Mutex<HostRam>>> = Once::new();
+/// Each VM's RAM and stage-2 tables (same index as `VMS`).
+static RAMS: Once<Vec<Mutex<GuestRam>>> = Once::new();
 static CREATED: AtomicBool = AtomicBool::new(false);
 static VMS_RUNNING: AtomicUsize = AtomicUsize::new(0);
 static INPUT: Mutex<InputRouter> = Mutex::new(InputRouter::new());
@@ -153,9 +153,12 @@ pub enum CreateError {
     /// DTB generation failed.
     #[error("device tree: {0}")]
     Fdt(crate::fdt::FdtError),
-    /// An image could not be copied into guest RAM.
+    /// An image is not where the loader staged it.
     #[error("{0}")]
     Memory(#[from] arch::mem::MemError),
+    /// An image could not be put into guest RAM.
+    #[error("{0}")]
+    Ram(#[from] super::ram::RamError),
     /// A passthrough device cannot be given to this VM.
     #[error("passthrough device `{0}`: {1}; change `devices` in the VM file")]
     Passthrough(&'static str, &'static str),
@@ -165,17 +168,11 @@ fn create_vm(
     id: VmId,
     desc: &'static VmDesc,
     placement: &[(VmId, VcpuId, crate::types::PcpuId)],
-) -> Result<(Vm, HostRam), CreateError> {
-    let mut ram = arch::mem::alloc_ram(desc.memory_size, crate::mm::BLOCK_2M, Some(0))
+) -> Result<(Vm, GuestRam), CreateError> {
+    // Not zeroed here: each 2 MiB block is zeroed when the guest first gets it (GuestRam).
+    let ram = arch::mem::alloc_ram(desc.memory_size, crate::mm::BLOCK_2M, Some(0))
         .map_err(|_| CreateError::NoMemory(desc.memory_size >> 20))?;
-    ram.zero_all();
     let mut s2 = Stage2::new(id).map_err(CreateError::Stage2)?;
-    s2.map_ram(
-        GuestPhysAddr(layout::RAM_BASE),
-        ram.base(),
-        desc.memory_size,
-    )
-    .map_err(CreateError::Stage2)?;
     if gic_v2() {
         // The guest's GICv2 CPU interface is the hardware's virtual CPU interface (GICV).
         let gicv = arch::board()
@@ -200,8 +197,7 @@ fn create_vm(
         }
     }
     let vttbr = s2.vttbr();
-    core::mem::forget(s2); // The tables live as long as the VM (for ever, for now).
-
+    let mut ram = GuestRam::new(ram, s2);
     let boot = load_images(desc, &mut ram, &passthrough, 0)?;
     let pcpus: Vec<usize> = (0..desc.vcpus as usize)
         .map(|v| {
@@ -222,7 +218,7 @@ fn create_vm(
     let vm = Vm::new(
         id,
         desc,
-        ram.base(),
+        ram.host_base(),
         vttbr,
         devices,
         &pcpus,
@@ -309,7 +305,7 @@ fn passthrough_devices(desc: &'static VmDesc) -> Result<Vec<&'static DeviceDesc>
 /// entry point and DTB address.
 fn load_images(
     desc: &'static VmDesc,
-    ram: &mut HostRam,
+    ram: &mut GuestRam,
     passthrough: &[&'static DeviceDesc],
     reset_count: u32,
 ) -> Result<(u64, u64), CreateError> {
@@ -331,7 +327,7 @@ fn load_images(
         .checked_add(image_size)
         .filter(|&e| e <= dtb_off)
         .ok_or(CreateError::TooSmall(size >> 20))?;
-    ram.copy_from(text_offset, &kernel)?;
+    ram.copy_part(text_offset, &kernel, kernel.size())?;
     let mut initrd = None;
     if let Some(rd) = desc.initrd {
         // The initrd sits just below the DTB, 4 KiB aligned.
@@ -340,7 +336,8 @@ fn load_images(
             .map(|o| o & !0xfff)
             .filter(|&o| o >= kernel_end)
             .ok_or(CreateError::TooSmall(size >> 20))?;
-        ram.copy_from(off, &arch::mem::staged(&rd)?)?;
+        let rd_img = arch::mem::staged(&rd)?;
+        ram.copy_part(off, &rd_img, rd_img.size())?;
         initrd = Some((layout::RAM_BASE + off, layout::RAM_BASE + off + rd.size));
     }
     let dtb_guest = layout::RAM_BASE + dtb_off;
@@ -818,8 +815,10 @@ pub fn reset_vm(vm: &Vm) {
     let loaded = match RAMS.get().and_then(|r| r.get(vm.id.0)) {
         Some(ram) => {
             let mut ram = ram.lock();
-            ram.zero_all();
-            load_images(vm.desc, &mut ram, &vm.passthrough, count)
+            match ram.reclaim_all() {
+                Ok(()) => load_images(vm.desc, &mut ram, &vm.passthrough, count),
+                Err(e) => Err(e.into()),
+            }
         }
         None => Err(CreateError::NoMemory(vm.desc.memory_size >> 20)),
     };
@@ -863,6 +862,20 @@ fn act_on(vm: &Vm, vcpu: VcpuId, out: Outcome) -> Next {
         None => {}
     }
     match out.event {
+        Some(VmEvent::TouchRam(ipa)) => {
+            let r = RAMS
+                .get()
+                .and_then(|r| r.get(vm.id.0))
+                .map(|r| r.lock().touch(ipa));
+            if let Some(Err(e)) = r {
+                hvprintln!(
+                    "[hv] VM `{}`: cannot give it RAM at {ipa}: {e}",
+                    vm.desc.name
+                );
+                stop_vm(vm, "guest RAM could not be mapped");
+                return Next::Off;
+            }
+        }
         Some(VmEvent::Stop(why)) => stop_vm(vm, why),
         Some(VmEvent::Reset) => reset_vm(vm),
         None => {}
