@@ -1,4 +1,5 @@
-//! Selects the board and VMs (HV_BOARD, HV_BOARD_FILE, HV_VMS) and writes the linker script.
+//! Selects the board and VMs (HV_BOARD, HV_BOARD_FILE, HV_VMS), loads them once, and writes
+//! the linker script and the model that `macros::board!()`/`macros::vms!()` read.
 
 fn main() {
     platform_dsl::image::configure(&platform_dsl::image::Defaults {

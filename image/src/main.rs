@@ -14,5 +14,5 @@ use plugin_uart_16550 as _;
 use plugin_uart_cadence as _;
 use plugin_uart_pl011 as _;
 
-hypervisor::board!();
-hypervisor::vms!();
+macros::board!();
+macros::vms!();

@@ -68,7 +68,7 @@ impl Parse for VmsArgs {
         let file = input.parse().map_err(|e| {
             syn::Error::new(
                 e.span(),
-                "vms! takes nothing (the build's HV_SELECTED_VMS) or a path: vms!(\"vms.toml\")",
+                "vms! takes nothing (the build's VM file, HV_VMS) or its path: vms!(\"vms.toml\")",
             )
         })?;
         let _ = input.parse::<Option<Token![,]>>()?;

@@ -1,13 +1,14 @@
-//! `board!`: loads the selected board and emits `BOARD_DESC` and the `HV_BOARD` symbol.
+//! `board!`: takes the selected board from the build's model and emits `BOARD_DESC` and the
+//! `HV_BOARD` symbol.
 
 use crate::args::BoardArgs;
 use crate::lit::hex;
 use crate::select::{self, Env};
 use crate::{devices, gating, interrupts, memory, quirks, track};
+use platform_dsl::image::Model;
 use platform_dsl::model::{Board, SupportLevel, Verification};
 use proc_macro2::{Span, TokenStream};
 use quote::quote;
-use std::path::Path;
 
 fn support(level: SupportLevel) -> TokenStream {
     match level {
@@ -79,49 +80,61 @@ pub fn items(board: &Board) -> Result<TokenStream, String> {
 
 /// Expands a `board!(...)` call.
 pub fn expand(args: &BoardArgs, env: &Env) -> TokenStream {
-    let sel = match select::board(args, env) {
-        Ok(sel) => sel,
+    let track = track::inputs(env.model_path());
+    match generate(args, env) {
+        Ok(items) => quote!(#items #track),
         Err(e) => {
             let err = e.to_compile_error();
-            let track = track::inputs(&[]);
-            return quote!(#err #track);
-        }
-    };
-    let track = track::inputs(&[&sel.file]);
-    let result = platform_dsl::image::load_board(&sel.file, &sel.name)
-        .map_err(|e| load_error(&e, &sel.file, args))
-        .and_then(|board| {
-            linked_for_another_board(&board, args, env).map_err(|m| (m, Span::call_site()))?;
-            gating::check(&board, sel.allow_experimental).map_err(|m| (m, Span::call_site()))?;
-            items(&board).map_err(|m| (m, Span::call_site()))
-        });
-    match result {
-        Ok(items) => quote!(#items #track),
-        Err((msg, span)) => {
-            let err = syn::Error::new(span, msg).to_compile_error();
             quote!(#err #track)
         }
     }
 }
 
+/// The items for the board the call means, or the error for `compile_error!`.
+fn generate(args: &BoardArgs, env: &Env) -> syn::Result<TokenStream> {
+    let model = select::model(env)?;
+    let sel = select::board(args, env, &model)?;
+    let span_of = |lit: Option<&syn::LitStr>| lit.map_or(Span::call_site(), |l| l.span());
+    let at_call = |msg: String| syn::Error::new(Span::call_site(), msg);
+    // The build script's report for a board file that does not load.
+    let boards = model
+        .boards
+        .as_ref()
+        .map_err(|report| syn::Error::new(span_of(args.file.as_ref()), report))?;
+    let board = platform_dsl::find_board(boards, &sel.name)
+        .map_err(|e| syn::Error::new(span_of(args.name.as_ref()), unknown_board(&e, &model)))?;
+    linked_for_another_board(board, boards, args, &model).map_err(at_call)?;
+    gating::check(board, sel.allow_experimental).map_err(at_call)?;
+    items(board).map_err(at_call)
+}
+
+fn unknown_board(e: &platform_dsl::Error, model: &Model) -> String {
+    format!(
+        "{e}\n  in {}; select a board with `cargo xtask build --board NAME` or \
+         board!(name = \"NAME\")",
+        model.board_file.display()
+    )
+}
+
 /// With explicit arguments, the board must sit where the build script's board (whose
 /// `link.x` links the image) puts the hypervisor; otherwise the image would run at an
 /// address its tables do not describe.
-fn linked_for_another_board(board: &Board, args: &BoardArgs, env: &Env) -> Result<(), String> {
-    if args.file.is_none() && args.name.is_none() {
+fn linked_for_another_board(
+    board: &Board,
+    boards: &[Board],
+    args: &BoardArgs,
+    model: &Model,
+) -> Result<(), String> {
+    if (args.file.is_none() && args.name.is_none()) || model.board == board.name {
         return Ok(());
     }
-    let (Some(file), Some(name)) = (&env.board_file, &env.board) else {
-        return Ok(());
-    };
-    if name == &board.name {
-        return Ok(());
-    }
-    match platform_dsl::image::load_board(Path::new(file), name) {
-        Ok(linked) => placement_mismatch(board, &linked),
-        // The build script already reported a broken selection.
-        Err(_) => Ok(()),
-    }
+    let linked = platform_dsl::find_board(boards, &model.board).map_err(|e| {
+        format!(
+            "{}; the build script links the image for that board: fix HV_BOARD or the build.rs defaults",
+            unknown_board(&e, model)
+        )
+    })?;
+    placement_mismatch(board, linked)
 }
 
 /// Error if `board` and `linked` (the build script's board) place the hypervisor differently.
@@ -140,32 +153,6 @@ fn placement_mismatch(board: &Board, linked: &Board) -> Result<(), String> {
         linked.hypervisor.load_address,
         linked.hypervisor.size,
     ))
-}
-
-/// The message for a board that cannot be loaded, and the argument it is about.
-fn load_error(e: &platform_dsl::Error, file: &Path, args: &BoardArgs) -> (String, Span) {
-    let span_of = |lit: Option<&syn::LitStr>| lit.map_or(Span::call_site(), |l| l.span());
-    match e {
-        platform_dsl::Error::Invalid(_) => {
-            let at = match e.location() {
-                Some((line, col)) => format!("{}:{line}:{col}", file.display()),
-                None => file.display().to_string(),
-            };
-            (
-                format!("invalid board file {at}\n{e}"),
-                span_of(args.file.as_ref()),
-            )
-        }
-        platform_dsl::Error::UnknownBoard { .. } => (
-            format!(
-                "{e}\n  in {}; select a board with `cargo xtask build --board NAME` or \
-                 board!(name = \"NAME\")",
-                file.display()
-            ),
-            span_of(args.name.as_ref()),
-        ),
-        _ => (e.to_string(), span_of(args.file.as_ref())),
-    }
 }
 
 #[cfg(test)]
@@ -250,12 +237,29 @@ mod tests {
     }
 
     #[test]
-    fn missing_file_expands_to_compile_error() {
-        let args: BoardArgs = syn::parse_str(r#"file = "/nonexistent/b.kdl", name = "x""#).unwrap();
-        let out = compact(&expand(&args, &Env::default()));
+    fn without_a_model_the_call_says_how_to_select() {
+        let out = compact(&expand(&BoardArgs::default(), &Env::default()));
         assert!(
-            out.starts_with("::core::compile_error!{\"cannotreadboardfile`/nonexistent/b.kdl`"),
+            out.starts_with("::core::compile_error!{\"noboardselected:"),
             "{out}"
         );
+    }
+
+    #[test]
+    fn an_unknown_name_lists_the_boards_of_the_model() {
+        let dir = std::env::temp_dir().join(format!("macros-board-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("hv-model.json");
+        fixture::model().write(&path).unwrap();
+        let env = Env {
+            manifest_dir: None,
+            model: Some(path.display().to_string()),
+        };
+        let args: BoardArgs = syn::parse_str(r#"name = "test-2""#).unwrap();
+        let out = compact(&expand(&args, &env));
+        let _ = std::fs::remove_dir_all(&dir);
+        assert!(out.contains("unknownboard`test-2`"), "{out}");
+        assert!(out.contains("knownboards:test-2s,test-v2"), "{out}");
+        assert!(out.contains("include_bytes!"), "{out}");
     }
 }

@@ -149,3 +149,15 @@ pub fn gicv2_experimental() -> Board {
     };
     b
 }
+
+/// A build model of a file with both boards above, `test-2s` selected, VMs not planned.
+pub fn model() -> platform_dsl::image::Model {
+    platform_dsl::image::Model {
+        board_file: "/w/boards.kdl".into(),
+        board: "test-2s".into(),
+        allow_experimental: false,
+        boards: Ok(vec![two_socket(), gicv2_experimental()]),
+        vms_file: "/w/vms.toml".into(),
+        vms: Err("not planned".into()),
+    }
+}

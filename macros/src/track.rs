@@ -5,12 +5,14 @@ use proc_macro2::TokenStream;
 use quote::quote;
 use std::path::Path;
 
-/// `const _: &[u8] = include_bytes!(..)` for each existing file (rustc then lists it in the
-/// crate's dep-info), and `option_env!` for each `HV_SELECTED_*` variable (cargo tracks
-/// those too).
-pub fn inputs(files: &[&Path]) -> TokenStream {
-    let files = files
-        .iter()
+/// `const _: &[u8] = include_bytes!(..)` of the model file if it exists (rustc then lists
+/// it in the crate's dep-info), and `option_env!` for `HV_MODEL` (cargo tracks that too).
+///
+/// The build script reruns when the board KDL, the VM file or a guest image changes
+/// (`cargo:rerun-if-changed`) and rewrites the model, so the image rebuilds with it.
+pub fn inputs(model: Option<&Path>) -> TokenStream {
+    let files = model
+        .into_iter()
         .filter(|f| f.is_file())
         .filter_map(|f| std::path::absolute(f).ok())
         .map(|f| f.display().to_string());
@@ -27,19 +29,20 @@ mod tests {
     use crate::lit::compact;
 
     #[test]
-    fn existing_files_are_included_and_missing_ones_skipped() {
+    fn an_existing_model_is_included_and_a_missing_one_skipped() {
         let me = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/track.rs");
-        let out = compact(&inputs(&[&me, Path::new("/nonexistent/x.kdl")]));
+        let out = compact(&inputs(Some(&me)));
         assert!(
             out.contains(&format!("include_bytes!(\"{}\")", me.display())),
             "{out}"
         );
+        let out = compact(&inputs(Some(Path::new("/nonexistent/hv-model.json"))));
         assert!(!out.contains("nonexistent"), "{out}");
     }
 
     #[test]
     fn selection_variables_are_tracked() {
-        let out = compact(&inputs(&[]));
+        let out = compact(&inputs(None));
         for v in TRACKED_ENV {
             assert!(out.contains(&format!("option_env!(\"{v}\")")), "{v}: {out}");
         }

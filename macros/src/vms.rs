@@ -1,11 +1,10 @@
-//! `vms!`: loads the VM file, checks it against the selected board, emits `HV_VMS`.
+//! `vms!`: takes the VM file and its staging plan from the build's model, emits `HV_VMS`.
 
 use crate::args::VmsArgs;
 use crate::lit::{hex, option, slice};
 use crate::select::{self, Env};
 use crate::track;
-use platform_dsl::model::Board;
-use platform_dsl::vmconfig::{self, ImageKind, Plan, VmConfig, VmDevice};
+use platform_dsl::vmconfig::{ImageKind, Plan, VmConfig, VmDevice};
 use proc_macro2::{Span, TokenStream};
 use quote::quote;
 
@@ -81,34 +80,29 @@ pub fn items(config: &VmConfig, plan: &Plan) -> Result<TokenStream, String> {
     })
 }
 
-fn load(sel: &select::VmsSelection) -> Result<(Board, VmConfig, Plan), String> {
-    let board =
-        platform_dsl::image::load_board(&sel.board_file, &sel.board).map_err(|e| e.to_string())?;
-    let in_file = |e: vmconfig::VmConfigError| format!("{e}\n  in {}", sel.file.display());
-    let config = VmConfig::load(&sel.file).map_err(in_file)?;
-    let plan = vmconfig::plan(&board, &config).map_err(in_file)?;
-    Ok((board, config, plan))
-}
-
 /// Expands a `vms!(...)` call.
 pub fn expand(args: &VmsArgs, env: &Env) -> TokenStream {
-    let sel = match select::vms(args, env) {
-        Ok(sel) => sel,
+    let track = track::inputs(env.model_path());
+    match generate(args, env) {
+        Ok(items) => quote!(#items #track),
         Err(e) => {
             let err = e.to_compile_error();
-            let track = track::inputs(&[]);
-            return quote!(#err #track);
-        }
-    };
-    let span = args.file.as_ref().map_or(Span::call_site(), |f| f.span());
-    let track = track::inputs(&[&sel.file, &sel.board_file]);
-    match load(&sel).and_then(|(_, config, plan)| items(&config, &plan)) {
-        Ok(items) => quote!(#items #track),
-        Err(msg) => {
-            let err = syn::Error::new(span, msg).to_compile_error();
             quote!(#err #track)
         }
     }
+}
+
+/// The items for the build's VM file, or the error for `compile_error!`.
+fn generate(args: &VmsArgs, env: &Env) -> syn::Result<TokenStream> {
+    let model = select::model(env)?;
+    select::vms(args, env, &model)?;
+    let span = args.file.as_ref().map_or(Span::call_site(), |f| f.span());
+    // The build script's report for a VM file (or board) that does not load or fit.
+    let vms = model
+        .vms
+        .as_ref()
+        .map_err(|report| syn::Error::new(span, report))?;
+    items(&vms.config, &vms.plan).map_err(|msg| syn::Error::new(span, msg))
 }
 
 #[cfg(test)]
@@ -116,6 +110,7 @@ mod tests {
     use super::*;
     use crate::fixture;
     use crate::lit::compact;
+    use platform_dsl::vmconfig;
     use std::path::PathBuf;
 
     fn config(dir: &std::path::Path) -> VmConfig {
@@ -206,12 +201,26 @@ mod tests {
     }
 
     #[test]
-    fn no_selected_board_expands_to_compile_error() {
+    fn no_model_expands_to_compile_error() {
+        let out = compact(&expand(&VmsArgs::default(), &Env::default()));
+        assert!(out.starts_with("::core::compile_error!"), "{out}");
+    }
+
+    #[test]
+    fn the_build_scripts_report_becomes_the_compile_error() {
+        let dir = scratch("report");
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("hv-model.json");
+        fixture::model().write(&path).unwrap();
         let env = Env {
-            vms: Some("/x/vms.toml".into()),
-            ..Env::default()
+            manifest_dir: None,
+            model: Some(path.display().to_string()),
         };
         let out = compact(&expand(&VmsArgs::default(), &env));
-        assert!(out.starts_with("::core::compile_error!"), "{out}");
+        let _ = std::fs::remove_dir_all(&dir);
+        assert!(
+            out.starts_with("::core::compile_error!{\"notplanned\"}"),
+            "{out}"
+        );
     }
 }

@@ -1,4 +1,5 @@
-//! Build-script helper for image crates: selects the board and VM file, writes `link.x`.
+//! Build-script helper for image crates: loads the selected board and VM file once, writes
+//! `link.x` and the model the `board!()`/`vms!()` macros read.
 //!
 //! An image crate's `build.rs` is one call:
 //!
@@ -13,12 +14,17 @@
 //!
 //! Environment variables override the defaults (relative paths are taken from the image
 //! crate's directory): `HV_BOARD_FILE`, `HV_BOARD`, `HV_VMS`, `HV_ALLOW_EXPERIMENTAL=1`.
-//! The selection is passed on to the `board!()`/`vms!()` proc macros as
-//! `HV_SELECTED_BOARD_FILE`, `HV_SELECTED_BOARD`, `HV_SELECTED_VMS` (absolute paths) and
-//! `HV_ALLOW_EXPERIMENTAL` (`0`/`1`).
+//!
+//! The board file is parsed, checked and lowered here, once per build: every board of the
+//! file, the VM file and its staging plan go into a [`Model`] written as JSON to
+//! `OUT_DIR/hv-model.json`, whose path reaches the proc macros as `HV_MODEL`. The macros
+//! read that file and never parse KDL or TOML. A broken board or VM file does not fail the
+//! build script: the model carries the report, and `board!()`/`vms!()` turn it into a
+//! `compile_error!` at the call.
 
 use crate::model::Board;
-use crate::vmconfig::{self, VmConfig, VmConfigError};
+use crate::vmconfig::{self, Plan, VmConfig};
+use serde::{Deserialize, Serialize};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use thiserror::Error;
@@ -42,7 +48,7 @@ pub const INPUT_ENV: [&str; 4] = [
     "HV_ALLOW_EXPERIMENTAL",
 ];
 
-/// What the build selected; the proc macros read it back from the `HV_SELECTED_*` variables.
+/// What the build selected (the [`Model`] records it for the proc macros).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Selection {
     /// Absolute path of the board KDL file.
@@ -75,22 +81,6 @@ impl Selection {
             allow_experimental: nonempty("HV_ALLOW_EXPERIMENTAL").is_some_and(|v| parse_flag(&v)),
         }
     }
-
-    /// The `cargo:rustc-env=` pairs that hand the selection to the proc macros.
-    pub fn rustc_env(&self) -> [(&'static str, String); 4] {
-        [
-            (
-                "HV_SELECTED_BOARD_FILE",
-                self.board_file.display().to_string(),
-            ),
-            ("HV_SELECTED_BOARD", self.board.clone()),
-            ("HV_SELECTED_VMS", self.vms.display().to_string()),
-            (
-                "HV_ALLOW_EXPERIMENTAL",
-                if self.allow_experimental { "1" } else { "0" }.to_owned(),
-            ),
-        ]
-    }
 }
 
 /// `1`, `true`, `yes`, `on` (any case) are true; everything else is false.
@@ -108,6 +98,12 @@ pub fn parse_flag(value: &str) -> bool {
 pub fn load_board(path: &Path, name: &str) -> Result<Board, crate::Error> {
     let boards = crate::load_file(path)?;
     crate::find_board(&boards, name).cloned()
+}
+
+/// `path` joined to `base` (when relative), with `.` and `a/..` removed lexically: how
+/// the build script and the macros spell a selected file, so that they compare equal.
+pub fn resolve_path(base: &Path, path: &Path) -> PathBuf {
+    normalize(&base.join(path))
 }
 
 /// Removes `.` and `a/..` components lexically.
@@ -195,18 +191,141 @@ ASSERT(__image_end <= __hv_region_end,
     )
 }
 
+/// The environment variable that hands the [`Model`]'s path to the proc macros.
+pub const MODEL_ENV: &str = "HV_MODEL";
+
+/// The file name of the [`Model`] in `OUT_DIR`.
+pub const MODEL_FILE: &str = "hv-model.json";
+
+/// What the build script hands to the `board!()`/`vms!()` macros: the selected board file
+/// loaded and lowered once, and the VM file planned for the selected board.
+///
+/// A part that failed to load holds its report, ready for a `compile_error!`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Model {
+    /// Absolute path of the board KDL file.
+    pub board_file: PathBuf,
+    /// The selected board's name.
+    pub board: String,
+    /// Whether experimental boards may be built.
+    pub allow_experimental: bool,
+    /// Every board of the file, lowered, or the report why the file does not load
+    /// (`invalid board file FILE:LINE:COL` and the diagnostics).
+    pub boards: Result<Vec<Board>, String>,
+    /// Absolute path of the VM TOML file.
+    pub vms_file: PathBuf,
+    /// The VMs and where the boot loader stages their images, or the report why not.
+    pub vms: Result<Vms, String>,
+}
+
+/// A VM file and its staging plan for the selected board.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Vms {
+    /// The VMs.
+    pub config: VmConfig,
+    /// Where each guest image goes.
+    pub plan: Plan,
+}
+
+impl Model {
+    /// Loads the selection: every board of its file, then its VM file against its board.
+    pub fn load(sel: &Selection) -> Self {
+        let loaded = crate::load_file(&sel.board_file);
+        let boards = match &loaded {
+            Ok(boards) => Ok(boards.clone()),
+            Err(e @ crate::Error::Invalid(_)) => {
+                let at = match e.location() {
+                    Some((line, col)) => format!("{}:{line}:{col}", sel.board_file.display()),
+                    None => sel.board_file.display().to_string(),
+                };
+                Err(format!("invalid board file {at}\n{e}"))
+            }
+            Err(e) => Err(e.to_string()),
+        };
+        let vms = loaded
+            .and_then(|boards| crate::find_board(&boards, &sel.board).cloned())
+            .map_err(|e| e.to_string())
+            .and_then(|board| {
+                let in_file =
+                    |e: vmconfig::VmConfigError| format!("{e}\n  in {}", sel.vms.display());
+                let config = VmConfig::load(&sel.vms).map_err(in_file)?;
+                let plan = vmconfig::plan(&board, &config).map_err(in_file)?;
+                Ok(Vms { config, plan })
+            });
+        Model {
+            board_file: sel.board_file.clone(),
+            board: sel.board.clone(),
+            allow_experimental: sel.allow_experimental,
+            boards,
+            vms_file: sel.vms.clone(),
+            vms,
+        }
+    }
+
+    /// The selected board, if the file loaded and has it.
+    pub fn selected(&self) -> Option<&Board> {
+        self.boards
+            .as_ref()
+            .ok()?
+            .iter()
+            .find(|b| b.name == self.board)
+    }
+
+    /// Writes the model as JSON.
+    pub fn write(&self, path: &Path) -> Result<(), ModelError> {
+        let json = serde_json::to_string(self).map_err(ModelError::Encode)?;
+        std::fs::write(path, json).map_err(|source| ModelError::Io {
+            path: path.to_owned(),
+            source,
+        })
+    }
+
+    /// Reads a model written by [`Model::write`].
+    pub fn read(path: &Path) -> Result<Self, ModelError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ModelError::Io {
+            path: path.to_owned(),
+            source,
+        })?;
+        serde_json::from_str(&text).map_err(|source| ModelError::Decode {
+            path: path.to_owned(),
+            source,
+        })
+    }
+}
+
+/// Why a [`Model`] could not be written or read.
+#[derive(Debug, Error)]
+pub enum ModelError {
+    /// The file could not be written or read.
+    #[error("cannot access the board model `{}`: {source} (it is written by platform_dsl::image::configure in the image crate's build.rs; rebuild)", path.display())]
+    Io {
+        /// Path.
+        path: PathBuf,
+        /// OS error.
+        source: std::io::Error,
+    },
+    /// The model could not be encoded (a bug: every part is plain data).
+    #[error("cannot encode the board model: {0}")]
+    Encode(serde_json::Error),
+    /// The file is not a model of this version of platform-dsl.
+    #[error("`{}` is not a board model of this platform-dsl: {source} (rebuild the image crate so that its build.rs writes it again)", path.display())]
+    Decode {
+        /// Path.
+        path: PathBuf,
+        /// What did not parse.
+        source: serde_json::Error,
+    },
+}
+
 /// Errors of [`try_configure`].
 #[derive(Debug, Error)]
 pub enum ConfigureError {
     /// A cargo variable is missing: not run from a build script.
     #[error("environment variable {0} is not set; call platform_dsl::image::configure from an image crate's build.rs")]
     NotABuildScript(&'static str),
-    /// The board could not be loaded.
+    /// The model could not be written.
     #[error(transparent)]
-    Board(#[from] crate::Error),
-    /// The VM file is invalid or does not fit the board.
-    #[error(transparent)]
-    Vms(#[from] VmConfigError),
+    Model(#[from] ModelError),
     /// `link.x` could not be written.
     #[error("cannot write linker script `{path}`: {source}")]
     Write {
@@ -218,6 +337,10 @@ pub enum ConfigureError {
 }
 
 /// Everything [`configure`] does, returning the `cargo:` lines instead of printing them.
+///
+/// A broken board or VM file is not an error here: the [`Model`] carries its report to
+/// the macros. Without the selected board there is no `link.x` (the build stops at
+/// `board!()` first).
 pub fn try_configure(defaults: &Defaults<'_>) -> Result<Vec<String>, ConfigureError> {
     let var =
         |name: &'static str| std::env::var(name).map_err(|_| ConfigureError::NotABuildScript(name));
@@ -235,30 +358,32 @@ pub fn try_configure(defaults: &Defaults<'_>) -> Result<Vec<String>, ConfigureEr
     ));
     lines.push(format!("cargo:rerun-if-changed={}", sel.vms.display()));
 
-    let board = load_board(&sel.board_file, &sel.board)?;
-    let vms = VmConfig::load(&sel.vms)?;
-    for vm in &vms.vms {
-        for (_, image) in vm.images() {
-            lines.push(format!("cargo:rerun-if-changed={}", image.path.display()));
+    let model = Model::load(&sel);
+    if let Ok(vms) = &model.vms {
+        for vm in &vms.config.vms {
+            for (_, image) in vm.images() {
+                lines.push(format!("cargo:rerun-if-changed={}", image.path.display()));
+            }
         }
     }
-    vmconfig::plan(&board, &vms)?;
-
-    let script = out_dir.join("link.x");
-    std::fs::write(&script, linker_script(&board)).map_err(|source| ConfigureError::Write {
-        path: script.clone(),
-        source,
-    })?;
-    lines.push(format!("cargo:rustc-link-arg=-T{}", script.display()));
-    for (k, v) in sel.rustc_env() {
-        lines.push(format!("cargo:rustc-env={k}={v}"));
+    if let Some(board) = model.selected() {
+        let script = out_dir.join("link.x");
+        std::fs::write(&script, linker_script(board)).map_err(|source| ConfigureError::Write {
+            path: script.clone(),
+            source,
+        })?;
+        lines.push(format!("cargo:rustc-link-arg=-T{}", script.display()));
     }
+    let path = out_dir.join(MODEL_FILE);
+    model.write(&path)?;
+    lines.push(format!("cargo:rustc-env={MODEL_ENV}={}", path.display()));
     Ok(lines)
 }
 
-/// For an image crate's `build.rs`: selects board and VMs, validates them, writes `link.x`
-/// and tells cargo and the proc macros about it. On error, prints the diagnostic (pointing
-/// at the KDL or TOML line) and exits with status 1.
+/// For an image crate's `build.rs`: loads the selected board and VMs once, writes `link.x`
+/// and the [`Model`], and tells cargo and the proc macros about them. A broken board or VM
+/// file reaches the macros in the model; only a failure of the build script itself (not
+/// run by cargo, a file it cannot write) prints the error and exits with status 1.
 pub fn configure(defaults: &Defaults<'_>) {
     match try_configure(defaults) {
         Ok(lines) => {
@@ -336,17 +461,97 @@ mod tests {
         }
     }
 
+    /// A scratch directory holding `tests/valid/minimal.kdl` (board `b`), a kernel and a
+    /// VM file with `memory_mib` of RAM.
+    fn scratch(tag: &str, memory_mib: u32) -> PathBuf {
+        let dir =
+            std::env::temp_dir().join(format!("platform-dsl-image-{}-{tag}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let minimal = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/valid/minimal.kdl");
+        std::fs::copy(minimal, dir.join("board.kdl")).unwrap();
+        std::fs::write(dir.join("kernel.bin"), [0u8; 4096]).unwrap();
+        std::fs::write(
+            dir.join("vms.toml"),
+            format!("[[vm]]\nname = \"t\"\nvcpus = 1\nmemory_mib = {memory_mib}\nkernel = \"kernel.bin\"\ncmdline = \"\"\n"),
+        )
+        .unwrap();
+        dir
+    }
+
+    fn selection(dir: &Path, board: &str) -> Selection {
+        Selection {
+            board_file: dir.join("board.kdl"),
+            board: board.to_owned(),
+            vms: dir.join("vms.toml"),
+            allow_experimental: false,
+        }
+    }
+
     #[test]
-    fn rustc_env_hands_over_absolute_paths_and_a_0_1_flag() {
-        let s = resolve(&[("HV_ALLOW_EXPERIMENTAL", "yes")]);
-        let env = s.rustc_env();
-        assert_eq!(
-            env[0],
-            ("HV_SELECTED_BOARD_FILE", "/w/boards.kdl".to_owned())
+    fn the_model_holds_every_board_and_the_planned_vms_and_round_trips() {
+        let dir = scratch("ok", 64);
+        let model = Model::load(&selection(&dir, "b"));
+        assert_eq!(model.selected().map(|b| b.name.as_str()), Some("b"));
+        let vms = model.vms.as_ref().expect("VM file plans");
+        assert_eq!(vms.config.vms[0].name, "t");
+        assert_eq!(vms.plan.staging_base, 0x4220_0000);
+        model.write(&dir.join(MODEL_FILE)).unwrap();
+        let back = Model::read(&dir.join(MODEL_FILE)).unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+        assert_eq!(back, model);
+    }
+
+    #[test]
+    fn a_broken_board_file_is_carried_as_its_report() {
+        let dir = scratch("broken", 64);
+        std::fs::write(
+            dir.join("board.kdl"),
+            "board \"x\" {\n    model \"Broken\n}\n",
+        )
+        .unwrap();
+        let model = Model::load(&selection(&dir, "x"));
+        let _ = std::fs::remove_dir_all(&dir);
+        let report = model.boards.expect_err("syntax error");
+        assert!(
+            report.starts_with(&format!(
+                "invalid board file {}:2:11\n",
+                dir.join("board.kdl").display()
+            )),
+            "{report}"
         );
-        assert_eq!(env[1], ("HV_SELECTED_BOARD", "qemu-virt".to_owned()));
-        assert_eq!(env[2].0, "HV_SELECTED_VMS");
-        assert_eq!(env[3], ("HV_ALLOW_EXPERIMENTAL", "1".to_owned()));
+        assert!(model.vms.is_err());
+    }
+
+    #[test]
+    fn an_unknown_board_leaves_the_boards_and_fails_the_vms() {
+        let dir = scratch("unknown", 64);
+        let model = Model::load(&selection(&dir, "nope"));
+        let _ = std::fs::remove_dir_all(&dir);
+        assert!(model.selected().is_none());
+        assert_eq!(model.boards.as_ref().map(Vec::len), Ok(1));
+        assert!(model.vms.unwrap_err().starts_with("unknown board `nope`"));
+    }
+
+    #[test]
+    fn an_invalid_vm_file_names_the_file() {
+        let dir = scratch("vms", 63);
+        let model = Model::load(&selection(&dir, "b"));
+        let _ = std::fs::remove_dir_all(&dir);
+        let report = model.vms.unwrap_err();
+        assert!(report.contains("memory_mib = 63"), "{report}");
+        assert!(
+            report.ends_with(&format!("\n  in {}", dir.join("vms.toml").display())),
+            "{report}"
+        );
+    }
+
+    #[test]
+    fn a_missing_model_says_who_writes_it() {
+        let e = Model::read(Path::new("/nonexistent/hv-model.json")).unwrap_err();
+        assert!(
+            e.to_string().contains("platform_dsl::image::configure"),
+            "{e}"
+        );
     }
 
     #[test]

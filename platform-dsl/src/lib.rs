@@ -1,9 +1,19 @@
 //! KDL board descriptions to a validated, typed board model.
 //!
-//! A board file (`boards.kdl`, syntax in `docs/boards-kdl.md`) goes through three stages:
-//! [`parse`] (KDL v2 to spanned nodes), [`validate`] (schema and board rules, every error
-//! collected) and [`lower`] (SoC merged into each board, then the plain [`model::Board`]).
-//! Callers (the `macros` crate, `xtask`) only need the functions below:
+//! A board file (`boards.kdl`, syntax in `docs/boards-kdl.md`) runs one way through five
+//! stages, each its own module with its own error type; none calls back into an earlier one:
+//!
+//! 1. [`parse`]: KDL v2 text to spanned nodes ([`parse::ParseError`]);
+//! 2. [`decode`]: nodes to the typed declarations of [`decl`], with "did you mean" for
+//!    unknown names ([`decode::DecodeError`]);
+//! 3. [`merge`]: each board with its SoC folded in ([`merge::MergeError`]);
+//! 4. [`check`]: every board rule on the merged board: overlaps, alignment, IRQ ranges,
+//!    topology, console ([`check::CheckError`]);
+//! 5. [`lower`]: to the plain serde [`model::Board`] ([`lower::LowerError`]).
+//!
+//! A syntax error stops at [`parse`]; otherwise the errors of decode, merge and check are
+//! all collected and reported together. Callers (the `macros` crate, `xtask`) only need the
+//! functions below:
 //!
 //! - [`load_file`] / [`load_str`]: every board of a file, or an [`Error`];
 //! - [`find_board`]: one board by name (the error lists the known names);
@@ -47,11 +57,15 @@
 //! # Ok::<(), platform_dsl::Error>(())
 //! ```
 
+pub mod check;
+pub mod decl;
+pub mod decode;
 pub mod image;
 pub mod lower;
+pub mod merge;
 pub mod model;
 pub mod parse;
-pub mod validate;
+pub mod text;
 pub mod vmconfig;
 
 use std::fmt;
@@ -89,7 +103,7 @@ pub enum Error {
 
 fn suggestion(name: &str, known: &[String]) -> String {
     let refs: Vec<&str> = known.iter().map(String::as_str).collect();
-    let h = validate::did_you_mean(name, &refs, "boards");
+    let h = text::did_you_mean(name, &refs, "boards");
     match h.strip_prefix("did you mean ") {
         Some(rest) => format!(" (did you mean {})", rest.split('?').next().unwrap_or(rest)),
         None => String::new(),
@@ -220,27 +234,37 @@ pub fn load_file(path: impl AsRef<Path>) -> Result<Vec<Board>, Error> {
     load_str(&path.display().to_string(), &text)
 }
 
-/// Parses, validates and lowers every board in `text`; `name` is the file name shown in
-/// messages. Returns all errors of the first stage that has any.
+/// Parses, decodes, merges, checks and lowers every board in `text`; `name` is the file
+/// name shown in messages. Returns every error found (a syntax error stops at parsing).
 pub fn load_str(name: &str, text: &str) -> Result<Vec<Board>, Error> {
     let shared = Arc::new(text.to_owned());
     let fail = |errors: Vec<Box<dyn Diagnostic + Send + Sync>>| {
         Error::Invalid(Diagnostics::new(name, &shared, errors))
     };
     let nodes = parse::parse(text).map_err(|e| fail(boxed(e)))?;
-    let merged = validate::validate(&nodes).map_err(|e| fail(boxed(e)))?;
+    let decoded = decode::decode(&nodes);
+    let mut errors = boxed(decoded.errors);
+    let mut merged = Vec::with_capacity(decoded.boards.len());
+    for board in &decoded.boards {
+        let (m, error) = merge::merge(&decoded.socs, board);
+        errors.extend(boxed(error.into_iter().collect()));
+        errors.extend(boxed(check::check(&m)));
+        merged.push(m.board);
+    }
+    if !errors.is_empty() {
+        return Err(fail(errors));
+    }
     let mut boards = Vec::with_capacity(merged.len());
-    let mut errors = Vec::new();
     for b in &merged {
         match lower::lower(b) {
             Ok(board) => boards.push(board),
-            Err(e) => errors.push(e),
+            Err(e) => errors.push(Box::new(e)),
         }
     }
     if errors.is_empty() {
         Ok(boards)
     } else {
-        Err(fail(boxed(errors)))
+        Err(fail(errors))
     }
 }
 

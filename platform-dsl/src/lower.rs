@@ -1,26 +1,21 @@
-//! Stage 3: a board merged with its SoC, then lowered to the plain [`model::Board`].
+//! Stage 5: a merged, checked board to the plain serde [`model::Board`].
 //!
-//! [`merge`] folds a `soc` node into a `board` (the board's `gic`/`timer`/`pmu` replace
-//! the SoC's; a board `device` with a SoC device's name overrides it property by
-//! property). [`lower`] drops the spans and computes what the model spells out
-//! (INTIDs, NUMA nodes, sorted memory).
+//! [`lower`] drops the spans and computes what the model spells out (INTIDs, NUMA nodes,
+//! memory sorted by address, PMU SPIs in CPU boot order).
 
 use miette::{Diagnostic, SourceSpan};
 use thiserror::Error;
 
+use crate::decl::{BoardDecl, DeviceDecl, IrqDecl, IrqKind, PmuDecl, PmuIrqsDecl, RegDecl};
 use crate::model::{
     self, Cpu, Device, Gic, HypervisorPlacement, Irq, MemoryRegion, NumaNode, Pmu, PmuSpi,
-    QuirkRef, Reg, Status, SupportLevel, Timer, Topology, Verification,
-};
-use crate::validate::{
-    numa_node_count, BoardDecl, CpuDecl, DeviceDecl, GicDecl, HypervisorDecl, IrqDecl, IrqKind,
-    MemoryDecl, PmuDecl, PmuIrqsDecl, QuirkDecl, RegDecl, SocDecl, Sp, TimerDecl, TopologyDecl,
+    QuirkRef, Reg, Status, Timer, Topology,
 };
 
 /// Lowering failed: the merged board lacks a part the model requires.
 ///
-/// [`crate::validate::validate`] reports each of these with a precise span first, so
-/// this only happens when `lower` is called on a board that was not validated.
+/// [`crate::decode`] and [`crate::check`] report each of these with a precise span first,
+/// so this only happens when `lower` is called on a board that was not checked.
 #[derive(Clone, Debug, Error, Diagnostic)]
 #[error("board `{board}` has no {what}")]
 #[diagnostic(
@@ -37,117 +32,8 @@ pub struct LowerError {
     pub span: SourceSpan,
 }
 
-/// A board with its SoC folded in, still carrying spans (what the validator checks).
-#[derive(Clone, Debug, PartialEq)]
-pub struct MergedBoard {
-    /// Board name.
-    pub name: Sp<String>,
-    /// SoC name (`soc=`), if given.
-    pub soc: Option<Sp<String>>,
-    /// `model`.
-    pub model: Option<Sp<String>>,
-    /// `support`.
-    pub support: Option<Sp<SupportLevel>>,
-    /// `verified-by`.
-    pub verified_by: Option<Sp<Verification>>,
-    /// `topology`.
-    pub topology: Option<TopologyDecl>,
-    /// CPUs in boot order.
-    pub cpus: Vec<CpuDecl>,
-    /// Whether a `cpus` node was written.
-    pub cpus_declared: bool,
-    /// RAM regions.
-    pub memory: Vec<MemoryDecl>,
-    /// `hypervisor`.
-    pub hypervisor: Option<HypervisorDecl>,
-    /// `console`.
-    pub console: Option<Sp<String>>,
-    /// GIC (board's, else SoC's).
-    pub gic: Option<GicDecl>,
-    /// Timer (board's, else SoC's).
-    pub timer: Option<TimerDecl>,
-    /// PMU (board's, else SoC's).
-    pub pmu: Option<PmuDecl>,
-    /// SoC devices (overridden by board devices of the same name), then new board devices.
-    pub devices: Vec<DeviceDecl>,
-    /// Quirks.
-    pub quirks: Vec<QuirkDecl>,
-}
-
-/// Folds `soc` into `board`.
-///
-/// The board's `gic`, `timer` and `pmu` replace the SoC's whole. A board device named like
-/// a SoC device overrides it property by property: each of `compatible`, `status`,
-/// `reason`, `bus-id`, `clock` given on the board replaces the SoC's, and `reg`s / `irq`s
-/// given on the board replace the SoC's list. Setting `status="okay"` drops the SoC's reason.
-pub fn merge(soc: Option<&SocDecl>, board: &BoardDecl) -> MergedBoard {
-    let mut devices: Vec<DeviceDecl> = soc.map(|s| s.devices.clone()).unwrap_or_default();
-    for d in &board.devices {
-        match devices.iter_mut().find(|s| s.name.value == d.name.value) {
-            Some(base) => override_device(base, d),
-            None => devices.push(d.clone()),
-        }
-    }
-    MergedBoard {
-        name: board.name.clone(),
-        soc: board.soc.clone(),
-        model: board.model.clone(),
-        support: board.support.clone(),
-        verified_by: board.verified_by.clone(),
-        topology: board.topology.clone(),
-        cpus: board.cpus.clone().unwrap_or_default(),
-        cpus_declared: board.cpus.is_some(),
-        memory: board.memory.clone(),
-        hypervisor: board.hypervisor.clone(),
-        console: board.console.clone(),
-        gic: board
-            .gic
-            .clone()
-            .or_else(|| soc.and_then(|s| s.gic.clone())),
-        timer: board
-            .timer
-            .clone()
-            .or_else(|| soc.and_then(|s| s.timer.clone())),
-        pmu: board
-            .pmu
-            .clone()
-            .or_else(|| soc.and_then(|s| s.pmu.clone())),
-        devices,
-        quirks: board.quirks.clone(),
-    }
-}
-
-fn override_device(base: &mut DeviceDecl, over: &DeviceDecl) {
-    // The board's entry is where a reader looks first: point messages at it.
-    base.name = over.name.clone();
-    if over.compatible.is_some() {
-        base.compatible = over.compatible.clone();
-    }
-    if let Some(okay) = &over.okay {
-        if okay.value && over.reason.is_none() {
-            base.reason = None;
-        }
-        base.okay = Some(okay.clone());
-    }
-    if over.reason.is_some() {
-        base.reason = over.reason.clone();
-    }
-    if over.bus_id.is_some() {
-        base.bus_id = over.bus_id.clone();
-    }
-    if !over.regs.is_empty() {
-        base.regs = over.regs.clone();
-    }
-    if !over.irqs.is_empty() {
-        base.irqs = over.irqs.clone();
-    }
-    if over.clock.is_some() {
-        base.clock = over.clock.clone();
-    }
-}
-
 /// The PMU's interrupts; per-CPU SPIs in CPU boot order (validation guarantees one per CPU).
-fn pmu_model(pmu: &PmuDecl, b: &MergedBoard) -> Pmu {
+fn pmu_model(pmu: &PmuDecl, b: &BoardDecl) -> Pmu {
     match &pmu.irqs {
         PmuIrqsDecl::Ppi(i) => Pmu::Ppi(irq(i)),
         PmuIrqsDecl::PerCpuSpi(spis) => {
@@ -159,7 +45,7 @@ fn pmu_model(pmu: &PmuDecl, b: &MergedBoard) -> Pmu {
                 })
                 .collect();
             out.sort_by_key(|s| {
-                b.cpus
+                b.cpu_list()
                     .iter()
                     .position(|c| c.mpidr.value == s.mpidr)
                     .unwrap_or(usize::MAX)
@@ -169,8 +55,8 @@ fn pmu_model(pmu: &PmuDecl, b: &MergedBoard) -> Pmu {
     }
 }
 
-/// Lowers a merged (and validated) board to the model.
-pub fn lower(b: &MergedBoard) -> Result<model::Board, LowerError> {
+/// Lowers a merged (and checked) board to the model.
+pub fn lower(b: &BoardDecl) -> Result<model::Board, LowerError> {
     let missing = |what| LowerError {
         board: b.name.value.clone(),
         what,
@@ -192,7 +78,7 @@ pub fn lower(b: &MergedBoard) -> Result<model::Board, LowerError> {
     if b.memory.is_empty() {
         return Err(missing("memory"));
     }
-    if b.cpus.is_empty() {
+    if b.cpu_list().is_empty() {
         return Err(missing("cpus"));
     }
     let mut memory: Vec<MemoryRegion> = b
@@ -206,7 +92,7 @@ pub fn lower(b: &MergedBoard) -> Result<model::Board, LowerError> {
         })
         .collect();
     memory.sort_by_key(|m| m.base);
-    let numa_nodes = (0..numa_node_count(b))
+    let numa_nodes = (0..b.numa_node_count())
         .map(|id| NumaNode { id, socket: id })
         .collect();
     Ok(model::Board {
@@ -231,7 +117,7 @@ pub fn lower(b: &MergedBoard) -> Result<model::Board, LowerError> {
             cores_per_cluster: topology.cores.value,
         },
         cpus: b
-            .cpus
+            .cpu_list()
             .iter()
             .map(|c| Cpu {
                 mpidr: c.mpidr.value,
@@ -334,14 +220,11 @@ fn device(d: &DeviceDecl) -> Device {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::decl::{BoardDecl, Sp};
     use crate::model::Trigger;
 
     fn sp<T>(value: T) -> Sp<T> {
-        Sp {
-            value,
-            span: SourceSpan::from(0..0),
-            text: String::new(),
-        }
+        Sp::new(value, SourceSpan::from(0..0), "")
     }
 
     fn dev(name: &str) -> DeviceDecl {
@@ -370,30 +253,6 @@ mod tests {
     }
 
     #[test]
-    fn board_device_overrides_only_the_properties_it_gives() {
-        let mut base = dev("uart0");
-        let over = DeviceDecl {
-            okay: Some(sp(false)),
-            reason: Some(sp("used by firmware".to_owned())),
-            compatible: None,
-            irqs: vec![],
-            clock: None,
-            ..dev("uart0")
-        };
-        override_device(&mut base, &over);
-        let d = device(&base);
-        assert_eq!(d.compatible, vec!["arm,pl011".to_owned()]);
-        assert_eq!(d.irqs.len(), 1);
-        assert_eq!(d.clock_hz, Some(24_000_000));
-        assert_eq!(
-            d.status,
-            Status::Disabled {
-                reason: "used by firmware".to_owned()
-            }
-        );
-    }
-
-    #[test]
     fn lowering_an_incomplete_board_names_what_is_missing() {
         let board = BoardDecl {
             name: sp("b".to_owned()),
@@ -411,8 +270,9 @@ mod tests {
             pmu: None,
             devices: vec![],
             quirks: vec![],
+            written: vec![],
         };
-        let err = lower(&merge(None, &board)).expect_err("board has nothing");
+        let err = lower(&board).expect_err("board has nothing");
         assert_eq!(err.what, "gic");
     }
 

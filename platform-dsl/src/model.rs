@@ -1,6 +1,6 @@
 //! The lowered board model: plain data, no spans, what `macros` and `xtask` consume.
 //!
-//! Every number here has been validated (see `validate`). Addresses are host-physical.
+//! Every number here has been checked (see `decode` and `check`). Addresses are host-physical.
 //! Interrupt numbers are GIC INTIDs (SGI 0-15, PPI 16-31, SPI 32-1019).
 
 use serde::{Deserialize, Serialize};

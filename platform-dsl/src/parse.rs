@@ -85,7 +85,7 @@ pub struct Node {
     pub name_span: SourceSpan,
     /// Positional arguments, in order.
     pub args: Vec<Value>,
-    /// Properties, in order (duplicates kept, so the validator can report them).
+    /// Properties, in order (duplicates kept, so `decode` can report them).
     pub props: Vec<Prop>,
     /// Child nodes.
     pub children: Vec<Node>,

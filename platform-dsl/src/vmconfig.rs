@@ -19,7 +19,7 @@
 //! order (kernel, initrd, dtb of the first VM, then the next VM).
 
 use crate::model::{Board, Status};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -201,7 +201,7 @@ pub enum VmConfigError {
 }
 
 /// Which image of a VM.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ImageKind {
     /// The kernel (`kernel`).
     Kernel,
@@ -222,7 +222,7 @@ impl fmt::Display for ImageKind {
 }
 
 /// A guest image file: absolute path and size.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ImageFile {
     /// Path, resolved against the TOML file's directory.
     pub path: PathBuf,
@@ -231,7 +231,7 @@ pub struct ImageFile {
 }
 
 /// A device given to a VM.
-#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
 pub enum VmDevice {
     /// Pass the board device of this name through.
@@ -239,7 +239,7 @@ pub enum VmDevice {
 }
 
 /// One validated VM.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Vm {
     /// Unique name.
     pub name: String,
@@ -273,7 +273,7 @@ impl Vm {
 }
 
 /// A validated VM file.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct VmConfig {
     /// The TOML file it was read from (absolute when loaded with [`VmConfig::load`]).
     pub path: PathBuf,
@@ -438,7 +438,7 @@ fn normalize(path: &Path) -> PathBuf {
 }
 
 /// One image placed in the staging area.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StagedImage {
     /// Index of the VM in [`VmConfig::vms`].
     pub vm: usize,
@@ -453,7 +453,7 @@ pub struct StagedImage {
 }
 
 /// Where every guest image goes in host RAM before the hypervisor starts.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Plan {
     /// First byte of the staging area: the first 2 MiB boundary at or after the end of
     /// the hypervisor's region (`load + size`).

@@ -1,4 +1,4 @@
 // An argument board! does not know.
-hypervisor::board!(board = "test-virt");
+macros::board!(board = "test-virt");
 
 fn main() {}

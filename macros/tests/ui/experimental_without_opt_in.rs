@@ -1,4 +1,4 @@
 // An experimental board without opt-in does not build.
-hypervisor::board!(name = "test-experimental");
+macros::board!(name = "test-experimental");
 
 fn main() {}

@@ -1,5 +1,5 @@
-// The selected VM file (HV_SELECTED_VMS) is invalid.
-hypervisor::board!();
-hypervisor::vms!();
+// The selected VM file (HV_VMS) is invalid: the build script's report becomes the error.
+macros::board!();
+macros::vms!();
 
 fn main() {}

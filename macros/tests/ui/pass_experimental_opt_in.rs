@@ -1,5 +1,5 @@
 // An experimental board builds with `allow_experimental = true`; disabled devices keep their reason.
-hypervisor::board!(name = "test-experimental", allow_experimental = true);
+macros::board!(name = "test-experimental", allow_experimental = true);
 
 fn main() {
     let gpu = HV_BOARD.devices.iter().find(|d| d.name == "gpu").unwrap();

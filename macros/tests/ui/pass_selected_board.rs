@@ -1,6 +1,6 @@
-// The build's selection (HV_SELECTED_*): tables and symbols for a supported board.
-hypervisor::board!();
-hypervisor::vms!();
+// The build's selection (the model in HV_MODEL): tables and symbols for a supported board.
+macros::board!();
+macros::vms!();
 
 fn main() {
     assert_eq!(HV_BOARD.name, "test-virt");

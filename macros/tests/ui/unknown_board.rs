@@ -1,4 +1,4 @@
 // A board name that the file does not define.
-hypervisor::board!(name = "test-virtt");
+macros::board!(name = "test-virtt");
 
 fn main() {}

@@ -5,5 +5,5 @@
 use plugin_acme_uart as _; // community plugin: linked, registers itself
 use plugin_gic_v3 as _; // in-tree interrupt controller driver
 
-hypervisor::board!(file = "../acme-board.kdl", name = "acme-board"); // generated tables + gating
-hypervisor::vms!("vms.toml"); // VM table checked at build time
+macros::board!(file = "../acme-board.kdl", name = "acme-board"); // generated tables + gating
+macros::vms!("vms.toml"); // VM table checked at build time

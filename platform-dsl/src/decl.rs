@@ -1,0 +1,301 @@
+//! Typed declarations of a board file: what `decode` produces and `merge`, `check` and
+//! `lower` consume.
+//!
+//! Every value keeps its span and original spelling ([`Sp`]) so that the checks can point
+//! at it and quote it. Parts a node may leave out (or that failed to decode, already
+//! reported) are `Option`s.
+
+use miette::SourceSpan;
+
+use crate::model::{GicVersion, SupportLevel, Trigger, Verification};
+
+/// Largest SPI count a GIC can implement (INTIDs 32..=1019).
+pub const MAX_SPIS: u32 = 988;
+/// Number of PPIs (INTIDs 16..=31).
+pub const PPI_COUNT: u32 = 16;
+/// GICv2 targets CPUs by an 8-bit mask.
+pub const GICV2_MAX_CPUS: usize = 8;
+/// Granule every region must be aligned to.
+pub const PAGE: u64 = 0x1000;
+/// MPIDR_EL1 bits that hold affinity (Aff3 39:32, Aff2..Aff0 23:0).
+pub const MPIDR_AFFINITY_MASK: u64 = 0xff_00ff_ffff;
+
+/// A value with its span and original spelling.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Sp<T> {
+    /// The decoded value.
+    pub value: T,
+    /// Where it was written (for defaults: the node that would hold it).
+    pub span: SourceSpan,
+    /// How it was written (empty for defaults).
+    pub text: String,
+}
+
+impl<T> Sp<T> {
+    /// A value read at `span`, spelled `text` (empty for a default).
+    pub fn new(value: T, span: SourceSpan, text: impl Into<String>) -> Self {
+        Sp {
+            value,
+            span,
+            text: text.into(),
+        }
+    }
+}
+
+/// An MMIO window (`reg`, `distributor`, ...).
+#[derive(Clone, Debug, PartialEq)]
+pub struct RegDecl {
+    /// Window name.
+    pub name: String,
+    /// Base address.
+    pub base: Sp<u64>,
+    /// Size.
+    pub size: Sp<u64>,
+    /// The node name.
+    pub span: SourceSpan,
+}
+
+/// PPI or SPI.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IrqKind {
+    /// Private peripheral interrupt (INTID 16 + n).
+    Ppi,
+    /// Shared peripheral interrupt (INTID 32 + n).
+    Spi,
+}
+
+/// An interrupt as written (`irq spi=1 trigger="level"`, `ppi=9`, timer PPIs).
+#[derive(Clone, Debug, PartialEq)]
+pub struct IrqDecl {
+    /// PPI or SPI.
+    pub kind: IrqKind,
+    /// The PPI/SPI number (not the INTID).
+    pub number: Sp<u32>,
+    /// Trigger.
+    pub trigger: Trigger,
+}
+
+/// The `gic` node.
+#[derive(Clone, Debug, PartialEq)]
+pub struct GicDecl {
+    /// The node name.
+    pub span: SourceSpan,
+    /// `version=`.
+    pub version: Sp<GicVersion>,
+    /// `compatible=`.
+    pub compatible: Sp<String>,
+    /// `spis=`.
+    pub spis: Sp<u32>,
+    /// `distributor`.
+    pub distributor: Option<RegDecl>,
+    /// `redistributor`s.
+    pub redistributors: Vec<RegDecl>,
+    /// `cpu-interface`.
+    pub cpu_interface: Option<RegDecl>,
+    /// `hyp-interface`.
+    pub hyp_interface: Option<RegDecl>,
+    /// `virtual-cpu-interface`.
+    pub virtual_cpu_interface: Option<RegDecl>,
+    /// `its`.
+    pub its: Option<RegDecl>,
+    /// `maintenance-irq`.
+    pub maintenance: Option<IrqDecl>,
+}
+
+/// The `timer` node (PPI numbers).
+#[derive(Clone, Debug, PartialEq)]
+pub struct TimerDecl {
+    /// The node name.
+    pub span: SourceSpan,
+    /// `secure-phys=`.
+    pub secure_phys: IrqDecl,
+    /// `phys=`.
+    pub phys: IrqDecl,
+    /// `virt=`.
+    pub virt: IrqDecl,
+    /// `hyp-phys=`.
+    pub hyp_phys: IrqDecl,
+}
+
+/// The `pmu` node.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PmuDecl {
+    /// The node name.
+    pub span: SourceSpan,
+    /// `ppi=`, or one `irq spi= cpu=` child per CPU.
+    pub irqs: PmuIrqsDecl,
+}
+
+/// How the PMU's overflow interrupts are wired.
+#[derive(Clone, Debug, PartialEq)]
+pub enum PmuIrqsDecl {
+    /// `pmu ppi=N`: one PPI for every CPU.
+    Ppi(IrqDecl),
+    /// `pmu { irq spi=N cpu=MPIDR; ... }`: one SPI per CPU, in the order written.
+    PerCpuSpi(Vec<PmuSpiDecl>),
+}
+
+/// One `irq spi=N cpu=MPIDR` inside `pmu`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PmuSpiDecl {
+    /// The SPI.
+    pub irq: IrqDecl,
+    /// MPIDR affinity of the CPU it belongs to.
+    pub cpu: Sp<u64>,
+}
+
+/// A `device` node; `None`/empty fields are not given (a board override keeps the SoC's).
+#[derive(Clone, Debug, PartialEq)]
+pub struct DeviceDecl {
+    /// Device name.
+    pub name: Sp<String>,
+    /// `compatible=` and following string arguments.
+    pub compatible: Option<Vec<Sp<String>>>,
+    /// `status=`: `true` for okay.
+    pub okay: Option<Sp<bool>>,
+    /// `reason=`.
+    pub reason: Option<Sp<String>>,
+    /// `bus-id=`.
+    pub bus_id: Option<Sp<String>>,
+    /// `reg` children.
+    pub regs: Vec<RegDecl>,
+    /// `irq` children.
+    pub irqs: Vec<IrqDecl>,
+    /// `clock` child.
+    pub clock: Option<Sp<u64>>,
+}
+
+/// A `soc` node.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SocDecl {
+    /// SoC name.
+    pub name: Sp<String>,
+    /// GIC.
+    pub gic: Option<GicDecl>,
+    /// Timer.
+    pub timer: Option<TimerDecl>,
+    /// PMU.
+    pub pmu: Option<PmuDecl>,
+    /// Devices.
+    pub devices: Vec<DeviceDecl>,
+    /// Names of the child nodes written, decoded or not (a broken one is already reported,
+    /// so later stages do not report it missing).
+    pub written: Vec<String>,
+}
+
+/// `topology sockets= clusters= cores=`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TopologyDecl {
+    /// The node name.
+    pub span: SourceSpan,
+    /// Sockets.
+    pub sockets: Sp<u32>,
+    /// Clusters per socket.
+    pub clusters: Sp<u32>,
+    /// Cores per cluster.
+    pub cores: Sp<u32>,
+}
+
+/// One `cpu` in `cpus`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CpuDecl {
+    /// MPIDR affinity.
+    pub mpidr: Sp<u64>,
+    /// Socket index.
+    pub socket: Sp<u32>,
+    /// Cluster index.
+    pub cluster: Sp<u32>,
+    /// Core compatible (from `cpus core=` or the cpu's own `core=`).
+    pub core: Sp<String>,
+}
+
+/// `memory "NAME" BASE size= node=`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct MemoryDecl {
+    /// Region name.
+    pub name: Sp<String>,
+    /// Base.
+    pub base: Sp<u64>,
+    /// Size.
+    pub size: Sp<u64>,
+    /// NUMA node.
+    pub node: Sp<u32>,
+}
+
+/// `hypervisor load= size=`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct HypervisorDecl {
+    /// The node name.
+    pub span: SourceSpan,
+    /// Load address.
+    pub load: Sp<u64>,
+    /// Reserved size.
+    pub size: Sp<u64>,
+}
+
+/// `quirk "NAME" matches=`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct QuirkDecl {
+    /// Quirk name.
+    pub name: Sp<String>,
+    /// Compatible or bus ID.
+    pub matches: Sp<String>,
+}
+
+/// A `board` node; required parts are `None` when missing (already reported).
+///
+/// The same struct serves before and after [`crate::merge`]: merged, its `gic`, `timer`,
+/// `pmu` and `devices` include the SoC's.
+#[derive(Clone, Debug, PartialEq)]
+pub struct BoardDecl {
+    /// Board name.
+    pub name: Sp<String>,
+    /// `soc=`.
+    pub soc: Option<Sp<String>>,
+    /// `model`.
+    pub model: Option<Sp<String>>,
+    /// `support`.
+    pub support: Option<Sp<SupportLevel>>,
+    /// `verified-by`.
+    pub verified_by: Option<Sp<Verification>>,
+    /// `topology`.
+    pub topology: Option<TopologyDecl>,
+    /// `cpus` (None if the node is missing).
+    pub cpus: Option<Vec<CpuDecl>>,
+    /// `memory` nodes.
+    pub memory: Vec<MemoryDecl>,
+    /// `hypervisor`.
+    pub hypervisor: Option<HypervisorDecl>,
+    /// `console`.
+    pub console: Option<Sp<String>>,
+    /// Board-level GIC (overrides the SoC's).
+    pub gic: Option<GicDecl>,
+    /// Board-level timer.
+    pub timer: Option<TimerDecl>,
+    /// Board-level PMU.
+    pub pmu: Option<PmuDecl>,
+    /// Devices (new or overriding the SoC's by name).
+    pub devices: Vec<DeviceDecl>,
+    /// Quirks.
+    pub quirks: Vec<QuirkDecl>,
+    /// Names of the board's own child nodes written, decoded or not, in order.
+    pub written: Vec<String>,
+}
+
+impl BoardDecl {
+    /// The CPUs in boot order (none when `cpus` is missing or broken).
+    pub fn cpu_list(&self) -> &[CpuDecl] {
+        self.cpus.as_deref().unwrap_or_default()
+    }
+
+    /// One NUMA node per socket on multi-socket boards, a single node otherwise.
+    pub fn numa_node_count(&self) -> u32 {
+        self.topology.as_ref().map_or(1, |t| t.sockets.value.max(1))
+    }
+
+    /// Whether every `memory` node the board wrote decoded (a broken one is already
+    /// reported, and the hypervisor's placement is not judged against the rest).
+    pub fn memory_complete(&self) -> bool {
+        self.memory.len() == self.written.iter().filter(|n| *n == "memory").count()
+    }
+}

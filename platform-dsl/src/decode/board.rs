@@ -1,0 +1,419 @@
+//! Decoders of the `soc` and `board` nodes and the board-only parts (CPUs, memory,
+//! hypervisor placement, quirks, support and verification).
+
+use std::collections::HashMap;
+
+use super::{title, written, Cx, DecodeError, Shape};
+use crate::decl::{
+    BoardDecl, CpuDecl, HypervisorDecl, MemoryDecl, QuirkDecl, SocDecl, Sp, TopologyDecl,
+};
+use crate::model::{SupportLevel, Verification};
+use crate::parse::Node;
+
+impl Cx {
+    pub(super) fn soc(&mut self, node: &Node) -> Option<SocDecl> {
+        self.shape(
+            node,
+            &Shape {
+                props: &[],
+                children: &["gic", "timer", "pmu", "device"],
+                max_args: 1,
+                args_help: "a soc takes only its name: `soc \"NAME\" { ... }`",
+            },
+        );
+        let name = self.arg_str(node, 0, "the name", "soc \"my-soc\"")?;
+        let gic = self.single(node, "gic").and_then(|n| self.gic(n));
+        let timer = self.single(node, "timer").and_then(|n| self.timer(n));
+        let pmu = self.single(node, "pmu").and_then(|n| self.pmu(n));
+        let devices = self.devices(node);
+        Some(SocDecl {
+            name,
+            gic,
+            timer,
+            pmu,
+            devices,
+            written: written(node),
+        })
+    }
+
+    pub(super) fn board(&mut self, node: &Node) -> Option<BoardDecl> {
+        const CHILDREN: &[&str] = &[
+            "model",
+            "support",
+            "verified-by",
+            "topology",
+            "cpus",
+            "memory",
+            "hypervisor",
+            "console",
+            "gic",
+            "timer",
+            "pmu",
+            "device",
+            "quirk",
+        ];
+        self.shape(
+            node,
+            &Shape {
+                props: &["soc"],
+                children: CHILDREN,
+                max_args: 1,
+                args_help:
+                    "a board takes its name and `soc=`: `board \"NAME\" soc=\"SOC\" { ... }`",
+            },
+        );
+        let name = self.arg_str(node, 0, "the name", "board \"my-board\" soc=\"my-soc\"")?;
+        let soc = self.prop_str(node, "soc", "soc=\"my-soc\"");
+        let model = self
+            .single(node, "model")
+            .and_then(|n| self.text_node(n, "model \"Vendor Board\""));
+        let support = self
+            .single(node, "support")
+            .and_then(|n| self.text_node(n, "support \"supported\""))
+            .and_then(|s| {
+                self.choice(
+                    s,
+                    "support level",
+                    &[
+                        ("supported", SupportLevel::Supported),
+                        ("experimental", SupportLevel::Experimental),
+                        ("community", SupportLevel::Community),
+                    ],
+                )
+            });
+        let verified_by = self
+            .single(node, "verified-by")
+            .and_then(|n| self.verified_by(n));
+        let topology = self.single(node, "topology").and_then(|n| self.topology(n));
+        let cpus = self.single(node, "cpus").map(|n| self.cpus(n));
+        let mut memory = Vec::new();
+        let mut seen = HashMap::new();
+        for c in node.children.iter().filter(|c| c.name == "memory") {
+            if let Some(m) = self.memory(c) {
+                self.unique(
+                    &mut seen,
+                    "memory region",
+                    &m.name,
+                    "give each memory region its own name",
+                );
+                memory.push(m);
+            }
+        }
+        let hypervisor = self
+            .single(node, "hypervisor")
+            .and_then(|n| self.hypervisor(n));
+        let console = self
+            .single(node, "console")
+            .and_then(|n| self.text_node(n, "console \"uart0\""));
+        let gic = self.single(node, "gic").and_then(|n| self.gic(n));
+        let timer = self.single(node, "timer").and_then(|n| self.timer(n));
+        let pmu = self.single(node, "pmu").and_then(|n| self.pmu(n));
+        let devices = self.devices(node);
+        let quirks = node
+            .children
+            .iter()
+            .filter(|c| c.name == "quirk")
+            .filter_map(|c| self.quirk(c))
+            .collect();
+        for (child, example) in [
+            ("model", "model \"Vendor Board\""),
+            ("support", "support \"supported\""),
+            ("verified-by", "verified-by \"none\""),
+            ("topology", "topology sockets=1 clusters=1 cores=4"),
+            ("cpus", "cpus core=\"arm,cortex-a53\" { cpu 0x0 }"),
+            ("memory", "memory \"dram0\" 0x4000_0000 size=0x8000_0000"),
+            ("hypervisor", "hypervisor load=0x4020_0000 size=0x0200_0000"),
+            ("console", "console \"uart0\""),
+        ] {
+            if !node.children.iter().any(|c| c.name == child) {
+                self.missing_node(node, child, example);
+            }
+        }
+        if soc.is_none() && node.prop("soc").is_none() {
+            self.errors.push(DecodeError::Missing {
+                node: title(node),
+                what: "property `soc`".to_owned(),
+                span: node.name_span,
+                help:
+                    "name the SoC this board is built on, e.g. `board \"my-board\" soc=\"my-soc\"`"
+                        .to_owned(),
+            });
+        }
+        Some(BoardDecl {
+            name,
+            soc,
+            model,
+            support,
+            verified_by,
+            topology,
+            cpus,
+            memory,
+            hypervisor,
+            console,
+            gic,
+            timer,
+            pmu,
+            devices,
+            quirks,
+            written: written(node),
+        })
+    }
+
+    /// A node whose only content is one string argument (`model "..."`).
+    pub(super) fn text_node(&mut self, node: &Node, example: &str) -> Option<Sp<String>> {
+        self.shape(
+            node,
+            &Shape {
+                props: &[],
+                children: &[],
+                max_args: 1,
+                args_help: "this node takes a single string",
+            },
+        );
+        self.arg_str(node, 0, "the value", example)
+    }
+
+    pub(super) fn verified_by(&mut self, node: &Node) -> Option<Sp<Verification>> {
+        let kind = self.arg_str(
+            node,
+            0,
+            "a method (\"qemu\", \"dtb\" or \"none\")",
+            "verified-by \"none\"",
+        )?;
+        let props: &[&str] = match kind.value.as_str() {
+            "qemu" => &["machine", "cpu", "smp", "memory-mib", "extra"],
+            "dtb" => &["path"],
+            _ => &[],
+        };
+        self.shape(
+            node,
+            &Shape {
+                props,
+                children: &[],
+                max_args: 1,
+                args_help: "write `verified-by \"qemu\" machine=... cpu=... smp=N memory-mib=N`, `verified-by \"dtb\" path=\"...\"` or `verified-by \"none\"`",
+            },
+        );
+        let v = match kind.value.as_str() {
+            "qemu" => {
+                let machine = self.prop_str(node, "machine", "machine=\"virt,virtualization=on\"");
+                let machine = self.require(
+                    node,
+                    "machine",
+                    machine,
+                    "machine=\"virt,virtualization=on\"",
+                );
+                let cpu = self.prop_str(node, "cpu", "cpu=\"cortex-a57\"");
+                let cpu = self.require(node, "cpu", cpu, "cpu=\"cortex-a57\"");
+                let smp = self.prop_u32(node, "smp", "smp=4");
+                let smp = self.require(node, "smp", smp, "smp=4");
+                let mem = self.prop_int(node, "memory-mib", u64::MAX, "memory-mib=2048");
+                let mem = self.require(node, "memory-mib", mem, "memory-mib=2048");
+                let extra = self.prop_str(node, "extra", "extra=\"-audiodev none,id=snd0\"");
+                Verification::Qemu {
+                    machine: machine?.value,
+                    cpu: cpu?.value,
+                    smp: smp?.value,
+                    memory_mib: mem?.value,
+                    extra: extra
+                        .map(|e| e.value.split_whitespace().map(str::to_owned).collect())
+                        .unwrap_or_default(),
+                }
+            }
+            "dtb" => {
+                let path = self.prop_str(node, "path", "path=\"vendor/board.dtb\"");
+                let path = self.require(node, "path", path, "path=\"vendor/board.dtb\"");
+                Verification::DeviceTree { dtb: path?.value }
+            }
+            "none" => Verification::None,
+            _ => {
+                self.choice(
+                    kind,
+                    "verification method",
+                    &[("qemu", ()), ("dtb", ()), ("none", ())],
+                );
+                return None;
+            }
+        };
+        Some(Sp::new(v, kind.span, kind.text))
+    }
+
+    pub(super) fn topology(&mut self, node: &Node) -> Option<TopologyDecl> {
+        self.shape(
+            node,
+            &Shape {
+                props: &["sockets", "clusters", "cores"],
+                children: &[],
+                max_args: 0,
+                args_help: "write `topology sockets=1 clusters=1 cores=4`",
+            },
+        );
+        let get = |cx: &mut Self, name: &str| {
+            let example = format!("{name}=1");
+            let v = cx.prop_u32(node, name, &example);
+            let v = cx.require(node, name, v, &example)?;
+            if v.value == 0 {
+                cx.errors.push(DecodeError::OutOfRange {
+                    what: format!("topology `{name}`"),
+                    text: v.text.clone(),
+                    reason: "must be at least 1".to_owned(),
+                    span: v.span,
+                    help: format!("write `{name}=1` or more"),
+                });
+                return None;
+            }
+            Some(v)
+        };
+        let sockets = get(self, "sockets");
+        let clusters = get(self, "clusters");
+        let cores = get(self, "cores");
+        Some(TopologyDecl {
+            span: node.name_span,
+            sockets: sockets?,
+            clusters: clusters?,
+            cores: cores?,
+        })
+    }
+
+    pub(super) fn cpus(&mut self, node: &Node) -> Vec<CpuDecl> {
+        self.shape(
+            node,
+            &Shape {
+                props: &["core"],
+                children: &["cpu"],
+                max_args: 0,
+                args_help: "write `cpus core=\"arm,cortex-a53\" { cpu 0x0 ... }`",
+            },
+        );
+        let core = self.prop_str(node, "core", "core=\"arm,cortex-a53\"");
+        let mut out = Vec::new();
+        for c in node.children.iter().filter(|c| c.name == "cpu") {
+            self.shape(
+                c,
+                &Shape {
+                    props: &["socket", "cluster", "core"],
+                    children: &[],
+                    max_args: 1,
+                    args_help: "write `cpu 0x100 socket=0 cluster=1`",
+                },
+            );
+            let mpidr = self.arg_int(c, 0, "the MPIDR affinity", u64::MAX, "cpu 0x0");
+            let default = |span| Sp::new(0u32, span, "");
+            let socket = self
+                .prop_u32(c, "socket", "socket=0")
+                .unwrap_or(default(c.name_span));
+            let cluster = self
+                .prop_u32(c, "cluster", "cluster=0")
+                .unwrap_or(default(c.name_span));
+            let own_core = self.prop_str(c, "core", "core=\"arm,cortex-a53\"");
+            let cpu_core = match (own_core, &core) {
+                (Some(own), _) => Some(own),
+                (None, Some(all)) => Some(all.clone()),
+                (None, None) => {
+                    if node.prop("core").is_none() && c.prop("core").is_none() {
+                        self.errors.push(DecodeError::Missing {
+                            node: "cpu".to_owned(),
+                            what: "a core type".to_owned(),
+                            span: c.name_span,
+                            help: "add `core=\"arm,cortex-a53\"` to `cpus` (all CPUs) or to this `cpu`".to_owned(),
+                        });
+                    }
+                    None
+                }
+            };
+            if let (Some(mpidr), Some(core)) = (mpidr, cpu_core) {
+                out.push(CpuDecl {
+                    mpidr,
+                    socket,
+                    cluster,
+                    core,
+                });
+            }
+        }
+        if node.children.iter().all(|c| c.name != "cpu") {
+            self.missing_node(node, "cpu", "cpu 0x0");
+        }
+        out
+    }
+
+    pub(super) fn memory(&mut self, node: &Node) -> Option<MemoryDecl> {
+        self.shape(
+            node,
+            &Shape {
+                props: &["size", "node"],
+                children: &[],
+                max_args: 2,
+                args_help: "write `memory \"dram0\" 0x4000_0000 size=0x8000_0000 node=0`",
+            },
+        );
+        let name = self.arg_str(
+            node,
+            0,
+            "the name",
+            "memory \"dram0\" 0x4000_0000 size=0x8000_0000",
+        );
+        let base = self.arg_int(
+            node,
+            1,
+            "the base address",
+            u64::MAX,
+            "memory \"dram0\" 0x4000_0000 size=0x8000_0000",
+        );
+        let size = self.prop_int(node, "size", u64::MAX, "size=0x8000_0000");
+        let size = self.require(node, "size", size, "size=0x8000_0000");
+        let numa = self
+            .prop_u32(node, "node", "node=0")
+            .unwrap_or(Sp::new(0, node.name_span, ""));
+        Some(MemoryDecl {
+            name: name?,
+            base: base?,
+            size: size?,
+            node: numa,
+        })
+    }
+
+    pub(super) fn hypervisor(&mut self, node: &Node) -> Option<HypervisorDecl> {
+        self.shape(
+            node,
+            &Shape {
+                props: &["load", "size"],
+                children: &[],
+                max_args: 0,
+                args_help: "write `hypervisor load=0x4020_0000 size=0x0200_0000`",
+            },
+        );
+        let load = self.prop_int(node, "load", u64::MAX, "load=0x4020_0000");
+        let load = self.require(node, "load", load, "load=0x4020_0000");
+        let size = self.prop_int(node, "size", u64::MAX, "size=0x0200_0000");
+        let size = self.require(node, "size", size, "size=0x0200_0000");
+        Some(HypervisorDecl {
+            span: node.name_span,
+            load: load?,
+            size: size?,
+        })
+    }
+
+    pub(super) fn quirk(&mut self, node: &Node) -> Option<QuirkDecl> {
+        self.shape(
+            node,
+            &Shape {
+                props: &["matches"],
+                children: &[],
+                max_args: 1,
+                args_help: "write `quirk \"NAME\" matches=\"compatible-or-bus-id\"`",
+            },
+        );
+        let name = self.arg_str(
+            node,
+            0,
+            "the name",
+            "quirk \"rtl8153-usb-nic\" matches=\"usb:0bda:8153\"",
+        );
+        let matches = self.prop_str(node, "matches", "matches=\"usb:0bda:8153\"");
+        let matches = self.require(node, "matches", matches, "matches=\"usb:0bda:8153\"");
+        Some(QuirkDecl {
+            name: name?,
+            matches: matches?,
+        })
+    }
+}
