@@ -378,9 +378,15 @@ pub enum AfterChecks {
     /// `secret`: instead of the checks, fill free RAM with an address-dependent pattern, stay
     /// up about 3 s, then power off (the victim of an isolation scenario, see `isolation.rs`).
     Secret,
-    /// `scan`: instead of the checks, look for the `secret` pattern in all of RAM and probe
-    /// addresses outside RAM, each of which must abort (the attacker, see `isolation.rs`).
-    Scan,
+    /// `scan [reset]`: instead of the checks, look for the `secret` pattern in all of RAM and
+    /// probe addresses outside RAM, each of which must abort (the attacker, see
+    /// `isolation.rs`). With `reset`, the first run then writes the pattern over its own
+    /// free RAM and resets itself, and the run after the reset scans again: RAM must come
+    /// back zeroed.
+    Scan {
+        /// Write the pattern and reset after the first scan.
+        reset: bool,
+    },
 }
 
 /// Whether the kernel command line `bootargs` contains `word` as a whole word.
@@ -400,7 +406,9 @@ pub fn after_checks(bootargs: &str) -> AfterChecks {
     } else if has_word(bootargs, "secret") {
         AfterChecks::Secret
     } else if has_word(bootargs, "scan") {
-        AfterChecks::Scan
+        AfterChecks::Scan {
+            reset: has_word(bootargs, "reset"),
+        }
     } else if has_word(bootargs, "echo") {
         AfterChecks::Echo
     } else {
@@ -668,7 +676,14 @@ mod tests {
 
     #[test]
     fn scan_in_bootargs_selects_scan_mode() {
-        assert_eq!(after_checks("scan echo"), AfterChecks::Scan);
+        assert_eq!(
+            after_checks("scan echo"),
+            AfterChecks::Scan { reset: false }
+        );
+        assert_eq!(
+            after_checks("scan reset"),
+            AfterChecks::Scan { reset: true }
+        );
     }
 
     #[test]

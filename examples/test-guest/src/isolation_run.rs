@@ -32,12 +32,23 @@ fn image() -> Region {
 /// `secret`: fills every word from the image end to `DTB_RESERVE` before RAM end with
 /// `PATTERN ^ address`, sleeps `SECRET_ALIVE_MS`, and returns (the caller powers off).
 pub fn secret(platform: &Platform, gic: &Gic) {
+    if !write_secret(platform) {
+        return;
+    }
+    let deadline = checks::counter() + checks::ticks(SECRET_ALIVE_MS);
+    checks::sleep_until(gic, platform.vtimer_intid, deadline, || false);
+    println!("secret: done");
+}
+
+/// Fills every word from the image end to `DTB_RESERVE` before RAM end with
+/// `PATTERN ^ address`; false (after a `FAIL` line) if there is no such RAM.
+pub fn write_secret(platform: &Platform) -> bool {
     let Some(range) = isolation::secret_range(platform.ram, image().end()) else {
         println!(
             "secret: FAIL no RAM between the image end {:#x} and the DTB reserve: give the VM more RAM",
             image().end()
         );
-        return;
+        return false;
     };
     let mut addr = range.base;
     while addr < range.end() {
@@ -48,9 +59,7 @@ pub fn secret(platform: &Platform, gic: &Gic) {
         addr += 8;
     }
     println!("secret: written {} MiB", range.size >> 20);
-    let deadline = checks::counter() + checks::ticks(SECRET_ALIVE_MS);
-    checks::sleep_until(gic, platform.vtimer_intid, deadline, || false);
-    println!("secret: done");
+    true
 }
 
 /// Words read and secret words found by `scan_range`.

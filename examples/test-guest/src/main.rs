@@ -218,8 +218,25 @@ mod guest {
                 crate::isolation_run::secret(platform, gic);
                 halt()
             }
-            dt::AfterChecks::Scan => {
+            dt::AfterChecks::Scan { reset } => {
+                if platform.reset_count > 0 {
+                    println!("scan: running again after reset {}", platform.reset_count);
+                }
                 crate::isolation_run::scan(platform, gic);
+                if reset && platform.reset_count == 0 {
+                    // Leave the pattern in this VM's own RAM: after the reset, the scan
+                    // must not find it (the hypervisor gives RAM back zeroed).
+                    crate::isolation_run::write_secret(platform);
+                    println!("scan: resetting itself");
+                    match platform.conduit {
+                        Conduit::Hvc => {
+                            let _ = psci::system_reset::<Hvc>();
+                        }
+                        Conduit::Smc => {
+                            let _ = psci::system_reset::<Smc>();
+                        }
+                    }
+                }
                 halt()
             }
             dt::AfterChecks::Spin => {
