@@ -673,13 +673,20 @@ impl VGic {
     /// An LR the guest deactivated (invalid) leaves its interrupt inactive; a level
     /// interrupt whose line is still high is then pending again.
     pub fn sync(&mut self, vcpu: VcpuId, lrs: &[u64]) -> Result<(), VGicError> {
-        let slots = self
+        let mut left = self
             .vcpus
             .get(vcpu.0)
             .ok_or(VGicError::NoSuchVcpu(vcpu))?
-            .lrs;
-        for (i, slot) in slots.iter().enumerate() {
-            let Some(slot) = slot else { continue };
+            .lrs_in_use;
+        // `flush` fills slots from 0: stop once every slot in use has been folded back.
+        for i in 0..MAX_LRS {
+            if left == 0 {
+                break;
+            }
+            let Some(slot) = self.vcpus[vcpu.0].lrs[i] else {
+                continue;
+            };
+            left -= 1;
             let value = lrs.get(i).copied().unwrap_or(Lr::EMPTY);
             let lr = Lr::decode(value);
             if value != Lr::EMPTY && lr.vintid != slot.intid {

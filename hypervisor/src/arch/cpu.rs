@@ -2,6 +2,7 @@
 //! the GICv3 virtual CPU interface (ICH_*) and firmware calls.
 
 use super::sysreg::{read_sysreg, write_sysreg};
+use aarch64_cpu::registers::{Writeable, HCR_EL2};
 
 /// Index of this physical CPU in the board's CPU table (kept in TPIDR_EL2 since boot).
 pub fn current_index() -> usize {
@@ -68,33 +69,24 @@ pub fn stop_hyp_timer() {
 /// EL2 configuration shared by every vCPU on this physical CPU. The GICv3 virtual CPU
 /// interface registers (ICC_SRE_EL2, ICH_*) are touched only when `gic_v3`.
 pub fn init_el2(vtcr: u64, gic_v3: bool) {
-    // HCR_EL2 (Arm ARM D23.2.53): RW=1 (EL1 is AArch64), TSC=1 (trap SMC), TWI=1 (trap WFI),
-    // AMO/IMO/FMO=1 (physical SError/IRQ/FIQ to EL2, virtual ones to the guest),
-    // SWIO=1, VM=1 (stage-2 on), FB=1, BSU=inner shareable (01), PTW=1.
-    const HCR_VM: u64 = 1 << 0;
-    const HCR_SWIO: u64 = 1 << 1;
-    const HCR_PTW: u64 = 1 << 2;
-    const HCR_FMO: u64 = 1 << 3;
-    const HCR_IMO: u64 = 1 << 4;
-    const HCR_AMO: u64 = 1 << 5;
-    const HCR_FB: u64 = 1 << 9;
-    const HCR_BSU_IS: u64 = 1 << 10;
-    const HCR_TWI: u64 = 1 << 13;
-    const HCR_TSC: u64 = 1 << 19;
-    const HCR_RW: u64 = 1 << 31;
-    let hcr = HCR_VM
-        | HCR_SWIO
-        | HCR_PTW
-        | HCR_FMO
-        | HCR_IMO
-        | HCR_AMO
-        | HCR_FB
-        | HCR_BSU_IS
-        | HCR_TWI
-        | HCR_TSC
-        | HCR_RW;
+    // HCR_EL2 (Arm ARM D23.2.53): EL1 is AArch64, SMC traps, WFI traps, physical SError/IRQ/FIQ to EL2 and virtual ones to the guest,
+    // set/way invalidation upgraded to clean+invalidate, stage 2 on, TLB and cache
+    // maintenance broadcast, barriers at least inner shareable, stage-1 walks that hit
+    // device memory at stage 2 fault.
+    HCR_EL2.write(
+        HCR_EL2::VM::Enable
+            + HCR_EL2::SWIO::SET
+            + HCR_EL2::PTW::SET
+            + HCR_EL2::FMO::EnableVirtualFIQ
+            + HCR_EL2::IMO::EnableVirtualIRQ
+            + HCR_EL2::AMO::SET
+            + HCR_EL2::FB::SET
+            + HCR_EL2::BSU::InnerShareable
+            + HCR_EL2::TWI::SET
+            + HCR_EL2::TSC::EnableTrapEl1SmcToEl2
+            + HCR_EL2::RW::EL1IsAarch64,
+    );
     write_sysreg!("vtcr_el2", vtcr);
-    write_sysreg!("hcr_el2", hcr);
     // CPTR_EL2: no FP/SIMD trap (TFP=0); bits 13:12 and 9:0 are RES1.
     write_sysreg!("cptr_el2", 0x33ff);
     // CNTHCTL_EL2: EL1PCTEN=1 (physical counter readable), EL1PCEN=0 (physical timer

@@ -443,7 +443,7 @@ pub fn run_cpu(cpu_index: usize) -> ! {
     }
     let mut hw = HwLrs {
         num: crate::arch::vgic_hw::num_lrs().min(16),
-        clean: false,
+        dirty: crate::arch::vgic_hw::num_lrs().min(16),
         hcr: u64::MAX,
     };
     let mut loaded: Option<usize> = None;
@@ -512,8 +512,10 @@ pub fn run_cpu(cpu_index: usize) -> ! {
             Some(d) => cpu::set_hyp_timer(d),
             None => cpu::stop_hyp_timer(),
         }
+        // A vCPU alone on this CPU idles in place when it blocks: nothing else could run.
+        let solo = local.len() == 1;
         let lv = &mut local[i];
-        match run_vcpu(lv, &mut hw) {
+        match run_vcpu(lv, &mut hw, solo) {
             Next::Block => {
                 // Wake at the virtual timer's deadline (CNTVOFF_EL2 = 0: the same count).
                 let (ctl, cval) = cpu::vtimer();
@@ -549,6 +551,28 @@ fn wake_condition(lv: &LocalVcpu, is_loaded: bool) -> bool {
     crate::vtimer::should_fire(ctl, cval, cpu::virtual_counter())
 }
 
+/// The loaded vCPU, alone on this physical CPU, waits for an interrupt: the CPU sleeps
+/// right here instead of going through the scheduler, and the vCPU resumes as soon as
+/// an interrupt is pending for it or its timer fires (its virtual timer's interrupt is
+/// live on this CPU and wakes the `WFI`). Returns [`Next::Off`] if the vCPU was turned
+/// off meanwhile (its VM stopped or reset).
+fn idle_in_place(lv: &mut LocalVcpu) -> Next {
+    if let Some(out) = lv.vm.devices.lock().console_output() {
+        out.flush_prompt();
+    }
+    loop {
+        if lv.vm.is_stopped() || lv.shared().power.load() != PowerState::On {
+            return Next::Off;
+        }
+        if wake_condition(lv, true) {
+            return Next::Resume;
+        }
+        cpu::stop_hyp_timer();
+        cpu::wait_for_interrupt();
+        handle_physical_irqs(Some(lv));
+    }
+}
+
 /// Nothing runnable: sleep until an interrupt or the run queue's next deadline (a
 /// blocked vCPU's timer).
 fn idle(local: &mut [LocalVcpu], rq: &RunQueue<usize>, loaded: Option<usize>) {
@@ -573,8 +597,8 @@ fn check_power_off(cpu_index: usize) {
 struct HwLrs {
     /// List registers implemented (at most 16).
     num: usize,
-    /// Every list register holds `Lr::EMPTY`.
-    clean: bool,
+    /// List registers `dirty..num` hold `Lr::EMPTY` (the guest cannot write them).
+    dirty: usize,
     /// Last value written to `ICH_HCR_EL2`.
     hcr: u64,
 }
@@ -589,7 +613,7 @@ impl HwLrs {
 }
 
 /// Enters the guest until the vCPU blocks, yields or stops.
-fn run_vcpu(lv: &mut LocalVcpu, hw: &mut HwLrs) -> Next {
+fn run_vcpu(lv: &mut LocalVcpu, hw: &mut HwLrs, solo: bool) -> Next {
     let num_lrs = hw.num;
     loop {
         if lv.vm.stopped.load(Ordering::Acquire) || lv.shared().power.load() != PowerState::On {
@@ -608,13 +632,11 @@ fn run_vcpu(lv: &mut LocalVcpu, hw: &mut HwLrs) -> Next {
                 }
             }
         };
-        // The guest cannot write list registers: with none used they stay empty.
-        if used > 0 || !hw.clean {
-            for n in 0..num_lrs {
-                crate::arch::vgic_hw::write_lr(n, lv.lrs[n]);
-            }
-            hw.clean = used == 0;
+        // Only the LRs in use now or at the last entry: the others already hold EMPTY.
+        for n in 0..used.max(hw.dirty).min(num_lrs) {
+            crate::arch::vgic_hw::write_lr(n, lv.lrs[n]);
         }
+        hw.dirty = used;
         let kind = arch::run_guest(&mut lv.regs);
         if used > 0 || hw.hcr != crate::vgic::lr::ICH_HCR_EN {
             // A deactivated LR with its EOI bit, or underflow, keeps the maintenance
@@ -623,11 +645,11 @@ fn run_vcpu(lv: &mut LocalVcpu, hw: &mut HwLrs) -> Next {
             hw.set_hcr(0);
         }
         if used > 0 {
-            for n in 0..num_lrs {
+            for n in 0..used {
                 lv.lrs[n] = crate::arch::vgic_hw::read_lr(n);
             }
             let mut dev = lv.vm.devices.lock();
-            let _ = dev.vgic.sync(lv.id, &lv.lrs[..num_lrs]);
+            let _ = dev.vgic.sync(lv.id, &lv.lrs[..used]);
             while let Some(intid) = dev.vgic.pop_eoi_notified(lv.id) {
                 if let Some(irq) = lv.vm.passthrough_irq(intid.0) {
                     let _ = dev.vgic.set_level(intid, VcpuId(0), false);
@@ -671,6 +693,10 @@ fn run_vcpu(lv: &mut LocalVcpu, hw: &mut HwLrs) -> Next {
         };
         match next {
             Next::Resume => continue,
+            Next::Block if solo => match idle_in_place(lv) {
+                Next::Resume => continue,
+                other => return other,
+            },
             other => return other,
         }
     }
