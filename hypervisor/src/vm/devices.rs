@@ -165,6 +165,8 @@ pub const MAX_PENDING_INPUT: usize = 4096;
 pub struct ConsoleUart {
     uart: Pl011,
     intid: IntId,
+    /// The level last driven onto the interrupt line (the vGIC is only told of changes).
+    driven: Option<bool>,
     /// Lines of output.
     pub output: VmOutput,
     /// Console input the UART has not taken yet (its FIFO was full or its receiver off);
@@ -178,6 +180,7 @@ impl ConsoleUart {
         Self {
             uart: Pl011::new(),
             intid,
+            driven: None,
             output: VmOutput::new(tag, sink),
             input: VecDeque::new(),
         }
@@ -202,7 +205,11 @@ impl ConsoleUart {
         }
         let out = &mut self.output;
         self.uart.drain_output(|bytes| out.push(bytes));
-        ctx.set_irq_level(self.intid, self.uart.irq_level());
+        let level = self.uart.irq_level();
+        if self.driven != Some(level) {
+            self.driven = Some(level);
+            ctx.set_irq_level(self.intid, level);
+        }
     }
 }
 
@@ -232,6 +239,8 @@ impl<'a> MmioDevice<IoCtx<'a>> for ConsoleUart {
 
     fn reset(&mut self) {
         self.uart = Pl011::new();
+        // The vGIC was reset too: drive the line again on the next access.
+        self.driven = None;
     }
 }
 
