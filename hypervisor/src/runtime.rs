@@ -54,6 +54,9 @@ pub fn cpu_main(cpu_index: usize) -> ! {
 }
 
 fn primary_main() -> ! {
+    // When the hypervisor was entered (CNTVOFF_EL2 is 0 for every guest, so guests' virtual
+    // counters share this timeline): the start of the "VM start" figure.
+    let entered = cpu::counter();
     let heap = arch::init_heap();
     let board = arch::board();
     let mmu = arch::mmu::build(board);
@@ -61,7 +64,7 @@ fn primary_main() -> ! {
     let probed = probe_devices(board);
     hvprintln!();
     hvprintln!(
-        "[hv] hypervisor {} starting at EL2",
+        "[hv] hypervisor {} starting at EL2 (entered at counter {entered})",
         env!("CARGO_PKG_VERSION")
     );
     banner(board, &probed, heap);

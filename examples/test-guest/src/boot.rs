@@ -53,6 +53,7 @@ _start:
 .endm
 
 primary_entry:
+    mrs     x20, cntvct_el0         // when the first instruction ran (VM start figure)
     cpu_setup
     mov     x19, x0                 // DTB address
     adrp    x1, __bss_start
@@ -68,6 +69,7 @@ primary_entry:
     ldr     x2, ={stack_size}
     add     sp, x1, x2              // CPU 0's stack top
     mov     x0, x19
+    mov     x1, x20
     bl      {primary_main}
 3:  wfe
     b       3b

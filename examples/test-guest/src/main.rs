@@ -121,7 +121,7 @@ mod guest {
     }
 
     /// Boot CPU entry, MMU off, on CPU 0's stack, `.bss` zeroed; `dtb` is x0 from the loader.
-    pub extern "C" fn primary_main(dtb: usize) -> ! {
+    pub extern "C" fn primary_main(dtb: usize, entry_ticks: u64) -> ! {
         TPIDR_EL1.set(0);
         // Without a DTB there is no console and no PSCI conduit to report with: just stop.
         let Some(blob) = dtb_blob(dtb) else { halt() };
@@ -147,7 +147,7 @@ mod guest {
         let console = console::init(uart(platform.uart));
         let gic = GIC.call_once(|| Gic::new(&platform.gic));
         println!(
-            "EL1 up: {} CPU(s), RAM {:#x}+{:#x}, {}, PSCI via {:?}, vtimer INTID {}, UART {:#x} INTID {:?}",
+            "EL1 up: {} CPU(s), RAM {:#x}+{:#x}, {}, PSCI via {:?}, vtimer INTID {}, UART {:#x} INTID {:?}, first instruction at counter {entry_ticks}",
             platform.cpu_count,
             platform.ram.base,
             platform.ram.size,
