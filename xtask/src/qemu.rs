@@ -149,6 +149,114 @@ impl Drop for Killer {
     }
 }
 
+/// Where a scenario stands after the output seen so far.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// Keep reading: something expected has not appeared yet, or QEMU must still exit.
+    Continue,
+    /// Every expectation holds.
+    Pass,
+    /// An expectation failed; the reason names the line or status.
+    Fail(String),
+}
+
+/// A scenario's expectations checked against its output, line by line: ordered `expect`
+/// lines, `expect_unordered` lines, `forbid` words and, with `expect_exit`, QEMU's exit
+/// status. Pure (no QEMU), so that the rules are host-tested; `run_scenario` feeds it.
+pub struct Progress<'a> {
+    scenario: &'a Scenario,
+    /// Index of the next ordered line to find.
+    next: usize,
+    /// Unordered lines not seen yet.
+    unseen: Vec<&'a str>,
+}
+
+impl<'a> Progress<'a> {
+    /// Nothing seen yet.
+    pub fn new(scenario: &'a Scenario) -> Self {
+        Self {
+            scenario,
+            next: 0,
+            unseen: scenario
+                .expect_unordered
+                .iter()
+                .map(String::as_str)
+                .collect(),
+        }
+    }
+
+    /// One line of console output. `Pass` only for a scenario that does not wait for QEMU
+    /// to exit, once everything expected has appeared.
+    pub fn line(&mut self, line: &str) -> Verdict {
+        if let Some(bad) = self
+            .scenario
+            .forbid
+            .iter()
+            .find(|f| line.contains(f.as_str()))
+        {
+            return Verdict::Fail(format!("forbidden output `{bad}` in line `{line}`"));
+        }
+        if let Some(want) = self.scenario.expect.get(self.next) {
+            if line.contains(want.as_str()) {
+                self.next += 1;
+            }
+        }
+        self.unseen.retain(|u| !line.contains(u));
+        if self.missing().is_empty() && !self.scenario.expect_exit {
+            Verdict::Pass
+        } else {
+            Verdict::Continue
+        }
+    }
+
+    /// QEMU exited by itself (its output has ended): every expected line must have
+    /// appeared, and with `expect_exit` the status must be success. `status` is only shown.
+    pub fn exited(&self, success: bool, status: &str) -> Result<(), String> {
+        let missing = self.missing();
+        if !missing.is_empty() {
+            return Err(format!(
+                "QEMU exited ({status}) before every expected line appeared; missing: {}",
+                missing.join(", ")
+            ));
+        }
+        if self.scenario.expect_exit && !success {
+            return Err(format!("QEMU exited with {status}"));
+        }
+        Ok(())
+    }
+
+    /// The time limit passed with QEMU still running: always a failure; the reason names
+    /// what was still awaited.
+    pub fn timed_out(&self) -> String {
+        let missing = self.missing();
+        let waiting = if missing.is_empty() {
+            "QEMU to exit".to_string()
+        } else {
+            missing.join(", ")
+        };
+        format!(
+            "timed out after {:?} waiting for {waiting}",
+            self.scenario.timeout
+        )
+    }
+
+    /// The expected lines not seen yet, each quoted: the next ordered line (and how many
+    /// ordered lines follow it), then every unseen unordered line.
+    pub fn missing(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if let Some(want) = self.scenario.expect.get(self.next) {
+            let after = self.scenario.expect.len() - self.next - 1;
+            out.push(if after == 0 {
+                format!("`{want}`")
+            } else {
+                format!("`{want}` (and {after} ordered line(s) after it)")
+            });
+        }
+        out.extend(self.unseen.iter().map(|u| format!("`{u}` (unordered)")));
+        out
+    }
+}
+
 /// Runs one scenario; `Err` carries the reason and the log path.
 pub fn run_scenario(s: &Scenario) -> Result<(), String> {
     let img = if s.out_of_tree {
@@ -190,44 +298,23 @@ pub fn run_scenario(s: &Scenario) -> Result<(), String> {
         }
     });
     let start = Instant::now();
-    let mut next = 0;
-    let mut unseen: Vec<&String> = s.expect_unordered.iter().collect();
+    let mut progress = Progress::new(s);
     let mut inputs = s.input.iter().peekable();
     let mut since_send: Vec<String> = Vec::new();
-    let fail = |why: String, log_path: &PathBuf| {
-        Err(format!(
-            "scenario {}: {why} (log: {})",
-            s.name,
-            log_path.display()
-        ))
-    };
-    loop {
+    let verdict = loop {
         let left = s.timeout.saturating_sub(start.elapsed());
         if left.is_zero() {
-            let want = s
-                .expect
-                .get(next)
-                .cloned()
-                .unwrap_or_else(|| "QEMU to exit".into());
-            return fail(
-                format!("timed out after {:?} waiting for `{want}`", s.timeout),
-                &log_path,
-            );
+            break Err(progress.timed_out());
         }
         match rx.recv_timeout(left.min(Duration::from_millis(200))) {
             Ok(line) => {
                 let _ = writeln!(log, "{line}");
-                if let Some(bad) = s.forbid.iter().find(|f| line.contains(f.as_str())) {
-                    return fail(
-                        format!("forbidden output `{bad}` in line `{line}`"),
-                        &log_path,
-                    );
+                match progress.line(&line) {
+                    Verdict::Continue => {}
+                    Verdict::Pass => break Ok(()),
+                    Verdict::Fail(why) => break Err(why),
                 }
-                if next < s.expect.len() && line.contains(s.expect[next].as_str()) {
-                    next += 1;
-                }
-                unseen.retain(|u| !line.contains(u.as_str()));
-                since_send.push(line.clone());
+                since_send.push(line);
                 while let Some((triggers, text)) = inputs.peek() {
                     let ready = triggers
                         .iter()
@@ -242,9 +329,6 @@ pub fn run_scenario(s: &Scenario) -> Result<(), String> {
                     since_send.clear();
                     inputs.next();
                 }
-                if next == s.expect.len() && unseen.is_empty() && !s.expect_exit {
-                    return Ok(());
-                }
             }
             Err(mpsc::RecvTimeoutError::Timeout) => {}
             Err(mpsc::RecvTimeoutError::Disconnected) => {
@@ -253,20 +337,146 @@ pub fn run_scenario(s: &Scenario) -> Result<(), String> {
                 let mut err = String::new();
                 let _ = stderr.read_to_string(&mut err);
                 let _ = writeln!(log, "--- stderr ---\n{err}\n--- exit: {status}");
-                if next < s.expect.len() {
-                    return fail(
-                        format!(
-                            "QEMU exited ({status}) before `{}` appeared",
-                            s.expect[next]
-                        ),
-                        &log_path,
-                    );
-                }
-                if s.expect_exit && !status.success() {
-                    return fail(format!("QEMU exited with {status}"), &log_path);
-                }
-                return Ok(());
+                break progress.exited(status.success(), &status.to_string());
             }
         }
+    };
+    verdict.map_err(|why| {
+        let _ = writeln!(log, "--- scenario failed: {why}");
+        format!("scenario {}: {why} (log: {})", s.name, log_path.display())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scenario(expect: &[&str], unordered: &[&str]) -> Scenario {
+        let target = Target {
+            board: "qemu-virt".into(),
+            board_file: PathBuf::from("boards.kdl"),
+            vms: PathBuf::from("vms.toml"),
+            allow_experimental: false,
+        };
+        Scenario {
+            expect_unordered: unordered.iter().map(|l| l.to_string()).collect(),
+            ..Scenario::new(
+                "self-test",
+                target,
+                expect.iter().map(|l| l.to_string()).collect(),
+            )
+        }
+    }
+
+    /// Feeds `output` and returns the last verdict.
+    fn feed(p: &mut Progress, output: &[&str]) -> Verdict {
+        let mut v = Verdict::Continue;
+        for l in output {
+            v = p.line(l);
+            if v != Verdict::Continue {
+                break;
+            }
+        }
+        v
+    }
+
+    #[test]
+    fn every_line_present_and_a_clean_exit_passes() {
+        let s = scenario(&["[hv] board", "RESULT: 7 passed"], &["counting", "rising"]);
+        let mut p = Progress::new(&s);
+        let out = [
+            "[hv] board: qemu-virt",
+            "x: rising",
+            "RESULT: 7 passed",
+            "ipi: counting",
+        ];
+        assert_eq!(feed(&mut p, &out), Verdict::Continue);
+        assert!(p.missing().is_empty());
+        assert_eq!(p.exited(true, "exit status: 0"), Ok(()));
+    }
+
+    #[test]
+    fn a_missing_unordered_line_fails_when_qemu_exits_by_itself() {
+        let s = scenario(&["[hv] board"], &["counting", "rising"]);
+        let mut p = Progress::new(&s);
+        feed(&mut p, &["[hv] board: qemu-virt", "IPIs: counting"]);
+        let e = p.exited(true, "exit status: 0").unwrap_err();
+        assert!(e.contains("`rising` (unordered)"), "{e}");
+        assert!(!e.contains("counting"), "{e}");
+    }
+
+    #[test]
+    fn a_missing_ordered_line_fails_when_qemu_exits_by_itself() {
+        let s = scenario(&["one", "two", "three"], &[]);
+        let mut p = Progress::new(&s);
+        feed(&mut p, &["one", "three"]);
+        let e = p.exited(true, "exit status: 0").unwrap_err();
+        assert!(e.contains("`two` (and 1 ordered line(s) after it)"), "{e}");
+    }
+
+    #[test]
+    fn ordered_lines_out_of_order_do_not_count() {
+        let s = scenario(&["one", "two"], &[]);
+        let mut p = Progress::new(&s);
+        feed(&mut p, &["two", "one"]);
+        assert_eq!(p.missing(), vec!["`two`".to_string()]);
+    }
+
+    #[test]
+    fn a_forbidden_line_fails_at_once() {
+        let s = scenario(&["one"], &[]);
+        let mut p = Progress::new(&s);
+        let v = feed(&mut p, &["one", "[test-guest] FAIL timer"]);
+        assert_eq!(
+            v,
+            Verdict::Fail("forbidden output `FAIL` in line `[test-guest] FAIL timer`".into())
+        );
+    }
+
+    #[test]
+    fn a_failing_exit_status_fails_when_the_scenario_expects_a_clean_exit() {
+        let s = scenario(&["one"], &[]);
+        let mut p = Progress::new(&s);
+        feed(&mut p, &["one"]);
+        assert_eq!(
+            p.exited(false, "exit status: 1"),
+            Err("QEMU exited with exit status: 1".into())
+        );
+    }
+
+    #[test]
+    fn without_expect_exit_the_scenario_passes_once_every_line_appeared() {
+        let s = Scenario {
+            expect_exit: false,
+            ..scenario(&["one"], &["spinning"])
+        };
+        let mut p = Progress::new(&s);
+        assert_eq!(p.line("one"), Verdict::Continue);
+        assert_eq!(p.line("spinning for ever"), Verdict::Pass);
+    }
+
+    #[test]
+    fn without_expect_exit_an_early_exit_with_a_line_missing_fails() {
+        let s = Scenario {
+            expect_exit: false,
+            ..scenario(&["one"], &["spinning"])
+        };
+        let mut p = Progress::new(&s);
+        feed(&mut p, &["one"]);
+        let e = p.exited(true, "exit status: 0").unwrap_err();
+        assert!(e.contains("`spinning` (unordered)"), "{e}");
+    }
+
+    #[test]
+    fn a_timeout_fails_and_names_every_missing_line() {
+        let s = scenario(&["one", "two"], &["a", "b"]);
+        let mut p = Progress::new(&s);
+        feed(&mut p, &["one", "b"]);
+        let e = p.timed_out();
+        assert!(e.contains("waiting for `two`, `a` (unordered)"), "{e}");
+        let all = scenario(&["one"], &[]);
+        let mut p = Progress::new(&all);
+        feed(&mut p, &["one"]);
+        assert!(p.timed_out().contains("waiting for QEMU to exit"));
     }
 }
