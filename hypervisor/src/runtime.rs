@@ -64,8 +64,9 @@ fn primary_main() -> ! {
     let probed = probe_devices(board);
     hvprintln!();
     hvprintln!(
-        "[hv] hypervisor {} starting at EL2 (entered at counter {entered})",
-        env!("CARGO_PKG_VERSION")
+        "[hv] hypervisor {} starting at EL2; counter entered_at={entered} freq={}",
+        env!("CARGO_PKG_VERSION"),
+        cpu::counter_frequency()
     );
     banner(board, &probed, heap);
     match mmu {
@@ -104,7 +105,7 @@ fn primary_main() -> ! {
     let t0 = cpu::counter();
     let timeout = cpu::counter_frequency(); // one second
     while CPUS_ONLINE.load(Ordering::Acquire) < started && cpu::counter() - t0 < timeout {
-        core::hint::spin_loop();
+        cpu::yield_now(); // Hands the CPU over under QEMU's round-robin TCG (see `sync`).
     }
     let online = CPUS_ONLINE.load(Ordering::Acquire);
     PCPU_COUNT.store(online, Ordering::Release);

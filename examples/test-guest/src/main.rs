@@ -147,7 +147,7 @@ mod guest {
         let console = console::init(uart(platform.uart));
         let gic = GIC.call_once(|| Gic::new(&platform.gic));
         println!(
-            "EL1 up: {} CPU(s), RAM {:#x}+{:#x}, {}, PSCI via {:?}, vtimer INTID {}, UART {:#x} INTID {:?}, first instruction at counter {entry_ticks}",
+            "EL1 up: {} CPU(s), RAM {:#x}+{:#x}, {}, PSCI via {:?}, vtimer INTID {}, UART {:#x} INTID {:?}, counter: first_instruction_at={entry_ticks}",
             platform.cpu_count,
             platform.ram.base,
             platform.ram.size,

@@ -47,7 +47,7 @@ fn enable_passthrough_irq(vm: &Vm, irq: &crate::platform::IrqDesc) {
 /// Blocks a secondary CPU until the boot CPU has created the VMs.
 pub fn wait_until_created() {
     while !CREATED.load(Ordering::Acquire) {
-        core::hint::spin_loop();
+        cpu::yield_now(); // Hands the CPU over under QEMU's round-robin TCG (see `sync`).
     }
 }
 
