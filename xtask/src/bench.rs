@@ -208,6 +208,17 @@ fn run(smoke: bool) -> Result<(), BenchError> {
     let heap_kib = walls_log_heap(&out_dir.join("exits-hv-1.log"));
     let vm_memory = vm_memory(&out_dir, &machine_opt, &guest_bin, &mut walls)?;
 
+    let vm_start = vm_start(&out_dir, &machine_opt, &guest_bin, &mut walls)?;
+    for &(mib, insns) in &vm_start.insns {
+        rows.push(Row::new(
+            &format!("VM start, {mib} MiB: hv entry -> guest's 1st insn"),
+            "insns",
+            vec![0.0],
+            vec![insns],
+            Goal::None,
+        ));
+    }
+
     let linux_setup = LinuxSetup::prepare(&out_dir)?;
     let wall_runs = if smoke { WALL_RUNS_SMOKE } else { WALL_RUNS };
     rows.push(boot_wall(
@@ -229,7 +240,14 @@ fn run(smoke: bool) -> Result<(), BenchError> {
     }
 
     print_table(&rows, &footprint, heap_kib, &vm_memory, &walls, smoke);
-    let json = results_json(&rows, &footprint, heap_kib, &vm_memory, &walls, smoke);
+    println!("{}", vm_start.verdict());
+    let mut json = results_json(&rows, &footprint, heap_kib, &vm_memory, &walls, smoke);
+    json["vm_start"] = serde_json::json!({
+        "insns_by_mib": vm_start.insns,
+        "difference_pct": vm_start.difference_pct(),
+        "target_pct": TARGET_VM_START_DIFF_PCT,
+        "met": vm_start.met(),
+    });
     let path = out_dir.join("results.json");
     write_file(
         &path,
@@ -237,6 +255,137 @@ fn run(smoke: bool) -> Result<(), BenchError> {
     )?;
     println!("figures written to {}", path.display());
     Ok(())
+}
+
+/// VM sizes of the VM start figure: it must not grow with the RAM size.
+const VM_START_MIB: [u32; 2] = [256, 2048];
+/// Most the two VM start figures may differ, in percent of the smaller.
+const TARGET_VM_START_DIFF_PCT: f64 = 10.0;
+
+/// Hypervisor entry to the guest's first instruction, for each of [`VM_START_MIB`].
+#[derive(Clone, Debug, PartialEq)]
+struct VmStart {
+    /// (VM RAM in MiB, instructions).
+    insns: Vec<(u32, f64)>,
+}
+
+impl VmStart {
+    /// How much the largest figure exceeds the smallest, in percent of the smallest.
+    fn difference_pct(&self) -> Option<f64> {
+        let v: Vec<f64> = self.insns.iter().map(|&(_, i)| i).collect();
+        let lo = v.iter().copied().fold(f64::INFINITY, f64::min);
+        let hi = v.iter().copied().fold(0.0, f64::max);
+        (lo > 0.0 && lo.is_finite()).then(|| (hi - lo) / lo * 100.0)
+    }
+
+    fn met(&self) -> bool {
+        self.difference_pct()
+            .is_some_and(|d| d < TARGET_VM_START_DIFF_PCT)
+    }
+
+    fn verdict(&self) -> String {
+        let sizes: Vec<String> = self
+            .insns
+            .iter()
+            .map(|(mib, i)| format!("{mib} MiB {i:.0} insns"))
+            .collect();
+        match self.difference_pct() {
+            Some(d) => format!(
+                "VM start (hypervisor entry -> guest's first instruction): {}; differ by {d:.1} % (target < {TARGET_VM_START_DIFF_PCT} %): {}",
+                sizes.join(", "),
+                if self.met() { "met" } else { "missed" }
+            ),
+            None => format!("VM start: no figure ({})", sizes.join(", ")),
+        }
+    }
+}
+
+/// The qemu-virt board with 4 GiB of RAM (QEMU `-m 4096`), so that a 2 GiB VM fits beside
+/// the hypervisor and the staging area: `boards.kdl`'s qemu-virt SoC and board with the
+/// memory line and the QEMU line changed, written to `out_dir`.
+fn board_4g(out_dir: &Path) -> Result<PathBuf, BenchError> {
+    let path = workspace_root().join("boards.kdl");
+    let text = std::fs::read_to_string(&path).map_err(|source| BenchError::Io {
+        path: path.display().to_string(),
+        source,
+    })?;
+    let block = |head: &str| -> Option<String> {
+        let start = text.find(head)?;
+        let len = text[start..].find("\n}\n")? + 3;
+        Some(text[start..start + len].to_owned())
+    };
+    let missing = |what: &str| {
+        BenchError::Build(format!(
+            "boards.kdl has no `{what}` block ending in a `}}` line: the VM start bench derives its 4 GiB board from it"
+        ))
+    };
+    let soc = block("soc \"qemu-virt\" {").ok_or_else(|| missing("soc \"qemu-virt\""))?;
+    let board = block("board \"qemu-virt\" soc=\"qemu-virt\" {")
+        .ok_or_else(|| missing("board \"qemu-virt\""))?;
+    let changed = board
+        .replace("board \"qemu-virt\"", "board \"qemu-virt-4g\"")
+        .replace("memory-mib=2048", "memory-mib=4096")
+        .replace("size=0x8000_0000", "size=0x1_0000_0000");
+    if !changed.contains("memory-mib=4096") || !changed.contains("size=0x1_0000_0000") {
+        return Err(BenchError::Build(
+            "boards.kdl's qemu-virt board no longer says `memory-mib=2048` and `size=0x8000_0000`: update the VM start bench".into(),
+        ));
+    }
+    write_file(
+        &out_dir.join("qemu-virt-4g.kdl"),
+        &format!("{soc}\n{changed}"),
+    )
+}
+
+/// VM start: from the hypervisor's entry (its `entered_at=` counter) to the test guest's
+/// first instruction (its `first_instruction_at=` counter; CNTVOFF_EL2 is 0, so both count
+/// on one timeline), for a small and a large VM on the same 4 GiB board, under icount.
+fn vm_start(
+    out_dir: &Path,
+    machine_opt: &Option<String>,
+    guest_bin: &Path,
+    walls: &mut Vec<(String, f64)>,
+) -> Result<VmStart, BenchError> {
+    let board_file = board_4g(out_dir)?;
+    let mut insns = Vec::new();
+    for mib in VM_START_MIB {
+        let vms = write_file(
+            &out_dir.join(format!("vm-start-{mib}.toml")),
+            &format!(
+                "[[vm]]\nname = \"start\"\nvcpus = 1\nmemory_mib = {mib}\nkernel = \"{}\"\ncmdline = \"\"\n",
+                guest_bin.display()
+            ),
+        )?;
+        let t = Target {
+            board: "qemu-virt-4g".into(),
+            board_file: board_file.clone(),
+            vms,
+            allow_experimental: false,
+        };
+        let name = format!("vm-start-{mib}");
+        let img = image(&t, out_dir, &name)?;
+        let r = run_qemu_until(
+            hv_command(&img, machine_opt)?,
+            &name,
+            out_dir,
+            180,
+            "first_instruction_at=",
+        )?;
+        walls.push((r.name.clone(), r.wall_s));
+        let value = |key: &str| r.lines.iter().find_map(|l| word_value(l, key));
+        let entered = r.require(value("entered_at"), "[hv] hypervisor ... entered_at=")?;
+        let freq = r.require(
+            value("freq").filter(|&f| f > 0),
+            "[hv] hypervisor ... freq=",
+        )?;
+        let first = r.require(
+            value("first_instruction_at"),
+            "[start] [test-guest] EL1 up: ... first_instruction_at=",
+        )?;
+        let ticks = first.saturating_sub(entered);
+        insns.push((mib, ticks as f64 * 1e9 / freq as f64));
+    }
+    Ok(VmStart { insns })
 }
 
 /// Hypervisor memory of one VM and of one vCPU: a run with two VMs that differ only in
