@@ -119,6 +119,9 @@ pub struct Scenario {
     /// Build the out-of-tree example workspace (`examples/out-of-tree`) instead of the
     /// in-tree image; `target` then names its board file, board and VM file.
     pub out_of_tree: bool,
+    /// Back the machine's RAM with a file full of [`POISON_PATTERN`] words instead of
+    /// QEMU's zeroed RAM, so that a guest that sees a byte nobody zeroed can tell.
+    pub poisoned_ram: bool,
 }
 
 impl Scenario {
@@ -137,6 +140,7 @@ impl Scenario {
             timeout: Duration::from_secs(120),
             input: Vec::new(),
             out_of_tree: false,
+            poisoned_ram: false,
         }
     }
 }
@@ -257,6 +261,67 @@ impl<'a> Progress<'a> {
     }
 }
 
+/// The test guest's isolation secret (`examples/test-guest/src/isolation.rs` `PATTERN`): a
+/// poisoned RAM word at machine address `a` is `POISON_PATTERN ^ a'`, with `a'` folded into
+/// the 1 GiB window the guest's scanner recognises, so the scanner counts any such word as
+/// a leak.
+pub const POISON_PATTERN: u64 = 0x5EC2_E7C0_FFEE_D00D;
+/// Where the scanner looks for secret addresses (`isolation.rs` `OTHER_VM_RAM`).
+const POISON_WINDOW: (u64, u64) = (0x4000_0000, 1 << 30);
+
+/// The poison word at byte offset `offset` of the machine's RAM.
+pub fn poison_word(offset: u64) -> u64 {
+    POISON_PATTERN ^ (POISON_WINDOW.0 + offset % POISON_WINDOW.1)
+}
+
+/// QEMU arguments that back the board's RAM with `target/scenarios/poison-<MiB>.bin`
+/// (written once, reused while its size fits): `share=off`, so the guest's writes never
+/// reach the file.
+fn poisoned_ram_args(img: &build::Image) -> Result<Vec<String>, String> {
+    let Verification::Qemu { memory_mib, .. } = &img.board.verified_by else {
+        return Err(format!("board `{}` has no QEMU line", img.board.name));
+    };
+    let dir = build::workspace_root().join("target/scenarios");
+    std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    let path = dir.join(format!("poison-{memory_mib}.bin"));
+    let size = *memory_mib << 20;
+    if std::fs::metadata(&path).map(|m| m.len()).ok() != Some(size) {
+        write_poison(&path, size)?;
+    }
+    Ok(vec![
+        "-object".into(),
+        format!(
+            "memory-backend-file,id=poison,size={memory_mib}M,mem-path={},share=off",
+            path.display()
+        ),
+        "-machine".into(),
+        "memory-backend=poison".into(),
+    ])
+}
+
+/// Writes `size` bytes of poison words to `path` (through a temporary file, so that an
+/// interrupted write is not taken for a finished one).
+fn write_poison(path: &std::path::Path, size: u64) -> Result<(), String> {
+    const CHUNK: u64 = 4 << 20;
+    let tmp = path.with_extension("tmp");
+    let err = |e: std::io::Error| format!("cannot write {}: {e}", tmp.display());
+    let mut f = std::io::BufWriter::new(std::fs::File::create(&tmp).map_err(err)?);
+    let mut buf = Vec::with_capacity(CHUNK as usize);
+    let mut offset = 0;
+    while offset < size {
+        buf.clear();
+        let end = (offset + CHUNK).min(size);
+        for o in (offset..end).step_by(8) {
+            buf.extend_from_slice(&poison_word(o).to_le_bytes());
+        }
+        f.write_all(&buf).map_err(err)?;
+        offset = end;
+    }
+    f.flush().map_err(err)?;
+    drop(f);
+    std::fs::rename(&tmp, path).map_err(|e| format!("cannot rename {}: {e}", tmp.display()))
+}
+
 /// Runs one scenario; `Err` carries the reason and the log path.
 pub fn run_scenario(s: &Scenario) -> Result<(), String> {
     let img = if s.out_of_tree {
@@ -265,6 +330,9 @@ pub fn run_scenario(s: &Scenario) -> Result<(), String> {
         build::image(&s.target)?
     };
     let mut cmd = command(&img, s.smp)?;
+    if s.poisoned_ram {
+        cmd.args(poisoned_ram_args(&img)?);
+    }
     cmd.stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
@@ -349,6 +417,15 @@ pub fn run_scenario(s: &Scenario) -> Result<(), String> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn poison_words_are_secret_words_of_the_scanners_window() {
+        assert_eq!(poison_word(0), POISON_PATTERN ^ 0x4000_0000);
+        assert_eq!(poison_word(8), POISON_PATTERN ^ 0x4000_0008);
+        // Past 1 GiB the address folds back into the window the scanner checks.
+        assert_eq!(poison_word(1 << 30), poison_word(0));
+        assert_eq!(poison_word((1 << 31) + 16), POISON_PATTERN ^ 0x4000_0010);
+    }
+
     use super::*;
 
     fn scenario(expect: &[&str], unordered: &[&str]) -> Scenario {

@@ -235,6 +235,7 @@ fn gic_v2_test_guest(board: &str) -> Scenario {
         timeout: Duration::from_secs(120),
         input: vec![],
         out_of_tree: false,
+        poisoned_ram: false,
     }
 }
 
@@ -313,6 +314,29 @@ pub fn scenarios() -> Vec<Scenario> {
                 ]),
             )
         },
+        Scenario {
+            // Machine RAM starts out full of the scanner's pattern (a memory-backend-file)
+            // instead of QEMU's zeroes: the guest reads all of its RAM at start, fills its
+            // free RAM with the pattern itself, resets, and reads it all again. RAM reaches
+            // a guest only zeroed: at first touch, and again after a reset.
+            poisoned_ram: true,
+            ..Scenario::new(
+                "poisoned-ram",
+                target("qemu-virt", "examples/vms/poisoned-ram.toml"),
+                s(&[
+                    "[hv] VM 0 `poisoned`: 1 vCPU(s)",
+                    "[poisoned] [test-guest] scan: words=",
+                    "[poisoned] [test-guest] scan: PASS",
+                    "[poisoned] [test-guest] secret: written",
+                    "[poisoned] [test-guest] scan: resetting itself",
+                    "[hv] VM 0 `poisoned` resetting",
+                    "[poisoned] [test-guest] scan: running again after reset 1",
+                    "[poisoned] [test-guest] scan: words=",
+                    "[poisoned] [test-guest] scan: PASS",
+                    "[hv] all VMs stopped; powering off",
+                ]),
+            )
+        },
         gic_v2_test_guest("qemu-virt-gicv2"),
         gic_v2_test_guest("xlnx-zcu102"),
         Scenario {
@@ -350,6 +374,7 @@ pub fn scenarios() -> Vec<Scenario> {
             timeout: Duration::from_secs(180),
             input: vec![],
             out_of_tree: false,
+            poisoned_ram: false,
         },
         Scenario {
             // Console multiplexing: input goes to VM 0, Ctrl-] 1 switches it to VM 1; each
