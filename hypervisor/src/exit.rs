@@ -128,7 +128,7 @@ pub fn handle_sync(
     let esr = syn.esr;
     match trap::decode(esr) {
         TrapCause::Wfx { is_wfe, .. } => {
-            regs.elr += trap::instr_len(esr);
+            step_over(regs, esr);
             Outcome::next(if is_wfe {
                 Next::Yield
             } else if vm.devices.lock().vgic.has_pending(vcpu) {
@@ -140,24 +140,24 @@ pub fn handle_sync(
         TrapCause::Hvc { .. } => hypercall(vm, vcpu, regs),
         TrapCause::Smc { .. } => {
             // SMC trapped by HCR_EL2.TSC: ELR points at the SMC itself.
-            regs.elr += trap::instr_len(esr);
+            step_over(regs, esr);
             hypercall(vm, vcpu, regs)
         }
         TrapCause::SysReg(acc) => {
             let value = regs.read(acc.rt);
             match acc.encoding() {
                 trap::ICC_SGI1R_EL1 | trap::ICC_ASGI1R_EL1 if !acc.is_read => {
-                    regs.elr += trap::instr_len(esr);
+                    step_over(regs, esr);
                     let targets = vm.devices.lock().vgic.sgi1r_write(vcpu, value);
                     Outcome::waking(targets, vcpu)
                 }
                 trap::ICC_SGI0R_EL1 if !acc.is_read => {
-                    regs.elr += trap::instr_len(esr);
+                    step_over(regs, esr);
                     Outcome::resume()
                 }
                 // The physical timer belongs to the hypervisor: reads as zero, writes ignored.
                 trap::CNTP_CTL_EL0 | trap::CNTP_CVAL_EL0 | trap::CNTP_TVAL_EL0 => {
-                    regs.elr += trap::instr_len(esr);
+                    step_over(regs, esr);
                     if acc.is_read {
                         regs.write(acc.rt, 0);
                     }
@@ -181,7 +181,7 @@ pub fn handle_sync(
             match da.access {
                 Some(acc) if !da.s1ptw => match mmio_access(vm, vcpu, ipa, &acc, regs) {
                     Some(wake) => {
-                        regs.elr += trap::instr_len(esr);
+                        step_over(regs, esr);
                         Outcome::waking(wake, vcpu)
                     }
                     None => inject_abort(regs, sys, syn.far, false, acc.is_write),
@@ -197,6 +197,12 @@ pub fn handle_sync(
             out
         }
     }
+}
+
+/// Moves the guest PC past the trapped instruction. The PC is the guest's: at the top of
+/// the address space it wraps, as the architecture's PC does, rather than overflow here.
+fn step_over(regs: &mut GuestRegs, esr: u64) {
+    regs.elr = regs.elr.wrapping_add(trap::instr_len(esr));
 }
 
 /// Emulates a load or store through the VM's bus; `None` if nothing claims the address or
@@ -230,7 +236,9 @@ fn faulting_in_vectors(regs: &GuestRegs, sys: &dyn GuestSysRegs) -> bool {
 /// EL using AArch64: `VBAR_EL1 + 0x200` or `+ 0x400`), with EL1h and DAIF masked.
 fn take_to_el1(regs: &mut GuestRegs, sys: &mut dyn GuestSysRegs, esr: u64, far: Option<u64>) {
     let from_el0 = regs.spsr & 0xf == 0;
-    let vector = sys.vbar_el1() + if from_el0 { 0x400 } else { 0x200 };
+    let vector = sys
+        .vbar_el1()
+        .wrapping_add(if from_el0 { 0x400 } else { 0x200 });
     sys.set_el1_exception(esr, far, regs.elr, regs.spsr);
     regs.elr = vector;
     regs.spsr = GuestRegs::EL1H_DAIF_MASKED;
@@ -768,6 +776,27 @@ mod tests {
         };
         handle_sync(&vm, VcpuId(0), syn, &mut regs(), &mut s);
         assert_eq!((s.taken, s.esr), (1, abort_esr(false, false, true)));
+    }
+
+    /// `fuzz/regressions/trap_decoder/pc-at-top-of-address-space`: a trap with the guest PC
+    /// at the top of the address space overflowed the PC advance, and a `VBAR_EL1` there
+    /// the vector address.
+    #[test]
+    fn pc_and_vbar_at_the_top_of_the_address_space_wrap_instead_of_panicking() {
+        let vm = vm(1, GicVersion::V3);
+        let mut r = GuestRegs {
+            elr: u64::MAX - 1,
+            ..regs()
+        };
+        handle_sync(&vm, VcpuId(0), syn(esr(0x01, 0)), &mut r, &mut sys());
+        assert_eq!(r.elr, 2);
+        let mut s = FakeSysRegs {
+            vbar: u64::MAX - 0x100,
+            ..FakeSysRegs::default()
+        };
+        let mut r = regs();
+        handle_sync(&vm, VcpuId(0), mmio(0x10, false, 2, 1), &mut r, &mut s);
+        assert_eq!(r.elr, (u64::MAX - 0x100).wrapping_add(0x200));
     }
 
     #[test]
