@@ -24,7 +24,8 @@ macro_rules! sys_coproc {
             let v: u64;
             // SAFETY: (1) the core runs at EL2, where every register defined with this macro
             // is readable (the ICH_* ones are used only on a GICv3 board, the PM* ones only
-            // when `has_pmu`); (2) an MRS writes only its output register, no memory.
+            // when `has_pmu`, FPCR/FPSR only after `init_el2` cleared CPTR_EL2.TFP); (2) an
+            // MRS writes only its output register, no memory.
             unsafe {
                 core::arch::asm!(
                     concat!("mrs {}, ", $name),
@@ -78,6 +79,25 @@ macro_rules! sys_reg_struct {
             type R = $r;
             sys_coproc!(write $asm);
         }
+    };
+}
+
+/// A register the core switches or programs as a whole value (one bit per counter, a count,
+/// a filter, a deadline): its module without `register_bitfields!`.
+macro_rules! plain_reg {
+    ($module:ident, $reg:ident, $asm:literal, $doc:literal) => {
+        mod $module {
+            use super::{Readable, Writeable};
+
+            sys_reg_struct!(
+                #[doc = $doc]
+                $reg,
+                $asm,
+                (),
+                rw
+            );
+        }
+        pub use $module::$reg;
     };
 }
 
@@ -189,90 +209,87 @@ mod pmselr_el0 {
     );
 }
 
-/// PMU registers without fields the core uses: one bit per counter (31 = the cycle counter)
-/// or a whole count or filter, switched as a value with the vCPU.
-macro_rules! pmu_plain_reg {
-    ($module:ident, $reg:ident, $asm:literal, $doc:literal) => {
-        mod $module {
-            use super::{Readable, Writeable};
-
-            sys_reg_struct!(
-                #[doc = $doc]
-                $reg,
-                $asm,
-                (),
-                rw
-            );
-        }
-        pub use $module::$reg;
-    };
-}
-
-pmu_plain_reg!(
+plain_reg!(
     pmcntenset_el0,
     PMCNTENSET_EL0,
     "pmcntenset_el0",
     "PMCNTENSET_EL0 (Arm ARM, \"Performance Monitors Count Enable Set register\")."
 );
-pmu_plain_reg!(
+plain_reg!(
     pmcntenclr_el0,
     PMCNTENCLR_EL0,
     "pmcntenclr_el0",
     "PMCNTENCLR_EL0 (Arm ARM, \"Performance Monitors Count Enable Clear register\")."
 );
-pmu_plain_reg!(
+plain_reg!(
     pmintenset_el1,
     PMINTENSET_EL1,
     "pmintenset_el1",
     "PMINTENSET_EL1 (Arm ARM, \"Performance Monitors Interrupt Enable Set register\")."
 );
-pmu_plain_reg!(
+plain_reg!(
     pmintenclr_el1,
     PMINTENCLR_EL1,
     "pmintenclr_el1",
     "PMINTENCLR_EL1 (Arm ARM, \"Performance Monitors Interrupt Enable Clear register\")."
 );
-pmu_plain_reg!(
+plain_reg!(
     pmovsset_el0,
     PMOVSSET_EL0,
     "pmovsset_el0",
     "PMOVSSET_EL0 (Arm ARM, \"Performance Monitors Overflow Flag Status Set register\")."
 );
-pmu_plain_reg!(
+plain_reg!(
     pmovsclr_el0,
     PMOVSCLR_EL0,
     "pmovsclr_el0",
     "PMOVSCLR_EL0 (Arm ARM, \"Performance Monitors Overflow Flag Status Clear Register\")."
 );
-pmu_plain_reg!(
+plain_reg!(
     pmuserenr_el0,
     PMUSERENR_EL0,
     "pmuserenr_el0",
     "PMUSERENR_EL0 (Arm ARM, \"Performance Monitors User Enable Register\")."
 );
-pmu_plain_reg!(
+plain_reg!(
     pmccntr_el0,
     PMCCNTR_EL0,
     "pmccntr_el0",
     "PMCCNTR_EL0 (Arm ARM, \"Performance Monitors Cycle Count Register\")."
 );
-pmu_plain_reg!(
+plain_reg!(
     pmccfiltr_el0,
     PMCCFILTR_EL0,
     "pmccfiltr_el0",
     "PMCCFILTR_EL0 (Arm ARM, \"Performance Monitors Cycle Count Filter Register\")."
 );
-pmu_plain_reg!(
+plain_reg!(
     pmxevcntr_el0,
     PMXEVCNTR_EL0,
     "pmxevcntr_el0",
     "PMXEVCNTR_EL0 (Arm ARM, \"Performance Monitors Selected Event Count Register\")."
 );
-pmu_plain_reg!(
+plain_reg!(
     pmxevtyper_el0,
     PMXEVTYPER_EL0,
     "pmxevtyper_el0",
     "PMXEVTYPER_EL0 (Arm ARM, \"Performance Monitors Selected Event Type Register\")."
+);
+
+// FP registers `aarch64-cpu` lacks, by encoding so that the soft-float target's assembler
+// needs no `fp` extension: switched as values with the vCPU's Q registers. Accessible at EL2
+// because `init_el2` clears CPTR_EL2.TFP before any vCPU runs.
+plain_reg!(
+    fpcr,
+    FPCR,
+    "s3_3_c4_c4_0",
+    "FPCR (Arm ARM, \"FPCR, Floating-point Control Register\")."
+);
+plain_reg!(
+    fpsr,
+    FPSR,
+    "s3_3_c4_c4_1",
+    "FPSR (Arm ARM, \"FPSR, Floating-point Status Register\")."
 );
 
 pub use cnthp_cval_el2::CNTHP_CVAL_EL2;
@@ -510,7 +527,6 @@ impl El1Context {
 
     fn save_fp(&mut self) {
         let p = self.fp_regs.as_mut_ptr();
-        let (fpcr, fpsr): (u64, u64);
         // SAFETY: `p` points to 32 writable 16-byte slots owned by `self`; the FP/SIMD unit
         // is enabled for EL2 (CPTR_EL2.TFP = 0) before any vCPU runs.
         unsafe {
@@ -524,13 +540,12 @@ impl El1Context {
                 "stp q20, q21, [{p}, #320]", "stp q22, q23, [{p}, #352]",
                 "stp q24, q25, [{p}, #384]", "stp q26, q27, [{p}, #416]",
                 "stp q28, q29, [{p}, #448]", "stp q30, q31, [{p}, #480]",
-                "mrs {c}, fpcr", "mrs {s}, fpsr",
-                p = in(reg) p, c = out(reg) fpcr, s = out(reg) fpsr,
+                p = in(reg) p,
                 options(nostack, preserves_flags),
             );
         }
-        self.fpcr = fpcr;
-        self.fpsr = fpsr;
+        self.fpcr = FPCR.get();
+        self.fpsr = FPSR.get();
     }
 
     fn restore_fp(&self) {
@@ -547,10 +562,11 @@ impl El1Context {
                 "ldp q20, q21, [{p}, #320]", "ldp q22, q23, [{p}, #352]",
                 "ldp q24, q25, [{p}, #384]", "ldp q26, q27, [{p}, #416]",
                 "ldp q28, q29, [{p}, #448]", "ldp q30, q31, [{p}, #480]",
-                "msr fpcr, {c}", "msr fpsr, {s}",
-                p = in(reg) p, c = in(reg) self.fpcr, s = in(reg) self.fpsr,
+                p = in(reg) p,
                 options(nostack, preserves_flags),
             );
         }
+        FPCR.set(self.fpcr);
+        FPSR.set(self.fpsr);
     }
 }
