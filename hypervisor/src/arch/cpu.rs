@@ -1,32 +1,46 @@
 //! Per-CPU privileged operations at EL2: identity, EL2 trap configuration, timers, caches,
 //! the GICv3 virtual CPU interface (ICH_*) and firmware calls.
 
-use super::sysreg::{read_sysreg, write_sysreg};
-use aarch64_cpu::registers::{Writeable, HCR_EL2};
+use super::sysreg::{CNTHP_CVAL_EL2, ICH_EISR_EL2, PMCR_EL0, VPIDR_EL2};
+use aarch64_cpu::registers::{
+    Readable, Writeable, CNTFRQ_EL0, CNTHCTL_EL2, CNTHP_CTL_EL2, CNTPCT_EL0, CNTVCT_EL0,
+    CNTVOFF_EL2, CNTV_CTL_EL0, CNTV_CVAL_EL0, CPTR_EL2, ELR_EL1, ESR_EL1, ESR_EL2, FAR_EL1,
+    FAR_EL2, HCR_EL2, HPFAR_EL2, ICC_SRE_EL2, ICH_AP1R0_EL2, ICH_HCR_EL2, ICH_LR0_EL2,
+    ICH_LR10_EL2, ICH_LR11_EL2, ICH_LR12_EL2, ICH_LR13_EL2, ICH_LR14_EL2, ICH_LR15_EL2,
+    ICH_LR1_EL2, ICH_LR2_EL2, ICH_LR3_EL2, ICH_LR4_EL2, ICH_LR5_EL2, ICH_LR6_EL2, ICH_LR7_EL2,
+    ICH_LR8_EL2, ICH_LR9_EL2, ICH_MISR_EL2, ICH_VMCR_EL2, ICH_VTR_EL2, ID_AA64DFR0_EL1,
+    ID_AA64MMFR0_EL1, MDCR_EL2, MIDR_EL1, MPIDR_EL1, SPSR_EL1, TPIDR_EL2, VBAR_EL1, VTCR_EL2,
+    VTTBR_EL2,
+};
+
+/// CPTR_EL2 (Arm ARM, "CPTR_EL2, Architectural Feature Trap Register (EL2)", HCR_EL2.E2H = 0):
+/// the RES1 bits 13:12 and 9:0, with TFP (bit 10), TTA and TCPAC clear. `aarch64-cpu` names
+/// only the TAM field of this register, so the value is written whole.
+const CPTR_EL2_RES1_NO_TRAPS: u64 = 0x33ff;
 
 /// Index of this physical CPU in the board's CPU table (kept in TPIDR_EL2 since boot).
 pub fn current_index() -> usize {
-    read_sysreg!("tpidr_el2") as usize
+    TPIDR_EL2.get() as usize
 }
 
 /// MPIDR_EL1 affinity fields of this CPU (Aff3 39:32, Aff2..0 23:0).
 pub fn mpidr() -> u64 {
-    read_sysreg!("mpidr_el1") & 0xff_00ff_ffff
+    MPIDR_EL1.get() & 0xff_00ff_ffff
 }
 
 /// MIDR_EL1 of this CPU.
 pub fn midr() -> u64 {
-    read_sysreg!("midr_el1")
+    MIDR_EL1.get()
 }
 
 /// ID_AA64MMFR0_EL1.PARange (physical address size supported).
 pub fn pa_range() -> u8 {
-    (read_sysreg!("id_aa64mmfr0_el1") & 0xf) as u8
+    ID_AA64MMFR0_EL1.read(ID_AA64MMFR0_EL1::PARange) as u8
 }
 
 /// VBAR_EL1 of the loaded vCPU.
 pub fn vbar_el1() -> u64 {
-    read_sysreg!("vbar_el1")
+    VBAR_EL1.get()
 }
 
 /// Waits for an interrupt (interrupts stay masked at EL2; a pending one ends the wait).
@@ -46,24 +60,24 @@ pub fn yield_now() {
 pub fn counter() -> u64 {
     // SAFETY: ISB orders the counter read after earlier instructions.
     unsafe { core::arch::asm!("isb", options(nomem, nostack, preserves_flags)) };
-    read_sysreg!("cntpct_el0")
+    CNTPCT_EL0.get()
 }
 
 /// Counter frequency in Hz (CNTFRQ_EL0).
 pub fn counter_frequency() -> u64 {
-    read_sysreg!("cntfrq_el0")
+    CNTFRQ_EL0.get()
 }
 
 /// Programs the EL2 physical timer (CNTHP) to fire at `deadline` (physical count).
 pub fn set_hyp_timer(deadline: u64) {
-    write_sysreg!("cnthp_cval_el2", deadline);
-    // CNTHP_CTL_EL2: ENABLE=1, IMASK=0.
-    write_sysreg!("cnthp_ctl_el2", 1);
+    CNTHP_CVAL_EL2.set(deadline);
+    // CNTHP_CTL_EL2 (Arm ARM, "CNTHP_CTL_EL2"): ENABLE=1, IMASK=0.
+    CNTHP_CTL_EL2.write(CNTHP_CTL_EL2::ENABLE::SET + CNTHP_CTL_EL2::IMASK::CLEAR);
 }
 
 /// Stops the EL2 physical timer.
 pub fn stop_hyp_timer() {
-    write_sysreg!("cnthp_ctl_el2", 0);
+    CNTHP_CTL_EL2.write(CNTHP_CTL_EL2::ENABLE::CLEAR + CNTHP_CTL_EL2::IMASK::CLEAR);
 }
 
 /// EL2 configuration shared by every vCPU on this physical CPU. The GICv3 virtual CPU
@@ -86,35 +100,43 @@ pub fn init_el2(vtcr: u64, gic_v3: bool) {
             + HCR_EL2::TSC::EnableTrapEl1SmcToEl2
             + HCR_EL2::RW::EL1IsAarch64,
     );
-    write_sysreg!("vtcr_el2", vtcr);
+    // VTCR_EL2 (Arm ARM, "VTCR_EL2"): computed whole by `mm::stage2::vtcr_el2`.
+    VTCR_EL2.set(vtcr);
     // CPTR_EL2: no FP/SIMD trap (TFP=0); bits 13:12 and 9:0 are RES1.
-    write_sysreg!("cptr_el2", 0x33ff);
-    // CNTHCTL_EL2: EL1PCTEN=1 (physical counter readable), EL1PCEN=0 (physical timer
-    // accesses trap: guests use the virtual timer).
-    write_sysreg!("cnthctl_el2", 1);
-    write_sysreg!("cntvoff_el2", 0);
+    CPTR_EL2.set(CPTR_EL2_RES1_NO_TRAPS);
+    // CNTHCTL_EL2 (Arm ARM, "CNTHCTL_EL2", E2H = 0): EL1PCTEN=1 (physical counter readable),
+    // EL1PCEN=0 (physical timer accesses trap: guests use the virtual timer).
+    CNTHCTL_EL2.write(CNTHCTL_EL2::EL1PCTEN::SET + CNTHCTL_EL2::EL1PCEN::CLEAR);
+    CNTVOFF_EL2.set(0);
     // VPIDR_EL2: guests see the real MIDR.
-    write_sysreg!("vpidr_el2", midr());
-    // MDCR_EL2: HPMN = PMCR_EL0.N (all counters to EL1), no debug traps.
+    VPIDR_EL2.set(midr());
+    // MDCR_EL2 (Arm ARM, "MDCR_EL2"): HPMN = PMCR_EL0.N (all counters to EL1), no debug
+    // traps.
     let pmcr_n = if super::sysreg::has_pmu() {
-        (read_sysreg!("pmcr_el0") >> 11) & 0x1f
+        PMCR_EL0.read(PMCR_EL0::N)
     } else {
         0
     };
     // MDCR_EL2.HPMD (FEAT_PMUv3p1, PMUVer >= 4): no event counting at EL2 even if a guest
     // sets PMEVTYPER<n>.NSH, so the hypervisor's work never shows in a guest's counts.
-    let pmu_ver = (read_sysreg!("id_aa64dfr0_el1") >> 8) & 0xf;
+    let pmu_ver = ID_AA64DFR0_EL1.read(ID_AA64DFR0_EL1::PMUVer);
     let hpmd = if (4..0xf).contains(&pmu_ver) {
-        1 << 17
+        MDCR_EL2::HPMD::SET
     } else {
-        0
+        MDCR_EL2::HPMD::CLEAR
     };
-    write_sysreg!("mdcr_el2", pmcr_n | hpmd);
+    MDCR_EL2.write(MDCR_EL2::HPMN.val(pmcr_n) + hpmd);
     if gic_v3 {
-        // ICC_SRE_EL2: SRE=1, Enable=1 (EL1 may use the system register interface).
-        write_sysreg!("s3_4_c12_c9_5", 0xf);
+        // ICC_SRE_EL2 (GICv3, IHI 0069): SRE=1, DFB=1, DIB=1, Enable=1 (EL1 may use the
+        // system register interface).
+        ICC_SRE_EL2.write(
+            ICC_SRE_EL2::SRE::SET
+                + ICC_SRE_EL2::DFB::SET
+                + ICC_SRE_EL2::DIB::SET
+                + ICC_SRE_EL2::ENABLE::SET,
+        );
         // ICH_HCR_EL2.En=1.
-        write_sysreg!("s3_4_c12_c11_0", 1);
+        ICH_HCR_EL2.write(ICH_HCR_EL2::En::SET);
     }
     // SAFETY: ISB synchronises the configuration above.
     unsafe { core::arch::asm!("isb", options(nomem, nostack, preserves_flags)) };
@@ -122,7 +144,7 @@ pub fn init_el2(vtcr: u64, gic_v3: bool) {
 
 /// Installs a VM's stage-2 translation (VTTBR_EL2 = VMID << 48 | root table).
 pub fn set_vttbr(vttbr: u64) {
-    write_sysreg!("vttbr_el2", vttbr);
+    VTTBR_EL2.set(vttbr);
     // SAFETY: ISB makes the new VTTBR visible to following guest entries.
     unsafe { core::arch::asm!("isb", options(nomem, nostack, preserves_flags)) };
 }
@@ -172,72 +194,68 @@ pub fn clean_dcache_range(start: u64, len: u64) {
 
 /// ESR_EL2, FAR_EL2 and HPFAR_EL2 of the current exit.
 pub fn fault_registers() -> (u64, u64, u64) {
-    (
-        read_sysreg!("esr_el2"),
-        read_sysreg!("far_el2"),
-        read_sysreg!("hpfar_el2"),
-    )
+    (ESR_EL2.get(), FAR_EL2.get(), HPFAR_EL2.get())
 }
 
 /// Number of ICH_LR<n>_EL2 list registers (ICH_VTR_EL2.ListRegs + 1).
 pub fn num_list_registers() -> usize {
-    (read_sysreg!("s3_4_c12_c11_1") & 0x1f) as usize + 1
+    ICH_VTR_EL2.read(ICH_VTR_EL2::ListRegs) as usize + 1
 }
 
 /// ICH_MISR_EL2 (maintenance interrupt status).
 pub fn ich_misr() -> u64 {
-    read_sysreg!("s3_4_c12_c11_2")
+    ICH_MISR_EL2.get()
 }
 
 /// ICH_EISR_EL2 (LRs holding an EOI-maintenance interrupt that has been deactivated).
 pub fn ich_eisr() -> u64 {
-    read_sysreg!("s3_4_c12_c11_3")
+    ICH_EISR_EL2.get()
 }
 
 /// ICH_VMCR_EL2.
 pub fn ich_vmcr() -> u64 {
-    read_sysreg!("s3_4_c12_c11_7")
+    ICH_VMCR_EL2.get()
 }
 
 /// Writes ICH_VMCR_EL2.
 pub fn set_ich_vmcr(v: u64) {
-    write_sysreg!("s3_4_c12_c11_7", v);
+    ICH_VMCR_EL2.set(v);
 }
 
 /// ICH_AP1R0_EL2.
 pub fn ich_ap1r0() -> u64 {
-    read_sysreg!("s3_4_c12_c9_0")
+    ICH_AP1R0_EL2.get()
 }
 
 /// Writes ICH_AP1R0_EL2.
 pub fn set_ich_ap1r0(v: u64) {
-    write_sysreg!("s3_4_c12_c9_0", v);
+    ICH_AP1R0_EL2.set(v);
 }
 
 /// Writes ICH_HCR_EL2.
 pub fn set_ich_hcr(v: u64) {
-    write_sysreg!("s3_4_c12_c11_0", v);
+    ICH_HCR_EL2.set(v);
 }
 
 /// Reads list register `n` (0..16).
 pub fn read_lr(n: usize) -> u64 {
     match n {
-        0 => read_sysreg!("s3_4_c12_c12_0"),
-        1 => read_sysreg!("s3_4_c12_c12_1"),
-        2 => read_sysreg!("s3_4_c12_c12_2"),
-        3 => read_sysreg!("s3_4_c12_c12_3"),
-        4 => read_sysreg!("s3_4_c12_c12_4"),
-        5 => read_sysreg!("s3_4_c12_c12_5"),
-        6 => read_sysreg!("s3_4_c12_c12_6"),
-        7 => read_sysreg!("s3_4_c12_c12_7"),
-        8 => read_sysreg!("s3_4_c12_c13_0"),
-        9 => read_sysreg!("s3_4_c12_c13_1"),
-        10 => read_sysreg!("s3_4_c12_c13_2"),
-        11 => read_sysreg!("s3_4_c12_c13_3"),
-        12 => read_sysreg!("s3_4_c12_c13_4"),
-        13 => read_sysreg!("s3_4_c12_c13_5"),
-        14 => read_sysreg!("s3_4_c12_c13_6"),
-        15 => read_sysreg!("s3_4_c12_c13_7"),
+        0 => ICH_LR0_EL2.get(),
+        1 => ICH_LR1_EL2.get(),
+        2 => ICH_LR2_EL2.get(),
+        3 => ICH_LR3_EL2.get(),
+        4 => ICH_LR4_EL2.get(),
+        5 => ICH_LR5_EL2.get(),
+        6 => ICH_LR6_EL2.get(),
+        7 => ICH_LR7_EL2.get(),
+        8 => ICH_LR8_EL2.get(),
+        9 => ICH_LR9_EL2.get(),
+        10 => ICH_LR10_EL2.get(),
+        11 => ICH_LR11_EL2.get(),
+        12 => ICH_LR12_EL2.get(),
+        13 => ICH_LR13_EL2.get(),
+        14 => ICH_LR14_EL2.get(),
+        15 => ICH_LR15_EL2.get(),
         _ => 0,
     }
 }
@@ -245,39 +263,39 @@ pub fn read_lr(n: usize) -> u64 {
 /// Writes list register `n` (0..16); other indices are ignored.
 pub fn write_lr(n: usize, v: u64) {
     match n {
-        0 => write_sysreg!("s3_4_c12_c12_0", v),
-        1 => write_sysreg!("s3_4_c12_c12_1", v),
-        2 => write_sysreg!("s3_4_c12_c12_2", v),
-        3 => write_sysreg!("s3_4_c12_c12_3", v),
-        4 => write_sysreg!("s3_4_c12_c12_4", v),
-        5 => write_sysreg!("s3_4_c12_c12_5", v),
-        6 => write_sysreg!("s3_4_c12_c12_6", v),
-        7 => write_sysreg!("s3_4_c12_c12_7", v),
-        8 => write_sysreg!("s3_4_c12_c13_0", v),
-        9 => write_sysreg!("s3_4_c12_c13_1", v),
-        10 => write_sysreg!("s3_4_c12_c13_2", v),
-        11 => write_sysreg!("s3_4_c12_c13_3", v),
-        12 => write_sysreg!("s3_4_c12_c13_4", v),
-        13 => write_sysreg!("s3_4_c12_c13_5", v),
-        14 => write_sysreg!("s3_4_c12_c13_6", v),
-        15 => write_sysreg!("s3_4_c12_c13_7", v),
+        0 => ICH_LR0_EL2.set(v),
+        1 => ICH_LR1_EL2.set(v),
+        2 => ICH_LR2_EL2.set(v),
+        3 => ICH_LR3_EL2.set(v),
+        4 => ICH_LR4_EL2.set(v),
+        5 => ICH_LR5_EL2.set(v),
+        6 => ICH_LR6_EL2.set(v),
+        7 => ICH_LR7_EL2.set(v),
+        8 => ICH_LR8_EL2.set(v),
+        9 => ICH_LR9_EL2.set(v),
+        10 => ICH_LR10_EL2.set(v),
+        11 => ICH_LR11_EL2.set(v),
+        12 => ICH_LR12_EL2.set(v),
+        13 => ICH_LR13_EL2.set(v),
+        14 => ICH_LR14_EL2.set(v),
+        15 => ICH_LR15_EL2.set(v),
         _ => {}
     }
 }
 
 /// Virtual timer registers of the running vCPU (CNTV_CTL_EL0, CNTV_CVAL_EL0).
 pub fn vtimer() -> (u64, u64) {
-    (read_sysreg!("cntv_ctl_el0"), read_sysreg!("cntv_cval_el0"))
+    (CNTV_CTL_EL0.get(), CNTV_CVAL_EL0.get())
 }
 
 /// Writes CNTV_CTL_EL0 of the running vCPU.
 pub fn set_vtimer_ctl(ctl: u64) {
-    write_sysreg!("cntv_ctl_el0", ctl);
+    CNTV_CTL_EL0.set(ctl);
 }
 
 /// Virtual counter (CNTVCT_EL0); equals the physical counter since CNTVOFF_EL2 = 0.
 pub fn virtual_counter() -> u64 {
-    read_sysreg!("cntvct_el0")
+    CNTVCT_EL0.get()
 }
 
 /// The loaded vCPU's EL1 system registers, live in this CPU (the run loop restored them
@@ -290,12 +308,12 @@ impl crate::vcpu::GuestSysRegs for LiveEl1 {
     }
 
     fn set_el1_exception(&mut self, esr: u64, far: Option<u64>, elr: u64, spsr: u64) {
-        write_sysreg!("esr_el1", esr);
+        ESR_EL1.set(esr);
         if let Some(far) = far {
-            write_sysreg!("far_el1", far);
+            FAR_EL1.set(far);
         }
-        write_sysreg!("elr_el1", elr);
-        write_sysreg!("spsr_el1", spsr);
+        ELR_EL1.set(elr);
+        SPSR_EL1.set(spsr);
     }
 }
 

@@ -1,6 +1,7 @@
 //! EL2 vector table and the guest world switch (`guest_enter`), in the style of KVM's
 //! `__guest_enter`: entering a guest is a function call that returns on the next exit.
 
+use aarch64_cpu::registers::{Readable, ELR_EL2, FAR_EL2};
 use core::arch::global_asm;
 
 pub use crate::vcpu::GuestRegs;
@@ -163,13 +164,8 @@ __guest_exit:
 
 /// An exception taken from EL2 itself: the hypervisor has a bug. Report and halt this CPU.
 extern "C" fn hv_fatal_exception(kind: u64, esr: u64) -> ! {
-    let elr: u64;
-    let far: u64;
-    // SAFETY: reading ELR_EL2 and FAR_EL2 has no side effects.
-    unsafe {
-        core::arch::asm!("mrs {}, elr_el2", out(reg) elr);
-        core::arch::asm!("mrs {}, far_el2", out(reg) far);
-    }
+    let elr = ELR_EL2.get();
+    let far = FAR_EL2.get();
     crate::arch::console_emergency(format_args!(
         "\n[hv] FATAL: exception at EL2 (vector {kind}): ESR_EL2={esr:#x} ELR_EL2={elr:#x} FAR_EL2={far:#x}\n"
     ));

@@ -2,8 +2,10 @@
 //! `aarch64-paging`) of the board's RAM as Normal write-back memory and of every device
 //! window the core or a driver touches as Device-nGnRE, execute-never.
 
-use super::sysreg::{read_sysreg, write_sysreg};
 use crate::platform::BoardDesc;
+use aarch64_cpu::registers::{
+    Readable, Writeable, ID_AA64MMFR0_EL1, MAIR_EL2, SCTLR_EL2, TCR_EL2, TTBR0_EL2,
+};
 use aarch64_paging::descriptor::El23Attributes;
 use aarch64_paging::idmap::IdMap;
 use aarch64_paging::paging::{El2, MemoryRegion};
@@ -15,8 +17,11 @@ use spin::Once;
 const ATTR_DEVICE: El23Attributes = El23Attributes::ATTRIBUTE_INDEX_0;
 /// MAIR_EL2 index of Normal, inner/outer write-back read/write-allocate.
 const ATTR_NORMAL: El23Attributes = El23Attributes::ATTRIBUTE_INDEX_1;
-/// MAIR_EL2: attr0 = Device-nGnRE (0x04), attr1 = Normal WB RWA (0xff).
-const MAIR_EL2: u64 = 0x04 | (0xff << 8);
+/// TCR_EL2 RES1 bits 31 and 23 (non-VHE layout), which `aarch64-cpu` does not name.
+const TCR_EL2_RES1: u64 = (1 << 31) | (1 << 23);
+/// SCTLR_EL2 RES1 bits of the non-VHE layout (29:28, 23:22, 18, 16, 11, 5:4), which
+/// `aarch64-cpu` does not name.
+const SCTLR_EL2_RES1: u64 = 0x30c5_0830;
 /// Root level 0: a 48-bit address space (T0SZ = 16), enough for every board's RAM.
 const ROOT_LEVEL: usize = 0;
 
@@ -99,19 +104,23 @@ pub fn build(board: &BoardDesc) -> Result<(), MmuError> {
 /// they were not built.
 pub fn enable_this_cpu() {
     let Some(&ttbr) = TTBR.get() else { return };
-    let pa_range = read_sysreg!("id_aa64mmfr0_el1") & 0xf;
+    let pa_range = ID_AA64MMFR0_EL1.read(ID_AA64MMFR0_EL1::PARange);
     // TCR_EL2 (Arm ARM D23.2.170, non-VHE): RES1 bits 31 and 23, PS = PARange (max 48-bit),
     // TG0 = 4 KiB, SH0 = inner shareable, ORGN0/IRGN0 = write-back write-allocate, T0SZ = 16.
-    let tcr = (1 << 31)
-        | (1 << 23)
-        | (pa_range.min(5) << 16)
-        | (0b11 << 12)
-        | (0b01 << 10)
-        | (0b01 << 8)
-        | 16;
-    write_sysreg!("mair_el2", MAIR_EL2);
-    write_sysreg!("tcr_el2", tcr);
-    write_sysreg!("ttbr0_el2", ttbr);
+    let tcr = TCR_EL2::PS.val(pa_range.min(5))
+        + TCR_EL2::TG0::KiB_4
+        + TCR_EL2::SH0::Inner
+        + TCR_EL2::ORGN0::WriteBack_ReadAlloc_WriteAlloc_Cacheable
+        + TCR_EL2::IRGN0::WriteBack_ReadAlloc_WriteAlloc_Cacheable
+        + TCR_EL2::T0SZ.val(16);
+    // MAIR_EL2: attr0 = Device-nGnRE (0x04), attr1 = Normal WB RWA (0xff).
+    MAIR_EL2.write(
+        MAIR_EL2::Attr0_Device::nonGathering_nonReordering_EarlyWriteAck
+            + MAIR_EL2::Attr1_Normal_Outer::WriteBack_NonTransient_ReadWriteAlloc
+            + MAIR_EL2::Attr1_Normal_Inner::WriteBack_NonTransient_ReadWriteAlloc,
+    );
+    TCR_EL2.set(TCR_EL2_RES1 | tcr.value);
+    TTBR0_EL2.set(ttbr);
     // SAFETY: (1) the identity map covers the image, its stacks, heap and every device the
     // hypervisor touches (built from the board table), so no access changes meaning when
     // translation turns on; (2) no TLB entry for EL2 can exist before this point, but they
@@ -127,8 +136,11 @@ pub fn enable_this_cpu() {
     }
     // SCTLR_EL2: M (MMU), C (data cache), I (instruction cache), SA (stack alignment check),
     // plus the RES1 bits of the non-VHE layout (29:28, 23:22, 18, 16, 11, 5:4).
-    let sctlr: u64 = (1 << 0) | (1 << 2) | (1 << 3) | (1 << 12) | 0x30c5_0830;
-    write_sysreg!("sctlr_el2", sctlr);
+    let sctlr = SCTLR_EL2::M::Enable
+        + SCTLR_EL2::C::Cacheable
+        + SCTLR_EL2::SA::Enable
+        + SCTLR_EL2::I::Cacheable;
+    SCTLR_EL2.set(SCTLR_EL2_RES1 | sctlr.value);
     // SAFETY: ISB so that following instructions are fetched with translation on.
     unsafe { core::arch::asm!("isb", options(nostack, preserves_flags)) };
     if let Some(m) = IDMAP.get() {

@@ -1,30 +1,302 @@
-//! One macro for every `mrs`/`msr` the core needs that `aarch64-cpu` lacks (ICH_ELRSR/EISR,
-//! VPIDR_EL2, EL1 context registers by encoded name), and the EL1 context of a vCPU.
+//! The system registers the core needs that `aarch64-cpu` lacks, each in exactly that crate's
+//! shape (`register_bitfields!` where the core uses fields, a unit struct implementing
+//! `Readable`/`Writeable`, a `const` of it), every `mrs`/`msr` through [`sys_coproc!`]; and
+//! the EL1 context of a vCPU, switched through those and `aarch64_cpu::registers`.
+//!
+//! What `aarch64-cpu` 11 has (HCR_EL2, VTCR_EL2, CPTR_EL2, MDCR_EL2, CNTHCTL_EL2, the ICH_*
+//! list and control registers, the EL1 context, ...) is used from that crate directly.
 
-/// Reads a system register by name or `s3_x_cy_cz_w` encoding.
-macro_rules! read_sysreg {
-    ($name:literal) => {{
-        let v: u64;
-        // SAFETY: reading a system register at EL2 has no memory-safety effect; the
-        // register named is one this core owns or reads for diagnostics.
-        unsafe { core::arch::asm!(concat!("mrs {}, ", $name), out(reg) v, options(nomem, nostack, preserves_flags)) };
-        v
-    }};
+use aarch64_cpu::registers::{
+    Readable, Writeable, AFSR0_EL1, AFSR1_EL1, AMAIR_EL1, CNTKCTL_EL1, CNTV_CTL_EL0, CNTV_CVAL_EL0,
+    CONTEXTIDR_EL1, CPACR_EL1, CSSELR_EL1, ELR_EL1, ESR_EL1, FAR_EL1, ID_AA64DFR0_EL1, MAIR_EL1,
+    MDSCR_EL1, PAR_EL1, SCTLR_EL1, SPSR_EL1, SP_EL0, SP_EL1, TCR_EL1, TPIDRRO_EL0, TPIDR_EL0,
+    TPIDR_EL1, TTBR0_EL1, TTBR1_EL1, VBAR_EL1, VMPIDR_EL2,
+};
+
+/// The one `mrs`/`msr` of the core's Rust code (`aarch64-cpu`'s `sys_coproc_read_raw!` and
+/// `sys_coproc_write_raw!` in one): `sys_coproc!(read "NAME")` is a register's
+/// `Readable::get`, `sys_coproc!(write "NAME")` its `Writeable::set`. `NAME` is the
+/// register's name, or its `s3_<op1>_c<n>_c<m>_<op2>` encoding where the assembler lacks one.
+macro_rules! sys_coproc {
+    (read $name:literal) => {
+        #[inline]
+        fn get(&self) -> u64 {
+            let v: u64;
+            // SAFETY: (1) the core runs at EL2, where every register defined with this macro
+            // is readable (the ICH_* ones are used only on a GICv3 board, the PM* ones only
+            // when `has_pmu`, FPCR/FPSR only after `init_el2` cleared CPTR_EL2.TFP); (2) an
+            // MRS writes only its output register, no memory.
+            unsafe {
+                core::arch::asm!(
+                    concat!("mrs {}, ", $name),
+                    out(reg) v,
+                    options(nomem, nostack, preserves_flags)
+                )
+            };
+            v
+        }
+    };
+    (write $name:literal) => {
+        #[inline]
+        fn set(&self, value: u64) {
+            // SAFETY: (1) the core runs at EL2, where every register defined with this macro
+            // is writable (same conditions as for reads); (2) these registers configure only
+            // the guest's EL1/EL0 view, the PMU guests use directly, the EL2 timer or the
+            // virtual GIC interface, all owned by the core, so no memory Rust knows about
+            // changes meaning; (3) callers in `arch` add the ISBs the ordering needs.
+            unsafe {
+                core::arch::asm!(
+                    concat!("msr ", $name, ", {}"),
+                    in(reg) value,
+                    options(nomem, nostack, preserves_flags)
+                )
+            };
+        }
+    };
 }
 
-/// Writes a system register by name or `s3_x_cy_cz_w` encoding.
-macro_rules! write_sysreg {
-    ($name:literal, $v:expr) => {{
-        let v: u64 = $v;
-        // SAFETY: writing this register affects only translation/trap/interrupt
-        // configuration of the EL1/EL0 guest context or the EL2 virtual GIC interface,
-        // which the core owns; callers in `arch` document ordering requirements.
-        unsafe { core::arch::asm!(concat!("msr ", $name, ", {}"), in(reg) v, options(nomem, nostack, preserves_flags)) };
-    }};
+/// One register module in `aarch64-cpu`'s shape: the unit struct, its `Readable` (and for
+/// `rw`, `Writeable`) impl through [`sys_coproc!`], and the `const` the core names.
+macro_rules! sys_reg_struct {
+    ($(#[$doc:meta])* $reg:ident, $asm:literal, $r:ty, ro) => {
+        $(#[$doc])*
+        pub struct Reg;
+
+        impl Readable for Reg {
+            type T = u64;
+            type R = $r;
+            sys_coproc!(read $asm);
+        }
+
+        $(#[$doc])*
+        pub const $reg: Reg = Reg {};
+    };
+    ($(#[$doc:meta])* $reg:ident, $asm:literal, $r:ty, rw) => {
+        sys_reg_struct!($(#[$doc])* $reg, $asm, $r, ro);
+
+        impl Writeable for Reg {
+            type T = u64;
+            type R = $r;
+            sys_coproc!(write $asm);
+        }
+    };
 }
 
-pub(crate) use read_sysreg;
-pub(crate) use write_sysreg;
+/// A register the core switches or programs as a whole value (one bit per counter, a count,
+/// a filter, a deadline): its module without `register_bitfields!`.
+macro_rules! plain_reg {
+    ($module:ident, $reg:ident, $asm:literal, $doc:literal) => {
+        mod $module {
+            use super::{Readable, Writeable};
+
+            sys_reg_struct!(
+                #[doc = $doc]
+                $reg,
+                $asm,
+                (),
+                rw
+            );
+        }
+        pub use $module::$reg;
+    };
+}
+
+mod vpidr_el2 {
+    use super::{Readable, Writeable};
+
+    sys_reg_struct!(
+        /// VPIDR_EL2 (Arm ARM, "VPIDR_EL2, Virtualization Processor ID Register"): the
+        /// value an EL1 read of MIDR_EL1 returns.
+        VPIDR_EL2,
+        "vpidr_el2",
+        (),
+        rw
+    );
+}
+
+mod cnthp_cval_el2 {
+    use super::{Readable, Writeable};
+
+    sys_reg_struct!(
+        /// CNTHP_CVAL_EL2 (Arm ARM, "CNTHP_CVAL_EL2, Counter-timer Physical Timer
+        /// CompareValue register (EL2)"): the EL2 physical timer's deadline.
+        CNTHP_CVAL_EL2,
+        "cnthp_cval_el2",
+        (),
+        rw
+    );
+}
+
+mod ich_eisr_el2 {
+    use super::Readable;
+
+    sys_reg_struct!(
+        /// ICH_EISR_EL2 (GICv3, IHI 0069, "ICH_EISR_EL2, Interrupt Controller End of
+        /// Interrupt Status Register"): bit n set when list register n holds a deactivated
+        /// interrupt with EOI maintenance requested. Read-only.
+        ICH_EISR_EL2,
+        "s3_4_c12_c11_3",
+        (),
+        ro
+    );
+}
+
+#[allow(
+    missing_docs,
+    reason = "`register_bitfields!` generates undocumented `Register` and mask items"
+)]
+mod pmcr_el0 {
+    use super::{Readable, Writeable};
+    use tock_registers::register_bitfields;
+
+    register_bitfields! {u64,
+        /// PMCR_EL0 fields (Arm ARM, "PMCR_EL0, Performance Monitors Control Register").
+        pub PMCR_EL0 [
+            /// Number of event counters implemented (as EL2 reads it).
+            N OFFSET(11) NUMBITS(5) [],
+            /// Long event counters.
+            LP OFFSET(7) NUMBITS(1) [],
+            /// Long cycle counter.
+            LC OFFSET(6) NUMBITS(1) [],
+            /// Disable cycle counter when event counting is prohibited.
+            DP OFFSET(5) NUMBITS(1) [],
+            /// Export events.
+            X OFFSET(4) NUMBITS(1) [],
+            /// Clock divider (cycle counter counts every 64 cycles).
+            D OFFSET(3) NUMBITS(1) [],
+            /// Cycle counter reset (write-only action).
+            C OFFSET(2) NUMBITS(1) [],
+            /// Event counter reset (write-only action).
+            P OFFSET(1) NUMBITS(1) [],
+            /// Enable.
+            E OFFSET(0) NUMBITS(1) [],
+        ]
+    }
+
+    sys_reg_struct!(
+        /// PMCR_EL0 (Arm ARM, "PMCR_EL0, Performance Monitors Control Register").
+        PMCR_EL0,
+        "pmcr_el0",
+        PMCR_EL0::Register,
+        rw
+    );
+}
+
+#[allow(
+    missing_docs,
+    reason = "`register_bitfields!` generates undocumented `Register` and mask items"
+)]
+mod pmselr_el0 {
+    use super::{Readable, Writeable};
+    use tock_registers::register_bitfields;
+
+    register_bitfields! {u64,
+        /// PMSELR_EL0 fields (Arm ARM, "PMSELR_EL0, Performance Monitors Event Counter
+        /// Selection Register").
+        pub PMSELR_EL0 [
+            /// The event counter PMXEVCNTR_EL0 and PMXEVTYPER_EL0 access (31: cycle counter).
+            SEL OFFSET(0) NUMBITS(5) [],
+        ]
+    }
+
+    sys_reg_struct!(
+        /// PMSELR_EL0 (Arm ARM, "PMSELR_EL0, Performance Monitors Event Counter Selection
+        /// Register").
+        PMSELR_EL0,
+        "pmselr_el0",
+        PMSELR_EL0::Register,
+        rw
+    );
+}
+
+plain_reg!(
+    pmcntenset_el0,
+    PMCNTENSET_EL0,
+    "pmcntenset_el0",
+    "PMCNTENSET_EL0 (Arm ARM, \"Performance Monitors Count Enable Set register\")."
+);
+plain_reg!(
+    pmcntenclr_el0,
+    PMCNTENCLR_EL0,
+    "pmcntenclr_el0",
+    "PMCNTENCLR_EL0 (Arm ARM, \"Performance Monitors Count Enable Clear register\")."
+);
+plain_reg!(
+    pmintenset_el1,
+    PMINTENSET_EL1,
+    "pmintenset_el1",
+    "PMINTENSET_EL1 (Arm ARM, \"Performance Monitors Interrupt Enable Set register\")."
+);
+plain_reg!(
+    pmintenclr_el1,
+    PMINTENCLR_EL1,
+    "pmintenclr_el1",
+    "PMINTENCLR_EL1 (Arm ARM, \"Performance Monitors Interrupt Enable Clear register\")."
+);
+plain_reg!(
+    pmovsset_el0,
+    PMOVSSET_EL0,
+    "pmovsset_el0",
+    "PMOVSSET_EL0 (Arm ARM, \"Performance Monitors Overflow Flag Status Set register\")."
+);
+plain_reg!(
+    pmovsclr_el0,
+    PMOVSCLR_EL0,
+    "pmovsclr_el0",
+    "PMOVSCLR_EL0 (Arm ARM, \"Performance Monitors Overflow Flag Status Clear Register\")."
+);
+plain_reg!(
+    pmuserenr_el0,
+    PMUSERENR_EL0,
+    "pmuserenr_el0",
+    "PMUSERENR_EL0 (Arm ARM, \"Performance Monitors User Enable Register\")."
+);
+plain_reg!(
+    pmccntr_el0,
+    PMCCNTR_EL0,
+    "pmccntr_el0",
+    "PMCCNTR_EL0 (Arm ARM, \"Performance Monitors Cycle Count Register\")."
+);
+plain_reg!(
+    pmccfiltr_el0,
+    PMCCFILTR_EL0,
+    "pmccfiltr_el0",
+    "PMCCFILTR_EL0 (Arm ARM, \"Performance Monitors Cycle Count Filter Register\")."
+);
+plain_reg!(
+    pmxevcntr_el0,
+    PMXEVCNTR_EL0,
+    "pmxevcntr_el0",
+    "PMXEVCNTR_EL0 (Arm ARM, \"Performance Monitors Selected Event Count Register\")."
+);
+plain_reg!(
+    pmxevtyper_el0,
+    PMXEVTYPER_EL0,
+    "pmxevtyper_el0",
+    "PMXEVTYPER_EL0 (Arm ARM, \"Performance Monitors Selected Event Type Register\")."
+);
+
+// FP registers `aarch64-cpu` lacks, by encoding so that the soft-float target's assembler
+// needs no `fp` extension: switched as values with the vCPU's Q registers. Accessible at EL2
+// because `init_el2` clears CPTR_EL2.TFP before any vCPU runs.
+plain_reg!(
+    fpcr,
+    FPCR,
+    "s3_3_c4_c4_0",
+    "FPCR (Arm ARM, \"FPCR, Floating-point Control Register\")."
+);
+plain_reg!(
+    fpsr,
+    FPSR,
+    "s3_3_c4_c4_1",
+    "FPSR (Arm ARM, \"FPSR, Floating-point Status Register\")."
+);
+
+pub use cnthp_cval_el2::CNTHP_CVAL_EL2;
+pub use ich_eisr_el2::ICH_EISR_EL2;
+pub use pmcr_el0::PMCR_EL0;
+pub use pmselr_el0::PMSELR_EL0;
+pub use vpidr_el2::VPIDR_EL2;
 
 /// The EL1/EL0 system-register state of a vCPU, switched when a physical CPU changes vCPU.
 #[derive(Clone, Copy, Debug, Default)]
@@ -105,55 +377,55 @@ const PMU_ALL_COUNTERS: u64 = 0xffff_ffff;
 
 /// True if this CPU implements PMUv3 (`ID_AA64DFR0_EL1.PMUVer` neither 0 nor 0xF).
 pub fn has_pmu() -> bool {
-    let ver = (read_sysreg!("id_aa64dfr0_el1") >> 8) & 0xf;
+    let ver = ID_AA64DFR0_EL1.read(ID_AA64DFR0_EL1::PMUVer);
     ver != 0 && ver != 0xf
 }
 
 /// Event counters this CPU implements (`PMCR_EL0.N`, as EL2 reads it).
 fn pmu_counters() -> usize {
-    (((read_sysreg!("pmcr_el0") >> 11) & 0x1f) as usize).min(31)
+    (PMCR_EL0.read(PMCR_EL0::N) as usize).min(31)
 }
 
 impl PmuContext {
     /// Saves this CPU's PMU state and stops its counters.
     fn save(&mut self) {
-        self.pmcnten = read_sysreg!("pmcntenset_el0");
+        self.pmcnten = PMCNTENSET_EL0.get();
         // Stop counting first, so the saved counts are the guest's own.
-        write_sysreg!("pmcntenclr_el0", PMU_ALL_COUNTERS);
-        self.pmcr = read_sysreg!("pmcr_el0") & PMCR_WRITABLE;
-        self.pmselr = read_sysreg!("pmselr_el0");
-        self.pminten = read_sysreg!("pmintenset_el1");
-        self.pmovs = read_sysreg!("pmovsset_el0");
-        self.pmuserenr = read_sysreg!("pmuserenr_el0");
-        self.pmccntr = read_sysreg!("pmccntr_el0");
-        self.pmccfiltr = read_sysreg!("pmccfiltr_el0");
+        PMCNTENCLR_EL0.set(PMU_ALL_COUNTERS);
+        self.pmcr = PMCR_EL0.get() & PMCR_WRITABLE;
+        self.pmselr = PMSELR_EL0.get();
+        self.pminten = PMINTENSET_EL1.get();
+        self.pmovs = PMOVSSET_EL0.get();
+        self.pmuserenr = PMUSERENR_EL0.get();
+        self.pmccntr = PMCCNTR_EL0.get();
+        self.pmccfiltr = PMCCFILTR_EL0.get();
         for i in 0..pmu_counters() {
-            write_sysreg!("pmselr_el0", i as u64);
+            PMSELR_EL0.write(PMSELR_EL0::SEL.val(i as u64));
             isb();
-            self.evcntr[i] = read_sysreg!("pmxevcntr_el0");
-            self.evtyper[i] = read_sysreg!("pmxevtyper_el0");
+            self.evcntr[i] = PMXEVCNTR_EL0.get();
+            self.evtyper[i] = PMXEVTYPER_EL0.get();
         }
     }
 
     /// Loads this state into the CPU's PMU (counting resumes if the vCPU had it on).
     fn restore(&self) {
-        write_sysreg!("pmcntenclr_el0", PMU_ALL_COUNTERS);
-        write_sysreg!("pmintenclr_el1", PMU_ALL_COUNTERS);
-        write_sysreg!("pmovsclr_el0", PMU_ALL_COUNTERS);
+        PMCNTENCLR_EL0.set(PMU_ALL_COUNTERS);
+        PMINTENCLR_EL1.set(PMU_ALL_COUNTERS);
+        PMOVSCLR_EL0.set(PMU_ALL_COUNTERS);
         for i in 0..pmu_counters() {
-            write_sysreg!("pmselr_el0", i as u64);
+            PMSELR_EL0.write(PMSELR_EL0::SEL.val(i as u64));
             isb();
-            write_sysreg!("pmxevtyper_el0", self.evtyper[i]);
-            write_sysreg!("pmxevcntr_el0", self.evcntr[i]);
+            PMXEVTYPER_EL0.set(self.evtyper[i]);
+            PMXEVCNTR_EL0.set(self.evcntr[i]);
         }
-        write_sysreg!("pmccfiltr_el0", self.pmccfiltr);
-        write_sysreg!("pmccntr_el0", self.pmccntr);
-        write_sysreg!("pmuserenr_el0", self.pmuserenr);
-        write_sysreg!("pmselr_el0", self.pmselr);
-        write_sysreg!("pmovsset_el0", self.pmovs);
-        write_sysreg!("pmintenset_el1", self.pminten);
-        write_sysreg!("pmcr_el0", self.pmcr);
-        write_sysreg!("pmcntenset_el0", self.pmcnten);
+        PMCCFILTR_EL0.set(self.pmccfiltr);
+        PMCCNTR_EL0.set(self.pmccntr);
+        PMUSERENR_EL0.set(self.pmuserenr);
+        PMSELR_EL0.set(self.pmselr);
+        PMOVSSET_EL0.set(self.pmovs);
+        PMINTENSET_EL1.set(self.pminten);
+        PMCR_EL0.set(self.pmcr);
+        PMCNTENSET_EL0.set(self.pmcnten);
     }
 }
 
@@ -179,36 +451,36 @@ impl El1Context {
 
     /// Saves the current EL1 state of this physical CPU.
     pub fn save(&mut self) {
-        self.sctlr_el1 = read_sysreg!("sctlr_el1");
-        self.ttbr0_el1 = read_sysreg!("ttbr0_el1");
-        self.ttbr1_el1 = read_sysreg!("ttbr1_el1");
-        self.tcr_el1 = read_sysreg!("tcr_el1");
-        self.mair_el1 = read_sysreg!("mair_el1");
-        self.amair_el1 = read_sysreg!("amair_el1");
-        self.vbar_el1 = read_sysreg!("vbar_el1");
-        self.contextidr_el1 = read_sysreg!("contextidr_el1");
-        self.sp_el0 = read_sysreg!("sp_el0");
-        self.sp_el1 = read_sysreg!("sp_el1");
-        self.elr_el1 = read_sysreg!("elr_el1");
-        self.spsr_el1 = read_sysreg!("spsr_el1");
-        self.esr_el1 = read_sysreg!("esr_el1");
-        self.far_el1 = read_sysreg!("far_el1");
-        self.afsr0_el1 = read_sysreg!("afsr0_el1");
-        self.afsr1_el1 = read_sysreg!("afsr1_el1");
-        self.par_el1 = read_sysreg!("par_el1");
-        self.tpidr_el0 = read_sysreg!("tpidr_el0");
-        self.tpidrro_el0 = read_sysreg!("tpidrro_el0");
-        self.tpidr_el1 = read_sysreg!("tpidr_el1");
-        self.cpacr_el1 = read_sysreg!("cpacr_el1");
-        self.csselr_el1 = read_sysreg!("csselr_el1");
-        self.cntkctl_el1 = read_sysreg!("cntkctl_el1");
-        self.mdscr_el1 = read_sysreg!("mdscr_el1");
-        self.cntv_ctl_el0 = read_sysreg!("cntv_ctl_el0");
-        self.cntv_cval_el0 = read_sysreg!("cntv_cval_el0");
-        self.vmpidr_el2 = read_sysreg!("vmpidr_el2");
+        self.sctlr_el1 = SCTLR_EL1.get();
+        self.ttbr0_el1 = TTBR0_EL1.get();
+        self.ttbr1_el1 = TTBR1_EL1.get();
+        self.tcr_el1 = TCR_EL1.get();
+        self.mair_el1 = MAIR_EL1.get();
+        self.amair_el1 = AMAIR_EL1.get();
+        self.vbar_el1 = VBAR_EL1.get();
+        self.contextidr_el1 = CONTEXTIDR_EL1.get();
+        self.sp_el0 = SP_EL0.get();
+        self.sp_el1 = SP_EL1.get();
+        self.elr_el1 = ELR_EL1.get();
+        self.spsr_el1 = SPSR_EL1.get();
+        self.esr_el1 = ESR_EL1.get();
+        self.far_el1 = FAR_EL1.get();
+        self.afsr0_el1 = AFSR0_EL1.get();
+        self.afsr1_el1 = AFSR1_EL1.get();
+        self.par_el1 = PAR_EL1.get();
+        self.tpidr_el0 = TPIDR_EL0.get();
+        self.tpidrro_el0 = TPIDRRO_EL0.get();
+        self.tpidr_el1 = TPIDR_EL1.get();
+        self.cpacr_el1 = CPACR_EL1.get();
+        self.csselr_el1 = CSSELR_EL1.get();
+        self.cntkctl_el1 = CNTKCTL_EL1.get();
+        self.mdscr_el1 = MDSCR_EL1.get();
+        self.cntv_ctl_el0 = CNTV_CTL_EL0.get();
+        self.cntv_cval_el0 = CNTV_CVAL_EL0.get();
+        self.vmpidr_el2 = VMPIDR_EL2.get();
         (self.ich_vmcr_el2, self.ich_ap1r0_el2) = super::vgic_hw::save_vmcr();
         // Stop this vCPU's timer from firing while another vCPU runs here.
-        write_sysreg!("cntv_ctl_el0", 0);
+        CNTV_CTL_EL0.set(0);
         if has_pmu() {
             self.pmu.save();
         }
@@ -217,33 +489,33 @@ impl El1Context {
 
     /// Loads this state into the physical CPU's EL1 registers.
     pub fn restore(&self) {
-        write_sysreg!("sctlr_el1", self.sctlr_el1);
-        write_sysreg!("ttbr0_el1", self.ttbr0_el1);
-        write_sysreg!("ttbr1_el1", self.ttbr1_el1);
-        write_sysreg!("tcr_el1", self.tcr_el1);
-        write_sysreg!("mair_el1", self.mair_el1);
-        write_sysreg!("amair_el1", self.amair_el1);
-        write_sysreg!("vbar_el1", self.vbar_el1);
-        write_sysreg!("contextidr_el1", self.contextidr_el1);
-        write_sysreg!("sp_el0", self.sp_el0);
-        write_sysreg!("sp_el1", self.sp_el1);
-        write_sysreg!("elr_el1", self.elr_el1);
-        write_sysreg!("spsr_el1", self.spsr_el1);
-        write_sysreg!("esr_el1", self.esr_el1);
-        write_sysreg!("far_el1", self.far_el1);
-        write_sysreg!("afsr0_el1", self.afsr0_el1);
-        write_sysreg!("afsr1_el1", self.afsr1_el1);
-        write_sysreg!("par_el1", self.par_el1);
-        write_sysreg!("tpidr_el0", self.tpidr_el0);
-        write_sysreg!("tpidrro_el0", self.tpidrro_el0);
-        write_sysreg!("tpidr_el1", self.tpidr_el1);
-        write_sysreg!("cpacr_el1", self.cpacr_el1);
-        write_sysreg!("csselr_el1", self.csselr_el1);
-        write_sysreg!("cntkctl_el1", self.cntkctl_el1);
-        write_sysreg!("mdscr_el1", self.mdscr_el1);
-        write_sysreg!("cntv_cval_el0", self.cntv_cval_el0);
-        write_sysreg!("cntv_ctl_el0", self.cntv_ctl_el0);
-        write_sysreg!("vmpidr_el2", self.vmpidr_el2);
+        SCTLR_EL1.set(self.sctlr_el1);
+        TTBR0_EL1.set(self.ttbr0_el1);
+        TTBR1_EL1.set(self.ttbr1_el1);
+        TCR_EL1.set(self.tcr_el1);
+        MAIR_EL1.set(self.mair_el1);
+        AMAIR_EL1.set(self.amair_el1);
+        VBAR_EL1.set(self.vbar_el1);
+        CONTEXTIDR_EL1.set(self.contextidr_el1);
+        SP_EL0.set(self.sp_el0);
+        SP_EL1.set(self.sp_el1);
+        ELR_EL1.set(self.elr_el1);
+        SPSR_EL1.set(self.spsr_el1);
+        ESR_EL1.set(self.esr_el1);
+        FAR_EL1.set(self.far_el1);
+        AFSR0_EL1.set(self.afsr0_el1);
+        AFSR1_EL1.set(self.afsr1_el1);
+        PAR_EL1.set(self.par_el1);
+        TPIDR_EL0.set(self.tpidr_el0);
+        TPIDRRO_EL0.set(self.tpidrro_el0);
+        TPIDR_EL1.set(self.tpidr_el1);
+        CPACR_EL1.set(self.cpacr_el1);
+        CSSELR_EL1.set(self.csselr_el1);
+        CNTKCTL_EL1.set(self.cntkctl_el1);
+        MDSCR_EL1.set(self.mdscr_el1);
+        CNTV_CVAL_EL0.set(self.cntv_cval_el0);
+        CNTV_CTL_EL0.set(self.cntv_ctl_el0);
+        VMPIDR_EL2.set(self.vmpidr_el2);
         super::vgic_hw::restore_vmcr(self.ich_vmcr_el2, self.ich_ap1r0_el2);
         if has_pmu() {
             self.pmu.restore();
@@ -255,7 +527,6 @@ impl El1Context {
 
     fn save_fp(&mut self) {
         let p = self.fp_regs.as_mut_ptr();
-        let (fpcr, fpsr): (u64, u64);
         // SAFETY: `p` points to 32 writable 16-byte slots owned by `self`; the FP/SIMD unit
         // is enabled for EL2 (CPTR_EL2.TFP = 0) before any vCPU runs.
         unsafe {
@@ -269,13 +540,12 @@ impl El1Context {
                 "stp q20, q21, [{p}, #320]", "stp q22, q23, [{p}, #352]",
                 "stp q24, q25, [{p}, #384]", "stp q26, q27, [{p}, #416]",
                 "stp q28, q29, [{p}, #448]", "stp q30, q31, [{p}, #480]",
-                "mrs {c}, fpcr", "mrs {s}, fpsr",
-                p = in(reg) p, c = out(reg) fpcr, s = out(reg) fpsr,
+                p = in(reg) p,
                 options(nostack, preserves_flags),
             );
         }
-        self.fpcr = fpcr;
-        self.fpsr = fpsr;
+        self.fpcr = FPCR.get();
+        self.fpsr = FPSR.get();
     }
 
     fn restore_fp(&self) {
@@ -292,10 +562,11 @@ impl El1Context {
                 "ldp q20, q21, [{p}, #320]", "ldp q22, q23, [{p}, #352]",
                 "ldp q24, q25, [{p}, #384]", "ldp q26, q27, [{p}, #416]",
                 "ldp q28, q29, [{p}, #448]", "ldp q30, q31, [{p}, #480]",
-                "msr fpcr, {c}", "msr fpsr, {s}",
-                p = in(reg) p, c = in(reg) self.fpcr, s = in(reg) self.fpsr,
+                p = in(reg) p,
                 options(nostack, preserves_flags),
             );
         }
+        FPCR.set(self.fpcr);
+        FPSR.set(self.fpsr);
     }
 }
