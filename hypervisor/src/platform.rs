@@ -243,7 +243,11 @@ pub struct BoardDesc {
     pub pmu: PmuDesc,
     /// Index into `devices` of the console UART.
     pub console: usize,
-    /// Devices.
+    /// Index into `devices` of the interrupt controller: the GIC, a device like the others
+    /// (compatible, every register window, the maintenance interrupt), probed by the driver
+    /// its compatible matches; `gic` keeps the facts only a GIC has.
+    pub interrupt_controller: usize,
+    /// Devices, the interrupt controller included.
     pub devices: &'static [DeviceDesc],
     /// Quirks.
     pub quirks: &'static [QuirkRefDesc],
@@ -253,6 +257,14 @@ impl BoardDesc {
     /// The console device.
     pub fn console_device(&self) -> Option<&'static DeviceDesc> {
         self.devices.get(self.console)
+    }
+
+    /// True for the devices the hypervisor itself drives and never gives to a guest: the
+    /// console and the interrupt controller.
+    pub fn is_hypervisor_device(&self, dev: &DeviceDesc) -> bool {
+        [self.console, self.interrupt_controller]
+            .iter()
+            .any(|&i| self.devices.get(i).is_some_and(|d| core::ptr::eq(d, dev)))
     }
 }
 
