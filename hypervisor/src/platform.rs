@@ -279,6 +279,66 @@ mod tests {
         }
     }
 
+    const fn dev(name: &'static str) -> DeviceDesc {
+        DeviceDesc {
+            name,
+            compatible: &[],
+            regs: &[],
+            irqs: &[],
+            status: DeviceStatus::Okay,
+            bus_id: None,
+            clock_hz: None,
+        }
+    }
+
+    #[test]
+    fn console_and_interrupt_controller_are_the_hypervisors_own() {
+        static DEVICES: [DeviceDesc; 3] = [dev("uart0"), dev("rtc"), dev("gic")];
+        let board = BoardDesc {
+            name: "b",
+            model: "m",
+            soc: "s",
+            support: SupportLevel::Community,
+            verified_by: VerificationDesc::None,
+            cpus: &[],
+            memory: &[],
+            hypervisor_base: 0,
+            hypervisor_size: 0,
+            gic: GicDesc {
+                version: GicVersion::V3,
+                compatible: "arm,gic-v3",
+                distributor: RegDesc {
+                    name: "gicd",
+                    base: 0,
+                    size: 0x1_0000,
+                },
+                redistributors: &[],
+                cpu_interface: None,
+                hyp_interface: None,
+                virtual_cpu_interface: None,
+                its: None,
+                maintenance_irq: level(25),
+                spi_count: 64,
+            },
+            timer: TimerDesc {
+                secure_phys: level(29),
+                phys: level(30),
+                virt: level(27),
+                hyp_phys: level(26),
+            },
+            pmu: PmuDesc::Ppi(level(23)),
+            console: 0,
+            interrupt_controller: 2,
+            devices: &DEVICES,
+            quirks: &[],
+        };
+        assert!(board.is_hypervisor_device(&DEVICES[0]));
+        assert!(board.is_hypervisor_device(&DEVICES[2]));
+        assert!(!board.is_hypervisor_device(&DEVICES[1]));
+        // Same name, another table entry: not the board's own.
+        assert!(!board.is_hypervisor_device(&dev("gic")));
+    }
+
     #[test]
     fn pmu_ppi_serves_every_cpu() {
         let pmu = PmuDesc::Ppi(level(23));
