@@ -243,7 +243,11 @@ pub struct BoardDesc {
     pub pmu: PmuDesc,
     /// Index into `devices` of the console UART.
     pub console: usize,
-    /// Devices.
+    /// Index into `devices` of the interrupt controller: the GIC, a device like the others
+    /// (compatible, every register window, the maintenance interrupt), probed by the driver
+    /// its compatible matches; `gic` keeps the facts only a GIC has.
+    pub interrupt_controller: usize,
+    /// Devices, the interrupt controller included.
     pub devices: &'static [DeviceDesc],
     /// Quirks.
     pub quirks: &'static [QuirkRefDesc],
@@ -253,6 +257,14 @@ impl BoardDesc {
     /// The console device.
     pub fn console_device(&self) -> Option<&'static DeviceDesc> {
         self.devices.get(self.console)
+    }
+
+    /// True for the devices the hypervisor itself drives and never gives to a guest: the
+    /// console and the interrupt controller.
+    pub fn is_hypervisor_device(&self, dev: &DeviceDesc) -> bool {
+        [self.console, self.interrupt_controller]
+            .iter()
+            .any(|&i| self.devices.get(i).is_some_and(|d| core::ptr::eq(d, dev)))
     }
 }
 
@@ -265,6 +277,66 @@ mod tests {
             intid,
             trigger: Trigger::Level,
         }
+    }
+
+    const fn dev(name: &'static str) -> DeviceDesc {
+        DeviceDesc {
+            name,
+            compatible: &[],
+            regs: &[],
+            irqs: &[],
+            status: DeviceStatus::Okay,
+            bus_id: None,
+            clock_hz: None,
+        }
+    }
+
+    #[test]
+    fn console_and_interrupt_controller_are_the_hypervisors_own() {
+        static DEVICES: [DeviceDesc; 3] = [dev("uart0"), dev("rtc"), dev("gic")];
+        let board = BoardDesc {
+            name: "b",
+            model: "m",
+            soc: "s",
+            support: SupportLevel::Community,
+            verified_by: VerificationDesc::None,
+            cpus: &[],
+            memory: &[],
+            hypervisor_base: 0,
+            hypervisor_size: 0,
+            gic: GicDesc {
+                version: GicVersion::V3,
+                compatible: "arm,gic-v3",
+                distributor: RegDesc {
+                    name: "gicd",
+                    base: 0,
+                    size: 0x1_0000,
+                },
+                redistributors: &[],
+                cpu_interface: None,
+                hyp_interface: None,
+                virtual_cpu_interface: None,
+                its: None,
+                maintenance_irq: level(25),
+                spi_count: 64,
+            },
+            timer: TimerDesc {
+                secure_phys: level(29),
+                phys: level(30),
+                virt: level(27),
+                hyp_phys: level(26),
+            },
+            pmu: PmuDesc::Ppi(level(23)),
+            console: 0,
+            interrupt_controller: 2,
+            devices: &DEVICES,
+            quirks: &[],
+        };
+        assert!(board.is_hypervisor_device(&DEVICES[0]));
+        assert!(board.is_hypervisor_device(&DEVICES[2]));
+        assert!(!board.is_hypervisor_device(&DEVICES[1]));
+        // Same name, another table entry: not the board's own.
+        assert!(!board.is_hypervisor_device(&dev("gic")));
     }
 
     #[test]

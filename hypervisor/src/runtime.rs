@@ -8,9 +8,8 @@ mod vms;
 
 use crate::arch::{self, cpu};
 use crate::hvprintln;
-use crate::platform::{BoardDesc, DeviceDesc, DeviceStatus};
+use crate::platform::{BoardDesc, DeviceStatus};
 use crate::plugin::{self, IrqChip, Probed, DRIVERS, QUIRKS};
-use alloc::boxed::Box;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicUsize, Ordering};
 use spin::Once;
@@ -184,26 +183,6 @@ fn probe_devices(board: &'static BoardDesc) -> ProbeReport {
             }
             None => report.unmatched.push(dev.name),
         }
-    }
-    // The GIC is described by the board's `gic` node rather than as a device.
-    let gic_dev: &'static DeviceDesc = Box::leak(Box::new(DeviceDesc {
-        name: "gic",
-        compatible: Box::leak(Box::new([board.gic.compatible])),
-        regs: Box::leak(Box::new([board.gic.distributor])),
-        irqs: &[],
-        status: DeviceStatus::Okay,
-        bus_id: None,
-        clock_hz: None,
-    }));
-    match plugin::match_driver(&DRIVERS, gic_dev) {
-        Some(drv) => {
-            let r = (drv.probe)(gic_dev, board);
-            if let Ok(Probed::IrqChip(c)) = r {
-                IRQCHIP.call_once(|| c);
-            }
-            report.lines.push(("gic", drv.name, r.map(|_| ())));
-        }
-        None => report.unmatched.push("gic"),
     }
     report
 }

@@ -43,6 +43,7 @@ pub fn board_desc(board: &Board) -> Result<TokenStream, String> {
     let timer = interrupts::timer(&board.timer);
     let pmu = interrupts::pmu(&board.pmu);
     let console = devices::console_index(board)?;
+    let interrupt_controller = devices::interrupt_controller_index(board);
     let devices = devices::devices(board);
     let quirks = quirks::quirks(board);
     Ok(quote! {
@@ -60,6 +61,7 @@ pub fn board_desc(board: &Board) -> Result<TokenStream, String> {
             timer: #timer,
             pmu: #pmu,
             console: #console,
+            interrupt_controller: #interrupt_controller,
             devices: #devices,
             quirks: #quirks,
         }

@@ -1,7 +1,7 @@
 //! Devices: `RegDesc` windows, `DeviceDesc` with status and reason, and the console index.
 
 use crate::lit::{hex, option, slice};
-use platform_dsl::model::{Board, Device, Reg, Status};
+use platform_dsl::model::{Board, Device, Gic, Reg, Status};
 use proc_macro2::TokenStream;
 use quote::quote;
 
@@ -41,9 +41,52 @@ fn device(d: &Device) -> TokenStream {
     }
 }
 
-/// `&[DeviceDesc]`, enabled and disabled, in declaration order.
+/// `&[DeviceDesc]`, enabled and disabled, in declaration order, then the interrupt
+/// controller (at [`interrupt_controller_index`]).
 pub fn devices(board: &Board) -> TokenStream {
-    slice(board.devices.iter().map(device))
+    slice(
+        board
+            .devices
+            .iter()
+            .map(device)
+            .chain(core::iter::once(gic_device(&board.gic))),
+    )
+}
+
+/// Name of the interrupt controller's device.
+pub const GIC_DEVICE: &str = "gic";
+
+/// Index of the interrupt controller in `devices`: after the board's own devices.
+pub fn interrupt_controller_index(board: &Board) -> usize {
+    board.devices.len()
+}
+
+/// The GIC as a device: its compatible, every register window it has (distributor,
+/// redistributors or GICv2 CPU, hyp and virtual CPU interfaces, ITS), the maintenance
+/// interrupt. The facts only a GIC has stay in `GicDesc`.
+fn gic_device(gic: &Gic) -> TokenStream {
+    let compatible = slice(core::iter::once(&gic.compatible));
+    let windows = core::iter::once(&gic.distributor)
+        .chain(&gic.redistributors)
+        .chain(&gic.cpu_interface)
+        .chain(&gic.hyp_interface)
+        .chain(&gic.virtual_cpu_interface)
+        .chain(&gic.its);
+    let regs = slice(windows.map(reg));
+    let irqs = slice(core::iter::once(crate::interrupts::irq(
+        &gic.maintenance_irq,
+    )));
+    quote! {
+        ::hypervisor::platform::DeviceDesc {
+            name: #GIC_DEVICE,
+            compatible: #compatible,
+            regs: #regs,
+            irqs: #irqs,
+            status: ::hypervisor::platform::DeviceStatus::Okay,
+            bus_id: ::core::option::Option::None,
+            clock_hz: ::core::option::Option::None,
+        }
+    }
 }
 
 /// Index of the console device in `devices`.
@@ -94,6 +137,19 @@ mod tests {
             out.contains("bus_id:::core::option::Option::Some(\"usb:0bda:8153\")"),
             "{out}"
         );
+    }
+
+    #[test]
+    fn the_gic_is_the_last_device_with_every_window_and_the_maintenance_irq() {
+        let b = fixture::gicv2_experimental();
+        let out = compact(&devices(&b));
+        let gic = out.rfind("name:\"gic\"").expect("a gic device");
+        let tail = &out[gic..];
+        assert!(tail.contains("compatible:&[\"arm,gic-400\"]"), "{tail}");
+        // Distributor, GICC, GICH, GICV.
+        assert_eq!(tail.matches("RegDesc{").count(), 4, "{tail}");
+        assert!(tail.contains("intid:25u32"), "{tail}");
+        assert_eq!(interrupt_controller_index(&b), b.devices.len());
     }
 
     #[test]

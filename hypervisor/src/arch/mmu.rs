@@ -73,22 +73,7 @@ pub fn build(board: &BoardDesc) -> Result<(), MmuError> {
     for m in board.memory {
         add("memory", m.base, m.size, normal())?;
     }
-    let gic = &board.gic;
-    add("GICD", gic.distributor.base, gic.distributor.size, device())?;
-    for r in gic.redistributors {
-        add("GICR", r.base, r.size, device())?;
-    }
-    for r in [
-        gic.cpu_interface,
-        gic.hyp_interface,
-        gic.virtual_cpu_interface,
-        gic.its,
-    ]
-    .into_iter()
-    .flatten()
-    {
-        add("GIC", r.base, r.size, device())?;
-    }
+    // Every enabled device's windows, the interrupt controller's included.
     for d in board.devices.iter().filter(|d| d.is_enabled()) {
         for r in d.regs {
             add("device", r.base, r.size, device())?;

@@ -287,13 +287,10 @@ fn passthrough_devices(desc: &'static VmDesc) -> Result<Vec<&'static DeviceDesc>
                 "an interrupt is not an SPI the virtual GIC implements",
             ));
         }
-        if board
-            .console_device()
-            .is_some_and(|c| core::ptr::eq(c, dev))
-        {
+        if board.is_hypervisor_device(dev) {
             return Err(CreateError::Passthrough(
                 device,
-                "it is the hypervisor console",
+                "the hypervisor drives it itself (console or interrupt controller)",
             ));
         }
         out.push(dev);

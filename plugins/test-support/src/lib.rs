@@ -125,6 +125,7 @@ pub fn board(gic: GicDesc, cpus: &[CpuDesc]) -> &'static BoardDesc {
         },
         pmu: PmuDesc::Ppi(PPI(23)),
         console: 0,
+        interrupt_controller: 0,
         devices: &[],
         quirks: &[],
     }))
