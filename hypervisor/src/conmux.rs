@@ -7,10 +7,16 @@ use alloc::vec::Vec;
 /// The switch key, `Ctrl-]` (0x1d).
 pub const SWITCH_KEY: u8 = 0x1d;
 
-/// Input routing state: which VM receives keystrokes.
+/// After [`SWITCH_KEY`], this key opens a hypervisor command line (ended by Enter).
+pub const COMMAND_KEY: u8 = b':';
+/// Longest hypervisor command line kept; longer input is cut.
+pub const MAX_COMMAND: usize = 128;
+
+/// Input routing state: which VM receives keystrokes, or the command line being typed.
 pub struct InputRouter {
     focus: usize,
     escape: bool,
+    command: Option<Vec<u8>>,
 }
 
 /// What to do with one input byte.
@@ -25,8 +31,10 @@ pub enum Routed {
     },
     /// Input now goes to VM `vm`.
     Switched(usize),
-    /// Consumed (first half of an escape).
+    /// Consumed (first half of an escape, or part of a command line).
     Nothing,
+    /// A hypervisor command line was entered (`Ctrl-]` `:` ... Enter).
+    Command(Vec<u8>),
 }
 
 impl InputRouter {
@@ -35,11 +43,28 @@ impl InputRouter {
         Self {
             focus: 0,
             escape: false,
+            command: None,
         }
     }
 
-    /// Routes one byte, given how many VMs exist.
+    /// Routes one byte, given how many VM slots exist.
     pub fn route(&mut self, byte: u8, vm_count: usize) -> Routed {
+        if let Some(line) = self.command.as_mut() {
+            return match byte {
+                b'\r' | b'\n' => Routed::Command(self.command.take().unwrap_or_default()),
+                SWITCH_KEY => {
+                    // Abandons the command line.
+                    self.command = None;
+                    Routed::Nothing
+                }
+                _ => {
+                    if line.len() < MAX_COMMAND {
+                        line.push(byte);
+                    }
+                    Routed::Nothing
+                }
+            };
+        }
         if self.escape {
             self.escape = false;
             if byte == SWITCH_KEY {
@@ -47,6 +72,10 @@ impl InputRouter {
                     vm: self.focus,
                     byte,
                 };
+            }
+            if byte == COMMAND_KEY {
+                self.command = Some(Vec::new());
+                return Routed::Nothing;
             }
             if byte.is_ascii_digit() && ((byte - b'0') as usize) < vm_count {
                 self.focus = (byte - b'0') as usize;
@@ -68,6 +97,62 @@ impl InputRouter {
 impl Default for InputRouter {
     fn default() -> Self {
         Self::new()
+    }
+}
+
+/// A hypervisor console command (`Ctrl-]` `:` then the line).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Command<'a> {
+    /// `vms`: list the VM slots and their state.
+    List,
+    /// `create NAME`: create and start a VM from the image's VM table.
+    Create(&'a str),
+    /// `stop N`: power VM `N` off now.
+    Stop(usize),
+    /// `destroy N`: free a stopped VM's RAM, stage-2 tables, VMID and slot.
+    Destroy(usize),
+    /// `mem`: the hypervisor's heap and the free RAM of the pool.
+    Mem,
+    /// `poweroff`: stop every VM and power the machine off.
+    PowerOff,
+}
+
+/// Why a command line was refused.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum CommandError {
+    /// Not a known command.
+    #[error("unknown command `{0}`: try vms, create NAME, stop N, destroy N, mem, poweroff")]
+    Unknown(alloc::string::String),
+    /// The argument is missing or not what the command takes.
+    #[error("`{0}` takes {1}")]
+    Argument(&'static str, &'static str),
+}
+
+impl<'a> Command<'a> {
+    /// Parses a command line (surrounding spaces ignored).
+    pub fn parse(line: &'a [u8]) -> Result<Self, CommandError> {
+        let text = core::str::from_utf8(line).map_err(|_| {
+            CommandError::Unknown(alloc::string::String::from_utf8_lossy(line).into_owned())
+        })?;
+        let mut words = text.split_ascii_whitespace();
+        let verb = words.next().unwrap_or("");
+        let arg = words.next();
+        let number = |name: &'static str| {
+            arg.and_then(|a| a.parse().ok())
+                .ok_or(CommandError::Argument(name, "a VM number (see `vms`)"))
+        };
+        Ok(match verb {
+            "vms" => Command::List,
+            "create" => Command::Create(arg.ok_or(CommandError::Argument(
+                "create",
+                "a VM name from the VM table",
+            ))?),
+            "stop" => Command::Stop(number("stop")?),
+            "destroy" => Command::Destroy(number("destroy")?),
+            "mem" => Command::Mem,
+            "poweroff" => Command::PowerOff,
+            other => return Err(CommandError::Unknown(other.into())),
+        })
     }
 }
 
@@ -141,6 +226,70 @@ impl VmOutput {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn commands_parse_with_their_arguments() {
+        assert_eq!(Command::parse(b" vms "), Ok(Command::List));
+        assert_eq!(
+            Command::parse(b"create linux0"),
+            Ok(Command::Create("linux0"))
+        );
+        assert_eq!(Command::parse(b"stop 3"), Ok(Command::Stop(3)));
+        assert_eq!(Command::parse(b"destroy 1"), Ok(Command::Destroy(1)));
+        assert_eq!(Command::parse(b"mem"), Ok(Command::Mem));
+        assert_eq!(Command::parse(b"poweroff"), Ok(Command::PowerOff));
+    }
+
+    #[test]
+    fn bad_commands_say_what_to_type() {
+        assert!(matches!(
+            Command::parse(b"destroy x"),
+            Err(CommandError::Argument("destroy", _))
+        ));
+        assert!(matches!(
+            Command::parse(b"create"),
+            Err(CommandError::Argument("create", _))
+        ));
+        let e = Command::parse(b"reboot").unwrap_err();
+        assert!(e.to_string().contains("try vms, create NAME"), "{e}");
+        assert!(Command::parse(&[0xff, 0xfe]).is_err());
+    }
+
+    fn route_all(r: &mut InputRouter, bytes: &[u8]) -> Vec<Routed> {
+        bytes.iter().map(|&b| r.route(b, 2)).collect()
+    }
+
+    #[test]
+    fn ctrl_bracket_colon_collects_a_command_line_until_enter() {
+        let mut r = InputRouter::new();
+        let out = route_all(&mut r, b"\x1d:destroy 1\r");
+        assert_eq!(out.last(), Some(&Routed::Command(b"destroy 1".to_vec())));
+        assert!(out[..out.len() - 1].iter().all(|o| *o == Routed::Nothing));
+        // Back to the VM afterwards.
+        assert_eq!(r.route(b'x', 2), Routed::Deliver { vm: 0, byte: b'x' });
+    }
+
+    #[test]
+    fn ctrl_bracket_abandons_a_command_line() {
+        let mut r = InputRouter::new();
+        let out = route_all(&mut r, b"\x1d:stop\x1dx");
+        assert!(out[..out.len() - 1].iter().all(|o| *o == Routed::Nothing));
+        assert_eq!(out.last(), Some(&Routed::Deliver { vm: 0, byte: b'x' }));
+    }
+
+    #[test]
+    fn a_command_line_is_bounded() {
+        let mut r = InputRouter::new();
+        r.route(SWITCH_KEY, 1);
+        r.route(COMMAND_KEY, 1);
+        for _ in 0..10 * MAX_COMMAND {
+            r.route(b'a', 1);
+        }
+        let Routed::Command(line) = r.route(b'\n', 1) else {
+            panic!("no command")
+        };
+        assert_eq!(line.len(), MAX_COMMAND);
+    }
+
     use super::*;
 
     #[test]
