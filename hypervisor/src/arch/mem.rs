@@ -5,7 +5,7 @@
 //!
 //! The RAM pool is the board's RAM minus the hypervisor's region (image, stacks, heap) and
 //! the staging area, built once ([`init_pool`]); a range it hands out belongs to the
-//! [`HostRam`] that holds it until [`free_ram`] takes it back.
+//! [`HostRam`] that holds it until it is dropped.
 
 use super::cpu;
 use crate::config::ImageDesc;
@@ -127,6 +127,16 @@ impl HostRam {
     }
 }
 
+impl Drop for HostRam {
+    /// Returns the range to the pool it came from (a destroyed VM's RAM). A range that is
+    /// not the pool's (`from_raw` of other memory) is refused by the allocator and kept.
+    fn drop(&mut self) {
+        if let Some(pool) = POOL.get() {
+            let _ = pool.lock().free(self.base(), self.size);
+        }
+    }
+}
+
 /// An image the boot loader put in the staging area (kernel, initrd, DTB): read-only.
 #[derive(Debug)]
 pub struct StagedImage {
@@ -207,18 +217,9 @@ pub fn alloc_ram(size: u64, align: u64, node: Option<u32>) -> Result<HostRam, Me
         .alloc(size, align, node)?;
     // SAFETY: (1) the pool holds only board RAM outside the hypervisor's region and the
     // staging area, all identity-mapped read-write by `mmu::build`; (2) the allocator hands
-    // a range out once until `free_ram` returns it, and nothing else in the hypervisor
+    // a range out once until the `HostRam` holding it is dropped, and nothing else in the hypervisor
     // touches pool memory.
     Ok(unsafe { HostRam::from_raw(base, size) })
-}
-
-/// Returns a VM's RAM to the pool.
-pub fn free_ram(ram: HostRam) -> Result<(), MemError> {
-    POOL.get()
-        .ok_or(MemError::NoPool)?
-        .lock()
-        .free(ram.base(), ram.size())?;
-    Ok(())
 }
 
 /// Free bytes in the pool (all nodes).

@@ -4,11 +4,13 @@
 use super::console::{self, InputRouter, Routed};
 use super::ram::GuestRam;
 use super::{irqchip, KICK_SGI};
+use crate::arch::boot::MAX_CPUS;
 use crate::arch::exception::ExitKind;
 use crate::arch::sysreg::El1Context;
 use crate::arch::{self, cpu};
 use crate::config::VmDeviceDesc;
 use crate::config::{VmDesc, VmTable};
+use crate::conmux::Command;
 use crate::exit::{self, Diag, Outcome, VmEvent};
 use crate::hvprintln;
 use crate::mm::stage2::Stage2;
@@ -20,20 +22,78 @@ use crate::vcpu::{GuestRegs, Next, PowerState, VcpuShared};
 use crate::vgic::{VGic, VcpuSet};
 use crate::vm::devices::{DevicesError, VmDevices};
 use crate::vm::{layout, Vm};
+use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use spin::Once;
 
-static VMS: Once<Vec<Vm>> = Once::new();
-/// Each VM's RAM and stage-2 tables (same index as `VMS`).
-static RAMS: Once<Vec<Mutex<GuestRam>>> = Once::new();
+/// A VM as the runtime holds it: the [`Vm`] every CPU shares, and its RAM and stage-2
+/// tables. Shared by the VM table and the vCPUs on their physical CPUs; when the last
+/// reference goes ([`release`]), its RAM returns to the pool, its tables to the heap and
+/// its VMID (its slot) may be reused.
+pub struct Instance {
+    vm: Vm,
+    ram: Mutex<GuestRam>,
+    /// Set by `destroy`: each physical CPU drops the VM's vCPUs.
+    destroyed: AtomicBool,
+}
+
+impl core::ops::Deref for Instance {
+    type Target = Vm;
+    fn deref(&self) -> &Vm {
+        &self.vm
+    }
+}
+
+/// The VM table at run time: slot `n` is VM `n` (and stage-2 VMID `n + 1`).
+static VMS: Mutex<Vec<Option<Arc<Instance>>>> = Mutex::new(Vec::new());
 static CREATED: AtomicBool = AtomicBool::new(false);
 static VMS_RUNNING: AtomicUsize = AtomicUsize::new(0);
+/// Set once the console was used to manage VMs: the machine then stays up when no VM runs
+/// (until `poweroff`).
+static MANAGED: AtomicBool = AtomicBool::new(false);
 static INPUT: Mutex<InputRouter> = Mutex::new(InputRouter::new());
 
+type Arrivals = Mutex<Vec<(Arc<Instance>, VcpuId)>>;
+#[allow(clippy::declare_interior_mutable_const)] // Only to initialise `ARRIVALS`.
+const NO_ARRIVALS: Arrivals = Mutex::new(Vec::new());
+/// vCPUs a physical CPU is to take on (a VM created for it).
+static ARRIVALS: [Arrivals; MAX_CPUS] = [NO_ARRIVALS; MAX_CPUS];
+/// `ARRIVALS[cpu]` is not empty (so the run loop takes its lock only then).
+static ARRIVING: [AtomicBool; MAX_CPUS] = [const { AtomicBool::new(false) }; MAX_CPUS];
+
+/// VM `n`, if its slot holds one.
+fn vm_at(n: usize) -> Option<Arc<Instance>> {
+    VMS.lock().get(n).cloned().flatten()
+}
+
+/// Number of VM slots (used or free).
+fn slot_count() -> usize {
+    VMS.lock().len()
+}
+
+/// Drops a reference to a VM; the last one frees it and says what the host has left.
+fn release(vm: Arc<Instance>) {
+    let Some(inst) = Arc::into_inner(vm) else {
+        return;
+    };
+    let (id, name) = (inst.vm.id.0, inst.vm.desc.name);
+    drop(inst);
+    // Its VMID may be reused: no CPU may keep translations of it.
+    cpu::flush_guest_tlbs();
+    hvprintln!(
+        "[hv] VM {id} `{name}` destroyed; host memory heap_used={} pool_free={}",
+        arch::heap_used(),
+        arch::mem::free_ram_bytes()
+    );
+}
+
 /// The VM a physical SPI is passed through to.
-fn passthrough_owner(intid: u32) -> Option<&'static Vm> {
-    vms().iter().find(|vm| vm.passthrough_irq(intid).is_some())
+fn passthrough_owner(intid: u32) -> Option<Arc<Instance>> {
+    VMS.lock()
+        .iter()
+        .flatten()
+        .find(|vm| vm.passthrough_irq(intid).is_some())
+        .cloned()
 }
 
 /// Unmasks a passed-through interrupt at the physical GIC, routed to the CPU of the VM's
@@ -51,78 +111,35 @@ pub fn wait_until_created() {
     }
 }
 
-fn vms() -> &'static [Vm] {
-    VMS.get().map(Vec::as_slice).unwrap_or(&[])
-}
-
 /// Creates every VM of the table: RAM, stage-2, images, DTB, devices.
 pub fn create_all(board: &'static BoardDesc, table: &'static VmTable, pcpus: usize) {
     if let Err(e) = arch::mem::init_pool() {
         hvprintln!("[hv] board memory map unusable: {e}; no VM can run");
         cpu::firmware_system_off();
     }
-    let mut out = Vec::new();
-    // vCPUs are spread round robin over the physical CPUs, VM after VM.
-    let mut placement = Vec::new();
-    let mut k = 0usize;
-    for (i, vm) in table.vms.iter().enumerate() {
-        for v in 0..vm.vcpus as usize {
-            placement.push((VmId(i), VcpuId(v), crate::types::PcpuId(k % pcpus.max(1))));
-            k += 1;
-        }
-    }
-    let mut heap = Vec::new();
-    let mut rams = Vec::new();
+    let mut created = 0;
     for (i, desc) in table.vms.iter().enumerate() {
-        let before = arch::heap_used();
-        match create_vm(VmId(i), desc, &placement) {
-            Ok((vm, ram)) => {
-                out.push(vm);
-                rams.push(Mutex::new(ram));
-                heap.push(arch::heap_used().saturating_sub(before));
+        // vCPUs are spread round robin over the physical CPUs, VM after VM.
+        let first = table.vms[..i]
+            .iter()
+            .map(|d| d.vcpus as usize)
+            .sum::<usize>();
+        let pcpus: Vec<usize> = (0..desc.vcpus as usize)
+            .map(|v| (first + v) % pcpus.max(1))
+            .collect();
+        match admit(VmId(i), desc, &pcpus) {
+            Ok(()) => created += 1,
+            Err(e) => {
+                VMS.lock().push(None);
+                hvprintln!("[hv] VM {} ({}) not created: {e}", i, desc.name);
             }
-            Err(e) => hvprintln!("[hv] VM {} ({}) not created: {e}", i, desc.name),
         }
     }
-    VMS_RUNNING.store(out.len(), Ordering::Release);
-    for (vm, heap) in out.iter().zip(heap) {
-        let pcpus: Vec<usize> = vm.vcpus.iter().map(|v| v.pcpu).collect();
-        // Heap taken by creating the VM (vGIC, stage-2 tables, devices, vCPU table), plus the
-        // run state each vCPU gets on its physical CPU's run queue.
-        let run_state = vm.vcpus.len() * core::mem::size_of::<LocalVcpu>();
-        hvprintln!(
-            "[hv] VM {} `{}`: {} vCPU(s) on pCPU(s) {:?}, {} MiB RAM at host {:#x}, hypervisor memory {} B",
-            vm.id.0,
-            vm.desc.name,
-            vm.vcpus.len(),
-            pcpus,
-            vm.desc.memory_size >> 20,
-            vm.ram_host.0,
-            heap + run_state as u64
-        );
-    }
-    if out.is_empty() {
+    if created == 0 {
         hvprintln!("[hv] no VM to run; powering off");
         cpu::firmware_system_off();
     }
-    VMS.call_once(|| out);
-    RAMS.call_once(|| rams);
     CREATED.store(true, Ordering::Release);
-    // Physical interrupts of passed-through devices go to the CPU of the VM's vCPU 0.
-    for vm in vms() {
-        for dev in &vm.passthrough {
-            for irq in dev.irqs {
-                enable_passthrough_irq(vm, irq);
-                hvprintln!(
-                    "[hv] VM {} `{}`: device {} passed through, INTID {}",
-                    vm.id.0,
-                    vm.desc.name,
-                    dev.name,
-                    irq.intid
-                );
-            }
-        }
-    }
     // The console's receive interrupt goes to this (the boot) CPU.
     if let Some(dev) = board.console_device() {
         if let Some(irq) = dev.irqs.first() {
@@ -164,11 +181,58 @@ pub enum CreateError {
     Passthrough(&'static str, &'static str),
 }
 
-fn create_vm(
-    id: VmId,
-    desc: &'static VmDesc,
-    placement: &[(VmId, VcpuId, crate::types::PcpuId)],
-) -> Result<(Vm, GuestRam), CreateError> {
+/// Creates VM `id` (its slot, which must exist or be the next one) from `desc` with vCPU
+/// `n` on physical CPU `pcpus[n]`, puts it in the VM table, hands its vCPUs to their CPUs
+/// and starts vCPU 0.
+fn admit(id: VmId, desc: &'static VmDesc, pcpus: &[usize]) -> Result<(), CreateError> {
+    let before = arch::heap_used();
+    let vm = Arc::new(create_vm(id, desc, pcpus)?);
+    // Heap taken by creating the VM (vGIC, stage-2 tables, devices, vCPU table), plus the
+    // run state each vCPU gets on its physical CPU's run queue.
+    let heap = arch::heap_used().saturating_sub(before);
+    let run_state = vm.vcpus.len() * core::mem::size_of::<LocalVcpu>();
+    hvprintln!(
+        "[hv] VM {} `{}`: {} vCPU(s) on pCPU(s) {:?}, {} MiB RAM at host {:#x}, hypervisor memory {} B",
+        vm.id.0,
+        vm.desc.name,
+        vm.vcpus.len(),
+        pcpus,
+        vm.desc.memory_size >> 20,
+        vm.ram_host.0,
+        heap + run_state as u64
+    );
+    {
+        let mut table = VMS.lock();
+        match table.get_mut(id.0) {
+            Some(slot) => *slot = Some(vm.clone()),
+            None => table.push(Some(vm.clone())),
+        }
+    }
+    VMS_RUNNING.fetch_add(1, Ordering::AcqRel);
+    // Physical interrupts of passed-through devices go to the CPU of the VM's vCPU 0.
+    for dev in &vm.passthrough {
+        for irq in dev.irqs {
+            enable_passthrough_irq(&vm, irq);
+            hvprintln!(
+                "[hv] VM {} `{}`: device {} passed through, INTID {}",
+                vm.id.0,
+                vm.desc.name,
+                dev.name,
+                irq.intid
+            );
+        }
+    }
+    for (v, shared) in vm.vcpus.iter().enumerate() {
+        if let Some(queue) = ARRIVALS.get(shared.pcpu) {
+            queue.lock().push((vm.clone(), VcpuId(v)));
+            ARRIVING[shared.pcpu].store(true, Ordering::Release);
+        }
+    }
+    kick_vm(&vm);
+    Ok(())
+}
+
+fn create_vm(id: VmId, desc: &'static VmDesc, pcpus: &[usize]) -> Result<Instance, CreateError> {
     // Not zeroed here: each 2 MiB block is zeroed when the guest first gets it (GuestRam).
     let ram = arch::mem::alloc_ram(desc.memory_size, crate::mm::BLOCK_2M, Some(0))
         .map_err(|_| CreateError::NoMemory(desc.memory_size >> 20))?;
@@ -199,14 +263,6 @@ fn create_vm(
     let vttbr = s2.vttbr();
     let mut ram = GuestRam::new(ram, s2);
     let boot = load_images(desc, &mut ram, &passthrough, 0)?;
-    let pcpus: Vec<usize> = (0..desc.vcpus as usize)
-        .map(|v| {
-            placement
-                .iter()
-                .find(|p| p.0 == id && p.1 .0 == v)
-                .map_or(0, |p| p.2 .0)
-        })
-        .collect();
     let mut devices = VmDevices::new(
         arch::board().gic.version,
         desc.vcpus as usize,
@@ -221,11 +277,15 @@ fn create_vm(
         ram.host_base(),
         vttbr,
         devices,
-        &pcpus,
+        pcpus,
         boot,
         passthrough,
     );
-    Ok((vm, ram))
+    Ok(Instance {
+        vm,
+        ram: Mutex::new(ram),
+        destroyed: AtomicBool::new(false),
+    })
 }
 
 /// Asks the vGIC for the guest deactivations the core acts on: each vCPU's virtual timer
@@ -380,7 +440,7 @@ fn load_images(
 
 /// A vCPU as its physical CPU holds it.
 struct LocalVcpu {
-    vm: &'static Vm,
+    vm: Arc<Instance>,
     id: VcpuId,
     regs: GuestRegs,
     el1: El1Context,
@@ -393,7 +453,7 @@ struct LocalVcpu {
 }
 
 impl LocalVcpu {
-    fn shared(&self) -> &'static VcpuShared {
+    fn shared(&self) -> &VcpuShared {
         &self.vm.vcpus[self.id.0]
     }
 
@@ -407,10 +467,15 @@ impl LocalVcpu {
 
     /// Unmasks this CPU's PMU overflow interrupt if this vCPU had it masked.
     fn unmask_pmu(&mut self) {
-        if core::mem::take(&mut self.pmu_masked) {
-            if let Some(irq) = pmu_irq() {
-                irqchip().set_enabled(irq, true, cpu::mpidr());
-            }
+        unmask_pmu(&mut self.pmu_masked);
+    }
+}
+
+/// Unmasks this CPU's PMU overflow interrupt if `masked` (a vCPU's flag) says it was.
+fn unmask_pmu(masked: &mut bool) {
+    if core::mem::take(masked) {
+        if let Some(irq) = pmu_irq() {
+            irqchip().set_enabled(irq, true, cpu::mpidr());
         }
     }
 }
@@ -419,25 +484,7 @@ impl LocalVcpu {
 /// [`RunQueue`](crate::sched::RunQueue) with 10 ms slices from the EL2 physical timer.
 pub fn run_cpu(cpu_index: usize) -> ! {
     let mut local: Vec<LocalVcpu> = Vec::new();
-    for vm in vms() {
-        for (i, v) in vm.vcpus.iter().enumerate() {
-            if v.pcpu == cpu_index {
-                local.push(LocalVcpu {
-                    vm,
-                    id: VcpuId(i),
-                    regs: GuestRegs::default(),
-                    el1: El1Context::reset(v.mpidr),
-                    vtimer_masked: false,
-                    pmu_masked: false,
-                    lrs: [0; 16],
-                });
-            }
-        }
-    }
     let mut rq = RunQueue::new(time_slice_ticks(cpu::counter_frequency()));
-    for i in 0..local.len() {
-        let _ = rq.add(i, VcpuRunState::Off);
-    }
     let mut hw = HwLrs {
         num: crate::arch::vgic_hw::num_lrs().min(16),
         dirty: crate::arch::vgic_hw::num_lrs().min(16),
@@ -446,25 +493,32 @@ pub fn run_cpu(cpu_index: usize) -> ! {
     let mut loaded: Option<usize> = None;
     loop {
         check_power_off(cpu_index);
+        if ARRIVING[cpu_index].swap(false, Ordering::AcqRel) {
+            take_arrivals(cpu_index, &mut local, &mut rq);
+        }
         // Power-state changes requested by other vCPUs, and wake-ups.
+        let mut leaving = false;
         for (i, lv) in local.iter_mut().enumerate() {
             let state = rq.state(i).unwrap_or(VcpuRunState::Off);
+            if lv.vm.destroyed.load(Ordering::Acquire) {
+                leaving = true;
+                continue;
+            }
             if lv.vm.stopped.load(Ordering::Acquire) {
                 if state != VcpuRunState::Stopped {
                     let _ = rq.set_state(i, VcpuRunState::Stopped);
                 }
                 continue;
             }
-            let sh = lv.shared();
-            match sh.power.load() {
+            match lv.shared().power.load() {
                 PowerState::OnPending => {
-                    let (e, c) = sh.start_point();
+                    let (e, c) = lv.shared().start_point();
                     lv.reset(e, c);
                     if loaded == Some(i) {
                         // Its old EL1 state is in the registers: load the reset state.
                         lv.el1.restore();
                     }
-                    sh.power.store(PowerState::On);
+                    lv.shared().power.store(PowerState::On);
                     let _ = rq.set_state(i, VcpuRunState::Runnable);
                 }
                 PowerState::Off => {
@@ -480,6 +534,9 @@ pub fn run_cpu(cpu_index: usize) -> ! {
                     }
                 }
             }
+        }
+        if leaving {
+            drop_destroyed(&mut local, &mut rq, &mut loaded);
         }
         let Some(i) = rq.pick_next(cpu::counter()) else {
             idle(&mut local, &rq, loaded);
@@ -535,6 +592,55 @@ pub fn run_cpu(cpu_index: usize) -> ! {
     }
 }
 
+/// Takes on the vCPUs handed to this CPU (VMs created since it last looked).
+fn take_arrivals(cpu_index: usize, local: &mut Vec<LocalVcpu>, rq: &mut RunQueue<usize>) {
+    let arrived = core::mem::take(&mut *ARRIVALS[cpu_index].lock());
+    for (vm, id) in arrived {
+        let mpidr = vm.vcpus[id.0].mpidr;
+        local.push(LocalVcpu {
+            vm,
+            id,
+            regs: GuestRegs::default(),
+            el1: El1Context::reset(mpidr),
+            vtimer_masked: false,
+            pmu_masked: false,
+            lrs: [0; 16],
+        });
+        let _ = rq.add(local.len() - 1, VcpuRunState::Off);
+    }
+}
+
+/// Drops the vCPUs of destroyed VMs from this CPU; the run queue is rebuilt with the
+/// others' states (its handles are indices into `local`).
+fn drop_destroyed(
+    local: &mut Vec<LocalVcpu>,
+    rq: &mut RunQueue<usize>,
+    loaded: &mut Option<usize>,
+) {
+    let mut fresh = RunQueue::new(time_slice_ticks(cpu::counter_frequency()));
+    let mut kept = Vec::with_capacity(local.len());
+    let mut new_loaded = None;
+    for (old, mut lv) in core::mem::take(local).into_iter().enumerate() {
+        if lv.vm.destroyed.load(Ordering::Acquire) {
+            if *loaded == Some(old) {
+                lv.unmask_pmu();
+                // No guest runs until a vCPU is loaded again, which sets VTTBR_EL2.
+                cpu::set_vttbr(0);
+            }
+            release(lv.vm);
+            continue;
+        }
+        if *loaded == Some(old) {
+            new_loaded = Some(kept.len());
+        }
+        let _ = fresh.add(kept.len(), rq.state(old).unwrap_or(VcpuRunState::Off));
+        kept.push(lv);
+    }
+    *local = kept;
+    *rq = fresh;
+    *loaded = new_loaded;
+}
+
 /// True if a blocked vCPU should run: an interrupt is pending, or its timer expired.
 fn wake_condition(lv: &LocalVcpu, is_loaded: bool) -> bool {
     if lv.vm.devices.lock().vgic.has_pending(lv.id) {
@@ -582,7 +688,10 @@ fn idle(local: &mut [LocalVcpu], rq: &RunQueue<usize>, loaded: Option<usize>) {
 }
 
 fn check_power_off(cpu_index: usize) {
-    if CREATED.load(Ordering::Acquire) && VMS_RUNNING.load(Ordering::Acquire) == 0 && cpu_index == 0
+    if cpu_index == 0
+        && CREATED.load(Ordering::Acquire)
+        && VMS_RUNNING.load(Ordering::Acquire) == 0
+        && !MANAGED.load(Ordering::Acquire)
     {
         hvprintln!("[hv] all VMs stopped; powering off");
         cpu::firmware_system_off();
@@ -650,14 +759,14 @@ fn run_vcpu(lv: &mut LocalVcpu, hw: &mut HwLrs, solo: bool) -> Next {
             while let Some(intid) = dev.vgic.pop_eoi_notified(lv.id) {
                 if let Some(irq) = lv.vm.passthrough_irq(intid.0) {
                     let _ = dev.vgic.set_level(intid, VcpuId(0), false);
-                    enable_passthrough_irq(lv.vm, irq);
+                    enable_passthrough_irq(&lv.vm, irq);
                     continue;
                 }
                 if intid.0 == layout::PMU_INTID {
                     // The guest handled its overflow: lower the virtual line and let the
                     // physical one through again (it fires again if still asserted).
                     let _ = dev.vgic.set_level(intid, lv.id, false);
-                    lv.unmask_pmu();
+                    unmask_pmu(&mut lv.pmu_masked);
                     continue;
                 }
                 if intid.0 == layout::VTIMER_INTID && lv.vtimer_masked {
@@ -670,21 +779,21 @@ fn run_vcpu(lv: &mut LocalVcpu, hw: &mut HwLrs, solo: bool) -> Next {
         let next = match kind {
             ExitKind::Sync => {
                 let out = exit::handle_sync(
-                    lv.vm,
+                    &lv.vm,
                     lv.id,
                     cpu::syndrome(),
                     &mut lv.regs,
                     &mut cpu::LiveEl1,
                 );
-                act_on(lv.vm, lv.id, out)
+                act_on(&lv.vm, lv.id, out)
             }
             ExitKind::Irq | ExitKind::Fiq => handle_physical_irqs(Some(lv)),
             ExitKind::SError => {
-                stop_vm(lv.vm, "SError from the guest");
+                stop_vm(&lv.vm, "SError from the guest");
                 Next::Off
             }
             ExitKind::Aarch32 => {
-                stop_vm(lv.vm, "AArch32 execution is not supported");
+                stop_vm(&lv.vm, "AArch32 execution is not supported");
                 Next::Off
             }
         };
@@ -760,7 +869,8 @@ fn handle_physical_irqs(mut loaded: Option<&mut LocalVcpu>) -> Next {
                 .lock()
                 .vgic
                 .set_level(IntId(intid), VcpuId(0), true);
-            kick_vm(vm);
+            kick_vm(&vm);
+            release(vm);
             next = Next::Resched;
         }
         gic.end_of_interrupt(intid);
@@ -769,24 +879,126 @@ fn handle_physical_irqs(mut loaded: Option<&mut LocalVcpu>) -> Next {
 }
 
 fn console_input() {
-    let all = vms();
     while let Some(b) = console::read_byte() {
-        let routed = INPUT.lock().route(b, all.len());
+        let routed = INPUT.lock().route(b, slot_count());
         match routed {
             Routed::Deliver { vm, byte } => {
-                if let Some(vm) = all.get(vm) {
+                if let Some(vm) = vm_at(vm) {
                     let kicks = vm.devices.lock().console_input(byte);
-                    kick_vcpus(vm, kicks);
+                    kick_vcpus(&vm, kicks);
+                    release(vm);
                 }
             }
             Routed::Switched(n) => {
-                if let Some(vm) = all.get(n) {
+                if let Some(vm) = vm_at(n) {
                     hvprintln!("[hv] console input now goes to VM {n} `{}`", vm.desc.name);
+                    release(vm);
                 }
             }
+            Routed::Command(line) => run_command(&line),
             Routed::Nothing => {}
         }
     }
+}
+
+/// Carries out a console command (`Ctrl-]` `:` then the line); the machine then stays up
+/// when no VM runs, until `poweroff`.
+fn run_command(line: &[u8]) {
+    MANAGED.store(true, Ordering::Release);
+    hvprintln!(
+        "[hv] command: {}",
+        core::str::from_utf8(line).unwrap_or("?")
+    );
+    let command = match Command::parse(line) {
+        Ok(c) => c,
+        Err(e) => {
+            hvprintln!("[hv] {e}");
+            return;
+        }
+    };
+    match command {
+        Command::List => {
+            for (n, slot) in VMS.lock().iter().enumerate() {
+                match slot {
+                    Some(vm) => hvprintln!(
+                        "[hv] VM {n} `{}`: {}, {} vCPU(s), {} MiB",
+                        vm.desc.name,
+                        if vm.is_stopped() {
+                            "stopped"
+                        } else {
+                            "running"
+                        },
+                        vm.vcpus.len(),
+                        vm.desc.memory_size >> 20
+                    ),
+                    None => hvprintln!("[hv] VM {n}: free slot"),
+                }
+            }
+        }
+        Command::Create(name) => {
+            let Some(desc) = arch::vm_table().vms.iter().find(|d| d.name == name) else {
+                hvprintln!("[hv] no VM `{name}` in this image's VM table (see the VM file it was built with)");
+                return;
+            };
+            let slot = {
+                let table = VMS.lock();
+                table
+                    .iter()
+                    .position(Option::is_none)
+                    .unwrap_or(table.len())
+            };
+            let pcpus: Vec<usize> = (0..desc.vcpus as usize)
+                .map(|v| (slot + v) % super::pcpu_count().max(1))
+                .collect();
+            if let Err(e) = admit(VmId(slot), desc, &pcpus) {
+                hvprintln!("[hv] VM `{name}` not created: {e}");
+            }
+        }
+        Command::Stop(n) => match vm_at(n) {
+            Some(vm) => {
+                stop_vm(&vm, "stopped from the console");
+                release(vm);
+            }
+            None => hvprintln!("[hv] no VM {n}: see `vms`"),
+        },
+        Command::Destroy(n) => destroy(n),
+        Command::Mem => hvprintln!(
+            "[hv] host memory heap_used={} pool_free={}",
+            arch::heap_used(),
+            arch::mem::free_ram_bytes()
+        ),
+        Command::PowerOff => {
+            hvprintln!("[hv] powering off");
+            cpu::firmware_system_off();
+        }
+    }
+}
+
+/// Destroys stopped VM `n`: it leaves the VM table, its CPUs drop its vCPUs, and the last
+/// of them frees its RAM, stage-2 tables and slot ([`release`]).
+fn destroy(n: usize) {
+    let vm = {
+        let mut table = VMS.lock();
+        match table.get_mut(n) {
+            Some(slot) if slot.as_ref().is_some_and(|vm| !vm.is_stopped()) => {
+                drop(table);
+                hvprintln!("[hv] VM {n} is running: `stop {n}` first");
+                return;
+            }
+            Some(slot) => slot.take(),
+            None => None,
+        }
+    };
+    let Some(vm) = vm else {
+        hvprintln!("[hv] no VM {n}: see `vms`");
+        return;
+    };
+    vm.destroyed.store(true, Ordering::Release);
+    for v in &vm.vcpus {
+        ARRIVING[v.pcpu].store(true, Ordering::Release);
+    }
+    kick_vm(&vm);
+    release(vm);
 }
 
 /// Kicks every physical CPU running a vCPU of `vm`.
@@ -829,21 +1041,18 @@ pub fn stop_vm(vm: &Vm, why: &str) {
 }
 
 /// Restarts a VM (SYSTEM_RESET): images reloaded, vCPU 0 at the kernel entry.
-pub fn reset_vm(vm: &Vm) {
+pub fn reset_vm(vm: &Instance) {
     hvprintln!("[hv] VM {} `{}` resetting", vm.id.0, vm.desc.name);
     for v in &vm.vcpus {
         v.power.store(PowerState::Off);
     }
     let count = vm.resets.fetch_add(1, Ordering::AcqRel) + 1;
-    let loaded = match RAMS.get().and_then(|r| r.get(vm.id.0)) {
-        Some(ram) => {
-            let mut ram = ram.lock();
-            match ram.reclaim_all() {
-                Ok(()) => load_images(vm.desc, &mut ram, &vm.passthrough, count),
-                Err(e) => Err(e.into()),
-            }
+    let loaded = {
+        let mut ram = vm.ram.lock();
+        match ram.reclaim_all() {
+            Ok(()) => load_images(vm.desc, &mut ram, &vm.passthrough, count),
+            Err(e) => Err(e.into()),
         }
-        None => Err(CreateError::NoMemory(vm.desc.memory_size >> 20)),
     };
     match loaded {
         Ok(_) => {}
@@ -870,7 +1079,7 @@ pub fn reset_vm(vm: &Vm) {
 /// Carries out what exit handling decided beyond the vCPU's own next step: VM events,
 /// log lines, and waking the vCPUs that got work. A woken vCPU sharing this physical CPU
 /// makes the caller yield, so that it runs soon.
-fn act_on(vm: &Vm, vcpu: VcpuId, out: Outcome) -> Next {
+fn act_on(vm: &Instance, vcpu: VcpuId, out: Outcome) -> Next {
     match out.diag {
         Some(Diag::UnhandledClass { ec, pc }) => hvprintln!(
             "[hv] VM `{}` vCPU {}: unhandled exception class {ec:#x} at {pc:#x}",
@@ -886,11 +1095,7 @@ fn act_on(vm: &Vm, vcpu: VcpuId, out: Outcome) -> Next {
     }
     match out.event {
         Some(VmEvent::TouchRam(ipa)) => {
-            let r = RAMS
-                .get()
-                .and_then(|r| r.get(vm.id.0))
-                .map(|r| r.lock().touch(ipa));
-            if let Some(Err(e)) = r {
+            if let Err(e) = vm.ram.lock().touch(ipa) {
                 hvprintln!(
                     "[hv] VM `{}`: cannot give it RAM at {ipa}: {e}",
                     vm.desc.name
