@@ -122,6 +122,64 @@ pub struct Scenario {
     /// Back the machine's RAM with a file full of [`POISON_PATTERN`] words instead of
     /// QEMU's zeroed RAM, so that a guest that sees a byte nobody zeroed can tell.
     pub poisoned_ram: bool,
+    /// Lines that must repeat with the same figures: see [`Steady`].
+    pub steady: Option<Steady>,
+}
+
+/// A figure that must not drift: every line containing `marker`, after the first `skip`,
+/// carries the same `key=value` words for each of `keys`, and at least `min_lines` such
+/// lines appear (e.g. the hypervisor's memory after each of 100 VM destructions).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Steady {
+    /// Substring that selects the lines.
+    pub marker: &'static str,
+    /// `key=value` words whose values must be equal.
+    pub keys: &'static [&'static str],
+    /// Leading lines not compared (allocations made once, on first use).
+    pub skip: usize,
+    /// Fewest lines that must appear.
+    pub min_lines: usize,
+}
+
+impl Steady {
+    /// Checks `lines`; the error says which figure moved, where, and by how much.
+    pub fn check(&self, lines: &[String]) -> Result<(), String> {
+        let selected: Vec<&String> = lines.iter().filter(|l| l.contains(self.marker)).collect();
+        if selected.len() < self.min_lines {
+            return Err(format!(
+                "`{}` appeared {} times, want at least {}",
+                self.marker,
+                selected.len(),
+                self.min_lines
+            ));
+        }
+        let value = |line: &str, key: &str| {
+            line.split_whitespace()
+                .find_map(|w| w.strip_prefix(key)?.strip_prefix('='))
+                .map(str::to_owned)
+        };
+        for key in self.keys {
+            let mut first: Option<(usize, String)> = None;
+            for (n, line) in selected.iter().enumerate().skip(self.skip) {
+                let Some(v) = value(line, key) else {
+                    return Err(format!("line `{line}` has no `{key}=`"));
+                };
+                match &first {
+                    None => first = Some((n, v)),
+                    Some((m, w)) if *w != v => {
+                        return Err(format!(
+                            "`{key}` moved from {w} (occurrence {}) to {v} (occurrence {}) of `{}`",
+                            m + 1,
+                            n + 1,
+                            self.marker
+                        ))
+                    }
+                    Some(_) => {}
+                }
+            }
+        }
+        Ok(())
+    }
 }
 
 impl Scenario {
@@ -141,6 +199,7 @@ impl Scenario {
             input: Vec::new(),
             out_of_tree: false,
             poisoned_ram: false,
+            steady: None,
         }
     }
 }
@@ -369,6 +428,7 @@ pub fn run_scenario(s: &Scenario) -> Result<(), String> {
     let mut progress = Progress::new(s);
     let mut inputs = s.input.iter().peekable();
     let mut since_send: Vec<String> = Vec::new();
+    let mut all_lines: Vec<String> = Vec::new();
     let verdict = loop {
         let left = s.timeout.saturating_sub(start.elapsed());
         if left.is_zero() {
@@ -381,6 +441,9 @@ pub fn run_scenario(s: &Scenario) -> Result<(), String> {
                     Verdict::Continue => {}
                     Verdict::Pass => break Ok(()),
                     Verdict::Fail(why) => break Err(why),
+                }
+                if s.steady.is_some() {
+                    all_lines.push(line.clone());
                 }
                 since_send.push(line);
                 while let Some((triggers, text)) = inputs.peek() {
@@ -409,6 +472,10 @@ pub fn run_scenario(s: &Scenario) -> Result<(), String> {
             }
         }
     };
+    let verdict = verdict.and_then(|()| match &s.steady {
+        Some(steady) => steady.check(&all_lines),
+        None => Ok(()),
+    });
     verdict.map_err(|why| {
         let _ = writeln!(log, "--- scenario failed: {why}");
         format!("scenario {}: {why} (log: {})", s.name, log_path.display())
@@ -417,6 +484,53 @@ pub fn run_scenario(s: &Scenario) -> Result<(), String> {
 
 #[cfg(test)]
 mod tests {
+    fn steady(skip: usize, min_lines: usize) -> Steady {
+        Steady {
+            marker: "destroyed;",
+            keys: &["heap_used", "pool_free"],
+            skip,
+            min_lines,
+        }
+    }
+
+    fn owned(lines: &[&str]) -> Vec<String> {
+        lines.iter().map(|l| (*l).to_owned()).collect()
+    }
+
+    #[test]
+    fn steady_figures_pass_after_the_skipped_lines() {
+        let lines = owned(&[
+            "x destroyed; heap_used=90 pool_free=5",
+            "noise",
+            "x destroyed; heap_used=100 pool_free=5",
+            "x destroyed; heap_used=100 pool_free=5",
+        ]);
+        assert_eq!(steady(1, 3).check(&lines), Ok(()));
+    }
+
+    #[test]
+    fn a_figure_that_moves_fails_and_says_where() {
+        let lines = owned(&[
+            "x destroyed; heap_used=100 pool_free=5",
+            "x destroyed; heap_used=100 pool_free=5",
+            "x destroyed; heap_used=164 pool_free=5",
+        ]);
+        let e = steady(0, 3).check(&lines).unwrap_err();
+        assert!(
+            e.contains("`heap_used` moved from 100 (occurrence 1) to 164 (occurrence 3)"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn too_few_lines_fail() {
+        let lines = owned(&["x destroyed; heap_used=1 pool_free=1"]);
+        assert!(steady(0, 2)
+            .check(&lines)
+            .unwrap_err()
+            .contains("appeared 1 times"));
+    }
+
     #[test]
     fn poison_words_are_secret_words_of_the_scanners_window() {
         assert_eq!(poison_word(0), POISON_PATTERN ^ 0x4000_0000);

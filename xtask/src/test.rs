@@ -236,6 +236,50 @@ fn gic_v2_test_guest(board: &str) -> Scenario {
         input: vec![],
         out_of_tree: false,
         poisoned_ram: false,
+        steady: None,
+    }
+}
+
+/// VMs destroyed and created again while another runs.
+const LIFECYCLE_ROUNDS: usize = 100;
+
+/// `lifecycle`: VM `keeper` stays up (echo mode) while the console destroys VM 1 `cycler`
+/// once it powered off and creates it again, [`LIFECYCLE_ROUNDS`] times. Each round runs the
+/// test guest's checks in a fresh VM (RAM, stage-2 tables, VMID and slot reused), and the
+/// hypervisor's heap and free RAM after each destruction stay the same.
+fn lifecycle() -> Scenario {
+    let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+    let destroyed = "[hv] VM 1 `cycler` destroyed; host memory";
+    let mut expect = s(&["[hv] VM 1 `cycler`: 1 vCPU(s)"]);
+    let mut input = Vec::new();
+    for _ in 0..LIFECYCLE_ROUNDS {
+        expect.push("[cycler] [test-guest] RESULT: ".into());
+        expect.push(destroyed.into());
+        input.push((
+            s(&["[hv] VM 1 `cycler` stopped: guest called PSCI SYSTEM_OFF"]),
+            "\x1d:destroy 1\r".to_owned(),
+        ));
+        input.push((s(&[destroyed]), "\x1d:create cycler\r".to_owned()));
+    }
+    // The last create is not followed by a round: power the machine off instead.
+    input.pop();
+    input.push((s(&[destroyed]), "\x1d:poweroff\r".to_owned()));
+    expect.push("[hv] powering off".into());
+    Scenario {
+        input,
+        steady: Some(crate::qemu::Steady {
+            marker: destroyed,
+            keys: &["heap_used", "pool_free"],
+            // The first destruction runs before every allocation made once has happened.
+            skip: 1,
+            min_lines: LIFECYCLE_ROUNDS,
+        }),
+        timeout: Duration::from_secs(600),
+        ..Scenario::new(
+            "lifecycle",
+            target("qemu-virt", "examples/vms/lifecycle.toml"),
+            expect,
+        )
     }
 }
 
@@ -337,6 +381,7 @@ pub fn scenarios() -> Vec<Scenario> {
                 ]),
             )
         },
+        lifecycle(),
         gic_v2_test_guest("qemu-virt-gicv2"),
         gic_v2_test_guest("xlnx-zcu102"),
         Scenario {
@@ -375,6 +420,7 @@ pub fn scenarios() -> Vec<Scenario> {
             input: vec![],
             out_of_tree: false,
             poisoned_ram: false,
+            steady: None,
         },
         Scenario {
             // Console multiplexing: input goes to VM 0, Ctrl-] 1 switches it to VM 1; each
