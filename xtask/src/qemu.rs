@@ -127,7 +127,8 @@ pub struct Scenario {
 }
 
 /// A figure that must not drift: every line containing `marker`, after the first `skip`,
-/// carries the same `key=value` words for each of `keys`, and at least `min_lines` such
+/// carries the same value for each of `keys` (a `key=value` word, or the word after a word
+/// `key`), and at least `min_lines` such
 /// lines appear (e.g. the hypervisor's memory after each of 100 VM destructions).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Steady {
@@ -153,9 +154,16 @@ impl Steady {
                 self.min_lines
             ));
         }
+        // `key=value`, or the word after a word `key` (`... RAM at host 0x4280_0000, ...`).
         let value = |line: &str, key: &str| {
-            line.split_whitespace()
+            let words: Vec<&str> = line.split_whitespace().collect();
+            words
+                .iter()
                 .find_map(|w| w.strip_prefix(key)?.strip_prefix('='))
+                .or_else(|| {
+                    let at = words.iter().position(|w| *w == key)?;
+                    words.get(at + 1).copied()
+                })
                 .map(str::to_owned)
         };
         for key in self.keys {
@@ -520,6 +528,26 @@ mod tests {
             e.contains("`heap_used` moved from 100 (occurrence 1) to 164 (occurrence 3)"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn a_value_may_follow_its_key_as_the_next_word() {
+        let s = Steady {
+            marker: "`poisoned`: 1 vCPU(s)",
+            keys: &["host"],
+            skip: 0,
+            min_lines: 2,
+        };
+        let same = owned(&[
+            "[hv] VM 1 `poisoned`: 1 vCPU(s) on pCPU(s) [1], 256 MiB RAM at host 0x42800000, x",
+            "[hv] VM 1 `poisoned`: 1 vCPU(s) on pCPU(s) [1], 256 MiB RAM at host 0x42800000, y",
+        ]);
+        assert_eq!(s.check(&same), Ok(()));
+        let moved = owned(&[
+            "[hv] VM 1 `poisoned`: 1 vCPU(s) on pCPU(s) [1], 256 MiB RAM at host 0x42800000, x",
+            "[hv] VM 1 `poisoned`: 1 vCPU(s) on pCPU(s) [1], 256 MiB RAM at host 0x52800000, y",
+        ]);
+        assert!(s.check(&moved).unwrap_err().contains("`host` moved"));
     }
 
     #[test]

@@ -240,6 +240,56 @@ fn gic_v2_test_guest(board: &str) -> Scenario {
     }
 }
 
+/// `poisoned-ram`: machine RAM starts out full of the scanner's pattern (a
+/// memory-backend-file) instead of QEMU's zeroes. VM 1 `poisoned` reads all of its RAM at
+/// start, fills its free RAM with the pattern itself, resets, reads it all again, fills it
+/// again and powers off; the console then destroys it and creates it again, in the same RAM
+/// (the creation lines name the same host address), and the new VM's scans find nothing
+/// either. RAM reaches a guest only zeroed: from the firmware, after a reset, and after
+/// another VM. VM 0 `keeper` keeps the machine up meanwhile.
+fn poisoned_ram() -> Scenario {
+    let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+    let created = "[hv] VM 1 `poisoned`: 1 vCPU(s)";
+    let destroyed = "[hv] VM 1 `poisoned` destroyed";
+    let one_life = [
+        created,
+        "[poisoned] [test-guest] scan: words=",
+        "[poisoned] [test-guest] scan: PASS",
+        "[poisoned] [test-guest] secret: written",
+        "[poisoned] [test-guest] scan: resetting itself",
+        "[hv] VM 1 `poisoned` resetting",
+        "[poisoned] [test-guest] scan: running again after reset 1",
+        "[poisoned] [test-guest] scan: words=",
+        "[poisoned] [test-guest] scan: PASS",
+        "[poisoned] [test-guest] secret: written",
+        "[hv] VM 1 `poisoned` stopped: guest called PSCI SYSTEM_OFF",
+    ];
+    let mut expect = s(&one_life);
+    expect.push(destroyed.into());
+    expect.extend(s(&one_life));
+    expect.push("[hv] powering off".into());
+    let stopped = "[hv] VM 1 `poisoned` stopped: guest called PSCI SYSTEM_OFF";
+    Scenario {
+        poisoned_ram: true,
+        input: vec![
+            (s(&[stopped]), "\x1d:destroy 1\r".to_owned()),
+            (s(&[destroyed]), "\x1d:create poisoned\r".to_owned()),
+            (s(&[stopped]), "\x1d:poweroff\r".to_owned()),
+        ],
+        steady: Some(crate::qemu::Steady {
+            marker: created,
+            keys: &["host"],
+            skip: 0,
+            min_lines: 2,
+        }),
+        ..Scenario::new(
+            "poisoned-ram",
+            target("qemu-virt", "examples/vms/poisoned-ram.toml"),
+            expect,
+        )
+    }
+}
+
 /// VMs destroyed and created again while another runs.
 const LIFECYCLE_ROUNDS: usize = 100;
 
@@ -358,29 +408,7 @@ pub fn scenarios() -> Vec<Scenario> {
                 ]),
             )
         },
-        Scenario {
-            // Machine RAM starts out full of the scanner's pattern (a memory-backend-file)
-            // instead of QEMU's zeroes: the guest reads all of its RAM at start, fills its
-            // free RAM with the pattern itself, resets, and reads it all again. RAM reaches
-            // a guest only zeroed: at first touch, and again after a reset.
-            poisoned_ram: true,
-            ..Scenario::new(
-                "poisoned-ram",
-                target("qemu-virt", "examples/vms/poisoned-ram.toml"),
-                s(&[
-                    "[hv] VM 0 `poisoned`: 1 vCPU(s)",
-                    "[poisoned] [test-guest] scan: words=",
-                    "[poisoned] [test-guest] scan: PASS",
-                    "[poisoned] [test-guest] secret: written",
-                    "[poisoned] [test-guest] scan: resetting itself",
-                    "[hv] VM 0 `poisoned` resetting",
-                    "[poisoned] [test-guest] scan: running again after reset 1",
-                    "[poisoned] [test-guest] scan: words=",
-                    "[poisoned] [test-guest] scan: PASS",
-                    "[hv] all VMs stopped; powering off",
-                ]),
-            )
-        },
+        poisoned_ram(),
         lifecycle(),
         gic_v2_test_guest("qemu-virt-gicv2"),
         gic_v2_test_guest("xlnx-zcu102"),

@@ -380,9 +380,9 @@ pub enum AfterChecks {
     Secret,
     /// `scan [reset]`: instead of the checks, look for the `secret` pattern in all of RAM and
     /// probe addresses outside RAM, each of which must abort (the attacker, see
-    /// `isolation.rs`). With `reset`, the first run then writes the pattern over its own
-    /// free RAM and resets itself, and the run after the reset scans again: RAM must come
-    /// back zeroed.
+    /// `isolation.rs`). With `reset`, each run then writes the pattern over its own free
+    /// RAM; the first resets itself, the run after the reset scans again (RAM must come
+    /// back zeroed) and powers off, leaving the pattern for a VM created in its RAM.
     Scan {
         /// Write the pattern and reset after the first scan.
         reset: bool,

@@ -223,10 +223,13 @@ mod guest {
                     println!("scan: running again after reset {}", platform.reset_count);
                 }
                 crate::isolation_run::scan(platform, gic);
-                if reset && platform.reset_count == 0 {
-                    // Leave the pattern in this VM's own RAM: after the reset, the scan
-                    // must not find it (the hypervisor gives RAM back zeroed).
+                if reset {
+                    // Leave the pattern in this VM's own RAM: after the reset, or in a VM
+                    // created later in the same RAM, the scan must not find it (the
+                    // hypervisor gives RAM out zeroed).
                     crate::isolation_run::write_secret(platform);
+                }
+                if reset && platform.reset_count == 0 {
                     println!("scan: resetting itself");
                     match platform.conduit {
                         Conduit::Hvc => {
