@@ -611,7 +611,9 @@ fn take_arrivals(cpu_index: usize, local: &mut Vec<LocalVcpu>, rq: &mut RunQueue
 }
 
 /// Drops the vCPUs of destroyed VMs from this CPU; the run queue is rebuilt with the
-/// others' states (its handles are indices into `local`).
+/// others' states (its handles are indices into `local`). The VMs are released last, once
+/// this function's own buffers are gone, so the memory figures a last release prints do not
+/// count them.
 fn drop_destroyed(
     local: &mut Vec<LocalVcpu>,
     rq: &mut RunQueue<usize>,
@@ -619,6 +621,7 @@ fn drop_destroyed(
 ) {
     let mut fresh = RunQueue::new(time_slice_ticks(cpu::counter_frequency()));
     let mut kept = Vec::with_capacity(local.len());
+    let mut doomed = Vec::new();
     let mut new_loaded = None;
     for (old, mut lv) in core::mem::take(local).into_iter().enumerate() {
         if lv.vm.destroyed.load(Ordering::Acquire) {
@@ -627,7 +630,7 @@ fn drop_destroyed(
                 // No guest runs until a vCPU is loaded again, which sets VTTBR_EL2.
                 cpu::set_vttbr(0);
             }
-            release(lv.vm);
+            doomed.push(lv.vm);
             continue;
         }
         if *loaded == Some(old) {
@@ -639,6 +642,9 @@ fn drop_destroyed(
     *local = kept;
     *rq = fresh;
     *loaded = new_loaded;
+    for vm in doomed {
+        release(vm);
+    }
 }
 
 /// True if a blocked vCPU should run: an interrupt is pending, or its timer expired.
