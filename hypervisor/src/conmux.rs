@@ -109,6 +109,8 @@ pub enum Command<'a> {
     Create(&'a str),
     /// `stop N`: power VM `N` off now.
     Stop(usize),
+    /// `start N`: start stopped VM `N` again (as after a reset: images reloaded, RAM zeroed).
+    Start(usize),
     /// `destroy N`: free a stopped VM's RAM, stage-2 tables, VMID and slot.
     Destroy(usize),
     /// `mem`: the hypervisor's heap and the free RAM of the pool.
@@ -121,7 +123,9 @@ pub enum Command<'a> {
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum CommandError {
     /// Not a known command.
-    #[error("unknown command `{0}`: try vms, create NAME, stop N, destroy N, mem, poweroff")]
+    #[error(
+        "unknown command `{0}`: try vms, create NAME, start N, stop N, destroy N, mem, poweroff"
+    )]
     Unknown(alloc::string::String),
     /// The argument is missing or not what the command takes.
     #[error("`{0}` takes {1}")]
@@ -148,6 +152,7 @@ impl<'a> Command<'a> {
                 "a VM name from the VM table",
             ))?),
             "stop" => Command::Stop(number("stop")?),
+            "start" => Command::Start(number("start")?),
             "destroy" => Command::Destroy(number("destroy")?),
             "mem" => Command::Mem,
             "poweroff" => Command::PowerOff,
@@ -234,6 +239,7 @@ mod tests {
             Ok(Command::Create("linux0"))
         );
         assert_eq!(Command::parse(b"stop 3"), Ok(Command::Stop(3)));
+        assert_eq!(Command::parse(b"start 3"), Ok(Command::Start(3)));
         assert_eq!(Command::parse(b"destroy 1"), Ok(Command::Destroy(1)));
         assert_eq!(Command::parse(b"mem"), Ok(Command::Mem));
         assert_eq!(Command::parse(b"poweroff"), Ok(Command::PowerOff));

@@ -99,6 +99,14 @@ impl Vm {
         self.stopped.load(Ordering::Acquire)
     }
 
+    /// Marks a stopped VM running again (its vCPUs stay off until started); false if it
+    /// was not stopped.
+    pub fn mark_running(&self) -> bool {
+        self.stopped
+            .compare_exchange(true, false, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+    }
+
     /// Marks the VM stopped and every vCPU off; false if it already was stopped.
     pub fn mark_stopped(&self) -> bool {
         if self.stopped.swap(true, Ordering::AcqRel) {

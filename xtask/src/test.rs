@@ -293,8 +293,9 @@ fn poisoned_ram() -> Scenario {
 /// VMs destroyed and created again while another runs.
 const LIFECYCLE_ROUNDS: usize = 100;
 
-/// `lifecycle`: VM `keeper` stays up (echo mode) while the console destroys VM 1 `cycler`
-/// once it powered off and creates it again, [`LIFECYCLE_ROUNDS`] times. Each round runs the
+/// `lifecycle`: VM `keeper` stays up (echo mode) while the console starts VM 1 `cycler`
+/// again once it powered off, then destroys it each time it powers off and creates it
+/// again, [`LIFECYCLE_ROUNDS`] times. Each round runs the
 /// test guest's checks in a fresh VM (RAM, stage-2 tables, VMID and slot reused). After each
 /// destruction the console's `mem` reports the hypervisor's heap and free RAM while nothing
 /// else happens, and those figures never move.
@@ -302,16 +303,20 @@ fn lifecycle() -> Scenario {
     let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
     let destroyed = "[hv] VM 1 `cycler` destroyed; host memory";
     let memory = "[hv] host memory heap_used=";
-    let mut expect = s(&["[hv] VM 1 `cycler`: 1 vCPU(s)"]);
-    let mut input = Vec::new();
+    let stopped = "[hv] VM 1 `cycler` stopped: guest called PSCI SYSTEM_OFF";
+    // First the powered-off VM is started again in place (`start 1`), then the rounds.
+    let mut expect = s(&[
+        "[hv] VM 1 `cycler`: 1 vCPU(s)",
+        "[cycler] [test-guest] RESULT: ",
+        stopped,
+        "[hv] VM 1 `cycler` starting",
+    ]);
+    let mut input = vec![(s(&[stopped]), "\x1d:start 1\r".to_owned())];
     for round in 0..LIFECYCLE_ROUNDS {
         expect.push("[cycler] [test-guest] RESULT: ".into());
         expect.push(destroyed.into());
         expect.push(memory.into());
-        input.push((
-            s(&["[hv] VM 1 `cycler` stopped: guest called PSCI SYSTEM_OFF"]),
-            "\x1d:destroy 1\r".to_owned(),
-        ));
+        input.push((s(&[stopped]), "\x1d:destroy 1\r".to_owned()));
         input.push((s(&[destroyed]), "\x1d:mem\r".to_owned()));
         // After the last round, power the machine off instead of creating the VM again.
         let next = if round + 1 < LIFECYCLE_ROUNDS {

@@ -967,6 +967,19 @@ fn run_command(line: &[u8]) {
             }
             None => hvprintln!("[hv] no VM {n}: see `vms`"),
         },
+        Command::Start(n) => match vm_at(n) {
+            Some(vm) => {
+                if vm.mark_running() {
+                    VMS_RUNNING.fetch_add(1, Ordering::AcqRel);
+                    hvprintln!("[hv] VM {n} `{}` starting", vm.desc.name);
+                    reset_vm(&vm);
+                } else {
+                    hvprintln!("[hv] VM {n} is running: `stop {n}` first");
+                }
+                release(vm);
+            }
+            None => hvprintln!("[hv] no VM {n}: see `vms`"),
+        },
         Command::Destroy(n) => destroy(n),
         Command::Mem => hvprintln!(
             "[hv] host memory heap_used={} pool_free={}",
