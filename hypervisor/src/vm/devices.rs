@@ -251,6 +251,14 @@ fn console_in(bus: &mut VmBus, handle: DeviceHandle) -> Option<&mut ConsoleUart>
     device.as_any_mut().downcast_mut::<ConsoleUart>()
 }
 
+/// A virtual GIC of `version` in its reset state, with the SPIs of [`layout::VGIC_SPIS`].
+fn new_vgic(version: GicVersion, vcpus: usize) -> Result<VGic, VGicError> {
+    match version {
+        GicVersion::V3 => VGic::new(vcpus, layout::VGIC_SPIS),
+        GicVersion::V2 => VGic::new_v2(vcpus, layout::VGIC_SPIS),
+    }
+}
+
 /// The bus of a VM's devices.
 pub type VmBus = MmioBus<Box<dyn VmDevice>>;
 
@@ -275,10 +283,7 @@ impl VmDevices {
         name: &'static str,
         sink: LineSink,
     ) -> Result<Self, DevicesError> {
-        let vgic = match gic {
-            GicVersion::V3 => VGic::new(vcpus, layout::VGIC_SPIS)?,
-            GicVersion::V2 => VGic::new_v2(vcpus, layout::VGIC_SPIS)?,
-        };
+        let vgic = new_vgic(gic, vcpus)?;
         let mut bus: VmBus = MmioBus::new();
         let place = |bus: &mut VmBus, name, base, len, d: Box<dyn VmDevice>| {
             bus.insert(GuestPhysAddr(base), len, d)
@@ -394,11 +399,7 @@ impl VmDevices {
     /// Puts every device and the virtual GIC in its reset state (the VM was reset);
     /// console output and input queued for the VM are kept.
     pub fn reset(&mut self) -> Result<(), DevicesError> {
-        let vcpus = self.vgic.vcpu_count();
-        self.vgic = match self.gic {
-            GicVersion::V3 => VGic::new(vcpus, layout::VGIC_SPIS)?,
-            GicVersion::V2 => VGic::new_v2(vcpus, layout::VGIC_SPIS)?,
-        };
+        self.vgic = new_vgic(self.gic, self.vgic.vcpu_count())?;
         for (_, d) in self.bus.devices_mut() {
             d.reset();
         }
