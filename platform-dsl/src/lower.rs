@@ -20,7 +20,7 @@ use crate::model::{
 #[error("board `{board}` has no {what}")]
 #[diagnostic(
     code(platform_dsl::incomplete_board),
-    help("add the missing node to the board (or, for gic/timer/pmu, to its soc); run the validator for details")
+    help("add the missing node to the board (or, for gic/timer/pmu, to its soc); `cargo xtask boards check FILE.kdl` reports where")
 )]
 pub struct LowerError {
     /// Board name.
@@ -32,7 +32,7 @@ pub struct LowerError {
     pub span: SourceSpan,
 }
 
-/// The PMU's interrupts; per-CPU SPIs in CPU boot order (validation guarantees one per CPU).
+/// The PMU's interrupts; per-CPU SPIs in CPU boot order (`check` guarantees one per CPU).
 fn pmu_model(pmu: &PmuDecl, b: &BoardDecl) -> Pmu {
     match &pmu.irqs {
         PmuIrqsDecl::Ppi(i) => Pmu::Ppi(irq(i)),
