@@ -299,3 +299,34 @@ impl BoardDecl {
         self.memory.len() == self.written.iter().filter(|n| *n == "memory").count()
     }
 }
+
+/// Declarations for the stages' unit tests.
+#[cfg(test)]
+pub(crate) mod fixtures {
+    use super::{DeviceDecl, IrqDecl, IrqKind, Sp};
+    use crate::model::Trigger;
+    use miette::SourceSpan;
+
+    /// `value` with an empty span.
+    pub fn sp<T>(value: T) -> Sp<T> {
+        Sp::new(value, SourceSpan::from(0..0), "")
+    }
+
+    /// An enabled PL011 `name` with SPI 1 and a 24 MHz clock.
+    pub fn dev(name: &str) -> DeviceDecl {
+        DeviceDecl {
+            name: sp(name.to_owned()),
+            compatible: Some(vec![sp("arm,pl011".to_owned())]),
+            okay: None,
+            reason: None,
+            bus_id: None,
+            regs: vec![],
+            irqs: vec![IrqDecl {
+                kind: IrqKind::Spi,
+                number: sp(1),
+                trigger: Trigger::Level,
+            }],
+            clock: Some(sp(24_000_000)),
+        }
+    }
+}

@@ -138,29 +138,7 @@ fn override_device(base: &mut DeviceDecl, over: &DeviceDecl) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::decl::{IrqDecl, IrqKind, Sp};
-    use crate::model::Trigger;
-
-    fn sp<T>(value: T) -> Sp<T> {
-        Sp::new(value, SourceSpan::from(0..0), "")
-    }
-
-    fn dev(name: &str) -> DeviceDecl {
-        DeviceDecl {
-            name: sp(name.to_owned()),
-            compatible: Some(vec![sp("arm,pl011".to_owned())]),
-            okay: None,
-            reason: None,
-            bus_id: None,
-            regs: vec![],
-            irqs: vec![IrqDecl {
-                kind: IrqKind::Spi,
-                number: sp(1),
-                trigger: Trigger::Level,
-            }],
-            clock: Some(sp(24_000_000)),
-        }
-    }
+    use crate::decl::fixtures::{dev, sp};
 
     fn board(soc: Option<&str>, devices: Vec<DeviceDecl>) -> BoardDecl {
         BoardDecl {
