@@ -21,12 +21,14 @@ extern crate alloc;
 
 #[cfg(target_arch = "aarch64")]
 pub mod arch;
+pub mod block;
 pub mod config;
 pub mod conmux;
 pub mod exit;
 pub mod fdt;
 pub mod mm;
 pub mod mmio;
+pub mod pci;
 pub mod platform;
 pub mod plugin;
 pub mod psci;

@@ -3,6 +3,7 @@
 
 pub mod devices;
 pub mod layout;
+pub mod mem;
 
 use crate::config::VmDesc;
 use crate::platform::{DeviceDesc, IrqDesc};

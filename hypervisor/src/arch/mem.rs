@@ -101,6 +101,18 @@ impl HostRam {
         Ok(())
     }
 
+    /// Reads `buf.len()` bytes at `offset` (device DMA from the guest's RAM).
+    pub fn read(&self, offset: u64, buf: &mut [u8]) -> Result<(), MemError> {
+        check(offset, buf.len() as u64, self.size)?;
+        let src = self.base + offset;
+        // SAFETY: (1) `[src, src + len)` lies inside the owned range (checked above), RAM
+        // mapped by `from_raw`'s contract (1); (2) no Rust reference aliases it (contract
+        // (2)) and `buf` is hypervisor memory. A guest may write the range concurrently:
+        // the bytes are copied as they are, never interpreted in place.
+        unsafe { core::ptr::copy_nonoverlapping(src as *const u8, buf.as_mut_ptr(), buf.len()) };
+        Ok(())
+    }
+
     /// Zeroes `len` bytes at `offset`.
     pub fn zero(&mut self, offset: u64, len: u64) -> Result<(), MemError> {
         check(offset, len, self.size)?;

@@ -9,6 +9,7 @@ use crate::arch::mem::{HostRam, MemError, StagedImage};
 use crate::mm::{BlockMap, Stage2, Stage2Error, BLOCK_2M};
 use crate::types::{GuestPhysAddr, HostPhysAddr};
 use crate::vm::layout;
+use crate::vm::mem::{offset_in, GuestMemError, GuestMemory};
 
 /// Errors handing RAM to a guest.
 #[derive(Debug, thiserror::Error)]
@@ -110,5 +111,40 @@ impl GuestRam {
         // Translations of the old blocks may be cached, combined with stage 1.
         cpu::flush_guest_tlbs();
         Ok(())
+    }
+}
+
+impl GuestMemory for GuestRam {
+    fn read(&mut self, addr: GuestPhysAddr, buf: &mut [u8]) -> Result<(), GuestMemError> {
+        let off = self.dma_offset(addr, buf.len())?;
+        self.ram
+            .read(off, buf)
+            .map_err(|_| GuestMemError::OutOfRange {
+                addr,
+                len: buf.len() as u64,
+            })
+    }
+
+    fn write(&mut self, addr: GuestPhysAddr, data: &[u8]) -> Result<(), GuestMemError> {
+        let off = self.dma_offset(addr, data.len())?;
+        self.ram
+            .write(off, data)
+            .map_err(|_| GuestMemError::OutOfRange {
+                addr,
+                len: data.len() as u64,
+            })
+    }
+}
+
+impl GuestRam {
+    /// The RAM offset of a device access to `[addr, addr + len)`, with the blocks it covers
+    /// given to the guest first (zeroed if it never had them).
+    fn dma_offset(&mut self, addr: GuestPhysAddr, len: usize) -> Result<u64, GuestMemError> {
+        let len = len as u64;
+        let off = offset_in(GuestPhysAddr(layout::RAM_BASE), self.ram.size(), addr, len)
+            .ok_or(GuestMemError::OutOfRange { addr, len })?;
+        self.prepare(off, len)
+            .map_err(|_| GuestMemError::Populate(addr))?;
+        Ok(off)
     }
 }

@@ -32,7 +32,7 @@ use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 /// its VMID (its slot) may be reused.
 pub struct Instance {
     vm: Vm,
-    ram: Mutex<GuestRam>,
+    ram: Arc<Mutex<GuestRam>>,
     /// Set by `destroy`: each physical CPU drops the VM's vCPUs.
     destroyed: AtomicBool,
 }
@@ -263,18 +263,21 @@ fn create_vm(id: VmId, desc: &'static VmDesc, pcpus: &[usize]) -> Result<Instanc
     let vttbr = s2.vttbr();
     let mut ram = GuestRam::new(ram, s2);
     let boot = load_images(desc, &mut ram, &passthrough, 0)?;
+    let host_base = ram.host_base();
+    let ram = Arc::new(Mutex::new(ram));
     let mut devices = VmDevices::new(
         arch::board().gic.version,
         desc.vcpus as usize,
         desc.name,
         console::print_vm_line,
     )
-    .map_err(CreateError::Devices)?;
+    .map_err(CreateError::Devices)?
+    .with_memory(ram.clone());
     notify_eois(&mut devices.vgic, &passthrough);
     let vm = Vm::new(
         id,
         desc,
-        ram.host_base(),
+        host_base,
         vttbr,
         devices,
         pcpus,
@@ -283,7 +286,7 @@ fn create_vm(id: VmId, desc: &'static VmDesc, pcpus: &[usize]) -> Result<Instanc
     );
     Ok(Instance {
         vm,
-        ram: Mutex::new(ram),
+        ram,
         destroyed: AtomicBool::new(false),
     })
 }

@@ -31,12 +31,15 @@
 use crate::conmux::{LineSink, VmOutput};
 use crate::mmio::{AccessSize, BusError, DeviceHandle, MmioBus, MmioDevice, MmioError};
 use crate::platform::GicVersion;
+use crate::sync::Mutex;
 use crate::types::{GuestPhysAddr, IntId, VcpuId};
 use crate::vgic::{VGic, VGicError, VcpuSet};
 use crate::vm::layout;
+use crate::vm::mem::{GuestMemError, GuestMemory};
 use crate::vuart::Pl011;
 use alloc::boxed::Box;
 use alloc::collections::VecDeque;
+use alloc::sync::Arc;
 use core::any::Any;
 
 /// What a device access gets besides `(offset, data)`.
@@ -48,6 +51,9 @@ pub struct IoCtx<'a> {
     /// vCPUs with new work because of this access (the caller kicks them once the VM's
     /// device lock is released).
     pub kicks: VcpuSet,
+    /// The VM's RAM, for devices that do DMA (lock it only while copying; the VM's device
+    /// lock is held, so the order is always devices, then RAM).
+    pub mem: &'a Mutex<dyn GuestMemory>,
 }
 
 impl IoCtx<'_> {
@@ -270,6 +276,26 @@ pub struct VmDevices {
     pub bus: VmBus,
     console: DeviceHandle,
     gic: GicVersion,
+    mem: Arc<Mutex<dyn GuestMemory>>,
+}
+
+/// The memory of a VM built without any ([`VmDevices::new`] before
+/// [`VmDevices::with_memory`]): every DMA access is refused.
+struct NoMemory;
+
+impl GuestMemory for NoMemory {
+    fn read(&mut self, addr: GuestPhysAddr, buf: &mut [u8]) -> Result<(), GuestMemError> {
+        Err(GuestMemError::OutOfRange {
+            addr,
+            len: buf.len() as u64,
+        })
+    }
+    fn write(&mut self, addr: GuestPhysAddr, data: &[u8]) -> Result<(), GuestMemError> {
+        Err(GuestMemError::OutOfRange {
+            addr,
+            len: data.len() as u64,
+        })
+    }
 }
 
 impl VmDevices {
@@ -317,7 +343,14 @@ impl VmDevices {
             bus,
             console,
             gic,
+            mem: Arc::new(Mutex::new(NoMemory)),
         })
+    }
+
+    /// Gives the devices the VM's RAM for their DMA (until then every DMA access fails).
+    pub fn with_memory(mut self, mem: Arc<Mutex<dyn GuestMemory>>) -> Self {
+        self.mem = mem;
+        self
     }
 
     /// Adds a device model at `[base, base + len)`; refused if it overlaps another device.
@@ -345,6 +378,7 @@ impl VmDevices {
             vcpu,
             vgic: &mut self.vgic,
             kicks: VcpuSet::EMPTY,
+            mem: &*self.mem,
         };
         let v = self.bus.dispatch_read(&mut ctx, addr, size)?;
         Ok((v, ctx.kicks))
@@ -363,6 +397,7 @@ impl VmDevices {
             vcpu,
             vgic: &mut self.vgic,
             kicks: VcpuSet::EMPTY,
+            mem: &*self.mem,
         };
         self.bus.dispatch_write(&mut ctx, addr, size, value)?;
         Ok(ctx.kicks)
@@ -375,6 +410,7 @@ impl VmDevices {
             vcpu: VcpuId(0),
             vgic: &mut self.vgic,
             kicks: VcpuSet::EMPTY,
+            mem: &*self.mem,
         };
         let console = self.console;
         if let Some(c) = console_in(&mut self.bus, console) {
