@@ -214,11 +214,16 @@ impl VmOutput {
         }
     }
 
+    /// True if the partial line looks like a shell prompt waiting for input.
+    pub fn shows_prompt(&self) -> bool {
+        is_prompt(&self.line)
+    }
+
     /// Emits a partial line that looks like a shell prompt waiting for input (`# `, `$ `),
     /// called when the VM goes idle; other partial lines wait for their newline so that a
     /// line written in pieces is not split.
     pub fn flush_prompt(&mut self) {
-        if is_prompt(&self.line) {
+        if self.shows_prompt() {
             self.flush_line();
         }
     }

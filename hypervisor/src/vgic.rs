@@ -508,9 +508,9 @@ impl VGic {
             let upper_aff = (value >> 16) & 0xFF | (value >> 32) & 0xFF | (value >> 48) & 0xFF;
             if upper_aff == 0 {
                 let rs = ((value >> 44) & 0xF) as usize;
-                for bit in 0..16 {
-                    let aff0 = rs * 16 + bit;
-                    if value & (1 << bit) != 0 && aff0 < self.vcpus.len() {
+                for bit in bits(value & 0xFFFF) {
+                    let aff0 = rs * 16 + bit as usize;
+                    if aff0 < self.vcpus.len() {
                         targets.insert(VcpuId(aff0));
                     }
                 }

@@ -3,9 +3,9 @@
 
 use super::sysreg::{CNTHP_CVAL_EL2, ICH_EISR_EL2, PMCR_EL0, VPIDR_EL2};
 use aarch64_cpu::registers::{
-    Readable, Writeable, CNTFRQ_EL0, CNTHCTL_EL2, CNTHP_CTL_EL2, CNTPCT_EL0, CNTVCT_EL0,
-    CNTVOFF_EL2, CNTV_CTL_EL0, CNTV_CVAL_EL0, CPTR_EL2, ELR_EL1, ESR_EL1, ESR_EL2, FAR_EL1,
-    FAR_EL2, HCR_EL2, HPFAR_EL2, ICC_SRE_EL2, ICH_AP1R0_EL2, ICH_HCR_EL2, ICH_LR0_EL2,
+    ReadWriteable, Readable, Writeable, CNTFRQ_EL0, CNTHCTL_EL2, CNTHP_CTL_EL2, CNTPCT_EL0,
+    CNTVCT_EL0, CNTVOFF_EL2, CNTV_CTL_EL0, CNTV_CVAL_EL0, CPTR_EL2, ELR_EL1, ESR_EL1, ESR_EL2,
+    FAR_EL1, FAR_EL2, HCR_EL2, HPFAR_EL2, ICC_SRE_EL2, ICH_AP1R0_EL2, ICH_HCR_EL2, ICH_LR0_EL2,
     ICH_LR10_EL2, ICH_LR11_EL2, ICH_LR12_EL2, ICH_LR13_EL2, ICH_LR14_EL2, ICH_LR15_EL2,
     ICH_LR1_EL2, ICH_LR2_EL2, ICH_LR3_EL2, ICH_LR4_EL2, ICH_LR5_EL2, ICH_LR6_EL2, ICH_LR7_EL2,
     ICH_LR8_EL2, ICH_LR9_EL2, ICH_MISR_EL2, ICH_VMCR_EL2, ICH_VTR_EL2, ID_AA64DFR0_EL1,
@@ -47,6 +47,18 @@ pub fn vbar_el1() -> u64 {
 pub fn wait_for_interrupt() {
     // SAFETY: WFI only suspends execution until an interrupt or event.
     unsafe { core::arch::asm!("dsb sy", "wfi", options(nomem, nostack, preserves_flags)) };
+}
+
+/// Whether a guest's `WFI` traps to EL2 (`HCR_EL2.TWI`). A vCPU alone on its physical CPU
+/// may sleep in `WFI` natively: any physical interrupt (a kick, its timer) still exits to
+/// EL2, and a pending virtual interrupt ends the wait, so nothing is lost and the wake-up
+/// costs no trap.
+pub fn set_wfi_trap(trap: bool) {
+    HCR_EL2.modify(if trap {
+        HCR_EL2::TWI::SET
+    } else {
+        HCR_EL2::TWI::CLEAR
+    });
 }
 
 /// `YIELD`: tells the hardware (or the emulator) that this CPU is waiting on another.

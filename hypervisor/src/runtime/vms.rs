@@ -492,6 +492,7 @@ pub fn run_cpu(cpu_index: usize) -> ! {
         num: crate::arch::vgic_hw::num_lrs().min(16),
         dirty: crate::arch::vgic_hw::num_lrs().min(16),
         hcr: u64::MAX,
+        twi: true,
     };
     let mut loaded: Option<usize> = None;
     loop {
@@ -577,9 +578,7 @@ pub fn run_cpu(cpu_index: usize) -> ! {
                 // Wake at the virtual timer's deadline (CNTVOFF_EL2 = 0: the same count).
                 let (ctl, cval) = cpu::vtimer();
                 let _ = rq.block(i, crate::vtimer::deadline(ctl, cval));
-                if let Some(out) = lv.vm.devices.lock().console_output() {
-                    out.flush_prompt();
-                }
+                lv.vm.devices.lock().flush_prompt();
             }
             Next::Off => {
                 // CPU_OFF or a stopped VM; a reset may already have asked for ON again.
@@ -669,9 +668,7 @@ fn wake_condition(lv: &LocalVcpu, is_loaded: bool) -> bool {
 /// live on this CPU and wakes the `WFI`). Returns [`Next::Off`] if the vCPU was turned
 /// off meanwhile (its VM stopped or reset).
 fn idle_in_place(lv: &mut LocalVcpu) -> Next {
-    if let Some(out) = lv.vm.devices.lock().console_output() {
-        out.flush_prompt();
-    }
+    lv.vm.devices.lock().flush_prompt();
     loop {
         if lv.vm.is_stopped() || lv.shared().power.load() != PowerState::On {
             return Next::Off;
@@ -716,6 +713,8 @@ struct HwLrs {
     dirty: usize,
     /// Last value written to `ICH_HCR_EL2`.
     hcr: u64,
+    /// `HCR_EL2.TWI` as last set (`init_el2` sets it).
+    twi: bool,
 }
 
 impl HwLrs {
@@ -723,6 +722,13 @@ impl HwLrs {
         if self.hcr != v {
             crate::arch::vgic_hw::set_hcr(v);
             self.hcr = v;
+        }
+    }
+
+    fn set_twi(&mut self, trap: bool) {
+        if self.twi != trap {
+            cpu::set_wfi_trap(trap);
+            self.twi = trap;
         }
     }
 }
@@ -736,6 +742,9 @@ fn run_vcpu(lv: &mut LocalVcpu, hw: &mut HwLrs, solo: bool) -> Next {
         }
         let used = {
             let mut dev = lv.vm.devices.lock();
+            // Alone on this CPU, the vCPU sleeps in `WFI` without trapping; unless its
+            // console shows a prompt that going idle must emit.
+            hw.set_twi(!solo || dev.prompt_waiting());
             match dev.vgic.flush(lv.id, &mut lv.lrs, num_lrs) {
                 Ok(f) => {
                     hw.set_hcr(f.ich_hcr_el2());
@@ -808,6 +817,16 @@ fn run_vcpu(lv: &mut LocalVcpu, hw: &mut HwLrs, solo: bool) -> Next {
         };
         match next {
             Next::Resume => continue,
+            // A kick or the console for a vCPU alone on its CPU: nothing else to schedule,
+            // so straight back in (the loop's top sees a stop or power change) unless a VM
+            // arrived or is leaving, which only the scheduler loop handles.
+            Next::Resched
+                if solo
+                    && !ARRIVING[lv.shared().pcpu].load(Ordering::Acquire)
+                    && !lv.vm.destroyed.load(Ordering::Acquire) =>
+            {
+                continue
+            }
             Next::Block if solo => match idle_in_place(lv) {
                 Next::Resume => continue,
                 other => return other,

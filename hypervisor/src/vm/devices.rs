@@ -41,6 +41,7 @@ use alloc::boxed::Box;
 use alloc::collections::VecDeque;
 use alloc::sync::Arc;
 use core::any::Any;
+use core::sync::atomic::{AtomicBool, Ordering};
 
 /// What a device access gets besides `(offset, data)`.
 pub struct IoCtx<'a> {
@@ -178,6 +179,8 @@ pub struct ConsoleUart {
     /// Console input the UART has not taken yet (its FIFO was full or its receiver off);
     /// fed as the guest reads.
     input: VecDeque<u8>,
+    /// Set while the output ends in a prompt not yet emitted (read without the device).
+    prompt: Arc<AtomicBool>,
 }
 
 impl ConsoleUart {
@@ -189,6 +192,7 @@ impl ConsoleUart {
             driven: None,
             output: VmOutput::new(tag, sink),
             input: VecDeque::new(),
+            prompt: Arc::new(AtomicBool::new(false)),
         }
     }
 
@@ -211,6 +215,7 @@ impl ConsoleUart {
         }
         let out = &mut self.output;
         self.uart.drain_output(|bytes| out.push(bytes));
+        self.prompt.store(out.shows_prompt(), Ordering::Relaxed);
         let level = self.uart.irq_level();
         if self.driven != Some(level) {
             self.driven = Some(level);
@@ -277,6 +282,8 @@ pub struct VmDevices {
     console: DeviceHandle,
     gic: GicVersion,
     mem: Arc<Mutex<dyn GuestMemory>>,
+    /// The console's [`ConsoleUart::prompt`].
+    prompt: Arc<AtomicBool>,
 }
 
 /// The memory of a VM built without any ([`VmDevices::new`] before
@@ -331,12 +338,14 @@ impl VmDevices {
                 Box::new(GicRedistributors),
             )?;
         }
+        let uart = ConsoleUart::new(IntId(layout::UART_INTID), name, sink);
+        let prompt = uart.prompt.clone();
         let console = place(
             &mut bus,
             "console-uart",
             layout::UART_BASE,
             layout::UART_SIZE,
-            Box::new(ConsoleUart::new(IntId(layout::UART_INTID), name, sink)),
+            Box::new(uart),
         )?;
         Ok(Self {
             vgic,
@@ -344,6 +353,7 @@ impl VmDevices {
             console,
             gic,
             mem: Arc::new(Mutex::new(NoMemory)),
+            prompt,
         })
     }
 
@@ -430,6 +440,21 @@ impl VmDevices {
     /// The console's line buffer (to flush a prompt or a partial line).
     pub fn console_output(&mut self) -> Option<&mut VmOutput> {
         console_in(&mut self.bus, self.console).map(|c| &mut c.output)
+    }
+
+    /// True while the console's output ends in a shell prompt not yet emitted: the runtime
+    /// then traps the guest's `WFI`, so that it sees the VM go idle and calls
+    /// [`Self::flush_prompt`].
+    pub fn prompt_waiting(&self) -> bool {
+        self.prompt.load(Ordering::Relaxed)
+    }
+
+    /// Emits the console's partial line if it is a shell prompt (the VM went idle).
+    pub fn flush_prompt(&mut self) {
+        if let Some(out) = self.console_output() {
+            out.flush_prompt();
+        }
+        self.prompt.store(false, Ordering::Relaxed);
     }
 
     /// Puts every device and the virtual GIC in its reset state (the VM was reset);
