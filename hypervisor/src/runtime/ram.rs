@@ -44,19 +44,25 @@ impl GuestRam {
         self.ram.base()
     }
 
-    /// Zeroes and maps block `b`, unless the guest has it already.
-    fn populate(&mut self, b: usize) -> Result<(), RamError> {
-        if self.populated.is_set(b) {
-            return Ok(());
-        }
+    /// Maps block `b` (already zeroed or filled) and records that the guest has it.
+    fn map_block(&mut self, b: usize) -> Result<(), RamError> {
         let off = b as u64 * BLOCK_2M;
-        self.ram.zero(off, BLOCK_2M)?;
         self.s2.map_ram(
             GuestPhysAddr(layout::RAM_BASE + off),
             HostPhysAddr(self.ram.base().0 + off),
             BLOCK_2M,
         )?;
         self.populated.set(b);
+        Ok(())
+    }
+
+    /// Zeroes and maps block `b`, unless the guest has it already.
+    fn populate(&mut self, b: usize) -> Result<(), RamError> {
+        if self.populated.is_set(b) {
+            return Ok(());
+        }
+        self.ram.zero(b as u64 * BLOCK_2M, BLOCK_2M)?;
+        self.map_block(b)?;
         // The new descriptor must be visible to other CPUs' table walks before any vCPU
         // retries the access.
         cpu::publish_table_update();
@@ -73,31 +79,58 @@ impl GuestRam {
         self.populate(b)
     }
 
-    /// Gives the guest every block of `[offset, offset + len)` (before the hypervisor
-    /// writes there).
-    fn prepare(&mut self, offset: u64, len: u64) -> Result<(), RamError> {
+    /// Writes `[offset, offset + len)` with `fill` and gives the guest every block it
+    /// covers. A block the guest does not have yet is zeroed only outside the range (`fill`
+    /// writes the rest) and mapped only once `fill` is done, so no vCPU ever sees a byte
+    /// of its previous owner, and an image is not zeroed before it is copied.
+    fn fill(
+        &mut self,
+        offset: u64,
+        len: u64,
+        fill: impl FnOnce(&mut HostRam) -> Result<(), MemError>,
+    ) -> Result<(), RamError> {
         let blocks = self
             .populated
             .covering(offset, len)
             .ok_or(RamError::NotRam(GuestPhysAddr(
                 layout::RAM_BASE.saturating_add(offset),
             )))?;
+        let end = offset + len;
+        for b in blocks.clone() {
+            if self.populated.is_set(b) {
+                continue;
+            }
+            let (start, stop) = (b as u64 * BLOCK_2M, (b as u64 + 1) * BLOCK_2M);
+            if offset > start {
+                self.ram.zero(start, offset.min(stop) - start)?;
+            }
+            if end < stop {
+                let from = end.max(start);
+                self.ram.zero(from, stop - from)?;
+            }
+        }
+        fill(&mut self.ram)?;
+        let mut mapped = false;
         for b in blocks {
-            self.populate(b)?;
+            if !self.populated.is_set(b) {
+                self.map_block(b)?;
+                mapped = true;
+            }
+        }
+        if mapped {
+            cpu::publish_table_update();
         }
         Ok(())
     }
 
     /// Writes `data` at `offset` into the guest's RAM.
     pub fn write(&mut self, offset: u64, data: &[u8]) -> Result<(), RamError> {
-        self.prepare(offset, data.len() as u64)?;
-        Ok(self.ram.write(offset, data)?)
+        self.fill(offset, data.len() as u64, |ram| ram.write(offset, data))
     }
 
     /// Copies the first `len` bytes of a staged image to `offset`.
     pub fn copy_part(&mut self, offset: u64, src: &StagedImage, len: u64) -> Result<(), RamError> {
-        self.prepare(offset, len)?;
-        Ok(self.ram.copy_part(offset, src, len)?)
+        self.fill(offset, len, |ram| ram.copy_part(offset, src, len))
     }
 
     /// Takes every block back from the guest (a reset): unmapped, so the next touch zeroes
@@ -126,13 +159,10 @@ impl GuestMemory for GuestRam {
     }
 
     fn write(&mut self, addr: GuestPhysAddr, data: &[u8]) -> Result<(), GuestMemError> {
-        let off = self.dma_offset(addr, data.len())?;
-        self.ram
-            .write(off, data)
-            .map_err(|_| GuestMemError::OutOfRange {
-                addr,
-                len: data.len() as u64,
-            })
+        let len = data.len() as u64;
+        let off = offset_in(GuestPhysAddr(layout::RAM_BASE), self.ram.size(), addr, len)
+            .ok_or(GuestMemError::OutOfRange { addr, len })?;
+        GuestRam::write(self, off, data).map_err(|_| GuestMemError::Populate(addr))
     }
 }
 
@@ -143,8 +173,14 @@ impl GuestRam {
         let len = len as u64;
         let off = offset_in(GuestPhysAddr(layout::RAM_BASE), self.ram.size(), addr, len)
             .ok_or(GuestMemError::OutOfRange { addr, len })?;
-        self.prepare(off, len)
-            .map_err(|_| GuestMemError::Populate(addr))?;
+        let blocks = self
+            .populated
+            .covering(off, len)
+            .ok_or(GuestMemError::OutOfRange { addr, len })?;
+        for b in blocks {
+            self.populate(b)
+                .map_err(|_| GuestMemError::Populate(addr))?;
+        }
         Ok(off)
     }
 }
