@@ -73,7 +73,7 @@ unsafe fn zero_fast(dst: u64, len: u64) {
     };
     let first = (dst + bs - 1) & !(bs - 1);
     let last = end & !(bs - 1);
-    // SAFETY (all three): inside `[dst, end)`, the caller's contract.
+    // SAFETY: the head, inside `[dst, end)`: the caller's contract.
     unsafe { core::ptr::write_bytes(dst as *mut u8, 0, (first - dst) as usize) };
     let mut a = first;
     while a < last {
@@ -81,6 +81,7 @@ unsafe fn zero_fast(dst: u64, len: u64) {
         unsafe { core::arch::asm!("dc zva, {}", in(reg) a, options(nostack, preserves_flags)) };
         a += bs;
     }
+    // SAFETY: the tail, inside `[dst, end)`: the caller's contract.
     unsafe { core::ptr::write_bytes(last as *mut u8, 0, (end - last) as usize) };
 }
 
