@@ -28,6 +28,7 @@ static DESC: VmDesc = VmDesc {
     dtb: None,
     cmdline: "",
     devices: &[],
+    disks: &[],
 };
 
 /// EL1 registers as a CPU holds them.

@@ -26,6 +26,30 @@ pub enum VmDeviceDesc {
     },
 }
 
+/// The controller a virtual disk is attached to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DiskController {
+    /// NVMe on the VM's PCIe bus.
+    Nvme,
+    /// virtio-blk over virtio-pci.
+    VirtioBlk,
+    /// AHCI (SATA), the disk on port 0.
+    Ahci,
+}
+
+/// A virtual disk: a GPT partition of one of the machine's disks, found by label.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct VmDiskDesc {
+    /// GPT partition label in the datastore.
+    pub partition: &'static str,
+    /// The controller the guest sees.
+    pub controller: DiskController,
+    /// The guest may not write it.
+    pub read_only: bool,
+    /// Bytes the guest sees (the partition must be at least this big); `None`: all of it.
+    pub size: Option<u64>,
+}
+
 /// One VM.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct VmDesc {
@@ -45,6 +69,8 @@ pub struct VmDesc {
     pub cmdline: &'static str,
     /// Extra devices.
     pub devices: &'static [VmDeviceDesc],
+    /// Virtual disks.
+    pub disks: &'static [VmDiskDesc],
 }
 
 /// The VM table and the staging area the images occupy.

@@ -407,6 +407,7 @@ mod tests {
             dtb: None,
             cmdline: "",
             devices: &[],
+            disks: &[],
         }));
         let devices = VmDevices::new(gic, vcpus, "t", discard).unwrap();
         let pcpus: Vec<usize> = (0..vcpus).collect();

@@ -4,7 +4,7 @@ use crate::args::VmsArgs;
 use crate::lit::{hex, option, slice};
 use crate::select::{self, Env};
 use crate::track;
-use platform_dsl::vmconfig::{ImageKind, Plan, VmConfig, VmDevice};
+use platform_dsl::vmconfig::{DiskController, ImageKind, Plan, VmConfig, VmDevice, VmDisk};
 use proc_macro2::{Span, TokenStream};
 use quote::quote;
 
@@ -24,6 +24,28 @@ fn device(d: &VmDevice) -> TokenStream {
     }
 }
 
+fn disk(d: &VmDisk) -> TokenStream {
+    let partition = &d.partition;
+    let controller = match d.controller {
+        DiskController::Nvme => quote!(Nvme),
+        DiskController::VirtioBlk => quote!(VirtioBlk),
+        DiskController::Ahci => quote!(Ahci),
+    };
+    let read_only = d.read_only;
+    let size = option(
+        d.size_mib
+            .map(|m| hex(m.saturating_mul(1024 * 1024)))
+            .as_ref(),
+        |t| quote!(#t),
+    );
+    quote!(::hypervisor::config::VmDiskDesc {
+        partition: #partition,
+        controller: ::hypervisor::config::DiskController::#controller,
+        read_only: #read_only,
+        size: #size,
+    })
+}
+
 /// The `VmTable` expression: VMs in order, images at their staging addresses.
 pub fn vm_table(config: &VmConfig, plan: &Plan) -> Result<TokenStream, String> {
     let mut vms = Vec::new();
@@ -40,6 +62,7 @@ pub fn vm_table(config: &VmConfig, plan: &Plan) -> Result<TokenStream, String> {
         let dtb = option(image(plan, index, ImageKind::Dtb).as_ref(), |t| t.clone());
         let cmdline = &vm.cmdline;
         let devices = slice(vm.devices.iter().map(device));
+        let disks = slice(vm.disks.iter().map(disk));
         vms.push(quote! {
             ::hypervisor::config::VmDesc {
                 name: #name,
@@ -50,6 +73,7 @@ pub fn vm_table(config: &VmConfig, plan: &Plan) -> Result<TokenStream, String> {
                 dtb: #dtb,
                 cmdline: #cmdline,
                 devices: #devices,
+                disks: #disks,
             }
         });
     }

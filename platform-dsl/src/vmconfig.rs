@@ -10,6 +10,13 @@
 //! dtb = "guests/custom.dtb"        # optional; otherwise the core generates one
 //! cmdline = "console=ttyAMA0"
 //! devices = [{ passthrough = "uart1" }]
+//!
+//! [[vm.disk]]                      # a virtual disk (any number)
+//! partition = "linux-root"         # GPT partition label in the machine's datastore
+//! controller = "nvme"              # nvme | virtio-blk | ahci
+//! read-only = false                # optional, default false
+//! size-mib = 512                   # optional: the partition must be at least this big,
+//!                                  # the guest sees exactly this; default: all of it
 //! ```
 //!
 //! Guest images are not linked into the hypervisor. The boot loader (QEMU's
@@ -71,6 +78,41 @@ pub enum VmConfigError {
         path: PathBuf,
         /// Position of the `[[vm]]` table (0-based).
         index: usize,
+    },
+    /// A disk's partition label is empty or longer than GPT allows.
+    #[error(
+        "VM `{vm}`: disk partition label `{label}` must be 1..={MAX_PARTITION_LABEL} characters \
+         (a GPT partition name); write the label given to the partition when the disk was made"
+    )]
+    BadPartitionLabel {
+        /// The VM.
+        vm: String,
+        /// The label written.
+        label: String,
+    },
+    /// `size-mib = 0`.
+    #[error(
+        "VM `{vm}`: disk `{label}` has size-mib = 0 or a size beyond 64-bit byte counts; \
+         remove the key to use the whole partition"
+    )]
+    DiskSizeZero {
+        /// The VM.
+        vm: String,
+        /// The disk's partition label.
+        label: String,
+    },
+    /// A partition is used by two disks and at least one writes it.
+    #[error(
+        "partition `{label}` is a disk of `{first}` and of `{second}`, and at least one may \
+         write it; give each VM its own partition, or make every use `read-only = true`"
+    )]
+    DiskShared {
+        /// The partition label.
+        label: String,
+        /// The first VM using it.
+        first: String,
+        /// The second.
+        second: String,
     },
     /// Two VMs share a name.
     #[error("VM name `{name}` is used twice; give each `[[vm]]` a unique `name`")]
@@ -238,6 +280,48 @@ pub enum VmDevice {
     Passthrough(String),
 }
 
+/// The controller a virtual disk is attached to, as the guest sees it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DiskController {
+    /// An NVMe controller on the VM's PCIe bus (Linux: built into the cloud kernels).
+    Nvme,
+    /// A virtio-blk device over virtio-pci.
+    VirtioBlk,
+    /// An AHCI (SATA) controller with the disk on port 0.
+    Ahci,
+}
+
+impl DiskController {
+    /// The name written in the VM file.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Nvme => "nvme",
+            Self::VirtioBlk => "virtio-blk",
+            Self::Ahci => "ahci",
+        }
+    }
+}
+
+/// A virtual disk of a VM: a GPT partition of one of the machine's disks.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct VmDisk {
+    /// GPT partition label in the datastore.
+    pub partition: String,
+    /// The controller the guest sees.
+    pub controller: DiskController,
+    /// Writes are refused (the guest sees a read-only disk).
+    #[serde(default)]
+    pub read_only: bool,
+    /// Size the guest sees, in MiB; the partition must be at least this big.
+    #[serde(default)]
+    pub size_mib: Option<u64>,
+}
+
+/// Longest GPT partition name: 36 UTF-16 code units.
+pub const MAX_PARTITION_LABEL: usize = 36;
+
 /// One validated VM.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Vm {
@@ -257,6 +341,8 @@ pub struct Vm {
     pub cmdline: String,
     /// Extra devices.
     pub devices: Vec<VmDevice>,
+    /// Virtual disks.
+    pub disks: Vec<VmDisk>,
 }
 
 impl Vm {
@@ -300,6 +386,8 @@ struct RawVm {
     cmdline: String,
     #[serde(default)]
     devices: Vec<VmDevice>,
+    #[serde(default)]
+    disk: Vec<VmDisk>,
 }
 
 impl VmConfig {
@@ -342,6 +430,7 @@ impl VmConfig {
             }
             vms.push(validate_vm(raw, base)?);
         }
+        check_disk_sharing(&vms)?;
         Ok(Self {
             path: path.to_owned(),
             vms,
@@ -385,6 +474,21 @@ fn validate_vm(raw: RawVm, base: &Path) -> Result<Vm, VmConfigError> {
         .dtb
         .map(|p| image(&vm, ImageKind::Dtb, base, &p))
         .transpose()?;
+    for d in &raw.disk {
+        let label = &d.partition;
+        if label.trim().is_empty() || label.encode_utf16().count() > MAX_PARTITION_LABEL {
+            return Err(VmConfigError::BadPartitionLabel {
+                vm,
+                label: label.clone(),
+            });
+        }
+        if d.size_mib == Some(0) || d.size_mib.is_some_and(|m| m.checked_mul(MIB).is_none()) {
+            return Err(VmConfigError::DiskSizeZero {
+                vm,
+                label: label.clone(),
+            });
+        }
+    }
     Ok(Vm {
         name: vm,
         vcpus: raw.vcpus,
@@ -394,7 +498,30 @@ fn validate_vm(raw: RawVm, base: &Path) -> Result<Vm, VmConfigError> {
         dtb,
         cmdline: raw.cmdline,
         devices: raw.devices,
+        disks: raw.disk,
     })
+}
+
+/// A partition is given read-write to one disk of one VM at most; read-only users may
+/// share it only if nobody writes it.
+fn check_disk_sharing(vms: &[Vm]) -> Result<(), VmConfigError> {
+    let mut users: Vec<(&str, &str, bool)> = Vec::new();
+    for vm in vms {
+        for d in &vm.disks {
+            if let Some(&(other, _, _)) = users
+                .iter()
+                .find(|(_, l, ro)| *l == d.partition && !(*ro && d.read_only))
+            {
+                return Err(VmConfigError::DiskShared {
+                    label: d.partition.clone(),
+                    first: other.to_owned(),
+                    second: vm.name.clone(),
+                });
+            }
+            users.push((&vm.name, &d.partition, d.read_only));
+        }
+    }
+    Ok(())
 }
 
 fn image(vm: &str, field: ImageKind, base: &Path, rel: &Path) -> Result<ImageFile, VmConfigError> {
@@ -774,6 +901,91 @@ pub(crate) mod tests {
             cfg.vms[0].devices,
             vec![VmDevice::Passthrough("uart1".into())]
         );
+    }
+
+    #[test]
+    fn disks_parse_with_their_controller_and_defaults() {
+        let s = Scratch::new("disks");
+        s.file("Image", 1);
+        let text = format!(
+            "{ONE}\n[[vm.disk]]\npartition = \"root\"\ncontroller = \"nvme\"\n\
+             [[vm.disk]]\npartition = \"data\"\ncontroller = \"virtio-blk\"\n\
+             read-only = true\nsize-mib = 16\n"
+        );
+        let cfg = s.parse(&text).unwrap();
+        assert_eq!(
+            cfg.vms[0].disks,
+            vec![
+                VmDisk {
+                    partition: "root".into(),
+                    controller: DiskController::Nvme,
+                    read_only: false,
+                    size_mib: None,
+                },
+                VmDisk {
+                    partition: "data".into(),
+                    controller: DiskController::VirtioBlk,
+                    read_only: true,
+                    size_mib: Some(16),
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn an_unknown_controller_is_named_with_the_choices() {
+        let s = Scratch::new("ctrl");
+        s.file("Image", 1);
+        let text = format!("{ONE}\n[[vm.disk]]\npartition = \"root\"\ncontroller = \"scsi\"\n");
+        let e = s.parse(&text).unwrap_err().to_string();
+        assert!(
+            e.contains("scsi") && e.contains("nvme") && e.contains("virtio-blk"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn partition_labels_must_fit_gpt() {
+        let s = Scratch::new("label");
+        s.file("Image", 1);
+        for label in ["", &"x".repeat(MAX_PARTITION_LABEL + 1)] {
+            let text =
+                format!("{ONE}\n[[vm.disk]]\npartition = \"{label}\"\ncontroller = \"nvme\"\n");
+            assert!(matches!(
+                s.parse(&text),
+                Err(VmConfigError::BadPartitionLabel { .. })
+            ));
+        }
+        let text =
+            format!("{ONE}\n[[vm.disk]]\npartition = \"a\"\ncontroller = \"ahci\"\nsize-mib = 0\n");
+        assert!(matches!(
+            s.parse(&text),
+            Err(VmConfigError::DiskSizeZero { .. })
+        ));
+    }
+
+    #[test]
+    fn a_partition_written_by_one_vm_is_nobody_elses() {
+        let s = Scratch::new("shared");
+        s.file("Image", 1);
+        let vm = |name: &str, ro: bool| {
+            format!(
+                "[[vm]]\nname = \"{name}\"\nvcpus = 1\nmemory_mib = 64\nkernel = \"Image\"\n\
+                 cmdline = \"\"\n[[vm.disk]]\npartition = \"p\"\ncontroller = \"nvme\"\n\
+                 read-only = {ro}\n"
+            )
+        };
+        let e = s
+            .parse(&format!("{}{}", vm("a", true), vm("b", false)))
+            .unwrap_err();
+        assert!(
+            matches!(&e, VmConfigError::DiskShared { label, first, second }
+                if label == "p" && first == "a" && second == "b"),
+            "{e}"
+        );
+        // Readers only: shared.
+        s.parse(&format!("{}{}", vm("a", true), vm("b", true)))
+            .unwrap();
     }
 
     #[test]
