@@ -15,6 +15,8 @@ mod dtb;
 mod fuzz;
 mod guest;
 mod qemu;
+#[allow(dead_code)] // Used by the storage scenarios that land next; tested on its own now.
+mod qmp;
 mod test;
 
 use std::path::PathBuf;
