@@ -26,6 +26,7 @@ use flate2::read::GzDecoder;
 
 pub mod modules;
 pub mod rootfs;
+mod selftest;
 
 use flate2::write::GzEncoder;
 use flate2::Compression;
@@ -227,7 +228,10 @@ const USAGE: &str = "usage:
                                                    ext4 root file system image (no root needed): busybox,
                                                    SCRIPT as /init (a body gets devtmpfs and mounts first),
                                                    the modules under /lib/modules (not loaded)
-  cargo xtask guest modules SERIES NAME...         the kernel modules NAME... need, in load order";
+  cargo xtask guest modules SERIES NAME...         the kernel modules NAME... need, in load order
+  cargo xtask guest selftest-storage [--break module|file|order]
+                                                   module initramfs and ext4 images on bare QEMU
+                                                   (virtio-blk, AHCI, NVMe root); --break fails on purpose";
 
 /// `cargo xtask guest ...`.
 pub fn cmd(args: Vec<String>) -> Result<(), String> {
@@ -308,6 +312,7 @@ pub fn cmd(args: Vec<String>) -> Result<(), String> {
             Ok(())
         }
         ["modules", series, names @ ..] if !names.is_empty() => modules::cmd_list(series, names),
+        ["selftest-storage", rest @ ..] => selftest::cmd(rest),
         _ => Err(USAGE.into()),
     }
 }
