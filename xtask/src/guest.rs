@@ -4,12 +4,20 @@
 //! resolves the current `linux-image-cloud-arm64` of bullseye (5.10), bookworm (6.1) and
 //! bookworm-backports (6.12) from Debian's package index, downloads the real kernel packages
 //! and `busybox-static` with apt in a private state directory (the machine's apt configuration
-//! and package lists are left alone), keeps each raw arm64 `Image`, and writes a gzip'd `newc`
-//! initramfs whose `/init` is `examples/initramfs/init`. What is cached is not fetched again.
+//! and package lists are left alone), keeps each raw arm64 `Image` (and the package, for its
+//! modules), and writes a gzip'd `newc` initramfs whose `/init` is `examples/initramfs/init`.
+//! What is cached is not fetched again.
+//!
+//! Storage scenarios need more: [`write_initramfs_with_modules`] adds kernel modules (with
+//! their dependencies, loaded by `/init` first) from [`modules`], and
+//! [`rootfs::write_ext4_rootfs`] makes an ext4 image of a busybox tree without root.
+//! `cargo xtask guest selftest-storage` checks both on bare QEMU.
 //!
 //! ```text
 //! target/guest-cache/
 //!   linux-5.10/Image  release  version  config    raw arm64 Image, `uname -r`, package version
+//!              package.deb                        the kernel package (its modules, on demand)
+//!              modules/                           index of its modules (see guest::modules)
 //!   linux-6.1/...                                 (bookworm)
 //!   linux-6.12/...                                (bookworm-backports)
 //!   busybox                                       /bin/busybox of busybox-static (arm64)
@@ -690,7 +698,7 @@ fn raw_image(vmlinuz: &[u8]) -> Option<Vec<u8>> {
 }
 
 /// Extracts the members under `member` of a `.deb` into a fresh directory `into`
-/// (`dpkg-deb --fsys-tarfile | tar -x`, so the kernel's modules are never written out).
+/// (`dpkg-deb --fsys-tarfile | tar -x`: only those members are written out).
 fn extract(deb: &Path, member: &str, into: &Path) -> Result<PathBuf, GuestError> {
     extract_members(deb, &[member.to_string()], into)
 }

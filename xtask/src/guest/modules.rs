@@ -564,11 +564,18 @@ fn ensure_index(cache: &Path, k: &GuestKernel) -> Result<ModuleIndex, ModuleErro
     write(&out.join("prefix"), prefix.as_bytes())?;
     // `release` last: it marks the index complete.
     write(&out.join("release"), k.release.as_bytes())?;
-    if dir.exists() {
-        remove_dir(&dir)?;
-    }
-    rename(&out, &dir)?;
     remove_dir(&tmp)?;
+    let current =
+        |d: &Path| fs::read_to_string(d.join("release")).is_ok_and(|r| r.trim() == k.release);
+    if current(&dir) {
+        // Another build indexed the same package meanwhile: keep its index.
+        remove_dir(&out)?;
+    } else {
+        if dir.exists() {
+            remove_dir(&dir)?;
+        }
+        rename(&out, &dir)?;
+    }
     Ok(ModuleIndex {
         release: k.release.clone(),
         prefix,

@@ -225,6 +225,37 @@ fn chmod(p: &Path, mode: u32) -> Result<(), GuestError> {
     fs::set_permissions(p, fs::Permissions::from_mode(mode)).map_err(io_err("chmod", p))
 }
 
+/// The mke2fs configuration of every image (Debian 12's, so the same whatever the host's):
+/// ext4 features that Linux 5.10 (the oldest guest kernel) mounts read-write, and the usage
+/// types mke2fs picks by size (`floppy` under 3 MiB, `small` under 512 MiB, ...).
+const MKE2FS_CONF: &str = "[defaults]
+	base_features = sparse_super,large_file,filetype,resize_inode,dir_index,ext_attr
+	default_mntopts = acl,user_xattr
+	enable_periodic_fsck = 0
+	blocksize = 4096
+	inode_size = 256
+	inode_ratio = 16384
+
+[fs_types]
+	ext4 = {
+		features = has_journal,extent,huge_file,flex_bg,metadata_csum,64bit,dir_nlink,extra_isize
+	}
+	small = {
+		blocksize = 1024
+		inode_ratio = 4096
+	}
+	floppy = {
+		blocksize = 1024
+		inode_ratio = 8192
+	}
+	big = {
+		inode_ratio = 32768
+	}
+	huge = {
+		inode_ratio = 65536
+	}
+";
+
 /// The e2fsprogs tools, found in `PATH` or `/usr/sbin` and `/sbin` (often not in an ordinary
 /// user's `PATH`).
 struct E2fsprogs {
@@ -296,25 +327,23 @@ impl E2fsprogs {
         let f = fs::File::create(out).map_err(io_err("create", out))?;
         f.set_len(size_mib << 20).map_err(io_err("size", out))?;
         drop(f);
+        // Our own mke2fs.conf: the same features whatever the host's defaults (a newer
+        // e2fsprogs adds `orphan_file`, which Linux before 5.15 cannot mount).
+        let conf = out.with_extension("mke2fs.conf");
+        write(&conf, MKE2FS_CONF.as_bytes())?;
         let mut mke2fs = Command::new(&self.mke2fs);
         mke2fs
-            .args([
-                "-q",
-                "-F",
-                "-t",
-                "ext4",
-                "-L",
-                "rootfs",
-                "-E",
-                "root_owner=0:0",
-                "-d",
-            ])
+            .env("MKE2FS_CONFIG", &conf)
+            .args(["-q", "-F", "-t", "ext4", "-L", "rootfs"])
+            .args(["-E", "root_owner=0:0", "-d"])
             .arg(tree)
             .arg(out);
-        run_checked(
+        let made = run_checked(
             &mut mke2fs,
             "is size_mib large enough for the tree (busybox, modules and files)?",
-        )?;
+        );
+        let _ = fs::remove_file(&conf);
+        made?;
         let mut script = String::new();
         for p in paths {
             script.push_str(&format!("sif /{p} uid 0\nsif /{p} gid 0\n"));
@@ -378,9 +407,7 @@ mod tests {
     use super::*;
 
     fn scratch(name: &str) -> PathBuf {
-        let d = crate::build::workspace_root()
-            .join("target/xtask-tests")
-            .join(format!("{name}-{}", std::process::id()));
+        let d = std::env::temp_dir().join(format!("xtask-{name}-{}", std::process::id()));
         let _ = fs::remove_dir_all(&d);
         fs::create_dir_all(&d).unwrap();
         d
@@ -490,7 +517,13 @@ mod tests {
         }
         assert!(debugfs(&img, "stat /init").contains("Mode:  0755"));
         let features = debugfs(&img, "features");
-        assert!(features.contains("extent"), "ext4: {features}");
+        for f in ["has_journal", "extent", "metadata_csum", "64bit"] {
+            assert!(features.contains(f), "no {f}: {features}");
+        }
+        assert!(
+            !features.contains("orphan_file"),
+            "5.10 cannot mount: {features}"
+        );
         fs::remove_dir_all(&dir).unwrap();
     }
 
