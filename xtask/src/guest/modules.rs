@@ -365,6 +365,20 @@ impl KernelModules {
         out
     }
 
+    /// The lines [`Self::load_script`] prints when every module loads, in order: for
+    /// scenario expectations.
+    pub fn load_lines(&self, tag: &str) -> Vec<String> {
+        self.builtin
+            .iter()
+            .map(|b| format!("{tag} module {b} is built in"))
+            .chain(
+                self.modules
+                    .iter()
+                    .map(|m| format!("{tag} loaded module {}", m.name)),
+            )
+            .collect()
+    }
+
     /// Shell text that loads the modules in order with busybox `insmod`, printing
     /// `TAG loaded module NAME` for each one, `TAG module NAME is built in` for built-in
     /// names, and `TAG FAILED to load module NAME ...` (then carrying on) when one fails.
@@ -415,7 +429,13 @@ pub fn kernel_modules(
     let k = images
         .kernel(series)
         .ok_or_else(|| ModuleError::NoSeries(series.into()).to_string())?;
-    modules_of(&cache_dir(), k, names).map_err(|e| e.to_string())
+    // The cache the kernel came from: `<cache>/linux-<series>/Image`.
+    let cache = k
+        .image
+        .parent()
+        .and_then(Path::parent)
+        .map_or_else(cache_dir, Path::to_path_buf);
+    modules_of(&cache, k, names).map_err(|e| e.to_string())
 }
 
 fn modules_of(cache: &Path, k: &GuestKernel, names: &[&str]) -> Result<KernelModules, ModuleError> {
@@ -423,11 +443,8 @@ fn modules_of(cache: &Path, k: &GuestKernel, names: &[&str]) -> Result<KernelMod
     let resolved = resolve(&index.dep, &index.builtin, names, &index.release)?;
     let mut modules = Vec::new();
     if !resolved.load.is_empty() {
-        let tmp = cache.join(format!(
-            "linux-{}/modules.pick{}",
-            k.series,
-            std::process::id()
-        ));
+        // Scratch space outside the shared cache, so a killed run leaves nothing there.
+        let tmp = scratch_dir("pick", k.series);
         let members: Vec<String> = resolved
             .load
             .iter()
@@ -467,6 +484,14 @@ fn modules_of(cache: &Path, k: &GuestKernel, names: &[&str]) -> Result<KernelMod
         modules_dep,
         modules_builtin: index.builtin,
     })
+}
+
+/// A per-process scratch directory in the system's temporary directory.
+fn scratch_dir(what: &str, series: &str) -> PathBuf {
+    std::env::temp_dir().join(format!(
+        "xtask-modules-{what}-{series}-{}",
+        std::process::id()
+    ))
 }
 
 /// Moves a downloaded kernel package into the kernel's cache directory as `package.deb`
@@ -530,7 +555,7 @@ fn ensure_index(cache: &Path, k: &GuestKernel) -> Result<ModuleIndex, ModuleErro
         k.release
     );
     let pid = std::process::id();
-    let tmp = kernel_dir.join(format!("modules.extract{pid}"));
+    let tmp = scratch_dir("index", k.series);
     let tree_pattern = format!("*lib/modules/{}/*", k.release);
     extract_members(&package, &["--wildcards".into(), tree_pattern], &tmp)?;
     let (root, prefix) = ["usr/lib", "lib"]
@@ -929,6 +954,32 @@ kernel/drivers/scsi/sd_mod.ko: kernel/lib/crc-t10dif.ko kernel/drivers/scsi/scsi
             .find("xtask_insmod virtio_blk kernel/drivers/block/virtio_blk.ko\n")
             .unwrap();
         assert!(a < b);
+    }
+
+    #[test]
+    fn load_lines_are_what_the_script_prints() {
+        let k = KernelModules {
+            release: "r".into(),
+            modules: vec![Module {
+                name: "libata".into(),
+                path: "kernel/drivers/ata/libata.ko".into(),
+                data: Vec::new(),
+            }],
+            builtin: vec!["virtio_pci".into()],
+            modules_dep: String::new(),
+            modules_builtin: String::new(),
+        };
+        assert_eq!(
+            k.load_lines("[x]"),
+            [
+                "[x] module virtio_pci is built in",
+                "[x] loaded module libata"
+            ]
+        );
+        let script = k.load_script("[x]");
+        assert!(script.contains("echo \"[x] module virtio_pci is built in\""));
+        assert!(script.contains("echo \"[x] loaded module $1\""));
+        assert!(script.contains("xtask_insmod libata kernel/drivers/ata/libata.ko\n"));
     }
 
     #[test]

@@ -255,16 +255,7 @@ fn module_initramfs(
         super::write_initramfs_with_modules(images, series, names, &init, out)?;
     }
     let mut mods = kernel_modules(images, series, names)?;
-    let lines: Vec<String> = mods
-        .builtin
-        .iter()
-        .map(|b| format!("[initramfs] module {b} is built in"))
-        .chain(
-            mods.modules
-                .iter()
-                .map(|m| format!("[initramfs] loaded module {}", m.name)),
-        )
-        .collect();
+    let lines = mods.load_lines("[initramfs]");
     if sabotage == Some(Break::Order) {
         mods.modules.reverse();
         let busybox = read(&images.busybox).map_err(|e| e.to_string())?;
