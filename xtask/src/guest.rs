@@ -4,12 +4,20 @@
 //! resolves the current `linux-image-cloud-arm64` of bullseye (5.10), bookworm (6.1) and
 //! bookworm-backports (6.12) from Debian's package index, downloads the real kernel packages
 //! and `busybox-static` with apt in a private state directory (the machine's apt configuration
-//! and package lists are left alone), keeps each raw arm64 `Image`, and writes a gzip'd `newc`
-//! initramfs whose `/init` is `examples/initramfs/init`. What is cached is not fetched again.
+//! and package lists are left alone), keeps each raw arm64 `Image` (and the package, for its
+//! modules), and writes a gzip'd `newc` initramfs whose `/init` is `examples/initramfs/init`.
+//! What is cached is not fetched again.
+//!
+//! Storage scenarios need more: [`write_initramfs_with_modules`] adds kernel modules (with
+//! their dependencies, loaded by `/init` first) from [`modules`], and
+//! [`rootfs::write_ext4_rootfs`] makes an ext4 image of a busybox tree without root.
+//! `cargo xtask guest selftest-storage` checks both on bare QEMU.
 //!
 //! ```text
 //! target/guest-cache/
 //!   linux-5.10/Image  release  version  config    raw arm64 Image, `uname -r`, package version
+//!              package.deb                        the kernel package (its modules, on demand)
+//!              modules/                           index of its modules (see guest::modules)
 //!   linux-6.1/...                                 (bookworm)
 //!   linux-6.12/...                                (bookworm-backports)
 //!   busybox                                       /bin/busybox of busybox-static (arm64)
@@ -23,8 +31,15 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use flate2::read::GzDecoder;
+
+pub mod modules;
+pub mod rootfs;
+mod selftest;
+
 use flate2::write::GzEncoder;
 use flate2::Compression;
+pub use modules::{kernel_modules, KernelModules};
+pub use rootfs::{rootfs_init_script, write_ext4_rootfs};
 
 /// The `/init` of the default initramfs: prints `[initramfs] userspace up: <uname -r>` and the
 /// CPU count; with `autotest` on the kernel command line it prints the timer and GIC lines of
@@ -215,7 +230,16 @@ const USAGE: &str = "usage:
   cargo xtask guest fetch                          fetch kernels and busybox, build the initramfs
   cargo xtask guest kernel SERIES                  print the Image path of 5.10, 6.1 or 6.12
   cargo xtask guest initramfs SCRIPT OUT.cpio.gz   initramfs whose /init is SCRIPT (a `#!` script),
-                                                   or mounts + SCRIPT + poweroff (a script body)";
+                                                   or mounts + SCRIPT + poweroff (a script body)
+      [--kernel SERIES --modules A,B]              ... with those kernel modules, loaded by /init first
+  cargo xtask guest rootfs SCRIPT OUT.ext4 [--size MIB] [--kernel SERIES --modules A,B]
+                                                   ext4 root file system image (no root needed): busybox,
+                                                   SCRIPT as /init (a body gets devtmpfs and mounts first),
+                                                   the modules under /lib/modules (not loaded)
+  cargo xtask guest modules SERIES NAME...         the kernel modules NAME... need, in load order
+  cargo xtask guest selftest-storage [--break module|file|order]
+                                                   module initramfs and ext4 images on bare QEMU
+                                                   (virtio-blk, AHCI, NVMe root); --break fails on purpose";
 
 /// `cargo xtask guest ...`.
 pub fn cmd(args: Vec<String>) -> Result<(), String> {
@@ -251,7 +275,8 @@ pub fn cmd(args: Vec<String>) -> Result<(), String> {
             println!("{}", k.image.display());
             Ok(())
         }
-        ["initramfs", script, out] => {
+        ["initramfs", script, out, opts @ ..] => {
+            let opts = ImageOptions::parse(opts, false)?;
             let images = ensure()?;
             let text = fs::read_to_string(script)
                 .map_err(|e| format!("could not read `{script}`: {e}"))?;
@@ -261,11 +286,95 @@ pub fn cmd(args: Vec<String>) -> Result<(), String> {
             } else {
                 init_script(&text)
             };
-            write_initramfs(&images, &init, Path::new(out))?;
+            match &opts.kernel {
+                None => write_initramfs(&images, &init, Path::new(out))?,
+                Some(series) => {
+                    let names: Vec<&str> = opts.modules.iter().map(String::as_str).collect();
+                    write_initramfs_with_modules(&images, series, &names, &init, Path::new(out))?;
+                }
+            }
             println!("{out}");
             Ok(())
         }
+        ["rootfs", script, out, opts @ ..] => {
+            let opts = ImageOptions::parse(opts, true)?;
+            let images = ensure()?;
+            let text = fs::read_to_string(script)
+                .map_err(|e| format!("could not read `{script}`: {e}"))?;
+            let init = if text.starts_with("#!") {
+                text
+            } else {
+                rootfs_init_script(&text)
+            };
+            let names: Vec<&str> = opts.modules.iter().map(String::as_str).collect();
+            let series = opts.kernel.as_deref().unwrap_or("");
+            write_ext4_rootfs(
+                &images,
+                series,
+                &names,
+                &init,
+                opts.size_mib,
+                Path::new(out),
+            )?;
+            println!("{out}");
+            Ok(())
+        }
+        ["modules", series, names @ ..] if !names.is_empty() => modules::cmd_list(series, names),
+        ["selftest-storage", rest @ ..] => selftest::cmd(rest),
         _ => Err(USAGE.into()),
+    }
+}
+
+/// `--kernel SERIES --modules A,B --size MIB` of `guest initramfs` and `guest rootfs`.
+#[derive(Debug, PartialEq, Eq)]
+struct ImageOptions {
+    kernel: Option<String>,
+    modules: Vec<String>,
+    size_mib: u64,
+}
+
+impl ImageOptions {
+    fn parse(args: &[&str], size_allowed: bool) -> Result<Self, String> {
+        let mut o = Self {
+            kernel: None,
+            modules: Vec::new(),
+            size_mib: 64,
+        };
+        let mut it = args.iter();
+        while let Some(a) = it.next() {
+            let mut value = || {
+                it.next()
+                    .ok_or_else(|| format!("{a} needs a value\n{USAGE}"))
+            };
+            match *a {
+                "--kernel" => o.kernel = Some(value()?.to_string()),
+                "--modules" => {
+                    o.modules = value()?
+                        .split(',')
+                        .filter(|m| !m.is_empty())
+                        .map(str::to_string)
+                        .collect();
+                }
+                "--size" if size_allowed => {
+                    let v = value()?;
+                    o.size_mib = v
+                        .parse()
+                        .map_err(|_| format!("--size wants MiB, not `{v}`"))?;
+                }
+                _ => return Err(format!("unknown option `{a}`\n{USAGE}")),
+            }
+        }
+        if !o.modules.is_empty() && o.kernel.is_none() {
+            return Err("--modules needs --kernel SERIES (5.10, 6.1 or 6.12)".into());
+        }
+        if let Some(k) = &o.kernel {
+            if !KERNELS.iter().any(|s| s.series == k) {
+                return Err(format!(
+                    "no guest kernel `{k}`; the series are 5.10, 6.1 and 6.12"
+                ));
+            }
+        }
+        Ok(o)
     }
 }
 
@@ -281,6 +390,64 @@ pub fn write_initramfs(images: &GuestImages, init: &str, out: &Path) -> Result<(
     let busybox = read(&images.busybox).map_err(|e| e.to_string())?;
     let bytes = initramfs(&busybox, init).map_err(|e| e.to_string())?;
     write_if_changed(out, &bytes).map_err(|e| e.to_string())
+}
+
+/// Applets linked into `/bin` of an image with kernel modules, besides [`APPLETS`].
+const MODULE_APPLETS: &[&str] = &[
+    "insmod", "modprobe", "lsmod", "rmmod", "modinfo", "umount", "sync",
+];
+
+/// Writes an initramfs like [`write_initramfs`] that also holds the kernel modules `modules`
+/// of the cached kernel of `series` (`"6.1"`) with everything they depend on, under
+/// `/lib/modules/<release>/` (decompressed, with a `modules.dep` for them), and whose `/init`
+/// loads them in dependency order before the rest of `init` runs: the lines of
+/// [`KernelModules::load_script`] (`[initramfs] loaded module NAME`, or `[initramfs] FAILED to
+/// load module NAME ...`) go right after `init`'s `#!` line, so `init` must be a whole script
+/// (see [`init_script`]). A name that is neither a module of the package nor built into the
+/// kernel is an error naming it.
+pub fn write_initramfs_with_modules(
+    images: &GuestImages,
+    series: &str,
+    modules: &[&str],
+    init: &str,
+    out: &Path,
+) -> Result<(), String> {
+    let mods = kernel_modules(images, series, modules)?;
+    let busybox = read(&images.busybox).map_err(|e| e.to_string())?;
+    let init = with_module_prelude(init, &mods.load_script("[initramfs]"))?;
+    let bytes =
+        initramfs_with(&busybox, &init, |c| add_modules(c, &mods)).map_err(|e| e.to_string())?;
+    write_if_changed(out, &bytes).map_err(|e| e.to_string())
+}
+
+/// `init` with `prelude` inserted after its `#!` line.
+fn with_module_prelude(init: &str, prelude: &str) -> Result<String, String> {
+    let (shebang, rest) = init
+        .split_once('\n')
+        .filter(|(first, _)| first.starts_with("#!"))
+        .ok_or("an init that loads kernel modules must be a whole script starting with `#!` (init_script() makes one from a body)")?;
+    Ok(format!("{shebang}\n{prelude}{rest}"))
+}
+
+/// The module applet links and `/lib/modules/<release>/...` (every directory once, in order).
+fn add_modules(c: &mut CpioWriter, mods: &KernelModules) -> Result<(), GuestError> {
+    for a in MODULE_APPLETS {
+        c.symlink(&format!("bin/{a}"), "busybox")?;
+    }
+    let mut dirs = std::collections::BTreeSet::new();
+    for (rel, data) in mods.files() {
+        let path = format!("lib/modules/{}/{rel}", mods.release);
+        let mut at = 0;
+        while let Some(i) = path[at..].find('/') {
+            let dir = &path[..at + i];
+            if dirs.insert(dir.to_string()) {
+                c.dir(dir, 0o755)?;
+            }
+            at += i + 1;
+        }
+        c.file(&path, 0o644, data)?;
+    }
+    Ok(())
 }
 
 /// A whole `/init` around `body`: mounts proc, sysfs and devtmpfs, installs the busybox applet
@@ -308,8 +475,10 @@ pub fn fetch(cache: &Path) -> Result<GuestImages, GuestError> {
                 k.series, k.suite
             );
             let deb = apt.download(&package, &version)?;
-            install_kernel(&deb, &cache.join(format!("linux-{}", k.series)), &version)?;
-            remove_download(&deb)?;
+            let dir = cache.join(format!("linux-{}", k.series));
+            install_kernel(&deb, &dir, &version)?;
+            // Kept: the kernel's modules are taken from it on demand (guest::modules).
+            modules::keep_package(&deb, &dir)?;
         }
         if !busybox.is_file() {
             let version = apt.resolve_version("busybox-static", BUSYBOX_SUITE)?;
@@ -529,8 +698,14 @@ fn raw_image(vmlinuz: &[u8]) -> Option<Vec<u8>> {
 }
 
 /// Extracts the members under `member` of a `.deb` into a fresh directory `into`
-/// (`dpkg-deb --fsys-tarfile | tar -x`, so the kernel's modules are never written out).
+/// (`dpkg-deb --fsys-tarfile | tar -x`: only those members are written out).
 fn extract(deb: &Path, member: &str, into: &Path) -> Result<PathBuf, GuestError> {
+    extract_members(deb, &[member.to_string()], into)
+}
+
+/// Extracts the members named by `tar_args` (member names, or `--wildcards` and patterns) of
+/// a `.deb` into a fresh directory `into`.
+fn extract_members(deb: &Path, tar_args: &[String], into: &Path) -> Result<PathBuf, GuestError> {
     if into.exists() {
         remove_dir(into)?;
     }
@@ -551,7 +726,11 @@ fn extract(deb: &Path, member: &str, into: &Path) -> Result<PathBuf, GuestError>
         .map(Stdio::from)
         .unwrap_or_else(Stdio::null);
     let mut tar = Command::new("tar");
-    tar.arg("-x").arg("-C").arg(into).arg(member).stdin(tar_in);
+    tar.arg("-x")
+        .arg("-C")
+        .arg(into)
+        .args(tar_args)
+        .stdin(tar_in);
     let tar_result = run(&mut tar, "tar");
     let dpkg_out = dpkg
         .wait_with_output()
@@ -864,6 +1043,15 @@ fn tail(bytes: &[u8]) -> String {
 /// `/dev/console` and `/dev/null` (the kernel opens the console before `/init` mounts
 /// devtmpfs), and `/init`. Deterministic: the same inputs give the same bytes.
 pub fn initramfs(busybox: &[u8], init: &str) -> Result<Vec<u8>, GuestError> {
+    initramfs_with(busybox, init, |_| Ok(()))
+}
+
+/// [`initramfs`] with more entries, added by `extra` after the base ones and before `/init`.
+fn initramfs_with(
+    busybox: &[u8],
+    init: &str,
+    extra: impl FnOnce(&mut CpioWriter) -> Result<(), GuestError>,
+) -> Result<Vec<u8>, GuestError> {
     let mut c = CpioWriter::new();
     for d in [
         "bin", "sbin", "usr", "usr/bin", "usr/sbin", "dev", "proc", "sys", "tmp", "root", "etc",
@@ -876,6 +1064,7 @@ pub fn initramfs(busybox: &[u8], init: &str) -> Result<Vec<u8>, GuestError> {
     }
     c.char_dev("dev/console", 0o600, 5, 1)?;
     c.char_dev("dev/null", 0o666, 1, 3)?;
+    extra(&mut c)?;
     c.file("init", 0o755, init.as_bytes())?;
     let cpio = c.finish();
     let mut gz = GzEncoder::new(Vec::new(), Compression::default());
@@ -1225,6 +1414,118 @@ mod tests {
             initramfs(b"BUSYBOX", "#!/bin/sh\necho hi\n").unwrap(),
             "deterministic"
         );
+    }
+
+    fn fake_modules() -> KernelModules {
+        let m = |name: &str, path: &str| modules::Module {
+            name: name.into(),
+            path: path.into(),
+            data: format!("\x7fELF {name}").into_bytes(),
+        };
+        KernelModules {
+            release: "6.1.0-50-cloud-arm64".into(),
+            modules: vec![
+                m("virtio", "kernel/drivers/virtio/virtio.ko"),
+                m("virtio_ring", "kernel/drivers/virtio/virtio_ring.ko"),
+                m("virtio_blk", "kernel/drivers/block/virtio_blk.ko"),
+            ],
+            builtin: vec!["nvme".into()],
+            modules_dep: "kernel/drivers/virtio/virtio.ko:\n".into(),
+            modules_builtin: "kernel/drivers/nvme/host/nvme.ko\n".into(),
+        }
+    }
+
+    #[test]
+    fn module_initramfs_lists_modules_in_load_order_before_init() {
+        let mods = fake_modules();
+        let init = with_module_prelude(&init_script("echo body"), &mods.load_script("[initramfs]"))
+            .unwrap();
+        let gz = initramfs_with(b"BUSYBOX", &init, |c| add_modules(c, &mods)).unwrap();
+        let mut cpio = Vec::new();
+        GzDecoder::new(&gz[..]).read_to_end(&mut cpio).unwrap();
+        let e = parse_cpio(&cpio);
+        let names: Vec<&str> = e.iter().map(|(_, n, _)| n.as_str()).collect();
+        let r = "lib/modules/6.1.0-50-cloud-arm64";
+        let from = names.iter().position(|n| *n == "lib").unwrap();
+        assert_eq!(
+            names[from..],
+            [
+                "lib".to_string(),
+                "lib/modules".into(),
+                r.into(),
+                format!("{r}/kernel"),
+                format!("{r}/kernel/drivers"),
+                format!("{r}/kernel/drivers/virtio"),
+                format!("{r}/kernel/drivers/virtio/virtio.ko"),
+                format!("{r}/kernel/drivers/virtio/virtio_ring.ko"),
+                format!("{r}/kernel/drivers/block"),
+                format!("{r}/kernel/drivers/block/virtio_blk.ko"),
+                format!("{r}/modules.dep"),
+                format!("{r}/modules.builtin"),
+                "init".into(),
+                "TRAILER!!!".into(),
+            ]
+        );
+        let get = |n: &str| e.iter().find(|(_, name, _)| name == n).unwrap();
+        assert_eq!(
+            get(&format!("{r}/kernel/drivers/block/virtio_blk.ko")).2,
+            b"\x7fELF virtio_blk"
+        );
+        assert_eq!(
+            get(&format!("{r}/modules.dep")).2,
+            b"kernel/drivers/virtio/virtio.ko:\n"
+        );
+        assert_eq!(get("bin/insmod").2, b"busybox");
+        assert_eq!(get("bin/modprobe").2, b"busybox");
+        // The prelude right after the `#!` line, modules in order, then the caller's init.
+        let init = String::from_utf8(get("init").2.clone()).unwrap();
+        assert!(init.starts_with("#!/bin/sh\n# Kernel modules, dependencies first"));
+        let at = |s: &str| {
+            init.find(s)
+                .unwrap_or_else(|| panic!("no `{s}` in\n{init}"))
+        };
+        assert!(at("module nvme is built in") < at("xtask_insmod virtio kernel/"));
+        assert!(at("xtask_insmod virtio kernel/") < at("xtask_insmod virtio_ring "));
+        assert!(at("xtask_insmod virtio_ring ") < at("xtask_insmod virtio_blk "));
+        assert!(at("xtask_insmod virtio_blk ") < at("mount -t proc proc /proc"));
+        assert!(at("mount -t proc proc /proc") < at("echo body"));
+    }
+
+    #[test]
+    fn module_prelude_needs_a_whole_script() {
+        assert!(with_module_prelude("echo body", "P\n")
+            .unwrap_err()
+            .contains("starting with `#!`"));
+        assert_eq!(
+            with_module_prelude("#!/bin/sh\necho b\n", "P\n").unwrap(),
+            "#!/bin/sh\nP\necho b\n"
+        );
+    }
+
+    #[test]
+    fn image_options_parse_kernel_modules_and_size() {
+        let o = ImageOptions::parse(
+            &[
+                "--kernel",
+                "6.12",
+                "--modules",
+                "ahci,sd_mod",
+                "--size",
+                "48",
+            ],
+            true,
+        )
+        .unwrap();
+        assert_eq!(o.kernel.as_deref(), Some("6.12"));
+        assert_eq!(o.modules, ["ahci", "sd_mod"]);
+        assert_eq!(o.size_mib, 48);
+        assert!(ImageOptions::parse(&["--size", "4"], false).is_err());
+        assert!(ImageOptions::parse(&["--modules", "ahci"], false)
+            .unwrap_err()
+            .contains("--kernel"));
+        assert!(ImageOptions::parse(&["--kernel", "4.19"], false)
+            .unwrap_err()
+            .contains("4.19"));
     }
 
     #[test]
