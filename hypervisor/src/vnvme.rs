@@ -460,7 +460,8 @@ impl VNvme {
     }
 
     fn write_doorbell(&mut self, ctx: &mut IoCtx<'_>, irq: &mut dyn PciIrq, index: u64, v: u32) {
-        if !self.enabled() || self.fatal() {
+        // After CFS nothing is fetched or posted (process_sq, complete_aers).
+        if !self.enabled() {
             return;
         }
         let qid = (index / 2) as usize;
@@ -754,9 +755,9 @@ impl PciFunction for VNvme {
         if bar != 0 || self.msix.bar_write(ctx, irq, bar, offset, size, value) {
             return;
         }
-        // Registers and doorbells take dword and qword writes (a qword as two dwords,
-        // low first: ASQ, ACQ); narrower writes are ignored.
-        if size.bytes() < 4 || !offset.is_multiple_of(4) {
+        // Registers and doorbells take aligned dword and qword writes (a qword as two
+        // dwords, low first: ASQ, ACQ); narrower writes cover no dword and are ignored.
+        if !offset.is_multiple_of(4) {
             return;
         }
         let dwords = size.bytes() / 4;

@@ -1309,3 +1309,87 @@ fn bad_serial_numbers_are_refused() {
     );
     assert!(VNvme::new(disk(), "12345678901234567890", None, q).is_ok());
 }
+
+#[test]
+fn io_queues_need_the_entry_sizes_in_cc() {
+    let mut h = Host::new();
+    h.write(reg::AQA, W, 0x001f_001f);
+    h.write(reg::ASQ, Q, ASQ);
+    h.write(reg::ACQ, Q, ACQ);
+    // Enabled without IOSQES/IOCQES: the admin queue works, I/O queues cannot be made.
+    h.write(reg::CC, W, 1);
+    h.queues[0] = Some(HostQueue {
+        sq: ASQ,
+        sq_size: ADMIN_DEPTH,
+        tail: 0,
+        cq: ACQ,
+        cq_size: ADMIN_DEPTH,
+        head: 0,
+        phase: true,
+    });
+    assert_eq!(
+        h.admin(create_cq(1, 15, IOCQ, 0)).status,
+        Status::INVALID_FIELD
+    );
+    // CC cannot change while enabled (only SHN may).
+    h.write(reg::CC, W, u64::from(CC_LINUX | 1));
+    assert_eq!(h.read(reg::CC, W), 1);
+    assert_eq!(
+        h.admin(create_cq(1, 15, IOCQ, 0)).status,
+        Status::INVALID_FIELD
+    );
+    h.enable();
+    assert_eq!(h.admin(create_cq(1, 15, IOCQ, 0)).status, Status::SUCCESS);
+}
+
+#[test]
+fn namespace_ids_outside_the_identify_and_smart_rules_are_refused() {
+    let mut h = Host::probed();
+    for nsid in [0xffff_fffe, 0xffff_ffff] {
+        let mut c = cmd(0x06, DATA, 0);
+        c.0[1] = nsid;
+        c.0[10] = 2;
+        assert_eq!(h.admin(c).status, Status::INVALID_NAMESPACE);
+    }
+    let mut smart = cmd(0x02, DATA, 0);
+    smart.0[10] = 0x02 | (127 << 16);
+    for (nsid, want) in [(0, Status::SUCCESS), (1, Status::INVALID_FIELD)] {
+        smart.0[1] = nsid;
+        assert_eq!(h.admin(smart).status, want, "nsid {nsid}");
+    }
+}
+
+#[test]
+fn misaligned_doorbell_writes_are_ignored() {
+    let mut h = Host::new();
+    h.enable();
+    h.mem_write(ASQ, &cmd(0x18, 0, 0).to_bytes());
+    // Two bytes into SQ 0's doorbell: no doorbell at all.
+    h.write(DOORBELLS + 2, W, 1);
+    assert_eq!(h.reap(0), None);
+    assert_eq!(h.csts() & 2, 0);
+}
+
+#[test]
+fn polled_queues_raise_no_message() {
+    let mut h = Host::new();
+    h.enable_msix(2);
+    h.enable();
+    let mut c = create_cq(1, 15, IOCQ, 1);
+    c.0[11] &= !2;
+    assert_eq!(h.admin(c).status, Status::SUCCESS);
+    assert_eq!(h.admin(create_sq(1, 15, IOSQ, 1)).status, Status::SUCCESS);
+    h.queues[1] = Some(HostQueue {
+        sq: IOSQ,
+        sq_size: 16,
+        tail: 0,
+        cq: IOCQ,
+        cq_size: 16,
+        head: 0,
+        phase: true,
+    });
+    let before = h.irq.msis.len();
+    assert_eq!(h.run(1, rw(0x02, 0, 1, DATA, 0)).status, Status::SUCCESS);
+    assert_eq!(h.irq.msis.len(), before, "interrupts disabled on CQ 1");
+    assert_eq!(h.read(u64::from(MSIX_PBA), Q), 0, "nor pending");
+}
