@@ -67,8 +67,9 @@ use cmd::{completion_entry, Command, CompQueue, Outcome, Status, SubQueue, CQE_S
 /// nvme driver binds by class, and no entry of its `nvme_id_table` names this vendor, so
 /// no host quirk applies to this controller.
 pub const VENDOR_ID: u16 = 0x1234;
-/// PCI device ID.
-pub const DEVICE_ID: u16 = 0x11e5;
+/// PCI device ID: "NV" in ASCII, clear of the IDs QEMU uses under 0x1234 (0x1111 VGA,
+/// 0x11e8 edu).
+pub const DEVICE_ID: u16 = 0x4e56;
 /// PCI class: mass storage, non-volatile memory, NVM Express.
 pub const CLASS_NVME: u32 = 0x01_08_02;
 
