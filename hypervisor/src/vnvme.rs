@@ -269,6 +269,9 @@ pub struct VNvme {
     aers: Vec<u16>,
     /// Events waiting for an Asynchronous Event Request (completion Dword 0).
     events: VecDeque<u32>,
+    /// An Error event went to the host and it has not read the Error Information log
+    /// since: further Error events wait.
+    error_event_reported: bool,
     errors: Vec<ErrorEntry>,
     error_count: u64,
     health: Health,
@@ -330,6 +333,7 @@ impl VNvme {
             features: Features::defaults(&quirks),
             aers: Vec::new(),
             events: VecDeque::new(),
+            error_event_reported: false,
             errors: Vec::new(),
             error_count: 0,
             health: Health {
@@ -450,6 +454,7 @@ impl VNvme {
         self.cqs.fill(None);
         self.aers.clear();
         self.events.clear();
+        self.error_event_reported = false;
         self.features = Features::defaults(&self.quirks);
         self.csts = 0;
         self.intms = 0;
@@ -468,20 +473,20 @@ impl VNvme {
         let qid = (index / 2) as usize;
         if index.is_multiple_of(2) {
             let Some(sq) = self.sqs.get_mut(qid).and_then(Option::as_mut) else {
-                return self.doorbell_error(ctx, irq, 0x00, false);
+                return self.doorbell_error(ctx, irq, qid, 0x00, false);
             };
             if v >= sq.size {
-                return self.doorbell_error(ctx, irq, 0x01, true);
+                return self.doorbell_error(ctx, irq, qid, 0x01, true);
             }
             sq.tail = v;
             self.process_sq(ctx, irq, qid);
         } else {
             let Some(cq) = self.cqs.get_mut(qid).and_then(Option::as_mut) else {
-                return self.doorbell_error(ctx, irq, 0x00, false);
+                return self.doorbell_error(ctx, irq, qid, 0x00, false);
             };
             // The new head must lie within the entries posted: past the tail is misuse.
             if v >= cq.size || (v + cq.size - cq.head) % cq.size > cq.used() {
-                return self.doorbell_error(ctx, irq, 0x01, true);
+                return self.doorbell_error(ctx, irq, qid, 0x01, true);
             }
             cq.head = v;
             // Submission queues held back by this full completion queue go on.
@@ -497,16 +502,23 @@ impl VNvme {
         self.update_irq(ctx, irq);
     }
 
-    /// A write to a doorbell of a queue that does not exist (`info` 0) or a value the
-    /// queue cannot take (`info` 1): an Error asynchronous event for the host, and for a
-    /// bad value the controller stops (CFS).
+    /// A write to a doorbell of queue `qid` that does not exist (`info` 0) or a value the
+    /// queue cannot take (`info` 1): an Error Information log entry (no command: CID
+    /// FFFFh) and an Error asynchronous event for the host, and for a bad value the
+    /// controller stops (CFS).
     fn doorbell_error(
         &mut self,
         ctx: &mut IoCtx<'_>,
         irq: &mut dyn PciIrq,
+        qid: usize,
         info: u32,
         fatal: bool,
     ) {
+        self.push_error(ErrorEntry {
+            sqid: qid as u16,
+            cid: 0xffff,
+            ..ErrorEntry::default()
+        });
         // Error status event, Error Information log page (01h).
         self.post_event(ctx, (info << 8) | (0x01 << 16));
         if fatal {
@@ -515,8 +527,13 @@ impl VNvme {
         self.update_irq(ctx, irq);
     }
 
-    /// Queues an asynchronous event and completes a waiting request with it.
+    /// Queues an asynchronous event and completes a waiting request with it. An event
+    /// of a type already reported is held back until the host reads its log page
+    /// (NVMe 1.4 section 5.2).
     fn post_event(&mut self, ctx: &mut IoCtx<'_>, event: u32) {
+        if self.error_event_reported {
+            return;
+        }
         if self.events.len() < 16 && !self.events.contains(&event) {
             self.events.push_back(event);
         }
@@ -531,6 +548,8 @@ impl VNvme {
                 return;
             }
             let (cid, event) = (self.aers.remove(0), self.events.pop_front().unwrap_or(0));
+            // Every event this controller raises is of the Error type.
+            self.error_event_reported = true;
             self.post(ctx, 0, cid, Status::SUCCESS, event);
         }
     }
@@ -617,16 +636,21 @@ impl VNvme {
     }
 
     fn log_error(&mut self, sqid: u16, cmd: &Command, status: Status) {
-        self.error_count += 1;
         let is_io_rw = sqid != 0 && matches!(cmd.opcode(), 0x01 | 0x02 | 0x08);
-        let e = ErrorEntry {
-            count: self.error_count,
+        self.push_error(ErrorEntry {
+            count: 0,
             sqid,
             cid: cmd.cid(),
             status: status.0,
             lba: if is_io_rw { cmd.cdw10_11() } else { 0 },
             nsid: cmd.nsid(),
-        };
+        });
+    }
+
+    /// Adds an entry to the Error Information log, numbering it.
+    fn push_error(&mut self, mut e: ErrorEntry) {
+        self.error_count += 1;
+        e.count = self.error_count;
         if self.errors.len() == ERROR_LOG_ENTRIES {
             self.errors.remove(0);
         }

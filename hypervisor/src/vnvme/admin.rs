@@ -184,7 +184,13 @@ impl VNvme {
         let dwords = ((u64::from(cmd.cdw(11) & 0xffff) << 16) | u64::from(cmd.cdw(10) >> 16)) + 1;
         let offset = u64::from(cmd.cdw(12)) | (u64::from(cmd.cdw(13)) << 32);
         let log = match lid {
-            0x01 => data::error_log(self),
+            0x01 => {
+                // Reading it unmasks Error events, unless Retain Asynchronous Event.
+                if cmd.cdw(10) & (1 << 15) == 0 {
+                    self.error_event_reported = false;
+                }
+                data::error_log(self)
+            }
             0x02 => {
                 // Identify LPA bit 0 is clear: SMART is for the controller as a whole.
                 if cmd.nsid() != 0 && cmd.nsid() != NSID_ALL {

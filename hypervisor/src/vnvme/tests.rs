@@ -1191,6 +1191,32 @@ fn async_event_requests_wait_for_an_event_and_are_limited() {
     );
     assert_eq!(h.reap(0), None);
     assert_eq!(h.csts() & 2, 0);
+    // Further Error events wait until the host reads the Error Information log; with
+    // Retain Asynchronous Event set, reading it does not count.
+    h.write(DOORBELLS + 8 * 10 + 4, W, 1);
+    assert_eq!(h.reap(0), None, "masked");
+    let mut log = cmd(0x02, DATA, 0);
+    log.0[10] = 0x01 | (1 << 15) | (15 << 16);
+    assert_eq!(h.admin(log).status, Status::SUCCESS);
+    let entry = h.mem_read(DATA, 64);
+    assert_eq!(
+        le64(&entry, 0),
+        3,
+        "the refused AER and both doorbell errors"
+    );
+    assert_eq!(u16::from_le_bytes([entry[8], entry[9]]), 10, "queue ID");
+    assert_eq!(
+        u16::from_le_bytes([entry[10], entry[11]]),
+        0xffff,
+        "no command"
+    );
+    h.write(DOORBELLS + 8 * 10 + 4, W, 1);
+    assert_eq!(h.reap(0), None, "still masked");
+    log.0[10] &= !(1 << 15);
+    assert_eq!(h.admin(log).status, Status::SUCCESS);
+    h.write(DOORBELLS + 8 * 10 + 4, W, 1);
+    let e = h.reap(0).unwrap();
+    assert_eq!((e.cid, e.dw0), (cids[1], 0x01_00_00));
 }
 
 #[test]
