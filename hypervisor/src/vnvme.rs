@@ -14,7 +14,11 @@
 //! holds entries the host has not consumed and INTMS does not mask it. Misuse that cannot
 //! be reported in a completion (a doorbell value past the queue's end, a queue in memory
 //! the guest does not have) sets CSTS.CFS and stops the controller until the guest resets
-//! it. No guest input panics: every index and sum from the guest is checked.
+//! it. A doorbell of a queue that does not exist, or a bad doorbell value, is also an
+//! Error Information log entry and an Error asynchronous event. Nothing is fetched while
+//! the guest has bus mastering off (the commands wait for the next doorbell). Plain MSI
+//! is not offered: MSI-X, else INTx. No guest input panics: every index and sum from the
+//! guest is checked.
 //!
 //! Commands: Identify (controller, namespace, active namespace list, namespace
 //! identification descriptors), Get/Set Features (Arbitration, Power Management, Number of
