@@ -41,6 +41,7 @@ pub mod types;
 pub mod vcpu;
 pub mod vgic;
 pub mod vm;
+pub mod vnvme;
 pub mod vtimer;
 pub mod vuart;
 

@@ -13,6 +13,8 @@
 //! ([`PciIrq::bus_master`]).
 #![deny(unsafe_code)]
 
+pub mod msix;
+
 use crate::mmio::AccessSize;
 use crate::vm::devices::IoCtx;
 
