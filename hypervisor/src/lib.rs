@@ -40,6 +40,7 @@ pub mod trap;
 pub mod types;
 pub mod vcpu;
 pub mod vgic;
+pub mod virtio;
 pub mod vm;
 pub mod vtimer;
 pub mod vuart;
