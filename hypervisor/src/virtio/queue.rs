@@ -263,6 +263,16 @@ impl SplitQueue {
         }
     }
 
+    /// The next available-ring index the device will read (device state to save).
+    pub fn next_avail(&self) -> u16 {
+        self.next_avail
+    }
+
+    /// The used-ring index the device last published (device state to save).
+    pub fn next_used(&self) -> u16 {
+        self.next_used
+    }
+
     /// Back to the reset state.
     pub fn reset(&mut self) {
         *self = Self::new(self.max_size);
