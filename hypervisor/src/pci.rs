@@ -8,7 +8,8 @@
 //! through [`PciIrq`]: legacy INTx (a level on the SPI the bridge's `interrupt-map` gives
 //! its pin) or an MSI message, which the VM's MSI frame turns into an edge on an SPI.
 //!
-//! Device models (NVMe, AHCI, virtio) do DMA only through the [`GuestMemory`] in
+//! Device models (NVMe, AHCI, virtio) do DMA only through the
+//! [`GuestMemory`](crate::vm::mem::GuestMemory) in
 //! [`IoCtx::mem`](crate::vm::devices::IoCtx), and only while the guest has bus mastering on
 //! ([`PciIrq::bus_master`]).
 //!

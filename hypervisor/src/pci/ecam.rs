@@ -13,6 +13,9 @@
 //! enabled, only DMAs and sends MSIs while bus mastering is on, and its INTA is swizzled
 //! onto the four INTx SPIs by slot, as the standard `interrupt-map` says.
 //!
+//! Locks, always in this order: the VM's device lock (held by every bus access), the
+//! bridge, the VM's RAM (a function doing DMA), a shared disk (a block back-end).
+//!
 //! Anything a guest does here is safe: unimplemented slots, functions and buses read all
 //! ones, accesses that straddle a register or a BAR's end read all ones and are dropped,
 //! and garbage in BARs only moves where that function decodes.

@@ -74,6 +74,10 @@ pub enum QueueError {
     /// The buffers of one chain add up to more than 4 GiB.
     #[error("descriptor chain of more than 4 GiB")]
     TooLong,
+    /// The queue is used with a size that is not a power of two of at most
+    /// [`MAX_QUEUE_SIZE`] (it was never validated with [`SplitQueue::is_valid`]).
+    #[error("queue size {0} is not a power of two up to {MAX_QUEUE_SIZE}")]
+    BadSize(u16),
 }
 
 /// One buffer of a chain.
@@ -306,8 +310,17 @@ impl SplitQueue {
         Ok(flags & VIRTQ_AVAIL_F_NO_INTERRUPT != 0)
     }
 
+    fn check_size(&self) -> Result<(), QueueError> {
+        if self.size.is_power_of_two() && self.size <= MAX_QUEUE_SIZE {
+            Ok(())
+        } else {
+            Err(QueueError::BadSize(self.size))
+        }
+    }
+
     /// The next chain the driver made available, if any.
     pub fn pop(&mut self, mem: &mut dyn GuestMemory) -> Result<Option<DescChain>, QueueError> {
+        self.check_size()?;
         let avail = mem.read_u16(Self::at(self.avail_ring, 2)?)?;
         let waiting = avail.wrapping_sub(self.next_avail);
         if waiting == 0 {
@@ -438,6 +451,7 @@ impl SplitQueue {
         head: u16,
         len: u32,
     ) -> Result<(), QueueError> {
+        self.check_size()?;
         let slot = u64::from(self.next_used % self.size);
         let mut elem = [0u8; 8];
         elem[..4].copy_from_slice(&u32::from(head).to_le_bytes());
@@ -563,5 +577,12 @@ mod tests {
         assert!(!q.is_valid());
         q.reset();
         assert_eq!(q, SplitQueue::new(256));
+        // Used without validation, a bad size is an error, not a division by zero.
+        let mut mem = FakeGuestMemory::new(GuestPhysAddr(BASE), 0x100);
+        for size in [0, 3] {
+            q.size = size;
+            assert_eq!(q.pop(&mut mem), Err(QueueError::BadSize(size)));
+            assert_eq!(q.add_used(&mut mem, 0, 0), Err(QueueError::BadSize(size)));
+        }
     }
 }
