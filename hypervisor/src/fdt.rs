@@ -4,7 +4,10 @@
 //! Generated nodes: root (`linux,dummy-virt`, 2 address/size cells, `interrupt-parent` =
 //! the GIC), `/cpus` (`cpu@N`, PSCI enable method), `/memory@...`, `/psci` (HVC),
 //! `/intc@...` (GICv3 with GICD + GICR, or GICv2 with GICD + GICC), `/timer`, `/pmu`,
-//! `/apb-pclk` (24 MHz fixed clock), `/pl011@...` and `/chosen`.
+//! `/apb-pclk` (24 MHz fixed clock), `/pl011@...` and `/chosen`; with PCI devices also
+//! `/pcie@...` (a generic ECAM host bridge, see [`PciHostDt`]) and the MSI controller it
+//! sends messages to (`msi-controller` + `mbi-ranges` on a GICv3 node, or a
+//! `arm,gic-v2m-frame` child of a GICv2 node).
 #![deny(unsafe_code)]
 
 use crate::types::{GuestPhysAddr, IntId};
@@ -25,6 +28,10 @@ const GIC_PPI: u32 = 1;
 const PHANDLE_GIC: u32 = 1;
 /// Phandle of the APB clock.
 const PHANDLE_APB_PCLK: u32 = 2;
+/// Phandle of the GICv2m frame.
+const PHANDLE_V2M: u32 = 3;
+/// `ranges` space code of 32-bit non-prefetchable memory (`phys.hi` `ss` = 0b10).
+const PCI_SPACE_MEM32: u32 = 0x0200_0000;
 /// Frequency of the fixed APB clock feeding the PL011 (as QEMU's `virt`).
 pub const APB_PCLK_HZ: u32 = 24_000_000;
 
@@ -83,6 +90,97 @@ pub struct PassthroughNode<'a> {
     pub spis: Vec<IntId>,
 }
 
+/// Where a PCI host bridge's MSIs go.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GuestMsi {
+    /// GICv3 message-based SPIs: the GIC node itself is the MSI controller (doorbell
+    /// `GICD_SETSPI_NSR`), for INTIDs `first_intid..first_intid + count`.
+    Mbi {
+        /// First INTID.
+        first_intid: u32,
+        /// How many.
+        count: u32,
+    },
+    /// A GICv2m frame (its `MSI_TYPER` tells the guest the SPIs).
+    V2m {
+        /// The frame.
+        frame: Window,
+    },
+}
+
+/// A generic ECAM PCIe host bridge (`pci-host-ecam-generic`, Linux's `pci-host-generic`
+/// driver), as [`crate::pci::ecam`] emulates it.
+///
+/// No `linux,pci-probe-only`: the guest assigns the BARs itself inside `mem`, as it does
+/// on QEMU's `virt` (the bridge starts every BAR unassigned).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PciHostDt {
+    /// The ECAM window (1 MiB per bus, from bus 0).
+    pub ecam: Window,
+    /// The 32-bit memory window BARs are placed in (CPU address = PCI address).
+    pub mem: Window,
+    /// The SPIs of INTA..INTD (swizzled by slot in the `interrupt-map`).
+    pub intx: [IntId; 4],
+    /// Where MSIs go; `None` leaves out `msi-parent` (INTx only).
+    pub msi: Option<GuestMsi>,
+}
+
+impl PciHostDt {
+    /// The bridge at the addresses of [`crate::vm::layout`], for a GICv3 (MBI) or GICv2
+    /// (v2m frame) VM.
+    pub fn from_layout(gic_v3: bool) -> Self {
+        let msi = if gic_v3 {
+            GuestMsi::Mbi {
+                first_intid: layout::MSI_FIRST_INTID,
+                count: layout::MSI_SPIS,
+            }
+        } else {
+            GuestMsi::V2m {
+                frame: Window {
+                    base: GuestPhysAddr(layout::GICV2M_BASE),
+                    size: layout::GICV2M_SIZE,
+                },
+            }
+        };
+        Self {
+            ecam: Window {
+                base: GuestPhysAddr(layout::PCI_ECAM_BASE),
+                size: layout::PCI_ECAM_SIZE,
+            },
+            mem: Window {
+                base: GuestPhysAddr(layout::PCI_MMIO_BASE),
+                size: layout::PCI_MMIO_SIZE,
+            },
+            intx: layout::PCI_INTX_INTIDS.map(IntId),
+            msi: Some(msi),
+        }
+    }
+
+    /// The last bus number the ECAM window covers.
+    fn last_bus(&self) -> u32 {
+        ((self.ecam.size >> 20).clamp(1, 256) - 1) as u32
+    }
+
+    /// The SPIs the bridge uses: INTx, and the MSI range of MBI (a v2m frame's range
+    /// is in [`crate::vm::layout`] and not described here).
+    fn spis(&self) -> impl Iterator<Item = u32> + '_ {
+        let msi = match self.msi {
+            Some(GuestMsi::Mbi { first_intid, count }) => first_intid..first_intid + count,
+            _ => layout::MSI_FIRST_INTID..layout::MSI_FIRST_INTID + layout::MSI_SPIS,
+        };
+        self.intx.iter().map(|i| i.0).chain(msi)
+    }
+
+    /// The guest-physical windows the bridge occupies.
+    fn windows(&self) -> Vec<Window> {
+        let mut w = Vec::from([self.ecam, self.mem]);
+        if let Some(GuestMsi::V2m { frame }) = self.msi {
+            w.push(frame);
+        }
+        w
+    }
+}
+
 /// Everything the guest device tree describes.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct GuestDtbConfig<'a> {
@@ -110,6 +208,9 @@ pub struct GuestDtbConfig<'a> {
     pub timer: TimerPpis,
     /// PMU PPI; `None` leaves out `/pmu`.
     pub pmu: Option<IntId>,
+    /// The PCIe host bridge, for a VM with PCI devices
+    /// ([`VmDevices::has_pci`](crate::vm::devices::VmDevices::has_pci)).
+    pub pci: Option<PciHostDt>,
 }
 
 impl<'a> GuestDtbConfig<'a> {
@@ -166,6 +267,7 @@ impl<'a> GuestDtbConfig<'a> {
                 hyp_phys: IntId(26),
             },
             pmu: Some(IntId(layout::PMU_INTID)),
+            pci: None,
         }
     }
 }
@@ -199,6 +301,14 @@ pub enum FdtError {
         start: GuestPhysAddr,
         /// End.
         end: GuestPhysAddr,
+    },
+    /// A passed-through device uses an SPI or addresses of the PCI host bridge.
+    #[error("passthrough device `{device}` uses {what} of the VM's PCI host bridge: give the VM no PCI devices or do not pass the device through")]
+    PciConflict {
+        /// The passed-through device.
+        device: String,
+        /// What both use.
+        what: &'static str,
     },
     /// `vm-fdt` refused the tree (e.g. a NUL byte in the command line).
     #[error("device tree writer failed: {0} (a NUL byte in the command line?)")]
@@ -234,6 +344,81 @@ fn strings(list: &[&str]) -> Vec<String> {
     list.iter().map(|s| s.to_string()).collect()
 }
 
+/// Refuses a passed-through device that shares an SPI or addresses with the bridge.
+fn check_pci_conflicts(
+    pci: &PciHostDt,
+    passthrough: &[PassthroughNode<'_>],
+) -> Result<(), FdtError> {
+    let overlaps = |a: &Window, b: &Window| {
+        a.base.0 < b.base.0.saturating_add(b.size) && b.base.0 < a.base.0.saturating_add(a.size)
+    };
+    for dev in passthrough {
+        let conflict = |what| FdtError::PciConflict {
+            device: dev.name.to_string(),
+            what,
+        };
+        if dev.spis.iter().any(|s| pci.spis().any(|p| p == s.0)) {
+            return Err(conflict("an interrupt (INTx or MSI SPI)"));
+        }
+        if dev
+            .regs
+            .iter()
+            .any(|r| pci.windows().iter().any(|w| overlaps(r, w)))
+        {
+            return Err(conflict("guest-physical addresses"));
+        }
+    }
+    Ok(())
+}
+
+/// The `pcie@...` node of a generic ECAM host bridge (the same properties as QEMU's
+/// `virt`: Linux's `pci-host-generic` binding, `Documentation/devicetree/bindings/pci/
+/// host-generic-pci.yaml`).
+fn pci_host_node(fdt: &mut FdtWriter, pci: &PciHostDt) -> Result<(), FdtError> {
+    let node = fdt.begin_node(&format!("pcie@{:x}", pci.ecam.base.0))?;
+    fdt.property_string("compatible", "pci-host-ecam-generic")?;
+    fdt.property_string("device_type", "pci")?;
+    fdt.property_u32("#address-cells", 3)?;
+    fdt.property_u32("#size-cells", 2)?;
+    fdt.property_u32("linux,pci-domain", 0)?;
+    fdt.property_array_u32("bus-range", &[0, pci.last_bus()])?;
+    fdt.property_array_u64("reg", &reg(&[pci.ecam]))?;
+    fdt.property_null("dma-coherent")?;
+    // (PCI address: space, hi, lo) (CPU address: hi, lo) (size: hi, lo); identity.
+    let (base, size) = (pci.mem.base.0, pci.mem.size);
+    let cells = [
+        PCI_SPACE_MEM32,
+        (base >> 32) as u32,
+        base as u32,
+        (base >> 32) as u32,
+        base as u32,
+        (size >> 32) as u32,
+        size as u32,
+    ];
+    fdt.property_array_u32("ranges", &cells)?;
+    // INTx: device number bits 12:11 of phys.hi and the pin; the standard swizzle
+    // (slot + pin - 1) % 4 onto INTA..INTD. Each entry: child unit address (3 cells),
+    // pin, GIC phandle, GIC unit address (2 cells, its #address-cells), SPI triple.
+    fdt.property_u32("#interrupt-cells", 1)?;
+    fdt.property_array_u32("interrupt-map-mask", &[0x1800, 0, 0, 7])?;
+    let mut map = Vec::with_capacity(16 * 10);
+    for slot in 0..4u32 {
+        for pin in 1..=4u32 {
+            let line = pci.intx[((slot + pin - 1) % 4) as usize];
+            map.extend_from_slice(&[slot << 11, 0, 0, pin, PHANDLE_GIC, 0, 0]);
+            map.extend_from_slice(&spi("PCI INTx", line)?);
+        }
+    }
+    fdt.property_array_u32("interrupt-map", &map)?;
+    match pci.msi {
+        Some(GuestMsi::Mbi { .. }) => fdt.property_u32("msi-parent", PHANDLE_GIC)?,
+        Some(GuestMsi::V2m { .. }) => fdt.property_u32("msi-parent", PHANDLE_V2M)?,
+        None => {}
+    }
+    fdt.end_node(node)?;
+    Ok(())
+}
+
 /// Builds the flattened device tree blob for a guest.
 pub fn build_guest_dtb(cfg: &GuestDtbConfig<'_>) -> Result<Vec<u8>, FdtError> {
     if cfg.vcpus == 0 {
@@ -260,6 +445,12 @@ pub fn build_guest_dtb(cfg: &GuestDtbConfig<'_>) -> Result<Vec<u8>, FdtError> {
         timer_irqs.extend_from_slice(&ppi(what, id, cpu_mask)?);
     }
     let pmu_irq = cfg.pmu.map(|id| ppi("PMU", id, cpu_mask)).transpose()?;
+    if let Some(pci) = &cfg.pci {
+        check_pci_conflicts(pci, &cfg.passthrough)?;
+        for (i, &id) in pci.intx.iter().enumerate() {
+            spi(["PCI INTA", "PCI INTB", "PCI INTC", "PCI INTD"][i], id)?;
+        }
+    }
 
     let mut fdt = FdtWriter::new()?;
     let root = fdt.begin_node("")?;
@@ -320,6 +511,22 @@ pub fn build_guest_dtb(cfg: &GuestDtbConfig<'_>) -> Result<Vec<u8>, FdtError> {
     }
     fdt.property_array_u32("interrupts", &maint_irq)?;
     fdt.property_phandle(PHANDLE_GIC)?;
+    match cfg.pci.and_then(|p| p.msi) {
+        Some(GuestMsi::Mbi { first_intid, count }) => {
+            // Linux looks for MBI only here (`mbi_init`, when GICD_TYPER.MBIS is set).
+            fdt.property_null("msi-controller")?;
+            fdt.property_array_u32("mbi-ranges", &[first_intid, count])?;
+        }
+        Some(GuestMsi::V2m { frame }) => {
+            let v2m = fdt.begin_node(&format!("v2m@{:x}", frame.base.0))?;
+            fdt.property_string("compatible", "arm,gic-v2m-frame")?;
+            fdt.property_null("msi-controller")?;
+            fdt.property_array_u64("reg", &reg(&[frame]))?;
+            fdt.property_phandle(PHANDLE_V2M)?;
+            fdt.end_node(v2m)?;
+        }
+        None => {}
+    }
     fdt.end_node(intc)?;
 
     let timer = fdt.begin_node("timer")?;
@@ -363,6 +570,10 @@ pub fn build_guest_dtb(cfg: &GuestDtbConfig<'_>) -> Result<Vec<u8>, FdtError> {
             fdt.property_string("clock-names", "apb_pclk")?;
         }
         fdt.end_node(node)?;
+    }
+
+    if let Some(pci) = &cfg.pci {
+        pci_host_node(&mut fdt, pci)?;
     }
 
     let uart = fdt.begin_node(&format!("pl011@{:x}", cfg.uart.base.0))?;
@@ -589,6 +800,133 @@ mod tests {
             .unwrap()
             .property("linux,initrd-start")
             .is_none());
+    }
+
+    fn with_pci(gic_v3: bool) -> Vec<u8> {
+        let mut cfg = GuestDtbConfig::from_layout(2, RAM, gic_v3, "", None);
+        cfg.pci = Some(PciHostDt::from_layout(gic_v3));
+        build_guest_dtb(&cfg).unwrap()
+    }
+
+    /// What Linux's `pci-host-generic` (`of_pci_get_host_bridge_resources`,
+    /// `of_irq_parse_raw` over `interrupt-map`, `of_msi_get_domain`) reads.
+    #[test]
+    fn pci_host_node_has_what_pci_host_generic_needs() {
+        let blob = with_pci(true);
+        let fdt = Fdt::new(&blob).unwrap();
+        let node = "/pcie@3f000000";
+        assert_eq!(
+            strs(prop(&fdt, node, "compatible")),
+            ["pci-host-ecam-generic"]
+        );
+        assert_eq!(strs(prop(&fdt, node, "device_type")), ["pci"]);
+        assert_eq!(u32s(prop(&fdt, node, "#address-cells")), [3]);
+        assert_eq!(u32s(prop(&fdt, node, "#size-cells")), [2]);
+        assert_eq!(u32s(prop(&fdt, node, "#interrupt-cells")), [1]);
+        assert_eq!(u32s(prop(&fdt, node, "bus-range")), [0, 15]);
+        assert!(prop(&fdt, node, "dma-coherent").is_empty());
+        let r: Vec<_> = fdt.find_node(node).unwrap().reg().unwrap().collect();
+        assert_eq!(r[0].starting_address as u64, layout::PCI_ECAM_BASE);
+        assert_eq!(r[0].size, Some(layout::PCI_ECAM_SIZE as usize));
+        // One 32-bit memory range, identity-mapped: the window of the layout.
+        assert_eq!(
+            u32s(prop(&fdt, node, "ranges")),
+            [0x0200_0000, 0, 0x1000_0000, 0, 0x1000_0000, 0, 0x2eff_0000]
+        );
+        assert_eq!(
+            u32s(prop(&fdt, node, "interrupt-map-mask")),
+            [0x1800, 0, 0, 7]
+        );
+        let map = u32s(prop(&fdt, node, "interrupt-map"));
+        assert_eq!(map.len(), 16 * 10);
+        for entry in map.chunks_exact(10) {
+            let (slot, pin) = (entry[0] >> 11, entry[3]);
+            assert_eq!(&entry[1..3], [0, 0]);
+            assert_eq!(entry[4], PHANDLE_GIC);
+            assert_eq!(&entry[5..7], [0, 0], "GIC #address-cells is 2");
+            let spi = layout::PCI_INTX_INTIDS[((slot + pin - 1) % 4) as usize] - 32;
+            assert_eq!(&entry[7..], [GIC_SPI, spi, IRQ_LEVEL_HIGH]);
+        }
+        // The GICv3 node is the MSI controller, with its MBI range.
+        assert_eq!(u32s(prop(&fdt, node, "msi-parent")), [PHANDLE_GIC]);
+        let gic = "/intc@8000000";
+        assert!(prop(&fdt, gic, "msi-controller").is_empty());
+        assert_eq!(
+            u32s(prop(&fdt, gic, "mbi-ranges")),
+            [layout::MSI_FIRST_INTID, layout::MSI_SPIS]
+        );
+        assert_eq!(u32s(prop(&fdt, gic, "#address-cells")), [2]);
+        // The bridge assigns no BARs: Linux must not be told to leave them alone.
+        assert!(fdt
+            .find_node("/chosen")
+            .unwrap()
+            .property("linux,pci-probe-only")
+            .is_none());
+    }
+
+    #[test]
+    fn gicv2_pci_msis_go_to_a_v2m_frame_under_the_gic() {
+        let blob = with_pci(false);
+        let fdt = Fdt::new(&blob).unwrap();
+        let frame = "/intc@8000000/v2m@8020000";
+        assert_eq!(strs(prop(&fdt, frame, "compatible")), ["arm,gic-v2m-frame"]);
+        assert!(prop(&fdt, frame, "msi-controller").is_empty());
+        let r: Vec<_> = fdt.find_node(frame).unwrap().reg().unwrap().collect();
+        assert_eq!(r[0].starting_address as u64, layout::GICV2M_BASE);
+        assert_eq!(r[0].size, Some(layout::GICV2M_SIZE as usize));
+        let parent = u32s(prop(&fdt, "/pcie@3f000000", "msi-parent"))[0];
+        assert_eq!(fdt.find_phandle(parent).unwrap().name, "v2m@8020000");
+        assert!(fdt
+            .find_node("/intc@8000000")
+            .unwrap()
+            .property("mbi-ranges")
+            .is_none());
+    }
+
+    #[test]
+    fn no_pci_devices_no_pci_nodes() {
+        for v3 in [true, false] {
+            let cfg = GuestDtbConfig::from_layout(1, RAM, v3, "", None);
+            let blob = build_guest_dtb(&cfg).unwrap();
+            let fdt = Fdt::new(&blob).unwrap();
+            assert!(fdt.find_node("/pcie@3f000000").is_none());
+            let gic = fdt.find_node("/intc@8000000").unwrap();
+            assert!(gic.property("msi-controller").is_none());
+            assert_eq!(gic.children().count(), 0);
+        }
+    }
+
+    #[test]
+    fn passthrough_devices_may_not_share_the_bridge_spis_or_windows() {
+        let mut cfg = GuestDtbConfig::from_layout(1, RAM, true, "", None);
+        cfg.pci = Some(PciHostDt::from_layout(true));
+        let dev = |spi: u32, base: u64| PassthroughNode {
+            name: "rtc",
+            compatible: &["arm,pl031", "arm,primecell"],
+            regs: Vec::from([Window {
+                base: GuestPhysAddr(base),
+                size: 0x1000,
+            }]),
+            spis: Vec::from([IntId(spi)]),
+        };
+        cfg.passthrough = Vec::from([dev(34, 0x0901_0000)]);
+        assert!(build_guest_dtb(&cfg).is_ok());
+        for bad in [
+            dev(35, 0x0901_0000),
+            dev(100, 0x0901_0000),
+            dev(34, 0x2000_0000),
+            dev(34, 0x3f00_1000),
+        ] {
+            cfg.passthrough = Vec::from([bad]);
+            assert!(
+                matches!(build_guest_dtb(&cfg), Err(FdtError::PciConflict { .. })),
+                "{:?}",
+                cfg.passthrough
+            );
+        }
+        // Without PCI the same device is fine.
+        cfg.pci = None;
+        assert!(build_guest_dtb(&cfg).is_ok());
     }
 
     #[test]

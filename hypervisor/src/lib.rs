@@ -14,7 +14,8 @@
 //!
 //! Rooms: [`arch`] (the only place with `unsafe`), [`mm`], [`vcpu`], [`vm`], [`exit`], [`vgic`],
 //! [`vtimer`], [`psci`], [`mmio`], [`trap`], [`vuart`], [`sched`], [`plugin`],
-//! [`platform`], [`config`], [`fdt`], [`sync`]. See `docs/ARCHITECTURE.md`.
+//! [`platform`], [`config`], [`fdt`], [`sync`], [`pci`], [`virtio`], [`block`]. See
+//! `docs/ARCHITECTURE.md`.
 #![cfg_attr(not(test), no_std)]
 
 extern crate alloc;
@@ -40,6 +41,7 @@ pub mod trap;
 pub mod types;
 pub mod vcpu;
 pub mod vgic;
+pub mod virtio;
 pub mod vm;
 pub mod vnvme;
 pub mod vtimer;

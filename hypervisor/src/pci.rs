@@ -8,15 +8,41 @@
 //! through [`PciIrq`]: legacy INTx (a level on the SPI the bridge's `interrupt-map` gives
 //! its pin) or an MSI message, which the VM's MSI frame turns into an edge on an SPI.
 //!
-//! Device models (NVMe, AHCI, virtio) do DMA only through the [`GuestMemory`] in
+//! Device models (NVMe, AHCI, virtio) do DMA only through the
+//! [`GuestMemory`](crate::vm::mem::GuestMemory) in
 //! [`IoCtx::mem`](crate::vm::devices::IoCtx), and only while the guest has bus mastering on
 //! ([`PciIrq::bus_master`]).
+//!
+//! The bridge itself is [`ecam`] (the ECAM window and the memory window BARs decode in),
+//! the type-0 header it keeps for each function is [`config`], and MSI delivery (GICv3
+//! MBI through `GICD_SETSPI_NSR`, or a GICv2m frame) is [`msi`]. A VM gets them with
+//! [`VmDevices::add_pci`](crate::vm::devices::VmDevices::add_pci).
 #![deny(unsafe_code)]
 
+pub mod config;
+pub mod ecam;
+pub mod msi;
 pub mod msix;
 
 use crate::mmio::AccessSize;
 use crate::vm::devices::IoCtx;
+
+/// A function that cannot be put on a VM's PCI bus (a device model or VM configuration
+/// mistake, reported when the VM is built).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum PciError {
+    /// A BAR the function declares is malformed.
+    #[error("BAR {index}: {why}: fix the device model's `bars()`")]
+    BadBar {
+        /// Its BAR number.
+        index: u8,
+        /// What is wrong with it.
+        why: &'static str,
+    },
+    /// Every device slot of bus 0 is taken.
+    #[error("all {0} PCI device slots of the VM are taken: give the VM fewer PCI devices")]
+    NoFreeSlot(usize),
+}
 
 /// Identity of a PCI function (its type-0 header fields).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

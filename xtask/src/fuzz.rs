@@ -20,11 +20,13 @@ use std::process::Command;
 use std::time::Instant;
 
 /// The fuzz targets (`fuzz/fuzz_targets/<name>.rs`).
-pub const TARGETS: [&str; 4] = [
+pub const TARGETS: [&str; 6] = [
     "kdl_front_end",
     "trap_decoder",
     "vgic_mmio",
     "nvme_commands",
+    "pci_config",
+    "virtqueue",
 ];
 
 /// Seconds each target runs in [`smoke`].

@@ -85,7 +85,7 @@ fn usage() -> ExitCode {
          test                        host tests, every board, every QEMU scenario\n  \
          scenario [NAME]             only the QEMU scenarios whose name contains NAME\n  \
          guest fetch                 Debian kernels + busybox initramfs into target/guest-cache\n  \
-         fuzz --minutes N | --smoke  cargo-fuzz targets (KDL front end, trap decoder, vGIC/UART MMIO)\n  \
+         fuzz --minutes N | --smoke  cargo-fuzz targets (KDL front end, trap decoder, vGIC/UART MMIO, PCI config, virtqueues)\n  \
          bench [--smoke]             guest cost of the hypervisor under -icount (docs/performance.md)\n  \
          import-dtb F.dtb --name N   a KDL board description from a device tree\n  \
          board-diff NAME F.dtb|--all compare boards.kdl with upstream device trees\n\n\

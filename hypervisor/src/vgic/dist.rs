@@ -18,6 +18,10 @@ pub const GICD_TYPER: u64 = 0x0004;
 pub const GICD_IIDR: u64 = 0x0008;
 /// `GICD_TYPER2`.
 pub const GICD_TYPER2: u64 = 0x000C;
+/// `GICD_SETSPI_NSR`: a write of an SPI's INTID makes it pending (message-based SPIs).
+pub const GICD_SETSPI_NSR: u64 = 0x0040;
+/// `GICD_CLRSPI_NSR`: a write of an SPI's INTID clears its pending state.
+pub const GICD_CLRSPI_NSR: u64 = 0x0048;
 /// `GICD_IGROUPR<n>`.
 pub const GICD_IGROUPR: u64 = 0x0080;
 /// `GICD_ISENABLER<n>`.
@@ -61,6 +65,8 @@ pub const PIDR2_GICV3: u32 = 0x3B;
 
 const TYPER_IDBITS_10: u32 = 9 << 19;
 const TYPER_NO1N: u32 = 1 << 25;
+/// `GICD_TYPER.MBIS`: message-based SPIs (`GICD_SETSPI_NSR`/`GICD_CLRSPI_NSR`) supported.
+pub const TYPER_MBIS: u32 = 1 << 16;
 
 /// IROUTER bits that hold an affinity (Aff3 39:32, Aff2..0 23:0); IRM is RES0 as
 /// `GICD_TYPER.No1N` = 1.
@@ -201,7 +207,7 @@ impl VGic {
     fn gicd_typer(&self) -> u32 {
         let it_lines = (self.spi_count() + PRIVATE_IRQS) / 32 - 1;
         let cpus = (self.vcpu_count().min(8) - 1) as u32;
-        TYPER_NO1N | TYPER_IDBITS_10 | (cpus << 5) | it_lines
+        TYPER_NO1N | TYPER_MBIS | TYPER_IDBITS_10 | (cpus << 5) | it_lines
     }
 
     /// Reads `size` bytes at `offset` in the GICD frame.
@@ -256,6 +262,9 @@ impl VGic {
                 }
             }
             (GICD_IROUTER..0x7FE0, 4 | 8) => self.write_irouter(offset, size, value),
+            (GICD_SETSPI_NSR | GICD_CLRSPI_NSR, 4) => {
+                self.message_spi(offset == GICD_SETSPI_NSR, value as u32 & 0x3ff);
+            }
             (GICD_CTLR, 4) => {
                 self.set_group_enables(
                     value as u32 & CTLR_ENABLE_GRP0 != 0,
@@ -279,6 +288,23 @@ impl VGic {
                 }
             }
             _ => {}
+        }
+    }
+
+    /// A message-based SPI (`GICD_SETSPI_NSR` / `GICD_CLRSPI_NSR`, and MSIs through
+    /// them): sets or clears the pending latch of SPI `intid`. Anything but an
+    /// implemented SPI is ignored (IHI 0069: writes naming an invalid SPI have no effect).
+    pub fn message_spi(&mut self, set: bool, intid: u32) {
+        let id = IntId(intid);
+        if intid < PRIVATE_IRQS || self.irq(id, VcpuId(0)).is_err() {
+            return;
+        }
+        if set {
+            // An SPI's target is kicked by `note_change` (through `inject_edge`).
+            let _ = self.inject_edge(id, VcpuId(0));
+        } else if let Ok(irq) = self.irq_mut(id, VcpuId(0)) {
+            irq.pending_latch = false;
+            self.note_change(id, VcpuId(0));
         }
     }
 
@@ -350,6 +376,30 @@ mod tests {
     }
 
     #[test]
+    fn setspi_nsr_makes_an_spi_pending_and_clrspi_clears_it() {
+        let mut g = gic(2);
+        assert_ne!(g.gicd_read(GICD_TYPER, 4) as u32 & TYPER_MBIS, 0);
+        let spi = IntId(100);
+        g.gicd_write(GICD_CTLR, 4, u64::from(CTLR_ENABLE_GRP1));
+        g.gicd_write(GICD_ISENABLER + 12, 4, 1 << (100 - 96));
+        g.gicd_write(GICD_IROUTER + 8 * 100, 8, 1);
+        let _ = g.take_kicks();
+        g.gicd_write(GICD_SETSPI_NSR, 4, 100);
+        assert!(g.irq(spi, VcpuId(0)).unwrap().pending());
+        assert!(g.take_kicks().contains(VcpuId(1)));
+        g.gicd_write(GICD_CLRSPI_NSR, 4, 100);
+        assert!(!g.irq(spi, VcpuId(0)).unwrap().pending());
+        // SGIs, PPIs, unimplemented SPIs and other widths change nothing.
+        let before = g.clone();
+        for id in [0, 16, 31, 32 + VGIC_SPIS, 1023] {
+            g.gicd_write(GICD_SETSPI_NSR, 4, u64::from(id));
+        }
+        g.gicd_write(GICD_SETSPI_NSR, 2, 100);
+        let _ = g.take_kicks();
+        assert_eq!(g, before);
+    }
+
+    #[test]
     fn typer_reports_it_lines_cpus_and_10_id_bits_without_lpis() {
         let g = gic(4);
         let t = g.gicd_read(GICD_TYPER, 4);
@@ -357,7 +407,7 @@ mod tests {
         assert_eq!((t >> 5) & 7, 3);
         assert_eq!((t >> 19) & 0x1F, 9);
         assert_eq!(t & (1 << 17), 0, "LPIS");
-        assert_eq!(t & (1 << 16), 0, "MBIS");
+        assert_ne!(t & (1 << 16), 0, "MBIS");
         assert_eq!(t & (1 << 10), 0, "SecurityExtn");
     }
 

@@ -114,6 +114,9 @@ impl VGic {
             }
             GICD_SGIR => return self.sgir_write(vcpu, value as u32),
             o if (GICD_CPENDSGIR..GICD_SPENDSGIR_END).contains(&o) => {}
+            // Reserved in GICv2 (GICv3's message-based SPI registers); MSIs of a GICv2
+            // guest go through its GICv2m frame instead.
+            0x040..0x080 => {}
             o if (GICD_ITARGETSR..GICD_ITARGETSR + 32).contains(&o) => {} // read-only
             o if o < 0x1000 => self.gicd_write(o, size, value),
             _ => {}

@@ -30,6 +30,9 @@
 
 use crate::conmux::{LineSink, VmOutput};
 use crate::mmio::{AccessSize, BusError, DeviceHandle, MmioBus, MmioDevice, MmioError};
+use crate::pci::ecam::{EcamWindow, PciHost, PciMemWindow, SharedPciHost};
+use crate::pci::msi::GicV2mFrame;
+use crate::pci::{PciError, PciFunction, PciIrq};
 use crate::platform::GicVersion;
 use crate::sync::Mutex;
 use crate::types::{GuestPhysAddr, IntId, VcpuId};
@@ -87,6 +90,14 @@ pub enum DevicesError {
     /// The virtual GIC cannot be built with this many vCPUs.
     #[error("virtual GIC: {0}")]
     Vgic(#[from] VGicError),
+    /// A PCI function cannot be added.
+    #[error("PCI device `{name}`: {source}")]
+    Pci {
+        /// The function that could not be added.
+        name: &'static str,
+        /// Why.
+        source: PciError,
+    },
     /// Two devices claim the same guest-physical addresses.
     #[error("device `{name}`: {source}")]
     Bus {
@@ -284,7 +295,14 @@ pub struct VmDevices {
     mem: Arc<Mutex<dyn GuestMemory>>,
     /// The console's [`ConsoleUart::prompt`].
     prompt: Arc<AtomicBool>,
+    /// The PCIe host bridge, once a PCI function was added.
+    pci: Option<SharedPciHost>,
 }
+
+/// Where [`VmDevices::add_pci`] put a function: its device number on bus 0 (the guest
+/// sees it as `0000:00:SS.0`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct PciSlot(pub u8);
 
 /// The memory of a VM built without any ([`VmDevices::new`] before
 /// [`VmDevices::with_memory`]): every DMA access is refused.
@@ -354,6 +372,7 @@ impl VmDevices {
             gic,
             mem: Arc::new(Mutex::new(NoMemory)),
             prompt,
+            pci: None,
         })
     }
 
@@ -374,6 +393,84 @@ impl VmDevices {
         self.bus
             .insert(base, len, device)
             .map_err(|source| DevicesError::Bus { name, source })
+    }
+
+    /// Puts a PCI function on the VM's PCI bus and returns its slot. The first call
+    /// creates the PCIe host bridge: its ECAM window at [`layout::PCI_ECAM_BASE`], its
+    /// memory window at [`layout::PCI_MMIO_BASE`] and, for a GICv2 VM, the GICv2m MSI
+    /// frame at [`layout::GICV2M_BASE`]. The guest finds the bridge in its device tree
+    /// when [`Self::has_pci`] (see [`crate::fdt::PciHostDt`]).
+    pub fn add_pci(
+        &mut self,
+        name: &'static str,
+        function: Box<dyn PciFunction>,
+    ) -> Result<PciSlot, DevicesError> {
+        let host = match &self.pci {
+            Some(host) => host.clone(),
+            None => self.create_pci_host()?,
+        };
+        let slot = host
+            .lock()
+            .add(name, function)
+            .map_err(|source| DevicesError::Pci { name, source })?;
+        Ok(PciSlot(slot))
+    }
+
+    fn create_pci_host(&mut self) -> Result<SharedPciHost, DevicesError> {
+        let host: SharedPciHost = Arc::new(Mutex::new(PciHost::new(self.gic)));
+        self.add(
+            "pci-ecam",
+            GuestPhysAddr(layout::PCI_ECAM_BASE),
+            layout::PCI_ECAM_SIZE,
+            Box::new(EcamWindow(host.clone())),
+        )?;
+        self.add(
+            "pci-mmio-window",
+            GuestPhysAddr(layout::PCI_MMIO_BASE),
+            layout::PCI_MMIO_SIZE,
+            Box::new(PciMemWindow {
+                host: host.clone(),
+                base: layout::PCI_MMIO_BASE,
+            }),
+        )?;
+        if self.gic == GicVersion::V2 {
+            self.add(
+                "gicv2m-frame",
+                GuestPhysAddr(layout::GICV2M_BASE),
+                layout::GICV2M_SIZE,
+                Box::new(GicV2mFrame::new()),
+            )?;
+        }
+        self.pci = Some(host.clone());
+        Ok(host)
+    }
+
+    /// The VM has a PCI bus (at least one [`Self::add_pci`]): its device tree needs the
+    /// host bridge node.
+    pub fn has_pci(&self) -> bool {
+        self.pci.is_some()
+    }
+
+    /// Runs `f` on the PCI function in `slot` with an access context for vCPU 0 and its
+    /// interrupt handle: how work finished outside a guest access (a back-end's
+    /// completion) reaches the guest. Returns `f`'s result (`None` for an empty slot) and
+    /// the vCPUs to kick.
+    pub fn with_pci_function<R>(
+        &mut self,
+        slot: PciSlot,
+        f: impl FnOnce(&mut dyn PciFunction, &mut IoCtx<'_>, &mut dyn PciIrq) -> R,
+    ) -> (Option<R>, VcpuSet) {
+        let mut ctx = IoCtx {
+            vcpu: VcpuId(0),
+            vgic: &mut self.vgic,
+            kicks: VcpuSet::EMPTY,
+            mem: &*self.mem,
+        };
+        let r = match &self.pci {
+            Some(host) => host.lock().with_function(&mut ctx, slot.0, f),
+            None => None,
+        };
+        (r, ctx.kicks)
     }
 
     /// A guest load of `size` bytes at `addr` by `vcpu`: the value, and the vCPUs the

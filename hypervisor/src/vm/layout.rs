@@ -6,11 +6,16 @@
 //!              │ unmapped (abort)             │
 //!  0x0800_0000 ├──────────────────────────────┤ GICD (64 KiB, emulated, trapped)
 //!  0x0801_0000 ├──────────────────────────────┤ GICv2 GICC (8 KiB, GICV mapped) [v2 only]
+//!  0x0802_0000 ├──────────────────────────────┤ GICv2m MSI frame (4 KiB) [v2 with PCI only]
 //!  0x080a_0000 ├──────────────────────────────┤ GICR frames, 128 KiB per vCPU [v3 only]
 //!              │ ...                          │  (RD_base + SGI_base per vCPU)
 //!  0x0900_0000 ├──────────────────────────────┤ PL011 UART (4 KiB, emulated), SPI 1 = INTID 33
 //!  0x0900_1000 ├──────────────────────────────┤
 //!              │ unmapped (abort)             │
+//!  0x1000_0000 ├──────────────────────────────┤ PCI memory window (BARs) [PCI only]
+//!              │ ...                          │
+//!  0x3eff_0000 ├──────────────────────────────┤ (QEMU's PCI I/O window: unused)
+//!  0x3f00_0000 ├──────────────────────────────┤ PCIe ECAM, buses 0-15 (16 MiB) [PCI only]
 //!  0x4000_0000 ├──────────────────────────────┤ RAM (memory_size bytes)
 //!              │ kernel at RAM + text_offset  │
 //!              │ ...                          │
@@ -20,6 +25,10 @@
 //! ```
 //! The layout mirrors QEMU's `virt` machine so that unmodified kernels find familiar
 //! addresses; guests learn all of it from the generated device tree.
+//!
+//! SPIs (INTID = SPI + 32): the UART is SPI 1, PCI INTA..INTD are SPIs 3-6 (as QEMU's
+//! `virt`), and MSIs (GICv3 MBI or the GICv2m frame) use SPIs 64-127, above every SPI a
+//! passed-through device can have in a VM built before PCI existed (INTID < 96).
 
 /// GIC distributor.
 pub const GICD_BASE: u64 = 0x0800_0000;
@@ -53,5 +62,23 @@ pub const PTIMER_INTID: u32 = 30;
 pub const MAINT_INTID: u32 = 25;
 /// PMU interrupt seen by guests.
 pub const PMU_INTID: u32 = 23;
-/// Number of SPIs the virtual distributor implements.
-pub const VGIC_SPIS: u32 = 64;
+/// Number of SPIs the virtual distributor implements (INTIDs 32..32 + this).
+pub const VGIC_SPIS: u32 = 128;
+/// GICv2m MSI frame of a GICv2 VM with PCI devices (`arm,gic-v2m-frame`, QEMU's address).
+pub const GICV2M_BASE: u64 = 0x0802_0000;
+/// Size of the GICv2m frame.
+pub const GICV2M_SIZE: u64 = 0x1000;
+/// First INTID that MSIs raise (SPI 64), through MBI (GICv3) or the GICv2m frame.
+pub const MSI_FIRST_INTID: u32 = 96;
+/// Number of MSI SPIs, from [`MSI_FIRST_INTID`].
+pub const MSI_SPIS: u32 = 64;
+/// PCI memory window: where guest BARs are placed (32-bit, non-prefetchable).
+pub const PCI_MMIO_BASE: u64 = 0x1000_0000;
+/// Size of the PCI memory window.
+pub const PCI_MMIO_SIZE: u64 = 0x2eff_0000;
+/// PCIe ECAM (enhanced configuration access): 1 MiB per bus.
+pub const PCI_ECAM_BASE: u64 = 0x3f00_0000;
+/// Size of the ECAM window: buses 0-15 (only bus 0 has devices).
+pub const PCI_ECAM_SIZE: u64 = 0x100_0000;
+/// INTIDs of PCI INTA..INTD (SPIs 3-6), swizzled by slot in the `interrupt-map`.
+pub const PCI_INTX_INTIDS: [u32; 4] = [35, 36, 37, 38];
