@@ -418,6 +418,10 @@ fn load_images(
                 initrd,
             );
             cfg.reset_count = reset_count;
+            // Every virtual disk is a function on the VM's PCIe bus.
+            if !desc.disks.is_empty() {
+                cfg.pci = Some(crate::fdt::PciHostDt::from_layout(v3));
+            }
             cfg.passthrough = passthrough
                 .iter()
                 .map(|d| crate::fdt::PassthroughNode {
