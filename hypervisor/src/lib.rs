@@ -38,6 +38,7 @@ pub mod sched;
 pub mod sync;
 pub mod trap;
 pub mod types;
+pub mod vahci;
 pub mod vcpu;
 pub mod vgic;
 pub mod vm;
