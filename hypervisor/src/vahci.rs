@@ -48,7 +48,7 @@ use crate::pci::{BarSpec, PciFunction, PciIds, PciIrq};
 use crate::plugin::QuirkData;
 use crate::vm::devices::IoCtx;
 use alloc::boxed::Box;
-use ata::{Completion, Drive, EndFis, Fault, TaskFile};
+use ata::{cmd, Completion, Drive, EndFis, Fault, TaskFile};
 use dma::{CommandHeader, Dma, Prdt};
 use regs::*;
 
@@ -104,6 +104,9 @@ const BARS: [BarSpec; 1] = [BarSpec {
     is_64bit: false,
     prefetchable: false,
 }];
+
+/// Native command queuing is offered (CAP.SNCQ, IDENTIFY words 75-76).
+const NCQ: bool = true;
 
 /// Start of the config space the function owns.
 const CFG_BASE: u16 = 0x40;
@@ -203,7 +206,8 @@ impl VAhci {
     }
 
     fn cap(&self) -> u32 {
-        CAP_S64A | CAP_SCLO | CAP_ISS_GEN3 | CAP_SAM | (SLOTS - 1) << CAP_NCS_SHIFT
+        let ncq = if NCQ { CAP_SNCQ } else { 0 };
+        ncq | CAP_S64A | CAP_SCLO | CAP_ISS_GEN3 | CAP_SAM | (SLOTS - 1) << CAP_NCS_SHIFT
     }
 
     fn ssts(&self) -> u32 {
@@ -453,8 +457,11 @@ impl VAhci {
             return self.control(dma, &fis, &hdr);
         }
         let tf = TaskFile::from_fis(&fis);
+        if matches!(tf.command, cmd::READ_FPDMA | cmd::WRITE_FPDMA) {
+            return self.run_queued(dma, slot, &hdr, &tf);
+        }
         let mut prdt = Prdt::new(dma, hdr.ctba, hdr.prdtl);
-        let done = self.drive.execute(&mut *self.disk, &tf, false, &mut prdt);
+        let done = self.drive.execute(&mut *self.disk, &tf, NCQ, &mut prdt);
         let (bytes, dps) = (prdt.bytes, prdt.descriptor_interrupt);
         let done = done?;
         // At most 65536 sectors (32 MiB) move per command: PRDBC always fits.
@@ -465,6 +472,66 @@ impl VAhci {
             raised |= IS_DPS;
         }
         Ok(raised)
+    }
+
+    /// A queued command (READ/WRITE FPDMA QUEUED): the device accepts it (PxCI clears),
+    /// moves its data, and completes it with a Set Device Bits FIS that clears its tag
+    /// in PxSACT; on error the FIS carries ERR and no tag, and log 10h tells which.
+    fn run_queued(
+        &mut self,
+        dma: &Dma<'_>,
+        slot: u32,
+        hdr: &CommandHeader,
+        tf: &TaskFile,
+    ) -> Result<u32, Fault> {
+        // Tag in count 7:3, sector count in features (0: 65536), FUA in device bit 7.
+        let tag = ((tf.count >> 3) & 0x1f) as u8;
+        let n = match tf.features {
+            0 => 65536,
+            f => u64::from(f),
+        };
+        let fua = tf.device & 0x80 != 0;
+        let write = tf.command == cmd::WRITE_FPDMA;
+        let mut prdt = Prdt::new(dma, hdr.ctba, hdr.prdtl);
+        let done = self
+            .drive
+            .queued(&mut *self.disk, tag, write, tf.lba, n, fua, &mut prdt);
+        let (bytes, dps) = (prdt.bytes, prdt.descriptor_interrupt);
+        let done = done?;
+        CommandHeader::write_prdbc(dma, self.port.clb, slot, bytes as u32)?;
+        self.port.ci &= !(1 << slot);
+        let completed = if done.failed() { 0 } else { 1u32 << tag };
+        let mut raised = self.post_sdb(dma, done.status, done.error, completed)?;
+        if dps {
+            raised |= IS_DPS;
+        }
+        self.port.is |= raised;
+        Ok(raised)
+    }
+
+    /// Posts a Set Device Bits FIS (interrupt bit set): status bits 6:4 and 2:0 and the
+    /// error go to PxTFD, `sactive`'s bits leave PxSACT. Returns the PxIS bits.
+    fn post_sdb(
+        &mut self,
+        dma: &Dma<'_>,
+        status: u8,
+        error: u8,
+        sactive: u32,
+    ) -> Result<u32, Fault> {
+        let status = status & 0x77;
+        self.port.tfd = u32::from(error) << 8 | (self.port.tfd & 0x88) | u32::from(status);
+        let s = sactive.to_le_bytes();
+        let fis = [FIS_SDB, 0x40, status, error, s[0], s[1], s[2], s[3]];
+        if self.port.cmd & CMD_FRE != 0 {
+            let at = self
+                .port
+                .fb
+                .checked_add(RFIS_SDBFIS)
+                .ok_or(Fault::HostBus)?;
+            dma.write(at, &fis)?;
+        }
+        self.port.sact &= !sactive;
+        Ok(IS_SDBS | if status & ATA_ERR != 0 { IS_TFES } else { 0 })
     }
 
     /// A control FIS (C bit clear): software reset. SRST set holds the device in reset

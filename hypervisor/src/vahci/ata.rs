@@ -31,12 +31,18 @@ const DEFAULT_XFER_MODE: u8 = 0x46;
 pub mod cmd {
     /// READ DMA EXT.
     pub const READ_DMA_EXT: u8 = 0x25;
+    /// READ LOG EXT.
+    pub const READ_LOG_EXT: u8 = 0x2f;
     /// WRITE DMA EXT.
     pub const WRITE_DMA_EXT: u8 = 0x35;
     /// READ VERIFY SECTORS.
     pub const READ_VERIFY: u8 = 0x40;
     /// READ VERIFY SECTORS EXT.
     pub const READ_VERIFY_EXT: u8 = 0x42;
+    /// READ FPDMA QUEUED (NCQ).
+    pub const READ_FPDMA: u8 = 0x60;
+    /// WRITE FPDMA QUEUED (NCQ).
+    pub const WRITE_FPDMA: u8 = 0x61;
     /// SET MULTIPLE MODE.
     pub const SET_MULTIPLE: u8 = 0xc6;
     /// READ DMA (28-bit).
@@ -218,6 +224,17 @@ pub struct Drive {
     pub xfer_mode: u8,
     /// Power mode.
     pub power: PowerMode,
+    /// The last failed queued command, until the guest reads log 10h.
+    pub ncq_error: Option<NcqError>,
+}
+
+/// What the NCQ Command Error log (10h) reports of a failed queued command.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NcqError {
+    /// Its tag.
+    pub tag: u8,
+    /// Status and error registers, LBA, device, count.
+    pub completion: Completion,
 }
 
 /// Model number shown in IDENTIFY (words 27-46).
@@ -243,6 +260,7 @@ impl Drive {
             multiple: 0,
             xfer_mode: DEFAULT_XFER_MODE,
             power: PowerMode::Active,
+            ncq_error: None,
         };
         d.reset();
         d
@@ -254,6 +272,7 @@ impl Drive {
         self.multiple = 0;
         self.xfer_mode = DEFAULT_XFER_MODE;
         self.power = PowerMode::Active;
+        self.ncq_error = None;
     }
 
     /// NCQ queue depth shown to the guest (1..=32).
@@ -308,10 +327,11 @@ impl Drive {
         let wc_supported = !self.quirks.no_write_cache;
         w[82] = 1 << 3 | if wc_supported { 1 << 5 } else { 0 };
         w[83] = 0x4000 | 1 << 13 | 1 << 12 | 1 << 10;
-        w[84] = 0x4000;
+        // General purpose logging (READ LOG EXT: the directory and, with NCQ, log 10h).
+        w[84] = 0x4000 | 1 << 5;
         w[85] = 1 << 3 | if self.write_cache { 1 << 5 } else { 0 };
         w[86] = 1 << 13 | 1 << 12 | 1 << 10;
-        w[87] = 0x4000;
+        w[87] = 0x4000 | 1 << 5;
         // Ultra DMA 0-6 supported; the selected mode in the high byte.
         w[88] = 0x007f | mode_bit(self.xfer_mode, 0x40, 6);
         w[100] = sectors as u16;
@@ -375,6 +395,7 @@ impl Drive {
                 self.write(disk, lba, n, xfer)
             }
             cmd::FLUSH_CACHE | cmd::FLUSH_CACHE_EXT => Ok(self.flush(disk)),
+            cmd::READ_LOG_EXT => self.read_log(tf, ncq, xfer),
             cmd::SET_FEATURES => Ok(self.set_features(tf)),
             cmd::SET_MULTIPLE => {
                 let n = (tf.count & 0xff) as u8;
@@ -474,6 +495,90 @@ impl Drive {
             }
         }
         Ok(Completion::ok(EndFis::D2h))
+    }
+
+    /// A queued (NCQ) read or write: `n` sectors at `lba`, with FUA (forced unit access)
+    /// making a write stable before it completes. A failure is recorded for log 10h.
+    #[allow(clippy::too_many_arguments)]
+    pub fn queued(
+        &mut self,
+        disk: &mut dyn BlockDevice,
+        tag: u8,
+        write: bool,
+        lba: u64,
+        n: u64,
+        fua: bool,
+        xfer: &mut dyn Transfer,
+    ) -> Result<Completion, Fault> {
+        let mut done = if write {
+            self.write(disk, lba, n, xfer)?
+        } else {
+            self.read(disk, lba, n, Some(xfer))?
+        };
+        if write && fua && self.write_cache && !done.failed() {
+            if let Err(e) = disk.flush() {
+                done = media_error(e, ERR_ABRT, lba);
+            }
+        }
+        if done.failed() {
+            self.ncq_error = Some(NcqError {
+                tag,
+                completion: done,
+            });
+        }
+        Ok(done)
+    }
+
+    /// READ LOG EXT: the log directory (00h) and, with NCQ, the NCQ Command Error log
+    /// (10h), one page each. Reading log 10h clears the error it reports.
+    fn read_log(
+        &mut self,
+        tf: &TaskFile,
+        ncq: bool,
+        xfer: &mut dyn Transfer,
+    ) -> Result<Completion, Fault> {
+        let log = tf.lba as u8;
+        let page = (tf.lba >> 8) & 0xffff;
+        let pages = match log {
+            0x00 => 1,
+            0x10 if ncq => 1,
+            _ => 0,
+        };
+        if page != 0 || tf.count == 0 || u64::from(tf.count) > pages {
+            return Ok(Completion::err(ERR_ABRT, 0));
+        }
+        let mut buf = [0u8; SECTOR];
+        match log {
+            0x00 => {
+                // General purpose log version 1, and the page count of each log.
+                buf[0] = 1;
+                if ncq {
+                    buf[2 * 0x10] = 1;
+                }
+            }
+            0x10 if ncq => {
+                match self.ncq_error.take() {
+                    Some(e) => {
+                        let c = e.completion;
+                        let l = c.lba.to_le_bytes();
+                        buf[0] = e.tag & 0x1f;
+                        buf[2] = c.status;
+                        buf[3] = c.error;
+                        buf[4..7].copy_from_slice(&l[..3]);
+                        buf[7] = c.device;
+                        buf[8..11].copy_from_slice(&l[3..6]);
+                        buf[12..14].copy_from_slice(&c.count.to_le_bytes());
+                    }
+                    // No queued command failed: NQ set.
+                    None => buf[0] = 0x80,
+                }
+                let sum = buf[..511].iter().fold(0u8, |a, b| a.wrapping_add(*b));
+                buf[511] = sum.wrapping_neg();
+            }
+            _ => {}
+        }
+        xfer.write_to_guest(&buf)?;
+        Ok(Completion::ok(EndFis::PioIn))
     }
 
     /// FLUSH CACHE: returns once the disk says everything written is stable.

@@ -671,8 +671,8 @@ fn a_read_only_disk_refuses_writes() {
 fn unknown_commands_abort_and_settings_commands_are_checked() {
     let mut g = Guest::new(64);
     g.probe();
-    // Unknown, or not implemented: READ LOG EXT, DATA SET MANAGEMENT, PACKET, NCQ.
-    for c in [0x2f, 0x06, 0xa0, 0x00, 0xff, 0x60] {
+    // Unknown, or not implemented: DATA SET MANAGEMENT, PACKET, NOP, READ SECTORS.
+    for c in [0x06, 0xa0, 0x00, 0xff, 0x20] {
         assert_eq!(
             g.fails(fis(c, 0, 1), &[(DATA, 512, false)], false),
             ERR_ABRT,
@@ -1046,4 +1046,149 @@ fn quirks_hide_the_write_cache_and_tighten_queue_depth() {
         1,
         "without a write cache, writes are stable at completion"
     );
+}
+
+/// A queued command's FIS as Linux builds it: count in features, tag in count 7:3.
+fn ncq_fis(command: u8, lba: u64, count: u16, tag: u8, fua: bool) -> [u8; 20] {
+    let mut f = fis(command, lba, u16::from(tag) << 3);
+    let c = count.to_le_bytes();
+    f[3] = c[0];
+    f[11] = c[1];
+    f[7] = 0x40 | if fua { 0x80 } else { 0 };
+    f
+}
+
+#[test]
+fn ncq_reads_and_writes_complete_with_set_device_bits() {
+    let mut g = Guest::new(256);
+    g.probe();
+    assert_ne!(g.rd(CAP) & CAP_SNCQ, 0);
+    let w = g.identify();
+    assert_eq!((w[75], w[76] & (1 << 8)), (31, 1 << 8), "32 deep");
+    // Three queued writes at once, as Linux issues them: PxSACT, then PxCI.
+    let data = pattern(6 * SECTOR, 9);
+    g.mem_write(DATA, &data);
+    for tag in 0..3u8 {
+        let t = u64::from(tag);
+        let ct = CT + t * CT_STRIDE;
+        g.header(u32::from(tag), 5, true, 1, ct);
+        g.mem_write(ct, &ncq_fis(cmd::WRITE_FPDMA, 20 + 2 * t, 2, tag, tag == 2));
+        let mut e = [0u8; 16];
+        e[..8].copy_from_slice(&(DATA + t * 1024).to_le_bytes());
+        e[12..].copy_from_slice(&1023u32.to_le_bytes());
+        g.mem_write(ct + PRDT_OFFSET, &e);
+    }
+    g.pwr(P_SACT, 0b111);
+    g.pwr(P_CI, 0b111);
+    assert_eq!((g.prd(P_CI), g.prd(P_SACT)), (0, 0));
+    assert!(g.irq.intx);
+    let is = g.handle_irq();
+    assert_eq!(is & (IS_SDBS | IS_TFES | IS_DHRS), IS_SDBS);
+    // One SDB FIS per command; the last one names one of the three tags.
+    let sdb = g.mem_read(FB + RFIS_SDBFIS, 8);
+    assert_eq!(sdb[..4], [FIS_SDB, 0x40, 0x50, 0]);
+    assert!([1, 2, 4].contains(&sdb[4]) && sdb[5..] == [0, 0, 0]);
+    for i in 0..6 {
+        assert_eq!(
+            g.disk.lock().sector(20 + i),
+            &data[i as usize * SECTOR..][..SECTOR]
+        );
+    }
+    assert_eq!(g.disk.lock().flushes, 1, "the FUA write is made stable");
+    // A queued read with tag 5 in slot 5.
+    let ct = CT + 5 * CT_STRIDE;
+    g.header(5, 5, false, 1, ct);
+    g.mem_write(ct, &ncq_fis(cmd::READ_FPDMA, 20, 6, 5, false));
+    let mut e = [0u8; 16];
+    e[..8].copy_from_slice(&(DATA + 0x4000).to_le_bytes());
+    e[12..].copy_from_slice(&(6 * 512 - 1u32).to_le_bytes());
+    g.mem_write(ct + PRDT_OFFSET, &e);
+    g.pwr(P_SACT, 1 << 5);
+    g.pwr(P_CI, 1 << 5);
+    assert_eq!((g.prd(P_CI), g.prd(P_SACT)), (0, 0));
+    assert_eq!(g.mem_read(DATA + 0x4000, 6 * SECTOR), data);
+    assert_eq!(g.mem_read(FB + RFIS_SDBFIS + 4, 4), [0x20, 0, 0, 0]);
+}
+
+#[test]
+fn a_failed_queued_command_is_reported_in_log_10h() {
+    let mut g = Guest::new(64);
+    g.probe();
+    let ct = CT + 7 * CT_STRIDE;
+    g.header(7, 5, false, 1, ct);
+    g.mem_write(ct, &ncq_fis(cmd::READ_FPDMA, 60, 8, 7, false));
+    let mut e = [0u8; 16];
+    e[..8].copy_from_slice(&DATA.to_le_bytes());
+    e[12..].copy_from_slice(&4095u32.to_le_bytes());
+    g.mem_write(ct + PRDT_OFFSET, &e);
+    g.pwr(P_SACT, 1 << 7);
+    g.pwr(P_CI, 1 << 7);
+    let is = g.prd(P_IS);
+    assert_eq!(is & (IS_SDBS | IS_TFES), IS_SDBS | IS_TFES);
+    assert_eq!(g.prd(P_SACT), 1 << 7, "the failed tag stays active");
+    assert_eq!(g.prd(P_TFD), u32::from(ERR_IDNF | ERR_ABRT) << 8 | 0x51);
+    assert_eq!(
+        g.mem_read(FB + RFIS_SDBFIS, 8),
+        [FIS_SDB, 0x40, 0x51, 0x14, 0, 0, 0, 0]
+    );
+    // Linux's EH: restart the port, then READ LOG EXT of log 10h (PIO in).
+    g.recover();
+    assert_eq!(g.prd(P_SACT), 0);
+    let read_log = |g: &mut Guest| {
+        g.ok(
+            fis(cmd::READ_LOG_EXT, 0x10, 1),
+            &[(DATA + 0x1000, 512, false)],
+            false,
+        );
+        g.mem_read(DATA + 0x1000, 512)
+    };
+    let log = read_log(&mut g);
+    assert_eq!(&log[..5], &[7, 0, 0x51, 0x14, 60]);
+    assert_eq!(
+        log.iter().fold(0u8, |a, b| a.wrapping_add(*b)),
+        0,
+        "checksum"
+    );
+    let log = read_log(&mut g);
+    assert_eq!(log[0], 0x80, "read once: no queued error left (NQ)");
+    // The directory lists log 10h; other logs and pages are refused.
+    g.ok(fis(cmd::READ_LOG_EXT, 0, 1), &[(DATA, 512, false)], false);
+    assert_eq!(g.mem_read(DATA, 0x22)[..2], [1, 0]);
+    assert_eq!(g.mem_read(DATA + 0x20, 2), [1, 0]);
+    assert_eq!(
+        g.fails(
+            fis(cmd::READ_LOG_EXT, 0x30, 1),
+            &[(DATA, 512, false)],
+            false
+        ),
+        ERR_ABRT
+    );
+    assert_eq!(
+        g.fails(
+            fis(cmd::READ_LOG_EXT, 0x110, 1),
+            &[(DATA, 512, false)],
+            false
+        ),
+        ERR_ABRT
+    );
+    assert_eq!(
+        g.fails(
+            fis(cmd::READ_LOG_EXT, 0x10, 2),
+            &[(DATA, 1024, false)],
+            false
+        ),
+        ERR_ABRT
+    );
+    // A backend failure on a queued write: ABRT, logged with its tag.
+    g.disk.lock().fail_with = Some(1);
+    let ct = CT + 3 * CT_STRIDE;
+    g.header(3, 5, true, 1, ct);
+    g.mem_write(ct, &ncq_fis(cmd::WRITE_FPDMA, 1, 1, 3, false));
+    g.mem_write(ct + PRDT_OFFSET, &e);
+    g.pwr(P_SACT, 1 << 3);
+    g.pwr(P_CI, 1 << 3);
+    assert_ne!(g.prd(P_IS) & IS_TFES, 0);
+    g.recover();
+    g.disk.lock().fail_with = None;
+    assert_eq!(&read_log(&mut g)[..4], &[3, 0, 0x51, ERR_ABRT]);
 }
