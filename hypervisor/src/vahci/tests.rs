@@ -616,6 +616,17 @@ fn lba_past_the_end_is_idnf_and_stops_the_port_until_restarted() {
     assert_eq!(g.disk.lock().flushes, 0);
     g.recover();
     g.ok(fis(cmd::READ_DMA_EXT, 62, 2), &[(DATA, 1024, false)], false);
+    // A write reaching past the end fails before any of it reaches the disk.
+    let mut g = Guest::new(256);
+    g.probe();
+    g.mem_write(DATA, &[0x5a; 300 * SECTOR]);
+    let f = fis(cmd::WRITE_DMA_EXT, 0, 300);
+    assert_eq!(
+        g.fails(f, &[(DATA, 300 * 512, false)], true),
+        ERR_IDNF | ERR_ABRT
+    );
+    assert_eq!(g.disk.lock().sector(0), &[0; SECTOR][..]);
+    assert_eq!(g.prdbc(0), 0);
     // Overflowing LBA + count.
     assert_eq!(
         g.fails(
@@ -776,13 +787,19 @@ fn guest_addresses_outside_ram_are_host_bus_fatal() {
     let mut g = Guest::new(64);
     g.probe();
     g.irq.bus_master = false;
+    g.mem_write(DATA, &[0x77; 512]);
     g.issue(
         0,
-        fis(cmd::READ_DMA_EXT, 0, 1),
+        fis(cmd::WRITE_DMA_EXT, 0, 1),
         &[(DATA, 512, false)],
-        false,
+        true,
     );
     assert_ne!(g.prd(P_IS) & IS_HBFS, 0);
+    assert_eq!(
+        g.disk.lock().sector(0),
+        &[0; SECTOR][..],
+        "nothing read from the guest"
+    );
 }
 
 #[test]
@@ -862,6 +879,14 @@ fn commands_issued_while_stopped_are_ignored() {
     g.start_engine();
     g.ok(fis(cmd::FLUSH_CACHE, 0, 0), &[], false);
     assert_eq!(g.disk.lock().flushes, 1);
+    // With FIS receive off, commands still run but nothing is written to the FIS area.
+    g.deinit_port();
+    g.mem_write(FB, &[0xee; 256]);
+    g.start_engine();
+    g.ok(fis(cmd::FLUSH_CACHE_EXT, 0, 0), &[], false);
+    assert_eq!(g.disk.lock().flushes, 2);
+    assert_eq!(g.mem_read(FB, 256), [0xee; 256]);
+    assert_eq!(g.prd(P_TFD), 0x50);
 }
 
 #[test]
@@ -890,7 +915,14 @@ fn interrupts_follow_ie_and_msi_replaces_intx() {
     g.cfg_wr(cap + 4, AccessSize::Word, 0x0802_0040);
     g.cfg_wr(cap + 8, AccessSize::Word, 0x1);
     g.cfg_wr(cap + 12, AccessSize::HalfWord, 0x55);
+    // A completion pending on INTx moves to MSI when MSI is turned on.
+    g.issue(0, fis(cmd::FLUSH_CACHE, 0, 0), &[], false);
+    assert!(g.irq.intx);
     g.cfg_wr(cap + 2, AccessSize::HalfWord, 0xffff);
+    assert!(!g.irq.intx);
+    assert_eq!(g.irq.msis, [(0x1_0802_0040, 0x55)]);
+    g.handle_irq();
+    g.irq.msis.clear();
     assert_eq!(
         g.hba.config_read(cap + 2, AccessSize::HalfWord),
         0x81,
@@ -956,6 +988,22 @@ fn narrow_and_wide_register_accesses() {
     // A byte write changes one byte of PxIE.
     g.with_ctx(|h, c, i| h.bar_write(c, i, ABAR, PORT0 + P_IE + 3, AccessSize::Byte, 0));
     assert_eq!(g.prd(P_IE), DEF_PORT_IRQ & 0x00ff_ffff);
+    g.with_ctx(|h, c, i| h.bar_write(c, i, ABAR, PORT0 + P_IE, AccessSize::Byte, 0));
+    assert_eq!(g.prd(P_IE), DEF_PORT_IRQ & 0x00ff_ff00);
+    g.with_ctx(|h, c, i| {
+        h.bar_write(
+            c,
+            i,
+            ABAR,
+            PORT0 + P_IE + 2,
+            AccessSize::HalfWord,
+            0xffff_ffff,
+        )
+    });
+    assert_eq!(
+        g.prd(P_IE),
+        (DEF_PORT_IRQ & 0x0000_ff00) | (IS_MASK & 0xffff_0000)
+    );
     // A 64-bit write sets PxCLB and PxCLBU.
     let cmd = g.prd(P_CMD);
     g.pwr(P_CMD, cmd & !CMD_ST);
