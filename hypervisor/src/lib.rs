@@ -14,7 +14,7 @@
 //!
 //! Rooms: [`arch`] (the only place with `unsafe`), [`mm`], [`vcpu`], [`vm`], [`exit`], [`vgic`],
 //! [`vtimer`], [`psci`], [`mmio`], [`trap`], [`vuart`], [`sched`], [`plugin`],
-//! [`platform`], [`config`], [`fdt`], [`sync`]. See `docs/ARCHITECTURE.md`.
+//! [`platform`], [`config`], [`fdt`], [`sync`], [`vahci`]. See `docs/ARCHITECTURE.md`.
 #![cfg_attr(not(test), no_std)]
 
 extern crate alloc;

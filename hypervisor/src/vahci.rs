@@ -21,6 +21,10 @@
 //! these the port stops processing commands, with the failed slot's PxCI bit still set
 //! and PxCMD.CCS naming it, until software clears PxCMD.ST (AHCI 6.2.2).
 //!
+//! A read-only disk: ATA has no write-protect indication for a fixed (non-removable)
+//! disk, so IDENTIFY cannot say so; every write, queued or not, ends with ABRT before any
+//! data is fetched from the guest.
+//!
 //! State is plain data (no references into guest memory), so it can be saved.
 //!
 //! ```

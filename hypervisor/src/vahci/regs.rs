@@ -128,8 +128,8 @@ pub const CMD_CCS_SHIFT: u32 = 8;
 pub const CMD_FR: u32 = 1 << 14;
 /// Command List Running.
 pub const CMD_CR: u32 = 1 << 15;
-/// Bits software may set and read back: ATAPI, DLAE, ALPE, ASP.
-pub const CMD_RW: u32 = 0x0f00_0000;
+/// Bits software may set and read back: ATAPI, DLAE (ALPE and ASP need CAP.SALP).
+pub const CMD_RW: u32 = 0x0300_0000;
 /// Interface Communication Control (bits 31:28).
 pub const CMD_ICC_MASK: u32 = 0xf000_0000;
 
