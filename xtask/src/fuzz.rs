@@ -20,7 +20,12 @@ use std::process::Command;
 use std::time::Instant;
 
 /// The fuzz targets (`fuzz/fuzz_targets/<name>.rs`).
-pub const TARGETS: [&str; 3] = ["kdl_front_end", "trap_decoder", "vgic_mmio"];
+pub const TARGETS: [&str; 4] = [
+    "kdl_front_end",
+    "trap_decoder",
+    "vgic_mmio",
+    "ahci_commands",
+];
 
 /// Seconds each target runs in [`smoke`].
 const SMOKE_SECONDS: u64 = 10;
