@@ -43,6 +43,8 @@ pub mod cmd {
     pub const READ_FPDMA: u8 = 0x60;
     /// WRITE FPDMA QUEUED (NCQ).
     pub const WRITE_FPDMA: u8 = 0x61;
+    /// EXECUTE DEVICE DIAGNOSTIC.
+    pub const EXECUTE_DIAGNOSTIC: u8 = 0x90;
     /// SET MULTIPLE MODE.
     pub const SET_MULTIPLE: u8 = 0xc6;
     /// READ DMA (28-bit).
@@ -397,6 +399,14 @@ impl Drive {
             cmd::FLUSH_CACHE | cmd::FLUSH_CACHE_EXT => Ok(self.flush(disk)),
             cmd::READ_LOG_EXT => self.read_log(tf, ncq, xfer),
             cmd::SET_FEATURES => Ok(self.set_features(tf)),
+            // The self-test passed (diagnostic code 01h in the error register, which is
+            // not an error) and the signature is back in the LBA and count registers.
+            cmd::EXECUTE_DIAGNOSTIC => Ok(Completion {
+                error: 0x01,
+                lba: 1,
+                count: 1,
+                ..Completion::ok(EndFis::D2h)
+            }),
             cmd::SET_MULTIPLE => {
                 let n = (tf.count & 0xff) as u8;
                 if n <= MAX_MULTIPLE && (n == 0 || n.is_power_of_two()) {

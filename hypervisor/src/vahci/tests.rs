@@ -726,6 +726,14 @@ fn unknown_commands_abort_and_settings_commands_are_checked() {
     assert_eq!(check(&mut g), 0x00);
     g.ok(fis(cmd::READ_DMA_EXT, 0, 1), &[(DATA, 512, false)], false);
     assert_eq!(check(&mut g), 0xff, "media access wakes the disk");
+    // EXECUTE DEVICE DIAGNOSTIC: passed (01h), signature in the registers, no ERR.
+    g.ok(fis(cmd::EXECUTE_DIAGNOSTIC, 0, 0), &[], false);
+    assert_eq!(g.prd(P_TFD), 0x0150);
+    let d2h = g.mem_read(FB + RFIS_RFIS, 14);
+    assert_eq!(
+        (d2h[3], d2h[4], d2h[5], d2h[6], d2h[12]),
+        (0x01, 1, 0, 0, 1)
+    );
     // COMRESET brings the power-on settings back.
     g.hardreset();
     assert_eq!(g.identify()[59], 0);
