@@ -11,7 +11,16 @@
 //! against its [`BlockDevice`], data moves through the PRD table in order, and the ending
 //! FIS lands in the received-FIS area (when PxCMD.FRE is set) before the PxCI bit clears
 //! and the interrupt is raised (INTx, or the MSI of the function's MSI capability).
-//! Everything completes inside the guest's PxCI write.
+//! Everything completes inside the guest's PxCI write. Commands: IDENTIFY DEVICE, READ /
+//! WRITE DMA (28-bit and EXT), READ / WRITE FPDMA QUEUED (NCQ, 32 tags, completed with a
+//! Set Device Bits FIS), READ VERIFY, FLUSH CACHE (EXT), READ LOG EXT (directory, NCQ
+//! error log), SET FEATURES (transfer mode, write cache), SET MULTIPLE, the power
+//! commands, EXECUTE DEVICE DIAGNOSTIC; anything else ends with ABRT.
+//!
+//! A command moves at most what ATA can ask for (65536 sectors, 32 MiB), in 64 KiB steps
+//! through one bounce buffer, and walks its PRD table only as far as its data reaches. The
+//! data direction comes from the ATA command, not from the header's W bit. PRD byte
+//! counts are taken as written (DBC + 1), odd or even, as QEMU does.
 //!
 //! Failures are the guest's, never the hypervisor's: a command list, FIS area or PRD
 //! outside the VM's RAM is a host bus fatal error (PxIS.HBFS, PxSERR.ERR.E), a PRD table
