@@ -355,7 +355,8 @@ impl VAhci {
                 self.comreset();
                 0
             }
-            0 if !self.port.link_up => self.link_up(Some(dma)),
+            // Commands issued while the link was down go out once it is up.
+            0 if !self.port.link_up => self.link_up(Some(dma)) | self.run_commands(dma),
             _ => 0,
         }
     }
@@ -415,7 +416,11 @@ impl VAhci {
     /// Runs the issued commands; returns the PxIS bits raised.
     fn run_commands(&mut self, dma: &Dma<'_>) -> u32 {
         let mut raised = 0;
-        while !self.port.halted && self.port.cmd & CMD_ST != 0 && self.port.ci != 0 {
+        while !self.port.halted
+            && self.port.link_up
+            && self.port.cmd & CMD_ST != 0
+            && self.port.ci != 0
+        {
             let first = self.port.next_slot;
             let Some(slot) = (0..SLOTS)
                 .map(|i| (first + i) % SLOTS)

@@ -887,6 +887,19 @@ fn commands_issued_while_stopped_are_ignored() {
     g.start_engine();
     g.ok(fis(cmd::FLUSH_CACHE, 0, 0), &[], false);
     assert_eq!(g.disk.lock().flushes, 1);
+    // While COMRESET holds the link down, an issued command waits for the link.
+    g.pwr(P_SCTL, 0x301);
+    g.issue(0, fis(cmd::FLUSH_CACHE, 0, 0), &[], false);
+    assert_eq!((g.prd(P_CI), g.disk.lock().flushes), (1, 1));
+    g.pwr(P_SCTL, 0x300);
+    assert_eq!((g.prd(P_CI), g.disk.lock().flushes), (0, 2));
+    // The link change shows in PxSERR (and PxIS.PCS/PRCS) until software clears it.
+    assert_eq!(g.prd(P_IS) & (IS_PCS | IS_PRCS), IS_PCS | IS_PRCS);
+    let serr = g.prd(P_SERR);
+    g.pwr(P_SERR, serr);
+    assert_eq!(g.prd(P_IS) & (IS_PCS | IS_PRCS), 0);
+    g.handle_irq();
+    g.disk.lock().flushes = 1;
     // With FIS receive off, commands still run but nothing is written to the FIS area.
     g.deinit_port();
     g.mem_write(FB, &[0xee; 256]);
@@ -1088,6 +1101,7 @@ fn quirks_hide_the_write_cache_and_tighten_queue_depth() {
             no_write_cache: true
         }
     );
+    assert!(!q.apply(&QuirkData::Soc { cpu_on_delay_us: 5 }));
     let mut g = Guest::with(64, false, q);
     g.probe();
     let w = g.identify();
