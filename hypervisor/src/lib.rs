@@ -14,7 +14,7 @@
 //!
 //! Rooms: [`arch`] (the only place with `unsafe`), [`mm`], [`vcpu`], [`vm`], [`exit`], [`vgic`],
 //! [`vtimer`], [`psci`], [`mmio`], [`trap`], [`vuart`], [`sched`], [`plugin`],
-//! [`platform`], [`config`], [`fdt`], [`sync`], [`pci`], [`virtio`], [`block`]. See
+//! [`platform`], [`config`], [`fdt`], [`sync`], [`pci`], [`virtio`], [`block`], [`vnvme`], [`vahci`]. See
 //! `docs/ARCHITECTURE.md`.
 #![cfg_attr(not(test), no_std)]
 
@@ -39,6 +39,7 @@ pub mod sched;
 pub mod sync;
 pub mod trap;
 pub mod types;
+pub mod vahci;
 pub mod vcpu;
 pub mod vgic;
 pub mod virtio;

@@ -20,13 +20,14 @@ use std::process::Command;
 use std::time::Instant;
 
 /// The fuzz targets (`fuzz/fuzz_targets/<name>.rs`).
-pub const TARGETS: [&str; 6] = [
+pub const TARGETS: [&str; 7] = [
     "kdl_front_end",
     "trap_decoder",
     "vgic_mmio",
     "nvme_commands",
     "pci_config",
     "virtqueue",
+    "ahci_commands",
 ];
 
 /// Seconds each target runs in [`smoke`].

@@ -1,0 +1,182 @@
+//! What the port reads and writes in guest memory: command headers, command FISes, the
+//! PRD table (as a [`Transfer`]) and the received-FIS area. Every access goes through
+//! [`GuestMemory`] and fails as [`Fault::HostBus`] outside RAM or without bus mastering.
+#![deny(unsafe_code)]
+
+use super::ata::{Fault, Transfer};
+use super::regs::{HEADER_SIZE, PRDT_OFFSET, PRD_SIZE};
+use crate::sync::Mutex;
+use crate::types::GuestPhysAddr;
+use crate::vm::mem::GuestMemory;
+
+/// Guest memory as the HBA's bus master sees it.
+pub struct Dma<'a> {
+    /// The VM's RAM.
+    pub mem: &'a Mutex<dyn GuestMemory>,
+    /// PCI bus mastering is on.
+    pub enabled: bool,
+}
+
+impl Dma<'_> {
+    /// Reads `buf.len()` bytes at `addr`.
+    pub fn read(&self, addr: u64, buf: &mut [u8]) -> Result<(), Fault> {
+        if !self.enabled {
+            return Err(Fault::HostBus);
+        }
+        self.mem
+            .lock()
+            .read(GuestPhysAddr(addr), buf)
+            .map_err(|_| Fault::HostBus)
+    }
+
+    /// Writes `data` at `addr`.
+    pub fn write(&self, addr: u64, data: &[u8]) -> Result<(), Fault> {
+        if !self.enabled {
+            return Err(Fault::HostBus);
+        }
+        self.mem
+            .lock()
+            .write(GuestPhysAddr(addr), data)
+            .map_err(|_| Fault::HostBus)
+    }
+}
+
+/// A command header of the command list (AHCI 4.2.2).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CommandHeader {
+    /// Command FIS length in DWORDs (2..=16 is valid).
+    pub cfl: u32,
+    /// Write: data flows host to device.
+    pub write: bool,
+    /// Reset (part of a software reset sequence).
+    pub reset: bool,
+    /// Clear busy upon R_OK.
+    pub clear_busy: bool,
+    /// Entries in the PRD table.
+    pub prdtl: u32,
+    /// Command table base (128-byte aligned).
+    pub ctba: u64,
+}
+
+impl CommandHeader {
+    /// Reads slot `slot`'s header from the command list at `clb`.
+    pub fn read(dma: &Dma<'_>, clb: u64, slot: u32) -> Result<Self, Fault> {
+        let addr = u64::from(slot)
+            .checked_mul(HEADER_SIZE)
+            .and_then(|o| clb.checked_add(o))
+            .ok_or(Fault::HostBus)?;
+        let mut b = [0u8; 16];
+        dma.read(addr, &mut b)?;
+        let dw =
+            |i: usize| u32::from_le_bytes([b[i * 4], b[i * 4 + 1], b[i * 4 + 2], b[i * 4 + 3]]);
+        let dw0 = dw(0);
+        Ok(Self {
+            cfl: dw0 & 0x1f,
+            write: dw0 & (1 << 6) != 0,
+            reset: dw0 & (1 << 8) != 0,
+            clear_busy: dw0 & (1 << 10) != 0,
+            prdtl: dw0 >> 16,
+            ctba: (u64::from(dw(3)) << 32 | u64::from(dw(2))) & !0x7f,
+        })
+    }
+
+    /// Writes PRDBC (bytes transferred) back into slot `slot`'s header.
+    pub fn write_prdbc(dma: &Dma<'_>, clb: u64, slot: u32, bytes: u32) -> Result<(), Fault> {
+        let addr = u64::from(slot)
+            .checked_mul(HEADER_SIZE)
+            .and_then(|o| clb.checked_add(o + 4))
+            .ok_or(Fault::HostBus)?;
+        dma.write(addr, &bytes.to_le_bytes())
+    }
+}
+
+/// The data of one command, walked through its PRD table in order.
+pub struct Prdt<'d, 'm> {
+    dma: &'d Dma<'m>,
+    table: u64,
+    entries: u32,
+    next: u32,
+    addr: u64,
+    left: u64,
+    interrupt: bool,
+    /// Bytes moved so far (PRDBC).
+    pub bytes: u64,
+    /// A PRD with the I bit was finished (PxIS.DPS).
+    pub descriptor_interrupt: bool,
+}
+
+impl<'d, 'm> Prdt<'d, 'm> {
+    /// The PRD table of the command table at `ctba`, with `entries` entries.
+    pub fn new(dma: &'d Dma<'m>, ctba: u64, entries: u32) -> Self {
+        Self {
+            dma,
+            table: ctba,
+            entries,
+            next: 0,
+            addr: 0,
+            left: 0,
+            interrupt: false,
+            bytes: 0,
+            descriptor_interrupt: false,
+        }
+    }
+
+    /// The current segment (loading the next PRD when the current one is used up).
+    fn segment(&mut self) -> Result<(u64, u64), Fault> {
+        while self.left == 0 {
+            if self.next >= self.entries {
+                return Err(Fault::Overflow);
+            }
+            let at = u64::from(self.next)
+                .checked_mul(PRD_SIZE)
+                .and_then(|o| o.checked_add(PRDT_OFFSET))
+                .and_then(|o| self.table.checked_add(o))
+                .ok_or(Fault::HostBus)?;
+            let mut e = [0u8; 16];
+            self.dma.read(at, &mut e)?;
+            let lo = u32::from_le_bytes([e[0], e[1], e[2], e[3]]);
+            let hi = u32::from_le_bytes([e[4], e[5], e[6], e[7]]);
+            let dw3 = u32::from_le_bytes([e[12], e[13], e[14], e[15]]);
+            // DBA bit 0 is reserved (word alignment); DBC is the byte count - 1.
+            self.addr = (u64::from(hi) << 32 | u64::from(lo)) & !1;
+            self.left = u64::from(dw3 & 0x3f_ffff) + 1;
+            self.interrupt = dw3 & (1 << 31) != 0;
+            self.next += 1;
+        }
+        Ok((self.addr, self.left))
+    }
+
+    fn advance(&mut self, n: u64) {
+        self.addr = self.addr.wrapping_add(n);
+        self.left -= n;
+        self.bytes += n;
+        if self.left == 0 && self.interrupt {
+            self.descriptor_interrupt = true;
+        }
+    }
+}
+
+impl Transfer for Prdt<'_, '_> {
+    fn write_to_guest(&mut self, mut data: &[u8]) -> Result<(), Fault> {
+        while !data.is_empty() {
+            let (addr, left) = self.segment()?;
+            let n = left.min(data.len() as u64) as usize;
+            self.dma.write(addr, &data[..n])?;
+            self.advance(n as u64);
+            data = &data[n..];
+        }
+        Ok(())
+    }
+
+    fn read_from_guest(&mut self, mut buf: &mut [u8]) -> Result<(), Fault> {
+        while !buf.is_empty() {
+            let (addr, left) = self.segment()?;
+            let n = left.min(buf.len() as u64) as usize;
+            let (now, rest) = buf.split_at_mut(n);
+            self.dma.read(addr, now)?;
+            self.advance(n as u64);
+            buf = rest;
+        }
+        Ok(())
+    }
+}
