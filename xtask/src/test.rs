@@ -237,6 +237,7 @@ fn gic_v2_test_guest(board: &str) -> Scenario {
         out_of_tree: false,
         poisoned_ram: false,
         steady: None,
+        host_disk: None,
     }
 }
 
@@ -345,6 +346,105 @@ fn lifecycle() -> Scenario {
     }
 }
 
+/// Where `storage-host-nvme` keeps its disk image and what goes on it.
+fn storage_dir() -> std::path::PathBuf {
+    workspace_root().join("target/scenarios/storage-host-nvme")
+}
+
+/// The label of the partition the image's storage self-test writes.
+const SELFTEST_LABEL: &str = "hv-selftest";
+
+/// A 64 MiB disk: `vm0-root` (32 MiB, an ext4 file system made from a directory),
+/// `vm0-data` (16 MiB) and the self-test's partition (1 MiB). Made afresh for each run,
+/// so that only this boot's write can be found in it.
+fn storage_disk() -> Result<std::path::PathBuf, String> {
+    use crate::disk::{create, ext4_image, PartSpec};
+    let dir = storage_dir();
+    let root = dir.join("rootfs");
+    std::fs::create_dir_all(&root).map_err(|e| format!("{}: {e}", root.display()))?;
+    std::fs::write(
+        root.join("hello.txt"),
+        "written by cargo xtask for the storage scenario\n",
+    )
+    .map_err(|e| format!("{}: {e}", root.display()))?;
+    let fs = dir.join("vm0-root.ext4");
+    ext4_image(&root, &fs, 32 << 20)?;
+    let img = dir.join("nvme0.img");
+    let part = |label: &str, mib: u64, fill: Option<std::path::PathBuf>| PartSpec {
+        label: label.into(),
+        bytes: mib << 20,
+        fill,
+    };
+    create(
+        &img,
+        64 << 20,
+        &[
+            part("vm0-root", 32, Some(fs)),
+            part("vm0-data", 16, None),
+            part(SELFTEST_LABEL, 1, None),
+        ],
+    )?;
+    Ok(img)
+}
+
+/// After QEMU exited: the value the hypervisor printed is in sector 0 of the self-test
+/// partition of the disk image, as the self-test wrote it.
+fn storage_selftest_landed(disk: &std::path::Path, lines: &[String]) -> Result<(), String> {
+    let marker = "[hv] storage self-test: wrote value=";
+    let line = lines
+        .iter()
+        .find(|l| l.contains(marker))
+        .ok_or(format!("no `{marker}` line on the console"))?;
+    let value: String = line[line.find(marker).unwrap_or(0) + marker.len()..]
+        .chars()
+        .take_while(|c| c.is_ascii_hexdigit())
+        .collect();
+    if value.len() != 16 {
+        return Err(format!("no 16-digit value in `{line}`"));
+    }
+    let sector = crate::disk::read_sector(disk, SELFTEST_LABEL, 0)?;
+    let want = format!("HV-SELFTEST {value}\n");
+    if sector.starts_with(want.as_bytes()) {
+        Ok(())
+    } else {
+        let end = sector.iter().position(|&b| b == 0).unwrap_or(40).min(40);
+        Err(format!(
+            "{}: sector 0 of `{SELFTEST_LABEL}` holds {:?}, not {want:?} as printed",
+            disk.display(),
+            String::from_utf8_lossy(&sector[..end])
+        ))
+    }
+}
+
+/// `storage-host-nvme`: the machine has an NVMe disk on its PCIe (QEMU `-device nvme`);
+/// the hypervisor enumerates the bus, drives the controller, reads the disk's GPT and
+/// lists its partitions, then (self-test built in with the image feature
+/// `storage-selftest`) writes a value computed at run time into the self-test partition
+/// and flushes; after QEMU exits the value must be in the disk image file.
+fn storage_host_nvme() -> Scenario {
+    let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+    let mut expect = s(&[
+        "[hv] device pcie: driver pci-ecam",
+        "[hv] pci pcie 00:01.0 1b36:0010 class 010802: driver nvme",
+        "[hv] datastore: nvme0 (QEMU NVMe Ctrl, 64 MiB): partitions \"vm0-root\" 32 MiB, \"vm0-data\" 16 MiB, \"hv-selftest\" 1 MiB",
+        "[hv] storage self-test: wrote value=",
+    ]);
+    expect.extend(guest_passes("test"));
+    expect.push("[hv] all VMs stopped; powering off".into());
+    Scenario {
+        host_disk: Some(crate::qemu::HostDisk {
+            features: &["storage-selftest"],
+            make: storage_disk,
+            check: storage_selftest_landed,
+        }),
+        ..Scenario::new(
+            "storage-host-nvme",
+            target("qemu-virt", "examples/vms/test-guest.toml"),
+            expect,
+        )
+    }
+}
+
 /// The QEMU scenarios, each a snapshot of serial output that must appear.
 pub fn scenarios() -> Vec<Scenario> {
     let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
@@ -422,6 +522,7 @@ pub fn scenarios() -> Vec<Scenario> {
         },
         poisoned_ram(),
         lifecycle(),
+        storage_host_nvme(),
         gic_v2_test_guest("qemu-virt-gicv2"),
         gic_v2_test_guest("xlnx-zcu102"),
         Scenario {
@@ -461,6 +562,7 @@ pub fn scenarios() -> Vec<Scenario> {
             out_of_tree: false,
             poisoned_ram: false,
             steady: None,
+            host_disk: None,
         },
         Scenario {
             // Console multiplexing: input goes to VM 0, Ctrl-] 1 switches it to VM 1; each
@@ -870,4 +972,54 @@ pub fn linux_scenarios() -> Result<Vec<Scenario>, String> {
         )
     });
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::disk::{create, PartSpec};
+
+    fn disk_holding(dir: &std::path::Path, sector0: &[u8]) -> std::path::PathBuf {
+        std::fs::create_dir_all(dir).unwrap();
+        let fill = dir.join("fill.bin");
+        std::fs::write(&fill, sector0).unwrap();
+        let img = dir.join("disk.img");
+        let part = |label: &str, fill| PartSpec {
+            label: label.into(),
+            bytes: 1 << 20,
+            fill,
+        };
+        create(
+            &img,
+            4 << 20,
+            &[part("other", None), part(SELFTEST_LABEL, Some(fill))],
+        )
+        .unwrap();
+        img
+    }
+
+    #[test]
+    fn the_storage_check_finds_the_printed_value_and_nothing_else() {
+        let dir = std::env::temp_dir().join(format!("xtask-selftest-{}", std::process::id()));
+        let img = disk_holding(&dir, b"HV-SELFTEST 0123456789abcdef\n");
+        let line = |v: &str| {
+            vec![format!(
+                "[hv] storage self-test: wrote value={v} to \"hv-selftest\" sector 0, flushed, read back equal"
+            )]
+        };
+        assert_eq!(
+            storage_selftest_landed(&img, &line("0123456789abcdef")),
+            Ok(())
+        );
+        let err = storage_selftest_landed(&img, &line("0123456789abcdee")).unwrap_err();
+        assert!(
+            err.contains("holds \"HV-SELFTEST 0123456789abcdef\\n\""),
+            "{err}"
+        );
+        assert!(
+            storage_selftest_landed(&img, &[]).is_err(),
+            "no line printed"
+        );
+        let _ = std::fs::remove_dir_all(dir);
+    }
 }
