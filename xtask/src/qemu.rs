@@ -135,6 +135,9 @@ pub struct Scenario {
 pub struct HostDisk {
     /// Cargo features of the `image` crate for this scenario's build.
     pub features: &'static [&'static str],
+    /// `-device` values that put the disk (drive `nvm0`) on the machine, e.g.
+    /// `nvme,serial=hv-nvme0,drive=nvm0`.
+    pub devices: &'static [&'static str],
     /// Writes the disk image; returns its path.
     pub make: fn() -> Result<PathBuf, String>,
     /// Checks the disk image after QEMU exited, given the console lines.
@@ -419,12 +422,13 @@ pub fn run_scenario(s: &Scenario) -> Result<(), String> {
     }
     let disk = s.host_disk.map(|d| (d.make)()).transpose()?;
     if let Some(disk) = &disk {
-        cmd.arg("-drive")
-            .arg(format!(
-                "file={},if=none,format=raw,id=nvm0",
-                disk.display()
-            ))
-            .args(["-device", "nvme,serial=hv-nvme0,drive=nvm0"]);
+        cmd.arg("-drive").arg(format!(
+            "file={},if=none,format=raw,id=nvm0",
+            disk.display()
+        ));
+        for d in s.host_disk.map_or(&[][..], |d| d.devices) {
+            cmd.args(["-device", d]);
+        }
     }
     cmd.stdin(Stdio::piped())
         .stdout(Stdio::piped())

@@ -420,25 +420,43 @@ fn storage_selftest_landed(disk: &std::path::Path, lines: &[String]) -> Result<(
 /// the hypervisor enumerates the bus, drives the controller, reads the disk's GPT and
 /// lists its partitions, then (self-test built in with the image feature
 /// `storage-selftest`) writes a value computed at run time into the self-test partition
-/// and flushes; after QEMU exits the value must be in the disk image file.
-fn storage_host_nvme() -> Scenario {
+/// and flushes; after QEMU exits the value must be in the disk image file. With
+/// `root_port`, the NVMe sits behind a PCIe root port (bus 1), as on real machines.
+fn storage_host_nvme(root_port: bool) -> Scenario {
     let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
-    let mut expect = s(&[
-        "[hv] device pcie: driver pci-ecam",
-        "[hv] pci pcie 00:01.0 1b36:0010 class 010802: driver nvme",
+    let mut expect = s(&["[hv] device pcie: driver pci-ecam"]);
+    if root_port {
+        expect.push("[hv] pci pcie 00:01.0 1b36:000c class 060400: bridge to bus 01".into());
+        expect.push("[hv] pci pcie 01:00.0 1b36:0010 class 010802: driver nvme".into());
+    } else {
+        expect.push("[hv] pci pcie 00:01.0 1b36:0010 class 010802: driver nvme".into());
+    }
+    expect.extend(s(&[
         "[hv] datastore: nvme0 (QEMU NVMe Ctrl, 64 MiB): partitions \"vm0-root\" 32 MiB, \"vm0-data\" 16 MiB, \"hv-selftest\" 1 MiB",
         "[hv] storage self-test: wrote value=",
-    ]);
+    ]));
     expect.extend(guest_passes("test"));
     expect.push("[hv] all VMs stopped; powering off".into());
+    let (name, devices): (&str, &'static [&'static str]) = if root_port {
+        (
+            "storage-host-nvme-root-port",
+            &[
+                "pcie-root-port,id=rp0,chassis=1",
+                "nvme,serial=hv-nvme0,drive=nvm0,bus=rp0",
+            ],
+        )
+    } else {
+        ("storage-host-nvme", &["nvme,serial=hv-nvme0,drive=nvm0"])
+    };
     Scenario {
         host_disk: Some(crate::qemu::HostDisk {
             features: &["storage-selftest"],
+            devices,
             make: storage_disk,
             check: storage_selftest_landed,
         }),
         ..Scenario::new(
-            "storage-host-nvme",
+            name,
             target("qemu-virt", "examples/vms/test-guest.toml"),
             expect,
         )
@@ -522,7 +540,8 @@ pub fn scenarios() -> Vec<Scenario> {
         },
         poisoned_ram(),
         lifecycle(),
-        storage_host_nvme(),
+        storage_host_nvme(false),
+        storage_host_nvme(true),
         gic_v2_test_guest("qemu-virt-gicv2"),
         gic_v2_test_guest("xlnx-zcu102"),
         Scenario {

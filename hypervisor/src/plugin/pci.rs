@@ -248,8 +248,9 @@ pub fn take_offered() -> Vec<Offered> {
     core::mem::take(&mut *OFFERED.lock())
 }
 
-/// A function a host bridge found but did not offer, and why (for the console).
-#[derive(Clone, Copy, Debug)]
+/// A function a host bridge found but did not offer (a bridge, a function it could not
+/// set up), and what it is (for the console).
+#[derive(Clone, Debug)]
 pub struct Note {
     /// Where.
     pub bdf: Bdf,
@@ -257,14 +258,14 @@ pub struct Note {
     pub ids: PciIds,
     /// Its host bridge.
     pub host: &'static DeviceDesc,
-    /// Why it is not offered.
-    pub what: &'static str,
+    /// What it is, or why it is not offered.
+    pub what: String,
 }
 
 static NOTES: Mutex<Vec<Note>> = Mutex::new(Vec::new());
 
 /// A host-bridge driver reports a function it leaves alone.
-pub fn note(bdf: Bdf, ids: PciIds, host: &'static DeviceDesc, what: &'static str) {
+pub fn note(bdf: Bdf, ids: PciIds, host: &'static DeviceDesc, what: String) {
     NOTES.lock().push(Note {
         bdf,
         ids,

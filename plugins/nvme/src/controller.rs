@@ -176,10 +176,23 @@ impl Controller {
             },
             plan,
         };
-        c.enable(&cap)?;
-        c.identify()?;
-        c.create_io_queues()?;
-        Ok(c)
+        let up = c
+            .enable(&cap)
+            .and_then(|()| c.identify())
+            .and_then(|()| c.create_io_queues());
+        match up {
+            Ok(()) => Ok(c),
+            Err(e) => {
+                // The queues go back to the pool when `c` drops: first stop the controller
+                // from using them (CC.EN = 0 aborts its commands), as far as it listens.
+                c.write32(reg::CC, 0);
+                if c.wait_csts(false, cap.timeout_ms.max(500)).is_err() {
+                    // It did not stop: its queues and buffers must never be reused.
+                    core::mem::forget(c);
+                }
+                Err(e)
+            }
+        }
     }
 
     /// Log2 of the namespace's logical block size.

@@ -42,6 +42,18 @@ pub mod cfg {
     pub const SUBSYSTEM: u16 = 0x2c;
     /// Interrupt line (7:0), interrupt pin (15:8, 1 = INTA).
     pub const INTERRUPT: u16 = 0x3c;
+    /// Bridge (type 1): primary (7:0), secondary (15:8) and subordinate (23:16) bus.
+    pub const BUS_NUMBERS: u16 = 0x18;
+    /// Bridge: I/O base and limit (15:0).
+    pub const IO_BASE_LIMIT: u16 = 0x1c;
+    /// Bridge: memory base (15:4 = address 31:20) and limit (31:20 in 31:20).
+    pub const MEM_BASE_LIMIT: u16 = 0x20;
+    /// Bridge: prefetchable memory base and limit.
+    pub const PREF_BASE_LIMIT: u16 = 0x24;
+    /// Bridge: prefetchable base, upper 32 bits.
+    pub const PREF_BASE_UPPER: u16 = 0x28;
+    /// Bridge: prefetchable limit, upper 32 bits.
+    pub const PREF_LIMIT_UPPER: u16 = 0x2c;
     /// Command: memory space enable.
     pub const CMD_MEMORY: u32 = 1 << 1;
     /// Command: bus master enable.
@@ -64,6 +76,11 @@ impl Window {
             next: base,
             end: base.saturating_add(size),
         }
+    }
+
+    /// Moves the next free address up to a multiple of `align` (a power of two).
+    pub fn align(&mut self, align: u64) {
+        self.next = self.next.saturating_add(align - 1) & !(align - 1);
     }
 
     /// `size` bytes (a power of two) aligned to `size`, or `None` when the window is full.
@@ -98,11 +115,14 @@ pub enum SetupError {
         /// Its size.
         size: u64,
     },
-    /// The board declares no `mem32` window and the firmware left a BAR unassigned.
+    /// The board declares no `mem32` window and the firmware left a BAR (or a bridge's
+    /// bus numbers) unassigned.
     Unassigned {
         /// The BAR.
         bar: u8,
     },
+    /// A bridge for which no bus number is left in the ECAM window.
+    NoBus,
 }
 
 impl SetupError {
@@ -113,8 +133,9 @@ impl SetupError {
                 "left disabled: a BAR does not fit the bridge's `mem32` window; enlarge it in the board KDL"
             }
             Self::Unassigned { .. } => {
-                "left disabled: firmware left a BAR unassigned and the bridge has no `mem32` window in the board KDL"
+                "left disabled: firmware left a BAR or bus number unassigned and the bridge has no `mem32` window in the board KDL"
             }
+            Self::NoBus => "left disabled: a bridge with no bus number left in the ECAM window",
         }
     }
 }
@@ -126,8 +147,8 @@ pub enum Found {
     Function(HostPciFunction),
     /// A type-0 function that could not be set up.
     Failed(Bdf, PciIds, SetupError),
-    /// A PCI-to-PCI bridge (its secondary bus is not scanned).
-    Bridge(Bdf, PciIds),
+    /// A PCI-to-PCI bridge (root port) and its secondary bus, which was scanned.
+    Bridge(Bdf, PciIds, u8),
 }
 
 fn ids_of(config: &dyn ConfigSpace, bdf: Bdf, id: u32) -> PciIds {
@@ -149,17 +170,18 @@ fn setup_bars(
     config: &dyn ConfigSpace,
     bdf: Bdf,
     mut window: Option<&mut Window>,
+    count: u8,
 ) -> Result<Vec<HostBar>, SetupError> {
     let mut bars = Vec::new();
     let mut i = 0u8;
-    while i < 6 {
+    while i < count {
         let off = cfg::BAR0 + 4 * u16::from(i);
         let orig = config.read32(bdf, off);
         if orig & 1 != 0 {
             i += 1; // I/O BAR: not used by the hypervisor's drivers.
             continue;
         }
-        let is_64bit = (orig >> 1) & 3 == 2 && i < 5;
+        let is_64bit = (orig >> 1) & 3 == 2 && i + 1 < count;
         let orig_high = if is_64bit {
             config.read32(bdf, off + 4)
         } else {
@@ -215,63 +237,183 @@ pub fn intx_line(intx: &[IrqDesc], dev: u8, pin: u8) -> Option<IrqDesc> {
         .copied()
 }
 
-/// Scans bus 0 of `config`: every function's BARs are assigned (in `window`, or as the
-/// firmware left them) and, when that worked, memory space and bus mastering are turned on.
+/// The root-bus device and pin an INTx pin arrives at: `path` holds the device numbers
+/// from the root bus down to the function; each bridge on the way rotates the pin by the
+/// device number below it (PCI-to-PCI Bridge spec 9.1, Linux `pci_common_swizzle`).
+pub fn swizzle(path: &[u8], pin: u8) -> (u8, u8) {
+    let mut pin = pin;
+    for &dev in path.iter().skip(1).rev() {
+        pin = ((pin.wrapping_sub(1)).wrapping_add(dev) % 4) + 1;
+    }
+    (path.first().copied().unwrap_or(0), pin)
+}
+
+/// Scans the buses of `config` from bus 0: every function's BARs are assigned (in
+/// `window`, or as the firmware left them) and, when that worked, memory space and bus
+/// mastering are turned on. PCI-to-PCI bridges (root ports) are followed: with a window
+/// they get bus numbers in scan order and a memory window around what is behind them;
+/// without one the firmware's bus numbers are followed. Buses at or above `buses` (the
+/// ECAM's size) are not scanned.
 pub fn enumerate(
     config: &dyn ConfigSpace,
     mut window: Option<&mut Window>,
     intx: &[IrqDesc],
+    buses: u16,
 ) -> Vec<Found> {
-    let mut found = Vec::new();
-    for device in 0..32u8 {
-        for function in 0..8u8 {
-            let bdf = Bdf {
-                bus: 0,
-                device,
-                function,
-            };
-            let id = config.read32(bdf, cfg::ID);
-            if id as u16 == 0xffff || id as u16 == 0 {
-                if function == 0 {
+    let mut scan = Scan {
+        config,
+        intx,
+        buses,
+        next_bus: 1,
+        found: Vec::new(),
+    };
+    scan.bus(0, &mut window, &mut Vec::new());
+    scan.found
+}
+
+struct Scan<'a> {
+    config: &'a dyn ConfigSpace,
+    intx: &'a [IrqDesc],
+    buses: u16,
+    next_bus: u16,
+    found: Vec<Found>,
+}
+
+/// Bridge windows have 1 MiB granularity.
+const BRIDGE_ALIGN: u64 = 1 << 20;
+
+impl Scan<'_> {
+    fn bus(&mut self, bus: u8, window: &mut Option<&mut Window>, path: &mut Vec<u8>) {
+        if path.len() > 8 {
+            return; // deeper than any real topology: a loop in firmware bus numbers
+        }
+        for device in 0..32u8 {
+            for function in 0..8u8 {
+                let bdf = Bdf {
+                    bus,
+                    device,
+                    function,
+                };
+                let id = self.config.read32(bdf, cfg::ID);
+                if id as u16 == 0xffff || id as u16 == 0 {
+                    if function == 0 {
+                        break;
+                    }
+                    continue;
+                }
+                let header = self.config.read32(bdf, cfg::HEADER) >> 16;
+                let ids = ids_of(self.config, bdf, id);
+                path.push(device);
+                match header & 0x7f {
+                    0 => self.endpoint(bdf, ids, window, path),
+                    1 => self.bridge(bdf, ids, window, path),
+                    _ => {}
+                }
+                path.pop();
+                if function == 0 && header & 0x80 == 0 {
                     break;
                 }
-                continue;
-            }
-            let header = config.read32(bdf, cfg::HEADER) >> 16;
-            let ids = ids_of(config, bdf, id);
-            match header & 0x7f {
-                0 => {
-                    let cmd = config.read32(bdf, cfg::COMMAND) & 0xffff;
-                    let off = cmd & !(cfg::CMD_MEMORY | cfg::CMD_BUS_MASTER);
-                    config.write32(bdf, cfg::COMMAND, off);
-                    match setup_bars(config, bdf, window.as_deref_mut()) {
-                        Ok(bars) => {
-                            let pin = (config.read32(bdf, cfg::INTERRUPT) >> 8) as u8;
-                            let line = intx_line(intx, device, pin);
-                            config.write32(
-                                bdf,
-                                cfg::COMMAND,
-                                off | cfg::CMD_MEMORY | cfg::CMD_BUS_MASTER,
-                            );
-                            found.push(Found::Function(HostPciFunction {
-                                bdf,
-                                ids,
-                                bars,
-                                intx: line,
-                            }));
-                        }
-                        Err(e) => found.push(Found::Failed(bdf, ids, e)),
-                    }
-                }
-                1 => found.push(Found::Bridge(bdf, ids)),
-                _ => {}
-            }
-            if function == 0 && header & 0x80 == 0 {
-                break;
             }
         }
     }
-    found
+
+    fn endpoint(&mut self, bdf: Bdf, ids: PciIds, window: &mut Option<&mut Window>, path: &[u8]) {
+        let config = self.config;
+        let cmd = config.read32(bdf, cfg::COMMAND) & 0xffff;
+        let off = cmd & !(cfg::CMD_MEMORY | cfg::CMD_BUS_MASTER);
+        config.write32(bdf, cfg::COMMAND, off);
+        match setup_bars(config, bdf, window.as_deref_mut(), 6) {
+            Ok(bars) => {
+                let pin = (config.read32(bdf, cfg::INTERRUPT) >> 8) as u8;
+                let (root_dev, root_pin) = swizzle(path, pin);
+                let line = if (1..=4).contains(&pin) {
+                    intx_line(self.intx, root_dev, root_pin)
+                } else {
+                    None
+                };
+                config.write32(
+                    bdf,
+                    cfg::COMMAND,
+                    off | cfg::CMD_MEMORY | cfg::CMD_BUS_MASTER,
+                );
+                self.found.push(Found::Function(HostPciFunction {
+                    bdf,
+                    ids,
+                    bars,
+                    intx: line,
+                }));
+            }
+            Err(e) => self.found.push(Found::Failed(bdf, ids, e)),
+        }
+    }
+
+    fn bridge(
+        &mut self,
+        bdf: Bdf,
+        ids: PciIds,
+        window: &mut Option<&mut Window>,
+        path: &mut Vec<u8>,
+    ) {
+        let config = self.config;
+        let cmd = config.read32(bdf, cfg::COMMAND) & 0xffff;
+        let off = cmd & !(cfg::CMD_MEMORY | cfg::CMD_BUS_MASTER);
+        config.write32(bdf, cfg::COMMAND, off);
+        let buses = config.read32(bdf, cfg::BUS_NUMBERS);
+        let Some(w) = window.as_deref_mut() else {
+            // Firmware's topology: follow its bus numbers.
+            let secondary = (buses >> 8) as u8;
+            if u16::from(secondary) <= u16::from(bdf.bus) || u16::from(secondary) >= self.buses {
+                self.found
+                    .push(Found::Failed(bdf, ids, SetupError::Unassigned { bar: 0 }));
+                return;
+            }
+            self.found.push(Found::Bridge(bdf, ids, secondary));
+            self.bus(secondary, window, path);
+            config.write32(
+                bdf,
+                cfg::COMMAND,
+                cmd | cfg::CMD_MEMORY | cfg::CMD_BUS_MASTER,
+            );
+            return;
+        };
+        if self.next_bus >= self.buses {
+            self.found.push(Found::Failed(bdf, ids, SetupError::NoBus));
+            return;
+        }
+        let secondary = self.next_bus as u8;
+        self.next_bus += 1;
+        let keep = buses & 0xff00_0000; // secondary latency timer
+        let numbers = |sub: u8| {
+            keep | (u32::from(sub) << 16) | (u32::from(secondary) << 8) | u32::from(bdf.bus)
+        };
+        config.write32(bdf, cfg::BUS_NUMBERS, numbers(0xff));
+        // No I/O or prefetchable window: base above limit disables them.
+        config.write32(bdf, cfg::IO_BASE_LIMIT, 0x00f0);
+        config.write32(bdf, cfg::PREF_BASE_LIMIT, 0x0000_fff0);
+        config.write32(bdf, cfg::PREF_BASE_UPPER, 0);
+        config.write32(bdf, cfg::PREF_LIMIT_UPPER, 0);
+        w.align(BRIDGE_ALIGN);
+        let start = w.next;
+        self.found.push(Found::Bridge(bdf, ids, secondary));
+        self.bus(secondary, window, path);
+        let w = window.as_deref_mut();
+        let end = w.map_or(start, |w| {
+            w.align(BRIDGE_ALIGN);
+            w.next
+        });
+        config.write32(bdf, cfg::BUS_NUMBERS, numbers((self.next_bus - 1) as u8));
+        let mem = if end > start {
+            (((start >> 16) as u32) & 0xfff0) | ((((end - 1) >> 16) as u32 & 0xfff0) << 16)
+        } else {
+            0x0000_fff0
+        };
+        config.write32(bdf, cfg::MEM_BASE_LIMIT, mem);
+        config.write32(
+            bdf,
+            cfg::COMMAND,
+            off | cfg::CMD_MEMORY | cfg::CMD_BUS_MASTER,
+        );
+    }
 }
 
 /// One host bridge's ECAM window.
@@ -353,16 +495,14 @@ fn probe(dev: &'static DeviceDesc, _board: &'static BoardDesc) -> Result<Probed,
         .iter()
         .find(|r| r.name == "mem32")
         .map(|r| Window::new(r.base, r.size));
-    for f in enumerate(config, window.as_mut(), dev.irqs) {
+    let buses = u16::try_from(ecam.size >> 20).unwrap_or(256).min(256);
+    for f in enumerate(config, window.as_mut(), dev.irqs, buses) {
         match f {
             Found::Function(function) => offer(function, config, dev),
-            Found::Failed(bdf, ids, e) => note(bdf, ids, dev, e.message()),
-            Found::Bridge(bdf, ids) => note(
-                bdf,
-                ids,
-                dev,
-                "a bridge: the buses behind it are not scanned",
-            ),
+            Found::Failed(bdf, ids, e) => note(bdf, ids, dev, e.message().into()),
+            Found::Bridge(bdf, ids, bus) => {
+                note(bdf, ids, dev, alloc::format!("bridge to bus {bus:02x}"))
+            }
         }
     }
     Ok(Probed::Other)
@@ -391,12 +531,19 @@ mod tests {
         sizes: [u64; 6],
     }
 
-    struct FakeBus(std::sync::Mutex<BTreeMap<(u8, u8), FakeFn>>);
+    /// Functions by (bus, device, function).
+    struct FakeBus(std::sync::Mutex<BTreeMap<(u8, u8, u8), FakeFn>>);
+
+    impl FakeBus {
+        fn new(fns: impl IntoIterator<Item = ((u8, u8, u8), FakeFn)>) -> Self {
+            Self(std::sync::Mutex::new(fns.into_iter().collect()))
+        }
+    }
 
     impl ConfigSpace for FakeBus {
         fn read32(&self, bdf: Bdf, offset: u16) -> u32 {
             let bus = self.0.lock().unwrap();
-            let Some(f) = bus.get(&(bdf.device, bdf.function)) else {
+            let Some(f) = bus.get(&(bdf.bus, bdf.device, bdf.function)) else {
                 return u32::MAX;
             };
             f.regs.get(&offset).copied().unwrap_or(0)
@@ -404,18 +551,22 @@ mod tests {
 
         fn write32(&self, bdf: Bdf, offset: u16, value: u32) {
             let mut bus = self.0.lock().unwrap();
-            let Some(f) = bus.get_mut(&(bdf.device, bdf.function)) else {
+            let Some(f) = bus.get_mut(&(bdf.bus, bdf.device, bdf.function)) else {
                 return;
             };
             let old = f.regs.get(&offset).copied().unwrap_or(0);
-            let v = if (cfg::BAR0..cfg::BAR0 + 24).contains(&offset) {
+            let bars = if f.regs.get(&cfg::HEADER).copied().unwrap_or(0) >> 16 & 0x7f == 1 {
+                2
+            } else {
+                6
+            };
+            let v = if (cfg::BAR0..cfg::BAR0 + 4 * bars).contains(&offset) {
                 let i = usize::from((offset - cfg::BAR0) / 4);
                 // The upper half of a 64-bit BAR takes its mask from the BAR below it.
                 let (size, high) = match f.sizes[i] {
                     0 if i > 0
-                        && old & 0xf == 0
                         && f.sizes[i - 1] != 0
-                        && f.regs[&(offset - 4)] & 4 != 0 =>
+                        && f.regs.get(&(offset - 4)).copied().unwrap_or(0) & 6 == 4 =>
                     {
                         (f.sizes[i - 1], true)
                     }
@@ -432,6 +583,17 @@ mod tests {
                 value
             };
             f.regs.insert(offset, v);
+        }
+    }
+
+    fn root_port() -> FakeFn {
+        let mut regs = BTreeMap::new();
+        regs.insert(cfg::ID, 0x000c_1b36);
+        regs.insert(cfg::CLASS, 0x0604_0000);
+        regs.insert(cfg::HEADER, 0x0001_0000);
+        FakeFn {
+            regs,
+            sizes: [0; 6],
         }
     }
 
@@ -490,12 +652,9 @@ mod tests {
 
     #[test]
     fn bus_0_is_scanned_bars_are_assigned_and_the_function_enabled() {
-        let mut bus = BTreeMap::new();
-        bus.insert((0, 0), host_bridge());
-        bus.insert((2, 0), nvme_like());
-        let bus = FakeBus(std::sync::Mutex::new(bus));
+        let bus = FakeBus::new([((0, 0, 0), host_bridge()), ((0, 2, 0), nvme_like())]);
         let mut w = Window::new(0x1000_0000, 0x2eff_0000);
-        let found = enumerate(&bus, Some(&mut w), &spis());
+        let found = enumerate(&bus, Some(&mut w), &spis(), 256);
         assert_eq!(found.len(), 2);
         let Found::Function(f) = &found[1] else {
             panic!("{found:?}")
@@ -528,11 +687,9 @@ mod tests {
 
     #[test]
     fn a_full_window_leaves_the_function_disabled() {
-        let mut bus = BTreeMap::new();
-        bus.insert((1, 0), nvme_like());
-        let bus = FakeBus(std::sync::Mutex::new(bus));
+        let bus = FakeBus::new([((0, 1, 0), nvme_like())]);
         let mut w = Window::new(0x1000_0000, 0x2000);
-        let found = enumerate(&bus, Some(&mut w), &spis());
+        let found = enumerate(&bus, Some(&mut w), &spis(), 256);
         assert!(matches!(
             found[0],
             Found::Failed(
@@ -557,10 +714,8 @@ mod tests {
         let mut f = nvme_like();
         f.regs.insert(cfg::BAR0, 0x8000_0004);
         f.regs.insert(cfg::BAR0 + 8, 0x8001_0000);
-        let mut bus = BTreeMap::new();
-        bus.insert((0, 0), f);
-        let bus = FakeBus(std::sync::Mutex::new(bus));
-        let found = enumerate(&bus, None, &[]);
+        let bus = FakeBus::new([((0, 0, 0), f)]);
+        let found = enumerate(&bus, None, &[], 256);
         let Found::Function(f) = &found[0] else {
             panic!("{found:?}")
         };
@@ -568,14 +723,52 @@ mod tests {
         assert_eq!(f.bar(2).map(|b| b.base), Some(0x8001_0000));
         assert_eq!(f.intx, None);
 
-        let mut bus = BTreeMap::new();
-        bus.insert((0, 0), nvme_like());
-        let bus = FakeBus(std::sync::Mutex::new(bus));
-        let found = enumerate(&bus, None, &[]);
+        let bus = FakeBus::new([((0, 0, 0), nvme_like())]);
+        let found = enumerate(&bus, None, &[], 256);
         assert!(matches!(
             found[0],
             Found::Failed(_, _, SetupError::Unassigned { bar: 0 })
         ));
+    }
+
+    #[test]
+    fn functions_behind_a_root_port_get_a_bus_a_window_and_a_swizzled_line() {
+        // Root port at 00:01.0 (its secondary bus will be 1), the NVMe at 01:00.0 behind
+        // it, and a second NVMe on bus 0 after it.
+        let bus = FakeBus::new([
+            ((0, 0, 0), host_bridge()),
+            ((0, 1, 0), root_port()),
+            ((1, 0, 0), nvme_like()),
+            ((0, 2, 0), nvme_like()),
+        ]);
+        let mut w = Window::new(0x1000_0000, 0x2eff_0000);
+        let found = enumerate(&bus, Some(&mut w), &spis(), 256);
+        let port = Bdf {
+            bus: 0,
+            device: 1,
+            function: 0,
+        };
+        assert!(
+            matches!(found[1], Found::Bridge(b, _, 1) if b == port),
+            "{found:?}"
+        );
+        let Found::Function(behind) = &found[2] else {
+            panic!("{found:?}")
+        };
+        assert_eq!(behind.bdf.to_string(), "01:00.0");
+        assert_eq!(behind.bar(0).map(|b| b.base), Some(0x1000_0000));
+        // INTA of device 0 behind the port in slot 1 arrives as INTA of slot 1: SPI 4.
+        assert_eq!(behind.intx.map(|i| i.intid), Some(36));
+        // Primary 0, secondary 1, subordinate 1; memory window 0x1000_0000..0x100f_ffff.
+        assert_eq!(bus.read32(port, cfg::BUS_NUMBERS) & 0xff_ffff, 0x01_01_00);
+        assert_eq!(bus.read32(port, cfg::MEM_BASE_LIMIT), 0x1000_1000);
+        assert_eq!(bus.read32(port, cfg::COMMAND) & 6, 6);
+        // The next function on bus 0 is placed after the bridge's 1 MiB window.
+        let Found::Function(after) = &found[3] else {
+            panic!("{found:?}")
+        };
+        assert_eq!(after.bar(0).map(|b| b.base), Some(0x1010_0000));
+        assert_eq!(swizzle(&[3, 0, 2], 1), (3, 3));
     }
 
     #[test]
