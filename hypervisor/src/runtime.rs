@@ -154,6 +154,15 @@ fn init_this_cpu(cpu_index: usize) {
     }
 }
 
+/// Devices a driver plugin probed successfully: the hypervisor owns them, so no VM may be
+/// given them (their windows and interrupts) by passthrough.
+static DRIVEN: Once<Vec<&'static str>> = Once::new();
+
+/// True if a driver plugin drives `dev`.
+pub fn is_driven(dev: &crate::platform::DeviceDesc) -> bool {
+    DRIVEN.get().is_some_and(|d| d.contains(&dev.name))
+}
+
 /// What bring-up found, for the banner.
 pub struct ProbeReport {
     lines: Vec<(&'static str, &'static str, Result<(), plugin::ProbeError>)>,
@@ -191,6 +200,14 @@ fn probe_devices(board: &'static BoardDesc) -> ProbeReport {
             None => report.unmatched.push(dev.name),
         }
     }
+    DRIVEN.call_once(|| {
+        report
+            .lines
+            .iter()
+            .filter(|(_, _, r)| r.is_ok())
+            .map(|(dev, _, _)| *dev)
+            .collect()
+    });
     report
 }
 

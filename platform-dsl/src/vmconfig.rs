@@ -672,6 +672,7 @@ pub(crate) mod tests {
                     status: Status::Okay,
                     bus_id: None,
                     clock_hz: Some(24_000_000),
+                    dma_coherent: false,
                 },
                 Device {
                     name: "uart1".into(),
@@ -681,6 +682,7 @@ pub(crate) mod tests {
                     status: Status::Okay,
                     bus_id: None,
                     clock_hz: None,
+                    dma_coherent: false,
                 },
                 Device {
                     name: "gpu".into(),
@@ -692,6 +694,7 @@ pub(crate) mod tests {
                     },
                     bus_id: None,
                     clock_hz: None,
+                    dma_coherent: false,
                 },
             ],
             quirks: vec![],

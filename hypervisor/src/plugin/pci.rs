@@ -393,6 +393,7 @@ mod tests {
             status: DeviceStatus::Okay,
             bus_id: None,
             clock_hz: None,
+            dma_coherent: false,
         };
         let f = HostPciFunction {
             bdf: Bdf {

@@ -8,10 +8,9 @@
 //! [`hypervisor::block::BlockDevice`] of 512-byte sectors over the namespace's logical
 //! blocks; partial blocks are read-modified-written). Reads and writes go through one
 //! bounce buffer with PRP lists, split at MDTS; every wait has a timeout that becomes
-//! `BlockError::Device`. Queues and buffers come from the RAM pool, with the cache
-//! maintenance a device that does not snoop needs unless the host bridge is declared
-//! coherent (a `dma-coherent` quirk-free bridge is assumed non-coherent: correct
-//! everywhere, at the cost of cache maintenance on coherent boards).
+//! `BlockError::Device`. Queues and buffers come from the RAM pool
+//! (`arch::mem::alloc_dma`), cleaned and invalidated around every transfer unless the
+//! host bridge is `dma-coherent` in the board's KDL (as QEMU virt's is).
 //!
 //! The board's quirk sets apply by bus ID ([`hypervisor::plugin::pci::quirks_for`]): a
 //! queue-depth limit bounds the I/O queue, a ready delay waits after CC.EN (see
@@ -68,13 +67,14 @@ mod driver {
             ))?;
         let quirks = quirks_for(&QUIRKS, p.board, p.host, p.function);
         let cfg = super::configured(quirks.iter().map(|q| &q.data));
+        let coherent = p.host.dma_coherent;
         // SAFETY: (1) the host bridge assigned BAR 0 at `base`, `size` bytes, inside its
         // `mem32` window (which the EL2 page tables map as device memory, being a window of
         // an enabled board device) and enabled memory space and bus mastering; (2) each
         // function is offered once and probed by one driver, and no VM is given the host
         // bridge's windows, so nothing else touches this BAR.
         let ctrl =
-            unsafe { Controller::new(base, size, |cap| crate::spec::plan(cap, &cfg), false) }
+            unsafe { Controller::new(base, size, |cap| crate::spec::plan(cap, &cfg), coherent) }
                 .map_err(|e| ProbeError::Hardware(e.message()))?;
         let n = NEXT.fetch_add(1, Ordering::Relaxed);
         let name = format!("nvme{n}");
