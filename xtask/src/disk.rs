@@ -79,13 +79,24 @@ impl BlockDevice for FileDisk {
 /// Creates `path` (`bytes` long, sparse) with a GPT holding `parts` in order, each filled
 /// from its file. Returns each partition's first sector and length in 512-byte sectors.
 pub fn create(path: &Path, bytes: u64, parts: &[PartSpec]) -> Result<Vec<(u64, u64)>, String> {
+    create_with_block_size(path, bytes, SECTOR as u32, parts)
+}
+
+/// [`create`] for a disk whose logical blocks are `block` bytes (4096 for a 4Kn drive:
+/// the GPT's LBAs are in that unit).
+pub fn create_with_block_size(
+    path: &Path,
+    bytes: u64,
+    block: u32,
+    parts: &[PartSpec],
+) -> Result<Vec<(u64, u64)>, String> {
     let f = File::create(path).map_err(|e| format!("cannot create {}: {e}", path.display()))?;
     f.set_len(bytes)
         .map_err(|e| format!("cannot size {}: {e}", path.display()))?;
     drop(f);
     let mut disk = FileDisk::open(path, true)?;
     let table: Vec<(&str, u64)> = parts.iter().map(|p| (p.label.as_str(), p.bytes)).collect();
-    let at = write_gpt(&mut disk, SECTOR as u32, &table, bytes)
+    let at = write_gpt(&mut disk, block, &table, bytes)
         .map_err(|e| format!("{}: cannot write the GPT: {e}", path.display()))?;
     for (p, (start, sectors)) in parts.iter().zip(&at) {
         let Some(src) = &p.fill else { continue };
@@ -109,11 +120,13 @@ pub fn create(path: &Path, bytes: u64, parts: &[PartSpec]) -> Result<Vec<(u64, u
     Ok(at)
 }
 
-/// The partitions of the disk image at `path`: `(label, first sector, sectors)`.
+/// The partitions of the disk image at `path` (in 512-byte sectors): `(label, first
+/// sector, sectors)`. The GPT is looked for with 512-byte and then 4096-byte LBAs.
 pub fn list(path: &Path) -> Result<Vec<(String, u64, u64)>, String> {
     let mut disk = FileDisk::open(path, false)?;
-    let parts =
-        read_gpt(&mut disk, SECTOR as u32).map_err(|e| format!("{}: {e}", path.display()))?;
+    let parts = read_gpt(&mut disk, SECTOR as u32)
+        .or_else(|e| read_gpt(&mut disk, 4096).map_err(|_| e))
+        .map_err(|e| format!("{}: {e}", path.display()))?;
     Ok(parts
         .into_iter()
         .map(|p| (p.label, p.start, p.sectors))
@@ -122,15 +135,20 @@ pub fn list(path: &Path) -> Result<Vec<(String, u64, u64)>, String> {
 
 /// Sector `sector` of the partition labelled `label` in the disk image at `path`.
 pub fn read_sector(path: &Path, label: &str, sector: u64) -> Result<Vec<u8>, String> {
+    read_sectors(path, label, sector, 1)
+}
+
+/// `count` sectors from `sector` of the partition labelled `label` in the disk image.
+pub fn read_sectors(path: &Path, label: &str, sector: u64, count: u64) -> Result<Vec<u8>, String> {
     let (_, start, sectors) = list(path)?
         .into_iter()
         .find(|(l, _, _)| l == label)
         .ok_or_else(|| format!("{}: no partition labelled `{label}`", path.display()))?;
-    if sector >= sectors {
+    if sector.checked_add(count).is_none_or(|end| end > sectors) {
         return Err(format!("`{label}` has only {sectors} sectors"));
     }
     let mut disk = FileDisk::open(path, false)?;
-    let mut buf = vec![0u8; SECTOR];
+    let mut buf = vec![0u8; count as usize * SECTOR];
     disk.read(start + sector, &mut buf)
         .map_err(|e| format!("{}: {e}", path.display()))?;
     Ok(buf)

@@ -358,7 +358,16 @@ const SELFTEST_LABEL: &str = "hv-selftest";
 /// `vm0-data` (16 MiB) and the self-test's partition (1 MiB). Made afresh for each run,
 /// so that only this boot's write can be found in it.
 fn storage_disk() -> Result<std::path::PathBuf, String> {
-    use crate::disk::{create, ext4_image, PartSpec};
+    storage_disk_with_block_size(512)
+}
+
+/// [`storage_disk`] for a drive with 4 KiB logical blocks (its GPT in 4 KiB LBAs).
+fn storage_disk_4k() -> Result<std::path::PathBuf, String> {
+    storage_disk_with_block_size(4096)
+}
+
+fn storage_disk_with_block_size(block: u32) -> Result<std::path::PathBuf, String> {
+    use crate::disk::{create_with_block_size, ext4_image, PartSpec};
     let dir = storage_dir();
     let root = dir.join("rootfs");
     std::fs::create_dir_all(&root).map_err(|e| format!("{}: {e}", root.display()))?;
@@ -375,9 +384,10 @@ fn storage_disk() -> Result<std::path::PathBuf, String> {
         bytes: mib << 20,
         fill,
     };
-    create(
+    create_with_block_size(
         &img,
         64 << 20,
+        block,
         &[
             part("vm0-root", 32, Some(fs)),
             part("vm0-data", 16, None),
@@ -405,7 +415,7 @@ fn storage_selftest_landed(disk: &std::path::Path, lines: &[String]) -> Result<(
     let sector = crate::disk::read_sector(disk, SELFTEST_LABEL, 0)?;
     let want = format!("HV-SELFTEST {value}\n");
     if sector.starts_with(want.as_bytes()) {
-        Ok(())
+        big_pattern_landed(disk, lines, &value)
     } else {
         let end = sector.iter().position(|&b| b == 0).unwrap_or(40).min(40);
         Err(format!(
@@ -416,13 +426,36 @@ fn storage_selftest_landed(disk: &std::path::Path, lines: &[String]) -> Result<(
     }
 }
 
+/// The self-test's big transfer (when it printed one): sectors 9..410 of the self-test
+/// partition hold byte `i` = the `i % 8`th byte of the value (little-endian) plus `i / 512`.
+fn big_pattern_landed(disk: &std::path::Path, lines: &[String], value: &str) -> Result<(), String> {
+    let marker = "[hv] storage self-test: 401 sectors at sector 9";
+    if !lines.iter().any(|l| l.contains(marker)) {
+        return Err(format!("no `{marker}` line on the console"));
+    }
+    let v = u64::from_str_radix(value, 16).map_err(|e| format!("{value}: {e}"))?;
+    let got = crate::disk::read_sectors(disk, SELFTEST_LABEL, 9, 401)?;
+    let bad = got
+        .iter()
+        .enumerate()
+        .find(|&(i, &b)| b != ((v >> ((i % 8) * 8)) as u8).wrapping_add((i / 512) as u8));
+    match bad {
+        None => Ok(()),
+        Some((i, b)) => Err(format!(
+            "{}: byte {i} of the 401-sector pattern at sector 9 of `{SELFTEST_LABEL}` is {b:#04x}, not what value={value} gives",
+            disk.display()
+        )),
+    }
+}
+
 /// `storage-host-nvme`: the machine has an NVMe disk on its PCIe (QEMU `-device nvme`);
 /// the hypervisor enumerates the bus, drives the controller, reads the disk's GPT and
 /// lists its partitions, then (self-test built in with the image feature
 /// `storage-selftest`) writes a value computed at run time into the self-test partition
 /// and flushes; after QEMU exits the value must be in the disk image file. With
-/// `root_port`, the NVMe sits behind a PCIe root port (bus 1), as on real machines.
-fn storage_host_nvme(root_port: bool) -> Scenario {
+/// `root_port`, the NVMe sits behind a PCIe root port (bus 1), as on real machines; with
+/// `four_k`, its namespace has 4 KiB logical blocks (512-byte sectors read-modify-written).
+fn storage_host_nvme(root_port: bool, four_k: bool) -> Scenario {
     let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
     let mut expect = s(&["[hv] device pcie: driver pci-ecam"]);
     if root_port {
@@ -434,25 +467,33 @@ fn storage_host_nvme(root_port: bool) -> Scenario {
     expect.extend(s(&[
         "[hv] datastore: nvme0 (QEMU NVMe Ctrl, 64 MiB): partitions \"vm0-root\" 32 MiB, \"vm0-data\" 16 MiB, \"hv-selftest\" 1 MiB",
         "[hv] storage self-test: wrote value=",
+        "[hv] storage self-test: 401 sectors at sector 9 of \"hv-selftest\" written, flushed, read back equal",
     ]));
     expect.extend(guest_passes("test"));
     expect.push("[hv] all VMs stopped; powering off".into());
-    let (name, devices): (&str, &'static [&'static str]) = if root_port {
-        (
+    let (name, devices): (&str, &'static [&'static str]) = match (root_port, four_k) {
+        (true, _) => (
             "storage-host-nvme-root-port",
             &[
                 "pcie-root-port,id=rp0,chassis=1",
                 "nvme,serial=hv-nvme0,drive=nvm0,bus=rp0",
             ],
-        )
-    } else {
-        ("storage-host-nvme", &["nvme,serial=hv-nvme0,drive=nvm0"])
+        ),
+        (false, true) => (
+            "storage-host-nvme-4k",
+            &["nvme,serial=hv-nvme0,drive=nvm0,logical_block_size=4096,physical_block_size=4096"],
+        ),
+        (false, false) => ("storage-host-nvme", &["nvme,serial=hv-nvme0,drive=nvm0"]),
     };
     Scenario {
         host_disk: Some(crate::qemu::HostDisk {
             features: &["storage-selftest"],
             devices,
-            make: storage_disk,
+            make: if four_k {
+                storage_disk_4k
+            } else {
+                storage_disk
+            },
             check: storage_selftest_landed,
         }),
         ..Scenario::new(
@@ -540,8 +581,9 @@ pub fn scenarios() -> Vec<Scenario> {
         },
         poisoned_ram(),
         lifecycle(),
-        storage_host_nvme(false),
-        storage_host_nvme(true),
+        storage_host_nvme(false, false),
+        storage_host_nvme(true, false),
+        storage_host_nvme(false, true),
         gic_v2_test_guest("qemu-virt-gicv2"),
         gic_v2_test_guest("xlnx-zcu102"),
         Scenario {
@@ -1017,20 +1059,39 @@ mod tests {
         img
     }
 
+    /// What the self-test leaves in its partition for `value`, with byte `broken` of the
+    /// big pattern changed.
+    fn selftest_fill(value: u64, broken: Option<usize>) -> Vec<u8> {
+        let mut fill = vec![0u8; 410 * 512];
+        let text = format!("HV-SELFTEST {value:016x}\n");
+        fill[..text.len()].copy_from_slice(text.as_bytes());
+        for i in 0..401 * 512 {
+            fill[9 * 512 + i] = ((value >> ((i % 8) * 8)) as u8).wrapping_add((i / 512) as u8);
+        }
+        if let Some(i) = broken {
+            fill[9 * 512 + i] ^= 1;
+        }
+        fill
+    }
+
     #[test]
     fn the_storage_check_finds_the_printed_value_and_nothing_else() {
         let dir = std::env::temp_dir().join(format!("xtask-selftest-{}", std::process::id()));
-        let img = disk_holding(&dir, b"HV-SELFTEST 0123456789abcdef\n");
-        let line = |v: &str| {
-            vec![format!(
-                "[hv] storage self-test: wrote value={v} to \"hv-selftest\" sector 0, flushed, read back equal"
-            )]
+        let value = 0x0123_4567_89ab_cdef_u64;
+        let img = disk_holding(&dir, &selftest_fill(value, None));
+        let lines = |v: &str| {
+            vec![
+                format!(
+                    "[hv] storage self-test: wrote value={v} to \"hv-selftest\" sector 0, flushed, read back equal"
+                ),
+                "[hv] storage self-test: 401 sectors at sector 9 of \"hv-selftest\" written, flushed, read back equal".to_string(),
+            ]
         };
         assert_eq!(
-            storage_selftest_landed(&img, &line("0123456789abcdef")),
+            storage_selftest_landed(&img, &lines("0123456789abcdef")),
             Ok(())
         );
-        let err = storage_selftest_landed(&img, &line("0123456789abcdee")).unwrap_err();
+        let err = storage_selftest_landed(&img, &lines("0123456789abcdee")).unwrap_err();
         assert!(
             err.contains("holds \"HV-SELFTEST 0123456789abcdef\\n\""),
             "{err}"
@@ -1038,6 +1099,13 @@ mod tests {
         assert!(
             storage_selftest_landed(&img, &[]).is_err(),
             "no line printed"
+        );
+        assert!(storage_selftest_landed(&img, &lines("0123456789abcdef")[..1]).is_err());
+        let img = disk_holding(&dir, &selftest_fill(value, Some(70_000)));
+        let err = storage_selftest_landed(&img, &lines("0123456789abcdef")).unwrap_err();
+        assert!(
+            err.contains("byte 70000 of the 401-sector pattern"),
+            "{err}"
         );
         let _ = std::fs::remove_dir_all(dir);
     }
