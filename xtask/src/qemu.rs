@@ -138,6 +138,8 @@ pub struct HostDisk {
     /// `-device` values that put the disk (drive `nvm0`) on the machine, e.g.
     /// `nvme,serial=hv-nvme0,drive=nvm0`.
     pub devices: &'static [&'static str],
+    /// Extra `-drive` options, e.g. `,readonly=on`.
+    pub drive_options: &'static str,
     /// Writes the disk image; returns its path.
     pub make: fn() -> Result<PathBuf, String>,
     /// Checks the disk image after QEMU exited, given the console lines.
@@ -423,8 +425,9 @@ pub fn run_scenario(s: &Scenario) -> Result<(), String> {
     let disk = s.host_disk.map(|d| (d.make)()).transpose()?;
     if let Some(disk) = &disk {
         cmd.arg("-drive").arg(format!(
-            "file={},if=none,format=raw,id=nvm0",
-            disk.display()
+            "file={},if=none,format=raw,id=nvm0{}",
+            disk.display(),
+            s.host_disk.map_or("", |d| d.drive_options)
         ));
         for d in s.host_disk.map_or(&[][..], |d| d.devices) {
             cmd.args(["-device", d]);

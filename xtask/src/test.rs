@@ -426,6 +426,51 @@ fn storage_selftest_landed(disk: &std::path::Path, lines: &[String]) -> Result<(
     }
 }
 
+/// After QEMU exited with a read-only drive: the self-test's partition is as xtask made
+/// it (zeroes), so the writes the controller refused left nothing.
+fn storage_nothing_landed(disk: &std::path::Path, _lines: &[String]) -> Result<(), String> {
+    let got = crate::disk::read_sectors(disk, SELFTEST_LABEL, 0, 410)?;
+    match got.iter().position(|&b| b != 0) {
+        None => Ok(()),
+        Some(i) => Err(format!(
+            "{}: byte {i} of `{SELFTEST_LABEL}` is {:#04x} although the drive was read-only",
+            disk.display(),
+            got[i]
+        )),
+    }
+}
+
+/// `storage-host-nvme-read-only`: the drive refuses writes (QEMU `readonly=on`): the
+/// controller's error status reaches the self-test as a device error, the hypervisor goes
+/// on (the test guest still passes) and the disk image is unchanged.
+fn storage_host_nvme_read_only() -> Scenario {
+    let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+    let mut expect = s(&[
+        "[hv] pci pcie 00:01.0 1b36:0010 class 010802: driver nvme",
+        "[hv] datastore: nvme0 (QEMU NVMe Ctrl, 64 MiB): partitions",
+        // NVMe status 0x280: media and data integrity errors, Write Fault.
+        "[hv] storage self-test: FAIL: device error (status 0x280)",
+        "[hv] storage self-test: FAIL: device error (status 0x280)",
+    ]);
+    expect.extend(guest_passes("test"));
+    expect.push("[hv] all VMs stopped; powering off".into());
+    Scenario {
+        host_disk: Some(crate::qemu::HostDisk {
+            features: &["storage-selftest"],
+            devices: &["nvme,serial=hv-nvme0,drive=nvm0"],
+            drive_options: ",readonly=on",
+            make: storage_disk,
+            check: storage_nothing_landed,
+        }),
+        forbid: s(&["PANIC", "FATAL", "[test] [test-guest] FAIL"]),
+        ..Scenario::new(
+            "storage-host-nvme-read-only",
+            target("qemu-virt", "examples/vms/test-guest.toml"),
+            expect,
+        )
+    }
+}
+
 /// The self-test's big transfer (when it printed one): sectors 9..410 of the self-test
 /// partition hold byte `i` = the `i % 8`th byte of the value (little-endian) plus `i / 512`.
 fn big_pattern_landed(disk: &std::path::Path, lines: &[String], value: &str) -> Result<(), String> {
@@ -489,6 +534,7 @@ fn storage_host_nvme(root_port: bool, four_k: bool) -> Scenario {
         host_disk: Some(crate::qemu::HostDisk {
             features: &["storage-selftest"],
             devices,
+            drive_options: "",
             make: if four_k {
                 storage_disk_4k
             } else {
@@ -584,6 +630,7 @@ pub fn scenarios() -> Vec<Scenario> {
         storage_host_nvme(false, false),
         storage_host_nvme(true, false),
         storage_host_nvme(false, true),
+        storage_host_nvme_read_only(),
         gic_v2_test_guest("qemu-virt-gicv2"),
         gic_v2_test_guest("xlnx-zcu102"),
         Scenario {
