@@ -6,8 +6,6 @@
 use crate::spec::{self, covering, prps, reg, Cap, Command, Completion, Plan};
 use alloc::vec;
 use core::ptr::NonNull;
-use hypervisor::arch::cpu;
-use hypervisor::arch::mem::{alloc_dma, DmaBuffer, MemError};
 use hypervisor::block::{self, BlockDevice, BlockError, SECTOR};
 use safe_mmio::fields::ReadWrite;
 use safe_mmio::UniqueMmioPointer;
@@ -60,14 +58,34 @@ impl InitError {
     }
 }
 
-impl From<MemError> for InitError {
-    fn from(_: MemError) -> Self {
-        Self::Memory
-    }
+/// A DMA allocation or copy failed (the RAM pool is empty, or a copy ran past a buffer).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DmaError;
+
+/// Memory the controller reaches by DMA (a `DmaBuffer` of the RAM pool on hardware).
+pub trait Dma {
+    /// The address the controller uses.
+    fn bus_addr(&self) -> u64;
+    /// Copies `data` in at `offset` and makes it visible to the controller.
+    fn write(&mut self, offset: u64, data: &[u8]) -> Result<(), DmaError>;
+    /// Copies out what the controller left at `offset`.
+    fn read(&self, offset: u64, buf: &mut [u8]) -> Result<(), DmaError>;
 }
 
-struct Queue {
-    mem: DmaBuffer,
+/// What the driver needs from the machine besides the registers: DMA memory and time.
+pub trait Env {
+    /// Its DMA buffers.
+    type Buf: Dma + Send;
+    /// `size` bytes of zeroed, page-aligned DMA memory.
+    fn alloc(&self, size: u64, coherent: bool) -> Result<Self::Buf, DmaError>;
+    /// A monotonic tick count.
+    fn now(&self) -> u64;
+    /// Ticks per millisecond.
+    fn ticks_per_ms(&self) -> u64;
+}
+
+struct Queue<B> {
+    mem: B,
     entries: u32,
     /// Submission tail or completion head.
     index: u32,
@@ -75,15 +93,16 @@ struct Queue {
 }
 
 /// A controller with its queues and namespace 1.
-pub struct Controller {
+pub struct Controller<E: Env> {
+    env: E,
     regs: UniqueMmioPointer<'static, [ReadWrite<u32>]>,
     stride: usize,
-    admin_sq: Queue,
-    admin_cq: Queue,
-    io_sq: Queue,
-    io_cq: Queue,
-    bounce: DmaBuffer,
-    prp_list: DmaBuffer,
+    admin_sq: Queue<E::Buf>,
+    admin_cq: Queue<E::Buf>,
+    io_sq: Queue<E::Buf>,
+    io_cq: Queue<E::Buf>,
+    bounce: E::Buf,
+    prp_list: E::Buf,
     next_cid: u16,
     max_transfer: u64,
     nsid: u32,
@@ -96,21 +115,17 @@ pub struct Controller {
     pub plan: Plan,
 }
 
-fn ms_to_ticks(ms: u64) -> u64 {
-    cpu::counter_frequency() / 1000 * ms
-}
-
-fn delay_ms(ms: u32) {
-    let end = cpu::counter() + ms_to_ticks(u64::from(ms));
-    while cpu::counter() < end {
-        core::hint::spin_loop();
-    }
-}
-
-impl Queue {
-    fn new(entries: u32, entry_size: u64, coherent: bool) -> Result<Self, MemError> {
+impl<B: Dma> Queue<B> {
+    fn new<E: Env<Buf = B>>(
+        env: &E,
+        entries: u32,
+        entry_size: u64,
+        coherent: bool,
+    ) -> Result<Self, InitError> {
         Ok(Self {
-            mem: alloc_dma(u64::from(entries) * entry_size, coherent)?,
+            mem: env
+                .alloc(u64::from(entries) * entry_size, coherent)
+                .map_err(|DmaError| InitError::Memory)?,
             entries,
             index: 0,
             phase: true,
@@ -118,7 +133,7 @@ impl Queue {
     }
 }
 
-impl Controller {
+impl<E: Env> Controller<E> {
     /// Brings up the controller whose BAR 0 is `bar` (`size` bytes) with `plan`.
     ///
     /// # Safety
@@ -130,6 +145,7 @@ impl Controller {
     /// 2. nothing else (another driver, a guest mapping) accesses that BAR while the
     ///    returned value exists.
     pub unsafe fn new(
+        env: E,
         bar: NonNull<ReadWrite<u32>>,
         size: usize,
         cap_plan: impl FnOnce(&Cap) -> Plan,
@@ -152,15 +168,18 @@ impl Controller {
             return Err(InitError::Unsupported);
         }
         let plan = cap_plan(&cap);
+        let buf = |size| env.alloc(size, coherent).map_err(|DmaError| InitError::Memory);
+        let (bounce, prp_list) = (buf(BOUNCE)?, buf(PAGE)?);
         let mut c = Self {
+            admin_sq: Queue::new(&env, plan.admin_entries, 64, coherent)?,
+            admin_cq: Queue::new(&env, plan.admin_entries, 16, coherent)?,
+            io_sq: Queue::new(&env, plan.io_entries, 64, coherent)?,
+            io_cq: Queue::new(&env, plan.io_entries, 16, coherent)?,
+            env,
             regs,
             stride: cap.doorbell_stride,
-            admin_sq: Queue::new(plan.admin_entries, 64, coherent)?,
-            admin_cq: Queue::new(plan.admin_entries, 16, coherent)?,
-            io_sq: Queue::new(plan.io_entries, 64, coherent)?,
-            io_cq: Queue::new(plan.io_entries, 16, coherent)?,
-            bounce: alloc_dma(BOUNCE, coherent)?,
-            prp_list: alloc_dma(PAGE, coherent)?,
+            bounce,
+            prp_list,
             next_cid: 0,
             max_transfer: 0,
             nsid: 1,
@@ -210,8 +229,19 @@ impl Controller {
         }
     }
 
+    fn ticks(&self, ms: u64) -> u64 {
+        self.env.ticks_per_ms().saturating_mul(ms)
+    }
+
+    fn delay_ms(&self, ms: u32) {
+        let end = self.env.now() + self.ticks(u64::from(ms));
+        while self.env.now() < end {
+            core::hint::spin_loop();
+        }
+    }
+
     fn wait_csts(&mut self, rdy: bool, timeout_ms: u64) -> Result<(), InitError> {
-        let end = cpu::counter() + ms_to_ticks(timeout_ms);
+        let end = self.env.now() + self.ticks(timeout_ms);
         loop {
             let csts = self.read32(reg::CSTS);
             if csts == u32::MAX || csts & spec::CSTS_CFS != 0 {
@@ -220,7 +250,7 @@ impl Controller {
             if (csts & spec::CSTS_RDY != 0) == rdy {
                 return Ok(());
             }
-            if cpu::counter() > end {
+            if self.env.now() > end {
                 return Err(InitError::NotReady);
             }
             core::hint::spin_loop();
@@ -245,7 +275,7 @@ impl Controller {
         self.write32(reg::ACQ + 4, (cq >> 32) as u32);
         self.write32(reg::CC, spec::CC_ENABLE);
         if self.plan.ready_delay_ms > 0 {
-            delay_ms(self.plan.ready_delay_ms);
+            self.delay_ms(self.plan.ready_delay_ms);
         }
         self.wait_csts(true, timeout)
     }
@@ -254,13 +284,17 @@ impl Controller {
         let mut data = vec![0u8; 4096];
         let page = self.bounce.bus_addr();
         self.admin(Command::identify(1, 0, page))?;
-        self.bounce.read(0, &mut data)?;
+        self.bounce
+            .read(0, &mut data)
+            .map_err(|DmaError| InitError::Memory)?;
         self.id = spec::IdController::decode(&data).ok_or(InitError::NoNamespace)?;
         if self.id.namespaces == 0 {
             return Err(InitError::NoNamespace);
         }
         self.admin(Command::identify(0, self.nsid, page))?;
-        self.bounce.read(0, &mut data)?;
+        self.bounce
+            .read(0, &mut data)
+            .map_err(|DmaError| InitError::Memory)?;
         let ns = spec::IdNamespace::decode(&data).ok_or(InitError::NoNamespace)?;
         self.blocks = ns.blocks;
         self.lba_shift = ns.lba_shift;
@@ -308,7 +342,7 @@ impl Controller {
         sq.index = (sq.index + 1) % sq.entries;
         let tail = sq.index;
         let (cq_at, phase) = (u64::from(cq.index) * 16, cq.phase);
-        let end = cpu::counter() + ms_to_ticks(COMMAND_TIMEOUT_MS);
+        let end = self.env.now() + self.ticks(COMMAND_TIMEOUT_MS);
         if let Some(mut r) = self.regs.get(spec::doorbell(qid, false, stride) / 4) {
             r.write(tail);
         }
@@ -326,7 +360,7 @@ impl Controller {
             if c.phase == phase {
                 break c;
             }
-            if cpu::counter() > end {
+            if self.env.now() > end {
                 self.dead = true;
                 return Err(BlockError::Device(TIMEOUT));
             }
@@ -373,12 +407,12 @@ impl Controller {
         max.saturating_sub(per - 1).max(1)
     }
 
-    fn bounce_err(_: MemError) -> BlockError {
+    fn bounce_err(_: DmaError) -> BlockError {
         BlockError::Device(NO_MEMORY)
     }
 }
 
-impl BlockDevice for Controller {
+impl<E: Env + Send> BlockDevice for Controller<E> {
     fn sectors(&self) -> u64 {
         self.blocks << (self.lba_shift - 9)
     }
@@ -426,5 +460,462 @@ impl BlockDevice for Controller {
 
     fn flush(&mut self) -> Result<(), BlockError> {
         self.submit(1, Command::flush(self.nsid)).map(|_| ())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The driver against a fake controller: an NVMe device model that runs whenever the
+    //! driver looks at the time or at DMA memory (so it answers doorbells "concurrently").
+    use super::*;
+    use crate::spec::{op, plan};
+    use plugin_quirks_storage::StorageConfig;
+    use std::collections::BTreeMap;
+    use std::sync::{Arc, Mutex};
+
+    const REG_DWORDS: usize = 0x2000 / 4;
+    const TICKS_PER_MS: u64 = 1000;
+
+    #[derive(Default)]
+    struct Queues {
+        base: u64,
+        entries: u32,
+        head: u32,
+        phase: bool,
+    }
+
+    #[derive(Default)]
+    struct Device {
+        regs: usize, // address of the leaked register block
+        mem: BTreeMap<u64, Vec<u8>>,
+        next_addr: u64,
+        clock: u64,
+        disk: Vec<u8>,
+        lba_shift: u32,
+        mdts: u8,
+        /// Commands answer with this status when their opcode (on an I/O queue) matches.
+        fail: Option<(u8, u16)>,
+        /// Completions are never posted (a hung controller).
+        mute: bool,
+        enabled_at: Option<u64>,
+        first_command_at: Option<u64>,
+        sq: [Queues; 2],
+        cq: [Queues; 2],
+        /// (queue, opcode, cdw10, nlb-or-0) of every command, in order.
+        log: Vec<(u16, u8, u32)>,
+        flushes: u32,
+    }
+
+    impl Device {
+        fn reg(&self, off: usize) -> u32 {
+            // SAFETY: `regs` is a leaked block of REG_DWORDS u32s; `off` is inside it.
+            unsafe { ((self.regs as *const u32).add(off / 4)).read_volatile() }
+        }
+
+        fn set_reg(&self, off: usize, v: u32) {
+            // SAFETY: as in `reg`.
+            unsafe { ((self.regs as *mut u32).add(off / 4)).write_volatile(v) }
+        }
+
+        fn find(&mut self, addr: u64, len: usize) -> &mut [u8] {
+            let (&base, buf) = self
+                .mem
+                .range_mut(..=addr)
+                .next_back()
+                .expect("DMA to unallocated memory");
+            let off = (addr - base) as usize;
+            &mut buf[off..off + len]
+        }
+
+        fn gather(&mut self, prp1: u64, prp2: u64, len: usize) -> Vec<(u64, usize)> {
+            let page = 4096u64;
+            let first = (page - prp1 % page).min(len as u64) as usize;
+            let mut out = vec![(prp1, first)];
+            let mut left = len - first;
+            let pages = left.div_ceil(4096);
+            let list: Vec<u64> = if pages <= 1 {
+                vec![prp2]
+            } else {
+                self.find(prp2, pages * 8)
+                    .chunks(8)
+                    .map(|c| u64::from_le_bytes(c.try_into().unwrap()))
+                    .collect()
+            };
+            for a in list.into_iter().take(pages) {
+                let n = left.min(4096);
+                out.push((a, n));
+                left -= n;
+            }
+            out
+        }
+
+        fn step(&mut self) {
+            let cc = self.reg(reg::CC);
+            let csts = self.reg(reg::CSTS);
+            if cc & 1 == 1 && csts & 1 == 0 {
+                let aqa = self.reg(reg::AQA);
+                let lo_hi = |d: &Self, o| u64::from(d.reg(o)) | (u64::from(d.reg(o + 4)) << 32);
+                self.sq[0] = Queues {
+                    base: lo_hi(self, reg::ASQ),
+                    entries: (aqa & 0xfff) + 1,
+                    ..Queues::default()
+                };
+                self.cq[0] = Queues {
+                    base: lo_hi(self, reg::ACQ),
+                    entries: ((aqa >> 16) & 0xfff) + 1,
+                    phase: true,
+                    ..Queues::default()
+                };
+                self.enabled_at = Some(self.clock);
+                self.set_reg(reg::CSTS, 1);
+            } else if cc & 1 == 0 && csts & 1 == 1 {
+                self.set_reg(reg::CSTS, 0);
+            }
+            if self.reg(reg::CSTS) & 1 == 0 {
+                return;
+            }
+            for q in 0..2usize {
+                if self.sq[q].entries == 0 {
+                    continue;
+                }
+                let tail = self.reg(spec::doorbell(q as u16, false, 4));
+                while self.sq[q].head != tail % self.sq[q].entries {
+                    let at = self.sq[q].base + u64::from(self.sq[q].head) * 64;
+                    let sqe: [u8; 64] = self.find(at, 64).try_into().unwrap();
+                    self.sq[q].head = (self.sq[q].head + 1) % self.sq[q].entries;
+                    self.first_command_at.get_or_insert(self.clock);
+                    let status = self.execute(q as u16, &sqe);
+                    if !self.mute {
+                        self.complete(q, &sqe, status);
+                    }
+                }
+            }
+        }
+
+        fn execute(&mut self, q: u16, sqe: &[u8; 64]) -> u16 {
+            let d = |i: usize| u32::from_le_bytes(sqe[i * 4..i * 4 + 4].try_into().unwrap());
+            let q64 = |i: usize| u64::from(d(i)) | (u64::from(d(i + 1)) << 32);
+            let opcode = sqe[0];
+            self.log.push((q, opcode, d(10)));
+            if q == 1 {
+                if let Some((o, s)) = self.fail {
+                    if o == opcode {
+                        return s;
+                    }
+                }
+            }
+            let (prp1, prp2) = (q64(6), q64(8));
+            match (q, opcode) {
+                (0, op::IDENTIFY) => {
+                    let mut data = vec![0u8; 4096];
+                    if d(10) == 1 {
+                        data[4..12].copy_from_slice(b"FAKE0001");
+                        data[24..33].copy_from_slice(b"Fake NVMe");
+                        data[77] = self.mdts;
+                        data[516] = 1;
+                    } else {
+                        let blocks = (self.disk.len() >> self.lba_shift) as u64;
+                        data[0..8].copy_from_slice(&blocks.to_le_bytes());
+                        data[128 + 2] = self.lba_shift as u8;
+                    }
+                    self.find(prp1, 4096).copy_from_slice(&data);
+                    0
+                }
+                (0, op::SET_FEATURES) => 0,
+                (0, op::CREATE_IO_CQ) => {
+                    self.cq[1] = Queues {
+                        base: prp1,
+                        entries: (d(10) >> 16) + 1,
+                        phase: true,
+                        ..Queues::default()
+                    };
+                    0
+                }
+                (0, op::CREATE_IO_SQ) => {
+                    self.sq[1] = Queues {
+                        base: prp1,
+                        entries: (d(10) >> 16) + 1,
+                        ..Queues::default()
+                    };
+                    0
+                }
+                (1, op::READ | op::WRITE) => {
+                    let slba = q64(10) as usize;
+                    let len = ((d(12) & 0xffff) as usize + 1) << self.lba_shift;
+                    let max = 4096usize << self.mdts;
+                    if self.mdts != 0 && len > max {
+                        return 0x2; // invalid field: over MDTS
+                    }
+                    let mut at = slba << self.lba_shift;
+                    for (addr, n) in self.gather(prp1, prp2, len) {
+                        if opcode == op::READ {
+                            let src = self.disk[at..at + n].to_vec();
+                            self.find(addr, n).copy_from_slice(&src);
+                        } else {
+                            let src = self.find(addr, n).to_vec();
+                            self.disk[at..at + n].copy_from_slice(&src);
+                        }
+                        at += n;
+                    }
+                    0
+                }
+                (1, op::FLUSH) => {
+                    self.flushes += 1;
+                    0
+                }
+                _ => 0x1, // invalid opcode
+            }
+        }
+
+        fn complete(&mut self, q: usize, sqe: &[u8; 64], status: u16) {
+            let cq = &self.cq[q];
+            let at = cq.base + u64::from(cq.head) * 16;
+            let cid = u32::from(u16::from_le_bytes([sqe[2], sqe[3]]));
+            let dw3 = cid | (u32::from(cq.phase) << 16) | (u32::from(status) << 17);
+            let mut cqe = [0u8; 16];
+            cqe[8..12].copy_from_slice(&self.sq[q].head.to_le_bytes());
+            cqe[12..16].copy_from_slice(&dw3.to_le_bytes());
+            self.find(at, 16).copy_from_slice(&cqe);
+            let cq = &mut self.cq[q];
+            cq.head = (cq.head + 1) % cq.entries;
+            if cq.head == 0 {
+                cq.phase = !cq.phase;
+            }
+        }
+    }
+
+    #[derive(Clone)]
+    struct Fake(Arc<Mutex<Device>>);
+
+    struct FakeBuf {
+        dev: Arc<Mutex<Device>>,
+        addr: u64,
+        size: u64,
+    }
+
+    impl Dma for FakeBuf {
+        fn bus_addr(&self) -> u64 {
+            self.addr
+        }
+
+        fn write(&mut self, offset: u64, data: &[u8]) -> Result<(), DmaError> {
+            if offset + data.len() as u64 > self.size {
+                return Err(DmaError);
+            }
+            let mut d = self.dev.lock().unwrap();
+            d.find(self.addr + offset, data.len()).copy_from_slice(data);
+            Ok(())
+        }
+
+        fn read(&self, offset: u64, buf: &mut [u8]) -> Result<(), DmaError> {
+            if offset + buf.len() as u64 > self.size {
+                return Err(DmaError);
+            }
+            let mut d = self.dev.lock().unwrap();
+            d.step();
+            buf.copy_from_slice(d.find(self.addr + offset, buf.len()));
+            Ok(())
+        }
+    }
+
+    impl Env for Fake {
+        type Buf = FakeBuf;
+
+        fn alloc(&self, size: u64, _coherent: bool) -> Result<FakeBuf, DmaError> {
+            let mut d = self.0.lock().unwrap();
+            let size = size.div_ceil(4096) * 4096;
+            let addr = d.next_addr;
+            d.next_addr += size + 4096;
+            d.mem.insert(addr, vec![0; size as usize]);
+            Ok(FakeBuf {
+                dev: self.0.clone(),
+                addr,
+                size,
+            })
+        }
+
+        fn now(&self) -> u64 {
+            let mut d = self.0.lock().unwrap();
+            d.clock += 100; // 0.1 ms per look at the clock
+            d.step();
+            d.clock
+        }
+
+        fn ticks_per_ms(&self) -> u64 {
+            TICKS_PER_MS
+        }
+    }
+
+    /// A fake controller with a `mib` MiB namespace of `2^lba_shift`-byte blocks, and the
+    /// driver brought up on it with `cfg`'s quirks.
+    fn setup(
+        lba_shift: u32,
+        mdts: u8,
+        cfg: StorageConfig,
+    ) -> (Fake, Result<Controller<Fake>, InitError>) {
+        let regs: &'static mut [ReadWrite<u32>] = Box::leak(
+            (0..REG_DWORDS)
+                .map(|_| ReadWrite(0u32))
+                .collect::<Vec<_>>()
+                .into_boxed_slice(),
+        );
+        let base = NonNull::new(regs.as_mut_ptr()).unwrap();
+        let dev = Device {
+            regs: base.as_ptr() as usize,
+            next_addr: 0x8000_0000,
+            disk: vec![0; 4 << 20],
+            lba_shift,
+            mdts,
+            ..Device::default()
+        };
+        // CAP: MQES 2047, TO 2 (1 s), CSS NVM, DSTRD 0, MPSMIN 0.
+        dev.set_reg(reg::CAP_LO, 0x0200_07ff);
+        dev.set_reg(reg::CAP_HI, 0x0000_0020);
+        let fake = Fake(Arc::new(Mutex::new(dev)));
+        // SAFETY: `regs` is a leaked host block the driver and the fake device (volatile
+        // accesses only) share, as the hardware's registers would be shared.
+        let c = unsafe {
+            Controller::new(
+                fake.clone(),
+                base,
+                REG_DWORDS * 4,
+                |cap| plan(cap, &cfg),
+                false,
+            )
+        };
+        (fake, c)
+    }
+
+    fn quirked(max_queue_depth: u32, ready_delay_ms: u32) -> StorageConfig {
+        let mut cfg = StorageConfig::default();
+        let q = hypervisor::plugin::QuirkData::Storage {
+            max_queue_depth,
+            no_write_cache: false,
+            force_512_sectors: false,
+            ignore_subnqn: false,
+            ready_delay_ms,
+            dma_alias_function: None,
+        };
+        assert!(plugin_quirks_storage::apply(&q, &mut cfg));
+        cfg
+    }
+
+    #[test]
+    fn bring_up_identifies_and_reads_and_writes_through_prp_lists() {
+        let (fake, c) = setup(9, 5, StorageConfig::default());
+        let mut c = c.unwrap();
+        assert_eq!(c.id.model, "Fake NVMe");
+        assert_eq!(c.sectors(), (4 << 20) / 512);
+        // 300 KiB: three requests at MDTS 5 (128 KiB), each with a PRP list.
+        let data: Vec<u8> = (0..300 * 1024).map(|i| (i % 251) as u8).collect();
+        c.write(3, &data).unwrap();
+        c.flush().unwrap();
+        let mut back = vec![0u8; data.len()];
+        c.read(3, &mut back).unwrap();
+        assert_eq!(back, data);
+        let d = fake.0.lock().unwrap();
+        assert_eq!(&d.disk[3 * 512..3 * 512 + data.len()], &data[..]);
+        let writes = d
+            .log
+            .iter()
+            .filter(|e| e.0 == 1 && e.1 == op::WRITE)
+            .count();
+        assert_eq!(writes, 3);
+        assert_eq!(d.flushes, 1);
+    }
+
+    #[test]
+    fn sectors_on_4k_blocks_are_read_modified_written() {
+        let (fake, c) = setup(12, 5, StorageConfig::default());
+        let mut c = c.unwrap();
+        fake.0.lock().unwrap().disk[..8192].fill(0xee);
+        c.write(3, &[1u8; 1024]).unwrap();
+        let d = fake.0.lock().unwrap();
+        assert!(
+            d.disk[..3 * 512].iter().all(|&b| b == 0xee),
+            "sectors before kept"
+        );
+        assert!(d.disk[3 * 512..5 * 512].iter().all(|&b| b == 1));
+        assert!(
+            d.disk[5 * 512..8192].iter().all(|&b| b == 0xee),
+            "sectors after kept"
+        );
+    }
+
+    #[test]
+    fn a_quirk_bounds_the_io_queue_and_delays_the_ready_poll() {
+        let depth = |fake: &Fake| {
+            let d = fake.0.lock().unwrap();
+            let sq = d
+                .log
+                .iter()
+                .find(|e| e.0 == 0 && e.1 == op::CREATE_IO_SQ)
+                .unwrap();
+            (sq.2 >> 16) + 1
+        };
+        let waited = |fake: &Fake| {
+            let d = fake.0.lock().unwrap();
+            (d.first_command_at.unwrap() - d.enabled_at.unwrap()) / TICKS_PER_MS
+        };
+        let (plain, c) = setup(9, 5, StorageConfig::default());
+        assert!(c.is_ok());
+        assert_eq!(depth(&plain), crate::spec::MAX_QUEUE_ENTRIES);
+        assert!(waited(&plain) < 10, "{} ms", waited(&plain));
+        let (slow, c) = setup(9, 5, quirked(8, 2300));
+        assert!(c.is_ok());
+        assert_eq!(depth(&slow), 8);
+        assert!(waited(&slow) >= 2300, "{} ms", waited(&slow));
+    }
+
+    #[test]
+    fn device_errors_and_timeouts_are_block_errors() {
+        let (fake, c) = setup(9, 5, StorageConfig::default());
+        let mut c = c.unwrap();
+        fake.0.lock().unwrap().fail = Some((op::WRITE, 0x280));
+        assert_eq!(c.write(0, &[0; 512]), Err(BlockError::Device(0x280)));
+        assert!(
+            c.read(0, &mut [0; 512]).is_ok(),
+            "the controller is still usable"
+        );
+        fake.0.lock().unwrap().mute = true;
+        assert_eq!(c.flush(), Err(BlockError::Device(TIMEOUT)));
+        // After a timeout the queues cannot be trusted: the controller is retired.
+        fake.0.lock().unwrap().mute = false;
+        assert_eq!(c.read(0, &mut [0; 512]), Err(BlockError::Device(DEAD)));
+        assert!(matches!(
+            c.read(0, &mut [0; 100]),
+            Err(BlockError::Unaligned(100))
+        ));
+    }
+
+    #[test]
+    fn a_controller_that_never_gets_ready_fails_bring_up() {
+        let regs: &'static mut [ReadWrite<u32>] = Box::leak(
+            (0..REG_DWORDS)
+                .map(|_| ReadWrite(0u32))
+                .collect::<Vec<_>>()
+                .into_boxed_slice(),
+        );
+        let base = NonNull::new(regs.as_mut_ptr()).unwrap();
+        let dev = Device {
+            // No register block of its own: it never sees CC.EN, so never sets RDY.
+            regs: Box::leak(Box::new([0u32; REG_DWORDS])).as_mut_ptr() as usize,
+            next_addr: 0x8000_0000,
+            ..Device::default()
+        };
+        let fake = Fake(Arc::new(Mutex::new(dev)));
+        regs[0] = ReadWrite(0x0200_07ff);
+        regs[1] = ReadWrite(0x0000_0020);
+        // SAFETY: a leaked host block only this driver touches.
+        let c = unsafe {
+            Controller::new(
+                fake,
+                base,
+                REG_DWORDS * 4,
+                |cap| plan(cap, &StorageConfig::default()),
+                false,
+            )
+        };
+        assert_eq!(c.err(), Some(InitError::NotReady));
     }
 }

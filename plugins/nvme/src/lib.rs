@@ -19,8 +19,7 @@
 
 extern crate alloc;
 
-#[cfg(target_arch = "aarch64")]
-mod controller;
+pub mod controller;
 pub mod spec;
 
 use plugin_quirks_storage::StorageConfig;
@@ -38,11 +37,13 @@ pub fn configured<'a>(
 
 #[cfg(target_arch = "aarch64")]
 mod driver {
-    use super::controller::Controller;
+    use super::controller::{Controller, Dma, DmaError, Env};
     use alloc::format;
     use alloc::sync::Arc;
     use core::ptr::NonNull;
     use core::sync::atomic::{AtomicU32, Ordering};
+    use hypervisor::arch::cpu;
+    use hypervisor::arch::mem::{alloc_dma, DmaBuffer};
     use hypervisor::block::SharedDisk;
     use hypervisor::datastore::{self, DiskInfo};
     use hypervisor::plugin::pci::{quirks_for, PciDriverEntry, PciMatch, PciProbe, PCI_DRIVERS};
@@ -50,6 +51,39 @@ mod driver {
     use hypervisor::sync::Mutex;
 
     static NEXT: AtomicU32 = AtomicU32::new(0);
+
+    /// The machine: DMA buffers from the RAM pool, time from the generic timer.
+    struct Hw;
+
+    impl Dma for DmaBuffer {
+        fn bus_addr(&self) -> u64 {
+            DmaBuffer::bus_addr(self)
+        }
+
+        fn write(&mut self, offset: u64, data: &[u8]) -> Result<(), DmaError> {
+            DmaBuffer::write(self, offset, data).map_err(|_| DmaError)
+        }
+
+        fn read(&self, offset: u64, buf: &mut [u8]) -> Result<(), DmaError> {
+            DmaBuffer::read(self, offset, buf).map_err(|_| DmaError)
+        }
+    }
+
+    impl Env for Hw {
+        type Buf = DmaBuffer;
+
+        fn alloc(&self, size: u64, coherent: bool) -> Result<DmaBuffer, DmaError> {
+            alloc_dma(size, coherent).map_err(|_| DmaError)
+        }
+
+        fn now(&self) -> u64 {
+            cpu::counter()
+        }
+
+        fn ticks_per_ms(&self) -> u64 {
+            (cpu::counter_frequency() / 1000).max(1)
+        }
+    }
 
     fn probe(p: &PciProbe<'_>) -> Result<(), ProbeError> {
         let bar = p
@@ -73,9 +107,10 @@ mod driver {
         // an enabled board device) and enabled memory space and bus mastering; (2) each
         // function is offered once and probed by one driver, and no VM is given the host
         // bridge's windows, so nothing else touches this BAR.
-        let ctrl =
-            unsafe { Controller::new(base, size, |cap| crate::spec::plan(cap, &cfg), coherent) }
-                .map_err(|e| ProbeError::Hardware(e.message()))?;
+        let ctrl = unsafe {
+            Controller::new(Hw, base, size, |cap| crate::spec::plan(cap, &cfg), coherent)
+        }
+        .map_err(|e| ProbeError::Hardware(e.message()))?;
         let n = NEXT.fetch_add(1, Ordering::Relaxed);
         let name = format!("nvme{n}");
         let info = DiskInfo {
@@ -87,7 +122,7 @@ mod driver {
             .map_err(|_| ProbeError::Hardware("a disk of this name is registered already"))
     }
 
-    fn ctrl_lba_shift(c: &Controller) -> u32 {
+    fn ctrl_lba_shift(c: &Controller<Hw>) -> u32 {
         c.lba_shift()
     }
 
