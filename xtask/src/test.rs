@@ -499,10 +499,16 @@ fn big_pattern_landed(disk: &std::path::Path, lines: &[String], value: &str) -> 
 /// `storage-selftest`) writes a value computed at run time into the self-test partition
 /// and flushes; after QEMU exits the value must be in the disk image file. With
 /// `root_port`, the NVMe sits behind a PCIe root port (bus 1), as on real machines; with
-/// `four_k`, its namespace has 4 KiB logical blocks (512-byte sectors read-modify-written).
-fn storage_host_nvme(root_port: bool, four_k: bool) -> Scenario {
+/// `four_k`, its namespace has 4 KiB logical blocks (512-byte sectors read-modify-written);
+/// with `noncoherent`, on a KDL-only qemu-virt whose PCIe is not `dma-coherent` (every DMA
+/// buffer cleaned and invalidated).
+fn storage_host_nvme(root_port: bool, four_k: bool, noncoherent: bool) -> Scenario {
     let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
-    let mut expect = s(&["[hv] device pcie: driver pci-ecam"]);
+    let mut expect = Vec::new();
+    if noncoherent {
+        expect.push("[hv] board: qemu-virt-noncoherent ".to_string());
+    }
+    expect.push("[hv] device pcie: driver pci-ecam".to_string());
     if root_port {
         expect.push("[hv] pci pcie 00:01.0 1b36:000c class 060400: bridge to bus 01".into());
         expect.push("[hv] pci pcie 01:00.0 1b36:0010 class 010802: driver nvme".into());
@@ -528,7 +534,21 @@ fn storage_host_nvme(root_port: bool, four_k: bool) -> Scenario {
             "storage-host-nvme-4k",
             &["nvme,serial=hv-nvme0,drive=nvm0,logical_block_size=4096,physical_block_size=4096"],
         ),
+        (false, false) if noncoherent => (
+            "storage-host-nvme-noncoherent",
+            &["nvme,serial=hv-nvme0,drive=nvm0"],
+        ),
         (false, false) => ("storage-host-nvme", &["nvme,serial=hv-nvme0,drive=nvm0"]),
+    };
+    let target = if noncoherent {
+        Target {
+            board: "qemu-virt-noncoherent".into(),
+            board_file: workspace_root().join("examples/boards/qemu-virt-noncoherent.kdl"),
+            vms: workspace_root().join("examples/vms/test-guest.toml"),
+            allow_experimental: false,
+        }
+    } else {
+        target("qemu-virt", "examples/vms/test-guest.toml")
     };
     Scenario {
         host_disk: Some(crate::qemu::HostDisk {
@@ -542,11 +562,7 @@ fn storage_host_nvme(root_port: bool, four_k: bool) -> Scenario {
             },
             check: storage_selftest_landed,
         }),
-        ..Scenario::new(
-            name,
-            target("qemu-virt", "examples/vms/test-guest.toml"),
-            expect,
-        )
+        ..Scenario::new(name, target, expect)
     }
 }
 
@@ -627,9 +643,10 @@ pub fn scenarios() -> Vec<Scenario> {
         },
         poisoned_ram(),
         lifecycle(),
-        storage_host_nvme(false, false),
-        storage_host_nvme(true, false),
-        storage_host_nvme(false, true),
+        storage_host_nvme(false, false, false),
+        storage_host_nvme(true, false, false),
+        storage_host_nvme(false, true, false),
+        storage_host_nvme(false, false, true),
         storage_host_nvme_read_only(),
         gic_v2_test_guest("qemu-virt-gicv2"),
         gic_v2_test_guest("xlnx-zcu102"),

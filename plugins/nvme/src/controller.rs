@@ -168,7 +168,10 @@ impl<E: Env> Controller<E> {
             return Err(InitError::Unsupported);
         }
         let plan = cap_plan(&cap);
-        let buf = |size| env.alloc(size, coherent).map_err(|DmaError| InitError::Memory);
+        let buf = |size| {
+            env.alloc(size, coherent)
+                .map_err(|DmaError| InitError::Memory)
+        };
         let (bounce, prp_list) = (buf(BOUNCE)?, buf(PAGE)?);
         let mut c = Self {
             admin_sq: Queue::new(&env, plan.admin_entries, 64, coherent)?,
