@@ -25,6 +25,7 @@ pub mod arch;
 pub mod block;
 pub mod config;
 pub mod conmux;
+pub mod datastore;
 pub mod exit;
 pub mod fdt;
 pub mod mm;

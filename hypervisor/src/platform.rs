@@ -179,6 +179,9 @@ pub struct DeviceDesc {
     pub bus_id: Option<&'static str>,
     /// Input clock, for UARTs.
     pub clock_hz: Option<u64>,
+    /// Its DMA snoops the CPU caches (`dma-coherent` in the KDL): no cache maintenance on
+    /// its buffers.
+    pub dma_coherent: bool,
 }
 
 impl DeviceDesc {
@@ -288,6 +291,7 @@ mod tests {
             status: DeviceStatus::Okay,
             bus_id: None,
             clock_hz: None,
+            dma_coherent: false,
         }
     }
 

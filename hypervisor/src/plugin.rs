@@ -15,6 +15,8 @@
 //! ```
 #![deny(unsafe_code)]
 
+pub mod pci;
+
 use crate::platform::{BoardDesc, DeviceDesc, GicVersion};
 use linkme::distributed_slice;
 

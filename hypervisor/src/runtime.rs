@@ -60,6 +60,9 @@ fn primary_main() -> ! {
     let board = arch::board();
     let mmu = arch::mmu::build(board);
     arch::mmu::enable_this_cpu();
+    // Before probing: disk drivers take their DMA memory from the pool. A failure is
+    // reported when the VMs are created.
+    let _ = arch::mem::init_pool();
     let probed = probe_devices(board);
     hvprintln!();
     hvprintln!(
@@ -74,6 +77,10 @@ fn primary_main() -> ! {
         }
         Err(e) => hvprintln!("[hv] running without EL2 page tables: {e}"),
     }
+    probe_pci(board);
+    report_datastore();
+    #[cfg(feature = "storage-selftest")]
+    storage_selftest();
 
     let gic = irqchip();
     gic.init_global();
@@ -147,6 +154,15 @@ fn init_this_cpu(cpu_index: usize) {
     }
 }
 
+/// Devices a driver plugin probed successfully: the hypervisor owns them, so no VM may be
+/// given them (their windows and interrupts) by passthrough.
+static DRIVEN: Once<Vec<&'static str>> = Once::new();
+
+/// True if a driver plugin drives `dev`.
+pub fn is_driven(dev: &crate::platform::DeviceDesc) -> bool {
+    DRIVEN.get().is_some_and(|d| d.contains(&dev.name))
+}
+
 /// What bring-up found, for the banner.
 pub struct ProbeReport {
     lines: Vec<(&'static str, &'static str, Result<(), plugin::ProbeError>)>,
@@ -184,6 +200,14 @@ fn probe_devices(board: &'static BoardDesc) -> ProbeReport {
             None => report.unmatched.push(dev.name),
         }
     }
+    DRIVEN.call_once(|| {
+        report
+            .lines
+            .iter()
+            .filter(|(_, _, r)| r.is_ok())
+            .map(|(dev, _, _)| *dev)
+            .collect()
+    });
     report
 }
 
@@ -247,8 +271,138 @@ fn banner(board: &BoardDesc, probed: &ProbeReport, heap: u64) {
         }
     }
     hvprintln!(
-        "[hv] plugins: {} driver(s), {} quirk set(s) registered",
+        "[hv] plugins: {} driver(s), {} PCI driver(s), {} quirk set(s) registered",
         DRIVERS.len(),
+        plugin::pci::PCI_DRIVERS.len(),
         QUIRKS.len()
     );
+}
+
+/// Hands each PCI function the host bridges offered to its driver, and reports what they
+/// found and left alone.
+fn probe_pci(board: &'static BoardDesc) {
+    use plugin::pci::{match_pci_driver, take_notes, take_offered, PciProbe, PCI_DRIVERS};
+    for n in take_notes() {
+        hvprintln!(
+            "[hv] pci {} {} {:04x}:{:04x} class {:06x}: {}",
+            n.host.name,
+            n.bdf,
+            n.ids.vendor,
+            n.ids.device,
+            n.ids.class,
+            n.what
+        );
+    }
+    for o in take_offered() {
+        let f = &o.function;
+        let what = match match_pci_driver(&PCI_DRIVERS, &f.ids) {
+            None => Err("no driver registered (not used)"),
+            Some(drv) => {
+                let probe = PciProbe {
+                    function: f,
+                    config: o.config,
+                    host: o.host,
+                    board,
+                };
+                Ok((drv.name, (drv.probe)(&probe)))
+            }
+        };
+        let head = alloc::format!(
+            "[hv] pci {} {} {:04x}:{:04x} class {:06x}",
+            o.host.name,
+            f.bdf,
+            f.ids.vendor,
+            f.ids.device,
+            f.ids.class
+        );
+        match what {
+            Err(why) => hvprintln!("{head}: {why}"),
+            Ok((drv, Ok(()))) => hvprintln!("{head}: driver {drv}"),
+            Ok((drv, Err(e))) => hvprintln!("{head}: driver {drv} failed: {e}"),
+        }
+    }
+}
+
+/// Lists the datastore's disks and their partitions.
+fn report_datastore() {
+    use core::fmt::Write;
+    crate::datastore::with(|store| {
+        for d in store.disks() {
+            let mut line = alloc::format!(
+                "[hv] datastore: {} ({}, {} MiB): ",
+                d.name,
+                d.info.model,
+                d.sectors >> 11
+            );
+            match &d.table {
+                Ok(parts) if parts.is_empty() => line.push_str("no partitions"),
+                Ok(parts) => {
+                    line.push_str("partitions");
+                    for (i, p) in parts.iter().enumerate() {
+                        let sep = if i == 0 { "" } else { "," };
+                        let _ = write!(line, "{sep} \"{}\" {} MiB", p.label, p.sectors >> 11);
+                    }
+                }
+                Err(e) => {
+                    let _ = write!(line, "{e}");
+                }
+            }
+            hvprintln!("{line}");
+        }
+    });
+}
+
+/// Boot-time storage self-test (feature `storage-selftest`, scenario `storage-host-nvme`):
+/// writes a value computed now into the first sector of the partition labelled
+/// `hv-selftest`, flushes, reads it back and prints it, for the host to find in the image.
+#[cfg(feature = "storage-selftest")]
+fn storage_selftest() {
+    use crate::block::{BlockDevice, SECTOR};
+    const LABEL: &str = "hv-selftest";
+    let mut part = match crate::datastore::open(LABEL, false, "self-test") {
+        Ok(p) => p,
+        Err(e) => {
+            hvprintln!("[hv] storage self-test: FAIL: {e}");
+            return;
+        }
+    };
+    // A value nobody could have put in the image beforehand: the counter at this moment,
+    // mixed so that consecutive boots differ in many bits.
+    let value = cpu::counter().wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ cpu::counter_frequency();
+    let mut sector = [0u8; SECTOR];
+    let text = alloc::format!("HV-SELFTEST {value:016x}\n");
+    sector[..text.len()].copy_from_slice(text.as_bytes());
+    let mut back = [0u8; SECTOR];
+    let r = part
+        .write(0, &sector)
+        .and_then(|()| part.flush())
+        .and_then(|()| part.read(0, &mut back));
+    match r {
+        Ok(()) if back == sector => hvprintln!(
+            "[hv] storage self-test: wrote value={value:016x} to \"{LABEL}\" sector 0, flushed, read back equal"
+        ),
+        Ok(()) => hvprintln!("[hv] storage self-test: FAIL: read back differs from value={value:016x}"),
+        Err(e) => hvprintln!("[hv] storage self-test: FAIL: {e}"),
+    }
+    // A transfer bigger than the driver's bounce buffer, starting at an odd sector: split
+    // requests and PRP lists. Byte `i` is the `i % 8`th byte of `value` plus `i / 512`.
+    const BIG_AT: u64 = 9;
+    const BIG_SECTORS: usize = 401;
+    let pattern: alloc::vec::Vec<u8> = (0..BIG_SECTORS * SECTOR)
+        .map(|i| ((value >> ((i % 8) * 8)) as u8).wrapping_add((i / SECTOR) as u8))
+        .collect();
+    let mut back = alloc::vec![0u8; pattern.len()];
+    let r = part
+        .write(BIG_AT, &pattern)
+        .and_then(|()| part.flush())
+        .and_then(|()| part.read(BIG_AT, &mut back));
+    match r {
+        Ok(()) if back == pattern => hvprintln!(
+            "[hv] storage self-test: {BIG_SECTORS} sectors at sector {BIG_AT} of \"{LABEL}\" written, flushed, read back equal"
+        ),
+        Ok(()) => hvprintln!("[hv] storage self-test: FAIL: {BIG_SECTORS} sectors read back differ"),
+        Err(e) => hvprintln!("[hv] storage self-test: FAIL: {e}"),
+    }
+    drop(part);
+    crate::datastore::release(LABEL, "self-test");
 }

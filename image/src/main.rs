@@ -8,6 +8,8 @@
 
 use plugin_gic_v2 as _;
 use plugin_gic_v3 as _;
+use plugin_nvme as _;
+use plugin_pci_ecam as _;
 use plugin_quirks_rtl8153 as _;
 use plugin_quirks_storage as _;
 use plugin_uart_16550 as _;

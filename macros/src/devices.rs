@@ -28,6 +28,7 @@ fn device(d: &Device) -> TokenStream {
     let status = status(&d.status);
     let bus_id = option(d.bus_id.as_ref(), |b| quote!(#b));
     let clock_hz = option(d.clock_hz.as_ref(), |c| quote!(#c));
+    let dma_coherent = d.dma_coherent;
     quote! {
         ::hypervisor::platform::DeviceDesc {
             name: #name,
@@ -37,6 +38,7 @@ fn device(d: &Device) -> TokenStream {
             status: #status,
             bus_id: #bus_id,
             clock_hz: #clock_hz,
+            dma_coherent: #dma_coherent,
         }
     }
 }
@@ -85,6 +87,7 @@ fn gic_device(gic: &Gic) -> TokenStream {
             status: ::hypervisor::platform::DeviceStatus::Okay,
             bus_id: ::core::option::Option::None,
             clock_hz: ::core::option::Option::None,
+            dma_coherent: false,
         }
     }
 }

@@ -100,6 +100,7 @@ pub fn two_socket() -> Board {
                 },
                 bus_id: None,
                 clock_hz: None,
+                dma_coherent: false,
             },
             Device {
                 name: "uart0".into(),
@@ -109,6 +110,7 @@ pub fn two_socket() -> Board {
                 status: Status::Okay,
                 bus_id: None,
                 clock_hz: Some(24_000_000),
+                dma_coherent: false,
             },
             Device {
                 name: "nic".into(),
@@ -118,6 +120,7 @@ pub fn two_socket() -> Board {
                 status: Status::Okay,
                 bus_id: Some("usb:0bda:8153".into()),
                 clock_hz: None,
+                dma_coherent: false,
             },
         ],
         quirks: vec![QuirkRef {

@@ -163,6 +163,8 @@ pub struct DeviceDecl {
     pub irqs: Vec<IrqDecl>,
     /// `clock` child.
     pub clock: Option<Sp<u64>>,
+    /// `dma-coherent` child: the device's DMA snoops the CPU caches.
+    pub dma_coherent: Option<Sp<bool>>,
 }
 
 /// A `soc` node.
@@ -327,6 +329,7 @@ pub(crate) mod fixtures {
                 trigger: Trigger::Level,
             }],
             clock: Some(sp(24_000_000)),
+            dma_coherent: None,
         }
     }
 }

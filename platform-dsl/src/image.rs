@@ -130,7 +130,7 @@ pub fn linker_script(board: &Board) -> String {
     let load = board.hypervisor.load_address;
     let end = load.saturating_add(board.hypervisor.size);
     let mut slices = String::new();
-    for slice in ["DRIVERS", "QUIRKS"] {
+    for slice in ["DRIVERS", "QUIRKS", "PCI_DRIVERS"] {
         for prefix in ["linkme", "linkm2"] {
             let _ = writeln!(
                 slices,
@@ -581,6 +581,8 @@ mod tests {
             "linkm2_DRIVERS : ALIGN(8) { KEEP(*(linkm2_DRIVERS)) }",
             "linkme_QUIRKS : ALIGN(8) { KEEP(*(linkme_QUIRKS)) }",
             "linkm2_QUIRKS : ALIGN(8) { KEEP(*(linkm2_QUIRKS)) }",
+            "linkme_PCI_DRIVERS : ALIGN(8) { KEEP(*(linkme_PCI_DRIVERS)) }",
+            "linkm2_PCI_DRIVERS : ALIGN(8) { KEEP(*(linkm2_PCI_DRIVERS)) }",
         ] {
             assert!(script.contains(s), "missing {s}");
         }

@@ -214,6 +214,7 @@ fn device(d: &DeviceDecl) -> Device {
         },
         bus_id: d.bus_id.as_ref().map(|b| b.value.clone()),
         clock_hz: d.clock.as_ref().map(|c| c.value),
+        dma_coherent: d.dma_coherent.as_ref().is_some_and(|c| c.value),
     }
 }
 

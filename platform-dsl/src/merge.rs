@@ -133,6 +133,9 @@ fn override_device(base: &mut DeviceDecl, over: &DeviceDecl) {
     if over.clock.is_some() {
         base.clock = over.clock.clone();
     }
+    if over.dma_coherent.is_some() {
+        base.dma_coherent = over.dma_coherent.clone();
+    }
 }
 
 #[cfg(test)]

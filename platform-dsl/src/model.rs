@@ -270,6 +270,10 @@ pub struct Device {
     pub bus_id: Option<String>,
     /// Input clock in Hz, for UARTs that need it.
     pub clock_hz: Option<u64>,
+    /// Its DMA snoops the CPU caches (`dma-coherent`, as in the device tree): drivers skip
+    /// cache maintenance on its buffers.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub dma_coherent: bool,
 }
 
 /// A quirk set requested by the board (matched to a quirk plugin by name).

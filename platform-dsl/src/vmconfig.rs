@@ -799,6 +799,7 @@ pub(crate) mod tests {
                     status: Status::Okay,
                     bus_id: None,
                     clock_hz: Some(24_000_000),
+                    dma_coherent: false,
                 },
                 Device {
                     name: "uart1".into(),
@@ -808,6 +809,7 @@ pub(crate) mod tests {
                     status: Status::Okay,
                     bus_id: None,
                     clock_hz: None,
+                    dma_coherent: false,
                 },
                 Device {
                     name: "gpu".into(),
@@ -819,6 +821,7 @@ pub(crate) mod tests {
                     },
                     bus_id: None,
                     clock_hz: None,
+                    dma_coherent: false,
                 },
             ],
             quirks: vec![],

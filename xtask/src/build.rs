@@ -124,6 +124,11 @@ pub fn elf_to_bin(elf: &Path, bin: &Path) -> Result<(), String> {
 
 /// Builds the hypervisor image for `t` (and the test guest, which the default VM uses).
 pub fn image(t: &Target) -> Result<Image, String> {
+    image_with_features(t, &[])
+}
+
+/// [`image`] with extra cargo features of the `image` crate (a scenario's self-test).
+pub fn image_with_features(t: &Target, features: &[&str]) -> Result<Image, String> {
     test_guest()?;
     // Debian guest images are fetched on first use (a VM file naming target/guest-cache).
     let vms_text = std::fs::read_to_string(&t.vms).unwrap_or_default();
@@ -143,6 +148,8 @@ pub fn image(t: &Target) -> Result<Image, String> {
             "image",
             "--target",
             IMAGE_TRIPLE,
+            "--features",
+            &features.join(","),
         ])
         .env("HV_BOARD", &t.board)
         .env("HV_BOARD_FILE", &t.board_file)

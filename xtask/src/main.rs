@@ -11,6 +11,7 @@
 mod bench;
 mod boards;
 mod build;
+mod disk;
 mod dtb;
 mod fuzz;
 mod guest;
@@ -85,7 +86,8 @@ fn usage() -> ExitCode {
          test                        host tests, every board, every QEMU scenario\n  \
          scenario [NAME]             only the QEMU scenarios whose name contains NAME\n  \
          guest fetch                 Debian kernels + busybox initramfs into target/guest-cache\n  \
-         fuzz --minutes N | --smoke  cargo-fuzz targets (KDL front end, trap decoder, vGIC/UART MMIO, PCI config, virtqueues)\n  \
+         disk create OUT SIZE L:SIZE[:FILE]...  a raw disk image with a GPT (disk list IMG)\n  \
+         fuzz --minutes N | --smoke  cargo-fuzz targets (KDL front end, trap decoder, vGIC/UART MMIO, NVMe/AHCI commands, PCI config, virtqueues)\n  \
          bench [--smoke]             guest cost of the hypervisor under -icount (docs/performance.md)\n  \
          import-dtb F.dtb --name N   a KDL board description from a device tree\n  \
          board-diff NAME F.dtb|--all compare boards.kdl with upstream device trees\n\n\
@@ -116,6 +118,7 @@ fn main() -> ExitCode {
         }),
         "bench" => bench::cmd(args),
         "guest" => guest::cmd(args),
+        "disk" => disk::cmd(args),
         "fuzz" => fuzz::cmd(args),
         "import-dtb" => dtb::import_cmd(args),
         "board-diff" => dtb::diff_cmd(args),

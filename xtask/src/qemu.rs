@@ -124,6 +124,26 @@ pub struct Scenario {
     pub poisoned_ram: bool,
     /// Lines that must repeat with the same figures: see [`Steady`].
     pub steady: Option<Steady>,
+    /// The machine gets an NVMe disk and the image extra cargo features: see [`HostDisk`].
+    pub host_disk: Option<HostDisk>,
+}
+
+/// A scenario with a disk of the machine's own (`-device nvme`): the image is built with
+/// `features`, `make` writes the disk image before QEMU starts, and once every expected
+/// line appeared and QEMU exited, `check` reads the disk image with the console lines.
+#[derive(Clone, Copy)]
+pub struct HostDisk {
+    /// Cargo features of the `image` crate for this scenario's build.
+    pub features: &'static [&'static str],
+    /// `-device` values that put the disk (drive `nvm0`) on the machine, e.g.
+    /// `nvme,serial=hv-nvme0,drive=nvm0`.
+    pub devices: &'static [&'static str],
+    /// Extra `-drive` options, e.g. `,readonly=on`.
+    pub drive_options: &'static str,
+    /// Writes the disk image; returns its path.
+    pub make: fn() -> Result<PathBuf, String>,
+    /// Checks the disk image after QEMU exited, given the console lines.
+    pub check: fn(&std::path::Path, &[String]) -> Result<(), String>,
 }
 
 /// A figure that must not drift: every line containing `marker`, after the first `skip`,
@@ -208,6 +228,7 @@ impl Scenario {
             out_of_tree: false,
             poisoned_ram: false,
             steady: None,
+            host_disk: None,
         }
     }
 }
@@ -391,14 +412,26 @@ fn write_poison(path: &std::path::Path, size: u64) -> Result<(), String> {
 
 /// Runs one scenario; `Err` carries the reason and the log path.
 pub fn run_scenario(s: &Scenario) -> Result<(), String> {
+    let features = s.host_disk.map_or(&[][..], |d| d.features);
     let img = if s.out_of_tree {
         build::out_of_tree_image(&s.target)?
     } else {
-        build::image(&s.target)?
+        build::image_with_features(&s.target, features)?
     };
     let mut cmd = command(&img, s.smp)?;
     if s.poisoned_ram {
         cmd.args(poisoned_ram_args(&img)?);
+    }
+    let disk = s.host_disk.map(|d| (d.make)()).transpose()?;
+    if let Some(disk) = &disk {
+        cmd.arg("-drive").arg(format!(
+            "file={},if=none,format=raw,id=nvm0{}",
+            disk.display(),
+            s.host_disk.map_or("", |d| d.drive_options)
+        ));
+        for d in s.host_disk.map_or(&[][..], |d| d.devices) {
+            cmd.args(["-device", d]);
+        }
     }
     cmd.stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -450,7 +483,7 @@ pub fn run_scenario(s: &Scenario) -> Result<(), String> {
                     Verdict::Pass => break Ok(()),
                     Verdict::Fail(why) => break Err(why),
                 }
-                if s.steady.is_some() {
+                if s.steady.is_some() || s.host_disk.is_some() {
                     all_lines.push(line.clone());
                 }
                 since_send.push(line);
@@ -483,6 +516,12 @@ pub fn run_scenario(s: &Scenario) -> Result<(), String> {
     let verdict = verdict.and_then(|()| match &s.steady {
         Some(steady) => steady.check(&all_lines),
         None => Ok(()),
+    });
+    // QEMU has exited (or been killed) here, so the disk image holds what it flushed.
+    drop(child);
+    let verdict = verdict.and_then(|()| match (s.host_disk, &disk) {
+        (Some(d), Some(path)) => (d.check)(path, &all_lines),
+        _ => Ok(()),
     });
     verdict.map_err(|why| {
         let _ = writeln!(log, "--- scenario failed: {why}");

@@ -237,6 +237,7 @@ fn gic_v2_test_guest(board: &str) -> Scenario {
         out_of_tree: false,
         poisoned_ram: false,
         steady: None,
+        host_disk: None,
     }
 }
 
@@ -345,6 +346,226 @@ fn lifecycle() -> Scenario {
     }
 }
 
+/// Where `storage-host-nvme` keeps its disk image and what goes on it.
+fn storage_dir() -> std::path::PathBuf {
+    workspace_root().join("target/scenarios/storage-host-nvme")
+}
+
+/// The label of the partition the image's storage self-test writes.
+const SELFTEST_LABEL: &str = "hv-selftest";
+
+/// A 64 MiB disk: `vm0-root` (32 MiB, an ext4 file system made from a directory),
+/// `vm0-data` (16 MiB) and the self-test's partition (1 MiB). Made afresh for each run,
+/// so that only this boot's write can be found in it.
+fn storage_disk() -> Result<std::path::PathBuf, String> {
+    storage_disk_with_block_size(512)
+}
+
+/// [`storage_disk`] for a drive with 4 KiB logical blocks (its GPT in 4 KiB LBAs).
+fn storage_disk_4k() -> Result<std::path::PathBuf, String> {
+    storage_disk_with_block_size(4096)
+}
+
+fn storage_disk_with_block_size(block: u32) -> Result<std::path::PathBuf, String> {
+    use crate::disk::{create_with_block_size, ext4_image, PartSpec};
+    let dir = storage_dir();
+    let root = dir.join("rootfs");
+    std::fs::create_dir_all(&root).map_err(|e| format!("{}: {e}", root.display()))?;
+    std::fs::write(
+        root.join("hello.txt"),
+        "written by cargo xtask for the storage scenario\n",
+    )
+    .map_err(|e| format!("{}: {e}", root.display()))?;
+    let fs = dir.join("vm0-root.ext4");
+    ext4_image(&root, &fs, 32 << 20)?;
+    let img = dir.join("nvme0.img");
+    let part = |label: &str, mib: u64, fill: Option<std::path::PathBuf>| PartSpec {
+        label: label.into(),
+        bytes: mib << 20,
+        fill,
+    };
+    create_with_block_size(
+        &img,
+        64 << 20,
+        block,
+        &[
+            part("vm0-root", 32, Some(fs)),
+            part("vm0-data", 16, None),
+            part(SELFTEST_LABEL, 1, None),
+        ],
+    )?;
+    Ok(img)
+}
+
+/// After QEMU exited: the value the hypervisor printed is in sector 0 of the self-test
+/// partition of the disk image, as the self-test wrote it.
+fn storage_selftest_landed(disk: &std::path::Path, lines: &[String]) -> Result<(), String> {
+    let marker = "[hv] storage self-test: wrote value=";
+    let line = lines
+        .iter()
+        .find(|l| l.contains(marker))
+        .ok_or(format!("no `{marker}` line on the console"))?;
+    let value: String = line[line.find(marker).unwrap_or(0) + marker.len()..]
+        .chars()
+        .take_while(|c| c.is_ascii_hexdigit())
+        .collect();
+    if value.len() != 16 {
+        return Err(format!("no 16-digit value in `{line}`"));
+    }
+    let sector = crate::disk::read_sector(disk, SELFTEST_LABEL, 0)?;
+    let want = format!("HV-SELFTEST {value}\n");
+    if sector.starts_with(want.as_bytes()) {
+        big_pattern_landed(disk, lines, &value)
+    } else {
+        let end = sector.iter().position(|&b| b == 0).unwrap_or(40).min(40);
+        Err(format!(
+            "{}: sector 0 of `{SELFTEST_LABEL}` holds {:?}, not {want:?} as printed",
+            disk.display(),
+            String::from_utf8_lossy(&sector[..end])
+        ))
+    }
+}
+
+/// After QEMU exited with a read-only drive: the self-test's partition is as xtask made
+/// it (zeroes), so the writes the controller refused left nothing.
+fn storage_nothing_landed(disk: &std::path::Path, _lines: &[String]) -> Result<(), String> {
+    let got = crate::disk::read_sectors(disk, SELFTEST_LABEL, 0, 410)?;
+    match got.iter().position(|&b| b != 0) {
+        None => Ok(()),
+        Some(i) => Err(format!(
+            "{}: byte {i} of `{SELFTEST_LABEL}` is {:#04x} although the drive was read-only",
+            disk.display(),
+            got[i]
+        )),
+    }
+}
+
+/// `storage-host-nvme-read-only`: the drive refuses writes (QEMU `readonly=on`): the
+/// controller's error status reaches the self-test as a device error, the hypervisor goes
+/// on (the test guest still passes) and the disk image is unchanged.
+fn storage_host_nvme_read_only() -> Scenario {
+    let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+    let mut expect = s(&[
+        "[hv] pci pcie 00:01.0 1b36:0010 class 010802: driver nvme",
+        "[hv] datastore: nvme0 (QEMU NVMe Ctrl, 64 MiB): partitions",
+        // NVMe status 0x280: media and data integrity errors, Write Fault.
+        "[hv] storage self-test: FAIL: device error (status 0x280)",
+        "[hv] storage self-test: FAIL: device error (status 0x280)",
+    ]);
+    expect.extend(guest_passes("test"));
+    expect.push("[hv] all VMs stopped; powering off".into());
+    Scenario {
+        host_disk: Some(crate::qemu::HostDisk {
+            features: &["storage-selftest"],
+            devices: &["nvme,serial=hv-nvme0,drive=nvm0"],
+            drive_options: ",readonly=on",
+            make: storage_disk,
+            check: storage_nothing_landed,
+        }),
+        forbid: s(&["PANIC", "FATAL", "[test] [test-guest] FAIL"]),
+        ..Scenario::new(
+            "storage-host-nvme-read-only",
+            target("qemu-virt", "examples/vms/test-guest.toml"),
+            expect,
+        )
+    }
+}
+
+/// The self-test's big transfer (when it printed one): sectors 9..410 of the self-test
+/// partition hold byte `i` = the `i % 8`th byte of the value (little-endian) plus `i / 512`.
+fn big_pattern_landed(disk: &std::path::Path, lines: &[String], value: &str) -> Result<(), String> {
+    let marker = "[hv] storage self-test: 401 sectors at sector 9";
+    if !lines.iter().any(|l| l.contains(marker)) {
+        return Err(format!("no `{marker}` line on the console"));
+    }
+    let v = u64::from_str_radix(value, 16).map_err(|e| format!("{value}: {e}"))?;
+    let got = crate::disk::read_sectors(disk, SELFTEST_LABEL, 9, 401)?;
+    let bad = got
+        .iter()
+        .enumerate()
+        .find(|&(i, &b)| b != ((v >> ((i % 8) * 8)) as u8).wrapping_add((i / 512) as u8));
+    match bad {
+        None => Ok(()),
+        Some((i, b)) => Err(format!(
+            "{}: byte {i} of the 401-sector pattern at sector 9 of `{SELFTEST_LABEL}` is {b:#04x}, not what value={value} gives",
+            disk.display()
+        )),
+    }
+}
+
+/// `storage-host-nvme`: the machine has an NVMe disk on its PCIe (QEMU `-device nvme`);
+/// the hypervisor enumerates the bus, drives the controller, reads the disk's GPT and
+/// lists its partitions, then (self-test built in with the image feature
+/// `storage-selftest`) writes a value computed at run time into the self-test partition
+/// and flushes; after QEMU exits the value must be in the disk image file. With
+/// `root_port`, the NVMe sits behind a PCIe root port (bus 1), as on real machines; with
+/// `four_k`, its namespace has 4 KiB logical blocks (512-byte sectors read-modify-written);
+/// with `noncoherent`, on a KDL-only qemu-virt whose PCIe is not `dma-coherent` (every DMA
+/// buffer cleaned and invalidated).
+fn storage_host_nvme(root_port: bool, four_k: bool, noncoherent: bool) -> Scenario {
+    let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+    let mut expect = Vec::new();
+    if noncoherent {
+        expect.push("[hv] board: qemu-virt-noncoherent ".to_string());
+    }
+    expect.push("[hv] device pcie: driver pci-ecam".to_string());
+    if root_port {
+        expect.push("[hv] pci pcie 00:01.0 1b36:000c class 060400: bridge to bus 01".into());
+        expect.push("[hv] pci pcie 01:00.0 1b36:0010 class 010802: driver nvme".into());
+    } else {
+        expect.push("[hv] pci pcie 00:01.0 1b36:0010 class 010802: driver nvme".into());
+    }
+    expect.extend(s(&[
+        "[hv] datastore: nvme0 (QEMU NVMe Ctrl, 64 MiB): partitions \"vm0-root\" 32 MiB, \"vm0-data\" 16 MiB, \"hv-selftest\" 1 MiB",
+        "[hv] storage self-test: wrote value=",
+        "[hv] storage self-test: 401 sectors at sector 9 of \"hv-selftest\" written, flushed, read back equal",
+    ]));
+    expect.extend(guest_passes("test"));
+    expect.push("[hv] all VMs stopped; powering off".into());
+    let (name, devices): (&str, &'static [&'static str]) = match (root_port, four_k) {
+        (true, _) => (
+            "storage-host-nvme-root-port",
+            &[
+                "pcie-root-port,id=rp0,chassis=1",
+                "nvme,serial=hv-nvme0,drive=nvm0,bus=rp0",
+            ],
+        ),
+        (false, true) => (
+            "storage-host-nvme-4k",
+            &["nvme,serial=hv-nvme0,drive=nvm0,logical_block_size=4096,physical_block_size=4096"],
+        ),
+        (false, false) if noncoherent => (
+            "storage-host-nvme-noncoherent",
+            &["nvme,serial=hv-nvme0,drive=nvm0"],
+        ),
+        (false, false) => ("storage-host-nvme", &["nvme,serial=hv-nvme0,drive=nvm0"]),
+    };
+    let target = if noncoherent {
+        Target {
+            board: "qemu-virt-noncoherent".into(),
+            board_file: workspace_root().join("examples/boards/qemu-virt-noncoherent.kdl"),
+            vms: workspace_root().join("examples/vms/test-guest.toml"),
+            allow_experimental: false,
+        }
+    } else {
+        target("qemu-virt", "examples/vms/test-guest.toml")
+    };
+    Scenario {
+        host_disk: Some(crate::qemu::HostDisk {
+            features: &["storage-selftest"],
+            devices,
+            drive_options: "",
+            make: if four_k {
+                storage_disk_4k
+            } else {
+                storage_disk
+            },
+            check: storage_selftest_landed,
+        }),
+        ..Scenario::new(name, target, expect)
+    }
+}
+
 /// The QEMU scenarios, each a snapshot of serial output that must appear.
 pub fn scenarios() -> Vec<Scenario> {
     let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
@@ -353,7 +574,7 @@ pub fn scenarios() -> Vec<Scenario> {
         "[hv] device uart0: driver uart-pl011",
         "[hv] device gic: driver gic-v3",
         // Every in-tree plugin registered itself: no linkme slice is empty.
-        "[hv] plugins: 5 driver(s), 3 quirk set(s) registered",
+        "[hv] plugins: 6 driver(s), 1 PCI driver(s), 3 quirk set(s) registered",
         "[hv] EL2 page tables",
         "[hv] 4 of 4 CPUs online",
     ]);
@@ -422,6 +643,11 @@ pub fn scenarios() -> Vec<Scenario> {
         },
         poisoned_ram(),
         lifecycle(),
+        storage_host_nvme(false, false, false),
+        storage_host_nvme(true, false, false),
+        storage_host_nvme(false, true, false),
+        storage_host_nvme(false, false, true),
+        storage_host_nvme_read_only(),
         gic_v2_test_guest("qemu-virt-gicv2"),
         gic_v2_test_guest("xlnx-zcu102"),
         Scenario {
@@ -461,6 +687,7 @@ pub fn scenarios() -> Vec<Scenario> {
             out_of_tree: false,
             poisoned_ram: false,
             steady: None,
+            host_disk: None,
         },
         Scenario {
             // Console multiplexing: input goes to VM 0, Ctrl-] 1 switches it to VM 1; each
@@ -870,4 +1097,80 @@ pub fn linux_scenarios() -> Result<Vec<Scenario>, String> {
         )
     });
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::disk::{create, PartSpec};
+
+    fn disk_holding(dir: &std::path::Path, sector0: &[u8]) -> std::path::PathBuf {
+        std::fs::create_dir_all(dir).unwrap();
+        let fill = dir.join("fill.bin");
+        std::fs::write(&fill, sector0).unwrap();
+        let img = dir.join("disk.img");
+        let part = |label: &str, fill| PartSpec {
+            label: label.into(),
+            bytes: 1 << 20,
+            fill,
+        };
+        create(
+            &img,
+            4 << 20,
+            &[part("other", None), part(SELFTEST_LABEL, Some(fill))],
+        )
+        .unwrap();
+        img
+    }
+
+    /// What the self-test leaves in its partition for `value`, with byte `broken` of the
+    /// big pattern changed.
+    fn selftest_fill(value: u64, broken: Option<usize>) -> Vec<u8> {
+        let mut fill = vec![0u8; 410 * 512];
+        let text = format!("HV-SELFTEST {value:016x}\n");
+        fill[..text.len()].copy_from_slice(text.as_bytes());
+        for i in 0..401 * 512 {
+            fill[9 * 512 + i] = ((value >> ((i % 8) * 8)) as u8).wrapping_add((i / 512) as u8);
+        }
+        if let Some(i) = broken {
+            fill[9 * 512 + i] ^= 1;
+        }
+        fill
+    }
+
+    #[test]
+    fn the_storage_check_finds_the_printed_value_and_nothing_else() {
+        let dir = std::env::temp_dir().join(format!("xtask-selftest-{}", std::process::id()));
+        let value = 0x0123_4567_89ab_cdef_u64;
+        let img = disk_holding(&dir, &selftest_fill(value, None));
+        let lines = |v: &str| {
+            vec![
+                format!(
+                    "[hv] storage self-test: wrote value={v} to \"hv-selftest\" sector 0, flushed, read back equal"
+                ),
+                "[hv] storage self-test: 401 sectors at sector 9 of \"hv-selftest\" written, flushed, read back equal".to_string(),
+            ]
+        };
+        assert_eq!(
+            storage_selftest_landed(&img, &lines("0123456789abcdef")),
+            Ok(())
+        );
+        let err = storage_selftest_landed(&img, &lines("0123456789abcdee")).unwrap_err();
+        assert!(
+            err.contains("holds \"HV-SELFTEST 0123456789abcdef\\n\""),
+            "{err}"
+        );
+        assert!(
+            storage_selftest_landed(&img, &[]).is_err(),
+            "no line printed"
+        );
+        assert!(storage_selftest_landed(&img, &lines("0123456789abcdef")[..1]).is_err());
+        let img = disk_holding(&dir, &selftest_fill(value, Some(70_000)));
+        let err = storage_selftest_landed(&img, &lines("0123456789abcdef")).unwrap_err();
+        assert!(
+            err.contains("byte 70000 of the 401-sector pattern"),
+            "{err}"
+        );
+        let _ = std::fs::remove_dir_all(dir);
+    }
 }

@@ -204,6 +204,29 @@ pub fn clean_dcache_range(start: u64, len: u64) {
     };
 }
 
+/// Makes `[start, start+len)` coherent with a device that does DMA without snooping the
+/// caches: cleans and invalidates each line to the point of coherency (before the device
+/// reads the range, and again before the CPU reads what the device wrote), then waits for
+/// completion. With `coherent`, only the barrier: the device snoops, but the CPU's stores
+/// must still be visible before a doorbell write and its loads must not be hoisted above
+/// the completion it polled.
+pub fn dma_sync_range(start: u64, len: u64, coherent: bool) {
+    if !coherent {
+        let line = 64u64;
+        let mut a = start & !(line - 1);
+        while a < start + len {
+            // SAFETY: DC CIVAC on an address the hypervisor maps has no memory-safety
+            // effect (the line is written back before it is invalidated, so no store is lost).
+            unsafe {
+                core::arch::asm!("dc civac, {}", in(reg) a, options(nostack, preserves_flags))
+            };
+            a += line;
+        }
+    }
+    // SAFETY: a barrier only; no `nomem`, so it also orders the compiler's accesses.
+    unsafe { core::arch::asm!("dsb sy", options(nostack, preserves_flags)) };
+}
+
 /// ESR_EL2, FAR_EL2 and HPFAR_EL2 of the current exit.
 pub fn fault_registers() -> (u64, u64, u64) {
     (ESR_EL2.get(), FAR_EL2.get(), HPFAR_EL2.get())

@@ -313,6 +313,66 @@ pub fn alloc_ram(size: u64, align: u64, node: Option<u32>) -> Result<HostRam, Me
     Ok(unsafe { HostRam::from_raw(base, size) })
 }
 
+/// Memory a device reads and writes by DMA (queues, data buffers of a driver plugin): pages
+/// from the RAM pool, owned like [`HostRam`] and returned to the pool when dropped, every
+/// access bounds-checked. Its bus address is its physical address (no IOMMU between the
+/// hypervisor's devices and RAM). For a device that does not snoop the CPU caches
+/// (`coherent == false`), [`Self::write`] cleans what it wrote to the point of coherency and
+/// [`Self::read`] invalidates before it copies; for a coherent one both only order accesses.
+#[derive(Debug)]
+pub struct DmaBuffer {
+    ram: HostRam,
+    coherent: bool,
+}
+
+/// Allocates `size` bytes (rounded up to 4 KiB, 4 KiB aligned) of zeroed DMA memory.
+pub fn alloc_dma(size: u64, coherent: bool) -> Result<DmaBuffer, MemError> {
+    let size = size.div_ceil(0x1000).max(1) * 0x1000;
+    let ram = alloc_ram(size, 0x1000, None)?;
+    let base = ram.base;
+    // SAFETY: `ram` owns `[base, base + size)` (the pool's contract in `alloc_ram`): RAM
+    // mapped read-write, referenced by nothing else.
+    unsafe { core::ptr::write_bytes(base as *mut u8, 0, size as usize) };
+    cpu::dma_sync_range(base, size, coherent);
+    Ok(DmaBuffer { ram, coherent })
+}
+
+impl DmaBuffer {
+    /// The address the device uses.
+    pub fn bus_addr(&self) -> u64 {
+        self.ram.base
+    }
+
+    /// Size in bytes.
+    pub fn size(&self) -> u64 {
+        self.ram.size
+    }
+
+    /// Writes `data` at `offset` and makes it visible to the device.
+    pub fn write(&mut self, offset: u64, data: &[u8]) -> Result<(), MemError> {
+        check(offset, data.len() as u64, self.ram.size)?;
+        let dst = self.ram.base + offset;
+        // SAFETY: (1) inside the owned range (checked), RAM mapped read-write; (2) no Rust
+        // reference aliases it and `data` is hypervisor memory, so they do not overlap. The
+        // device may only read this range while the driver waits for it.
+        unsafe { core::ptr::copy_nonoverlapping(data.as_ptr(), dst as *mut u8, data.len()) };
+        cpu::dma_sync_range(dst, data.len() as u64, self.coherent);
+        Ok(())
+    }
+
+    /// Reads `buf.len()` bytes at `offset`, as the device left them.
+    pub fn read(&self, offset: u64, buf: &mut [u8]) -> Result<(), MemError> {
+        check(offset, buf.len() as u64, self.ram.size)?;
+        let src = self.ram.base + offset;
+        cpu::dma_sync_range(src, buf.len() as u64, self.coherent);
+        // SAFETY: inside the owned range (checked), RAM mapped by EL2, no Rust reference
+        // aliases it. The device may write it concurrently (a completion queue): the bytes
+        // are copied as they are and the caller checks them (phase bit) before use.
+        unsafe { core::ptr::copy_nonoverlapping(src as *const u8, buf.as_mut_ptr(), buf.len()) };
+        Ok(())
+    }
+}
+
 /// Free bytes in the pool (all nodes).
 pub fn free_ram_bytes() -> u64 {
     POOL.get().map_or(0, |p| p.lock().free_bytes(None))

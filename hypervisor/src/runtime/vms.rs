@@ -356,6 +356,12 @@ fn passthrough_devices(desc: &'static VmDesc) -> Result<Vec<&'static DeviceDesc>
                 "the hypervisor drives it itself (console or interrupt controller)",
             ));
         }
+        if super::is_driven(dev) {
+            return Err(CreateError::Passthrough(
+                device,
+                "the hypervisor drives it itself (a driver plugin probed it, e.g. a PCIe host bridge whose disks are the datastore's)",
+            ));
+        }
         out.push(dev);
     }
     Ok(out)

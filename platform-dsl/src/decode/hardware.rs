@@ -338,7 +338,7 @@ impl Cx {
             node,
             &Shape {
                 props: &["compatible", "status", "reason", "bus-id"],
-                children: &["reg", "irq", "clock"],
+                children: &["reg", "irq", "clock", "dma-coherent"],
                 // Extra string arguments are compatibles; checked below.
                 max_args: usize::MAX,
                 args_help: "further compatible strings go right after `compatible=\"...\"`; other arguments are not allowed",
@@ -413,6 +413,22 @@ impl Cx {
             );
             self.arg_int(c, 0, "the frequency in Hz", u64::MAX, "clock 24_000_000")
         });
+        let dma_coherent = self.single(node, "dma-coherent").map(|c| {
+            self.shape(
+                c,
+                &Shape {
+                    props: &[],
+                    children: &[],
+                    max_args: 0,
+                    args_help: "write `dma-coherent` alone, as in a device tree",
+                },
+            );
+            Sp {
+                value: true,
+                span: c.name_span,
+                text: "dma-coherent".to_owned(),
+            }
+        });
         Some(DeviceDecl {
             name,
             compatible,
@@ -422,6 +438,7 @@ impl Cx {
             regs,
             irqs,
             clock,
+            dma_coherent,
         })
     }
 }

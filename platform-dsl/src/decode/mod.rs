@@ -648,4 +648,22 @@ mod tests {
         assert!(d.socs[0].pmu.is_none());
         assert!(d.socs[0].written.iter().any(|w| w == "pmu"));
     }
+
+    #[test]
+    fn dma_coherent_is_a_bare_child_as_in_a_device_tree() {
+        let with = |child: &str| {
+            decoded(&MINIMAL.replace(
+                "device \"uart0\" compatible=\"arm,pl011\" {",
+                &format!("device \"uart0\" compatible=\"arm,pl011\" {{\n        {child}"),
+            ))
+        };
+        let d = with("dma-coherent");
+        assert!(d.errors.is_empty(), "{:?}", d.errors);
+        assert_eq!(
+            d.socs[0].devices[0].dma_coherent.as_ref().map(|c| c.value),
+            Some(true)
+        );
+        assert!(decoded(MINIMAL).socs[0].devices[0].dma_coherent.is_none());
+        assert!(!with("dma-coherent 1").errors.is_empty(), "no arguments");
+    }
 }

@@ -45,6 +45,7 @@ pub fn device(
         status: DeviceStatus::Okay,
         bus_id: None,
         clock_hz,
+        dma_coherent: false,
     }))
 }
 
@@ -58,6 +59,7 @@ pub fn device_without_reg(compatible: &'static [&'static str]) -> &'static Devic
         status: DeviceStatus::Okay,
         bus_id: None,
         clock_hz: None,
+        dma_coherent: false,
     }))
 }
 
