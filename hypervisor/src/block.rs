@@ -188,6 +188,17 @@ impl Partition {
     }
 }
 
+impl Partition {
+    /// The first `sectors` sectors of the partition, as a device of that size; `None` if
+    /// the partition is smaller.
+    pub fn truncated(mut self, sectors: u64) -> Option<Self> {
+        (sectors <= self.len).then(|| {
+            self.len = sectors;
+            self
+        })
+    }
+}
+
 impl BlockDevice for Partition {
     fn sectors(&self) -> u64 {
         self.len
@@ -241,7 +252,15 @@ mod tests {
         p.write(7, &[9; SECTOR]).unwrap();
         assert_eq!(d.lock().sector(15)[0], 9);
         assert_eq!(d.lock().sector(16)[0], 0);
-        assert!(Partition::new(d, 30, 3, false).is_none());
+        assert!(Partition::new(d.clone(), 30, 3, false).is_none());
+        // Truncated to 2 sectors: the third is out of reach.
+        let mut p = Partition::new(d, 8, 8, false)
+            .unwrap()
+            .truncated(2)
+            .unwrap();
+        assert_eq!(p.sectors(), 2);
+        assert!(p.write(2, &[1; SECTOR]).is_err());
+        assert!(p.truncated(3).is_none());
     }
 
     #[test]

@@ -22,6 +22,9 @@ use crate::vcpu::{GuestRegs, Next, PowerState, VcpuShared};
 use crate::vgic::{VGic, VcpuSet};
 use crate::vm::devices::{DevicesError, VmDevices};
 use crate::vm::{layout, Vm};
+use alloc::boxed::Box;
+use alloc::format;
+use alloc::string::String;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -76,8 +79,10 @@ fn release(vm: Arc<Instance>) {
     let Some(inst) = Arc::into_inner(vm) else {
         return;
     };
-    let (id, name) = (inst.vm.id.0, inst.vm.desc.name);
+    let (id, desc) = (inst.vm.id, inst.vm.desc);
     drop(inst);
+    detach_disks(id, desc);
+    let (id, name) = (id.0, desc.name);
     // Its VMID may be reused: no CPU may keep translations of it.
     cpu::flush_guest_tlbs();
     hvprintln!(
@@ -179,6 +184,24 @@ pub enum CreateError {
     /// A passthrough device cannot be given to this VM.
     #[error("passthrough device `{0}`: {1}; change `devices` in the VM file")]
     Passthrough(&'static str, &'static str),
+    /// A virtual disk's partition cannot be opened.
+    #[error(
+        "disk \"{0}\": {1}; check `[[vm.disk]]` in the VM file against `[hv] datastore:` at boot"
+    )]
+    Disk(&'static str, crate::datastore::DatastoreError),
+    /// A virtual disk's partition is smaller than the size the VM file asks for.
+    #[error("disk \"{label}\": the partition has {have} MiB, the VM file asks for {want} MiB")]
+    DiskTooSmall {
+        /// The partition label.
+        label: &'static str,
+        /// Its size.
+        have: u64,
+        /// `size-mib` in the VM file.
+        want: u64,
+    },
+    /// A virtual disk controller could not be built.
+    #[error("disk \"{0}\": {1}")]
+    DiskController(&'static str, crate::vnvme::VNvmeError),
 }
 
 /// Creates VM `id` (its slot, which must exist or be the next one) from `desc` with vCPU
@@ -273,6 +296,7 @@ fn create_vm(id: VmId, desc: &'static VmDesc, pcpus: &[usize]) -> Result<Instanc
     )
     .map_err(CreateError::Devices)?
     .with_memory(ram.clone());
+    attach_disks(id, desc, &mut devices)?;
     notify_eois(&mut devices.vgic, &passthrough);
     let vm = Vm::new(
         id,
@@ -289,6 +313,83 @@ fn create_vm(id: VmId, desc: &'static VmDesc, pcpus: &[usize]) -> Result<Instanc
         ram,
         destroyed: AtomicBool::new(false),
     })
+}
+
+/// Who holds a VM's partitions in the datastore (named when another open is refused).
+fn disk_holder(id: VmId, desc: &VmDesc) -> String {
+    format!("VM {} `{}`", id.0, desc.name)
+}
+
+/// Gives the VM its virtual disks: each `[[vm.disk]]` partition, opened in the datastore,
+/// behind the controller the VM file names, as a function on the VM's PCIe bus. On an
+/// error the partitions opened so far are given back.
+fn attach_disks(
+    id: VmId,
+    desc: &'static VmDesc,
+    devices: &mut VmDevices,
+) -> Result<(), CreateError> {
+    use crate::config::DiskController;
+    use crate::datastore;
+    let holder = disk_holder(id, desc);
+    for (n, d) in desc.disks.iter().enumerate() {
+        let attached = (|| {
+            let part = datastore::open(d.partition, d.read_only, &holder)
+                .map_err(|e| CreateError::Disk(d.partition, e))?;
+            let part = match d.size {
+                None => part,
+                Some(bytes) => {
+                    let have =
+                        crate::block::BlockDevice::sectors(&part) * crate::block::SECTOR as u64;
+                    part.truncated(bytes / crate::block::SECTOR as u64).ok_or(
+                        CreateError::DiskTooSmall {
+                            label: d.partition,
+                            have: have >> 20,
+                            want: bytes >> 20,
+                        },
+                    )?
+                }
+            };
+            let disk: Box<dyn crate::block::BlockDevice> = Box::new(part);
+            // Unique per disk of the VM (an NVMe guest derives its subsystem NQN from it).
+            let label: String = d
+                .partition
+                .chars()
+                .filter(|c| c.is_ascii_graphic())
+                .take(14)
+                .collect();
+            let serial = format!("hv{n}-{label}");
+            let function: Box<dyn crate::pci::PciFunction> = match d.controller {
+                DiskController::Nvme => Box::new(
+                    crate::vnvme::VNvme::new(disk, &serial, None, Default::default())
+                        .map_err(|e| CreateError::DiskController(d.partition, e))?,
+                ),
+                DiskController::VirtioBlk => Box::new(crate::virtio::pci::VirtioPci::new(
+                    crate::virtio::blk::VirtioBlk::new(disk, &serial),
+                )),
+                DiskController::Ahci => {
+                    Box::new(crate::vahci::VAhci::new(disk, &serial, Default::default()))
+                }
+            };
+            devices
+                .add_pci(d.partition, function)
+                .map_err(CreateError::Devices)
+        })();
+        if let Err(e) = attached {
+            for opened in &desc.disks[..=n] {
+                datastore::release(opened.partition, &holder);
+            }
+            return Err(e);
+        }
+    }
+    Ok(())
+}
+
+/// Gives back a destroyed (or never created) VM's partitions.
+fn detach_disks(id: VmId, desc: &VmDesc) {
+    let holder = disk_holder(id, desc);
+    for d in desc.disks {
+        crate::datastore::release(d.partition, &holder);
+    }
 }
 
 /// Asks the vGIC for the guest deactivations the core acts on: each vCPU's virtual timer
