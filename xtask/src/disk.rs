@@ -154,38 +154,13 @@ pub fn read_sectors(path: &Path, label: &str, sector: u64, count: u64) -> Result
     Ok(buf)
 }
 
-/// Installs Debian's `e2fsprogs` (for `mke2fs -d`) if it is missing, as `ensure_qemu` does
-/// for QEMU.
-pub fn ensure_e2fsprogs() -> Result<(), String> {
-    let found = ["mke2fs", "/usr/sbin/mke2fs", "/sbin/mke2fs"]
-        .iter()
-        .any(|m| Command::new(m).arg("-V").output().is_ok());
-    if found {
-        return Ok(());
-    }
-    eprintln!("xtask: mke2fs not found; installing Debian's e2fsprogs");
-    crate::build::run(
-        Command::new("apt-get")
-            .args(["install", "-y", "-q", "--no-install-recommends", "e2fsprogs"])
-            .env("DEBIAN_FRONTEND", "noninteractive"),
-    )
-    .map_err(|e| format!("{e}\nmke2fs is missing; install Debian's `e2fsprogs` (as root: apt-get install e2fsprogs)"))
-}
-
-fn mke2fs() -> &'static str {
-    ["/usr/sbin/mke2fs", "/sbin/mke2fs"]
-        .into_iter()
-        .find(|p| Path::new(p).exists())
-        .unwrap_or("mke2fs")
-}
-
 /// Makes `out`, an ext4 file system of `bytes` holding the files of `dir` (`mke2fs -d`, no
 /// root needed).
 pub fn ext4_image(dir: &Path, out: &Path, bytes: u64) -> Result<(), String> {
-    ensure_e2fsprogs()?;
+    let tools = crate::guest::rootfs::E2fsprogs::ensure().map_err(|e| e.to_string())?;
     let _ = std::fs::remove_file(out);
     crate::build::run(
-        Command::new(mke2fs())
+        Command::new(&tools.mke2fs)
             .args(["-q", "-F", "-t", "ext4", "-d"])
             .arg(dir)
             .arg(out)

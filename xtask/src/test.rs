@@ -7,6 +7,8 @@ use platform_dsl::model::SupportLevel;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+mod storage;
+
 fn cargo() -> Command {
     let mut c = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
     c.current_dir(workspace_root());
@@ -114,7 +116,9 @@ pub fn all() -> Result<(), String> {
 pub fn scenarios_matching(filter: &str) -> Result<(), String> {
     qemu::ensure_qemu()?;
     let mut all = scenarios();
-    if filter.is_empty() || "linux".contains(filter) || filter.contains("linux") {
+    // Scenarios with Debian guests (Linux, and Linux on virtual disks) need the guest cache.
+    let guests = ["linux", "storage"];
+    if filter.is_empty() || guests.iter().any(|g| g.contains(filter) || filter.contains(g)) {
         all.extend(linux_scenarios()?);
     }
     let scenarios: Vec<Scenario> = all
@@ -836,11 +840,9 @@ fn qemu_virt(vms: std::path::PathBuf) -> Target {
     }
 }
 
-/// Scenarios with Debian's kernels (fetched on first use by `guest::ensure`).
-pub fn linux_scenarios() -> Result<Vec<Scenario>, String> {
-    let images = crate::guest::ensure()?;
-    let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
-    let linux_forbid = s(&[
+/// What no Linux scenario may print.
+fn linux_forbid() -> Vec<String> {
+    [
         "Kernel panic",
         "PANIC",
         "FATAL",
@@ -848,8 +850,17 @@ pub fn linux_scenarios() -> Result<Vec<Scenario>, String> {
         ": NONE",
         "Oops",
         "BUG:",
-    ]);
-    let mut out = Vec::new();
+    ]
+    .map(String::from)
+    .to_vec()
+}
+
+/// Scenarios with Debian's kernels (fetched on first use by `guest::ensure`).
+pub fn linux_scenarios() -> Result<Vec<Scenario>, String> {
+    let images = crate::guest::ensure()?;
+    let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+    let linux_forbid = linux_forbid();
+    let mut out = vec![storage::nvme_root(&images)?];
     // One scenario per kernel: userspace with 4 CPUs, timer and IPI counts rising, clean
     // power-off.
     for k in &images.kernels {

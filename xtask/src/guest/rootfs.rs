@@ -258,14 +258,37 @@ const MKE2FS_CONF: &str = "[defaults]
 
 /// The e2fsprogs tools, found in `PATH` or `/usr/sbin` and `/sbin` (often not in an ordinary
 /// user's `PATH`).
-struct E2fsprogs {
-    mke2fs: PathBuf,
-    debugfs: PathBuf,
+pub struct E2fsprogs {
+    /// `mke2fs`.
+    pub mke2fs: PathBuf,
+    /// `debugfs`.
+    pub debugfs: PathBuf,
 }
 
 impl E2fsprogs {
+    /// The contents of the file `path` inside the ext4 image `image` (`debugfs -R cat`),
+    /// read without mounting it.
+    pub fn cat(&self, image: &Path, path: &str) -> Result<Vec<u8>, String> {
+        let out = Command::new(&self.debugfs)
+            .arg("-R")
+            .arg(format!("cat {path}"))
+            .arg(image)
+            .output()
+            .map_err(|e| format!("{}: {e}", self.debugfs.display()))?;
+        let err = String::from_utf8_lossy(&out.stderr);
+        // debugfs prints its banner on stderr and exits 0 even when `cat` fails.
+        if !out.status.success() || err.lines().any(|l| !l.starts_with("debugfs ")) {
+            return Err(format!(
+                "debugfs cat {path} in {}: {}",
+                image.display(),
+                err.trim()
+            ));
+        }
+        Ok(out.stdout)
+    }
+
     /// Finds the tools; installs Debian's e2fsprogs first if they are missing and this is root.
-    fn ensure() -> Result<Self, RootfsError> {
+    pub fn ensure() -> Result<Self, RootfsError> {
         if let Some(t) = Self::find() {
             return Ok(t);
         }
