@@ -118,7 +118,11 @@ pub fn scenarios_matching(filter: &str) -> Result<(), String> {
     let mut all = scenarios();
     // Scenarios with Debian guests (Linux, and Linux on virtual disks) need the guest cache.
     let guests = ["linux", "storage"];
-    if filter.is_empty() || guests.iter().any(|g| g.contains(filter) || filter.contains(g)) {
+    if filter.is_empty()
+        || guests
+            .iter()
+            .any(|g| g.contains(filter) || filter.contains(g))
+    {
         all.extend(linux_scenarios()?);
     }
     let scenarios: Vec<Scenario> = all
@@ -860,7 +864,11 @@ pub fn linux_scenarios() -> Result<Vec<Scenario>, String> {
     let images = crate::guest::ensure()?;
     let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
     let linux_forbid = linux_forbid();
-    let mut out = vec![storage::nvme_root(&images)?];
+    let mut out = vec![
+        storage::nvme_root(&images)?,
+        storage::virtio_blk(&images)?,
+        storage::ahci(&images)?,
+    ];
     // One scenario per kernel: userspace with 4 CPUs, timer and IPI counts rising, clean
     // power-off.
     for k in &images.kernels {

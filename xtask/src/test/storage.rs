@@ -94,23 +94,33 @@ fn printed_value(lines: &[String], marker: &str) -> Result<String, String> {
     Ok(v)
 }
 
-/// After QEMU exited: the value the guest printed is in [`VALUE_FILE`] of the root file
-/// system in the host's disk image file (read with debugfs, no guest involved).
-fn nvme_root_value_landed(img: &Path, lines: &[String]) -> Result<(), String> {
-    let value = printed_value(lines, "[rootfs] wrote value=")?;
-    let part = img.with_extension("root.ext4");
-    extract_partition(img, ROOT_LABEL, &part)?;
+/// After QEMU exited: the value printed after `marker` is in [`VALUE_FILE`] of the ext4
+/// file system in partition `label` of the host's disk image file (read with debugfs, no
+/// guest involved).
+fn value_in_partition(
+    img: &Path,
+    lines: &[String],
+    marker: &str,
+    label: &str,
+) -> Result<(), String> {
+    let value = printed_value(lines, marker)?;
+    let part = img.with_extension(format!("{label}.ext4"));
+    extract_partition(img, label, &part)?;
     let tools = E2fsprogs::ensure().map_err(|e| e.to_string())?;
     let got = tools.cat(&part, VALUE_FILE)?;
     if got == format!("{value}\n").as_bytes() {
         Ok(())
     } else {
         Err(format!(
-            "{VALUE_FILE} in partition `{ROOT_LABEL}` of {} holds {:?}, the guest wrote {value:?}",
+            "{VALUE_FILE} in partition `{label}` of {} holds {:?}, the guest wrote {value:?}",
             img.display(),
             String::from_utf8_lossy(&got)
         ))
     }
+}
+
+fn nvme_root_value_landed(img: &Path, lines: &[String]) -> Result<(), String> {
+    value_in_partition(img, lines, "[rootfs] wrote value=", ROOT_LABEL)
 }
 
 /// `storage-nvme-root`: Linux (Debian 6.1 cloud kernel, no initramfs) boots with its root
@@ -155,4 +165,170 @@ pub fn nvme_root(images: &crate::guest::GuestImages) -> Result<Scenario, String>
             ],
         )
     })
+}
+
+/// The partition a guest mounts in the data-disk scenarios.
+const DATA_LABEL: &str = "vm-data";
+/// Its size.
+const DATA_MIB: u64 = 24;
+
+/// A Linux guest (kernel `series`, an initramfs loading `modules`) that mounts its data disk
+/// `guest_dev` on controller `controller`, shows the token xtask put there, and writes,
+/// syncs and prints a value of its own.
+struct DataDiskCase {
+    name: &'static str,
+    series: &'static str,
+    modules: &'static [&'static str],
+    controller: &'static str,
+    guest_dev: &'static str,
+    host_devices: &'static [&'static str],
+    make: fn() -> Result<PathBuf, String>,
+}
+
+/// The files of the data partition of scenario `name` (a token made when the scenario was
+/// set up, so that only this run's disk can show it).
+fn data_tree(name: &str) -> Result<PathBuf, String> {
+    Ok(dir(name)?.join("data"))
+}
+
+/// The host drive of a data-disk scenario: a 64 MiB GPT disk with the ext4 data
+/// partition (made from [`data_tree`]) between two others, so that a write outside it
+/// would land in a neighbour.
+fn data_disk(name: &str) -> Result<PathBuf, String> {
+    let d = dir(name)?;
+    let fs = d.join("data.ext4");
+    disk::ext4_image(&data_tree(name)?, &fs, DATA_MIB << 20)?;
+    let img = d.join("disk0.img");
+    let part = |label: &str, mib: u64, fill: Option<PathBuf>| PartSpec {
+        label: label.into(),
+        bytes: mib << 20,
+        fill,
+    };
+    disk::create(
+        &img,
+        64 << 20,
+        &[
+            part("before", 8, None),
+            part(DATA_LABEL, DATA_MIB, Some(fs)),
+            part("after", 8, None),
+        ],
+    )?;
+    Ok(img)
+}
+
+fn virtio_blk_disk() -> Result<PathBuf, String> {
+    data_disk("storage-virtio-blk")
+}
+
+fn ahci_disk() -> Result<PathBuf, String> {
+    data_disk("storage-ahci")
+}
+
+fn data_value_landed(img: &Path, lines: &[String]) -> Result<(), String> {
+    value_in_partition(img, lines, "[storage] wrote value=", DATA_LABEL)
+}
+
+fn data_disk_scenario(
+    images: &crate::guest::GuestImages,
+    c: &DataDiskCase,
+) -> Result<Scenario, String> {
+    let k = images
+        .kernel(c.series)
+        .ok_or(format!("no {} kernel in the guest cache", c.series))?;
+    let token = format!(
+        "tok-{:x}",
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0)
+    );
+    let tree = data_tree(c.name)?;
+    std::fs::create_dir_all(&tree).map_err(|e| format!("{}: {e}", tree.display()))?;
+    std::fs::write(tree.join("token.txt"), format!("{token}\n"))
+        .map_err(|e| format!("{}: {e}", tree.display()))?;
+    let dev = c.guest_dev;
+    let body = format!(
+        "echo \"[storage] {dev} sectors=$(cat /sys/block/{dev}/size)\"\n\
+         mkdir -p /mnt && mount -t ext4 /dev/{dev} /mnt && echo \"[storage] mounted /dev/{dev} token=$(cat /mnt/token.txt)\"\n\
+         v=$(cat /proc/sys/kernel/random/uuid)\n\
+         echo \"$v\" > /mnt{VALUE_FILE} && sync && umount /mnt && echo \"[storage] wrote value=$v\""
+    );
+    let initrd = dir(c.name)?.join("initramfs.cpio.gz");
+    crate::guest::write_initramfs_with_modules(
+        images,
+        c.series,
+        c.modules,
+        &crate::guest::init_script(&body),
+        &initrd,
+    )?;
+    let vms = write_vms(
+        c.name,
+        &format!(
+            "[[vm]]\nname = \"linux\"\nvcpus = 2\nmemory_mib = 256\nkernel = \"{}\"\n\
+             initrd = \"{}\"\ncmdline = \"console=ttyAMA0 rdinit=/init\"\n\
+             [[vm.disk]]\npartition = \"{DATA_LABEL}\"\ncontroller = \"{}\"\n",
+            k.image.display(),
+            initrd.display(),
+            c.controller
+        ),
+    )?;
+    let mods = crate::guest::kernel_modules(images, c.series, c.modules)?;
+    let mut expect: Vec<String> = mods
+        .load_lines("[initramfs]")
+        .into_iter()
+        .map(|l| format!("[linux] {l}"))
+        .collect();
+    expect.extend([
+        format!("[linux] [storage] {dev} sectors={}", (DATA_MIB << 20) / 512),
+        format!("[linux] [storage] mounted /dev/{dev} token={token}"),
+        "[linux] [storage] wrote value=".into(),
+        "[hv] all VMs stopped; powering off".into(),
+    ]);
+    Ok(Scenario {
+        host_disk: Some(HostDisk {
+            features: &[],
+            devices: c.host_devices,
+            drive_options: "",
+            make: c.make,
+            check: data_value_landed,
+        }),
+        forbid: linux_forbid(),
+        timeout: Duration::from_secs(300),
+        ..Scenario::new(c.name, qemu_virt(vms), expect)
+    })
+}
+
+/// `storage-virtio-blk`: Linux 6.1 loads virtio-blk from its initramfs and mounts a
+/// partition of the machine's NVMe drive through a virtio-blk disk.
+pub fn virtio_blk(images: &crate::guest::GuestImages) -> Result<Scenario, String> {
+    data_disk_scenario(
+        images,
+        &DataDiskCase {
+            name: "storage-virtio-blk",
+            series: "6.1",
+            modules: &["virtio_blk", "virtio_pci"],
+            controller: "virtio-blk",
+            guest_dev: "vda",
+            host_devices: &["nvme,serial=hv-nvme0,drive=nvm0"],
+            make: virtio_blk_disk,
+        },
+    )
+}
+
+/// `storage-ahci`: Linux 6.12 (the only Debian cloud kernel with AHCI, a module) loads
+/// `ahci` from its initramfs and mounts a partition of the machine's drive through a
+/// virtual AHCI controller.
+pub fn ahci(images: &crate::guest::GuestImages) -> Result<Scenario, String> {
+    data_disk_scenario(
+        images,
+        &DataDiskCase {
+            name: "storage-ahci",
+            series: "6.12",
+            modules: &["ahci", "sd_mod"],
+            controller: "ahci",
+            guest_dev: "sda",
+            host_devices: &["nvme,serial=hv-nvme0,drive=nvm0"],
+            make: ahci_disk,
+        },
+    )
 }
