@@ -16,7 +16,6 @@ mod dtb;
 mod fuzz;
 mod guest;
 mod qemu;
-#[allow(dead_code)] // Used by the storage scenarios that land next; tested on its own now.
 mod qmp;
 mod test;
 

@@ -126,6 +126,8 @@ pub struct Scenario {
     pub steady: Option<Steady>,
     /// The machine gets an NVMe disk and the image extra cargo features: see [`HostDisk`].
     pub host_disk: Option<HostDisk>,
+    /// Samples the machine's drive counters over QMP while the scenario runs.
+    pub qmp: Option<QmpProbe>,
 }
 
 /// A scenario with a disk of the machine's own (`-device nvme`): the image is built with
@@ -144,6 +146,33 @@ pub struct HostDisk {
     pub make: fn() -> Result<PathBuf, String>,
     /// Checks the disk image after QEMU exited, given the console lines.
     pub check: fn(&std::path::Path, &[String]) -> Result<(), String>,
+    /// Puts QEMU's `blkdebug` between the drive and its image file, with the rules this
+    /// returns for the image (e.g. I/O errors injected at a partition's sectors).
+    pub blkdebug: Option<fn(&std::path::Path) -> Result<String, String>>,
+}
+
+/// The machine seen from outside the guest, sampled while a scenario runs: the drives'
+/// counters (QMP `query-blockstats`) and how often a QEMU trace event fired so far (QEMU's
+/// NVMe does not count flushes in its block statistics, its `pci_nvme_flush_ns` trace
+/// event shows each one).
+#[derive(Clone, Debug)]
+pub struct MachineSample {
+    /// Every drive's counters.
+    pub drives: Vec<crate::qmp::DriveStats>,
+    /// Lines of [`QmpProbe::trace`]'s event in QEMU's trace output so far.
+    pub traced: usize,
+}
+
+/// Samples of the machine taken when each of `at` appears (in order; before any input
+/// the same line triggers is typed), judged by `check`.
+#[derive(Clone, Copy)]
+pub struct QmpProbe {
+    /// Lines at which to sample.
+    pub at: &'static [&'static str],
+    /// A QEMU trace event to count (`-trace enable=EVENT`), if any.
+    pub trace: Option<&'static str>,
+    /// Judges the samples, one per `at` line.
+    pub check: fn(&[MachineSample]) -> Result<(), String>,
 }
 
 /// A figure that must not drift: every line containing `marker`, after the first `skip`,
@@ -229,6 +258,7 @@ impl Scenario {
             poisoned_ram: false,
             steady: None,
             host_disk: None,
+            qmp: None,
         }
     }
 }
@@ -424,13 +454,35 @@ pub fn run_scenario(s: &Scenario) -> Result<(), String> {
     }
     let disk = s.host_disk.map(|d| (d.make)()).transpose()?;
     if let Some(disk) = &disk {
+        let file = match s.host_disk.and_then(|d| d.blkdebug) {
+            None => disk.display().to_string(),
+            Some(rules) => {
+                let cfg = disk.with_extension("blkdebug.cfg");
+                std::fs::write(&cfg, rules(disk)?)
+                    .map_err(|e| format!("{}: {e}", cfg.display()))?;
+                format!("blkdebug:{}:{}", cfg.display(), disk.display())
+            }
+        };
         cmd.arg("-drive").arg(format!(
-            "file={},if=none,format=raw,id=nvm0{}",
-            disk.display(),
+            "file={file},if=none,format=raw,id=nvm0{}",
             s.host_disk.map_or("", |d| d.drive_options)
         ));
         for d in s.host_disk.map_or(&[][..], |d| d.devices) {
             cmd.args(["-device", d]);
+        }
+    }
+    let qmp_socket = build::workspace_root()
+        .join("target/qemu-logs")
+        .join(format!("{}.qmp", s.name));
+    let trace_file = qmp_socket.with_extension("trace");
+    if let Some(probe) = s.qmp {
+        let _ = std::fs::remove_file(&qmp_socket);
+        cmd.arg("-qmp")
+            .arg(format!("unix:{},server=on,wait=off", qmp_socket.display()));
+        if let Some(event) = probe.trace {
+            let _ = std::fs::remove_file(&trace_file);
+            cmd.arg("-trace")
+                .arg(format!("enable={event},file={}", trace_file.display()));
         }
     }
     cmd.stdin(Stdio::piped())
@@ -465,6 +517,14 @@ pub fn run_scenario(s: &Scenario) -> Result<(), String> {
             }
         }
     });
+    let mut qmp = match s.qmp {
+        Some(_) => Some(crate::qmp::Qmp::connect(
+            &qmp_socket,
+            Duration::from_secs(20),
+        )?),
+        None => None,
+    };
+    let mut samples: Vec<MachineSample> = Vec::new();
     let start = Instant::now();
     let mut progress = Progress::new(s);
     let mut inputs = s.input.iter().peekable();
@@ -485,6 +545,22 @@ pub fn run_scenario(s: &Scenario) -> Result<(), String> {
                 }
                 if s.steady.is_some() || s.host_disk.is_some() {
                     all_lines.push(line.clone());
+                }
+                if let (Some(probe), Some(q)) = (s.qmp, qmp.as_mut()) {
+                    if probe
+                        .at
+                        .get(samples.len())
+                        .is_some_and(|t| line.contains(t))
+                    {
+                        let drives = q.blockstats()?;
+                        // QEMU flushes its trace output line by line.
+                        let traced = probe.trace.map_or(0, |event| {
+                            std::fs::read_to_string(&trace_file)
+                                .map(|t| t.lines().filter(|l| l.contains(event)).count())
+                                .unwrap_or(0)
+                        });
+                        samples.push(MachineSample { drives, traced });
+                    }
                 }
                 since_send.push(line);
                 while let Some((triggers, text)) = inputs.peek() {
@@ -513,6 +589,16 @@ pub fn run_scenario(s: &Scenario) -> Result<(), String> {
             }
         }
     };
+    let verdict = verdict.and_then(|()| match s.qmp {
+        Some(probe) if samples.len() < probe.at.len() => Err(format!(
+            "QMP: sampled the drives at {} of {} lines; `{}` never appeared",
+            samples.len(),
+            probe.at.len(),
+            probe.at[samples.len()]
+        )),
+        Some(probe) => (probe.check)(&samples),
+        None => Ok(()),
+    });
     let verdict = verdict.and_then(|()| match &s.steady {
         Some(steady) => steady.check(&all_lines),
         None => Ok(()),

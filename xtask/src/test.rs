@@ -246,6 +246,7 @@ fn gic_v2_test_guest(board: &str) -> Scenario {
         poisoned_ram: false,
         steady: None,
         host_disk: None,
+        qmp: None,
     }
 }
 
@@ -469,6 +470,7 @@ fn storage_host_nvme_read_only() -> Scenario {
             drive_options: ",readonly=on",
             make: storage_disk,
             check: storage_nothing_landed,
+            blkdebug: None,
         }),
         forbid: s(&["PANIC", "FATAL", "[test] [test-guest] FAIL"]),
         ..Scenario::new(
@@ -569,6 +571,7 @@ fn storage_host_nvme(root_port: bool, four_k: bool, noncoherent: bool) -> Scenar
                 storage_disk
             },
             check: storage_selftest_landed,
+            blkdebug: None,
         }),
         ..Scenario::new(name, target, expect)
     }
@@ -696,6 +699,7 @@ pub fn scenarios() -> Vec<Scenario> {
             poisoned_ram: false,
             steady: None,
             host_disk: None,
+            qmp: None,
         },
         Scenario {
             // Console multiplexing: input goes to VM 0, Ctrl-] 1 switches it to VM 1; each
@@ -868,6 +872,7 @@ pub fn linux_scenarios() -> Result<Vec<Scenario>, String> {
         storage::nvme_root(&images)?,
         storage::virtio_blk(&images)?,
         storage::ahci(&images)?,
+        storage::durability(&images)?,
     ];
     // One scenario per kernel: userspace with 4 CPUs, timer and IPI counts rising, clean
     // power-off.

@@ -148,6 +148,7 @@ pub fn nvme_root(images: &crate::guest::GuestImages) -> Result<Scenario, String>
             drive_options: "",
             make: nvme_root_disk,
             check: nvme_root_value_landed,
+            blkdebug: None,
         }),
         forbid: linux_forbid(),
         timeout: Duration::from_secs(300),
@@ -291,6 +292,7 @@ fn data_disk_scenario(
             drive_options: "",
             make: c.make,
             check: data_value_landed,
+            blkdebug: None,
         }),
         forbid: linux_forbid(),
         timeout: Duration::from_secs(300),
@@ -331,4 +333,155 @@ pub fn ahci(images: &crate::guest::GuestImages) -> Result<Scenario, String> {
             make: ahci_disk,
         },
     )
+}
+
+/// The raw partition whose sectors QEMU's blkdebug fails with EIO in `storage-durability`.
+const EIO_LABEL: &str = "eio-zone";
+
+/// The durability guest's `/init` body: mounts its data disk, waits (xtask samples the
+/// drive's flush count), writes and syncs a value, waits again (xtask samples again),
+/// then writes to its second disk, whose sectors fail on the machine's drive.
+const DURABILITY_BODY: &str = r#"mkdir -p /mnt && mount -t ext4 /dev/nvme0n1 /mnt && echo "[durability] mounted"
+echo "[durability] ready"
+read go
+v=$(cat /proc/sys/kernel/random/uuid)
+echo "$v" > /mnt/value.txt && sync && echo "[durability] synced value=$v"
+read go
+if out=$(dd if=/dev/zero of=/dev/vda bs=4096 count=8 oflag=direct 2>&1); then
+  echo "[durability] FAIL: the write to the failing zone succeeded"
+else
+  echo "[durability] write to the failing zone: $(echo "$out" | grep -o 'Input/output error' | head -1)"
+fi
+umount /mnt && echo "[durability] still running""#;
+
+fn durability_disk() -> Result<PathBuf, String> {
+    let d = dir("storage-durability")?;
+    let tree = d.join("data");
+    std::fs::create_dir_all(&tree).map_err(|e| format!("{}: {e}", tree.display()))?;
+    let fs = d.join("data.ext4");
+    disk::ext4_image(&tree, &fs, DATA_MIB << 20)?;
+    let img = d.join("disk0.img");
+    let part = |label: &str, mib: u64, fill: Option<PathBuf>| PartSpec {
+        label: label.into(),
+        bytes: mib << 20,
+        fill,
+    };
+    disk::create(
+        &img,
+        64 << 20,
+        &[
+            part(DATA_LABEL, DATA_MIB, Some(fs)),
+            part(EIO_LABEL, 4, None),
+        ],
+    )?;
+    Ok(img)
+}
+
+/// blkdebug rules: every write touching the first sector of [`EIO_LABEL`] fails with EIO.
+fn durability_blkdebug(img: &Path) -> Result<String, String> {
+    let (_, start, _) = disk::list(img)?
+        .into_iter()
+        .find(|(l, _, _)| l == EIO_LABEL)
+        .ok_or(format!("{}: no partition `{EIO_LABEL}`", img.display()))?;
+    Ok(format!(
+        "[inject-error]\nevent = \"write_aio\"\nerrno = \"5\"\nsector = \"{start}\"\n"
+    ))
+}
+
+fn durability_value_landed(img: &Path, lines: &[String]) -> Result<(), String> {
+    value_in_partition(img, lines, "[durability] synced value=", DATA_LABEL)
+}
+
+/// The machine's drive flushed between the guest's "ready" and the return of its sync (the
+/// guest waits for input at both points, so nothing else runs in between): QEMU's NVMe
+/// traced a flush, and its block statistics saw the writes before it.
+fn flush_reached_the_drive(samples: &[crate::qemu::MachineSample]) -> Result<(), String> {
+    let writes = |i: usize| {
+        samples[i]
+            .drives
+            .iter()
+            .find(|d| d.device == "nvm0")
+            .map(|d| d.wr_operations)
+            .ok_or(format!("QMP sample {i} has no drive nvm0"))
+    };
+    let (w0, w1) = (writes(0)?, writes(1)?);
+    let (f0, f1) = (samples[0].traced, samples[1].traced);
+    if w1 > w0 && f1 > f0 {
+        Ok(())
+    } else {
+        Err(format!(
+            "between the guest's `ready` and the return of its sync the machine's drive took \
+             {} writes and {} flushes; want at least one of each (the guest's data and its \
+             flush must reach the drive before sync returns)",
+            w1.saturating_sub(w0),
+            f1.saturating_sub(f0)
+        ))
+    }
+}
+
+/// `storage-durability`: a Linux guest writes a value made at run time and syncs; the
+/// machine's NVMe drive takes the writes (QMP `query-blockstats`) and a flush (QEMU's
+/// `pci_nvme_flush_ns` trace event; QEMU 7.2's NVMe leaves flushes out of its block
+/// statistics) before the sync returns,
+/// and the value is in the host's disk image file after power-off. A write to sectors the
+/// drive fails (QEMU blkdebug, EIO) reaches the guest as an I/O error and the hypervisor
+/// and the guest go on.
+pub fn durability(images: &crate::guest::GuestImages) -> Result<Scenario, String> {
+    let k = images
+        .kernel("6.1")
+        .ok_or("no 6.1 kernel in the guest cache")?;
+    let initrd = dir("storage-durability")?.join("initramfs.cpio.gz");
+    // The failing zone is a virtio-blk disk: its I/O errors reach Linux as EIO (an NVMe
+    // disk passes the drive's media error through, which Linux reports as ENODATA).
+    crate::guest::write_initramfs_with_modules(
+        images,
+        "6.1",
+        &["virtio_blk", "virtio_pci"],
+        &crate::guest::init_script(DURABILITY_BODY),
+        &initrd,
+    )?;
+    let vms = write_vms(
+        "storage-durability",
+        &format!(
+            "[[vm]]\nname = \"linux\"\nvcpus = 2\nmemory_mib = 256\nkernel = \"{}\"\n\
+             initrd = \"{}\"\ncmdline = \"console=ttyAMA0 rdinit=/init\"\n\
+             [[vm.disk]]\npartition = \"{DATA_LABEL}\"\ncontroller = \"nvme\"\n\
+             [[vm.disk]]\npartition = \"{EIO_LABEL}\"\ncontroller = \"virtio-blk\"\n",
+            k.image.display(),
+            initrd.display(),
+        ),
+    )?;
+    let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+    Ok(Scenario {
+        host_disk: Some(HostDisk {
+            features: &[],
+            devices: &["nvme,serial=hv-nvme0,drive=nvm0"],
+            drive_options: "",
+            make: durability_disk,
+            check: durability_value_landed,
+            blkdebug: Some(durability_blkdebug),
+        }),
+        qmp: Some(crate::qemu::QmpProbe {
+            at: &["[durability] ready", "[durability] synced value="],
+            trace: Some("pci_nvme_flush_ns"),
+            check: flush_reached_the_drive,
+        }),
+        input: vec![
+            (s(&["[durability] ready"]), "go\n".into()),
+            (s(&["[durability] synced value="]), "go\n".into()),
+        ],
+        forbid: linux_forbid(),
+        timeout: Duration::from_secs(300),
+        ..Scenario::new(
+            "storage-durability",
+            qemu_virt(vms),
+            s(&[
+                "[linux] [durability] mounted",
+                "[linux] [durability] synced value=",
+                "[linux] [durability] write to the failing zone: Input/output error",
+                "[linux] [durability] still running",
+                "[hv] all VMs stopped; powering off",
+            ]),
+        )
+    })
 }
