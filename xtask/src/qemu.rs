@@ -148,8 +148,11 @@ pub struct HostDisk {
     pub check: fn(&std::path::Path, &[String]) -> Result<(), String>,
     /// Puts QEMU's `blkdebug` between the drive and its image file, with the rules this
     /// returns for the image (e.g. I/O errors injected at a partition's sectors).
-    pub blkdebug: Option<fn(&std::path::Path) -> Result<String, String>>,
+    pub blkdebug: Option<BlkdebugRules>,
 }
+
+/// Writes QEMU `blkdebug` rules for a disk image.
+pub type BlkdebugRules = fn(&std::path::Path) -> Result<String, String>;
 
 /// The machine seen from outside the guest, sampled while a scenario runs: the drives'
 /// counters (QMP `query-blockstats`) and how often a QEMU trace event fired so far (QEMU's
