@@ -577,14 +577,20 @@ fn storage_host_nvme(root_port: bool, four_k: bool, noncoherent: bool) -> Scenar
 /// must be in the disk image file. With `write_error`, QEMU's `blkdebug` fails every
 /// write that reaches sector 0 of the self-test partition: the drive's error reaches the
 /// self-test as a device error, the big transfer next to it still lands, the test guest
-/// still passes and sector 0 keeps what xtask put there.
-fn storage_host_ahci(write_error: bool) -> Scenario {
+/// still passes and sector 0 keeps what xtask put there. With `noncoherent`, on the
+/// KDL-only qemu-virt whose PCIe is not `dma-coherent` (the command list, FIS area,
+/// command table and bounce buffer cleaned and invalidated around every command).
+fn storage_host_ahci(write_error: bool, noncoherent: bool) -> Scenario {
     let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
-    let mut expect = s(&[
+    let mut expect = Vec::new();
+    if noncoherent {
+        expect.push("[hv] board: qemu-virt-noncoherent ".to_string());
+    }
+    expect.extend(s(&[
         "[hv] device pcie: driver pci-ecam",
         "[hv] pci pcie 00:01.0 8086:2922 class 010601: driver ahci",
         "[hv] datastore: ahci0 (QEMU HARDDISK, 64 MiB): partitions \"vm0-root\" 32 MiB, \"vm0-data\" 16 MiB, \"hv-selftest\" 1 MiB",
-    ]);
+    ]));
     if write_error {
         // ATA error ABRT (0x04), status DRDY|ERR (0x41): QEMU's answer to a failed write.
         expect.push("[hv] storage self-test: FAIL: device error (status 0x441)".into());
@@ -597,10 +603,20 @@ fn storage_host_ahci(write_error: bool) -> Scenario {
     );
     expect.extend(guest_passes("test"));
     expect.push("[hv] all VMs stopped; powering off".into());
-    let name = if write_error {
-        "storage-host-ahci-write-error"
+    let name = match (write_error, noncoherent) {
+        (true, _) => "storage-host-ahci-write-error",
+        (false, true) => "storage-host-ahci-noncoherent",
+        (false, false) => "storage-host-ahci",
+    };
+    let target = if noncoherent {
+        Target {
+            board: "qemu-virt-noncoherent".into(),
+            board_file: workspace_root().join("examples/boards/qemu-virt-noncoherent.kdl"),
+            vms: workspace_root().join("examples/vms/test-guest.toml"),
+            allow_experimental: false,
+        }
     } else {
-        "storage-host-ahci"
+        target("qemu-virt", "examples/vms/test-guest.toml")
     };
     Scenario {
         host_disk: Some(crate::qemu::HostDisk {
@@ -617,11 +633,7 @@ fn storage_host_ahci(write_error: bool) -> Scenario {
             },
         }),
         forbid: s(&["PANIC", "FATAL", "[test] [test-guest] FAIL"]),
-        ..Scenario::new(
-            name,
-            target("qemu-virt", "examples/vms/test-guest.toml"),
-            expect,
-        )
+        ..Scenario::new(name, target, expect)
     }
 }
 
@@ -736,8 +748,9 @@ pub fn scenarios() -> Vec<Scenario> {
         storage_host_nvme(false, true, false),
         storage_host_nvme(false, false, true),
         storage_host_nvme_read_only(),
-        storage_host_ahci(false),
-        storage_host_ahci(true),
+        storage_host_ahci(false, false),
+        storage_host_ahci(false, true),
+        storage_host_ahci(true, false),
         gic_v2_test_guest("qemu-virt-gicv2"),
         gic_v2_test_guest("xlnx-zcu102"),
         Scenario {

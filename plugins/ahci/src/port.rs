@@ -180,6 +180,10 @@ impl<E: Env> Hba<E> {
         let regs: Regs = Arc::new(Mutex::new(unsafe { UniqueMmioPointer::new(slice) }));
         // Some HBAs only take GHC.HR in AHCI mode (AHCI 10.4.3): AE first.
         write_reg(&regs, reg::GHC, read_reg(&regs, reg::GHC) | spec::GHC_AE);
+        // CAP and PI are write-once on some HBAs, set by firmware and cleared by the
+        // reset: put back what firmware wrote (writes are ignored where they are
+        // read-only), as Linux's ahci_restore_initial_config does.
+        let (fw_cap, fw_pi) = (read_reg(&regs, reg::CAP), read_reg(&regs, reg::PI));
         write_reg(&regs, reg::GHC, spec::GHC_AE | spec::GHC_HR);
         if !wait(&env, RESET_TIMEOUT_MS, || {
             read_reg(&regs, reg::GHC) & spec::GHC_HR == 0
@@ -188,6 +192,8 @@ impl<E: Env> Hba<E> {
         }
         // AE again (the reset may clear it), interrupts off: the driver polls.
         write_reg(&regs, reg::GHC, spec::GHC_AE);
+        write_reg(&regs, reg::CAP, fw_cap);
+        write_reg(&regs, reg::PI, fw_pi);
         let cap = Cap::decode(read_reg(&regs, reg::CAP));
         let implemented = read_reg(&regs, reg::PI);
         let last = 31 - implemented.leading_zeros().min(31);
@@ -613,6 +619,8 @@ mod tests {
         clock: u64,
         /// GHC.HR never clears.
         stuck_reset: bool,
+        /// PI is write-once (set by firmware) and the reset clears it.
+        write_once_pi: bool,
         ports: Vec<FakePort>,
     }
 
@@ -673,6 +681,10 @@ mod tests {
                     self.reset_port(p);
                 }
                 self.set_reg(reg::GHC, spec::GHC_AE);
+                if self.write_once_pi {
+                    // Firmware's value is gone until software writes it again.
+                    self.set_reg(reg::PI, 0);
+                }
             }
             for p in 0..self.ports.len() {
                 self.step_port(p);
@@ -1117,6 +1129,40 @@ mod tests {
             issued,
             "nothing issued to a dead port"
         );
+    }
+
+    #[test]
+    fn write_once_ports_implemented_survive_the_reset() {
+        let regs: &'static mut [ReadWrite<u32>] = Box::leak(
+            (0..REG_DWORDS)
+                .map(|_| ReadWrite(0u32))
+                .collect::<Vec<_>>()
+                .into_boxed_slice(),
+        );
+        let base = NonNull::new(regs.as_mut_ptr()).unwrap();
+        let dev = Device {
+            regs: base.as_ptr() as usize,
+            next_addr: 0x8000_0000,
+            write_once_pi: true,
+            ports: vec![disk(1, 9, 9)],
+            ..Device::default()
+        };
+        dev.set_reg(reg::CAP, 0xc114_1f05);
+        dev.set_reg(reg::PI, 1);
+        let fake = Fake(StdArc::new(StdMutex::new(dev)));
+        // SAFETY: a leaked host block shared with the fake device (volatile accesses).
+        let hba = unsafe {
+            Hba::new(
+                fake,
+                base,
+                REG_DWORDS * 4,
+                |cap| crate::spec::plan(cap, &StorageConfig::default()),
+                false,
+            )
+        }
+        .unwrap();
+        assert_eq!(hba.implemented, 1);
+        assert!(hba.bring_up(0).unwrap().is_some());
     }
 
     #[test]
