@@ -35,8 +35,11 @@ const STOP_TIMEOUT_MS: u64 = 500;
 const RESET_TIMEOUT_MS: u64 = 1000;
 /// How long a drive may stay busy after its link came up (first D2H FIS, spin-up).
 const READY_TIMEOUT_MS: u64 = 3000;
-/// How long the link may take to come up after spin-up or a COMRESET.
+/// How long a port with nothing on it is looked at (DET = 0: no device detected).
 const LINK_TIMEOUT_MS: u64 = 20;
+/// How long a detected device (DET = 1) may take to establish communication, and the
+/// link to come back after a COMRESET.
+const LINK_SETTLE_MS: u64 = 1000;
 /// Bytes of the bounce buffer every transfer goes through.
 const BOUNCE: u64 = 128 << 10;
 /// Bytes one PRDT entry describes (so that a full bounce buffer takes two).
@@ -66,6 +69,8 @@ impl InitError {
 pub enum PortError {
     /// The device is not an ATA disk (PxSIG; e.g. 0xeb140101 for ATAPI).
     NotAta(u32),
+    /// A device is detected but communication with it is not established (DET stays 1).
+    NoLink,
     /// PxCMD.CR or FR did not clear.
     NotStopped,
     /// The drive stayed busy (PxTFD.BSY/DRQ) or sent no signature.
@@ -80,6 +85,7 @@ impl core::fmt::Display for PortError {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match *self {
             Self::NotAta(sig) => write!(f, "not an ATA disk (signature {sig:#010x})"),
+            Self::NoLink => write!(f, "device detected but no link (PxSSTS.DET = 1)"),
             Self::NotStopped => write!(f, "port did not stop (PxCMD.CR/FR)"),
             Self::NotReady => write!(f, "drive stayed busy"),
             Self::Memory => write!(f, "no DMA memory the HBA can address"),
@@ -234,10 +240,15 @@ impl<E: Env> Hba<E> {
                 r(px::CMD) | CMD_SUD | CMD_POD,
             );
         }
-        if !wait(&self.env, LINK_TIMEOUT_MS, || {
-            r(px::SSTS) & 0xf == spec::DET_PRESENT
-        }) {
-            return Ok(None);
+        let det = || r(px::SSTS) & 0xf;
+        if !wait(&self.env, LINK_TIMEOUT_MS, || det() == spec::DET_PRESENT) {
+            // Nothing on the link, or a device detected (DET = 1) still negotiating.
+            if det() != spec::DET_DETECTED {
+                return Ok(None);
+            }
+            if !wait(&self.env, LINK_SETTLE_MS, || det() == spec::DET_PRESENT) {
+                return Err(PortError::NoLink);
+            }
         }
         let mem = self
             .env
@@ -489,7 +500,7 @@ impl<E: Env> Disk<E> {
         self.write32(px::SCTL, sctl | 1);
         self.wait(2, |_| false);
         self.write32(px::SCTL, sctl);
-        let up = self.wait(LINK_TIMEOUT_MS.max(100), |d| {
+        let up = self.wait(LINK_SETTLE_MS, |d| {
             d.read32(px::SSTS) & 0xf == spec::DET_PRESENT
         });
         self.clear_errors();
@@ -604,6 +615,10 @@ mod tests {
         hang: Option<u8>,
         /// The link never comes back after a COMRESET.
         dead_link: bool,
+        /// After a reset, DET stays 1 (detected, no communication) this many ticks; with
+        /// `u64::MAX`, for ever.
+        link_after: u64,
+        link_from: Option<u64>,
         /// (opcode, lba, count, PRDT entries) of every command, in order.
         log: Vec<(u8, u64, u16, usize)>,
         flushes: u32,
@@ -660,7 +675,21 @@ mod tests {
 
         fn reset_port(&mut self, p: usize) {
             let present = self.ports[p].disk.is_some();
-            self.set_preg(p, px::SSTS, if present { 0x113 } else { 0 });
+            let slow = present && self.ports[p].link_after > 0;
+            self.set_preg(
+                p,
+                px::SSTS,
+                if !present {
+                    0
+                } else if slow {
+                    1
+                } else {
+                    0x113
+                },
+            );
+            if slow {
+                self.ports[p].link_from = Some(self.clock);
+            }
             self.set_preg(p, px::SIG, u32::MAX);
             self.set_preg(p, px::TFD, 0x7f);
             self.ports[p].d2h_sent = false;
@@ -703,6 +732,12 @@ mod tests {
                     } else {
                         self.ports[p].serr = left;
                     }
+                }
+            }
+            if let Some(from) = self.ports[p].link_from {
+                if self.clock >= from.saturating_add(self.ports[p].link_after) {
+                    self.ports[p].link_from = None;
+                    self.set_preg(p, px::SSTS, 0x113);
                 }
             }
             let sctl = self.preg(p, px::SCTL) & 0xf;
@@ -1163,6 +1198,25 @@ mod tests {
         .unwrap();
         assert_eq!(hba.implemented, 1);
         assert!(hba.bring_up(0).unwrap().is_some());
+    }
+
+    #[test]
+    fn a_slow_link_is_waited_for_and_one_that_never_comes_up_is_reported() {
+        let slow = FakePort {
+            link_after: 300 * TICKS_PER_MS,
+            ..disk(1, 9, 9)
+        };
+        let never = FakePort {
+            link_after: u64::MAX,
+            ..disk(1, 9, 9)
+        };
+        let (_, hba) = setup(vec![slow, never], StorageConfig::default(), false);
+        let hba = hba.unwrap();
+        assert!(
+            hba.bring_up(0).unwrap().is_some(),
+            "DET 1 for 300 ms, then 3"
+        );
+        assert_eq!(hba.bring_up(1).err(), Some(PortError::NoLink));
     }
 
     #[test]

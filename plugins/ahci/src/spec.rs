@@ -91,6 +91,8 @@ pub const ATA_DRQ: u32 = 1 << 3;
 /// ATA status: busy.
 pub const ATA_BSY: u32 = 1 << 7;
 
+/// PxSSTS.DET: device detected, communication not established.
+pub const DET_DETECTED: u32 = 1;
 /// PxSSTS.DET: device present and communication established.
 pub const DET_PRESENT: u32 = 3;
 /// PxSIG of an ATA disk.
