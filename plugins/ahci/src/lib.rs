@@ -116,16 +116,8 @@ mod driver {
         // an enabled board device) and enabled memory space and bus mastering; (2) each
         // function is offered once and probed by one driver, and no VM is given the host
         // bridge's windows, so nothing else touches this BAR.
-        let hba = unsafe {
-            Hba::new(
-                Hw,
-                base,
-                size,
-                |cap| crate::spec::plan(cap, &cfg),
-                p.host.dma_coherent,
-            )
-        }
-        .map_err(|e| ProbeError::Hardware(e.message()))?;
+        let hba = unsafe { Hba::new(Hw, base, size, crate::spec::plan(&cfg), p.host.dma_coherent) }
+            .map_err(|e| ProbeError::Hardware(e.message()))?;
         let bdf = p.function.bdf;
         for port in hba.ports() {
             let disk = match hba.bring_up(port) {

@@ -163,7 +163,7 @@ pub struct Hba<E: Env> {
 
 impl<E: Env> Hba<E> {
     /// Resets the HBA whose ABAR is `bar` (`size` bytes) and puts it in AHCI mode, polled
-    /// (GHC.IE clear), with the plan `cap_plan` makes of its CAP.
+    /// (GHC.IE clear); its ports run with `plan`.
     ///
     /// # Safety
     ///
@@ -177,7 +177,7 @@ impl<E: Env> Hba<E> {
         env: E,
         bar: NonNull<ReadWrite<u32>>,
         size: usize,
-        cap_plan: impl FnOnce(&Cap) -> Plan,
+        plan: Plan,
         coherent: bool,
     ) -> Result<Self, InitError> {
         let slice = NonNull::slice_from_raw_parts(bar, size / 4);
@@ -207,7 +207,6 @@ impl<E: Env> Hba<E> {
             return Err(InitError::SmallBar);
         }
         write_reg(&regs, reg::IS, u32::MAX);
-        let plan = cap_plan(&cap);
         let hba = Self {
             env,
             regs,
@@ -996,7 +995,7 @@ mod tests {
                 fake.clone(),
                 base,
                 REG_DWORDS * 4,
-                |cap| crate::spec::plan(cap, &cfg),
+                crate::spec::plan(&cfg),
                 false,
             )
         };
@@ -1191,7 +1190,7 @@ mod tests {
                 fake,
                 base,
                 REG_DWORDS * 4,
-                |cap| crate::spec::plan(cap, &StorageConfig::default()),
+                crate::spec::plan(&StorageConfig::default()),
                 false,
             )
         }

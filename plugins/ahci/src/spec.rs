@@ -299,21 +299,17 @@ pub struct Plan {
     /// Turn the drive's volatile write cache off at bring-up (quirk `no_write_cache`), so
     /// that a write is on the media when it completes.
     pub disable_write_cache: bool,
-    /// Command slots the driver may use: at most the quirk's queue depth (the driver
-    /// issues one command at a time, so only a depth of 0 would matter, and it is kept
-    /// at least 1).
-    pub slots: u32,
     /// Milliseconds to wait after the HBA reset before looking at the links (quirk
     /// `ready_delay_ms`).
     pub link_delay_ms: u32,
 }
 
-/// The plan for an HBA whose CAP is `cap`, under `cfg`.
-pub fn plan(cap: &Cap, cfg: &StorageConfig) -> Plan {
+/// The plan under `cfg`. The queue-depth quirk has no field: the driver issues one
+/// command at a time (slot 0), which every HBA has.
+pub fn plan(cfg: &StorageConfig) -> Plan {
     Plan {
         force_512: cfg.logical_block_size == 512,
         disable_write_cache: !cfg.volatile_write_cache,
-        slots: cap.slots.min(cfg.queue_depth).max(1),
         link_delay_ms: cfg.ready_delay_ms,
     }
 }
@@ -447,14 +443,12 @@ pub(crate) mod tests {
 
     #[test]
     fn quirks_change_the_plan() {
-        let cap = Cap::decode(0xc014_1f05);
-        let plain = plan(&cap, &StorageConfig::default());
+        let plain = plan(&StorageConfig::default());
         assert_eq!(
             plain,
             Plan {
                 force_512: false,
                 disable_write_cache: false,
-                slots: 32,
                 link_delay_ms: 0
             }
         );
@@ -465,9 +459,9 @@ pub(crate) mod tests {
             ready_delay_ms: 30,
             ..StorageConfig::default()
         };
-        let q = plan(&cap, &cfg);
+        let q = plan(&cfg);
         assert!(q.force_512 && q.disable_write_cache);
-        assert_eq!((q.slots, q.link_delay_ms), (1, 30));
+        assert_eq!(q.link_delay_ms, 30);
     }
 
     #[test]
