@@ -542,16 +542,7 @@ fn storage_host_nvme(root_port: bool, four_k: bool, noncoherent: bool) -> Scenar
         ),
         (false, false) => ("storage-host-nvme", &["nvme,serial=hv-nvme0,drive=nvm0"]),
     };
-    let target = if noncoherent {
-        Target {
-            board: "qemu-virt-noncoherent".into(),
-            board_file: workspace_root().join("examples/boards/qemu-virt-noncoherent.kdl"),
-            vms: workspace_root().join("examples/vms/test-guest.toml"),
-            allow_experimental: false,
-        }
-    } else {
-        target("qemu-virt", "examples/vms/test-guest.toml")
-    };
+    let target = storage_target(noncoherent);
     Scenario {
         host_disk: Some(crate::qemu::HostDisk {
             features: &["storage-selftest"],
@@ -608,16 +599,7 @@ fn storage_host_ahci(write_error: bool, noncoherent: bool) -> Scenario {
         (false, true) => "storage-host-ahci-noncoherent",
         (false, false) => "storage-host-ahci",
     };
-    let target = if noncoherent {
-        Target {
-            board: "qemu-virt-noncoherent".into(),
-            board_file: workspace_root().join("examples/boards/qemu-virt-noncoherent.kdl"),
-            vms: workspace_root().join("examples/vms/test-guest.toml"),
-            allow_experimental: false,
-        }
-    } else {
-        target("qemu-virt", "examples/vms/test-guest.toml")
-    };
+    let target = storage_target(noncoherent);
     Scenario {
         host_disk: Some(crate::qemu::HostDisk {
             features: &["storage-selftest"],
@@ -664,6 +646,21 @@ fn storage_first_write_refused(disk: &std::path::Path, lines: &[String]) -> Resu
     let first = crate::disk::read_sector(disk, SELFTEST_LABEL, 9)?;
     let value = u64::from_le_bytes(first[..8].try_into().map_err(|_| "short sector")?);
     big_pattern_landed(disk, lines, &format!("{value:016x}"))
+}
+
+/// The machine of the storage scenarios: qemu-virt with the test guest, or with
+/// `noncoherent` the KDL-only qemu-virt whose PCIe is not `dma-coherent`.
+fn storage_target(noncoherent: bool) -> Target {
+    if noncoherent {
+        Target {
+            board: "qemu-virt-noncoherent".into(),
+            board_file: workspace_root().join("examples/boards/qemu-virt-noncoherent.kdl"),
+            vms: workspace_root().join("examples/vms/test-guest.toml"),
+            allow_experimental: false,
+        }
+    } else {
+        target("qemu-virt", "examples/vms/test-guest.toml")
+    }
 }
 
 /// The QEMU scenarios, each a snapshot of serial output that must appear.

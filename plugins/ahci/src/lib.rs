@@ -27,73 +27,22 @@ extern crate alloc;
 pub mod port;
 pub mod spec;
 
-use plugin_quirks_storage::StorageConfig;
-
-/// The storage configuration of a function after the quirk entries that apply to it.
-pub fn configured<'a>(
-    quirks: impl IntoIterator<Item = &'a hypervisor::plugin::QuirkData>,
-) -> StorageConfig {
-    let mut cfg = StorageConfig::default();
-    for q in quirks {
-        plugin_quirks_storage::apply(q, &mut cfg);
-    }
-    cfg
-}
-
 #[cfg(target_arch = "aarch64")]
 mod driver {
-    use super::port::{Dma, DmaError, Env, Hba};
+    use super::port::Hba;
     use alloc::format;
     use alloc::sync::Arc;
     use core::ptr::NonNull;
     use core::sync::atomic::{AtomicU32, Ordering};
-    use hypervisor::arch::cpu;
-    use hypervisor::arch::mem::{alloc_dma, DmaBuffer};
     use hypervisor::block::SharedDisk;
     use hypervisor::datastore::{self, DiskInfo};
+    use hypervisor::dma::Machine;
     use hypervisor::hvprintln;
     use hypervisor::plugin::pci::{quirks_for, PciDriverEntry, PciMatch, PciProbe, PCI_DRIVERS};
     use hypervisor::plugin::{ProbeError, QUIRKS};
     use hypervisor::sync::Mutex;
 
     static NEXT: AtomicU32 = AtomicU32::new(0);
-
-    /// The machine: DMA buffers from the RAM pool, time from the generic timer.
-    #[derive(Clone, Copy)]
-    struct Hw;
-
-    /// A `DmaBuffer` seen through the driver's [`Dma`] contract.
-    struct Buf(DmaBuffer);
-
-    impl Dma for Buf {
-        fn bus_addr(&self) -> u64 {
-            self.0.bus_addr()
-        }
-
-        fn write(&mut self, offset: u64, data: &[u8]) -> Result<(), DmaError> {
-            self.0.write(offset, data).map_err(|_| DmaError)
-        }
-
-        fn read(&self, offset: u64, buf: &mut [u8]) -> Result<(), DmaError> {
-            self.0.read(offset, buf).map_err(|_| DmaError)
-        }
-    }
-
-    impl Env for Hw {
-        type Buf = Buf;
-
-        fn alloc(&self, size: u64, coherent: bool) -> Result<Buf, DmaError> {
-            alloc_dma(size, coherent).map(Buf).map_err(|_| DmaError)
-        }
-
-        fn now(&self) -> u64 {
-            cpu::counter()
-        }
-
-        fn ticks_per_ms(&self) -> u64 {
-            (cpu::counter_frequency() / 1000).max(1)
-        }
-    }
 
     fn probe(p: &PciProbe<'_>) -> Result<(), ProbeError> {
         let bar = p
@@ -110,14 +59,22 @@ mod driver {
                 "AHCI ABAR is zero or not 1 KiB aligned",
             ))?;
         let quirks = quirks_for(&QUIRKS, p.board, p.host, p.function);
-        let cfg = super::configured(quirks.iter().map(|q| &q.data));
+        let cfg = plugin_quirks_storage::configured(quirks.iter().map(|q| &q.data));
         // SAFETY: (1) the host bridge assigned BAR 5 at `base`, `size` bytes, inside its
         // `mem32` window (which the EL2 page tables map as device memory, being a window of
         // an enabled board device) and enabled memory space and bus mastering; (2) each
         // function is offered once and probed by one driver, and no VM is given the host
         // bridge's windows, so nothing else touches this BAR.
-        let hba = unsafe { Hba::new(Hw, base, size, crate::spec::plan(&cfg), p.host.dma_coherent) }
-            .map_err(|e| ProbeError::Hardware(e.message()))?;
+        let hba = unsafe {
+            Hba::new(
+                Machine,
+                base,
+                size,
+                crate::spec::plan(&cfg),
+                p.host.dma_coherent,
+            )
+        }
+        .map_err(|e| ProbeError::Hardware(e.message()))?;
         let bdf = p.function.bdf;
         for port in hba.ports() {
             let disk = match hba.bring_up(port) {
