@@ -26,6 +26,7 @@ pub mod block;
 pub mod config;
 pub mod conmux;
 pub mod datastore;
+pub mod dma;
 pub mod exit;
 pub mod fdt;
 pub mod mm;

@@ -124,35 +124,39 @@ pub struct Scenario {
     pub poisoned_ram: bool,
     /// Lines that must repeat with the same figures: see [`Steady`].
     pub steady: Option<Steady>,
-    /// The machine gets an NVMe disk and the image extra cargo features: see [`HostDisk`].
+    /// The machine gets a disk (NVMe, AHCI...) and the image extra cargo features: see
+    /// [`HostDisk`].
     pub host_disk: Option<HostDisk>,
     /// Samples the machine's drive counters over QMP while the scenario runs.
     pub qmp: Option<QmpProbe>,
 }
 
-/// A scenario with a disk of the machine's own (`-device nvme`): the image is built with
-/// `features`, `make` writes the disk image before QEMU starts, and once every expected
-/// line appeared and QEMU exited, `check` reads the disk image with the console lines.
+/// Makes the `blkdebug` rules for a disk image (see [`HostDisk::blkdebug`]).
+pub type BlkdebugRules = fn(&std::path::Path) -> Result<String, String>;
+
+/// A scenario with a disk of the machine's own (`-device nvme`, `-device ide-hd` on an
+/// `ich9-ahci`): the image is built with `features`, `make` writes the disk image before
+/// QEMU starts, and once every expected line appeared and QEMU exited, `check` reads the
+/// disk image with the console lines.
 #[derive(Clone, Copy)]
 pub struct HostDisk {
     /// Cargo features of the `image` crate for this scenario's build.
     pub features: &'static [&'static str],
-    /// `-device` values that put the disk (drive `nvm0`) on the machine, e.g.
+    /// The `-drive` id the devices name, e.g. `nvm0`.
+    pub drive: &'static str,
+    /// `-device` values that put the disk (drive [`Self::drive`]) on the machine, e.g.
     /// `nvme,serial=hv-nvme0,drive=nvm0`.
     pub devices: &'static [&'static str],
     /// Extra `-drive` options, e.g. `,readonly=on`.
     pub drive_options: &'static str,
+    /// With `Some`, the drive is the image behind QEMU's `blkdebug` error injector, whose
+    /// rules this makes (given the disk image, once written).
+    pub blkdebug: Option<BlkdebugRules>,
     /// Writes the disk image; returns its path.
     pub make: fn() -> Result<PathBuf, String>,
     /// Checks the disk image after QEMU exited, given the console lines.
     pub check: fn(&std::path::Path, &[String]) -> Result<(), String>,
-    /// Puts QEMU's `blkdebug` between the drive and its image file, with the rules this
-    /// returns for the image (e.g. I/O errors injected at a partition's sectors).
-    pub blkdebug: Option<BlkdebugRules>,
 }
-
-/// Writes QEMU `blkdebug` rules for a disk image.
-pub type BlkdebugRules = fn(&std::path::Path) -> Result<String, String>;
 
 /// The machine seen from outside the guest, sampled while a scenario runs: the drives'
 /// counters (QMP `query-blockstats`) and how often a QEMU trace event fired so far (QEMU's
@@ -443,6 +447,28 @@ fn write_poison(path: &std::path::Path, size: u64) -> Result<(), String> {
     std::fs::rename(&tmp, path).map_err(|e| format!("cannot rename {}: {e}", tmp.display()))
 }
 
+/// The `-drive` value for `disk` as `hd` wants it: the raw image, or the raw image behind
+/// `blkdebug` with the rules written next to it.
+fn drive_arg(disk: &std::path::Path, hd: &HostDisk) -> Result<String, String> {
+    let file = match hd.blkdebug {
+        None => format!("file={}", disk.display()),
+        Some(rules) => {
+            let config = disk.with_extension("blkdebug.conf");
+            std::fs::write(&config, rules(disk)?)
+                .map_err(|e| format!("{}: {e}", config.display()))?;
+            format!(
+                "file.driver=blkdebug,file.config={},file.image.filename={}",
+                config.display(),
+                disk.display()
+            )
+        }
+    };
+    Ok(format!(
+        "{file},if=none,format=raw,id={}{}",
+        hd.drive, hd.drive_options
+    ))
+}
+
 /// Runs one scenario; `Err` carries the reason and the log path.
 pub fn run_scenario(s: &Scenario) -> Result<(), String> {
     let features = s.host_disk.map_or(&[][..], |d| d.features);
@@ -456,21 +482,9 @@ pub fn run_scenario(s: &Scenario) -> Result<(), String> {
         cmd.args(poisoned_ram_args(&img)?);
     }
     let disk = s.host_disk.map(|d| (d.make)()).transpose()?;
-    if let Some(disk) = &disk {
-        let file = match s.host_disk.and_then(|d| d.blkdebug) {
-            None => disk.display().to_string(),
-            Some(rules) => {
-                let cfg = disk.with_extension("blkdebug.cfg");
-                std::fs::write(&cfg, rules(disk)?)
-                    .map_err(|e| format!("{}: {e}", cfg.display()))?;
-                format!("blkdebug:{}:{}", cfg.display(), disk.display())
-            }
-        };
-        cmd.arg("-drive").arg(format!(
-            "file={file},if=none,format=raw,id=nvm0{}",
-            s.host_disk.map_or("", |d| d.drive_options)
-        ));
-        for d in s.host_disk.map_or(&[][..], |d| d.devices) {
+    if let (Some(disk), Some(hd)) = (&disk, s.host_disk) {
+        cmd.arg("-drive").arg(drive_arg(disk, &hd)?);
+        for d in hd.devices {
             cmd.args(["-device", d]);
         }
     }
@@ -825,5 +839,49 @@ mod tests {
         let mut p = Progress::new(&all);
         feed(&mut p, &["one"]);
         assert!(p.timed_out().contains("waiting for QEMU to exit"));
+    }
+
+    #[test]
+    fn drive_arg_names_the_drive_and_puts_blkdebug_under_the_raw_format() {
+        fn no_disk() -> Result<PathBuf, String> {
+            Err("unused".into())
+        }
+        fn no_check(_: &std::path::Path, _: &[String]) -> Result<(), String> {
+            Ok(())
+        }
+        fn rules(_: &std::path::Path) -> Result<String, String> {
+            Ok("[inject-error]\n".into())
+        }
+        let dir = std::env::temp_dir().join(format!("xtask-drive-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let img = dir.join("d.img");
+        let mut hd = HostDisk {
+            features: &[],
+            drive: "hd0",
+            devices: &[],
+            drive_options: ",readonly=on",
+            blkdebug: None,
+            make: no_disk,
+            check: no_check,
+        };
+        assert_eq!(
+            drive_arg(&img, &hd).unwrap(),
+            format!(
+                "file={},if=none,format=raw,id=hd0,readonly=on",
+                img.display()
+            )
+        );
+        hd.blkdebug = Some(rules);
+        let conf = dir.join("d.blkdebug.conf");
+        assert_eq!(
+            drive_arg(&img, &hd).unwrap(),
+            format!(
+                "file.driver=blkdebug,file.config={},file.image.filename={},if=none,format=raw,id=hd0,readonly=on",
+                conf.display(),
+                img.display()
+            )
+        );
+        assert_eq!(std::fs::read_to_string(&conf).unwrap(), "[inject-error]\n");
+        let _ = std::fs::remove_dir_all(dir);
     }
 }

@@ -466,11 +466,12 @@ fn storage_host_nvme_read_only() -> Scenario {
     Scenario {
         host_disk: Some(crate::qemu::HostDisk {
             features: &["storage-selftest"],
+            drive: "nvm0",
+            blkdebug: None,
             devices: &["nvme,serial=hv-nvme0,drive=nvm0"],
             drive_options: ",readonly=on",
             make: storage_disk,
             check: storage_nothing_landed,
-            blkdebug: None,
         }),
         forbid: s(&["PANIC", "FATAL", "[test] [test-guest] FAIL"]),
         ..Scenario::new(
@@ -550,19 +551,12 @@ fn storage_host_nvme(root_port: bool, four_k: bool, noncoherent: bool) -> Scenar
         ),
         (false, false) => ("storage-host-nvme", &["nvme,serial=hv-nvme0,drive=nvm0"]),
     };
-    let target = if noncoherent {
-        Target {
-            board: "qemu-virt-noncoherent".into(),
-            board_file: workspace_root().join("examples/boards/qemu-virt-noncoherent.kdl"),
-            vms: workspace_root().join("examples/vms/test-guest.toml"),
-            allow_experimental: false,
-        }
-    } else {
-        target("qemu-virt", "examples/vms/test-guest.toml")
-    };
+    let target = storage_target(noncoherent);
     Scenario {
         host_disk: Some(crate::qemu::HostDisk {
             features: &["storage-selftest"],
+            drive: "nvm0",
+            blkdebug: None,
             devices,
             drive_options: "",
             make: if four_k {
@@ -571,9 +565,110 @@ fn storage_host_nvme(root_port: bool, four_k: bool, noncoherent: bool) -> Scenar
                 storage_disk
             },
             check: storage_selftest_landed,
-            blkdebug: None,
         }),
         ..Scenario::new(name, target, expect)
+    }
+}
+
+/// `storage-host-ahci`: the machine has a SATA disk behind an AHCI HBA on its PCIe (QEMU
+/// `-device ich9-ahci` + `-device ide-hd`); the hypervisor drives the HBA, registers the
+/// disk as `ahci0`, lists its partitions and (image feature `storage-selftest`) writes a
+/// value computed at run time into the self-test partition; after QEMU exits the value
+/// must be in the disk image file. With `write_error`, QEMU's `blkdebug` fails every
+/// write that reaches sector 0 of the self-test partition: the drive's error reaches the
+/// self-test as a device error, the big transfer next to it still lands, the test guest
+/// still passes and sector 0 keeps what xtask put there. With `noncoherent`, on the
+/// KDL-only qemu-virt whose PCIe is not `dma-coherent` (the command list, FIS area,
+/// command table and bounce buffer cleaned and invalidated around every command).
+fn storage_host_ahci(write_error: bool, noncoherent: bool) -> Scenario {
+    let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+    let mut expect = Vec::new();
+    if noncoherent {
+        expect.push("[hv] board: qemu-virt-noncoherent ".to_string());
+    }
+    expect.extend(s(&[
+        "[hv] device pcie: driver pci-ecam",
+        "[hv] pci pcie 00:01.0 8086:2922 class 010601: driver ahci",
+        "[hv] datastore: ahci0 (QEMU HARDDISK, 64 MiB): partitions \"vm0-root\" 32 MiB, \"vm0-data\" 16 MiB, \"hv-selftest\" 1 MiB",
+    ]));
+    if write_error {
+        // ATA error ABRT (0x04), status DRDY|ERR (0x41): QEMU's answer to a failed write.
+        expect.push("[hv] storage self-test: FAIL: device error (status 0x441)".into());
+    } else {
+        expect.push("[hv] storage self-test: wrote value=".into());
+    }
+    expect.push(
+        "[hv] storage self-test: 401 sectors at sector 9 of \"hv-selftest\" written, flushed, read back equal"
+            .into(),
+    );
+    expect.extend(guest_passes("test"));
+    expect.push("[hv] all VMs stopped; powering off".into());
+    let name = match (write_error, noncoherent) {
+        (true, _) => "storage-host-ahci-write-error",
+        (false, true) => "storage-host-ahci-noncoherent",
+        (false, false) => "storage-host-ahci",
+    };
+    let target = storage_target(noncoherent);
+    Scenario {
+        host_disk: Some(crate::qemu::HostDisk {
+            features: &["storage-selftest"],
+            drive: "hd0",
+            blkdebug: write_error.then_some(selftest_write_error as crate::qemu::BlkdebugRules),
+            devices: &["ich9-ahci,id=ahci0", "ide-hd,drive=hd0,bus=ahci0.0"],
+            drive_options: "",
+            make: storage_disk,
+            check: if write_error {
+                storage_first_write_refused
+            } else {
+                storage_selftest_landed
+            },
+        }),
+        forbid: s(&["PANIC", "FATAL", "[test] [test-guest] FAIL"]),
+        ..Scenario::new(name, target, expect)
+    }
+}
+
+/// `blkdebug` rules for `storage-host-ahci-write-error`: every write reaching sector 0 of
+/// the self-test partition fails with EIO (rules become active at the first write).
+fn selftest_write_error(disk: &std::path::Path) -> Result<String, String> {
+    let (_, start, _) = crate::disk::list(disk)?
+        .into_iter()
+        .find(|(l, _, _)| l == SELFTEST_LABEL)
+        .ok_or_else(|| format!("{}: no partition `{SELFTEST_LABEL}`", disk.display()))?;
+    Ok(format!(
+        "[inject-error]\nevent = \"write_aio\"\niotype = \"write\"\nerrno = \"5\"\nsector = \"{start}\"\n"
+    ))
+}
+
+/// After QEMU exited with writes to sector 0 of the self-test partition failing: that
+/// sector is as xtask made it (zeroes), and the 401-sector pattern next to it landed (its
+/// value is the pattern's first eight bytes, which are the value's own).
+fn storage_first_write_refused(disk: &std::path::Path, lines: &[String]) -> Result<(), String> {
+    let sector = crate::disk::read_sector(disk, SELFTEST_LABEL, 0)?;
+    if let Some(i) = sector.iter().position(|&b| b != 0) {
+        return Err(format!(
+            "{}: byte {i} of sector 0 of `{SELFTEST_LABEL}` is {:#04x} although its write failed",
+            disk.display(),
+            sector[i]
+        ));
+    }
+    let first = crate::disk::read_sector(disk, SELFTEST_LABEL, 9)?;
+    let value = u64::from_le_bytes(first[..8].try_into().map_err(|_| "short sector")?);
+    big_pattern_landed(disk, lines, &format!("{value:016x}"))
+}
+
+/// The machine of the storage scenarios: qemu-virt with the test guest, or with
+/// `noncoherent` the KDL-only qemu-virt whose PCIe is not `dma-coherent`.
+fn storage_target(noncoherent: bool) -> Target {
+    if noncoherent {
+        Target {
+            board: "qemu-virt-noncoherent".into(),
+            board_file: workspace_root().join("examples/boards/qemu-virt-noncoherent.kdl"),
+            vms: workspace_root().join("examples/vms/test-guest.toml"),
+            allow_experimental: false,
+        }
+    } else {
+        target("qemu-virt", "examples/vms/test-guest.toml")
     }
 }
 
@@ -585,7 +680,7 @@ pub fn scenarios() -> Vec<Scenario> {
         "[hv] device uart0: driver uart-pl011",
         "[hv] device gic: driver gic-v3",
         // Every in-tree plugin registered itself: no linkme slice is empty.
-        "[hv] plugins: 6 driver(s), 1 PCI driver(s), 3 quirk set(s) registered",
+        "[hv] plugins: 6 driver(s), 2 PCI driver(s), 3 quirk set(s) registered",
         "[hv] EL2 page tables",
         "[hv] 4 of 4 CPUs online",
     ]);
@@ -659,6 +754,9 @@ pub fn scenarios() -> Vec<Scenario> {
         storage_host_nvme(false, true, false),
         storage_host_nvme(false, false, true),
         storage_host_nvme_read_only(),
+        storage_host_ahci(false, false),
+        storage_host_ahci(false, true),
+        storage_host_ahci(true, false),
         gic_v2_test_guest("qemu-virt-gicv2"),
         gic_v2_test_guest("xlnx-zcu102"),
         Scenario {
@@ -1195,6 +1293,40 @@ mod tests {
             err.contains("byte 70000 of the 401-sector pattern"),
             "{err}"
         );
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn the_write_error_check_wants_sector_0_untouched_and_the_pattern_landed() {
+        let dir = std::env::temp_dir().join(format!("xtask-write-error-{}", std::process::id()));
+        let value = 0x0123_4567_89ab_cdef_u64;
+        let lines = vec![
+            "[hv] storage self-test: FAIL: device error (status 0x441)".to_string(),
+            "[hv] storage self-test: 401 sectors at sector 9 of \"hv-selftest\" written, flushed, read back equal".to_string(),
+        ];
+        let mut fill = selftest_fill(value, None);
+        fill[..512].fill(0);
+        let img = disk_holding(&dir, &fill);
+        assert_eq!(storage_first_write_refused(&img, &lines), Ok(()));
+        // The blkdebug rule sits at the partition's first sector, for writes only.
+        let start = crate::disk::list(&img).unwrap()[1].1;
+        let rules = selftest_write_error(&img).unwrap();
+        assert!(rules.contains(&format!("sector = \"{start}\"")), "{rules}");
+        assert!(rules.contains("iotype = \"write\""), "{rules}");
+        // The failed write landed after all.
+        let img = disk_holding(&dir, &selftest_fill(value, None));
+        let err = storage_first_write_refused(&img, &lines).unwrap_err();
+        assert!(err.contains("although its write failed"), "{err}");
+        // The big transfer is damaged, or was never reported.
+        let mut fill = selftest_fill(value, Some(1234));
+        fill[..512].fill(0);
+        let img = disk_holding(&dir, &fill);
+        let err = storage_first_write_refused(&img, &lines).unwrap_err();
+        assert!(err.contains("byte 1234 of the 401-sector pattern"), "{err}");
+        let mut fill = selftest_fill(value, None);
+        fill[..512].fill(0);
+        let img = disk_holding(&dir, &fill);
+        assert!(storage_first_write_refused(&img, &lines[..1]).is_err());
         let _ = std::fs::remove_dir_all(dir);
     }
 }

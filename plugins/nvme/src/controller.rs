@@ -58,31 +58,7 @@ impl InitError {
     }
 }
 
-/// A DMA allocation or copy failed (the RAM pool is empty, or a copy ran past a buffer).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct DmaError;
-
-/// Memory the controller reaches by DMA (a `DmaBuffer` of the RAM pool on hardware).
-pub trait Dma {
-    /// The address the controller uses.
-    fn bus_addr(&self) -> u64;
-    /// Copies `data` in at `offset` and makes it visible to the controller.
-    fn write(&mut self, offset: u64, data: &[u8]) -> Result<(), DmaError>;
-    /// Copies out what the controller left at `offset`.
-    fn read(&self, offset: u64, buf: &mut [u8]) -> Result<(), DmaError>;
-}
-
-/// What the driver needs from the machine besides the registers: DMA memory and time.
-pub trait Env {
-    /// Its DMA buffers.
-    type Buf: Dma + Send;
-    /// `size` bytes of zeroed, page-aligned DMA memory.
-    fn alloc(&self, size: u64, coherent: bool) -> Result<Self::Buf, DmaError>;
-    /// A monotonic tick count.
-    fn now(&self) -> u64;
-    /// Ticks per millisecond.
-    fn ticks_per_ms(&self) -> u64;
-}
+pub use hypervisor::dma::{Dma, DmaError, Env};
 
 struct Queue<B> {
     mem: B,

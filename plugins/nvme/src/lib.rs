@@ -22,68 +22,21 @@ extern crate alloc;
 pub mod controller;
 pub mod spec;
 
-use plugin_quirks_storage::StorageConfig;
-
-/// The storage configuration of a function after the quirk entries that apply to it.
-pub fn configured<'a>(
-    quirks: impl IntoIterator<Item = &'a hypervisor::plugin::QuirkData>,
-) -> StorageConfig {
-    let mut cfg = StorageConfig::default();
-    for q in quirks {
-        plugin_quirks_storage::apply(q, &mut cfg);
-    }
-    cfg
-}
-
 #[cfg(target_arch = "aarch64")]
 mod driver {
-    use super::controller::{Controller, Dma, DmaError, Env};
+    use super::controller::Controller;
     use alloc::format;
     use alloc::sync::Arc;
     use core::ptr::NonNull;
     use core::sync::atomic::{AtomicU32, Ordering};
-    use hypervisor::arch::cpu;
-    use hypervisor::arch::mem::{alloc_dma, DmaBuffer};
     use hypervisor::block::SharedDisk;
     use hypervisor::datastore::{self, DiskInfo};
+    use hypervisor::dma::Machine;
     use hypervisor::plugin::pci::{quirks_for, PciDriverEntry, PciMatch, PciProbe, PCI_DRIVERS};
     use hypervisor::plugin::{ProbeError, QUIRKS};
     use hypervisor::sync::Mutex;
 
     static NEXT: AtomicU32 = AtomicU32::new(0);
-
-    /// The machine: DMA buffers from the RAM pool, time from the generic timer.
-    struct Hw;
-
-    impl Dma for DmaBuffer {
-        fn bus_addr(&self) -> u64 {
-            DmaBuffer::bus_addr(self)
-        }
-
-        fn write(&mut self, offset: u64, data: &[u8]) -> Result<(), DmaError> {
-            DmaBuffer::write(self, offset, data).map_err(|_| DmaError)
-        }
-
-        fn read(&self, offset: u64, buf: &mut [u8]) -> Result<(), DmaError> {
-            DmaBuffer::read(self, offset, buf).map_err(|_| DmaError)
-        }
-    }
-
-    impl Env for Hw {
-        type Buf = DmaBuffer;
-
-        fn alloc(&self, size: u64, coherent: bool) -> Result<DmaBuffer, DmaError> {
-            alloc_dma(size, coherent).map_err(|_| DmaError)
-        }
-
-        fn now(&self) -> u64 {
-            cpu::counter()
-        }
-
-        fn ticks_per_ms(&self) -> u64 {
-            (cpu::counter_frequency() / 1000).max(1)
-        }
-    }
 
     fn probe(p: &PciProbe<'_>) -> Result<(), ProbeError> {
         let bar = p
@@ -100,7 +53,7 @@ mod driver {
                 "NVMe BAR 0 is zero or not page aligned",
             ))?;
         let quirks = quirks_for(&QUIRKS, p.board, p.host, p.function);
-        let cfg = super::configured(quirks.iter().map(|q| &q.data));
+        let cfg = plugin_quirks_storage::configured(quirks.iter().map(|q| &q.data));
         let coherent = p.host.dma_coherent;
         // SAFETY: (1) the host bridge assigned BAR 0 at `base`, `size` bytes, inside its
         // `mem32` window (which the EL2 page tables map as device memory, being a window of
@@ -108,7 +61,13 @@ mod driver {
         // function is offered once and probed by one driver, and no VM is given the host
         // bridge's windows, so nothing else touches this BAR.
         let ctrl = unsafe {
-            Controller::new(Hw, base, size, |cap| crate::spec::plan(cap, &cfg), coherent)
+            Controller::new(
+                Machine,
+                base,
+                size,
+                |cap| crate::spec::plan(cap, &cfg),
+                coherent,
+            )
         }
         .map_err(|e| ProbeError::Hardware(e.message()))?;
         let n = NEXT.fetch_add(1, Ordering::Relaxed);
@@ -122,7 +81,7 @@ mod driver {
             .map_err(|_| ProbeError::Hardware("a disk of this name is registered already"))
     }
 
-    fn ctrl_lba_shift(c: &Controller<Hw>) -> u32 {
+    fn ctrl_lba_shift(c: &Controller<Machine>) -> u32 {
         c.lba_shift()
     }
 

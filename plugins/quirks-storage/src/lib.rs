@@ -106,6 +106,16 @@ pub fn apply(quirk: &QuirkData, cfg: &mut StorageConfig) -> bool {
     true
 }
 
+/// The storage configuration of a device after the quirk entries that apply to it (e.g.
+/// those `hypervisor::plugin::pci::quirks_for` finds), applied in order.
+pub fn configured<'a>(quirks: impl IntoIterator<Item = &'a QuirkData>) -> StorageConfig {
+    let mut cfg = StorageConfig::default();
+    for q in quirks {
+        apply(q, &mut cfg);
+    }
+    cfg
+}
+
 /// Samsung PM981/983: firmware reports no usable SUBNQN.
 #[linkme::distributed_slice(QUIRKS)]
 static SAMSUNG_PM981_QUIRKS: QuirkEntry = QuirkEntry {

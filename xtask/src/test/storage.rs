@@ -144,6 +144,7 @@ pub fn nvme_root(images: &crate::guest::GuestImages) -> Result<Scenario, String>
     Ok(Scenario {
         host_disk: Some(HostDisk {
             features: &[],
+            drive: "nvm0",
             devices: &["nvme,serial=hv-nvme0,drive=nvm0"],
             drive_options: "",
             make: nvme_root_disk,
@@ -182,6 +183,8 @@ struct DataDiskCase {
     modules: &'static [&'static str],
     controller: &'static str,
     guest_dev: &'static str,
+    /// The `-drive` id of the machine's drive, and the devices that put it on the machine.
+    host_drive: &'static str,
     host_devices: &'static [&'static str],
     make: fn() -> Result<PathBuf, String>,
 }
@@ -288,6 +291,7 @@ fn data_disk_scenario(
     Ok(Scenario {
         host_disk: Some(HostDisk {
             features: &[],
+            drive: c.host_drive,
             devices: c.host_devices,
             drive_options: "",
             make: c.make,
@@ -311,6 +315,7 @@ pub fn virtio_blk(images: &crate::guest::GuestImages) -> Result<Scenario, String
             modules: &["virtio_blk", "virtio_pci"],
             controller: "virtio-blk",
             guest_dev: "vda",
+            host_drive: "nvm0",
             host_devices: &["nvme,serial=hv-nvme0,drive=nvm0"],
             make: virtio_blk_disk,
         },
@@ -318,8 +323,8 @@ pub fn virtio_blk(images: &crate::guest::GuestImages) -> Result<Scenario, String
 }
 
 /// `storage-ahci`: Linux 6.12 (the only Debian cloud kernel with AHCI, a module) loads
-/// `ahci` from its initramfs and mounts a partition of the machine's drive through a
-/// virtual AHCI controller.
+/// `ahci` from its initramfs and mounts a partition of the machine's SATA drive (behind the
+/// machine's AHCI HBA) through a virtual AHCI controller.
 pub fn ahci(images: &crate::guest::GuestImages) -> Result<Scenario, String> {
     data_disk_scenario(
         images,
@@ -329,7 +334,8 @@ pub fn ahci(images: &crate::guest::GuestImages) -> Result<Scenario, String> {
             modules: &["ahci", "sd_mod"],
             controller: "ahci",
             guest_dev: "sda",
-            host_devices: &["nvme,serial=hv-nvme0,drive=nvm0"],
+            host_drive: "hd0",
+            host_devices: &["ich9-ahci,id=ahci0", "ide-hd,drive=hd0,bus=ahci0.0"],
             make: ahci_disk,
         },
     )
@@ -455,6 +461,7 @@ pub fn durability(images: &crate::guest::GuestImages) -> Result<Scenario, String
     Ok(Scenario {
         host_disk: Some(HostDisk {
             features: &[],
+            drive: "nvm0",
             devices: &["nvme,serial=hv-nvme0,drive=nvm0"],
             drive_options: "",
             make: durability_disk,

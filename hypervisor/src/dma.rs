@@ -1,0 +1,77 @@
+//! What a driver plugin of the machine's own devices (NVMe, AHCI) needs besides its
+//! registers: memory the device reaches by DMA, and a clock for its timeouts. Behind
+//! traits, so that a driver's logic runs in host tests against a fake device whose DMA
+//! memory is host memory; on the machine, [`Machine`]: buffers from the RAM pool
+//! (`arch::mem::DmaBuffer`, cache maintenance by the bridge's `dma-coherent`) and the
+//! generic timer.
+#![deny(unsafe_code)]
+
+/// A DMA allocation or copy failed (the RAM pool is empty, or a copy ran past a buffer).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DmaError;
+
+/// Memory a device reaches by DMA.
+pub trait Dma {
+    /// The address the device uses.
+    fn bus_addr(&self) -> u64;
+    /// Copies `data` in at `offset` and makes it visible to the device.
+    fn write(&mut self, offset: u64, data: &[u8]) -> Result<(), DmaError>;
+    /// Copies out what the device left at `offset`.
+    fn read(&self, offset: u64, buf: &mut [u8]) -> Result<(), DmaError>;
+}
+
+/// DMA memory and time, as a driver gets them.
+pub trait Env: Clone {
+    /// Its DMA buffers.
+    type Buf: Dma + Send;
+    /// `size` bytes of zeroed DMA memory, 4 KiB aligned.
+    fn alloc(&self, size: u64, coherent: bool) -> Result<Self::Buf, DmaError>;
+    /// A monotonic tick count.
+    fn now(&self) -> u64;
+    /// Ticks per millisecond.
+    fn ticks_per_ms(&self) -> u64;
+}
+
+#[cfg(target_arch = "aarch64")]
+mod machine {
+    use super::{Dma, DmaError, Env};
+    use crate::arch::cpu;
+    use crate::arch::mem::{alloc_dma, DmaBuffer};
+
+    /// The machine: DMA buffers from the RAM pool, time from the generic timer.
+    #[derive(Clone, Copy, Debug)]
+    pub struct Machine;
+
+    impl Dma for DmaBuffer {
+        fn bus_addr(&self) -> u64 {
+            DmaBuffer::bus_addr(self)
+        }
+
+        fn write(&mut self, offset: u64, data: &[u8]) -> Result<(), DmaError> {
+            DmaBuffer::write(self, offset, data).map_err(|_| DmaError)
+        }
+
+        fn read(&self, offset: u64, buf: &mut [u8]) -> Result<(), DmaError> {
+            DmaBuffer::read(self, offset, buf).map_err(|_| DmaError)
+        }
+    }
+
+    impl Env for Machine {
+        type Buf = DmaBuffer;
+
+        fn alloc(&self, size: u64, coherent: bool) -> Result<DmaBuffer, DmaError> {
+            alloc_dma(size, coherent).map_err(|_| DmaError)
+        }
+
+        fn now(&self) -> u64 {
+            cpu::counter()
+        }
+
+        fn ticks_per_ms(&self) -> u64 {
+            (cpu::counter_frequency() / 1000).max(1)
+        }
+    }
+}
+
+#[cfg(target_arch = "aarch64")]
+pub use machine::Machine;
