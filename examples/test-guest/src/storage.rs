@@ -489,6 +489,19 @@ pub fn virtio_blk_header(kind: u32, sector: u64) -> [u32; 4] {
     [kind, 0, sector as u32, (sector >> 32) as u32]
 }
 
+/// Whether a virtio-blk request was refused: it came back with a status other than OK
+/// (the guest sets the byte to 0xff before, so 0xff means the device never wrote it), or
+/// the device marked itself as needing a reset.
+pub fn virtio_refused(used: bool, status: u8, device_status: u8) -> bool {
+    (used && status != 0 && status != 0xff) || device_status & virtio_status::NEEDS_RESET != 0
+}
+
+/// Whether a virtio-blk request succeeded: back in the used ring with status OK, and the
+/// device still working.
+pub fn virtio_ok(used: bool, status: u8, device_status: u8) -> bool {
+    used && status == 0 && device_status & virtio_status::NEEDS_RESET == 0
+}
+
 /// What a virtio-blk status byte means.
 pub fn virtio_blk_status_text(status: u8) -> &'static str {
     match status {
@@ -790,6 +803,15 @@ mod tests {
             [1, 0, 2, 1]
         );
         assert_eq!(virtio_blk_status_text(1), "IOERR");
+        // IOERR, and NEEDS_RESET with the chain never used, are refusals.
+        assert!(virtio_refused(true, 1, 0x0f));
+        assert!(virtio_refused(false, 0xff, 0x4f));
+        // OK is not, nor a chain that simply never came back.
+        assert!(!virtio_refused(true, 0, 0x0f));
+        assert!(!virtio_refused(false, 0xff, 0x0f));
+        assert!(virtio_ok(true, 0, 0x0f));
+        assert!(!virtio_ok(true, 0, 0x4f));
+        assert!(!virtio_ok(false, 0, 0x0f));
     }
 
     #[test]

@@ -16,8 +16,9 @@ use crate::{checks, println};
 const AREA: u64 = 0x1_0000;
 /// Most controllers driven.
 const MAX_FUNCTIONS: usize = 4;
-/// How long the neighbour keeps reading its value back (the hostile VM runs meanwhile).
-const NEIGHBOUR_MS: u64 = 4000;
+/// Longest the neighbour keeps reading its value back while it waits for a byte on its
+/// console (the scenario types one once the hostile VM is done).
+const NEIGHBOUR_MAX_MS: u64 = 90_000;
 /// How long the hostile VM waits before its first probe, so that the neighbour's first
 /// write comes before it.
 const HOSTILE_DELAY_MS: u64 = 300;
@@ -747,12 +748,11 @@ struct VirtioAnswer {
 
 impl VirtioAnswer {
     fn refused(&self) -> bool {
-        (self.used && self.status != 0 && self.status != 0xff)
-            || self.device_status & vs::NEEDS_RESET != 0
+        storage::virtio_refused(self.used, self.status, self.device_status)
     }
 
     fn ok(&self) -> bool {
-        self.used && self.status == 0 && self.device_status & vs::NEEDS_RESET == 0
+        storage::virtio_ok(self.used, self.status, self.device_status)
     }
 }
 
@@ -1073,8 +1073,9 @@ pub fn hostile(platform: &Platform, pci: Result<PciHost, storage::PciDtError>) {
     }
 }
 
-/// `storage-neighbour`: a value to LBA 0 of the first NVMe disk, read back until
-/// `NEIGHBOUR_MS` passed.
+/// `storage-neighbour`: a value to LBA 0 of the first NVMe disk, read back until a byte
+/// arrives on the console (at most `NEIGHBOUR_MAX_MS`), so that it runs for as long as the
+/// VM beside it, however slow the machine is.
 pub fn neighbour(platform: &Platform, pci: Result<PciHost, storage::PciDtError>) {
     let mode = "storage-neighbour";
     let host = match pci {
@@ -1120,9 +1121,22 @@ pub fn neighbour(platform: &Platform, pci: Result<PciHost, storage::PciDtError>)
             return;
         }
     }
-    let deadline = checks::counter() + checks::ticks(NEIGHBOUR_MS);
+    let Some(console) = crate::console::get() else {
+        println!("{mode}: FAIL no console to wait on");
+        return;
+    };
+    while console.read_byte().is_some() {}
+    let start = checks::counter();
+    let deadline = start + checks::ticks(NEIGHBOUR_MAX_MS);
     let mut rounds = 0_u64;
-    while checks::counter() < deadline {
+    loop {
+        if console.read_byte().is_some() {
+            break;
+        }
+        if checks::counter() >= deadline {
+            println!("{mode}: FAIL no byte on the console in {NEIGHBOUR_MAX_MS} ms after {rounds} equal read(s): the scenario types one when the other VM is done");
+            return;
+        }
         area.write_words(NVME_DATA, &storage::filler(rounds));
         let status = n.rw(false, 0, 1, data, 0);
         let mut back = [0_u32; SECTOR_WORDS];
@@ -1136,5 +1150,6 @@ pub fn neighbour(platform: &Platform, pci: Result<PciHost, storage::PciDtError>)
         }
         rounds += 1;
     }
-    println!("{mode}: read back equal {rounds} times in {NEIGHBOUR_MS} ms");
+    let ms = (checks::counter() - start) / checks::ticks(1).max(1);
+    println!("{mode}: read back equal {rounds} times in {ms} ms, until the console said stop");
 }
