@@ -8,6 +8,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 mod storage;
+mod storage_isolation;
 
 fn cargo() -> Command {
     let mut c = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
@@ -971,6 +972,7 @@ pub fn linux_scenarios() -> Result<Vec<Scenario>, String> {
         storage::virtio_blk(&images)?,
         storage::ahci(&images)?,
         storage::durability(&images)?,
+        storage_isolation::scenario()?,
     ];
     // One scenario per kernel: userspace with 4 CPUs, timer and IPI counts rising, clean
     // power-off.

@@ -387,6 +387,13 @@ pub enum AfterChecks {
         /// Write the pattern and reset after the first scan.
         reset: bool,
     },
+    /// `storage-hostile`: instead of the checks, drive every NVMe, AHCI and virtio-blk
+    /// controller of the VM's PCIe bus with requests outside the disk and DMA outside RAM,
+    /// each of which must be refused, then write a marker to each disk (see `storage.rs`).
+    StorageHostile,
+    /// `storage-neighbour`: instead of the checks, write a value to LBA 0 of the VM's NVMe
+    /// disk and read it back for a few seconds, while a hostile VM runs beside it.
+    StorageNeighbour,
 }
 
 /// Whether the kernel command line `bootargs` contains `word` as a whole word.
@@ -397,7 +404,11 @@ fn has_word(bootargs: &str, word: &str) -> bool {
 /// What `/chosen/bootargs` asks the guest to do after (or instead of) its checks; a hostile
 /// or isolation mode wins over `echo`.
 pub fn after_checks(bootargs: &str) -> AfterChecks {
-    if has_word(bootargs, "spin") {
+    if has_word(bootargs, "storage-hostile") {
+        AfterChecks::StorageHostile
+    } else if has_word(bootargs, "storage-neighbour") {
+        AfterChecks::StorageNeighbour
+    } else if has_word(bootargs, "spin") {
         AfterChecks::Spin
     } else if has_word(bootargs, "wild") {
         AfterChecks::Wild
@@ -689,6 +700,19 @@ mod tests {
     #[test]
     fn secret_and_scan_must_be_whole_words() {
         assert_eq!(after_checks("secrets scanner"), AfterChecks::PowerOff);
+    }
+
+    #[test]
+    fn storage_modes_are_whole_words_and_not_hostile() {
+        assert_eq!(
+            after_checks("console=ttyAMA0 storage-hostile"),
+            AfterChecks::StorageHostile
+        );
+        assert_eq!(
+            after_checks("storage-neighbour echo"),
+            AfterChecks::StorageNeighbour
+        );
+        assert_eq!(after_checks("storage-hostiles"), AfterChecks::PowerOff);
     }
 
     #[test]

@@ -7,8 +7,9 @@
 //! mode, after echoing console lines until a line `off`). `hostile seed=N iters=N` replaces the
 //! checks with seeded random hostile operations and a summary per kind (`hostile.rs`);
 //! `secret` and `scan` replace them with the two halves of an isolation scenario
-//! (`isolation.rs`). On the build machine only the pure parts (`dt`, `hostile`, `isolation`,
-//! `line`, `spec`) are compiled, for their tests.
+//! (`isolation.rs`); `storage-hostile` and `storage-neighbour` drive the VM's virtual disk
+//! controllers (`storage.rs`). On the build machine only the pure parts (`dt`, `hostile`,
+//! `isolation`, `line`, `spec`, `storage`) are compiled, for their tests.
 
 #![cfg_attr(target_os = "none", no_std)]
 #![cfg_attr(target_os = "none", no_main)]
@@ -22,6 +23,7 @@ mod hostile;
 mod isolation;
 mod line;
 mod spec;
+mod storage;
 
 #[cfg(target_os = "none")]
 mod boot;
@@ -43,6 +45,8 @@ mod isolation_run;
 mod mmio;
 #[cfg(target_os = "none")]
 mod rtc;
+#[cfg(target_os = "none")]
+mod storage_run;
 #[cfg(target_os = "none")]
 mod sysreg;
 
@@ -240,6 +244,14 @@ mod guest {
                         }
                     }
                 }
+                halt()
+            }
+            dt::AfterChecks::StorageHostile => {
+                crate::storage_run::hostile(platform, crate::storage::pci_host(&fdt));
+                halt()
+            }
+            dt::AfterChecks::StorageNeighbour => {
+                crate::storage_run::neighbour(platform, crate::storage::pci_host(&fdt));
                 halt()
             }
             dt::AfterChecks::Spin => {

@@ -52,6 +52,46 @@ impl Mmio {
         unsafe { asm!("str {v:w}, [{a}]", a = in(reg) addr, v = in(reg) value, options(nostack)) }
     }
 
+    /// Reads the 8-bit register at `offset`.
+    pub fn read8(&self, offset: usize) -> u8 {
+        let addr = self.addr(offset, 1);
+        let v: u32;
+        // SAFETY: as in `read32`.
+        unsafe {
+            asm!("ldrb {v:w}, [{a}]", a = in(reg) addr, v = out(reg) v, options(nostack, readonly))
+        };
+        v as u8
+    }
+
+    /// Writes the 8-bit register at `offset`.
+    pub fn write8(&self, offset: usize, value: u8) {
+        let addr = self.addr(offset, 1);
+        // SAFETY: as in `read32`.
+        unsafe {
+            asm!("strb {v:w}, [{a}]", a = in(reg) addr, v = in(reg) u32::from(value), options(nostack))
+        }
+    }
+
+    /// Reads the 16-bit register at `offset`.
+    pub fn read16(&self, offset: usize) -> u16 {
+        let addr = self.addr(offset, 2);
+        let v: u32;
+        // SAFETY: as in `read32`.
+        unsafe {
+            asm!("ldrh {v:w}, [{a}]", a = in(reg) addr, v = out(reg) v, options(nostack, readonly))
+        };
+        v as u16
+    }
+
+    /// Writes the 16-bit register at `offset`.
+    pub fn write16(&self, offset: usize, value: u16) {
+        let addr = self.addr(offset, 2);
+        // SAFETY: as in `read32`.
+        unsafe {
+            asm!("strh {v:w}, [{a}]", a = in(reg) addr, v = in(reg) u32::from(value), options(nostack))
+        }
+    }
+
     /// Reads the 64-bit register at `offset`.
     pub fn read64(&self, offset: usize) -> u64 {
         let addr = self.addr(offset, 8);
