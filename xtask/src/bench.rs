@@ -11,6 +11,9 @@
 //! - footprint: the image's loadable bytes and the heap size the hypervisor reports;
 //! - wall clock: host time from QEMU's start to the first line the Linux guest's `/init`
 //!   prints, in interleaved runs (bare, hypervisor, bare, ...), median and min..max of each.
+//! - storage: `examples/iobench` (O_DIRECT sequential 1 MiB and random 4 KiB I/O) in Linux
+//!   guests on NVMe, virtio-blk and AHCI disks, against bare QEMU NVMe ([`storage`]; these
+//!   runs use `sleep=on`, and `--storage` runs only them).
 //!
 //! A full run repeats every icount figure twice and says whether the two agree within 1 %,
 //! and boots Linux [`WALL_RUNS`] times each way for the wall-clock figure. `--smoke` runs the
