@@ -11,6 +11,9 @@
 //! - footprint: the image's loadable bytes and the heap size the hypervisor reports;
 //! - wall clock: host time from QEMU's start to the first line the Linux guest's `/init`
 //!   prints, in interleaved runs (bare, hypervisor, bare, ...), median and min..max of each.
+//! - storage: `examples/iobench` (O_DIRECT sequential 1 MiB and random 4 KiB I/O) in Linux
+//!   guests on NVMe, virtio-blk and AHCI disks, against bare QEMU NVMe ([`storage`]; these
+//!   runs use `sleep=on`, and `--storage` runs only them).
 //!
 //! A full run repeats every icount figure twice and says whether the two agree within 1 %,
 //! and boots Linux [`WALL_RUNS`] times each way for the wall-clock figure. `--smoke` runs the
@@ -19,6 +22,8 @@
 //! is reported, never a failure.
 //! The table goes to stdout, the figures to `target/bench/results.json`, each QEMU log to
 //! `target/bench/<run>.log`.
+
+mod storage;
 
 use crate::build::{self, workspace_root, Image};
 use crate::{qemu, Target};
@@ -114,14 +119,43 @@ pub enum BenchError {
     Build(String),
 }
 
-/// `cargo xtask bench [--smoke]`.
+/// `cargo xtask bench [--smoke] [--storage]`.
 pub fn cmd(args: Vec<String>) -> Result<(), String> {
-    let smoke = match args.iter().map(String::as_str).collect::<Vec<_>>()[..] {
-        [] => false,
-        ["--smoke"] => true,
-        _ => return Err("usage: cargo xtask bench [--smoke]".into()),
-    };
-    run(smoke).map_err(|e| e.to_string())
+    let mut smoke = false;
+    let mut storage_only = false;
+    for a in &args {
+        match a.as_str() {
+            "--smoke" => smoke = true,
+            "--storage" => storage_only = true,
+            _ => return Err("usage: cargo xtask bench [--smoke] [--storage]".into()),
+        }
+    }
+    if storage_only {
+        run_storage_only(smoke)
+    } else {
+        run(smoke)
+    }
+    .map_err(|e| e.to_string())
+}
+
+/// `--storage`: only the storage rows (see [`storage`]), printed and written to
+/// `target/bench/storage.json`.
+fn run_storage_only(smoke: bool) -> Result<(), BenchError> {
+    qemu::ensure_qemu().map_err(BenchError::Build)?;
+    let out_dir = workspace_root().join("target/bench");
+    mkdir(&out_dir)?;
+    let mut walls = Vec::new();
+    let results = storage::run(&out_dir, &dtb_randomness_option(), smoke, &mut walls)?;
+    storage::print(&results, smoke);
+    let walls: Vec<String> = walls.iter().map(|(n, s)| format!("{n} {s:.1} s")).collect();
+    println!("wall clock: {}", walls.join(", "));
+    let path = out_dir.join("storage.json");
+    write_file(
+        &path,
+        &serde_json::to_string_pretty(&storage::json(&results)).unwrap_or_default(),
+    )?;
+    println!("figures written to {}", path.display());
+    Ok(())
 }
 
 /// The reduced run for `cargo xtask test`: the exit round trip once and a few wall-clock
@@ -239,9 +273,13 @@ fn run(smoke: bool) -> Result<(), BenchError> {
         )?;
     }
 
+    let storage = storage::run(&out_dir, &machine_opt, smoke, &mut walls)?;
+
     print_table(&rows, &footprint, heap_kib, &vm_memory, &walls, smoke);
     println!("{}", vm_start.verdict());
+    storage::print(&storage, smoke);
     let mut json = results_json(&rows, &footprint, heap_kib, &vm_memory, &walls, smoke);
+    json["storage"] = storage::json(&storage);
     json["vm_start"] = serde_json::json!({
         "insns_by_mib": vm_start.insns,
         "difference_pct": vm_start.difference_pct(),

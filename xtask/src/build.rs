@@ -11,6 +11,8 @@ use std::process::Command;
 pub const IMAGE_TRIPLE: &str = "aarch64-unknown-none-softfloat";
 /// Target triple of bare-metal guests.
 pub const GUEST_TRIPLE: &str = "aarch64-unknown-none";
+/// Target triple of static Linux programs that run inside Linux guests (`examples/iobench`).
+pub const LINUX_GUEST_TRIPLE: &str = "aarch64-unknown-linux-musl";
 
 /// A built image and what it was built from.
 pub struct Image {
@@ -55,7 +57,12 @@ pub fn run(cmd: &mut Command) -> Result<(), String> {
 
 /// Installs the Rust targets if rustup lacks them.
 pub fn ensure_rust_targets() -> Result<(), String> {
-    for triple in [IMAGE_TRIPLE, GUEST_TRIPLE] {
+    ensure_rust_targets_of(&[IMAGE_TRIPLE, GUEST_TRIPLE])
+}
+
+/// Installs each of `triples` that rustup lacks.
+fn ensure_rust_targets_of(triples: &[&str]) -> Result<(), String> {
+    for &triple in triples {
         let out = Command::new("rustc")
             .current_dir(workspace_root())
             .args(["--print", "target-libdir", "--target", triple])
@@ -91,6 +98,30 @@ pub fn test_guest() -> Result<PathBuf, String> {
     let bin = out_dir.join("test-guest.bin");
     elf_to_bin(&elf, &bin)?;
     Ok(bin)
+}
+
+/// Builds `examples/iobench` (its own workspace, a static `aarch64-unknown-linux-musl`
+/// program linked with rust-lld, see its `.cargo/config.toml`) into
+/// `target/iobench/aarch64-unknown-linux-musl/release/iobench` and returns that path.
+pub fn iobench() -> Result<PathBuf, String> {
+    ensure_rust_targets_of(&[LINUX_GUEST_TRIPLE])?;
+    let dir = workspace_root().join("examples/iobench");
+    let target_dir = target_dir().join("iobench");
+    run(
+        Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+            .current_dir(&dir)
+            .args(["build", "--quiet", "--release"])
+            .env("CARGO_TARGET_DIR", &target_dir),
+    )?;
+    let exe = target_dir.join(LINUX_GUEST_TRIPLE).join("release/iobench");
+    if exe.is_file() {
+        Ok(exe)
+    } else {
+        Err(format!(
+            "building examples/iobench produced no {}",
+            exe.display()
+        ))
+    }
 }
 
 /// Converts an ELF to a raw binary image starting at its lowest loaded address

@@ -412,11 +412,39 @@ pub fn write_initramfs_with_modules(
     init: &str,
     out: &Path,
 ) -> Result<(), String> {
+    write_initramfs_with_modules_and_files(images, series, modules, &[], init, out)
+}
+
+/// A file of the host put into an initramfs: `(path in the archive, e.g. "bin/iobench",
+/// host file, permissions)`. Directories on the way must be among the archive's standard
+/// ones (`bin`, `sbin`, `usr/bin`, ...).
+pub type ExtraFile<'a> = (&'a str, &'a Path, u32);
+
+/// [`write_initramfs_with_modules`] that also puts `files` of the host into the archive
+/// (e.g. a static program the `/init` runs).
+pub fn write_initramfs_with_modules_and_files(
+    images: &GuestImages,
+    series: &str,
+    modules: &[&str],
+    files: &[ExtraFile<'_>],
+    init: &str,
+    out: &Path,
+) -> Result<(), String> {
     let mods = kernel_modules(images, series, modules)?;
     let busybox = read(&images.busybox).map_err(|e| e.to_string())?;
     let init = with_module_prelude(init, &mods.load_script("[initramfs]"))?;
-    let bytes =
-        initramfs_with(&busybox, &init, |c| add_modules(c, &mods)).map_err(|e| e.to_string())?;
+    let mut contents = Vec::new();
+    for &(name, host, perm) in files {
+        contents.push((name, read(host).map_err(|e| e.to_string())?, perm));
+    }
+    let bytes = initramfs_with(&busybox, &init, |c| {
+        add_modules(c, &mods)?;
+        for (name, data, perm) in &contents {
+            c.file(name, *perm, data)?;
+        }
+        Ok(())
+    })
+    .map_err(|e| e.to_string())?;
     write_if_changed(out, &bytes).map_err(|e| e.to_string())
 }
 

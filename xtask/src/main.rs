@@ -87,7 +87,8 @@ fn usage() -> ExitCode {
          guest fetch                 Debian kernels + busybox initramfs into target/guest-cache\n  \
          disk create OUT SIZE L:SIZE[:FILE]...  a raw disk image with a GPT (disk list IMG)\n  \
          fuzz --minutes N | --smoke  cargo-fuzz targets (KDL front end, trap decoder, vGIC/UART MMIO, NVMe/AHCI commands, PCI config, virtqueues)\n  \
-         bench [--smoke]             guest cost of the hypervisor under -icount (docs/performance.md)\n  \
+         bench [--smoke] [--storage] guest cost of the hypervisor under -icount (docs/performance.md;\n  \
+                                     --storage: only the storage rows)\n  \
          import-dtb F.dtb --name N   a KDL board description from a device tree\n  \
          board-diff NAME F.dtb|--all compare boards.kdl with upstream device trees\n\n\
          opts: --board NAME (default qemu-virt), --board-file FILE.kdl,\n      \
