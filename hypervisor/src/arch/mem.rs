@@ -177,7 +177,7 @@ impl HostRam {
         // SAFETY: (1) `[dst, dst + len)` lies inside the owned range (checked above), RAM
         // mapped read-write by `from_raw`'s contract (1); (2) nothing else references it
         // (contract (2)) and `data` is hypervisor memory, so the two do not overlap.
-        unsafe { core::ptr::copy_nonoverlapping(data.as_ptr(), dst as *mut u8, data.len()) };
+        unsafe { copy_fast(dst, data.as_ptr() as u64, data.len() as u64) };
         cpu::clean_dcache_range(dst, data.len() as u64);
         Ok(())
     }
@@ -190,7 +190,7 @@ impl HostRam {
         // mapped by `from_raw`'s contract (1); (2) no Rust reference aliases it (contract
         // (2)) and `buf` is hypervisor memory. A guest may write the range concurrently:
         // the bytes are copied as they are, never interpreted in place.
-        unsafe { core::ptr::copy_nonoverlapping(src as *const u8, buf.as_mut_ptr(), buf.len()) };
+        unsafe { copy_fast(buf.as_mut_ptr() as u64, src, buf.len() as u64) };
         Ok(())
     }
 
@@ -355,7 +355,7 @@ impl DmaBuffer {
         // SAFETY: (1) inside the owned range (checked), RAM mapped read-write; (2) no Rust
         // reference aliases it and `data` is hypervisor memory, so they do not overlap. The
         // device may only read this range while the driver waits for it.
-        unsafe { core::ptr::copy_nonoverlapping(data.as_ptr(), dst as *mut u8, data.len()) };
+        unsafe { copy_fast(dst, data.as_ptr() as u64, data.len() as u64) };
         cpu::dma_sync_range(dst, data.len() as u64, self.coherent);
         Ok(())
     }
@@ -368,7 +368,7 @@ impl DmaBuffer {
         // SAFETY: inside the owned range (checked), RAM mapped by EL2, no Rust reference
         // aliases it. The device may write it concurrently (a completion queue): the bytes
         // are copied as they are and the caller checks them (phase bit) before use.
-        unsafe { core::ptr::copy_nonoverlapping(src as *const u8, buf.as_mut_ptr(), buf.len()) };
+        unsafe { copy_fast(buf.as_mut_ptr() as u64, src, buf.len() as u64) };
         Ok(())
     }
 }
