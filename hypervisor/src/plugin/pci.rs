@@ -103,6 +103,40 @@ impl HostPciFunction {
         self.bars.iter().copied().find(|b| b.index == index)
     }
 
+    /// Memory BAR `index` as a register block for a driver: its base as a non-null pointer
+    /// (`align`-byte aligned) and its size. Errors say which BAR and what is wrong with it.
+    pub fn mmio_bar<T>(
+        &self,
+        index: u8,
+        align: usize,
+    ) -> Result<(core::ptr::NonNull<T>, usize), crate::plugin::ProbeError> {
+        use crate::plugin::ProbeError::Hardware;
+        const NOT_ASSIGNED: [&str; 6] = [
+            "BAR 0 not assigned",
+            "BAR 1 not assigned",
+            "BAR 2 not assigned",
+            "BAR 3 not assigned",
+            "BAR 4 not assigned",
+            "BAR 5 not assigned",
+        ];
+        let bar = self.bar(index).ok_or(Hardware(
+            NOT_ASSIGNED
+                .get(usize::from(index))
+                .copied()
+                .unwrap_or("BAR not assigned"),
+        ))?;
+        let size =
+            usize::try_from(bar.size).map_err(|_| Hardware("BAR larger than the address space"))?;
+        let base = usize::try_from(bar.base)
+            .ok()
+            .filter(|b| align != 0 && b % align == 0)
+            .and_then(|b| core::ptr::NonNull::new(b as *mut T))
+            .ok_or(Hardware(
+                "BAR at address zero or not aligned as the device needs",
+            ))?;
+        Ok((base, size))
+    }
+
     /// The bus ID quirk entries use: `pci:vvvv:dddd` (lower-case hex).
     pub fn bus_id(&self) -> String {
         format!("pci:{:04x}:{:04x}", self.ids.vendor, self.ids.device)
@@ -366,6 +400,38 @@ mod tests {
             probe: ok,
         },
     ];
+
+    #[test]
+    fn a_register_bar_must_be_assigned_and_aligned() {
+        let bar = |index, base| HostBar {
+            index,
+            base,
+            size: 0x4000,
+            is_64bit: true,
+            prefetchable: false,
+        };
+        let f = |bars| HostPciFunction {
+            bdf: Bdf {
+                bus: 0,
+                device: 1,
+                function: 0,
+            },
+            ids: ids(0x1b36, 0x0010, 0x01_08_02),
+            bars,
+            intx: None,
+        };
+        let ok = f(vec![bar(0, 0x1000_0000)]);
+        let (base, size) = ok.mmio_bar::<u32>(0, 4096).unwrap();
+        assert_eq!((base.as_ptr() as u64, size), (0x1000_0000, 0x4000));
+        assert_eq!(
+            ok.mmio_bar::<u32>(5, 1024),
+            Err(crate::plugin::ProbeError::Hardware("BAR 5 not assigned"))
+        );
+        assert!(f(vec![bar(0, 0x1000_0400)])
+            .mmio_bar::<u32>(0, 4096)
+            .is_err());
+        assert!(f(vec![bar(0, 0)]).mmio_bar::<u32>(0, 4096).is_err());
+    }
 
     #[test]
     fn an_id_match_wins_over_a_class_match_and_class_matches_go_in_order() {

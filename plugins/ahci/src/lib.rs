@@ -32,7 +32,6 @@ mod driver {
     use super::port::Hba;
     use alloc::format;
     use alloc::sync::Arc;
-    use core::ptr::NonNull;
     use core::sync::atomic::{AtomicU32, Ordering};
     use hypervisor::block::SharedDisk;
     use hypervisor::datastore::{self, DiskInfo};
@@ -45,19 +44,8 @@ mod driver {
     static NEXT: AtomicU32 = AtomicU32::new(0);
 
     fn probe(p: &PciProbe<'_>) -> Result<(), ProbeError> {
-        let bar = p
-            .function
-            .bar(5)
-            .ok_or(ProbeError::Hardware("AHCI ABAR (BAR 5) not assigned"))?;
-        let size =
-            usize::try_from(bar.size).map_err(|_| ProbeError::Hardware("BAR 5 too large"))?;
-        let base = usize::try_from(bar.base)
-            .ok()
-            .filter(|b| b % 1024 == 0)
-            .and_then(|b| NonNull::new(b as *mut _))
-            .ok_or(ProbeError::Hardware(
-                "AHCI ABAR is zero or not 1 KiB aligned",
-            ))?;
+        // AHCI 1.3.1 section 2.1.11: ABAR is BAR 5, 1 KiB aligned.
+        let (base, size) = p.function.mmio_bar(5, 1024)?;
         let quirks = quirks_for(&QUIRKS, p.board, p.host, p.function);
         let cfg = plugin_quirks_storage::configured(quirks.iter().map(|q| &q.data));
         // SAFETY: (1) the host bridge assigned BAR 5 at `base`, `size` bytes, inside its

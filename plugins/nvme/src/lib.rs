@@ -27,7 +27,6 @@ mod driver {
     use super::controller::Controller;
     use alloc::format;
     use alloc::sync::Arc;
-    use core::ptr::NonNull;
     use core::sync::atomic::{AtomicU32, Ordering};
     use hypervisor::block::SharedDisk;
     use hypervisor::datastore::{self, DiskInfo};
@@ -39,19 +38,8 @@ mod driver {
     static NEXT: AtomicU32 = AtomicU32::new(0);
 
     fn probe(p: &PciProbe<'_>) -> Result<(), ProbeError> {
-        let bar = p
-            .function
-            .bar(0)
-            .ok_or(ProbeError::Hardware("NVMe BAR 0 not assigned"))?;
-        let size =
-            usize::try_from(bar.size).map_err(|_| ProbeError::Hardware("BAR 0 too large"))?;
-        let base = usize::try_from(bar.base)
-            .ok()
-            .filter(|b| b % 4096 == 0)
-            .and_then(|b| NonNull::new(b as *mut _))
-            .ok_or(ProbeError::Hardware(
-                "NVMe BAR 0 is zero or not page aligned",
-            ))?;
+        // NVMe 1.4 section 2.1.10: the registers are in BAR 0, at least page aligned.
+        let (base, size) = p.function.mmio_bar(0, 4096)?;
         let quirks = quirks_for(&QUIRKS, p.board, p.host, p.function);
         let cfg = plugin_quirks_storage::configured(quirks.iter().map(|q| &q.data));
         let coherent = p.host.dma_coherent;
