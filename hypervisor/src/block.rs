@@ -83,6 +83,43 @@ pub trait BlockDevice: Send {
     }
 }
 
+/// Storage quirks that change what a guest's disk controller shows (from the board's
+/// storage quirk sets, [`QuirkData::Storage`](crate::plugin::QuirkData::Storage)); the
+/// default is no quirk. Each controller model says what the fields mean for it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct GuestDiskQuirks {
+    /// Deepest queue the guest may use (entries per NVMe I/O queue, NCQ depth for AHCI);
+    /// 0 is the model's own limit.
+    pub max_queue_depth: u32,
+    /// Show no volatile write cache: every write is stable before it completes.
+    pub no_write_cache: bool,
+}
+
+impl GuestDiskQuirks {
+    /// Folds a storage quirk in; returns false (and changes nothing) for other kinds.
+    /// Limits only tighten. Quirk fields about the machine's own controller (SUBNQN,
+    /// ready delay, DMA alias) and `force_512_sectors` (guests always see 512-byte
+    /// sectors) change nothing here.
+    pub fn apply(&mut self, quirk: &crate::plugin::QuirkData) -> bool {
+        let crate::plugin::QuirkData::Storage {
+            max_queue_depth,
+            no_write_cache,
+            ..
+        } = *quirk
+        else {
+            return false;
+        };
+        if max_queue_depth != 0 {
+            self.max_queue_depth = match self.max_queue_depth {
+                0 => max_queue_depth,
+                n => n.min(max_queue_depth),
+            };
+        }
+        self.no_write_cache |= no_write_cache;
+        true
+    }
+}
+
 /// Checks that `count` sectors at `lba` lie inside a device of `sectors` sectors.
 pub fn check(lba: u64, count: u64, sectors: u64) -> Result<(), BlockError> {
     match lba.checked_add(count) {

@@ -58,47 +58,18 @@ mod tests;
 use crate::block::BlockDevice;
 use crate::mmio::AccessSize;
 use crate::pci::{BarSpec, PciFunction, PciIds, PciIrq};
-use crate::plugin::QuirkData;
 use crate::vm::devices::IoCtx;
 use alloc::boxed::Box;
 use ata::{cmd, Completion, Drive, EndFis, Fault, TaskFile};
 use dma::{CommandHeader, Dma, Prdt};
 use regs::*;
 
-/// What a storage quirk changes in what the guest sees of the disk.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct VAhciQuirks {
-    /// Largest NCQ queue depth shown to the guest (0: no limit; at most 32 anyway).
-    pub max_queue_depth: u32,
-    /// Show no volatile write cache: IDENTIFY does not list the feature, SET FEATURES
-    /// cannot enable it, and every write is stable before it completes.
-    pub no_write_cache: bool,
-}
-
-impl VAhciQuirks {
-    /// Folds a storage quirk (a board's `ahci-nvme-guest` set) into these settings;
-    /// false (nothing changed) for other quirk kinds. Limits only tighten. Sectors are
-    /// always 512 bytes here, so `force_512_sectors` needs nothing; the NVMe and
-    /// SMMU fields do not concern an AHCI guest.
-    pub fn apply(&mut self, quirk: &QuirkData) -> bool {
-        let QuirkData::Storage {
-            max_queue_depth,
-            no_write_cache,
-            ..
-        } = *quirk
-        else {
-            return false;
-        };
-        if max_queue_depth != 0 {
-            self.max_queue_depth = match self.max_queue_depth {
-                0 => max_queue_depth,
-                n => n.min(max_queue_depth),
-            };
-        }
-        self.no_write_cache |= no_write_cache;
-        true
-    }
-}
+/// Storage quirks that change what an AHCI guest sees: `max_queue_depth` is the largest
+/// NCQ queue depth shown (0: no limit; at most 32 anyway), `no_write_cache` shows no
+/// volatile write cache (IDENTIFY does not list the feature, SET FEATURES cannot enable it,
+/// and every write is stable before it completes). Sectors are always 512 bytes here, so
+/// `force_512_sectors` needs nothing.
+pub type VAhciQuirks = crate::block::GuestDiskQuirks;
 
 /// Intel's vendor ID.
 pub const VENDOR_INTEL: u16 = 0x8086;

@@ -58,7 +58,6 @@ use crate::block::BlockDevice;
 use crate::mmio::AccessSize;
 use crate::pci::msix::{Msix, MsixLayout, MsixLayoutError};
 use crate::pci::{BarSpec, PciFunction, PciIds, PciIrq};
-use crate::plugin::QuirkData;
 use crate::types::GuestPhysAddr;
 use crate::vm::devices::IoCtx;
 use alloc::boxed::Box;
@@ -140,47 +139,17 @@ const VERSION: u32 = 0x0001_0400;
 const IOSQES: u32 = 6;
 const IOCQES: u32 = 4;
 
-/// Storage quirks that change what the guest sees (from the board's `ahci-nvme-guest`
-/// quirk set, [`QuirkData::Storage`]); the default is no quirk.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct VNvmeQuirks {
-    /// Most entries per I/O queue (CAP.MQES + 1); 0 = [`DEFAULT_QUEUE_ENTRIES`].
-    pub max_queue_entries: u32,
-    /// Present no volatile write cache (Identify VWC bit 0 clear): every write is flushed
-    /// to stable storage before it completes.
-    pub no_write_cache: bool,
-}
+/// Storage quirks that change what an NVMe guest sees: `max_queue_depth` bounds the entries
+/// per I/O queue (CAP.MQES + 1; 0 = [`DEFAULT_QUEUE_ENTRIES`]), `no_write_cache` presents no
+/// volatile write cache (Identify VWC bit 0 clear: every write is flushed before it
+/// completes).
+pub type VNvmeQuirks = crate::block::GuestDiskQuirks;
 
-impl VNvmeQuirks {
-    /// Folds a storage quirk in; returns false (and changes nothing) for other kinds.
-    /// Limits only tighten. Quirk fields about the machine's own controller (SUBNQN,
-    /// ready delay, DMA alias) and `force_512_sectors` (this model always has 512-byte
-    /// blocks) change nothing here.
-    pub fn apply(&mut self, quirk: &QuirkData) -> bool {
-        let QuirkData::Storage {
-            max_queue_depth,
-            no_write_cache,
-            ..
-        } = *quirk
-        else {
-            return false;
-        };
-        if max_queue_depth != 0 {
-            self.max_queue_entries = match self.max_queue_entries {
-                0 => max_queue_depth,
-                n => n.min(max_queue_depth),
-            };
-        }
-        self.no_write_cache |= no_write_cache;
-        true
-    }
-
-    /// Entries per I/O queue: the quirk's limit, at least 2, at most 1024.
-    fn queue_entries(&self) -> u32 {
-        match self.max_queue_entries {
-            0 => DEFAULT_QUEUE_ENTRIES,
-            n => n.clamp(2, DEFAULT_QUEUE_ENTRIES),
-        }
+/// Entries per I/O queue under `quirks`: their limit, at least 2, at most 1024.
+fn queue_entries(quirks: &VNvmeQuirks) -> u32 {
+    match quirks.max_queue_depth {
+        0 => DEFAULT_QUEUE_ENTRIES,
+        n => n.clamp(2, DEFAULT_QUEUE_ENTRIES),
     }
 }
 
@@ -350,7 +319,7 @@ impl VNvme {
 
     /// CAP: MQES, CQR, TO (500 ms), DSTRD 0, CSS NVM, MPSMIN = MPSMAX = 4 KiB.
     fn cap(&self) -> u64 {
-        let mqes = u64::from(self.quirks.queue_entries() - 1);
+        let mqes = u64::from(queue_entries(&self.quirks) - 1);
         mqes | (1 << 16) | (1 << 24) | (1 << 37)
     }
 

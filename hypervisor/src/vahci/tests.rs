@@ -5,6 +5,7 @@ use super::ata::{cmd, ERR_ABRT, ERR_IDNF, ERR_UNC};
 use super::*;
 use crate::block::BlockError;
 use crate::block::{MemDisk, Partition, SECTOR};
+use crate::plugin::QuirkData;
 use crate::sync::Mutex;
 use crate::types::{GuestPhysAddr, VcpuId};
 use crate::vgic::{VGic, VcpuSet};

@@ -79,7 +79,7 @@ impl VNvme {
         if qid == 0 || qid > u32::from(allocated) + 1 || in_use {
             return Err(Status::INVALID_QUEUE_ID);
         }
-        if size < 2 || size > self.quirks.queue_entries() {
+        if size < 2 || size > super::queue_entries(&self.quirks) {
             return Err(Status::INVALID_QUEUE_SIZE);
         }
         if cmd.cdw(11) & 1 == 0 {

@@ -6,6 +6,7 @@
 use super::*;
 use crate::block::{MemDisk, Partition, SharedDisk, SECTOR};
 use crate::pci::msix::tests::{with_ctx, RecIrq};
+use crate::plugin::QuirkData;
 use crate::sync::Mutex;
 use crate::vm::mem::{FakeGuestMemory, GuestMemory};
 use alloc::sync::Arc;
@@ -1269,7 +1270,7 @@ fn quirks_limit_queue_depth_and_hide_the_write_cache() {
     assert_eq!(
         q,
         VNvmeQuirks {
-            max_queue_entries: 32,
+            max_queue_depth: 32,
             no_write_cache: true
         }
     );
