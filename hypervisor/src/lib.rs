@@ -14,7 +14,7 @@
 //!
 //! Rooms: [`arch`] (the only place with `unsafe`), [`mm`], [`vcpu`], [`vm`], [`exit`], [`vgic`],
 //! [`vtimer`], [`psci`], [`mmio`], [`trap`], [`vuart`], [`sched`], [`plugin`],
-//! [`platform`], [`config`], [`fdt`], [`sync`], [`pci`], [`virtio`], [`block`], [`vnvme`], [`vahci`]. See
+//! [`platform`], [`config`], [`fdt`], [`sync`], [`pci`], [`virtio`], [`block`], [`vnvme`], [`vahci`], [`net`]. See
 //! `docs/ARCHITECTURE.md`.
 #![cfg_attr(not(test), no_std)]
 
@@ -31,6 +31,7 @@ pub mod exit;
 pub mod fdt;
 pub mod mm;
 pub mod mmio;
+pub mod net;
 pub mod pci;
 pub mod platform;
 pub mod plugin;

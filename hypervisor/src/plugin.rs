@@ -15,6 +15,7 @@
 //! ```
 #![deny(unsafe_code)]
 
+pub mod irq;
 pub mod pci;
 
 use crate::platform::{BoardDesc, DeviceDesc, GicVersion};

@@ -3,6 +3,8 @@
 #![deny(unsafe_code)]
 
 pub mod console;
+#[cfg(feature = "net-selftest")]
+mod net_selftest;
 mod ram;
 mod vms;
 
@@ -94,6 +96,17 @@ fn primary_main() -> ! {
         }
     }
     init_this_cpu(0);
+    // Interrupts of host devices whose drivers registered a handler while probing.
+    for (intid, level, name) in plugin::irq::registered() {
+        gic.enable(intid, 0x80, !level, cpu::mpidr());
+        hvprintln!(
+            "[hv] interrupt {intid} ({}) for {name}, on CPU 0",
+            if level { "level" } else { "edge" }
+        );
+    }
+
+    #[cfg(feature = "net-selftest")]
+    net_selftest::run();
 
     // Bring up the other CPUs of the board.
     CPUS_ONLINE.store(1, Ordering::Release);

@@ -999,6 +999,9 @@ fn handle_physical_irqs(mut loaded: Option<&mut LocalVcpu>) -> Next {
         {
             console_input();
             next = Next::Resched;
+        } else if crate::plugin::irq::dispatch(intid) {
+            // A host device's driver (a NIC, a USB host controller) served it; VMs it gave
+            // work to were kicked.
         } else if let Some(vm) = passthrough_owner(intid) {
             // Level interrupt of a passed-through device: masked at the physical GIC until
             // the guest has handled it (EOI notification), then unmasked and re-sampled.
