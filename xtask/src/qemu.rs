@@ -129,6 +129,22 @@ pub struct Scenario {
     pub host_disk: Option<HostDisk>,
     /// Samples the machine's drive counters over QMP while the scenario runs.
     pub qmp: Option<QmpProbe>,
+    /// The machine gets NICs on QEMU's user network: see [`HostNic`].
+    pub host_nic: Option<HostNic>,
+}
+
+/// A scenario with NICs of the machine's own (a USB NIC on `qemu-xhci`, `e1000e`,
+/// `virtio-net-pci`) on QEMU's user network `-netdev user,id=net0` (gateway and DHCP at
+/// 10.0.2.2): the image is built with `features` too.
+#[derive(Clone, Copy)]
+pub struct HostNic {
+    /// Cargo features of the `image` crate for this scenario's build.
+    pub features: &'static [&'static str],
+    /// `-device` values; the NIC names `netdev=net0`, e.g. `qemu-xhci,id=xhci` then
+    /// `usb-net,bus=xhci.0,netdev=net0`.
+    pub devices: &'static [&'static str],
+    /// Extra `-netdev user` options, e.g. `,hostfwd=tcp:127.0.0.1:18080-10.0.2.15:80`.
+    pub netdev_options: &'static str,
 }
 
 /// Makes the `blkdebug` rules for a disk image (see [`HostDisk::blkdebug`]).
@@ -266,6 +282,7 @@ impl Scenario {
             steady: None,
             host_disk: None,
             qmp: None,
+            host_nic: None,
         }
     }
 }
@@ -471,7 +488,9 @@ fn drive_arg(disk: &std::path::Path, hd: &HostDisk) -> Result<String, String> {
 
 /// Runs one scenario; `Err` carries the reason and the log path.
 pub fn run_scenario(s: &Scenario) -> Result<(), String> {
-    let features = s.host_disk.map_or(&[][..], |d| d.features);
+    let mut features: Vec<&str> = s.host_disk.map_or(&[][..], |d| d.features).to_vec();
+    features.extend(s.host_nic.map_or(&[][..], |n| n.features));
+    let features = &features[..];
     let img = if s.out_of_tree {
         build::out_of_tree_image(&s.target)?
     } else {
@@ -485,6 +504,14 @@ pub fn run_scenario(s: &Scenario) -> Result<(), String> {
     if let (Some(disk), Some(hd)) = (&disk, s.host_disk) {
         cmd.arg("-drive").arg(drive_arg(disk, &hd)?);
         for d in hd.devices {
+            cmd.args(["-device", d]);
+        }
+    }
+    if let Some(nic) = s.host_nic {
+        // Replaces `-net none` of `command`: a later `-netdev` is what the NICs use.
+        cmd.arg("-netdev")
+            .arg(format!("user,id=net0{}", nic.netdev_options));
+        for d in nic.devices {
             cmd.args(["-device", d]);
         }
     }

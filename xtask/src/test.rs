@@ -248,6 +248,7 @@ fn gic_v2_test_guest(board: &str) -> Scenario {
         steady: None,
         host_disk: None,
         qmp: None,
+        host_nic: None,
     }
 }
 
@@ -799,6 +800,7 @@ pub fn scenarios() -> Vec<Scenario> {
             steady: None,
             host_disk: None,
             qmp: None,
+            host_nic: None,
         },
         Scenario {
             // Console multiplexing: input goes to VM 0, Ctrl-] 1 switches it to VM 1; each
