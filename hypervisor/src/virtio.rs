@@ -74,6 +74,20 @@ pub trait VirtioDevice: Send {
         queue: &mut SplitQueue,
         mem: &mut dyn GuestMemory,
     ) -> Result<bool, QueueError>;
+    /// Work that arrived outside a guest access (a received frame): serves what it can
+    /// of `queues` (every queue of the device, ready or not: the device must skip those
+    /// that are not [`SplitQueue::ready`]). Returns a mask of the queues it put chains in
+    /// the used ring of (bit `n`: queue `n`), for the transport's interrupt; a
+    /// [`QueueError`] means the driver broke a queue. Called by the transport only while
+    /// the driver runs the device (`DRIVER_OK`, bus mastering on). Most devices have
+    /// nothing to do here.
+    fn poll(
+        &mut self,
+        _queues: &mut [SplitQueue],
+        _mem: &mut dyn GuestMemory,
+    ) -> Result<u32, QueueError> {
+        Ok(0)
+    }
     /// Back to the reset state (the driver wrote status 0, or the VM was reset).
     fn reset(&mut self);
 }
