@@ -1,10 +1,14 @@
 //! virtio 1.x devices for guests (OASIS virtio v1.2): the split virtqueue ([`queue`]), the
-//! virtio-pci modern transport ([`pci`]) and the device types ([`blk`]).
+//! virtio-pci modern transport ([`pci`]) and the device types: [`blk`] (a disk over any
+//! `BlockDevice`) and [`net`] (a NIC on a port of the virtual switch,
+//! [`crate::net::switch`]).
 //!
-//! A device type implements [`VirtioDevice`]: its ID, feature bits, configuration space
-//! and what to do with a queue the driver notified. [`pci::VirtioPci`] wraps it into a
-//! [`PciFunction`](crate::pci::PciFunction) for the VM's PCI bus: feature negotiation,
-//! device status and reset, queue setup, notifications, ISR and INTx.
+//! A device type implements [`VirtioDevice`]: its ID, feature bits, configuration space,
+//! what to do with a queue the driver notified, and (if work can arrive from elsewhere,
+//! as received frames do) what to do when the runtime polls it. [`pci::VirtioPci`] wraps
+//! it into a [`PciFunction`](crate::pci::PciFunction) for the VM's PCI bus: feature
+//! negotiation, device status and reset, queue setup, notifications, polling, ISR and
+//! INTx.
 //!
 //! ```
 //! use hypervisor::block::MemDisk;
@@ -22,6 +26,7 @@
 #![deny(unsafe_code)]
 
 pub mod blk;
+pub mod net;
 pub mod pci;
 pub mod queue;
 

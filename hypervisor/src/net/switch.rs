@@ -638,7 +638,13 @@ impl Switch {
                     s.deliver(vlan, None, Some(to), frame, &mut notifies);
                     None
                 }
-                Some(Dest::Uplink) => uplink,
+                Some(Dest::Uplink) => {
+                    if uplink.is_none() {
+                        // Its destination is outside and there is no uplink now.
+                        self.uplink_tx_errors.fetch_add(1, Ordering::Relaxed);
+                    }
+                    uplink
+                }
                 None => {
                     p.counters.flooded += 1;
                     s.deliver(vlan, Some(port), None, frame, &mut notifies);
