@@ -41,9 +41,15 @@
 //! use std::sync::Arc;
 //!
 //! let sw = Switch::new();
-//! let port = |n: u8| PortConfig { name: format!("vm{n} nic0"), mac: MacAddr([2, 0, 0, 0, 0, n]), vlan: None };
+//! let port = |n: u8| PortConfig {
+//!     name: format!("`vm{n}` nic0"),
+//!     mac: MacAddr([2, 0, 0, 0, 0, n]),
+//!     vlan: None,
+//! };
 //! let a = sw.add_vm_port(port(1), Arc::new(|| {})).unwrap();
-//! let b = sw.add_vm_port(port(2), Arc::new(|| {})).unwrap();
+//! let b = sw.add_vm_port(port(2), Arc::new(|| { /* flag VM 2, kick a vCPU */ })).unwrap();
+//! // The NIC's device enables its port when its driver runs (virtio `DRIVER_OK`).
+//! sw.set_port_enabled(b, true);
 //! let mut frame = [0u8; 60];
 //! frame[..6].copy_from_slice(&[2, 0, 0, 0, 0, 2]);
 //! frame[6..12].copy_from_slice(&[2, 0, 0, 0, 0, 1]);
@@ -885,7 +891,7 @@ mod tests {
         );
         let f = frame(B, A, 60);
         sw.send_from_vm(a.id, &f).unwrap();
-        assert_eq!(drain(&sw, &b), [f.clone()]);
+        assert_eq!(drain(&sw, &b), std::slice::from_ref(&f));
         assert!(drain(&sw, &c).is_empty() && drain(&sw, &a).is_empty());
         let bc = frame(MacAddr::BROADCAST, A, 42);
         sw.send_from_vm(a.id, &bc).unwrap();
