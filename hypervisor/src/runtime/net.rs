@@ -60,9 +60,9 @@ pub fn init(board: &BoardDesc) {
         UplinkChoice::Pci => Some(Some(UplinkKind::Pci)),
         UplinkChoice::None => None,
     };
-    switch().set_uplink_policy(match kind {
-        Some(kind) => UplinkPolicy::Use { kind },
-        None => UplinkPolicy::Off,
+    switch().set_uplink_policy(UplinkPolicy {
+        enabled: kind.is_some(),
+        kind: kind.flatten(),
     });
     uplink::set_sink(&SINK);
 }
@@ -156,6 +156,20 @@ pub fn take_pending(id: VmId) -> bool {
 pub fn print_stats() {
     for p in switch().stats() {
         hvprintln!("[hv] net: {p}");
+    }
+    let st = switch().uplink_status();
+    match &st.bound {
+        Some((_, name)) => hvprintln!(
+            "[hv] net: switch uplink {name}: to it {} frames ({} refused), from it {} frames ({} dropped)",
+            st.tx_frames,
+            st.tx_errors,
+            st.rx_frames,
+            st.rx_dropped
+        ),
+        None => hvprintln!(
+            "[hv] net: switch uplink: none bound ({})",
+            if st.policy.enabled { "waiting for a NIC" } else { "none by the board's network node" }
+        ),
     }
     let ups = uplink::list();
     if ups.is_empty() {
