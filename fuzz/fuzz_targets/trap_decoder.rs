@@ -29,6 +29,7 @@ static DESC: VmDesc = VmDesc {
     cmdline: "",
     devices: &[],
     disks: &[],
+    nics: &[],
 };
 
 /// EL1 registers as a CPU holds them.

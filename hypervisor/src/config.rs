@@ -71,6 +71,17 @@ pub struct VmDesc {
     pub devices: &'static [VmDeviceDesc],
     /// Virtual disks.
     pub disks: &'static [VmDiskDesc],
+    /// Virtual NICs.
+    pub nics: &'static [VmNicDesc],
+}
+
+/// A virtio-net NIC of a VM, on the virtual switch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct VmNicDesc {
+    /// Its MAC address; `None`: generated from the VM's name and the NIC's position.
+    pub mac: Option<[u8; 6]>,
+    /// The board port group it joins; `None`: the board's first.
+    pub port_group: Option<&'static str>,
 }
 
 /// The VM table and the staging area the images occupy.

@@ -408,6 +408,7 @@ mod tests {
             cmdline: "",
             devices: &[],
             disks: &[],
+            nics: &[],
         }));
         let devices = VmDevices::new(gic, vcpus, "t", discard).unwrap();
         let pcpus: Vec<usize> = (0..vcpus).collect();

@@ -254,6 +254,58 @@ pub struct BoardDesc {
     pub devices: &'static [DeviceDesc],
     /// Quirks.
     pub quirks: &'static [QuirkRefDesc],
+    /// The virtual switch's uplink and port groups.
+    pub network: NetworkDesc,
+}
+
+/// Which of the machine's NICs the virtual switch uses as its uplink.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UplinkChoice {
+    /// The first NIC any driver brings up.
+    Auto,
+    /// The first USB NIC.
+    Usb,
+    /// The first PCI NIC.
+    Pci,
+    /// None: VMs talk only to each other.
+    None,
+}
+
+/// A port group: VM NICs in one group share a segment.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PortGroupDesc {
+    /// Its name, as VM files name it.
+    pub name: &'static str,
+    /// The 802.1Q VLAN ID its frames carry on the uplink; `None`: untagged.
+    pub vlan: Option<u16>,
+}
+
+/// The board's `network` node.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NetworkDesc {
+    /// The uplink.
+    pub uplink: UplinkChoice,
+    /// Port groups; the first is where a NIC without a `port-group` goes.
+    pub port_groups: &'static [PortGroupDesc],
+}
+
+impl NetworkDesc {
+    /// Any NIC as uplink, one untagged group `default` (a board without `network`).
+    pub const DEFAULT: NetworkDesc = NetworkDesc {
+        uplink: UplinkChoice::Auto,
+        port_groups: &[PortGroupDesc {
+            name: "default",
+            vlan: None,
+        }],
+    };
+
+    /// The group a NIC joins: the one named, or the first.
+    pub fn group(&self, name: Option<&str>) -> Option<&'static PortGroupDesc> {
+        match name {
+            Some(n) => self.port_groups.iter().find(|g| g.name == n),
+            None => self.port_groups.first(),
+        }
+    }
 }
 
 impl BoardDesc {
@@ -335,6 +387,7 @@ mod tests {
             interrupt_controller: 2,
             devices: &DEVICES,
             quirks: &[],
+            network: crate::platform::NetworkDesc::DEFAULT,
         };
         assert!(board.is_hypervisor_device(&DEVICES[0]));
         assert!(board.is_hypervisor_device(&DEVICES[2]));

@@ -46,6 +46,7 @@ pub fn board_desc(board: &Board) -> Result<TokenStream, String> {
     let interrupt_controller = devices::interrupt_controller_index(board);
     let devices = devices::devices(board);
     let quirks = quirks::quirks(board);
+    let network = network(&board.network);
     Ok(quote! {
         ::hypervisor::platform::BoardDesc {
             name: #name,
@@ -64,7 +65,28 @@ pub fn board_desc(board: &Board) -> Result<TokenStream, String> {
             interrupt_controller: #interrupt_controller,
             devices: #devices,
             quirks: #quirks,
+            network: #network,
         }
+    })
+}
+
+/// The `NetworkDesc` expression of the board's `network` node.
+fn network(n: &platform_dsl::model::Network) -> TokenStream {
+    use platform_dsl::model::UplinkChoice as U;
+    let uplink = match n.uplink {
+        U::Auto => quote!(Auto),
+        U::Usb => quote!(Usb),
+        U::Pci => quote!(Pci),
+        U::None => quote!(None),
+    };
+    let groups = crate::lit::slice(n.port_groups.iter().map(|g| {
+        let name = &g.name;
+        let vlan = crate::lit::option(g.vlan.as_ref(), |v| quote!(#v));
+        quote!(::hypervisor::platform::PortGroupDesc { name: #name, vlan: #vlan })
+    }));
+    quote!(::hypervisor::platform::NetworkDesc {
+        uplink: ::hypervisor::platform::UplinkChoice::#uplink,
+        port_groups: #groups,
     })
 }
 

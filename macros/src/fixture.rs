@@ -127,6 +127,7 @@ pub fn two_socket() -> Board {
             name: "rtl8153-usb-nic".into(),
             matches: "usb:0bda:8153".into(),
         }],
+        network: platform_dsl::model::Network::default(),
     }
 }
 

@@ -4,7 +4,7 @@ use crate::args::VmsArgs;
 use crate::lit::{hex, option, slice};
 use crate::select::{self, Env};
 use crate::track;
-use platform_dsl::vmconfig::{DiskController, ImageKind, Plan, VmConfig, VmDevice, VmDisk};
+use platform_dsl::vmconfig::{DiskController, ImageKind, Plan, VmConfig, VmDevice, VmDisk, VmNic};
 use proc_macro2::{Span, TokenStream};
 use quote::quote;
 
@@ -46,6 +46,19 @@ fn disk(d: &VmDisk) -> TokenStream {
     })
 }
 
+fn nic(n: &VmNic) -> Result<TokenStream, String> {
+    let mac = match &n.mac {
+        Some(m) => {
+            let b = platform_dsl::vmconfig::parse_mac(m)
+                .map_err(|why| format!("MAC address `{m}`: {why}"))?;
+            quote!(::core::option::Option::Some([#(#b),*]))
+        }
+        None => quote!(::core::option::Option::None),
+    };
+    let group = option(n.port_group.as_ref(), |g| quote!(#g));
+    Ok(quote!(::hypervisor::config::VmNicDesc { mac: #mac, port_group: #group }))
+}
+
 /// The `VmTable` expression: VMs in order, images at their staging addresses.
 pub fn vm_table(config: &VmConfig, plan: &Plan) -> Result<TokenStream, String> {
     let mut vms = Vec::new();
@@ -63,6 +76,7 @@ pub fn vm_table(config: &VmConfig, plan: &Plan) -> Result<TokenStream, String> {
         let cmdline = &vm.cmdline;
         let devices = slice(vm.devices.iter().map(device));
         let disks = slice(vm.disks.iter().map(disk));
+        let nics = slice(vm.nics.iter().map(nic).collect::<Result<Vec<_>, _>>()?);
         vms.push(quote! {
             ::hypervisor::config::VmDesc {
                 name: #name,
@@ -74,6 +88,7 @@ pub fn vm_table(config: &VmConfig, plan: &Plan) -> Result<TokenStream, String> {
                 cmdline: #cmdline,
                 devices: #devices,
                 disks: #disks,
+                nics: #nics,
             }
         });
     }

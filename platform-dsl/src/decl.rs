@@ -244,6 +244,24 @@ pub struct QuirkDecl {
     pub matches: Sp<String>,
 }
 
+/// `network uplink="auto" { port-group "NAME" vlan=N }`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NetworkDecl {
+    /// `uplink=`.
+    pub uplink: Option<Sp<crate::model::UplinkChoice>>,
+    /// `port-group` children, in order.
+    pub port_groups: Vec<PortGroupDecl>,
+}
+
+/// `port-group "NAME" vlan=N`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PortGroupDecl {
+    /// Name.
+    pub name: Sp<String>,
+    /// `vlan=`.
+    pub vlan: Option<Sp<u64>>,
+}
+
 /// A `board` node; required parts are `None` when missing (already reported).
 ///
 /// The same struct serves before and after [`crate::merge`]: merged, its `gic`, `timer`,
@@ -280,6 +298,8 @@ pub struct BoardDecl {
     pub devices: Vec<DeviceDecl>,
     /// Quirks.
     pub quirks: Vec<QuirkDecl>,
+    /// `network`.
+    pub network: Option<NetworkDecl>,
     /// Names of the board's own child nodes written, decoded or not, in order.
     pub written: Vec<String>,
 }

@@ -33,6 +33,28 @@ pub struct LowerError {
 }
 
 /// The PMU's interrupts; per-CPU SPIs in CPU boot order (`check` guarantees one per CPU).
+/// The `network` node (or its absence) as the model's [`model::Network`]: an uplink of any
+/// kind and one untagged group `default` unless the board says otherwise.
+fn network_model(n: Option<&crate::decl::NetworkDecl>) -> model::Network {
+    let mut net = model::Network::default();
+    if let Some(n) = n {
+        if let Some(u) = &n.uplink {
+            net.uplink = u.value;
+        }
+        if !n.port_groups.is_empty() {
+            net.port_groups = n
+                .port_groups
+                .iter()
+                .map(|g| model::PortGroup {
+                    name: g.name.value.clone(),
+                    vlan: g.vlan.as_ref().and_then(|v| u16::try_from(v.value).ok()),
+                })
+                .collect();
+        }
+    }
+    net
+}
+
 fn pmu_model(pmu: &PmuDecl, b: &BoardDecl) -> Pmu {
     match &pmu.irqs {
         PmuIrqsDecl::Ppi(i) => Pmu::Ppi(irq(i)),
@@ -158,6 +180,7 @@ pub fn lower(b: &BoardDecl) -> Result<model::Board, LowerError> {
             .value
             .clone(),
         devices: b.devices.iter().map(device).collect(),
+        network: network_model(b.network.as_ref()),
         quirks: b
             .quirks
             .iter()
@@ -250,6 +273,7 @@ mod tests {
             pmu: None,
             devices: vec![],
             quirks: vec![],
+            network: None,
             written: vec![],
         };
         let err = lower(&board).expect_err("board has nothing");

@@ -160,6 +160,7 @@ mod tests {
             pmu: None,
             devices,
             quirks: vec![],
+            network: None,
             written: vec!["device".to_owned()],
         }
     }

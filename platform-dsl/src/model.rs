@@ -41,6 +41,68 @@ pub struct Board {
     pub devices: Vec<Device>,
     /// Quirk sets this board asks for.
     pub quirks: Vec<QuirkRef>,
+    /// The virtual switch: which of the machine's NICs is its uplink, and the port groups
+    /// VMs' NICs join (`network` node; without it: any NIC, one untagged group `default`).
+    #[serde(default)]
+    pub network: Network,
+}
+
+/// Which of the machine's NICs the virtual switch uses as its uplink.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum UplinkChoice {
+    /// The first NIC any driver brings up.
+    #[default]
+    Auto,
+    /// The first USB NIC (boards whose onboard Ethernet is unusable).
+    Usb,
+    /// The first PCI NIC.
+    Pci,
+    /// None: VMs talk only to each other.
+    None,
+}
+
+impl UplinkChoice {
+    /// The name written in the KDL.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Auto => "auto",
+            Self::Usb => "usb",
+            Self::Pci => "pci",
+            Self::None => "none",
+        }
+    }
+}
+
+/// A port group: VM NICs in one group share a segment (a VLAN on the uplink, or untagged).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PortGroup {
+    /// Its name, as VM files name it (`port-group = "lan"`).
+    pub name: String,
+    /// The 802.1Q VLAN ID its frames carry on the uplink; `None`: untagged.
+    pub vlan: Option<u16>,
+}
+
+/// The board's `network` node, lowered.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Network {
+    /// The uplink.
+    pub uplink: UplinkChoice,
+    /// Port groups in the order written; the first is where a NIC without a
+    /// `port-group` goes.
+    pub port_groups: Vec<PortGroup>,
+}
+
+impl Default for Network {
+    fn default() -> Self {
+        Self {
+            uplink: UplinkChoice::Auto,
+            port_groups: vec![PortGroup {
+                name: "default".to_owned(),
+                vlan: None,
+            }],
+        }
+    }
 }
 
 /// Support level of a board.

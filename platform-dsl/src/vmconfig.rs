@@ -17,6 +17,11 @@
 //! read-only = false                # optional, default false
 //! size-mib = 512                   # optional: the partition must be at least this big,
 //!                                  # the guest sees exactly this; default: all of it
+//!
+//! [[vm.nic]]                       # a virtio-net NIC on the virtual switch (any number)
+//! mac = "52:54:00:12:34:56"        # optional; default: generated from the VM's name
+//! port-group = "lan"               # optional: a port group of the board's `network`
+//!                                  # node; default: its first group
 //! ```
 //!
 //! Guest images are not linked into the hypervisor. The boot loader (QEMU's
@@ -113,6 +118,45 @@ pub enum VmConfigError {
         first: String,
         /// The second.
         second: String,
+    },
+    /// A NIC's MAC address is not a unicast `aa:bb:cc:dd:ee:ff`.
+    #[error(
+        "VM `{vm}`: NIC {index} has mac = \"{mac}\": {why}; write six hex pairs separated by `:` \
+         with an even first byte, e.g. \"52:54:00:12:34:56\", or leave `mac` out for a generated one"
+    )]
+    BadMac {
+        /// The VM.
+        vm: String,
+        /// The NIC's position among the VM's `[[vm.nic]]` tables.
+        index: usize,
+        /// What was written.
+        mac: String,
+        /// What is wrong with it.
+        why: &'static str,
+    },
+    /// Two NICs have the same MAC address.
+    #[error("MAC address {mac} is given to a NIC of `{first}` and of `{second}`; every NIC needs its own")]
+    DuplicateMac {
+        /// The address.
+        mac: String,
+        /// The first VM.
+        first: String,
+        /// The second.
+        second: String,
+    },
+    /// A NIC names a port group the board does not have.
+    #[error("VM `{vm}`: NIC {index} joins port group `{group}`, which board `{board}` does not have (its groups: {known}); add `port-group \"{group}\"` to the board's `network` node or use one of those")]
+    UnknownPortGroup {
+        /// The VM.
+        vm: String,
+        /// The NIC's position.
+        index: usize,
+        /// The group written.
+        group: String,
+        /// Board name.
+        board: String,
+        /// The board's groups.
+        known: String,
     },
     /// Two VMs share a name.
     #[error("VM name `{name}` is used twice; give each `[[vm]]` a unique `name`")]
@@ -319,6 +363,42 @@ pub struct VmDisk {
     pub size_mib: Option<u64>,
 }
 
+/// A virtio-net NIC of a VM, on the hypervisor's virtual switch.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct VmNic {
+    /// Its MAC address (`aa:bb:cc:dd:ee:ff`, lower case once validated); `None`: the
+    /// hypervisor generates a stable one from the VM's name and the NIC's position.
+    #[serde(default)]
+    pub mac: Option<String>,
+    /// The board port group it joins; `None`: the board's first.
+    #[serde(default)]
+    pub port_group: Option<String>,
+}
+
+/// Parses a unicast MAC address `aa:bb:cc:dd:ee:ff`.
+pub fn parse_mac(text: &str) -> Result<[u8; 6], &'static str> {
+    let mut out = [0u8; 6];
+    let mut parts = text.split(':');
+    for b in out.iter_mut() {
+        let p = parts.next().ok_or("it has fewer than six parts")?;
+        if p.len() != 2 {
+            return Err("each part must be two hex digits");
+        }
+        *b = u8::from_str_radix(p, 16).map_err(|_| "each part must be two hex digits")?;
+    }
+    if parts.next().is_some() {
+        return Err("it has more than six parts");
+    }
+    if out[0] & 1 != 0 {
+        return Err("it is a multicast address (odd first byte)");
+    }
+    if out == [0; 6] {
+        return Err("it is all zeros");
+    }
+    Ok(out)
+}
+
 /// Longest GPT partition name: 36 UTF-16 code units.
 pub const MAX_PARTITION_LABEL: usize = 36;
 
@@ -343,6 +423,9 @@ pub struct Vm {
     pub devices: Vec<VmDevice>,
     /// Virtual disks.
     pub disks: Vec<VmDisk>,
+    /// Virtual NICs.
+    #[serde(default)]
+    pub nics: Vec<VmNic>,
 }
 
 impl Vm {
@@ -388,6 +471,8 @@ struct RawVm {
     devices: Vec<VmDevice>,
     #[serde(default)]
     disk: Vec<VmDisk>,
+    #[serde(default)]
+    nic: Vec<VmNic>,
 }
 
 impl VmConfig {
@@ -431,6 +516,7 @@ impl VmConfig {
             vms.push(validate_vm(raw, base)?);
         }
         check_disk_sharing(&vms)?;
+        check_macs(&vms)?;
         Ok(Self {
             path: path.to_owned(),
             vms,
@@ -489,6 +575,20 @@ fn validate_vm(raw: RawVm, base: &Path) -> Result<Vm, VmConfigError> {
             });
         }
     }
+    let mut nics = raw.nic;
+    for (index, n) in nics.iter_mut().enumerate() {
+        if let Some(mac) = &mut n.mac {
+            if let Err(why) = parse_mac(mac) {
+                return Err(VmConfigError::BadMac {
+                    vm,
+                    index,
+                    mac: mac.clone(),
+                    why,
+                });
+            }
+            *mac = mac.to_ascii_lowercase();
+        }
+    }
     Ok(Vm {
         name: vm,
         vcpus: raw.vcpus,
@@ -499,7 +599,51 @@ fn validate_vm(raw: RawVm, base: &Path) -> Result<Vm, VmConfigError> {
         cmdline: raw.cmdline,
         devices: raw.devices,
         disks: raw.disk,
+        nics,
     })
+}
+
+/// Every NIC given a MAC address has its own.
+fn check_macs(vms: &[Vm]) -> Result<(), VmConfigError> {
+    let mut seen: Vec<(&str, &str)> = Vec::new();
+    for vm in vms {
+        for mac in vm.nics.iter().filter_map(|n| n.mac.as_deref()) {
+            if let Some((_, first)) = seen.iter().find(|(m, _)| *m == mac) {
+                return Err(VmConfigError::DuplicateMac {
+                    mac: mac.to_owned(),
+                    first: (*first).to_owned(),
+                    second: vm.name.clone(),
+                });
+            }
+            seen.push((mac, &vm.name));
+        }
+    }
+    Ok(())
+}
+
+/// Every NIC's port group is one of the board's.
+fn check_port_groups(board: &Board, vm: &Vm) -> Result<(), VmConfigError> {
+    for (index, n) in vm.nics.iter().enumerate() {
+        let Some(group) = &n.port_group else {
+            continue;
+        };
+        if !board.network.port_groups.iter().any(|g| &g.name == group) {
+            let known: Vec<String> = board
+                .network
+                .port_groups
+                .iter()
+                .map(|g| format!("`{}`", g.name))
+                .collect();
+            return Err(VmConfigError::UnknownPortGroup {
+                vm: vm.name.clone(),
+                index,
+                group: group.clone(),
+                board: board.name.clone(),
+                known: known.join(", "),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// A partition is given read-write to one disk of one VM at most; read-only users may
@@ -627,6 +771,7 @@ const fn align_up(value: u64, align: u64) -> Option<u64> {
 pub fn plan(board: &Board, config: &VmConfig) -> Result<Plan, VmConfigError> {
     for vm in &config.vms {
         check_devices(board, vm)?;
+        check_port_groups(board, vm)?;
     }
     let hv = board.hypervisor;
     let hv_end = hv.load_address.saturating_add(hv.size);
@@ -825,6 +970,7 @@ pub(crate) mod tests {
                 },
             ],
             quirks: vec![],
+            network: crate::model::Network::default(),
         }
     }
 
@@ -932,6 +1078,70 @@ pub(crate) mod tests {
                     size_mib: Some(16),
                 },
             ]
+        );
+    }
+
+    #[test]
+    fn nics_parse_with_their_defaults_and_lower_case_macs() {
+        let s = Scratch::new("nics");
+        s.file("Image", 1);
+        let text = format!(
+            "{ONE}\n[[vm.nic]]\n[[vm.nic]]\nmac = \"52:54:00:AB:cd:01\"\nport-group = \"default\"\n"
+        );
+        let cfg = s.parse(&text).unwrap();
+        assert_eq!(
+            cfg.vms[0].nics,
+            vec![
+                VmNic {
+                    mac: None,
+                    port_group: None
+                },
+                VmNic {
+                    mac: Some("52:54:00:ab:cd:01".into()),
+                    port_group: Some("default".into())
+                },
+            ]
+        );
+        assert!(plan(&board(), &cfg).is_ok());
+    }
+
+    #[test]
+    fn bad_and_shared_macs_are_refused_with_what_to_write() {
+        let s = Scratch::new("macs");
+        s.file("Image", 1);
+        for (mac, why) in [
+            ("52:54:00:12:34", "fewer than six"),
+            ("52:54:00:12:34:56:78", "more than six"),
+            ("52:54:0:12:34:56", "two hex digits"),
+            ("01:00:5e:00:00:01", "multicast"),
+            ("00:00:00:00:00:00", "all zeros"),
+        ] {
+            let text = format!("{ONE}\n[[vm.nic]]\nmac = \"{mac}\"\n");
+            let e = s.parse(&text).unwrap_err().to_string();
+            assert!(
+                e.contains(why) && e.contains("52:54:00:12:34:56"),
+                "{mac}: {e}"
+            );
+        }
+        let two = format!(
+            "{ONE}\n[[vm.nic]]\nmac = \"52:54:00:00:00:01\"\n\
+             [[vm]]\nname = \"b\"\nvcpus = 1\nmemory_mib = 2\nkernel = \"Image\"\ncmdline = \"\"\n\
+             [[vm.nic]]\nmac = \"52:54:00:00:00:01\"\n"
+        );
+        let e = s.parse(&two).unwrap_err().to_string();
+        assert!(e.contains("52:54:00:00:00:01") && e.contains("own"), "{e}");
+    }
+
+    #[test]
+    fn a_port_group_the_board_lacks_is_named_with_the_choices() {
+        let s = Scratch::new("group");
+        s.file("Image", 1);
+        let text = format!("{ONE}\n[[vm.nic]]\nport-group = \"dmz\"\n");
+        let cfg = s.parse(&text).unwrap();
+        let e = plan(&board(), &cfg).unwrap_err().to_string();
+        assert!(
+            e.contains("`dmz`") && e.contains("`default`") && e.contains("port-group \"dmz\""),
+            "{e}"
         );
     }
 

@@ -373,6 +373,7 @@ mod tests {
             interrupt_controller: 0,
             devices: &[],
             quirks: &[],
+            network: crate::platform::NetworkDesc::DEFAULT,
         }
     }
 

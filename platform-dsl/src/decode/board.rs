@@ -5,9 +5,10 @@ use std::collections::HashMap;
 
 use super::{title, written, Cx, DecodeError, Shape};
 use crate::decl::{
-    BoardDecl, CpuDecl, HypervisorDecl, MemoryDecl, QuirkDecl, SocDecl, Sp, TopologyDecl,
+    BoardDecl, CpuDecl, HypervisorDecl, MemoryDecl, NetworkDecl, PortGroupDecl, QuirkDecl, SocDecl,
+    Sp, TopologyDecl,
 };
-use crate::model::{SupportLevel, Verification};
+use crate::model::{SupportLevel, UplinkChoice, Verification};
 use crate::parse::Node;
 
 impl Cx {
@@ -51,6 +52,7 @@ impl Cx {
             "pmu",
             "device",
             "quirk",
+            "network",
         ];
         self.shape(
             node,
@@ -115,6 +117,7 @@ impl Cx {
             .filter(|c| c.name == "quirk")
             .filter_map(|c| self.quirk(c))
             .collect();
+        let network = self.single(node, "network").map(|n| self.network(n));
         for (child, example) in [
             ("model", "model \"Vendor Board\""),
             ("support", "support \"supported\""),
@@ -155,8 +158,88 @@ impl Cx {
             pmu,
             devices,
             quirks,
+            network,
             written: written(node),
         })
+    }
+
+    /// `network uplink="auto" { port-group "lan"; port-group "dmz" vlan=20 }`.
+    pub(super) fn network(&mut self, node: &Node) -> NetworkDecl {
+        self.shape(
+            node,
+            &Shape {
+                props: &["uplink"],
+                children: &["port-group"],
+                max_args: 0,
+                args_help: "write `network uplink=\"auto\" { port-group \"lan\" }`",
+            },
+        );
+        let uplink = self
+            .prop_str(node, "uplink", "uplink=\"usb\"")
+            .and_then(|u| {
+                self.choice(
+                    u,
+                    "uplink",
+                    &[
+                        ("auto", UplinkChoice::Auto),
+                        ("usb", UplinkChoice::Usb),
+                        ("pci", UplinkChoice::Pci),
+                        ("none", UplinkChoice::None),
+                    ],
+                )
+            });
+        let mut port_groups: Vec<PortGroupDecl> = Vec::new();
+        let mut seen = HashMap::new();
+        for c in node.children.iter().filter(|c| c.name == "port-group") {
+            self.shape(
+                c,
+                &Shape {
+                    props: &["vlan"],
+                    children: &[],
+                    max_args: 1,
+                    args_help: "write `port-group \"NAME\"` or `port-group \"NAME\" vlan=20`",
+                },
+            );
+            let Some(name) = self.arg_str(c, 0, "the name", "port-group \"lan\"") else {
+                continue;
+            };
+            self.unique(
+                &mut seen,
+                "port group",
+                &name,
+                "give each port group its own name",
+            );
+            let vlan = self.prop_int(c, "vlan", 4094, "vlan=20");
+            if let Some(v) = vlan.as_ref().filter(|v| v.value == 0) {
+                self.errors.push(DecodeError::OutOfRange {
+                    what: format!("property `vlan` of `port-group \"{}\"`", name.value),
+                    text: v.text.clone(),
+                    reason: "VLAN 0 means no VLAN in 802.1Q".to_owned(),
+                    span: v.span,
+                    help: "write a VLAN ID in 1..=4094, or leave `vlan` out for an untagged group"
+                        .to_owned(),
+                });
+            }
+            if vlan.is_none() && c.prop("vlan").is_none() {
+                if let Some(first) = port_groups.iter().find(|g| g.vlan.is_none()) {
+                    self.errors.push(DecodeError::OutOfRange {
+                        what: format!("port group `{}`", name.value),
+                        text: name.text.clone(),
+                        reason: format!(
+                            "it is untagged like `{}`: both would be one segment",
+                            first.name.value
+                        ),
+                        span: name.span,
+                        help: "give one of them a `vlan=` (1..=4094), or use one group".to_owned(),
+                    });
+                }
+            }
+            port_groups.push(PortGroupDecl { name, vlan });
+        }
+        NetworkDecl {
+            uplink,
+            port_groups,
+        }
     }
 
     /// A node whose only content is one string argument (`model "..."`).

@@ -130,5 +130,6 @@ pub fn board(gic: GicDesc, cpus: &[CpuDesc]) -> &'static BoardDesc {
         interrupt_controller: 0,
         devices: &[],
         quirks: &[],
+        network: hypervisor::platform::NetworkDesc::DEFAULT,
     }))
 }
