@@ -104,21 +104,36 @@ pub fn test_guest() -> Result<PathBuf, String> {
 /// program linked with rust-lld, see its `.cargo/config.toml`) into
 /// `target/iobench/aarch64-unknown-linux-musl/release/iobench` and returns that path.
 pub fn iobench() -> Result<PathBuf, String> {
+    linux_guest_program("iobench")
+}
+
+/// Builds `examples/netbench` (the network guests' TCP throughput and raw-frame tool, built
+/// like [`iobench`]) and returns the program's path.
+pub fn netbench() -> Result<PathBuf, String> {
+    linux_guest_program("netbench")
+}
+
+/// Builds the static Linux guest program `examples/NAME` (its own workspace) into
+/// `target/NAME/aarch64-unknown-linux-musl/release/NAME`.
+fn linux_guest_program(name: &str) -> Result<PathBuf, String> {
     ensure_rust_targets_of(&[LINUX_GUEST_TRIPLE])?;
-    let dir = workspace_root().join("examples/iobench");
-    let target_dir = target_dir().join("iobench");
+    let dir = workspace_root().join("examples").join(name);
+    let target_dir = target_dir().join(name);
     run(
         Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
             .current_dir(&dir)
             .args(["build", "--quiet", "--release"])
             .env("CARGO_TARGET_DIR", &target_dir),
     )?;
-    let exe = target_dir.join(LINUX_GUEST_TRIPLE).join("release/iobench");
+    let exe = target_dir
+        .join(LINUX_GUEST_TRIPLE)
+        .join("release")
+        .join(name);
     if exe.is_file() {
         Ok(exe)
     } else {
         Err(format!(
-            "building examples/iobench produced no {}",
+            "building examples/{name} produced no {}",
             exe.display()
         ))
     }

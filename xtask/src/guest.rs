@@ -33,6 +33,7 @@ use std::process::{Command, Stdio};
 use flate2::read::GzDecoder;
 
 pub mod modules;
+pub mod net;
 pub mod rootfs;
 mod selftest;
 
@@ -237,6 +238,8 @@ const USAGE: &str = "usage:
                                                    SCRIPT as /init (a body gets devtmpfs and mounts first),
                                                    the modules under /lib/modules (not loaded)
   cargo xtask guest modules SERIES NAME...         the kernel modules NAME... need, in load order
+  cargo xtask guest net [cloud|generic]            the network guest's initramfs (virtio-net; generic:
+                                                   also e1000e and usb-net, for bare QEMU)
   cargo xtask guest selftest-storage [--break module|file|order]
                                                    module initramfs and ext4 images on bare QEMU
                                                    (virtio-blk, AHCI, NVMe root); --break fails on purpose";
@@ -321,6 +324,7 @@ pub fn cmd(args: Vec<String>) -> Result<(), String> {
         }
         ["modules", series, names @ ..] if !names.is_empty() => modules::cmd_list(series, names),
         ["selftest-storage", rest @ ..] => selftest::cmd(rest),
+        ["net", rest @ ..] => net::cmd(rest),
         _ => Err(USAGE.into()),
     }
 }
@@ -382,6 +386,67 @@ impl ImageOptions {
 /// Call it before booting a Linux guest.
 pub fn ensure() -> Result<GuestImages, String> {
     fetch(&cache_dir()).map_err(|e| e.to_string())
+}
+
+/// The series name of the generic (not cloud) flavour of the 6.1 kernel; its cache
+/// directory is `linux-6.1-arm64/`, laid out like the others.
+pub const GENERIC_61: &str = "6.1-arm64";
+
+/// The generic `linux-image-6.1.*-arm64` kernel of the same package version as the cached
+/// 6.1 cloud kernel, fetched into `target/guest-cache/linux-6.1-arm64/` on first use (with
+/// its package, for its modules). Debian's cloud kernels have no USB and no `e1000e` at
+/// all (`# CONFIG_USB_SUPPORT is not set`, `# CONFIG_E1000E is not set`), so a bare-QEMU
+/// guest that drives QEMU's `usb-net` or `e1000e` itself needs this flavour.
+/// `images` gets it as series [`GENERIC_61`], so [`kernel_modules`] finds it.
+pub fn ensure_generic_61(images: &mut GuestImages) -> Result<GuestKernel, String> {
+    if let Some(k) = images.kernel(GENERIC_61) {
+        return Ok(k.clone());
+    }
+    let cloud = images
+        .kernel("6.1")
+        .ok_or("no 6.1 kernel in the guest cache")?
+        .clone();
+    let cache = cache_dir();
+    let series = KernelSeries {
+        series: GENERIC_61,
+        suite: "bookworm",
+    };
+    let k = match cached_kernel(&cache, &series) {
+        Some(k) if k.version == cloud.version => k,
+        _ => {
+            let release = cloud.release.strip_suffix("-cloud-arm64").ok_or_else(|| {
+                format!(
+                    "6.1 kernel release `{}` does not end in -cloud-arm64",
+                    cloud.release
+                )
+            })?;
+            let package = format!("linux-image-{release}-arm64");
+            eprintln!(
+                "guest fetch: {package} {} (generic flavour, for USB and e1000e)",
+                cloud.version
+            );
+            let apt = PrivateApt::new(&cache.join("apt")).map_err(|e| e.to_string())?;
+            let deb = match apt.download(&package, &cloud.version) {
+                Ok(deb) => deb,
+                Err(_) => {
+                    apt.update().map_err(|e| e.to_string())?;
+                    apt.download(&package, &cloud.version)
+                        .map_err(|e| e.to_string())?
+                }
+            };
+            let dir = cache.join(format!("linux-{GENERIC_61}"));
+            install_kernel(&deb, &dir, &cloud.version).map_err(|e| e.to_string())?;
+            modules::keep_package(&deb, &dir).map_err(|e| e.to_string())?;
+            cached_kernel(&cache, &series).ok_or_else(|| {
+                format!(
+                    "{package} installed into {} is not a usable kernel",
+                    dir.display()
+                )
+            })?
+        }
+    };
+    images.kernels.push(k.clone());
+    Ok(k)
 }
 
 /// Writes an initramfs with the cached busybox and a caller-given `/init` to `out`.

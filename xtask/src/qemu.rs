@@ -131,6 +131,39 @@ pub struct Scenario {
     pub qmp: Option<QmpProbe>,
     /// The machine gets NICs on QEMU's user network: see [`HostNic`].
     pub host_nic: Option<HostNic>,
+    /// Actions xtask takes on the running machine (an HTTP request through `hostfwd`, a
+    /// QMP command), each once its triggers appeared: see [`LiveStep`].
+    pub live: Vec<LiveStep>,
+    /// Judges every console line (and every line a [`LiveStep`] returned) after the run,
+    /// for what expected lines cannot say (two values printed by two VMs must be equal).
+    pub check_lines: Option<fn(&[String]) -> Result<(), String>>,
+}
+
+/// What a [`LiveStep`]'s action gets: the lines so far, the host port QEMU forwards to
+/// the guest ([`HostNic::hostfwd_to`]) and the QMP connection (always open for a scenario
+/// with live steps).
+pub struct LiveCtx<'a> {
+    /// Every line so far (console, and the lines earlier steps returned).
+    pub lines: &'a [String],
+    /// `127.0.0.1:PORT` on the host reaches [`HostNic::hostfwd_to`] in the guest.
+    pub hostfwd_port: Option<u16>,
+    /// The machine's QMP monitor.
+    pub qmp: &'a mut crate::qmp::Qmp,
+}
+
+/// An action of a [`LiveStep`]: `Ok(line)` is logged and taken as a line of output (so
+/// expected lines and input triggers can name it, e.g. `[xtask] usb NIC removed`); `Err`
+/// fails the scenario at once.
+pub type LiveAction = fn(&mut LiveCtx<'_>) -> Result<String, String>;
+
+/// Once every one of `at` appeared (in any order) since the previous live step ran, run
+/// `action`. Steps run in order, each once.
+#[derive(Clone)]
+pub struct LiveStep {
+    /// Substrings that must all have appeared.
+    pub at: Vec<String>,
+    /// What to do then.
+    pub action: LiveAction,
 }
 
 /// A scenario with NICs of the machine's own (a USB NIC on `qemu-xhci`, `e1000e`,
@@ -145,6 +178,17 @@ pub struct HostNic {
     pub devices: &'static [&'static str],
     /// Extra `-netdev user` options, e.g. `,hostfwd=tcp:127.0.0.1:18080-10.0.2.15:80`.
     pub netdev_options: &'static str,
+    /// A guest TCP address, e.g. `10.0.2.15:80`, that a free host port picked at run time
+    /// forwards to (`hostfwd=tcp:127.0.0.1:PORT-10.0.2.15:80`); live steps get the port.
+    pub hostfwd_to: Option<&'static str>,
+}
+
+/// A TCP port on 127.0.0.1 that nothing listens on now (the kernel's pick for port 0).
+pub fn free_port() -> Result<u16, String> {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .map_err(|e| format!("no free TCP port on 127.0.0.1: {e}"))
 }
 
 /// Makes the `blkdebug` rules for a disk image (see [`HostDisk::blkdebug`]).
@@ -283,6 +327,8 @@ impl Scenario {
             host_disk: None,
             qmp: None,
             host_nic: None,
+            live: Vec::new(),
+            check_lines: None,
         }
     }
 }
@@ -507,10 +553,19 @@ pub fn run_scenario(s: &Scenario) -> Result<(), String> {
             cmd.args(["-device", d]);
         }
     }
+    let mut hostfwd_port = None;
     if let Some(nic) = s.host_nic {
+        let mut netdev = format!("user,id=net0{}", nic.netdev_options);
+        if let Some(to) = nic.hostfwd_to {
+            let port = free_port()?;
+            let (ip, guest_port) = to
+                .split_once(':')
+                .ok_or(format!("hostfwd_to `{to}` is not ADDR:PORT"))?;
+            netdev += &format!(",hostfwd=tcp:127.0.0.1:{port}-{ip}:{guest_port}");
+            hostfwd_port = Some(port);
+        }
         // Replaces `-net none` of `command`: a later `-netdev` is what the NICs use.
-        cmd.arg("-netdev")
-            .arg(format!("user,id=net0{}", nic.netdev_options));
+        cmd.arg("-netdev").arg(netdev);
         for d in nic.devices {
             cmd.args(["-device", d]);
         }
@@ -519,10 +574,13 @@ pub fn run_scenario(s: &Scenario) -> Result<(), String> {
         .join("target/qemu-logs")
         .join(format!("{}.qmp", s.name));
     let trace_file = qmp_socket.with_extension("trace");
-    if let Some(probe) = s.qmp {
+    let want_qmp = s.qmp.is_some() || !s.live.is_empty();
+    if want_qmp {
         let _ = std::fs::remove_file(&qmp_socket);
         cmd.arg("-qmp")
             .arg(format!("unix:{},server=on,wait=off", qmp_socket.display()));
+    }
+    if let Some(probe) = s.qmp {
         if let Some(event) = probe.trace {
             let _ = std::fs::remove_file(&trace_file);
             cmd.arg("-trace")
@@ -561,13 +619,17 @@ pub fn run_scenario(s: &Scenario) -> Result<(), String> {
             }
         }
     });
-    let mut qmp = match s.qmp {
-        Some(_) => Some(crate::qmp::Qmp::connect(
+    let mut qmp = match want_qmp {
+        true => Some(crate::qmp::Qmp::connect(
             &qmp_socket,
             Duration::from_secs(20),
         )?),
-        None => None,
+        false => None,
     };
+    let mut live = s.live.iter().peekable();
+    let mut since_live: Vec<String> = Vec::new();
+    // Lines the live steps returned, fed to the checks after the console line that ran them.
+    let mut injected: Vec<String> = Vec::new();
     let mut samples: Vec<MachineSample> = Vec::new();
     let start = Instant::now();
     let mut progress = Progress::new(s);
@@ -579,7 +641,11 @@ pub fn run_scenario(s: &Scenario) -> Result<(), String> {
         if left.is_zero() {
             break Err(progress.timed_out());
         }
-        match rx.recv_timeout(left.min(Duration::from_millis(200))) {
+        let next = match injected.pop() {
+            Some(line) => Ok(line),
+            None => rx.recv_timeout(left.min(Duration::from_millis(200))),
+        };
+        match next {
             Ok(line) => {
                 let _ = writeln!(log, "{line}");
                 match progress.line(&line) {
@@ -587,8 +653,34 @@ pub fn run_scenario(s: &Scenario) -> Result<(), String> {
                     Verdict::Pass => break Ok(()),
                     Verdict::Fail(why) => break Err(why),
                 }
-                if s.steady.is_some() || s.host_disk.is_some() {
+                if s.steady.is_some()
+                    || s.host_disk.is_some()
+                    || !s.live.is_empty()
+                    || s.check_lines.is_some()
+                {
                     all_lines.push(line.clone());
+                }
+                if !s.live.is_empty() {
+                    since_live.push(line.clone());
+                }
+                if let (Some(step), Some(q)) = (live.peek(), qmp.as_mut()) {
+                    let ready = step
+                        .at
+                        .iter()
+                        .all(|t| since_live.iter().any(|l| l.contains(t.as_str())));
+                    if ready {
+                        let mut ctx = LiveCtx {
+                            lines: &all_lines,
+                            hostfwd_port,
+                            qmp: q,
+                        };
+                        match (step.action)(&mut ctx) {
+                            Ok(said) => injected.push(said),
+                            Err(why) => break Err(format!("live step at {:?}: {why}", step.at)),
+                        }
+                        since_live.clear();
+                        live.next();
+                    }
                 }
                 if let (Some(probe), Some(q)) = (s.qmp, qmp.as_mut()) {
                     if probe
@@ -645,6 +737,10 @@ pub fn run_scenario(s: &Scenario) -> Result<(), String> {
     });
     let verdict = verdict.and_then(|()| match &s.steady {
         Some(steady) => steady.check(&all_lines),
+        None => Ok(()),
+    });
+    let verdict = verdict.and_then(|()| match s.check_lines {
+        Some(check) => check(&all_lines),
         None => Ok(()),
     });
     // QEMU has exited (or been killed) here, so the disk image holds what it flushed.

@@ -7,6 +7,7 @@ use platform_dsl::model::SupportLevel;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+mod net;
 mod storage;
 mod storage_isolation;
 
@@ -117,8 +118,9 @@ pub fn all() -> Result<(), String> {
 pub fn scenarios_matching(filter: &str) -> Result<(), String> {
     qemu::ensure_qemu()?;
     let mut all = scenarios();
-    // Scenarios with Debian guests (Linux, and Linux on virtual disks) need the guest cache.
-    let guests = ["linux", "storage"];
+    // Scenarios with Debian guests (Linux, Linux on virtual disks and networks) need the
+    // guest cache.
+    let guests = ["linux", "storage", "net"];
     if filter.is_empty()
         || guests
             .iter()
@@ -249,6 +251,8 @@ fn gic_v2_test_guest(board: &str) -> Scenario {
         host_disk: None,
         qmp: None,
         host_nic: None,
+        live: vec![],
+        check_lines: None,
     }
 }
 
@@ -801,6 +805,8 @@ pub fn scenarios() -> Vec<Scenario> {
             host_disk: None,
             qmp: None,
             host_nic: None,
+            live: vec![],
+            check_lines: None,
         },
         Scenario {
             // Console multiplexing: input goes to VM 0, Ctrl-] 1 switches it to VM 1; each
@@ -976,6 +982,7 @@ pub fn linux_scenarios() -> Result<Vec<Scenario>, String> {
         storage::durability(&images)?,
         storage_isolation::scenario()?,
     ];
+    out.extend(net::scenarios(&images)?);
     // One scenario per kernel: userspace with 4 CPUs, timer and IPI counts rising, clean
     // power-off.
     for k in &images.kernels {
