@@ -7,6 +7,7 @@
 #![no_main]
 
 use plugin_ahci as _;
+use plugin_e1000e as _;
 use plugin_gic_v2 as _;
 use plugin_gic_v3 as _;
 use plugin_nvme as _;

@@ -30,7 +30,11 @@ struct Memory {
 
 impl Memory {
     fn find(&mut self, addr: u64, len: usize) -> Result<&mut [u8], DmaError> {
-        let (base, buf) = self.regions.range_mut(..=addr).next_back().ok_or(DmaError)?;
+        let (base, buf) = self
+            .regions
+            .range_mut(..=addr)
+            .next_back()
+            .ok_or(DmaError)?;
         let off = usize::try_from(addr - base).map_err(|_| DmaError)?;
         let end = off.checked_add(len).ok_or(DmaError)?;
         buf.get_mut(off..end).ok_or(DmaError)
