@@ -17,6 +17,7 @@ use plugin_quirks_storage as _;
 use plugin_uart_16550 as _;
 use plugin_uart_cadence as _;
 use plugin_uart_pl011 as _;
+use plugin_virtio_net_host as _;
 
 macros::board!();
 macros::vms!();
