@@ -4,7 +4,7 @@
 //! must hear the answer, which takes the driver's transmit ring, receive ring and INTx
 //! interrupt path. The test guest still passes afterwards.
 
-use super::{guest_passes, target};
+use super::{guest_passes, storage_target};
 use crate::qemu::{HostNic, Scenario};
 
 /// The MAC address QEMU's user network (libslirp) answers ARP with for its own addresses:
@@ -12,9 +12,21 @@ use crate::qemu::{HostNic, Scenario};
 /// 52:55:0a:00:02:02 for the gateway 10.0.2.2.
 const GATEWAY_MAC: &str = "52:55:0a:00:02:02";
 
-/// One PCI NIC scenario: `device` on `net0`, its probe lines, the self-test's answer.
-fn uplink(name: &str, device: &'static str, probe: &[&str], uplink: &str) -> Scenario {
-    let mut expect: Vec<String> = probe.iter().map(|s| s.to_string()).collect();
+/// One PCI NIC scenario: `device` on `net0`, its probe lines, the self-test's answer. With
+/// `noncoherent`, on the KDL-only qemu-virt whose PCIe is not `dma-coherent`, so every
+/// descriptor and buffer is cleaned or invalidated around the device's accesses.
+fn uplink(
+    name: &str,
+    noncoherent: bool,
+    device: &'static str,
+    probe: &[&str],
+    uplink: &str,
+) -> Scenario {
+    let mut expect: Vec<String> = Vec::new();
+    if noncoherent {
+        expect.push("[hv] board: qemu-virt-noncoherent ".into());
+    }
+    expect.extend(probe.iter().map(|s| s.to_string()));
     expect.push(format!(
         "[hv] net selftest {uplink} (pci): ARP reply from 10.0.2.2 at {GATEWAY_MAC}"
     ));
@@ -37,20 +49,20 @@ fn uplink(name: &str, device: &'static str, probe: &[&str], uplink: &str) -> Sce
         ]
         .map(String::from)
         .to_vec(),
-        ..Scenario::new(
-            name,
-            target("qemu-virt", "examples/vms/test-guest.toml"),
-            expect,
-        )
+        ..Scenario::new(name, storage_target(noncoherent), expect)
     }
 }
 
 /// `net-uplink-e1000e` (QEMU `-device e1000e`, an Intel 82574L) and `net-uplink-virtio`
-/// (`-device virtio-net-pci` without its legacy interface, 1af4:1041).
+/// (`-device virtio-net-pci` without its legacy interface, 1af4:1041), each also on the
+/// non-coherent board (`-noncoherent`).
 pub fn scenarios() -> Vec<Scenario> {
-    vec![
-        uplink(
-            "net-uplink-e1000e",
+    let mut all = Vec::new();
+    for noncoherent in [false, true] {
+        let suffix = if noncoherent { "-noncoherent" } else { "" };
+        all.push(uplink(
+            &format!("net-uplink-e1000e{suffix}"),
+            noncoherent,
             // No option ROM: the machine has no firmware that would run it.
             "e1000e,netdev=net0,romfile=",
             &[
@@ -59,9 +71,10 @@ pub fn scenarios() -> Vec<Scenario> {
                 "[hv] interrupt ",
             ],
             "e1000e 00:01.0",
-        ),
-        uplink(
-            "net-uplink-virtio",
+        ));
+        all.push(uplink(
+            &format!("net-uplink-virtio{suffix}"),
+            noncoherent,
             "virtio-net-pci,netdev=net0,disable-legacy=on,romfile=",
             &[
                 "[hv] virtio-net 00:01.0: MAC 52:54:00:12:34:56, link up",
@@ -69,6 +82,7 @@ pub fn scenarios() -> Vec<Scenario> {
                 "[hv] interrupt ",
             ],
             "virtio-net 00:01.0",
-        ),
-    ]
+        ));
+    }
+    all
 }
