@@ -38,6 +38,7 @@ fn uplink(
             features: &["net-selftest"],
             devices,
             netdev_options: "",
+            hostfwd_to: None,
         }),
         forbid: [
             "FAIL",
