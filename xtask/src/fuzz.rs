@@ -20,7 +20,7 @@ use std::process::Command;
 use std::time::Instant;
 
 /// The fuzz targets (`fuzz/fuzz_targets/<name>.rs`).
-pub const TARGETS: [&str; 7] = [
+pub const TARGETS: [&str; 8] = [
     "kdl_front_end",
     "trap_decoder",
     "vgic_mmio",
@@ -28,6 +28,7 @@ pub const TARGETS: [&str; 7] = [
     "pci_config",
     "virtqueue",
     "ahci_commands",
+    "virtio_net",
 ];
 
 /// Seconds each target runs in [`smoke`].

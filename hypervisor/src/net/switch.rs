@@ -35,6 +35,10 @@
 //! VM's device lock and RAM (a virtual NIC sends while holding both), before the uplink
 //! registry's (the switch lists uplinks while holding its own).
 //!
+//! The runtime keeps one switch in an `Arc` (the NICs' devices hold clones) and gives
+//! the uplink registry a `&'static` view of it at bring-up:
+//! `let sink: &'static Switch = Box::leak(Box::new(switch.clone())); uplink::set_sink(sink);`
+//!
 //! ```
 //! use hypervisor::net::switch::{PortConfig, Switch};
 //! use hypervisor::net::MacAddr;
@@ -502,7 +506,9 @@ impl Switch {
     }
 
     /// Adds a port for a VM's NIC. `notify` runs (without the switch's lock) when frames
-    /// start waiting in its inbound queue. The port takes frames only once
+    /// start waiting in its inbound queue. It runs on whatever CPU sent the frame, which
+    /// may hold another VM's device lock, or this VM's own (a second NIC of the same VM):
+    /// it must only flag the VM and kick one of its vCPUs, never take a device lock. The port takes frames only once
     /// [`Self::set_port_enabled`] says its NIC runs. Refused: an address another VM port
     /// has, a multicast address, a VLAN ID outside 1..=4094.
     pub fn add_vm_port(
