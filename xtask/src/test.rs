@@ -105,7 +105,7 @@ pub fn all() -> Result<(), String> {
     })?;
     step("bench --smoke (figures not asserted)", crate::bench::smoke)?;
     step(
-        "fuzz smoke (10 s per target, checked-in corpus and regressions)",
+        "fuzz smoke (6 s per target, checked-in corpus and regressions)",
         crate::fuzz::smoke,
     )?;
     step(
