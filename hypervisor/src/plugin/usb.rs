@@ -902,14 +902,14 @@ pub enum EnumError {
 /// Enumerates an addressed device on `port` at `speed`: reads the device descriptor
 /// (first 8 bytes, then endpoint 0's packet size, then all 18), every configuration
 /// (9 bytes, then `wTotalLength`), the language of its strings, picks the configuration
-/// ([`select_configuration`] with the quirks' `policy`), sets the port's U1/U2 timeouts on
+/// ([`select_configuration`] with `policy`, the board's quirks for the device's IDs), sets the port's U1/U2 timeouts on
 /// a SuperSpeed link (Linux's maxima, or 0 when a quirk turns link power management off,
 /// as `USB_QUIRK_NO_LPM` does), and sets the configuration.
 pub fn enumerate(
     bus: &mut dyn EnumBus,
     speed: Speed,
     port: u8,
-    policy: &UsbPolicy,
+    policy: &dyn Fn(&DeviceDescriptor) -> UsbPolicy,
     drivers: &[UsbDriverEntry],
 ) -> Result<DeviceInfo, EnumError> {
     let req = |what| move |e| EnumError::Request(what, e);
@@ -977,7 +977,8 @@ pub fn enumerate(
         Ok(n) if n >= 4 && langs[1] == dt::STRING && langs[0] >= 4 => le16(&langs, 2),
         _ => 0,
     };
-    let selected = select_configuration(&device, &configurations, policy, drivers);
+    let policy = policy(&device);
+    let selected = select_configuration(&device, &configurations, &policy, drivers);
     let lpm = speed.is_super() && !policy.disable_lpm;
     if speed.is_super() {
         let (u1, u2) = if lpm { (U1_TIMEOUT, U2_TIMEOUT) } else { (0, 0) };
