@@ -687,7 +687,7 @@ pub fn scenarios() -> Vec<Scenario> {
         "[hv] device uart0: driver uart-pl011",
         "[hv] device gic: driver gic-v3",
         // Every in-tree plugin registered itself: no linkme slice is empty.
-        "[hv] plugins: 6 driver(s), 4 PCI driver(s), 3 quirk set(s) registered",
+        "[hv] plugins: 6 driver(s), 5 PCI driver(s), 3 quirk set(s) registered",
         "[hv] EL2 page tables",
         "[hv] 4 of 4 CPUs online",
     ]);
