@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 mod net;
 mod storage;
 mod storage_isolation;
+mod uplink;
 mod uplink_pci;
 
 fn cargo() -> Command {
@@ -757,6 +758,8 @@ pub fn scenarios() -> Vec<Scenario> {
         poisoned_ram(),
         lifecycle(),
         storage_host_nvme(false, false, false),
+        uplink::net_uplink_usb(false),
+        uplink::net_uplink_usb(true),
         storage_host_nvme(true, false, false),
         storage_host_nvme(false, true, false),
         storage_host_nvme(false, false, true),

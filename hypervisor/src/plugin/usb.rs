@@ -529,7 +529,9 @@ pub fn parse_string(b: &[u8]) -> Result<String, DescError> {
             why: "is not an even length within what was read",
         });
     }
-    let units = b[2..len].chunks_exact(2).map(|c| u16::from_le_bytes([c[0], c[1]]));
+    let units = b[2..len]
+        .chunks_exact(2)
+        .map(|c| u16::from_le_bytes([c[0], c[1]]));
     Ok(char::decode_utf16(units)
         .map(|c| c.unwrap_or(char::REPLACEMENT_CHARACTER))
         .collect())
@@ -820,8 +822,7 @@ pub fn choose_configuration(device: &DeviceDescriptor, configs: &[Configuration]
     let mut best = None;
     for (i, c) in configs.iter().enumerate() {
         let first = c.first_interface();
-        if i == 0 && configs.len() > 1 && first.is_some_and(|f| is_rndis(f) || is_activesync(f))
-        {
+        if i == 0 && configs.len() > 1 && first.is_some_and(|f| is_rndis(f) || is_activesync(f)) {
             continue;
         }
         if device.class != class::VENDOR && first.is_some_and(|f| f.class != class::VENDOR) {
@@ -875,14 +876,21 @@ pub fn select_configuration(
     choose_configuration(device, configs)
 }
 
-fn interface_driver<'a>(drivers: &'a [UsbDriverEntry], i: &Interface) -> Option<&'a UsbDriverEntry> {
+fn interface_driver<'a>(
+    drivers: &'a [UsbDriverEntry],
+    i: &Interface,
+) -> Option<&'a UsbDriverEntry> {
     drivers.iter().find(|drv| {
         drv.matches.iter().any(|m| match *m {
             UsbMatch::Interface {
                 class,
                 subclass,
                 protocol,
-            } => i.class == class && i.subclass == subclass && protocol.is_none_or(|p| p == i.protocol),
+            } => {
+                i.class == class
+                    && i.subclass == subclass
+                    && protocol.is_none_or(|p| p == i.protocol)
+            }
             UsbMatch::Id { .. } => false,
         })
     })
@@ -945,7 +953,10 @@ pub fn enumerate(
     for index in 0..device.configurations {
         let mut top = [0u8; 9];
         let n = bus
-            .control_in(Setup::get_descriptor(dt::CONFIGURATION, index, 0, 9), &mut top)
+            .control_in(
+                Setup::get_descriptor(dt::CONFIGURATION, index, 0, 9),
+                &mut top,
+            )
             .map_err(req("GET_DESCRIPTOR(configuration, 9)"))?;
         if n < 9 || top[1] != dt::CONFIGURATION {
             return Err(EnumError::Descriptor(
@@ -981,7 +992,11 @@ pub fn enumerate(
     let selected = select_configuration(&device, &configurations, &policy, drivers);
     let lpm = speed.is_super() && !policy.disable_lpm;
     if speed.is_super() {
-        let (u1, u2) = if lpm { (U1_TIMEOUT, U2_TIMEOUT) } else { (0, 0) };
+        let (u1, u2) = if lpm {
+            (U1_TIMEOUT, U2_TIMEOUT)
+        } else {
+            (0, 0)
+        };
         bus.set_u1_u2_timeouts(u1, u2)
             .map_err(req("U1/U2 timeouts"))?;
     }
@@ -1034,8 +1049,12 @@ pub trait UsbBus: Send {
     fn control_out(&mut self, setup: Setup, data: &[u8]) -> Result<(), UsbError>;
     /// Makes `endpoint` usable (xHCI Configure Endpoint), with room for `queue` transfers
     /// in flight of at most `max_transfer` bytes each.
-    fn open(&mut self, endpoint: &Endpoint, queue: usize, max_transfer: usize)
-        -> Result<(), UsbError>;
+    fn open(
+        &mut self,
+        endpoint: &Endpoint,
+        queue: usize,
+        max_transfer: usize,
+    ) -> Result<(), UsbError>;
     /// Queues an IN transfer of up to `length` bytes on `endpoint`; its completion comes
     /// to the driver's [`UsbFunction::completed`].
     fn submit_in(&mut self, endpoint: u8, length: usize) -> Result<TransferId, UsbError>;
@@ -1202,7 +1221,10 @@ mod tests {
         let ecm = Configuration::parse(&QEMU_USB_NET_ECM).unwrap();
         assert_eq!(ecm.interfaces.len(), 3);
         let data = ecm.interface(1, 1).unwrap();
-        assert_eq!(data.endpoint(EndpointKind::Bulk, true).unwrap().address, 0x82);
+        assert_eq!(
+            data.endpoint(EndpointKind::Bulk, true).unwrap().address,
+            0x82
+        );
         assert_eq!(ecm.interface(0, 0).unwrap().extra.len(), 3);
         let configs = vec![rndis, ecm];
         // Linux's RNDIS test is e0/01/03, but QEMU's RNDIS control interface is 02/02/ff:

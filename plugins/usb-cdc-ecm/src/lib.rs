@@ -130,8 +130,12 @@ pub fn layout(cfg: &usb::Configuration, comm: &Interface) -> Result<EcmLayout, &
     Ok(EcmLayout {
         control: comm.number,
         data: (setting.number, setting.alternate),
-        bulk_in: *setting.endpoint(EndpointKind::Bulk, true).ok_or("no bulk IN")?,
-        bulk_out: *setting.endpoint(EndpointKind::Bulk, false).ok_or("no bulk OUT")?,
+        bulk_in: *setting
+            .endpoint(EndpointKind::Bulk, true)
+            .ok_or("no bulk IN")?,
+        bulk_out: *setting
+            .endpoint(EndpointKind::Bulk, false)
+            .ok_or("no bulk OUT")?,
         notify: comm.endpoint(EndpointKind::Interrupt, true).copied(),
         mac_string,
         max_segment,
@@ -217,7 +221,8 @@ impl CdcEcm {
             )
             .map_err(|e| format!("reading iMACAddress: {e}"))?;
         let text = usb::parse_string(&raw[..n]).map_err(|e| format!("iMACAddress: {e}"))?;
-        let mac = parse_mac(&text).ok_or_else(|| format!("iMACAddress {text:?} is not 12 hex digits"))?;
+        let mac =
+            parse_mac(&text).ok_or_else(|| format!("iMACAddress {text:?} is not 12 hex digits"))?;
         let (plan, queue) = rx_plan(info.speed, quirks.iter().map(|q| &q.data));
         let rx_size = plan.rx_transfer_size as usize;
         let frame = usize::from(layout.max_segment);
@@ -265,9 +270,15 @@ impl CdcEcm {
     }
 
     fn resubmit_rx(&mut self) {
-        if let Err(e) = self.bus.submit_in(self.layout.bulk_in.address, self.rx_size) {
+        if let Err(e) = self
+            .bus
+            .submit_in(self.layout.bulk_in.address, self.rx_size)
+        {
             if e != UsbError::Disconnected {
-                log!("[hv] usb-nic {}: cannot queue a receive transfer: {e}", self.name);
+                log!(
+                    "[hv] usb-nic {}: cannot queue a receive transfer: {e}",
+                    self.name
+                );
             }
         }
     }
@@ -283,7 +294,10 @@ impl UplinkDevice for CdcEcm {
         }
         let mps = usize::from(self.layout.bulk_out.max_packet).max(1);
         let zlp = frame.len() % mps == 0;
-        match self.bus.submit_out(self.layout.bulk_out.address, frame, zlp) {
+        match self
+            .bus
+            .submit_out(self.layout.bulk_out.address, frame, zlp)
+        {
             Ok(_) => Ok(()),
             Err(UsbError::Busy) => Err(UplinkError::QueueFull),
             Err(UsbError::Disconnected) => Err(UplinkError::LinkDown),
@@ -333,7 +347,9 @@ impl UsbFunction for CdcEcm {
             }
             if !matches!(c.result, Err(UsbError::Disconnected)) && !self.gone {
                 if let Some(n) = self.layout.notify {
-                    let _ = self.bus.submit_in(n.address, usize::from(n.max_packet).max(16));
+                    let _ = self
+                        .bus
+                        .submit_in(n.address, usize::from(n.max_packet).max(16));
                 }
             }
         }
@@ -365,7 +381,12 @@ pub fn probe(p: UsbProbe<'_>) -> Result<SharedFunction, ProbeError> {
     })?;
     let mac = nic.mac;
     let nic = Arc::new(Mutex::new(nic));
-    let handle = uplink::register(&format!("usb-nic {name}"), UplinkKind::Usb, mac, nic.clone());
+    let handle = uplink::register(
+        &format!("usb-nic {name}"),
+        UplinkKind::Usb,
+        mac,
+        nic.clone(),
+    );
     nic.lock().handle = Some(Arc::new(handle));
     Ok(nic)
 }

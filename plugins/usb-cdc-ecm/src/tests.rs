@@ -2,9 +2,7 @@
 //! quirk) and this driver's bring-up, transmit and receive against fakes.
 
 use super::*;
-use hypervisor::plugin::usb::{
-    enumerate, Completed, DeviceInfo, EnumBus, TransferId, UsbPolicy,
-};
+use hypervisor::plugin::usb::{enumerate, Completed, DeviceInfo, EnumBus, TransferId, UsbPolicy};
 use hypervisor::plugin::{match_quirks, QuirkEntry, QUIRKS};
 use std::sync::Mutex as StdMutex;
 use std::vec::Vec;
@@ -62,16 +60,15 @@ const QEMU_DEVICE: [u8; 18] = [
     18, 1, 0x00, 0x02, 0x02, 0, 0, 64, 0x25, 0x05, 0xa2, 0xa4, 0, 0, 1, 2, 10, 2,
 ];
 const QEMU_RNDIS: [u8; 67] = [
-    9, 2, 67, 0, 2, 2, 9, 0xc0, 0x32, 9, 4, 0, 0, 1, 0x02, 0x02, 0xff, 6, 5, 0x24, 0x00,
-    0x10, 0x01, 5, 0x24, 0x01, 0x00, 0x01, 4, 0x24, 0x02, 0x00, 5, 0x24, 0x06, 0x00, 0x01,
-    7, 5, 0x81, 3, 16, 0, 32, 9, 4, 1, 0, 2, 0x0a, 0, 0, 4, 7, 5, 0x82, 2, 64, 0, 0, 7, 5,
-    0x02, 2, 64, 0, 0,
+    9, 2, 67, 0, 2, 2, 9, 0xc0, 0x32, 9, 4, 0, 0, 1, 0x02, 0x02, 0xff, 6, 5, 0x24, 0x00, 0x10,
+    0x01, 5, 0x24, 0x01, 0x00, 0x01, 4, 0x24, 0x02, 0x00, 5, 0x24, 0x06, 0x00, 0x01, 7, 5, 0x81, 3,
+    16, 0, 32, 9, 4, 1, 0, 2, 0x0a, 0, 0, 4, 7, 5, 0x82, 2, 64, 0, 0, 7, 5, 0x02, 2, 64, 0, 0,
 ];
 const QEMU_ECM: [u8; 80] = [
-    9, 2, 80, 0, 2, 1, 7, 0xc0, 0x32, 9, 4, 0, 0, 1, 0x02, 0x06, 0x00, 5, 5, 0x24, 0x00,
-    0x10, 0x01, 5, 0x24, 0x06, 0x00, 0x01, 13, 0x24, 0x0f, 3, 0, 0, 0, 0, 0xea, 0x05, 0, 0,
-    0, 7, 5, 0x81, 3, 16, 0, 32, 9, 4, 1, 0, 0, 0x0a, 0, 0, 0, 9, 4, 1, 1, 2, 0x0a, 0, 0, 4,
-    7, 5, 0x82, 2, 64, 0, 0, 7, 5, 0x02, 2, 64, 0, 0,
+    9, 2, 80, 0, 2, 1, 7, 0xc0, 0x32, 9, 4, 0, 0, 1, 0x02, 0x06, 0x00, 5, 5, 0x24, 0x00, 0x10,
+    0x01, 5, 0x24, 0x06, 0x00, 0x01, 13, 0x24, 0x0f, 3, 0, 0, 0, 0, 0xea, 0x05, 0, 0, 0, 7, 5,
+    0x81, 3, 16, 0, 32, 9, 4, 1, 0, 0, 0x0a, 0, 0, 0, 9, 4, 1, 1, 2, 0x0a, 0, 0, 4, 7, 5, 0x82, 2,
+    64, 0, 0, 7, 5, 0x02, 2, 64, 0, 0,
 ];
 
 fn string(s: &str) -> Vec<u8> {
@@ -103,7 +100,11 @@ impl FakeDevice {
         let (kind, index) = ((s.value >> 8) as u8, s.value as u8);
         let src: Vec<u8> = match (s.request, kind) {
             (6, 1) => self.device.clone(),
-            (6, 2) => self.configs.get(usize::from(index)).ok_or(UsbError::Stall)?.clone(),
+            (6, 2) => self
+                .configs
+                .get(usize::from(index))
+                .ok_or(UsbError::Stall)?
+                .clone(),
             (6, 3) if index == 0 => vec![4, 3, 0x09, 0x04],
             (6, 3) if index == 3 => string(&self.mac),
             _ => return Err(UsbError::Stall),
@@ -167,7 +168,11 @@ impl UsbBus for Bus {
         Ok(())
     }
     fn submit_in(&mut self, ep: u8, len: usize) -> Result<TransferId, UsbError> {
-        self.dev.lock().unwrap().log.push(format!("rx {ep:02x} {len}"));
+        self.dev
+            .lock()
+            .unwrap()
+            .log
+            .push(format!("rx {ep:02x} {len}"));
         self.next += 1;
         Ok(TransferId(self.next))
     }
@@ -245,7 +250,11 @@ fn the_rtl8153_quirk_selects_cdc_ecm_turns_lpm_off_and_sizes_receive_transfers()
     assert_eq!(info.configuration().value, 1);
     assert_eq!(info.configurations.len(), 2);
     assert!(info.lpm);
-    assert!(plain.log.contains(&"u1 0x7f u2 0xfe".to_string()), "{:?}", plain.log);
+    assert!(
+        plain.log.contains(&"u1 0x7f u2 0xfe".to_string()),
+        "{:?}",
+        plain.log
+    );
     assert!(plain.log.contains(&"out 00 09 0001 0000".to_string()));
     assert!(plain.log.contains(&"ep0 512".to_string()));
 
@@ -254,7 +263,11 @@ fn the_rtl8153_quirk_selects_cdc_ecm_turns_lpm_off_and_sizes_receive_transfers()
     let info = enumerate_with(&mut quirked, &quirks, &WITH_VENDOR_DRIVER, Speed::Super);
     assert_eq!(info.configuration().value, 2);
     assert!(!info.lpm);
-    assert!(quirked.log.contains(&"u1 0x0 u2 0x0".to_string()), "{:?}", quirked.log);
+    assert!(
+        quirked.log.contains(&"u1 0x0 u2 0x0".to_string()),
+        "{:?}",
+        quirked.log
+    );
     assert!(quirked.log.contains(&"out 00 09 0002 0000".to_string()));
 
     // With only our class driver linked, the CDC configuration is also the one we can
@@ -284,8 +297,14 @@ fn the_rtl8153_quirk_selects_cdc_ecm_turns_lpm_off_and_sizes_receive_transfers()
     assert!(log.contains(&"open 81 4 32768".to_string()), "{log:?}");
     assert!(log.contains(&"open 02 16 1514".to_string()), "{log:?}");
     assert!(log.contains(&"open 83 2 16".to_string()), "{log:?}");
-    assert!(log.contains(&"out 01 0b 0001 0001".to_string()), "SET_INTERFACE 1 alt 1");
-    assert!(log.contains(&"out 21 43 001f 0000".to_string()), "packet filter");
+    assert!(
+        log.contains(&"out 01 0b 0001 0001".to_string()),
+        "SET_INTERFACE 1 alt 1"
+    );
+    assert!(
+        log.contains(&"out 21 43 001f 0000".to_string()),
+        "packet filter"
+    );
     assert_eq!(log.iter().filter(|l| *l == "rx 81 32768").count(), 4);
     let unquirked = rx_plan(Speed::Super, core::iter::empty());
     assert_eq!(unquirked.0.rx_transfer_size, 64 << 10);
@@ -294,7 +313,10 @@ fn the_rtl8153_quirk_selects_cdc_ecm_turns_lpm_off_and_sizes_receive_transfers()
     assert_eq!((hs.0.rx_transfer_size, hs.1), (16 << 10, 8));
 }
 
-fn qemu_nic(stall_filter: bool, tx_room: usize) -> (Arc<StdMutex<FakeDevice>>, Result<CdcEcm, String>) {
+fn qemu_nic(
+    stall_filter: bool,
+    tx_room: usize,
+) -> (Arc<StdMutex<FakeDevice>>, Result<CdcEcm, String>) {
     let mut d = FakeDevice {
         device: QEMU_DEVICE.to_vec(),
         configs: vec![QEMU_RNDIS.to_vec(), QEMU_ECM.to_vec()],
@@ -303,7 +325,11 @@ fn qemu_nic(stall_filter: bool, tx_room: usize) -> (Arc<StdMutex<FakeDevice>>, R
         ..FakeDevice::default()
     };
     let info = enumerate_with(&mut d, &[], &USB_DRIVERS, Speed::Full);
-    assert_eq!(info.configuration().value, 1, "the CDC configuration, not RNDIS");
+    assert_eq!(
+        info.configuration().value,
+        1,
+        "the CDC configuration, not RNDIS"
+    );
     let dev = Arc::new(StdMutex::new(d));
     let nic = CdcEcm::start(UsbProbe {
         info: &info,
@@ -352,7 +378,13 @@ fn received_frames_are_handed_over_after_the_lock_and_unplugging_unregisters() {
     let handle = uplink::register("usb-nic test", UplinkKind::Usb, mac, nic.clone());
     let id = handle.id();
     nic.lock().handle = Some(Arc::new(handle));
-    let rx_before = dev.lock().unwrap().log.iter().filter(|l| l.starts_with("rx 82")).count();
+    let rx_before = dev
+        .lock()
+        .unwrap()
+        .log
+        .iter()
+        .filter(|l| l.starts_with("rx 82"))
+        .count();
     let mut later: Deferred = Vec::new();
     let frame = vec![0xffu8; 60];
     nic.lock().completed(
@@ -384,7 +416,13 @@ fn received_frames_are_handed_over_after_the_lock_and_unplugging_unregisters() {
     }
     let info = uplink::list().into_iter().find(|u| u.id == id).unwrap();
     assert_eq!(info.rx_frames, 1);
-    let rx_after = dev.lock().unwrap().log.iter().filter(|l| l.starts_with("rx 82")).count();
+    let rx_after = dev
+        .lock()
+        .unwrap()
+        .log
+        .iter()
+        .filter(|l| l.starts_with("rx 82"))
+        .count();
     assert_eq!(rx_after, rx_before + 3);
     // Link down then up by NETWORK_CONNECTION notifications.
     for (value, up) in [(0u8, false), (1, true)] {
@@ -415,7 +453,10 @@ fn received_frames_are_handed_over_after_the_lock_and_unplugging_unregisters() {
 
 #[test]
 fn malformed_cdc_descriptors_and_macs_are_refused() {
-    assert_eq!(parse_mac("525400123456"), Some(MacAddr([0x52, 0x54, 0, 0x12, 0x34, 0x56])));
+    assert_eq!(
+        parse_mac("525400123456"),
+        Some(MacAddr([0x52, 0x54, 0, 0x12, 0x34, 0x56]))
+    );
     assert_eq!(parse_mac("5254001234"), None);
     assert_eq!(parse_mac("52540012345g"), None);
     let cfg = usb::Configuration::parse(&QEMU_ECM).unwrap();

@@ -20,8 +20,8 @@ use alloc::vec;
 use alloc::vec::Vec;
 use hypervisor::dma::{Dma, DmaError, Env};
 use hypervisor::plugin::usb::{
-    self, Completed, Completion, EndpointKind, EnumBus, Setup, SharedFunction, Speed,
-    TransferId, UsbBus, UsbError,
+    self, Completed, Completion, EndpointKind, EnumBus, Setup, SharedFunction, Speed, TransferId,
+    UsbBus, UsbError,
 };
 use hypervisor::sync::Mutex;
 
@@ -178,13 +178,19 @@ impl<E: Env> Xhci<E> {
         {
             return Err(InitError::SmallBar);
         }
-        let alloc = |size: u64| env.alloc(size, coherent).map_err(|DmaError| InitError::Memory);
+        let alloc = |size: u64| {
+            env.alloc(size, coherent)
+                .map_err(|DmaError| InitError::Memory)
+        };
         let dcbaa = alloc(4096)?;
         let cmd_mem = alloc(4096)?;
         let event_mem = alloc(4096)?;
         let erst = alloc(4096)?;
         let env2 = env.clone();
-        let alloc = |size: u64| env2.alloc(size, coherent).map_err(|DmaError| InitError::Memory);
+        let alloc = |size: u64| {
+            env2.alloc(size, coherent)
+                .map_err(|DmaError| InitError::Memory)
+        };
         let mut x = Self {
             regs,
             coherent,
@@ -367,7 +373,10 @@ impl<E: Env> Xhci<E> {
         }
         if sts & (op::STS_HSE | op::STS_HCE) != 0 && !self.dead {
             self.dead = true;
-            log!("[hv] usb {}: host controller error (USBSTS {sts:#x}); controller retired", self.name);
+            log!(
+                "[hv] usb {}: host controller error (USBSTS {sts:#x}); controller retired",
+                self.name
+            );
         }
         let pending = iman & rt::IMAN_IP != 0 || sts & op::STS_EINT != 0;
         if pending {
@@ -454,7 +463,11 @@ impl<E: Env> Xhci<E> {
                 .and_then(|s| s.function.clone())
             {
                 Some(f) => out.push((f, c)),
-                None if self.slots.get(usize::from(slot)).is_some_and(|s| s.is_some()) => {
+                None if self
+                    .slots
+                    .get(usize::from(slot))
+                    .is_some_and(|s| s.is_some()) =>
+                {
                     keep.push_back((slot, c))
                 }
                 None => {} // the device is gone
@@ -542,7 +555,11 @@ impl<E: Env> Xhci<E> {
         else {
             return;
         };
-        let Some(ep) = slot.endpoints.iter_mut().find(|e| spec::dci(e.address) == dci) else {
+        let Some(ep) = slot
+            .endpoints
+            .iter_mut()
+            .find(|e| spec::dci(e.address) == dci)
+        else {
             return;
         };
         let (deq, cycle, address) = (ep.ring.enqueue_addr(), ep.ring.cycle, ep.address);
@@ -604,7 +621,10 @@ impl<E: Env> Xhci<E> {
             if self.env.now() > end {
                 // The command ring can no longer be trusted.
                 self.dead = true;
-                log!("[hv] usb {}: command timed out; controller retired", self.name);
+                log!(
+                    "[hv] usb {}: command timed out; controller retired",
+                    self.name
+                );
                 return Err(UsbError::Timeout);
             }
             core::hint::spin_loop();
@@ -670,7 +690,11 @@ impl<E: Env> Xhci<E> {
                             break 'wait Err(code);
                         }
                         if t.parameter == status_trb {
-                            break 'wait if code == cc::SUCCESS { Ok(()) } else { Err(code) };
+                            break 'wait if code == cc::SUCCESS {
+                                Ok(())
+                            } else {
+                                Err(code)
+                            };
                         }
                     }
                     trb_type::TRANSFER_EVENT => self.noted.push_back(Noted::Transfer(t)),
@@ -727,7 +751,10 @@ impl<E: Env> Xhci<E> {
         eps: &[(u8, [u32; 5])],
     ) -> Result<u64, UsbError> {
         let size = 33 * self.ctx_size;
-        let offs: Vec<(u8, u64)> = eps.iter().map(|(d, _)| (*d, self.ctx_offset(1 + usize::from(*d)))).collect();
+        let offs: Vec<(u8, u64)> = eps
+            .iter()
+            .map(|(d, _)| (*d, self.ctx_offset(1 + usize::from(*d))))
+            .collect();
         let slot_off = self.ctx_offset(1);
         let slot = self.slots[usize::from(slot_id)]
             .as_mut()
@@ -805,7 +832,10 @@ impl<E: Env> Xhci<E> {
         if slot_id == 0 || usize::from(slot_id) >= self.slots.len() {
             return Err(format!("Enable Slot gave slot {slot_id}"));
         }
-        let alloc = |env: &E, c| env.alloc(4096, c).map_err(|_| String::from("no DMA memory"));
+        let alloc = |env: &E, c| {
+            env.alloc(4096, c)
+                .map_err(|_| String::from("no DMA memory"))
+        };
         let slot = Slot {
             port,
             speed,
@@ -879,7 +909,11 @@ impl<E: Env> Xhci<E> {
 
     /// Binds `function` to `slot_id` if it still holds the device of `generation`.
     pub fn bind(&mut self, slot_id: u8, generation: u32, function: SharedFunction) -> bool {
-        match self.slots.get_mut(usize::from(slot_id)).and_then(|s| s.as_mut()) {
+        match self
+            .slots
+            .get_mut(usize::from(slot_id))
+            .and_then(|s| s.as_mut())
+        {
             Some(s) if s.generation == generation => {
                 s.function = Some(function);
                 true
@@ -898,7 +932,11 @@ impl<E: Env> Xhci<E> {
     }
 
     fn slot_mut(&mut self, slot_id: u8, generation: u32) -> Result<&mut Slot<E::Buf>, UsbError> {
-        match self.slots.get_mut(usize::from(slot_id)).and_then(|s| s.as_mut()) {
+        match self
+            .slots
+            .get_mut(usize::from(slot_id))
+            .and_then(|s| s.as_mut())
+        {
             Some(s) if s.generation == generation => Ok(s),
             _ => Err(UsbError::Disconnected),
         }
@@ -918,7 +956,8 @@ impl<E: Env> Xhci<E> {
         let (speed, port) = (slot.speed, slot.port);
         let sc = spec::slot_context(speed_id(speed), 1, port);
         let input = self.write_input(slot_id, 0b10, sc, &[(1, ep0)])?;
-        self.command(Trb::evaluate_context(input, slot_id)).map(|_| ())
+        self.command(Trb::evaluate_context(input, slot_id))
+            .map(|_| ())
     }
 
     fn set_u1_u2(&mut self, slot_id: u8, u1: u8, u2: u8) -> Result<(), UsbError> {
@@ -926,7 +965,12 @@ impl<E: Env> Xhci<E> {
             .as_ref()
             .ok_or(UsbError::Disconnected)?
             .port;
-        if !self.usb3.get(usize::from(port) - 1).copied().unwrap_or(false) {
+        if !self
+            .usb3
+            .get(usize::from(port) - 1)
+            .copied()
+            .unwrap_or(false)
+        {
             return Ok(());
         }
         // PORTPMSC of a USB 3 port (section 5.4.9.1): U1 Timeout 7:0, U2 Timeout 15:8.
@@ -947,16 +991,22 @@ impl<E: Env> Xhci<E> {
         max_transfer: usize,
     ) -> Result<(), UsbError> {
         if queue == 0 || queue > MAX_QUEUE || max_transfer == 0 || max_transfer > 64 << 10 {
-            return Err(UsbError::Invalid("endpoint queue or transfer size out of range"));
+            return Err(UsbError::Invalid(
+                "endpoint queue or transfer size out of range",
+            ));
         }
         if !matches!(e.kind(), EndpointKind::Bulk | EndpointKind::Interrupt) {
-            return Err(UsbError::Invalid("only bulk and interrupt endpoints are supported"));
+            return Err(UsbError::Invalid(
+                "only bulk and interrupt endpoints are supported",
+            ));
         }
         let d = dci(e.address);
         let stride = (max_transfer as u64).next_power_of_two().max(64);
         let ring_mem = mem(self.env.alloc(4096, self.coherent))?;
         // One extra stride so that an aligned run of `queue` buffers fits.
-        let buffers = mem(self.env.alloc(stride * queue as u64 + stride, self.coherent))?;
+        let buffers = mem(self
+            .env
+            .alloc(stride * queue as u64 + stride, self.coherent))?;
         let offset = buffers.bus_addr().next_multiple_of(stride) - buffers.bus_addr();
         let ring = ProducerRing::new(ring_mem.bus_addr());
         let slot = self.slot_mut(slot_id, generation)?;
@@ -982,7 +1032,11 @@ impl<E: Env> Xhci<E> {
             e.max_burst,
             interval,
             ring.base | 1,
-            if e.kind() == EndpointKind::Interrupt { max_packet } else { 1024 },
+            if e.kind() == EndpointKind::Interrupt {
+                max_packet
+            } else {
+                1024
+            },
             esit,
         );
         let port = slot.port;
@@ -1294,12 +1348,11 @@ where
                     None => Vec::new(),
                 };
                 let policy = |d: &usb::DeviceDescriptor| {
-                    usb::UsbPolicy::from_quirks(quirks_of(d.vendor, d.product).iter().map(|q| &q.data))
+                    usb::UsbPolicy::from_quirks(
+                        quirks_of(d.vendor, d.product).iter().map(|q| &q.data),
+                    )
                 };
-                let mut bus = Enumerating {
-                    ctrl: &mut c,
-                    slot,
-                };
+                let mut bus = Enumerating { ctrl: &mut c, slot };
                 match usb::enumerate(&mut bus, speed, port, &policy, drivers) {
                     Ok(info) => {
                         let quirks = quirks_of(info.device.vendor, info.device.product);
@@ -1364,7 +1417,10 @@ where
                 }
             }
         }
-        Err(e) => log!("[hv] usb {name} port {port}: driver {} failed: {e}", drv.name),
+        Err(e) => log!(
+            "[hv] usb {name} port {port}: driver {} failed: {e}",
+            drv.name
+        ),
     }
 }
 

@@ -603,7 +603,12 @@ mod tests {
             control: (3 << 24) | (5 << 16) | (trb_type::TRANSFER_EVENT << 10) | 1,
         };
         assert_eq!(
-            (ev.completion_code(), ev.residual(), ev.slot(), ev.endpoint_id()),
+            (
+                ev.completion_code(),
+                ev.residual(),
+                ev.slot(),
+                ev.endpoint_id()
+            ),
             (cc::SHORT_PACKET, 1400, 3, 5)
         );
         assert_eq!(dci(0), 1);
@@ -625,7 +630,16 @@ mod tests {
         // cycle), then the TD at 0 with the toggled cycle.
         let setup = Trb::setup([0; 8], 0);
         let (w, a) = r.push_td(&[setup, Trb::status_stage(true), Trb::noop()]);
-        assert_eq!(w[0], (253, Trb { control: Trb::noop().control | 1, ..Trb::noop() }));
+        assert_eq!(
+            w[0],
+            (
+                253,
+                Trb {
+                    control: Trb::noop().control | 1,
+                    ..Trb::noop()
+                }
+            )
+        );
         assert_eq!(w[2].0, 255);
         assert_eq!(w[2].1.kind(), trb_type::LINK);
         assert!(w[2].1.cycle() && w[2].1.control & flag::TOGGLE != 0);
@@ -645,7 +659,10 @@ mod tests {
     #[test]
     fn the_event_ring_toggles_its_cycle_at_the_end() {
         let mut e = EventRing::new(0x8000);
-        let new = Trb { control: 1, ..Trb::default() };
+        let new = Trb {
+            control: 1,
+            ..Trb::default()
+        };
         assert!(e.is_new(&new));
         for _ in 0..RING_TRBS {
             e.advance();
