@@ -293,7 +293,7 @@ impl UplinkDevice for CdcEcm {
             return Err(UplinkError::TooLong);
         }
         let mps = usize::from(self.layout.bulk_out.max_packet).max(1);
-        let zlp = frame.len() % mps == 0;
+        let zlp = frame.len().is_multiple_of(mps);
         match self
             .bus
             .submit_out(self.layout.bulk_out.address, frame, zlp)
