@@ -131,7 +131,9 @@ fn vm_to_vm_and_spoof_lines(lines: &[String]) -> Result<(), String> {
 /// accepts a forwarded connection before the guest does and closes it when the guest does
 /// not answer.
 fn http_fetch(ctx: &mut LiveCtx<'_>) -> Result<String, String> {
-    let port = ctx.hostfwd_port.ok_or("the scenario forwards no host port")?;
+    let port = ctx
+        .hostfwd_port
+        .ok_or("the scenario forwards no host port")?;
     let value = ctx
         .lines
         .iter()
@@ -172,7 +174,10 @@ fn http_get(port: u16) -> Result<String, String> {
         .split_once("\r\n\r\n")
         .ok_or(format!("no HTTP response: {text:?}"))?;
     if !head.starts_with("HTTP/1.") || !head.contains(" 200 ") {
-        return Err(format!("HTTP status `{}`", head.lines().next().unwrap_or("")));
+        return Err(format!(
+            "HTTP status `{}`",
+            head.lines().next().unwrap_or("")
+        ));
     }
     Ok(body.to_string())
 }
