@@ -408,7 +408,10 @@ fn show(v: &[f64], digits: usize) -> String {
     }
 }
 
-fn med(v: &[NetFigures], f: fn(&NetFigures) -> f64) -> f64 {
+/// One figure of a [`NetFigures`].
+type Figure = fn(&NetFigures) -> f64;
+
+fn med(v: &[NetFigures], f: Figure) -> f64 {
     super::median(&v.iter().map(f).collect::<Vec<_>>()).unwrap_or(0.0)
 }
 
@@ -429,7 +432,7 @@ pub(super) fn print(results: &[NetResult], smoke: bool) {
         "figure", "unit", "bare QEMU", "hypervisor", "hv/bare"
     );
     for r in results {
-        let rows: [(&str, &str, fn(&NetFigures) -> f64, usize); 2] = [
+        let rows: [(&str, &str, Figure, usize); 2] = [
             ("TCP throughput", "MB/s", |f| f.mbps, 2),
             ("ping round trip", "ms", |f| f.rtt_ms, 3),
         ];
