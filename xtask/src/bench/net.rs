@@ -180,8 +180,9 @@ pub(super) fn run(
                 300,
             )?;
             walls.push((out.name.clone(), out.wall_s));
-            r.host_mbps_bare.push(listener.finish(&out)?);
+            // The guest's figures first: their error names what the guest said.
             r.bare.push(figures(&out, sizes.pings)?);
+            r.host_mbps_bare.push(listener.finish(&out)?);
 
             let (port, listener) = HostSink::start()?;
             // The port is on the VM's command line, so the image is built per run; the
@@ -199,8 +200,8 @@ pub(super) fn run(
             let hv = super::storage::with_storage_icount(&hv);
             let out = run_qemu(hv, &format!("{tag}-hv-{rep}"), out_dir, 600)?;
             walls.push((out.name.clone(), out.wall_s));
-            r.host_mbps_hv.push(listener.finish(&out)?);
             r.hv.push(figures(&out, sizes.pings)?);
+            r.host_mbps_hv.push(listener.finish(&out)?);
         }
         results.push(r);
     }
@@ -239,8 +240,9 @@ pub(super) fn run(
                 300,
             )?;
             walls.push((out.name.clone(), out.wall_s));
-            r.host_mbps_bare.push(listener.finish(&out)?);
+            // The guest's figures first: their error names what the guest said.
             r.bare.push(figures(&out, sizes.pings)?);
+            r.host_mbps_bare.push(listener.finish(&out)?);
             let hv = super::storage::with_storage_icount(&hv_command(&img, machine_opt)?);
             let out = run_qemu(hv, &format!("net-vm2vm-hv-{rep}"), out_dir, 600)?;
             walls.push((out.name.clone(), out.wall_s));
