@@ -115,6 +115,8 @@ pub enum Command<'a> {
     Destroy(usize),
     /// `mem`: the hypervisor's heap and the free RAM of the pool.
     Mem,
+    /// `net`: the virtual switch's ports and the uplinks, with their counters.
+    Net,
     /// `poweroff`: stop every VM and power the machine off.
     PowerOff,
 }
@@ -124,7 +126,7 @@ pub enum Command<'a> {
 pub enum CommandError {
     /// Not a known command.
     #[error(
-        "unknown command `{0}`: try vms, create NAME, start N, stop N, destroy N, mem, poweroff"
+        "unknown command `{0}`: try vms, create NAME, start N, stop N, destroy N, mem, net, poweroff"
     )]
     Unknown(alloc::string::String),
     /// The argument is missing or not what the command takes.
@@ -155,6 +157,7 @@ impl<'a> Command<'a> {
             "start" => Command::Start(number("start")?),
             "destroy" => Command::Destroy(number("destroy")?),
             "mem" => Command::Mem,
+            "net" => Command::Net,
             "poweroff" => Command::PowerOff,
             other => return Err(CommandError::Unknown(other.into())),
         })
@@ -247,6 +250,7 @@ mod tests {
         assert_eq!(Command::parse(b"start 3"), Ok(Command::Start(3)));
         assert_eq!(Command::parse(b"destroy 1"), Ok(Command::Destroy(1)));
         assert_eq!(Command::parse(b"mem"), Ok(Command::Mem));
+        assert_eq!(Command::parse(b" net "), Ok(Command::Net));
         assert_eq!(Command::parse(b"poweroff"), Ok(Command::PowerOff));
     }
 

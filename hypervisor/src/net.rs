@@ -6,9 +6,14 @@
 //! - [`uplink`]: the registry of host NICs. A driver plugin (xHCI + CDC-ECM, e1000e,
 //!   virtio-net) registers a device that transmits, and hands each frame it receives to
 //!   its [`uplink::UplinkHandle`].
-//! - `switch`: a learning L2 switch with a port per VM NIC and one for the uplink.
+//! - [`switch`]: a learning L2 switch with a port per VM NIC (each in a port group, an
+//!   802.1Q VLAN or the untagged one) and one uplink; it is the registry's
+//!   [`uplink::UplinkSink`]. Frames for a VM wait in its port's queue until the VM's own
+//!   vCPU moves them into its receive ring.
+//! - [`crate::virtio::net`]: the virtio-net NIC a guest sees, one switch port each.
 #![deny(unsafe_code)]
 
+pub mod switch;
 pub mod uplink;
 
 use core::fmt;

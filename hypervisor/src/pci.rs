@@ -129,6 +129,13 @@ pub trait PciFunction: Send {
         size: AccessSize,
         value: u64,
     );
+    /// Work that arrived outside a guest access (a frame the virtual switch queued for a
+    /// NIC): complete what can be completed and raise the interrupt. The runtime calls it
+    /// on one of the VM's vCPUs, with the VM's device lock held, after something told it
+    /// the function has work ([`VmDevices::poll_io`](crate::vm::devices::VmDevices::poll_io)).
+    /// Functions whose work only comes from guest accesses keep the default, which does
+    /// nothing.
+    fn poll(&mut self, _ctx: &mut IoCtx<'_>, _irq: &mut dyn PciIrq) {}
     /// Back to power-on state (the VM was reset, or the guest reset the function). The
     /// disk behind it keeps its data.
     fn reset(&mut self);

@@ -3,6 +3,7 @@
 #![deny(unsafe_code)]
 
 pub mod console;
+mod net;
 #[cfg(feature = "net-selftest")]
 mod net_selftest;
 mod ram;
@@ -107,6 +108,8 @@ fn primary_main() -> ! {
 
     #[cfg(feature = "net-selftest")]
     net_selftest::run();
+    // After the self-test (which listens to the uplinks itself): the switch takes them.
+    net::init(board);
 
     // Bring up the other CPUs of the board.
     CPUS_ONLINE.store(1, Ordering::Release);

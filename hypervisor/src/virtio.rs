@@ -1,10 +1,14 @@
 //! virtio 1.x devices for guests (OASIS virtio v1.2): the split virtqueue ([`queue`]), the
-//! virtio-pci modern transport ([`pci`]) and the device types ([`blk`]).
+//! virtio-pci modern transport ([`pci`]) and the device types: [`blk`] (a disk over any
+//! `BlockDevice`) and [`net`] (a NIC on a port of the virtual switch,
+//! [`crate::net::switch`]).
 //!
-//! A device type implements [`VirtioDevice`]: its ID, feature bits, configuration space
-//! and what to do with a queue the driver notified. [`pci::VirtioPci`] wraps it into a
-//! [`PciFunction`](crate::pci::PciFunction) for the VM's PCI bus: feature negotiation,
-//! device status and reset, queue setup, notifications, ISR and INTx.
+//! A device type implements [`VirtioDevice`]: its ID, feature bits, configuration space,
+//! what to do with a queue the driver notified, and (if work can arrive from elsewhere,
+//! as received frames do) what to do when the runtime polls it. [`pci::VirtioPci`] wraps
+//! it into a [`PciFunction`](crate::pci::PciFunction) for the VM's PCI bus: feature
+//! negotiation, device status and reset, queue setup, notifications, polling, ISR and
+//! INTx.
 //!
 //! ```
 //! use hypervisor::block::MemDisk;
@@ -22,6 +26,7 @@
 #![deny(unsafe_code)]
 
 pub mod blk;
+pub mod net;
 pub mod pci;
 pub mod queue;
 
@@ -74,6 +79,20 @@ pub trait VirtioDevice: Send {
         queue: &mut SplitQueue,
         mem: &mut dyn GuestMemory,
     ) -> Result<bool, QueueError>;
+    /// Work that arrived outside a guest access (a received frame): serves what it can
+    /// of `queues` (every queue of the device, ready or not: the device must skip those
+    /// that are not [`SplitQueue::ready`]). Returns a mask of the queues it put chains in
+    /// the used ring of (bit `n`: queue `n`), for the transport's interrupt; a
+    /// [`QueueError`] means the driver broke a queue. Called by the transport only while
+    /// the driver runs the device (`DRIVER_OK`, bus mastering on). Most devices have
+    /// nothing to do here.
+    fn poll(
+        &mut self,
+        _queues: &mut [SplitQueue],
+        _mem: &mut dyn GuestMemory,
+    ) -> Result<u32, QueueError> {
+        Ok(0)
+    }
     /// Back to the reset state (the driver wrote status 0, or the VM was reset).
     fn reset(&mut self);
 }

@@ -4,248 +4,74 @@
 //! up the queue in guest memory, notify, and take the interrupt. Then what a hostile
 //! guest can do to the same device.
 
+mod common;
+
+use common::{VirtioGuest, BUF, RAM, RAM_SIZE};
 use hypervisor::block::{BlockDevice, MemDisk, Partition, SECTOR};
 use hypervisor::mmio::AccessSize::{self, *};
-use hypervisor::platform::GicVersion;
 use hypervisor::sync::Mutex;
-use hypervisor::types::{GuestPhysAddr, IntId, VcpuId};
 use hypervisor::virtio::blk::*;
 use hypervisor::virtio::pci::VirtioPci;
 use hypervisor::virtio::queue::{VIRTQ_DESC_F_INDIRECT, VIRTQ_DESC_F_NEXT, VIRTQ_DESC_F_WRITE};
 use hypervisor::virtio::*;
-use hypervisor::vm::devices::VmDevices;
-use hypervisor::vm::layout;
-use hypervisor::vm::mem::{FakeGuestMemory, GuestMemory};
+use std::ops::{Deref, DerefMut};
 use std::sync::Arc;
 
-const RAM: u64 = layout::RAM_BASE;
-const RAM_SIZE: usize = 0x10_0000;
+/// Queue 0's rings, where [`VirtioGuest::probe`] puts them.
 const DESC: u64 = RAM;
 const AVAIL: u64 = RAM + 0x1000;
 const USED: u64 = RAM + 0x2000;
-const BUF: u64 = RAM + 0x1_0000;
 const QSIZE: u16 = 64;
 const DISK_SECTORS: u64 = 256;
-/// Where the guest places BAR 0.
-const BAR0: u64 = layout::PCI_MMIO_BASE + 0x10_0000;
 
-fn discard(_: &str, _: &[u8]) {}
-
-/// Where the capabilities said the regions are.
-#[derive(Default, Debug)]
-struct Regions {
-    common: u64,
-    notify: u64,
-    notify_mult: u64,
-    isr: u64,
-    device: u64,
+/// The virtio-pci driver of `common` plus `virtio_blk`.
+struct Guest {
+    g: VirtioGuest,
+    disk: Arc<Mutex<MemDisk>>,
 }
 
-struct Guest {
-    dev: VmDevices,
-    mem: Arc<Mutex<FakeGuestMemory>>,
-    disk: Arc<Mutex<MemDisk>>,
-    slot: u8,
-    regions: Regions,
-    next_desc: u16,
-    avail_idx: u16,
-    used_seen: u16,
+impl Deref for Guest {
+    type Target = VirtioGuest;
+    fn deref(&self) -> &VirtioGuest {
+        &self.g
+    }
+}
+
+impl DerefMut for Guest {
+    fn deref_mut(&mut self) -> &mut VirtioGuest {
+        &mut self.g
+    }
 }
 
 impl Guest {
     fn new(read_only: bool) -> Self {
-        let mem = Arc::new(Mutex::new(FakeGuestMemory::new(
-            GuestPhysAddr(RAM),
-            RAM_SIZE,
-        )));
-        let mut dev = VmDevices::new(GicVersion::V3, 2, "t", discard)
-            .unwrap()
-            .with_memory(mem.clone());
         let disk = Arc::new(Mutex::new(MemDisk::new(DISK_SECTORS)));
         let part = Partition::new(disk.clone(), 0, DISK_SECTORS, read_only).unwrap();
         let blk = VirtioBlk::new(Box::new(part), "vpci-test-serial-0123456789");
-        let slot = dev
-            .add_pci("disk0", Box::new(VirtioPci::new(blk)))
-            .unwrap()
-            .0;
         Self {
-            dev,
-            mem,
+            g: VirtioGuest::new(Box::new(VirtioPci::new(blk))),
             disk,
-            slot,
-            regions: Regions::default(),
-            next_desc: 0,
-            avail_idx: 0,
-            used_seen: 0,
         }
     }
 
+    // Forwarded by hand (not through `DerefMut`) so that `g.write(g.common(..), ..)`
+    // borrows as an ordinary method call.
     fn read(&mut self, addr: u64, size: AccessSize) -> u64 {
-        self.dev
-            .mmio_read(VcpuId(0), GuestPhysAddr(addr), size)
-            .unwrap()
-            .0
+        self.g.read(addr, size)
     }
 
     fn write(&mut self, addr: u64, size: AccessSize, v: u64) {
-        self.dev
-            .mmio_write(VcpuId(0), GuestPhysAddr(addr), size, v)
-            .unwrap();
+        self.g.write(addr, size, v)
     }
 
-    fn cfg(&self, reg: u64) -> u64 {
-        layout::PCI_ECAM_BASE + (u64::from(self.slot) << 15) + reg
-    }
-
-    fn cfg_read(&mut self, reg: u64, size: AccessSize) -> u64 {
-        self.read(self.cfg(reg), size)
-    }
-
-    fn cfg_write(&mut self, reg: u64, size: AccessSize, v: u64) {
-        self.write(self.cfg(reg), size, v)
-    }
-
-    /// Enumeration and resource assignment as Linux's PCI core does it.
+    /// Enumeration: the only function, a virtio block device (mass storage).
     fn enumerate(&mut self) {
-        // Bus scan: every slot's vendor ID; only ours answers.
-        let mut found = Vec::new();
-        for slot in 0..32u64 {
-            let id = self.read(layout::PCI_ECAM_BASE + (slot << 15), Word);
-            if id as u16 != 0xffff {
-                found.push((slot, id));
-            }
-        }
-        assert_eq!(found, [(u64::from(self.slot), 0x1042_1af4)]);
-        assert_eq!(self.cfg_read(0x0e, Byte) & 0x7f, 0, "type 0 header");
-        assert_eq!(self.cfg_read(0x08, Byte), 1, "modern-only revision");
-        assert_eq!(self.cfg_read(0x0b, Byte), 0x01, "mass storage");
-        assert_eq!(self.cfg_read(0x2e, HalfWord), 0x1100);
-        assert_eq!(self.cfg_read(0x3d, Byte), 1, "INTA");
-        // BAR sizing: save, all ones, read, restore, for all six.
-        let mut sizes = [0u64; 6];
-        for i in 0..6u64 {
-            let reg = 0x10 + 4 * i;
-            let orig = self.cfg_read(reg, Word);
-            self.cfg_write(reg, Word, 0xffff_ffff);
-            let mask = self.cfg_read(reg, Word);
-            self.cfg_write(reg, Word, orig);
-            if mask != 0 {
-                assert_eq!(mask & 1, 0, "memory BAR");
-                sizes[i as usize] = (!(mask & !0xf) + 1) & 0xffff_ffff;
-            }
-        }
-        assert_eq!(sizes, [0x4000, 0, 0, 0, 0, 0]);
-        self.cfg_write(0x10, Word, BAR0);
-        assert_eq!(self.cfg_read(0x10, Word), BAR0);
-        // pci_enable_device + pci_set_master.
-        let cmd = self.cfg_read(0x04, HalfWord);
-        self.cfg_write(0x04, HalfWord, cmd | 0x2 | 0x4);
+        self.g.enumerate(VIRTIO_ID_BLOCK, 0x01);
     }
 
-    /// `virtio_pci_find_capability` for every region type.
-    fn walk_capabilities(&mut self) {
-        assert_ne!(self.cfg_read(0x06, HalfWord) & 0x10, 0, "capability list");
-        let mut pos = self.cfg_read(0x34, Byte) & !3;
-        let mut seen = 0;
-        while pos != 0 {
-            seen += 1;
-            assert!(seen < 48, "capability loop");
-            let id = self.cfg_read(pos, Byte);
-            let next = self.cfg_read(pos + 1, Byte);
-            if id == 0x09 {
-                let cfg_type = self.cfg_read(pos + 3, Byte);
-                let bar = self.cfg_read(pos + 4, Byte);
-                let offset = self.cfg_read(pos + 8, Word);
-                let length = self.cfg_read(pos + 12, Word);
-                assert_eq!(bar, 0);
-                assert!(offset + length <= 0x4000);
-                let at = BAR0 + offset;
-                match cfg_type {
-                    1 => {
-                        assert!(length >= 0x38);
-                        self.regions.common = at;
-                    }
-                    2 => {
-                        self.regions.notify = at;
-                        self.regions.notify_mult = self.cfg_read(pos + 16, Word);
-                    }
-                    3 => self.regions.isr = at,
-                    4 => self.regions.device = at,
-                    t => panic!("cfg_type {t}"),
-                }
-            }
-            pos = next & !3;
-        }
-        assert!(self.regions.common != 0 && self.regions.notify != 0);
-        assert!(self.regions.isr != 0 && self.regions.device != 0);
-    }
-
-    fn common(&self, off: u64) -> u64 {
-        self.regions.common + off
-    }
-
-    fn status(&mut self) -> u8 {
-        self.read(self.common(0x14), Byte) as u8
-    }
-
-    fn set_status(&mut self, s: u8) {
-        self.write(self.common(0x14), Byte, u64::from(s));
-    }
-
-    fn device_features(&mut self) -> u64 {
-        self.write(self.common(0x00), Word, 0);
-        let lo = self.read(self.common(0x04), Word);
-        self.write(self.common(0x00), Word, 1);
-        let hi = self.read(self.common(0x04), Word);
-        lo | hi << 32
-    }
-
-    fn set_driver_features(&mut self, f: u64) {
-        self.write(self.common(0x08), Word, 0);
-        self.write(self.common(0x0c), Word, f & 0xffff_ffff);
-        self.write(self.common(0x08), Word, 1);
-        self.write(self.common(0x0c), Word, f >> 32);
-    }
-
-    /// `virtio_dev_probe` + `virtblk_probe` + `vp_modern_find_vqs`; returns the
-    /// negotiated features.
+    /// `virtblk_probe`: one queue of [`QSIZE`].
     fn probe(&mut self, wanted: u64) -> u64 {
-        self.set_status(0);
-        assert_eq!(self.status(), 0, "reset completes at once");
-        self.set_status(STATUS_ACKNOWLEDGE);
-        self.set_status(STATUS_ACKNOWLEDGE | STATUS_DRIVER);
-        let offered = self.device_features();
-        let features = offered & wanted;
-        self.set_driver_features(features);
-        let s = STATUS_ACKNOWLEDGE | STATUS_DRIVER | STATUS_FEATURES_OK;
-        self.set_status(s);
-        assert_eq!(self.status(), s, "FEATURES_OK accepted");
-        // Queue 0: size, notify offset, addresses as two 32-bit halves, enable.
-        assert_eq!(self.read(self.common(0x12), HalfWord), 1, "num_queues");
-        self.write(self.common(0x16), HalfWord, 0);
-        assert_eq!(
-            self.read(self.common(0x18), HalfWord),
-            u64::from(QUEUE_SIZE)
-        );
-        assert_eq!(self.read(self.common(0x1c), HalfWord), 0, "not enabled yet");
-        self.write(self.common(0x18), HalfWord, u64::from(QSIZE));
-        assert_eq!(
-            self.read(self.common(0x1e), HalfWord),
-            0,
-            "queue_notify_off"
-        );
-        for (off, addr) in [(0x20, DESC), (0x28, AVAIL), (0x30, USED)] {
-            self.write(self.common(off), Word, addr & 0xffff_ffff);
-            self.write(self.common(off + 4), Word, addr >> 32);
-        }
-        // No MSI-X: the vector reads back NO_VECTOR, so Linux uses INTx.
-        self.write(self.common(0x1a), HalfWord, 0);
-        assert_eq!(self.read(self.common(0x1a), HalfWord), 0xffff);
-        self.write(self.common(0x1c), HalfWord, 1);
-        assert_eq!(self.read(self.common(0x1c), HalfWord), 1);
-        self.set_status(s | STATUS_DRIVER_OK);
-        assert_eq!(self.status(), s | STATUS_DRIVER_OK);
-        features
+        self.g.probe(wanted, QUEUE_SIZE, &[QSIZE])
     }
 
     fn bring_up(read_only: bool) -> Self {
@@ -261,78 +87,6 @@ impl Guest {
             | VIRTIO_BLK_F_WRITE_ZEROES;
         g.probe(want);
         g
-    }
-
-    fn put(&self, addr: u64, data: &[u8]) {
-        self.mem.lock().write(GuestPhysAddr(addr), data).unwrap();
-    }
-
-    fn get(&self, addr: u64, len: usize) -> Vec<u8> {
-        let mut b = vec![0; len];
-        self.mem.lock().read(GuestPhysAddr(addr), &mut b).unwrap();
-        b
-    }
-
-    /// Writes descriptor `i` of the table at `table`.
-    fn desc_at(&self, table: u64, i: u16, addr: u64, len: u32, flags: u16, next: u16) {
-        let mut d = [0u8; 16];
-        d[..8].copy_from_slice(&addr.to_le_bytes());
-        d[8..12].copy_from_slice(&len.to_le_bytes());
-        d[12..14].copy_from_slice(&flags.to_le_bytes());
-        d[14..].copy_from_slice(&next.to_le_bytes());
-        self.put(table + 16 * u64::from(i), &d);
-    }
-
-    /// Puts a chain of `(addr, len, writable)` buffers in the descriptor table; returns
-    /// its head.
-    fn chain(&mut self, bufs: &[(u64, u32, bool)]) -> u16 {
-        let head = self.next_desc;
-        for (k, &(addr, len, w)) in bufs.iter().enumerate() {
-            let i = (head + k as u16) % QSIZE;
-            let last = k + 1 == bufs.len();
-            let mut flags = if w { VIRTQ_DESC_F_WRITE } else { 0 };
-            if !last {
-                flags |= VIRTQ_DESC_F_NEXT;
-            }
-            self.desc_at(DESC, i, addr, len, flags, (i + 1) % QSIZE);
-        }
-        self.next_desc = (head + bufs.len() as u16) % QSIZE;
-        head
-    }
-
-    /// Makes `head` available and notifies queue 0 (`vp_notify`: a 16-bit write of the
-    /// queue index).
-    fn submit(&mut self, head: u16) {
-        let slot = u64::from(self.avail_idx % QSIZE);
-        self.put(AVAIL + 4 + 2 * slot, &head.to_le_bytes());
-        self.avail_idx = self.avail_idx.wrapping_add(1);
-        self.put(AVAIL + 2, &self.avail_idx.to_le_bytes());
-        self.write(self.regions.notify, HalfWord, 0);
-    }
-
-    /// The used elements the device added since the last call.
-    fn used(&mut self) -> Vec<(u32, u32)> {
-        let idx = u16::from_le_bytes(self.get(USED + 2, 2).try_into().unwrap());
-        let mut out = Vec::new();
-        while self.used_seen != idx {
-            let e = self.get(USED + 4 + 8 * u64::from(self.used_seen % QSIZE), 8);
-            out.push((
-                u32::from_le_bytes(e[..4].try_into().unwrap()),
-                u32::from_le_bytes(e[4..].try_into().unwrap()),
-            ));
-            self.used_seen = self.used_seen.wrapping_add(1);
-        }
-        out
-    }
-
-    fn intx(&self) -> bool {
-        let intid = IntId(layout::PCI_INTX_INTIDS[usize::from(self.slot) % 4]);
-        self.dev.vgic.irq(intid, VcpuId(0)).unwrap().line_level
-    }
-
-    /// `vp_interrupt`: read (and so acknowledge) the ISR.
-    fn isr(&mut self) -> u8 {
-        self.read(self.regions.isr, Byte) as u8
     }
 
     fn header(&self, at: u64, kind: u32, sector: u64) {
@@ -469,9 +223,9 @@ fn indirect_chains_and_write_zeroes_work() {
     g.desc_at(table, 1, BUF + 0x1000, SECTOR as u32, VIRTQ_DESC_F_NEXT, 3);
     g.desc_at(table, 3, BUF + 0x1200, SECTOR as u32, VIRTQ_DESC_F_NEXT, 2);
     g.desc_at(table, 2, BUF + 0x10, 1, VIRTQ_DESC_F_WRITE, 0);
-    let head = g.next_desc;
+    let head = g.queues[0].next_desc;
     g.desc_at(DESC, head, table, 4 * 16, VIRTQ_DESC_F_INDIRECT, 0);
-    g.next_desc += 1;
+    g.queues[0].next_desc += 1;
     g.submit(head);
     assert_eq!(g.used(), [(u32::from(head), 1)]);
     assert_eq!(g.get(BUF + 0x10, 1)[0], VIRTIO_BLK_S_OK);
@@ -592,10 +346,7 @@ fn assert_broken_then_recovers(g: &mut Guest) {
     g.write(g.regions.notify, HalfWord, 0);
     assert_eq!(g.get(USED, 4), before, "nothing served while broken");
     // Reset and bring up again from scratch (rings zeroed, as a new driver would).
-    g.mem.lock().bytes_mut()[..0x3000].fill(0);
-    g.next_desc = 0;
-    g.avail_idx = 0;
-    g.used_seen = 0;
+    g.clear_queues();
     g.probe(!0);
     assert_eq!(g.status() & STATUS_DEVICE_NEEDS_RESET, 0);
     assert_eq!(

@@ -7,6 +7,7 @@
 #![no_main]
 
 use plugin_ahci as _;
+use plugin_e1000e as _;
 use plugin_gic_v2 as _;
 use plugin_gic_v3 as _;
 use plugin_nvme as _;
@@ -16,6 +17,7 @@ use plugin_quirks_storage as _;
 use plugin_uart_16550 as _;
 use plugin_uart_cadence as _;
 use plugin_uart_pl011 as _;
+use plugin_virtio_net_host as _;
 
 macros::board!();
 macros::vms!();

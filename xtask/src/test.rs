@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 mod net;
 mod storage;
 mod storage_isolation;
+mod uplink_pci;
 
 fn cargo() -> Command {
     let mut c = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
@@ -104,7 +105,7 @@ pub fn all() -> Result<(), String> {
     })?;
     step("bench --smoke (figures not asserted)", crate::bench::smoke)?;
     step(
-        "fuzz smoke (10 s per target, checked-in corpus and regressions)",
+        "fuzz smoke (6 s per target, checked-in corpus and regressions)",
         crate::fuzz::smoke,
     )?;
     step(
@@ -686,7 +687,7 @@ pub fn scenarios() -> Vec<Scenario> {
         "[hv] device uart0: driver uart-pl011",
         "[hv] device gic: driver gic-v3",
         // Every in-tree plugin registered itself: no linkme slice is empty.
-        "[hv] plugins: 6 driver(s), 2 PCI driver(s), 3 quirk set(s) registered",
+        "[hv] plugins: 6 driver(s), 4 PCI driver(s), 3 quirk set(s) registered",
         "[hv] EL2 page tables",
         "[hv] 4 of 4 CPUs online",
     ]);
@@ -700,7 +701,7 @@ pub fn scenarios() -> Vec<Scenario> {
     two_beta.push("[hv] all VMs stopped; powering off".into());
     let mut hostile = s(&["[hv] VM 2 `faulter`"]);
     hostile.extend(guest_passes("victim"));
-    vec![
+    let mut all = vec![
         Scenario::new(
             "qemu-virt-test-guest",
             target("qemu-virt", "examples/vms/test-guest.toml"),
@@ -919,7 +920,9 @@ pub fn scenarios() -> Vec<Scenario> {
                 },
             )
         },
-    ]
+    ];
+    all.extend(uplink_pci::scenarios());
+    all
 }
 
 /// Writes a VM file for the Linux scenarios under `target/scenarios/` (absolute paths).

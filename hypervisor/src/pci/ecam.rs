@@ -168,6 +168,20 @@ impl PciHost {
         Some(r)
     }
 
+    /// Lets every function complete work that arrived outside a guest access
+    /// ([`PciFunction::poll`]); the INTx lines are updated afterwards.
+    pub fn poll_all(&mut self, ctx: &mut IoCtx<'_>) {
+        let msi = self.msi;
+        for s in self.slots.iter_mut().flatten() {
+            let mut irq = FunctionIrq {
+                header: &mut s.header,
+                msi,
+            };
+            s.function.poll(ctx, &mut irq);
+        }
+        self.update_intx(ctx);
+    }
+
     /// A guest read of `size` bytes at `offset` in the ECAM window.
     pub fn config_read(&mut self, offset: u64, size: AccessSize) -> u64 {
         if size == AccessSize::DoubleWord {

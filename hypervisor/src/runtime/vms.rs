@@ -172,6 +172,9 @@ pub enum CreateError {
     /// The VM's devices could not be built.
     #[error("devices: {0}")]
     Devices(DevicesError),
+    /// A virtual NIC could not be made.
+    #[error("network: {0}")]
+    Nic(super::net::NicError),
     /// DTB generation failed.
     #[error("device tree: {0}")]
     Fdt(crate::fdt::FdtError),
@@ -297,6 +300,12 @@ fn create_vm(id: VmId, desc: &'static VmDesc, pcpus: &[usize]) -> Result<Instanc
     .map_err(CreateError::Devices)?
     .with_memory(ram.clone());
     attach_disks(id, desc, &mut devices)?;
+    if let Err(e) =
+        super::net::attach_nics(id, desc, &mut devices, pcpus.first().copied().unwrap_or(0))
+    {
+        detach_disks(id, desc);
+        return Err(CreateError::Nic(e));
+    }
     notify_eois(&mut devices.vgic, &passthrough);
     let vm = Vm::new(
         id,
@@ -525,8 +534,8 @@ fn load_images(
                 initrd,
             );
             cfg.reset_count = reset_count;
-            // Every virtual disk is a function on the VM's PCIe bus.
-            if !desc.disks.is_empty() {
+            // Every virtual disk and NIC is a function on the VM's PCIe bus.
+            if !desc.disks.is_empty() || !desc.nics.is_empty() {
                 cfg.pci = Some(crate::fdt::PciHostDt::from_layout(v3));
             }
             cfg.passthrough = passthrough
@@ -762,7 +771,7 @@ fn drop_destroyed(
 
 /// True if a blocked vCPU should run: an interrupt is pending, or its timer expired.
 fn wake_condition(lv: &LocalVcpu, is_loaded: bool) -> bool {
-    if lv.vm.devices.lock().vgic.has_pending(lv.id) {
+    if super::net::pending(lv.vm.id) || lv.vm.devices.lock().vgic.has_pending(lv.id) {
         return true;
     }
     let (ctl, cval) = if is_loaded {
@@ -851,8 +860,13 @@ fn run_vcpu(lv: &mut LocalVcpu, hw: &mut HwLrs, solo: bool) -> Next {
         if lv.vm.stopped.load(Ordering::Acquire) || lv.shared().power.load() != PowerState::On {
             return Next::Off;
         }
+        let mut io_kicks = VcpuSet::EMPTY;
         let used = {
             let mut dev = lv.vm.devices.lock();
+            // Frames queued for the VM's NICs go into its receive rings first.
+            if super::net::take_pending(lv.vm.id) {
+                io_kicks = dev.poll_io();
+            }
             // Alone on this CPU, the vCPU sleeps in `WFI` without trapping; unless its
             // console shows a prompt that going idle must emit.
             hw.set_twi(!solo || dev.prompt_waiting());
@@ -867,6 +881,7 @@ fn run_vcpu(lv: &mut LocalVcpu, hw: &mut HwLrs, solo: bool) -> Next {
                 }
             }
         };
+        kick_vcpus(&lv.vm, io_kicks);
         // Only the LRs in use now or at the last entry: the others already hold EMPTY.
         for n in 0..used.max(hw.dirty).min(num_lrs) {
             crate::arch::vgic_hw::write_lr(n, lv.lrs[n]);
@@ -1122,6 +1137,7 @@ fn run_command(line: &[u8]) {
             arch::heap_used(),
             arch::mem::free_ram_bytes()
         ),
+        Command::Net => super::net::print_stats(),
         Command::PowerOff => {
             hvprintln!("[hv] powering off");
             cpu::firmware_system_off();

@@ -15,7 +15,9 @@
 //! Interrupts are INTx (the ISR register says why; reading it lowers the line). MSI-X
 //! vectors read back as `NO_VECTOR`, which Linux takes as "use INTx". A queue is served
 //! synchronously on the guest's notify write, only while `DRIVER_OK`, the queue is
-//! enabled and bus mastering is on. A driver that breaks a queue (see
+//! enabled and bus mastering is on; work that arrives from elsewhere (a frame for a NIC)
+//! is served when the runtime polls the function ([`PciFunction::poll`]), under the same
+//! conditions, with the same interrupt. A driver that breaks a queue (see
 //! [`QueueError`](super::queue::QueueError)) gets `DEVICE_NEEDS_RESET` and a
 //! configuration interrupt, and the device does nothing more until it is reset. The
 //! `VIRTIO_PCI_CAP_PCI_CFG` window is not offered: reading through it would need a
@@ -369,6 +371,43 @@ impl<D: VirtioDevice> VirtioPci<D> {
             other => other,
         };
         drop(mem);
+        self.complete(ctx, irq, result);
+    }
+
+    /// Work outside a guest access ([`VirtioDevice::poll`]), under the same conditions
+    /// as a notify: the driver runs the device and bus mastering is on.
+    fn poll_device(&mut self, ctx: &mut IoCtx<'_>, irq: &mut dyn PciIrq) {
+        if self.status & STATUS_DRIVER_OK == 0
+            || self.status & STATUS_DEVICE_NEEDS_RESET != 0
+            || !irq.bus_master()
+        {
+            return;
+        }
+        let mut mem = ctx.mem.lock();
+        let result = self
+            .device
+            .poll(&mut self.queues, &mut *mem)
+            .and_then(|used| {
+                let mut raise = false;
+                for (i, q) in self.queues.iter().enumerate().take(32) {
+                    if used & (1 << i) != 0 && q.ready && !q.interrupts_suppressed(&mut *mem)? {
+                        raise = true;
+                    }
+                }
+                Ok(raise)
+            });
+        drop(mem);
+        self.complete(ctx, irq, result);
+    }
+
+    /// After the device served queues: a queue interrupt if `result` asks for one, or
+    /// `DEVICE_NEEDS_RESET` and a configuration interrupt if the driver broke a queue.
+    fn complete(
+        &mut self,
+        ctx: &mut IoCtx<'_>,
+        irq: &mut dyn PciIrq,
+        result: Result<bool, super::queue::QueueError>,
+    ) {
         match result {
             Ok(false) => {}
             Ok(true) => self.isr |= ISR_QUEUE,
@@ -489,6 +528,10 @@ impl<D: VirtioDevice> PciFunction for VirtioPci<D> {
             }
             _ => {}
         }
+    }
+
+    fn poll(&mut self, ctx: &mut IoCtx<'_>, irq: &mut dyn PciIrq) {
+        self.poll_device(ctx, irq);
     }
 
     fn reset(&mut self) {

@@ -444,6 +444,14 @@ impl SplitQueue {
         })
     }
 
+    /// Gives back the last `n` chains [`Self::pop`] returned that were not put in the used
+    /// ring: the next pops return them again. For a device that took buffers it cannot
+    /// fill yet (a received frame needing more buffers than the driver has posted); the
+    /// driver cannot see the difference.
+    pub fn unpop(&mut self, n: u16) {
+        self.next_avail = self.next_avail.wrapping_sub(n);
+    }
+
     /// Returns the chain at `head` to the driver with `len` bytes written into it.
     pub fn add_used(
         &mut self,

@@ -473,6 +473,23 @@ impl VmDevices {
         (r, ctx.kicks)
     }
 
+    /// Lets every PCI function complete work that arrived outside a guest access (frames
+    /// the virtual switch queued for the VM's NICs) and raise its interrupt, with an
+    /// access context for vCPU 0. The runtime calls it on one of the VM's vCPUs when a
+    /// back-end flagged the VM (a switch port's `notify`); returns the vCPUs to kick.
+    pub fn poll_io(&mut self) -> VcpuSet {
+        let mut ctx = IoCtx {
+            vcpu: VcpuId(0),
+            vgic: &mut self.vgic,
+            kicks: VcpuSet::EMPTY,
+            mem: &*self.mem,
+        };
+        if let Some(host) = &self.pci {
+            host.lock().poll_all(&mut ctx);
+        }
+        ctx.kicks
+    }
+
     /// A guest load of `size` bytes at `addr` by `vcpu`: the value, and the vCPUs the
     /// access gave work to.
     pub fn mmio_read(

@@ -1,4 +1,5 @@
-//! Host-test helpers for plugin crates: leaked `'static` device and board descriptions.
+//! Host-test helpers for plugin crates: leaked `'static` device and board descriptions, and
+//! a fake DMA environment ([`dma::FakeEnv`]) for drivers that do DMA.
 //!
 //! Probes take `&'static DeviceDesc` and `&'static BoardDesc`; tests build them around a
 //! fake register block in host memory:
@@ -9,9 +10,11 @@
 //! let board = plugin_test_support::board(plugin_test_support::gic_v3(0, &[]));
 //! (DRIVER.probe)(dev, board)
 //! ```
-#![no_std]
+#![cfg_attr(not(test), no_std)]
 
 extern crate alloc;
+
+pub mod dma;
 
 use alloc::boxed::Box;
 use hypervisor::platform::{
