@@ -58,6 +58,8 @@ fn vm_to_vm_and_spoof() -> Scenario {
             "[b] [vm2vm] b pinged a: 3 packets received",
             "[a] [netbench] sniff own=32 spoofed=0 end=yes",
             "[b] [spoof] b pinged a after spoofing: 3 packets received",
+            // The switch reports the first spoofed frame of a port.
+            "[hv] net: port `b` nic0 sent from 52:54:00:00:00:0a, not its own 52:54:00:00:00:0b",
         ]),
         // Once b has spoofed, the console's `net` command shows the switch's counters; once
         // both VMs are off, power the machine off (a console command keeps it up).
@@ -109,7 +111,7 @@ fn vm_to_vm_and_spoof_lines(lines: &[String]) -> Result<(), String> {
         let tag = format!("`{vm}`");
         let line = lines[after..]
             .iter()
-            .find(|l| l.contains("[hv] net: port") && l.contains(&tag))
+            .find(|l| l.contains("[hv] net: port") && l.contains(&tag) && l.contains(" spoofed "))
             .ok_or(format!(
                 "net-spoof: no `[hv] net: port ... {tag} ...` line after the spoofing"
             ))?;
