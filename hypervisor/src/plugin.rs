@@ -17,6 +17,7 @@
 
 pub mod irq;
 pub mod pci;
+pub mod usb;
 
 use crate::platform::{BoardDesc, DeviceDesc, GicVersion};
 use linkme::distributed_slice;
@@ -134,6 +135,9 @@ pub enum QuirkData {
         max_rx_transfer: u32,
         /// Reset the device after this many consecutive TX timeouts.
         reset_after_tx_timeouts: u32,
+        /// Which of the device's configurations to select instead of the generic choice
+        /// ([`usb::choose_configuration`]).
+        configuration: UsbConfigSelect,
     },
     /// Storage controller quirks presented to guests.
     Storage {
@@ -157,6 +161,21 @@ pub enum QuirkData {
     Soc {
         /// Extra delay in microseconds after PSCI CPU_ON before polling.
         cpu_on_delay_us: u32,
+    },
+}
+
+/// Which configuration of a USB device enumeration selects (a USB NIC quirk).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UsbConfigSelect {
+    /// The generic choice ([`usb::choose_configuration`]).
+    Generic,
+    /// The configuration whose first interface has this class and subclass (e.g. 02/06,
+    /// CDC Ethernet); the generic choice if the device has none.
+    FirstInterface {
+        /// `bInterfaceClass`.
+        class: u8,
+        /// `bInterfaceSubClass`.
+        subclass: u8,
     },
 }
 

@@ -17,7 +17,9 @@ use plugin_quirks_storage as _;
 use plugin_uart_16550 as _;
 use plugin_uart_cadence as _;
 use plugin_uart_pl011 as _;
+use plugin_usb_cdc_ecm as _;
 use plugin_virtio_net_host as _;
+use plugin_xhci as _;
 
 macros::board!();
 macros::vms!();

@@ -130,7 +130,7 @@ pub fn linker_script(board: &Board) -> String {
     let load = board.hypervisor.load_address;
     let end = load.saturating_add(board.hypervisor.size);
     let mut slices = String::new();
-    for slice in ["DRIVERS", "QUIRKS", "PCI_DRIVERS"] {
+    for slice in ["DRIVERS", "QUIRKS", "PCI_DRIVERS", "USB_DRIVERS"] {
         for prefix in ["linkme", "linkm2"] {
             let _ = writeln!(
                 slices,
@@ -583,6 +583,8 @@ mod tests {
             "linkm2_QUIRKS : ALIGN(8) { KEEP(*(linkm2_QUIRKS)) }",
             "linkme_PCI_DRIVERS : ALIGN(8) { KEEP(*(linkme_PCI_DRIVERS)) }",
             "linkm2_PCI_DRIVERS : ALIGN(8) { KEEP(*(linkm2_PCI_DRIVERS)) }",
+            "linkme_USB_DRIVERS : ALIGN(8) { KEEP(*(linkme_USB_DRIVERS)) }",
+            "linkm2_USB_DRIVERS : ALIGN(8) { KEEP(*(linkm2_USB_DRIVERS)) }",
         ] {
             assert!(script.contains(s), "missing {s}");
         }

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 mod net;
 mod storage;
 mod storage_isolation;
+mod uplink;
 mod uplink_pci;
 
 fn cargo() -> Command {
@@ -687,7 +688,7 @@ pub fn scenarios() -> Vec<Scenario> {
         "[hv] device uart0: driver uart-pl011",
         "[hv] device gic: driver gic-v3",
         // Every in-tree plugin registered itself: no linkme slice is empty.
-        "[hv] plugins: 6 driver(s), 4 PCI driver(s), 3 quirk set(s) registered",
+        "[hv] plugins: 6 driver(s), 5 PCI driver(s), 3 quirk set(s) registered",
         "[hv] EL2 page tables",
         "[hv] 4 of 4 CPUs online",
     ]);
@@ -757,6 +758,8 @@ pub fn scenarios() -> Vec<Scenario> {
         poisoned_ram(),
         lifecycle(),
         storage_host_nvme(false, false, false),
+        uplink::net_uplink_usb(false),
+        uplink::net_uplink_usb(true),
         storage_host_nvme(true, false, false),
         storage_host_nvme(false, true, false),
         storage_host_nvme(false, false, true),

@@ -1,7 +1,9 @@
 //! Boot-time uplink self-test (image feature `net-selftest`, used by the uplink driver
 //! scenarios; never in normal images): every uplink asks QEMU's user-network gateway
 //! (10.0.2.2) for its MAC address by ARP and must hear the answer, which proves the NIC's
-//! transmit, receive and interrupt paths.
+//! transmit, receive and interrupt paths. An uplink that registers later (a USB NIC
+//! plugged in again) is asked the same when it appears, and its answer is reported when
+//! it arrives: that proves frames flow again after a hot-plug.
 
 use crate::arch::cpu;
 use crate::hvprintln;
@@ -14,14 +16,70 @@ struct Collect;
 
 static FRAMES: Mutex<Vec<(UplinkId, Vec<u8>)>> = Mutex::new(Vec::new());
 
+/// After the boot-time run: uplinks seen so far, and those still waiting for an answer.
+static LATE: Mutex<Option<(Vec<UplinkId>, Vec<UplinkId>)>> = Mutex::new(None);
+
 impl UplinkSink for Collect {
     fn receive(&self, id: UplinkId, frame: &[u8]) {
+        let waiting = LATE
+            .lock()
+            .as_mut()
+            .and_then(|(_, w)| w.iter().position(|x| *x == id).map(|i| w.remove(i)));
+        if waiting.is_some() {
+            match arp_reply_from_gateway(frame) {
+                Some(gw) => {
+                    let name = uplink::list().into_iter().find(|u| u.id == id);
+                    if let Some(u) = name {
+                        hvprintln!(
+                            "[hv] net selftest {} ({}), registered after boot: ARP reply from 10.0.2.2 at {gw}",
+                            u.name,
+                            u.kind.name()
+                        );
+                    }
+                }
+                None => {
+                    if let Some((_, w)) = LATE.lock().as_mut() {
+                        w.push(id);
+                    }
+                }
+            }
+            return;
+        }
         let mut f = FRAMES.lock();
         if f.len() < 64 {
             f.push((id, frame.to_vec()));
         }
     }
-    fn changed(&self) {}
+
+    fn changed(&self) {
+        // Runs without the registry's lock (and, from a NIC driver, without its own).
+        let fresh: Vec<_> = {
+            let mut late = LATE.lock();
+            let Some((seen, waiting)) = late.as_mut() else {
+                return;
+            };
+            let now = uplink::list();
+            let fresh: Vec<_> = now
+                .iter()
+                .filter(|u| !seen.contains(&u.id))
+                .cloned()
+                .collect();
+            for u in &fresh {
+                seen.push(u.id);
+                waiting.push(u.id);
+            }
+            fresh
+        };
+        for u in fresh {
+            if let Err(e) = uplink::transmit(u.id, &arp_request(u.mac)) {
+                hvprintln!(
+                    "[hv] net selftest {} ({}): transmit failed: {e}",
+                    u.name,
+                    u.kind.name()
+                );
+            }
+        }
+    }
 }
 
 static COLLECT: Collect = Collect;
@@ -61,10 +119,13 @@ pub fn run() {
     let uplinks = uplink::list();
     if uplinks.is_empty() {
         hvprintln!("[hv] net selftest: no uplink registered");
+        uplink::set_sink(&COLLECT);
+        *LATE.lock() = Some((Vec::new(), Vec::new()));
         return;
     }
     uplink::set_sink(&COLLECT);
     let gic = super::irqchip();
+    let booted: Vec<UplinkId> = uplinks.iter().map(|u| u.id).collect();
     for u in uplinks {
         let sent = uplink::transmit(u.id, &arp_request(u.mac));
         if let Err(e) = sent {
@@ -104,4 +165,5 @@ pub fn run() {
             ),
         }
     }
+    *LATE.lock() = Some((booted, Vec::new()));
 }

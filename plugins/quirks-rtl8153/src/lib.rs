@@ -13,6 +13,18 @@
 //! - `reset_after_tx_timeouts`: `drivers/net/usb/r8152.c`, `rtl8152_tx_timeout` calls
 //!   `usb_queue_reset_device(tp->intf)` on the first netdev watchdog timeout
 //!   (`RTL8152_TX_TIMEOUT` = 5 s).
+//! - `configuration`: the RTL8153 offers a vendor configuration (1: one interface ff/ff/00,
+//!   the r8152 register protocol, which needs the chip's firmware patches r8152 loads,
+//!   `rtl8153a-4.fw` and friends) and a CDC Ethernet one (2: 02/06/00 + 0a/00/00, the
+//!   MAC in `iMACAddress`). Linux's `r8152-cfgselector`
+//!   (`rtl8152_cfgselector_choose_configuration`) switches the chip to the vendor
+//!   configuration because r8152 is there to drive it; `cdc_ether.c` then refuses the
+//!   CDC one for this ID (its `products[]` blacklist entry for `REALTEK_VENDOR_ID, 0x8153`
+//!   under `IS_ENABLED(CONFIG_USB_RTL8152)`), and without r8152 Linux's generic
+//!   `usb_choose_configuration` takes the CDC one. The hypervisor drives the chip through
+//!   its class driver (`usb-cdc-ecm`): the quirk pins configuration 2 by its first
+//!   interface's class (02/06), so a vendor driver a community crate registers for
+//!   0bda:8153 does not move the board's uplink to a mode that needs firmware.
 //!
 //! The USB NIC driver reads the entry through [`hypervisor::plugin::match_quirks`] and
 //! [`apply`]:
@@ -26,7 +38,7 @@
 //! ```
 #![cfg_attr(not(test), no_std)]
 
-use hypervisor::plugin::{QuirkData, QuirkEntry, QUIRKS};
+use hypervisor::plugin::{QuirkData, QuirkEntry, UsbConfigSelect, QUIRKS};
 
 /// Bus id this quirk set matches.
 pub const BUS_ID: &str = "usb:0bda:8153";
@@ -79,6 +91,7 @@ pub fn apply(quirk: &QuirkData, cfg: &mut UsbNicConfig) -> bool {
         disable_lpm,
         max_rx_transfer,
         reset_after_tx_timeouts,
+        ..
     } = *quirk
     else {
         return false;
@@ -107,12 +120,20 @@ pub fn apply(quirk: &QuirkData, cfg: &mut UsbNicConfig) -> bool {
 static RTL8153_QUIRKS: QuirkEntry = QuirkEntry {
     name: "rtl8153-usb-nic",
     matches: &[BUS_ID],
-    description: "RTL8153: U1/U2 LPM off, 32 KiB bulk-in (16 KiB on USB 2), reset on TX timeout",
+    description: "RTL8153: CDC-ECM configuration, U1/U2 LPM off, 32 KiB bulk-in (16 KiB on USB 2), reset on TX timeout",
     data: QuirkData::UsbNic {
         disable_lpm: true,
         max_rx_transfer: SUPERSPEED_RX_TRANSFER,
         reset_after_tx_timeouts: 1,
+        configuration: CDC_ETHERNET,
     },
+};
+
+/// The configuration the quirk selects: the one whose first interface is CDC Ethernet
+/// (class 02 Communications, subclass 06 Ethernet Networking Control Model).
+pub const CDC_ETHERNET: UsbConfigSelect = UsbConfigSelect::FirstInterface {
+    class: 0x02,
+    subclass: 0x06,
 };
 
 #[cfg(test)]
