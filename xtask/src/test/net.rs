@@ -243,8 +243,11 @@ fn web_usb_and_replug() -> Scenario {
                 "[xtask] http: fetched value=",
                 "[web] [replug] ping ok",
                 "[xtask] usb NIC removed",
+                // The switch saw its uplink go, and bind the NIC that came back.
+                " gone; frames for outside are dropped until a NIC comes",
                 "[web] [replug] ping lost",
                 "[xtask] usb NIC added",
+                ") bound",
                 "[web] [replug] pings resumed after",
                 "[hv] VM 0 `web` stopped: guest called PSCI SYSTEM_OFF",
                 "[hv] all VMs stopped; powering off",
