@@ -14,6 +14,9 @@
 //! - storage: `examples/iobench` (O_DIRECT sequential 1 MiB and random 4 KiB I/O) in Linux
 //!   guests on NVMe, virtio-blk and AHCI disks, against bare QEMU NVMe ([`storage`]; these
 //!   runs use `sleep=on`, and `--storage` runs only them).
+//! - network: TCP throughput to the host and ping round trips through each uplink (QEMU
+//!   `usb-net`, `e1000e`) and between two VMs on the switch, against a bare-QEMU guest on
+//!   the same QEMU NIC ([`net`]; `sleep=on` too, `--net` runs only them).
 //!
 //! A full run repeats every icount figure twice and says whether the two agree within 1 %,
 //! and boots Linux [`WALL_RUNS`] times each way for the wall-clock figure. `--smoke` runs the
@@ -23,6 +26,7 @@
 //! The table goes to stdout, the figures to `target/bench/results.json`, each QEMU log to
 //! `target/bench/<run>.log`.
 
+mod net;
 mod storage;
 
 use crate::build::{self, workspace_root, Image};
@@ -119,23 +123,47 @@ pub enum BenchError {
     Build(String),
 }
 
-/// `cargo xtask bench [--smoke] [--storage]`.
+/// `cargo xtask bench [--smoke] [--storage | --net]`.
 pub fn cmd(args: Vec<String>) -> Result<(), String> {
     let mut smoke = false;
     let mut storage_only = false;
+    let mut net_only = false;
     for a in &args {
         match a.as_str() {
             "--smoke" => smoke = true,
             "--storage" => storage_only = true,
-            _ => return Err("usage: cargo xtask bench [--smoke] [--storage]".into()),
+            "--net" => net_only = true,
+            _ => return Err("usage: cargo xtask bench [--smoke] [--storage | --net]".into()),
         }
     }
     if storage_only {
         run_storage_only(smoke)
+    } else if net_only {
+        run_net_only(smoke)
     } else {
         run(smoke)
     }
     .map_err(|e| e.to_string())
+}
+
+/// `--net`: only the network rows (see [`net`]), printed and written to
+/// `target/bench/net.json`.
+fn run_net_only(smoke: bool) -> Result<(), BenchError> {
+    qemu::ensure_qemu().map_err(BenchError::Build)?;
+    let out_dir = workspace_root().join("target/bench");
+    mkdir(&out_dir)?;
+    let mut walls = Vec::new();
+    let results = net::run(&out_dir, &dtb_randomness_option(), smoke, &mut walls)?;
+    net::print(&results, smoke);
+    let walls: Vec<String> = walls.iter().map(|(n, s)| format!("{n} {s:.1} s")).collect();
+    println!("wall clock: {}", walls.join(", "));
+    let path = out_dir.join("net.json");
+    write_file(
+        &path,
+        &serde_json::to_string_pretty(&net::json(&results)).unwrap_or_default(),
+    )?;
+    println!("figures written to {}", path.display());
+    Ok(())
 }
 
 /// `--storage`: only the storage rows (see [`storage`]), printed and written to
@@ -274,12 +302,15 @@ fn run(smoke: bool) -> Result<(), BenchError> {
     }
 
     let storage = storage::run(&out_dir, &machine_opt, smoke, &mut walls)?;
+    let network = net::run(&out_dir, &machine_opt, smoke, &mut walls)?;
 
     print_table(&rows, &footprint, heap_kib, &vm_memory, &walls, smoke);
     println!("{}", vm_start.verdict());
     storage::print(&storage, smoke);
+    net::print(&network, smoke);
     let mut json = results_json(&rows, &footprint, heap_kib, &vm_memory, &walls, smoke);
     json["storage"] = storage::json(&storage);
+    json["net"] = net::json(&network);
     json["vm_start"] = serde_json::json!({
         "insns_by_mib": vm_start.insns,
         "difference_pct": vm_start.difference_pct(),

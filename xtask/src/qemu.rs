@@ -136,8 +136,11 @@ pub struct Scenario {
     pub live: Vec<LiveStep>,
     /// Judges every console line (and every line a [`LiveStep`] returned) after the run,
     /// for what expected lines cannot say (two values printed by two VMs must be equal).
-    pub check_lines: Option<fn(&[String]) -> Result<(), String>>,
+    pub check_lines: Option<LinesCheck>,
 }
+
+/// Judges a scenario's lines after the run: see [`Scenario::check_lines`].
+pub type LinesCheck = fn(&[String]) -> Result<(), String>;
 
 /// What a [`LiveStep`]'s action gets: the lines so far, the host port QEMU forwards to
 /// the guest ([`HostNic::hostfwd_to`]) and the QMP connection (always open for a scenario

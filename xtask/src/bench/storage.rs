@@ -38,7 +38,7 @@ use std::process::Command;
 const STORAGE_ICOUNT: &str = "shift=0,sleep=on";
 
 /// `cmd` with its `-icount` value replaced by [`STORAGE_ICOUNT`].
-fn with_storage_icount(cmd: &Command) -> Command {
+pub(super) fn with_storage_icount(cmd: &Command) -> Command {
     let mut c = Command::new(cmd.get_program());
     let mut icount_next = false;
     for a in cmd.get_args() {
