@@ -44,6 +44,8 @@ mod isolation_run;
 #[cfg(target_os = "none")]
 mod mmio;
 #[cfg(target_os = "none")]
+mod pci_run;
+#[cfg(target_os = "none")]
 mod rtc;
 #[cfg(target_os = "none")]
 mod storage_run;

@@ -8,211 +8,23 @@
 
 use crate::dt::{Platform, Region};
 use crate::mmio::Mmio;
+use crate::pci_run::{
+    self, cc, delay_ms, poll, Dma, Function, VirtioRegs, MAX_FUNCTIONS, PCI_COMMAND,
+};
 use crate::storage::{self, ata, nvme_op, virtio_status as vs, Kind, PciHost, Tally};
 use crate::storage::{SECTOR, SECTOR_WORDS};
 use crate::{checks, println};
 
 /// DMA memory per controller (queues, tables, buffers).
 const AREA: u64 = 0x1_0000;
-/// Most controllers driven.
-const MAX_FUNCTIONS: usize = 4;
 /// Longest the neighbour keeps reading its value back while it waits for a byte on its
 /// console (the scenario types one once the hostile VM is done).
 const NEIGHBOUR_MAX_MS: u64 = 90_000;
 /// How long the hostile VM waits before its first probe, so that the neighbour's first
 /// write comes before it.
 const HOSTILE_DELAY_MS: u64 = 300;
-/// Polls of a status register before giving up (completions are synchronous).
-const POLLS: u32 = 100_000;
 /// A guest-physical address far outside any VM's RAM (1 TiB).
 const FAR_AWAY: u64 = 1 << 40;
-
-/// Guest RAM that controllers DMA to and from, touched only by aligned volatile 32-bit
-/// accesses (the MMU is off: RAM is Device memory to the guest).
-#[derive(Clone, Copy, Debug)]
-struct Dma {
-    base: u64,
-    size: u64,
-}
-
-impl Dma {
-    fn addr(&self, off: u64) -> u64 {
-        assert!(
-            off % 4 == 0 && off + 4 <= self.size,
-            "DMA offset {off:#x} outside its area"
-        );
-        self.base + off
-    }
-
-    fn write32(&self, off: u64, v: u32) {
-        // SAFETY: (1) the address is 4-byte aligned inside the DMA area (`addr`), RAM past
-        // the image, its `.bss` and stacks and below the DTB (`storage::dma_area`); (2) no
-        // Rust object lives there, so the store aliases nothing.
-        unsafe { core::ptr::write_volatile(self.addr(off) as *mut u32, v) }
-    }
-
-    fn read32(&self, off: u64) -> u32 {
-        // SAFETY: as in `write32`; reading RAM has no side effect.
-        unsafe { core::ptr::read_volatile(self.addr(off) as *const u32) }
-    }
-
-    fn write_words(&self, off: u64, words: &[u32]) {
-        for (i, &w) in words.iter().enumerate() {
-            self.write32(off + 4 * i as u64, w);
-        }
-    }
-
-    fn read_words(&self, off: u64, words: &mut [u32]) {
-        for (i, w) in words.iter_mut().enumerate() {
-            *w = self.read32(off + 4 * i as u64);
-        }
-    }
-
-    fn zero(&self, off: u64, bytes: u64) {
-        for i in (0..bytes).step_by(4) {
-            self.write32(off + i, 0);
-        }
-    }
-
-    fn sub(&self, off: u64, size: u64) -> Dma {
-        assert!(off + size <= self.size, "DMA sub-area outside its area");
-        Dma {
-            base: self.base + off,
-            size,
-        }
-    }
-}
-
-/// Waits until `done` or `POLLS` tries.
-fn poll(mut done: impl FnMut() -> bool) -> bool {
-    (0..POLLS).any(|_| done())
-}
-
-fn delay_ms(ms: u64) {
-    let deadline = checks::counter() + checks::ticks(ms);
-    while checks::counter() < deadline {
-        core::hint::spin_loop();
-    }
-}
-
-// ---- PCI ----
-
-/// Config space: command register.
-const PCI_COMMAND: usize = 0x04;
-/// Command: memory space, bus master, INTx disabled (the guest polls).
-const PCI_COMMAND_ON: u32 = 1 << 1 | 1 << 2 | 1 << 10;
-
-/// A function of bus 0 with its BARs placed.
-#[derive(Clone, Copy, Debug)]
-struct Function {
-    slot: u8,
-    kind: Kind,
-    cfg: Mmio,
-    /// CPU address of each memory BAR (0: none).
-    bars: [u64; 6],
-    /// Size of each memory BAR.
-    sizes: [u64; 6],
-}
-
-impl Function {
-    fn bar(&self, index: u8) -> Option<Mmio> {
-        let i = usize::from(index);
-        let (base, size) = (*self.bars.get(i)?, self.sizes[i]);
-        // SAFETY: (1) the guest placed this BAR itself in the bridge's memory window (from
-        // the DTB), where only device registers are; (2) register accesses do not change
-        // guest memory other than by the DMA the guest asks for in its own DMA area.
-        (base != 0).then(|| unsafe { Mmio::new(base as usize, size as usize) })
-    }
-}
-
-/// Enumerates bus 0, places every memory BAR of each disk controller in the 32-bit window
-/// and turns on memory decoding and bus mastering; prints one line per function.
-fn enumerate(host: PciHost, mode: &str) -> ([Option<Function>; MAX_FUNCTIONS], usize) {
-    // SAFETY: (1) the ECAM window comes from the DTB's host bridge `reg`: configuration
-    // space, never RAM; (2) config accesses do not change guest memory.
-    let ecam = unsafe {
-        Mmio::new(
-            host.ecam.base as usize,
-            host.ecam.size.min(1 << 20) as usize,
-        )
-    };
-    let mut alloc = storage::BarAllocator::new(host.mem32);
-    let mut found = [None; MAX_FUNCTIONS];
-    let mut count = 0;
-    for slot in 0..storage::SLOTS {
-        let cfg = ecam.frame(
-            storage::ecam_offset(slot) as usize,
-            storage::ECAM_FUNCTION as usize,
-        );
-        let id = cfg.read32(0);
-        if id & 0xffff == 0xffff {
-            continue;
-        }
-        let (vendor, device) = (id as u16, (id >> 16) as u16);
-        let class = cfg.read32(8) >> 8;
-        let Some(kind) = storage::kind(vendor, device, class) else {
-            println!("{mode}: 00:{slot:02x}.0 {vendor:04x}:{device:04x} class {class:06x}: not a disk controller, left alone");
-            continue;
-        };
-        if count == MAX_FUNCTIONS {
-            println!(
-                "{mode}: 00:{slot:02x}.0 {}: more than {MAX_FUNCTIONS} controllers, left alone",
-                kind.name()
-            );
-            continue;
-        }
-        cfg.write32(PCI_COMMAND, 0);
-        let mut f = Function {
-            slot,
-            kind,
-            cfg,
-            bars: [0; 6],
-            sizes: [0; 6],
-        };
-        let mut i = 0_u8;
-        while i < 6 {
-            let off = 0x10 + 4 * usize::from(i);
-            cfg.write32(off, 0xffff_ffff);
-            let low = cfg.read32(off);
-            let is_64 = low & 1 == 0 && (low >> 1) & 3 == 0b10 && i < 5;
-            let high = if is_64 {
-                cfg.write32(off + 4, 0xffff_ffff);
-                cfg.read32(off + 4)
-            } else {
-                0
-            };
-            let probe = storage::bar_probe(i, low, high);
-            if probe.size != 0 {
-                match alloc.place(probe.size) {
-                    Some(at) => {
-                        cfg.write32(off, at as u32);
-                        if probe.is_64bit {
-                            cfg.write32(off + 4, (at >> 32) as u32);
-                        }
-                        f.bars[usize::from(i)] = at;
-                        f.sizes[usize::from(i)] = probe.size;
-                        println!(
-                            "{mode}: 00:{slot:02x}.0 {vendor:04x}:{device:04x} {} BAR{i} at {at:#x} ({} KiB)",
-                            kind.name(),
-                            probe.size >> 10
-                        );
-                    }
-                    None => println!(
-                        "{mode}: FAIL 00:{slot:02x}.0 BAR{i} of {:#x} bytes does not fit the window {:#x}+{:#x}",
-                        probe.size, host.mem32.base, host.mem32.size
-                    ),
-                }
-            } else {
-                cfg.write32(off, 0);
-            }
-            i += if probe.is_64bit { 2 } else { 1 };
-        }
-        cfg.write32(PCI_COMMAND, PCI_COMMAND_ON);
-        found[count] = Some(f);
-        count += 1;
-    }
-    (found, count)
-}
 
 // ---- NVMe ----
 
@@ -409,7 +221,7 @@ fn nvme_probe(n: &mut Nvme, tally: &mut Tally, name: &'static str, cmd: storage:
     }
 }
 
-fn nvme_hostile(f: &Function, dma: Dma, ram: Region, tally: &mut Tally) {
+fn nvme_hostile(f: &Function<Kind>, dma: Dma, ram: Region, tally: &mut Tally) {
     let Some(regs) = f.bar(0) else {
         println!("storage-hostile: FAIL nvme has no BAR 0");
         tally.valid(false);
@@ -629,7 +441,7 @@ fn ahci_report(a: &Ahci, tally: &mut Tally, name: &'static str, answer: AhciAnsw
     }
 }
 
-fn ahci_hostile(f: &Function, dma: Dma, ram: Region, tally: &mut Tally) {
+fn ahci_hostile(f: &Function<Kind>, dma: Dma, ram: Region, tally: &mut Tally) {
     let Some(regs) = f.bar(5) else {
         println!("storage-hostile: FAIL ahci has no ABAR (BAR 5)");
         tally.valid(false);
@@ -719,21 +531,6 @@ const VQ_USED: u64 = 0x0200;
 const VQ_HEADER: u64 = 0x1000;
 const VQ_STATUS: u64 = 0x1010;
 const VQ_DATA: u64 = 0x2000;
-/// Common configuration fields (virtio 1.2 §4.1.4.3).
-mod cc {
-    pub const DEVICE_FEATURE_SELECT: usize = 0x00;
-    pub const DEVICE_FEATURE: usize = 0x04;
-    pub const DRIVER_FEATURE_SELECT: usize = 0x08;
-    pub const DRIVER_FEATURE: usize = 0x0c;
-    pub const DEVICE_STATUS: usize = 0x14;
-    pub const QUEUE_SELECT: usize = 0x16;
-    pub const QUEUE_SIZE: usize = 0x18;
-    pub const QUEUE_ENABLE: usize = 0x1c;
-    pub const QUEUE_NOTIFY_OFF: usize = 0x1e;
-    pub const QUEUE_DESC: usize = 0x20;
-    pub const QUEUE_DRIVER: usize = 0x28;
-    pub const QUEUE_DEVICE: usize = 0x30;
-}
 
 /// How a virtio-blk request ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -757,6 +554,7 @@ impl VirtioAnswer {
 }
 
 struct VirtioBlk {
+    regs: VirtioRegs,
     common: Mmio,
     notify: Mmio,
     dma: Dma,
@@ -766,85 +564,39 @@ struct VirtioBlk {
 }
 
 impl VirtioBlk {
-    fn start(f: &Function, dma: Dma) -> Result<Self, &'static str> {
-        let mut config = [0_u8; 256];
-        for (i, chunk) in config.chunks_exact_mut(4).enumerate() {
-            chunk.copy_from_slice(&f.cfg.read32(4 * i).to_le_bytes());
-        }
-        let caps = storage::virtio_caps(&config);
-        let region = |place: Option<(u8, u32)>, len: usize| -> Option<Mmio> {
-            let (bar, off) = place?;
-            let regs = f.bar(bar)?;
-            ((off as usize) + len <= regs.size()).then(|| regs.frame(off as usize, len))
-        };
-        let common = region(caps.common, 0x38).ok_or("no common configuration capability")?;
-        let notify = region(caps.notify, 4).ok_or("no notification capability")?;
-        let device = region(caps.device, 8).ok_or("no device configuration capability")?;
+    fn start(f: &Function<Kind>, dma: Dma) -> Result<Self, &'static str> {
+        let regs = VirtioRegs::find(f, 8)?;
         let mut v = VirtioBlk {
-            common,
-            notify,
+            regs,
+            common: regs.common,
+            notify: regs.common,
             dma,
             avail_idx: 0,
             used_seen: 0,
             capacity: 0,
         };
-        let notify_off = v.setup(dma.base + VQ_DESC)?;
-        let at = notify_off as usize * caps.notify_multiplier as usize;
-        let (bar, off) = caps.notify.ok_or("no notification capability")?;
-        let regs = f.bar(bar).ok_or("notification BAR unassigned")?;
-        if off as usize + at + 2 > regs.size() {
-            return Err("queue notify address outside its BAR");
-        }
-        v.notify = regs.frame(off as usize + at, 2);
-        v.capacity = u64::from(device.read32(0)) | u64::from(device.read32(4)) << 32;
+        v.setup(dma.base + VQ_DESC)?;
+        v.capacity = u64::from(regs.device.read32(0)) | u64::from(regs.device.read32(4)) << 32;
         Ok(v)
     }
 
     /// Resets the device, negotiates VERSION_1 only and sets queue 0 up with its
-    /// descriptor table at `desc` (ring indices back to 0); returns the queue's notify
-    /// offset.
-    fn setup(&mut self, desc: u64) -> Result<u16, &'static str> {
-        let c = self.common;
-        c.write8(cc::DEVICE_STATUS, 0);
-        if !poll(|| c.read8(cc::DEVICE_STATUS) == 0) {
-            return Err("device status does not go back to 0 on reset");
-        }
+    /// descriptor table at `desc` (ring indices back to 0).
+    fn setup(&mut self, desc: u64) -> Result<(), &'static str> {
+        self.regs.reset()?;
         self.dma.zero(0, VQ_DATA);
         self.avail_idx = 0;
         self.used_seen = 0;
-        c.write8(cc::DEVICE_STATUS, vs::ACKNOWLEDGE);
-        c.write8(cc::DEVICE_STATUS, vs::ACKNOWLEDGE | vs::DRIVER);
-        c.write32(cc::DEVICE_FEATURE_SELECT, 1);
-        if c.read32(cc::DEVICE_FEATURE) & 1 == 0 {
-            return Err("the device does not offer VIRTIO_F_VERSION_1");
-        }
-        c.write32(cc::DRIVER_FEATURE_SELECT, 0);
-        c.write32(cc::DRIVER_FEATURE, 0);
-        c.write32(cc::DRIVER_FEATURE_SELECT, 1);
-        c.write32(cc::DRIVER_FEATURE, 1);
-        let status = vs::ACKNOWLEDGE | vs::DRIVER | vs::FEATURES_OK;
-        c.write8(cc::DEVICE_STATUS, status);
-        if c.read8(cc::DEVICE_STATUS) & vs::FEATURES_OK == 0 {
-            return Err("the device refused FEATURES_OK");
-        }
-        c.write16(cc::QUEUE_SELECT, 0);
-        let max = c.read16(cc::QUEUE_SIZE);
-        if max < VQ_SIZE {
-            return Err("queue 0 is smaller than 8 entries");
-        }
-        c.write16(cc::QUEUE_SIZE, VQ_SIZE);
-        for (field, addr) in [
-            (cc::QUEUE_DESC, desc),
-            (cc::QUEUE_DRIVER, self.dma.base + VQ_AVAIL),
-            (cc::QUEUE_DEVICE, self.dma.base + VQ_USED),
-        ] {
-            c.write32(field, addr as u32);
-            c.write32(field + 4, (addr >> 32) as u32);
-        }
-        let notify_off = c.read16(cc::QUEUE_NOTIFY_OFF);
-        c.write16(cc::QUEUE_ENABLE, 1);
-        c.write8(cc::DEVICE_STATUS, status | vs::DRIVER_OK);
-        Ok(notify_off)
+        self.regs.negotiate(pci_run::VIRTIO_F_VERSION_1)?;
+        self.notify = self.regs.queue(
+            0,
+            VQ_SIZE,
+            desc,
+            self.dma.base + VQ_AVAIL,
+            self.dma.base + VQ_USED,
+        )?;
+        self.regs.driver_ok();
+        Ok(())
     }
 
     /// Makes the chain starting at descriptor 0 available, notifies, and reads the answer.
@@ -915,7 +667,7 @@ fn virtio_report(tally: &mut Tally, name: &'static str, answer: VirtioAnswer) {
     );
 }
 
-fn virtio_hostile(f: &Function, dma: Dma, ram: Region, tally: &mut Tally) {
+fn virtio_hostile(f: &Function<Kind>, dma: Dma, ram: Region, tally: &mut Tally) {
     let mut v = match VirtioBlk::start(f, dma) {
         Ok(v) => v,
         Err(e) => {
@@ -996,25 +748,9 @@ fn virtio_hostile(f: &Function, dma: Dma, ram: Region, tally: &mut Tally) {
 
 // ---- The modes ----
 
-extern "C" {
-    /// One past the image's `.bss` and stacks (`image.ld`).
-    static __image_end: u8;
-}
-
 /// The DMA area, one [`AREA`] per controller, after a `FAIL` line if RAM has no room.
 fn dma(platform: &Platform, mode: &str) -> Option<Dma> {
-    let image_end = (&raw const __image_end) as u64;
-    let bytes = AREA * MAX_FUNCTIONS as u64;
-    match storage::dma_area(platform.ram, image_end, bytes) {
-        Some(r) => Some(Dma {
-            base: r.base,
-            size: r.size,
-        }),
-        None => {
-            println!("{mode}: FAIL no {bytes:#x} bytes of RAM between the image end {image_end:#x} and the DTB: give the VM more RAM");
-            None
-        }
-    }
+    pci_run::dma_area(platform, mode, AREA * MAX_FUNCTIONS as u64)
 }
 
 /// `storage-hostile`: every probe on every controller, a marker per disk, the summary.
@@ -1039,7 +775,13 @@ pub fn hostile(platform: &Platform, pci: Result<PciHost, storage::PciDtError>) {
         platform.ram.base,
         platform.ram.size
     );
-    let (functions, count) = enumerate(host, mode);
+    let (functions, count) = pci_run::enumerate(
+        host,
+        mode,
+        "not a disk controller",
+        storage::kind,
+        Kind::name,
+    );
     delay_ms(HOSTILE_DELAY_MS);
     let mut tally = Tally::default();
     for (i, f) in functions.iter().take(count).flatten().enumerate() {
@@ -1088,7 +830,13 @@ pub fn neighbour(platform: &Platform, pci: Result<PciHost, storage::PciDtError>)
     let Some(dma) = dma(platform, mode) else {
         return;
     };
-    let (functions, count) = enumerate(host, mode);
+    let (functions, count) = pci_run::enumerate(
+        host,
+        mode,
+        "not a disk controller",
+        storage::kind,
+        Kind::name,
+    );
     let Some(f) = functions
         .iter()
         .take(count)
