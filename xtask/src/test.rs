@@ -8,6 +8,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 mod net;
+mod net_hostile;
 mod storage;
 mod storage_isolation;
 mod uplink;
@@ -987,6 +988,7 @@ pub fn linux_scenarios() -> Result<Vec<Scenario>, String> {
         storage::ahci(&images)?,
         storage::durability(&images)?,
         storage_isolation::scenario()?,
+        net_hostile::scenario(),
     ];
     out.extend(net::scenarios(&images)?);
     // One scenario per kernel: userspace with 4 CPUs, timer and IPI counts rising, clean

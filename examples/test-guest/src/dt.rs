@@ -394,6 +394,12 @@ pub enum AfterChecks {
     /// `storage-neighbour`: instead of the checks, write a value to LBA 0 of the VM's NVMe
     /// disk and read it back for a few seconds, while a hostile VM runs beside it.
     StorageNeighbour,
+    /// `net-hostile`: instead of the checks, drive the VM's virtio-net NIC with broken
+    /// queues and frames it must drop, pinging a `net-neighbour` VM after each (see `net.rs`).
+    NetHostile,
+    /// `net-neighbour`: instead of the checks, tick to the switch, answer pings and count
+    /// every frame that must never arrive, until the hostile VM says bye.
+    NetNeighbour,
 }
 
 /// Whether the kernel command line `bootargs` contains `word` as a whole word.
@@ -408,6 +414,10 @@ pub fn after_checks(bootargs: &str) -> AfterChecks {
         AfterChecks::StorageHostile
     } else if has_word(bootargs, "storage-neighbour") {
         AfterChecks::StorageNeighbour
+    } else if has_word(bootargs, "net-hostile") {
+        AfterChecks::NetHostile
+    } else if has_word(bootargs, "net-neighbour") {
+        AfterChecks::NetNeighbour
     } else if has_word(bootargs, "spin") {
         AfterChecks::Spin
     } else if has_word(bootargs, "wild") {
@@ -713,6 +723,17 @@ mod tests {
             AfterChecks::StorageNeighbour
         );
         assert_eq!(after_checks("storage-hostiles"), AfterChecks::PowerOff);
+    }
+
+    #[test]
+    fn net_modes_are_whole_words_and_not_hostile() {
+        assert_eq!(
+            after_checks("console=ttyAMA0 net-hostile"),
+            AfterChecks::NetHostile
+        );
+        assert_eq!(after_checks("net-neighbour"), AfterChecks::NetNeighbour);
+        assert_eq!(after_checks("net-hostiles"), AfterChecks::PowerOff);
+        assert_eq!(after_checks("net"), AfterChecks::PowerOff);
     }
 
     #[test]

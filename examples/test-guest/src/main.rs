@@ -8,8 +8,9 @@
 //! checks with seeded random hostile operations and a summary per kind (`hostile.rs`);
 //! `secret` and `scan` replace them with the two halves of an isolation scenario
 //! (`isolation.rs`); `storage-hostile` and `storage-neighbour` drive the VM's virtual disk
-//! controllers (`storage.rs`). On the build machine only the pure parts (`dt`, `hostile`,
-//! `isolation`, `line`, `spec`, `storage`) are compiled, for their tests.
+//! controllers (`storage.rs`), `net-hostile` and `net-neighbour` its virtio-net NIC
+//! (`net.rs`). On the build machine only the pure parts (`dt`, `hostile`,
+//! `isolation`, `line`, `net`, `spec`, `storage`) are compiled, for their tests.
 
 #![cfg_attr(target_os = "none", no_std)]
 #![cfg_attr(target_os = "none", no_main)]
@@ -22,6 +23,7 @@ mod dt;
 mod hostile;
 mod isolation;
 mod line;
+mod net;
 mod spec;
 mod storage;
 
@@ -43,6 +45,8 @@ mod hostile_run;
 mod isolation_run;
 #[cfg(target_os = "none")]
 mod mmio;
+#[cfg(target_os = "none")]
+mod net_run;
 #[cfg(target_os = "none")]
 mod pci_run;
 #[cfg(target_os = "none")]
@@ -254,6 +258,14 @@ mod guest {
             }
             dt::AfterChecks::StorageNeighbour => {
                 crate::storage_run::neighbour(platform, crate::storage::pci_host(&fdt));
+                halt()
+            }
+            dt::AfterChecks::NetHostile => {
+                crate::net_run::hostile(platform, crate::storage::pci_host(&fdt));
+                halt()
+            }
+            dt::AfterChecks::NetNeighbour => {
+                crate::net_run::neighbour(platform, crate::storage::pci_host(&fdt));
                 halt()
             }
             dt::AfterChecks::Spin => {

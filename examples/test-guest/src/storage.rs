@@ -74,7 +74,7 @@ pub struct PciHost {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum PciDtError {
     /// No `pci-host-ecam-generic` node.
-    #[error("no pci-host-ecam-generic node in the DTB: give the VM a [[vm.disk]] so that it gets a PCIe bus")]
+    #[error("no pci-host-ecam-generic node in the DTB: give the VM a [[vm.disk]] or a [[vm.nic]] so that it gets a PCIe bus")]
     NoHost,
     /// The node has no `reg`.
     #[error("the pci-host-ecam-generic node has no reg (its ECAM window)")]
