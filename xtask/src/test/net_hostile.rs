@@ -206,7 +206,8 @@ pub fn scenario() -> Scenario {
             "PANIC",
             "panic",
             "FATAL",
-            "fault",
+            // `[hv] VM `hostile` vCPU 0: fault at ...`, not the word `default`.
+            " fault",
             "unhandled exception",
             "cannot give it RAM",
         ]
