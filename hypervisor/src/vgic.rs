@@ -122,6 +122,17 @@ impl VcpuSet {
     }
 }
 
+/// The guest's priority mask held in a saved virtual machine control register: GICv3
+/// `ICH_VMCR_EL2.VPMR` (bits 31:24), or GICv2 `GICH_VMCR.VMPriMask` (bits 31:27, the top
+/// five bits of `GICV_PMR`).
+pub const fn vmcr_priority_mask(vmcr: u64, gicv2: bool) -> u8 {
+    if gicv2 {
+        (((vmcr >> 27) & 0x1f) << 3) as u8
+    } else {
+        ((vmcr >> 24) & 0xff) as u8
+    }
+}
+
 /// The set bits of `word`, lowest first.
 fn bits(mut word: u64) -> impl Iterator<Item = u32> {
     core::iter::from_fn(move || {
@@ -492,13 +503,23 @@ impl VGic {
         core::mem::take(&mut self.kicks)
     }
 
-    /// True if `vcpu` has an interrupt to take (wake-up condition for WFI). The guest's
-    /// priority mask (`ICH_VMCR_EL2.VPMR`) is not considered.
+    /// True if `vcpu` has an interrupt to take, whatever its priority.
     pub fn has_pending(&self, vcpu: VcpuId) -> bool {
+        self.has_pending_unmasked(vcpu, 0xff)
+    }
+
+    /// True if `vcpu` has an interrupt to take whose priority the guest's priority mask
+    /// `pmr` lets through (value below `pmr`): the wake-up condition of `WFI`, which the
+    /// CPU interface signals only for such interrupts (IHI 0069 4.8, "Interrupt
+    /// prioritization"; the running priority is not considered, so this may wake a `WFI`
+    /// the hardware would not, never the other way).
+    pub fn has_pending_unmasked(&self, vcpu: VcpuId, pmr: u8) -> bool {
         self.watching(vcpu)
             && self.watched(vcpu).any(|intid| {
                 self.irq(intid, vcpu).is_ok_and(|i| {
-                    (intid.0 < PRIVATE_IRQS || i.target == Some(vcpu)) && self.deliverable(i)
+                    (intid.0 < PRIVATE_IRQS || i.target == Some(vcpu))
+                        && self.deliverable(i)
+                        && i.priority < pmr
                 })
             })
     }

@@ -769,9 +769,15 @@ fn drop_destroyed(
     }
 }
 
-/// True if a blocked vCPU should run: an interrupt is pending, or its timer expired.
+/// True if a blocked vCPU should run: an interrupt its priority mask lets through is
+/// pending, or its timer expired.
 fn wake_condition(lv: &LocalVcpu, is_loaded: bool) -> bool {
-    if super::net::pending(lv.vm.id) || lv.vm.devices.lock().vgic.has_pending(lv.id) {
+    let pmr = if is_loaded {
+        crate::arch::vgic_hw::priority_mask()
+    } else {
+        crate::vgic::vmcr_priority_mask(lv.el1.ich_vmcr_el2, gic_v2())
+    };
+    if super::net::pending(lv.vm.id) || lv.vm.devices.lock().vgic.has_pending_unmasked(lv.id, pmr) {
         return true;
     }
     let (ctl, cval) = if is_loaded {
