@@ -41,7 +41,7 @@ pub const MAX_SPIS: u32 = 988;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum VGicError {
     /// The VM configuration asks for an impossible vGIC.
-    #[error("vGIC needs 1..={MAX_VGIC_VCPUS} vCPUs and a multiple of 32 SPIs up to {MAX_SPIS}; got {vcpus} vCPUs, {spis} SPIs: fix the VM configuration")]
+    #[error("vGIC needs 1..={MAX_VGIC_VCPUS} vCPUs and a multiple of 32 SPIs (or {MAX_SPIS}, every SPI); got {vcpus} vCPUs, {spis} SPIs: fix the VM configuration")]
     BadConfig {
         /// Requested vCPUs.
         vcpus: usize,
@@ -287,10 +287,12 @@ pub struct VGic {
 }
 
 impl VGic {
-    /// A vGIC in reset state for `vcpus` vCPUs and `spis` SPIs (a multiple of 32, e.g.
-    /// [`crate::vm::layout::VGIC_SPIS`]). SPIs reset to level-sensitive, routed to vCPU 0.
+    /// A vGIC in reset state for `vcpus` vCPUs and `spis` SPIs (a multiple of 32, or
+    /// [`MAX_SPIS`]; see [`crate::vm::layout::vgic_spis`]). SPIs reset to level-sensitive,
+    /// routed to vCPU 0.
     pub fn new(vcpus: usize, spis: u32) -> Result<Self, VGicError> {
-        if vcpus == 0 || vcpus > MAX_VGIC_VCPUS || !spis.is_multiple_of(32) || spis > MAX_SPIS {
+        let whole_blocks = spis.is_multiple_of(32) || spis == MAX_SPIS;
+        if vcpus == 0 || vcpus > MAX_VGIC_VCPUS || !whole_blocks || spis > MAX_SPIS {
             return Err(VGicError::BadConfig { vcpus, spis });
         }
         Ok(Self {
@@ -850,7 +852,10 @@ impl VGic {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::vm::layout::{VGIC_SPIS, VTIMER_INTID};
+    use crate::vm::layout::VTIMER_INTID;
+
+    /// What a VM with PCI functions has.
+    const VGIC_SPIS: u32 = 128;
 
     const V0: VcpuId = VcpuId(0);
     const V1: VcpuId = VcpuId(1);
