@@ -128,29 +128,30 @@ impl VGic {
                 self.gicr_write(redist_offset(vcpu, offset), size, value);
             }
             o if banked(o) => self.gicr_write(redist_offset(vcpu, o), size, value),
-            o if (GICD_ITARGETSR + 32..GICD_ITARGETSR + 0x400).contains(&o) => {
-                if byte_or_word(o, size) {
-                    for i in 0..size as u64 {
-                        let intid = o - GICD_ITARGETSR + i;
-                        self.set_itargets(intid, (value >> (8 * i)) as u8);
-                    }
+            o if (GICD_ITARGETSR + 32..GICD_ITARGETSR + 0x400).contains(&o)
+                && byte_or_word(o, size) =>
+            {
+                for i in 0..size as u64 {
+                    let intid = o - GICD_ITARGETSR + i;
+                    self.set_itargets(intid, (value >> (8 * i)) as u8);
                 }
             }
             GICD_SGIR if size == 4 => return self.sgir_write(vcpu, value as u32),
-            o if (GICD_CPENDSGIR..GICD_SPENDSGIR_END).contains(&o) => {
-                if byte_or_word(o, size) {
-                    let set = o >= GICD_SPENDSGIR;
-                    let first = (o - GICD_CPENDSGIR) % 16;
-                    for i in 0..size as u64 {
-                        let sources = (value >> (8 * i)) as u8;
-                        self.write_sgi_sources(vcpu, (first + i) as usize, sources, set);
-                    }
+            o if (GICD_CPENDSGIR..GICD_SPENDSGIR_END).contains(&o) && byte_or_word(o, size) => {
+                let set = o >= GICD_SPENDSGIR;
+                let first = (o - GICD_CPENDSGIR) % 16;
+                for i in 0..size as u64 {
+                    let sources = (value >> (8 * i)) as u8;
+                    self.write_sgi_sources(vcpu, (first + i) as usize, sources, set);
                 }
             }
+            // SGI/PPI targets are read-only; other sizes of the byte registers, and of
+            // SGIR: WI.
+            o if (GICD_ITARGETSR..GICD_ITARGETSR + 0x400).contains(&o) => {}
+            o if (GICD_SGIR..GICD_SPENDSGIR_END).contains(&o) => {}
             // Reserved in GICv2 (GICv3's message-based SPI registers); MSIs of a GICv2
             // guest go through its GICv2m frame instead.
             0x040..0x080 => {}
-            o if (GICD_ITARGETSR..GICD_ITARGETSR + 32).contains(&o) => {} // read-only
             o if o < 0x1000 => self.gicd_write(o, size, value),
             _ => {}
         }
