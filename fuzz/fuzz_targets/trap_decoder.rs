@@ -42,6 +42,9 @@ impl GuestSysRegs for Regs {
         self.vbar
     }
     fn set_el1_exception(&mut self, _: u64, _: Option<u64>, _: u64, _: u64) {}
+    fn priority_mask(&self) -> u8 {
+        0xff
+    }
 }
 
 fn discard(_tag: &str, _line: &[u8]) {}

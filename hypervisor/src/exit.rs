@@ -131,7 +131,12 @@ pub fn handle_sync(
             step_over(regs, esr);
             Outcome::next(if is_wfe {
                 Next::Yield
-            } else if vm.devices.lock().vgic.has_pending(vcpu) {
+            } else if vm
+                .devices
+                .lock()
+                .vgic
+                .has_pending_unmasked(vcpu, sys.priority_mask())
+            {
                 Next::Resume
             } else {
                 Next::Block
@@ -146,14 +151,18 @@ pub fn handle_sync(
         TrapCause::SysReg(acc) => {
             let value = regs.read(acc.rt);
             match acc.encoding() {
-                trap::ICC_SGI1R_EL1 | trap::ICC_ASGI1R_EL1 if !acc.is_read => {
+                // Trapped by HCR_EL2.IMO (SGI1R, ASGI1R) and FMO (SGI0R, ASGI1R), both set.
+                reg @ (trap::ICC_SGI1R_EL1 | trap::ICC_ASGI1R_EL1 | trap::ICC_SGI0R_EL1)
+                    if !acc.is_read =>
+                {
                     step_over(regs, esr);
-                    let targets = vm.devices.lock().vgic.sgi1r_write(vcpu, value);
+                    let mut dev = vm.devices.lock();
+                    let targets = match reg {
+                        trap::ICC_SGI1R_EL1 => dev.vgic.sgi1r_write(vcpu, value),
+                        trap::ICC_ASGI1R_EL1 => dev.vgic.asgi1r_write(vcpu, value),
+                        _ => dev.vgic.sgi0r_write(vcpu, value),
+                    };
                     Outcome::waking(targets, vcpu)
-                }
-                trap::ICC_SGI0R_EL1 if !acc.is_read => {
-                    step_over(regs, esr);
-                    Outcome::resume()
                 }
                 // The physical timer belongs to the hypervisor: reads as zero, writes ignored.
                 trap::CNTP_CTL_EL0 | trap::CNTP_CVAL_EL0 | trap::CNTP_TVAL_EL0 => {
@@ -366,6 +375,8 @@ mod tests {
     /// The EL1 registers an injected exception sets, as a real CPU would hold them.
     #[derive(Default, Debug)]
     struct FakeSysRegs {
+        /// The guest's priority mask (0: everything masked, as at reset).
+        pmr: u8,
         vbar: u64,
         esr: u64,
         far: Option<u64>,
@@ -384,6 +395,9 @@ mod tests {
             self.elr = elr;
             self.spsr = spsr;
             self.taken += 1;
+        }
+        fn priority_mask(&self) -> u8 {
+            self.pmr
         }
     }
 
@@ -434,9 +448,11 @@ mod tests {
         }
     }
 
+    /// A guest whose priority mask lets every priority through.
     fn sys() -> FakeSysRegs {
         FakeSysRegs {
             vbar: VBAR,
+            pmr: 0xff,
             ..FakeSysRegs::default()
         }
     }
@@ -528,6 +544,74 @@ mod tests {
         }
         let out = handle_sync(&vm, VcpuId(0), syn(esr(0x01, 0)), &mut regs(), &mut sys());
         assert_eq!(out.next, Next::Resume);
+    }
+
+    /// The pending interrupt has priority 0x80: a mask of 0x80 or below hides it from the
+    /// CPU interface, so WFI blocks; 0x88 lets it through.
+    #[test]
+    fn wfi_blocks_while_the_priority_mask_hides_the_pending_interrupt() {
+        let vm = vm(1, GicVersion::V3);
+        {
+            let mut d = vm.devices.lock();
+            d.vgic.set_group_enables(false, true);
+            let t = crate::types::IntId(layout::VTIMER_INTID);
+            let irq = d.vgic.irq_mut(t, VcpuId(0)).unwrap();
+            irq.enabled = true;
+            irq.priority = 0x80;
+            d.vgic.inject_edge(t, VcpuId(0)).unwrap();
+        }
+        for (pmr, next) in [(0, Next::Block), (0x80, Next::Block), (0x88, Next::Resume)] {
+            let mut s = FakeSysRegs { pmr, ..sys() };
+            let out = handle_sync(&vm, VcpuId(0), syn(esr(0x01, 0)), &mut regs(), &mut s);
+            assert_eq!(out.next, next, "PMR {pmr:#x}");
+        }
+    }
+
+    #[test]
+    fn sgi0r_and_asgi1r_writes_raise_group_0_sgis_and_wake_their_targets() {
+        let vm = vm(3, GicVersion::V3);
+        {
+            let mut d = vm.devices.lock();
+            d.vgic.set_group_enables(true, true);
+            for v in 0..3 {
+                for sgi in [6, 7] {
+                    let irq = d.vgic.irq_mut(crate::types::IntId(sgi), VcpuId(v)).unwrap();
+                    irq.enabled = true;
+                    irq.group1 = false;
+                }
+            }
+        }
+        // SGI0R: SGI 6, IRM = 1 (everyone but the sender, vCPU 1).
+        let mut r = regs();
+        r.x[4] = (1 << 40) | (6 << 24);
+        let out = handle_sync(
+            &vm,
+            VcpuId(1),
+            sysreg(trap::ICC_SGI0R_EL1, false, 4),
+            &mut r,
+            &mut sys(),
+        );
+        assert_eq!(out.wake.iter().collect::<Vec<_>>(), [VcpuId(0), VcpuId(2)]);
+        assert_eq!(r.elr, PC + 4);
+        // ASGI1R: SGI 7 to the target list {1}.
+        r.x[4] = (7 << 24) | 0b10;
+        let out = handle_sync(
+            &vm,
+            VcpuId(0),
+            sysreg(trap::ICC_ASGI1R_EL1, false, 4),
+            &mut r,
+            &mut sys(),
+        );
+        assert_eq!(out.wake.iter().collect::<Vec<_>>(), [VcpuId(1)]);
+        let d = vm.devices.lock();
+        let pending = |sgi, v| {
+            d.vgic
+                .irq(crate::types::IntId(sgi), VcpuId(v))
+                .unwrap()
+                .pending()
+        };
+        assert!(pending(6, 0) && !pending(6, 1) && pending(6, 2));
+        assert!(!pending(7, 0) && pending(7, 1) && !pending(7, 2));
     }
 
     #[test]

@@ -56,6 +56,11 @@ pub trait GuestSysRegs {
     /// Sets `ESR_EL1`, `FAR_EL1` (when `far` is given), `ELR_EL1` and `SPSR_EL1` for an
     /// exception taken to EL1.
     fn set_el1_exception(&mut self, esr: u64, far: Option<u64>, elr: u64, spsr: u64);
+    /// The priority mask of the guest's virtual CPU interface (`ICC_PMR_EL1`/`GICC_PMR` as
+    /// the guest set it: `ICH_VMCR_EL2.VPMR` or `GICH_VMCR.VMPriMask`, see
+    /// [`crate::vgic::vmcr_priority_mask`]): only interrupts of a higher priority (lower
+    /// value) are signalled, and so wake a `WFI`.
+    fn priority_mask(&self) -> u8;
 }
 
 /// The power state of a vCPU, as PSCI sees it (DEN0022, 5.1.5 AFFINITY_INFO).

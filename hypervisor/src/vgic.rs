@@ -41,7 +41,7 @@ pub const MAX_SPIS: u32 = 988;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum VGicError {
     /// The VM configuration asks for an impossible vGIC.
-    #[error("vGIC needs 1..={MAX_VGIC_VCPUS} vCPUs and a multiple of 32 SPIs up to {MAX_SPIS}; got {vcpus} vCPUs, {spis} SPIs: fix the VM configuration")]
+    #[error("vGIC needs 1..={MAX_VGIC_VCPUS} vCPUs and a multiple of 32 SPIs (or {MAX_SPIS}, every SPI); got {vcpus} vCPUs, {spis} SPIs: fix the VM configuration")]
     BadConfig {
         /// Requested vCPUs.
         vcpus: usize,
@@ -122,6 +122,17 @@ impl VcpuSet {
     }
 }
 
+/// The guest's priority mask held in a saved virtual machine control register: GICv3
+/// `ICH_VMCR_EL2.VPMR` (bits 31:24), or GICv2 `GICH_VMCR.VMPriMask` (bits 31:27, the top
+/// five bits of `GICV_PMR`).
+pub const fn vmcr_priority_mask(vmcr: u64, gicv2: bool) -> u8 {
+    if gicv2 {
+        (((vmcr >> 27) & 0x1f) << 3) as u8
+    } else {
+        ((vmcr >> 24) & 0xff) as u8
+    }
+}
+
 /// The set bits of `word`, lowest first.
 fn bits(mut word: u64) -> impl Iterator<Item = u32> {
     core::iter::from_fn(move || {
@@ -139,9 +150,21 @@ fn bits(mut word: u64) -> impl Iterator<Item = u32> {
 struct LrSlot {
     intid: IntId,
     /// The pending latch was moved into the LR (restore it if the guest did not take it).
+    /// For a GICv2 SGI: the pending bit of source `source` was.
     took_latch: bool,
     /// The LR asked for an EOI maintenance interrupt.
     eoi: bool,
+    /// GICv2 SGIs: the source CPU written to the LR.
+    source: u8,
+}
+
+/// Which configured group an SGI-generating register forwards an SGI in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum SgiGroups {
+    /// Whatever group the SGI is configured in at the target.
+    Any,
+    /// Only targets where the SGI is configured Group 0.
+    Group0,
 }
 
 /// Per-vCPU part of the vGIC.
@@ -155,6 +178,12 @@ pub struct VcpuGicState {
     /// How many of `lrs` are `Some` (flushed, not synced back yet).
     lrs_in_use: u8,
     eoi: EoiList,
+    /// GICv2 only: per SGI, the source CPUs it is pending from (bit n = vCPU n;
+    /// `GICD_SPENDSGIR`). The SGI's `pending_latch` is set exactly when this is non-zero,
+    /// except for the one source a list register holds between `flush` and `sync`.
+    pub sgi_sources: [u8; 16],
+    /// GICv2 only: per SGI, the source CPU of its active instance.
+    pub sgi_active_source: [u8; 16],
 }
 
 impl VcpuGicState {
@@ -169,6 +198,8 @@ impl VcpuGicState {
             lrs: [None; MAX_LRS],
             lrs_in_use: 0,
             eoi: EoiList::default(),
+            sgi_sources: [0; 16],
+            sgi_active_source: [0; 16],
         }
     }
 }
@@ -250,13 +281,18 @@ pub struct VGic {
     watch_spis: Vec<u64>,
     /// Scratch buffer of [`VGic::flush`] (capacity [`MAX_LRS`]).
     best: Vec<u64>,
+    /// GICv2 SGI model: pending state per source CPU and the source in the list registers
+    /// (IHI 0048B 3.2.2, "Handling different interrupt types in a multiprocessor system").
+    sgi_per_source: bool,
 }
 
 impl VGic {
-    /// A vGIC in reset state for `vcpus` vCPUs and `spis` SPIs (a multiple of 32, e.g.
-    /// [`crate::vm::layout::VGIC_SPIS`]). SPIs reset to level-sensitive, routed to vCPU 0.
+    /// A vGIC in reset state for `vcpus` vCPUs and `spis` SPIs (a multiple of 32, or
+    /// [`MAX_SPIS`]; see [`crate::vm::layout::vgic_spis`]). SPIs reset to level-sensitive,
+    /// routed to vCPU 0.
     pub fn new(vcpus: usize, spis: u32) -> Result<Self, VGicError> {
-        if vcpus == 0 || vcpus > MAX_VGIC_VCPUS || !spis.is_multiple_of(32) || spis > MAX_SPIS {
+        let whole_blocks = spis.is_multiple_of(32) || spis == MAX_SPIS;
+        if vcpus == 0 || vcpus > MAX_VGIC_VCPUS || !whole_blocks || spis > MAX_SPIS {
             return Err(VGicError::BadConfig { vcpus, spis });
         }
         Ok(Self {
@@ -270,6 +306,7 @@ impl VGic {
             watch_private: alloc::vec![u32::MAX; vcpus],
             watch_spis: alloc::vec![u64::MAX; (spis as usize).div_ceil(64)],
             best: Vec::with_capacity(MAX_LRS + 1),
+            sgi_per_source: false,
         })
     }
 
@@ -468,35 +505,54 @@ impl VGic {
         core::mem::take(&mut self.kicks)
     }
 
-    /// True if `vcpu` has an interrupt to take (wake-up condition for WFI). The guest's
-    /// priority mask (`ICH_VMCR_EL2.VPMR`) is not considered.
+    /// True if `vcpu` has an interrupt to take, whatever its priority.
     pub fn has_pending(&self, vcpu: VcpuId) -> bool {
+        self.has_pending_unmasked(vcpu, 0xff)
+    }
+
+    /// True if `vcpu` has an interrupt to take whose priority the guest's priority mask
+    /// `pmr` lets through (value below `pmr`): the wake-up condition of `WFI`, which the
+    /// CPU interface signals only for such interrupts (IHI 0069 4.8, "Interrupt
+    /// prioritization"; the running priority is not considered, so this may wake a `WFI`
+    /// the hardware would not, never the other way).
+    pub fn has_pending_unmasked(&self, vcpu: VcpuId, pmr: u8) -> bool {
         self.watching(vcpu)
             && self.watched(vcpu).any(|intid| {
                 self.irq(intid, vcpu).is_ok_and(|i| {
-                    (intid.0 < PRIVATE_IRQS || i.target == Some(vcpu)) && self.deliverable(i)
+                    (intid.0 < PRIVATE_IRQS || i.target == Some(vcpu))
+                        && self.deliverable(i)
+                        && i.priority < pmr
                 })
             })
     }
 
-    /// Handles a guest write to `ICC_SGI1R_EL1` from `sender`: makes the SGI pending on
-    /// every target vCPU where it is configured Group 1, and returns the targets to kick.
-    /// Fields (Arm ARM `ICC_SGI1R_EL1`): TargetList 15:0, Aff1 23:16, INTID 27:24,
-    /// Aff2 39:32, IRM 40, RS 47:44, Aff3 55:48. IRM=1 targets every vCPU but the sender.
+    /// Handles a guest write to `ICC_SGI1R_EL1` from `sender`, and returns the targets to
+    /// kick. Fields (Arm ARM `ICC_SGI1R_EL1`): TargetList 15:0, Aff1 23:16, INTID 27:24,
+    /// Aff2 39:32, IRM 40, RS 47:44, Aff3 55:48. IRM=1 targets every vCPU but the sender;
+    /// otherwise the target list names Aff0 = RS * 16 + bit at Aff3.Aff2.Aff1 = 0.0.0.
+    ///
+    /// With a single Security state (`GICD_CTLR.DS` = 1) a Group 1 SGI register forwards
+    /// the SGI whichever group it is configured in at the target (IHI 0069, table "Forwarding
+    /// an SGI to a target PE"; KVM's `access_gic_sgi` does the same).
     pub fn sgi1r_write(&mut self, sender: VcpuId, value: u64) -> VcpuSet {
-        self.sgi_write(sender, value, true)
+        self.sgi_write(sender, value, SgiGroups::Any)
     }
 
     /// Handles a guest write to `ICC_SGI0R_EL1` (same fields as `ICC_SGI1R_EL1`): the SGI
     /// is generated only on targets where it is configured Group 0.
     pub fn sgi0r_write(&mut self, sender: VcpuId, value: u64) -> VcpuSet {
-        self.sgi_write(sender, value, false)
+        self.sgi_write(sender, value, SgiGroups::Group0)
     }
 
-    /// SGI generation with a single Security state (Arm ARM `ICC_SGI0R_EL1`/`ICC_SGI1R_EL1`):
-    /// an SGI is forwarded only if its configured group matches the register used.
-    fn sgi_write(&mut self, sender: VcpuId, value: u64, group1: bool) -> VcpuSet {
-        let intid = IntId(((value >> 24) & 0xF) as u32);
+    /// Handles a guest write to `ICC_ASGI1R_EL1` (same fields): Group 1 SGIs "for the other
+    /// Security state", of which there is none with `DS` = 1, so it forwards like
+    /// `ICC_SGI0R_EL1`, to targets where the SGI is Group 0 (as KVM does).
+    pub fn asgi1r_write(&mut self, sender: VcpuId, value: u64) -> VcpuSet {
+        self.sgi_write(sender, value, SgiGroups::Group0)
+    }
+
+    /// The vCPUs an `ICC_SGI*R_EL1` value names (see [`Self::sgi1r_write`]).
+    fn sgi_targets(&self, sender: VcpuId, value: u64) -> VcpuSet {
         let mut targets = VcpuSet::EMPTY;
         if value & (1 << 40) != 0 {
             for i in 0..self.vcpus.len() {
@@ -516,14 +572,39 @@ impl VGic {
                 }
             }
         }
+        targets
+    }
+
+    fn sgi_write(&mut self, sender: VcpuId, value: u64, groups: SgiGroups) -> VcpuSet {
+        let intid = IntId(((value >> 24) & 0xF) as u32);
+        let targets = self.sgi_targets(sender, value);
+        self.raise_sgi(sender, intid, targets, groups)
+    }
+
+    /// Makes SGI `intid` (0..16) from `sender` pending on each of `targets` whose
+    /// configuration `groups` allows; returns those to kick.
+    fn raise_sgi(
+        &mut self,
+        sender: VcpuId,
+        intid: IntId,
+        targets: VcpuSet,
+        groups: SgiGroups,
+    ) -> VcpuSet {
+        let sgi = (intid.0 & 0xF) as usize;
         let mut kicks = VcpuSet::EMPTY;
         for t in targets.iter() {
-            if self.vcpus[t.0].private[intid.0 as usize].group1 != group1 {
+            let Some(v) = self.vcpus.get_mut(t.0) else {
+                continue;
+            };
+            if groups == SgiGroups::Group0 && v.private[sgi].group1 {
                 continue;
             }
-            self.watch(intid, t);
-            self.vcpus[t.0].private[intid.0 as usize].pending_latch = true;
-            if self.note_change(intid, t).is_some() {
+            v.private[sgi].pending_latch = true;
+            if self.sgi_per_source {
+                v.sgi_sources[sgi] |= 1u8.checked_shl(sender.0 as u32).unwrap_or(0);
+            }
+            self.watch(IntId(sgi as u32), t);
+            if self.note_change(IntId(sgi as u32), t).is_some() {
                 kicks.insert(t);
             }
         }
@@ -633,12 +714,22 @@ impl VGic {
                 let irq = self.irq(intid, vcpu)?;
                 self.deliverable(irq)
             };
+            let per_source = self.sgi_per_source && intid.0 < 16;
+            let (pending, took_latch, source, more) = if per_source {
+                self.take_sgi_source(vcpu, intid, deliverable)
+            } else {
+                let irq = self.irq_mut(intid, vcpu)?;
+                let took_latch = deliverable && irq.pending_latch;
+                if took_latch {
+                    irq.pending_latch = false;
+                }
+                (deliverable, took_latch, 0, false)
+            };
             let irq = self.irq_mut(intid, vcpu)?;
-            let took_latch = deliverable && irq.pending_latch;
-            if took_latch {
-                irq.pending_latch = false;
-            }
-            let eoi = irq.hw_intid.is_none() && (irq.eoi_notify || irq.trigger == Trigger::Level);
+            // A GICv2 SGI still pending from other sources: hear of this one's
+            // deactivation, so that the next source's LR follows at once.
+            let eoi =
+                irq.hw_intid.is_none() && (irq.eoi_notify || irq.trigger == Trigger::Level || more);
             let kind = match irq.hw_intid {
                 Some(pintid) => LrKind::Hardware { pintid },
                 None => LrKind::Virtual {
@@ -647,10 +738,11 @@ impl VGic {
             };
             *lr = Lr {
                 vintid: intid,
-                state: LrState::from_flags(deliverable, irq.active),
+                state: LrState::from_flags(pending, irq.active),
                 priority: irq.priority,
                 group1: irq.group1,
                 kind,
+                source,
             }
             .encode();
             irq.in_lr_of = Some(vcpu);
@@ -659,6 +751,7 @@ impl VGic {
                 intid,
                 took_latch,
                 eoi,
+                source,
             });
         }
         best.clear();
@@ -667,6 +760,38 @@ impl VGic {
             used: found,
             overflow: candidates > found,
         })
+    }
+
+    /// GICv2 SGI `intid` of `vcpu` going into an LR: which source the LR names and whether
+    /// it carries that source's pending state. An active SGI keeps its active instance's
+    /// source, and is pending in the LR only if that same source sent it again; otherwise
+    /// the lowest pending source is taken. Returns (LR pending, a source's pending bit was
+    /// taken, source, other sources still pending).
+    fn take_sgi_source(
+        &mut self,
+        vcpu: VcpuId,
+        intid: IntId,
+        deliverable: bool,
+    ) -> (bool, bool, u8, bool) {
+        let sgi = (intid.0 & 0xF) as usize;
+        let v = &mut self.vcpus[vcpu.0];
+        let sources = v.sgi_sources[sgi];
+        let source = if v.private[sgi].active {
+            v.sgi_active_source[sgi]
+        } else if sources != 0 {
+            sources.trailing_zeros() as u8
+        } else {
+            // Pending with no recorded source (not through an SGI register): CPU 0.
+            0
+        };
+        let bit = 1u8 << (source & 7);
+        let take = deliverable && (sources & bit != 0 || (sources == 0 && !v.private[sgi].active));
+        if take {
+            v.sgi_sources[sgi] &= !bit;
+            v.private[sgi].pending_latch = v.sgi_sources[sgi] != 0;
+        }
+        let more = v.sgi_sources[sgi] != 0;
+        (take, take, source, more)
     }
 
     /// Folds the LRs read back after `vcpu` ran into the interrupt state and frees them.
@@ -705,6 +830,15 @@ impl VGic {
             }
             let notify = irq.eoi_notify;
             let v = &mut self.vcpus[vcpu.0];
+            if self.sgi_per_source && slot.intid.0 < 16 {
+                let sgi = slot.intid.0 as usize;
+                if lr.state.active() {
+                    v.sgi_active_source[sgi] = slot.source;
+                }
+                if lr.state.pending() && slot.took_latch {
+                    v.sgi_sources[sgi] |= 1 << (slot.source & 7);
+                }
+            }
             v.lrs[i] = None;
             v.lrs_in_use -= 1;
             if lr.state == LrState::Invalid && slot.eoi && notify {
@@ -718,7 +852,10 @@ impl VGic {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::vm::layout::{VGIC_SPIS, VTIMER_INTID};
+    use crate::vm::layout::VTIMER_INTID;
+
+    /// What a VM with PCI functions has.
+    const VGIC_SPIS: u32 = 128;
 
     const V0: VcpuId = VcpuId(0);
     const V1: VcpuId = VcpuId(1);
@@ -1073,21 +1210,67 @@ mod tests {
         assert!(!g.irq(IntId(1), V0).unwrap().pending());
     }
 
+    /// With `GICD_CTLR.DS` = 1, `ICC_SGI1R_EL1` forwards an SGI in either group, while
+    /// `ICC_SGI0R_EL1` and `ICC_ASGI1R_EL1` forward only Group 0 SGIs (IHI 0069 8.1.10 and
+    /// the note to table 8-14, as KVM's commit 6249f2a47926 reads them).
     #[test]
-    fn sgi_is_forwarded_only_through_the_register_of_its_group() {
+    fn sgi0r_and_asgi1r_forward_only_group_0_sgis_and_sgi1r_forwards_both() {
         let mut g = gic(2);
         g.set_group_enables(true, true);
         enable(&mut g, 2, V1);
+        enable(&mut g, 3, V1);
         g.irq_mut(IntId(2), V1).unwrap().group1 = false;
-        assert!(g.sgi1r_write(V0, (2 << 24) | 0b10).is_empty());
-        assert!(!g.irq(IntId(2), V1).unwrap().pending());
+        // SGI 3 is Group 1: SGI0R and ASGI1R leave it alone.
+        assert!(g.sgi0r_write(V0, (3 << 24) | 0b10).is_empty());
+        assert!(g.asgi1r_write(V0, (3 << 24) | 0b10).is_empty());
+        assert!(!g.irq(IntId(3), V1).unwrap().pending());
         assert_eq!(
-            g.sgi0r_write(V0, (2 << 24) | 0b10)
+            g.sgi1r_write(V0, (3 << 24) | 0b10)
                 .iter()
                 .collect::<Vec<_>>(),
             [V1]
         );
-        assert!(g.irq(IntId(2), V1).unwrap().pending());
+        // SGI 2 is Group 0: each of the three registers raises it.
+        for (n, write) in [VGic::sgi0r_write, VGic::asgi1r_write, VGic::sgi1r_write]
+            .into_iter()
+            .enumerate()
+        {
+            g.irq_mut(IntId(2), V1).unwrap().pending_latch = false;
+            assert_eq!(
+                write(&mut g, V0, (2 << 24) | 0b10)
+                    .iter()
+                    .collect::<Vec<_>>(),
+                [V1],
+                "register {n}"
+            );
+            assert!(g.irq(IntId(2), V1).unwrap().pending(), "register {n}");
+        }
+    }
+
+    #[test]
+    fn sgi0r_irm_and_range_selector_decode_like_sgi1r() {
+        let mut g = gic(20);
+        for v in 0..20 {
+            enable(&mut g, 4, VcpuId(v));
+            g.irq_mut(IntId(4), VcpuId(v)).unwrap().group1 = false;
+        }
+        g.set_group_enables(true, true);
+        let all_but_3: Vec<_> = (0..20).filter(|&v| v != 3).map(VcpuId).collect();
+        assert_eq!(
+            g.sgi0r_write(VcpuId(3), (1 << 40) | (4 << 24))
+                .iter()
+                .collect::<Vec<_>>(),
+            all_but_3
+        );
+        assert!(!g.irq(IntId(4), VcpuId(3)).unwrap().pending());
+        // RS = 1, TargetList bit 2 -> Aff0 = 18.
+        g.irq_mut(IntId(4), VcpuId(18)).unwrap().pending_latch = false;
+        assert_eq!(
+            g.asgi1r_write(V0, (1 << 44) | (4 << 24) | 0b100)
+                .iter()
+                .collect::<Vec<_>>(),
+            [VcpuId(18)]
+        );
     }
 
     #[test]

@@ -7,7 +7,7 @@ use crate::dt::{AfterChecks, Platform, Rtc, RtcNodeError, MAX_CPUS};
 use crate::gic::{Gic, GicError};
 use crate::rtc::Pl031;
 use crate::spec::{MatchObservation, MatchProblem, Pl031Status};
-use crate::{boot, echo, println, spec, sysreg};
+use crate::{boot, conformance, echo, println, spec, sysreg};
 use aarch64_cpu::asm::{barrier, wfi};
 use aarch64_cpu::registers::{
     Readable, Writeable, CNTFRQ_EL0, CNTVCT_EL0, CNTV_CTL_EL0, CNTV_CVAL_EL0, TPIDR_EL1,
@@ -37,7 +37,7 @@ const BENCH_ITERATIONS: usize = 1000;
 const UNASSIGNED_GAP: u64 = 0x0b00_0000;
 /// How long a check waits for another CPU or for interrupts before it fails (generous: a
 /// passing run takes a few milliseconds).
-const WAIT_MS: u64 = 500;
+pub(crate) const WAIT_MS: u64 = 500;
 /// Distance past the end of RAM of the other probed address.
 const PAST_RAM: u64 = 64 << 20;
 /// Longest the passthrough check takes, in counter time: the PL031 match comes at most 1 s
@@ -247,6 +247,29 @@ pub enum CheckFailure {
         /// Replies expected.
         want: u32,
     },
+    /// A GIC register or interrupt did not behave as the GIC architecture says.
+    #[error("{what}: CPU {cpu} saw {got:#x}, want {want:#x}")]
+    GicMismatch {
+        /// What was looked at.
+        what: &'static str,
+        /// The CPU that looked.
+        cpu: usize,
+        /// What it saw.
+        got: u64,
+        /// What the architecture says.
+        want: u64,
+    },
+    /// A GIC set-up step failed.
+    #[error("{0}")]
+    Gic(GicError),
+    /// The SPI set pending through GICD_ISPENDR was not taken exactly once.
+    #[error("INTID {intid} (the last SPI GICD_TYPER.ITLinesNumber reports), set pending through GICD_ISPENDR, was taken {taken} times, want 1")]
+    SpiNotTaken {
+        /// The SPI.
+        intid: u32,
+        /// Times taken.
+        taken: u32,
+    },
     /// An interrupt nobody asked for arrived.
     #[error("{count} unexpected interrupt(s), last INTID {intid}")]
     UnexpectedIrq {
@@ -358,7 +381,7 @@ pub fn ticks(ms: u64) -> u64 {
 }
 
 /// Waits (polling) until `done` or `ms` milliseconds passed; returns `done()`'s last value.
-fn wait_for(ms: u64, mut done: impl FnMut() -> bool) -> bool {
+pub(crate) fn wait_for(ms: u64, mut done: impl FnMut() -> bool) -> bool {
     let deadline = counter() + ticks(ms);
     loop {
         if done() {
@@ -423,9 +446,13 @@ pub fn run<C: Call>(platform: &Platform, gic: &Gic, uart: &Pl011) -> Report {
     report.record("psci", psci_cpu_on::<C>(platform));
     if platform.cpu_count > 1 {
         report.record("sgi", sgi(platform, gic));
+        report.record("sgi-routing", conformance::sgi_routing(platform, gic));
     } else {
         println!("SKIP sgi: the DTB lists one CPU, SGIs need two");
+        println!("SKIP sgi-routing: the DTB lists one CPU, SGIs need two");
     }
+    report.record("gic-dist", conformance::gic_dist(platform, gic));
+    report.record("spi-pending", conformance::spi_pending(gic));
     report.record("stage2", stage2(platform));
     report.record("pmu", pmu::check(platform));
     if platform.pmu_irq_wired {
@@ -798,6 +825,10 @@ pub fn on_irq() {
     let Some(gic) = GIC.get() else { return };
     let Some(ack) = gic.ack() else { return };
     let cpu = cpu_index();
+    if conformance::on_irq(gic, cpu, &ack) {
+        gic.eoi(ack);
+        return;
+    }
     let vtimer = PLATFORM.get().map(|p| p.vtimer_intid);
     let pmu_intid = PLATFORM.get().and_then(|p| p.pmu_intid);
     let rtc = PLATFORM.get().and_then(|p| p.rtc).and_then(Result::ok);
@@ -858,6 +889,9 @@ pub fn secondary(cpu: usize, mpidr: u64) -> ! {
     sysreg::irq_enable();
     loop {
         wfi();
+        if let Some(gic) = GIC.get() {
+            conformance::poll_group0(gic);
+        }
     }
 }
 

@@ -21,6 +21,7 @@ const GICD_TYPER_ITLINESNUMBER: u32 = 0x1f;
 const GICD_IGROUPR: usize = 0x0080;
 const GICD_ISENABLER: usize = 0x0100;
 const GICD_ICENABLER: usize = 0x0180;
+const GICD_ISPENDR: usize = 0x0200;
 const GICD_ICPENDR: usize = 0x0280;
 const GICD_IPRIORITYR: usize = 0x0400;
 const GICD_ITARGETSR: usize = 0x0800;
@@ -118,7 +119,76 @@ fn mmio(region: Region) -> Mmio {
     unsafe { Mmio::new(region.base as usize, region.size as usize) }
 }
 
+impl Ack {
+    /// GICv2: the CPU that sent an SGI (`GICC_IAR.CPUID`, bits 12:10); 0 otherwise.
+    pub fn source(&self) -> u32 {
+        (self.raw >> 10) & 0x7
+    }
+}
+
 impl Gic {
+    /// True on a GICv2.
+    pub fn is_v2(&self) -> bool {
+        matches!(self.kind, Kind::V2 { .. })
+    }
+
+    /// The distributor frame (for the register-level checks).
+    pub fn distributor(&self) -> &Mmio {
+        &self.gicd
+    }
+
+    /// GICv2: CPU `cpu`'s interface bit in `GICD_ITARGETSR`/`GICD_SGIR`.
+    pub fn target_mask(&self, cpu: usize) -> u8 {
+        self.target_mask[cpu].load(Ordering::Acquire)
+    }
+
+    /// GICv2: writes `GICD_SGIR`.
+    pub fn write_sgir(&self, value: u32) {
+        barrier::dsb(barrier::SY);
+        self.gicd.write32(GICD_SGIR, value);
+    }
+
+    /// Makes SGI `sgi` of CPU `cpu` Group 0 (`group0`) or Group 1: GICv3
+    /// `GICR_IGROUPR0`; GICv2 `GICD_IGROUPR0` is banked, so only for the calling CPU.
+    pub fn set_sgi_group0(&self, cpu: usize, sgi: u32, group0: bool) {
+        let bit = 1 << sgi;
+        let (frame, offset) = match self.kind {
+            Kind::V2 { .. } => (self.gicd.frame(0, 0x1000), GICD_IGROUPR),
+            Kind::V3 { .. } => (self.redistributor(cpu), GICR_IGROUPR0),
+        };
+        let v = frame.read32(offset);
+        frame.write32(offset, if group0 { v & !bit } else { v | bit });
+    }
+
+    /// GICv3: sets or clears `GICD_CTLR.EnableGrp0` (bit 0 with `DS` = 1).
+    pub fn enable_group0(&self, on: bool) -> Result<(), GicError> {
+        let v = self.gicd.read32(GICD_CTLR) & !GICD_CTLR_RWP;
+        self.gicd
+            .write32(GICD_CTLR, if on { v | 1 } else { v & !1 });
+        self.wait_rwp_v3()
+    }
+
+    /// GICv3: acknowledges a pending Group 0 interrupt (`ICC_IAR0_EL1`), if any, and
+    /// ends it (`ICC_EOIR0_EL1`); returns its INTID.
+    pub fn take_group0(&self) -> Option<u32> {
+        if self.is_v2() {
+            return None;
+        }
+        let intid = (sysreg::read_icc_iar0_el1() & 0xff_ffff) as u32;
+        if intid >= SPECIAL_INTID {
+            return None;
+        }
+        sysreg::write_icc_eoir0_el1(intid.into());
+        Some(intid)
+    }
+
+    /// Sets the pending state of SPI `intid` through `GICD_ISPENDR`.
+    pub fn set_spi_pending(&self, intid: u32) -> Result<(), GicError> {
+        let (n, bit) = self.check_spi(intid)?;
+        self.gicd.write32(GICD_ISPENDR + 4 * (n / 32), bit);
+        Ok(())
+    }
+
     /// Describes the GIC of `info` (no register is touched yet).
     pub fn new(info: &GicInfo) -> Self {
         let (gicd, kind) = match *info {
@@ -235,6 +305,9 @@ impl Gic {
                 sysreg::write_icc_pmr_el1(PMR.into());
                 sysreg::write_icc_bpr1_el1(0);
                 sysreg::write_icc_igrpen1_el1(1);
+                // Group 0 (FIQs, masked in PSTATE and polled: the `sgi-routing` check's
+                // SGI0R SGIs) is signalled only once the distributor enables it.
+                sysreg::write_icc_igrpen0_el1(1);
             }
         }
         Ok(())
@@ -251,7 +324,7 @@ impl Gic {
 
     /// One past the last SPI INTID the distributor implements (`GICD_TYPER.ITLinesNumber`,
     /// capped at the special INTIDs).
-    fn spi_limit(&self) -> u32 {
+    pub fn spi_limit(&self) -> u32 {
         let lines = self.gicd.read32(GICD_TYPER) & GICD_TYPER_ITLINESNUMBER;
         (32 * (lines + 1)).min(SPECIAL_INTID)
     }

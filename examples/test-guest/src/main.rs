@@ -32,6 +32,8 @@ mod boot;
 #[cfg(target_os = "none")]
 mod checks;
 #[cfg(target_os = "none")]
+mod conformance;
+#[cfg(target_os = "none")]
 mod console;
 #[cfg(target_os = "none")]
 mod echo;

@@ -40,6 +40,14 @@ sysreg!(/// `ICC_EOIR1_EL1`: group 1 end of interrupt (write).
     icc_eoir1_el1, read_icc_eoir1_el1_unused, write_icc_eoir1_el1);
 sysreg!(/// `ICC_SGI1R_EL1`: generate a group 1 SGI (write).
     icc_sgi1r_el1, read_icc_sgi1r_el1_unused, write_icc_sgi1r_el1);
+sysreg!(/// `ICC_SGI0R_EL1`: generate a group 0 SGI (write).
+    icc_sgi0r_el1, read_icc_sgi0r_el1_unused, write_icc_sgi0r_el1);
+sysreg!(/// `ICC_IGRPEN0_EL1`: group 0 enable.
+    icc_igrpen0_el1, read_icc_igrpen0_el1, write_icc_igrpen0_el1);
+sysreg!(/// `ICC_IAR0_EL1`: group 0 acknowledge (read).
+    icc_iar0_el1, read_icc_iar0_el1, write_icc_iar0_el1_unused);
+sysreg!(/// `ICC_EOIR0_EL1`: group 0 end of interrupt (write).
+    icc_eoir0_el1, read_icc_eoir0_el1_unused, write_icc_eoir0_el1);
 
 /// Unmasks IRQs (`PSTATE.I = 0`).
 pub fn irq_enable() {

@@ -5,12 +5,12 @@ use super::sysreg::{CNTHP_CVAL_EL2, ICH_EISR_EL2, PMCR_EL0, VPIDR_EL2};
 use aarch64_cpu::registers::{
     ReadWriteable, Readable, Writeable, CNTFRQ_EL0, CNTHCTL_EL2, CNTHP_CTL_EL2, CNTPCT_EL0,
     CNTVCT_EL0, CNTVOFF_EL2, CNTV_CTL_EL0, CNTV_CVAL_EL0, CPTR_EL2, ELR_EL1, ESR_EL1, ESR_EL2,
-    FAR_EL1, FAR_EL2, HCR_EL2, HPFAR_EL2, ICC_SRE_EL2, ICH_AP1R0_EL2, ICH_HCR_EL2, ICH_LR0_EL2,
-    ICH_LR10_EL2, ICH_LR11_EL2, ICH_LR12_EL2, ICH_LR13_EL2, ICH_LR14_EL2, ICH_LR15_EL2,
-    ICH_LR1_EL2, ICH_LR2_EL2, ICH_LR3_EL2, ICH_LR4_EL2, ICH_LR5_EL2, ICH_LR6_EL2, ICH_LR7_EL2,
-    ICH_LR8_EL2, ICH_LR9_EL2, ICH_MISR_EL2, ICH_VMCR_EL2, ICH_VTR_EL2, ID_AA64DFR0_EL1,
-    ID_AA64MMFR0_EL1, MDCR_EL2, MIDR_EL1, MPIDR_EL1, SPSR_EL1, TPIDR_EL2, VBAR_EL1, VTCR_EL2,
-    VTTBR_EL2,
+    FAR_EL1, FAR_EL2, HCR_EL2, HPFAR_EL2, ICC_SRE_EL2, ICH_AP0R0_EL2, ICH_AP1R0_EL2, ICH_HCR_EL2,
+    ICH_LR0_EL2, ICH_LR10_EL2, ICH_LR11_EL2, ICH_LR12_EL2, ICH_LR13_EL2, ICH_LR14_EL2,
+    ICH_LR15_EL2, ICH_LR1_EL2, ICH_LR2_EL2, ICH_LR3_EL2, ICH_LR4_EL2, ICH_LR5_EL2, ICH_LR6_EL2,
+    ICH_LR7_EL2, ICH_LR8_EL2, ICH_LR9_EL2, ICH_MISR_EL2, ICH_VMCR_EL2, ICH_VTR_EL2,
+    ID_AA64DFR0_EL1, ID_AA64MMFR0_EL1, MDCR_EL2, MIDR_EL1, MPIDR_EL1, SPSR_EL1, TPIDR_EL2,
+    VBAR_EL1, VTCR_EL2, VTTBR_EL2,
 };
 
 /// CPTR_EL2 (Arm ARM, "CPTR_EL2, Architectural Feature Trap Register (EL2)", HCR_EL2.E2H = 0):
@@ -257,6 +257,16 @@ pub fn set_ich_vmcr(v: u64) {
     ICH_VMCR_EL2.set(v);
 }
 
+/// ICH_AP0R0_EL2 (Group 0 active priorities).
+pub fn ich_ap0r0() -> u64 {
+    ICH_AP0R0_EL2.get()
+}
+
+/// Writes ICH_AP0R0_EL2.
+pub fn set_ich_ap0r0(v: u64) {
+    ICH_AP0R0_EL2.set(v);
+}
+
 /// ICH_AP1R0_EL2.
 pub fn ich_ap1r0() -> u64 {
     ICH_AP1R0_EL2.get()
@@ -349,6 +359,10 @@ impl crate::vcpu::GuestSysRegs for LiveEl1 {
         }
         ELR_EL1.set(elr);
         SPSR_EL1.set(spsr);
+    }
+
+    fn priority_mask(&self) -> u8 {
+        super::vgic_hw::priority_mask()
     }
 }
 

@@ -334,6 +334,9 @@ pub struct El1Context {
     pub vmpidr_el2: u64,
     /// ICH_VMCR_EL2, or GICH_VMCR on GICv2.
     pub ich_vmcr_el2: u64,
+    /// ICH_AP0R0_EL2 (Group 0 active priorities, e.g. of SGIs from ICC_SGI0R_EL1); 0 on
+    /// GICv2.
+    pub ich_ap0r0_el2: u64,
     /// ICH_AP1R0_EL2, or GICH_APR on GICv2.
     pub ich_ap1r0_el2: u64,
     pub fpcr: u64,
@@ -478,7 +481,7 @@ impl El1Context {
         self.cntv_ctl_el0 = CNTV_CTL_EL0.get();
         self.cntv_cval_el0 = CNTV_CVAL_EL0.get();
         self.vmpidr_el2 = VMPIDR_EL2.get();
-        (self.ich_vmcr_el2, self.ich_ap1r0_el2) = super::vgic_hw::save_vmcr();
+        (self.ich_vmcr_el2, self.ich_ap0r0_el2, self.ich_ap1r0_el2) = super::vgic_hw::save_vmcr();
         // Stop this vCPU's timer from firing while another vCPU runs here.
         CNTV_CTL_EL0.set(0);
         if has_pmu() {
@@ -516,7 +519,7 @@ impl El1Context {
         CNTV_CVAL_EL0.set(self.cntv_cval_el0);
         CNTV_CTL_EL0.set(self.cntv_ctl_el0);
         VMPIDR_EL2.set(self.vmpidr_el2);
-        super::vgic_hw::restore_vmcr(self.ich_vmcr_el2, self.ich_ap1r0_el2);
+        super::vgic_hw::restore_vmcr(self.ich_vmcr_el2, self.ich_ap0r0_el2, self.ich_ap1r0_el2);
         if has_pmu() {
             self.pmu.restore();
         }

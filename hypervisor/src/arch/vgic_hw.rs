@@ -72,24 +72,44 @@ pub fn set_hcr(v: u64) {
     }
 }
 
-/// The guest's virtual CPU interface state: (VMCR, active priorities).
-pub fn save_vmcr() -> (u64, u64) {
+/// The guest's virtual CPU interface state: (VMCR, Group 0 active priorities, Group 1
+/// active priorities). GICv2's one `GICH_APR` covers both groups and comes back as the
+/// Group 1 value, with 0 for Group 0.
+pub fn save_vmcr() -> (u64, u64, u64) {
     match gich() {
-        Some(b) => (u64::from(read(b, GICH_VMCR)), u64::from(read(b, GICH_APR))),
-        None => (cpu::ich_vmcr(), cpu::ich_ap1r0()),
+        Some(b) => (
+            u64::from(read(b, GICH_VMCR)),
+            0,
+            u64::from(read(b, GICH_APR)),
+        ),
+        None => (cpu::ich_vmcr(), cpu::ich_ap0r0(), cpu::ich_ap1r0()),
     }
 }
 
+/// The loaded vCPU's virtual machine control register.
+fn vmcr() -> u64 {
+    match gich() {
+        Some(b) => u64::from(read(b, GICH_VMCR)),
+        None => cpu::ich_vmcr(),
+    }
+}
+
+/// The loaded vCPU's priority mask (from `ICH_VMCR_EL2` or `GICH_VMCR`).
+pub fn priority_mask() -> u8 {
+    crate::vgic::vmcr_priority_mask(vmcr(), gich().is_some())
+}
+
 /// Restores what [`save_vmcr`] returned.
-pub fn restore_vmcr(vmcr: u64, apr: u64) {
+pub fn restore_vmcr(vmcr: u64, ap0r: u64, ap1r: u64) {
     match gich() {
         Some(b) => {
             write(b, GICH_VMCR, vmcr as u32);
-            write(b, GICH_APR, apr as u32);
+            write(b, GICH_APR, ap1r as u32);
         }
         None => {
             cpu::set_ich_vmcr(vmcr);
-            cpu::set_ich_ap1r0(apr);
+            cpu::set_ich_ap0r0(ap0r);
+            cpu::set_ich_ap1r0(ap1r);
         }
     }
 }

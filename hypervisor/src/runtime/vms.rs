@@ -291,9 +291,19 @@ fn create_vm(id: VmId, desc: &'static VmDesc, pcpus: &[usize]) -> Result<Instanc
     let boot = load_images(desc, &mut ram, &passthrough, 0)?;
     let host_base = ram.host_base();
     let ram = Arc::new(Mutex::new(ram));
-    let mut devices = VmDevices::new(
+    // As many SPIs as its devices raise: the console, PCI (disks and NICs are PCI
+    // functions) and the passed-through devices' SPIs.
+    let has_pci = !desc.disks.is_empty() || !desc.nics.is_empty();
+    let spis = layout::vgic_spis(
+        has_pci,
+        passthrough
+            .iter()
+            .flat_map(|d| d.irqs.iter().map(|i| i.intid)),
+    );
+    let mut devices = VmDevices::with_spis(
         arch::board().gic.version,
         desc.vcpus as usize,
+        spis,
         desc.name,
         console::print_vm_line,
     )
@@ -453,11 +463,11 @@ fn passthrough_devices(desc: &'static VmDesc) -> Result<Vec<&'static DeviceDesc>
         if dev
             .irqs
             .iter()
-            .any(|i| i.intid < 32 || i.intid >= 32 + layout::VGIC_SPIS)
+            .any(|i| !(32..=layout::LAST_SPI_INTID).contains(&i.intid))
         {
             return Err(CreateError::Passthrough(
                 device,
-                "an interrupt is not an SPI the virtual GIC implements",
+                "an interrupt is not an SPI (INTIDs 32-1019)",
             ));
         }
         if board.is_hypervisor_device(dev) {
@@ -769,9 +779,15 @@ fn drop_destroyed(
     }
 }
 
-/// True if a blocked vCPU should run: an interrupt is pending, or its timer expired.
+/// True if a blocked vCPU should run: an interrupt its priority mask lets through is
+/// pending, or its timer expired.
 fn wake_condition(lv: &LocalVcpu, is_loaded: bool) -> bool {
-    if super::net::pending(lv.vm.id) || lv.vm.devices.lock().vgic.has_pending(lv.id) {
+    let pmr = if is_loaded {
+        crate::arch::vgic_hw::priority_mask()
+    } else {
+        crate::vgic::vmcr_priority_mask(lv.el1.ich_vmcr_el2, gic_v2())
+    };
+    if super::net::pending(lv.vm.id) || lv.vm.devices.lock().vgic.has_pending_unmasked(lv.id, pmr) {
         return true;
     }
     let (ctl, cval) = if is_loaded {

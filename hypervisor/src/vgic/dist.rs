@@ -205,7 +205,8 @@ impl VGic {
     }
 
     fn gicd_typer(&self) -> u32 {
-        let it_lines = (self.spi_count() + PRIVATE_IRQS) / 32 - 1;
+        // Blocks of 32 INTIDs, the last one partial with every SPI (INTIDs 1020-1023).
+        let it_lines = (self.spi_count() + PRIVATE_IRQS).div_ceil(32) - 1;
         let cpus = (self.vcpu_count().min(8) - 1) as u32;
         TYPER_NO1N | TYPER_MBIS | TYPER_IDBITS_10 | (cpus << 5) | it_lines
     }
@@ -357,7 +358,8 @@ impl VGic {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::vm::layout::VGIC_SPIS;
+
+    const VGIC_SPIS: u32 = 128;
 
     fn gic(vcpus: usize) -> VGic {
         VGic::new(vcpus, VGIC_SPIS).unwrap()
@@ -409,6 +411,27 @@ mod tests {
         assert_eq!(t & (1 << 17), 0, "LPIS");
         assert_ne!(t & (1 << 16), 0, "MBIS");
         assert_eq!(t & (1 << 10), 0, "SecurityExtn");
+    }
+
+    /// ITLinesNumber follows the SPI count, up to every SPI (31: INTIDs up to 1019).
+    #[test]
+    fn typer_it_lines_follow_the_spi_count_and_high_spis_work() {
+        for (spis, lines) in [(32, 1), (416, 13), (960, 30), (988, 31)] {
+            let mut g = VGic::new(1, spis).unwrap();
+            assert_eq!(g.gicd_read(GICD_TYPER, 4) & 0x1F, lines, "{spis} SPIs");
+            let last = 32 + spis - 1;
+            let (word, bit) = (u64::from(last / 32) * 4, 1u64 << (last % 32));
+            g.gicd_write(GICD_ISPENDR + word, 4, bit);
+            assert_eq!(g.gicd_read(GICD_ISPENDR + word, 4), bit, "INTID {last}");
+            // One past the last is RAZ/WI.
+            if spis < 988 {
+                let next = last + 1;
+                let (w, b) = (u64::from(next / 32) * 4, 1u64 << (next % 32));
+                g.gicd_write(GICD_ISPENDR + w, 4, b);
+                assert_eq!(g.gicd_read(GICD_ISPENDR + w, 4), 0);
+            }
+        }
+        assert!(VGic::new(1, 989).is_err() && VGic::new(1, 970).is_err());
     }
 
     #[test]

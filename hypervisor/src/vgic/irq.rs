@@ -33,6 +33,9 @@ pub struct IrqState {
     pub target: Option<VcpuId>,
     /// For SPIs: `GICD_IROUTER` as last written (affinity fields only).
     pub irouter: u64,
+    /// For SPIs of a GICv2 guest: `GICD_ITARGETSR` as last written (implemented CPUs' bits
+    /// only); `target` is its lowest CPU.
+    pub v2_targets: u8,
     /// The core wants to hear when the guest deactivates this interrupt (virtual timer).
     pub eoi_notify: bool,
     /// Physical INTID when the interrupt is a pass-through hardware interrupt (`ICH_LR.HW`).
@@ -54,6 +57,7 @@ impl IrqState {
             trigger,
             target,
             irouter: 0,
+            v2_targets: 0,
             eoi_notify: false,
             hw_intid: None,
             in_lr_of: None,

@@ -3,6 +3,11 @@
 //! Field layout from the Arm ARM (DDI 0487), `ICH_LR<n>_EL2`: vINTID 31:0, pINTID 44:32
 //! (when HW=1; when HW=0 bit 41 is EOI and the rest RES0), Priority 55:48, Group 60, HW 61,
 //! State 63:62.
+//!
+//! One addition of our own: for a GICv2 guest's SGIs (HW=0) bits 34:32 carry the source CPU
+//! that the GICv2 `GICH_LR.CPUID` field holds (IHI 0048B 5.3.11). Only a GICv2 vGIC sets it,
+//! and its LRs go to a GICH frame through [`crate::vgic::v2::lr_v3_to_v2`]; on a GICv3 CPU
+//! interface the field stays 0, as those bits are RES0 there.
 
 use crate::types::IntId;
 
@@ -16,6 +21,8 @@ const VINTID_MASK: u64 = 0xFFFF_FFFF;
 const PINTID_SHIFT: u32 = 32;
 const PINTID_MASK: u64 = 0x1FFF;
 const EOI_BIT: u64 = 1 << 41;
+const SOURCE_SHIFT: u32 = 32;
+const SOURCE_MASK: u64 = 0x7;
 const PRIORITY_SHIFT: u32 = 48;
 const GROUP_BIT: u64 = 1 << 60;
 const HW_BIT: u64 = 1 << 61;
@@ -94,6 +101,9 @@ pub struct Lr {
     pub group1: bool,
     /// Virtual or hardware-linked.
     pub kind: LrKind,
+    /// GICv2 SGIs: the CPU that sent it (`GICH_LR.CPUID`, shown in the guest's
+    /// `GICC_IAR`); 0 otherwise. Ignored for hardware-linked LRs.
+    pub source: u8,
 }
 
 impl Lr {
@@ -112,6 +122,7 @@ impl Lr {
                 if eoi_maintenance {
                     v |= EOI_BIT;
                 }
+                v |= (self.source as u64 & SOURCE_MASK) << SOURCE_SHIFT;
             }
             LrKind::Hardware { pintid } => {
                 v |= HW_BIT | ((pintid as u64 & PINTID_MASK) << PINTID_SHIFT);
@@ -128,14 +139,13 @@ impl Lr {
             2 => LrState::Active,
             _ => LrState::PendingActive,
         };
-        let kind = if v & HW_BIT != 0 {
-            LrKind::Hardware {
-                pintid: ((v >> PINTID_SHIFT) & PINTID_MASK) as u32,
-            }
+        let (kind, source) = if v & HW_BIT != 0 {
+            let pintid = ((v >> PINTID_SHIFT) & PINTID_MASK) as u32;
+            (LrKind::Hardware { pintid }, 0)
         } else {
-            LrKind::Virtual {
-                eoi_maintenance: v & EOI_BIT != 0,
-            }
+            let eoi_maintenance = v & EOI_BIT != 0;
+            let source = ((v >> SOURCE_SHIFT) & SOURCE_MASK) as u8;
+            (LrKind::Virtual { eoi_maintenance }, source)
         };
         Self {
             vintid: IntId((v & VINTID_MASK) as u32),
@@ -143,6 +153,7 @@ impl Lr {
             priority: (v >> PRIORITY_SHIFT) as u8,
             group1: v & GROUP_BIT != 0,
             kind,
+            source,
         }
     }
 }
@@ -160,6 +171,7 @@ mod tests {
             kind: LrKind::Virtual {
                 eoi_maintenance: false,
             },
+            source: 0,
         }
     }
 
@@ -216,14 +228,29 @@ mod tests {
             priority: 0x80,
             group1: true,
             kind: LrKind::Hardware { pintid: 30 },
+            source: 0,
         };
         assert_eq!(Lr::decode(lr.encode()), lr);
         let lr = Lr {
             kind: LrKind::Virtual {
                 eoi_maintenance: true,
             },
+            source: 5,
             ..lr
         };
         assert_eq!(Lr::decode(lr.encode()), lr);
+    }
+
+    #[test]
+    fn gicv2_sgi_source_occupies_bits_34_to_32_of_software_lrs_only() {
+        let mut lr = virt(3, LrState::Pending);
+        lr.source = 7;
+        assert_eq!(lr.encode(), 3 | (1 << 62) | (7 << 32));
+        lr.kind = LrKind::Hardware { pintid: 0 };
+        assert_eq!(
+            Lr::decode(lr.encode()).source,
+            0,
+            "HW=1: bits 44:32 are the pINTID"
+        );
     }
 }

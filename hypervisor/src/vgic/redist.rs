@@ -133,7 +133,8 @@ mod tests {
     use crate::platform::Trigger;
     use crate::types::IntId;
     use crate::vgic::dist::{GICD_ISENABLER, GICD_ISPENDR};
-    use crate::vm::layout::VGIC_SPIS;
+
+    const VGIC_SPIS: u32 = 128;
 
     fn gic(vcpus: usize) -> VGic {
         VGic::new(vcpus, VGIC_SPIS).unwrap()

@@ -20,7 +20,7 @@
 //! let (typer, _) = dev
 //!     .mmio_read(VcpuId(0), GuestPhysAddr(layout::GICD_BASE + 4), AccessSize::Word)
 //!     .unwrap();
-//! assert_eq!(typer & 0x1f, u64::from((layout::VGIC_SPIS + 32) / 32 - 1));
+//! assert_eq!(typer & 0x1f, u64::from((layout::vgic_spis(true, []) + 32) / 32 - 1));
 //! // Nothing lives just below the GIC: the caller injects an abort.
 //! assert!(dev
 //!     .mmio_read(VcpuId(0), GuestPhysAddr(layout::GICD_BASE - 4), AccessSize::Word)
@@ -273,11 +273,11 @@ fn console_in(bus: &mut VmBus, handle: DeviceHandle) -> Option<&mut ConsoleUart>
     device.as_any_mut().downcast_mut::<ConsoleUart>()
 }
 
-/// A virtual GIC of `version` in its reset state, with the SPIs of [`layout::VGIC_SPIS`].
-fn new_vgic(version: GicVersion, vcpus: usize) -> Result<VGic, VGicError> {
+/// A virtual GIC of `version` in its reset state, with `spis` SPIs.
+fn new_vgic(version: GicVersion, vcpus: usize, spis: u32) -> Result<VGic, VGicError> {
     match version {
-        GicVersion::V3 => VGic::new(vcpus, layout::VGIC_SPIS),
-        GicVersion::V2 => VGic::new_v2(vcpus, layout::VGIC_SPIS),
+        GicVersion::V3 => VGic::new(vcpus, spis),
+        GicVersion::V2 => VGic::new_v2(vcpus, spis),
     }
 }
 
@@ -327,14 +327,27 @@ impl VmDevices {
     /// The devices every VM has, at the addresses of [`layout`]: the GIC distributor, the
     /// redistributors (GICv3; a GICv2 guest's CPU interface is the hardware GICV frame,
     /// mapped by stage 2, not trapped) and the console PL011 whose lines go to `sink`
-    /// tagged `name`.
+    /// tagged `name`. The vGIC has the SPIs of a VM with PCI functions
+    /// ([`layout::vgic_spis`]`(true, [])`); [`Self::with_spis`] sizes it to a VM's devices.
     pub fn new(
         gic: GicVersion,
         vcpus: usize,
         name: &'static str,
         sink: LineSink,
     ) -> Result<Self, DevicesError> {
-        let vgic = new_vgic(gic, vcpus)?;
+        Self::with_spis(gic, vcpus, layout::vgic_spis(true, []), name, sink)
+    }
+
+    /// As [`Self::new`], with a vGIC of `spis` SPIs (what [`layout::vgic_spis`] computes
+    /// from the VM's devices).
+    pub fn with_spis(
+        gic: GicVersion,
+        vcpus: usize,
+        spis: u32,
+        name: &'static str,
+        sink: LineSink,
+    ) -> Result<Self, DevicesError> {
+        let vgic = new_vgic(gic, vcpus, spis)?;
         let mut bus: VmBus = MmioBus::new();
         let place = |bus: &mut VmBus, name, base, len, d: Box<dyn VmDevice>| {
             bus.insert(GuestPhysAddr(base), len, d)
@@ -574,7 +587,7 @@ impl VmDevices {
     /// Puts every device and the virtual GIC in its reset state (the VM was reset);
     /// console output and input queued for the VM are kept.
     pub fn reset(&mut self) -> Result<(), DevicesError> {
-        self.vgic = new_vgic(self.gic, self.vgic.vcpu_count())?;
+        self.vgic = new_vgic(self.gic, self.vgic.vcpu_count(), self.vgic.spi_count())?;
         for (_, d) in self.bus.devices_mut() {
             d.reset();
         }

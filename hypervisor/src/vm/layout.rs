@@ -62,8 +62,6 @@ pub const PTIMER_INTID: u32 = 30;
 pub const MAINT_INTID: u32 = 25;
 /// PMU interrupt seen by guests.
 pub const PMU_INTID: u32 = 23;
-/// Number of SPIs the virtual distributor implements (INTIDs 32..32 + this).
-pub const VGIC_SPIS: u32 = 128;
 /// GICv2m MSI frame of a GICv2 VM with PCI devices (`arm,gic-v2m-frame`, QEMU's address).
 pub const GICV2M_BASE: u64 = 0x0802_0000;
 /// Size of the GICv2m frame.
@@ -82,3 +80,46 @@ pub const PCI_ECAM_BASE: u64 = 0x3f00_0000;
 pub const PCI_ECAM_SIZE: u64 = 0x100_0000;
 /// INTIDs of PCI INTA..INTD (SPIs 3-6), swizzled by slot in the `interrupt-map`.
 pub const PCI_INTX_INTIDS: [u32; 4] = [35, 36, 37, 38];
+/// The last INTID an SPI can have (1020-1023 are special).
+pub const LAST_SPI_INTID: u32 = 1019;
+
+/// How many SPIs a VM's virtual GIC implements (INTIDs 32..32 + this), from the VM's
+/// devices: the console ([`UART_INTID`]), with PCI functions the INTx lines and the MSI
+/// range ([`PCI_INTX_INTIDS`], [`MSI_FIRST_INTID`]..+[`MSI_SPIS`]), and the SPIs of the
+/// devices passed through (`passthrough`; INTIDs that are not SPIs are skipped, the caller
+/// refuses them). In whole blocks of 32 interrupts, which is what
+/// `GICD_TYPER.ITLinesNumber` counts, and at most [`crate::vgic::MAX_SPIS`] (INTID 1019).
+pub fn vgic_spis(pci: bool, passthrough: impl IntoIterator<Item = u32>) -> u32 {
+    let mut top = UART_INTID;
+    if pci {
+        let intx = PCI_INTX_INTIDS.iter().copied().max().unwrap_or(0);
+        top = top.max(intx).max(MSI_FIRST_INTID + MSI_SPIS - 1);
+    }
+    for intid in passthrough {
+        if (32..=LAST_SPI_INTID).contains(&intid) {
+            top = top.max(intid);
+        }
+    }
+    ((top - 31).div_ceil(32) * 32).min(crate::vgic::MAX_SPIS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spi_count_follows_the_devices_in_blocks_of_32() {
+        // The console alone: SPIs 0-31.
+        assert_eq!(vgic_spis(false, []), 32);
+        // PCI: INTx and the MSI range up to INTID 159.
+        assert_eq!(vgic_spis(true, []), 128);
+        assert!(32 + vgic_spis(true, []) > MSI_FIRST_INTID + MSI_SPIS - 1);
+        // A passed-through device's SPI 400 (INTID 432): 416 SPIs cover INTIDs up to 447.
+        assert_eq!(vgic_spis(false, [34, 432]), 416);
+        assert_eq!(vgic_spis(true, [64]), 128);
+        // The last SPI: 988 (not a whole block: 1020-1023 are special).
+        assert_eq!(vgic_spis(false, [1019]), 988);
+        // Not SPIs: ignored.
+        assert_eq!(vgic_spis(false, [27, 1020, u32::MAX]), 32);
+    }
+}
