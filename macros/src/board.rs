@@ -286,4 +286,62 @@ mod tests {
         assert!(out.contains("knownboards:test-2s,test-v2"), "{out}");
         assert!(out.contains("include_bytes!"), "{out}");
     }
+
+    /// The macro front end end to end on a 256 KiB thread: the build script's
+    /// `Model::load` of a board file nested 10,000 deep, or not UTF-8, and `board!()`
+    /// expanding that model: a `compile_error!` with the file's line and column.
+    #[test]
+    fn hostile_board_files_become_located_compile_errors() {
+        use platform_dsl::image::Selection;
+        let dir = std::env::temp_dir().join(format!("macros-hostile-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let cases: [(&str, Vec<u8>, String); 2] = [
+            (
+                "deep.kdl",
+                format!("{}{}", "a {".repeat(10_000), "}".repeat(10_000)).into_bytes(),
+                format!(
+                    "invalid board file {}:1:195",
+                    dir.join("deep.kdl").display()
+                ),
+            ),
+            (
+                "latin1.kdl",
+                b"board \"caf\xe9\"\n".to_vec(),
+                format!(
+                    "{}:1:11: byte 0xe9 at offset 10 is not UTF-8",
+                    dir.join("latin1.kdl").display()
+                ),
+            ),
+        ];
+        for (name, bytes, wanted) in cases {
+            let kdl = dir.join(name);
+            std::fs::write(&kdl, bytes).unwrap();
+            let json = dir.join(format!("{name}.json"));
+            let out = std::thread::Builder::new()
+                .stack_size(256 << 10)
+                .spawn({
+                    let json = json.clone();
+                    move || {
+                        let sel = Selection {
+                            board_file: kdl,
+                            board: "b".to_owned(),
+                            vms: "/nonexistent/vms.toml".into(),
+                            allow_experimental: false,
+                        };
+                        Model::load(&sel).write(&json).unwrap();
+                        let env = Env {
+                            manifest_dir: None,
+                            model: Some(json.display().to_string()),
+                        };
+                        expand(&BoardArgs::default(), &env).to_string()
+                    }
+                })
+                .unwrap()
+                .join()
+                .unwrap();
+            assert!(out.contains("compile_error"), "{out}");
+            assert!(out.contains(&wanted), "{wanted:?} not in {out}");
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

@@ -3,7 +3,8 @@
 //! A board file (`boards.kdl`, syntax in `docs/boards-kdl.md`) runs one way through five
 //! stages, each its own module with its own error type; none calls back into an earlier one:
 //!
-//! 1. [`parse`]: KDL v2 text to spanned nodes ([`parse::ParseError`]);
+//! 1. [`parse`]: KDL v2 text to spanned nodes ([`parse::ParseError`]), after the size,
+//!    UTF-8 and nesting limits of [`guard`];
 //! 2. [`decode`]: nodes to the typed declarations of [`decl`], with "did you mean" for
 //!    unknown names ([`decode::DecodeError`]);
 //! 3. [`merge`]: each board with its SoC folded in ([`merge::MergeError`]);
@@ -15,7 +16,7 @@
 //! all collected and reported together. Callers (the `macros` crate, `xtask`) only need the
 //! functions below:
 //!
-//! - [`load_file`] / [`load_str`]: every board of a file, or an [`Error`];
+//! - [`load_file`] / [`load_bytes`] / [`load_str`]: every board of a file, or an [`Error`];
 //! - [`find_board`]: one board by name (the error lists the known names);
 //! - [`Error`]: its `Display` is the full miette report (source lines, labels, help),
 //!   ready for a build script's or proc macro's output; [`Error::location`] gives the
@@ -60,6 +61,7 @@
 pub mod check;
 pub mod decl;
 pub mod decode;
+pub mod guard;
 pub mod image;
 pub mod lower;
 pub mod merge;
@@ -88,6 +90,28 @@ pub enum Error {
         /// The OS error.
         source: std::io::Error,
     },
+    /// The file is larger than [`guard::MAX_BYTES`]; it was not read.
+    #[error("board file `{name}` is {len} bytes, more than the limit of {} (4 MiB); a board file this large is a wrong path or a generated file (docs/boards-kdl.md, \"Limits\")", guard::MAX_BYTES)]
+    TooLarge {
+        /// The file's name.
+        name: String,
+        /// Its size in bytes (for a file being read, the bytes read before stopping).
+        len: u64,
+    },
+    /// The file is not UTF-8.
+    #[error("{name}:{line}:{column}: byte 0x{byte:02x} at offset {offset} is not UTF-8; KDL files are UTF-8 text (re-save the file as UTF-8)")]
+    NotUtf8 {
+        /// The file's name.
+        name: String,
+        /// Offset of the first bad byte.
+        offset: usize,
+        /// Its line (1-based).
+        line: usize,
+        /// Its column (1-based, in characters).
+        column: usize,
+        /// The byte.
+        byte: u8,
+    },
     /// The file has syntax or validation errors; `Display` renders them all.
     #[error("{}", .0.render())]
     Invalid(Diagnostics),
@@ -115,6 +139,7 @@ impl Error {
     pub fn location(&self) -> Option<(usize, usize)> {
         match self {
             Error::Invalid(d) => d.location(),
+            Error::NotUtf8 { line, column, .. } => Some((*line, *column)),
             _ => None,
         }
     }
@@ -224,19 +249,73 @@ impl Diagnostic for Diagnostics {
     }
 }
 
-/// Loads every board of a KDL file (see [`load_str`]).
+/// Loads every board of a KDL file (see [`load_bytes`]). A file larger than
+/// [`guard::MAX_BYTES`] is refused from its metadata, before it is read (and reading stops
+/// past the limit, for files whose metadata says nothing, such as pipes).
 pub fn load_file(path: impl AsRef<Path>) -> Result<Vec<Board>, Error> {
+    use std::io::Read as _;
     let path = path.as_ref();
-    let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
+    let name = path.display().to_string();
+    let io = |source| Error::Io {
         path: path.to_owned(),
         source,
-    })?;
-    load_str(&path.display().to_string(), &text)
+    };
+    let file = std::fs::File::open(path).map_err(io)?;
+    let len = file.metadata().map_err(io)?.len();
+    let too_large = |len| Error::TooLarge {
+        name: name.clone(),
+        len,
+    };
+    if len > guard::MAX_BYTES as u64 {
+        return Err(too_large(len));
+    }
+    let mut bytes = Vec::with_capacity(len as usize);
+    file.take(guard::MAX_BYTES as u64 + 1)
+        .read_to_end(&mut bytes)
+        .map_err(io)?;
+    if bytes.len() > guard::MAX_BYTES {
+        return Err(too_large(bytes.len() as u64));
+    }
+    load_bytes(&name, &bytes)
+}
+
+/// Loads every board of a KDL file's bytes (see [`load_str`]): more than
+/// [`guard::MAX_BYTES`] is [`Error::TooLarge`], bytes that are not UTF-8 are
+/// [`Error::NotUtf8`] with the offset, line and column of the first bad byte.
+pub fn load_bytes(name: &str, bytes: &[u8]) -> Result<Vec<Board>, Error> {
+    if bytes.len() > guard::MAX_BYTES {
+        return Err(Error::TooLarge {
+            name: name.to_owned(),
+            len: bytes.len() as u64,
+        });
+    }
+    match std::str::from_utf8(bytes) {
+        Ok(text) => load_str(name, text),
+        Err(_) => {
+            let (offset, line, column) = guard::first_invalid_utf8(bytes).unwrap_or((0, 1, 1));
+            Err(Error::NotUtf8 {
+                name: name.to_owned(),
+                offset,
+                line,
+                column,
+                byte: bytes.get(offset).copied().unwrap_or(0),
+            })
+        }
+    }
 }
 
 /// Parses, decodes, merges, checks and lowers every board in `text`; `name` is the file
 /// name shown in messages. Returns every error found (a syntax error stops at parsing).
+///
+/// Text larger than [`guard::MAX_BYTES`] is [`Error::TooLarge`]; nesting deeper than
+/// [`guard::MAX_DEPTH`] (and the other limits of [`guard`]) is a located syntax error.
 pub fn load_str(name: &str, text: &str) -> Result<Vec<Board>, Error> {
+    if text.len() > guard::MAX_BYTES {
+        return Err(Error::TooLarge {
+            name: name.to_owned(),
+            len: text.len() as u64,
+        });
+    }
     let shared = Arc::new(text.to_owned());
     let fail = |errors: Vec<Box<dyn Diagnostic + Send + Sync>>| {
         Error::Invalid(Diagnostics::new(name, &shared, errors))

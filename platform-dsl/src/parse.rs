@@ -99,7 +99,55 @@ impl Node {
 }
 
 /// Parses KDL v2 `text` into spanned nodes, or every syntax error the parser found.
+///
+/// The limits of [`crate::guard`] are checked first (a broken one is the only error), and
+/// the `kdl` parser then runs on its own thread with [`crate::guard::PARSER_STACK`] of
+/// stack, so the caller's stack size does not matter.
 pub fn parse(text: &str) -> Result<Vec<Node>, Vec<ParseError>> {
+    crate::guard::check(text).map_err(|e| vec![limit_error(&e)])?;
+    let spawned = std::thread::scope(|s| {
+        std::thread::Builder::new()
+            .name("kdl-parse".to_owned())
+            .stack_size(crate::guard::PARSER_STACK)
+            .spawn_scoped(s, || parse_on_this_thread(text))
+            .map(|handle| handle.join())
+    });
+    match spawned {
+        Ok(Ok(result)) => result,
+        Ok(Err(_panic)) => Err(vec![internal(
+            "the KDL parser panicked on this file (a bug in the `kdl` crate)",
+        )]),
+        Err(e) => Err(vec![internal(&format!(
+            "cannot start the KDL parser's thread: {e}"
+        ))]),
+    }
+}
+
+fn internal(message: &str) -> ParseError {
+    ParseError {
+        message: message.to_owned(),
+        span: SourceSpan::from(0..0),
+        label: "while parsing this file".to_owned(),
+        help: Some("report it with the file; until then, simplify the file".to_owned()),
+    }
+}
+
+/// A broken limit as a syntax error: its message, its last label and its help.
+fn limit_error(e: &crate::guard::LimitError) -> ParseError {
+    let label = e.labels().and_then(|l| l.last());
+    ParseError {
+        message: e.to_string(),
+        span: label
+            .as_ref()
+            .map_or(SourceSpan::from(0..0), |l| *l.inner()),
+        label: label
+            .and_then(|l| l.label().map(str::to_owned))
+            .unwrap_or_else(|| "here".to_owned()),
+        help: e.help().map(|h| h.to_string()),
+    }
+}
+
+fn parse_on_this_thread(text: &str) -> Result<Vec<Node>, Vec<ParseError>> {
     match KdlDocument::parse_v2(text) {
         Ok(doc) => Ok(doc.nodes().iter().map(|n| node(n, text)).collect()),
         Err(err) => {

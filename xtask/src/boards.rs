@@ -252,6 +252,49 @@ board "big" soc="s" {
         assert!(result.is_ok(), "{result:?}");
     }
 
+    /// `check` (what `cargo xtask boards check` runs) on a 256 KiB thread: 10,000 nested
+    /// blocks and a non-UTF-8 file are both bad files with their place, and nothing
+    /// overflows.
+    #[test]
+    fn check_survives_hostile_files() {
+        let deep = temp_file(
+            "deep.kdl",
+            &format!("{}{}", "a {".repeat(10_000), "}".repeat(10_000)),
+        );
+        let latin1 = temp_file("latin1.kdl", "");
+        std::fs::write(&latin1, b"board \"caf\xe9\"\n").expect("write temp file");
+        let (files, paths) = (
+            vec![deep.clone(), latin1.clone()],
+            (deep.clone(), latin1.clone()),
+        );
+        let (err, deep_err, latin1_err) = std::thread::Builder::new()
+            .stack_size(256 << 10)
+            .spawn(move || {
+                let err = check(&files).expect_err("two bad files");
+                let deep_err = platform_dsl::load_file(&paths.0).expect_err("too deep");
+                let latin1_err = platform_dsl::load_file(&paths.1).expect_err("not UTF-8");
+                (err, deep_err, latin1_err)
+            })
+            .expect("spawn")
+            .join()
+            .expect("no panic");
+        let _ = std::fs::remove_file(&deep);
+        let _ = std::fs::remove_file(&latin1);
+        // One diagnostic for the deep file; the UTF-8 error has no diagnostics list.
+        assert_eq!(err.failed, vec![(deep.clone(), 1), (latin1.clone(), 0)]);
+        // `a {` is three characters: the 65th `{` is at column 3 * 64 + 3.
+        assert_eq!(deep_err.location(), Some((1, 195)));
+        assert!(deep_err
+            .to_string()
+            .contains("blocks nested more than 64 deep"));
+        assert_eq!(latin1_err.location(), Some((1, 11)), "{latin1_err}");
+        let msg = latin1_err.to_string();
+        assert!(
+            msg.contains(":1:11: byte 0xe9 at offset 10 is not UTF-8"),
+            "{msg}"
+        );
+    }
+
     #[test]
     fn check_fails_and_names_every_bad_file() {
         let bad = temp_file("bad.kdl", &TWO_SOCKETS.replace("spis=64", "spis=\"64\""));
