@@ -755,7 +755,13 @@ mod tests {
         let mut r = regs();
         r.x[2] = write.unwrap_or(0xbad);
         let mut s = FakeSysRegs { now, ..sys() };
-        let out = handle_sync(vm, VcpuId(vcpu), sysreg(enc, write.is_none(), 2), &mut r, &mut s);
+        let out = handle_sync(
+            vm,
+            VcpuId(vcpu),
+            sysreg(enc, write.is_none(), 2),
+            &mut r,
+            &mut s,
+        );
         assert_eq!((out.next, r.elr), (Next::Resume, PC + 4));
         r.x[2]
     }
@@ -781,7 +787,10 @@ mod tests {
         assert_eq!(cntp(&vm, 1, trap::CNTP_CVAL_EL0, None, 5100), 6000);
         assert_eq!(cntp(&vm, 1, trap::CNTP_TVAL_EL0, None, 5100), 900);
         assert_eq!(cntp(&vm, 1, trap::CNTP_CTL_EL0, None, 5999), ENABLE);
-        assert_eq!(cntp(&vm, 1, trap::CNTP_CTL_EL0, None, 6000), ENABLE | ISTATUS);
+        assert_eq!(
+            cntp(&vm, 1, trap::CNTP_CTL_EL0, None, 6000),
+            ENABLE | ISTATUS
+        );
         // vCPU 0's timer is its own.
         assert_eq!(cntp(&vm, 0, trap::CNTP_CTL_EL0, None, 6000), 0);
         assert_eq!(vm.vcpus[1].ptimer.load().deadline(), Some(6000));

@@ -766,7 +766,8 @@ mod tests {
     #[test]
     fn firmware_answers_other_than_mitigated_reach_the_guest_unchanged() {
         let mut vm = firmware_vm(Some(0x1_0001), [1, -2, -1]);
-        let q = |vm: &mut FirmwareVm, id: u32| handle(SMCCC_ARCH_FEATURES, [id as u64, 0, 0], vm).x0;
+        let q =
+            |vm: &mut FirmwareVm, id: u32| handle(SMCCC_ARCH_FEATURES, [id as u64, 0, 0], vm).x0;
         assert_eq!(q(&mut vm, SMCCC_ARCH_WORKAROUND_1), 1);
         assert_eq!(q(&mut vm, SMCCC_ARCH_WORKAROUND_2), x0(-2));
         assert_eq!(q(&mut vm, SMCCC_ARCH_WORKAROUND_3), x0(-1));
@@ -800,10 +801,7 @@ mod tests {
             handle(PSCI_FEATURES, [SMCCC_VERSION as u64, 0, 0], &mut vm).x0,
             x0(NOT_SUPPORTED)
         );
-        assert_eq!(
-            handle(SMCCC_VERSION, [0; 3], &mut vm).x0,
-            x0(NOT_SUPPORTED)
-        );
+        assert_eq!(handle(SMCCC_VERSION, [0; 3], &mut vm).x0, x0(NOT_SUPPORTED));
         assert_eq!(
             handle(
                 SMCCC_ARCH_FEATURES,

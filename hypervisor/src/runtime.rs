@@ -136,8 +136,11 @@ fn primary_main() -> ! {
     let fw = firmware_smccc();
     hvprintln!(
         "[hv] firmware SMCCC: version {}, ARCH_FEATURES(WORKAROUND_1/2/3) = {:?}",
-        fw.version
-            .map_or("1.0".into(), |v| alloc::format!("{}.{}", v >> 16, v & 0xffff)),
+        fw.version.map_or("1.0".into(), |v| alloc::format!(
+            "{}.{}",
+            v >> 16,
+            v & 0xffff
+        )),
         fw.workarounds
     );
     vms::create_all(board, arch::vm_table(), online);

@@ -15,6 +15,7 @@ use crate::exit::{self, Diag, Outcome, VmEvent};
 use crate::hvprintln;
 use crate::mm::stage2::Stage2;
 use crate::platform::{BoardDesc, DeviceDesc};
+use crate::ptimer::{PtimerState, PTIMER_INTID};
 use crate::sched::{time_slice_ticks, RunQueue, VcpuRunState};
 use crate::sync::Mutex;
 use crate::types::{GuestPhysAddr, HostPhysAddr, IntId, VcpuId, VmId};
@@ -23,7 +24,6 @@ use crate::vgic::{VGic, VcpuSet};
 use crate::vm::devices::{DevicesError, VmDevices};
 use crate::vm::{layout, Vm};
 use crate::vtimer::{VtimerState, VTIMER_INTID};
-use crate::ptimer::{PtimerState, PTIMER_INTID};
 use alloc::boxed::Box;
 use alloc::format;
 use alloc::string::String;
@@ -966,12 +966,8 @@ fn run_vcpu(lv: &mut LocalVcpu, hw: &mut HwLrs, solo: bool) -> Next {
             // Alone on this CPU, the vCPU sleeps in `WFI` without trapping; unless its
             // console shows a prompt that going idle must emit.
             hw.set_twi(!solo || dev.prompt_waiting());
-            ptimer_ahead = update_timer_lines(
-                &lv.vm.vcpus[lv.id.0],
-                lv.id,
-                &mut lv.vtimer,
-                &mut dev.vgic,
-            );
+            ptimer_ahead =
+                update_timer_lines(&lv.vm.vcpus[lv.id.0], lv.id, &mut lv.vtimer, &mut dev.vgic);
             match dev.vgic.flush(lv.id, &mut lv.lrs, num_lrs) {
                 Ok(f) => {
                     hw.set_hcr(f.ich_hcr_el2());
@@ -1090,7 +1086,12 @@ fn handle_physical_irqs(mut loaded: Option<&mut LocalVcpu>) -> Next {
             match loaded.as_deref_mut() {
                 Some(lv) => {
                     let line = sample_vtimer(&mut lv.vtimer);
-                    let _ = lv.vm.devices.lock().vgic.set_level(VTIMER_INTID, lv.id, line);
+                    let _ = lv
+                        .vm
+                        .devices
+                        .lock()
+                        .vgic
+                        .set_level(VTIMER_INTID, lv.id, line);
                 }
                 None => {
                     let (ctl, _) = cpu::vtimer();
