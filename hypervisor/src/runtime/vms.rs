@@ -1326,6 +1326,8 @@ pub fn reset_vm(vm: &Instance) {
     hvprintln!("[hv] VM {} `{}` resetting", vm.id.0, vm.desc.name);
     for v in &vm.vcpus {
         v.power.store(PowerState::Off);
+        // Its timers restart disabled (a vCPU started again resets its own, too).
+        v.ptimer.store(crate::ptimer::PtimerState::default());
     }
     let count = vm.resets.fetch_add(1, Ordering::AcqRel) + 1;
     let loaded = {
