@@ -101,6 +101,8 @@ static PTIMER_IRQS: AtomicU32 = AtomicU32::new(0);
 static PTIMER_CTL_AT_IRQ: AtomicU64 = AtomicU64::new(0);
 /// `[CNTPCT_EL0, CNTP_CVAL_EL0]` when the handler ran before the deadline.
 static PTIMER_EARLY: [AtomicU64; 2] = [const { AtomicU64::new(0) }; 2];
+/// Physical counter ticks from the compare value to the handler, first interrupt.
+static PTIMER_LATENCY: AtomicU64 = AtomicU64::new(0);
 
 static ABORT_ARMED: AtomicBool = AtomicBool::new(false);
 static ABORT_SEEN: AtomicBool = AtomicBool::new(false);
@@ -299,6 +301,15 @@ pub enum CheckFailure {
         now: u64,
         /// `CNTP_CVAL_EL0`.
         cval: u64,
+    },
+    /// The interrupt came, but long after its deadline (only once something else woke the
+    /// vCPU).
+    #[error("physical timer interrupt taken {ms} ms after its deadline (limit {limit} ms): nothing woke the vCPU at the deadline")]
+    PtimerLate {
+        /// Milliseconds from CNTP_CVAL to the handler.
+        ms: u64,
+        /// The limit.
+        limit: u64,
     },
     /// The interrupt kept coming after the handler disabled the timer.
     #[error("{count} physical timer interrupts for one deadline: the line did not drop when the handler disabled the timer")]
@@ -668,19 +679,17 @@ fn ptimer(platform: &Platform, gic: &Gic) -> Result<(), CheckFailure> {
     PTIMER_IRQS.store(0, SeqCst);
     PTIMER_CTL_AT_IRQ.store(0, SeqCst);
     PTIMER_EARLY[0].store(0, SeqCst);
+    PTIMER_LATENCY.store(0, SeqCst);
     gic.enable_ppi(cpu, intid);
     CNTP_TVAL_EL0.set(ticks(1));
     CNTP_CTL_EL0.set(CNTP_ENABLE);
-    let deadline = counter() + ticks(WAIT_MS);
-    loop {
-        sysreg::irq_disable();
-        if PTIMER_IRQS.load(SeqCst) > 0 || counter() > deadline {
-            break;
-        }
-        wfi();
-        sysreg::irq_enable();
-    }
-    sysreg::irq_enable();
+    // The virtual timer bounds the sleep (twice the latency allowed): a physical timer that
+    // never fires, or only once something else wakes the vCPU, is a FAIL, not a guest
+    // asleep for ever.
+    let deadline = counter() + ticks(2 * WAIT_MS);
+    sleep_until(gic, platform.vtimer_intid, deadline, || {
+        PTIMER_IRQS.load(SeqCst) > 0
+    });
     // Watch a little longer: a line that does not drop brings the interrupt back at once.
     if PTIMER_IRQS.load(SeqCst) > 0 {
         let until = counter() + ticks(5);
@@ -706,6 +715,13 @@ fn ptimer(platform: &Platform, gic: &Gic) -> Result<(), CheckFailure> {
     if count > 1 {
         return Err(CheckFailure::PtimerRepeated { count });
     }
+    let late = PTIMER_LATENCY.load(SeqCst);
+    if late > ticks(WAIT_MS) {
+        return Err(CheckFailure::PtimerLate {
+            ms: late * 1000 / frequency(),
+            limit: WAIT_MS,
+        });
+    }
     Ok(())
 }
 
@@ -721,6 +737,7 @@ fn ptimer_irq() {
             PTIMER_EARLY[1].store(cval, SeqCst);
             PTIMER_EARLY[0].store(now, SeqCst);
         }
+        PTIMER_LATENCY.store(now.saturating_sub(cval), SeqCst);
     }
     CNTP_CTL_EL0.set(0);
 }
