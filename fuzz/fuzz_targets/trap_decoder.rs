@@ -35,6 +35,10 @@ static DESC: VmDesc = VmDesc {
 /// EL1 registers as a CPU holds them.
 struct Regs {
     vbar: u64,
+    /// The physical count, and the virtual timer's CTL and CVAL, from the input.
+    now: u64,
+    cntv: (u64, u64),
+    vtimer: hypervisor::vtimer::VtimerState,
 }
 
 impl GuestSysRegs for Regs {
@@ -44,6 +48,14 @@ impl GuestSysRegs for Regs {
     fn set_el1_exception(&mut self, _: u64, _: Option<u64>, _: u64, _: u64) {}
     fn priority_mask(&self) -> u8 {
         0xff
+    }
+    fn counter(&self) -> u64 {
+        self.now
+    }
+    fn sample_vtimer(&mut self) -> bool {
+        let (ctl, line) = self.vtimer.sample(self.cntv.0, self.cntv.1, self.now);
+        self.cntv.0 = ctl;
+        line
     }
 }
 
@@ -117,6 +129,9 @@ fuzz_target!(|data: &[u8]| {
     let vcpu = VcpuId((reg & 1) as usize);
     let mut sys = Regs {
         vbar: word(data, 6),
+        now: word(data, 7),
+        cntv: (word(data, 8), word(data, 9)),
+        vtimer: Default::default(),
     };
     let _ = handle_sync(&vm(reg & 2 != 0), vcpu, syn, &mut regs, &mut sys);
 });

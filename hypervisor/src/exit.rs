@@ -164,13 +164,10 @@ pub fn handle_sync(
                     };
                     Outcome::waking(targets, vcpu)
                 }
-                // The physical timer belongs to the hypervisor: reads as zero, writes ignored.
-                trap::CNTP_CTL_EL0 | trap::CNTP_CVAL_EL0 | trap::CNTP_TVAL_EL0 => {
+                // The EL1 physical timer is emulated (`CNTHCTL_EL2.EL1PCEN = 0`): see `ptimer`.
+                enc @ (trap::CNTP_CTL_EL0 | trap::CNTP_CVAL_EL0 | trap::CNTP_TVAL_EL0) => {
                     step_over(regs, esr);
-                    if acc.is_read {
-                        regs.write(acc.rt, 0);
-                    }
-                    Outcome::resume()
+                    ptimer_access(vm, vcpu, enc, acc.is_read, acc.rt, regs, sys)
                 }
                 _ => inject_undef(regs, sys),
             }
@@ -188,7 +185,7 @@ pub fn handle_sync(
         TrapCause::DataAbort(da) => {
             let ipa = trap::fault_ipa(syn.hpfar, syn.far);
             match da.access {
-                Some(acc) if !da.s1ptw => match mmio_access(vm, vcpu, ipa, &acc, regs) {
+                Some(acc) if !da.s1ptw => match mmio_access(vm, vcpu, ipa, &acc, regs, sys) {
                     Some(wake) => {
                         step_over(regs, esr);
                         Outcome::waking(wake, vcpu)
@@ -214,6 +211,75 @@ fn step_over(regs: &mut GuestRegs, esr: u64) {
     regs.elr = regs.elr.wrapping_add(trap::instr_len(esr));
 }
 
+/// A trapped `MRS`/`MSR` of `CNTP_CTL_EL0`, `CNTP_CVAL_EL0` or `CNTP_TVAL_EL0` (`enc`) by
+/// `vcpu`, register `rt`: emulated on the vCPU's [`crate::ptimer::PtimerState`] at the
+/// physical count now. A write moves the timer's interrupt line at once (the run loop keeps
+/// it following the count before every entry).
+fn ptimer_access(
+    vm: &Vm,
+    vcpu: VcpuId,
+    enc: u32,
+    is_read: bool,
+    rt: u8,
+    regs: &mut GuestRegs,
+    sys: &mut dyn GuestSysRegs,
+) -> Outcome {
+    let Some(shared) = vm.vcpus.get(vcpu.0) else {
+        return Outcome::resume();
+    };
+    let now = sys.counter();
+    let mut timer = shared.ptimer.load();
+    if is_read {
+        let value = match enc {
+            trap::CNTP_CTL_EL0 => timer.read_ctl(now),
+            trap::CNTP_CVAL_EL0 => timer.cval,
+            _ => timer.read_tval(now),
+        };
+        regs.write(rt, value);
+        return Outcome::resume();
+    }
+    let value = regs.read(rt);
+    match enc {
+        trap::CNTP_CTL_EL0 => timer.write_ctl(value),
+        trap::CNTP_CVAL_EL0 => timer.cval = value,
+        _ => timer.write_tval(value, now),
+    }
+    shared.ptimer.store(timer);
+    let _ = vm
+        .devices
+        .lock()
+        .vgic
+        .set_level(crate::ptimer::PTIMER_INTID, vcpu, timer.level(now));
+    Outcome::resume()
+}
+
+/// Brings the timer lines up to date before the guest reads a GIC register, so that a
+/// timer PPI's pending bit is its line's level now (a level-sensitive line sampled on read):
+/// the trapping vCPU's virtual timer (its registers are live here), and every vCPU's
+/// physical timer (emulated, readable from any CPU). Another vCPU's virtual timer is as its
+/// own CPU last sampled it (at its last exit). Returns the vCPUs whose line rose to a
+/// deliverable interrupt.
+fn sample_timer_lines(
+    vm: &Vm,
+    vcpu: VcpuId,
+    vgic: &mut crate::vgic::VGic,
+    sys: &mut dyn GuestSysRegs,
+) -> VcpuSet {
+    let mut wake = VcpuSet::EMPTY;
+    let vtimer = sys.sample_vtimer();
+    if let Ok(Some(v)) = vgic.set_level(crate::vtimer::VTIMER_INTID, vcpu, vtimer) {
+        wake.insert(v);
+    }
+    let now = sys.counter();
+    for (i, shared) in vm.vcpus.iter().enumerate() {
+        let level = shared.ptimer.load().level(now);
+        if let Ok(Some(v)) = vgic.set_level(crate::ptimer::PTIMER_INTID, VcpuId(i), level) {
+            wake.insert(v);
+        }
+    }
+    wake
+}
+
 /// Emulates a load or store through the VM's bus; `None` if nothing claims the address or
 /// the device refuses the access (the caller injects an abort).
 fn mmio_access(
@@ -222,14 +288,21 @@ fn mmio_access(
     ipa: GuestPhysAddr,
     acc: &MmioAccess,
     regs: &mut GuestRegs,
+    sys: &mut dyn GuestSysRegs,
 ) -> Option<VcpuSet> {
     let mut dev = vm.devices.lock();
     if acc.is_write {
         let data = mmio::store_value(acc, regs.read(acc.srt));
         dev.mmio_write(vcpu, ipa, acc.size, data).ok()
     } else {
-        let (raw, wake) = dev.mmio_read(vcpu, ipa, acc.size).ok()?;
+        // Every GIC frame lies in [GICD_BASE, UART_BASE) of the guest's layout.
+        let mut wake = VcpuSet::EMPTY;
+        if (crate::vm::layout::GICD_BASE..crate::vm::layout::UART_BASE).contains(&ipa.0) {
+            wake = sample_timer_lines(vm, vcpu, &mut dev.vgic, sys);
+        }
+        let (raw, read_wake) = dev.mmio_read(vcpu, ipa, acc.size).ok()?;
         regs.write(acc.srt, mmio::load_value(acc, raw));
+        wake.extend(read_wake);
         Some(wake)
     }
 }
@@ -359,6 +432,18 @@ impl PsciBackend for Backend<'_> {
     fn entry_valid(&self, addr: GuestPhysAddr) -> bool {
         self.vm.is_ram(addr) && addr.0.is_multiple_of(4)
     }
+
+    fn smccc_version(&self) -> Option<u32> {
+        self.vm.firmware.guest_version()
+    }
+
+    fn arch_workaround(&self, function_id: u32) -> psci::WorkaroundSupport {
+        self.vm.firmware.workaround(function_id)
+    }
+
+    fn apply_arch_workaround(&mut self, function_id: u32, arg: u64) {
+        (self.vm.firmware.call)(function_id, arg)
+    }
 }
 
 #[cfg(test)]
@@ -383,6 +468,11 @@ mod tests {
         elr: u64,
         spsr: u64,
         taken: u32,
+        /// The physical (= virtual) count.
+        now: u64,
+        cntv_ctl: u64,
+        cntv_cval: u64,
+        vtimer: crate::vtimer::VtimerState,
     }
 
     impl GuestSysRegs for FakeSysRegs {
@@ -398,6 +488,14 @@ mod tests {
         }
         fn priority_mask(&self) -> u8 {
             self.pmr
+        }
+        fn counter(&self) -> u64 {
+            self.now
+        }
+        fn sample_vtimer(&mut self) -> bool {
+            let (ctl, line) = self.vtimer.sample(self.cntv_ctl, self.cntv_cval, self.now);
+            self.cntv_ctl = ctl;
+            line
         }
     }
 
@@ -722,7 +820,7 @@ mod tests {
     }
 
     #[test]
-    fn physical_timer_reads_zero() {
+    fn physical_timer_at_reset_reads_disabled() {
         let vm = vm(1, GicVersion::V3);
         let mut r = regs();
         r.x[2] = 99;
@@ -734,6 +832,111 @@ mod tests {
             &mut sys(),
         );
         assert_eq!((out.next, r.x[2], r.elr), (Next::Resume, 0, PC + 4));
+    }
+
+    /// One trapped CNTP_* access by `vcpu` at count `now`: `x2` is the value written or read.
+    fn cntp(vm: &Vm, vcpu: usize, enc: u32, write: Option<u64>, now: u64) -> u64 {
+        let mut r = regs();
+        r.x[2] = write.unwrap_or(0xbad);
+        let mut s = FakeSysRegs { now, ..sys() };
+        let out = handle_sync(
+            vm,
+            VcpuId(vcpu),
+            sysreg(enc, write.is_none(), 2),
+            &mut r,
+            &mut s,
+        );
+        assert_eq!((out.next, r.elr), (Next::Resume, PC + 4));
+        r.x[2]
+    }
+
+    const ENABLE: u64 = 1;
+    const IMASK: u64 = 2;
+    const ISTATUS: u64 = 4;
+
+    fn ptimer_line(vm: &Vm, vcpu: usize) -> bool {
+        vm.devices
+            .lock()
+            .vgic
+            .irq(crate::ptimer::PTIMER_INTID, VcpuId(vcpu))
+            .unwrap()
+            .line_level
+    }
+
+    #[test]
+    fn physical_timer_tval_ctl_and_istatus_follow_the_count() {
+        let vm = vm(2, GicVersion::V3);
+        cntp(&vm, 1, trap::CNTP_TVAL_EL0, Some(1000), 5000);
+        cntp(&vm, 1, trap::CNTP_CTL_EL0, Some(ENABLE), 5000);
+        assert_eq!(cntp(&vm, 1, trap::CNTP_CVAL_EL0, None, 5100), 6000);
+        assert_eq!(cntp(&vm, 1, trap::CNTP_TVAL_EL0, None, 5100), 900);
+        assert_eq!(cntp(&vm, 1, trap::CNTP_CTL_EL0, None, 5999), ENABLE);
+        assert_eq!(
+            cntp(&vm, 1, trap::CNTP_CTL_EL0, None, 6000),
+            ENABLE | ISTATUS
+        );
+        // vCPU 0's timer is its own.
+        assert_eq!(cntp(&vm, 0, trap::CNTP_CTL_EL0, None, 6000), 0);
+        assert_eq!(vm.vcpus[1].ptimer.load().deadline(), Some(6000));
+    }
+
+    #[test]
+    fn physical_timer_write_moves_its_line() {
+        let vm = vm(1, GicVersion::V3);
+        cntp(&vm, 0, trap::CNTP_CVAL_EL0, Some(100), 200);
+        assert!(!ptimer_line(&vm, 0));
+        cntp(&vm, 0, trap::CNTP_CTL_EL0, Some(ENABLE), 200);
+        assert!(ptimer_line(&vm, 0));
+        // IMASK drops the line, ISTATUS stays.
+        cntp(&vm, 0, trap::CNTP_CTL_EL0, Some(ENABLE | IMASK), 200);
+        assert!(!ptimer_line(&vm, 0));
+        assert_eq!(
+            cntp(&vm, 0, trap::CNTP_CTL_EL0, None, 200),
+            ENABLE | IMASK | ISTATUS
+        );
+        // Re-armed in the future: low again.
+        cntp(&vm, 0, trap::CNTP_CTL_EL0, Some(ENABLE), 200);
+        cntp(&vm, 0, trap::CNTP_TVAL_EL0, Some(50), 200);
+        assert!(!ptimer_line(&vm, 0));
+    }
+
+    /// GICR_ISPENDR0 (SGI frame + 0x200) of `vcpu`'s redistributor, read by `reader` at
+    /// count `now` with that reader's virtual timer `cntv`.
+    fn ispendr0(vm: &Vm, reader: usize, vcpu: u64, now: u64, cntv: (u64, u64)) -> u64 {
+        let ipa = layout::GICR_BASE + vcpu * layout::GICR_STRIDE + 0x1_0200;
+        let mut r = regs();
+        let mut s = FakeSysRegs {
+            now,
+            cntv_ctl: cntv.0,
+            cntv_cval: cntv.1,
+            ..sys()
+        };
+        let out = handle_sync(vm, VcpuId(reader), mmio(ipa, false, 2, 1), &mut r, &mut s);
+        assert_eq!(out.next, Next::Resume);
+        r.x[1]
+    }
+
+    #[test]
+    fn timer_pending_bits_are_the_lines_sampled_on_read() {
+        let vm = vm(2, GicVersion::V3);
+        let (v, p) = (1u64 << layout::VTIMER_INTID, 1u64 << layout::PTIMER_INTID);
+        // Both PPIs disabled at the vGIC (reset state). Physical timer due at 1000.
+        cntp(&vm, 0, trap::CNTP_CVAL_EL0, Some(1000), 0);
+        cntp(&vm, 0, trap::CNTP_CTL_EL0, Some(ENABLE), 0);
+        assert_eq!(ispendr0(&vm, 0, 0, 999, (0, 0)) & (v | p), 0);
+        assert_eq!(ispendr0(&vm, 0, 0, 1000, (0, 0)) & (v | p), p);
+        // Another vCPU sees vCPU 0's physical timer line too.
+        assert_eq!(ispendr0(&vm, 1, 0, 1000, (0, 0)) & p, p);
+        // IMASK: not pending; disabled: not pending.
+        cntp(&vm, 0, trap::CNTP_CTL_EL0, Some(ENABLE | IMASK), 1000);
+        assert_eq!(ispendr0(&vm, 0, 0, 2000, (0, 0)) & p, 0);
+        cntp(&vm, 0, trap::CNTP_CTL_EL0, Some(0), 1000);
+        assert_eq!(ispendr0(&vm, 0, 0, 2000, (0, 0)) & p, 0);
+        // The virtual timer: pending exactly when enabled, due and unmasked.
+        assert_eq!(ispendr0(&vm, 0, 0, 2000, (ENABLE, 3000)) & v, 0);
+        assert_eq!(ispendr0(&vm, 0, 0, 3000, (ENABLE, 3000)) & v, v);
+        assert_eq!(ispendr0(&vm, 0, 0, 3000, (ENABLE | IMASK, 3000)) & v, 0);
+        assert_eq!(ispendr0(&vm, 0, 0, 3000, (0, 3000)) & v, 0);
     }
 
     #[test]

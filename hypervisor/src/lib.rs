@@ -13,7 +13,7 @@
 //! ```
 //!
 //! Rooms: [`arch`] (the only place with `unsafe`), [`mm`], [`vcpu`], [`vm`], [`exit`], [`vgic`],
-//! [`vtimer`], [`psci`], [`mmio`], [`trap`], [`vuart`], [`sched`], [`plugin`],
+//! [`vtimer`], [`ptimer`], [`psci`], [`mmio`], [`trap`], [`vuart`], [`sched`], [`plugin`],
 //! [`platform`], [`config`], [`fdt`], [`sync`], [`pci`], [`virtio`], [`block`], [`vnvme`], [`vahci`], [`net`]. See
 //! `docs/ARCHITECTURE.md`.
 #![cfg_attr(not(test), no_std)]
@@ -36,6 +36,7 @@ pub mod pci;
 pub mod platform;
 pub mod plugin;
 pub mod psci;
+pub mod ptimer;
 #[cfg(target_arch = "aarch64")]
 pub mod runtime;
 pub mod sched;

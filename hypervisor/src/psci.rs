@@ -92,6 +92,67 @@ pub enum WorkaroundSupport {
     NotRequired,
 }
 
+impl WorkaroundSupport {
+    /// What the firmware's `SMCCC_ARCH_FEATURES(SMCCC_ARCH_WORKAROUND_n)` answer `ret`
+    /// means (DEN0028 7.5.2, 7.6.2, 7.7.2); anything unknown counts as not supported.
+    pub const fn from_firmware(ret: i32) -> Self {
+        match ret {
+            0 => Self::Mitigated,
+            WORKAROUND_RET_UNAFFECTED => Self::Unaffected,
+            WORKAROUND_RET_NOT_REQUIRED => Self::NotRequired,
+            _ => Self::NotSupported,
+        }
+    }
+}
+
+/// What the machine's firmware provides of SMCCC, asked once at boot (by `smc`, in the
+/// order DEN0028 7.2 prescribes: `PSCI_FEATURES(SMCCC_VERSION)`, then `SMCCC_VERSION`, then
+/// `SMCCC_ARCH_FEATURES` for each workaround). Guests are told the same, so that they reach
+/// the mitigation state they would have on the bare machine; their workaround calls go to
+/// the firmware through [`FirmwareSmccc::call`].
+#[derive(Clone, Copy, Debug)]
+pub struct FirmwareSmccc {
+    /// `SMCCC_VERSION`'s answer; `None` for an SMCCC 1.0 firmware (it does not implement
+    /// `SMCCC_VERSION`, nor `SMCCC_ARCH_FEATURES`).
+    pub version: Option<u32>,
+    /// `SMCCC_ARCH_FEATURES` of `SMCCC_ARCH_WORKAROUND_1`, `_2` and `_3`, as answered.
+    pub workarounds: [i32; 3],
+    /// Makes workaround call `function_id` with `W1 = arg` at the firmware, on this CPU.
+    pub call: fn(function_id: u32, arg: u64),
+}
+
+impl FirmwareSmccc {
+    /// A firmware that provides nothing beyond SMCCC 1.0 (and a call that does nothing).
+    pub const NONE: Self = Self {
+        version: None,
+        workarounds: [smccc::arch::error::NOT_SUPPORTED; 3],
+        call: |_, _| {},
+    };
+
+    /// `SMCCC_VERSION` as guests see it: the firmware's, at most 1.1 (what this handler
+    /// implements); `None` (not supported) when the firmware is SMCCC 1.0.
+    pub fn guest_version(&self) -> Option<u32> {
+        self.version
+            .filter(|&v| v as i32 >= 0)
+            .map(|v| v.min(SMCCC_VERSION_1_1))
+    }
+
+    /// How the firmware provides workaround `function_id` (`NotSupported` below SMCCC 1.1,
+    /// where `SMCCC_ARCH_FEATURES` does not exist).
+    pub fn workaround(&self, function_id: u32) -> WorkaroundSupport {
+        let i = match function_id {
+            SMCCC_ARCH_WORKAROUND_1 => 0,
+            SMCCC_ARCH_WORKAROUND_2 => 1,
+            SMCCC_ARCH_WORKAROUND_3 => 2,
+            _ => return WorkaroundSupport::NotSupported,
+        };
+        if self.guest_version().is_none_or(|v| v < SMCCC_VERSION_1_1) {
+            return WorkaroundSupport::NotSupported;
+        }
+        WorkaroundSupport::from_firmware(self.workarounds[i])
+    }
+}
+
 /// What the VM provides to the PSCI handler.
 pub trait PsciBackend {
     /// The vCPU whose virtual MPIDR affinity fields are `mpidr` (non-affinity bits
@@ -110,6 +171,11 @@ pub trait PsciBackend {
     ) -> Result<(), CpuOnError>;
     /// Whether `addr` is a valid entry point: inside the guest's RAM.
     fn entry_valid(&self, addr: GuestPhysAddr) -> bool;
+    /// The SMCCC version guests are told (`None`: SMCCC 1.0, `SMCCC_VERSION` and
+    /// `SMCCC_ARCH_FEATURES` are not supported). At least 1.1 for the architecture calls.
+    fn smccc_version(&self) -> Option<u32> {
+        Some(SMCCC_VERSION_1_1)
+    }
     /// How `SMCCC_ARCH_WORKAROUND_{1,2,3}` (`function_id`) is provided.
     fn arch_workaround(&self, function_id: u32) -> WorkaroundSupport {
         let _ = function_id;
@@ -202,7 +268,7 @@ pub fn handle(function_id: u32, args: [u64; 3], backend: &mut impl PsciBackend) 
     }
     match function_id {
         PSCI_VERSION => PsciOutcome::ret(PSCI_VERSION_1_1 as i32),
-        PSCI_FEATURES => PsciOutcome::ret(psci_features(a1 as u32)),
+        PSCI_FEATURES => PsciOutcome::ret(psci_features(a1 as u32, backend)),
         PSCI_CPU_SUSPEND_32 | PSCI_CPU_SUSPEND_64 => {
             PsciOutcome::with(SUCCESS, PsciAction::Standby)
         }
@@ -214,8 +280,13 @@ pub fn handle(function_id: u32, args: [u64; 3], backend: &mut impl PsciBackend) 
         PSCI_MIGRATE_INFO_TYPE => PsciOutcome::ret(MIGRATE_TYPE_NOT_REQUIRED),
         PSCI_SYSTEM_OFF => PsciOutcome::with(SUCCESS, PsciAction::SystemOff),
         PSCI_SYSTEM_RESET => PsciOutcome::with(SUCCESS, PsciAction::SystemReset),
-        SMCCC_VERSION => PsciOutcome::ret(SMCCC_VERSION_1_1 as i32),
-        SMCCC_ARCH_FEATURES => PsciOutcome::ret(arch_features(a1 as u32, backend)),
+        SMCCC_VERSION => match backend.smccc_version() {
+            Some(v) => PsciOutcome::ret(v as i32),
+            None => PsciOutcome::ret(NOT_SUPPORTED),
+        },
+        SMCCC_ARCH_FEATURES if has_arch_calls(backend) => {
+            PsciOutcome::ret(arch_features(a1 as u32, backend))
+        }
         SMCCC_ARCH_WORKAROUND_1 | SMCCC_ARCH_WORKAROUND_2 | SMCCC_ARCH_WORKAROUND_3 => {
             if backend.arch_workaround(function_id) == WorkaroundSupport::Mitigated {
                 backend.apply_arch_workaround(function_id, a1);
@@ -233,12 +304,20 @@ pub fn handle(function_id: u32, args: [u64; 3], backend: &mut impl PsciBackend) 
 /// power-state format without OS-initiated mode. `NOT_SUPPORTED` for everything else,
 /// including the SMCCC architecture calls, which are discovered through
 /// `SMCCC_ARCH_FEATURES`.
-fn psci_features(queried: u32) -> i32 {
+fn psci_features(queried: u32, backend: &impl PsciBackend) -> i32 {
     match queried {
         SMCCC_ARCH_FEATURES => NOT_SUPPORTED,
+        SMCCC_VERSION if backend.smccc_version().is_none() => NOT_SUPPORTED,
         id if is_implemented(id) => SUCCESS,
         _ => NOT_SUPPORTED,
     }
+}
+
+/// SMCCC 1.1 or later: `SMCCC_ARCH_FEATURES` exists.
+fn has_arch_calls(backend: &impl PsciBackend) -> bool {
+    backend
+        .smccc_version()
+        .is_some_and(|v| v >= SMCCC_VERSION_1_1)
 }
 
 /// `SMCCC_ARCH_FEATURES` (DEN0028 7.3).
@@ -588,6 +667,155 @@ mod tests {
         vm.workaround = WorkaroundSupport::Mitigated;
         assert_eq!(handle(SMCCC_ARCH_WORKAROUND_2, [1, 0, 0], &mut vm).x0, 0);
         assert_eq!(vm.applied, vec![(SMCCC_ARCH_WORKAROUND_2, 1)]);
+    }
+
+    /// A VM whose backend answers from a [`FirmwareSmccc`], as the hypervisor's does.
+    struct FirmwareVm {
+        vm: FakeVm,
+        fw: FirmwareSmccc,
+    }
+
+    impl PsciBackend for FirmwareVm {
+        fn vcpu_by_mpidr(&self, mpidr: u64) -> Option<VcpuId> {
+            self.vm.vcpu_by_mpidr(mpidr)
+        }
+        fn vcpu_state(&self, vcpu: VcpuId) -> VcpuPowerState {
+            self.vm.vcpu_state(vcpu)
+        }
+        fn request_cpu_on(
+            &mut self,
+            vcpu: VcpuId,
+            entry: GuestPhysAddr,
+            context_id: u64,
+        ) -> Result<(), CpuOnError> {
+            self.vm.request_cpu_on(vcpu, entry, context_id)
+        }
+        fn entry_valid(&self, addr: GuestPhysAddr) -> bool {
+            self.vm.entry_valid(addr)
+        }
+        fn smccc_version(&self) -> Option<u32> {
+            self.fw.guest_version()
+        }
+        fn arch_workaround(&self, function_id: u32) -> WorkaroundSupport {
+            self.fw.workaround(function_id)
+        }
+        fn apply_arch_workaround(&mut self, function_id: u32, arg: u64) {
+            (self.fw.call)(function_id, arg)
+        }
+    }
+
+    std::thread_local! {
+        static FIRMWARE_CALLS: core::cell::RefCell<Vec<(u32, u64)>> =
+            const { core::cell::RefCell::new(Vec::new()) };
+    }
+
+    fn record_call(function_id: u32, arg: u64) {
+        FIRMWARE_CALLS.with(|c| c.borrow_mut().push((function_id, arg)));
+    }
+
+    fn firmware_vm(version: Option<u32>, workarounds: [i32; 3]) -> FirmwareVm {
+        FIRMWARE_CALLS.with(|c| c.borrow_mut().clear());
+        FirmwareVm {
+            vm: FakeVm::new(1),
+            fw: FirmwareSmccc {
+                version,
+                workarounds,
+                call: record_call,
+            },
+        }
+    }
+
+    const WORKAROUNDS: [u32; 3] = [
+        SMCCC_ARCH_WORKAROUND_1,
+        SMCCC_ARCH_WORKAROUND_2,
+        SMCCC_ARCH_WORKAROUND_3,
+    ];
+
+    #[test]
+    fn firmware_with_the_workarounds_has_them_forwarded() {
+        // SMCCC 1.2 firmware mitigating all three (the guest is told 1.1, what we implement).
+        let mut vm = firmware_vm(Some(0x1_0002), [0, 0, 0]);
+        assert_eq!(handle(SMCCC_VERSION, [0; 3], &mut vm).x0, 0x1_0001);
+        assert_eq!(
+            handle(PSCI_FEATURES, [SMCCC_VERSION as u64, 0, 0], &mut vm).x0,
+            0
+        );
+        for (n, id) in WORKAROUNDS.into_iter().enumerate() {
+            assert_eq!(
+                handle(SMCCC_ARCH_FEATURES, [id as u64, 0, 0], &mut vm).x0,
+                0,
+                "{id:#x}"
+            );
+            assert_eq!(handle(id, [1, 0, 0], &mut vm).x0, 0, "{id:#x}");
+            assert_eq!(
+                FIRMWARE_CALLS.with(|c| c.borrow().len()),
+                n + 1,
+                "{id:#x} was not forwarded"
+            );
+        }
+        assert_eq!(
+            FIRMWARE_CALLS.with(|c| c.borrow().clone()),
+            vec![
+                (SMCCC_ARCH_WORKAROUND_1, 1),
+                (SMCCC_ARCH_WORKAROUND_2, 1),
+                (SMCCC_ARCH_WORKAROUND_3, 1)
+            ]
+        );
+    }
+
+    #[test]
+    fn firmware_answers_other_than_mitigated_reach_the_guest_unchanged() {
+        let mut vm = firmware_vm(Some(0x1_0001), [1, -2, -1]);
+        let q =
+            |vm: &mut FirmwareVm, id: u32| handle(SMCCC_ARCH_FEATURES, [id as u64, 0, 0], vm).x0;
+        assert_eq!(q(&mut vm, SMCCC_ARCH_WORKAROUND_1), 1);
+        assert_eq!(q(&mut vm, SMCCC_ARCH_WORKAROUND_2), x0(-2));
+        assert_eq!(q(&mut vm, SMCCC_ARCH_WORKAROUND_3), x0(-1));
+        for id in WORKAROUNDS {
+            assert_eq!(handle(id, [0; 3], &mut vm).x0, x0(NOT_SUPPORTED), "{id:#x}");
+        }
+        assert!(FIRMWARE_CALLS.with(|c| c.borrow().is_empty()));
+    }
+
+    #[test]
+    fn firmware_without_the_workarounds_makes_them_not_supported() {
+        let mut vm = firmware_vm(Some(0x1_0001), [-1; 3]);
+        for id in WORKAROUNDS {
+            assert_eq!(
+                handle(SMCCC_ARCH_FEATURES, [id as u64, 0, 0], &mut vm).x0,
+                x0(NOT_SUPPORTED),
+                "{id:#x}"
+            );
+            assert_eq!(handle(id, [1, 0, 0], &mut vm).x0, x0(NOT_SUPPORTED));
+        }
+        assert!(FIRMWARE_CALLS.with(|c| c.borrow().is_empty()));
+    }
+
+    #[test]
+    fn smccc_1_0_firmware_gives_the_guest_smccc_1_0() {
+        // No SMCCC_VERSION at the firmware: the guest finds none either (PSCI_FEATURES says
+        // so, as DEN0028 discovery asks), nor ARCH_FEATURES, and the workarounds stay off
+        // even if the cached answers said otherwise.
+        let mut vm = firmware_vm(None, [0, 0, 0]);
+        assert_eq!(
+            handle(PSCI_FEATURES, [SMCCC_VERSION as u64, 0, 0], &mut vm).x0,
+            x0(NOT_SUPPORTED)
+        );
+        assert_eq!(handle(SMCCC_VERSION, [0; 3], &mut vm).x0, x0(NOT_SUPPORTED));
+        assert_eq!(
+            handle(
+                SMCCC_ARCH_FEATURES,
+                [SMCCC_ARCH_WORKAROUND_1 as u64, 0, 0],
+                &mut vm
+            )
+            .x0,
+            x0(NOT_SUPPORTED)
+        );
+        assert_eq!(
+            handle(SMCCC_ARCH_WORKAROUND_1, [0; 3], &mut vm).x0,
+            x0(NOT_SUPPORTED)
+        );
+        assert!(FIRMWARE_CALLS.with(|c| c.borrow().is_empty()));
     }
 
     #[test]

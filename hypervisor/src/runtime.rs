@@ -133,8 +133,25 @@ fn primary_main() -> ! {
     PCPU_COUNT.store(online, Ordering::Release);
     hvprintln!("[hv] {online} of {} CPUs online", board.cpus.len());
 
+    let fw = firmware_smccc();
+    hvprintln!(
+        "[hv] firmware SMCCC: version {}, ARCH_FEATURES(WORKAROUND_1/2/3) = {:?}",
+        fw.version.map_or("1.0".into(), |v| alloc::format!(
+            "{}.{}",
+            v >> 16,
+            v & 0xffff
+        )),
+        fw.workarounds
+    );
     vms::create_all(board, arch::vm_table(), online);
     vms::run_cpu(0)
+}
+
+/// What the firmware provides of SMCCC: asked by `smc` on first use (at boot, before any
+/// VM), then cached; every VM's guests are told the same.
+pub fn firmware_smccc() -> crate::psci::FirmwareSmccc {
+    static FIRMWARE: Once<crate::psci::FirmwareSmccc> = Once::new();
+    *FIRMWARE.call_once(cpu::firmware_smccc)
 }
 
 fn secondary_main(cpu_index: usize) -> ! {

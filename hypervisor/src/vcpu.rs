@@ -61,6 +61,12 @@ pub trait GuestSysRegs {
     /// [`crate::vgic::vmcr_priority_mask`]): only interrupts of a higher priority (lower
     /// value) are signalled, and so wake a `WFI`.
     fn priority_mask(&self) -> u8;
+    /// The physical count now (`CNTPCT_EL0`): what the emulated physical timer compares.
+    fn counter(&self) -> u64;
+    /// Samples the vCPU's virtual timer now: the level of its interrupt line as the guest's
+    /// `CNTV_CTL_EL0`/`CNTV_CVAL_EL0` define it ([`crate::vtimer::VtimerState::sample`],
+    /// which may set or clear the mask EL2 borrows).
+    fn sample_vtimer(&mut self) -> bool;
 }
 
 /// The power state of a vCPU, as PSCI sees it (DEN0022, 5.1.5 AFFINITY_INFO).
@@ -134,6 +140,8 @@ pub struct VcpuShared {
     pub entry: AtomicU64,
     /// x0 of the next start (the DTB address at boot, the CPU_ON context id).
     pub context: AtomicU64,
+    /// Its EL1 physical timer (emulated: every guest access traps).
+    pub ptimer: crate::ptimer::AtomicPtimer,
 }
 
 impl VcpuShared {
@@ -145,6 +153,7 @@ impl VcpuShared {
             power: AtomicPowerState::new(PowerState::Off),
             entry: AtomicU64::new(entry),
             context: AtomicU64::new(x0),
+            ptimer: crate::ptimer::AtomicPtimer::new(),
         }
     }
 

@@ -7,6 +7,7 @@ pub mod mem;
 
 use crate::config::VmDesc;
 use crate::platform::{DeviceDesc, IrqDesc};
+use crate::psci::FirmwareSmccc;
 use crate::sync::Mutex;
 use crate::types::{GuestPhysAddr, HostPhysAddr, VcpuId, VmId};
 use crate::vcpu::{PowerState, VcpuShared};
@@ -36,6 +37,9 @@ pub struct Vm {
     pub passthrough: Vec<&'static DeviceDesc>,
     /// Times the VM was reset (SYSTEM_RESET); told to the guest in its DTB.
     pub resets: AtomicU32,
+    /// What the machine's firmware provides of SMCCC (the guest is told the same, and its
+    /// workaround calls go there); [`FirmwareSmccc::NONE`] until the runtime sets it.
+    pub firmware: FirmwareSmccc,
 }
 
 impl Vm {
@@ -71,6 +75,7 @@ impl Vm {
             boot,
             passthrough,
             resets: AtomicU32::new(0),
+            firmware: FirmwareSmccc::NONE,
         }
     }
 

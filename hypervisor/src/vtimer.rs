@@ -6,11 +6,13 @@
 //!
 //! Masking scheme: the physical virtual-timer PPI is taken at EL2 while the guest runs. The
 //! core then sets `CNTV_CTL_EL0.IMASK` (so the level-sensitive PPI drops and does not fire
-//! again at once), injects virtual INTID 27 into the guest with a maintenance interrupt on
-//! EOI, and when the guest EOIs it clears `IMASK` again ([`VtimerState`]). The guest's own
-//! writes to `IMASK` in between cannot be told apart from ours; Linux either reprograms
-//! the timer (clearing `IMASK` itself) or disables it in its handler, so this is harmless
-//! for it.
+//! again at once) and raises the line of virtual INTID 27, a level, with a maintenance
+//! interrupt on EOI. The line follows the timer: it is re-sampled ([`VtimerState::sample`])
+//! on the guest's EOI, before each entry while EL2 holds the mask, and when the guest reads
+//! its pending bit, and EL2 gives `IMASK` back as soon as the condition no longer holds.
+//! The guest's own writes to `IMASK` while EL2 holds it cannot be told apart from ours;
+//! Linux either reprograms the timer (clearing `IMASK` itself) or disables it in its
+//! handler, so this is harmless for it.
 #![deny(unsafe_code)]
 
 /// `CNTV_CTL_EL0` bit assignments.
@@ -56,22 +58,28 @@ pub struct VtimerState {
 }
 
 impl VtimerState {
-    /// The physical virtual-timer PPI fired at EL2 while this vCPU ran: returns the
-    /// `CNTV_CTL_EL0` value to write back (with `IMASK` set). The caller then injects
-    /// [`VTIMER_INTID`] with a maintenance interrupt on EOI.
-    pub fn on_fire(&mut self, ctl: u64) -> u64 {
-        self.hv_masked = true;
-        ctl | cntv_ctl::IMASK
-    }
-
-    /// The guest EOI'd [`VTIMER_INTID`]: returns the `CNTV_CTL_EL0` value to write back,
-    /// with `IMASK` cleared if EL2 had set it (unchanged otherwise).
-    pub fn on_guest_eoi(&mut self, ctl: u64) -> u64 {
-        if self.hv_masked {
-            self.hv_masked = false;
+    /// Samples the timer at virtual count `now`, given the live `CNTV_CTL_EL0` and
+    /// `CNTV_CVAL_EL0`: returns the `CNTV_CTL_EL0` value to write back and the level of the
+    /// guest's virtual timer line (virtual INTID [`VTIMER_INTID`], level-sensitive).
+    ///
+    /// While EL2 holds the mask, `IMASK` counts as the guest's clear bit. A line that is high
+    /// keeps (or gets) the EL2 mask, so the physical PPI does not fire again meanwhile; a low
+    /// one gives the mask back. Called when the physical PPI fires, when the guest EOIs the
+    /// interrupt, before entering a vCPU whose timer EL2 masked, and when the guest reads the
+    /// interrupt's pending bit; so a guest that disables or reprograms its timer sees the
+    /// line drop as on hardware, and the pending bit it reads is the line's level now.
+    pub fn sample(&mut self, ctl: u64, cval: u64, now: u64) -> (u64, bool) {
+        let guest_ctl = if self.hv_masked {
             ctl & !cntv_ctl::IMASK
         } else {
             ctl
+        };
+        if should_fire(guest_ctl, cval, now) {
+            self.hv_masked = true;
+            (guest_ctl | cntv_ctl::IMASK, true)
+        } else {
+            self.hv_masked = false;
+            (guest_ctl, false)
         }
     }
 }
@@ -122,35 +130,46 @@ mod tests {
     }
 
     #[test]
-    fn fire_sets_imask_and_remembers_it() {
+    fn firing_timer_is_masked_and_its_line_high() {
         let mut s = VtimerState::default();
-        let ctl = s.on_fire(ENABLE | ISTATUS);
-        assert_eq!(ctl, ENABLE | ISTATUS | IMASK);
+        let (ctl, line) = s.sample(ENABLE | ISTATUS, 100, 100);
+        assert_eq!((ctl, line), (ENABLE | ISTATUS | IMASK, true));
         assert!(s.hv_masked);
         assert!(!should_fire(ctl, 0, 1));
     }
 
     #[test]
-    fn guest_eoi_clears_the_mask_set_by_el2() {
+    fn line_stays_high_under_the_el2_mask_while_the_condition_holds() {
         let mut s = VtimerState::default();
-        let ctl = s.on_fire(ENABLE);
-        let ctl = s.on_guest_eoi(ctl);
-        assert_eq!(ctl, ENABLE);
+        let (ctl, _) = s.sample(ENABLE, 100, 100);
+        assert_eq!(s.sample(ctl, 100, 150), (ENABLE | IMASK, true));
+        assert!(s.hv_masked);
+    }
+
+    #[test]
+    fn disabling_or_reprogramming_drops_the_line_and_the_el2_mask() {
+        let mut s = VtimerState::default();
+        let (ctl, _) = s.sample(ENABLE, 100, 100);
+        // The guest disabled the timer (its write kept our IMASK, or not: the same).
+        assert_eq!(s.sample(ctl & !ENABLE, 100, 120), (0, false));
+        assert!(!s.hv_masked);
+        let (ctl, _) = s.sample(ENABLE, 100, 130);
+        // The guest moved CVAL ahead: the line drops, the mask is given back.
+        assert_eq!(s.sample(ctl, 500, 140), (ENABLE, false));
         assert!(!s.hv_masked);
     }
 
     #[test]
-    fn guest_eoi_without_el2_mask_keeps_guest_imask() {
+    fn guest_imask_without_el2_mask_is_the_guests() {
         let mut s = VtimerState::default();
-        assert_eq!(s.on_guest_eoi(ENABLE | IMASK), ENABLE | IMASK);
+        assert_eq!(s.sample(ENABLE | IMASK, 0, 100), (ENABLE | IMASK, false));
+        assert!(!s.hv_masked);
     }
 
     #[test]
-    fn second_eoi_does_not_clear_a_later_guest_mask() {
+    fn sample_before_the_deadline_changes_nothing() {
         let mut s = VtimerState::default();
-        let ctl = s.on_fire(ENABLE);
-        s.on_guest_eoi(ctl);
-        // The guest masks its timer afterwards; a spurious second EOI leaves it masked.
-        assert_eq!(s.on_guest_eoi(ENABLE | IMASK), ENABLE | IMASK);
+        assert_eq!(s.sample(ENABLE, 200, 100), (ENABLE, false));
+        assert!(!s.hv_masked);
     }
 }

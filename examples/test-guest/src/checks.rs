@@ -1,4 +1,4 @@
-//! The checks (console, timer, psci, sgi, stage2, and passthrough when the DTB has a PL031),
+//! The checks (console, timer, psci, sgi, stage2, ptimer, smccc, pmu, and passthrough when the DTB has a PL031),
 //! the optional benchmark, and the interrupt and abort hooks they rely on. Cross-CPU state is
 //! atomics only.
 
@@ -10,7 +10,8 @@ use crate::spec::{MatchObservation, MatchProblem, Pl031Status};
 use crate::{boot, conformance, echo, println, spec, sysreg};
 use aarch64_cpu::asm::{barrier, wfi};
 use aarch64_cpu::registers::{
-    Readable, Writeable, CNTFRQ_EL0, CNTVCT_EL0, CNTV_CTL_EL0, CNTV_CVAL_EL0, TPIDR_EL1,
+    Readable, Writeable, CNTFRQ_EL0, CNTPCT_EL0, CNTP_CTL_EL0, CNTP_CVAL_EL0, CNTP_TVAL_EL0,
+    CNTVCT_EL0, CNTV_CTL_EL0, CNTV_CVAL_EL0, TPIDR_EL1,
 };
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::SeqCst};
 use smccc::psci::{self, AffinityState, LowestAffinityLevel};
@@ -93,6 +94,15 @@ static RTC_IRQS: AtomicU32 = AtomicU32::new(0);
 /// `RTCDR`, `RTCRIS`, `RTCMIS` as the first PL031 interrupt found them (valid once
 /// `RTC_IRQS` > 0).
 static RTC_AT_IRQ: [AtomicU32; 3] = [const { AtomicU32::new(0) }; 3];
+
+/// Physical timer interrupts taken by the ptimer check's handler.
+static PTIMER_IRQS: AtomicU32 = AtomicU32::new(0);
+/// `CNTP_CTL_EL0` as the handler first read it.
+static PTIMER_CTL_AT_IRQ: AtomicU64 = AtomicU64::new(0);
+/// `[CNTPCT_EL0, CNTP_CVAL_EL0]` when the handler ran before the deadline.
+static PTIMER_EARLY: [AtomicU64; 2] = [const { AtomicU64::new(0) }; 2];
+/// Physical counter ticks from the compare value to the handler, first interrupt.
+static PTIMER_LATENCY: AtomicU64 = AtomicU64::new(0);
 
 static ABORT_ARMED: AtomicBool = AtomicBool::new(false);
 static ABORT_SEEN: AtomicBool = AtomicBool::new(false);
@@ -269,6 +279,84 @@ pub enum CheckFailure {
         intid: u32,
         /// Times taken.
         taken: u32,
+    },
+    /// The DT's timer node lists no EL1 physical timer interrupt.
+    #[error("the arm,armv8-timer node has no second (non-secure physical timer) interrupt")]
+    NoPtimerIrq,
+    /// The physical timer's pending bit, read with its PPI disabled, is not its line's level.
+    #[error("physical timer PPI {intid} disabled, {state}: pending bit reads {got} (CNTP_CTL_EL0={ctl:#x})")]
+    PtimerPending {
+        /// The PPI.
+        intid: u32,
+        /// The timer's state.
+        state: &'static str,
+        /// The bit read.
+        got: bool,
+        /// `CNTP_CTL_EL0` read just before.
+        ctl: u64,
+    },
+    /// `CNTP_CTL_EL0.ISTATUS` is clear although the timer is enabled and due.
+    #[error(
+        "CNTP_CTL_EL0={ctl:#x} for a timer enabled with a deadline in the past: ISTATUS is clear"
+    )]
+    PtimerNoIstatus {
+        /// `CNTP_CTL_EL0`.
+        ctl: u64,
+    },
+    /// The physical timer's interrupt did not arrive.
+    #[error("no physical timer interrupt (INTID {intid}) within {ms} ms of its deadline")]
+    PtimerNoIrq {
+        /// The PPI.
+        intid: u32,
+        /// How long the check waited.
+        ms: u64,
+    },
+    /// The handler saw `CNTP_CTL_EL0` without `ISTATUS`.
+    #[error("physical timer interrupt taken with CNTP_CTL_EL0={ctl:#x}: ISTATUS clear")]
+    PtimerIrqWithoutIstatus {
+        /// `CNTP_CTL_EL0` in the handler.
+        ctl: u64,
+    },
+    /// The interrupt came before the compare value.
+    #[error("physical timer interrupt taken at CNTPCT={now:#x}, before CNTP_CVAL={cval:#x}")]
+    PtimerEarly {
+        /// `CNTPCT_EL0` in the handler.
+        now: u64,
+        /// `CNTP_CVAL_EL0`.
+        cval: u64,
+    },
+    /// The interrupt came, but long after its deadline (only once something else woke the
+    /// vCPU).
+    #[error("physical timer interrupt taken {ms} ms after its deadline (limit {limit} ms): nothing woke the vCPU at the deadline")]
+    PtimerLate {
+        /// Milliseconds from CNTP_CVAL to the handler.
+        ms: u64,
+        /// The limit.
+        limit: u64,
+    },
+    /// The interrupt kept coming after the handler disabled the timer.
+    #[error("{count} physical timer interrupts for one deadline: the line did not drop when the handler disabled the timer")]
+    PtimerRepeated {
+        /// Interrupts taken.
+        count: u32,
+    },
+    /// An SMCCC workaround call disagrees with `SMCCC_ARCH_FEATURES`.
+    #[error("SMCCC_ARCH_FEATURES({id:#x}) = {features} but the call returned {ret}")]
+    Workaround {
+        /// The workaround's function ID.
+        id: u32,
+        /// `SMCCC_ARCH_FEATURES`'s answer.
+        features: i32,
+        /// The call's `W0`.
+        ret: i32,
+    },
+    /// `SMCCC_VERSION` is not discoverable, yet `SMCCC_ARCH_FEATURES` answers.
+    #[error("PSCI_FEATURES(SMCCC_VERSION) says SMCCC 1.0, yet SMCCC_ARCH_FEATURES({id:#x}) = {features}")]
+    ArchFeaturesWithoutVersion {
+        /// The workaround queried.
+        id: u32,
+        /// The answer.
+        features: i32,
     },
     /// An interrupt nobody asked for arrived.
     #[error("{count} unexpected interrupt(s), last INTID {intid}")]
@@ -454,6 +542,8 @@ pub fn run<C: Call>(platform: &Platform, gic: &Gic, uart: &Pl011) -> Report {
     report.record("gic-dist", conformance::gic_dist(platform, gic));
     report.record("spi-pending", conformance::spi_pending(gic));
     report.record("stage2", stage2(platform));
+    report.record("ptimer", ptimer(platform, gic));
+    report.record("smccc", smccc_workarounds::<C>());
     report.record("pmu", pmu::check(platform));
     if platform.pmu_irq_wired {
         report.record("pmu-irq", pmu::overflow_interrupt(platform));
@@ -551,6 +641,164 @@ fn timer_tick() {
     } else {
         CNTV_CTL_EL0.write(CNTV_CTL_EL0::ENABLE::CLEAR + CNTV_CTL_EL0::IMASK::SET);
     }
+}
+
+/// Physical count, ordered after earlier instructions.
+fn physical_counter() -> u64 {
+    barrier::isb(barrier::SY);
+    CNTPCT_EL0.get()
+}
+
+/// `CNTP_CTL_EL0` bits.
+const CNTP_ENABLE: u64 = 1;
+const CNTP_IMASK: u64 = 2;
+const CNTP_ISTATUS: u64 = 4;
+
+/// The EL1 physical timer: with its PPI disabled at the GIC, its pending bit is the line's
+/// level (1 only when enabled, due and unmasked, ISTATUS set whatever IMASK says); with the
+/// PPI enabled, one `CNTP_TVAL_EL0` deadline gives exactly one interrupt, taken in `WFI`,
+/// not before the compare value, with ISTATUS set, and none after the handler disables the
+/// timer.
+fn ptimer(platform: &Platform, gic: &Gic) -> Result<(), CheckFailure> {
+    let intid = platform.ptimer_intid.ok_or(CheckFailure::NoPtimerIrq)?;
+    let cpu = cpu_index();
+    gic.disable_ppi(cpu, intid);
+    let pending = |state: &'static str, want: bool| {
+        let ctl = CNTP_CTL_EL0.get();
+        let got = gic.ppi_pending(cpu, intid);
+        if got == want {
+            Ok(())
+        } else {
+            Err(CheckFailure::PtimerPending {
+                intid,
+                state,
+                got,
+                ctl,
+            })
+        }
+    };
+    // Due at once, masked: ISTATUS set, not pending.
+    CNTP_CTL_EL0.set(CNTP_ENABLE | CNTP_IMASK);
+    CNTP_TVAL_EL0.set(0);
+    let ctl = CNTP_CTL_EL0.get();
+    if ctl & CNTP_ISTATUS == 0 {
+        CNTP_CTL_EL0.set(0);
+        return Err(CheckFailure::PtimerNoIstatus { ctl });
+    }
+    let result = pending("enabled, due, IMASK set", false)
+        .and_then(|()| {
+            CNTP_CTL_EL0.set(CNTP_ENABLE);
+            pending("enabled, due, IMASK clear", true)
+        })
+        .and_then(|()| {
+            CNTP_CTL_EL0.set(0);
+            pending("disabled", false)
+        })
+        .and_then(|()| {
+            CNTP_TVAL_EL0.set(ticks(1000));
+            CNTP_CTL_EL0.set(CNTP_ENABLE);
+            pending("enabled, due in 1 s", false)
+        });
+    CNTP_CTL_EL0.set(0);
+    result?;
+
+    // The interrupt itself.
+    PTIMER_IRQS.store(0, SeqCst);
+    PTIMER_CTL_AT_IRQ.store(0, SeqCst);
+    PTIMER_EARLY[0].store(0, SeqCst);
+    PTIMER_LATENCY.store(0, SeqCst);
+    gic.enable_ppi(cpu, intid);
+    CNTP_TVAL_EL0.set(ticks(1));
+    CNTP_CTL_EL0.set(CNTP_ENABLE);
+    // The virtual timer bounds the sleep (twice the latency allowed): a physical timer that
+    // never fires, or only once something else wakes the vCPU, is a FAIL, not a guest
+    // asleep for ever.
+    let deadline = counter() + ticks(2 * WAIT_MS);
+    sleep_until(gic, platform.vtimer_intid, deadline, || {
+        PTIMER_IRQS.load(SeqCst) > 0
+    });
+    // Watch a little longer: a line that does not drop brings the interrupt back at once.
+    if PTIMER_IRQS.load(SeqCst) > 0 {
+        let until = counter() + ticks(5);
+        sleep_until(gic, platform.vtimer_intid, until, || {
+            PTIMER_IRQS.load(SeqCst) > 1
+        });
+    }
+    CNTP_CTL_EL0.set(0);
+    gic.disable_ppi(cpu, intid);
+
+    let count = PTIMER_IRQS.load(SeqCst);
+    if count == 0 {
+        return Err(CheckFailure::PtimerNoIrq { intid, ms: WAIT_MS });
+    }
+    let [now, cval] = PTIMER_EARLY.each_ref().map(|a| a.load(SeqCst));
+    if now != 0 {
+        return Err(CheckFailure::PtimerEarly { now, cval });
+    }
+    let ctl = PTIMER_CTL_AT_IRQ.load(SeqCst);
+    if ctl & CNTP_ISTATUS == 0 {
+        return Err(CheckFailure::PtimerIrqWithoutIstatus { ctl });
+    }
+    if count > 1 {
+        return Err(CheckFailure::PtimerRepeated { count });
+    }
+    let late = PTIMER_LATENCY.load(SeqCst);
+    if late > ticks(WAIT_MS) {
+        return Err(CheckFailure::PtimerLate {
+            ms: late * 1000 / frequency(),
+            limit: WAIT_MS,
+        });
+    }
+    Ok(())
+}
+
+/// The ptimer check's interrupt: records what it saw and disables the timer (which drops
+/// the level-sensitive line).
+fn ptimer_irq() {
+    let now = physical_counter();
+    let ctl = CNTP_CTL_EL0.get();
+    let cval = CNTP_CVAL_EL0.get();
+    if PTIMER_IRQS.fetch_add(1, SeqCst) == 0 {
+        PTIMER_CTL_AT_IRQ.store(ctl, SeqCst);
+        if now < cval {
+            PTIMER_EARLY[1].store(cval, SeqCst);
+            PTIMER_EARLY[0].store(now, SeqCst);
+        }
+        PTIMER_LATENCY.store(now.saturating_sub(cval), SeqCst);
+    }
+    CNTP_CTL_EL0.set(0);
+}
+
+/// `SMCCC_ARCH_WORKAROUND_1/2/3` each do what `SMCCC_ARCH_FEATURES` says: a call succeeds
+/// (returns 0) exactly when the workaround is reported as implemented and required (0), and
+/// is `NOT_SUPPORTED` otherwise. With SMCCC 1.0 (no `SMCCC_VERSION` by `PSCI_FEATURES`, as
+/// DEN0028 asks to discover it) `SMCCC_ARCH_FEATURES` itself must be `NOT_SUPPORTED`.
+fn smccc_workarounds<C: Call>() -> Result<(), CheckFailure> {
+    use smccc::arch::{
+        SMCCC_ARCH_FEATURES, SMCCC_ARCH_WORKAROUND_1, SMCCC_ARCH_WORKAROUND_2,
+        SMCCC_ARCH_WORKAROUND_3, SMCCC_VERSION,
+    };
+    const NOT_SUPPORTED: i32 = -1;
+    let call = |id: u32, arg: u32| C::call32(id, [arg, 0, 0, 0, 0, 0, 0])[0] as i32;
+    let smccc_1_1 =
+        psci::psci_features::<C>(SMCCC_VERSION).is_ok() && call(SMCCC_VERSION, 0) >= 0x1_0001;
+    for id in [
+        SMCCC_ARCH_WORKAROUND_1,
+        SMCCC_ARCH_WORKAROUND_2,
+        SMCCC_ARCH_WORKAROUND_3,
+    ] {
+        let features = call(SMCCC_ARCH_FEATURES, id);
+        if !smccc_1_1 && features != NOT_SUPPORTED {
+            return Err(CheckFailure::ArchFeaturesWithoutVersion { id, features });
+        }
+        // Workaround 2's argument 1 asks for the mitigation on (never turns it off).
+        let ret = call(id, 1);
+        let want = if features == 0 { 0 } else { NOT_SUPPORTED };
+        if ret != want {
+            return Err(CheckFailure::Workaround { id, features, ret });
+        }
+    }
+    Ok(())
 }
 
 fn psci_cpu_on<C: Call>(platform: &Platform) -> Result<(), CheckFailure> {
@@ -850,6 +1098,7 @@ pub fn on_irq() {
             CNTV_CTL_EL0.write(CNTV_CTL_EL0::ENABLE::CLEAR + CNTV_CTL_EL0::IMASK::SET);
         }
         intid if Some(intid) == vtimer => timer_tick(),
+        intid if PLATFORM.get().and_then(|p| p.ptimer_intid) == Some(intid) => ptimer_irq(),
         intid if Some(intid) == pmu_intid => pmu::on_overflow(),
         intid if rtc.is_some_and(|r| r.intid == intid) => {
             if let Some(rtc) = rtc {

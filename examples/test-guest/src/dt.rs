@@ -76,6 +76,8 @@ pub struct Platform {
     pub uart_edge: bool,
     /// Virtual timer PPI INTID (third entry of the `arm,armv8-timer` node's `interrupts`).
     pub vtimer_intid: u32,
+    /// EL1 (non-secure) physical timer PPI INTID (the node's second entry), if it has one.
+    pub ptimer_intid: Option<u32>,
     /// PMU overflow interrupt INTID (first entry of the `arm,armv8-pmuv3` node), if any.
     pub pmu_intid: Option<u32>,
     /// `no-pmu-irq` is not in bootargs: the machine delivers PMU overflow interrupts (QEMU's
@@ -277,10 +279,11 @@ pub fn parse(fdt: &Fdt<'_>) -> Result<Platform, DtError> {
     let uart_intid = uart_irq.map(|(intid, _)| intid);
     let uart_edge = uart_irq.is_some_and(|(_, flags)| is_edge_triggered(flags));
 
-    let vtimer_intid = fdt
-        .find_compatible(&["arm,armv8-timer", "arm,armv7-timer"])
+    let timer_node = fdt.find_compatible(&["arm,armv8-timer", "arm,armv7-timer"]);
+    let vtimer_intid = timer_node
         .and_then(|n| interrupt(n, 2))
         .ok_or(DtError::NoTimer)?;
+    let ptimer_intid = timer_node.and_then(|n| interrupt(n, 1));
 
     let pmu_intid = fdt
         .find_compatible(&["arm,armv8-pmuv3"])
@@ -304,6 +307,7 @@ pub fn parse(fdt: &Fdt<'_>) -> Result<Platform, DtError> {
         uart_intid,
         uart_edge,
         vtimer_intid,
+        ptimer_intid,
         pmu_intid,
         pmu_irq_wired: !has_word(bootargs, "no-pmu-irq"),
         bench,
@@ -650,6 +654,7 @@ mod tests {
     #[test]
     fn virtual_timer_is_the_third_timer_interrupt() {
         assert_eq!(platform(V3).vtimer_intid, 27);
+        assert_eq!(platform(V3).ptimer_intid, Some(30));
         assert_eq!(platform(V3).pmu_intid, Some(23));
     }
 

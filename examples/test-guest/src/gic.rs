@@ -38,6 +38,8 @@ const GICR_FRAME: usize = 0x1_0000;
 const SGI_BASE: usize = 0x1_0000;
 const GICR_IGROUPR0: usize = SGI_BASE + 0x0080;
 const GICR_ISENABLER0: usize = SGI_BASE + 0x0100;
+const GICR_ICENABLER0: usize = SGI_BASE + 0x0180;
+const GICR_ISPENDR0: usize = SGI_BASE + 0x0200;
 const GICR_IPRIORITYR: usize = SGI_BASE + 0x0400;
 const GICC_CTLR: usize = 0x0000;
 const GICC_PMR: usize = 0x0004;
@@ -320,6 +322,25 @@ impl Gic {
             Kind::V2 { .. } => self.gicd.write32(GICD_ISENABLER, bit),
             Kind::V3 { .. } => self.redistributor(cpu).write32(GICR_ISENABLER0, bit),
         }
+    }
+
+    /// Disables private interrupt `intid` (16..31) on the calling CPU `cpu`.
+    pub fn disable_ppi(&self, cpu: usize, intid: u32) {
+        let bit = 1 << (intid % 32);
+        match self.kind {
+            Kind::V2 { .. } => self.gicd.write32(GICD_ICENABLER, bit),
+            Kind::V3 { .. } => self.redistributor(cpu).write32(GICR_ICENABLER0, bit),
+        }
+    }
+
+    /// The pending bit of private interrupt `intid` (16..31) of the calling CPU `cpu`
+    /// (`GICD_ISPENDR0`, banked, or `GICR_ISPENDR0`).
+    pub fn ppi_pending(&self, cpu: usize, intid: u32) -> bool {
+        let word = match self.kind {
+            Kind::V2 { .. } => self.gicd.read32(GICD_ISPENDR),
+            Kind::V3 { .. } => self.redistributor(cpu).read32(GICR_ISPENDR0),
+        };
+        word & (1 << (intid % 32)) != 0
     }
 
     /// One past the last SPI INTID the distributor implements (`GICD_TYPER.ITLinesNumber`,

@@ -1,5 +1,5 @@
 //! Bare-metal EL1 test guest: checks what a hypervisor gives a VM (console, timer, SGIs,
-//! PSCI, stage-2 aborts, a passed-through PL031 RTC if the DTB has one) and prints one `[test-guest] PASS|FAIL <check>` line per check.
+//! PSCI, stage-2 aborts, the EL1 physical timer, SMCCC workaround discovery, a passed-through PL031 RTC if the DTB has one) and prints one `[test-guest] PASS|FAIL <check>` line per check.
 //!
 //! It boots as a Linux arm64 `Image` (see `boot.rs` and `README.md`), learns the machine from
 //! the DTB in x0, runs the checks on the boot CPU with the secondaries started by PSCI, prints

@@ -117,7 +117,7 @@ pub fn init_el2(vtcr: u64, gic_v3: bool) {
     // CPTR_EL2: no FP/SIMD trap (TFP=0); bits 13:12 and 9:0 are RES1.
     CPTR_EL2.set(CPTR_EL2_RES1_NO_TRAPS);
     // CNTHCTL_EL2 (Arm ARM, "CNTHCTL_EL2", E2H = 0): EL1PCTEN=1 (physical counter readable),
-    // EL1PCEN=0 (physical timer accesses trap: guests use the virtual timer).
+    // EL1PCEN=0 (EL1 physical timer accesses trap: the core emulates that timer, `ptimer`).
     CNTHCTL_EL2.write(CNTHCTL_EL2::EL1PCTEN::SET + CNTHCTL_EL2::EL1PCEN::CLEAR);
     CNTVOFF_EL2.set(0);
     // VPIDR_EL2: guests see the real MIDR.
@@ -343,27 +343,15 @@ pub fn virtual_counter() -> u64 {
     CNTVCT_EL0.get()
 }
 
-/// The loaded vCPU's EL1 system registers, live in this CPU (the run loop restored them
-/// before entering the guest): what exit handling reads and an injected exception sets.
-pub struct LiveEl1;
-
-impl crate::vcpu::GuestSysRegs for LiveEl1 {
-    fn vbar_el1(&self) -> u64 {
-        vbar_el1()
+/// Sets the loaded vCPU's `ESR_EL1`, `FAR_EL1` (when `far` is given), `ELR_EL1` and
+/// `SPSR_EL1` for an exception injected at EL1 (the run loop's `GuestSysRegs`).
+pub fn set_el1_exception(esr: u64, far: Option<u64>, elr: u64, spsr: u64) {
+    ESR_EL1.set(esr);
+    if let Some(far) = far {
+        FAR_EL1.set(far);
     }
-
-    fn set_el1_exception(&mut self, esr: u64, far: Option<u64>, elr: u64, spsr: u64) {
-        ESR_EL1.set(esr);
-        if let Some(far) = far {
-            FAR_EL1.set(far);
-        }
-        ELR_EL1.set(elr);
-        SPSR_EL1.set(spsr);
-    }
-
-    fn priority_mask(&self) -> u8 {
-        super::vgic_hw::priority_mask()
-    }
+    ELR_EL1.set(elr);
+    SPSR_EL1.set(spsr);
 }
 
 /// The syndrome registers of the exit just taken.
@@ -376,6 +364,48 @@ pub fn syndrome() -> crate::trap::Syndrome {
 /// to firmware by SMC).
 pub fn firmware_cpu_on(mpidr: u64, context: u64) -> Result<(), smccc::psci::Error> {
     smccc::psci::cpu_on::<smccc::Smc>(mpidr, super::boot::secondary_entry_address(), context)
+}
+
+/// Asks the firmware once (by `smc`) what it provides of SMCCC, in DEN0028's discovery
+/// order: `SMCCC_VERSION` only if PSCI (1.0 or later) `PSCI_FEATURES` lists it (an SMC the
+/// firmware does not know may be undefined on some, e.g. QEMU's built-in PSCI), then
+/// `SMCCC_ARCH_FEATURES` of each workaround only from SMCCC 1.1.
+pub fn firmware_smccc() -> crate::psci::FirmwareSmccc {
+    use smccc::arch::{
+        SMCCC_ARCH_FEATURES, SMCCC_ARCH_WORKAROUND_1, SMCCC_ARCH_WORKAROUND_2,
+        SMCCC_ARCH_WORKAROUND_3, SMCCC_VERSION,
+    };
+    use smccc::Call;
+    let call = |function: u32, arg: u32| smccc::Smc::call32(function, [arg, 0, 0, 0, 0, 0, 0])[0];
+    let psci = call(smccc::psci::PSCI_VERSION, 0);
+    let has_version = psci as i32 >= 0
+        && psci >> 16 >= 1
+        && call(smccc::psci::PSCI_FEATURES, SMCCC_VERSION) as i32 >= 0;
+    let version = has_version
+        .then(|| call(SMCCC_VERSION, 0))
+        .filter(|&v| v as i32 >= 0);
+    let mut workarounds = [smccc::arch::error::NOT_SUPPORTED; 3];
+    if version.is_some_and(|v| v >= crate::psci::SMCCC_VERSION_1_1) {
+        for (slot, id) in workarounds.iter_mut().zip([
+            SMCCC_ARCH_WORKAROUND_1,
+            SMCCC_ARCH_WORKAROUND_2,
+            SMCCC_ARCH_WORKAROUND_3,
+        ]) {
+            *slot = call(SMCCC_ARCH_FEATURES, id) as i32;
+        }
+    }
+    crate::psci::FirmwareSmccc {
+        version,
+        workarounds,
+        call: firmware_workaround,
+    }
+}
+
+/// Makes an `SMCCC_ARCH_WORKAROUND_*` call at the firmware on this CPU (`W1 = arg`, the
+/// enable flag of workaround 2).
+fn firmware_workaround(function_id: u32, arg: u64) {
+    use smccc::Call;
+    let _ = smccc::Smc::call32(function_id, [arg as u32, 0, 0, 0, 0, 0, 0]);
 }
 
 /// Powers the machine off through firmware (PSCI SYSTEM_OFF).

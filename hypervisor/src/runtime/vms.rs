@@ -15,6 +15,7 @@ use crate::exit::{self, Diag, Outcome, VmEvent};
 use crate::hvprintln;
 use crate::mm::stage2::Stage2;
 use crate::platform::{BoardDesc, DeviceDesc};
+use crate::ptimer::{PtimerState, PTIMER_INTID};
 use crate::sched::{time_slice_ticks, RunQueue, VcpuRunState};
 use crate::sync::Mutex;
 use crate::types::{GuestPhysAddr, HostPhysAddr, IntId, VcpuId, VmId};
@@ -22,6 +23,7 @@ use crate::vcpu::{GuestRegs, Next, PowerState, VcpuShared};
 use crate::vgic::{VGic, VcpuSet};
 use crate::vm::devices::{DevicesError, VmDevices};
 use crate::vm::{layout, Vm};
+use crate::vtimer::{VtimerState, VTIMER_INTID};
 use alloc::boxed::Box;
 use alloc::format;
 use alloc::string::String;
@@ -317,7 +319,7 @@ fn create_vm(id: VmId, desc: &'static VmDesc, pcpus: &[usize]) -> Result<Instanc
         return Err(CreateError::Nic(e));
     }
     notify_eois(&mut devices.vgic, &passthrough);
-    let vm = Vm::new(
+    let mut vm = Vm::new(
         id,
         desc,
         host_base,
@@ -327,6 +329,7 @@ fn create_vm(id: VmId, desc: &'static VmDesc, pcpus: &[usize]) -> Result<Instanc
         boot,
         passthrough,
     );
+    vm.firmware = super::firmware_smccc();
     Ok(Instance {
         vm,
         ram,
@@ -577,8 +580,8 @@ struct LocalVcpu {
     id: VcpuId,
     regs: GuestRegs,
     el1: El1Context,
-    /// The hypervisor masked the virtual timer (CNTV_CTL.IMASK) after it fired.
-    vtimer_masked: bool,
+    /// Whether the hypervisor holds the virtual timer's `CNTV_CTL.IMASK` (its line is high).
+    vtimer: VtimerState,
     /// The hypervisor masked this CPU's PMU overflow interrupt at the GIC after it fired for
     /// this vCPU (until the guest's EOI, or until another vCPU's PMU state is loaded).
     pmu_masked: bool,
@@ -593,7 +596,14 @@ impl LocalVcpu {
     fn reset(&mut self, entry: u64, x0: u64) {
         self.regs = GuestRegs::at_entry(entry, x0);
         self.el1 = El1Context::reset(self.shared().mpidr);
-        self.vtimer_masked = false;
+        self.vtimer = VtimerState::default();
+        // Both timers restart disabled, their lines low.
+        self.shared().ptimer.store(PtimerState::default());
+        {
+            let mut dev = self.vm.devices.lock();
+            let _ = dev.vgic.set_level(VTIMER_INTID, self.id, false);
+            let _ = dev.vgic.set_level(PTIMER_INTID, self.id, false);
+        }
         self.unmask_pmu();
         self.lrs = [0; 16];
     }
@@ -623,6 +633,7 @@ pub fn run_cpu(cpu_index: usize) -> ! {
         dirty: crate::arch::vgic_hw::num_lrs().min(16),
         hcr: u64::MAX,
         twi: true,
+        sched_deadline: None,
     };
     let mut loaded: Option<usize> = None;
     loop {
@@ -696,7 +707,8 @@ pub fn run_cpu(cpu_index: usize) -> ! {
             cpu::set_vttbr(local[i].vm.vttbr);
             loaded = Some(i);
         }
-        match rq.next_deadline() {
+        hw.sched_deadline = rq.next_deadline();
+        match hw.sched_deadline {
             Some(d) => cpu::set_hyp_timer(d),
             None => cpu::stop_hyp_timer(),
         }
@@ -705,9 +717,10 @@ pub fn run_cpu(cpu_index: usize) -> ! {
         let lv = &mut local[i];
         match run_vcpu(lv, &mut hw, solo) {
             Next::Block => {
-                // Wake at the virtual timer's deadline (CNTVOFF_EL2 = 0: the same count).
+                // Wake at the earlier of its timers' deadlines (CNTVOFF_EL2 = 0: the virtual
+                // and physical counts are the same).
                 let (ctl, cval) = cpu::vtimer();
-                let _ = rq.block(i, crate::vtimer::deadline(ctl, cval));
+                let _ = rq.block(i, timer_deadline(lv, ctl, cval));
                 lv.vm.devices.lock().flush_prompt();
             }
             Next::Off => {
@@ -734,7 +747,7 @@ fn take_arrivals(cpu_index: usize, local: &mut Vec<LocalVcpu>, rq: &mut RunQueue
             id,
             regs: GuestRegs::default(),
             el1: El1Context::reset(mpidr),
-            vtimer_masked: false,
+            vtimer: VtimerState::default(),
             pmu_masked: false,
             lrs: [0; 16],
         });
@@ -795,7 +808,86 @@ fn wake_condition(lv: &LocalVcpu, is_loaded: bool) -> bool {
     } else {
         (lv.el1.cntv_ctl_el0, lv.el1.cntv_cval_el0)
     };
-    crate::vtimer::should_fire(ctl, cval, cpu::virtual_counter())
+    let now = cpu::virtual_counter();
+    crate::vtimer::should_fire(ctl, cval, now) || lv.shared().ptimer.load().level(now)
+}
+
+/// The count at which a blocked vCPU's timers wake it: the earlier of its virtual timer's
+/// (`ctl`, `cval`) and its physical timer's deadlines.
+fn timer_deadline(lv: &LocalVcpu, ctl: u64, cval: u64) -> Option<u64> {
+    let v = crate::vtimer::deadline(ctl, cval);
+    let p = lv.shared().ptimer.load().deadline();
+    match (v, p) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+/// Brings the loaded vCPU's timer lines up to date before it enters the guest: its
+/// physical timer's line follows the count; its virtual timer's is re-sampled while the
+/// hypervisor holds its mask (so a timer the guest disabled or re-armed drops its line).
+/// Returns the physical timer's deadline when it is still ahead (the EL2 timer must fire
+/// then, so that the line rises on time).
+fn update_timer_lines(
+    shared: &VcpuShared,
+    id: VcpuId,
+    vtimer: &mut VtimerState,
+    vgic: &mut VGic,
+) -> Option<u64> {
+    let timer = shared.ptimer.load();
+    let high = vgic.irq(PTIMER_INTID, id).is_ok_and(|i| i.line_level);
+    let mut ahead = None;
+    if timer.deadline().is_some() || high {
+        let level = timer.level(cpu::counter());
+        if level != high {
+            let _ = vgic.set_level(PTIMER_INTID, id, level);
+        }
+        if !level {
+            ahead = timer.deadline();
+        }
+    }
+    if vtimer.hv_masked {
+        let _ = vgic.set_level(VTIMER_INTID, id, sample_vtimer(vtimer));
+    }
+    ahead
+}
+
+/// Samples the loaded vCPU's virtual timer ([`VtimerState::sample`]): writes back the mask
+/// it decides and returns the line's level.
+fn sample_vtimer(state: &mut VtimerState) -> bool {
+    let (ctl, cval) = cpu::vtimer();
+    let (new, line) = state.sample(ctl, cval, cpu::virtual_counter());
+    if new != ctl {
+        cpu::set_vtimer_ctl(new);
+    }
+    line
+}
+
+/// The loaded vCPU's EL1 registers as exit handling sees them: live in this CPU.
+struct LiveSysRegs<'a> {
+    vtimer: &'a mut VtimerState,
+}
+
+impl exit::GuestSysRegs for LiveSysRegs<'_> {
+    fn vbar_el1(&self) -> u64 {
+        cpu::vbar_el1()
+    }
+
+    fn set_el1_exception(&mut self, esr: u64, far: Option<u64>, elr: u64, spsr: u64) {
+        cpu::set_el1_exception(esr, far, elr, spsr);
+    }
+
+    fn priority_mask(&self) -> u8 {
+        crate::arch::vgic_hw::priority_mask()
+    }
+
+    fn counter(&self) -> u64 {
+        cpu::counter()
+    }
+
+    fn sample_vtimer(&mut self) -> bool {
+        sample_vtimer(self.vtimer)
+    }
 }
 
 /// The loaded vCPU, alone on this physical CPU, waits for an interrupt: the CPU sleeps
@@ -812,7 +904,11 @@ fn idle_in_place(lv: &mut LocalVcpu) -> Next {
         if wake_condition(lv, true) {
             return Next::Resume;
         }
-        cpu::stop_hyp_timer();
+        // Its physical timer is emulated: the EL2 timer wakes this CPU at its deadline.
+        match lv.shared().ptimer.load().deadline() {
+            Some(d) => cpu::set_hyp_timer(d),
+            None => cpu::stop_hyp_timer(),
+        }
         cpu::wait_for_interrupt();
         handle_physical_irqs(Some(lv));
     }
@@ -851,6 +947,9 @@ struct HwLrs {
     hcr: u64,
     /// `HCR_EL2.TWI` as last set (`init_el2` sets it).
     twi: bool,
+    /// The run queue's deadline the EL2 physical timer was set to before this vCPU ran
+    /// (the loaded vCPU's physical-timer deadline shares that timer).
+    sched_deadline: Option<u64>,
 }
 
 impl HwLrs {
@@ -877,6 +976,7 @@ fn run_vcpu(lv: &mut LocalVcpu, hw: &mut HwLrs, solo: bool) -> Next {
             return Next::Off;
         }
         let mut io_kicks = VcpuSet::EMPTY;
+        let ptimer_ahead;
         let used = {
             let mut dev = lv.vm.devices.lock();
             // Frames queued for the VM's NICs go into its receive rings first.
@@ -886,6 +986,8 @@ fn run_vcpu(lv: &mut LocalVcpu, hw: &mut HwLrs, solo: bool) -> Next {
             // Alone on this CPU, the vCPU sleeps in `WFI` without trapping; unless its
             // console shows a prompt that going idle must emit.
             hw.set_twi(!solo || dev.prompt_waiting());
+            ptimer_ahead =
+                update_timer_lines(&lv.vm.vcpus[lv.id.0], lv.id, &mut lv.vtimer, &mut dev.vgic);
             match dev.vgic.flush(lv.id, &mut lv.lrs, num_lrs) {
                 Ok(f) => {
                     hw.set_hcr(f.ich_hcr_el2());
@@ -898,6 +1000,11 @@ fn run_vcpu(lv: &mut LocalVcpu, hw: &mut HwLrs, solo: bool) -> Next {
             }
         };
         kick_vcpus(&lv.vm, io_kicks);
+        if let Some(d) = ptimer_ahead {
+            // The EL2 timer ends the run at the earlier of the run queue's deadline and the
+            // physical timer's; the exit it causes re-samples the line.
+            cpu::set_hyp_timer(hw.sched_deadline.map_or(d, |s| s.min(d)));
+        }
         // Only the LRs in use now or at the last entry: the others already hold EMPTY.
         for n in 0..used.max(hw.dirty).min(num_lrs) {
             crate::arch::vgic_hw::write_lr(n, lv.lrs[n]);
@@ -929,10 +1036,11 @@ fn run_vcpu(lv: &mut LocalVcpu, hw: &mut HwLrs, solo: bool) -> Next {
                     unmask_pmu(&mut lv.pmu_masked);
                     continue;
                 }
-                if intid.0 == layout::VTIMER_INTID && lv.vtimer_masked {
-                    let (ctl, _) = cpu::vtimer();
-                    cpu::set_vtimer_ctl(ctl & !crate::vtimer::cntv_ctl::IMASK);
-                    lv.vtimer_masked = false;
+                if intid == VTIMER_INTID {
+                    // The guest handled its timer interrupt: the line stays high (and the
+                    // mask with it) only if the timer is still due.
+                    let line = sample_vtimer(&mut lv.vtimer);
+                    let _ = dev.vgic.set_level(VTIMER_INTID, lv.id, line);
                 }
             }
         }
@@ -943,7 +1051,9 @@ fn run_vcpu(lv: &mut LocalVcpu, hw: &mut HwLrs, solo: bool) -> Next {
                     lv.id,
                     cpu::syndrome(),
                     &mut lv.regs,
-                    &mut cpu::LiveEl1,
+                    &mut LiveSysRegs {
+                        vtimer: &mut lv.vtimer,
+                    },
                 );
                 act_on(&lv.vm, lv.id, out)
             }
@@ -991,18 +1101,22 @@ fn handle_physical_irqs(mut loaded: Option<&mut LocalVcpu>) -> Next {
     let mut next = Next::Resume;
     while let Some(intid) = gic.acknowledge() {
         if intid == board.timer.virt.intid {
-            // The loaded vCPU's virtual timer fired: mask it (the guest's EOI unmasks it)
-            // and make the virtual interrupt pending.
-            let (ctl, _) = cpu::vtimer();
-            cpu::set_vtimer_ctl(ctl | crate::vtimer::cntv_ctl::IMASK);
-            if let Some(lv) = loaded.as_deref_mut() {
-                lv.vtimer_masked = true;
-                let _ = lv
-                    .vm
-                    .devices
-                    .lock()
-                    .vgic
-                    .inject_edge(IntId(layout::VTIMER_INTID), lv.id);
+            // The loaded vCPU's virtual timer fired: mask it (until its line drops) and
+            // raise its virtual line.
+            match loaded.as_deref_mut() {
+                Some(lv) => {
+                    let line = sample_vtimer(&mut lv.vtimer);
+                    let _ = lv
+                        .vm
+                        .devices
+                        .lock()
+                        .vgic
+                        .set_level(VTIMER_INTID, lv.id, line);
+                }
+                None => {
+                    let (ctl, _) = cpu::vtimer();
+                    cpu::set_vtimer_ctl(ctl | crate::vtimer::cntv_ctl::IMASK);
+                }
             }
         } else if intid == board.timer.hyp_phys.intid {
             cpu::stop_hyp_timer();
@@ -1232,6 +1346,8 @@ pub fn reset_vm(vm: &Instance) {
     hvprintln!("[hv] VM {} `{}` resetting", vm.id.0, vm.desc.name);
     for v in &vm.vcpus {
         v.power.store(PowerState::Off);
+        // Its timers restart disabled (a vCPU started again resets its own, too).
+        v.ptimer.store(crate::ptimer::PtimerState::default());
     }
     let count = vm.resets.fetch_add(1, Ordering::AcqRel) + 1;
     let loaded = {
