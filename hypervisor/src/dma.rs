@@ -32,6 +32,23 @@ pub trait Env: Clone {
     fn ticks_per_ms(&self) -> u64;
 }
 
+/// Polls `done` until it holds or `ms` milliseconds of `env`'s clock passed; the answer is
+/// `done`'s last (checked once more at the deadline, so a device that finished just then
+/// counts). How drivers wait for a device bit without trusting it ever to come.
+pub fn wait_until<E: Env>(env: &E, ms: u64, mut done: impl FnMut() -> bool) -> bool {
+    let t0 = env.now();
+    let limit = ms.saturating_mul(env.ticks_per_ms());
+    loop {
+        if done() {
+            return true;
+        }
+        if env.now().wrapping_sub(t0) > limit {
+            return done();
+        }
+        core::hint::spin_loop();
+    }
+}
+
 #[cfg(target_arch = "aarch64")]
 mod machine {
     use super::{Dma, DmaError, Env};

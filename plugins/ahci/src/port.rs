@@ -110,19 +110,7 @@ fn write_reg(regs: &Regs, off: usize, v: u32) {
     }
 }
 
-/// Polls `done` until it holds or `ms` milliseconds passed; true if it held.
-fn wait<E: Env>(env: &E, ms: u64, mut done: impl FnMut() -> bool) -> bool {
-    let end = env.now() + env.ticks_per_ms().saturating_mul(ms);
-    loop {
-        if done() {
-            return true;
-        }
-        if env.now() > end {
-            return done();
-        }
-        core::hint::spin_loop();
-    }
-}
+use hypervisor::dma::wait_until as wait;
 
 /// An HBA in AHCI mode after its reset, its ports not yet brought up.
 pub struct Hba<E: Env> {

@@ -146,18 +146,7 @@ pub struct E1000e<E: Env, R: Regs> {
     _env: E,
 }
 
-fn wait<E: Env>(env: &E, ms: u64, mut done: impl FnMut() -> bool) -> bool {
-    let t0 = env.now();
-    let limit = ms * env.ticks_per_ms();
-    loop {
-        if done() {
-            return true;
-        }
-        if env.now().wrapping_sub(t0) > limit {
-            return done();
-        }
-    }
-}
+use hypervisor::dma::wait_until as wait;
 
 impl<E: Env, R: Regs> E1000e<E, R> {
     /// Resets the NIC and brings it up: interrupts masked during init, MAC read, rings set

@@ -211,18 +211,7 @@ pub struct VirtioNet<E: Env, T: Transport> {
     _env: E,
 }
 
-fn wait<E: Env>(env: &E, ms: u64, mut done: impl FnMut() -> bool) -> bool {
-    let t0 = env.now();
-    let limit = ms * env.ticks_per_ms();
-    loop {
-        if done() {
-            return true;
-        }
-        if env.now().wrapping_sub(t0) > limit {
-            return done();
-        }
-    }
-}
+use hypervisor::dma::wait_until as wait;
 
 impl<E: Env, T: Transport> VirtioNet<E, T> {
     /// Initializes the device (virtio 1.2 3.1.1): reset, ACKNOWLEDGE, DRIVER, features
