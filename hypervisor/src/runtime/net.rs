@@ -15,8 +15,8 @@ use crate::net::uplink::{self, UplinkKind};
 use crate::net::MacAddr;
 use crate::platform::{BoardDesc, UplinkChoice};
 use crate::types::VmId;
-use crate::vm::devices::{DevicesError, VmDevices};
 use crate::virtio::net::NetCounters;
+use crate::vm::devices::{DevicesError, VmDevices};
 use alloc::format;
 use alloc::string::String;
 use alloc::sync::{Arc, Weak};
@@ -108,7 +108,11 @@ pub fn attach_nics(
         {
             let mut nics = NICS.lock();
             nics.retain(|(_, _, c)| c.strong_count() > 0);
-            nics.push((id, format!("`{}` nic{i}", desc.name), Arc::downgrade(&nic.counters())));
+            nics.push((
+                id,
+                format!("`{}` nic{i}", desc.name),
+                Arc::downgrade(&nic.counters()),
+            ));
         }
         devices
             .add_pci(
