@@ -107,6 +107,8 @@ pub struct NetCounters {
     pub rx_notifies: AtomicU64,
     /// Frames handed to the switch (each segment counts).
     pub tx_frames: AtomicU64,
+    /// Transmit chains that asked for TCP segmentation (TSO sends).
+    pub tx_tso: AtomicU64,
     /// Frames written into `receiveq`.
     pub rx_frames: AtomicU64,
     /// Runtime polls that found the device running (frames flagged for the VM).
@@ -128,6 +130,7 @@ impl NetCounters {
             tx_notifies: l(&self.tx_notifies),
             rx_notifies: l(&self.rx_notifies),
             tx_frames: l(&self.tx_frames),
+            tx_tso: l(&self.tx_tso),
             rx_frames: l(&self.rx_frames),
             polls: l(&self.polls),
             interrupts: l(&self.interrupts),
@@ -147,6 +150,7 @@ pub struct NetCounts {
     pub tx_notifies: u64,
     pub rx_notifies: u64,
     pub tx_frames: u64,
+    pub tx_tso: u64,
     pub rx_frames: u64,
     pub polls: u64,
     pub interrupts: u64,
@@ -156,9 +160,10 @@ impl core::fmt::Display for NetCounts {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         write!(
             f,
-            "tx {} frames in {} notifies, rx {} frames in {} polls + {} rx notifies, {} interrupts; \
+            "tx {} frames ({} TSO sends) in {} notifies, rx {} frames in {} polls + {} rx notifies, {} interrupts; \
              dropped: tx bad chain {}, bad header {}, too big {}, rx no room {}, bad buffer {}",
             self.tx_frames,
+            self.tx_tso,
             self.tx_notifies,
             self.rx_frames,
             self.polls,
