@@ -115,6 +115,8 @@ pub struct NetCounters {
     pub polls: AtomicU64,
     /// Queue interrupts the transport raised for the device.
     pub interrupts: AtomicU64,
+    /// The feature bits the driver accepted (at its last `DRIVER_OK`).
+    pub features: AtomicU64,
 }
 
 impl NetCounters {
@@ -134,6 +136,7 @@ impl NetCounters {
             rx_frames: l(&self.rx_frames),
             polls: l(&self.polls),
             interrupts: l(&self.interrupts),
+            features: l(&self.features),
         }
     }
 }
@@ -154,6 +157,7 @@ pub struct NetCounts {
     pub rx_frames: u64,
     pub polls: u64,
     pub interrupts: u64,
+    pub features: u64,
 }
 
 impl core::fmt::Display for NetCounts {
@@ -161,7 +165,8 @@ impl core::fmt::Display for NetCounts {
         write!(
             f,
             "tx {} frames ({} TSO sends) in {} notifies, rx {} frames in {} polls + {} rx notifies, {} interrupts; \
-             dropped: tx bad chain {}, bad header {}, too big {}, rx no room {}, bad buffer {}",
+             dropped: tx bad chain {}, bad header {}, too big {}, rx no room {}, bad buffer {}; \
+             features {:#x}",
             self.tx_frames,
             self.tx_tso,
             self.tx_notifies,
@@ -173,7 +178,8 @@ impl core::fmt::Display for NetCounts {
             self.tx_bad_header,
             self.tx_too_big,
             self.rx_no_room,
-            self.rx_bad_buffer
+            self.rx_bad_buffer,
+            self.features
         )
     }
 }
@@ -516,6 +522,7 @@ impl VirtioDevice for VirtioNet {
 
     fn activate(&mut self, features: u64) {
         self.features = features;
+        self.counters.features.store(features, Ordering::Relaxed);
         self.active = true;
         self.switch.set_port_enabled(self.port, true);
     }
