@@ -34,9 +34,7 @@ use hypervisor::net::MacAddr;
 use hypervisor::platform::GicVersion;
 use hypervisor::sync::Mutex;
 use hypervisor::types::{GuestPhysAddr, VcpuId};
-use hypervisor::virtio::net::{
-    VirtioNet, VIRTIO_NET_F_CSUM, VIRTIO_NET_F_HOST_TSO4, VIRTIO_NET_F_MAC, VIRTIO_NET_F_MRG_RXBUF,
-};
+use hypervisor::virtio::net::{VirtioNet, VIRTIO_NET_F_MAC, VIRTIO_NET_F_MRG_RXBUF};
 use hypervisor::virtio::pci::{VirtioPci, COMMON_CFG, NOTIFY_CFG};
 use hypervisor::virtio::{
     STATUS_ACKNOWLEDGE, STATUS_DRIVER, STATUS_DRIVER_OK, STATUS_FEATURES_OK, VIRTIO_F_VERSION_1,
@@ -159,11 +157,6 @@ fuzz_target!(|data: &[u8]| {
     let mut features = VIRTIO_F_VERSION_1 | VIRTIO_NET_F_MAC;
     if h[2] & 1 != 0 {
         features |= VIRTIO_NET_F_MRG_RXBUF;
-    }
-    if h[2] & 8 != 0 {
-        // Transmit offloads: the guest's headers, offsets and segment sizes are parsed
-        // by the device.
-        features |= VIRTIO_NET_F_CSUM | VIRTIO_NET_F_HOST_TSO4;
     }
     vm.bring_up(
         features,

@@ -11,11 +11,8 @@
 //!   [`uplink::UplinkSink`]. Frames for a VM wait in its port's queue until the VM's own
 //!   vCPU moves them into its receive ring.
 //! - [`crate::virtio::net`]: the virtio-net NIC a guest sees, one switch port each.
-//! - [`offload`]: checksum and TCP segmentation a guest's NIC asks for, done in software
-//!   before a frame reaches the switch, so the switch only ever carries plain frames.
 #![deny(unsafe_code)]
 
-pub mod offload;
 pub mod switch;
 pub mod uplink;
 

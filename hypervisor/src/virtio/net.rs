@@ -2,21 +2,16 @@
 //! switch](crate::net::switch).
 //!
 //! Offered: `VIRTIO_NET_F_MAC` (the port's address), `VIRTIO_NET_F_STATUS` (link up),
-//! `VIRTIO_NET_F_MTU` (1500), `VIRTIO_NET_F_MRG_RXBUF` (a received frame may span
-//! several receive buffers, so Linux posts page-sized ones), and the transmit offloads
-//! `VIRTIO_NET_F_CSUM` (the device fills in a checksum) and `VIRTIO_NET_F_HOST_TSO4` (the
-//! device cuts a TCP/IPv4 frame of up to 64 KiB into segments), both done in software by
-//! [`crate::net::offload`] before the frames reach the switch. Nothing is offloaded
-//! towards the guest and there is no control queue: every frame received is a plain
-//! Ethernet frame of at most [`MAX_FRAME`] bytes with a checksum already right. Queues: 0
-//! is `receiveq`, 1 is `transmitq`. Every buffer starts with the 12-byte
-//! `virtio_net_hdr` of virtio 1.x.
+//! `VIRTIO_NET_F_MTU` (1500) and `VIRTIO_NET_F_MRG_RXBUF` (a received frame may span
+//! several receive buffers, so Linux posts page-sized ones). No checksum or segmentation
+//! offload and no control queue: every frame is a plain Ethernet frame of at most
+//! [`MAX_FRAME`] bytes. Queues: 0 is `receiveq`, 1 is `transmitq`. Every buffer starts
+//! with the 12-byte `virtio_net_hdr` of virtio 1.x.
 //!
-//! Transmit runs on the guest's notify: each chain is the header and the frame, which
-//! goes to the switch (as the segments of it, with segmentation); the chain returns to
-//! the guest either way. A chain the device cannot use (no room for the header, buffers
-//! outside RAM, a frame over [`MAX_FRAME`] or, with segmentation, [`MAX_GSO_FRAME`], a
-//! header asking for an offload that was not negotiated, or one the frame does not fit)
+//! Transmit runs on the guest's notify: each chain is the header (flags and GSO type 0,
+//! since no offload was offered) and the frame, which goes to the switch; the chain
+//! returns to the guest either way. A chain the device cannot use (no room for the
+//! header, buffers outside RAM, a frame over [`MAX_FRAME`], a header asking for offload)
 //! is dropped and counted in [`NetCounters`]; what the switch refuses (a forged source
 //! address, a runt) it counts itself. A broken queue (loop, bad index, rings outside RAM)
 //! is `DEVICE_NEEDS_RESET` through the transport. Nothing a guest writes panics.
@@ -35,11 +30,9 @@
 
 use super::queue::{DescChain, QueueError, SplitQueue};
 use super::VirtioDevice;
-use crate::net::offload::{self, OffloadError, TxOffload, MAX_GSO_FRAME};
 use crate::net::switch::{PortId, Switch, PORT_QUEUE_LEN};
 use crate::net::{MacAddr, MAX_FRAME};
 use crate::vm::mem::GuestMemory;
-use alloc::boxed::Box;
 use alloc::sync::Arc;
 use alloc::vec;
 use alloc::vec::Vec;
@@ -48,10 +41,6 @@ use core::sync::atomic::{AtomicU64, Ordering};
 /// virtio device ID of a network card.
 pub const VIRTIO_ID_NET: u16 = 1;
 
-/// Feature: the device fills in checksums (`VIRTIO_NET_HDR_F_NEEDS_CSUM`).
-pub const VIRTIO_NET_F_CSUM: u64 = 1 << 0;
-/// Feature: the device segments TCP/IPv4 frames (`VIRTIO_NET_HDR_GSO_TCPV4`).
-pub const VIRTIO_NET_F_HOST_TSO4: u64 = 1 << 11;
 /// Feature: `mtu` in the configuration is valid.
 pub const VIRTIO_NET_F_MTU: u64 = 1 << 3;
 /// Feature: `mac` in the configuration is valid.
@@ -60,13 +49,6 @@ pub const VIRTIO_NET_F_MAC: u64 = 1 << 5;
 pub const VIRTIO_NET_F_MRG_RXBUF: u64 = 1 << 15;
 /// Feature: `status` in the configuration is valid.
 pub const VIRTIO_NET_F_STATUS: u64 = 1 << 16;
-
-/// `virtio_net_hdr.flags`: the checksum at `csum_start` + `csum_offset` is to be filled in.
-pub const VIRTIO_NET_HDR_F_NEEDS_CSUM: u8 = 1;
-/// `virtio_net_hdr.gso_type`: no segmentation.
-pub const VIRTIO_NET_HDR_GSO_NONE: u8 = 0;
-/// `virtio_net_hdr.gso_type`: TCP/IPv4 segmentation.
-pub const VIRTIO_NET_HDR_GSO_TCPV4: u8 = 1;
 
 /// `status`: the link is up.
 pub const VIRTIO_NET_S_LINK_UP: u16 = 1;
@@ -91,10 +73,9 @@ pub const CONFIG_LEN: usize = 12;
 pub struct NetCounters {
     /// Transmit chains without room for the header, or with buffers outside RAM.
     pub tx_bad_chain: AtomicU64,
-    /// Transmit headers asking for an offload that was not negotiated, or that the frame
-    /// does not fit (see [`OffloadError`]).
+    /// Transmit headers asking for an offload that was not offered.
     pub tx_bad_header: AtomicU64,
-    /// Transmitted frames over [`MAX_FRAME`] (over [`MAX_GSO_FRAME`] with segmentation).
+    /// Transmitted frames over [`MAX_FRAME`].
     pub tx_too_big: AtomicU64,
     /// Received frames dropped because no buffer the guest posted could hold them.
     pub rx_no_room: AtomicU64,
@@ -105,10 +86,8 @@ pub struct NetCounters {
     pub tx_notifies: AtomicU64,
     /// Notifies of `receiveq` (each one a guest exit).
     pub rx_notifies: AtomicU64,
-    /// Frames handed to the switch (each segment counts).
+    /// Frames handed to the switch.
     pub tx_frames: AtomicU64,
-    /// Transmit chains that asked for TCP segmentation (TSO sends).
-    pub tx_tso: AtomicU64,
     /// Frames written into `receiveq`.
     pub rx_frames: AtomicU64,
     /// Runtime polls that found the device running (frames flagged for the VM).
@@ -132,7 +111,6 @@ impl NetCounters {
             tx_notifies: l(&self.tx_notifies),
             rx_notifies: l(&self.rx_notifies),
             tx_frames: l(&self.tx_frames),
-            tx_tso: l(&self.tx_tso),
             rx_frames: l(&self.rx_frames),
             polls: l(&self.polls),
             interrupts: l(&self.interrupts),
@@ -153,7 +131,6 @@ pub struct NetCounts {
     pub tx_notifies: u64,
     pub rx_notifies: u64,
     pub tx_frames: u64,
-    pub tx_tso: u64,
     pub rx_frames: u64,
     pub polls: u64,
     pub interrupts: u64,
@@ -164,11 +141,10 @@ impl core::fmt::Display for NetCounts {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         write!(
             f,
-            "tx {} frames ({} TSO sends) in {} notifies, rx {} frames in {} polls + {} rx notifies, {} interrupts; \
+            "tx {} frames in {} notifies, rx {} frames in {} polls + {} rx notifies, {} interrupts; \
              dropped: tx bad chain {}, bad header {}, too big {}, rx no room {}, bad buffer {}; \
              features {:#x}",
             self.tx_frames,
-            self.tx_tso,
             self.tx_notifies,
             self.rx_frames,
             self.polls,
@@ -196,10 +172,8 @@ pub struct VirtioNet {
     features: u64,
     active: bool,
     queue_sizes: [u16; 2],
-    /// One frame, copied out of the switch or the guest (up to [`MAX_GSO_FRAME`]).
+    /// One frame, copied out of the switch or the guest.
     frame: Vec<u8>,
-    /// One segment of a frame being segmented.
-    segment: Box<[u8; MAX_FRAME]>,
     /// The receive chains one frame uses.
     chains: Vec<DescChain>,
     counters: Arc<NetCounters>,
@@ -217,8 +191,7 @@ impl VirtioNet {
             features: 0,
             active: false,
             queue_sizes: [QUEUE_SIZE; 2],
-            frame: vec![0; MAX_GSO_FRAME],
-            segment: Box::new([0; MAX_FRAME]),
+            frame: vec![0; MAX_FRAME],
             chains: Vec::new(),
             counters: Arc::default(),
         }
@@ -251,20 +224,13 @@ impl VirtioNet {
             bump(&self.counters.tx_bad_chain);
             return;
         }
-        let offload = match self.tx_offload(&hdr) {
-            Some(o) => o,
-            None => {
-                bump(&self.counters.tx_bad_header);
-                return;
-            }
-        };
-        let max = if offload.tcp4_mss.is_some() {
-            MAX_GSO_FRAME
-        } else {
-            MAX_FRAME
-        };
+        // flags (NEEDS_CSUM, ...) and gso_type need offloads that were not offered.
+        if hdr[0] != 0 || hdr[1] != 0 {
+            bump(&self.counters.tx_bad_header);
+            return;
+        }
         let len = reader.remaining();
-        if len > max as u64 {
+        if len > MAX_FRAME as u64 {
             bump(&self.counters.tx_too_big);
             return;
         }
@@ -274,40 +240,8 @@ impl VirtioNet {
             return;
         }
         // The switch counts what it refuses (runt, forged source) on the port.
-        let (switch, port) = (&self.switch, self.port);
-        match offload::resolve(buf, offload, &mut self.segment, |f| {
-            let _ = switch.send_from_vm(port, f);
-        }) {
-            Ok(n) => {
-                self.counters
-                    .tx_frames
-                    .fetch_add(n as u64, Ordering::Relaxed);
-            }
-            Err(OffloadError::TooBig) => bump(&self.counters.tx_too_big),
-            Err(_) => bump(&self.counters.tx_bad_header),
-        }
-    }
-
-    /// What a transmit header asks for, if it asks only for what was negotiated.
-    fn tx_offload(&self, hdr: &[u8; HDR_LEN]) -> Option<TxOffload> {
-        let (flags, gso_type) = (hdr[0], hdr[1]);
-        let le16 = |at: usize| u16::from_le_bytes([hdr[at], hdr[at + 1]]);
-        let csum = self.features & VIRTIO_NET_F_CSUM != 0;
-        let tso = self.features & VIRTIO_NET_F_HOST_TSO4 != 0;
-        if flags & !VIRTIO_NET_HDR_F_NEEDS_CSUM != 0
-            || (flags & VIRTIO_NET_HDR_F_NEEDS_CSUM != 0 && !csum)
-        {
-            return None;
-        }
-        let tcp4_mss = match gso_type {
-            VIRTIO_NET_HDR_GSO_NONE => None,
-            VIRTIO_NET_HDR_GSO_TCPV4 if tso => Some(le16(4)),
-            _ => return None,
-        };
-        Some(TxOffload {
-            csum: (flags & VIRTIO_NET_HDR_F_NEEDS_CSUM != 0).then(|| (le16(6), le16(8))),
-            tcp4_mss,
-        })
+        bump(&self.counters.tx_frames);
+        let _ = self.switch.send_from_vm(self.port, buf);
     }
 
     fn transmit_queue(
@@ -487,12 +421,7 @@ impl VirtioDevice for VirtioNet {
     }
 
     fn features(&self) -> u64 {
-        VIRTIO_NET_F_MAC
-            | VIRTIO_NET_F_STATUS
-            | VIRTIO_NET_F_MTU
-            | VIRTIO_NET_F_MRG_RXBUF
-            | VIRTIO_NET_F_CSUM
-            | VIRTIO_NET_F_HOST_TSO4
+        VIRTIO_NET_F_MAC | VIRTIO_NET_F_STATUS | VIRTIO_NET_F_MTU | VIRTIO_NET_F_MRG_RXBUF
     }
 
     fn queue_max_sizes(&self) -> &[u16] {
