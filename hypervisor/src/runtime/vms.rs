@@ -76,13 +76,17 @@ fn add_time(slot: usize, since: u64) {
     }
 }
 
-/// Prints [`CPU_TIME`] of every CPU, in ms of the counter since boot.
+/// Prints [`CPU_TIME`] of every CPU that ran a vCPU, in ms of the counter since boot.
 fn print_cpu_time() {
     let freq = cpu::counter_frequency().max(1);
     let ms = |t: u64| t as f64 * 1000.0 / freq as f64;
     let now = cpu::counter();
     for (i, c) in CPU_TIME.iter().enumerate().take(arch::board().cpus.len()) {
         let [guest, idle, exits] = [0, 1, 2].map(|k| c[k].load(Ordering::Relaxed));
+        if exits == 0 {
+            // It never ran a vCPU (its idle loop is not counted).
+            continue;
+        }
         hvprintln!(
             "[hv] cpu {i}: {:.1} ms in guests, {:.1} ms idle, {:.1} ms at EL2 of {:.1} ms; {exits} exits",
             ms(guest),
