@@ -93,6 +93,8 @@ pub trait VirtioDevice: Send {
     ) -> Result<u32, QueueError> {
         Ok(0)
     }
+    /// The transport raised a queue interrupt for the device (for its counters).
+    fn interrupt_raised(&self) {}
     /// Back to the reset state (the driver wrote status 0, or the VM was reset).
     fn reset(&mut self);
 }

@@ -123,37 +123,48 @@ pub enum BenchError {
     Build(String),
 }
 
-/// `cargo xtask bench [--smoke] [--storage | --net]`.
+/// `cargo xtask bench [--smoke] [--storage | --net [--row usb-net|e1000e|vm2vm]...]`.
 pub fn cmd(args: Vec<String>) -> Result<(), String> {
+    const USAGE: &str =
+        "usage: cargo xtask bench [--smoke] [--storage | --net [--row usb-net|e1000e|vm2vm]...]";
     let mut smoke = false;
     let mut storage_only = false;
     let mut net_only = false;
-    for a in &args {
+    let mut rows = Vec::new();
+    let mut args = args.into_iter();
+    while let Some(a) = args.next() {
         match a.as_str() {
             "--smoke" => smoke = true,
             "--storage" => storage_only = true,
             "--net" => net_only = true,
-            _ => return Err("usage: cargo xtask bench [--smoke] [--storage | --net]".into()),
+            "--row" => match args.next() {
+                Some(r) if net::ROWS.contains(&r.as_str()) => rows.push(r),
+                _ => return Err(USAGE.into()),
+            },
+            _ => return Err(USAGE.into()),
         }
+    }
+    if !rows.is_empty() && !net_only {
+        return Err(format!("--row needs --net; {USAGE}"));
     }
     if storage_only {
         run_storage_only(smoke)
     } else if net_only {
-        run_net_only(smoke)
+        run_net_only(smoke, &rows)
     } else {
         run(smoke)
     }
     .map_err(|e| e.to_string())
 }
 
-/// `--net`: only the network rows (see [`net`]), printed and written to
-/// `target/bench/net.json`.
-fn run_net_only(smoke: bool) -> Result<(), BenchError> {
+/// `--net`: only the network rows (see [`net`]; `rows`: only those, all if empty),
+/// printed and written to `target/bench/net.json`.
+fn run_net_only(smoke: bool, rows: &[String]) -> Result<(), BenchError> {
     qemu::ensure_qemu().map_err(BenchError::Build)?;
     let out_dir = workspace_root().join("target/bench");
     mkdir(&out_dir)?;
     let mut walls = Vec::new();
-    let results = net::run(&out_dir, &dtb_randomness_option(), smoke, &mut walls)?;
+    let results = net::run(&out_dir, &dtb_randomness_option(), smoke, rows, &mut walls)?;
     net::print(&results, smoke);
     let walls: Vec<String> = walls.iter().map(|(n, s)| format!("{n} {s:.1} s")).collect();
     println!("wall clock: {}", walls.join(", "));
@@ -302,7 +313,7 @@ fn run(smoke: bool) -> Result<(), BenchError> {
     }
 
     let storage = storage::run(&out_dir, &machine_opt, smoke, &mut walls)?;
-    let network = net::run(&out_dir, &machine_opt, smoke, &mut walls)?;
+    let network = net::run(&out_dir, &machine_opt, smoke, &[], &mut walls)?;
 
     print_table(&rows, &footprint, heap_kib, &vm_memory, &walls, smoke);
     println!("{}", vm_start.verdict());

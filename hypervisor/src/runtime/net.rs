@@ -15,9 +15,12 @@ use crate::net::uplink::{self, UplinkKind};
 use crate::net::MacAddr;
 use crate::platform::{BoardDesc, UplinkChoice};
 use crate::types::VmId;
+use crate::virtio::net::NetCounters;
 use crate::vm::devices::{DevicesError, VmDevices};
 use alloc::format;
-use alloc::sync::Arc;
+use alloc::string::String;
+use alloc::sync::{Arc, Weak};
+use alloc::vec::Vec;
 use core::sync::atomic::{AtomicBool, Ordering};
 use spin::Once;
 
@@ -25,6 +28,10 @@ use spin::Once;
 static NET_PENDING: [AtomicBool; 256] = [const { AtomicBool::new(false) }; 256];
 
 static SWITCH: Once<Arc<Switch>> = Once::new();
+
+/// Every VM NIC's counters, with its VM and name (weak: a destroyed VM's NIC goes away).
+static NICS: crate::sync::Mutex<Vec<(VmId, String, Weak<NetCounters>)>> =
+    crate::sync::Mutex::new(Vec::new());
 
 /// The virtual switch (created on first use).
 pub fn switch() -> &'static Arc<Switch> {
@@ -98,6 +105,15 @@ pub fn attach_nics(
             )
             .map_err(|e| NicError::Switch(i, e))?;
         let nic = crate::virtio::net::VirtioNet::new(mac, switch().clone(), port);
+        {
+            let mut nics = NICS.lock();
+            nics.retain(|(_, _, c)| c.strong_count() > 0);
+            nics.push((
+                id,
+                format!("`{}` nic{i}", desc.name),
+                Arc::downgrade(&nic.counters()),
+            ));
+        }
         devices
             .add_pci(
                 NIC_NAMES.get(i).copied().unwrap_or("nic"),
@@ -152,11 +168,31 @@ pub fn take_pending(id: VmId) -> bool {
         .is_some_and(|f| f.load(Ordering::Acquire) && f.swap(false, Ordering::AcqRel))
 }
 
+/// Whether any VM was given a NIC.
+pub fn has_nics() -> bool {
+    !NICS.lock().is_empty()
+}
+
+/// Prints the device counters of VM `id`'s NICs (`None`: every VM's): exits and
+/// interrupts per frame are what the networking figures of `docs/performance.md` weigh.
+pub fn print_nic_counters(id: Option<VmId>) {
+    let nics: Vec<(String, Arc<NetCounters>)> = NICS
+        .lock()
+        .iter()
+        .filter(|(vm, _, _)| id.is_none_or(|id| *vm == id))
+        .filter_map(|(_, name, c)| Some((name.clone(), c.upgrade()?)))
+        .collect();
+    for (name, c) in nics {
+        hvprintln!("[hv] net: {name} virtio-net: {}", c.get());
+    }
+}
+
 /// The console's `net` command: every switch port and uplink, with counters.
 pub fn print_stats() {
     for p in switch().stats() {
         hvprintln!("[hv] net: {p}");
     }
+    print_nic_counters(None);
     let st = switch().uplink_status();
     match &st.bound {
         Some((_, name)) => hvprintln!(

@@ -29,7 +29,7 @@ use alloc::format;
 use alloc::string::String;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
-use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
 /// A VM as the runtime holds it: the [`Vm`] every CPU shares, and its RAM and stage-2
 /// tables. Shared by the VM table and the vCPUs on their physical CPUs; when the last
@@ -65,6 +65,39 @@ const NO_ARRIVALS: Arrivals = Mutex::new(Vec::new());
 static ARRIVALS: [Arrivals; MAX_CPUS] = [NO_ARRIVALS; MAX_CPUS];
 /// `ARRIVALS[cpu]` is not empty (so the run loop takes its lock only then).
 static ARRIVING: [AtomicBool; MAX_CPUS] = [const { AtomicBool::new(false) }; MAX_CPUS];
+
+/// Per physical CPU: counter ticks spent in a guest, ticks idle at EL2 (`WFI` with nothing
+/// to run), and guest exits. Where a VM's time goes (the rest is the hypervisor's work);
+/// printed with the network counters when the last VM stops.
+static CPU_TIME: [[AtomicU64; 3]; MAX_CPUS] =
+    [const { [const { AtomicU64::new(0) }; 3] }; MAX_CPUS];
+
+fn add_time(slot: usize, since: u64) {
+    if let Some(c) = CPU_TIME.get(cpu::current_index()) {
+        c[slot].fetch_add(cpu::counter().wrapping_sub(since), Ordering::Relaxed);
+    }
+}
+
+/// Prints [`CPU_TIME`] of every CPU that ran a vCPU, in ms of the counter since boot.
+fn print_cpu_time() {
+    let freq = cpu::counter_frequency().max(1);
+    let ms = |t: u64| t as f64 * 1000.0 / freq as f64;
+    let now = cpu::counter();
+    for (i, c) in CPU_TIME.iter().enumerate().take(arch::board().cpus.len()) {
+        let [guest, idle, exits] = [0, 1, 2].map(|k| c[k].load(Ordering::Relaxed));
+        if exits == 0 {
+            // It never ran a vCPU (its idle loop is not counted).
+            continue;
+        }
+        hvprintln!(
+            "[hv] cpu {i}: {:.1} ms in guests, {:.1} ms idle, {:.1} ms at EL2 of {:.1} ms; {exits} exits",
+            ms(guest),
+            ms(idle),
+            ms(now.saturating_sub(guest + idle)),
+            ms(now)
+        );
+    }
+}
 
 /// VM `n`, if its slot holds one.
 fn vm_at(n: usize) -> Option<Arc<Instance>> {
@@ -909,7 +942,9 @@ fn idle_in_place(lv: &mut LocalVcpu) -> Next {
             Some(d) => cpu::set_hyp_timer(d),
             None => cpu::stop_hyp_timer(),
         }
+        let t = cpu::counter();
         cpu::wait_for_interrupt();
+        add_time(1, t);
         handle_physical_irqs(Some(lv));
     }
 }
@@ -921,7 +956,9 @@ fn idle(local: &mut [LocalVcpu], rq: &RunQueue<usize>, loaded: Option<usize>) {
         Some(d) => cpu::set_hyp_timer(d),
         None => cpu::stop_hyp_timer(),
     }
+    let t = cpu::counter();
     cpu::wait_for_interrupt();
+    add_time(1, t);
     handle_physical_irqs(loaded.and_then(|l| local.get_mut(l)));
 }
 
@@ -931,6 +968,11 @@ fn check_power_off(cpu_index: usize) {
         && VMS_RUNNING.load(Ordering::Acquire) == 0
         && !MANAGED.load(Ordering::Acquire)
     {
+        // The network counters once more, for logs (the bench reads exits per frame).
+        if super::net::has_nics() {
+            super::net::print_stats();
+            print_cpu_time();
+        }
         hvprintln!("[hv] all VMs stopped; powering off");
         cpu::firmware_system_off();
     }
@@ -1010,7 +1052,12 @@ fn run_vcpu(lv: &mut LocalVcpu, hw: &mut HwLrs, solo: bool) -> Next {
             crate::arch::vgic_hw::write_lr(n, lv.lrs[n]);
         }
         hw.dirty = used;
+        let entered = cpu::counter();
         let kind = arch::run_guest(&mut lv.regs);
+        add_time(0, entered);
+        if let Some(c) = CPU_TIME.get(cpu::current_index()) {
+            c[2].fetch_add(1, Ordering::Relaxed);
+        }
         if used > 0 || hw.hcr != crate::vgic::lr::ICH_HCR_EN {
             // A deactivated LR with its EOI bit, or underflow, keeps the maintenance
             // interrupt asserted while the interface is enabled: stop it firing at EL2.

@@ -82,6 +82,20 @@ pub struct NetCounters {
     /// Receive buffers that were unusable (outside RAM, or without room for the
     /// header): the frame in them was lost, or they went back empty.
     pub rx_bad_buffer: AtomicU64,
+    /// Notifies of `transmitq` (each one a guest exit).
+    pub tx_notifies: AtomicU64,
+    /// Notifies of `receiveq` (each one a guest exit).
+    pub rx_notifies: AtomicU64,
+    /// Frames handed to the switch.
+    pub tx_frames: AtomicU64,
+    /// Frames written into `receiveq`.
+    pub rx_frames: AtomicU64,
+    /// Runtime polls that found the device running (frames flagged for the VM).
+    pub polls: AtomicU64,
+    /// Queue interrupts the transport raised for the device.
+    pub interrupts: AtomicU64,
+    /// The feature bits the driver accepted (at its last `DRIVER_OK`).
+    pub features: AtomicU64,
 }
 
 impl NetCounters {
@@ -94,6 +108,13 @@ impl NetCounters {
             tx_too_big: l(&self.tx_too_big),
             rx_no_room: l(&self.rx_no_room),
             rx_bad_buffer: l(&self.rx_bad_buffer),
+            tx_notifies: l(&self.tx_notifies),
+            rx_notifies: l(&self.rx_notifies),
+            tx_frames: l(&self.tx_frames),
+            rx_frames: l(&self.rx_frames),
+            polls: l(&self.polls),
+            interrupts: l(&self.interrupts),
+            features: l(&self.features),
         }
     }
 }
@@ -107,6 +128,36 @@ pub struct NetCounts {
     pub tx_too_big: u64,
     pub rx_no_room: u64,
     pub rx_bad_buffer: u64,
+    pub tx_notifies: u64,
+    pub rx_notifies: u64,
+    pub tx_frames: u64,
+    pub rx_frames: u64,
+    pub polls: u64,
+    pub interrupts: u64,
+    pub features: u64,
+}
+
+impl core::fmt::Display for NetCounts {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(
+            f,
+            "tx {} frames in {} notifies, rx {} frames in {} polls + {} rx notifies, {} interrupts; \
+             dropped: tx bad chain {}, bad header {}, too big {}, rx no room {}, bad buffer {}; \
+             features {:#x}",
+            self.tx_frames,
+            self.tx_notifies,
+            self.rx_frames,
+            self.polls,
+            self.rx_notifies,
+            self.interrupts,
+            self.tx_bad_chain,
+            self.tx_bad_header,
+            self.tx_too_big,
+            self.rx_no_room,
+            self.rx_bad_buffer,
+            self.features
+        )
+    }
 }
 
 fn bump(c: &AtomicU64) {
@@ -189,6 +240,7 @@ impl VirtioNet {
             return;
         }
         // The switch counts what it refuses (runt, forged source) on the port.
+        bump(&self.counters.tx_frames);
         let _ = self.switch.send_from_vm(self.port, buf);
     }
 
@@ -345,6 +397,8 @@ impl VirtioNet {
         }
         if failed {
             bump(&self.counters.rx_bad_buffer);
+        } else {
+            bump(&self.counters.rx_frames);
         }
         Ok(())
     }
@@ -397,6 +451,7 @@ impl VirtioDevice for VirtioNet {
 
     fn activate(&mut self, features: u64) {
         self.features = features;
+        self.counters.features.store(features, Ordering::Relaxed);
         self.active = true;
         self.switch.set_port_enabled(self.port, true);
     }
@@ -408,8 +463,14 @@ impl VirtioDevice for VirtioNet {
         mem: &mut dyn GuestMemory,
     ) -> Result<bool, QueueError> {
         match index {
-            RX_QUEUE => self.receive(queue, mem),
-            TX_QUEUE => self.transmit_queue(queue, mem),
+            RX_QUEUE => {
+                bump(&self.counters.rx_notifies);
+                self.receive(queue, mem)
+            }
+            TX_QUEUE => {
+                bump(&self.counters.tx_notifies);
+                self.transmit_queue(queue, mem)
+            }
             _ => Ok(false),
         }
     }
@@ -419,10 +480,15 @@ impl VirtioDevice for VirtioNet {
         queues: &mut [SplitQueue],
         mem: &mut dyn GuestMemory,
     ) -> Result<u32, QueueError> {
+        bump(&self.counters.polls);
         match queues.get_mut(usize::from(RX_QUEUE)) {
             Some(q) => Ok(u32::from(self.receive(q, mem)?) << RX_QUEUE),
             None => Ok(0),
         }
+    }
+
+    fn interrupt_raised(&self) {
+        bump(&self.counters.interrupts);
     }
 
     fn reset(&mut self) {

@@ -410,7 +410,13 @@ impl<D: VirtioDevice> VirtioPci<D> {
     ) {
         match result {
             Ok(false) => {}
-            Ok(true) => self.isr |= ISR_QUEUE,
+            Ok(true) => {
+                if self.isr == 0 {
+                    // The line goes up: a new interrupt for the guest.
+                    self.device.interrupt_raised();
+                }
+                self.isr |= ISR_QUEUE;
+            }
             Err(_) => {
                 self.status |= STATUS_DEVICE_NEEDS_RESET;
                 self.isr |= ISR_CONFIG;

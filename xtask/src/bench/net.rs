@@ -47,6 +47,9 @@ const SEND_LINE: &str = "[netbench] send MBps=";
 /// The ping line the round trip comes from.
 const PING_LINE: &str = "[netbench] ping to=";
 
+/// Names of the rows `--row` selects: the two uplinks and VM <-> VM.
+pub(super) const ROWS: [&str; 3] = ["usb-net", "e1000e", "vm2vm"];
+
 /// A QEMU NIC of the bench: bare, the guest's own NIC; under the hypervisor, the machine's.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) struct Nic {
@@ -103,8 +106,10 @@ pub(super) fn run(
     out_dir: &Path,
     machine_opt: &Option<String>,
     smoke: bool,
+    rows: &[String],
     walls: &mut Vec<(String, f64)>,
 ) -> Result<Vec<NetResult>, BenchError> {
+    let wanted = |row: &str| rows.is_empty() || rows.iter().any(|r| r == row);
     let (sizes, reps, uplinks) = if smoke {
         (
             Sizes {
@@ -161,7 +166,7 @@ pub(super) fn run(
         )
     };
     let mut results = Vec::new();
-    for nic in uplinks {
+    for nic in uplinks.into_iter().filter(|n| wanted(n.name)) {
         let tag = format!("net-{}", nic.name);
         let mut r = NetResult {
             what: format!("VM -> host, {} uplink", nic.name),
@@ -205,7 +210,7 @@ pub(super) fn run(
         }
         results.push(r);
     }
-    if !smoke {
+    if (!smoke && rows.is_empty()) || (!rows.is_empty() && wanted("vm2vm")) {
         // VM <-> VM: two VMs on the switch; bare: QEMU's virtio-net-pci to the host.
         let mut r = NetResult {
             what: "VM <-> VM on the switch".into(),
