@@ -261,14 +261,24 @@ fn new_input(s: &str) -> Input<'_> {
 pub(crate) fn document(input: &mut Input<'_>) -> PResult<KdlDocument> {
     let bom = opt(bom.take()).parse_next(input)?;
     let mut doc = nodes.parse_next(input)?;
-    let badend = resume_after_cut(
-        cut_err(eof).context(cx().lbl("EOF").msg("Expected end of document")),
-        any.void(),
-    )
-    .parse_next(input)?
-    .is_none();
-    if badend {
-        document.parse_next(input)?;
+    // Error recovery: where `nodes` stops before the end, record the error, skip one
+    // character and parse the rest as more nodes (for their errors only; those nodes
+    // are dropped), until the end. This loops rather than calling `document` again:
+    // recursing once per bad end overflowed the stack on a few thousand stray
+    // characters (e.g. 30,000 `)`). [vendored patch, see PATCHED.md]
+    loop {
+        let badend = resume_after_cut(
+            cut_err(eof).context(cx().lbl("EOF").msg("Expected end of document")),
+            any.void(),
+        )
+        .parse_next(input)?
+        .is_none();
+        if !badend {
+            break;
+        }
+        // What the recursive `document` call parsed before `nodes`.
+        opt(self::bom.take()).parse_next(input)?;
+        nodes.parse_next(input)?;
     }
     if let Some(bom) = bom
         && let Some(fmt) = doc.format_mut()
@@ -544,6 +554,11 @@ fn node_entry(input: &mut Input<'_>) -> PResult<Option<KdlEntry>> {
     let leading = (node_space0, opt((slashdashed_entries, node_space1)))
         .take()
         .parse_next(input)?;
+    node_prop_or_arg(input, leading)
+}
+
+/// A [`node_entry`] after its `leading` space and slashdashed entries.
+fn node_prop_or_arg<'s>(input: &mut Input<'s>, leading: &'s str) -> PResult<Option<KdlEntry>> {
     let _start = input.checkpoint();
     let maybe_ident = trace("prop name or string val", opt(identifier)).parse_next(input)?;
     let ident_was_parsed = maybe_ident.is_some();
@@ -598,8 +613,18 @@ fn node_entry(input: &mut Input<'_>) -> PResult<Option<KdlEntry>> {
     }))
 }
 
+/// `(slashdash node-prop-or-arg) (node-space+ slashdash node-prop-or-arg)*`
+///
+/// What follows a slashdash is a single entry, which cannot itself begin with
+/// slashdashed entries: parsing it with [`node_entry`] recursed once per `/-` in a run
+/// like `/- /- /- ...` (overflowing the stack on a few thousand) and took quadratic
+/// time. [vendored patch, see PATCHED.md]
 fn slashdashed_entries(input: &mut Input<'_>) -> PResult<()> {
-    separated(1.., (slashdash, node_entry), node_space1)
+    let slashdashed_entry = |input: &mut Input<'_>| -> PResult<Option<KdlEntry>> {
+        let leading = node_space0.take().parse_next(input)?;
+        node_prop_or_arg(input, leading)
+    };
+    separated(1.., (slashdash, slashdashed_entry), node_space1)
         .map(|()| ())
         .take()
         .map(|x| x.to_string())
@@ -1678,20 +1703,23 @@ fn multi_line_comment(input: &mut Input<'_>) -> PResult<()> {
 }
 
 /// `commented-block := '*/' | (multi-line-comment | '*' | '/' | [^*/]+) commented-block`
+///
+/// The grammar's tail recursion is a loop here: recursing once per `*` or `/` in a
+/// comment overflowed the stack on long comments. Only nested comments recurse.
+/// [vendored patch, see PATCHED.md]
 fn commented_block(input: &mut Input<'_>) -> PResult<()> {
-    alt((
-        "*/".void(),
-        preceded(
-            alt((
-                multi_line_comment,
-                "*".void(),
-                "/".void(),
-                repeat(1.., none_of(['*', '/'])).map(|()| ()),
-            )),
-            commented_block,
-        ),
-    ))
-    .parse_next(input)
+    loop {
+        if opt("*/").parse_next(input)?.is_some() {
+            return Ok(());
+        }
+        alt((
+            multi_line_comment,
+            "*".void(),
+            "/".void(),
+            repeat(1.., none_of(['*', '/'])).map(|()| ()),
+        ))
+        .parse_next(input)?;
+    }
 }
 
 #[cfg(test)]
@@ -2559,5 +2587,51 @@ mod failure_tests {
 fn _print_diagnostic<T>(res: Result<T, KdlError>) {
     if let Err(e) = res {
         println!("{:?}", miette::Report::from(e));
+    }
+}
+
+/// Hostile flat input must not recurse per token. [vendored patch, see PATCHED.md]
+#[cfg(test)]
+mod flat_input_tests {
+    use super::*;
+
+    /// Parses `text` as a document on a 1 MiB thread (a debug build needs about 1.5 KiB
+    /// per recursion, so per-token recursion overflows within a few hundred tokens).
+    fn parse_on_small_stack(text: String) -> Result<KdlDocument, KdlError> {
+        std::thread::Builder::new()
+            .stack_size(1 << 20)
+            .spawn(move || try_parse(document, &text))
+            .unwrap()
+            .join()
+            .unwrap()
+    }
+
+    #[test]
+    fn top_level_junk_is_one_error_each_not_one_stack_frame_each() {
+        let err = parse_on_small_stack(")".repeat(30_000)).unwrap_err();
+        assert_eq!(err.diagnostics.len(), 30_000);
+        assert_eq!(err.diagnostics[0].span, (0..1).into());
+        let err = parse_on_small_stack("=".repeat(30_000)).unwrap_err();
+        assert_eq!(err.diagnostics.len(), 30_000);
+    }
+
+    #[test]
+    fn long_comments_are_read_in_a_loop() {
+        let doc = parse_on_small_stack(format!("/*{}*/ a", "* / ".repeat(10_000))).unwrap();
+        assert_eq!(doc.nodes().len(), 1);
+        let err = parse_on_small_stack(format!("a /*{}", "* ".repeat(10_000))).unwrap_err();
+        assert!(!err.diagnostics.is_empty());
+    }
+
+    #[test]
+    fn runs_of_slashdashes_do_not_nest() {
+        let err = parse_on_small_stack(format!("a{} 1", " /-".repeat(10_000))).unwrap_err();
+        assert!(!err.diagnostics.is_empty());
+        let err = parse_on_small_stack(format!("{}a", "/- ".repeat(10_000))).unwrap_err();
+        assert!(!err.diagnostics.is_empty());
+        // A slashdash comments out the one entry after it: `/- /-` is an error.
+        assert!(parse_on_small_stack("a /- /-1 2 3".into()).is_err());
+        let doc = parse_on_small_stack("a /-1 /-x=2 3".into()).unwrap();
+        assert_eq!(doc.nodes()[0].entries().len(), 1);
     }
 }
