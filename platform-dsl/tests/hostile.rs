@@ -7,7 +7,7 @@
 //! harness's bigger stack.
 
 use platform_dsl::guard::{MAX_BYTES, MAX_DEPTH};
-use platform_dsl::Error;
+use platform_dsl::{Error, MAX_SHOWN_ERRORS};
 use std::path::PathBuf;
 
 const SMALL_STACK: usize = 256 << 10;
@@ -277,6 +277,27 @@ fn thirty_thousand_closing_parens_are_located_errors() {
     // last at the last one.
     assert_eq!(e.count, 30_000);
     assert_eq!(e.last_offset, 29_999);
+}
+
+/// Rendered, 30,000 errors on a 30,000-character line were 1.8 GB of report: it shows the
+/// first [`MAX_SHOWN_ERRORS`] and counts the rest.
+#[test]
+fn a_report_of_thirty_thousand_errors_shows_the_first_hundred() {
+    let report = on_small_stack(|| {
+        platform_dsl::load_str("hostile.kdl", &")".repeat(30_000))
+            .unwrap_err()
+            .to_string()
+    });
+    assert!(
+        report.starts_with("  × 30000 errors in hostile.kdl"),
+        "{}",
+        &report[..200]
+    );
+    let shown = report.matches("hostile.kdl:1:").count();
+    assert_eq!(shown, MAX_SHOWN_ERRORS, "{}", &report[..200]);
+    let tail = &report[report.len().saturating_sub(400)..];
+    assert!(tail.contains("29900 more errors not shown"), "{tail}");
+    assert!(report.len() < 8 << 20, "{} bytes", report.len());
 }
 
 #[test]
