@@ -1,23 +1,25 @@
 //! Stage 0: limits a board file must meet before the `kdl` parser sees it.
 //!
 //! The `kdl` crate parses by recursive descent. A `{ ... }` block costs it about 30 KiB of
-//! stack in a debug build (build scripts and `cargo xtask` run unoptimized code), a
-//! nested `/* */` comment about 8 KiB, and every `*` or `/` inside a `/* */` comment about
-//! 6 KiB; 10,000 nested blocks overflow any thread's stack and abort the process, which no
-//! error handling can catch. So a cheap linear pass runs first, refusing with a located
-//! error:
+//! stack in a debug build (build scripts and `cargo xtask` run unoptimized code) and a
+//! nested `/* */` comment about 8 KiB; 10,000 nested blocks overflow any thread's stack
+//! and abort the process, which no error handling can catch. So a cheap linear pass runs
+//! first, refusing with a located error:
 //!
 //! - files larger than [`MAX_BYTES`];
 //! - bytes that are not UTF-8 (the error names the byte offset, line and column);
 //! - `{` nested deeper than [`MAX_DEPTH`], and a `}` that closes no `{`;
-//! - `/* */` comments nested deeper than [`MAX_DEPTH`] or holding more than
-//!   [`MAX_COMMENT_MARKS`] `*` and `/` characters.
+//! - `/* */` comments nested deeper than [`MAX_DEPTH`].
 //!
 //! The pass knows strings (`"..."`, `"""` multi-line, escapes), raw strings (`#"..."#`,
 //! any number of `#`), `//` and nested `/* */` comments, so braces inside them do not
 //! count; slashdashed blocks (`/- { ... }`) do count, because the parser still parses them.
 //! [`PARSER_STACK`] is the stack the parser then runs on, enough for every input that
 //! passes these limits.
+//!
+//! Flat input no longer needs a limit: the vendored `kdl` (`vendor/kdl/PATCHED.md`) loops
+//! where 6.7.1 recursed once per token (per syntax error it resumed from at the top level,
+//! per `*` or `/` inside a comment, per `/-` in a run of them).
 
 use miette::{Diagnostic, SourceSpan};
 use thiserror::Error;
@@ -33,17 +35,9 @@ pub const MAX_BYTES: usize = 4 << 20;
 /// future structure and still fits [`PARSER_STACK`].
 pub const MAX_DEPTH: usize = 64;
 
-/// Most `*` and `/` characters in one `/* */` comment (nested ones included): the `kdl`
-/// parser recurses once per such character. Long prose belongs in `//` comments.
-pub const MAX_COMMENT_MARKS: usize = 256;
-
 /// Stack of the thread the `kdl` parser runs on. At the limits above it needs about
-/// 64 x 30 KiB (blocks) + 513 x 8 KiB (the steps of one comment's marks and the runs
-/// between them), under 6 MiB in a debug build; the rest is for the parser's error
-/// recovery, which recurses (about 1.5 KiB) once per place it resumes after a syntax
-/// error at the top level. That depth no linear pass can bound: about 20,000 such places
-/// (e.g. a file of 30,000 `)`) still overflow this stack. The fix belongs in `kdl`
-/// (`v2_parser::document` calls itself after each bad end instead of looping).
+/// 64 x 30 KiB (blocks) + 64 x 8 KiB (nested comments), under 3 MiB in a debug build;
+/// the rest is a margin (the stack is reserved, not committed, until used).
 pub const PARSER_STACK: usize = 32 << 20;
 
 /// A limit the file broke, with where.
@@ -83,23 +77,6 @@ pub enum LimitError {
     CommentTooDeep {
         /// The first `/*` past the limit.
         #[label("comment {} starts here", MAX_DEPTH + 1)]
-        span: SourceSpan,
-    },
-    /// A `/* */` comment with more than [`MAX_COMMENT_MARKS`] `*` and `/`.
-    #[error("`/* */` comment holds more than {MAX_COMMENT_MARKS} `*` and `/` characters")]
-    #[diagnostic(
-        code(platform_dsl::comment_too_long),
-        help(
-            "the KDL parser recurses once per `*` or `/` in a block comment; \
-             write long text and banners as `//` comments"
-        )
-    )]
-    CommentTooLong {
-        /// The comment's `/*`.
-        #[label("this comment")]
-        start: SourceSpan,
-        /// The first `*` or `/` past the limit.
-        #[label("character {} of them", MAX_COMMENT_MARKS + 1)]
         span: SourceSpan,
     },
 }
@@ -171,30 +148,14 @@ pub fn check(text: &str) -> Result<(), LimitError> {
 }
 
 /// Skips a `/* */` comment starting at `start`; returns the offset after it (or the end
-/// of the text, for an unclosed one: the parser reports that). Every `*` and `/` between
-/// the outer `/*` and `*/` counts as a mark, those of nested comments included: the
-/// parser takes one recursion step per mark and per run of other characters.
+/// of the text, for an unclosed one: the parser reports that). Only nesting is limited:
+/// the parser recurses once per nested comment, and reads the rest in a loop.
 fn block_comment(b: &[u8], start: usize) -> Result<usize, LimitError> {
     let mut depth = 0usize;
-    let mut marks = 0usize;
     let mut i = start;
-    let mut mark = |i: usize, n: usize| {
-        marks += n;
-        if marks > MAX_COMMENT_MARKS {
-            Err(LimitError::CommentTooLong {
-                start: SourceSpan::from(start..start + 2),
-                span: SourceSpan::from(i..i + 1),
-            })
-        } else {
-            Ok(())
-        }
-    };
     while i < b.len() {
         match (b[i], b.get(i + 1)) {
             (b'/', Some(b'*')) => {
-                if depth > 0 {
-                    mark(i, 2)?;
-                }
                 depth += 1;
                 if depth > MAX_DEPTH {
                     return Err(LimitError::CommentTooDeep {
@@ -208,12 +169,7 @@ fn block_comment(b: &[u8], start: usize) -> Result<usize, LimitError> {
                 if depth == 0 {
                     return Ok(i + 2);
                 }
-                mark(i, 2)?;
                 i += 2;
-            }
-            (b'*' | b'/', _) => {
-                mark(i, 1)?;
-                i += 1;
             }
             _ => i += 1,
         }
@@ -331,28 +287,22 @@ mod tests {
     }
 
     #[test]
-    fn deep_and_long_comments_are_refused() {
-        // Nested comments are marks of the outer one too: stay under that limit here.
+    fn deep_comments_are_refused_long_ones_are_not() {
         let n = MAX_DEPTH + 1;
-        assert!(2 * n <= MAX_COMMENT_MARKS);
         let deep = format!("{}{}", "/*".repeat(n), "*/".repeat(n));
         assert!(matches!(
             check(&deep),
             Err(LimitError::CommentTooDeep { .. })
         ));
-        let ok = format!("/*{}*/", "* ".repeat(MAX_COMMENT_MARKS));
-        assert!(check(&ok).is_ok());
-        let long = format!("/*{}*/", "* ".repeat(MAX_COMMENT_MARKS + 1));
-        assert!(matches!(
-            check(&long),
-            Err(LimitError::CommentTooLong { .. })
-        ));
-        // Sibling comments inside one comment are each a step of the parser.
-        let siblings = format!("/*{}*/", " /**/".repeat(MAX_COMMENT_MARKS / 4 + 1));
-        assert!(matches!(
-            check(&siblings),
-            Err(LimitError::CommentTooLong { .. })
-        ));
+        let at_limit = format!("{}{}", "/*".repeat(MAX_DEPTH), "*/".repeat(MAX_DEPTH));
+        assert!(check(&at_limit).is_ok());
+        // The parser reads a comment's `*`, `/` and sibling comments in a loop.
+        for long in [
+            format!("/*{}*/", "* / ".repeat(10_000)),
+            format!("/*{}*/", " /**/".repeat(10_000)),
+        ] {
+            assert!(check(&long).is_ok());
+        }
     }
 
     #[test]

@@ -153,19 +153,36 @@ impl Error {
     }
 }
 
+/// Most errors a report shows (see [`Diagnostics`]); the rest are counted in one line.
+pub const MAX_SHOWN_ERRORS: usize = 100;
+
 /// Every error found in one file, with the file's name and text (a miette [`Diagnostic`]
-/// whose `related()` are the individual errors).
+/// whose `related()` are the individual errors: the first [`MAX_SHOWN_ERRORS`], then one
+/// that counts the others, so that a file of 30,000 stray characters is a readable report
+/// rather than gigabytes of them).
 pub struct Diagnostics {
     source: NamedSource<Arc<String>>,
     text: Arc<String>,
     errors: Vec<Box<dyn Diagnostic + Send + Sync>>,
+    not_shown: Option<NotShown>,
 }
+
+/// The errors past [`MAX_SHOWN_ERRORS`], as a count.
+#[derive(Debug, Error, Diagnostic)]
+#[error("{0} more errors not shown")]
+#[diagnostic(
+    code(platform_dsl::more_errors),
+    help("fix the errors above and check again: one mistake, such as a stray character or an unclosed string, often causes many")
+)]
+struct NotShown(usize);
 
 impl Diagnostics {
     fn new(name: &str, text: &Arc<String>, errors: Vec<Box<dyn Diagnostic + Send + Sync>>) -> Self {
         Diagnostics {
             source: NamedSource::new(name, Arc::clone(text)),
             text: Arc::clone(text),
+            not_shown: (errors.len() > MAX_SHOWN_ERRORS)
+                .then(|| NotShown(errors.len() - MAX_SHOWN_ERRORS)),
             errors,
         }
     }
@@ -180,7 +197,7 @@ impl Diagnostics {
         self.errors.is_empty()
     }
 
-    /// The individual errors.
+    /// The individual errors, all of them.
     pub fn errors(&self) -> impl Iterator<Item = &(dyn Diagnostic + Send + Sync)> {
         self.errors.iter().map(|e| e.as_ref())
     }
@@ -244,7 +261,11 @@ impl Diagnostic for Diagnostics {
 
     fn related<'a>(&'a self) -> Option<Box<dyn Iterator<Item = &'a dyn Diagnostic> + 'a>> {
         Some(Box::new(
-            self.errors.iter().map(|e| e.as_ref() as &dyn Diagnostic),
+            self.errors
+                .iter()
+                .take(MAX_SHOWN_ERRORS)
+                .map(|e| e.as_ref() as &dyn Diagnostic)
+                .chain(self.not_shown.iter().map(|n| n as &dyn Diagnostic)),
         ))
     }
 }
