@@ -477,24 +477,23 @@ impl<E: Env> Xhci<E> {
         out
     }
 
+    /// Endpoint `dci` of the device in `slot_id`, if both exist.
+    fn endpoint_mut(&mut self, slot_id: u8, dci: u8) -> Option<&mut Endpoint<E::Buf>> {
+        self.slots
+            .get_mut(usize::from(slot_id))
+            .and_then(|s| s.as_mut())?
+            .endpoints
+            .iter_mut()
+            .find(|e| spec::dci(e.address) == dci)
+    }
+
     /// A transfer event for a bulk or interrupt endpoint: completes its transfer (an
     /// error halts the endpoint: it is reset and its queue skipped, every queued
     /// transfer completing with the error).
     fn transfer_event(&mut self, t: Trb) {
         let (slot_id, dci) = (t.slot(), t.endpoint_id());
         let code = t.completion_code();
-        let Some(slot) = self
-            .slots
-            .get_mut(usize::from(slot_id))
-            .and_then(|s| s.as_mut())
-        else {
-            return;
-        };
-        let Some(ep) = slot
-            .endpoints
-            .iter_mut()
-            .find(|e| spec::dci(e.address) == dci)
-        else {
+        let Some(ep) = self.endpoint_mut(slot_id, dci) else {
             return;
         };
         let Some(pos) = ep
@@ -548,18 +547,7 @@ impl<E: Env> Xhci<E> {
     /// stall (USB 2.0 9.4.5: resets its data toggle).
     fn recover_endpoint(&mut self, slot_id: u8, dci: u8, code: u8) {
         let _ = self.command(Trb::reset_endpoint(slot_id, dci));
-        let Some(slot) = self
-            .slots
-            .get_mut(usize::from(slot_id))
-            .and_then(|s| s.as_mut())
-        else {
-            return;
-        };
-        let Some(ep) = slot
-            .endpoints
-            .iter_mut()
-            .find(|e| spec::dci(e.address) == dci)
-        else {
+        let Some(ep) = self.endpoint_mut(slot_id, dci) else {
             return;
         };
         let (deq, cycle, address) = (ep.ring.enqueue_addr(), ep.ring.cycle, ep.address);
