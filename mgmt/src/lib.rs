@@ -11,3 +11,4 @@
 extern crate alloc;
 
 pub mod host;
+pub mod request;
