@@ -705,6 +705,54 @@ fn the_uplink_carries_tagged_and_untagged_traffic_learns_and_comes_back_after_un
         "notify ran under the switch's lock"
     );
 
+    // The host port (the hypervisor's management address) talks to the uplink only.
+    let host_mac = MacAddr([2, 0, 0, 0, 0, 0x99]);
+    let _ = (sent(&pci), a.frames(), b.frames());
+    while sw.pop_for_vm(watcher).is_some() {}
+    let host_flag = Arc::new(AtomicBool::new(false));
+    let hf = host_flag.clone();
+    sw.set_host_port(host_mac, Arc::new(move || hf.store(true, Ordering::SeqCst)))
+        .unwrap();
+    assert!(
+        sw.add_vm_port(
+            PortConfig {
+                name: "thief".into(),
+                mac: host_mac,
+                vlan: None
+            },
+            Arc::new(|| {})
+        )
+        .is_err(),
+        "a VM port cannot take the host port's address"
+    );
+    let from_host = frame(MacAddr::BROADCAST, host_mac, 60, 19);
+    sw.send_from_host(&from_host).unwrap();
+    assert_eq!(sent(&pci), [from_host], "host broadcasts go out the uplink");
+    assert!(
+        a.frames().is_empty() && b.frames().is_empty() && !sw.has_pending(watcher),
+        "and reach no VM port"
+    );
+    assert!(sw
+        .send_from_host(&frame(MacAddr::BROADCAST, A, 60, 20))
+        .is_err());
+    // A VM sending to the host's address: never delivered to the host port.
+    a.send(&frame(host_mac, A, 60, 21));
+    assert_eq!(sw.pop_for_host(), None);
+    assert!(!host_flag.load(Ordering::SeqCst));
+    let _ = (b.frames(), sent(&pci));
+    // From outside: unicast to the host goes to it alone; broadcasts to it and the VMs.
+    let to_host = frame(host_mac, X, 60, 22);
+    pci_h.receive(&to_host);
+    assert!(host_flag.load(Ordering::SeqCst));
+    assert_eq!(sw.pop_for_host(), Some(to_host));
+    assert!(a.frames().is_empty() && b.frames().is_empty());
+    let bc = frame(MacAddr::BROADCAST, X, 60, 23);
+    pci_h.receive(&bc);
+    assert_eq!(sw.pop_for_host(), Some(bc.clone()));
+    assert_eq!(a.frames(), [bc]);
+    let hc = sw.host_counters().unwrap();
+    assert_eq!((hc.tx_frames, hc.rx_frames, hc.spoofed), (1, 2, 1));
+
     sw.set_uplink_policy(UplinkPolicy::default());
     assert_eq!(sw.uplink_status().bound, None);
     let lines = LOG.lock().unwrap().clone();

@@ -14,6 +14,12 @@
 //!   uplink with an 802.1Q tag of that VLAN; tagged frames arriving on it go only to the
 //!   ports of their VLAN (tag removed), untagged ones to the untagged ports.
 //!
+//! - *The host port* ([`Switch::set_host_port`]), at most one: the hypervisor's own
+//!   management address. It is bound to the uplink only, untagged: its frames go to the
+//!   uplink and nowhere else, and it receives only frames from the uplink (unicast to its
+//!   address, broadcast and multicast), never a VM's. So the hypervisor's own traffic
+//!   never reaches a VM port and no VM reaches the management stack through the switch.
+//!
 //! Forwarding: broadcast, multicast and unicast to an unknown address are flooded to
 //! every port of the VLAN but the one the frame came in on; unicast to a known address
 //! goes to that port only. The address table is keyed by (VLAN, MAC). A VM port's own
@@ -326,6 +332,16 @@ struct Bound {
     name: String,
 }
 
+/// Frames the host port's inbound queue holds.
+pub const HOST_QUEUE_LEN: usize = 128;
+
+struct HostPort {
+    mac: MacAddr,
+    notify: Arc<dyn Fn() + Send + Sync>,
+    queue: VecDeque<Vec<u8>>,
+    counters: PortCounters,
+}
+
 struct State {
     next_id: u32,
     ports: Vec<VmPort>,
@@ -334,6 +350,7 @@ struct State {
     policy: UplinkPolicy,
     bound: Option<Bound>,
     log: Option<fn(&str)>,
+    host: Option<HostPort>,
 }
 
 impl State {
@@ -484,6 +501,7 @@ impl Switch {
                 },
                 bound: None,
                 log: None,
+                host: None,
             }),
             uplink_tx: AtomicU64::new(0),
             uplink_tx_errors: AtomicU64::new(0),
@@ -534,6 +552,13 @@ impl Switch {
                 mac: cfg.mac,
                 name: cfg.name,
                 holder: holder.name.clone(),
+            });
+        }
+        if s.host.as_ref().is_some_and(|h| h.mac == cfg.mac) {
+            return Err(SwitchError::DuplicateMac {
+                mac: cfg.mac,
+                name: cfg.name,
+                holder: String::from("the hypervisor's management port"),
             });
         }
         let id = PortId(s.next_id);
@@ -684,6 +709,77 @@ impl Switch {
         Ok(())
     }
 
+    /// Makes the host port (the hypervisor's management address `mac`), replacing any
+    /// earlier one. `notify` runs (without the switch's lock) when frames start waiting
+    /// for it. Refused: a multicast address or one a VM port has.
+    pub fn set_host_port(
+        &self,
+        mac: MacAddr,
+        notify: Arc<dyn Fn() + Send + Sync>,
+    ) -> Result<(), SwitchError> {
+        let name = String::from("host");
+        if mac.is_multicast() {
+            return Err(SwitchError::MulticastMac { mac, name });
+        }
+        let mut s = self.state.lock();
+        if let Some(holder) = s.ports.iter().find(|p| p.mac == mac) {
+            return Err(SwitchError::DuplicateMac {
+                mac,
+                name,
+                holder: holder.name.clone(),
+            });
+        }
+        s.host = Some(HostPort {
+            mac,
+            notify,
+            queue: VecDeque::new(),
+            counters: PortCounters::default(),
+        });
+        Ok(())
+    }
+
+    /// A frame the hypervisor sends from its host port: to the uplink, untagged, and to
+    /// no VM port. Its source must be the host port's address.
+    pub fn send_from_host(&self, frame: &[u8]) -> Result<(), DropReason> {
+        let uplink = {
+            let mut s = self.state.lock();
+            let uplink = s.bound.as_ref().map(|b| b.id);
+            let Some(h) = s.host.as_mut() else {
+                return Err(DropReason::NoPort);
+            };
+            if frame.len() < ETH_HEADER {
+                h.counters.tx_dropped += 1;
+                return Err(DropReason::Runt);
+            }
+            if frame.len() > MAX_FRAME {
+                h.counters.tx_dropped += 1;
+                return Err(DropReason::TooBig);
+            }
+            if MacAddr::source(frame) != Some(h.mac) {
+                h.counters.spoofed += 1;
+                return Err(DropReason::Spoofed);
+            }
+            h.counters.tx_frames += 1;
+            h.counters.tx_bytes += frame.len() as u64;
+            uplink
+        };
+        match uplink.map(|id| uplink::transmit(id, frame)) {
+            Some(Ok(())) => self.uplink_tx.fetch_add(1, Ordering::Relaxed),
+            _ => self.uplink_tx_errors.fetch_add(1, Ordering::Relaxed),
+        };
+        Ok(())
+    }
+
+    /// The next frame from the uplink for the host port.
+    pub fn pop_for_host(&self) -> Option<Vec<u8>> {
+        self.state.lock().host.as_mut()?.queue.pop_front()
+    }
+
+    /// The host port's counters, if it exists.
+    pub fn host_counters(&self) -> Option<PortCounters> {
+        self.state.lock().host.as_ref().map(|h| h.counters)
+    }
+
     /// Whether frames wait in `port`'s inbound queue.
     pub fn has_pending(&self, port: PortId) -> bool {
         self.state
@@ -786,12 +882,30 @@ impl UplinkSink for Switch {
                         _ => (MacAddr::BROADCAST, MacAddr::BROADCAST),
                     };
                     s.learn_uplink(vlan, src);
+                    let mut for_host = false;
+                    if let Some(h) = s.host.as_mut().filter(|_| vlan.is_none()) {
+                        if dst == h.mac || dst.is_multicast() {
+                            if h.queue.len() < HOST_QUEUE_LEN {
+                                if h.queue.is_empty() {
+                                    notifies.push(h.notify.clone());
+                                }
+                                h.queue.push_back(frame.to_vec());
+                                h.counters.rx_frames += 1;
+                                h.counters.rx_bytes += frame.len() as u64;
+                            } else {
+                                h.counters.rx_dropped += 1;
+                            }
+                            for_host = dst == h.mac;
+                        }
+                    }
                     let known = if dst.is_multicast() {
                         None
                     } else {
                         s.table.get(&(vlan, dst)).map(|e| e.dest)
                     };
                     match known {
+                        // The hypervisor's own: no VM sees it.
+                        _ if for_host => true,
                         // Back where it came from: nothing to do.
                         Some(Dest::Uplink) => false,
                         Some(Dest::Vm(to)) => {
