@@ -3,11 +3,12 @@
 #![deny(unsafe_code)]
 
 pub mod console;
+pub mod mgmt;
 mod net;
 #[cfg(feature = "net-selftest")]
 mod net_selftest;
 mod ram;
-mod vms;
+pub mod vms;
 
 use crate::arch::{self, cpu};
 use crate::hvprintln;

@@ -12,7 +12,7 @@ use crate::sync::Mutex;
 use crate::types::{GuestPhysAddr, HostPhysAddr, VcpuId, VmId};
 use crate::vcpu::{PowerState, VcpuShared};
 use alloc::vec::Vec;
-use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use devices::VmDevices;
 
 /// One VM, as every physical CPU sees it.
@@ -40,6 +40,10 @@ pub struct Vm {
     /// What the machine's firmware provides of SMCCC (the guest is told the same, and its
     /// workaround calls go there); [`FirmwareSmccc::NONE`] until the runtime sets it.
     pub firmware: FirmwareSmccc,
+    /// Counter ticks its vCPUs spent in the guest (for the management API).
+    pub guest_ticks: AtomicU64,
+    /// Guest exits its vCPUs took.
+    pub exits: AtomicU64,
 }
 
 impl Vm {
@@ -76,6 +80,8 @@ impl Vm {
             passthrough,
             resets: AtomicU32::new(0),
             firmware: FirmwareSmccc::NONE,
+            guest_ticks: AtomicU64::new(0),
+            exits: AtomicU64::new(0),
         }
     }
 

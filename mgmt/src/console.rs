@@ -47,7 +47,11 @@ impl ConsoleLog {
     /// `since` beyond the end (a reader from before a reboot) reads from the oldest kept.
     pub fn read(&self, since: u64, max: usize) -> (u64, Vec<u8>) {
         let start = self.end - self.buf.len() as u64;
-        let from = if since > self.end { start } else { since.max(start) };
+        let from = if since > self.end {
+            start
+        } else {
+            since.max(start)
+        };
         let skip = (from - start) as usize;
         let data: Vec<u8> = self.buf.iter().skip(skip).take(max).copied().collect();
         (from + data.len() as u64, data)

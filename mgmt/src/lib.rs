@@ -10,6 +10,6 @@
 
 extern crate alloc;
 
+pub mod console;
 pub mod host;
 pub mod request;
-pub mod console;

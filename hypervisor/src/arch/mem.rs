@@ -211,7 +211,8 @@ impl HostRam {
         let dst = self.base + offset;
         // SAFETY: (1) the destination is inside the owned range (checked), the source inside
         // the staged image (checked), both RAM mapped by EL2; (2) the staging area is
-        // reserved from the RAM pool (`init_pool`), so no `HostRam` overlaps it.
+        // reserved from the RAM pool (`init_pool`), so no `HostRam` overlaps it; a kept
+        // loaded image is a `HostRam` of its own, distinct from `self`.
         unsafe { copy_fast(dst, src.base, len) };
         cpu::clean_dcache_range(dst, len);
         Ok(())
@@ -244,9 +245,9 @@ impl StagedImage {
     /// Reads `buf.len()` bytes at `offset`.
     pub fn read(&self, offset: u64, buf: &mut [u8]) -> Result<(), MemError> {
         check(offset, buf.len() as u64, self.size)?;
-        // SAFETY: inside the staged image (checked), which lies in the staging area
-        // (checked by `staged`): RAM mapped by EL2 that only the loader wrote and nothing
-        // writes now; `buf` is hypervisor memory, so they do not overlap.
+        // SAFETY: inside the staged image (checked), which lies in the staging area or a
+        // kept loaded image (checked by `staged`): RAM mapped by EL2 that only the loader
+        // (or the datastore read, before `keep_loaded`) wrote and nothing writes now; `buf` is hypervisor memory, so they do not overlap.
         unsafe {
             core::ptr::copy_nonoverlapping(
                 (self.base + offset) as *const u8,
@@ -258,14 +259,41 @@ impl StagedImage {
     }
 }
 
-/// The staged copy of `img`, if it lies inside the VM table's staging area.
+/// Images read at run time (from the datastore): pool RAM kept as a staging area of its
+/// own until [`forget_loaded`].
+static LOADED: crate::sync::Mutex<alloc::vec::Vec<HostRam>> =
+    crate::sync::Mutex::new(alloc::vec::Vec::new());
+
+/// Keeps `ram`, which holds an image read at run time, as a staging area: an
+/// [`ImageDesc`] inside it is then [`staged`]. Nothing writes it any more.
+pub fn keep_loaded(ram: HostRam) {
+    LOADED.lock().push(ram);
+}
+
+/// Gives back the loaded image at `base` (its VM definition was deleted) to the pool.
+pub fn forget_loaded(base: HostPhysAddr) {
+    let mut loaded = LOADED.lock();
+    if let Some(i) = loaded.iter().position(|r| r.base == base.0) {
+        drop(loaded.swap_remove(i));
+    }
+}
+
+/// The staged copy of `img`, if it lies inside the VM table's staging area or an image
+/// kept by [`keep_loaded`].
 pub fn staged(img: &ImageDesc) -> Result<StagedImage, MemError> {
     let table = super::vm_table();
-    let inside = img.staging_base >= table.staging_base
-        && img
-            .staging_base
-            .checked_add(img.size)
-            .is_some_and(|end| end <= table.staging_end);
+    let within = |base: u64, end: u64| {
+        img.staging_base >= base
+            && img
+                .staging_base
+                .checked_add(img.size)
+                .is_some_and(|e| e <= end)
+    };
+    let inside = within(table.staging_base, table.staging_end)
+        || LOADED
+            .lock()
+            .iter()
+            .any(|r| within(r.base, r.base + r.size));
     if !inside {
         return Err(MemError::NotStaged {
             path: img.path,

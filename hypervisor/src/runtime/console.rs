@@ -68,6 +68,7 @@ macro_rules! hvprintln {
 /// Prints one line of a VM's console output, tagged with the VM's name (the
 /// [`crate::conmux::LineSink`] of every VM).
 pub fn print_vm_line(tag: &str, line: &[u8]) {
+    super::mgmt::record_console(tag, line);
     let _g = LOCK.lock();
     let mut w = Raw;
     let _ = write!(w, "[{tag}] ");

@@ -175,7 +175,7 @@ pub fn create_all(board: &'static BoardDesc, table: &'static VmTable, pcpus: usi
             }
         }
     }
-    if created == 0 {
+    if created == 0 && !MANAGED.load(Ordering::Acquire) {
         hvprintln!("[hv] no VM to run; powering off");
         cpu::firmware_system_off();
     }
@@ -1055,6 +1055,10 @@ fn run_vcpu(lv: &mut LocalVcpu, hw: &mut HwLrs, solo: bool) -> Next {
         let entered = cpu::counter();
         let kind = arch::run_guest(&mut lv.regs);
         add_time(0, entered);
+        lv.vm
+            .guest_ticks
+            .fetch_add(cpu::counter().wrapping_sub(entered), Ordering::Relaxed);
+        lv.vm.exits.fetch_add(1, Ordering::Relaxed);
         if let Some(c) = CPU_TIME.get(cpu::current_index()) {
             c[2].fetch_add(1, Ordering::Relaxed);
         }
@@ -1347,6 +1351,70 @@ fn destroy(n: usize) {
     }
     kick_vm(&vm);
     release(vm);
+}
+
+/// The machine stays up when no VM runs (a managed host: until `poweroff`).
+pub(super) fn set_managed() {
+    MANAGED.store(true, Ordering::Release);
+}
+
+/// The VM named `name` in the VM table, with its slot.
+pub(super) fn find_named(name: &str) -> Option<(usize, Arc<Instance>)> {
+    VMS.lock().iter().enumerate().find_map(|(n, s)| {
+        s.as_ref()
+            .filter(|vm| vm.desc.name == name)
+            .map(|vm| (n, vm.clone()))
+    })
+}
+
+/// Creates and starts a VM from `desc` in the first free slot, its vCPUs spread over the
+/// physical CPUs from that slot on; returns the slot.
+pub(super) fn create_from(desc: &'static VmDesc) -> Result<usize, CreateError> {
+    let slot = {
+        let table = VMS.lock();
+        table
+            .iter()
+            .position(Option::is_none)
+            .unwrap_or(table.len())
+    };
+    let pcpus: Vec<usize> = (0..desc.vcpus as usize)
+        .map(|v| (slot + v) % super::pcpu_count().max(1))
+        .collect();
+    admit(VmId(slot), desc, &pcpus).map(|()| slot)
+}
+
+/// Starts a stopped VM again (as after a reset: images reloaded, RAM zeroed); false if it
+/// was running.
+pub(super) fn start_again(vm: &Instance) -> bool {
+    if !vm.mark_running() {
+        return false;
+    }
+    VMS_RUNNING.fetch_add(1, Ordering::AcqRel);
+    hvprintln!("[hv] VM {} `{}` starting", vm.id.0, vm.desc.name);
+    reset_vm(vm);
+    true
+}
+
+/// Destroys the stopped VM in slot `n` (see [`destroy`]).
+pub(super) fn destroy_slot(n: usize) {
+    destroy(n)
+}
+
+/// Feeds `bytes` to the VM's console input, as typed on the machine's console.
+pub(super) fn console_write(vm: &Instance, bytes: &[u8]) {
+    let mut kicks = VcpuSet::EMPTY;
+    {
+        let mut dev = vm.devices.lock();
+        for &b in bytes {
+            kicks = VcpuSet(kicks.0 | dev.console_input(b).0);
+        }
+    }
+    kick_vcpus(vm, kicks);
+}
+
+/// Drops a VM reference taken from [`find_named`].
+pub(super) fn put(vm: Arc<Instance>) {
+    release(vm)
 }
 
 /// Kicks every physical CPU running a vCPU of `vm`.
