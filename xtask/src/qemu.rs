@@ -137,6 +137,8 @@ pub struct Scenario {
     /// Judges every console line (and every line a [`LiveStep`] returned) after the run,
     /// for what expected lines cannot say (two values printed by two VMs must be equal).
     pub check_lines: Option<LinesCheck>,
+    /// More QEMU arguments, e.g. `-rtc base=2026-01-01T00:00:00` for the RTC's date.
+    pub extra_args: Vec<String>,
 }
 
 /// Judges a scenario's lines after the run: see [`Scenario::check_lines`].
@@ -332,6 +334,7 @@ impl Scenario {
             host_nic: None,
             live: Vec::new(),
             check_lines: None,
+            extra_args: Vec::new(),
         }
     }
 }
@@ -549,6 +552,7 @@ pub fn run_scenario(s: &Scenario) -> Result<(), String> {
     if s.poisoned_ram {
         cmd.args(poisoned_ram_args(&img)?);
     }
+    cmd.args(&s.extra_args);
     let disk = s.host_disk.map(|d| (d.make)()).transpose()?;
     if let (Some(disk), Some(hd)) = (&disk, s.host_disk) {
         cmd.arg("-drive").arg(drive_arg(disk, &hd)?);

@@ -261,6 +261,7 @@ fn gic_v2_test_guest(board: &str) -> Scenario {
         host_nic: None,
         live: vec![],
         check_lines: None,
+        extra_args: Vec::new(),
     }
 }
 
@@ -817,6 +818,7 @@ pub fn scenarios() -> Vec<Scenario> {
             host_nic: None,
             live: vec![],
             check_lines: None,
+            extra_args: Vec::new(),
         },
         Scenario {
             // Console multiplexing: input goes to VM 0, Ctrl-] 1 switches it to VM 1; each
