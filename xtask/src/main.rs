@@ -15,6 +15,7 @@ mod disk;
 mod dtb;
 mod fuzz;
 mod guest;
+mod https;
 mod qemu;
 mod qmp;
 mod test;

@@ -415,3 +415,52 @@ pub fn firmware_system_off() -> ! {
         wait_for_interrupt();
     }
 }
+
+/// A 64-bit random number from FEAT_RNG's `RNDR`, if the CPU implements it and it
+/// delivered one (it may fail, reporting through the condition flags).
+pub fn rndr() -> Option<u64> {
+    let isar0: u64;
+    // SAFETY: reading ID_AA64ISAR0_EL1 has no side effect.
+    unsafe {
+        core::arch::asm!("mrs {}, id_aa64isar0_el1", out(reg) isar0, options(nomem, nostack))
+    };
+    if (isar0 >> 60) & 0xf == 0 {
+        return None;
+    }
+    let value: u64;
+    let ok: u64;
+    // SAFETY: RNDR (s3_3_c2_c4_0) exists (checked above); it only writes the register and
+    // the condition flags (Z set on failure), which `cset` reads.
+    unsafe {
+        core::arch::asm!(
+            "mrs {v}, s3_3_c2_c4_0",
+            "cset {ok}, ne",
+            v = out(reg) value,
+            ok = out(reg) ok,
+            options(nomem, nostack)
+        )
+    };
+    (ok != 0).then_some(value)
+}
+
+/// 192 bits of entropy from the firmware's SMCCC TRNG (`TRNG_RND64`), if it implements the
+/// interface (SMCCC 1.1 or later, `TRNG_VERSION` 1.0 or later).
+pub fn smccc_trng() -> Option<[u64; 3]> {
+    use smccc::Call;
+    const TRNG_VERSION: u32 = 0x8400_0050;
+    const TRNG_RND64: u32 = 0xc400_0053;
+    if firmware_smccc()
+        .version
+        .is_none_or(|v| v < crate::psci::SMCCC_VERSION_1_1)
+    {
+        return None;
+    }
+    let version = smccc::Smc::call32(TRNG_VERSION, [0; 7])[0] as i32;
+    if version < 0x1_0000 {
+        return None;
+    }
+    let mut args = [0u64; 17];
+    args[0] = 192;
+    let r = smccc::Smc::call64(TRNG_RND64, args);
+    (r[0] == 0).then_some([r[1], r[2], r[3]])
+}
