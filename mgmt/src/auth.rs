@@ -67,8 +67,11 @@ pub enum AuthError {
 /// Why a login was refused.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum LoginError {
-    /// Wrong user or password; the back-off has grown.
-    Wrong,
+    /// Wrong user or password; no attempt is checked for the next `retry_after_s` seconds.
+    Wrong {
+        /// Whole seconds of back-off now in force.
+        retry_after_s: u64,
+    },
     /// A previous failure's back-off has not passed: retry after this many seconds.
     TooSoon {
         /// Whole seconds to wait (at least 1).
@@ -298,7 +301,8 @@ impl Auth {
             self.sessions.open(now_ms)
         } else {
             self.backoff.fail(now_ms);
-            Err(LoginError::Wrong)
+            let retry_after_s = self.backoff.check(now_ms).err().unwrap_or(0);
+            Err(LoginError::Wrong { retry_after_s })
         }
     }
 
@@ -495,7 +499,12 @@ pub(crate) mod tests {
         let mut now = 1_000_000;
         let mut expected = FIRST_BACKOFF_MS;
         for _ in 0..8 {
-            assert_eq!(auth.login("root", "nope", now), Err(LoginError::Wrong));
+            assert_eq!(
+                auth.login("root", "nope", now),
+                Err(LoginError::Wrong {
+                    retry_after_s: expected / 1000
+                })
+            );
             // Too soon, even with the right password: the password is not even checked.
             assert_eq!(
                 auth.login("root", "pw", now + expected - 1),
@@ -512,11 +521,17 @@ pub(crate) mod tests {
         }
         assert_eq!(expected, MAX_BACKOFF_MS);
         // A wrong user counts as a failure too.
-        assert_eq!(auth.login("admin", "pw", now), Err(LoginError::Wrong));
+        assert_eq!(
+            auth.login("admin", "pw", now),
+            Err(LoginError::Wrong { retry_after_s: 30 })
+        );
         now += MAX_BACKOFF_MS;
         assert!(auth.login("root", "pw", now).is_ok());
         // Reset: the next failure waits 1 s again.
-        assert_eq!(auth.login("root", "nope", now), Err(LoginError::Wrong));
+        assert_eq!(
+            auth.login("root", "nope", now),
+            Err(LoginError::Wrong { retry_after_s: 1 })
+        );
         assert!(auth.login("root", "pw", now + FIRST_BACKOFF_MS).is_ok());
     }
 

@@ -10,6 +10,7 @@
 
 extern crate alloc;
 
+pub mod api;
 pub mod auth;
 pub mod host;
 pub mod request;
