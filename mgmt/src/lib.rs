@@ -10,6 +10,8 @@
 
 extern crate alloc;
 
+pub mod api;
+pub mod auth;
 pub mod console;
 pub mod host;
 pub mod request;
