@@ -10,6 +10,7 @@
 
 mod bench;
 mod boards;
+mod browser;
 mod build;
 mod disk;
 mod dtb;
@@ -85,6 +86,7 @@ fn usage() -> ExitCode {
          run [opts] [--timeout S]    build and boot it under QEMU (interactive console)\n  \
          test                        host tests, every board, every QEMU scenario\n  \
          scenario [NAME]             only the QEMU scenarios whose name contains NAME\n  \
+         browser-selftest            drive a test page in headless Chromium over WebDriver\n  \
          guest fetch                 Debian kernels + busybox initramfs into target/guest-cache\n  \
          disk create OUT SIZE L:SIZE[:FILE]...  a raw disk image with a GPT (disk list IMG)\n  \
          fuzz --minutes N | --smoke  cargo-fuzz targets (KDL front end, trap decoder, vGIC/UART MMIO, NVMe/AHCI commands, PCI config, virtqueues)\n  \
@@ -124,6 +126,7 @@ fn main() -> ExitCode {
         "import-dtb" => dtb::import_cmd(args),
         "board-diff" => dtb::diff_cmd(args),
         "test" => reject_extra(&args).and_then(|_| test::all()),
+        "browser-selftest" => reject_extra(&args).and_then(|_| browser::selftest()),
         "scenario" => test::scenarios_matching(args.first().map(String::as_str).unwrap_or("")),
         "-h" | "--help" | "help" => return usage(),
         other => Err(format!("unknown command `{other}`; run `cargo xtask help`")),
