@@ -11,4 +11,8 @@
 extern crate alloc;
 
 pub mod host;
+pub mod http;
+pub mod netif;
 pub mod request;
+pub mod rng;
+pub mod tls;
