@@ -304,7 +304,10 @@ fn clean(s: &str) -> String {
 mod tests {
     use super::*;
 
-    fn one(bytes: &[u8]) -> Result<(String, String, Option<String>, Vec<u8>, bool), u16> {
+    /// Method, path, query, body and `close` of a request.
+    type Parsed = (String, String, Option<String>, Vec<u8>, bool);
+
+    fn one(bytes: &[u8]) -> Result<Parsed, u16> {
         let mut r = RequestReader::default();
         r.feed(bytes);
         match r.next_request() {
@@ -510,7 +513,7 @@ mod tests {
             let mut r = RequestReader::new(4);
             for _ in 0..(g.next() % 12) {
                 let mut chunk = Vec::new();
-                if g.next() % 3 == 0 {
+                if g.next().is_multiple_of(3) {
                     for _ in 0..(g.next() % 40) {
                         chunk.push(g.next() as u8);
                     }

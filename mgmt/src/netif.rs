@@ -359,9 +359,8 @@ impl<P: FramePort> MgmtNet<P> {
 
     /// The current address, if any.
     pub fn address(&self) -> Option<Ipv4Cidr> {
-        self.iface.ip_addrs().iter().find_map(|a| match a {
-            IpCidr::Ipv4(c) => Some(*c),
-        })
+        let IpCidr::Ipv4(c) = self.iface.ip_addrs().first()?;
+        Some(*c)
     }
 
     /// Connections open now.
