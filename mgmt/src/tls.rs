@@ -469,6 +469,13 @@ pub(crate) mod tests {
     fn a_tls12_only_client_is_refused() {
         let pki = pki();
         let server_config = TlsConfig::new(pki.chain, pki.key).expect("config");
+        // TLS 1.3 only twice over: in the configuration, and no TLS 1.2 suite in the
+        // provider (rustls-rustcrypto's `tls12` feature stays off).
+        assert!(server_config
+            .crypto_provider()
+            .cipher_suites
+            .iter()
+            .all(|s| s.version() == &rustls::version::TLS13));
         let mut server = TlsSession::new(server_config).expect("session");
         let client_config = client_config(&pki.ca_der, &[&rustls::version::TLS12]);
         let mut client =
