@@ -14,4 +14,8 @@ pub mod api;
 pub mod auth;
 pub mod console;
 pub mod host;
+pub mod http;
+pub mod netif;
 pub mod request;
+pub mod rng;
+pub mod tls;
