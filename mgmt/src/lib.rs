@@ -12,3 +12,4 @@ extern crate alloc;
 
 pub mod host;
 pub mod request;
+pub mod store;
