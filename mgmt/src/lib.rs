@@ -19,3 +19,4 @@ pub mod netif;
 pub mod request;
 pub mod rng;
 pub mod tls;
+pub mod store;

@@ -12,6 +12,7 @@ mod bench;
 mod boards;
 mod browser;
 mod build;
+mod datastore;
 mod disk;
 mod dtb;
 mod fuzz;
@@ -89,6 +90,9 @@ fn usage() -> ExitCode {
          browser-selftest            drive a test page in headless Chromium over WebDriver\n  \
          guest fetch                 Debian kernels + busybox initramfs into target/guest-cache\n  \
          disk create OUT SIZE L:SIZE[:FILE]...  a raw disk image with a GPT (disk list IMG)\n  \
+         datastore create OUT SIZE --password-file F [--vm F.toml]... [--image SRC=DEST]...\n  \
+                                     [--host-config F] [--san NAME]... [--extra-partition L:SIZE[:FILE]]...\n  \
+                                     a disk image with the hv-datastore FAT partition (docs/management.md)\n  \
          fuzz --minutes N | --smoke  cargo-fuzz targets (KDL front end, trap decoder, vGIC/UART MMIO, NVMe/AHCI commands, PCI config, virtqueues)\n  \
          bench [--smoke] [--storage] guest cost of the hypervisor under -icount (docs/performance.md;\n  \
                                      --storage: only the storage rows)\n  \
@@ -122,6 +126,7 @@ fn main() -> ExitCode {
         "bench" => bench::cmd(args),
         "guest" => guest::cmd(args),
         "disk" => disk::cmd(args),
+        "datastore" => datastore::cmd(args),
         "fuzz" => fuzz::cmd(args),
         "import-dtb" => dtb::import_cmd(args),
         "board-diff" => dtb::diff_cmd(args),
