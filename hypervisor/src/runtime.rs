@@ -144,7 +144,10 @@ fn primary_main() -> ! {
         )),
         fw.workarounds
     );
+    // The datastore's VMs and the management network (hosts with a datastore).
+    mgmt::boot();
     vms::create_all(board, arch::vm_table(), online);
+    mgmt::autostart();
     vms::run_cpu(0)
 }
 

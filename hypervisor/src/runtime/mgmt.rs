@@ -361,3 +361,430 @@ impl Host for RuntimeHost {
         .ok_or_else(|| ApiError::Conflict(format!("VM \"{name}\" is not running")))
     }
 }
+
+// ---- The datastore, the management network and the poll loop ----
+
+use crate::block::{BlockDevice, BlockError, Partition};
+use core::sync::atomic::{AtomicBool, AtomicU64};
+use mgmt::store::{Blocks, Store};
+
+/// The GPT label of the datastore partition.
+pub const DATASTORE_LABEL: &str = "hv-datastore";
+/// Biggest file read whole from the datastore (VM files, keys, records).
+const SMALL_FILE: u64 = 1 << 20;
+
+/// The datastore partition as `mgmt::store` reads it.
+pub struct PartitionBlocks(Partition);
+
+impl Blocks for PartitionBlocks {
+    type Error = BlockError;
+    fn blocks(&self) -> u64 {
+        self.0.sectors()
+    }
+    fn read(&mut self, lba: u64, buf: &mut [u8]) -> Result<(), BlockError> {
+        BlockDevice::read(&mut self.0, lba, buf)
+    }
+    fn write(&mut self, lba: u64, data: &[u8]) -> Result<(), BlockError> {
+        BlockDevice::write(&mut self.0, lba, data)
+    }
+    fn flush(&mut self) -> Result<(), BlockError> {
+        BlockDevice::flush(&mut self.0)
+    }
+}
+
+/// The datastore's file system, once mounted.
+pub static STORE: Mutex<Option<Store<PartitionBlocks>>> = Mutex::new(None);
+
+/// The host port on the virtual switch.
+struct HostPort {
+    mac: [u8; 6],
+}
+
+impl mgmt::netif::FramePort for HostPort {
+    fn receive(&mut self) -> Option<Vec<u8>> {
+        super::net::switch().pop_for_host()
+    }
+    fn transmit(&mut self, frame: &[u8]) {
+        let _ = super::net::switch().send_from_host(frame);
+    }
+    fn mac(&self) -> [u8; 6] {
+        self.mac
+    }
+}
+
+struct Server {
+    net: mgmt::netif::MgmtNet<HostPort>,
+    api: mgmt::api::Api<'static>,
+}
+
+static HOST: RuntimeHost = RuntimeHost;
+static SERVER: Mutex<Option<Server>> = Mutex::new(None);
+/// Frames wait for the host port.
+static FRAMES: AtomicBool = AtomicBool::new(false);
+/// Counter value at which the management stack wants its next poll (`u64::MAX`: none).
+static POLL_AT: AtomicU64 = AtomicU64::new(u64::MAX);
+
+fn now_ms() -> u64 {
+    ms(cpu::counter())
+}
+
+/// Entropy the board has: `RNDR`, the SMCCC TRNG, and the jitter of the counter around
+/// memory work (under emulation and on hardware, its low bits vary with what the caches,
+/// the interconnect and the host did).
+fn board_entropy() -> Vec<u8> {
+    let mut out = Vec::new();
+    for _ in 0..8 {
+        if let Some(r) = cpu::rndr() {
+            out.extend_from_slice(&r.to_le_bytes());
+        }
+    }
+    if let Some(t) = cpu::smccc_trng() {
+        for w in t {
+            out.extend_from_slice(&w.to_le_bytes());
+        }
+    }
+    let mut scratch = alloc::vec![0u64; 4096];
+    for round in 0..512u64 {
+        let t0 = cpu::counter();
+        for (i, w) in scratch.iter_mut().enumerate().step_by(61) {
+            *w = w.wrapping_mul(6364136223846793005).wrapping_add(round ^ i as u64 ^ t0);
+        }
+        let t1 = cpu::counter();
+        out.push((t1.wrapping_sub(t0) ^ t1) as u8);
+    }
+    out.extend_from_slice(&scratch[7].to_le_bytes());
+    out
+}
+
+/// What the management stack reads from the datastore at boot.
+fn read_small(store: &Store<PartitionBlocks>, path: &str) -> Result<Vec<u8>, String> {
+    store.read(path, SMALL_FILE).map_err(|e| e.to_string())
+}
+
+/// Mounts the datastore, seeds the CSPRNG, defines the VMs on it and brings up the
+/// management network. A host without a `hv-datastore` partition keeps its build-time VM
+/// table only.
+pub fn boot() {
+    define_builtin(arch::vm_table());
+    let part = match crate::datastore::open(DATASTORE_LABEL, false, "the hypervisor (datastore)")
+    {
+        Ok(p) => p,
+        Err(crate::datastore::DatastoreError::NotFound(_)) => return,
+        Err(e) => {
+            hvprintln!("[hv] mgmt: datastore: {e}");
+            return;
+        }
+    };
+    let mut store = match Store::open(PartitionBlocks(part)) {
+        Ok(s) => s,
+        Err(e) => {
+            hvprintln!("[hv] mgmt: {e}");
+            return;
+        }
+    };
+    vms::set_managed();
+    hvprintln!("[hv] mgmt: datastore {DATASTORE_LABEL} mounted ({:?})", store.kind());
+    // Randomness first: sessions and TLS keys depend on it.
+    let seed = store.read("HV/SEED.BIN", 4096).unwrap_or_default();
+    if seed.is_empty() {
+        hvprintln!("[hv] mgmt: no HV/SEED.BIN on the datastore: randomness from the board only");
+    }
+    let entropy = board_entropy();
+    mgmt::rng::seed(&[&seed, &entropy, &cpu::counter().to_le_bytes()]);
+    let mut fresh = [0u8; 64];
+    if mgmt::rng::fill(&mut fresh).is_ok() {
+        if let Err(e) = store.write("HV/SEED.BIN", &fresh) {
+            hvprintln!("[hv] mgmt: cannot rewrite HV/SEED.BIN: {e}");
+        }
+    }
+    load_vm_files(&mut store);
+    let server = start_server(&store);
+    *STORE.lock() = Some(store);
+    set_files(&DATASTORE_FILES);
+    match server {
+        Ok(s) => *SERVER.lock() = Some(s),
+        Err(e) => hvprintln!("[hv] mgmt: management network not started: {e}"),
+    }
+    POLL_AT.store(0, Ordering::Release);
+}
+
+/// A stable, locally administered MAC for the host port, derived from the install's
+/// certificate (so a DHCP server gives the host the same address every boot).
+fn host_mac(seed: &[u8]) -> [u8; 6] {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in seed {
+        h = (h ^ b as u64).wrapping_mul(0x100_0000_01b3);
+    }
+    let b = h.to_le_bytes();
+    [0x02, 0x68, 0x76, b[0], b[1], b[2]]
+}
+
+fn start_server(store: &Store<PartitionBlocks>) -> Result<Server, String> {
+    let host_toml = match store.read("HV/HOST.TOM", SMALL_FILE) {
+        Ok(b) => String::from_utf8(b).map_err(|_| "HV/HOST.TOM is not UTF-8".to_string())?,
+        Err(mgmt::store::StoreError::NotFound(_)) => String::new(),
+        Err(e) => return Err(e.to_string()),
+    };
+    let config = mgmt::netif::NetConfig::from_toml(&host_toml)
+        .map_err(|e| format!("HV/HOST.TOM: {e}"))?;
+    let phc = String::from_utf8(read_small(store, "HV/ADMIN.PWD")?)
+        .map_err(|_| "HV/ADMIN.PWD is not UTF-8".to_string())?;
+    let auth = mgmt::auth::Auth::new("root", &phc, |b| mgmt::rng::fill(b).map_err(|_| ()))
+        .map_err(|e| format!("HV/ADMIN.PWD: {e}"))?;
+    let cert = read_small(store, "HV/CERT.DER")?;
+    let ca = read_small(store, "HV/CA.DER")?;
+    let key = read_small(store, "HV/KEY.DER")?;
+    let mac = host_mac(&cert);
+    let tls = mgmt::tls::TlsConfig::new(alloc::vec![cert, ca], key)
+        .map_err(|e| format!("HV/CERT.DER, HV/KEY.DER: {e}"))?;
+    let notify = alloc::sync::Arc::new(|| {
+        FRAMES.store(true, Ordering::Release);
+        if cpu::current_index() != 0 {
+            vms::kick_cpu0();
+        }
+    });
+    super::net::switch()
+        .set_host_port(crate::net::MacAddr(mac), notify)
+        .map_err(|e| e.to_string())?;
+    let net = mgmt::netif::MgmtNet::new(HostPort { mac }, config, tls)
+        .map_err(|e| e.to_string())?;
+    hvprintln!(
+        "[hv] mgmt: host port {} on the uplink",
+        crate::net::MacAddr(mac)
+    );
+    Ok(Server {
+        net,
+        api: mgmt::api::Api::new(&HOST, auth),
+    })
+}
+
+/// The VM files on the datastore (`VMS/*.toml`, long or 8.3 names).
+fn load_vm_files(store: &mut Store<PartitionBlocks>) {
+    let entries = match store.list("VMS") {
+        Ok(e) => e,
+        Err(mgmt::store::StoreError::NotFound(_)) => return,
+        Err(e) => {
+            hvprintln!("[hv] mgmt: VMS: {e}");
+            return;
+        }
+    };
+    for e in entries {
+        let lower = e.name.to_ascii_lowercase();
+        if e.is_dir || !(lower.ends_with(".toml") || lower.ends_with(".tom")) {
+            continue;
+        }
+        let path = format!("VMS/{}", e.short_name);
+        let text = match store.read(&path, SMALL_FILE) {
+            Ok(b) => String::from_utf8_lossy(&b).into_owned(),
+            Err(err) => {
+                hvprintln!("[hv] mgmt: {path}: {err}");
+                continue;
+            }
+        };
+        match define_from_store(store, &text) {
+            Ok((desc, autostart)) => match define(desc, autostart, Some(path.clone())) {
+                Ok(()) => hvprintln!(
+                    "[hv] mgmt: VM `{}` defined from VMS/{}{}",
+                    desc.name,
+                    e.name,
+                    if autostart { " (autostart)" } else { "" }
+                ),
+                Err(err) => hvprintln!("[hv] mgmt: VMS/{}: {err}", e.name),
+            },
+            Err(ApiError::Invalid {
+                message,
+                line,
+                column,
+            }) => hvprintln!(
+                "[hv] mgmt: VMS/{}:{}:{}: {message}",
+                e.name,
+                line.unwrap_or(0),
+                column.unwrap_or(0)
+            ),
+            Err(err) => hvprintln!("[hv] mgmt: VMS/{}: {err}", e.name),
+        }
+    }
+}
+
+/// The datastore as the keeper of run-time definitions.
+struct DatastoreFiles;
+static DATASTORE_FILES: DatastoreFiles = DatastoreFiles;
+
+impl DefinitionFiles for DatastoreFiles {
+    fn save(&self, name: &str, toml: &str) -> Result<String, String> {
+        let mut guard = STORE.lock();
+        let store = guard.as_mut().ok_or("the datastore is not mounted")?;
+        // An 8.3 name from the VM's name, numbered if taken.
+        let stem: String = name
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric())
+            .take(6)
+            .collect::<String>()
+            .to_ascii_uppercase();
+        let stem = if stem.is_empty() { "VM".into() } else { stem };
+        let taken: Vec<String> = store
+            .list("VMS")
+            .map(|l| l.into_iter().map(|e| e.short_name).collect())
+            .unwrap_or_default();
+        let path = (0..100)
+            .map(|n| format!("{stem}{n:02}.TOM"))
+            .find(|f| !taken.iter().any(|t| t.eq_ignore_ascii_case(f)))
+            .ok_or("no free VM file name in VMS")?;
+        let _ = store.create_dir("VMS");
+        let path = format!("VMS/{path}");
+        store
+            .write(&path, toml.as_bytes())
+            .map_err(|e| e.to_string())?;
+        Ok(path)
+    }
+
+    fn remove(&self, path: &str) -> Result<(), String> {
+        let mut guard = STORE.lock();
+        let store = guard.as_mut().ok_or("the datastore is not mounted")?;
+        store.remove(path).map_err(|e| e.to_string())
+    }
+
+    fn define(&self, toml: &str) -> Result<(&'static VmDesc, bool), ApiError> {
+        let mut guard = STORE.lock();
+        let store = guard
+            .as_mut()
+            .ok_or_else(|| ApiError::Failed("the datastore is not mounted".into()))?;
+        define_from_store(store, toml)
+    }
+}
+
+/// Called (without the switch's lock) when the management stack should run soon.
+pub fn poll_due() -> bool {
+    FRAMES.load(Ordering::Acquire) || cpu::counter() >= POLL_AT.load(Ordering::Acquire)
+}
+
+/// When CPU 0's EL2 timer must fire for the management stack.
+pub fn next_deadline() -> Option<u64> {
+    let at = POLL_AT.load(Ordering::Acquire);
+    (at != u64::MAX).then_some(at)
+}
+
+/// Runs the management stack: frames in and out, TCP timers, requests. CPU 0 only (the
+/// host port's frames and the stack's timer interrupt go there).
+pub fn poll() {
+    if cpu::current_index() != 0 || !poll_due() {
+        return;
+    }
+    FRAMES.store(false, Ordering::Release);
+    check_shutdowns();
+    let Some(mut guard) = SERVER.try_lock() else {
+        return;
+    };
+    let Some(server) = guard.as_mut() else {
+        POLL_AT.store(u64::MAX, Ordering::Release);
+        return;
+    };
+    let Server { net, api } = server;
+    let now = now_ms();
+    let next = net.poll(now, &mut |r: &mgmt::request::Request<'_>, t| api.handle(r, t));
+    for ev in net.take_events() {
+        hvprintln!("[hv] {ev}");
+    }
+    // At least once a second: shutdown timeouts, TCP keep-alive.
+    let wait_ms = next.unwrap_or(1000).clamp(1, 1000);
+    let freq = cpu::counter_frequency();
+    POLL_AT.store(cpu::counter() + wait_ms * freq / 1000, Ordering::Release);
+}
+
+/// Reads a VM's images from the datastore into pool RAM (kept as staged images).
+struct StoreLoader<'a> {
+    store: &'a Store<PartitionBlocks>,
+    loaded: Vec<crate::types::HostPhysAddr>,
+}
+
+impl crate::config::define::ImageLoader for StoreLoader<'_> {
+    fn load(&mut self, path: &str) -> Result<crate::config::ImageDesc, String> {
+        let path = path.trim_start_matches('/');
+        let size = self.store.size(path).map_err(|e| e.to_string())?;
+        if size == 0 {
+            return Err(format!("{path} on the datastore is empty"));
+        }
+        let rounded = size.div_ceil(4096) * 4096;
+        let mut ram = arch::mem::alloc_ram(rounded, 4096, None)
+            .map_err(|e| format!("{path}: no RAM to load it ({} MiB): {e}", size >> 20))?;
+        let mut copy = |offset: u64, bytes: &[u8]| {
+            ram.write(offset, bytes).map_err(|e| e.to_string())
+        };
+        self.store
+            .read_chunks(path, &mut copy)
+            .map_err(|e| e.to_string())?;
+        let base = ram.base();
+        arch::mem::keep_loaded(ram);
+        self.loaded.push(base);
+        Ok(crate::config::ImageDesc {
+            path: alloc::boxed::Box::leak(path.to_string().into_boxed_str()),
+            staging_base: base.0,
+            size,
+        })
+    }
+}
+
+/// The board as the VM rules see it (passthrough devices, port groups).
+struct RuntimeBoard;
+
+impl vm_config::BoardFacts for RuntimeBoard {
+    fn board_name(&self) -> &str {
+        arch::board().name
+    }
+    fn port_groups(&self) -> Vec<String> {
+        arch::board()
+            .network
+            .port_groups
+            .iter()
+            .map(|g| g.name.to_string())
+            .collect()
+    }
+    fn device(&self, name: &str) -> Option<vm_config::DeviceUse> {
+        let board = arch::board();
+        let dev = board.devices.iter().find(|d| d.name == name)?;
+        Some(if !dev.is_enabled() {
+            vm_config::DeviceUse::Disabled
+        } else if board.is_hypervisor_device(dev) || super::is_driven(dev) {
+            vm_config::DeviceUse::Hypervisor
+        } else {
+            vm_config::DeviceUse::Passable
+        })
+    }
+    fn passable_devices(&self) -> Vec<String> {
+        let board = arch::board();
+        board
+            .devices
+            .iter()
+            .filter(|d| d.is_enabled() && !board.is_hypervisor_device(d) && !super::is_driven(d))
+            .map(|d| d.name.to_string())
+            .collect()
+    }
+}
+
+/// Defines a VM from TOML whose image paths are on the datastore.
+fn define_from_store(
+    store: &Store<PartitionBlocks>,
+    text: &str,
+) -> Result<(&'static VmDesc, bool), ApiError> {
+    let invalid = |e: crate::config::define::DefineError| ApiError::Invalid {
+        message: e.message,
+        line: e.line.map(|l| l as u32),
+        column: e.column.map(|c| c as u32),
+    };
+    let autostart = vm_config::parse_one(text)
+        .map_err(|e| invalid(e.into()))?
+        .autostart;
+    let mut loader = StoreLoader {
+        store,
+        loaded: Vec::new(),
+    };
+    match crate::config::define::define(text, &RuntimeBoard, &mut loader) {
+        Ok(desc) => Ok((desc, autostart)),
+        Err(e) => {
+            for base in loader.loaded {
+                arch::mem::forget_loaded(base);
+            }
+            Err(invalid(e))
+        }
+    }
+}

@@ -671,6 +671,7 @@ pub fn run_cpu(cpu_index: usize) -> ! {
     let mut loaded: Option<usize> = None;
     loop {
         check_power_off(cpu_index);
+        super::mgmt::poll();
         if ARRIVING[cpu_index].swap(false, Ordering::AcqRel) {
             take_arrivals(cpu_index, &mut local, &mut rq);
         }
@@ -740,7 +741,7 @@ pub fn run_cpu(cpu_index: usize) -> ! {
             cpu::set_vttbr(local[i].vm.vttbr);
             loaded = Some(i);
         }
-        hw.sched_deadline = rq.next_deadline();
+        hw.sched_deadline = with_mgmt_deadline(rq.next_deadline());
         match hw.sched_deadline {
             Some(d) => cpu::set_hyp_timer(d),
             None => cpu::stop_hyp_timer(),
@@ -938,7 +939,7 @@ fn idle_in_place(lv: &mut LocalVcpu) -> Next {
             return Next::Resume;
         }
         // Its physical timer is emulated: the EL2 timer wakes this CPU at its deadline.
-        match lv.shared().ptimer.load().deadline() {
+        match with_mgmt_deadline(lv.shared().ptimer.load().deadline()) {
             Some(d) => cpu::set_hyp_timer(d),
             None => cpu::stop_hyp_timer(),
         }
@@ -952,7 +953,7 @@ fn idle_in_place(lv: &mut LocalVcpu) -> Next {
 /// Nothing runnable: sleep until an interrupt or the run queue's next deadline (a
 /// blocked vCPU's timer).
 fn idle(local: &mut [LocalVcpu], rq: &RunQueue<usize>, loaded: Option<usize>) {
-    match rq.next_deadline() {
+    match with_mgmt_deadline(rq.next_deadline()) {
         Some(d) => cpu::set_hyp_timer(d),
         None => cpu::stop_hyp_timer(),
     }
@@ -1213,6 +1214,10 @@ fn handle_physical_irqs(mut loaded: Option<&mut LocalVcpu>) -> Next {
         }
         gic.end_of_interrupt(intid);
     }
+    // The management stack (CPU 0): frames for the host port, its timers.
+    if super::mgmt::poll_due() {
+        super::mgmt::poll();
+    }
     next
 }
 
@@ -1415,6 +1420,23 @@ pub(super) fn console_write(vm: &Instance, bytes: &[u8]) {
 /// Drops a VM reference taken from [`find_named`].
 pub(super) fn put(vm: Arc<Instance>) {
     release(vm)
+}
+
+/// Kicks the boot CPU (it runs the management stack).
+pub(super) fn kick_cpu0() {
+    irqchip().send_sgi(KICK_SGI, arch::board().cpus[0].mpidr);
+}
+
+/// The EL2 timer deadline `d` of this CPU, made earlier on CPU 0 by the management
+/// stack's next poll.
+fn with_mgmt_deadline(d: Option<u64>) -> Option<u64> {
+    if cpu::current_index() != 0 {
+        return d;
+    }
+    match (d, super::mgmt::next_deadline()) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
 }
 
 /// Kicks every physical CPU running a vCPU of `vm`.
