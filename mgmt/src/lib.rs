@@ -10,5 +10,6 @@
 
 extern crate alloc;
 
+pub mod eval;
 pub mod host;
 pub mod request;
