@@ -693,8 +693,9 @@ pub fn scenarios() -> Vec<Scenario> {
         "[hv] board: qemu-virt ",
         "[hv] device uart0: driver uart-pl011",
         "[hv] device gic: driver gic-v3",
+        "[hv] device rtc: driver rtc-pl031",
         // Every in-tree plugin registered itself: no linkme slice is empty.
-        "[hv] plugins: 6 driver(s), 5 PCI driver(s), 3 quirk set(s) registered",
+        "[hv] plugins: 7 driver(s), 5 PCI driver(s), 3 quirk set(s) registered",
         "[hv] EL2 page tables",
         "[hv] 4 of 4 CPUs online",
     ]);
