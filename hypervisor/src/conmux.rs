@@ -113,6 +113,8 @@ pub enum Command<'a> {
     Start(usize),
     /// `destroy N`: free a stopped VM's RAM, stage-2 tables, VMID and slot.
     Destroy(usize),
+    /// `power N`: press VM `N`'s power button (the guest shuts itself down).
+    Power(usize),
     /// `mem`: the hypervisor's heap and the free RAM of the pool.
     Mem,
     /// `net`: the virtual switch's ports and the uplinks, with their counters.
@@ -126,7 +128,7 @@ pub enum Command<'a> {
 pub enum CommandError {
     /// Not a known command.
     #[error(
-        "unknown command `{0}`: try vms, create NAME, start N, stop N, destroy N, mem, net, poweroff"
+        "unknown command `{0}`: try vms, create NAME, start N, stop N, power N, destroy N, mem, net, poweroff"
     )]
     Unknown(alloc::string::String),
     /// The argument is missing or not what the command takes.
@@ -156,6 +158,7 @@ impl<'a> Command<'a> {
             "stop" => Command::Stop(number("stop")?),
             "start" => Command::Start(number("start")?),
             "destroy" => Command::Destroy(number("destroy")?),
+            "power" => Command::Power(number("power")?),
             "mem" => Command::Mem,
             "net" => Command::Net,
             "poweroff" => Command::PowerOff,
@@ -249,6 +252,11 @@ mod tests {
         assert_eq!(Command::parse(b"stop 3"), Ok(Command::Stop(3)));
         assert_eq!(Command::parse(b"start 3"), Ok(Command::Start(3)));
         assert_eq!(Command::parse(b"destroy 1"), Ok(Command::Destroy(1)));
+        assert_eq!(Command::parse(b"power 2"), Ok(Command::Power(2)));
+        assert!(matches!(
+            Command::parse(b"power"),
+            Err(CommandError::Argument("power", _))
+        ));
         assert_eq!(Command::parse(b"mem"), Ok(Command::Mem));
         assert_eq!(Command::parse(b" net "), Ok(Command::Net));
         assert_eq!(Command::parse(b"poweroff"), Ok(Command::PowerOff));

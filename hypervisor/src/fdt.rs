@@ -4,7 +4,8 @@
 //! Generated nodes: root (`linux,dummy-virt`, 2 address/size cells, `interrupt-parent` =
 //! the GIC), `/cpus` (`cpu@N`, PSCI enable method), `/memory@...`, `/psci` (HVC),
 //! `/intc@...` (GICv3 with GICD + GICR, or GICv2 with GICD + GICC), `/timer`, `/pmu`,
-//! `/apb-pclk` (24 MHz fixed clock), `/pl011@...` and `/chosen`; with PCI devices also
+//! `/apb-pclk` (24 MHz fixed clock), `/pl011@...`, the power button (`/pl061@...` and
+//! `/gpio-keys`, see [`PowerButtonDt`]) and `/chosen`; with PCI devices also
 //! `/pcie@...` (a generic ECAM host bridge, see [`PciHostDt`]) and the MSI controller it
 //! sends messages to (`msi-controller` + `mbi-ranges` on a GICv3 node, or a
 //! `arm,gic-v2m-frame` child of a GICv2 node).
@@ -30,6 +31,10 @@ const PHANDLE_GIC: u32 = 1;
 const PHANDLE_APB_PCLK: u32 = 2;
 /// Phandle of the GICv2m frame.
 const PHANDLE_V2M: u32 = 3;
+/// Phandle of the power button's PL061 GPIO.
+const PHANDLE_GPIO: u32 = 4;
+/// Linux input event code of the power key (`KEY_POWER`, include/uapi/linux/input-event-codes.h).
+pub const KEY_POWER: u32 = 116;
 /// `ranges` space code of 32-bit non-prefetchable memory (`phys.hi` `ss` = 0b10).
 const PCI_SPACE_MEM32: u32 = 0x0200_0000;
 /// Frequency of the fixed APB clock feeding the PL011 (as QEMU's `virt`).
@@ -181,6 +186,35 @@ impl PciHostDt {
     }
 }
 
+/// The virtual power button: a PL061 GPIO (`arm,pl061`) and a `gpio-keys` node whose
+/// `poweroff` key is one of its lines with code [`KEY_POWER`], exactly as QEMU's `virt`
+/// describes its own (`create_gpio_devices` in hw/arm/virt.c), so that guests that power
+/// off on `system_powerdown` there do here too.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PowerButtonDt {
+    /// The GPIO's window.
+    pub gpio: Window,
+    /// Its interrupt (an SPI).
+    pub intid: IntId,
+    /// The button's line.
+    pub line: u32,
+}
+
+impl PowerButtonDt {
+    /// The button at the address of [`crate::vm::layout`], on
+    /// [`crate::vgpio::POWER_BUTTON_LINE`].
+    pub fn from_layout() -> Self {
+        Self {
+            gpio: Window {
+                base: GuestPhysAddr(layout::GPIO_BASE),
+                size: layout::GPIO_SIZE,
+            },
+            intid: IntId(layout::GPIO_INTID),
+            line: u32::from(crate::vgpio::POWER_BUTTON_LINE),
+        }
+    }
+}
+
 /// Everything the guest device tree describes.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct GuestDtbConfig<'a> {
@@ -200,6 +234,8 @@ pub struct GuestDtbConfig<'a> {
     pub uart: Window,
     /// PL011 interrupt (an SPI).
     pub uart_intid: IntId,
+    /// The power button; `None` leaves out its GPIO and `gpio-keys` nodes.
+    pub power_button: Option<PowerButtonDt>,
     /// Kernel command line.
     pub cmdline: &'a str,
     /// Initrd `[start, end)`.
@@ -258,6 +294,7 @@ impl<'a> GuestDtbConfig<'a> {
                 size: layout::UART_SIZE,
             },
             uart_intid: IntId(layout::UART_INTID),
+            power_button: Some(PowerButtonDt::from_layout()),
             cmdline,
             initrd,
             timer: TimerPpis {
@@ -430,6 +467,10 @@ pub fn build_guest_dtb(cfg: &GuestDtbConfig<'_>) -> Result<Vec<u8>, FdtError> {
         }
     }
     let uart_irq = spi("UART", cfg.uart_intid)?;
+    let gpio_irq = cfg
+        .power_button
+        .map(|b| spi("power button GPIO", b.intid))
+        .transpose()?;
     let cpu_mask = match cfg.gic {
         GuestGic::V3 { .. } => 0,
         GuestGic::V2 { .. } => (1u32 << cfg.vcpus.min(8)) - 1,
@@ -574,6 +615,29 @@ pub fn build_guest_dtb(cfg: &GuestDtbConfig<'_>) -> Result<Vec<u8>, FdtError> {
 
     if let Some(pci) = &cfg.pci {
         pci_host_node(&mut fdt, pci)?;
+    }
+
+    if let (Some(button), Some(irq)) = (cfg.power_button, gpio_irq) {
+        let gpio = fdt.begin_node(&format!("pl061@{:x}", button.gpio.base.0))?;
+        fdt.property_string_list("compatible", strings(&["arm,pl061", "arm,primecell"]))?;
+        fdt.property_array_u64("reg", &reg(&[button.gpio]))?;
+        fdt.property_array_u32("interrupts", &irq)?;
+        fdt.property_null("gpio-controller")?;
+        fdt.property_u32("#gpio-cells", 2)?;
+        fdt.property_u32("clocks", PHANDLE_APB_PCLK)?;
+        fdt.property_string("clock-names", "apb_pclk")?;
+        fdt.property_phandle(PHANDLE_GPIO)?;
+        fdt.end_node(gpio)?;
+
+        let keys = fdt.begin_node("gpio-keys")?;
+        fdt.property_string("compatible", "gpio-keys")?;
+        let key = fdt.begin_node("poweroff")?;
+        fdt.property_string("label", "GPIO Key Poweroff")?;
+        fdt.property_u32("linux,code", KEY_POWER)?;
+        // Line `line`, flags 0 = GPIO_ACTIVE_HIGH.
+        fdt.property_array_u32("gpios", &[PHANDLE_GPIO, button.line, 0])?;
+        fdt.end_node(key)?;
+        fdt.end_node(keys)?;
     }
 
     let uart = fdt.begin_node(&format!("pl011@{:x}", cfg.uart.base.0))?;
@@ -771,6 +835,40 @@ mod tests {
         assert_eq!(strs(prop(&fdt, "/apb-pclk", "compatible")), ["fixed-clock"]);
         let r: Vec<_> = fdt.find_node(node).unwrap().reg().unwrap().collect();
         assert_eq!(r[0].size, Some(layout::UART_SIZE as usize));
+    }
+
+    #[test]
+    fn power_button_nodes_are_qemu_virts() {
+        let blob = v3(1);
+        let fdt = Fdt::new(&blob).unwrap();
+        let gpio = "/pl061@9030000";
+        assert_eq!(
+            strs(prop(&fdt, gpio, "compatible")),
+            ["arm,pl061", "arm,primecell"]
+        );
+        assert_eq!(u32s(prop(&fdt, gpio, "reg")), [0, 0x0903_0000, 0, 0x1000]);
+        // SPI 7, level high.
+        assert_eq!(u32s(prop(&fdt, gpio, "interrupts")), [0, 7, 4]);
+        assert!(prop(&fdt, gpio, "gpio-controller").is_empty());
+        assert_eq!(u32s(prop(&fdt, gpio, "#gpio-cells")), [2]);
+        assert_eq!(u32s(prop(&fdt, gpio, "clocks")), [PHANDLE_APB_PCLK]);
+        assert_eq!(strs(prop(&fdt, gpio, "clock-names")), ["apb_pclk"]);
+        assert_eq!(u32s(prop(&fdt, gpio, "phandle")), [PHANDLE_GPIO]);
+        let key = "/gpio-keys/poweroff";
+        assert_eq!(strs(prop(&fdt, "/gpio-keys", "compatible")), ["gpio-keys"]);
+        assert_eq!(strs(prop(&fdt, key, "label")), ["GPIO Key Poweroff"]);
+        assert_eq!(u32s(prop(&fdt, key, "linux,code")), [116]);
+        assert_eq!(u32s(prop(&fdt, key, "gpios")), [PHANDLE_GPIO, 3, 0]);
+    }
+
+    #[test]
+    fn no_power_button_no_gpio_nodes() {
+        let mut cfg = GuestDtbConfig::from_layout(1, RAM, true, "", None);
+        cfg.power_button = None;
+        let blob = build_guest_dtb(&cfg).unwrap();
+        let fdt = Fdt::new(&blob).unwrap();
+        assert!(fdt.find_node("/gpio-keys").is_none());
+        assert!(fdt.find_node("/pl061@9030000").is_none());
     }
 
     #[test]

@@ -46,6 +46,7 @@ pub mod types;
 pub mod vahci;
 pub mod vcpu;
 pub mod vgic;
+pub mod vgpio;
 pub mod virtio;
 pub mod vm;
 pub mod vnvme;

@@ -17,6 +17,7 @@
 
 pub mod irq;
 pub mod pci;
+pub mod rtc;
 pub mod usb;
 
 use crate::platform::{BoardDesc, DeviceDesc, GicVersion};
@@ -84,6 +85,9 @@ pub enum Probed {
     Console(&'static dyn Console),
     /// The interrupt controller.
     IrqChip(&'static dyn IrqChip),
+    /// A real-time clock; the core reads the first one ([`rtc::now`]). The device stays
+    /// free for passthrough: the core only reads it.
+    Rtc(&'static dyn rtc::Rtc),
     /// A driver with no core-facing interface yet (it initialised its device).
     Other,
 }
@@ -95,6 +99,8 @@ pub enum DriverKind {
     Console,
     /// Interrupt controller.
     IrqChip,
+    /// Real-time clock.
+    Rtc,
     /// Anything else.
     Other,
 }

@@ -204,12 +204,15 @@ pub fn is_driven(dev: &crate::platform::DeviceDesc) -> bool {
 pub struct ProbeReport {
     lines: Vec<(&'static str, &'static str, Result<(), plugin::ProbeError>)>,
     unmatched: Vec<&'static str>,
+    /// Devices a driver only reads (an RTC): still free for passthrough.
+    shared: Vec<&'static str>,
 }
 
 fn probe_devices(board: &'static BoardDesc) -> ProbeReport {
     let mut report = ProbeReport {
         lines: Vec::new(),
         unmatched: Vec::new(),
+        shared: Vec::new(),
     };
     // Console first, so that everything after can be reported.
     let console_idx = board.console;
@@ -230,6 +233,11 @@ fn probe_devices(board: &'static BoardDesc) -> ProbeReport {
                     Ok(Probed::IrqChip(c)) => {
                         IRQCHIP.call_once(|| c);
                     }
+                    Ok(Probed::Rtc(c)) => {
+                        plugin::rtc::install(c);
+                        // Only read: the device may still be passed through to a VM.
+                        report.shared.push(dev.name);
+                    }
                     _ => {}
                 }
                 report.lines.push((dev.name, drv.name, r.map(|_| ())));
@@ -241,7 +249,7 @@ fn probe_devices(board: &'static BoardDesc) -> ProbeReport {
         report
             .lines
             .iter()
-            .filter(|(_, _, r)| r.is_ok())
+            .filter(|(dev, _, r)| r.is_ok() && !report.shared.contains(dev))
             .map(|(dev, _, _)| *dev)
             .collect()
     });

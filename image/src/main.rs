@@ -14,6 +14,7 @@ use plugin_nvme as _;
 use plugin_pci_ecam as _;
 use plugin_quirks_rtl8153 as _;
 use plugin_quirks_storage as _;
+use plugin_rtc_pl031 as _;
 use plugin_uart_16550 as _;
 use plugin_uart_cadence as _;
 use plugin_uart_pl011 as _;

@@ -13,6 +13,7 @@ extern crate alloc;
 pub mod api;
 pub mod auth;
 pub mod console;
+pub mod eval;
 pub mod host;
 pub mod http;
 pub mod netif;

@@ -693,9 +693,10 @@ pub fn scenarios() -> Vec<Scenario> {
     let mut one = s(&[
         "[hv] board: qemu-virt ",
         "[hv] device uart0: driver uart-pl011",
+        "[hv] device rtc: driver rtc-pl031",
         "[hv] device gic: driver gic-v3",
         // Every in-tree plugin registered itself: no linkme slice is empty.
-        "[hv] plugins: 6 driver(s), 5 PCI driver(s), 3 quirk set(s) registered",
+        "[hv] plugins: 7 driver(s), 5 PCI driver(s), 3 quirk set(s) registered",
         "[hv] EL2 page tables",
         "[hv] 4 of 4 CPUs online",
     ]);
@@ -986,7 +987,7 @@ fn linux_forbid() -> Vec<String> {
 
 /// Scenarios with Debian's kernels (fetched on first use by `guest::ensure`).
 pub fn linux_scenarios() -> Result<Vec<Scenario>, String> {
-    let images = crate::guest::ensure()?;
+    let mut images = crate::guest::ensure()?;
     let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
     let linux_forbid = linux_forbid();
     let mut out = vec![
@@ -1244,7 +1245,61 @@ pub fn linux_scenarios() -> Result<Vec<Scenario>, String> {
             ],
         )
     });
+    out.push(power_button(&mut images)?);
     Ok(out)
+}
+
+/// `linux-power-button`: Debian's generic 6.1 kernel (the cloud kernels have no gpio-keys)
+/// with `gpio_keys` and `evdev` loaded from the initramfs finds the VM's PL061 and its
+/// `gpio-keys` power key; busybox `acpid` watches it. The console's `power 0` presses the
+/// button and the guest powers itself off (PSCI `SYSTEM_OFF`).
+fn power_button(images: &mut crate::guest::GuestImages) -> Result<Scenario, String> {
+    let k = crate::guest::ensure_generic_61(images)?;
+    let initrd = workspace_root().join("target/scenarios/power-button-initramfs.cpio.gz");
+    crate::guest::write_initramfs_with_modules(
+        images,
+        crate::guest::GENERIC_61,
+        &["gpio_keys", "evdev"],
+        crate::guest::DEFAULT_INIT,
+        &initrd,
+    )?;
+    let vms = write_vms(
+        "linux-power-button",
+        &linux_vm(
+            "linux",
+            2,
+            256,
+            &k.image,
+            &initrd,
+            "console=ttyAMA0 rdinit=/init",
+        ),
+    )?;
+    let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+    let ready = "[linux] [initramfs] power button: acpid watches gpio-keys";
+    let shell = "[linux] [initramfs] starting a shell on the console";
+    let stopped = "[hv] VM 0 `linux` stopped: guest called PSCI SYSTEM_OFF";
+    Ok(Scenario {
+        forbid: linux_forbid(),
+        timeout: Duration::from_secs(300),
+        input: vec![
+            (s(&[ready, shell]), "\x1d:power 0\r".into()),
+            (s(&[stopped]), "\x1d:poweroff\r".into()),
+        ],
+        ..Scenario::new(
+            "linux-power-button",
+            qemu_virt(vms),
+            s(&[
+                "[linux] [initramfs] loaded module gpio_keys",
+                "[linux] [initramfs] loaded module evdev",
+                ready,
+                shell,
+                "[hv] VM 0 `linux`: power button pressed",
+                "[linux] [initramfs] power button pressed: powering off",
+                stopped,
+                "[hv] powering off",
+            ]),
+        )
+    })
 }
 
 #[cfg(test)]

@@ -485,6 +485,7 @@ fn passthrough_devices(desc: &'static VmDesc) -> Result<Vec<&'static DeviceDesc>
             let end = r.base.saturating_add(r.size);
             let clash = [
                 (layout::GICD_BASE, layout::UART_BASE + layout::UART_SIZE),
+                (layout::GPIO_BASE, layout::GPIO_BASE + layout::GPIO_SIZE),
                 (layout::RAM_BASE, layout::RAM_BASE + desc.memory_size),
             ]
             .iter()
@@ -492,9 +493,15 @@ fn passthrough_devices(desc: &'static VmDesc) -> Result<Vec<&'static DeviceDesc>
             if clash {
                 return Err(CreateError::Passthrough(
                     device,
-                    "its registers overlap the guest's GIC, UART or RAM",
+                    "its registers overlap the guest's GIC, UART, power-button GPIO or RAM",
                 ));
             }
+        }
+        if dev.irqs.iter().any(|i| i.intid == layout::GPIO_INTID) {
+            return Err(CreateError::Passthrough(
+                device,
+                "its interrupt is the guest's power-button GPIO SPI (INTID 39)",
+            ));
         }
         if dev
             .irqs
@@ -1318,6 +1325,19 @@ fn run_command(line: &[u8]) {
             None => hvprintln!("[hv] no VM {n}: see `vms`"),
         },
         Command::Destroy(n) => destroy(n),
+        Command::Power(n) => match vm_at(n) {
+            Some(vm) if vm.is_stopped() => {
+                hvprintln!("[hv] VM {n} is stopped");
+                release(vm);
+            }
+            Some(vm) => {
+                hvprintln!("[hv] VM {n} `{}`: power button pressed", vm.desc.name);
+                let kicks = vm.devices.lock().press_power_button();
+                kick_vcpus(&vm, kicks);
+                release(vm);
+            }
+            None => hvprintln!("[hv] no VM {n}: see `vms`"),
+        },
         Command::Mem => hvprintln!(
             "[hv] host memory heap_used={} pool_free={}",
             arch::heap_used(),

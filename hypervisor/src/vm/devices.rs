@@ -37,6 +37,7 @@ use crate::platform::GicVersion;
 use crate::sync::Mutex;
 use crate::types::{GuestPhysAddr, IntId, VcpuId};
 use crate::vgic::{VGic, VGicError, VcpuSet};
+use crate::vgpio::Pl061;
 use crate::vm::layout;
 use crate::vm::mem::{GuestMemError, GuestMemory};
 use crate::vuart::Pl011;
@@ -266,6 +267,71 @@ impl<'a> MmioDevice<IoCtx<'a>> for ConsoleUart {
     }
 }
 
+/// The VM's power button: a PL061 GPIO whose line [`crate::vgpio::POWER_BUTTON_LINE`] is
+/// the button, and whose interrupt output drives a level SPI.
+pub struct PowerButtonGpio {
+    gpio: Pl061,
+    intid: IntId,
+    /// The level last driven onto the interrupt line (the vGIC is only told of changes).
+    driven: Option<bool>,
+}
+
+impl PowerButtonGpio {
+    /// A GPIO raising `intid`.
+    pub fn new(intid: IntId) -> Self {
+        Self {
+            gpio: Pl061::new(),
+            intid,
+            driven: None,
+        }
+    }
+
+    /// Presses the button (see [`Pl061::press_power_button`]) and drives the interrupt.
+    pub fn press(&mut self, ctx: &mut IoCtx<'_>) {
+        self.gpio.press_power_button();
+        self.update(ctx);
+    }
+
+    fn update(&mut self, ctx: &mut IoCtx<'_>) {
+        let level = self.gpio.irq_level();
+        if self.driven != Some(level) {
+            self.driven = Some(level);
+            ctx.set_irq_level(self.intid, level);
+        }
+    }
+}
+
+impl<'a> MmioDevice<IoCtx<'a>> for PowerButtonGpio {
+    fn read(
+        &mut self,
+        ctx: &mut IoCtx<'a>,
+        offset: u64,
+        size: AccessSize,
+    ) -> Result<u64, MmioError> {
+        let v = self.gpio.read(&mut (), offset, size);
+        // A read of the button's level releases it (a new edge).
+        self.update(ctx);
+        v
+    }
+
+    fn write(
+        &mut self,
+        ctx: &mut IoCtx<'a>,
+        offset: u64,
+        size: AccessSize,
+        value: u64,
+    ) -> Result<(), MmioError> {
+        let r = self.gpio.write(&mut (), offset, size, value);
+        self.update(ctx);
+        r
+    }
+
+    fn reset(&mut self) {
+        self.gpio = Pl061::new();
+        self.driven = None;
+    }
+}
+
 /// The console UART behind `handle` on `bus`.
 fn console_in(bus: &mut VmBus, handle: DeviceHandle) -> Option<&mut ConsoleUart> {
     // Through the box: `Box<dyn VmDevice>` is itself a `VmDevice`, whose `Any` is the box.
@@ -291,6 +357,7 @@ pub struct VmDevices {
     /// Every emulated device, by guest-physical range.
     pub bus: VmBus,
     console: DeviceHandle,
+    power_button: DeviceHandle,
     gic: GicVersion,
     mem: Arc<Mutex<dyn GuestMemory>>,
     /// The console's [`ConsoleUart::prompt`].
@@ -326,8 +393,8 @@ impl GuestMemory for NoMemory {
 impl VmDevices {
     /// The devices every VM has, at the addresses of [`layout`]: the GIC distributor, the
     /// redistributors (GICv3; a GICv2 guest's CPU interface is the hardware GICV frame,
-    /// mapped by stage 2, not trapped) and the console PL011 whose lines go to `sink`
-    /// tagged `name`. The vGIC has the SPIs of a VM with PCI functions
+    /// mapped by stage 2, not trapped), the console PL011 whose lines go to `sink`
+    /// tagged `name`, and the power button's PL061 GPIO. The vGIC has the SPIs of a VM with PCI functions
     /// ([`layout::vgic_spis`]`(true, [])`); [`Self::with_spis`] sizes it to a VM's devices.
     pub fn new(
         gic: GicVersion,
@@ -378,10 +445,18 @@ impl VmDevices {
             layout::UART_SIZE,
             Box::new(uart),
         )?;
+        let power_button = place(
+            &mut bus,
+            "power-button-gpio",
+            layout::GPIO_BASE,
+            layout::GPIO_SIZE,
+            Box::new(PowerButtonGpio::new(IntId(layout::GPIO_INTID))),
+        )?;
         Ok(Self {
             vgic,
             bus,
             console,
+            power_button,
             gic,
             mem: Arc::new(Mutex::new(NoMemory)),
             prompt,
@@ -564,6 +639,25 @@ impl VmDevices {
         })
     }
 
+    /// Presses the VM's power button (a guest with `gpio-keys` sees `KEY_POWER` and shuts
+    /// down); returns the vCPUs to kick (the GPIO interrupt rose).
+    pub fn press_power_button(&mut self) -> VcpuSet {
+        let mut ctx = IoCtx {
+            vcpu: VcpuId(0),
+            vgic: &mut self.vgic,
+            kicks: VcpuSet::EMPTY,
+            mem: &*self.mem,
+        };
+        let device: Option<&mut dyn VmDevice> = self
+            .bus
+            .device_mut(self.power_button)
+            .map(|d| &mut **d as &mut dyn VmDevice);
+        if let Some(b) = device.and_then(|d| d.as_any_mut().downcast_mut::<PowerButtonGpio>()) {
+            b.press(&mut ctx);
+        }
+        ctx.kicks
+    }
+
     /// The console's line buffer (to flush a prompt or a partial line).
     pub fn console_output(&mut self) -> Option<&mut VmOutput> {
         console_in(&mut self.bus, self.console).map(|c| &mut c.output)
@@ -726,6 +820,38 @@ mod tests {
         }
         let c = console_in(&mut d.bus, d.console).unwrap();
         assert_eq!(c.input.len(), MAX_PENDING_INPUT);
+    }
+
+    #[test]
+    fn power_button_raises_the_gpio_spi_and_kicks() {
+        use crate::vgpio::regs::{GPIOIBE, GPIOIC, GPIOIE, GPIOMIS};
+        const GPIO: u64 = layout::GPIO_BASE;
+        let mut d = VmDevices::new(GicVersion::V3, 2, "t", discard).unwrap();
+        // The distributor and INTID 39 (SPI 7: GICD_ISENABLER1 bit 7) enabled.
+        d.mmio_write(VcpuId(0), a(layout::GICD_BASE), AccessSize::Word, 0x12)
+            .unwrap();
+        d.mmio_write(
+            VcpuId(0),
+            a(layout::GICD_BASE + 0x104),
+            AccessSize::Word,
+            1 << 7,
+        )
+        .unwrap();
+        // Masked at the GPIO: nothing to deliver.
+        assert!(d.press_power_button().is_empty());
+        d.mmio_write(VcpuId(0), a(GPIO + GPIOIC), AccessSize::Byte, 0xff)
+            .unwrap();
+        // gpio-keys: both edges on line 3, unmasked.
+        for off in [GPIOIBE, GPIOIE] {
+            d.mmio_write(VcpuId(0), a(GPIO + off), AccessSize::Byte, 1 << 3)
+                .unwrap();
+        }
+        let kicks = d.press_power_button();
+        assert!(kicks.contains(VcpuId(0)));
+        let (mis, _) = d
+            .mmio_read(VcpuId(0), a(GPIO + GPIOMIS), AccessSize::Byte)
+            .unwrap();
+        assert_eq!(mis, 1 << 3);
     }
 
     #[test]

@@ -12,6 +12,10 @@
 //!  0x0900_0000 ├──────────────────────────────┤ PL011 UART (4 KiB, emulated), SPI 1 = INTID 33
 //!  0x0900_1000 ├──────────────────────────────┤
 //!              │ unmapped (abort)             │
+//!  0x0903_0000 ├──────────────────────────────┤ PL061 GPIO (4 KiB, emulated), SPI 7 = INTID 39:
+//!              │                              │  the power button on line 3
+//!  0x0903_1000 ├──────────────────────────────┤
+//!              │ unmapped (abort)             │
 //!  0x1000_0000 ├──────────────────────────────┤ PCI memory window (BARs) [PCI only]
 //!              │ ...                          │
 //!  0x3eff_0000 ├──────────────────────────────┤ (QEMU's PCI I/O window: unused)
@@ -26,7 +30,7 @@
 //! The layout mirrors QEMU's `virt` machine so that unmodified kernels find familiar
 //! addresses; guests learn all of it from the generated device tree.
 //!
-//! SPIs (INTID = SPI + 32): the UART is SPI 1, PCI INTA..INTD are SPIs 3-6 (as QEMU's
+//! SPIs (INTID = SPI + 32): the UART is SPI 1, the GPIO SPI 7, PCI INTA..INTD are SPIs 3-6 (as QEMU's
 //! `virt`), and MSIs (GICv3 MBI or the GICv2m frame) use SPIs 64-127, above every SPI a
 //! passed-through device can have in a VM built before PCI existed (INTID < 96).
 
@@ -50,6 +54,12 @@ pub const UART_BASE: u64 = 0x0900_0000;
 pub const UART_SIZE: u64 = 0x1000;
 /// INTID of the UART interrupt (SPI 1).
 pub const UART_INTID: u32 = 33;
+/// PL061 GPIO carrying the virtual power button (QEMU `virt`'s `VIRT_GPIO`).
+pub const GPIO_BASE: u64 = 0x0903_0000;
+/// Size of the GPIO window.
+pub const GPIO_SIZE: u64 = 0x1000;
+/// INTID of the GPIO interrupt (SPI 7, QEMU `virt`'s `a15irqmap[VIRT_GPIO]`).
+pub const GPIO_INTID: u32 = 39;
 /// Start of guest RAM.
 pub const RAM_BASE: u64 = 0x4000_0000;
 /// Offset from the end of RAM at which the DTB is placed.
@@ -84,13 +94,13 @@ pub const PCI_INTX_INTIDS: [u32; 4] = [35, 36, 37, 38];
 pub const LAST_SPI_INTID: u32 = 1019;
 
 /// How many SPIs a VM's virtual GIC implements (INTIDs 32..32 + this), from the VM's
-/// devices: the console ([`UART_INTID`]), with PCI functions the INTx lines and the MSI
+/// devices: the console and the power button's GPIO ([`UART_INTID`], [`GPIO_INTID`]), with PCI functions the INTx lines and the MSI
 /// range ([`PCI_INTX_INTIDS`], [`MSI_FIRST_INTID`]..+[`MSI_SPIS`]), and the SPIs of the
 /// devices passed through (`passthrough`; INTIDs that are not SPIs are skipped, the caller
 /// refuses them). In whole blocks of 32 interrupts, which is what
 /// `GICD_TYPER.ITLinesNumber` counts, and at most [`crate::vgic::MAX_SPIS`] (INTID 1019).
 pub fn vgic_spis(pci: bool, passthrough: impl IntoIterator<Item = u32>) -> u32 {
-    let mut top = UART_INTID;
+    let mut top = UART_INTID.max(GPIO_INTID);
     if pci {
         let intx = PCI_INTX_INTIDS.iter().copied().max().unwrap_or(0);
         top = top.max(intx).max(MSI_FIRST_INTID + MSI_SPIS - 1);
