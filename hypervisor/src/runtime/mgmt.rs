@@ -242,7 +242,7 @@ impl Host for RuntimeHost {
             if vm.is_stopped() {
                 return false;
             }
-            // TODO(merge evalpwr): vm.devices.lock().press_power_button();
+            let _ = vm.devices.lock().press_power_button();
             vms::kick_vm(vm);
             true
         });
