@@ -246,8 +246,10 @@ impl Model {
             .and_then(|boards| crate::find_board(&boards, &sel.board).cloned())
             .map_err(|e| e.to_string())
             .and_then(|board| {
-                let in_file =
-                    |e: vmconfig::VmConfigError| format!("{e}\n  in {}", sel.vms.display());
+                let in_file = |e: vmconfig::VmConfigError| match e.names_file() {
+                    true => e.to_string(),
+                    false => format!("{e}\n  in {}", sel.vms.display()),
+                };
                 let config = VmConfig::load(&sel.vms).map_err(in_file)?;
                 let plan = vmconfig::plan(&board, &config).map_err(in_file)?;
                 Ok(Vms { config, plan })
