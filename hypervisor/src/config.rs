@@ -3,7 +3,14 @@
 //! Guest images (kernel, initrd, DTB) are not linked into the hypervisor: the boot loader
 //! (QEMU's `-device loader`, U-Boot on hardware) places each file at its `staging_base`,
 //! a host-physical address computed at build time by `platform_dsl::vmconfig`.
+//!
+//! VMs defined while the host runs are checked by the same rules (`vm-config`) and become
+//! the same [`VmDesc`] through [`define()`].
 #![deny(unsafe_code)]
+
+pub mod define;
+
+pub use define::{define, DefineError, ImageLoader};
 
 /// A guest image placed in host RAM by the boot loader.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -246,8 +246,10 @@ impl Model {
             .and_then(|boards| crate::find_board(&boards, &sel.board).cloned())
             .map_err(|e| e.to_string())
             .and_then(|board| {
-                let in_file =
-                    |e: vmconfig::VmConfigError| format!("{e}\n  in {}", sel.vms.display());
+                let in_file = |e: vmconfig::VmConfigError| match e.names_file() {
+                    true => e.to_string(),
+                    false => format!("{e}\n  in {}", sel.vms.display()),
+                };
                 let config = VmConfig::load(&sel.vms).map_err(in_file)?;
                 let plan = vmconfig::plan(&board, &config).map_err(in_file)?;
                 Ok(Vms { config, plan })
@@ -523,6 +525,19 @@ mod tests {
     }
 
     #[test]
+    fn a_vm_file_that_does_not_fit_names_the_file_after_the_message() {
+        let dir = scratch("fit", 4096);
+        let model = Model::load(&selection(&dir, "b"));
+        let _ = std::fs::remove_dir_all(&dir);
+        let report = model.vms.unwrap_err();
+        assert!(report.contains("4096 MiB of guest RAM"), "{report}");
+        assert!(
+            report.ends_with(&format!("\n  in {}", dir.join("vms.toml").display())),
+            "{report}"
+        );
+    }
+
+    #[test]
     fn an_unknown_board_leaves_the_boards_and_fails_the_vms() {
         let dir = scratch("unknown", 64);
         let model = Model::load(&selection(&dir, "nope"));
@@ -539,10 +554,10 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
         let report = model.vms.unwrap_err();
         assert!(report.contains("memory_mib = 63"), "{report}");
-        assert!(
-            report.ends_with(&format!("\n  in {}", dir.join("vms.toml").display())),
-            "{report}"
-        );
+        // The message names the file (with the line and column of the key) once.
+        let at = format!("`{}:4:14`", dir.join("vms.toml").display());
+        assert!(report.contains(&at), "{report}");
+        assert!(!report.contains("\n  in "), "{report}");
     }
 
     #[test]

@@ -24,6 +24,12 @@
 //!                                  # node; default: its first group
 //! ```
 //!
+//! The model and its rules are the `vm-config` crate's (no_std), shared with VMs defined
+//! while the host runs; this module adds what needs the build machine: reading the file,
+//! resolving and sizing the images, the board model as [`BoardFacts`], and the staging
+//! plan. Every VM of a build-time file starts at boot: `autostart` (for VMs on the
+//! datastore) is accepted and has no effect here.
+//!
 //! Guest images are not linked into the hypervisor. The boot loader (QEMU's
 //! `-device loader`, U-Boot on hardware) places each one in host RAM at an address
 //! computed here by [`plan`]: the *staging area*, which starts at the first 2 MiB boundary
@@ -32,22 +38,34 @@
 
 use crate::model::{Board, Status};
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeSet;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use thiserror::Error;
+use vm_config::{BoardFacts, ConfigError, DeviceUse, VmSpans};
 
-/// Largest vCPU count a VM may have.
-///
-/// The guest-physical map (`hypervisor::vm::layout`) has room for 123 GICv3
-/// redistributor frames; 64 keeps a margin and matches the scheduler's CPU masks.
-/// The generated VM table re-checks every VM against `layout::MAX_VCPUS` at compile time.
-pub const MAX_VCPUS: u32 = 64;
+pub use vm_config::{
+    parse_mac, DiskController, ErrorKind, ImageKind, VmDevice, VmDisk, VmNic, BLOCK,
+    MAX_PARTITION_LABEL, MAX_VCPUS, MIB,
+};
 
-/// Guest RAM and staged images are placed in 2 MiB blocks (one stage-2 block entry).
-pub const BLOCK: u64 = 2 * 1024 * 1024;
+/// A place in a VM file: its path and, when known, the 1-based line and column.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Place {
+    /// The TOML file.
+    pub path: PathBuf,
+    /// Line and column (1-based).
+    pub line_col: Option<(usize, usize)>,
+}
 
-const MIB: u64 = 1024 * 1024;
+impl fmt::Display for Place {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.path.display())?;
+        if let Some((line, column)) = self.line_col {
+            write!(f, ":{line}:{column}")?;
+        }
+        Ok(())
+    }
+}
 
 /// Errors from loading a VM file or planning its staging area.
 #[derive(Debug, Error)]
@@ -62,145 +80,20 @@ pub enum VmConfigError {
         /// OS error.
         source: std::io::Error,
     },
-    /// TOML syntax error, a wrong type, a missing or an unknown field (`toml` names the line).
-    #[error("invalid VM file `{path}`: {message}")]
-    Syntax {
-        /// File.
-        path: PathBuf,
-        /// `toml`'s message, with line and column.
-        message: String,
-    },
-    /// The file declares no VM.
-    #[error("VM file `{path}` declares no VM; add a `[[vm]]` table with name, vcpus, memory_mib, kernel and cmdline")]
-    NoVms {
-        /// File.
-        path: PathBuf,
-    },
-    /// A VM has an empty name.
-    #[error("VM #{index} in `{path}` has an empty `name`; write e.g. name = \"linux\"")]
-    EmptyName {
-        /// File.
-        path: PathBuf,
-        /// Position of the `[[vm]]` table (0-based).
-        index: usize,
-    },
-    /// A disk's partition label is empty or longer than GPT allows.
-    #[error(
-        "VM `{vm}`: disk partition label `{label}` must be 1..={MAX_PARTITION_LABEL} characters \
-         (a GPT partition name); write the label given to the partition when the disk was made"
-    )]
-    BadPartitionLabel {
-        /// The VM.
-        vm: String,
-        /// The label written.
-        label: String,
-    },
-    /// `size-mib = 0`.
-    #[error(
-        "VM `{vm}`: disk `{label}` has size-mib = 0 or a size beyond 64-bit byte counts; \
-         remove the key to use the whole partition"
-    )]
-    DiskSizeZero {
-        /// The VM.
-        vm: String,
-        /// The disk's partition label.
-        label: String,
-    },
-    /// A partition is used by two disks and at least one writes it.
-    #[error(
-        "partition `{label}` is a disk of `{first}` and of `{second}`, and at least one may \
-         write it; give each VM its own partition, or make every use `read-only = true`"
-    )]
-    DiskShared {
-        /// The partition label.
-        label: String,
-        /// The first VM using it.
-        first: String,
-        /// The second.
-        second: String,
-    },
-    /// A NIC's MAC address is not a unicast `aa:bb:cc:dd:ee:ff`.
-    #[error(
-        "VM `{vm}`: NIC {index} has mac = \"{mac}\": {why}; write six hex pairs separated by `:` \
-         with an even first byte, e.g. \"52:54:00:12:34:56\", or leave `mac` out for a generated one"
-    )]
-    BadMac {
-        /// The VM.
-        vm: String,
-        /// The NIC's position among the VM's `[[vm.nic]]` tables.
-        index: usize,
-        /// What was written.
-        mac: String,
-        /// What is wrong with it.
-        why: &'static str,
-    },
-    /// Two NICs have the same MAC address.
-    #[error("MAC address {mac} is given to a NIC of `{first}` and of `{second}`; every NIC needs its own")]
-    DuplicateMac {
-        /// The address.
-        mac: String,
-        /// The first VM.
-        first: String,
-        /// The second.
-        second: String,
-    },
-    /// A NIC names a port group the board does not have.
-    #[error("VM `{vm}`: NIC {index} joins port group `{group}`, which board `{board}` does not have (its groups: {known}); add `port-group \"{group}\"` to the board's `network` node or use one of those")]
-    UnknownPortGroup {
-        /// The VM.
-        vm: String,
-        /// The NIC's position.
-        index: usize,
-        /// The group written.
-        group: String,
-        /// Board name.
-        board: String,
-        /// The board's groups.
-        known: String,
-    },
-    /// Two VMs share a name.
-    #[error("VM name `{name}` is used twice; give each `[[vm]]` a unique `name`")]
-    DuplicateName {
-        /// The repeated name.
-        name: String,
-    },
-    /// `vcpus` is 0 or above [`MAX_VCPUS`].
-    #[error("VM `{vm}`: vcpus = {vcpus} is out of range; write a value in 1..={MAX_VCPUS}")]
-    VcpusOutOfRange {
-        /// VM name.
-        vm: String,
-        /// Value given.
-        vcpus: u32,
-    },
-    /// `memory_mib` is below 2.
-    #[error("VM `{vm}`: memory_mib = {memory_mib} is too small; write at least 2 (guest RAM is mapped in 2 MiB blocks)")]
-    MemoryTooSmall {
-        /// VM name.
-        vm: String,
-        /// Value given.
-        memory_mib: u64,
-    },
-    /// `memory_mib` is not a multiple of 2.
-    #[error("VM `{vm}`: memory_mib = {memory_mib} is not a multiple of 2; write {rounded} (guest RAM is mapped in 2 MiB blocks)")]
-    MemoryNotAligned {
-        /// VM name.
-        vm: String,
-        /// Value given.
-        memory_mib: u64,
-        /// The next multiple of 2.
-        rounded: u64,
-    },
-    /// `memory_mib` overflows a 64-bit byte count.
-    #[error("VM `{vm}`: memory_mib = {memory_mib} is larger than any board's RAM; write a size in MiB that the board can hold")]
-    MemoryTooLarge {
-        /// VM name.
-        vm: String,
-        /// Value given.
-        memory_mib: u64,
+    /// The text breaks a rule of `vm-config`: TOML syntax, a wrong type, a missing or
+    /// unknown field, a value out of range, or a device or port group the board lacks.
+    #[error("invalid VM file `{at}`: {error}")]
+    Invalid {
+        /// File, line and column of the key or table at fault.
+        at: Place,
+        /// What is wrong and what to write (boxed: errors are rare, results many).
+        error: Box<ErrorKind>,
     },
     /// A guest image named by the file does not exist.
-    #[error("VM `{vm}`: {field} file `{path}` does not exist; run `cargo xtask build` (builds the test guest) or `cargo xtask guest fetch` (Debian kernels and initramfs), or fix the path (it is relative to the TOML file)")]
+    #[error("`{at}`: VM `{vm}`: {field} file `{path}` does not exist; run `cargo xtask build` (builds the test guest) or `cargo xtask guest fetch` (Debian kernels and initramfs), or fix the path (it is relative to the TOML file)")]
     ImageMissing {
+        /// Where the path is written.
+        at: Place,
         /// VM name.
         vm: String,
         /// `kernel`, `initrd` or `dtb`.
@@ -209,48 +102,16 @@ pub enum VmConfigError {
         path: PathBuf,
     },
     /// A guest image is empty.
-    #[error("VM `{vm}`: {field} file `{path}` is empty; rebuild it (`cargo xtask build` / `cargo xtask guest fetch`)")]
+    #[error("`{at}`: VM `{vm}`: {field} file `{path}` is empty; rebuild it (`cargo xtask build` / `cargo xtask guest fetch`)")]
     ImageEmpty {
+        /// Where the path is written.
+        at: Place,
         /// VM name.
         vm: String,
         /// `kernel`, `initrd` or `dtb`.
         field: ImageKind,
         /// Resolved path.
         path: PathBuf,
-    },
-    /// A passthrough device is not a device of the board.
-    #[error("VM `{vm}`: passthrough device `{device}` is not a device of board `{board}`; write one of: {known}")]
-    UnknownDevice {
-        /// VM name.
-        vm: String,
-        /// Device asked for.
-        device: String,
-        /// Board name.
-        board: String,
-        /// Comma-separated enabled device names.
-        known: String,
-    },
-    /// A passthrough device is disabled on the board.
-    #[error("VM `{vm}`: passthrough device `{device}` is disabled on board `{board}` ({reason}); remove it from `devices`")]
-    DisabledDevice {
-        /// VM name.
-        vm: String,
-        /// Device asked for.
-        device: String,
-        /// Board name.
-        board: String,
-        /// Why the board disables it.
-        reason: String,
-    },
-    /// The board's console cannot be given to a guest.
-    #[error("VM `{vm}`: device `{device}` is the hypervisor console of board `{board}` and cannot be passed through; pick another device")]
-    ConsolePassthrough {
-        /// VM name.
-        vm: String,
-        /// The console device.
-        device: String,
-        /// Board name.
-        board: String,
     },
     /// The staging area runs past the end of the RAM region that holds the hypervisor.
     #[error("guest images need staging up to {staging_end:#x}, past the end of RAM region `{region}` ({region_end:#x}) of board `{board}`; use smaller images or move `hypervisor load=` lower in the board KDL")]
@@ -286,24 +147,37 @@ pub enum VmConfigError {
     },
 }
 
-/// Which image of a VM.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum ImageKind {
-    /// The kernel (`kernel`).
-    Kernel,
-    /// The initial ramdisk (`initrd`).
-    Initrd,
-    /// A device tree to use instead of the generated one (`dtb`).
-    Dtb,
-}
+impl VmConfigError {
+    /// A `vm-config` error in the file at `path`.
+    fn invalid(path: &Path, e: ConfigError) -> Self {
+        let line_col = e.line_col();
+        let (error, _) = e.into_parts();
+        Self::Invalid {
+            at: Place {
+                path: path.to_owned(),
+                line_col,
+            },
+            error: Box::new(error),
+        }
+    }
 
-impl fmt::Display for ImageKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            ImageKind::Kernel => "kernel",
-            ImageKind::Initrd => "initrd",
-            ImageKind::Dtb => "dtb",
-        })
+    /// Whether the message names the VM file (else the caller should).
+    pub fn names_file(&self) -> bool {
+        matches!(
+            self,
+            Self::Read { .. }
+                | Self::Invalid { .. }
+                | Self::ImageMissing { .. }
+                | Self::ImageEmpty { .. }
+        )
+    }
+
+    /// The `vm-config` rule broken, if that is the error.
+    pub fn rule(&self) -> Option<&ErrorKind> {
+        match self {
+            Self::Invalid { error, .. } => Some(error),
+            _ => None,
+        }
     }
 }
 
@@ -316,91 +190,18 @@ pub struct ImageFile {
     pub size: u64,
 }
 
-/// A device given to a VM.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case", deny_unknown_fields)]
-pub enum VmDevice {
-    /// Pass the board device of this name through.
-    Passthrough(String),
-}
+/// Where a VM's keys are in its file, for the board checks of [`plan`]. Not part of the
+/// VM's value: not serialized, and ignored by `==`.
+#[derive(Clone, Debug, Default)]
+pub struct Spans(pub Option<VmSpans>);
 
-/// The controller a virtual disk is attached to, as the guest sees it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum DiskController {
-    /// An NVMe controller on the VM's PCIe bus (Linux: built into the cloud kernels).
-    Nvme,
-    /// A virtio-blk device over virtio-pci.
-    VirtioBlk,
-    /// An AHCI (SATA) controller with the disk on port 0.
-    Ahci,
-}
-
-impl DiskController {
-    /// The name written in the VM file.
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Nvme => "nvme",
-            Self::VirtioBlk => "virtio-blk",
-            Self::Ahci => "ahci",
-        }
+impl PartialEq for Spans {
+    fn eq(&self, _: &Self) -> bool {
+        true
     }
 }
 
-/// A virtual disk of a VM: a GPT partition of one of the machine's disks.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case", deny_unknown_fields)]
-pub struct VmDisk {
-    /// GPT partition label in the datastore.
-    pub partition: String,
-    /// The controller the guest sees.
-    pub controller: DiskController,
-    /// Writes are refused (the guest sees a read-only disk).
-    #[serde(default)]
-    pub read_only: bool,
-    /// Size the guest sees, in MiB; the partition must be at least this big.
-    #[serde(default)]
-    pub size_mib: Option<u64>,
-}
-
-/// A virtio-net NIC of a VM, on the hypervisor's virtual switch.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case", deny_unknown_fields)]
-pub struct VmNic {
-    /// Its MAC address (`aa:bb:cc:dd:ee:ff`, lower case once validated); `None`: the
-    /// hypervisor generates a stable one from the VM's name and the NIC's position.
-    #[serde(default)]
-    pub mac: Option<String>,
-    /// The board port group it joins; `None`: the board's first.
-    #[serde(default)]
-    pub port_group: Option<String>,
-}
-
-/// Parses a unicast MAC address `aa:bb:cc:dd:ee:ff`.
-pub fn parse_mac(text: &str) -> Result<[u8; 6], &'static str> {
-    let mut out = [0u8; 6];
-    let mut parts = text.split(':');
-    for b in out.iter_mut() {
-        let p = parts.next().ok_or("it has fewer than six parts")?;
-        if p.len() != 2 {
-            return Err("each part must be two hex digits");
-        }
-        *b = u8::from_str_radix(p, 16).map_err(|_| "each part must be two hex digits")?;
-    }
-    if parts.next().is_some() {
-        return Err("it has more than six parts");
-    }
-    if out[0] & 1 != 0 {
-        return Err("it is a multicast address (odd first byte)");
-    }
-    if out == [0; 6] {
-        return Err("it is all zeros");
-    }
-    Ok(out)
-}
-
-/// Longest GPT partition name: 36 UTF-16 code units.
-pub const MAX_PARTITION_LABEL: usize = 36;
+impl Eq for Spans {}
 
 /// One validated VM.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -426,6 +227,9 @@ pub struct Vm {
     /// Virtual NICs.
     #[serde(default)]
     pub nics: Vec<VmNic>,
+    /// Where it was written (present when parsed, absent once read back from JSON).
+    #[serde(skip)]
+    pub spans: Spans,
 }
 
 impl Vm {
@@ -450,31 +254,6 @@ pub struct VmConfig {
     pub vms: Vec<Vm>,
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawFile {
-    #[serde(default)]
-    vm: Vec<RawVm>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawVm {
-    name: String,
-    vcpus: u32,
-    memory_mib: u64,
-    kernel: PathBuf,
-    initrd: Option<PathBuf>,
-    dtb: Option<PathBuf>,
-    cmdline: String,
-    #[serde(default)]
-    devices: Vec<VmDevice>,
-    #[serde(default)]
-    disk: Vec<VmDisk>,
-    #[serde(default)]
-    nic: Vec<VmNic>,
-}
-
 impl VmConfig {
     /// Reads and validates a VM file; image paths are resolved against its directory.
     pub fn load(path: &Path) -> Result<Self, VmConfigError> {
@@ -491,32 +270,12 @@ impl VmConfig {
 
     /// Validates TOML text as if read from `path` (used to resolve image paths).
     pub fn parse(text: &str, path: &Path) -> Result<Self, VmConfigError> {
-        let raw: RawFile = toml::from_str(text).map_err(|e| VmConfigError::Syntax {
-            path: path.to_owned(),
-            message: e.to_string().trim_end().to_owned(),
-        })?;
-        if raw.vm.is_empty() {
-            return Err(VmConfigError::NoVms {
-                path: path.to_owned(),
-            });
-        }
+        let specs = vm_config::parse_vms(text).map_err(|e| VmConfigError::invalid(path, e))?;
         let base = path.parent().unwrap_or(Path::new("."));
-        let mut names = BTreeSet::new();
-        let mut vms = Vec::with_capacity(raw.vm.len());
-        for (index, raw) in raw.vm.into_iter().enumerate() {
-            if raw.name.trim().is_empty() {
-                return Err(VmConfigError::EmptyName {
-                    path: path.to_owned(),
-                    index,
-                });
-            }
-            if !names.insert(raw.name.clone()) {
-                return Err(VmConfigError::DuplicateName { name: raw.name });
-            }
-            vms.push(validate_vm(raw, base)?);
-        }
-        check_disk_sharing(&vms)?;
-        check_macs(&vms)?;
+        let vms = specs
+            .into_iter()
+            .map(|spec| resolve(spec, path, base))
+            .collect::<Result<_, _>>()?;
         Ok(Self {
             path: path.to_owned(),
             vms,
@@ -524,156 +283,87 @@ impl VmConfig {
     }
 }
 
-fn validate_vm(raw: RawVm, base: &Path) -> Result<Vm, VmConfigError> {
-    let vm = raw.name;
-    if raw.vcpus == 0 || raw.vcpus > MAX_VCPUS {
-        return Err(VmConfigError::VcpusOutOfRange {
-            vm,
-            vcpus: raw.vcpus,
-        });
-    }
-    if raw.memory_mib < 2 {
-        return Err(VmConfigError::MemoryTooSmall {
-            vm,
-            memory_mib: raw.memory_mib,
-        });
-    }
-    if !raw.memory_mib.is_multiple_of(2) {
-        return Err(VmConfigError::MemoryNotAligned {
-            vm,
-            memory_mib: raw.memory_mib,
-            rounded: raw.memory_mib + 1,
-        });
-    }
-    let Some(memory_bytes) = raw.memory_mib.checked_mul(MIB) else {
-        return Err(VmConfigError::MemoryTooLarge {
-            vm,
-            memory_mib: raw.memory_mib,
-        });
+/// A validated VM with its images found and sized on disk.
+fn resolve(spec: vm_config::VmSpec, toml: &Path, base: &Path) -> Result<Vm, VmConfigError> {
+    let file = |kind, rel: &str, at: &vm_config::Location| {
+        let at = Place {
+            path: toml.to_owned(),
+            line_col: Some((at.line, at.column)),
+        };
+        image(&spec.name, kind, base, Path::new(rel), at)
     };
-    let kernel = image(&vm, ImageKind::Kernel, base, &raw.kernel)?;
-    let initrd = raw
-        .initrd
-        .map(|p| image(&vm, ImageKind::Initrd, base, &p))
-        .transpose()?;
-    let dtb = raw
-        .dtb
-        .map(|p| image(&vm, ImageKind::Dtb, base, &p))
-        .transpose()?;
-    for d in &raw.disk {
-        let label = &d.partition;
-        if label.trim().is_empty() || label.encode_utf16().count() > MAX_PARTITION_LABEL {
-            return Err(VmConfigError::BadPartitionLabel {
-                vm,
-                label: label.clone(),
-            });
-        }
-        if d.size_mib == Some(0) || d.size_mib.is_some_and(|m| m.checked_mul(MIB).is_none()) {
-            return Err(VmConfigError::DiskSizeZero {
-                vm,
-                label: label.clone(),
-            });
-        }
-    }
-    let mut nics = raw.nic;
-    for (index, n) in nics.iter_mut().enumerate() {
-        if let Some(mac) = &mut n.mac {
-            if let Err(why) = parse_mac(mac) {
-                return Err(VmConfigError::BadMac {
-                    vm,
-                    index,
-                    mac: mac.clone(),
-                    why,
-                });
-            }
-            *mac = mac.to_ascii_lowercase();
-        }
-    }
+    let s = &spec.spans;
+    let kernel = file(ImageKind::Kernel, &spec.kernel, &s.kernel)?;
+    let optional = |kind, rel: &Option<String>, at: &Option<vm_config::Location>| {
+        rel.as_deref()
+            .zip(at.as_ref())
+            .map(|(rel, at)| file(kind, rel, at))
+            .transpose()
+    };
+    let initrd = optional(ImageKind::Initrd, &spec.initrd, &s.initrd)?;
+    let dtb = optional(ImageKind::Dtb, &spec.dtb, &s.dtb)?;
     Ok(Vm {
-        name: vm,
-        vcpus: raw.vcpus,
-        memory_bytes,
+        name: spec.name,
+        vcpus: spec.vcpus,
+        memory_bytes: spec.memory_bytes,
         kernel,
         initrd,
         dtb,
-        cmdline: raw.cmdline,
-        devices: raw.devices,
-        disks: raw.disk,
-        nics,
+        cmdline: spec.cmdline,
+        devices: spec.devices,
+        disks: spec.disks,
+        nics: spec.nics,
+        spans: Spans(Some(spec.spans)),
     })
 }
 
-/// Every NIC given a MAC address has its own.
-fn check_macs(vms: &[Vm]) -> Result<(), VmConfigError> {
-    let mut seen: Vec<(&str, &str)> = Vec::new();
-    for vm in vms {
-        for mac in vm.nics.iter().filter_map(|n| n.mac.as_deref()) {
-            if let Some((_, first)) = seen.iter().find(|(m, _)| *m == mac) {
-                return Err(VmConfigError::DuplicateMac {
-                    mac: mac.to_owned(),
-                    first: (*first).to_owned(),
-                    second: vm.name.clone(),
-                });
-            }
-            seen.push((mac, &vm.name));
-        }
+/// The board model answers the rules' questions about the board.
+impl BoardFacts for Board {
+    fn board_name(&self) -> &str {
+        &self.name
     }
-    Ok(())
+
+    fn port_groups(&self) -> Vec<String> {
+        self.network
+            .port_groups
+            .iter()
+            .map(|g| g.name.clone())
+            .collect()
+    }
+
+    fn device(&self, name: &str) -> Option<DeviceUse> {
+        let device = self.devices.iter().find(|d| d.name == name)?;
+        Some(match &device.status {
+            Status::Disabled { reason } => DeviceUse::Disabled {
+                reason: reason.clone(),
+            },
+            Status::Okay if device.name == self.console => DeviceUse::Console,
+            Status::Okay => DeviceUse::Passable,
+        })
+    }
+
+    fn passable_devices(&self) -> Vec<String> {
+        self.devices
+            .iter()
+            .filter(|d| d.status == Status::Okay && d.name != self.console)
+            .map(|d| d.name.clone())
+            .collect()
+    }
 }
 
-/// Every NIC's port group is one of the board's.
-fn check_port_groups(board: &Board, vm: &Vm) -> Result<(), VmConfigError> {
-    for (index, n) in vm.nics.iter().enumerate() {
-        let Some(group) = &n.port_group else {
-            continue;
-        };
-        if !board.network.port_groups.iter().any(|g| &g.name == group) {
-            let known: Vec<String> = board
-                .network
-                .port_groups
-                .iter()
-                .map(|g| format!("`{}`", g.name))
-                .collect();
-            return Err(VmConfigError::UnknownPortGroup {
-                vm: vm.name.clone(),
-                index,
-                group: group.clone(),
-                board: board.name.clone(),
-                known: known.join(", "),
-            });
-        }
-    }
-    Ok(())
-}
-
-/// A partition is given read-write to one disk of one VM at most; read-only users may
-/// share it only if nobody writes it.
-fn check_disk_sharing(vms: &[Vm]) -> Result<(), VmConfigError> {
-    let mut users: Vec<(&str, &str, bool)> = Vec::new();
-    for vm in vms {
-        for d in &vm.disks {
-            if let Some(&(other, _, _)) = users
-                .iter()
-                .find(|(_, l, ro)| *l == d.partition && !(*ro && d.read_only))
-            {
-                return Err(VmConfigError::DiskShared {
-                    label: d.partition.clone(),
-                    first: other.to_owned(),
-                    second: vm.name.clone(),
-                });
-            }
-            users.push((&vm.name, &d.partition, d.read_only));
-        }
-    }
-    Ok(())
-}
-
-fn image(vm: &str, field: ImageKind, base: &Path, rel: &Path) -> Result<ImageFile, VmConfigError> {
+fn image(
+    vm: &str,
+    field: ImageKind,
+    base: &Path,
+    rel: &Path,
+    at: Place,
+) -> Result<ImageFile, VmConfigError> {
     let path = normalize(&base.join(rel));
     let size = match std::fs::metadata(&path) {
         Ok(m) if m.is_file() => m.len(),
         _ => {
             return Err(VmConfigError::ImageMissing {
+                at,
                 vm: vm.to_owned(),
                 field,
                 path,
@@ -682,6 +372,7 @@ fn image(vm: &str, field: ImageKind, base: &Path, rel: &Path) -> Result<ImageFil
     };
     if size == 0 {
         return Err(VmConfigError::ImageEmpty {
+            at,
             vm: vm.to_owned(),
             field,
             path,
@@ -770,8 +461,8 @@ const fn align_up(value: u64, align: u64) -> Option<u64> {
 /// Checks the VMs against the board (passthrough devices, RAM) and lays out the staging area.
 pub fn plan(board: &Board, config: &VmConfig) -> Result<Plan, VmConfigError> {
     for vm in &config.vms {
-        check_devices(board, vm)?;
-        check_port_groups(board, vm)?;
+        vm_config::check_board(board, &vm.name, &vm.devices, &vm.nics, vm.spans.0.as_ref())
+            .map_err(|e| VmConfigError::invalid(&config.path, e))?;
     }
     let hv = board.hypervisor;
     let hv_end = hv.load_address.saturating_add(hv.size);
@@ -830,45 +521,6 @@ pub fn plan(board: &Board, config: &VmConfig) -> Result<Plan, VmConfigError> {
         staging_end,
         images,
     })
-}
-
-fn check_devices(board: &Board, vm: &Vm) -> Result<(), VmConfigError> {
-    for VmDevice::Passthrough(name) in &vm.devices {
-        let Some(device) = board.devices.iter().find(|d| &d.name == name) else {
-            let known: Vec<&str> = board
-                .devices
-                .iter()
-                .filter(|d| d.status == Status::Okay && d.name != board.console)
-                .map(|d| d.name.as_str())
-                .collect();
-            return Err(VmConfigError::UnknownDevice {
-                vm: vm.name.clone(),
-                device: name.clone(),
-                board: board.name.clone(),
-                known: if known.is_empty() {
-                    "(the board has no device to pass through)".to_owned()
-                } else {
-                    known.join(", ")
-                },
-            });
-        };
-        if let Status::Disabled { reason } = &device.status {
-            return Err(VmConfigError::DisabledDevice {
-                vm: vm.name.clone(),
-                device: name.clone(),
-                board: board.name.clone(),
-                reason: reason.clone(),
-            });
-        }
-        if device.name == board.console {
-            return Err(VmConfigError::ConsolePassthrough {
-                vm: vm.name.clone(),
-                device: name.clone(),
-                board: board.name.clone(),
-            });
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -1165,15 +817,15 @@ pub(crate) mod tests {
             let text =
                 format!("{ONE}\n[[vm.disk]]\npartition = \"{label}\"\ncontroller = \"nvme\"\n");
             assert!(matches!(
-                s.parse(&text),
-                Err(VmConfigError::BadPartitionLabel { .. })
+                s.parse(&text).unwrap_err().rule(),
+                Some(ErrorKind::BadPartitionLabel { .. })
             ));
         }
         let text =
             format!("{ONE}\n[[vm.disk]]\npartition = \"a\"\ncontroller = \"ahci\"\nsize-mib = 0\n");
         assert!(matches!(
-            s.parse(&text),
-            Err(VmConfigError::DiskSizeZero { .. })
+            s.parse(&text).unwrap_err().rule(),
+            Some(ErrorKind::DiskSizeZero { .. })
         ));
     }
 
@@ -1192,7 +844,7 @@ pub(crate) mod tests {
             .parse(&format!("{}{}", vm("a", true), vm("b", false)))
             .unwrap_err();
         assert!(
-            matches!(&e, VmConfigError::DiskShared { label, first, second }
+            matches!(e.rule(), Some(ErrorKind::DiskShared { label, first, second })
                 if label == "p" && first == "a" && second == "b"),
             "{e}"
         );
@@ -1206,7 +858,10 @@ pub(crate) mod tests {
         let s = Scratch::new("unknown");
         s.file("Image", 1);
         let err = s.parse(&format!("{ONE}memory = 3\n")).unwrap_err();
-        assert!(matches!(err, VmConfigError::Syntax { .. }), "{err}");
+        assert!(
+            matches!(err.rule(), Some(ErrorKind::Syntax { .. })),
+            "{err}"
+        );
         assert!(err.to_string().contains("unknown field `memory`"), "{err}");
     }
 
@@ -1222,7 +877,10 @@ pub(crate) mod tests {
     #[test]
     fn empty_file_has_no_vms() {
         let s = Scratch::new("empty");
-        assert!(matches!(s.parse(""), Err(VmConfigError::NoVms { .. })));
+        assert!(matches!(
+            s.parse("").unwrap_err().rule(),
+            Some(ErrorKind::NoVms)
+        ));
     }
 
     #[test]
@@ -1231,7 +889,7 @@ pub(crate) mod tests {
         s.file("Image", 1);
         let err = s.parse(&ONE.replace("\"linux\"", "\"\"")).unwrap_err();
         assert!(
-            matches!(err, VmConfigError::EmptyName { index: 0, .. }),
+            matches!(err.rule(), Some(ErrorKind::EmptyName { index: 0, .. })),
             "{err}"
         );
     }
@@ -1241,7 +899,7 @@ pub(crate) mod tests {
         let s = Scratch::new("dup");
         s.file("Image", 1);
         let err = s.parse(&format!("{ONE}{ONE}")).unwrap_err();
-        assert!(matches!(&err, VmConfigError::DuplicateName { name } if name == "linux"));
+        assert!(matches!(err.rule(), Some(ErrorKind::DuplicateName { name }) if name == "linux"));
         assert!(err.to_string().contains("unique"), "{err}");
     }
 
@@ -1251,8 +909,8 @@ pub(crate) mod tests {
         s.file("Image", 1);
         let err = s.parse(&ONE.replace("vcpus = 2", "vcpus = 0")).unwrap_err();
         assert!(matches!(
-            err,
-            VmConfigError::VcpusOutOfRange { vcpus: 0, .. }
+            err.rule(),
+            Some(ErrorKind::VcpusOutOfRange { vcpus: 0, .. })
         ));
         assert!(err.to_string().contains("1..=64"), "{err}");
     }
@@ -1265,8 +923,8 @@ pub(crate) mod tests {
             .parse(&ONE.replace("vcpus = 2", "vcpus = 65"))
             .unwrap_err();
         assert!(matches!(
-            err,
-            VmConfigError::VcpusOutOfRange { vcpus: 65, .. }
+            err.rule(),
+            Some(ErrorKind::VcpusOutOfRange { vcpus: 65, .. })
         ));
         let ok = s.parse(&ONE.replace("vcpus = 2", "vcpus = 64")).unwrap();
         assert_eq!(ok.vms[0].vcpus, 64);
@@ -1280,10 +938,61 @@ pub(crate) mod tests {
             .parse(&ONE.replace("memory_mib = 64", "memory_mib = 65"))
             .unwrap_err();
         assert!(matches!(
-            err,
-            VmConfigError::MemoryNotAligned { rounded: 66, .. }
+            err.rule(),
+            Some(ErrorKind::MemoryNotAligned { rounded: 66, .. })
         ));
         assert!(err.to_string().contains("VM `linux`"), "{err}");
+    }
+
+    #[test]
+    fn messages_name_the_file_line_and_column() {
+        let s = Scratch::new("where");
+        s.file("Image", 1);
+        let toml = s.0.join("vms.toml");
+        let e = s
+            .parse(&ONE.replace("memory_mib = 64", "memory_mib = 65"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with(&format!(
+                "invalid VM file `{}:5:22`: VM `linux`",
+                toml.display()
+            )),
+            "{e}"
+        );
+        assert!(e.contains("write 66"), "{e}");
+        let e = s
+            .parse(&format!("{ONE}memory = 3\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(&format!("{}:8:5`", toml.display())), "{e}");
+        let e = s
+            .parse(&ONE.replace("\"Image\"", "\"nothing\""))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with(&format!(
+                "`{}:6:18`: VM `linux`: kernel file",
+                toml.display()
+            )),
+            "{e}"
+        );
+        let cfg = s
+            .parse(&format!("{ONE}[[vm.nic]]\nport-group = \"dmz\"\n"))
+            .unwrap();
+        let e = plan(&board(), &cfg).unwrap_err().to_string();
+        assert!(e.contains(&format!("{}:9:14`", toml.display())), "{e}");
+        // Read back from the build model (JSON), the VM has no spans: no line, still the file.
+        let back: VmConfig = serde_json::from_str(&serde_json::to_string(&cfg).unwrap()).unwrap();
+        assert_eq!(back, cfg);
+        let e = plan(&board(), &back).unwrap_err().to_string();
+        assert!(
+            e.starts_with(&format!(
+                "invalid VM file `{}`: VM `linux`: NIC 0",
+                toml.display()
+            )),
+            "{e}"
+        );
     }
 
     #[test]
@@ -1294,7 +1003,10 @@ pub(crate) mod tests {
             let err = s
                 .parse(&ONE.replace("memory_mib = 64", &format!("memory_mib = {v}")))
                 .unwrap_err();
-            assert!(matches!(err, VmConfigError::MemoryTooSmall { .. }), "{err}");
+            assert!(
+                matches!(err.rule(), Some(ErrorKind::MemoryTooSmall { .. })),
+                "{err}"
+            );
         }
     }
 
@@ -1305,7 +1017,10 @@ pub(crate) mod tests {
         let err = s
             .parse(&ONE.replace("memory_mib = 64", "memory_mib = 9223372036854775806"))
             .unwrap_err();
-        assert!(matches!(err, VmConfigError::MemoryTooLarge { .. }), "{err}");
+        assert!(
+            matches!(err.rule(), Some(ErrorKind::MemoryTooLarge { .. })),
+            "{err}"
+        );
     }
 
     #[test]
@@ -1492,7 +1207,7 @@ pub(crate) mod tests {
             .unwrap();
         let err = plan(&board(), &cfg).unwrap_err();
         assert!(
-            matches!(&err, VmConfigError::UnknownDevice { known, .. } if known == "uart1"),
+            matches!(err.rule(), Some(ErrorKind::UnknownDevice { known, .. }) if known == "uart1"),
             "{err}"
         );
     }
@@ -1520,7 +1235,7 @@ pub(crate) mod tests {
             .unwrap();
         let err = plan(&board(), &cfg).unwrap_err();
         assert!(
-            matches!(err, VmConfigError::ConsolePassthrough { .. }),
+            matches!(err.rule(), Some(ErrorKind::ConsolePassthrough { .. })),
             "{err}"
         );
     }

@@ -1,0 +1,98 @@
+//! The rules that need the board: passthrough devices and port groups.
+
+use crate::{ConfigError, ErrorKind, VmDevice, VmNic, VmSpans};
+use alloc::format;
+use alloc::string::String;
+use alloc::vec::Vec;
+
+/// What may be done with a board device named by a VM's `devices`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DeviceUse {
+    /// It can be passed through.
+    Passable,
+    /// The board disables it, for this reason.
+    Disabled {
+        /// Why, as the board says it.
+        reason: String,
+    },
+    /// It is the hypervisor's console.
+    Console,
+}
+
+/// What the VM rules need to know about the board: the build-time board model
+/// (`platform_dsl`) and the running hypervisor's tables both answer these.
+pub trait BoardFacts {
+    /// The board's name, for messages.
+    fn board_name(&self) -> &str;
+    /// Names of the board's port groups, in the board's order.
+    fn port_groups(&self) -> Vec<String>;
+    /// What a VM may do with the board device `name`; `None`: the board has no such device.
+    /// A disabled console is reported as disabled.
+    fn device(&self, name: &str) -> Option<DeviceUse>;
+    /// Names of the devices that can be passed through (for messages).
+    fn passable_devices(&self) -> Vec<String>;
+}
+
+/// Checks one VM's passthrough devices and its NICs' port groups against the board.
+/// `spans` (from parsing) places the error; `None` gives errors without a location.
+pub fn check_board(
+    board: &dyn BoardFacts,
+    vm: &str,
+    devices: &[VmDevice],
+    nics: &[VmNic],
+    spans: Option<&VmSpans>,
+) -> Result<(), ConfigError> {
+    for (i, VmDevice::Passthrough(name)) in devices.iter().enumerate() {
+        let at = spans.and_then(|s| s.devices.get(i)).cloned();
+        let kind = match board.device(name) {
+            Some(DeviceUse::Passable) => continue,
+            None => {
+                let known = board.passable_devices();
+                ErrorKind::UnknownDevice {
+                    vm: vm.into(),
+                    device: name.clone(),
+                    board: board.board_name().into(),
+                    known: if known.is_empty() {
+                        "(the board has no device to pass through)".into()
+                    } else {
+                        known.join(", ")
+                    },
+                }
+            }
+            Some(DeviceUse::Disabled { reason }) => ErrorKind::DisabledDevice {
+                vm: vm.into(),
+                device: name.clone(),
+                board: board.board_name().into(),
+                reason,
+            },
+            Some(DeviceUse::Console) => ErrorKind::ConsolePassthrough {
+                vm: vm.into(),
+                device: name.clone(),
+                board: board.board_name().into(),
+            },
+        };
+        return Err(ConfigError::new(kind, at));
+    }
+    for (index, n) in nics.iter().enumerate() {
+        let Some(group) = &n.port_group else {
+            continue;
+        };
+        let groups = board.port_groups();
+        if groups.iter().any(|g| g == group) {
+            continue;
+        }
+        let known: Vec<String> = groups.iter().map(|g| format!("`{g}`")).collect();
+        let at = spans
+            .and_then(|s| s.nics.get(index))
+            .and_then(|n| n.port_group.clone());
+        let kind = ErrorKind::UnknownPortGroup {
+            vm: vm.into(),
+            index,
+            group: group.clone(),
+            board: board.board_name().into(),
+            known: known.join(", "),
+        };
+        return Err(ConfigError::new(kind, at));
+    }
+    Ok(())
+}
