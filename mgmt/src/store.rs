@@ -19,11 +19,9 @@ mod fat;
 mod tests;
 
 use alloc::format;
-use alloc::rc::Rc;
 use alloc::string::{String, ToString};
 use alloc::vec;
 use alloc::vec::Vec;
-use core::cell::Cell;
 use core::fmt::Debug;
 use embedded_sdmmc::{
     DirEntry as RawEntry, Error as FsError, LfnBuffer, Mode, RawDirectory, RawVolume,
@@ -121,11 +119,11 @@ pub struct DirEntry {
 
 /// The clock files are stamped with: Unix seconds, set by [`Store::set_time`].
 #[derive(Clone, Default)]
-struct Clock(Rc<Cell<u64>>);
+struct Clock(alloc::sync::Arc<core::sync::atomic::AtomicU64>);
 
 impl TimeSource for Clock {
     fn get_timestamp(&self) -> Timestamp {
-        unix_to_fat(self.0.get())
+        unix_to_fat(self.0.load(core::sync::atomic::Ordering::Relaxed))
     }
 }
 
@@ -212,7 +210,9 @@ impl<D: Blocks> Store<D> {
 
     /// Sets the time new and written files are stamped with (Unix seconds, UTC).
     pub fn set_time(&self, unix_seconds: u64) {
-        self.clock.0.set(unix_seconds);
+        self.clock
+            .0
+            .store(unix_seconds, core::sync::atomic::Ordering::Relaxed);
     }
 
     /// Closes the file system and gives the device back (flushed).

@@ -113,8 +113,10 @@ fn main() -> ExitCode {
     let result = match cmd.as_str() {
         "boards" => boards_cmd(args),
         "build" => parse_target(&mut args).and_then(|t| {
+            let features = take_opt(&mut args, "--features")?.unwrap_or_default();
             reject_extra(&args)?;
-            build::image(&t).map(|img| println!("{}", img.elf.display()))
+            let features: Vec<&str> = features.split(',').filter(|f| !f.is_empty()).collect();
+            build::image_with_features(&t, &features).map(|img| println!("{}", img.elf.display()))
         }),
         "run" => parse_target(&mut args).and_then(|t| {
             let timeout = take_opt(&mut args, "--timeout")?

@@ -218,6 +218,7 @@ impl Host for RuntimeHost {
 
     fn start(&self, name: &str) -> Result<(), ApiError> {
         let desc = desc_of(name)?;
+        evaluate();
         if let Some((e, message)) = EVALUATION.lock().as_ref() {
             if e.expired {
                 return Err(ApiError::Forbidden(message.clone()));
@@ -500,6 +501,7 @@ pub fn boot() {
     load_vm_files(&mut store);
     let server = start_server(&store);
     *STORE.lock() = Some(store);
+    evaluate();
     set_files(&DATASTORE_FILES);
     match server {
         Ok(s) => *SERVER.lock() = Some(s),
@@ -743,9 +745,11 @@ impl vm_config::BoardFacts for RuntimeBoard {
         let board = arch::board();
         let dev = board.devices.iter().find(|d| d.name == name)?;
         Some(if !dev.is_enabled() {
-            vm_config::DeviceUse::Disabled
+            vm_config::DeviceUse::Disabled {
+                reason: "the board disables it".into(),
+            }
         } else if board.is_hypervisor_device(dev) || super::is_driven(dev) {
-            vm_config::DeviceUse::Hypervisor
+            vm_config::DeviceUse::Console
         } else {
             vm_config::DeviceUse::Passable
         })
@@ -787,4 +791,83 @@ fn define_from_store(
             Err(invalid(e))
         }
     }
+}
+
+/// The evaluation record on the datastore.
+#[cfg(feature = "evaluation")]
+const EVAL_FILE: &str = "HV/EVAL.BIN";
+
+/// Evaluation builds: reads the board's RTC and the record of the first boot, keeps the
+/// latest time seen, and sets what the API shows and [`RuntimeHost::start`] enforces.
+/// Normal builds have no expiry.
+pub fn evaluate() {
+    #[cfg(feature = "evaluation")]
+    {
+        let Some(now) = crate::plugin::rtc::now() else {
+            let msg = "this evaluation build needs the board's real-time clock to count its \
+                       180 days and found no RTC driver: VMs cannot start"
+                .to_string();
+            report_evaluation(&msg);
+            set_evaluation(
+                Evaluation {
+                    days_left: 0,
+                    expired: true,
+                },
+                msg,
+            );
+            return;
+        };
+        let mut guard = STORE.lock();
+        let Some(store) = guard.as_mut() else {
+            drop(guard);
+            let msg = "this evaluation build records its first boot on the datastore and \
+                       found none: VMs cannot start"
+                .to_string();
+            report_evaluation(&msg);
+            set_evaluation(
+                Evaluation {
+                    days_left: 0,
+                    expired: true,
+                },
+                msg,
+            );
+            return;
+        };
+        let stored = store.read(EVAL_FILE, 4096).ok();
+        let (record, status) = mgmt::eval::check(stored.as_deref(), now);
+        if let Some(r) = record {
+            let bytes = r.to_bytes();
+            if stored.as_deref() != Some(&bytes[..]) {
+                if let Err(e) = store.write(EVAL_FILE, &bytes) {
+                    hvprintln!("[hv] evaluation: cannot write {EVAL_FILE}: {e}");
+                }
+            }
+        }
+        drop(guard);
+        let message = status.refusal().unwrap_or_default();
+        let state = Evaluation {
+            days_left: status.days_left.min(u32::MAX as u64) as u32,
+            expired: status.expired,
+        };
+        let changed = EVALUATION.lock().as_ref().map(|(e, _)| e.clone()) != Some(state.clone());
+        if changed {
+            if status.expired {
+                report_evaluation(&message);
+            } else {
+                hvprintln!(
+                    "[hv] evaluation: day {} of {}, {} days left (first boot {})",
+                    status.days_used,
+                    mgmt::eval::EVALUATION_DAYS,
+                    status.days_left,
+                    mgmt::eval::civil_from_days((status.first_boot / mgmt::eval::SECONDS_PER_DAY) as i64)
+                );
+            }
+        }
+        set_evaluation(state, message);
+    }
+}
+
+#[cfg(feature = "evaluation")]
+fn report_evaluation(message: &str) {
+    hvprintln!("[hv] evaluation: {message}");
 }
