@@ -19,5 +19,5 @@ pub mod http;
 pub mod netif;
 pub mod request;
 pub mod rng;
-pub mod tls;
 pub mod store;
+pub mod tls;

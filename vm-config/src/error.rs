@@ -89,7 +89,7 @@ pub enum ErrorKind {
         message: String,
     },
     /// The text declares no VM.
-    #[error("the VM file declares no VM; add a `[[vm]]` table with name, vcpus, memory_mib, kernel and cmdline")]
+    #[error("the VM file declares no VM; add a `[[vm]]` table with name, vcpus, memory_mib, kernel and cmdline (or write `vm = []` for an image whose VMs all come from its datastore)")]
     NoVms,
     /// A definition meant to hold one VM holds more.
     #[error("a VM definition holds exactly one `[[vm]]` table; this is a second one: define each VM on its own")]

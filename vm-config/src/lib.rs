@@ -274,8 +274,9 @@ impl VmSpec {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawFile {
+    /// `None`: no `vm` key at all; `Some(empty)`: `vm = []`, said on purpose.
     #[serde(default)]
-    vm: Vec<Spanned<RawVm>>,
+    vm: Option<Vec<Spanned<RawVm>>>,
 }
 
 /// A `[[vm]]` table as written.
@@ -331,26 +332,27 @@ fn raw_file(text: &str) -> Result<RawFile, ConfigError> {
 }
 
 /// Parses and validates a VM file: one or more `[[vm]]` tables with unique names, no
-/// partition written by two disks, no MAC address given twice.
+/// partition written by two disks, no MAC address given twice. `vm = []` says on purpose
+/// that the image has no build-time VMs (a host whose VMs all live on its datastore).
 pub fn parse_vms(text: &str) -> Result<Vec<VmSpec>, ConfigError> {
     let raw = raw_file(text)?;
-    if raw.vm.is_empty() {
-        return Err(ConfigError::new(ErrorKind::NoVms, None));
+    match raw.vm {
+        None => Err(ConfigError::new(ErrorKind::NoVms, None)),
+        Some(vms) => validate_all(vms, text),
     }
-    validate_all(raw.vm, text)
 }
 
 /// Parses and validates a definition of exactly one VM (`POST /api/vms`, a datastore VM
 /// file): the rules of [`parse_vms`], and a second `[[vm]]` is an error pointing at it.
 pub fn parse_one(text: &str) -> Result<VmSpec, ConfigError> {
-    let raw = raw_file(text)?;
-    if let Some(second) = raw.vm.get(1) {
+    let raw = raw_file(text)?.vm.unwrap_or_default();
+    if let Some(second) = raw.get(1) {
         return Err(ConfigError::new(
             ErrorKind::MoreThanOne,
             Some(Location::of(text, second.span())),
         ));
     }
-    let mut vms = validate_all(raw.vm, text)?;
+    let mut vms = validate_all(raw, text)?;
     vms.pop()
         .ok_or_else(|| ConfigError::new(ErrorKind::NoVms, None))
 }

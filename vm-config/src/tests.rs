@@ -96,6 +96,12 @@ fn no_vm_is_an_error_without_a_place() {
         assert_eq!(e.line_col(), None);
         assert_eq!(parse_one(text).unwrap_err().kind(), &ErrorKind::NoVms);
     }
+    // Said on purpose: an image without build-time VMs.
+    assert_eq!(parse_vms("vm = []\n").map(|v| v.len()), Ok(0));
+    assert_eq!(
+        parse_one("vm = []\n").unwrap_err().kind(),
+        &ErrorKind::NoVms
+    );
 }
 
 #[test]

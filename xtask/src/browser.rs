@@ -307,6 +307,13 @@ impl Element<'_> {
             .map(drop)
     }
 
+    /// Empties an input field.
+    pub fn clear(&self) -> Res<()> {
+        self.browser
+            .cmd("POST", &self.path("clear"), Some(&json!({})))
+            .map(drop)
+    }
+
     /// Types `text` into it.
     pub fn send_keys(&self, text: &str) -> Res<()> {
         self.browser

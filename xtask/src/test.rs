@@ -7,6 +7,7 @@ use platform_dsl::model::SupportLevel;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+mod mgmt;
 mod net;
 mod net_hostile;
 mod storage;
@@ -123,7 +124,7 @@ pub fn scenarios_matching(filter: &str) -> Result<(), String> {
     let mut all = scenarios();
     // Scenarios with Debian guests (Linux, Linux on virtual disks and networks) need the
     // guest cache.
-    let guests = ["linux", "storage", "net"];
+    let guests = ["linux", "storage", "net", "mgmt"];
     if filter.is_empty()
         || guests
             .iter()
@@ -1245,61 +1246,9 @@ pub fn linux_scenarios() -> Result<Vec<Scenario>, String> {
             ],
         )
     });
-    out.push(power_button(&mut images)?);
+    // Also the guests' power button (shutdown through the API).
+    out.push(mgmt::scenario(&mut images)?);
     Ok(out)
-}
-
-/// `linux-power-button`: Debian's generic 6.1 kernel (the cloud kernels have no gpio-keys)
-/// with `gpio_keys` and `evdev` loaded from the initramfs finds the VM's PL061 and its
-/// `gpio-keys` power key; busybox `acpid` watches it. The console's `power 0` presses the
-/// button and the guest powers itself off (PSCI `SYSTEM_OFF`).
-fn power_button(images: &mut crate::guest::GuestImages) -> Result<Scenario, String> {
-    let k = crate::guest::ensure_generic_61(images)?;
-    let initrd = workspace_root().join("target/scenarios/power-button-initramfs.cpio.gz");
-    crate::guest::write_initramfs_with_modules(
-        images,
-        crate::guest::GENERIC_61,
-        &["gpio_keys", "evdev"],
-        crate::guest::DEFAULT_INIT,
-        &initrd,
-    )?;
-    let vms = write_vms(
-        "linux-power-button",
-        &linux_vm(
-            "linux",
-            2,
-            256,
-            &k.image,
-            &initrd,
-            "console=ttyAMA0 rdinit=/init",
-        ),
-    )?;
-    let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
-    let ready = "[linux] [initramfs] power button: acpid watches gpio-keys";
-    let shell = "[linux] [initramfs] starting a shell on the console";
-    let stopped = "[hv] VM 0 `linux` stopped: guest called PSCI SYSTEM_OFF";
-    Ok(Scenario {
-        forbid: linux_forbid(),
-        timeout: Duration::from_secs(300),
-        input: vec![
-            (s(&[ready, shell]), "\x1d:power 0\r".into()),
-            (s(&[stopped]), "\x1d:poweroff\r".into()),
-        ],
-        ..Scenario::new(
-            "linux-power-button",
-            qemu_virt(vms),
-            s(&[
-                "[linux] [initramfs] loaded module gpio_keys",
-                "[linux] [initramfs] loaded module evdev",
-                ready,
-                shell,
-                "[hv] VM 0 `linux`: power button pressed",
-                "[linux] [initramfs] power button pressed: powering off",
-                stopped,
-                "[hv] powering off",
-            ]),
-        )
-    })
 }
 
 #[cfg(test)]

@@ -448,7 +448,9 @@ fn board_entropy() -> Vec<u8> {
     for round in 0..512u64 {
         let t0 = cpu::counter();
         for (i, w) in scratch.iter_mut().enumerate().step_by(61) {
-            *w = w.wrapping_mul(6364136223846793005).wrapping_add(round ^ i as u64 ^ t0);
+            *w = w
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(round ^ i as u64 ^ t0);
         }
         let t1 = cpu::counter();
         out.push((t1.wrapping_sub(t0) ^ t1) as u8);
@@ -467,8 +469,7 @@ fn read_small(store: &Store<PartitionBlocks>, path: &str) -> Result<Vec<u8>, Str
 /// table only.
 pub fn boot() {
     define_builtin(arch::vm_table());
-    let part = match crate::datastore::open(DATASTORE_LABEL, false, "the hypervisor (datastore)")
-    {
+    let part = match crate::datastore::open(DATASTORE_LABEL, false, "the hypervisor (datastore)") {
         Ok(p) => p,
         Err(crate::datastore::DatastoreError::NotFound(_)) => return,
         Err(e) => {
@@ -484,7 +485,10 @@ pub fn boot() {
         }
     };
     vms::set_managed();
-    hvprintln!("[hv] mgmt: datastore {DATASTORE_LABEL} mounted ({:?})", store.kind());
+    hvprintln!(
+        "[hv] mgmt: datastore {DATASTORE_LABEL} mounted ({:?})",
+        store.kind()
+    );
     // Randomness first: sessions and TLS keys depend on it.
     let seed = store.read("HV/SEED.BIN", 4096).unwrap_or_default();
     if seed.is_empty() {
@@ -527,8 +531,8 @@ fn start_server(store: &Store<PartitionBlocks>) -> Result<Server, String> {
         Err(mgmt::store::StoreError::NotFound(_)) => String::new(),
         Err(e) => return Err(e.to_string()),
     };
-    let config = mgmt::netif::NetConfig::from_toml(&host_toml)
-        .map_err(|e| format!("HV/HOST.TOM: {e}"))?;
+    let config =
+        mgmt::netif::NetConfig::from_toml(&host_toml).map_err(|e| format!("HV/HOST.TOM: {e}"))?;
     let phc = String::from_utf8(read_small(store, "HV/ADMIN.PWD")?)
         .map_err(|_| "HV/ADMIN.PWD is not UTF-8".to_string())?;
     let auth = mgmt::auth::Auth::new("root", &phc, |b| mgmt::rng::fill(b).map_err(|_| ()))
@@ -548,8 +552,8 @@ fn start_server(store: &Store<PartitionBlocks>) -> Result<Server, String> {
     super::net::switch()
         .set_host_port(crate::net::MacAddr(mac), notify)
         .map_err(|e| e.to_string())?;
-    let net = mgmt::netif::MgmtNet::new(HostPort { mac }, config, tls)
-        .map_err(|e| e.to_string())?;
+    let net =
+        mgmt::netif::MgmtNet::new(HostPort { mac }, config, tls).map_err(|e| e.to_string())?;
     hvprintln!(
         "[hv] mgmt: host port {} on the uplink",
         crate::net::MacAddr(mac)
@@ -683,7 +687,9 @@ pub fn poll() {
     };
     let Server { net, api } = server;
     let now = now_ms();
-    let next = net.poll(now, &mut |r: &mgmt::request::Request<'_>, t| api.handle(r, t));
+    let next = net.poll(now, &mut |r: &mgmt::request::Request<'_>, t| {
+        api.handle(r, t)
+    });
     for ev in net.take_events() {
         hvprintln!("[hv] {ev}");
     }
@@ -709,9 +715,8 @@ impl crate::config::define::ImageLoader for StoreLoader<'_> {
         let rounded = size.div_ceil(4096) * 4096;
         let mut ram = arch::mem::alloc_ram(rounded, 4096, None)
             .map_err(|e| format!("{path}: no RAM to load it ({} MiB): {e}", size >> 20))?;
-        let mut copy = |offset: u64, bytes: &[u8]| {
-            ram.write(offset, bytes).map_err(|e| e.to_string())
-        };
+        let mut copy =
+            |offset: u64, bytes: &[u8]| ram.write(offset, bytes).map_err(|e| e.to_string());
         self.store
             .read_chunks(path, &mut copy)
             .map_err(|e| e.to_string())?;
@@ -859,7 +864,9 @@ pub fn evaluate() {
                     status.days_used,
                     mgmt::eval::EVALUATION_DAYS,
                     status.days_left,
-                    mgmt::eval::civil_from_days((status.first_boot / mgmt::eval::SECONDS_PER_DAY) as i64)
+                    mgmt::eval::civil_from_days(
+                        (status.first_boot / mgmt::eval::SECONDS_PER_DAY) as i64
+                    )
                 );
             }
         }
