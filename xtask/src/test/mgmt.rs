@@ -485,7 +485,8 @@ pub fn scenario(images: &mut crate::guest::GuestImages) -> Result<Scenario, Stri
                 "[xtask] hvctl: ok",
                 "[xtask] mgmt-browser: ok",
                 "[hv] VM `alpha`: power button pressed (shutdown)",
-                "[alpha] [initramfs] power button pressed: powering off",
+                // After the prompt alpha shows (`/ # `), on the same line.
+                "[initramfs] power button pressed: powering off",
                 "[hv] VM 0 `alpha` stopped: guest called PSCI SYSTEM_OFF",
                 "[hv] powering off",
             ]),
