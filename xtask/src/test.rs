@@ -935,6 +935,7 @@ pub fn scenarios() -> Vec<Scenario> {
         },
     ];
     all.extend(uplink_pci::scenarios());
+    all.extend(mgmt::evaluation_scenarios());
     all
 }
 

@@ -860,10 +860,11 @@ pub fn evaluate() {
                 report_evaluation(&message);
             } else {
                 hvprintln!(
-                    "[hv] evaluation: day {} of {}, {} days left (first boot {})",
+                    "[hv] evaluation: day {} of {}, {} day{} left (first boot {})",
                     status.days_used,
                     mgmt::eval::EVALUATION_DAYS,
                     status.days_left,
+                    if status.days_left == 1 { "" } else { "s" },
                     mgmt::eval::civil_from_days(
                         (status.first_boot / mgmt::eval::SECONDS_PER_DAY) as i64
                     )

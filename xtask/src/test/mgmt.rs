@@ -437,7 +437,7 @@ pub fn scenario(images: &mut crate::guest::GuestImages) -> Result<Scenario, Stri
         create_file,
     });
     // The image's own VM table is empty: every VM comes from the datastore.
-    let table = write_vms("mgmt-empty", "# VMs come from the datastore\nvm = []\n")?;
+    let table = workspace_root().join("examples/vms/none.toml");
     let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
     let up = "mgmt: 10.0.2.15/24 via DHCP";
     let shells = [
@@ -492,4 +492,124 @@ pub fn scenario(images: &mut crate::guest::GuestImages) -> Result<Scenario, Stri
             ]),
         )
     })
+}
+
+/// The evaluation scenarios' datastore.
+fn eval_disk() -> PathBuf {
+    workspace_root().join("target/scenarios/mgmt-eval-datastore.img")
+}
+
+/// First boot: a fresh datastore with one autostart VM (the test guest).
+fn make_eval_disk() -> Result<PathBuf, String> {
+    let guest = crate::build::test_guest()?;
+    let vm = write_vms(
+        "mgmt-evalvm",
+        &format!(
+            "[[vm]]\nname = \"evalvm\"\nvcpus = 1\nmemory_mib = 64\nkernel = \"{}\"\ncmdline = \"\"\nautostart = true\n",
+            guest.display()
+        ),
+    )?;
+    crate::datastore::create(&crate::datastore::Spec {
+        out: eval_disk(),
+        size: 64 << 20,
+        vms: vec![vm],
+        images: Vec::new(),
+        password: PASSWORD.into(),
+        host_config: None,
+        sans: Vec::new(),
+        extra: Vec::new(),
+    })?;
+    Ok(eval_disk())
+}
+
+/// Later boots: the same datastore, with the record the earlier boots left.
+fn reuse_eval_disk() -> Result<PathBuf, String> {
+    let d = eval_disk();
+    if d.exists() {
+        Ok(d)
+    } else {
+        Err("mgmt-evaluation: run the first boot (its datastore) first".into())
+    }
+}
+
+/// `mgmt-evaluation`: an evaluation build, booted four times on one datastore with QEMU's
+/// RTC at the first boot, 179 days later (VMs start), 181 days later (a start is refused
+/// with the message) and before the first boot (still refused: the count keeps the
+/// latest time seen).
+pub fn evaluation_scenarios() -> Vec<Scenario> {
+    let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+    let started = "[hv] VM 0 `evalvm`: 1 vCPU(s)";
+    let ended = "[hv] evaluation: evaluation period ended on 2026-06-30 (180 days after first boot on 2026-01-01): install a licensed build (built without --features evaluation) to start VMs; running VMs keep running";
+    let refused = "[hv] VM `evalvm` not started: evaluation period ended on 2026-06-30";
+    let boot =
+        |n: u32, what: &str, rtc: &str, first: bool, expect: Vec<String>, forbid: &[&str]| {
+            let mut forbid_all = s(&["FAIL", "PANIC", "FATAL", "cannot write HV/EVAL.BIN"]);
+            forbid_all.extend(s(forbid));
+            let table = workspace_root().join("examples/vms/none.toml");
+            Scenario {
+                host_disk: Some(HostDisk {
+                    features: &["evaluation"],
+                    drive: "nvm0",
+                    devices: &["nvme,serial=hv-nvme0,drive=nvm0"],
+                    drive_options: "",
+                    blkdebug: None,
+                    make: if first {
+                        make_eval_disk
+                    } else {
+                        reuse_eval_disk
+                    },
+                    check: no_check,
+                }),
+                extra_args: vec!["-rtc".into(), format!("base={rtc}")],
+                expect_exit: false,
+                forbid: forbid_all,
+                timeout: Duration::from_secs(120),
+                ..Scenario::new(
+                    format!("mgmt-evaluation-{n}-{what}"),
+                    qemu_virt(table),
+                    expect,
+                )
+            }
+        };
+    vec![
+        boot(
+            1,
+            "first-boot",
+            "2026-01-01T00:00:00",
+            true,
+            s(&[
+                "[hv] evaluation: day 0 of 180, 180 days left (first boot 2026-01-01)",
+                started,
+            ]),
+            &[],
+        ),
+        boot(
+            2,
+            "day-179",
+            // 179.5 days on: the boot's own seconds cannot round the count either way.
+            "2026-06-29T12:00:00",
+            false,
+            s(&[
+                "[hv] evaluation: day 179 of 180, 1 day left (first boot 2026-01-01)",
+                started,
+            ]),
+            &["evaluation period ended"],
+        ),
+        boot(
+            3,
+            "day-181",
+            "2026-07-01T00:00:00",
+            false,
+            s(&[ended, refused]),
+            &[started],
+        ),
+        boot(
+            4,
+            "clock-set-back",
+            "2025-12-01T00:00:00",
+            false,
+            s(&[ended, refused]),
+            &[started],
+        ),
+    ]
 }
