@@ -32,6 +32,8 @@ struct Defined {
     file: Option<String>,
     /// Counter value at which a `shutdown` turns into a power-off.
     shutdown_deadline: Option<u64>,
+    /// Its images read from the datastore (given back to the pool when it is deleted).
+    images: Vec<crate::types::HostPhysAddr>,
 }
 
 static DEFINED: Mutex<Vec<Defined>> = Mutex::new(Vec::new());
@@ -47,8 +49,9 @@ pub trait DefinitionFiles: Sync {
     fn save(&self, name: &str, toml: &str) -> Result<String, String>;
     /// Removes a definition's file.
     fn remove(&self, path: &str) -> Result<(), String>;
-    /// Defines a VM from TOML (validated as at build time, images loaded).
-    fn define(&self, toml: &str) -> Result<(&'static VmDesc, bool), ApiError>;
+    /// Defines a VM from TOML (validated as at build time, images loaded); returns it, its
+    /// `autostart` and where its images were loaded.
+    fn define(&self, toml: &str) -> Result<Definition, ApiError>;
 }
 
 /// Sets where run-time definitions are kept (at boot, once the datastore is up).
@@ -61,14 +64,32 @@ pub fn set_evaluation(state: Evaluation, message: String) {
     *EVALUATION.lock() = Some((state, message));
 }
 
+/// A VM defined from TOML: its description, `autostart`, and the images loaded for it.
+pub type Definition = (&'static VmDesc, bool, Vec<crate::types::HostPhysAddr>);
+
 /// Adds a definition; refused if the name is taken.
 pub fn define(
     desc: &'static VmDesc,
     autostart: bool,
     file: Option<String>,
 ) -> Result<(), ApiError> {
+    define_with_images(desc, autostart, file, Vec::new())
+}
+
+/// [`define`] of a VM whose images were loaded for it (given back when it is deleted,
+/// or now if the definition is refused).
+fn define_with_images(
+    desc: &'static VmDesc,
+    autostart: bool,
+    file: Option<String>,
+    images: Vec<crate::types::HostPhysAddr>,
+) -> Result<(), ApiError> {
     let mut defined = DEFINED.lock();
     if defined.iter().any(|d| d.desc.name == desc.name) {
+        drop(defined);
+        for base in images {
+            arch::mem::forget_loaded(base);
+        }
         return Err(ApiError::Conflict(format!(
             "a VM named \"{}\" exists already: choose another name",
             desc.name
@@ -79,6 +100,7 @@ pub fn define(
         autostart,
         file,
         shutdown_deadline: None,
+        images,
     });
     Ok(())
 }
@@ -295,15 +317,27 @@ impl Host for RuntimeHost {
         let files = (*FILES.lock()).ok_or_else(|| {
             ApiError::Forbidden("this host has no datastore: VMs come from its image".into())
         })?;
-        let (desc, autostart) = files.define(toml)?;
+        let (desc, autostart, images) = files.define(toml)?;
+        let refuse = |images: Vec<crate::types::HostPhysAddr>, e: ApiError| {
+            for base in images {
+                arch::mem::forget_loaded(base);
+            }
+            Err(e)
+        };
         if desc_of(desc.name).is_ok() {
-            return Err(ApiError::Conflict(format!(
-                "a VM named \"{}\" exists already: choose another name",
-                desc.name
-            )));
+            return refuse(
+                images,
+                ApiError::Conflict(format!(
+                    "a VM named \"{}\" exists already: choose another name",
+                    desc.name
+                )),
+            );
         }
-        let path = files.save(desc.name, toml).map_err(ApiError::Failed)?;
-        define(desc, autostart, Some(path))?;
+        let path = match files.save(desc.name, toml) {
+            Ok(p) => p,
+            Err(e) => return refuse(images, ApiError::Failed(e)),
+        };
+        define_with_images(desc, autostart, Some(path), images)?;
         hvprintln!("[hv] VM `{}` defined through the management API", desc.name);
         Ok(desc.name.into())
     }
@@ -334,7 +368,19 @@ impl Host for RuntimeHost {
             vms::put(vm);
             vms::destroy_slot(slot);
         }
-        DEFINED.lock().retain(|d| d.desc.name != name);
+        let gone: Vec<Defined> = {
+            let mut defined = DEFINED.lock();
+            let (gone, kept) = core::mem::take(&mut *defined)
+                .into_iter()
+                .partition(|d| d.desc.name == name);
+            *defined = kept;
+            gone
+        };
+        for d in gone {
+            for base in d.images {
+                arch::mem::forget_loaded(base);
+            }
+        }
         CONSOLES.lock().remove(name);
         hvprintln!("[hv] VM `{name}` deleted through the management API");
         Ok(())
@@ -588,15 +634,17 @@ fn load_vm_files(store: &mut Store<PartitionBlocks>) {
             }
         };
         match define_from_store(store, &text) {
-            Ok((desc, autostart)) => match define(desc, autostart, Some(path.clone())) {
-                Ok(()) => hvprintln!(
-                    "[hv] mgmt: VM `{}` defined from VMS/{}{}",
-                    desc.name,
-                    e.name,
-                    if autostart { " (autostart)" } else { "" }
-                ),
-                Err(err) => hvprintln!("[hv] mgmt: VMS/{}: {err}", e.name),
-            },
+            Ok((desc, autostart, images)) => {
+                match define_with_images(desc, autostart, Some(path.clone()), images) {
+                    Ok(()) => hvprintln!(
+                        "[hv] mgmt: VM `{}` defined from VMS/{}{}",
+                        desc.name,
+                        e.name,
+                        if autostart { " (autostart)" } else { "" }
+                    ),
+                    Err(err) => hvprintln!("[hv] mgmt: VMS/{}: {err}", e.name),
+                }
+            }
             Err(ApiError::Invalid {
                 message,
                 line,
@@ -650,7 +698,7 @@ impl DefinitionFiles for DatastoreFiles {
         store.remove(path).map_err(|e| e.to_string())
     }
 
-    fn define(&self, toml: &str) -> Result<(&'static VmDesc, bool), ApiError> {
+    fn define(&self, toml: &str) -> Result<Definition, ApiError> {
         let mut guard = STORE.lock();
         let store = guard
             .as_mut()
@@ -771,10 +819,7 @@ impl vm_config::BoardFacts for RuntimeBoard {
 }
 
 /// Defines a VM from TOML whose image paths are on the datastore.
-fn define_from_store(
-    store: &Store<PartitionBlocks>,
-    text: &str,
-) -> Result<(&'static VmDesc, bool), ApiError> {
+fn define_from_store(store: &Store<PartitionBlocks>, text: &str) -> Result<Definition, ApiError> {
     let invalid = |e: crate::config::define::DefineError| ApiError::Invalid {
         message: e.message,
         line: e.line.map(|l| l as u32),
@@ -788,7 +833,7 @@ fn define_from_store(
         loaded: Vec::new(),
     };
     match crate::config::define::define(text, &RuntimeBoard, &mut loader) {
-        Ok(desc) => Ok((desc, autostart)),
+        Ok(desc) => Ok((desc, autostart, loader.loaded)),
         Err(e) => {
             for base in loader.loaded {
                 arch::mem::forget_loaded(base);
