@@ -20,7 +20,7 @@ use std::process::Command;
 use std::time::Instant;
 
 /// The fuzz targets (`fuzz/fuzz_targets/<name>.rs`).
-pub const TARGETS: [&str; 8] = [
+pub const TARGETS: [&str; 9] = [
     "kdl_front_end",
     "trap_decoder",
     "vgic_mmio",
@@ -29,6 +29,7 @@ pub const TARGETS: [&str; 8] = [
     "virtqueue",
     "ahci_commands",
     "virtio_net",
+    "http_request",
 ];
 
 /// Seconds each target runs in [`smoke`].
