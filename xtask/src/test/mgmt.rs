@@ -481,7 +481,7 @@ pub fn scenario(images: &mut crate::guest::GuestImages) -> Result<Scenario, Stri
         forbid: linux_forbid(),
         timeout: Duration::from_secs(480),
         ..Scenario::new(
-            "mgmt-api",
+            "mgmt-api+hvctl+mgmt-browser",
             qemu_virt(table),
             s(&[
                 "[hv] mgmt: datastore hv-datastore mounted",
