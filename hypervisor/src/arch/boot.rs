@@ -55,9 +55,15 @@ _secondary_start:
 );
 
 /// Per-CPU stacks, in .bss: the boot CPU zeroes .bss before it first pushes to its stack.
+/// Page aligned: the AAPCS64 wants SP 16-byte aligned, and an 8-byte atomic on a stack that
+/// is not faults (a byte array alone is only 1-byte aligned; whole-image LTO happened to
+/// place it well, a link without LTO put it at an address ending in 0xc).
+#[repr(C, align(4096))]
+struct Stacks([[u8; STACK_SIZE]; MAX_CPUS]);
+
 #[unsafe(link_section = ".bss.hv_stacks")]
 #[unsafe(no_mangle)]
-static mut HV_STACKS: [[u8; STACK_SIZE]; MAX_CPUS] = [[0; STACK_SIZE]; MAX_CPUS];
+static mut HV_STACKS: Stacks = Stacks([[0; STACK_SIZE]; MAX_CPUS]);
 
 unsafe extern "C" {
     fn _secondary_start();
