@@ -28,6 +28,16 @@ impl ConsoleLog {
         }
     }
 
+    /// An empty log with room for [`KEEP`] bytes already allocated, so that recording
+    /// never grows the heap afterwards (the hypervisor's heap stays level across VM
+    /// lifecycles).
+    pub fn preallocated() -> Self {
+        Self {
+            buf: VecDeque::with_capacity(KEEP),
+            end: 0,
+        }
+    }
+
     /// Appends output, dropping the oldest beyond [`KEEP`].
     pub fn push(&mut self, bytes: &[u8]) {
         self.end += bytes.len() as u64;
@@ -61,6 +71,18 @@ impl ConsoleLog {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_preallocated_log_never_reallocates() {
+        let mut log = ConsoleLog::preallocated();
+        let cap = log.buf.capacity();
+        assert!(cap >= KEEP);
+        for i in 0..3 * KEEP / 100 {
+            log.push(&[i as u8; 100]);
+        }
+        assert_eq!(log.buf.capacity(), cap);
+        assert_eq!(log.buf.len(), KEEP);
+    }
 
     #[test]
     fn reads_what_came_since_and_skips_what_was_dropped() {

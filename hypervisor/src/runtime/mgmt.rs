@@ -132,7 +132,9 @@ pub fn record_console(tag: &str, line: &[u8]) {
     let mut logs = CONSOLES.lock();
     let log = match logs.get_mut(tag) {
         Some(l) => l,
-        None => logs.entry(tag.to_string()).or_default(),
+        None => logs
+            .entry(tag.to_string())
+            .or_insert_with(ConsoleLog::preallocated),
     };
     log.push(line);
     log.push(b"\n");
@@ -854,34 +856,18 @@ pub fn evaluate() {
     #[cfg(feature = "evaluation")]
     {
         let Some(now) = crate::plugin::rtc::now() else {
-            let msg = "this evaluation build needs the board's real-time clock to count its \
-                       180 days and found no RTC driver: VMs cannot start"
-                .to_string();
-            report_evaluation(&msg);
-            set_evaluation(
-                Evaluation {
-                    days_left: 0,
-                    expired: true,
-                },
-                msg,
+            return cannot_count(
+                "this evaluation build needs the board's real-time clock to count its 180 \
+                 days and found no RTC driver: VMs cannot start",
             );
-            return;
         };
         let mut guard = STORE.lock();
         let Some(store) = guard.as_mut() else {
             drop(guard);
-            let msg = "this evaluation build records its first boot on the datastore and \
-                       found none: VMs cannot start"
-                .to_string();
-            report_evaluation(&msg);
-            set_evaluation(
-                Evaluation {
-                    days_left: 0,
-                    expired: true,
-                },
-                msg,
+            return cannot_count(
+                "this evaluation build records its first boot on the datastore and found \
+                 none: VMs cannot start",
             );
-            return;
         };
         let stored = store.read(EVAL_FILE, 4096).ok();
         let (record, status) = mgmt::eval::check(stored.as_deref(), now);
@@ -923,4 +909,17 @@ pub fn evaluate() {
 #[cfg(feature = "evaluation")]
 fn report_evaluation(message: &str) {
     hvprintln!("[hv] evaluation: {message}");
+}
+
+/// An evaluation build that cannot count its days refuses every start, saying why.
+#[cfg(feature = "evaluation")]
+fn cannot_count(why: &str) {
+    report_evaluation(why);
+    set_evaluation(
+        Evaluation {
+            days_left: 0,
+            expired: true,
+        },
+        why.into(),
+    );
 }

@@ -1290,17 +1290,7 @@ fn run_command(line: &[u8]) {
                 hvprintln!("[hv] no VM `{name}` in this image's VM table (see the VM file it was built with)");
                 return;
             };
-            let slot = {
-                let table = VMS.lock();
-                table
-                    .iter()
-                    .position(Option::is_none)
-                    .unwrap_or(table.len())
-            };
-            let pcpus: Vec<usize> = (0..desc.vcpus as usize)
-                .map(|v| (slot + v) % super::pcpu_count().max(1))
-                .collect();
-            if let Err(e) = admit(VmId(slot), desc, &pcpus) {
+            if let Err(e) = create_from(desc) {
                 hvprintln!("[hv] VM `{name}` not created: {e}");
             }
         }
