@@ -1222,9 +1222,7 @@ fn handle_physical_irqs(mut loaded: Option<&mut LocalVcpu>) -> Next {
         gic.end_of_interrupt(intid);
     }
     // The management stack (CPU 0): frames for the host port, its timers.
-    if super::mgmt::poll_due() {
-        super::mgmt::poll();
-    }
+    super::mgmt::poll();
     next
 }
 

@@ -36,20 +36,30 @@ fn shared() -> Result<&'static Shared, String> {
         .ok_or_else(|| "mgmt scenario: paths not set".to_string())
 }
 
-/// Writes the datastore disk: the two VM files with their kernel and initramfs, the
-/// password, a certificate from a fresh CA.
-fn make_disk() -> Result<PathBuf, String> {
-    let s = shared()?;
-    let created = crate::datastore::create(&crate::datastore::Spec {
-        out: s.disk.clone(),
-        size: 192 << 20,
-        vms: s.vms.clone(),
+/// A datastore disk of `size` bytes at `out` holding `vms`, with the scenario's password
+/// and the defaults for everything else.
+fn datastore(
+    out: PathBuf,
+    size: u64,
+    vms: Vec<PathBuf>,
+) -> Result<crate::datastore::Created, String> {
+    crate::datastore::create(&crate::datastore::Spec {
+        out,
+        size,
+        vms,
         images: Vec::new(),
         password: PASSWORD.into(),
         host_config: None,
         sans: Vec::new(),
         extra: Vec::new(),
-    })?;
+    })
+}
+
+/// Writes the datastore disk: the two VM files with their kernel and initramfs, the
+/// password, a certificate from a fresh CA.
+fn make_disk() -> Result<PathBuf, String> {
+    let s = shared()?;
+    let created = datastore(s.disk.clone(), 192 << 20, s.vms.clone())?;
     *CA.lock().map_err(|e| e.to_string())? = Some(created.ca);
     Ok(s.disk.clone())
 }
@@ -517,16 +527,7 @@ fn make_eval_disk() -> Result<PathBuf, String> {
             guest.display()
         ),
     )?;
-    crate::datastore::create(&crate::datastore::Spec {
-        out: eval_disk(),
-        size: 64 << 20,
-        vms: vec![vm],
-        images: Vec::new(),
-        password: PASSWORD.into(),
-        host_config: None,
-        sans: Vec::new(),
-        extra: Vec::new(),
-    })?;
+    datastore(eval_disk(), 64 << 20, vec![vm])?;
     Ok(eval_disk())
 }
 
