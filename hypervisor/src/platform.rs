@@ -7,8 +7,10 @@
 /// Support level (mirrors `platform_dsl::model::SupportLevel`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SupportLevel {
-    /// Tested in CI.
+    /// Booted by a QEMU scenario or a recorded hardware run.
     Supported,
+    /// Described and checked, never booted.
+    Described,
     /// Built only with an explicit opt-in.
     Experimental,
     /// Community-maintained.
@@ -20,6 +22,7 @@ impl SupportLevel {
     pub const fn as_str(self) -> &'static str {
         match self {
             Self::Supported => "supported",
+            Self::Described => "described",
             Self::Experimental => "experimental",
             Self::Community => "community",
         }
@@ -212,6 +215,11 @@ pub enum VerificationDesc {
     DeviceTree {
         /// DTB path in Debian's kernel package.
         dtb: &'static str,
+    },
+    /// A recorded run on the hardware.
+    Hardware {
+        /// The run's log, relative to the board file.
+        log: &'static str,
     },
     /// Not verified.
     None,

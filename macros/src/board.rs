@@ -13,6 +13,7 @@ use quote::quote;
 fn support(level: SupportLevel) -> TokenStream {
     match level {
         SupportLevel::Supported => quote!(::hypervisor::platform::SupportLevel::Supported),
+        SupportLevel::Described => quote!(::hypervisor::platform::SupportLevel::Described),
         SupportLevel::Experimental => quote!(::hypervisor::platform::SupportLevel::Experimental),
         SupportLevel::Community => quote!(::hypervisor::platform::SupportLevel::Community),
     }
@@ -25,6 +26,9 @@ fn verification(v: &Verification) -> TokenStream {
         }
         Verification::DeviceTree { dtb } => {
             quote!(::hypervisor::platform::VerificationDesc::DeviceTree { dtb: #dtb })
+        }
+        Verification::Hardware { log } => {
+            quote!(::hypervisor::platform::VerificationDesc::Hardware { log: #log })
         }
         Verification::None => quote!(::hypervisor::platform::VerificationDesc::None),
     }

@@ -39,7 +39,7 @@
 //! }
 //! board "b" soc="s" {
 //!     model "Example"
-//!     support "supported"
+//!     support "described"
 //!     verified-by "none"
 //!     topology sockets=1 clusters=1 cores=1
 //!     cpus core="arm,cortex-a57" { cpu 0x0; }

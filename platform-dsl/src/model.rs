@@ -109,8 +109,12 @@ impl Default for Network {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum SupportLevel {
-    /// Tested in CI, expected to work.
+    /// Booted end to end: by a QEMU scenario of `cargo xtask test` (`verified-by "qemu"`)
+    /// or by a recorded run on the hardware (`verified-by "hardware" log=...`).
     Supported,
+    /// Described and checked (against an upstream device tree, or the vendor's sources the
+    /// KDL cites) but never booted: builds like a supported board, promises no more.
+    Described,
     /// Builds only with an explicit opt-in; some devices are disabled.
     Experimental,
     /// Maintained by the community outside the core team.
@@ -140,6 +144,12 @@ pub enum Verification {
     DeviceTree {
         /// e.g. `marvell/armada-8040-mcbin.dtb`.
         dtb: String,
+    },
+    /// Booted on the real board; `log` is the recorded console output of that run (a path
+    /// relative to the board file), which must show the hypervisor's banner for the board.
+    Hardware {
+        /// e.g. `docs/hardware-runs/raspberrypi-4b.log`.
+        log: String,
     },
     /// Not verified by any tool; the KDL cites its sources.
     None,

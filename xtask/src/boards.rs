@@ -1,12 +1,25 @@
 //! `cargo xtask boards`: the table of known boards and the check of board files.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::path::PathBuf;
 
 use platform_dsl::model::{Board, GicVersion, SupportLevel, Verification};
 
-/// One text table of `boards`: name, SoC, CPUs, GIC, support level, how it is verified.
+/// The scenarios of `cargo xtask test` that boot each board of `boards.kdl` (board name to
+/// scenario names): what backs a QEMU board's "supported".
+pub fn booted_by() -> BTreeMap<String, Vec<String>> {
+    let mut map: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for s in crate::test::scenarios() {
+        map.entry(s.target.board.clone()).or_default().push(s.name);
+    }
+    map
+}
+
+/// One text table of `boards`: name, SoC, CPUs, GIC, support level, how it is verified
+/// (for a QEMU board, how many scenarios of `cargo xtask test` boot it).
 pub fn table(boards: &[Board]) -> String {
+    let booted = booted_by();
     const HEADER: [&str; 6] = ["NAME", "SOC", "CPUS", "GIC", "SUPPORT", "VERIFIED BY"];
     let rows: Vec<[String; 6]> = boards
         .iter()
@@ -17,7 +30,7 @@ pub fn table(boards: &[Board]) -> String {
                 cpus(b),
                 gic(b),
                 support(b.support).to_owned(),
-                verified_by(&b.verified_by),
+                verified_by(&b.verified_by, booted.get(&b.name).map_or(&[][..], |v| v)),
             ]
         })
         .collect();
@@ -83,16 +96,67 @@ fn gic(b: &Board) -> String {
 fn support(level: SupportLevel) -> &'static str {
     match level {
         SupportLevel::Supported => "supported",
+        SupportLevel::Described => "described",
         SupportLevel::Experimental => "experimental",
         SupportLevel::Community => "community",
     }
 }
 
-fn verified_by(v: &Verification) -> String {
+fn verified_by(v: &Verification, scenarios: &[String]) -> String {
     match v {
-        Verification::Qemu { machine, smp, .. } => format!("qemu -M {machine} -smp {smp}"),
-        Verification::DeviceTree { dtb } => format!("dtb {dtb}"),
-        Verification::None => "none".to_owned(),
+        Verification::Qemu { machine, smp, .. } => match scenarios {
+            [] => format!("qemu -M {machine} -smp {smp}: no scenario boots it"),
+            [one] => format!("qemu -M {machine} -smp {smp}: booted by scenario {one}"),
+            [first, rest @ ..] => format!(
+                "qemu -M {machine} -smp {smp}: booted by {} scenarios ({first}, ...)",
+                rest.len() + 1
+            ),
+        },
+        Verification::Hardware { log } => format!("hardware run, console log {log}"),
+        Verification::DeviceTree { dtb } => format!("compared with the upstream DTB {dtb}"),
+        Verification::None => "vendor sources cited in the KDL".to_owned(),
+    }
+}
+
+/// Why a board of `boards.kdl` may not be called "supported", if it may not: a QEMU board
+/// that no scenario boots, or a hardware run whose log is missing or shows no boot.
+pub fn unproven_support(b: &Board, board_file: &std::path::Path) -> Option<String> {
+    if b.support != SupportLevel::Supported {
+        return None;
+    }
+    match &b.verified_by {
+        Verification::Qemu { .. } => (!booted_by().contains_key(&b.name)).then(|| {
+            format!(
+                "board `{}` is supported and verified-by \"qemu\", but no scenario of `cargo \
+                 xtask test` boots it: add one, or write `support \"described\"`",
+                b.name
+            )
+        }),
+        Verification::Hardware { log } => {
+            let path = board_file
+                .parent()
+                .unwrap_or(std::path::Path::new("."))
+                .join(log);
+            let banner = format!("[hv] board: {} ", b.name);
+            match std::fs::read_to_string(&path) {
+                Ok(text) if text.contains(&banner) => None,
+                Ok(_) => Some(format!(
+                    "board `{}`: the hardware log {} does not show `{banner}`",
+                    b.name,
+                    path.display()
+                )),
+                Err(e) => Some(format!(
+                    "board `{}`: hardware log {}: {e}",
+                    b.name,
+                    path.display()
+                )),
+            }
+        }
+        // Refused by the board rules already (`platform_dsl::check`).
+        Verification::DeviceTree { .. } | Verification::None => Some(format!(
+            "board `{}` is supported but was never booted: write `support \"described\"`",
+            b.name
+        )),
     }
 }
 
@@ -234,13 +298,50 @@ board "big" soc="s" {
         let t = table(&boards);
         assert!(t.contains("4x neoverse-n1, 2 sockets"), "{t}");
         assert!(t.contains("experimental"), "{t}");
-        assert!(t.contains("dtb vendor/big.dtb"), "{t}");
+        assert!(
+            t.contains("compared with the upstream DTB vendor/big.dtb"),
+            "{t}"
+        );
         let single = table(&repo_boards());
         let row = single
             .lines()
             .find(|l| l.starts_with("qemu-virt "))
             .expect("qemu-virt row");
         assert!(!row.contains("sockets"), "{row}");
+    }
+
+    /// `cargo xtask boards` calls a board of `boards.kdl` supported only when a scenario of
+    /// `cargo xtask test` (or a recorded hardware run) boots it.
+    #[test]
+    fn every_supported_board_is_booted() {
+        let file = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../boards.kdl");
+        let boards = repo_boards();
+        let unproven: Vec<String> = boards
+            .iter()
+            .filter_map(|b| unproven_support(b, &file))
+            .collect();
+        assert!(unproven.is_empty(), "{unproven:#?}");
+        let supported = boards
+            .iter()
+            .filter(|b| b.support == SupportLevel::Supported)
+            .count();
+        assert!(supported >= 3, "only {supported} supported boards");
+    }
+
+    #[test]
+    fn a_qemu_board_without_a_scenario_or_a_missing_log_is_not_supported() {
+        let file = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../boards.kdl");
+        let mut b = repo_boards().remove(0);
+        b.name = "nobody-boots-this".into();
+        let why = unproven_support(&b, &file).expect("refused");
+        assert!(why.contains("no scenario"), "{why}");
+        b.verified_by = Verification::Hardware {
+            log: "docs/hardware-runs/none.log".into(),
+        };
+        let why = unproven_support(&b, &file).expect("refused");
+        assert!(why.contains("none.log"), "{why}");
+        b.support = SupportLevel::Described;
+        assert_eq!(unproven_support(&b, &file), None);
     }
 
     #[test]

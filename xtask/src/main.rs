@@ -179,7 +179,15 @@ fn boards_cmd(args: Vec<String>) -> Result<(), String> {
             let file = build::workspace_root().join("boards.kdl");
             let boards = platform_dsl::load_file(&file).map_err(|e| e.to_string())?;
             print!("{}", boards::table(&boards));
-            Ok(())
+            let unproven: Vec<String> = boards
+                .iter()
+                .filter_map(|b| boards::unproven_support(b, &file))
+                .collect();
+            if unproven.is_empty() {
+                Ok(())
+            } else {
+                Err(unproven.join("\n"))
+            }
         }
         Some(other) => Err(format!(
             "unknown `boards` subcommand `{other}`; use `boards` or `boards check FILE...`"

@@ -214,6 +214,21 @@ pub enum CheckError {
         #[help]
         help: String,
     },
+    /// A board is called "supported" although nothing boots it.
+    #[error("board \"{board}\" is \"supported\" but {how} boots nothing")]
+    #[diagnostic(code(platform_dsl::unproven_support))]
+    UnprovenSupport {
+        /// The board's name.
+        board: String,
+        /// Its `verified-by`, as written.
+        how: String,
+        /// The `support` value.
+        #[label("only a QEMU scenario or a recorded hardware run makes a board supported")]
+        span: SourceSpan,
+        /// What to write.
+        #[help]
+        help: String,
+    },
     /// The hypervisor's placement is not inside one RAM region.
     #[error("hypervisor placement {range} is not inside one memory region")]
     #[diagnostic(code(platform_dsl::hypervisor_placement))]
@@ -275,6 +290,7 @@ impl Checker {
                 }
             }
         }
+        self.check_support(b);
         self.check_regions(b);
         if let Some(gic) = &b.gic {
             self.check_gic(gic, b);
@@ -287,6 +303,33 @@ impl Checker {
         if m.soc_resolved {
             self.check_console(b);
         }
+    }
+}
+
+impl Checker {
+    /// `support "supported"` is a promise that the board boots: only a QEMU machine line
+    /// (which `cargo xtask test` boots) or a recorded hardware run backs it.
+    fn check_support(&mut self, b: &crate::decl::BoardDecl) {
+        use crate::model::{SupportLevel, Verification};
+        let (Some(support), Some(verified)) = (&b.support, &b.verified_by) else {
+            return;
+        };
+        if support.value != SupportLevel::Supported {
+            return;
+        }
+        let how = match &verified.value {
+            Verification::Qemu { .. } | Verification::Hardware { .. } => return,
+            Verification::DeviceTree { dtb } => format!("verified-by \"dtb\" path=\"{dtb}\""),
+            Verification::None => "verified-by \"none\"".to_owned(),
+        };
+        self.errors.push(CheckError::UnprovenSupport {
+            board: b.name.value.clone(),
+            how,
+            span: support.span,
+            help: "write `support \"described\"` until a QEMU scenario or a recorded hardware \
+                   run (`verified-by \"hardware\" log=...`) boots it"
+                .to_owned(),
+        });
     }
 }
 

@@ -78,6 +78,7 @@ impl Cx {
                     "support level",
                     &[
                         ("supported", SupportLevel::Supported),
+                        ("described", SupportLevel::Described),
                         ("experimental", SupportLevel::Experimental),
                         ("community", SupportLevel::Community),
                     ],
@@ -260,12 +261,13 @@ impl Cx {
         let kind = self.arg_str(
             node,
             0,
-            "a method (\"qemu\", \"dtb\" or \"none\")",
+            "a method (\"qemu\", \"hardware\", \"dtb\" or \"none\")",
             "verified-by \"none\"",
         )?;
         let props: &[&str] = match kind.value.as_str() {
             "qemu" => &["machine", "cpu", "smp", "memory-mib", "extra"],
             "dtb" => &["path"],
+            "hardware" => &["log"],
             _ => &[],
         };
         self.shape(
@@ -274,7 +276,7 @@ impl Cx {
                 props,
                 children: &[],
                 max_args: 1,
-                args_help: "write `verified-by \"qemu\" machine=... cpu=... smp=N memory-mib=N`, `verified-by \"dtb\" path=\"...\"` or `verified-by \"none\"`",
+                args_help: "write `verified-by \"qemu\" machine=... cpu=... smp=N memory-mib=N`, `verified-by \"hardware\" log=\"...\"`, `verified-by \"dtb\" path=\"...\"` or `verified-by \"none\"`",
             },
         );
         let v = match kind.value.as_str() {
@@ -308,12 +310,18 @@ impl Cx {
                 let path = self.require(node, "path", path, "path=\"vendor/board.dtb\"");
                 Verification::DeviceTree { dtb: path?.value }
             }
+            "hardware" => {
+                let example = "log=\"docs/hardware-runs/my-board.log\"";
+                let log = self.prop_str(node, "log", example);
+                let log = self.require(node, "log", log, example);
+                Verification::Hardware { log: log?.value }
+            }
             "none" => Verification::None,
             _ => {
                 self.choice(
                     kind,
                     "verification method",
-                    &[("qemu", ()), ("dtb", ()), ("none", ())],
+                    &[("qemu", ()), ("hardware", ()), ("dtb", ()), ("none", ())],
                 );
                 return None;
             }
