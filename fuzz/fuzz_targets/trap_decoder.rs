@@ -57,6 +57,7 @@ impl GuestSysRegs for Regs {
         self.cntv.0 = ctl;
         line
     }
+    fn power_down_el1(&mut self) {}
 }
 
 fn discard(_tag: &str, _line: &[u8]) {}

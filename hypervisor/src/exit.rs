@@ -142,11 +142,11 @@ pub fn handle_sync(
                 Next::Block
             })
         }
-        TrapCause::Hvc { .. } => hypercall(vm, vcpu, regs),
+        TrapCause::Hvc { .. } => hypercall(vm, vcpu, regs, sys),
         TrapCause::Smc { .. } => {
             // SMC trapped by HCR_EL2.TSC: ELR points at the SMC itself.
             step_over(regs, esr);
-            hypercall(vm, vcpu, regs)
+            hypercall(vm, vcpu, regs, sys)
         }
         TrapCause::SysReg(acc) => {
             let value = regs.read(acc.rt);
@@ -369,13 +369,26 @@ fn inject_undef(regs: &mut GuestRegs, sys: &mut dyn GuestSysRegs) -> Outcome {
 }
 
 /// PSCI and SMCCC calls (x0 = function id, x1..x3 = arguments).
-fn hypercall(vm: &Vm, vcpu: VcpuId, regs: &mut GuestRegs) -> Outcome {
+fn hypercall(vm: &Vm, vcpu: VcpuId, regs: &mut GuestRegs, sys: &mut dyn GuestSysRegs) -> Outcome {
     let fid = regs.x[0] as u32;
     let out = psci::handle(fid, [regs.x[1], regs.x[2], regs.x[3]], &mut Backend { vm });
     regs.x[0] = out.x0;
     match out.action {
         PsciAction::Continue => Outcome::resume(),
         PsciAction::Standby => Outcome::next(Next::Block),
+        PsciAction::PowerDown { entry, context_id } => {
+            // The context is lost now: whenever the vCPU next runs, after the wake-up event
+            // it waits for like WFI, it starts at the entry point as after CPU_ON. Its
+            // timers and the GIC keep their state (the wake-up comes from them).
+            *regs = GuestRegs::at_entry(entry.0, context_id);
+            sys.power_down_el1();
+            let pending = vm
+                .devices
+                .lock()
+                .vgic
+                .has_pending_unmasked(vcpu, sys.priority_mask());
+            Outcome::next(if pending { Next::Resume } else { Next::Block })
+        }
         PsciAction::CpuOff => Outcome::next(Next::Off),
         PsciAction::SystemOff => Outcome::stop("guest called PSCI SYSTEM_OFF", None),
         PsciAction::SystemReset => Outcome {
@@ -397,6 +410,10 @@ struct Backend<'a> {
 impl PsciBackend for Backend<'_> {
     fn vcpu_by_mpidr(&self, mpidr: u64) -> Option<VcpuId> {
         self.vm.vcpu_by_mpidr(mpidr)
+    }
+
+    fn vcpu_mpidrs(&self) -> alloc::vec::Vec<u64> {
+        self.vm.vcpus.iter().map(|v| v.mpidr).collect()
     }
 
     fn vcpu_state(&self, vcpu: VcpuId) -> VcpuPowerState {
@@ -473,6 +490,7 @@ mod tests {
         cntv_ctl: u64,
         cntv_cval: u64,
         vtimer: crate::vtimer::VtimerState,
+        powered_down: u32,
     }
 
     impl GuestSysRegs for FakeSysRegs {
@@ -496,6 +514,9 @@ mod tests {
             let (ctl, line) = self.vtimer.sample(self.cntv_ctl, self.cntv_cval, self.now);
             self.cntv_ctl = ctl;
             line
+        }
+        fn power_down_el1(&mut self) {
+            self.powered_down += 1;
         }
     }
 
@@ -761,6 +782,26 @@ mod tests {
         let (out, r) = hvc(&vm, 0, [0xc400_0003, 1, 0x1000, 0]);
         assert_eq!(r.x[0] as i64, -9, "INVALID_ADDRESS");
         assert!(out.wake.is_empty());
+    }
+
+    #[test]
+    fn cpu_suspend_power_down_loses_the_context_and_resumes_at_the_entry_point() {
+        let vm = vm(1, GicVersion::V3);
+        let mut r = regs();
+        r.x[..4].copy_from_slice(&[0xc400_0001, 0x1_0000, layout::RAM_BASE + 0x2000, 0x5a]);
+        r.x[19] = 0xdead;
+        let mut s = sys();
+        let out = handle_sync(&vm, VcpuId(0), syn(esr(0x16, 0)), &mut r, &mut s);
+        assert_eq!(out.next, Next::Block, "nothing pending: it waits like WFI");
+        assert_eq!(
+            (r.elr, r.x[0], r.x[19]),
+            (layout::RAM_BASE + 0x2000, 0x5a, 0)
+        );
+        assert_eq!(r.spsr, GuestRegs::EL1H_DAIF_MASKED);
+        assert_eq!(s.powered_down, 1, "SCTLR_EL1 back to MMU and caches off");
+        // Standby keeps the context and returns after the instruction.
+        let (out, r) = hvc(&vm, 0, [0xc400_0001, 0, layout::RAM_BASE + 0x2000, 0x5a]);
+        assert_eq!((out.next, r.elr, r.x[0]), (Next::Block, PC, 0));
     }
 
     #[test]

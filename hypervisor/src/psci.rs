@@ -160,6 +160,9 @@ pub trait PsciBackend {
     fn vcpu_by_mpidr(&self, mpidr: u64) -> Option<VcpuId>;
     /// The vCPU's current power state.
     fn vcpu_state(&self, vcpu: VcpuId) -> VcpuPowerState;
+    /// The affinity fields of every vCPU's virtual MPIDR, in vCPU order (for
+    /// `AFFINITY_INFO` above level 0, which asks about a whole cluster or socket).
+    fn vcpu_mpidrs(&self) -> alloc::vec::Vec<u64>;
     /// Starts `vcpu` (currently off) at `entry` with `X0 = context_id`, MMU and caches off,
     /// at EL1h with all exceptions masked (DEN0022 6.4.3). On success the vCPU is
     /// `OnPending` or `On`.
@@ -193,9 +196,19 @@ pub trait PsciBackend {
 pub enum PsciAction {
     /// Resume the calling vCPU.
     Continue,
-    /// `CPU_SUSPEND`: treat like WFI (the call returns success on the next wake-up event,
-    /// which PSCI allows for any requested power state, DEN0022 5.4.2), then resume.
+    /// `CPU_SUSPEND` to a standby state: treat like WFI (the call returns success on the
+    /// next wake-up event), then resume.
     Standby,
+    /// `CPU_SUSPEND` to a power-down state (`power_state` bit 16, the original format):
+    /// the vCPU's context is lost. It waits like WFI for a wake-up event, then starts at
+    /// `entry` with `X0 = context_id`, as after `CPU_ON` (EL1h, exceptions masked, MMU and
+    /// caches off; DEN0022 5.4.2 and 6.4.3).
+    PowerDown {
+        /// Where it resumes.
+        entry: GuestPhysAddr,
+        /// Its `X0` there.
+        context_id: u64,
+    },
     /// `CPU_OFF`: stop the calling vCPU; it does not return to the guest.
     CpuOff,
     /// `SYSTEM_OFF`: stop the whole VM.
@@ -270,7 +283,7 @@ pub fn handle(function_id: u32, args: [u64; 3], backend: &mut impl PsciBackend) 
         PSCI_VERSION => PsciOutcome::ret(PSCI_VERSION_1_1 as i32),
         PSCI_FEATURES => PsciOutcome::ret(psci_features(a1 as u32, backend)),
         PSCI_CPU_SUSPEND_32 | PSCI_CPU_SUSPEND_64 => {
-            PsciOutcome::with(SUCCESS, PsciAction::Standby)
+            cpu_suspend(a1, GuestPhysAddr(a2), a3, backend)
         }
         PSCI_CPU_OFF => PsciOutcome::with(SUCCESS, PsciAction::CpuOff),
         PSCI_CPU_ON_32 | PSCI_CPU_ON_64 => cpu_on(a1, GuestPhysAddr(a2), a3, backend),
@@ -365,15 +378,74 @@ fn cpu_on(
     }
 }
 
-/// `AFFINITY_INFO(target_affinity, lowest_affinity_level)` (DEN0022 5.7): only level 0
-/// (a single vCPU) is supported, as PSCI 1.0+ allows.
+/// `power_state` bit 16 in the original format (DEN0022 5.4.2.1): StateType, 1 = power down.
+const POWER_STATE_TYPE_POWERDOWN: u64 = 1 << 16;
+
+/// `CPU_SUSPEND(power_state, entry_point_address, context_id)` (DEN0022 5.4): standby
+/// states wait like WFI and return; power-down states lose the vCPU's context and resume at
+/// the entry point, which must be valid like `CPU_ON`'s.
+fn cpu_suspend(
+    power_state: u64,
+    entry: GuestPhysAddr,
+    context_id: u64,
+    backend: &impl PsciBackend,
+) -> PsciOutcome {
+    if power_state & POWER_STATE_TYPE_POWERDOWN == 0 {
+        return PsciOutcome::with(SUCCESS, PsciAction::Standby);
+    }
+    if !backend.entry_valid(entry) {
+        return PsciOutcome::ret(INVALID_ADDRESS);
+    }
+    PsciOutcome::with(SUCCESS, PsciAction::PowerDown { entry, context_id })
+}
+
+/// The MPIDR affinity fields below `level` (0: none, 1: Aff0, 2: Aff1..0, 3: Aff2..0).
+fn affinity_below(level: u64) -> u64 {
+    match level {
+        0 => 0,
+        1 => 0xff,
+        2 => 0xffff,
+        _ => 0xff_ffff,
+    }
+}
+
+/// `AFFINITY_INFO(target_affinity, lowest_affinity_level)` (DEN0022 5.1.5, 5.7): the state
+/// of the affinity instance at `lowest_level` that holds `target` — one vCPU at level 0,
+/// its cluster at level 1, and so on up to level 3. An instance is on when any of its vCPUs
+/// is on, on-pending when none is on and one is pending, and off when all are off; the
+/// affinity fields below the level are ignored.
 fn affinity_info(target: u64, lowest_level: u64, backend: &impl PsciBackend) -> i32 {
-    if lowest_level != 0 || target & !MPIDR_AFFINITY_MASK != 0 {
+    if lowest_level > 3 || target & !MPIDR_AFFINITY_MASK != 0 {
         return INVALID_PARAMETERS;
     }
-    match backend.vcpu_by_mpidr(target) {
-        Some(vcpu) => backend.vcpu_state(vcpu) as i32,
-        None => INVALID_PARAMETERS,
+    if lowest_level == 0 {
+        return match backend.vcpu_by_mpidr(target) {
+            Some(vcpu) => backend.vcpu_state(vcpu) as i32,
+            None => INVALID_PARAMETERS,
+        };
+    }
+    let ignore = affinity_below(lowest_level);
+    let mut members = backend
+        .vcpu_mpidrs()
+        .into_iter()
+        .enumerate()
+        .filter(|(_, m)| (m & !ignore) == (target & !ignore))
+        .map(|(i, _)| backend.vcpu_state(VcpuId(i)))
+        .peekable();
+    if members.peek().is_none() {
+        return INVALID_PARAMETERS;
+    }
+    let (mut on, mut pending) = (false, false);
+    for state in members {
+        on |= state == VcpuPowerState::On;
+        pending |= state == VcpuPowerState::OnPending;
+    }
+    if on {
+        VcpuPowerState::On as i32
+    } else if pending {
+        VcpuPowerState::OnPending as i32
+    } else {
+        VcpuPowerState::Off as i32
     }
 }
 
@@ -413,6 +485,13 @@ mod tests {
         }
         fn vcpu_state(&self, vcpu: VcpuId) -> VcpuPowerState {
             self.states[vcpu.0]
+        }
+        fn vcpu_mpidrs(&self) -> Vec<u64> {
+            // Two vCPUs per cluster: Aff1 = n / 2, Aff0 = n % 2 (vcpu_by_mpidr is only
+            // used at level 0, where the tests name vCPUs by index).
+            (0..self.states.len() as u64)
+                .map(|n| ((n / 2) << 8) | (n % 2))
+                .collect()
         }
         fn request_cpu_on(
             &mut self,
@@ -575,7 +654,7 @@ mod tests {
     }
 
     #[test]
-    fn cpu_suspend_is_standby() {
+    fn cpu_suspend_to_a_standby_state_is_standby() {
         assert_eq!(
             handle(
                 PSCI_CPU_SUSPEND_64,
@@ -583,6 +662,47 @@ mod tests {
                 &mut FakeVm::new(1)
             ),
             PsciOutcome::with(SUCCESS, PsciAction::Standby)
+        );
+    }
+
+    #[test]
+    fn cpu_suspend_to_a_power_down_state_resumes_at_the_entry_point() {
+        let out = handle(
+            PSCI_CPU_SUSPEND_64,
+            [0x1_0000, 0x4008_0000, 0xc0de],
+            &mut FakeVm::new(1),
+        );
+        assert_eq!(
+            out.action,
+            PsciAction::PowerDown {
+                entry: GuestPhysAddr(0x4008_0000),
+                context_id: 0xc0de
+            }
+        );
+        // SMC32: the upper halves of the arguments are ignored.
+        let out = handle(
+            PSCI_CPU_SUSPEND_32,
+            [0xffff_0000_0001_0000, 0x1_4008_0000, 0x1_0000_0007],
+            &mut FakeVm::new(1),
+        );
+        assert_eq!(
+            out.action,
+            PsciAction::PowerDown {
+                entry: GuestPhysAddr(0x4008_0000),
+                context_id: 7
+            }
+        );
+    }
+
+    #[test]
+    fn cpu_suspend_power_down_outside_ram_is_invalid_address() {
+        assert_eq!(
+            handle(
+                PSCI_CPU_SUSPEND_64,
+                [0x1_0000, 0x1000, 0],
+                &mut FakeVm::new(1)
+            ),
+            PsciOutcome::ret(INVALID_ADDRESS)
         );
     }
 
@@ -596,12 +716,30 @@ mod tests {
     }
 
     #[test]
-    fn affinity_info_above_level_0_is_invalid_parameters() {
-        let mut vm = FakeVm::new(2);
-        assert_eq!(
-            handle(PSCI_AFFINITY_INFO_64, [0, 1, 0], &mut vm).x0,
-            x0(INVALID_PARAMETERS)
-        );
+    fn affinity_info_at_level_1_reports_the_cluster() {
+        // Clusters of two: {0, 1}, {2, 3}, {4, 5}.
+        let mut vm = FakeVm::new(6);
+        vm.states[3] = VcpuPowerState::OnPending;
+        let info = |vm: &mut FakeVm, mpidr: u64, level: u64| {
+            handle(PSCI_AFFINITY_INFO_64, [mpidr, level, 0], vm).x0
+        };
+        // vCPU 0 is on: its cluster is on, whichever member (or Aff0) is named.
+        assert_eq!(info(&mut vm, 0x001, 1), 0);
+        assert_eq!(info(&mut vm, 0x0ff, 1), 0);
+        // Cluster 1: vCPU 2 off, vCPU 3 pending.
+        assert_eq!(info(&mut vm, 0x100, 1), 2);
+        // Cluster 2: both off.
+        assert_eq!(info(&mut vm, 0x200, 1), 1);
+        // No cluster 3.
+        assert_eq!(info(&mut vm, 0x300, 1), x0(INVALID_PARAMETERS));
+        // Levels 2 and 3: the whole VM (one Aff2/Aff3 instance), which is on.
+        assert_eq!(info(&mut vm, 0x200, 2), 0);
+        assert_eq!(info(&mut vm, 0x0, 3), 0);
+        // Level 4 does not exist.
+        assert_eq!(info(&mut vm, 0x0, 4), x0(INVALID_PARAMETERS));
+        // Everything off but the pending one: the VM is on-pending at level 2.
+        vm.states[0] = VcpuPowerState::Off;
+        assert_eq!(info(&mut vm, 0x0, 2), 2);
     }
 
     #[test]
@@ -681,6 +819,9 @@ mod tests {
         }
         fn vcpu_state(&self, vcpu: VcpuId) -> VcpuPowerState {
             self.vm.vcpu_state(vcpu)
+        }
+        fn vcpu_mpidrs(&self) -> Vec<u64> {
+            self.vm.vcpu_mpidrs()
         }
         fn request_cpu_on(
             &mut self,

@@ -67,6 +67,9 @@ pub trait GuestSysRegs {
     /// `CNTV_CTL_EL0`/`CNTV_CVAL_EL0` define it ([`crate::vtimer::VtimerState::sample`],
     /// which may set or clear the mask EL2 borrows).
     fn sample_vtimer(&mut self) -> bool;
+    /// The EL1 state of a PE resuming from a PSCI power-down state: `SCTLR_EL1` at its
+    /// reset value (MMU and caches off); the other EL1 registers are UNKNOWN there.
+    fn power_down_el1(&mut self);
 }
 
 /// The power state of a vCPU, as PSCI sees it (DEN0022, 5.1.5 AFFINITY_INFO).

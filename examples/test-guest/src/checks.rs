@@ -87,7 +87,7 @@ static STALLED_TICK: [AtomicU64; 2] = [const { AtomicU64::new(0) }; 2];
 
 /// Set while `sleep_until` uses the virtual timer as its wake-up alarm (its interrupt then
 /// only silences the timer, it is not one of the timer check's ticks).
-static ALARM: AtomicBool = AtomicBool::new(false);
+pub(crate) static ALARM: AtomicBool = AtomicBool::new(false);
 
 /// PL031 interrupts taken.
 static RTC_IRQS: AtomicU32 = AtomicU32::new(0);
@@ -214,6 +214,50 @@ pub enum CheckFailure {
     SecondaryGic {
         /// CPU index.
         cpu: usize,
+    },
+    /// AFFINITY_INFO above level 0 did not report the boot CPU's instance as on.
+    #[error("AFFINITY_INFO(boot CPU, lowest level {level}) returned {got:?}, want Ok(On)")]
+    AffinityLevel {
+        /// The lowest affinity level asked for.
+        level: u32,
+        /// What PSCI said.
+        got: Result<AffinityState, psci::Error>,
+    },
+    /// AFFINITY_INFO of a cluster with no CPU did not refuse.
+    #[error("AFFINITY_INFO(MPIDR {mpidr:#x}, level 1) of a cluster with no CPU returned {got:?}, want Err(InvalidParameters)")]
+    AffinityNoCluster {
+        /// The target.
+        mpidr: u64,
+        /// What PSCI said.
+        got: Result<AffinityState, psci::Error>,
+    },
+    /// CPU_SUSPEND to a power-down state returned instead of resuming at the entry point.
+    #[error("CPU_SUSPEND(power down) returned {status} instead of resuming at the entry point with the context lost")]
+    SuspendReturned {
+        /// The PSCI status it returned.
+        status: i64,
+    },
+    /// The entry point got another context id.
+    #[error("CPU_SUSPEND(power down) resumed with x0 = {got:#x}, want the context id {want:#x}")]
+    SuspendContext {
+        /// x0 at the entry point.
+        got: u64,
+        /// The context id passed.
+        want: u64,
+    },
+    /// The MMU or caches were on at the entry point.
+    #[error(
+        "CPU_SUSPEND(power down) resumed with SCTLR_EL1 = {sctlr:#x}: M, C and I must be clear"
+    )]
+    SuspendSctlr {
+        /// SCTLR_EL1 at the entry point.
+        sctlr: u64,
+    },
+    /// It resumed before its wake-up event.
+    #[error("CPU_SUSPEND(power down) resumed after {us} us, before the 2 ms timer that wakes it")]
+    SuspendWokeEarly {
+        /// Microseconds asleep.
+        us: u64,
     },
     /// AFFINITY_INFO did not report ON for a started CPU.
     #[error("AFFINITY_INFO(MPIDR {mpidr:#x}) returned {got:?}, want Ok(On)")]
@@ -544,6 +588,10 @@ pub fn run<C: Call>(platform: &Platform, gic: &Gic, uart: &Pl011) -> Report {
     report.record("stage2", stage2(platform));
     report.record("ptimer", ptimer(platform, gic));
     report.record("smccc", smccc_workarounds::<C>());
+    report.record(
+        "psci-suspend",
+        crate::suspend::psci_suspend::<C>(platform, gic),
+    );
     report.record("pmu", pmu::check(platform));
     if platform.pmu_irq_wired {
         report.record("pmu-irq", pmu::overflow_interrupt(platform));

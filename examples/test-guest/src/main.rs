@@ -56,6 +56,8 @@ mod rtc;
 #[cfg(target_os = "none")]
 mod storage_run;
 #[cfg(target_os = "none")]
+mod suspend;
+#[cfg(target_os = "none")]
 mod sysreg;
 
 #[cfg(target_os = "none")]

@@ -354,6 +354,13 @@ pub fn set_el1_exception(esr: u64, far: Option<u64>, elr: u64, spsr: u64) {
     SPSR_EL1.set(spsr);
 }
 
+/// The loaded vCPU's EL1 translation and caches off, as a PE resuming from a PSCI
+/// power-down state has them (its other EL1 registers are UNKNOWN there; they keep their
+/// values).
+pub fn el1_power_down() {
+    aarch64_cpu::registers::SCTLR_EL1.set(super::sysreg::SCTLR_EL1_RESET);
+}
+
 /// The syndrome registers of the exit just taken.
 pub fn syndrome() -> crate::trap::Syndrome {
     let (esr, far, hpfar) = fault_registers();

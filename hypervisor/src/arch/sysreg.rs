@@ -437,12 +437,15 @@ fn isb() {
     unsafe { core::arch::asm!("isb", options(nomem, nostack, preserves_flags)) };
 }
 
+/// `SCTLR_EL1` of a vCPU at reset or entering from a PSCI power-down: the RES1 bits (29, 28,
+/// 23, 22, 20, 11) with M, C and I clear (MMU and caches off).
+pub const SCTLR_EL1_RESET: u64 = 0x30d0_0800;
+
 impl El1Context {
     /// Reset state of a vCPU with MPIDR `mpidr` (MMU off, caches off, RES1 bits set).
     pub fn reset(mpidr: u64) -> Self {
         Self {
-            // SCTLR_EL1 RES1 bits (29, 28, 23, 22, 20, 11) with M, C, I clear.
-            sctlr_el1: 0x30d0_0800,
+            sctlr_el1: SCTLR_EL1_RESET,
             // MPIDR_EL1 as seen by the guest: bit 31 RES1, U=0, MT=0.
             vmpidr_el2: (1 << 31) | mpidr,
             // CNTV_CTL_EL0: timer disabled.

@@ -929,6 +929,10 @@ impl exit::GuestSysRegs for LiveSysRegs<'_> {
     fn sample_vtimer(&mut self) -> bool {
         sample_vtimer(self.vtimer)
     }
+
+    fn power_down_el1(&mut self) {
+        cpu::el1_power_down();
+    }
 }
 
 /// The loaded vCPU, alone on this physical CPU, waits for an interrupt: the CPU sleeps
