@@ -28,7 +28,7 @@ use hypervisor::vm::layout;
 use libfuzzer_sys::fuzz_target;
 
 const LRS: usize = 16;
-const OPS: u8 = 20;
+const OPS: u8 = 24;
 
 struct Record {
     op: u8,
@@ -154,16 +154,33 @@ impl State {
                 let vcpu = self.running(r.vcpu);
                 let _ = self.dev.mmio_write(vcpu, self.address(r), r.size, r.value);
             }
+            20 => {
+                let sender = self.running(r.vcpu);
+                let _ = self.dev.vgic.asgi1r_write(sender, r.value);
+            }
+            21 => {
+                let vcpu = self.any_vcpu(r.vcpu);
+                let _ = self.dev.vgic.has_pending_unmasked(vcpu, r.value as u8);
+            }
+            22 => self
+                .dev
+                .vgic
+                .set_group_enables(r.value & 1 != 0, r.value & 2 != 0),
+            23 => {
+                let vcpu = self.any_vcpu(r.vcpu);
+                while self.dev.vgic.pop_eoi_notified(vcpu).is_some() {}
+            }
             18 => {
                 for b in r.value.to_le_bytes().iter().take(usize::from(r.flags & 7)) {
                     let _ = self.dev.console_input(*b);
                 }
             }
-            _ => {
+            19 => {
                 if let Some(out) = self.dev.console_output() {
                     out.flush_partial();
                 }
             }
+            _ => unreachable!("op is taken mod OPS"),
         }
     }
 
