@@ -215,6 +215,14 @@ pub enum CheckFailure {
         /// CPU index.
         cpu: usize,
     },
+    /// EOImode 1 did not split priority drop and deactivation.
+    #[error("{step} (read {got:#x})")]
+    EoiMode {
+        /// What went wrong.
+        step: &'static str,
+        /// The value read.
+        got: u64,
+    },
     /// AFFINITY_INFO above level 0 did not report the boot CPU's instance as on.
     #[error("AFFINITY_INFO(boot CPU, lowest level {level}) returned {got:?}, want Ok(On)")]
     AffinityLevel {
@@ -585,6 +593,7 @@ pub fn run<C: Call>(platform: &Platform, gic: &Gic, uart: &Pl011) -> Report {
     }
     report.record("gic-dist", conformance::gic_dist(platform, gic));
     report.record("spi-pending", conformance::spi_pending(gic));
+    report.record("eoi-mode", conformance::eoi_mode(gic));
     report.record("stage2", stage2(platform));
     report.record("ptimer", ptimer(platform, gic));
     report.record("smccc", smccc_workarounds::<C>());

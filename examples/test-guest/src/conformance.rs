@@ -28,6 +28,8 @@ const SGI_G0_LIST: u32 = 8;
 const SGI_TWO_SOURCES: u32 = 9;
 /// GICv2: SGI whose per-source pending state `gic-dist` sets and clears (kept disabled).
 const SGI_PEND: u32 = 10;
+/// The `eoi-mode` check's SGI (taken by polling, with IRQs masked).
+const SGI_EOIMODE: u8 = 11;
 
 /// What CPU 1 does on [`SGI_REQUEST`].
 static REQUEST: AtomicU32 = AtomicU32::new(0);
@@ -377,4 +379,60 @@ pub fn spi_pending(gic: &Gic) -> Result<(), CheckFailure> {
     } else {
         Err(CheckFailure::SpiNotTaken { intid, taken })
     }
+}
+
+/// The `eoi-mode` check: with EOImode 1 an EOI drops the running priority but leaves the
+/// interrupt active until the guest deactivates it, on the virtual CPU interface of both
+/// GIC versions (Linux runs GICv3 guests in EOImode 1 under KVM-like setups, and uses it
+/// for interrupts forwarded to its own guests).
+pub fn eoi_mode(gic: &Gic) -> Result<(), CheckFailure> {
+    let cpu = cpu_index();
+    let mpidr = CPU_MPIDR[cpu].load(SeqCst);
+    sysreg::irq_disable();
+    gic.send_sgi(SGI_EOIMODE, cpu, mpidr);
+    let mut acked = None;
+    wait_for(WAIT_MS, || {
+        match gic.ack() {
+            Some(a) if a.intid == u32::from(SGI_EOIMODE) => acked = Some(a),
+            // Something else (a timer): ended as usual, it is not this check's.
+            Some(other) => gic.eoi(other),
+            None => {}
+        }
+        acked.is_some()
+    });
+    let result = match acked {
+        None => Err(CheckFailure::EoiMode {
+            step: "the SGI sent to itself was never acknowledged",
+            got: 0,
+        }),
+        Some(ack) => {
+            gic.set_eoi_split(true);
+            gic.eoi(ack);
+            let active_after_eoi = gic.private_active(cpu, ack.intid);
+            let rpr_after_eoi = gic.running_priority();
+            gic.deactivate(ack);
+            let active_after_dir = gic.private_active(cpu, ack.intid);
+            gic.set_eoi_split(false);
+            if !active_after_eoi {
+                Err(CheckFailure::EoiMode {
+                    step: "EOImode 1: the EOI deactivated the interrupt (active bit clear)",
+                    got: 0,
+                })
+            } else if rpr_after_eoi != 0xff {
+                Err(CheckFailure::EoiMode {
+                    step: "EOImode 1: the EOI did not drop the running priority",
+                    got: rpr_after_eoi.into(),
+                })
+            } else if active_after_dir {
+                Err(CheckFailure::EoiMode {
+                    step: "EOImode 1: still active after the deactivate (DIR)",
+                    got: 1,
+                })
+            } else {
+                Ok(())
+            }
+        }
+    };
+    sysreg::irq_enable();
+    result
 }

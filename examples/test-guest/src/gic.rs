@@ -40,6 +40,13 @@ const GICR_IGROUPR0: usize = SGI_BASE + 0x0080;
 const GICR_ISENABLER0: usize = SGI_BASE + 0x0100;
 const GICR_ICENABLER0: usize = SGI_BASE + 0x0180;
 const GICR_ISPENDR0: usize = SGI_BASE + 0x0200;
+const GICR_ISACTIVER0: usize = SGI_BASE + 0x0300;
+const GICD_ISACTIVER: usize = 0x0300;
+const GICC_RPR: usize = 0x0014;
+const GICC_DIR: usize = 0x1000;
+/// `GICC_CTLR.EOImodeNS` (bit 9) and `ICC_CTLR_EL1.EOImode` (bit 1).
+const GICC_CTLR_EOIMODE_NS: u32 = 1 << 9;
+const ICC_CTLR_EOIMODE: u64 = 1 << 1;
 const GICR_IPRIORITYR: usize = SGI_BASE + 0x0400;
 const GICC_CTLR: usize = 0x0000;
 const GICC_PMR: usize = 0x0004;
@@ -439,6 +446,51 @@ impl Gic {
             Kind::V2 { gicc } => gicc.write32(GICC_EOIR, ack.raw),
             Kind::V3 { .. } => sysreg::write_icc_eoir1_el1(ack.raw.into()),
         }
+    }
+
+    /// Sets the CPU interface's EOI mode: `split` = EOImode 1, where an EOI only drops the
+    /// running priority and a separate deactivate (`GICC_DIR`/`ICC_DIR_EL1`) ends the
+    /// interrupt's active state.
+    pub fn set_eoi_split(&self, split: bool) {
+        match &self.kind {
+            Kind::V2 { gicc } => {
+                let ctlr = gicc.read32(GICC_CTLR) & !GICC_CTLR_EOIMODE_NS;
+                let bit = if split { GICC_CTLR_EOIMODE_NS } else { 0 };
+                gicc.write32(GICC_CTLR, ctlr | bit);
+            }
+            Kind::V3 { .. } => {
+                let ctlr = sysreg::read_icc_ctlr_el1() & !ICC_CTLR_EOIMODE;
+                let bit = if split { ICC_CTLR_EOIMODE } else { 0 };
+                sysreg::write_icc_ctlr_el1(ctlr | bit);
+            }
+        }
+    }
+
+    /// Deactivates an acknowledged interrupt (EOImode 1).
+    pub fn deactivate(&self, ack: Ack) {
+        match &self.kind {
+            Kind::V2 { gicc } => gicc.write32(GICC_DIR, ack.raw),
+            Kind::V3 { .. } => sysreg::write_icc_dir_el1(ack.raw.into()),
+        }
+    }
+
+    /// The CPU interface's running priority (`GICC_RPR`/`ICC_RPR_EL1`): 0xff when no
+    /// interrupt is active at a priority.
+    pub fn running_priority(&self) -> u32 {
+        match &self.kind {
+            Kind::V2 { gicc } => gicc.read32(GICC_RPR) & 0xff,
+            Kind::V3 { .. } => (sysreg::read_icc_rpr_el1() & 0xff) as u32,
+        }
+    }
+
+    /// The active bit of private interrupt `intid` (0..31) of the calling CPU `cpu`
+    /// (`GICD_ISACTIVER0`, banked, or `GICR_ISACTIVER0`).
+    pub fn private_active(&self, cpu: usize, intid: u32) -> bool {
+        let word = match self.kind {
+            Kind::V2 { .. } => self.gicd.read32(GICD_ISACTIVER),
+            Kind::V3 { .. } => self.redistributor(cpu).read32(GICR_ISACTIVER0),
+        };
+        word & (1 << (intid % 32)) != 0
     }
 
     /// Sends SGI `intid` to CPU `cpu` (whose MPIDR is `mpidr`).

@@ -42,6 +42,12 @@ sysreg!(/// `ICC_SGI1R_EL1`: generate a group 1 SGI (write).
     icc_sgi1r_el1, read_icc_sgi1r_el1_unused, write_icc_sgi1r_el1);
 sysreg!(/// `ICC_SGI0R_EL1`: generate a group 0 SGI (write).
     icc_sgi0r_el1, read_icc_sgi0r_el1_unused, write_icc_sgi0r_el1);
+sysreg!(/// `ICC_CTLR_EL1`: CPU interface control (EOImode in bit 1).
+    icc_ctlr_el1, read_icc_ctlr_el1, write_icc_ctlr_el1);
+sysreg!(/// `ICC_DIR_EL1`: deactivate an interrupt (write; EOImode 1).
+    icc_dir_el1, read_icc_dir_el1_unused, write_icc_dir_el1);
+sysreg!(/// `ICC_RPR_EL1`: running priority (read).
+    icc_rpr_el1, read_icc_rpr_el1, write_icc_rpr_el1_unused);
 sysreg!(/// `ICC_IGRPEN0_EL1`: group 0 enable.
     icc_igrpen0_el1, read_icc_igrpen0_el1, write_icc_igrpen0_el1);
 sysreg!(/// `ICC_IAR0_EL1`: group 0 acknowledge (read).

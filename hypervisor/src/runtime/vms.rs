@@ -307,12 +307,10 @@ fn create_vm(id: VmId, desc: &'static VmDesc, pcpus: &[usize]) -> Result<Instanc
                 "gic",
                 "the board's GICv2 has no virtual-cpu-interface",
             ))?;
-        s2.map_device(
-            GuestPhysAddr(layout::GICC_BASE),
-            HostPhysAddr(gicv.base),
-            layout::GICC_SIZE,
-        )
-        .map_err(CreateError::Stage2)?;
+        for (guest, host) in layout::gicv_pages(gicv.base, gicv.size) {
+            s2.map_device(GuestPhysAddr(guest), HostPhysAddr(host), 0x1000)
+                .map_err(CreateError::Stage2)?;
+        }
     }
     let passthrough = passthrough_devices(desc)?;
     for dev in &passthrough {

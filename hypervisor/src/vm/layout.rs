@@ -42,6 +42,19 @@ pub const GICD_SIZE: u64 = 0x1_0000;
 pub const GICC_BASE: u64 = 0x0801_0000;
 /// Size of the GICv2 CPU interface window.
 pub const GICC_SIZE: u64 = 0x2000;
+
+/// Where the two 4 KiB pages of the guest's GICv2 CPU interface come from in the board's
+/// GICV frame at `base` (`size` bytes): `(guest address, host address)` each.
+///
+/// The second page holds `GICV_DIR` (offset 0x1000), which a guest in EOImode 1 writes.
+/// A GIC-400 wired with 64 KiB pages (ZynqMP, Armada AP806, Tegra: a 128 KiB region in the
+/// KDL) repeats each 4 KiB page across 64 KiB, so its second page starts at `base +
+/// 0x1_0000`, and `base + 0x1000` is an alias of the first (a `GICV_DIR` write there would
+/// land in `GICV_CTLR`); Linux's `gic_check_eoimode` handles the same layout for GICC.
+pub fn gicv_pages(base: u64, size: u64) -> [(u64, u64); 2] {
+    let second = if size >= 0x2_0000 { 0x1_0000 } else { 0x1000 };
+    [(GICC_BASE, base), (GICC_BASE + 0x1000, base + second)]
+}
 /// First GICv3 redistributor.
 pub const GICR_BASE: u64 = 0x080a_0000;
 /// Bytes of redistributor space per vCPU (RD_base + SGI_base frames).
@@ -116,6 +129,20 @@ pub fn vgic_spis(pci: bool, passthrough: impl IntoIterator<Item = u32>) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn gicv_second_page_follows_the_gic400_64k_aliasing() {
+        // QEMU virt: 4 KiB pages back to back.
+        assert_eq!(
+            gicv_pages(0x0804_0000, 0x1_0000),
+            [(GICC_BASE, 0x0804_0000), (GICC_BASE + 0x1000, 0x0804_1000)]
+        );
+        // ZynqMP GIC-400: each page repeated over 64 KiB, GICV_DIR at +64 KiB.
+        assert_eq!(
+            gicv_pages(0xf906_0000, 0x2_0000),
+            [(GICC_BASE, 0xf906_0000), (GICC_BASE + 0x1000, 0xf907_0000)]
+        );
+    }
 
     #[test]
     fn spi_count_follows_the_devices_in_blocks_of_32() {
