@@ -1,4 +1,5 @@
-//! The checks (console, timer, psci, sgi, stage2, ptimer, smccc, pmu, and passthrough when the DTB has a PL031),
+//! The checks (console, timer, psci, sgi, gic-dist, spi-pending, eoi-mode, stage2, ptimer, smccc,
+//! psci-suspend, pmu, and passthrough when the DTB has a PL031),
 //! the optional benchmark, and the interrupt and abort hooks they rely on. Cross-CPU state is
 //! atomics only.
 
