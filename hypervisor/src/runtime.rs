@@ -304,7 +304,7 @@ fn banner(board: &BoardDesc, probed: &ProbeReport, heap: u64) {
         }
         for m in &info.modules {
             hvprintln!(
-                "[hv] module {}: {:#x}..{:#x} {:?}",
+                "[hv] module {}: {:#x}..{:#x} {}",
                 m.node_name,
                 m.base,
                 m.base + m.size,
