@@ -18,6 +18,10 @@ pub const LINUX_GUEST_TRIPLE: &str = "aarch64-unknown-linux-musl";
 pub struct Image {
     /// The ELF file (QEMU `-kernel` loads it at its entry point at EL2).
     pub elf: PathBuf,
+    /// The flat arm64 Image (header at offset 0, position independent) next to it, for
+    /// loaders that place it themselves (QEMU `-kernel` of an Image, U-Boot `booti`, the
+    /// UEFI loader).
+    pub bin: PathBuf,
     /// The board.
     pub board: Board,
     /// Where the guest images go.
@@ -142,10 +146,16 @@ fn linux_guest_program(name: &str) -> Result<PathBuf, String> {
 /// Converts an ELF to a raw binary image starting at its lowest loaded address
 /// (what `objcopy -O binary` does), keeping the file's zero-filled tail out.
 pub fn elf_to_bin(elf: &Path, bin: &Path) -> Result<(), String> {
-    use object::{Object, ObjectSegment};
     let data = std::fs::read(elf).map_err(|e| format!("cannot read {}: {e}", elf.display()))?;
-    let file = object::File::parse(&*data)
-        .map_err(|e| format!("{} is not an ELF file: {e}", elf.display()))?;
+    let (_, out) = flatten(&data).map_err(|e| format!("{}: {e}", elf.display()))?;
+    std::fs::write(bin, out).map_err(|e| format!("cannot write {}: {e}", bin.display()))
+}
+
+/// The loadable segments of the ELF `data` laid out flat from the lowest one's address:
+/// returns that address and the bytes (`.bss`, which has no file bytes, is left out).
+pub fn flatten(data: &[u8]) -> Result<(u64, Vec<u8>), String> {
+    use object::{Object, ObjectSegment};
+    let file = object::File::parse(data).map_err(|e| format!("not an ELF file: {e}"))?;
     let segs: Vec<_> = file
         .segments()
         .filter_map(|s| {
@@ -157,15 +167,131 @@ pub fn elf_to_bin(elf: &Path, bin: &Path) -> Result<(), String> {
         .iter()
         .map(|s| s.0)
         .min()
-        .ok_or_else(|| format!("{} has no loadable segment", elf.display()))?;
+        .ok_or("no loadable segment")?;
     let end = segs.iter().map(|s| s.0 + s.2).max().unwrap_or(base);
-    let mut out = vec![0u8; (end - base) as usize];
+    let mut out = vec![0u8; usize::try_from(end - base).map_err(|e| e.to_string())?];
     for (addr, off, size) in segs {
         let dst = (addr - base) as usize;
-        let src = &data[off as usize..(off + size) as usize];
+        let src = data
+            .get(off as usize..(off + size) as usize)
+            .ok_or("a segment lies outside the file")?;
         out[dst..dst + size as usize].copy_from_slice(src);
     }
-    std::fs::write(bin, out).map_err(|e| format!("cannot write {}: {e}", bin.display()))
+    Ok((base, out))
+}
+
+/// `R_AARCH64_RELATIVE`, the one relocation type the image's boot code applies.
+const R_AARCH64_RELATIVE: u32 = 1027;
+
+/// What [`check_image`] read from an Image's header.
+#[derive(Debug, PartialEq, Eq)]
+pub struct ImageHeader {
+    /// `text_offset`.
+    pub text_offset: u64,
+    /// `image_size`: bytes from the image's start to the end of its region.
+    pub image_size: u64,
+    /// `flags`.
+    pub flags: u64,
+}
+
+/// Reads and checks the 64-byte arm64 Image header at the start of `bin`
+/// (Documentation/arch/arm64/booting.rst): code0 a branch, magic `ARM\x64`, little-endian
+/// with 4 KiB pages, placeable anywhere, and an `image_size` that covers the file.
+pub fn check_image_header(bin: &[u8]) -> Result<ImageHeader, String> {
+    let header = bin
+        .get(..platform_dsl::image::IMAGE_HEADER_SIZE)
+        .ok_or("shorter than the 64-byte Image header")?;
+    let u32_at = |i: usize| u32::from_le_bytes(header[i..i + 4].try_into().unwrap_or([0; 4]));
+    let u64_at = |i: usize| u64::from_le_bytes(header[i..i + 8].try_into().unwrap_or([0; 8]));
+    if &header[56..60] != b"ARM\x64" {
+        return Err(format!(
+            "no arm64 Image magic at offset 56: {:02x?}",
+            &header[56..60]
+        ));
+    }
+    let code0 = u32_at(0);
+    if code0 & 0xfc00_0000 != 0x1400_0000 {
+        return Err(format!("code0 {code0:#010x} is not a branch (B imm26)"));
+    }
+    let h = ImageHeader {
+        text_offset: u64_at(8),
+        image_size: u64_at(16),
+        flags: u64_at(24),
+    };
+    if h.flags != 0b1010 {
+        return Err(format!(
+            "flags {:#x}: want little-endian, 4 KiB pages, placeable anywhere (0xa)",
+            h.flags
+        ));
+    }
+    if h.image_size < bin.len() as u64 {
+        return Err(format!(
+            "image_size {:#x} is smaller than the file ({:#x} bytes)",
+            h.image_size,
+            bin.len()
+        ));
+    }
+    Ok(h)
+}
+
+/// Checks that every dynamic relocation of the ELF `data` is one the boot code applies
+/// (`R_AARCH64_RELATIVE`, inside the image): a build that produced another would hang at
+/// entry. Returns how many there are.
+pub fn check_relocations(data: &[u8]) -> Result<usize, String> {
+    use object::read::elf::{ElfFile64, FileHeader, Rela, SectionHeader};
+    let file = ElfFile64::<object::Endianness>::parse(data).map_err(|e| e.to_string())?;
+    let endian = file.endian();
+    let sections = file
+        .elf_header()
+        .sections(endian, data)
+        .map_err(|e| e.to_string())?;
+    let (base, flat) = flatten(data)?;
+    let end = base + flat.len() as u64;
+    let mut count = 0;
+    for section in sections.iter() {
+        let Some((relas, _)) = section.rela(endian, data).map_err(|e| e.to_string())? else {
+            continue;
+        };
+        for r in relas {
+            let ty = r.r_type(endian, false);
+            let at = r.r_offset(endian);
+            if ty != R_AARCH64_RELATIVE {
+                return Err(format!(
+                    "dynamic relocation of type {ty} at {at:#x}: the boot code applies only \
+                     R_AARCH64_RELATIVE ({R_AARCH64_RELATIVE})"
+                ));
+            }
+            if at < base || at + 8 > end {
+                return Err(format!(
+                    "relocation at {at:#x} is outside the image {base:#x}..{end:#x}"
+                ));
+            }
+            count += 1;
+        }
+    }
+    Ok(count)
+}
+
+/// Writes the flat Image of the ELF `elf` to `bin` after checking it: the header at the
+/// image's first byte, which is also the ELF's entry point, and only relocations the boot
+/// code applies.
+pub fn write_image_bin(elf: &Path, bin: &Path) -> Result<ImageHeader, String> {
+    use object::Object;
+    let data = std::fs::read(elf).map_err(|e| format!("cannot read {}: {e}", elf.display()))?;
+    let what = |e: String| format!("{}: {e}", elf.display());
+    let (base, out) = flatten(&data).map_err(what)?;
+    let entry = object::File::parse(&*data)
+        .map_err(|e| what(e.to_string()))?
+        .entry();
+    if entry != base {
+        return Err(what(format!(
+            "the entry point {entry:#x} is not the image's first byte {base:#x}"
+        )));
+    }
+    let header = check_image_header(&out).map_err(what)?;
+    check_relocations(&data).map_err(what)?;
+    std::fs::write(bin, out).map_err(|e| format!("cannot write {}: {e}", bin.display()))?;
+    Ok(header)
 }
 
 /// Builds the hypervisor image for `t` (and the test guest, which the default VM uses).
@@ -210,7 +336,14 @@ pub fn image_with_features(t: &Target, features: &[&str]) -> Result<Image, Strin
         .map_err(|e| format!("cannot create {}: {e}", out_dir.display()))?;
     let elf = out_dir.join(format!("{}.elf", t.board));
     std::fs::copy(&built, &elf).map_err(|e| format!("cannot copy {}: {e}", built.display()))?;
-    Ok(Image { elf, board, plan })
+    let bin = out_dir.join(format!("hypervisor-{}.bin", t.board));
+    write_image_bin(&elf, &bin)?;
+    Ok(Image {
+        elf,
+        bin,
+        board,
+        plan,
+    })
 }
 
 /// Builds the out-of-tree example (`examples/out-of-tree`, its own workspace) the way its
@@ -237,5 +370,177 @@ pub fn out_of_tree_image(t: &Target) -> Result<Image, String> {
             elf.display()
         ));
     }
-    Ok(Image { elf, board, plan })
+    let bin = elf.with_file_name("hypervisor-acme-board.bin");
+    write_image_bin(&elf, &bin)?;
+    Ok(Image {
+        elf,
+        bin,
+        board,
+        plan,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A minimal little-endian ELF64 for AArch64: `segs` are (address, file bytes, memory
+    /// size) PT_LOADs, `relas` (offset, type, addend) go into a `.rela.dyn` section.
+    fn elf(entry: u64, segs: &[(u64, Vec<u8>, u64)], relas: &[(u64, u32, u64)]) -> Vec<u8> {
+        let phnum = segs.len();
+        let mut body: Vec<u8> = Vec::new();
+        let data_start = 64 + 56 * phnum;
+        let mut seg_offsets = Vec::new();
+        for (_, bytes, _) in segs {
+            seg_offsets.push(data_start + body.len());
+            body.extend_from_slice(bytes);
+            while !body.len().is_multiple_of(8) {
+                body.push(0);
+            }
+        }
+        let rela_off = data_start + body.len();
+        for &(off, ty, addend) in relas {
+            body.extend_from_slice(&off.to_le_bytes());
+            body.extend_from_slice(&(ty as u64).to_le_bytes());
+            body.extend_from_slice(&addend.to_le_bytes());
+        }
+        let shstr_off = data_start + body.len();
+        let shstr = b"\0.rela.dyn\0.shstrtab\0";
+        body.extend_from_slice(shstr);
+        while !body.len().is_multiple_of(8) {
+            body.push(0);
+        }
+        let shoff = data_start + body.len();
+        let mut f = Vec::new();
+        f.extend_from_slice(&[0x7f, b'E', b'L', b'F', 2, 1, 1, 0]);
+        f.extend_from_slice(&[0; 8]);
+        f.extend_from_slice(&3u16.to_le_bytes()); // ET_DYN
+        f.extend_from_slice(&183u16.to_le_bytes()); // EM_AARCH64
+        f.extend_from_slice(&1u32.to_le_bytes());
+        f.extend_from_slice(&entry.to_le_bytes());
+        f.extend_from_slice(&64u64.to_le_bytes());
+        f.extend_from_slice(&(shoff as u64).to_le_bytes());
+        f.extend_from_slice(&0u32.to_le_bytes());
+        for v in [64u16, 56, phnum as u16, 64, 3, 2] {
+            f.extend_from_slice(&v.to_le_bytes());
+        }
+        for ((addr, bytes, memsz), off) in segs.iter().zip(&seg_offsets) {
+            f.extend_from_slice(&1u32.to_le_bytes()); // PT_LOAD
+            f.extend_from_slice(&5u32.to_le_bytes());
+            for v in [*off as u64, *addr, *addr, bytes.len() as u64, *memsz, 8] {
+                f.extend_from_slice(&v.to_le_bytes());
+            }
+        }
+        f.extend_from_slice(&body);
+        let shdr = |f: &mut Vec<u8>, name: u32, ty: u32, off: usize, size: usize, entsize: u64| {
+            f.extend_from_slice(&name.to_le_bytes());
+            f.extend_from_slice(&ty.to_le_bytes());
+            for v in [0u64, 0, off as u64, size as u64] {
+                f.extend_from_slice(&v.to_le_bytes());
+            }
+            f.extend_from_slice(&0u32.to_le_bytes());
+            f.extend_from_slice(&0u32.to_le_bytes());
+            f.extend_from_slice(&8u64.to_le_bytes());
+            f.extend_from_slice(&entsize.to_le_bytes());
+        };
+        shdr(&mut f, 0, 0, 0, 0, 0);
+        shdr(&mut f, 1, 4, rela_off, relas.len() * 24, 24); // SHT_RELA
+        shdr(&mut f, 11, 3, shstr_off, shstr.len(), 0); // SHT_STRTAB
+        f
+    }
+
+    /// A valid Image header for `len` bytes.
+    fn header(image_size: u64) -> Vec<u8> {
+        let mut h = vec![0u8; 64];
+        h[0..4].copy_from_slice(&0x1400_0010u32.to_le_bytes()); // b +0x40
+        h[16..24].copy_from_slice(&image_size.to_le_bytes());
+        h[24..32].copy_from_slice(&0xau64.to_le_bytes());
+        h[56..60].copy_from_slice(b"ARM\x64");
+        h
+    }
+
+    #[test]
+    fn flattening_lays_segments_out_from_the_lowest_and_drops_bss() {
+        let base = 0x4020_0000;
+        let data = elf(
+            base,
+            &[
+                (base, vec![1; 0x10], 0x10),
+                (base + 0x1000, vec![2; 8], 8),
+                (base + 0x2000, vec![], 0x5000), // .bss: no file bytes
+            ],
+            &[],
+        );
+        let (at, flat) = flatten(&data).unwrap();
+        assert_eq!(at, base);
+        assert_eq!(flat.len(), 0x1008);
+        assert_eq!(&flat[..0x10], &[1; 0x10]);
+        assert!(flat[0x10..0x1000].iter().all(|&b| b == 0));
+        assert_eq!(&flat[0x1000..], &[2; 8]);
+        assert!(flatten(b"not an elf").is_err());
+    }
+
+    #[test]
+    fn image_header_is_checked() {
+        let mut bin = header(0x200_0000);
+        bin.resize(0x1000, 0);
+        let h = check_image_header(&bin).unwrap();
+        assert_eq!(
+            h,
+            ImageHeader {
+                text_offset: 0,
+                image_size: 0x200_0000,
+                flags: 0xa
+            }
+        );
+        let bad = |f: &dyn Fn(&mut Vec<u8>)| {
+            let mut b = bin.clone();
+            f(&mut b);
+            check_image_header(&b).unwrap_err()
+        };
+        assert!(bad(&|b| b[56] = b'X').contains("magic"));
+        assert!(bad(&|b| b[3] = 0xd5).contains("not a branch"));
+        assert!(bad(&|b| b[24] = 0x2).contains("placeable anywhere"));
+        assert!(bad(&|b| b[16..24].copy_from_slice(&0x800u64.to_le_bytes()))
+            .contains("smaller than the file"));
+        assert!(check_image_header(&bin[..40]).is_err());
+    }
+
+    #[test]
+    fn only_relative_relocations_inside_the_image_pass() {
+        let base = 0x4020_0000;
+        let seg = |relas: &[(u64, u32, u64)]| elf(base, &[(base, header(0x10_0000), 64)], relas);
+        assert_eq!(
+            check_relocations(&seg(&[(base + 8, 1027, base + 0x20)])),
+            Ok(1)
+        );
+        let e = check_relocations(&seg(&[(base + 8, 257, 0)])).unwrap_err();
+        assert!(e.contains("type 257"), "{e}");
+        let e = check_relocations(&seg(&[(base + 0x1000, 1027, 0)])).unwrap_err();
+        assert!(e.contains("outside the image"), "{e}");
+    }
+
+    #[test]
+    fn the_bin_is_written_only_for_a_good_image() {
+        let dir = std::env::temp_dir().join(format!("xtask-bin-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (elf_path, bin_path) = (dir.join("hv.elf"), dir.join("hv.bin"));
+        let base = 0x4020_0000;
+        let good = elf(
+            base,
+            &[(base, header(0x10_0000), 64)],
+            &[(base + 8, 1027, 0)],
+        );
+        std::fs::write(&elf_path, &good).unwrap();
+        write_image_bin(&elf_path, &bin_path).unwrap();
+        assert_eq!(std::fs::read(&bin_path).unwrap(), header(0x10_0000));
+        // The entry point must be the header (offset 0), where loaders enter.
+        let _ = std::fs::remove_file(&bin_path);
+        let off = elf(base + 0x40, &[(base, header(0x10_0000), 64)], &[]);
+        std::fs::write(&elf_path, &off).unwrap();
+        let e = write_image_bin(&elf_path, &bin_path).unwrap_err();
+        assert!(e.contains("entry point"), "{e}");
+        assert!(!bin_path.exists());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

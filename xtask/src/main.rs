@@ -10,6 +10,7 @@
 
 mod bench;
 mod boards;
+mod bootdt;
 mod browser;
 mod build;
 mod datastore;
@@ -116,7 +117,10 @@ fn main() -> ExitCode {
             let features = take_opt(&mut args, "--features")?.unwrap_or_default();
             reject_extra(&args)?;
             let features: Vec<&str> = features.split(',').filter(|f| !f.is_empty()).collect();
-            build::image_with_features(&t, &features).map(|img| println!("{}", img.elf.display()))
+            build::image_with_features(&t, &features).map(|img| {
+                println!("{}", img.elf.display());
+                println!("{}", img.bin.display());
+            })
         }),
         "run" => parse_target(&mut args).and_then(|t| {
             let timeout = take_opt(&mut args, "--timeout")?
