@@ -485,7 +485,10 @@ impl fmt::Display for AcpiInfo {
             }
             None => write!(f, "; no SRAT")?,
         }
-        if let Some(s) = &self.slit {
+        if let Some(s) = self.slit.as_ref().filter(|s| s.localities > 8) {
+            write!(f, ", SLIT {} localities", s.localities)?;
+        }
+        if let Some(s) = self.slit.as_ref().filter(|s| s.localities <= 8) {
             write!(f, ", SLIT distances [")?;
             for i in 0..s.localities {
                 if i > 0 {

@@ -1081,3 +1081,72 @@ fn per_cpu_gicr_bases_are_checked_against_the_regions() {
         "{findings:#?}"
     );
 }
+
+// ---- the fuzz target's seed --------------------------------------------------------------
+
+/// `tables` laid out flat from physical address 0 (RSDP at 0, XSDT at 0x40, each table
+/// 16-byte aligned after it): the fuzz target's memory format.
+fn flat(tables: &[Vec<u8>]) -> Vec<u8> {
+    let xsdt_len = 36 + 8 * tables.len();
+    let mut at = (0x40 + xsdt_len).next_multiple_of(16);
+    let mut ptrs = Vec::new();
+    for t in tables {
+        ptrs.extend_from_slice(&(at as u64).to_le_bytes());
+        at = (at + t.len()).next_multiple_of(16);
+    }
+    let mut out = rsdp(0x40);
+    out.resize(0x40, 0);
+    out.extend_from_slice(&sdt(b"XSDT", 1, &ptrs));
+    for t in tables {
+        out.resize(out.len().next_multiple_of(16), 0);
+        out.extend_from_slice(t);
+    }
+    out
+}
+
+/// `fuzz/corpus/acpi_tables/qemu-virt-numa` is this module's QEMU virt tables plus a
+/// two-node SRAT, SLIT and PPTT (`UPDATE_FUZZ_SEED=1` rewrites it).
+#[test]
+fn the_fuzz_seed_is_the_two_node_qemu_virt_tables() {
+    let mut tables = qemu_virt_tables(4, 0x0800_0000);
+    tables.push(srat(&[
+        srat_cpu(0, 0),
+        srat_cpu(0, 1),
+        srat_cpu(1, 2),
+        srat_cpu(1, 3),
+        srat_mem(0, 0x4000_0000, 0x4000_0000),
+        srat_mem(1, 0x8000_0000, 0x4000_0000),
+    ]));
+    tables.push(slit(2, &[10, 20, 20, 10]));
+    tables.push(sdt(
+        b"PPTT",
+        2,
+        &[
+            pptt_node(1, 0, 0),
+            pptt_node(0, 36, 0),
+            pptt_node(2 | 8, 56, 0),
+            pptt_node(2 | 8, 56, 1),
+            pptt_node(2 | 8, 56, 2),
+            pptt_node(2 | 8, 56, 3),
+        ]
+        .concat(),
+    ));
+    let seed = flat(&tables);
+    let info = discover(0, &Mem(vec![(0, seed.clone())])).expect("the seed parses");
+    assert_eq!(info.madt.cpus.len(), 4);
+    assert_eq!(info.slit.map(|s| s.localities), Some(2));
+    assert_eq!(info.pptt.map(|p| p.len()), Some(4));
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../fuzz/corpus/acpi_tables/qemu-virt-numa"
+    );
+    if std::env::var_os("UPDATE_FUZZ_SEED").is_some_and(|v| v == "1") {
+        std::fs::create_dir_all(std::path::Path::new(path).parent().expect("dir"))
+            .expect("corpus dir");
+        std::fs::write(path, &seed).expect("write the seed");
+    }
+    assert_eq!(
+        std::fs::read(path).expect("the seed exists (UPDATE_FUZZ_SEED=1 writes it)"),
+        seed
+    );
+}
