@@ -1150,3 +1150,65 @@ fn the_fuzz_seed_is_the_two_node_qemu_virt_tables() {
         seed
     );
 }
+
+// ---- tables compiled by iasl (acpica-tools) ----------------------------------------------
+
+/// `hypervisor/tests/acpi/*.aml`: QEMU virt's tables written as `.dsl` data tables and
+/// compiled with `iasl` (acpica-tools), independently of this module's builder.
+fn iasl_tables(numa: bool) -> Vec<Vec<u8>> {
+    let mut t = vec![
+        include_bytes!("../../tests/acpi/qemu-virt-madt.aml").to_vec(),
+        include_bytes!("../../tests/acpi/qemu-virt-gtdt.aml").to_vec(),
+        include_bytes!("../../tests/acpi/qemu-virt-mcfg.aml").to_vec(),
+        include_bytes!("../../tests/acpi/qemu-virt-spcr.aml").to_vec(),
+    ];
+    if numa {
+        t.push(include_bytes!("../../tests/acpi/qemu-virt-numa-srat.aml").to_vec());
+        t.push(include_bytes!("../../tests/acpi/qemu-virt-numa-slit.aml").to_vec());
+    }
+    t
+}
+
+#[test]
+fn iasl_compiled_qemu_virt_tables_parse_as_the_builders_do() {
+    let compiled = discover(RSDP_PA, &machine(&iasl_tables(false))).expect("iasl tables");
+    let built = discover(RSDP_PA, &machine(&qemu_virt_tables(4, 0x0800_0000)[1..])).expect("built");
+    assert_eq!(compiled.madt, built.madt);
+    assert_eq!(compiled.gtdt, built.gtdt);
+    assert_eq!(compiled.spcr, built.spcr);
+    assert_eq!(compiled.mcfg, built.mcfg);
+    assert!(check(board("qemu-virt"), &compiled).is_empty());
+}
+
+#[test]
+fn iasl_compiled_two_node_srat_and_slit_parse_to_domains_and_distances() {
+    let info = discover(RSDP_PA, &machine(&iasl_tables(true))).expect("iasl tables");
+    let srat = info.srat.as_ref().expect("SRAT");
+    assert_eq!(srat.domains(), vec![0, 1]);
+    assert_eq!(
+        (0..4).map(|uid| srat.cpu_domain(uid)).collect::<Vec<_>>(),
+        vec![Some(0), Some(0), Some(1), Some(1)]
+    );
+    assert_eq!(
+        srat.memory,
+        vec![
+            MemAffinity {
+                domain: 0,
+                base: 0x4000_0000,
+                length: 0x4000_0000,
+                enabled: true,
+                hot_pluggable: false
+            },
+            MemAffinity {
+                domain: 1,
+                base: 0x8000_0000,
+                length: 0x4000_0000,
+                enabled: true,
+                hot_pluggable: false
+            },
+        ]
+    );
+    let slit = info.slit.as_ref().expect("SLIT");
+    assert_eq!(slit.localities, 2);
+    assert_eq!(slit.distances, vec![10, 20, 20, 10]);
+}
