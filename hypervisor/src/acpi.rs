@@ -29,7 +29,7 @@ use core::fmt;
 pub use check::{check, Finding, Severity};
 pub use parse::{discover, MAX_TABLE_LEN};
 
-use crate::platform::BoardDesc;
+use crate::platform::{BoardDesc, MemoryDesc};
 
 /// Reads host-physical memory (the tables the firmware left in RAM).
 pub trait PhysRead {
@@ -402,6 +402,22 @@ impl AcpiInfo {
     pub fn cpu_by_uid(&self, uid: u32) -> Option<&Gicc> {
         self.madt.cpus.iter().find(|c| c.uid == uid)
     }
+}
+
+/// Whether `[pa, pa + len)` may be read as firmware tables: wholly inside one region of
+/// `memory` and clear of the hypervisor's own region `own` (`(base, size)`: image, stacks,
+/// heap), without wrapping. The rule of `arch::mem::FirmwareRam`, kept here so that it is
+/// host-tested.
+pub fn readable_firmware_ram(memory: &[MemoryDesc], own: (u64, u64), pa: u64, len: u64) -> bool {
+    let Some(end) = pa.checked_add(len) else {
+        return false;
+    };
+    let in_ram = memory
+        .iter()
+        .any(|m| pa >= m.base && m.base.checked_add(m.size).is_some_and(|e| end <= e));
+    let (own_base, own_size) = own;
+    let in_own = pa < own_base.saturating_add(own_size) && own_base < end;
+    in_ram && !in_own
 }
 
 /// Reads the tables from `rsdp` and checks them against `board`: the run-time entry point.

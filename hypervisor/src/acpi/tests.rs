@@ -1212,3 +1212,24 @@ fn iasl_compiled_two_node_srat_and_slit_parse_to_domains_and_distances() {
     assert_eq!(slit.localities, 2);
     assert_eq!(slit.distances, vec![10, 20, 20, 10]);
 }
+
+// ---- what FirmwareRam may read -------------------------------------------------------------
+
+#[test]
+fn firmware_ram_reads_only_board_ram_outside_the_hypervisor() {
+    let b = board("qemu-virt"); // RAM 0x4000_0000 + 2 GiB, hypervisor 0x4020_0000 + 32 MiB
+    let own = (b.hypervisor_base, b.hypervisor_size);
+    let ok = |pa, len| readable_firmware_ram(b.memory, own, pa, len);
+    assert!(ok(0x4000_0000, 36));
+    assert!(ok(0xbfff_ffdc, 36), "the last 36 bytes of RAM");
+    assert!(!ok(0xbfff_ffdd, 36), "one byte past RAM");
+    assert!(!ok(0x0900_0000, 4), "MMIO (the UART)");
+    assert!(!ok(0x4020_0000, 1), "the hypervisor's image");
+    assert!(
+        !ok(0x401f_fff0, 0x20),
+        "a read running into the hypervisor's region"
+    );
+    assert!(ok(0x4220_0000, 8), "just past the hypervisor's region");
+    assert!(!ok(u64::MAX - 3, 8), "a wrapping range");
+    assert!(!ok(0x3fff_fff0, 0x20), "a read starting below RAM");
+}

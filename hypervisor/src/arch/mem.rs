@@ -439,21 +439,13 @@ impl FirmwareRam {
 impl crate::acpi::PhysRead for FirmwareRam {
     fn read(&self, pa: u64, buf: &mut [u8]) -> Result<(), crate::acpi::PhysReadError> {
         let len = buf.len() as u64;
-        let err = crate::acpi::PhysReadError { pa, len };
-        let end = pa.checked_add(len).ok_or(err)?;
-        let in_ram = self
-            .memory
-            .iter()
-            .any(|m| pa >= m.base && m.base.checked_add(m.size).is_some_and(|e| end <= e));
-        let (own, own_size) = self.own;
-        let in_own = pa < own.saturating_add(own_size) && own < end;
-        if !in_ram || in_own {
-            return Err(err);
+        if !crate::acpi::readable_firmware_ram(self.memory, self.own, pa, len) {
+            return Err(crate::acpi::PhysReadError { pa, len });
         }
         if len == 0 {
             return Ok(());
         }
-        // SAFETY: `[pa, end)` lies inside one board RAM region, identity-mapped Normal
+        // SAFETY: `[pa, pa + len)` lies inside one board RAM region, identity-mapped Normal
         // memory (`new`'s contract (1)), and outside the hypervisor's region, so no Rust
         // object lives there; nothing writes it meanwhile (contract (2)); `buf` is
         // hypervisor memory, so the ranges do not overlap.
