@@ -20,6 +20,7 @@
 
 extern crate alloc;
 
+pub mod acpi;
 #[cfg(target_arch = "aarch64")]
 pub mod arch;
 pub mod block;

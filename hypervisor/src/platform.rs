@@ -264,6 +264,64 @@ pub struct BoardDesc {
     pub quirks: &'static [QuirkRefDesc],
     /// The virtual switch's uplink and port groups.
     pub network: NetworkDesc,
+    /// Where each part is written in the board's KDL file (for boot-time messages that
+    /// name the line to fix).
+    pub source: SourceDesc,
+}
+
+/// The board's KDL file and the line of each of its parts (mirrors
+/// `platform_dsl::model::Source`).
+///
+/// Keys: `board`, `topology`, `cpus`, `cpu.N` (boot order), `memory.NAME`, `hypervisor`,
+/// `console`, `gic`, `gic.distributor`, `gic.redistributor.N`, `gic.its`,
+/// `gic.cpu-interface`, `gic.hyp-interface`, `gic.virtual-cpu-interface`,
+/// `gic.maintenance-irq`, `timer`, `pmu`, `device.NAME`, `device.NAME.reg.REG`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SourceDesc {
+    /// File name (without directories), e.g. `boards.kdl`; empty when unknown.
+    pub file: &'static str,
+    /// `(key, line)` pairs; lines count from 1.
+    pub lines: &'static [(&'static str, u32)],
+}
+
+impl SourceDesc {
+    /// No source: a board built in code (tests).
+    pub const NONE: SourceDesc = SourceDesc {
+        file: "",
+        lines: &[],
+    };
+
+    /// The line of part `key`, if known.
+    pub fn line(&self, key: &str) -> Option<u32> {
+        self.lines.iter().find(|(k, _)| *k == key).map(|(_, l)| *l)
+    }
+
+    /// `FILE:LINE` for part `key`, or a fallback naming the part when its line is unknown
+    /// (`board KDL (gic.distributor)`).
+    pub fn locate<'a>(&'a self, key: &'a str) -> Locate<'a> {
+        Locate { src: self, key }
+    }
+}
+
+/// Display of [`SourceDesc::locate`].
+#[derive(Clone, Copy, Debug)]
+pub struct Locate<'a> {
+    src: &'a SourceDesc,
+    key: &'a str,
+}
+
+impl core::fmt::Display for Locate<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let file = if self.src.file.is_empty() {
+            "board KDL"
+        } else {
+            self.src.file
+        };
+        match self.src.line(self.key) {
+            Some(line) => write!(f, "{file}:{line}"),
+            None => write!(f, "{file} ({})", self.key),
+        }
+    }
 }
 
 /// Which of the machine's NICs the virtual switch uses as its uplink.
@@ -396,12 +454,30 @@ mod tests {
             devices: &DEVICES,
             quirks: &[],
             network: crate::platform::NetworkDesc::DEFAULT,
+            source: SourceDesc::NONE,
         };
         assert!(board.is_hypervisor_device(&DEVICES[0]));
         assert!(board.is_hypervisor_device(&DEVICES[2]));
         assert!(!board.is_hypervisor_device(&DEVICES[1]));
         // Same name, another table entry: not the board's own.
         assert!(!board.is_hypervisor_device(&dev("gic")));
+    }
+
+    #[test]
+    fn source_lines_are_found_by_key() {
+        static LINES: [(&str, u32); 2] = [("gic.distributor", 26), ("cpu.3", 73)];
+        let src = SourceDesc {
+            file: "boards.kdl",
+            lines: &LINES,
+        };
+        assert_eq!(src.line("cpu.3"), Some(73));
+        assert_eq!(src.line("cpu.4"), None);
+        assert_eq!(src.locate("gic.distributor").to_string(), "boards.kdl:26");
+        assert_eq!(src.locate("timer").to_string(), "boards.kdl (timer)");
+        assert_eq!(
+            SourceDesc::NONE.locate("timer").to_string(),
+            "board KDL (timer)"
+        );
     }
 
     #[test]

@@ -51,6 +51,7 @@ pub fn board_desc(board: &Board) -> Result<TokenStream, String> {
     let devices = devices::devices(board);
     let quirks = quirks::quirks(board);
     let network = network(&board.network);
+    let source = source(&board.source);
     Ok(quote! {
         ::hypervisor::platform::BoardDesc {
             name: #name,
@@ -70,7 +71,22 @@ pub fn board_desc(board: &Board) -> Result<TokenStream, String> {
             devices: #devices,
             quirks: #quirks,
             network: #network,
+            source: #source,
         }
+    })
+}
+
+/// The `SourceDesc` expression: the KDL file's name (without directories) and each part's
+/// line.
+fn source(src: &platform_dsl::model::Source) -> TokenStream {
+    let file = std::path::Path::new(&src.file)
+        .file_name()
+        .map(|f| f.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let lines = crate::lit::slice(src.lines.iter().map(|(k, l)| quote!((#k, #l))));
+    quote!(::hypervisor::platform::SourceDesc {
+        file: #file,
+        lines: #lines,
     })
 }
 

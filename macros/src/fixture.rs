@@ -128,6 +128,7 @@ pub fn two_socket() -> Board {
             matches: "usb:0bda:8153".into(),
         }],
         network: platform_dsl::model::Network::default(),
+        source: platform_dsl::model::Source::default(),
     }
 }
 

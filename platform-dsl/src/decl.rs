@@ -282,6 +282,8 @@ pub struct BoardDecl {
     pub topology: Option<TopologyDecl>,
     /// `cpus` (None if the node is missing).
     pub cpus: Option<Vec<CpuDecl>>,
+    /// Where the `cpus` node's name is written.
+    pub cpus_span: Option<SourceSpan>,
     /// `memory` nodes.
     pub memory: Vec<MemoryDecl>,
     /// `hypervisor`.

@@ -357,7 +357,10 @@ pub fn load_str(name: &str, text: &str) -> Result<Vec<Board>, Error> {
     let mut boards = Vec::with_capacity(merged.len());
     for b in &merged {
         match lower::lower(b) {
-            Ok(board) => boards.push(board),
+            Ok(mut board) => {
+                board.source = lower::source_lines(b, name, text);
+                boards.push(board)
+            }
             Err(e) => errors.push(Box::new(e)),
         }
     }

@@ -189,7 +189,80 @@ pub fn lower(b: &BoardDecl) -> Result<model::Board, LowerError> {
                 matches: q.matches.value.clone(),
             })
             .collect(),
+        source: model::Source::default(),
     })
+}
+
+/// The file name and the line of each part of a merged board written in `text` (see
+/// [`model::Source`] for the keys).
+pub fn source_lines(b: &BoardDecl, file: &str, text: &str) -> model::Source {
+    let line = |span: SourceSpan| -> u32 {
+        let end = span.offset().min(text.len());
+        let newlines = text.as_bytes()[..end]
+            .iter()
+            .filter(|&&c| c == b'\n')
+            .count();
+        u32::try_from(newlines).unwrap_or(u32::MAX - 1) + 1
+    };
+    let mut lines: Vec<(String, u32)> = Vec::new();
+    let mut add = |key: String, span: SourceSpan| lines.push((key, line(span)));
+    add("board".into(), b.name.span);
+    if let Some(t) = &b.topology {
+        add("topology".into(), t.span);
+    }
+    if let Some(s) = b.cpus_span {
+        add("cpus".into(), s);
+    }
+    for (i, c) in b.cpu_list().iter().enumerate() {
+        add(format!("cpu.{i}"), c.mpidr.span);
+    }
+    for m in &b.memory {
+        add(format!("memory.{}", m.name.value), m.name.span);
+    }
+    if let Some(h) = &b.hypervisor {
+        add("hypervisor".into(), h.span);
+    }
+    if let Some(c) = &b.console {
+        add("console".into(), c.span);
+    }
+    if let Some(g) = &b.gic {
+        add("gic".into(), g.span);
+        if let Some(r) = &g.distributor {
+            add("gic.distributor".into(), r.span);
+        }
+        for (i, r) in g.redistributors.iter().enumerate() {
+            add(format!("gic.redistributor.{i}"), r.span);
+        }
+        for (key, r) in [
+            ("gic.its", &g.its),
+            ("gic.cpu-interface", &g.cpu_interface),
+            ("gic.hyp-interface", &g.hyp_interface),
+            ("gic.virtual-cpu-interface", &g.virtual_cpu_interface),
+        ] {
+            if let Some(r) = r {
+                add(key.into(), r.span);
+            }
+        }
+        if let Some(m) = &g.maintenance {
+            add("gic.maintenance-irq".into(), m.number.span);
+        }
+    }
+    if let Some(t) = &b.timer {
+        add("timer".into(), t.span);
+    }
+    if let Some(p) = &b.pmu {
+        add("pmu".into(), p.span);
+    }
+    for d in &b.devices {
+        add(format!("device.{}", d.name.value), d.name.span);
+        for r in &d.regs {
+            add(format!("device.{}.reg.{}", d.name.value, r.name), r.span);
+        }
+    }
+    let file = std::path::Path::new(file)
+        .file_name()
+        .map_or_else(|| file.to_owned(), |f| f.to_string_lossy().into_owned());
+    model::Source { file, lines }
 }
 
 fn reg(r: &RegDecl) -> Reg {
@@ -265,6 +338,7 @@ mod tests {
             verified_by: None,
             topology: None,
             cpus: None,
+            cpus_span: None,
             memory: vec![],
             hypervisor: None,
             console: None,

@@ -152,6 +152,7 @@ mod tests {
             verified_by: None,
             topology: None,
             cpus: None,
+            cpus_span: None,
             memory: vec![],
             hypervisor: None,
             console: None,

@@ -45,6 +45,37 @@ pub struct Board {
     /// VMs' NICs join (`network` node; without it: any NIC, one untagged group `default`).
     #[serde(default)]
     pub network: Network,
+    /// Where each part of the board is written (file and line), so that a check made at
+    /// boot (the firmware's ACPI tables against this board) can name the line to fix.
+    #[serde(default, skip_serializing_if = "Source::is_empty")]
+    pub source: Source,
+}
+
+/// The file a board was read from and the line of each of its parts.
+///
+/// Keys: `board`, `topology`, `cpus`, `cpu.N` (boot order), `memory.NAME`, `hypervisor`,
+/// `console`, `gic`, `gic.distributor`, `gic.redistributor.N`, `gic.its`,
+/// `gic.cpu-interface`, `gic.hyp-interface`, `gic.virtual-cpu-interface`,
+/// `gic.maintenance-irq`, `timer`, `pmu`, `device.NAME`, `device.NAME.reg.REG`. Parts that
+/// come from the board's `soc` point into the `soc` node. Lines count from 1.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Source {
+    /// The file name as given to the loader (empty for a board built in code).
+    pub file: String,
+    /// `(key, line)` pairs.
+    pub lines: Vec<(String, u32)>,
+}
+
+impl Source {
+    /// True for a board built in code (no file, no lines).
+    pub fn is_empty(&self) -> bool {
+        self.file.is_empty() && self.lines.is_empty()
+    }
+
+    /// The line of part `key`, if the board wrote it.
+    pub fn line(&self, key: &str) -> Option<u32> {
+        self.lines.iter().find(|(k, _)| k == key).map(|(_, l)| *l)
+    }
 }
 
 /// Which of the machine's NICs the virtual switch uses as its uplink.

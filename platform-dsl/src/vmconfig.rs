@@ -623,6 +623,7 @@ pub(crate) mod tests {
             ],
             quirks: vec![],
             network: crate::model::Network::default(),
+            source: crate::model::Source::default(),
         }
     }
 

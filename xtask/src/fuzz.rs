@@ -20,7 +20,7 @@ use std::process::Command;
 use std::time::Instant;
 
 /// The fuzz targets (`fuzz/fuzz_targets/<name>.rs`).
-pub const TARGETS: [&str; 9] = [
+pub const TARGETS: [&str; 10] = [
     "kdl_front_end",
     "trap_decoder",
     "vgic_mmio",
@@ -30,6 +30,7 @@ pub const TARGETS: [&str; 9] = [
     "ahci_commands",
     "virtio_net",
     "http_request",
+    "acpi_tables",
 ];
 
 /// Seconds each target runs in [`smoke`].

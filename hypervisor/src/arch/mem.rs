@@ -530,3 +530,51 @@ impl DmaBuffer {
 pub fn free_ram_bytes() -> u64 {
     POOL.get().map_or(0, |p| p.lock().free_bytes(None))
 }
+
+/// The firmware's tables (ACPI) in the board's RAM, read through the EL2 identity map:
+/// the [`crate::acpi::PhysRead`] of [`crate::acpi::discover_and_check`].
+///
+/// A read must lie wholly inside one of the board's RAM regions and outside the
+/// hypervisor's own region (image, stacks, heap); anything else (a table the firmware put
+/// in memory the board KDL does not list, a pointer into MMIO or nowhere) is a
+/// [`crate::acpi::PhysReadError`], never an access.
+#[derive(Clone, Copy, Debug)]
+pub struct FirmwareRam {
+    memory: &'static [crate::platform::MemoryDesc],
+    own: (u64, u64),
+}
+
+impl FirmwareRam {
+    /// Reads `board`'s RAM.
+    ///
+    /// # Safety
+    /// 1. The identity map of `mmu::build(board)` is on for this CPU (every RAM region of
+    ///    `board.memory` mapped as Normal memory).
+    /// 2. While the value is used, nothing writes the RAM outside the hypervisor's region
+    ///    (boot, before any VM or secondary CPU runs; the firmware's tables are not
+    ///    written after it handed over).
+    pub unsafe fn new(board: &'static crate::platform::BoardDesc) -> Self {
+        Self {
+            memory: board.memory,
+            own: (board.hypervisor_base, board.hypervisor_size),
+        }
+    }
+}
+
+impl crate::acpi::PhysRead for FirmwareRam {
+    fn read(&self, pa: u64, buf: &mut [u8]) -> Result<(), crate::acpi::PhysReadError> {
+        let len = buf.len() as u64;
+        if !crate::acpi::readable_firmware_ram(self.memory, self.own, pa, len) {
+            return Err(crate::acpi::PhysReadError { pa, len });
+        }
+        if len == 0 {
+            return Ok(());
+        }
+        // SAFETY: `[pa, pa + len)` lies inside one board RAM region, identity-mapped Normal
+        // memory (`new`'s contract (1)), and outside the hypervisor's region, so no Rust
+        // object lives there; nothing writes it meanwhile (contract (2)); `buf` is
+        // hypervisor memory, so the ranges do not overlap.
+        unsafe { copy_fast(buf.as_mut_ptr() as u64, pa, len) };
+        Ok(())
+    }
+}

@@ -374,6 +374,7 @@ mod tests {
             devices: &[],
             quirks: &[],
             network: crate::platform::NetworkDesc::DEFAULT,
+            source: crate::platform::SourceDesc::NONE,
         }
     }
 

@@ -88,7 +88,9 @@ impl Cx {
             .single(node, "verified-by")
             .and_then(|n| self.verified_by(n));
         let topology = self.single(node, "topology").and_then(|n| self.topology(n));
-        let cpus = self.single(node, "cpus").map(|n| self.cpus(n));
+        let cpus_node = self.single(node, "cpus");
+        let cpus_span = cpus_node.map(|n| n.name_span);
+        let cpus = cpus_node.map(|n| self.cpus(n));
         let mut memory = Vec::new();
         let mut seen = HashMap::new();
         for c in node.children.iter().filter(|c| c.name == "memory") {
@@ -151,6 +153,7 @@ impl Cx {
             verified_by,
             topology,
             cpus,
+            cpus_span,
             memory,
             hypervisor,
             console,
