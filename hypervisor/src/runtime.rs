@@ -86,6 +86,9 @@ fn primary_main() -> ! {
         hvprintln!("[hv] FATAL: {why}");
         halt()
     }
+    // Before the GIC or any other device is initialised: a board KDL the firmware
+    // contradicts stops here.
+    firmware_tables(board);
     match mmu {
         Ok(()) => {
             hvprintln!("[hv] EL2 page tables: identity map of RAM and devices, MMU and caches on")
@@ -267,6 +270,42 @@ fn probe_devices(board: &'static BoardDesc) -> ProbeReport {
             .collect()
     });
     report
+}
+
+/// The firmware's ACPI tables, when the loader passed their RSDP (`/chosen hv,acpi-rsdp`),
+/// against the board KDL: the summary and every difference are printed, each naming its
+/// KDL line; a difference that makes going on unsafe (another GIC or console address)
+/// halts the host.
+fn firmware_tables(board: &'static BoardDesc) {
+    let Some(rsdp) = arch::mem::boot_info().and_then(|i| i.acpi_rsdp) else {
+        return;
+    };
+    let Some(mem) = arch::mem::boot_firmware_ram(board) else {
+        hvprintln!("[hv] ACPI tables at RSDP {rsdp:#x} not read: the EL2 MMU is off");
+        return;
+    };
+    match crate::acpi::discover_and_check(rsdp, &mem, board) {
+        Ok((info, findings)) => {
+            hvprintln!("[hv] {info}");
+            let mut refuse = false;
+            for f in &findings {
+                hvprintln!("[hv] {f}");
+                refuse |= f.severity == crate::acpi::Severity::Refuse;
+            }
+            if findings.is_empty() {
+                hvprintln!("[hv] ACPI agrees with the board KDL ({})", board.source.file);
+            }
+            if refuse {
+                hvprintln!(
+                    "[hv] FATAL: the firmware's ACPI tables contradict the board KDL (above); not starting"
+                );
+                halt()
+            }
+        }
+        Err(e) => hvprintln!(
+            "[hv] ACPI tables at RSDP {rsdp:#x} cannot be read ({e}); going on with the board KDL"
+        ),
+    }
 }
 
 fn banner(board: &BoardDesc, probed: &ProbeReport, heap: u64) {

@@ -556,7 +556,11 @@ impl FirmwareRam {
     pub unsafe fn new(board: &'static crate::platform::BoardDesc) -> Self {
         Self {
             memory: board.memory,
-            own: (board.hypervisor_base, board.hypervisor_size),
+            // Where the image really is (it relocates itself), not the KDL's link address.
+            own: {
+                let (start, _, region_end) = super::image_layout();
+                (start, region_end - start)
+            },
         }
     }
 }
@@ -577,4 +581,19 @@ impl crate::acpi::PhysRead for FirmwareRam {
         unsafe { copy_fast(buf.as_mut_ptr() as u64, pa, len) };
         Ok(())
     }
+}
+
+/// The firmware's RAM as the boot CPU reads it at boot, once its identity map is on (None
+/// before: with the MMU off every access is Device memory, and the tables' unaligned
+/// fields would fault). Called before any VM or secondary CPU runs, so nothing writes the
+/// firmware's RAM meanwhile (`FirmwareRam::new`'s contract).
+pub fn boot_firmware_ram(board: &'static crate::platform::BoardDesc) -> Option<FirmwareRam> {
+    use aarch64_cpu::registers::{Readable, SCTLR_EL2};
+    if !SCTLR_EL2.is_set(SCTLR_EL2::M) {
+        return None;
+    }
+    // SAFETY: (1) the MMU is on, with `mmu::build`'s identity map, which maps the board's
+    // RAM regions as Normal memory; (2) the caller runs at boot on the boot CPU, before
+    // VMs and secondary CPUs (see above), so nothing writes the firmware's RAM.
+    Some(unsafe { FirmwareRam::new(board) })
 }

@@ -74,6 +74,12 @@ pub fn build(board: &BoardDesc, ram: &[crate::platform::MemoryDesc]) -> Result<(
     for m in ram {
         add("memory", m.base, m.size, normal())?;
     }
+    // The board KDL's RAM too: what the firmware keeps for itself inside it (its ACPI
+    // tables, which `FirmwareRam` reads) is not in `ram` but must be readable. Nothing is
+    // allocated from it: the pool is built from `ram` alone.
+    for m in board.memory {
+        add("memory", m.base, m.size, normal())?;
+    }
     // Every enabled device's windows, the interrupt controller's included.
     for d in board.devices.iter().filter(|d| d.is_enabled()) {
         for r in d.regs {
