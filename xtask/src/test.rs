@@ -124,7 +124,7 @@ pub fn scenarios_matching(filter: &str) -> Result<(), String> {
     let mut all = scenarios();
     // Scenarios with Debian guests (Linux, Linux on virtual disks and networks) need the
     // guest cache.
-    let guests = ["linux", "storage", "net", "mgmt"];
+    let guests = ["linux", "storage", "net", "mgmt", "uefi"];
     if filter.is_empty()
         || guests
             .iter()
@@ -263,6 +263,7 @@ fn gic_v2_test_guest(board: &str) -> Scenario {
         live: vec![],
         check_lines: None,
         extra_args: Vec::new(),
+        uefi: None,
     }
 }
 
@@ -821,6 +822,7 @@ pub fn scenarios() -> Vec<Scenario> {
             live: vec![],
             check_lines: None,
             extra_args: Vec::new(),
+            uefi: None,
         },
         Scenario {
             // Console multiplexing: input goes to VM 0, Ctrl-] 1 switches it to VM 1; each
@@ -1249,7 +1251,67 @@ pub fn linux_scenarios() -> Result<Vec<Scenario>, String> {
     });
     // Also the guests' power button (shutdown through the API).
     out.push(mgmt::scenario(&mut images)?);
+    out.push(uefi_boot(&images)?);
     Ok(out)
+}
+
+/// `uefi-boot`: EDK2 (Debian's `qemu-efi-aarch64`) starts the hypervisor's `.efi` from a FAT
+/// ESP on a virtio-blk disk; the loader reads `HV/VMS.TOML` (a Linux VM and the test
+/// guest, both `autostart`) and their images from it, takes RAM from the UEFI memory map
+/// and hands over; the hypervisor defines both VMs from the modules, says where its RAM
+/// came from, and both run to their end.
+fn uefi_boot(images: &crate::guest::GuestImages) -> Result<Scenario, String> {
+    let k61 = images
+        .kernel("6.1")
+        .ok_or("no 6.1 kernel in the guest cache")?;
+    let test_guest = build::test_guest()?;
+    let mut text = linux_vm(
+        "linux",
+        2,
+        256,
+        &k61.image,
+        &images.initramfs,
+        "console=ttyAMA0 rdinit=/init autotest",
+    );
+    text = text.replace("\n\n", "\nautostart = true\n\n");
+    text += &format!(
+        "[[vm]]\nname = \"test\"\nvcpus = 2\nmemory_mib = 64\nkernel = \"{}\"\ncmdline = \"\"\nautostart = true\n",
+        test_guest.display()
+    );
+    let vms = write_vms("uefi-boot", &text)?;
+    let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+    let mut unordered = guest_passes("test");
+    unordered.extend(s(&[
+        "[linux] [initramfs] cpus: nproc=2 cpuinfo=2",
+        "[linux] [initramfs] autotest: done, powering off",
+        "[hv] VM 0 `linux` stopped: guest called PSCI SYSTEM_OFF",
+    ]));
+    unordered.push(format!("[linux] [initramfs] userspace up: {}", k61.release));
+    Ok(Scenario {
+        expect_unordered: unordered,
+        forbid: {
+            let mut f = linux_forbid();
+            f.push("[test] [test-guest] FAIL".into());
+            f.push("[hv-uefi] error".into());
+            f
+        },
+        timeout: Duration::from_secs(300),
+        uefi: Some(qemu::UefiBoot { vms: vms.clone() }),
+        ..Scenario::new(
+            "uefi-boot",
+            // No build-time VMs: both come from the ESP.
+            target("qemu-virt", "examples/vms/none.toml"),
+            vec![
+                "[hv-uefi] running at EL2".into(),
+                "[hv-uefi] \\HV\\VMS.TOML: ".into(),
+                "[hv-uefi] read \\HV\\IMAGES\\Image: ".into(),
+                "[hv-uefi] ACPI 2.0 RSDP at 0x".into(),
+                "[hv-uefi] exiting boot services; the hypervisor starts at".into(),
+                "[hv] board: qemu-virt ".into(),
+                "[hv] all VMs stopped; powering off".into(),
+            ],
+        )
+    })
 }
 
 #[cfg(test)]
