@@ -3,6 +3,7 @@
 //! image paths of `\HV\VMS.TOML` ([`vms`]) and the device tree handed to the hypervisor
 //! ([`handoff`], the contract of issue 16). The UEFI application itself is `main.rs`.
 #![no_std]
+#![deny(unsafe_code)]
 
 extern crate alloc;
 
