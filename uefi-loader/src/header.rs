@@ -121,7 +121,7 @@ pub fn parse(image: &[u8]) -> Result<ImageHeader, HeaderError> {
     if h.flags & FLAG_ANYWHERE == 0 {
         return Err(HeaderError::FixedPlacement);
     }
-    if h.text_offset >= ALIGN || h.text_offset % 4096 != 0 {
+    if h.text_offset >= ALIGN || !h.text_offset.is_multiple_of(4096) {
         return Err(HeaderError::BadTextOffset(h.text_offset));
     }
     if h.image_size < image.len() as u64 {

@@ -58,7 +58,7 @@ pub fn all() -> Result<(), String> {
     // The image's build script checks the VM file, which names the test guest: build it
     // first (a fresh clone has none).
     step("build the test guest", || build::test_guest().map(|_| ()))?;
-    step("clippy (aarch64 images)", || {
+    step("clippy (aarch64 images, UEFI loader)", || {
         build::run(cargo().args([
             "clippy",
             "--quiet",
@@ -77,6 +77,17 @@ pub fn all() -> Result<(), String> {
             "test-guest",
             "--target",
             GUEST_TRIPLE,
+            "--",
+            "-D",
+            "warnings",
+        ]))?;
+        build::run(cargo().args([
+            "clippy",
+            "--quiet",
+            "-p",
+            "uefi-loader",
+            "--target",
+            crate::uefi::UEFI_TRIPLE,
             "--",
             "-D",
             "warnings",
