@@ -14,7 +14,7 @@
 //!
 //! Rooms: [`arch`] (the only place with `unsafe`), [`mm`], [`vcpu`], [`vm`], [`exit`], [`vgic`],
 //! [`vtimer`], [`ptimer`], [`psci`], [`mmio`], [`trap`], [`vuart`], [`sched`], [`plugin`],
-//! [`platform`], [`config`], [`fdt`], [`sync`], [`pci`], [`virtio`], [`block`], [`vnvme`], [`vahci`], [`net`]. See
+//! [`platform`], [`bootinfo`], [`config`], [`fdt`], [`sync`], [`pci`], [`virtio`], [`block`], [`vnvme`], [`vahci`], [`net`]. See
 //! `docs/ARCHITECTURE.md`.
 #![cfg_attr(not(test), no_std)]
 
@@ -23,6 +23,7 @@ extern crate alloc;
 #[cfg(target_arch = "aarch64")]
 pub mod arch;
 pub mod block;
+pub mod bootinfo;
 pub mod config;
 pub mod conmux;
 pub mod datastore;

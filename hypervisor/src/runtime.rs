@@ -62,7 +62,9 @@ fn primary_main() -> ! {
     let entered = cpu::counter();
     let heap = arch::init_heap();
     let board = arch::board();
-    let mmu = arch::mmu::build(board);
+    // RAM: the firmware's (the loader's device tree), checked against the board KDL's.
+    let ram = arch::mem::discover_ram();
+    let mmu = arch::mmu::build(board, &ram.regions);
     arch::mmu::enable_this_cpu();
     // Before probing: disk drivers take their DMA memory from the pool. A failure is
     // reported when the VMs are created.
@@ -75,6 +77,10 @@ fn primary_main() -> ! {
         cpu::counter_frequency()
     );
     banner(board, &probed, heap);
+    if let Some(why) = &ram.refusal {
+        hvprintln!("[hv] FATAL: {why}");
+        halt()
+    }
     match mmu {
         Ok(()) => {
             hvprintln!("[hv] EL2 page tables: identity map of RAM and devices, MMU and caches on")
@@ -272,7 +278,39 @@ fn banner(board: &BoardDesc, probed: &ProbeReport, heap: u64) {
         board.gic.version,
         board.gic.compatible
     );
-    for m in board.memory {
+    let (link, load) = arch::boot::link_and_load_address();
+    if link == load {
+        hvprintln!("[hv] loaded at {load:#x} (its link address)");
+    } else {
+        hvprintln!(
+            "[hv] loaded at {load:#x}, linked at {link:#x}: relocated by {}{:#x}",
+            if load < link { "-" } else { "+" },
+            load.abs_diff(link)
+        );
+    }
+    if let Some(ram) = arch::mem::ram_choice() {
+        for line in &ram.lines {
+            hvprintln!("[hv] {line}");
+        }
+        if let Some(w) = &ram.warning {
+            hvprintln!("[hv] WARNING: {w}");
+        }
+    }
+    if let Some(info) = arch::mem::boot_info() {
+        if let Some(rsdp) = info.acpi_rsdp {
+            hvprintln!("[hv] ACPI RSDP at {rsdp:#x} (from /chosen)");
+        }
+        for m in &info.modules {
+            hvprintln!(
+                "[hv] module {}: {:#x}..{:#x} {:?}",
+                m.node_name,
+                m.base,
+                m.base + m.size,
+                m.kind
+            );
+        }
+    }
+    for m in arch::mem::ram_regions() {
         hvprintln!(
             "[hv] memory {}: {:#x}..{:#x} ({} MiB, node {})",
             m.name,

@@ -124,11 +124,36 @@ fn normalize(path: &Path) -> PathBuf {
     out
 }
 
-/// The linker script for an image of `board`: linked at `hypervisor load=`, one output
-/// section per `linkme` distributed slice, and an assertion that it fits its region.
+/// The linker arguments that make an image position independent: a static PIE whose
+/// `R_AARCH64_RELATIVE` relocations (kept in `.rela.dyn`, see [`linker_script`]) the image
+/// applies to itself at entry (`hypervisor::arch::boot`). The code is compiled with the
+/// target's static relocation model (PC-relative `adrp`/`add` addressing, so it runs
+/// anywhere); only pointers stored in data need the relocations. Those include read-only
+/// data (the precompiled `core` keeps vtables in `.rodata`), hence `-z notext`; they are
+/// written with the MMU off, before anything maps `.rodata` read-only.
+/// `--apply-dynamic-relocs` also writes the link-time values, so the ELF is complete as
+/// loaded at its link address.
+pub const PIE_LINK_ARGS: &[&str] = &[
+    "--pie",
+    "--no-dynamic-linker",
+    "-znotext",
+    "--apply-dynamic-relocs",
+];
+
+/// Bytes of the arm64 Image header at the start of every image (`code0`..`res5`).
+pub const IMAGE_HEADER_SIZE: usize = 64;
+
+/// The linker script for an image of `board`: linked at `hypervisor load=` (where QEMU
+/// `-kernel` puts the ELF; a loader may put the flat Image anywhere, the image relocates
+/// itself), the arm64 Image header first (`.text.boot`), one output section per `linkme`
+/// distributed slice, the dynamic relocations kept in the image between `__rela_start` and
+/// `__rela_end`, and an assertion that it fits its region. Every symbol the image reads is
+/// relative to `__image_start` (so it moves with the image) except the two absolute ones
+/// the boot code needs: `__hv_link_base` (the link address) and `__hv_image_size` (the
+/// header's `image_size`, the whole region).
 pub fn linker_script(board: &Board) -> String {
     let load = board.hypervisor.load_address;
-    let end = load.saturating_add(board.hypervisor.size);
+    let size = board.hypervisor.size;
     let mut slices = String::new();
     for slice in ["DRIVERS", "QUIRKS", "PCI_DRIVERS", "USB_DRIVERS"] {
         for prefix in ["linkme", "linkm2"] {
@@ -146,9 +171,9 @@ ENTRY(_start)
 SECTIONS
 {{
     . = {load:#x};
-    __image_start = .;
 
     .text : {{
+        __image_start = .;
         KEEP(*(.text.boot))
         *(.text .text.*)
     }}
@@ -161,8 +186,16 @@ SECTIONS
        __start_/__stop_ symbols for each (see hypervisor::plugin). */
 {slices}
     .data : ALIGN(8) {{
+        *(.data.rel.ro .data.rel.ro.*)
         *(.data .data.*)
         *(.got .got.*)
+    }}
+
+    /* The relocations the image applies to itself at entry (R_AARCH64_RELATIVE only). */
+    .rela.dyn : ALIGN(8) {{
+        __rela_start = .;
+        *(.rela .rela.*)
+        __rela_end = .;
     }}
 
     .bss (NOLOAD) : ALIGN(16) {{
@@ -175,17 +208,22 @@ SECTIONS
 
     . = ALIGN(4096);
     __image_end = .;
-    __hv_region_end = {end:#x};
+    __hv_region_end = __image_start + {size:#x};
+    __hv_link_base = ABSOLUTE({load:#x});
+    __hv_image_size = ABSOLUTE({size:#x});
 
     /DISCARD/ : {{
         *(.comment)
         *(.note .note.*)
         *(.eh_frame .eh_frame_hdr)
+        *(.interp .dynamic)
+        *(.dynsym .dynstr .hash .gnu.hash)
     }}
 }}
 
 ASSERT(__image_end <= __hv_region_end,
     \"hypervisor image is larger than its region; raise `hypervisor size=` in the board KDL\")
+ASSERT(__image_start == {load:#x}, \"the image header must be the first thing in the image\")
 ",
         name = board.name,
     )
@@ -375,6 +413,11 @@ pub fn try_configure(defaults: &Defaults<'_>) -> Result<Vec<String>, ConfigureEr
             source,
         })?;
         lines.push(format!("cargo:rustc-link-arg=-T{}", script.display()));
+        lines.extend(
+            PIE_LINK_ARGS
+                .iter()
+                .map(|a| format!("cargo:rustc-link-arg={a}")),
+        );
     }
     let path = out_dir.join(MODEL_FILE);
     model.write(&path)?;
@@ -573,7 +616,11 @@ mod tests {
     fn linker_script_places_the_image_at_the_load_address() {
         let script = linker_script(&vmconfig::tests::board());
         assert!(script.contains(". = 0x40200000;"), "{script}");
-        assert!(script.contains("__hv_region_end = 0x42100000;"), "{script}");
+        assert!(
+            script.contains("__hv_region_end = __image_start + 0x1f00000;"),
+            "{script}"
+        );
+        assert!(script.contains("__hv_link_base = ABSOLUTE(0x40200000);"));
         assert!(script.contains("ENTRY(_start)"));
     }
 

@@ -18,6 +18,10 @@ pub const LINUX_GUEST_TRIPLE: &str = "aarch64-unknown-linux-musl";
 pub struct Image {
     /// The ELF file (QEMU `-kernel` loads it at its entry point at EL2).
     pub elf: PathBuf,
+    /// The flat arm64 Image (header at offset 0, position independent) next to it, for
+    /// loaders that place it themselves (QEMU `-kernel` of an Image, U-Boot `booti`, the
+    /// UEFI loader).
+    pub bin: PathBuf,
     /// The board.
     pub board: Board,
     /// Where the guest images go.
@@ -142,10 +146,16 @@ fn linux_guest_program(name: &str) -> Result<PathBuf, String> {
 /// Converts an ELF to a raw binary image starting at its lowest loaded address
 /// (what `objcopy -O binary` does), keeping the file's zero-filled tail out.
 pub fn elf_to_bin(elf: &Path, bin: &Path) -> Result<(), String> {
-    use object::{Object, ObjectSegment};
     let data = std::fs::read(elf).map_err(|e| format!("cannot read {}: {e}", elf.display()))?;
-    let file = object::File::parse(&*data)
-        .map_err(|e| format!("{} is not an ELF file: {e}", elf.display()))?;
+    let (_, out) = flatten(&data).map_err(|e| format!("{}: {e}", elf.display()))?;
+    std::fs::write(bin, out).map_err(|e| format!("cannot write {}: {e}", bin.display()))
+}
+
+/// The loadable segments of the ELF `data` laid out flat from the lowest one's address:
+/// returns that address and the bytes (`.bss`, which has no file bytes, is left out).
+pub fn flatten(data: &[u8]) -> Result<(u64, Vec<u8>), String> {
+    use object::{Object, ObjectSegment};
+    let file = object::File::parse(data).map_err(|e| format!("not an ELF file: {e}"))?;
     let segs: Vec<_> = file
         .segments()
         .filter_map(|s| {
@@ -157,15 +167,131 @@ pub fn elf_to_bin(elf: &Path, bin: &Path) -> Result<(), String> {
         .iter()
         .map(|s| s.0)
         .min()
-        .ok_or_else(|| format!("{} has no loadable segment", elf.display()))?;
+        .ok_or("no loadable segment")?;
     let end = segs.iter().map(|s| s.0 + s.2).max().unwrap_or(base);
-    let mut out = vec![0u8; (end - base) as usize];
+    let mut out = vec![0u8; usize::try_from(end - base).map_err(|e| e.to_string())?];
     for (addr, off, size) in segs {
         let dst = (addr - base) as usize;
-        let src = &data[off as usize..(off + size) as usize];
+        let src = data
+            .get(off as usize..(off + size) as usize)
+            .ok_or("a segment lies outside the file")?;
         out[dst..dst + size as usize].copy_from_slice(src);
     }
-    std::fs::write(bin, out).map_err(|e| format!("cannot write {}: {e}", bin.display()))
+    Ok((base, out))
+}
+
+/// `R_AARCH64_RELATIVE`, the one relocation type the image's boot code applies.
+const R_AARCH64_RELATIVE: u32 = 1027;
+
+/// What [`check_image`] read from an Image's header.
+#[derive(Debug, PartialEq, Eq)]
+pub struct ImageHeader {
+    /// `text_offset`.
+    pub text_offset: u64,
+    /// `image_size`: bytes from the image's start to the end of its region.
+    pub image_size: u64,
+    /// `flags`.
+    pub flags: u64,
+}
+
+/// Reads and checks the 64-byte arm64 Image header at the start of `bin`
+/// (Documentation/arch/arm64/booting.rst): code0 a branch, magic `ARM\x64`, little-endian
+/// with 4 KiB pages, placeable anywhere, and an `image_size` that covers the file.
+pub fn check_image_header(bin: &[u8]) -> Result<ImageHeader, String> {
+    let header = bin
+        .get(..platform_dsl::image::IMAGE_HEADER_SIZE)
+        .ok_or("shorter than the 64-byte Image header")?;
+    let u32_at = |i: usize| u32::from_le_bytes(header[i..i + 4].try_into().unwrap_or([0; 4]));
+    let u64_at = |i: usize| u64::from_le_bytes(header[i..i + 8].try_into().unwrap_or([0; 8]));
+    if &header[56..60] != b"ARM\x64" {
+        return Err(format!(
+            "no arm64 Image magic at offset 56: {:02x?}",
+            &header[56..60]
+        ));
+    }
+    let code0 = u32_at(0);
+    if code0 & 0xfc00_0000 != 0x1400_0000 {
+        return Err(format!("code0 {code0:#010x} is not a branch (B imm26)"));
+    }
+    let h = ImageHeader {
+        text_offset: u64_at(8),
+        image_size: u64_at(16),
+        flags: u64_at(24),
+    };
+    if h.flags != 0b1010 {
+        return Err(format!(
+            "flags {:#x}: want little-endian, 4 KiB pages, placeable anywhere (0xa)",
+            h.flags
+        ));
+    }
+    if h.image_size < bin.len() as u64 {
+        return Err(format!(
+            "image_size {:#x} is smaller than the file ({:#x} bytes)",
+            h.image_size,
+            bin.len()
+        ));
+    }
+    Ok(h)
+}
+
+/// Checks that every dynamic relocation of the ELF `data` is one the boot code applies
+/// (`R_AARCH64_RELATIVE`, inside the image): a build that produced another would hang at
+/// entry. Returns how many there are.
+pub fn check_relocations(data: &[u8]) -> Result<usize, String> {
+    use object::read::elf::{ElfFile64, FileHeader, Rela, SectionHeader};
+    let file = ElfFile64::<object::Endianness>::parse(data).map_err(|e| e.to_string())?;
+    let endian = file.endian();
+    let sections = file
+        .elf_header()
+        .sections(endian, data)
+        .map_err(|e| e.to_string())?;
+    let (base, flat) = flatten(data)?;
+    let end = base + flat.len() as u64;
+    let mut count = 0;
+    for section in sections.iter() {
+        let Some((relas, _)) = section.rela(endian, data).map_err(|e| e.to_string())? else {
+            continue;
+        };
+        for r in relas {
+            let ty = r.r_type(endian, false);
+            let at = r.r_offset(endian);
+            if ty != R_AARCH64_RELATIVE {
+                return Err(format!(
+                    "dynamic relocation of type {ty} at {at:#x}: the boot code applies only \
+                     R_AARCH64_RELATIVE ({R_AARCH64_RELATIVE})"
+                ));
+            }
+            if at < base || at + 8 > end {
+                return Err(format!(
+                    "relocation at {at:#x} is outside the image {base:#x}..{end:#x}"
+                ));
+            }
+            count += 1;
+        }
+    }
+    Ok(count)
+}
+
+/// Writes the flat Image of the ELF `elf` to `bin` after checking it: the header at the
+/// image's first byte, which is also the ELF's entry point, and only relocations the boot
+/// code applies.
+pub fn write_image_bin(elf: &Path, bin: &Path) -> Result<ImageHeader, String> {
+    use object::Object;
+    let data = std::fs::read(elf).map_err(|e| format!("cannot read {}: {e}", elf.display()))?;
+    let what = |e: String| format!("{}: {e}", elf.display());
+    let (base, out) = flatten(&data).map_err(what)?;
+    let entry = object::File::parse(&*data)
+        .map_err(|e| what(e.to_string()))?
+        .entry();
+    if entry != base {
+        return Err(what(format!(
+            "the entry point {entry:#x} is not the image's first byte {base:#x}"
+        )));
+    }
+    let header = check_image_header(&out).map_err(what)?;
+    check_relocations(&data).map_err(what)?;
+    std::fs::write(bin, out).map_err(|e| format!("cannot write {}: {e}", bin.display()))?;
+    Ok(header)
 }
 
 /// Builds the hypervisor image for `t` (and the test guest, which the default VM uses).
@@ -210,7 +336,14 @@ pub fn image_with_features(t: &Target, features: &[&str]) -> Result<Image, Strin
         .map_err(|e| format!("cannot create {}: {e}", out_dir.display()))?;
     let elf = out_dir.join(format!("{}.elf", t.board));
     std::fs::copy(&built, &elf).map_err(|e| format!("cannot copy {}: {e}", built.display()))?;
-    Ok(Image { elf, board, plan })
+    let bin = out_dir.join(format!("hypervisor-{}.bin", t.board));
+    write_image_bin(&elf, &bin)?;
+    Ok(Image {
+        elf,
+        bin,
+        board,
+        plan,
+    })
 }
 
 /// Builds the out-of-tree example (`examples/out-of-tree`, its own workspace) the way its
@@ -237,5 +370,12 @@ pub fn out_of_tree_image(t: &Target) -> Result<Image, String> {
             elf.display()
         ));
     }
-    Ok(Image { elf, board, plan })
+    let bin = elf.with_file_name("hypervisor-acme-board.bin");
+    write_image_bin(&elf, &bin)?;
+    Ok(Image {
+        elf,
+        bin,
+        board,
+        plan,
+    })
 }

@@ -130,8 +130,10 @@ fn main() -> ExitCode {
                     println!("{}", efi.display());
                     return Ok(());
                 }
-                build::image_with_features(&t, &features)
-                    .map(|img| println!("{}", img.elf.display()))
+                build::image_with_features(&t, &features).map(|img| {
+                    println!("{}", img.elf.display());
+                    println!("{}", img.bin.display());
+                })
             })
         }
         "esp" => uefi::esp_cmd(args),

@@ -33,8 +33,19 @@ pub fn ensure_qemu() -> Result<(), String> {
         .map_err(|e| format!("{e}\n{QEMU} is missing and could not be installed; install Debian's `qemu-system-arm` package (as root: apt-get install qemu-system-arm)"))
 }
 
-/// The QEMU command line that boots `img` on its board's verified machine.
+/// The QEMU command line that boots `img` (its ELF) on its board's verified machine.
 pub fn command(img: &Image, extra_smp: Option<u32>) -> Result<Command, String> {
+    command_with_kernel(img, extra_smp, &img.elf)
+}
+
+/// [`command`] with `kernel` as QEMU's `-kernel`: the ELF (started at its entry point at
+/// its link address, x0 = 0) or the flat Image `img.bin` (placed by QEMU per its header,
+/// RAM base + 2 MiB for `text_offset` 0, and entered with x0 = the DTB QEMU generated).
+pub fn command_with_kernel(
+    img: &Image,
+    extra_smp: Option<u32>,
+    kernel: &std::path::Path,
+) -> Result<Command, String> {
     let Verification::Qemu {
         machine,
         cpu,
@@ -53,7 +64,7 @@ pub fn command(img: &Image, extra_smp: Option<u32>) -> Result<Command, String> {
         .args(["-smp", &extra_smp.unwrap_or(*smp).to_string()])
         .args(["-nographic", "-no-reboot", "-net", "none"])
         .arg("-kernel")
-        .arg(&img.elf)
+        .arg(kernel)
         .args(extra)
         .args(img.plan.qemu_loader_args());
     Ok(c)
@@ -139,6 +150,9 @@ pub struct Scenario {
     pub check_lines: Option<LinesCheck>,
     /// More QEMU arguments, e.g. `-rtc base=2026-01-01T00:00:00` for the RTC's date.
     pub extra_args: Vec<String>,
+    /// Boot the flat arm64 Image (`hypervisor-BOARD.bin`) as QEMU boots a Linux Image
+    /// instead of the ELF: QEMU places it per its header and passes its DTB in x0.
+    pub boot_image: bool,
     /// Boot through UEFI instead of `-kernel`: see [`UefiBoot`].
     pub uefi: Option<UefiBoot>,
 }
@@ -348,6 +362,7 @@ impl Scenario {
             check_lines: None,
             extra_args: Vec::new(),
             uefi: None,
+            boot_image: false,
         }
     }
 }
@@ -576,7 +591,8 @@ pub fn run_scenario(s: &Scenario) -> Result<(), String> {
         } else {
             build::image_with_features(&s.target, features)?
         };
-        let cmd = command(&img, s.smp)?;
+        let kernel = if s.boot_image { &img.bin } else { &img.elf };
+        let cmd = command_with_kernel(&img, s.smp, kernel)?;
         (img, cmd)
     };
     if s.poisoned_ram {

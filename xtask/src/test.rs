@@ -275,6 +275,7 @@ fn gic_v2_test_guest(board: &str) -> Scenario {
         check_lines: None,
         extra_args: Vec::new(),
         uefi: None,
+        boot_image: false,
     }
 }
 
@@ -700,11 +701,53 @@ fn storage_target(noncoherent: bool) -> Target {
     }
 }
 
+/// `image-boot-relocated-dt-ram`: the qemu-virt image booted as QEMU boots a Linux Image
+/// (`-kernel hypervisor-qemu-virt.bin`, the same build as `qemu-virt-test-guest`). QEMU
+/// places it per its header at RAM base + 2 MiB (0x4020_0000), 2 MiB below its link
+/// address (`hypervisor load=0x4040_0000`), so the boot code relocates it; QEMU passes its
+/// DTB in x0, whose 3 GiB of RAM (`-m 3072`) the hypervisor uses, warning that the KDL says
+/// 2 GiB. Every CPU (PSCI CPU_ON at the relocated secondary entry), every plugin (linkme
+/// slices hold pointers, relocated) and the test guest (in the staging area, which QEMU's
+/// Image and DTB placement leave alone) work.
+fn image_boot_scenario() -> Scenario {
+    let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+    let mut expect = s(&[
+        "[hv] board: qemu-virt ",
+        "[hv] loaded at 0x40200000, linked at 0x40400000: relocated by -0x200000",
+        "[hv] device tree from the loader at 0x",
+        "[hv] board KDL memory \"dram0\": 2 GiB (2 GiB at 0x4000_0000)",
+        "[hv] RAM from the device tree: 3 GiB (3 GiB at 0x4000_0000)",
+        "[hv] WARNING: board KDL memory \"dram0\": 2 GiB, the device tree says 3 GiB at \
+         0x4000_0000; using the device tree",
+        "[hv] memory memory@40000000: 0x40000000..0x100000000 (3072 MiB, node 0)",
+        "[hv] image 0x40200000..",
+        "[hv] device uart0: driver uart-pl011",
+        "[hv] plugins: 7 driver(s), 5 PCI driver(s), 3 quirk set(s) registered",
+        "[hv] EL2 page tables",
+        "[hv] 4 of 4 CPUs online",
+    ]);
+    expect.extend(guest_passes("test"));
+    expect.push("[hv] all VMs stopped; powering off".into());
+    Scenario {
+        boot_image: true,
+        extra_args: s(&["-m", "3072"]),
+        ..Scenario::new(
+            "image-boot-relocated-dt-ram",
+            target("qemu-virt", "examples/vms/test-guest.toml"),
+            expect,
+        )
+    }
+}
+
 /// The QEMU scenarios, each a snapshot of serial output that must appear.
 pub fn scenarios() -> Vec<Scenario> {
     let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
     let mut one = s(&[
         "[hv] board: qemu-virt ",
+        // QEMU starts the ELF at its link address (the KDL's `hypervisor load=`), x0 = 0.
+        "[hv] loaded at 0x40400000 (its link address)",
+        "[hv] RAM from the board KDL: the loader passed no device tree (x0 = 0)",
+        "[hv] memory dram0: 0x40000000..0xc0000000 (2048 MiB, node 0)",
         "[hv] device uart0: driver uart-pl011",
         "[hv] device rtc: driver rtc-pl031",
         "[hv] device gic: driver gic-v3",
@@ -729,6 +772,7 @@ pub fn scenarios() -> Vec<Scenario> {
             target("qemu-virt", "examples/vms/test-guest.toml"),
             one,
         ),
+        image_boot_scenario(),
         Scenario::new(
             "two-vms-alpha",
             target("qemu-virt", "examples/vms/two-guests.toml"),
@@ -834,6 +878,7 @@ pub fn scenarios() -> Vec<Scenario> {
             check_lines: None,
             extra_args: Vec::new(),
             uefi: None,
+            boot_image: false,
         },
         Scenario {
             // Console multiplexing: input goes to VM 0, Ctrl-] 1 switches it to VM 1; each

@@ -71,21 +71,13 @@ pub fn ensure_edk2() -> Result<PathBuf, String> {
     }
 }
 
-/// The flat hypervisor Image (arm64 Image header, relocatable) of a built image.
-fn hypervisor_bin(img: &build::Image) -> Result<PathBuf, String> {
-    let bin = img
-        .elf
-        .with_file_name(format!("hypervisor-{}.bin", img.board.name));
-    build::elf_to_bin(&img.elf, &bin)?;
-    Ok(bin)
-}
-
 /// `cargo xtask build --board NAME --uefi`: the board's hypervisor Image, then
 /// `uefi-loader` with it embedded; returns the image and `target/images/hypervisor-NAME.efi`.
 pub fn build_efi(t: &Target, features: &[&str]) -> Result<(build::Image, PathBuf), String> {
     build::ensure_rust_targets()?;
     let img = build::image_with_features(t, features)?;
-    let bin = hypervisor_bin(&img)?;
+    // The flat, relocatable arm64 Image `build` wrote next to the ELF (header checked).
+    let bin = &img.bin;
     build::run(
         build::cargo()
             .args([
@@ -97,7 +89,7 @@ pub fn build_efi(t: &Target, features: &[&str]) -> Result<(build::Image, PathBuf
                 "--target",
                 UEFI_TRIPLE,
             ])
-            .env("HV_UEFI_IMAGE", &bin),
+            .env("HV_UEFI_IMAGE", bin),
     )?;
     let built = build::target_dir()
         .join(UEFI_TRIPLE)

@@ -7,17 +7,68 @@ pub const STACK_SIZE: usize = 32 * 1024;
 /// Physical CPUs the image has stacks for.
 pub const MAX_CPUS: usize = 192;
 
+/// `flags` of the Image header: little-endian (bit 0 clear), 4 KiB pages (bits 1-2 = 1),
+/// may be placed anywhere in physical memory (bit 3).
+pub const IMAGE_FLAGS: u64 = (1 << 1) | (1 << 3);
+/// `R_AARCH64_RELATIVE`, the only dynamic relocation type a static PIE has.
+pub const R_AARCH64_RELATIVE: u64 = 1027;
+
 global_asm!(
     r#"
 .section .text.boot, "ax"
+// The arm64 Linux Image header (Documentation/arch/arm64/booting.rst), 64 bytes at offset 0:
+// a loader (QEMU -kernel, U-Boot booti, the UEFI loader) places the flat image by it and
+// enters at offset 0 with x0 = the DTB's physical address. The ELF enters here too.
 .global _start
 _start:
+    b       0f                      // code0: branch over the header
+    .long   0                       // code1
+    .quad   0                       // text_offset
+    .quad   __hv_image_size         // image_size: the whole region (image, .bss, heap)
+    .quad   {flags}                 // flags
+    .quad   0                       // res2
+    .quad   0                       // res3
+    .quad   0                       // res4
+    .ascii  "ARM\x64"               // magic
+    .long   0                       // res5
+
+0:
+    // MMU and D-cache off, x0 = DTB (0 when the loader passes none). Keep it in x20.
+    mov     x20, x0
+    // Relocate: delta = where we run - where we were linked; every R_AARCH64_RELATIVE
+    // entry of .rela.dyn says "*(r_offset + delta) = r_addend + delta". Applied on every
+    // boot, delta 0 included (the result is then the link-time value). No stack, no Rust.
+    adrp    x1, __image_start
+    add     x1, x1, :lo12:__image_start
+    ldr     x2, 9f
+    sub     x9, x1, x2
+    adrp    x3, __rela_start
+    add     x3, x3, :lo12:__rela_start
+    adrp    x4, __rela_end
+    add     x4, x4, :lo12:__rela_end
+5:  cmp     x3, x4
+    b.hs    6f
+    ldp     x5, x6, [x3], #16       // r_offset, r_info
+    ldr     x7, [x3], #8            // r_addend
+    cmp     x6, #{relative}
+    b.ne    8f                      // no other type in a static PIE (xtask checks it)
+    add     x7, x7, x9
+    str     x7, [x5, x9]
+    b       5b
+6:
+    dsb     sy
+    isb
     mov     x19, #0
     b       1f
+8:  wfe                             // an unknown relocation: nothing safe to run
+    b       8b
+    .balign 8
+9:  .quad   __hv_link_base          // absolute: the link-time address of __image_start
 
 .global _secondary_start
 _secondary_start:
-    // PSCI CPU_ON passes our context id (the CPU index) in x0.
+    // PSCI CPU_ON passes our context id (the CPU index) in x0. The boot CPU relocated the
+    // image already.
     mov     x19, x0
 1:
     // MMU and caches are off here; stacks live in .bss.hv_stacks.
@@ -35,9 +86,13 @@ _secondary_start:
     adrp    x2, __bss_end
     add     x2, x2, :lo12:__bss_end
 2:  cmp     x1, x2
-    b.hs    3f
+    b.hs    7f
     str     xzr, [x1], #8
     b       2b
+7:
+    // Then keep the loader's DTB pointer (in .bss, so after zeroing it).
+    adrp    x1, {dtb}
+    str     x20, [x1, :lo12:{dtb}]
 3:
     adrp    x1, {vectors}
     add     x1, x1, :lo12:{vectors}
@@ -48,11 +103,56 @@ _secondary_start:
 4:  wfe
     b       4b
 "#,
+    flags = const IMAGE_FLAGS,
+    relative = const R_AARCH64_RELATIVE,
     stacks = sym HV_STACKS,
     stack_size = const STACK_SIZE,
+    dtb = sym HV_BOOT_DTB,
     vectors = sym super::exception::hv_vectors,
     entry = sym crate::hv_cpu_entry,
 );
+
+/// The x0 the loader entered the boot CPU with: the DTB's physical address, or 0. Written
+/// once by the boot code above (after .bss is zeroed, before any Rust code), then only read.
+#[unsafe(no_mangle)]
+static HV_BOOT_DTB: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
+
+/// The physical address of the device tree the loader passed in x0, if it passed one.
+pub fn boot_dtb() -> Option<u64> {
+    match HV_BOOT_DTB.load(core::sync::atomic::Ordering::Relaxed) {
+        0 => None,
+        pa => Some(pa),
+    }
+}
+
+unsafe extern "C" {
+    static __image_start: u8;
+}
+
+/// Where the image was linked (the board KDL's `hypervisor load=`) and where it runs: the
+/// two differ when a loader placed the flat Image elsewhere and the boot code relocated it.
+pub fn link_and_load_address() -> (u64, u64) {
+    let link: u64;
+    // SAFETY: only materialises the value of the absolute linker symbol `__hv_link_base`
+    // in a register (absolute MOVW relocations, which do not move with the image); no
+    // memory is accessed.
+    unsafe {
+        core::arch::asm!(
+            "movz {0}, #:abs_g3:{1}",
+            "movk {0}, #:abs_g2_nc:{1}",
+            "movk {0}, #:abs_g1_nc:{1}",
+            "movk {0}, #:abs_g0_nc:{1}",
+            out(reg) link,
+            sym __hv_link_base,
+            options(nomem, nostack, preserves_flags)
+        )
+    };
+    (link, core::ptr::addr_of!(__image_start) as u64)
+}
+
+unsafe extern "C" {
+    static __hv_link_base: u8;
+}
 
 /// Per-CPU stacks, in .bss: the boot CPU zeroes .bss before it first pushes to its stack.
 /// Page aligned: the AAPCS64 wants SP 16-byte aligned, and an 8-byte atomic on a stack that

@@ -3,14 +3,19 @@
 //! checks every copy against it; the only function taking a raw address is
 //! [`HostRam::from_raw`], an `unsafe fn`.
 //!
-//! The RAM pool is the board's RAM minus the hypervisor's region (image, stacks, heap) and
-//! the staging area, built once ([`init_pool`]); a range it hands out belongs to the
+//! The RAM pool is the machine's RAM (the firmware's, from the device tree the loader
+//! passed, else the board KDL's: [`discover_ram`]) minus the hypervisor's region (image,
+//! stacks, heap), the staging area, and what the firmware reserves or handed over (the
+//! DTB, modules), built once ([`init_pool`]); a range it hands out belongs to the
 //! [`HostRam`] that holds it until it is dropped.
 
 use super::cpu;
+use crate::bootinfo::{self, BootInfo, DtbError, ModuleKind, RamChoice};
 use crate::config::ImageDesc;
 use crate::mm::{FrameAllocator, FrameError};
+use crate::platform::MemoryDesc;
 use crate::types::HostPhysAddr;
+use alloc::string::String;
 use spin::{Mutex, Once};
 
 /// Errors touching host memory.
@@ -293,7 +298,8 @@ pub fn staged(img: &ImageDesc) -> Result<StagedImage, MemError> {
         || LOADED
             .lock()
             .iter()
-            .any(|r| within(r.base, r.base + r.size));
+            .any(|r| within(r.base, r.base + r.size))
+        || image_modules().any(|(base, size)| within(base, base + size));
     if !inside {
         return Err(MemError::NotStaged {
             path: img.path,
@@ -309,20 +315,139 @@ pub fn staged(img: &ImageDesc) -> Result<StagedImage, MemError> {
 
 static POOL: Once<Mutex<FrameAllocator>> = Once::new();
 
-/// Builds the RAM pool from the board's memory minus the hypervisor's region and the
-/// staging area. Runs once; later calls return the first result.
+/// The RAM chosen at boot ([`discover_ram`]).
+static RAM: Once<RamChoice> = Once::new();
+
+/// Reads the device tree the loader passed in x0, if any, and decides which RAM the
+/// hypervisor uses (`bootinfo::choose_ram`: the firmware's, checked against the board KDL's
+/// `memory`, or the KDL's with the reason). Boot CPU, once, after the heap is up and before
+/// the EL2 map is built (the MMU is off: the blob is read at its physical address).
+pub fn discover_ram() -> &'static RamChoice {
+    RAM.call_once(|| {
+        let board = super::board();
+        let table = super::vm_table();
+        let (img_start, _, hv_end) = super::image_layout();
+        let dtb = super::boot::boot_dtb().map(|pa| {
+            // SAFETY: `pa` is the boot CPU's x0 at entry, which the boot contract
+            // (docs/ARCHITECTURE.md "Boot") makes the physical address of a flattened
+            // device tree in RAM that nothing writes any more; this runs before the MMU is
+            // on, so the address is used as it is.
+            (pa, unsafe { read_dtb(pa) })
+        });
+        bootinfo::choose_ram(
+            dtb,
+            board.memory,
+            (img_start, hv_end - img_start),
+            (table.staging_base, table.staging_end - table.staging_base),
+        )
+    })
+}
+
+/// The RAM chosen at boot, if [`discover_ram`] ran.
+pub fn ram_choice() -> Option<&'static RamChoice> {
+    RAM.get()
+}
+
+/// The RAM regions the hypervisor maps and pools: the chosen ones, or the board's.
+pub fn ram_regions() -> &'static [MemoryDesc] {
+    RAM.get()
+        .map_or(super::board().memory, |c| c.regions.as_slice())
+}
+
+/// The loader's device tree, when it was read and used.
+pub fn boot_info() -> Option<&'static BootInfo> {
+    RAM.get().and_then(|c| c.info.as_ref())
+}
+
+/// Reads the flattened device tree at `pa`.
+///
+/// # Safety
+/// `pa` must be the physical address of memory that may be read (a flattened device tree
+/// the loader placed in RAM, under the boot contract), that nothing writes while this runs,
+/// and that is accessible at that address (MMU off, or identity-mapped). The header is
+/// checked before `totalsize` bytes are read; the blob's content is not trusted.
+unsafe fn read_dtb(pa: u64) -> Result<BootInfo, DtbError> {
+    if !pa.is_multiple_of(8) {
+        return Err(DtbError::Misaligned(pa));
+    }
+    // SAFETY: the caller's contract; HEADER_SIZE bytes are the smallest blob.
+    let header = unsafe { core::slice::from_raw_parts(pa as *const u8, bootinfo::HEADER_SIZE) };
+    let total = bootinfo::dtb_total_size(header)?;
+    // SAFETY: the caller's contract; `total` is the blob's own size, at most MAX_DTB_SIZE.
+    let blob = unsafe { core::slice::from_raw_parts(pa as *const u8, total) };
+    BootInfo::parse(blob, pa)
+}
+
+/// `(base, size)` of every `hv,vm-image` module the loader handed over.
+fn image_modules() -> impl Iterator<Item = (u64, u64)> {
+    boot_info()
+        .into_iter()
+        .flat_map(|i| i.modules.iter())
+        .filter(|m| matches!(m.kind, ModuleKind::VmImage { .. }))
+        .map(|m| (m.base, m.size))
+}
+
+/// Whether `[base, base + size)` lies inside one of the RAM regions the EL2 map covers.
+fn in_mapped_ram(base: u64, size: u64) -> bool {
+    base.checked_add(size).is_some_and(|end| {
+        ram_regions()
+            .iter()
+            .any(|r| r.base <= base && end <= r.base.saturating_add(r.size))
+    })
+}
+
+/// The bytes of a module the loader handed over (the hypervisor owns its range: it is kept
+/// out of the pool and nothing writes it).
+pub fn module_bytes(m: &bootinfo::Module) -> Result<&'static [u8], String> {
+    let known = boot_info().is_some_and(|i| i.modules.contains(m));
+    if !known {
+        return Err(alloc::format!(
+            "{} is not a module of the boot device tree",
+            m.node_name
+        ));
+    }
+    if !in_mapped_ram(m.base, m.size) {
+        return Err(alloc::format!(
+            "{} at {}..{} is not inside the RAM the firmware describes",
+            m.node_name,
+            bootinfo::hex(m.base),
+            bootinfo::hex(m.base.saturating_add(m.size))
+        ));
+    }
+    // SAFETY: (1) the range is a module of the boot device tree, inside RAM that the EL2
+    // map covers (checked); (2) `plan_ram` kept it out of the pool and nothing in the
+    // hypervisor writes it, so the bytes stay as the loader left them for the life of the
+    // host; (3) u8 has no alignment or validity requirement.
+    Ok(unsafe { core::slice::from_raw_parts(m.base as *const u8, m.size as usize) })
+}
+
+/// Builds the RAM pool from the RAM chosen at boot ([`discover_ram`]; the board's memory
+/// if it did not run) minus the ranges it keeps out. Runs once; later calls return the
+/// first result.
 pub fn init_pool() -> Result<(), MemError> {
     let board = super::board();
     let table = super::vm_table();
     let (img_start, _, hv_end) = super::image_layout();
-    let reserved = [
-        (HostPhysAddr(img_start), hv_end - img_start),
-        (
-            HostPhysAddr(table.staging_base),
-            table.staging_end - table.staging_base,
-        ),
-    ];
-    let frames = FrameAllocator::from_board(board.memory, &reserved)?;
+    let frames = match RAM.get() {
+        Some(c) => {
+            let reserved: alloc::vec::Vec<_> = c
+                .reserved
+                .iter()
+                .map(|&(b, s)| (HostPhysAddr(b), s))
+                .collect();
+            FrameAllocator::from_board(&c.regions, &reserved)?
+        }
+        None => {
+            let reserved = [
+                (HostPhysAddr(img_start), hv_end - img_start),
+                (
+                    HostPhysAddr(table.staging_base),
+                    table.staging_end - table.staging_base,
+                ),
+            ];
+            FrameAllocator::from_board(board.memory, &reserved)?
+        }
+    };
     POOL.call_once(|| Mutex::new(frames));
     Ok(())
 }

@@ -1,5 +1,5 @@
 //! The hypervisor's own stage-1 translation at EL2: an identity map (built with
-//! `aarch64-paging`) of the board's RAM as Normal write-back memory and of every device
+//! `aarch64-paging`) of the machine's RAM (the firmware's or the board KDL's) as Normal write-back memory and of every device
 //! window the core or a driver touches as Device-nGnRE, execute-never.
 
 use crate::platform::BoardDesc;
@@ -53,8 +53,9 @@ fn device() -> El23Attributes {
     El23Attributes::VALID | ATTR_DEVICE | El23Attributes::ACCESSED | El23Attributes::XN
 }
 
-/// Builds the identity map for `board` (boot CPU, once, after the heap is up).
-pub fn build(board: &BoardDesc) -> Result<(), MmuError> {
+/// Builds the identity map of `ram` (the RAM chosen at boot: the firmware's or the board's)
+/// and `board`'s devices (boot CPU, once, after the heap is up).
+pub fn build(board: &BoardDesc, ram: &[crate::platform::MemoryDesc]) -> Result<(), MmuError> {
     let mut map = IdMap::new(ROOT_LEVEL, El2);
     let mut add = |what: &'static str, base: u64, size: u64, attrs: El23Attributes| {
         if size == 0 {
@@ -70,7 +71,7 @@ pub fn build(board: &BoardDesc) -> Result<(), MmuError> {
                 err,
             })
     };
-    for m in board.memory {
+    for m in ram {
         add("memory", m.base, m.size, normal())?;
     }
     // Every enabled device's windows, the interrupt controller's included.

@@ -570,7 +570,6 @@ pub fn evaluation_scenarios() -> Vec<Scenario> {
                     check: no_check,
                 }),
                 extra_args: vec!["-rtc".into(), format!("base={rtc}")],
-                uefi: None,
                 expect_exit: false,
                 forbid: forbid_all,
                 timeout: Duration::from_secs(120),
