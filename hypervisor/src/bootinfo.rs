@@ -838,5 +838,78 @@ pub fn choose_ram(
     }
 }
 
+/// Takes a VM's images from the `hv,vm-image` modules of the boot device tree, by the
+/// path the VM file writes (`hv,path`): the image stays where the loader put it (the range
+/// is the hypervisor's: kept out of the pool, never written).
+pub struct ModuleImages<'a> {
+    /// The boot device tree's content.
+    pub info: &'a BootInfo,
+}
+
+impl crate::config::define::ImageLoader for ModuleImages<'_> {
+    fn load(&mut self, path: &str) -> Result<crate::config::ImageDesc, String> {
+        let m = self.info.image_module(path).ok_or_else(|| {
+            let have: Vec<String> = self
+                .info
+                .modules
+                .iter()
+                .filter_map(|m| match &m.kind {
+                    ModuleKind::VmImage { path } => Some(format!("\"{path}\"")),
+                    _ => None,
+                })
+                .collect();
+            format!(
+                "no hv,vm-image module has hv,path \"{path}\" (the loader passed {})",
+                if have.is_empty() {
+                    "none".to_string()
+                } else {
+                    have.join(", ")
+                }
+            )
+        })?;
+        Ok(crate::config::ImageDesc {
+            path: "",
+            staging_base: m.base,
+            size: m.size,
+        })
+    }
+}
+
+/// What defining the VMs of one `hv,vm-config` module gave.
+#[derive(Debug)]
+pub struct ModuleVms {
+    /// The module's node name.
+    pub module: String,
+    /// Each VM of the file, or why the whole file was refused (or could not be read).
+    pub vms: Result<Vec<crate::config::define::FileVm>, String>,
+}
+
+/// Defines the VMs of every `hv,vm-config` module of `info`, their images taken from its
+/// `hv,vm-image` modules ([`ModuleImages`]); `bytes` reads a module's content.
+pub fn define_modules<'m>(
+    info: &BootInfo,
+    facts: &dyn crate::config::define::BoardFacts,
+    bytes: impl Fn(&Module) -> Result<&'m [u8], String>,
+) -> Vec<ModuleVms> {
+    info.modules
+        .iter()
+        .filter(|m| m.kind == ModuleKind::VmConfig)
+        .map(|m| {
+            let vms = bytes(m).and_then(|b| {
+                // A loader may pad the file with NULs up to a page.
+                let end = b.iter().position(|&c| c == 0).unwrap_or(b.len());
+                let text =
+                    core::str::from_utf8(&b[..end]).map_err(|e| format!("not UTF-8 text: {e}"))?;
+                crate::config::define::define_file(text, facts, &mut ModuleImages { info })
+                    .map_err(|e| e.to_string())
+            });
+            ModuleVms {
+                module: m.node_name.clone(),
+                vms,
+            }
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests;

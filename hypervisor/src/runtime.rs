@@ -152,6 +152,8 @@ fn primary_main() -> ! {
     );
     // The datastore's VMs and the management network (hosts with a datastore).
     mgmt::boot();
+    // The VMs the boot loader handed over as device-tree modules.
+    mgmt::define_boot_modules();
     vms::create_all(board, arch::vm_table(), online);
     mgmt::autostart();
     vms::run_cpu(0)

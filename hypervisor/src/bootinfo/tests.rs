@@ -217,7 +217,7 @@ fn plan_refuses_ram_without_the_hypervisor() {
     assert!(msg.contains("refusing"), "{msg}");
     // A region that holds only part of the hypervisor's is not enough either.
     let blob = dtb(&Spec {
-        memory: vec![("memory@40000000", vec![(0x4000_0000, 0x0300_0000)], None)],
+        memory: vec![("memory@40000000", vec![(0x4000_0000, 0x0210_0000)], None)],
         ..Spec::default()
     });
     let info = BootInfo::parse(&blob, 0x4000_0000).unwrap();
@@ -463,4 +463,112 @@ fn choice_takes_the_firmware_ram_or_refuses() {
         STAGING,
     );
     assert!(c.refusal.unwrap().contains("refusing to go on"));
+}
+
+struct Facts;
+
+impl crate::config::define::BoardFacts for Facts {
+    fn board_name(&self) -> &str {
+        "test"
+    }
+    fn port_groups(&self) -> Vec<String> {
+        vec!["default".into()]
+    }
+    fn device(&self, _: &str) -> Option<crate::config::define::DeviceUse> {
+        None
+    }
+    fn passable_devices(&self) -> Vec<String> {
+        vec![]
+    }
+}
+
+const VM_FILE: &str = r#"
+[[vm]]
+name = "linux"
+vcpus = 2
+memory_mib = 256
+kernel = "vmlinuz-6.1"
+initrd = "initrd.img"
+cmdline = "console=ttyAMA0"
+autostart = true
+
+[[vm]]
+name = "guest"
+vcpus = 1
+memory_mib = 64
+kernel = "test-guest.bin"
+cmdline = ""
+
+[[vm]]
+name = "missing"
+vcpus = 1
+memory_mib = 64
+kernel = "not-there.bin"
+cmdline = ""
+"#;
+
+#[test]
+fn modules_define_vms_with_images_in_place() {
+    let blob = dtb(&Spec {
+        modules: vec![
+            (0x4800_0000, 0x1000, "hv,vm-config", None),
+            (0x4900_0000, 0x80_0000, "hv,vm-image", Some("vmlinuz-6.1")),
+            (0x4a00_0000, 0x40_0000, "hv,vm-image", Some("initrd.img")),
+            (0x4b00_0000, 0x1_0000, "hv,vm-image", Some("test-guest.bin")),
+        ],
+        ..Spec::default()
+    });
+    let info = BootInfo::parse(&blob, 0x4400_0000).unwrap();
+    // The file as a loader may hand it over: padded with NULs.
+    let mut text = VM_FILE.as_bytes().to_vec();
+    text.resize(0x1000, 0);
+    let read = |m: &Module| -> Result<&[u8], String> {
+        assert_eq!(m.base, 0x4800_0000);
+        Ok(&text)
+    };
+    let out = define_modules(&info, &Facts, read);
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].module, "module@48000000");
+    let vms = out[0].vms.as_ref().unwrap();
+    assert_eq!(vms.len(), 3);
+    let linux = vms[0].result.as_ref().unwrap();
+    assert!(vms[0].autostart);
+    assert_eq!(linux.name, "linux");
+    assert_eq!(
+        (
+            linux.kernel.staging_base,
+            linux.kernel.size,
+            linux.kernel.path
+        ),
+        (0x4900_0000, 0x80_0000, "vmlinuz-6.1")
+    );
+    let initrd = linux.initrd.unwrap();
+    assert_eq!((initrd.staging_base, initrd.size), (0x4a00_0000, 0x40_0000));
+    assert!(!vms[1].autostart);
+    assert_eq!(
+        vms[1].result.as_ref().unwrap().kernel.staging_base,
+        0x4b00_0000
+    );
+    // A VM whose image no module holds is refused on its own, naming what is there.
+    let e = vms[2].result.as_ref().unwrap_err().to_string();
+    assert!(
+        e.contains("no hv,vm-image module has hv,path \"not-there.bin\""),
+        "{e}"
+    );
+    assert!(e.contains("\"vmlinuz-6.1\""), "{e}");
+}
+
+#[test]
+fn a_bad_module_file_is_reported_not_fatal() {
+    let blob = dtb(&Spec {
+        modules: vec![(0x4800_0000, 0x10, "hv,vm-config", None)],
+        ..Spec::default()
+    });
+    let info = BootInfo::parse(&blob, 0).unwrap();
+    let out = define_modules(&info, &Facts, |_| Ok(&b"[[vm]]\nname = 5\n"[..]));
+    assert!(out[0].vms.as_ref().is_err());
+    let out = define_modules(&info, &Facts, |_| Ok(&[0xff, 0xfe][..]));
+    assert!(out[0].vms.as_ref().unwrap_err().contains("UTF-8"));
+    let out = define_modules(&info, &Facts, |_| Err("outside RAM".into()));
+    assert_eq!(out[0].vms.as_ref().unwrap_err(), "outside RAM");
 }

@@ -93,7 +93,45 @@ pub fn define(
     facts: &dyn BoardFacts,
     images: &mut dyn ImageLoader,
 ) -> Result<&'static VmDesc, DefineError> {
-    let spec = vm_config::parse_one(text)?;
+    define_spec(vm_config::parse_one(text)?, facts, images)
+}
+
+/// One VM of a VM file defined by [`define_file`].
+#[derive(Debug)]
+pub struct FileVm {
+    /// Its name.
+    pub name: String,
+    /// Its `autostart`.
+    pub autostart: bool,
+    /// Its descriptor, or why it was refused.
+    pub result: Result<&'static VmDesc, DefineError>,
+}
+
+/// Defines every VM of a VM file (`text`, one or more `[[vm]]`, the syntax of the
+/// build-time VM file; a boot module): the file's own rules (unique names, partitions,
+/// MAC addresses) first, then each VM as [`define`] does, on its own (one VM refused does
+/// not stop the others). `Err` when the file itself is refused.
+pub fn define_file(
+    text: &str,
+    facts: &dyn BoardFacts,
+    images: &mut dyn ImageLoader,
+) -> Result<Vec<FileVm>, DefineError> {
+    let specs = vm_config::parse_vms(text)?;
+    Ok(specs
+        .into_iter()
+        .map(|spec| FileVm {
+            name: spec.name.clone(),
+            autostart: spec.autostart,
+            result: define_spec(spec, facts, images),
+        })
+        .collect())
+}
+
+fn define_spec(
+    spec: vm_config::VmSpec,
+    facts: &dyn BoardFacts,
+    images: &mut dyn ImageLoader,
+) -> Result<&'static VmDesc, DefineError> {
     spec.check_board(facts)?;
     let mut loaded = [None, None, None];
     for (kind, path, at) in spec.images() {

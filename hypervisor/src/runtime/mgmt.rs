@@ -112,6 +112,54 @@ pub fn define_builtin(table: &'static crate::config::VmTable) {
     }
 }
 
+/// What a boot module's VM has as its `file` (it has none: it cannot be deleted).
+const BOOT_MODULE: &str = "boot module ";
+
+/// Defines the VMs of the boot device tree's `hv,vm-config` modules (the loader handed
+/// them over: docs/ARCHITECTURE.md "Boot"), their images taken in place from its
+/// `hv,vm-image` modules; [`autostart`] then starts those marked so. A host with such VMs
+/// is managed: it stays up when they stop, as with the datastore's.
+pub fn define_boot_modules() {
+    let Some(info) = arch::mem::boot_info() else {
+        return;
+    };
+    let mut any = false;
+    for m in crate::bootinfo::define_modules(info, &RuntimeBoard, arch::mem::module_bytes) {
+        let vms = match m.vms {
+            Ok(v) => v,
+            Err(e) => {
+                hvprintln!("[hv] boot module {}: {e}", m.module);
+                continue;
+            }
+        };
+        for vm in vms {
+            let desc = match vm.result {
+                Ok(d) => d,
+                Err(e) => {
+                    hvprintln!("[hv] boot module {}: VM `{}`: {e}", m.module, vm.name);
+                    continue;
+                }
+            };
+            let file = format!("{BOOT_MODULE}{}", m.module);
+            match define(desc, vm.autostart, Some(file)) {
+                Ok(()) => {
+                    any = true;
+                    hvprintln!(
+                        "[hv] VM `{}` defined from boot module {}{}",
+                        desc.name,
+                        m.module,
+                        if vm.autostart { " (autostart)" } else { "" }
+                    )
+                }
+                Err(e) => hvprintln!("[hv] boot module {}: {e}", m.module),
+            }
+        }
+    }
+    if any {
+        vms::set_managed();
+    }
+}
+
 /// Starts the definitions marked `autostart` that are not in the VM table yet.
 pub fn autostart() {
     let due: Vec<&'static VmDesc> = DEFINED
@@ -355,6 +403,11 @@ impl Host for RuntimeHost {
             let defined = DEFINED.lock();
             let d = defined.iter().find(|d| d.desc.name == name);
             match d.map(|d| d.file.clone()) {
+                Some(Some(f)) if f.starts_with(BOOT_MODULE) => {
+                    return Err(ApiError::Conflict(format!(
+                        "VM \"{name}\" is defined by a {f} of the boot loader: it cannot be deleted"
+                    )))
+                }
                 Some(Some(f)) => f,
                 _ => {
                     return Err(ApiError::Conflict(format!(
