@@ -61,7 +61,7 @@ pub fn run(cmd: &mut Command) -> Result<(), String> {
 
 /// Installs the Rust targets if rustup lacks them.
 pub fn ensure_rust_targets() -> Result<(), String> {
-    ensure_rust_targets_of(&[IMAGE_TRIPLE, GUEST_TRIPLE])
+    ensure_rust_targets_of(&[IMAGE_TRIPLE, GUEST_TRIPLE, crate::uefi::UEFI_TRIPLE])
 }
 
 /// Installs each of `triples` that rustup lacks.

@@ -4,6 +4,8 @@
 //! cargo xtask boards                       table of the boards in boards.kdl
 //! cargo xtask boards check FILE...         validate KDL files (non-zero exit on error)
 //! cargo xtask build [--board NAME] [--board-file F] [--vm F.toml] [--allow-experimental]
+//! cargo xtask build --board NAME --uefi       the hypervisor as a UEFI application
+//! cargo xtask esp --board NAME --vm F.toml -o esp.img   a FAT ESP image for it
 //! cargo xtask run   [--board NAME] [--board-file F] [--vm F.toml] [--timeout SECS]
 //! cargo xtask test                         host tests, every board, every QEMU scenario
 //! ```
@@ -22,6 +24,7 @@ mod https;
 mod qemu;
 mod qmp;
 mod test;
+mod uefi;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -85,6 +88,9 @@ fn usage() -> ExitCode {
          boards                      list the boards in boards.kdl\n  \
          boards check FILE...        validate board KDL files\n  \
          build [opts]                build the hypervisor image for a board\n  \
+         build [opts] --uefi         the hypervisor as a UEFI application (hypervisor-NAME.efi)\n  \
+         esp [opts] --vm F.toml -o OUT.img [--size S]  a FAT ESP image: the .efi as\n  \
+                                     EFI/BOOT/BOOTAA64.EFI, HV/VMS.TOML and its images (docs/uefi.md)\n  \
          run [opts] [--timeout S]    build and boot it under QEMU (interactive console)\n  \
          test                        host tests, every board, every QEMU scenario\n  \
          scenario [NAME]             only the QEMU scenarios whose name contains NAME\n  \
@@ -113,15 +119,25 @@ fn main() -> ExitCode {
     let cmd = args.remove(0);
     let result = match cmd.as_str() {
         "boards" => boards_cmd(args),
-        "build" => parse_target(&mut args).and_then(|t| {
-            let features = take_opt(&mut args, "--features")?.unwrap_or_default();
-            reject_extra(&args)?;
-            let features: Vec<&str> = features.split(',').filter(|f| !f.is_empty()).collect();
-            build::image_with_features(&t, &features).map(|img| {
-                println!("{}", img.elf.display());
-                println!("{}", img.bin.display());
+        "build" => {
+            let uefi = take_flag(&mut args, "--uefi");
+            let vms_given = args.iter().any(|a| a == "--vm" || a == "--vms");
+            parse_target(&mut args).and_then(|t| {
+                let features = take_opt(&mut args, "--features")?.unwrap_or_default();
+                reject_extra(&args)?;
+                let features: Vec<&str> = features.split(',').filter(|f| !f.is_empty()).collect();
+                if uefi {
+                    let (_, efi) = uefi::build_efi(&uefi::uefi_target(t, vms_given), &features)?;
+                    println!("{}", efi.display());
+                    return Ok(());
+                }
+                build::image_with_features(&t, &features).map(|img| {
+                    println!("{}", img.elf.display());
+                    println!("{}", img.bin.display());
+                })
             })
-        }),
+        }
+        "esp" => uefi::esp_cmd(args),
         "run" => parse_target(&mut args).and_then(|t| {
             let timeout = take_opt(&mut args, "--timeout")?
                 .map(|s| s.parse::<u64>().map_err(|e| format!("--timeout: {e}")))
@@ -161,6 +177,12 @@ fn take_opt(args: &mut Vec<String>, name: &str) -> Result<Option<String>, String
         return Ok(Some(v));
     }
     Ok(None)
+}
+
+fn take_flag(args: &mut Vec<String>, name: &str) -> bool {
+    let before = args.len();
+    args.retain(|a| a != name);
+    args.len() != before
 }
 
 fn reject_extra(args: &[String]) -> Result<(), String> {

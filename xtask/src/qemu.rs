@@ -156,6 +156,18 @@ pub struct Scenario {
     /// More QEMU arguments made once the image is built (files the machine loads, e.g. a
     /// device tree with boot modules, `crate::bootdt`).
     pub prepare: Option<Prepare>,
+    /// Boot through UEFI instead of `-kernel`: see [`UefiBoot`].
+    pub uefi: Option<UefiBoot>,
+}
+
+/// A scenario booted the way a UEFI server boots: EDK2 (`-bios`, Debian's
+/// `qemu-efi-aarch64`) starts the hypervisor's `.efi` (built for the scenario's board and
+/// VM file, usually without build-time VMs) from a FAT ESP image on a `virtio-blk` disk
+/// that also holds `HV/VMS.TOML`, made from `vms`, and its images.
+#[derive(Clone, Debug)]
+pub struct UefiBoot {
+    /// The VM file that becomes the ESP's `HV/VMS.TOML`.
+    pub vms: PathBuf,
 }
 
 /// Makes a scenario's extra QEMU arguments once its image is built: see [`Scenario::prepare`].
@@ -355,6 +367,7 @@ impl Scenario {
             live: Vec::new(),
             check_lines: None,
             extra_args: Vec::new(),
+            uefi: None,
             boot_image: false,
             prepare: None,
         }
@@ -565,13 +578,30 @@ pub fn run_scenario(s: &Scenario) -> Result<(), String> {
     let mut features: Vec<&str> = s.host_disk.map_or(&[][..], |d| d.features).to_vec();
     features.extend(s.host_nic.map_or(&[][..], |n| n.features));
     let features = &features[..];
-    let img = if s.out_of_tree {
-        build::out_of_tree_image(&s.target)?
+    let (img, mut cmd) = if let Some(u) = &s.uefi {
+        let (img, efi) = crate::uefi::build_efi(&s.target, features)?;
+        let dir = build::workspace_root().join("target/scenarios");
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        let esp = dir.join(format!("{}-esp.img", s.name));
+        crate::uefi::write_esp(&crate::uefi::EspSpec {
+            out: esp.clone(),
+            size: None,
+            efi,
+            vms: u.vms.clone(),
+        })?;
+        let cmd = crate::uefi::qemu_command(&img, &esp, s.smp)?;
+        (img, cmd)
     } else {
-        build::image_with_features(&s.target, features)?
+        let img = if s.out_of_tree {
+            build::out_of_tree_image(&s.target)?
+        } else {
+            build::image_with_features(&s.target, features)?
+        };
+        let kernel = if s.boot_image { &img.bin } else { &img.elf };
+        let cmd = command_with_kernel(&img, s.smp, kernel)?;
+        (img, cmd)
     };
-    let kernel = if s.boot_image { &img.bin } else { &img.elf };
-    let mut cmd = command_with_kernel(&img, s.smp, kernel)?;
     if s.poisoned_ram {
         cmd.args(poisoned_ram_args(&img)?);
     }

@@ -58,7 +58,7 @@ pub fn all() -> Result<(), String> {
     // The image's build script checks the VM file, which names the test guest: build it
     // first (a fresh clone has none).
     step("build the test guest", || build::test_guest().map(|_| ()))?;
-    step("clippy (aarch64 images)", || {
+    step("clippy (aarch64 images, UEFI loader)", || {
         build::run(cargo().args([
             "clippy",
             "--quiet",
@@ -77,6 +77,17 @@ pub fn all() -> Result<(), String> {
             "test-guest",
             "--target",
             GUEST_TRIPLE,
+            "--",
+            "-D",
+            "warnings",
+        ]))?;
+        build::run(cargo().args([
+            "clippy",
+            "--quiet",
+            "-p",
+            "uefi-loader",
+            "--target",
+            crate::uefi::UEFI_TRIPLE,
             "--",
             "-D",
             "warnings",
@@ -124,7 +135,7 @@ pub fn scenarios_matching(filter: &str) -> Result<(), String> {
     let mut all = scenarios();
     // Scenarios with Debian guests (Linux, Linux on virtual disks and networks) need the
     // guest cache.
-    let guests = ["linux", "storage", "net", "mgmt"];
+    let guests = ["linux", "storage", "net", "mgmt", "uefi"];
     if filter.is_empty()
         || guests
             .iter()
@@ -265,6 +276,7 @@ fn gic_v2_test_guest(board: &str) -> Scenario {
         live: vec![],
         check_lines: None,
         extra_args: Vec::new(),
+        uefi: None,
         boot_image: false,
         prepare: None,
     }
@@ -901,6 +913,7 @@ pub fn scenarios() -> Vec<Scenario> {
             live: vec![],
             check_lines: None,
             extra_args: Vec::new(),
+            uefi: None,
             boot_image: false,
             prepare: None,
         },
@@ -1331,7 +1344,142 @@ pub fn linux_scenarios() -> Result<Vec<Scenario>, String> {
     });
     // Also the guests' power button (shutdown through the API).
     out.push(mgmt::scenario(&mut images)?);
+    out.push(uefi_boot(&images)?);
     Ok(out)
+}
+
+/// `uefi-boot`: EDK2 (Debian's `qemu-efi-aarch64`) starts the hypervisor's `.efi` from a FAT
+/// ESP on a virtio-blk disk; the loader reads `HV/VMS.TOML` (a Linux VM and the test
+/// guest, both `autostart`) and their images from it, takes RAM from the UEFI memory map
+/// and hands over; the hypervisor defines both VMs from the modules, says where its RAM
+/// came from, and both run to their end; then the console powers the machine off.
+fn uefi_boot(images: &crate::guest::GuestImages) -> Result<Scenario, String> {
+    let k61 = images
+        .kernel("6.1")
+        .ok_or("no 6.1 kernel in the guest cache")?;
+    let test_guest = build::test_guest()?;
+    let mut text = linux_vm(
+        "linux",
+        2,
+        256,
+        &k61.image,
+        &images.initramfs,
+        "console=ttyAMA0 rdinit=/init autotest",
+    );
+    text = text.replace("\n\n", "\nautostart = true\n\n");
+    text += &format!(
+        "[[vm]]\nname = \"test\"\nvcpus = 2\nmemory_mib = 64\nkernel = \"{}\"\ncmdline = \"\"\nautostart = true\n",
+        test_guest.display()
+    );
+    let vms = write_vms("uefi-boot", &text)?;
+    let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+    let mut unordered = guest_passes("test");
+    let (linux_off, test_off) = (
+        "`linux` stopped: guest called PSCI SYSTEM_OFF",
+        "`test` stopped: guest called PSCI SYSTEM_OFF",
+    );
+    unordered.extend(s(&[
+        "[hv] VM `linux` defined from boot module module@",
+        "[hv] VM `test` defined from boot module module@",
+        "[linux] [initramfs] cpus: nproc=2 cpuinfo=2",
+        "[linux] [initramfs] autotest: done, powering off",
+        linux_off,
+        test_off,
+    ]));
+    unordered.push(format!("[linux] [initramfs] userspace up: {}", k61.release));
+    Ok(Scenario {
+        expect_unordered: unordered,
+        forbid: {
+            let mut f = linux_forbid();
+            f.push("[test] [test-guest] FAIL".into());
+            f.push("[hv-uefi] error".into());
+            f
+        },
+        timeout: Duration::from_secs(300),
+        uefi: Some(qemu::UefiBoot { vms: vms.clone() }),
+        check_lines: Some(uefi_handoff_consistent),
+        // VMs defined at boot make a managed host, which stays up when they stop.
+        input: vec![(s(&[linux_off, test_off]), "\x1d:poweroff\r".into())],
+        ..Scenario::new(
+            "uefi-boot",
+            // No build-time VMs: both come from the ESP.
+            target("qemu-virt", "examples/vms/none.toml"),
+            vec![
+                "[hv-uefi] running at EL2".into(),
+                "[hv-uefi] \\HV\\VMS.TOML: ".into(),
+                "[hv-uefi] read \\HV\\IMAGES\\Image: ".into(),
+                "[hv-uefi] ACPI 2.0 RSDP at 0x".into(),
+                "[hv-uefi] exiting boot services; the hypervisor starts at".into(),
+                "[hv] board: qemu-virt ".into(),
+                "[hv] loaded at 0x".into(),
+                "[hv] RAM from the UEFI memory map: ".into(),
+                "[hv] ACPI RSDP at 0x".into(),
+                "VmConfig".into(),
+                "[hv] powering off".into(),
+            ],
+        )
+    })
+}
+
+/// The first word after `prefix` in the first line holding it, parsed as a hex number.
+fn hex_after(lines: &[String], prefix: &str) -> Result<u64, String> {
+    let line = lines
+        .iter()
+        .find(|l| l.contains(prefix))
+        .ok_or_else(|| format!("no line with `{prefix}`"))?;
+    let word = line[line.find(prefix).unwrap_or(0) + prefix.len()..]
+        .split(|c: char| c.is_whitespace() || c == ',')
+        .find(|w| !w.is_empty())
+        .unwrap_or("");
+    u64::from_str_radix(word.trim_start_matches("0x").replace('_', "").as_str(), 16)
+        .map_err(|e| format!("`{word}` in `{line}` is not a hex number: {e}"))
+}
+
+/// `uefi-boot`: the hypervisor runs where the loader put it and got the RSDP the loader
+/// found, and the RSDP (in ACPI memory, which is never RAM) lies in none of the RAM ranges
+/// the hypervisor took from the UEFI memory map.
+fn uefi_handoff_consistent(lines: &[String]) -> Result<(), String> {
+    let placed = hex_after(
+        lines,
+        "[hv-uefi] exiting boot services; the hypervisor starts at ",
+    )?;
+    let loaded = hex_after(lines, "[hv] loaded at ")?;
+    if placed != loaded {
+        return Err(format!(
+            "the loader placed the hypervisor at {placed:#x}, it says it runs at {loaded:#x}"
+        ));
+    }
+    let found = hex_after(lines, "[hv-uefi] ACPI 2.0 RSDP at ")?;
+    let got = hex_after(lines, "[hv] ACPI RSDP at ")?;
+    if found != got {
+        return Err(format!(
+            "the loader found the RSDP at {found:#x}, the hypervisor got {got:#x}"
+        ));
+    }
+    let mut ranges = 0;
+    for l in lines.iter().filter(|l| l.starts_with("[hv] memory ")) {
+        // `[hv] memory NAME: 0xSTART..0xEND (...)`
+        let span = l
+            .split_whitespace()
+            .nth(3)
+            .and_then(|w| w.split_once(".."))
+            .ok_or_else(|| format!("cannot read the range in `{l}`"))?;
+        let parse = |w: &str| u64::from_str_radix(w.trim_start_matches("0x"), 16);
+        let (start, end) = (
+            parse(span.0).map_err(|e| format!("`{l}`: {e}"))?,
+            parse(span.1).map_err(|e| format!("`{l}`: {e}"))?,
+        );
+        if (start..end).contains(&got) {
+            return Err(format!(
+                "the ACPI RSDP at {got:#x} lies in RAM the hypervisor uses: `{l}`"
+            ));
+        }
+        ranges += 1;
+    }
+    if ranges == 0 {
+        return Err("the hypervisor printed no `[hv] memory` range".into());
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -1371,6 +1519,37 @@ mod tests {
             fill[9 * 512 + i] ^= 1;
         }
         fill
+    }
+
+    #[test]
+    fn the_uefi_handoff_check_wants_matching_addresses_and_the_rsdp_outside_ram() {
+        let lines = |placed: &str, rsdp: &str, ram_end: &str| -> Vec<String> {
+            [
+                "[hv-uefi] ACPI 2.0 RSDP at 0xbc430018".to_string(),
+                format!("[hv-uefi] exiting boot services; the hypervisor starts at {placed} with the device tree at 0xba503000"),
+                "[hv] loaded at 0xb8400000, linked at 0x40400000: relocated by +0x78000000".into(),
+                format!("[hv] ACPI RSDP at {rsdp} (from /chosen)"),
+                format!("[hv] memory memory@40000000: 0x40000000..{ram_end} (1988 MiB, node 0)"),
+                "[hv] memory memory@bc730000: 0xbc730000..0xbfc00000 (52 MiB, node 0)".into(),
+            ]
+            .to_vec()
+        };
+        assert_eq!(
+            uefi_handoff_consistent(&lines("0xb8400000", "0xbc430018", "0xbc430000")),
+            Ok(())
+        );
+        let e =
+            uefi_handoff_consistent(&lines("0xb8600000", "0xbc430018", "0xbc430000")).unwrap_err();
+        assert!(e.contains("placed the hypervisor at 0xb8600000"), "{e}");
+        let e =
+            uefi_handoff_consistent(&lines("0xb8400000", "0xbc430000", "0xbc430000")).unwrap_err();
+        assert!(e.contains("the hypervisor got 0xbc430000"), "{e}");
+        let e =
+            uefi_handoff_consistent(&lines("0xb8400000", "0xbc430018", "0xbc730000")).unwrap_err();
+        assert!(e.contains("lies in RAM"), "{e}");
+        assert!(
+            uefi_handoff_consistent(&lines("0xb8400000", "0xbc430018", "0xbc430000")[..4]).is_err()
+        );
     }
 
     #[test]
