@@ -293,7 +293,10 @@ fn firmware_tables(board: &'static BoardDesc) {
                 refuse |= f.severity == crate::acpi::Severity::Refuse;
             }
             if findings.is_empty() {
-                hvprintln!("[hv] ACPI agrees with the board KDL ({})", board.source.file);
+                hvprintln!(
+                    "[hv] ACPI agrees with the board KDL ({})",
+                    board.source.file
+                );
             }
             if refuse {
                 hvprintln!(

@@ -1345,6 +1345,7 @@ pub fn linux_scenarios() -> Result<Vec<Scenario>, String> {
     // Also the guests' power button (shutdown through the API).
     out.push(mgmt::scenario(&mut images)?);
     out.push(uefi_boot(&images)?);
+    out.push(uefi_acpi_mismatch()?);
     Ok(out)
 }
 
@@ -1414,8 +1415,66 @@ fn uefi_boot(images: &crate::guest::GuestImages) -> Result<Scenario, String> {
                 "[hv] loaded at 0x".into(),
                 "[hv] RAM from the UEFI memory map: ".into(),
                 "[hv] ACPI RSDP at 0x".into(),
-                "VmConfig".into(),
+                "hv,vm-config".into(),
+                // CPUs and GIC from the MADT, the rest of the tables, and the check
+                // against the board KDL.
+                "[hv] ACPI XSDT (rev 2): MADT 4 CPUs enabled, GICv3 GICD 0x8000000, GICR 0x80a0000+0xf60000".into(),
+                "[hv] ACPI agrees with the board KDL (boards.kdl)".into(),
                 "[hv] powering off".into(),
+            ],
+        )
+    })
+}
+
+/// `uefi-acpi-mismatch`: the same UEFI boot with a board KDL whose GIC distributor is not
+/// where the firmware's MADT says (`examples/boards/qemu-virt-wrong-gicd.kdl`): the
+/// hypervisor names the KDL line and the MADT's value and refuses to start, before it
+/// initialises the GIC or any VM.
+fn uefi_acpi_mismatch() -> Result<Scenario, String> {
+    let file = workspace_root().join("examples/boards/qemu-virt-wrong-gicd.kdl");
+    let text = std::fs::read_to_string(&file)
+        .map_err(|e| format!("cannot read {}: {e}", file.display()))?;
+    let line = text
+        .lines()
+        .position(|l| l.trim_start().starts_with("distributor "))
+        .ok_or("no distributor line in qemu-virt-wrong-gicd.kdl")?
+        + 1;
+    let test_guest = build::test_guest()?;
+    let vms = write_vms(
+        "uefi-acpi-mismatch",
+        &format!(
+            "[[vm]]\nname = \"test\"\nvcpus = 1\nmemory_mib = 64\nkernel = \"{}\"\ncmdline = \"\"\nautostart = true\n",
+            test_guest.display()
+        ),
+    )?;
+    Ok(Scenario {
+        forbid: vec![
+            "[hv] VM ".into(),
+            "[test-guest]".into(),
+            "CPUs online".into(),
+            "[hv-uefi] error".into(),
+        ],
+        // The host halts with its message on the console (a server's operator reads it
+        // there): the scenario ends with the last line.
+        expect_exit: false,
+        timeout: Duration::from_secs(240),
+        uefi: Some(qemu::UefiBoot { vms }),
+        ..Scenario::new(
+            "uefi-acpi-mismatch",
+            Target {
+                board: "qemu-virt-wrong-gicd".into(),
+                board_file: file.clone(),
+                vms: workspace_root().join("examples/vms/none.toml"),
+                allow_experimental: false,
+            },
+            vec![
+                "[hv-uefi] exiting boot services".into(),
+                "[hv] board: qemu-virt-wrong-gicd ".into(),
+                "[hv] ACPI XSDT (rev 2): MADT 4 CPUs enabled, GICv3 GICD 0x8000000".into(),
+                format!(
+                    "[hv] error: qemu-virt-wrong-gicd.kdl:{line} gic distributor 0x8010000, but the firmware's MADT says GICD at 0x8000000: refusing to start"
+                ),
+                "[hv] FATAL: the firmware's ACPI tables contradict the board KDL (above); not starting".into(),
             ],
         )
     })
