@@ -398,6 +398,16 @@ pub enum ModuleKind {
     Other(String),
 }
 
+impl fmt::Display for ModuleKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::VmConfig => f.write_str("hv,vm-config"),
+            Self::VmImage { path } => write!(f, "hv,vm-image \"{path}\""),
+            Self::Other(c) => write!(f, "\"{c}\" (not used)"),
+        }
+    }
+}
+
 /// A module the loader placed in memory for the hypervisor.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Module {

@@ -65,6 +65,11 @@ fn primary_main() -> ! {
     // RAM: the firmware's (the loader's device tree), checked against the board KDL's.
     let ram = arch::mem::discover_ram();
     let mmu = arch::mmu::build(board, &ram.regions);
+    // The boot code relocated the image, and .bss and the heap were written, with the MMU
+    // and D-cache off: drop any line a loader left in the caches for the hypervisor's region
+    // (cleaned to PoC by the boot contract) before the caches are on.
+    let (region_start, _, region_end) = arch::image_layout();
+    cpu::clean_dcache_range(region_start, region_end - region_start);
     arch::mmu::enable_this_cpu();
     // Before probing: disk drivers take their DMA memory from the pool. A failure is
     // reported when the VMs are created.
@@ -304,7 +309,7 @@ fn banner(board: &BoardDesc, probed: &ProbeReport, heap: u64) {
         }
         for m in &info.modules {
             hvprintln!(
-                "[hv] module {}: {:#x}..{:#x} {:?}",
+                "[hv] module {}: {:#x}..{:#x} {}",
                 m.node_name,
                 m.base,
                 m.base + m.size,

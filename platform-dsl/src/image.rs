@@ -625,6 +625,30 @@ mod tests {
     }
 
     #[test]
+    fn linker_script_keeps_the_relocations_and_is_position_independent() {
+        let script = linker_script(&vmconfig::tests::board());
+        let rela = script.find(".rela.dyn : ALIGN(8) {").unwrap();
+        let start = script.find("__rela_start = .;").unwrap();
+        let end = script.find("__rela_end = .;").unwrap();
+        let bss = script.find(".bss (NOLOAD)").unwrap();
+        // Inside the loaded image, before .bss (which the flat Image leaves out).
+        assert!(rela < start && start < end && end < bss, "{script}");
+        // The header's image_size is the whole region, an absolute value.
+        assert!(
+            script.contains("__hv_image_size = ABSOLUTE(0x1f00000);"),
+            "{script}"
+        );
+        // __image_start moves with the image: defined inside .text, before the header.
+        let text = script.find(".text : {").unwrap();
+        let image_start = script.find("__image_start = .;").unwrap();
+        let boot = script.find("KEEP(*(.text.boot))").unwrap();
+        assert!(text < image_start && image_start < boot);
+        for a in ["--pie", "-znotext"] {
+            assert!(PIE_LINK_ARGS.contains(&a));
+        }
+    }
+
+    #[test]
     fn linker_script_puts_text_boot_first() {
         let script = linker_script(&vmconfig::tests::board());
         let boot = script.find("KEEP(*(.text.boot))").unwrap();

@@ -379,3 +379,168 @@ pub fn out_of_tree_image(t: &Target) -> Result<Image, String> {
         plan,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A minimal little-endian ELF64 for AArch64: `segs` are (address, file bytes, memory
+    /// size) PT_LOADs, `relas` (offset, type, addend) go into a `.rela.dyn` section.
+    fn elf(entry: u64, segs: &[(u64, Vec<u8>, u64)], relas: &[(u64, u32, u64)]) -> Vec<u8> {
+        let phnum = segs.len();
+        let mut body: Vec<u8> = Vec::new();
+        let data_start = 64 + 56 * phnum;
+        let mut seg_offsets = Vec::new();
+        for (_, bytes, _) in segs {
+            seg_offsets.push(data_start + body.len());
+            body.extend_from_slice(bytes);
+            while !body.len().is_multiple_of(8) {
+                body.push(0);
+            }
+        }
+        let rela_off = data_start + body.len();
+        for &(off, ty, addend) in relas {
+            body.extend_from_slice(&off.to_le_bytes());
+            body.extend_from_slice(&(ty as u64).to_le_bytes());
+            body.extend_from_slice(&addend.to_le_bytes());
+        }
+        let shstr_off = data_start + body.len();
+        let shstr = b"\0.rela.dyn\0.shstrtab\0";
+        body.extend_from_slice(shstr);
+        while !body.len().is_multiple_of(8) {
+            body.push(0);
+        }
+        let shoff = data_start + body.len();
+        let mut f = Vec::new();
+        f.extend_from_slice(&[0x7f, b'E', b'L', b'F', 2, 1, 1, 0]);
+        f.extend_from_slice(&[0; 8]);
+        f.extend_from_slice(&3u16.to_le_bytes()); // ET_DYN
+        f.extend_from_slice(&183u16.to_le_bytes()); // EM_AARCH64
+        f.extend_from_slice(&1u32.to_le_bytes());
+        f.extend_from_slice(&entry.to_le_bytes());
+        f.extend_from_slice(&64u64.to_le_bytes());
+        f.extend_from_slice(&(shoff as u64).to_le_bytes());
+        f.extend_from_slice(&0u32.to_le_bytes());
+        for v in [64u16, 56, phnum as u16, 64, 3, 2] {
+            f.extend_from_slice(&v.to_le_bytes());
+        }
+        for ((addr, bytes, memsz), off) in segs.iter().zip(&seg_offsets) {
+            f.extend_from_slice(&1u32.to_le_bytes()); // PT_LOAD
+            f.extend_from_slice(&5u32.to_le_bytes());
+            for v in [*off as u64, *addr, *addr, bytes.len() as u64, *memsz, 8] {
+                f.extend_from_slice(&v.to_le_bytes());
+            }
+        }
+        f.extend_from_slice(&body);
+        let shdr = |f: &mut Vec<u8>, name: u32, ty: u32, off: usize, size: usize, entsize: u64| {
+            f.extend_from_slice(&name.to_le_bytes());
+            f.extend_from_slice(&ty.to_le_bytes());
+            for v in [0u64, 0, off as u64, size as u64] {
+                f.extend_from_slice(&v.to_le_bytes());
+            }
+            f.extend_from_slice(&0u32.to_le_bytes());
+            f.extend_from_slice(&0u32.to_le_bytes());
+            f.extend_from_slice(&8u64.to_le_bytes());
+            f.extend_from_slice(&entsize.to_le_bytes());
+        };
+        shdr(&mut f, 0, 0, 0, 0, 0);
+        shdr(&mut f, 1, 4, rela_off, relas.len() * 24, 24); // SHT_RELA
+        shdr(&mut f, 11, 3, shstr_off, shstr.len(), 0); // SHT_STRTAB
+        f
+    }
+
+    /// A valid Image header for `len` bytes.
+    fn header(image_size: u64) -> Vec<u8> {
+        let mut h = vec![0u8; 64];
+        h[0..4].copy_from_slice(&0x1400_0010u32.to_le_bytes()); // b +0x40
+        h[16..24].copy_from_slice(&image_size.to_le_bytes());
+        h[24..32].copy_from_slice(&0xau64.to_le_bytes());
+        h[56..60].copy_from_slice(b"ARM\x64");
+        h
+    }
+
+    #[test]
+    fn flattening_lays_segments_out_from_the_lowest_and_drops_bss() {
+        let base = 0x4020_0000;
+        let data = elf(
+            base,
+            &[
+                (base, vec![1; 0x10], 0x10),
+                (base + 0x1000, vec![2; 8], 8),
+                (base + 0x2000, vec![], 0x5000), // .bss: no file bytes
+            ],
+            &[],
+        );
+        let (at, flat) = flatten(&data).unwrap();
+        assert_eq!(at, base);
+        assert_eq!(flat.len(), 0x1008);
+        assert_eq!(&flat[..0x10], &[1; 0x10]);
+        assert!(flat[0x10..0x1000].iter().all(|&b| b == 0));
+        assert_eq!(&flat[0x1000..], &[2; 8]);
+        assert!(flatten(b"not an elf").is_err());
+    }
+
+    #[test]
+    fn image_header_is_checked() {
+        let mut bin = header(0x200_0000);
+        bin.resize(0x1000, 0);
+        let h = check_image_header(&bin).unwrap();
+        assert_eq!(
+            h,
+            ImageHeader {
+                text_offset: 0,
+                image_size: 0x200_0000,
+                flags: 0xa
+            }
+        );
+        let bad = |f: &dyn Fn(&mut Vec<u8>)| {
+            let mut b = bin.clone();
+            f(&mut b);
+            check_image_header(&b).unwrap_err()
+        };
+        assert!(bad(&|b| b[56] = b'X').contains("magic"));
+        assert!(bad(&|b| b[3] = 0xd5).contains("not a branch"));
+        assert!(bad(&|b| b[24] = 0x2).contains("placeable anywhere"));
+        assert!(bad(&|b| b[16..24].copy_from_slice(&0x800u64.to_le_bytes()))
+            .contains("smaller than the file"));
+        assert!(check_image_header(&bin[..40]).is_err());
+    }
+
+    #[test]
+    fn only_relative_relocations_inside_the_image_pass() {
+        let base = 0x4020_0000;
+        let seg = |relas: &[(u64, u32, u64)]| elf(base, &[(base, header(0x10_0000), 64)], relas);
+        assert_eq!(
+            check_relocations(&seg(&[(base + 8, 1027, base + 0x20)])),
+            Ok(1)
+        );
+        let e = check_relocations(&seg(&[(base + 8, 257, 0)])).unwrap_err();
+        assert!(e.contains("type 257"), "{e}");
+        let e = check_relocations(&seg(&[(base + 0x1000, 1027, 0)])).unwrap_err();
+        assert!(e.contains("outside the image"), "{e}");
+    }
+
+    #[test]
+    fn the_bin_is_written_only_for_a_good_image() {
+        let dir = std::env::temp_dir().join(format!("xtask-bin-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (elf_path, bin_path) = (dir.join("hv.elf"), dir.join("hv.bin"));
+        let base = 0x4020_0000;
+        let good = elf(
+            base,
+            &[(base, header(0x10_0000), 64)],
+            &[(base + 8, 1027, 0)],
+        );
+        std::fs::write(&elf_path, &good).unwrap();
+        write_image_bin(&elf_path, &bin_path).unwrap();
+        assert_eq!(std::fs::read(&bin_path).unwrap(), header(0x10_0000));
+        // The entry point must be the header (offset 0), where loaders enter.
+        let _ = std::fs::remove_file(&bin_path);
+        let off = elf(base + 0x40, &[(base, header(0x10_0000), 64)], &[]);
+        std::fs::write(&elf_path, &off).unwrap();
+        let e = write_image_bin(&elf_path, &bin_path).unwrap_err();
+        assert!(e.contains("entry point"), "{e}");
+        assert!(!bin_path.exists());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

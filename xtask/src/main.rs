@@ -12,6 +12,7 @@
 
 mod bench;
 mod boards;
+mod bootdt;
 mod browser;
 mod build;
 mod datastore;

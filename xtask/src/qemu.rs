@@ -153,6 +153,9 @@ pub struct Scenario {
     /// Boot the flat arm64 Image (`hypervisor-BOARD.bin`) as QEMU boots a Linux Image
     /// instead of the ELF: QEMU places it per its header and passes its DTB in x0.
     pub boot_image: bool,
+    /// More QEMU arguments made once the image is built (files the machine loads, e.g. a
+    /// device tree with boot modules, `crate::bootdt`).
+    pub prepare: Option<Prepare>,
     /// Boot through UEFI instead of `-kernel`: see [`UefiBoot`].
     pub uefi: Option<UefiBoot>,
 }
@@ -166,6 +169,9 @@ pub struct UefiBoot {
     /// The VM file that becomes the ESP's `HV/VMS.TOML`.
     pub vms: PathBuf,
 }
+
+/// Makes a scenario's extra QEMU arguments once its image is built: see [`Scenario::prepare`].
+pub type Prepare = fn(&Image) -> Result<Vec<String>, String>;
 
 /// Judges a scenario's lines after the run: see [`Scenario::check_lines`].
 pub type LinesCheck = fn(&[String]) -> Result<(), String>;
@@ -363,6 +369,7 @@ impl Scenario {
             extra_args: Vec::new(),
             uefi: None,
             boot_image: false,
+            prepare: None,
         }
     }
 }
@@ -599,6 +606,9 @@ pub fn run_scenario(s: &Scenario) -> Result<(), String> {
         cmd.args(poisoned_ram_args(&img)?);
     }
     cmd.args(&s.extra_args);
+    if let Some(prepare) = s.prepare {
+        cmd.args(prepare(&img)?);
+    }
     let disk = s.host_disk.map(|d| (d.make)()).transpose()?;
     if let (Some(disk), Some(hd)) = (&disk, s.host_disk) {
         cmd.arg("-drive").arg(drive_arg(disk, &hd)?);

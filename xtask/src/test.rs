@@ -276,6 +276,7 @@ fn gic_v2_test_guest(board: &str) -> Scenario {
         extra_args: Vec::new(),
         uefi: None,
         boot_image: false,
+        prepare: None,
     }
 }
 
@@ -739,6 +740,38 @@ fn image_boot_scenario() -> Scenario {
     }
 }
 
+/// `image-boot-modules`: the Image booted with a device tree that carries boot modules
+/// (QEMU's own tree plus `/chosen/module@*`, given with `-dtb`; the module files placed with
+/// `-device loader`): the VM file's VM `modvm` is defined at boot with its kernel taken in
+/// place from the `hv,vm-image` module and, `autostart = true`, started; it passes the test
+/// guest's checks next to the build-time VM.
+fn boot_modules_scenario() -> Scenario {
+    let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+    let mut expect = s(&[
+        "[hv] board: qemu-virt ",
+        "[hv] loaded at 0x40200000, linked at 0x40400000",
+        "[hv] module module@50000000: 0x50000000..0x50000068 hv,vm-config",
+        "[hv] module module@50200000: 0x50200000..",
+        "[hv] VM `modvm` defined from boot module module@50000000 (autostart)",
+    ]);
+    expect.extend(guest_passes("modvm"));
+    Scenario {
+        boot_image: true,
+        expect_exit: false,
+        expect_unordered: [
+            guest_passes("test"),
+            s(&[" hv,vm-image \"test-guest.bin\""]),
+        ]
+        .concat(),
+        prepare: Some(crate::bootdt::modules_args),
+        ..Scenario::new(
+            "image-boot-modules",
+            target("qemu-virt", "examples/vms/test-guest.toml"),
+            expect,
+        )
+    }
+}
+
 /// The QEMU scenarios, each a snapshot of serial output that must appear.
 pub fn scenarios() -> Vec<Scenario> {
     let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
@@ -773,6 +806,7 @@ pub fn scenarios() -> Vec<Scenario> {
             one,
         ),
         image_boot_scenario(),
+        boot_modules_scenario(),
         Scenario::new(
             "two-vms-alpha",
             target("qemu-virt", "examples/vms/two-guests.toml"),
@@ -879,6 +913,7 @@ pub fn scenarios() -> Vec<Scenario> {
             extra_args: Vec::new(),
             uefi: None,
             boot_image: false,
+            prepare: None,
         },
         Scenario {
             // Console multiplexing: input goes to VM 0, Ctrl-] 1 switches it to VM 1; each

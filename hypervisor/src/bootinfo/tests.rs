@@ -4,9 +4,12 @@ use vm_fdt::{FdtReserveEntry, FdtWriter};
 const GIB: u64 = 1 << 30;
 const MIB: u64 = 1 << 20;
 
+/// A `/memory` node: its name, `reg` ranges and `numa-node-id`.
+type MemNode = (&'static str, Vec<(u64, u64)>, Option<u32>);
+
 /// What a test tree holds.
 struct Spec {
-    memory: Vec<(&'static str, Vec<(u64, u64)>, Option<u32>)>,
+    memory: Vec<MemNode>,
     reservations: Vec<(u64, u64)>,
     reserved_memory: Vec<(u64, u64)>,
     rsdp: Option<u64>,

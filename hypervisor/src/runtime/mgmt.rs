@@ -246,7 +246,7 @@ impl Host for RuntimeHost {
             board: board.name.into(),
             support: format!("{:?}", board.support).to_lowercase(),
             cpus: super::pcpu_count() as u32,
-            memory_mib: board.memory.iter().map(|m| m.size).sum::<u64>() >> 20,
+            memory_mib: arch::mem::ram_regions().iter().map(|m| m.size).sum::<u64>() >> 20,
             memory_free_mib: arch::mem::free_ram_bytes() >> 20,
             uptime_s: cpu::counter() / cpu::counter_frequency().max(1),
             evaluation: EVALUATION.lock().as_ref().map(|(e, _)| e.clone()),
