@@ -1412,7 +1412,7 @@ fn uefi_boot(images: &crate::guest::GuestImages) -> Result<Scenario, String> {
                 "[hv] loaded at 0x".into(),
                 "[hv] RAM from the UEFI memory map: ".into(),
                 "[hv] ACPI RSDP at 0x".into(),
-                "VmConfig".into(),
+                "hv,vm-config".into(),
                 "[hv] powering off".into(),
             ],
         )
