@@ -256,6 +256,9 @@ pub struct BoardDesc {
     pub quirks: &'static [QuirkRefDesc],
     /// The virtual switch's uplink and port groups.
     pub network: NetworkDesc,
+    /// `numa_distances[a][b]`: distance from NUMA node `a` to node `b` (10 local, as in
+    /// ACPI's SLIT); empty on a board with one node.
+    pub numa_distances: &'static [&'static [u8]],
 }
 
 /// Which of the machine's NICs the virtual switch uses as its uplink.
@@ -309,6 +312,23 @@ impl NetworkDesc {
 }
 
 impl BoardDesc {
+    /// Number of NUMA nodes: one more than the highest node of a CPU or RAM region.
+    pub fn numa_node_count(&self) -> u32 {
+        let cpus = self.cpus.iter().map(|c| c.numa_node);
+        let ram = self.memory.iter().map(|m| m.numa_node);
+        cpus.chain(ram).max().map_or(1, |n| n + 1)
+    }
+
+    /// Distance from node `a` to node `b`: the board's `numa-distances`, else 10 for the
+    /// same node and 20 between nodes (Linux's LOCAL_DISTANCE / REMOTE_DISTANCE).
+    pub fn numa_distance(&self, a: u32, b: u32) -> u8 {
+        self.numa_distances
+            .get(a as usize)
+            .and_then(|row| row.get(b as usize))
+            .copied()
+            .unwrap_or(if a == b { 10 } else { 20 })
+    }
+
     /// The console device.
     pub fn console_device(&self) -> Option<&'static DeviceDesc> {
         self.devices.get(self.console)
@@ -388,6 +408,7 @@ mod tests {
             devices: &DEVICES,
             quirks: &[],
             network: crate::platform::NetworkDesc::DEFAULT,
+            numa_distances: &[],
         };
         assert!(board.is_hypervisor_device(&DEVICES[0]));
         assert!(board.is_hypervisor_device(&DEVICES[2]));

@@ -47,6 +47,8 @@ pub fn board_desc(board: &Board) -> Result<TokenStream, String> {
     let devices = devices::devices(board);
     let quirks = quirks::quirks(board);
     let network = network(&board.network);
+    let rows = board.numa_distances.iter().map(|row| quote!(&[#(#row),*]));
+    let numa_distances = quote!(&[#(#rows),*]);
     Ok(quote! {
         ::hypervisor::platform::BoardDesc {
             name: #name,
@@ -66,6 +68,7 @@ pub fn board_desc(board: &Board) -> Result<TokenStream, String> {
             devices: #devices,
             quirks: #quirks,
             network: #network,
+            numa_distances: #numa_distances,
         }
     })
 }

@@ -557,6 +557,7 @@ pub(crate) mod tests {
                 core: "arm,cortex-a57".into(),
             }],
             numa_nodes: vec![NumaNode { id: 0, socket: 0 }],
+            numa_distances: vec![vec![10]],
             memory: vec![MemoryRegion {
                 name: "dram0".into(),
                 base: 0x4000_0000,

@@ -374,6 +374,7 @@ mod tests {
             devices: &[],
             quirks: &[],
             network: crate::platform::NetworkDesc::DEFAULT,
+            numa_distances: &[],
         }
     }
 

@@ -134,5 +134,6 @@ pub fn board(gic: GicDesc, cpus: &[CpuDesc]) -> &'static BoardDesc {
         devices: &[],
         quirks: &[],
         network: hypervisor::platform::NetworkDesc::DEFAULT,
+        numa_distances: &[],
     }))
 }
