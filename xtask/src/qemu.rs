@@ -222,6 +222,7 @@ pub fn run_interactive(t: &Target, timeout: Option<u64>) -> Result<(), String> {
             }
         }
     };
+    let _ = std::fs::remove_dir_all(numa_ram_dir(&img.board.name));
     if status.success() {
         Ok(())
     } else {
@@ -890,6 +891,8 @@ pub fn run_scenario(s: &Scenario) -> Result<(), String> {
         (Some(d), Some(path)) => (d.check)(path, &all_lines),
         _ => Ok(()),
     });
+    // The NUMA nodes' RAM files (a multi-node board) are read by the checks above.
+    let _ = std::fs::remove_dir_all(numa_ram_dir(&img.board.name));
     verdict.map_err(|why| {
         let _ = writeln!(log, "--- scenario failed: {why}");
         format!("scenario {}: {why} (log: {})", s.name, log_path.display())
