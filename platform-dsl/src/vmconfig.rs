@@ -228,7 +228,7 @@ pub struct Vm {
     #[serde(default)]
     pub nics: Vec<VmNic>,
     /// NUMA placement (`numa-node`, `numa`).
-    #[serde(skip)]
+    #[serde(default)]
     pub numa: vm_config::NumaPolicy,
     /// Where it was written (present when parsed, absent once read back from JSON).
     #[serde(skip)]

@@ -127,7 +127,7 @@ pub enum NumaMode {
 }
 
 /// Where a VM's vCPUs and RAM go, from `numa-node` and `numa`.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub enum NumaPolicy {
     /// One node, the hypervisor's pick (the least loaded).
     #[default]

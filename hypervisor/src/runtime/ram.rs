@@ -43,12 +43,7 @@ pub struct GuestRam {
 }
 
 impl GuestRam {
-    /// RAM `ram` behind stage-2 tables `s2` (which map none of it yet).
-    pub fn new(ram: HostRam, s2: Stage2) -> Self {
-        Self::from_parts(alloc::vec![ram], s2)
-    }
-
-    /// RAM made of `parts`, laid one after the other from guest RAM offset 0 (a VM spanning
+    /// RAM made of `parts` behind stage-2 tables `s2` (which map none of it yet), laid one after the other from guest RAM offset 0 (a VM spanning
     /// NUMA nodes: one part per node); each part's size must be a multiple of 2 MiB (the
     /// pool hands out 2 MiB-aligned blocks), so that no block straddles two parts.
     pub fn from_parts(parts: Vec<HostRam>, s2: Stage2) -> Self {
