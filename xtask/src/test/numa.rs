@@ -122,6 +122,17 @@ fn check(lines: &[String]) -> Result<(), String> {
             }
         }
     }
+    // The spread VM's RAM comes from both nodes (the guest's view above is what its DT
+    // says; these lines say where the hypervisor really took the RAM).
+    for node in 0..2 {
+        let want = format!("on NUMA node {node}");
+        if !lines
+            .iter()
+            .any(|l| l.contains("`spread`: RAM ") && l.ends_with(&want))
+        {
+            return Err(format!("no RAM line of VM `spread` ends with `{want}`"));
+        }
+    }
     for node in 0..2 {
         let key = format!("[spread] [numa] node{node} mem_kb=");
         let kb = lines
