@@ -30,6 +30,7 @@ static DESC: VmDesc = VmDesc {
     devices: &[],
     disks: &[],
     nics: &[],
+    numa: hypervisor::config::VmNuma::Local,
 };
 
 /// EL1 registers as a CPU holds them.

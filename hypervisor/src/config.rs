@@ -80,6 +80,21 @@ pub struct VmDesc {
     pub disks: &'static [VmDiskDesc],
     /// Virtual NICs.
     pub nics: &'static [VmNicDesc],
+    /// Where its vCPUs and RAM go on the board's NUMA nodes (`numa-node`, `numa`).
+    pub numa: VmNuma,
+}
+
+/// A VM's NUMA placement (the VM file's `numa-node` and `numa` keys).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum VmNuma {
+    /// Every vCPU on one node, the least loaded; RAM from that node.
+    #[default]
+    Local,
+    /// Every vCPU on this node; RAM from it.
+    Node(u32),
+    /// vCPUs spread over the nodes; RAM from each node for its vCPUs there, and a virtual
+    /// NUMA topology in the VM's device tree.
+    Spread,
 }
 
 /// A virtio-net NIC of a VM, on the virtual switch.

@@ -542,6 +542,7 @@ mod tests {
             devices: &[],
             disks: &[],
             nics: &[],
+            numa: crate::config::VmNuma::Local,
         }));
         let devices = VmDevices::new(gic, vcpus, "t", discard).unwrap();
         let pcpus: Vec<usize> = (0..vcpus).collect();

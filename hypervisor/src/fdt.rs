@@ -247,6 +247,9 @@ pub struct GuestDtbConfig<'a> {
     /// The PCIe host bridge, for a VM with PCI devices
     /// ([`VmDevices::has_pci`](crate::vm::devices::VmDevices::has_pci)).
     pub pci: Option<PciHostDt>,
+    /// A VM spanning NUMA nodes: one memory node per RAM part, `numa-node-id` on each,
+    /// on each CPU, and a `distance-map`. `None`: one memory node, no NUMA properties.
+    pub numa: Option<crate::vm::numa::GuestNuma>,
 }
 
 impl<'a> GuestDtbConfig<'a> {
@@ -305,6 +308,7 @@ impl<'a> GuestDtbConfig<'a> {
             },
             pmu: Some(IntId(layout::PMU_INTID)),
             pci: None,
+            numa: None,
         }
     }
 }
@@ -315,6 +319,18 @@ pub enum FdtError {
     /// No vCPUs.
     #[error("a guest device tree needs at least one vCPU: set the VM's vcpus")]
     NoVcpus,
+    /// The virtual NUMA topology does not describe the VM's RAM and vCPUs.
+    #[error("the VM's NUMA topology covers {ram_mib} MiB and {vcpus} vCPU(s), the VM has {want_mib} MiB and {want_vcpus}")]
+    NumaMismatch {
+        /// RAM the topology's memory parts add up to, MiB.
+        ram_mib: u64,
+        /// vCPUs it places.
+        vcpus: usize,
+        /// The VM's RAM, MiB.
+        want_mib: u64,
+        /// The VM's vCPUs.
+        want_vcpus: usize,
+    },
     /// An interrupt that must be a PPI is not in 16..=31.
     #[error("{what} interrupt {intid} is not a PPI (INTID 16-31): fix the VM layout")]
     NotAPpi {
@@ -466,6 +482,17 @@ pub fn build_guest_dtb(cfg: &GuestDtbConfig<'_>) -> Result<Vec<u8>, FdtError> {
             return Err(FdtError::InitrdBackwards { start, end });
         }
     }
+    if let Some(n) = &cfg.numa {
+        let ram: u64 = n.memory.iter().map(|m| m.0).sum();
+        if ram != cfg.ram.size || n.vcpu_nodes.len() != cfg.vcpus {
+            return Err(FdtError::NumaMismatch {
+                ram_mib: ram >> 20,
+                vcpus: n.vcpu_nodes.len(),
+                want_mib: cfg.ram.size >> 20,
+                want_vcpus: cfg.vcpus,
+            });
+        }
+    }
     let uart_irq = spi("UART", cfg.uart_intid)?;
     let gpio_irq = cfg
         .power_button
@@ -511,10 +538,42 @@ pub fn build_guest_dtb(cfg: &GuestDtbConfig<'_>) -> Result<Vec<u8>, FdtError> {
     }
     fdt.end_node(chosen)?;
 
-    let memory = fdt.begin_node(&format!("memory@{:x}", cfg.ram.base.0))?;
-    fdt.property_string("device_type", "memory")?;
-    fdt.property_array_u64("reg", &reg(&[cfg.ram]))?;
-    fdt.end_node(memory)?;
+    match &cfg.numa {
+        None => {
+            let memory = fdt.begin_node(&format!("memory@{:x}", cfg.ram.base.0))?;
+            fdt.property_string("device_type", "memory")?;
+            fdt.property_array_u64("reg", &reg(&[cfg.ram]))?;
+            fdt.end_node(memory)?;
+        }
+        Some(numa) => {
+            // One memory node per part, where the part really is (Linux `of_numa`).
+            let mut base = cfg.ram.base.0;
+            for &(size, node) in &numa.memory {
+                let memory = fdt.begin_node(&format!("memory@{base:x}"))?;
+                fdt.property_string("device_type", "memory")?;
+                let part = Window {
+                    base: GuestPhysAddr(base),
+                    size,
+                };
+                fdt.property_array_u64("reg", &reg(&[part]))?;
+                fdt.property_u32("numa-node-id", node)?;
+                fdt.end_node(memory)?;
+                base += size;
+            }
+            // Documentation/devicetree/bindings/numa.txt: `distance-matrix` triplets
+            // <from to distance>, 10 for a node to itself.
+            let map = fdt.begin_node("distance-map")?;
+            fdt.property_string("compatible", "numa-distance-map-v1")?;
+            let mut matrix = Vec::new();
+            for (a, row) in numa.distances.iter().enumerate() {
+                for (b, d) in row.iter().enumerate() {
+                    matrix.extend_from_slice(&[a as u32, b as u32, *d]);
+                }
+            }
+            fdt.property_array_u32("distance-matrix", &matrix)?;
+            fdt.end_node(map)?;
+        }
+    }
 
     let cpus = fdt.begin_node("cpus")?;
     fdt.property_u32("#address-cells", 1)?;
@@ -525,6 +584,9 @@ pub fn build_guest_dtb(cfg: &GuestDtbConfig<'_>) -> Result<Vec<u8>, FdtError> {
         fdt.property_string("compatible", "arm,armv8")?;
         fdt.property_string("enable-method", "psci")?;
         fdt.property_u32("reg", i as u32)?;
+        if let Some(node) = cfg.numa.as_ref().and_then(|n| n.vcpu_nodes.get(i)) {
+            fdt.property_u32("numa-node-id", *node)?;
+        }
         fdt.end_node(cpu)?;
     }
     fdt.end_node(cpus)?;
@@ -728,6 +790,67 @@ mod tests {
         assert_eq!(regions[0].starting_address as u64, layout::RAM_BASE);
         assert_eq!(regions[0].size, Some(RAM as usize));
         assert!(fdt.find_node("/memory@40000000").is_some());
+    }
+
+    #[test]
+    fn a_vm_spanning_nodes_sees_its_numa_topology() {
+        let mut cfg = GuestDtbConfig::from_layout(2, RAM, true, "", None);
+        let half = RAM / 2;
+        cfg.numa = Some(crate::vm::numa::GuestNuma {
+            memory: vec![(half, 0), (half, 1)],
+            vcpu_nodes: vec![0, 1],
+            distances: vec![vec![10, 25], vec![25, 10]],
+        });
+        let blob = build_guest_dtb(&cfg).unwrap();
+        let fdt = Fdt::new(&blob).unwrap();
+        let regions: Vec<_> = fdt.memory().regions().collect();
+        assert_eq!(
+            regions.len(),
+            1,
+            "fdt's memory() reads the first memory node"
+        );
+        let second = format!("/memory@{:x}", layout::RAM_BASE + half);
+        assert_eq!(u32s(prop(&fdt, "/memory@40000000", "numa-node-id")), [0]);
+        assert_eq!(u32s(prop(&fdt, &second, "numa-node-id")), [1]);
+        let reg = prop(&fdt, &second, "reg");
+        let cells: Vec<u64> = reg
+            .chunks_exact(8)
+            .map(|c| u64::from_be_bytes(c.try_into().unwrap()))
+            .collect();
+        assert_eq!(cells, [layout::RAM_BASE + half, half]);
+        assert_eq!(u32s(prop(&fdt, "/cpus/cpu@0", "numa-node-id")), [0]);
+        assert_eq!(u32s(prop(&fdt, "/cpus/cpu@1", "numa-node-id")), [1]);
+        assert_eq!(
+            strs(prop(&fdt, "/distance-map", "compatible")),
+            ["numa-distance-map-v1"]
+        );
+        assert_eq!(
+            u32s(prop(&fdt, "/distance-map", "distance-matrix")),
+            [0, 0, 10, 0, 1, 25, 1, 0, 25, 1, 1, 10]
+        );
+    }
+
+    #[test]
+    fn a_vm_on_one_node_has_no_numa_properties() {
+        let blob = v3(2);
+        let fdt = Fdt::new(&blob).unwrap();
+        assert!(fdt.find_node("/distance-map").is_none());
+        let cpu = fdt.find_node("/cpus/cpu@0").unwrap();
+        assert!(cpu.property("numa-node-id").is_none());
+    }
+
+    #[test]
+    fn a_numa_topology_that_misses_ram_is_refused() {
+        let mut cfg = GuestDtbConfig::from_layout(2, RAM, true, "", None);
+        cfg.numa = Some(crate::vm::numa::GuestNuma {
+            memory: vec![(RAM / 2, 0)],
+            vcpu_nodes: vec![0, 0],
+            distances: vec![vec![10]],
+        });
+        assert!(matches!(
+            build_guest_dtb(&cfg),
+            Err(FdtError::NumaMismatch { .. })
+        ));
     }
 
     #[test]

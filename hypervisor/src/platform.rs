@@ -267,6 +267,9 @@ pub struct BoardDesc {
     /// Where each part is written in the board's KDL file (for boot-time messages that
     /// name the line to fix).
     pub source: SourceDesc,
+    /// `numa_distances[a][b]`: distance from NUMA node `a` to node `b` (10 local, as in
+    /// ACPI's SLIT); empty on a board with one node.
+    pub numa_distances: &'static [&'static [u8]],
 }
 
 /// The board's KDL file and the line of each of its parts (mirrors
@@ -375,6 +378,23 @@ impl NetworkDesc {
 }
 
 impl BoardDesc {
+    /// Number of NUMA nodes: one more than the highest node of a CPU or RAM region.
+    pub fn numa_node_count(&self) -> u32 {
+        let cpus = self.cpus.iter().map(|c| c.numa_node);
+        let ram = self.memory.iter().map(|m| m.numa_node);
+        cpus.chain(ram).max().map_or(1, |n| n + 1)
+    }
+
+    /// Distance from node `a` to node `b`: the board's `numa-distances`, else 10 for the
+    /// same node and 20 between nodes (Linux's LOCAL_DISTANCE / REMOTE_DISTANCE).
+    pub fn numa_distance(&self, a: u32, b: u32) -> u8 {
+        self.numa_distances
+            .get(a as usize)
+            .and_then(|row| row.get(b as usize))
+            .copied()
+            .unwrap_or(if a == b { 10 } else { 20 })
+    }
+
     /// The console device.
     pub fn console_device(&self) -> Option<&'static DeviceDesc> {
         self.devices.get(self.console)
@@ -455,6 +475,7 @@ mod tests {
             quirks: &[],
             network: crate::platform::NetworkDesc::DEFAULT,
             source: SourceDesc::NONE,
+            numa_distances: &[],
         };
         assert!(board.is_hypervisor_device(&DEVICES[0]));
         assert!(board.is_hypervisor_device(&DEVICES[2]));

@@ -242,13 +242,25 @@ impl<H: Copy + Eq> RunQueue<H> {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 pub struct NumaNode(pub u32);
 
+/// Where a VM's vCPUs may go (the VM file's `numa-node` / `numa`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum NumaChoice {
+    /// All on one node: the least loaded (load per CPU), the lowest on a tie.
+    #[default]
+    Local,
+    /// All on this node.
+    Node(NumaNode),
+    /// vCPU `k` on the `k % nodes`-th node that has CPUs: the VM spans the nodes.
+    Spread,
+}
+
 /// What placement needs to know about one VM.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct VmPlacement {
     /// Number of vCPUs.
     pub vcpus: u32,
-    /// The node whose CPUs (and memory) the VM should use; `None`: any.
-    pub node: Option<NumaNode>,
+    /// Which node(s) its vCPUs (and so its memory) use.
+    pub numa: NumaChoice,
 }
 
 /// Errors from [`place`] and [`place_numa`]: the VM table does not fit the board.
@@ -271,61 +283,95 @@ pub enum PlacementError {
     },
 }
 
-/// Pins every vCPU to a physical CPU, spreading them round robin over `pcpus` CPUs, VM
-/// after VM: `vcpus_per_vm[i]` is the vCPU count of VM `i`.
+/// Pins every vCPU to a physical CPU, VM after VM, over `pcpus` CPUs of one node:
+/// `vcpus_per_vm[i]` is the vCPU count of VM `i`.
 pub fn place(
     vcpus_per_vm: &[u32],
     pcpus: usize,
 ) -> Result<Vec<(VmId, VcpuId, PcpuId)>, PlacementError> {
     let vms: Vec<VmPlacement> = vcpus_per_vm
         .iter()
-        .map(|&vcpus| VmPlacement { vcpus, node: None })
+        .map(|&vcpus| VmPlacement {
+            vcpus,
+            numa: NumaChoice::Local,
+        })
         .collect();
     place_numa(&vms, &vec![NumaNode(0); pcpus])
 }
 
-/// Pins every vCPU to a physical CPU. `pcpu_nodes[p]` is the node of physical CPU `p`.
-///
-/// Each vCPU goes to the least-loaded CPU among those of its VM's node (all CPUs if the VM
-/// has no preference); ties go round robin, continuing from the CPU after the last one
-/// used, so that equal loads spread evenly and a VM's vCPUs land on distinct CPUs when
-/// there are enough.
+/// Pins every vCPU of every VM to a physical CPU with [`place_vm`], VM after VM, each
+/// seeing the load the earlier ones left. `pcpu_nodes[p]` is the node of physical CPU `p`.
 pub fn place_numa(
     vms: &[VmPlacement],
     pcpu_nodes: &[NumaNode],
 ) -> Result<Vec<(VmId, VcpuId, PcpuId)>, PlacementError> {
-    let n = pcpu_nodes.len();
+    let mut load = vec![0u32; pcpu_nodes.len()];
+    let mut out = Vec::new();
+    for (i, vm) in vms.iter().enumerate() {
+        let pcpus = place_vm(VmId(i), vm.vcpus, vm.numa, pcpu_nodes, &mut load)?;
+        out.extend(
+            pcpus
+                .into_iter()
+                .enumerate()
+                .map(|(v, p)| (VmId(i), VcpuId(v), p)),
+        );
+    }
+    Ok(out)
+}
+
+/// Pins the `vcpus` vCPUs of VM `vm` to physical CPUs: `pcpu_nodes[p]` is the node of
+/// physical CPU `p` and `load[p]` how many vCPUs it already runs (updated here).
+///
+/// The node comes from `numa` ([`NumaChoice`]); within a node each vCPU goes to the least
+/// loaded CPU (the lowest on a tie), so a VM's vCPUs land on distinct CPUs when there are
+/// enough. Returns the CPU of vCPU 0, 1, ...
+pub fn place_vm(
+    vm: VmId,
+    vcpus: u32,
+    numa: NumaChoice,
+    pcpu_nodes: &[NumaNode],
+    load: &mut [u32],
+) -> Result<Vec<PcpuId>, PlacementError> {
+    let n = pcpu_nodes.len().min(load.len());
     if n == 0 {
         return Err(PlacementError::NoPcpus);
     }
-    let mut load = vec![0u32; n];
-    let mut cursor = 0usize;
-    let mut out = Vec::new();
-    for (vm_index, vm) in vms.iter().enumerate() {
-        let allowed = |p: usize| vm.node.is_none_or(|node| pcpu_nodes.get(p) == Some(&node));
-        if let Some(node) = vm.node {
-            if !(0..n).any(allowed) {
-                return Err(PlacementError::NodeWithoutCpus {
-                    vm: VmId(vm_index),
-                    node,
-                });
+    let mut nodes: Vec<NumaNode> = pcpu_nodes[..n].to_vec();
+    nodes.sort_unstable();
+    nodes.dedup();
+    let cpus_of = |node: NumaNode| (0..n).filter(move |&p| pcpu_nodes[p] == node);
+    let local = |load: &[u32]| {
+        // Least load per CPU: compare sum_a / cnt_a < sum_b / cnt_b without dividing.
+        let weight = |node: NumaNode| {
+            let (sum, cnt) =
+                cpus_of(node).fold((0u64, 0u64), |(s, c), p| (s + u64::from(load[p]), c + 1));
+            (sum, cnt.max(1))
+        };
+        let mut best = nodes[0];
+        for &node in &nodes[1..] {
+            let ((s, c), (bs, bc)) = (weight(node), weight(best));
+            if s * bc < bs * c {
+                best = node;
             }
         }
-        for vcpu in 0..vm.vcpus as usize {
-            // Candidates in round-robin order from the cursor; the first least-loaded wins.
-            let best = (0..n)
-                .map(|k| (cursor + k) % n)
-                .filter(|&p| allowed(p))
-                .min_by_key(|&p| load.get(p).copied().unwrap_or(u32::MAX));
-            let Some(p) = best else {
-                return Err(PlacementError::NoPcpus);
-            };
-            if let Some(l) = load.get_mut(p) {
-                *l += 1;
-            }
-            cursor = (p + 1) % n;
-            out.push((VmId(vm_index), VcpuId(vcpu), PcpuId(p)));
+        best
+    };
+    let home = match numa {
+        NumaChoice::Node(node) if !nodes.contains(&node) => {
+            return Err(PlacementError::NodeWithoutCpus { vm, node })
         }
+        NumaChoice::Node(node) => Some(node),
+        NumaChoice::Local => Some(local(load)),
+        NumaChoice::Spread => None,
+    };
+    let mut out = Vec::with_capacity(vcpus as usize);
+    for k in 0..vcpus as usize {
+        let node = home.unwrap_or(nodes[k % nodes.len()]);
+        let p = cpus_of(node)
+            .min_by_key(|&p| load[p])
+            .ok_or(PlacementError::NoPcpus)?;
+        load[p] += 1;
+        out.push(PcpuId(p));
     }
     Ok(out)
 }
@@ -535,11 +581,11 @@ mod tests {
         let vms = [
             VmPlacement {
                 vcpus: 3,
-                node: Some(NumaNode(1)),
+                numa: NumaChoice::Node(NumaNode(1)),
             },
             VmPlacement {
                 vcpus: 2,
-                node: None,
+                numa: NumaChoice::Local,
             },
         ];
         let p = place_numa(&vms, &nodes).unwrap();
@@ -557,11 +603,50 @@ mod tests {
         assert_eq!(vm1, [0, 1]);
     }
 
+    const TWO_SOCKETS: [NumaNode; 4] = [NumaNode(0), NumaNode(0), NumaNode(1), NumaNode(1)];
+
+    #[test]
+    fn a_local_vm_stays_on_one_node_the_least_loaded() {
+        let mut load = [0; 4];
+        let a = place_vm(VmId(0), 2, NumaChoice::Local, &TWO_SOCKETS, &mut load).unwrap();
+        assert_eq!(a, [PcpuId(0), PcpuId(1)]);
+        // Node 0 is busy now: the next local VM goes to node 1, both vCPUs.
+        let b = place_vm(VmId(1), 2, NumaChoice::Local, &TWO_SOCKETS, &mut load).unwrap();
+        assert_eq!(b, [PcpuId(2), PcpuId(3)]);
+        // More vCPUs than the node has CPUs: they double up on the node, not spill over.
+        let c = place_vm(VmId(2), 3, NumaChoice::Local, &TWO_SOCKETS, &mut load).unwrap();
+        assert!(c.iter().all(|p| p.0 < 2), "{c:?}");
+        assert_eq!(load, [3, 2, 1, 1]);
+    }
+
+    #[test]
+    fn a_pinned_vm_goes_to_its_node_even_when_it_is_busier() {
+        let mut load = [0, 0, 5, 5];
+        let p = place_vm(
+            VmId(0),
+            2,
+            NumaChoice::Node(NumaNode(1)),
+            &TWO_SOCKETS,
+            &mut load,
+        )
+        .unwrap();
+        assert_eq!(p, [PcpuId(2), PcpuId(3)]);
+    }
+
+    #[test]
+    fn a_spread_vm_has_vcpus_on_every_node() {
+        let mut load = [0; 4];
+        let p = place_vm(VmId(0), 4, NumaChoice::Spread, &TWO_SOCKETS, &mut load).unwrap();
+        assert_eq!(p, [PcpuId(0), PcpuId(2), PcpuId(1), PcpuId(3)]);
+        let nodes: Vec<NumaNode> = p.iter().map(|c| TWO_SOCKETS[c.0]).collect();
+        assert_eq!(nodes, [NumaNode(0), NumaNode(1), NumaNode(0), NumaNode(1)]);
+    }
+
     #[test]
     fn numa_node_without_cpus_is_an_error() {
         let vms = [VmPlacement {
             vcpus: 1,
-            node: Some(NumaNode(3)),
+            numa: NumaChoice::Node(NumaNode(3)),
         }];
         assert_eq!(
             place_numa(&vms, &[NumaNode(0)]),

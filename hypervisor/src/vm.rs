@@ -4,6 +4,7 @@
 pub mod devices;
 pub mod layout;
 pub mod mem;
+pub mod numa;
 
 use crate::config::VmDesc;
 use crate::platform::{DeviceDesc, IrqDesc};

@@ -52,6 +52,8 @@ pub fn board_desc(board: &Board) -> Result<TokenStream, String> {
     let quirks = quirks::quirks(board);
     let network = network(&board.network);
     let source = source(&board.source);
+    let rows = board.numa_distances.iter().map(|row| quote!(&[#(#row),*]));
+    let numa_distances = quote!(&[#(#rows),*]);
     Ok(quote! {
         ::hypervisor::platform::BoardDesc {
             name: #name,
@@ -72,6 +74,7 @@ pub fn board_desc(board: &Board) -> Result<TokenStream, String> {
             quirks: #quirks,
             network: #network,
             source: #source,
+            numa_distances: #numa_distances,
         }
     })
 }

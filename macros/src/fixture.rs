@@ -48,6 +48,7 @@ pub fn two_socket() -> Board {
             },
         ],
         numa_nodes: vec![NumaNode { id: 0, socket: 0 }, NumaNode { id: 1, socket: 1 }],
+        numa_distances: vec![vec![10, 20], vec![20, 10]],
         memory: vec![
             MemoryRegion {
                 name: "dram0".into(),

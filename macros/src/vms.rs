@@ -77,6 +77,17 @@ pub fn vm_table(config: &VmConfig, plan: &Plan) -> Result<TokenStream, String> {
         let devices = slice(vm.devices.iter().map(device));
         let disks = slice(vm.disks.iter().map(disk));
         let nics = slice(vm.nics.iter().map(nic).collect::<Result<Vec<_>, _>>()?);
+        let numa = match vm.numa {
+            platform_dsl::vmconfig::NumaPolicy::Local => {
+                quote!(::hypervisor::config::VmNuma::Local)
+            }
+            platform_dsl::vmconfig::NumaPolicy::Node(n) => {
+                quote!(::hypervisor::config::VmNuma::Node(#n))
+            }
+            platform_dsl::vmconfig::NumaPolicy::Spread => {
+                quote!(::hypervisor::config::VmNuma::Spread)
+            }
+        };
         vms.push(quote! {
             ::hypervisor::config::VmDesc {
                 name: #name,
@@ -89,6 +100,7 @@ pub fn vm_table(config: &VmConfig, plan: &Plan) -> Result<TokenStream, String> {
                 devices: #devices,
                 disks: #disks,
                 nics: #nics,
+                numa: #numa,
             }
         });
     }

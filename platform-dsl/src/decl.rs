@@ -224,6 +224,27 @@ pub struct MemoryDecl {
     pub node: Sp<u32>,
 }
 
+/// `numa-distances { from 0 10 20; from 1 20 10 }`: the distance from each NUMA node to
+/// every node, as in ACPI's SLIT and the device tree's `distance-map`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DistancesDecl {
+    /// The node name.
+    pub span: SourceSpan,
+    /// `from` rows, in order.
+    pub rows: Vec<DistanceRowDecl>,
+}
+
+/// `from NODE D0 D1 ...`: distances from `NODE` to node 0, 1, ...
+#[derive(Clone, Debug, PartialEq)]
+pub struct DistanceRowDecl {
+    /// The row's name (`from`).
+    pub span: SourceSpan,
+    /// The node the distances are from.
+    pub from: Sp<u32>,
+    /// Distance to node 0, 1, ...
+    pub to: Vec<Sp<u64>>,
+}
+
 /// `hypervisor load= size=`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct HypervisorDecl {
@@ -302,6 +323,8 @@ pub struct BoardDecl {
     pub quirks: Vec<QuirkDecl>,
     /// `network`.
     pub network: Option<NetworkDecl>,
+    /// `numa-distances`.
+    pub numa_distances: Option<DistancesDecl>,
     /// Names of the board's own child nodes written, decoded or not, in order.
     pub written: Vec<String>,
 }

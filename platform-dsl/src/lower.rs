@@ -77,6 +77,34 @@ fn pmu_model(pmu: &PmuDecl, b: &BoardDecl) -> Pmu {
     }
 }
 
+/// The distance matrix of a checked board: its `numa-distances` rows, or 10 on the
+/// diagonal and 20 elsewhere.
+fn numa_distances(b: &BoardDecl) -> Vec<Vec<u8>> {
+    use crate::check::{LOCAL_DISTANCE, REMOTE_DISTANCE};
+    let n = b.numa_node_count();
+    (0..n)
+        .map(|from| {
+            let row = b
+                .numa_distances
+                .as_ref()
+                .and_then(|d| d.rows.iter().find(|r| r.from.value == from));
+            (0..n)
+                .map(|to| {
+                    let default = if from == to {
+                        LOCAL_DISTANCE
+                    } else {
+                        REMOTE_DISTANCE
+                    };
+                    let v = row
+                        .and_then(|r| r.to.get(to as usize))
+                        .map_or(default, |v| v.value);
+                    u8::try_from(v).unwrap_or(u8::MAX)
+                })
+                .collect()
+        })
+        .collect()
+}
+
 /// Lowers a merged (and checked) board to the model.
 pub fn lower(b: &BoardDecl) -> Result<model::Board, LowerError> {
     let missing = |what| LowerError {
@@ -117,6 +145,7 @@ pub fn lower(b: &BoardDecl) -> Result<model::Board, LowerError> {
     let numa_nodes = (0..b.numa_node_count())
         .map(|id| NumaNode { id, socket: id })
         .collect();
+    let numa_distances = numa_distances(b);
     Ok(model::Board {
         name: b.name.value.clone(),
         model: b
@@ -149,6 +178,7 @@ pub fn lower(b: &BoardDecl) -> Result<model::Board, LowerError> {
             })
             .collect(),
         numa_nodes,
+        numa_distances,
         memory,
         hypervisor: HypervisorPlacement {
             load_address: hypervisor.load.value,
@@ -348,6 +378,7 @@ mod tests {
             devices: vec![],
             quirks: vec![],
             network: None,
+            numa_distances: None,
             written: vec![],
         };
         let err = lower(&board).expect_err("board has nothing");

@@ -162,6 +162,7 @@ mod tests {
             devices,
             quirks: vec![],
             network: None,
+            numa_distances: None,
             written: vec!["device".to_owned()],
         }
     }

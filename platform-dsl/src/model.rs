@@ -25,6 +25,10 @@ pub struct Board {
     pub cpus: Vec<Cpu>,
     /// NUMA nodes (one per socket on multi-socket boards; a single node 0 otherwise).
     pub numa_nodes: Vec<NumaNode>,
+    /// `numa_distances[a][b]`: the distance from node `a` to node `b` (10 local; from
+    /// `numa-distances`, or 20 between different nodes when the board writes none).
+    #[serde(default)]
+    pub numa_distances: Vec<Vec<u8>>,
     /// RAM regions, sorted by base, non-overlapping.
     pub memory: Vec<MemoryRegion>,
     /// Where the hypervisor image, its stacks and heap live; inside one memory region.

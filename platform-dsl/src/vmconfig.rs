@@ -44,7 +44,7 @@ use thiserror::Error;
 use vm_config::{BoardFacts, ConfigError, DeviceUse, VmSpans};
 
 pub use vm_config::{
-    parse_mac, DiskController, ErrorKind, ImageKind, VmDevice, VmDisk, VmNic, BLOCK,
+    parse_mac, DiskController, ErrorKind, ImageKind, NumaPolicy, VmDevice, VmDisk, VmNic, BLOCK,
     MAX_PARTITION_LABEL, MAX_VCPUS, MIB,
 };
 
@@ -227,6 +227,9 @@ pub struct Vm {
     /// Virtual NICs.
     #[serde(default)]
     pub nics: Vec<VmNic>,
+    /// NUMA placement (`numa-node`, `numa`).
+    #[serde(default)]
+    pub numa: vm_config::NumaPolicy,
     /// Where it was written (present when parsed, absent once read back from JSON).
     #[serde(skip)]
     pub spans: Spans,
@@ -313,6 +316,7 @@ fn resolve(spec: vm_config::VmSpec, toml: &Path, base: &Path) -> Result<Vm, VmCo
         devices: spec.devices,
         disks: spec.disks,
         nics: spec.nics,
+        numa: spec.numa,
         spans: Spans(Some(spec.spans)),
     })
 }
@@ -340,6 +344,10 @@ impl BoardFacts for Board {
             Status::Okay if device.name == self.console => DeviceUse::Console,
             Status::Okay => DeviceUse::Passable,
         })
+    }
+
+    fn numa_nodes(&self) -> u32 {
+        self.numa_nodes.len().max(1) as u32
     }
 
     fn passable_devices(&self) -> Vec<String> {
@@ -462,6 +470,7 @@ const fn align_up(value: u64, align: u64) -> Option<u64> {
 pub fn plan(board: &Board, config: &VmConfig) -> Result<Plan, VmConfigError> {
     for vm in &config.vms {
         vm_config::check_board(board, &vm.name, &vm.devices, &vm.nics, vm.spans.0.as_ref())
+            .and_then(|()| vm_config::check_numa(board, &vm.name, vm.numa, vm.spans.0.as_ref()))
             .map_err(|e| VmConfigError::invalid(&config.path, e))?;
     }
     let hv = board.hypervisor;
@@ -557,6 +566,7 @@ pub(crate) mod tests {
                 core: "arm,cortex-a57".into(),
             }],
             numa_nodes: vec![NumaNode { id: 0, socket: 0 }],
+            numa_distances: vec![vec![10]],
             memory: vec![MemoryRegion {
                 name: "dram0".into(),
                 base: 0x4000_0000,

@@ -1,6 +1,6 @@
 //! The rules that need the board: passthrough devices and port groups.
 
-use crate::{ConfigError, ErrorKind, VmDevice, VmNic, VmSpans};
+use crate::{ConfigError, ErrorKind, NumaPolicy, VmDevice, VmNic, VmSpans};
 use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -31,6 +31,30 @@ pub trait BoardFacts {
     fn device(&self, name: &str) -> Option<DeviceUse>;
     /// Names of the devices that can be passed through (for messages).
     fn passable_devices(&self) -> Vec<String>;
+    /// Number of NUMA nodes (1 on a board with one socket).
+    fn numa_nodes(&self) -> u32;
+}
+
+/// Checks a VM's `numa-node` against the board's nodes.
+pub fn check_numa(
+    board: &dyn BoardFacts,
+    vm: &str,
+    numa: NumaPolicy,
+    spans: Option<&VmSpans>,
+) -> Result<(), ConfigError> {
+    let nodes = board.numa_nodes();
+    match numa {
+        NumaPolicy::Node(node) if node >= nodes => Err(ConfigError::new(
+            ErrorKind::UnknownNumaNode {
+                vm: vm.into(),
+                node,
+                board: board.board_name().into(),
+                nodes,
+            },
+            spans.and_then(|s| s.numa_node.clone()),
+        )),
+        _ => Ok(()),
+    }
 }
 
 /// Checks one VM's passthrough devices and its NICs' port groups against the board.

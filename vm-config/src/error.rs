@@ -114,6 +114,26 @@ pub enum ErrorKind {
         /// Value given.
         vcpus: u32,
     },
+    /// `numa-node` and `numa = "spread"` together.
+    #[error("VM `{vm}`: numa-node = {node} pins the VM to one node, numa = \"spread\" spreads it over all; write one of them")]
+    NumaNodeAndSpread {
+        /// VM name.
+        vm: String,
+        /// The node written.
+        node: u32,
+    },
+    /// `numa-node` names a node the board does not have.
+    #[error("VM `{vm}`: numa-node = {node}, but board `{board}` has {nodes} NUMA node(s); write a node in 0..{nodes}, or leave `numa-node` out")]
+    UnknownNumaNode {
+        /// VM name.
+        vm: String,
+        /// The node written.
+        node: u32,
+        /// Board name.
+        board: String,
+        /// The board's node count.
+        nodes: u32,
+    },
     /// `memory_mib` is below 2.
     #[error("VM `{vm}`: memory_mib = {memory_mib} is too small; write at least 2 (guest RAM is mapped in 2 MiB blocks)")]
     MemoryTooSmall {

@@ -13,6 +13,8 @@
 //! cmdline = "console=ttyAMA0"
 //! devices = [{ passthrough = "uart1" }]
 //! autostart = true                 # optional, default false
+//! numa-node = 1                    # optional: vCPUs and RAM on this NUMA node
+//! numa = "spread"                  # optional: "local" (default) or "spread" over the nodes
 //!
 //! [[vm.disk]]                      # a virtual disk (any number)
 //! partition = "linux-root"         # GPT partition label in the machine's datastore
@@ -35,7 +37,7 @@ extern crate alloc;
 mod board;
 mod error;
 
-pub use board::{check_board, BoardFacts, DeviceUse};
+pub use board::{check_board, check_numa, BoardFacts, DeviceUse};
 pub use error::{ConfigError, ErrorKind, Location};
 
 use alloc::borrow::ToOwned;
@@ -111,6 +113,29 @@ impl DiskController {
             Self::Ahci => "ahci",
         }
     }
+}
+
+/// The `numa` key: how a VM's vCPUs and RAM sit on the board's NUMA nodes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum NumaMode {
+    /// Every vCPU on one node, its RAM from that node (the default).
+    Local,
+    /// vCPUs spread over the nodes, RAM from each node for its vCPUs there, and a virtual
+    /// NUMA topology in the VM's device tree.
+    Spread,
+}
+
+/// Where a VM's vCPUs and RAM go, from `numa-node` and `numa`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum NumaPolicy {
+    /// One node, the hypervisor's pick (the least loaded).
+    #[default]
+    Local,
+    /// This node (`numa-node = N`).
+    Node(u32),
+    /// Over every node (`numa = "spread"`).
+    Spread,
 }
 
 /// A virtual disk of a VM: a GPT partition of one of the machine's disks.
@@ -208,6 +233,8 @@ pub struct VmSpans {
     pub disks: Vec<DiskSpans>,
     /// Each `[[vm.nic]]`, in order.
     pub nics: Vec<NicSpans>,
+    /// `numa-node = ...`, if written.
+    pub numa_node: Option<Location>,
 }
 
 /// One validated VM, images as the path strings written.
@@ -237,6 +264,8 @@ pub struct VmSpec {
     pub nics: Vec<VmNic>,
     /// Start when the host boots, for VMs on the datastore.
     pub autostart: bool,
+    /// NUMA placement.
+    pub numa: NumaPolicy,
     /// Where each key was written.
     pub spans: VmSpans,
 }
@@ -267,7 +296,8 @@ impl VmSpec {
             &self.devices,
             &self.nics,
             Some(&self.spans),
-        )
+        )?;
+        check_numa(board, &self.name, self.numa, Some(&self.spans))
     }
 }
 
@@ -298,6 +328,10 @@ struct RawVm {
     nic: Vec<Spanned<RawNic>>,
     #[serde(default)]
     autostart: bool,
+    #[serde(default, rename = "numa-node")]
+    numa_node: Option<Spanned<u32>>,
+    #[serde(default)]
+    numa: Option<Spanned<NumaMode>>,
 }
 
 #[derive(Deserialize)]
@@ -478,7 +512,23 @@ fn validate_vm(raw: RawVm, table: Location, text: &str) -> Result<VmSpec, Config
             port_group: n.port_group.map(Spanned::into_inner),
         });
     }
+    let numa = match (
+        raw.numa_node.as_ref(),
+        raw.numa.as_ref().map(|m| *m.get_ref()),
+    ) {
+        (Some(node), Some(NumaMode::Spread)) => {
+            let kind = ErrorKind::NumaNodeAndSpread {
+                vm,
+                node: *node.get_ref(),
+            };
+            return Err(ConfigError::new(kind, Some(at(node))));
+        }
+        (Some(node), _) => NumaPolicy::Node(*node.get_ref()),
+        (None, Some(NumaMode::Spread)) => NumaPolicy::Spread,
+        (None, _) => NumaPolicy::Local,
+    };
     let spans = VmSpans {
+        numa_node: raw.numa_node.as_ref().map(|n| at(n)),
         table,
         name: at(&raw.name),
         vcpus: at(&raw.vcpus),
@@ -503,6 +553,7 @@ fn validate_vm(raw: RawVm, table: Location, text: &str) -> Result<VmSpec, Config
         disks,
         nics,
         autostart: raw.autostart,
+        numa,
         spans,
     })
 }

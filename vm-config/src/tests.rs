@@ -313,6 +313,9 @@ impl BoardFacts for Board {
     fn passable_devices(&self) -> Vec<String> {
         vec!["uart1".into()]
     }
+    fn numa_nodes(&self) -> u32 {
+        2
+    }
 }
 
 fn board_err(extra: &str) -> ConfigError {
@@ -381,4 +384,57 @@ fn hostile_text_gives_errors_not_panics() {
         assert!(parse_vms(text).is_err(), "{text}");
         assert!(parse_one(text).is_err(), "{text}");
     }
+}
+
+#[test]
+fn numa_keys_give_the_policy() {
+    assert_eq!(parse_one(ONE).unwrap().numa, NumaPolicy::Local);
+    let pinned = parse_one(&format!("{ONE}numa-node = 1\n")).unwrap();
+    assert_eq!(pinned.numa, NumaPolicy::Node(1));
+    assert!(pinned.check_board(&Board).is_ok());
+    let spread = parse_one(&format!("{ONE}numa = \"spread\"\n")).unwrap();
+    assert_eq!(spread.numa, NumaPolicy::Spread);
+    let local = parse_one(&format!("{ONE}numa = \"local\"\n")).unwrap();
+    assert_eq!(local.numa, NumaPolicy::Local);
+}
+
+#[test]
+fn numa_node_and_spread_together_is_an_error_at_the_node() {
+    let text = format!("{ONE}numa = \"spread\"\nnuma-node = 1\n");
+    let e = err(&text);
+    assert!(
+        matches!(e.kind(), ErrorKind::NumaNodeAndSpread { node: 1, .. }),
+        "{e}"
+    );
+    let (line, _) = where_is(&text, "numa-node");
+    assert_eq!(e.line_col(), Some((line, 13)));
+}
+
+#[test]
+fn a_numa_node_the_board_lacks_is_an_error_at_the_key() {
+    let e = board_err("numa-node = 2\n");
+    assert!(
+        matches!(
+            e.kind(),
+            ErrorKind::UnknownNumaNode {
+                node: 2,
+                nodes: 2,
+                ..
+            }
+        ),
+        "{e}"
+    );
+    assert!(e.to_string().contains("0..2"), "{e}");
+    assert_eq!(e.line_col(), Some((7, 13)));
+}
+
+#[test]
+fn an_unknown_numa_mode_is_a_located_syntax_error() {
+    let text = format!("{ONE}numa = \"everywhere\"\n");
+    let e = err(&text);
+    assert!(
+        e.to_string().contains("local") && e.to_string().contains("spread"),
+        "{e}"
+    );
+    assert_eq!(e.line_col().map(|l| l.0), Some(7));
 }

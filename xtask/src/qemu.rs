@@ -60,14 +60,148 @@ pub fn command_with_kernel(
         ));
     };
     let mut c = Command::new(QEMU);
-    c.args(["-M", machine, "-cpu", cpu, "-m", &memory_mib.to_string()])
-        .args(["-smp", &extra_smp.unwrap_or(*smp).to_string()])
-        .args(["-nographic", "-no-reboot", "-net", "none"])
+    c.args(["-M", machine, "-cpu", cpu, "-m", &memory_mib.to_string()]);
+    match extra_smp.filter(|n| *n != *smp) {
+        // Another CPU count than the board's: no sockets or nodes to match.
+        Some(n) => c.args(["-smp", &n.to_string()]),
+        None => c.args(["-smp", &smp_arg(&img.board, *smp)]),
+    };
+    if extra_smp.is_none_or(|n| n == *smp) {
+        c.args(numa_args(
+            &img.board,
+            *memory_mib,
+            &numa_ram_dir(&img.board.name),
+        )?);
+    }
+    c.args(["-nographic", "-no-reboot", "-net", "none"])
         .arg("-kernel")
         .arg(kernel)
         .args(extra)
         .args(img.plan.qemu_loader_args());
     Ok(c)
+}
+
+/// `-smp`: the CPU count, and on a multi-socket board its sockets, clusters and cores
+/// (`4,sockets=2,cores=2`), so that the guest-visible topology is the board's.
+fn smp_arg(board: &platform_dsl::model::Board, smp: u32) -> String {
+    let t = &board.topology;
+    if t.sockets <= 1 {
+        return smp.to_string();
+    }
+    let clusters = match t.clusters_per_socket {
+        1 => String::new(),
+        c => format!(",clusters={c}"),
+    };
+    format!(
+        "{smp},sockets={}{clusters},cores={}",
+        t.sockets, t.cores_per_cluster
+    )
+}
+
+/// Where a run of `board` keeps its NUMA nodes' RAM files (`node0.ram`, ...): a directory
+/// of its own under the system's temporary directory, per xtask process.
+pub fn numa_ram_dir(board: &str) -> PathBuf {
+    std::env::temp_dir().join(format!("hv-numa-{board}-{}", std::process::id()))
+}
+
+/// The RAM file of NUMA node `node` in `dir` (see [`numa_args`]).
+pub fn numa_ram_file(dir: &std::path::Path, node: u32) -> PathBuf {
+    dir.join(format!("node{node}.ram"))
+}
+
+/// On a board with more than one NUMA node: one `memory-backend-file` per node (a fresh
+/// file in `dir`, `share=on` so that the host sees what the guests write), `-numa node`
+/// with the node's memory and its CPUs, and `-numa dist` for every pair of nodes. QEMU
+/// lays the nodes' memory out one after the other from the machine's RAM base, node 0
+/// first, so the board's regions must be that: sorted by base, contiguous, in node order.
+/// Nothing on a board with one node.
+pub fn numa_args(
+    board: &platform_dsl::model::Board,
+    memory_mib: u64,
+    dir: &std::path::Path,
+) -> Result<Vec<String>, String> {
+    let nodes = board.numa_nodes.len() as u32;
+    if nodes <= 1 {
+        return Ok(Vec::new());
+    }
+    let bad = |why: String| {
+        format!(
+            "board `{}`: {why}; QEMU puts node 0's memory first, then node 1's, ... from the first region's base",
+            board.name
+        )
+    };
+    let mut sizes = vec![0u64; nodes as usize];
+    let mut expect_base = board.memory.first().map(|m| m.base).unwrap_or(0);
+    let mut last_node = 0;
+    for m in &board.memory {
+        if m.base != expect_base || m.numa_node < last_node {
+            return Err(bad(format!(
+                "memory \"{}\" (node {}) at {:#x} does not follow the previous region",
+                m.name, m.numa_node, m.base
+            )));
+        }
+        let size = sizes
+            .get_mut(m.numa_node as usize)
+            .ok_or_else(|| bad(format!("memory \"{}\" has no node", m.name)))?;
+        *size += m.size;
+        expect_base = m.base + m.size;
+        last_node = m.numa_node;
+    }
+    let total: u64 = sizes.iter().sum();
+    if total != memory_mib << 20 {
+        return Err(bad(format!(
+            "its memory regions add up to {} MiB, its `verified-by` line says memory-mib={memory_mib}",
+            total >> 20
+        )));
+    }
+    std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    let mut args = Vec::new();
+    for (node, size) in sizes.iter().enumerate() {
+        let node = node as u32;
+        let file = numa_ram_file(dir, node);
+        // A file left from an earlier run would hand its bytes to this one's guests.
+        match std::fs::remove_file(&file) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(format!("cannot remove {}: {e}", file.display()))
+            }
+            _ => {}
+        }
+        let socket = board
+            .numa_nodes
+            .iter()
+            .find(|n| n.id == node)
+            .map(|n| n.socket);
+        let cpus: Vec<String> = board
+            .cpus
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| Some(c.socket) == socket)
+            .map(|(i, _)| format!("cpus={i}"))
+            .collect();
+        if cpus.is_empty() {
+            return Err(bad(format!("NUMA node {node} has no CPU")));
+        }
+        args.push("-object".to_owned());
+        args.push(format!(
+            "memory-backend-file,id=ram-node{node},size={}M,mem-path={},share=on",
+            size >> 20,
+            file.display()
+        ));
+        args.push("-numa".to_owned());
+        args.push(format!(
+            "node,nodeid={node},{},memdev=ram-node{node}",
+            cpus.join(",")
+        ));
+    }
+    for (src, row) in board.numa_distances.iter().enumerate() {
+        for (dst, d) in row.iter().enumerate() {
+            if src != dst {
+                args.push("-numa".to_owned());
+                args.push(format!("dist,src={src},dst={dst},val={d}"));
+            }
+        }
+    }
+    Ok(args)
 }
 
 /// `cargo xtask run`: build, then boot with the console on this terminal.
@@ -99,6 +233,7 @@ pub fn run_interactive(t: &Target, timeout: Option<u64>) -> Result<(), String> {
             }
         }
     };
+    let _ = std::fs::remove_dir_all(numa_ram_dir(&img.board.name));
     if status.success() {
         Ok(())
     } else {
@@ -812,6 +947,8 @@ pub fn run_scenario(s: &Scenario) -> Result<(), String> {
         (Some(d), Some(path)) => (d.check)(path, &all_lines),
         _ => Ok(()),
     });
+    // The NUMA nodes' RAM files (a multi-node board) are read by the checks above.
+    let _ = std::fs::remove_dir_all(numa_ram_dir(&img.board.name));
     verdict.map_err(|why| {
         let _ = writeln!(log, "--- scenario failed: {why}");
         format!("scenario {}: {why} (log: {})", s.name, log_path.display())

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 mod mgmt;
 mod net;
 mod net_hostile;
+mod numa;
 mod storage;
 mod storage_isolation;
 mod uplink;
@@ -135,7 +136,7 @@ pub fn scenarios_matching(filter: &str) -> Result<(), String> {
     let mut all = scenarios();
     // Scenarios with Debian guests (Linux, Linux on virtual disks and networks) need the
     // guest cache.
-    let guests = ["linux", "storage", "net", "mgmt", "uefi"];
+    let guests = ["linux", "storage", "net", "mgmt", "uefi", "numa"];
     if filter.is_empty()
         || guests
             .iter()
@@ -1096,6 +1097,7 @@ pub fn linux_scenarios() -> Result<Vec<Scenario>, String> {
         net_hostile::scenario(),
     ];
     out.extend(net::scenarios(&images)?);
+    out.push(numa::scenario(&images)?);
     // One scenario per kernel: userspace with 4 CPUs, timer and IPI counts rising, clean
     // power-off.
     for k in &images.kernels {

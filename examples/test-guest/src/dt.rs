@@ -404,6 +404,10 @@ pub enum AfterChecks {
     /// `net-neighbour`: instead of the checks, tick to the switch, answer pings and count
     /// every frame that must never arrive, until the hostile VM says bye.
     NetNeighbour,
+    /// `numa-mark`: instead of the checks, write a marker holding a value read at run time
+    /// (the counter) many times over free RAM, print the value, then power off (the host
+    /// then finds it in the backing file of the NUMA node the VM's RAM came from).
+    NumaMark,
 }
 
 /// Whether the kernel command line `bootargs` contains `word` as a whole word.
@@ -422,6 +426,8 @@ pub fn after_checks(bootargs: &str) -> AfterChecks {
         AfterChecks::NetHostile
     } else if has_word(bootargs, "net-neighbour") {
         AfterChecks::NetNeighbour
+    } else if has_word(bootargs, "numa-mark") {
+        AfterChecks::NumaMark
     } else if has_word(bootargs, "spin") {
         AfterChecks::Spin
     } else if has_word(bootargs, "wild") {
@@ -737,6 +743,8 @@ mod tests {
             AfterChecks::NetHostile
         );
         assert_eq!(after_checks("net-neighbour"), AfterChecks::NetNeighbour);
+        assert_eq!(after_checks("console=x numa-mark"), AfterChecks::NumaMark);
+        assert_eq!(after_checks("numa-marks"), AfterChecks::PowerOff);
         assert_eq!(after_checks("net-hostiles"), AfterChecks::PowerOff);
         assert_eq!(after_checks("net"), AfterChecks::PowerOff);
     }

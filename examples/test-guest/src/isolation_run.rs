@@ -62,6 +62,41 @@ pub fn write_secret(platform: &Platform) -> bool {
     true
 }
 
+/// The first word of a NUMA marker: "NUMAMARK" in memory order.
+pub const NUMA_MARK: u64 = u64::from_le_bytes(*b"NUMAMARK");
+/// Bytes of RAM the marker is written over.
+const NUMA_MARK_BYTES: u64 = 1 << 20;
+
+/// `numa-mark`: writes `NUMA_MARK` and a value read now (the counter) as 16-byte pairs over
+/// the first MiB of free RAM and prints the value; the host looks for the pair in the
+/// backing file of each NUMA node.
+pub fn numa_mark(platform: &Platform) {
+    let Some(range) =
+        isolation::secret_range(platform.ram, image().end()).filter(|r| r.size >= NUMA_MARK_BYTES)
+    else {
+        println!("numa-mark: FAIL less than 1 MiB of free RAM: give the VM more RAM");
+        return;
+    };
+    let value = checks::counter();
+    let mut addr = range.base;
+    let mut written = 0u64;
+    while addr + 16 <= range.base + NUMA_MARK_BYTES {
+        // SAFETY: (1) `addr` and `addr + 8` are 8-byte aligned RAM of this VM, past the image,
+        // its `.bss` and stacks and before the DTB reserve (`secret_range`); (2) no Rust
+        // object lives there and nothing else in the guest reads it.
+        unsafe {
+            core::ptr::write_volatile(addr as *mut u64, NUMA_MARK);
+            core::ptr::write_volatile((addr + 8) as *mut u64, value);
+        }
+        addr += 16;
+        written += 1;
+    }
+    println!(
+        "numa-mark: value={value:#018x} written {written} times at {:#x}",
+        range.base
+    );
+}
+
 /// Words read and secret words found by `scan_range`.
 #[derive(Clone, Copy, Debug, Default)]
 struct Found {

@@ -256,6 +256,10 @@ mod guest {
                 }
                 halt()
             }
+            dt::AfterChecks::NumaMark => {
+                crate::isolation_run::numa_mark(platform);
+                halt()
+            }
             dt::AfterChecks::StorageHostile => {
                 crate::storage_run::hostile(platform, crate::storage::pci_host(&fdt));
                 halt()

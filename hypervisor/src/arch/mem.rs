@@ -247,6 +247,16 @@ impl StagedImage {
         self.size
     }
 
+    /// The `len` bytes at `offset`, as an image of their own (to copy an image into RAM
+    /// that is made of several host ranges).
+    pub fn slice(&self, offset: u64, len: u64) -> Result<StagedImage, MemError> {
+        check(offset, len, self.size)?;
+        Ok(StagedImage {
+            base: self.base + offset,
+            size: len,
+        })
+    }
+
     /// Reads `buf.len()` bytes at `offset`.
     pub fn read(&self, offset: u64, buf: &mut [u8]) -> Result<(), MemError> {
         check(offset, buf.len() as u64, self.size)?;

@@ -8,7 +8,7 @@
 //! whether or not the VM is later deleted. Giving that memory back (a `forget(desc)`) would
 //! need every holder of the `&'static` to be gone first, and is left out on purpose.
 
-use super::{DiskController, ImageDesc, VmDesc, VmDeviceDesc, VmDiskDesc, VmNicDesc};
+use super::{DiskController, ImageDesc, VmDesc, VmDeviceDesc, VmDiskDesc, VmNicDesc, VmNuma};
 use alloc::boxed::Box;
 use alloc::format;
 use alloc::string::String;
@@ -216,6 +216,11 @@ fn define_spec(
         devices: leak_slice(devices),
         disks: leak_slice(disks),
         nics: leak_slice(nics),
+        numa: match spec.numa {
+            vm_config::NumaPolicy::Local => VmNuma::Local,
+            vm_config::NumaPolicy::Node(n) => VmNuma::Node(n),
+            vm_config::NumaPolicy::Spread => VmNuma::Spread,
+        },
     })))
 }
 
@@ -240,6 +245,9 @@ mod tests {
         }
         fn passable_devices(&self) -> Vec<String> {
             vec!["uart1".into()]
+        }
+        fn numa_nodes(&self) -> u32 {
+            1
         }
     }
 

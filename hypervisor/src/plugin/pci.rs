@@ -375,6 +375,7 @@ mod tests {
             quirks: &[],
             network: crate::platform::NetworkDesc::DEFAULT,
             source: crate::platform::SourceDesc::NONE,
+            numa_distances: &[],
         }
     }
 

@@ -862,6 +862,9 @@ impl vm_config::BoardFacts for RuntimeBoard {
             vm_config::DeviceUse::Passable
         })
     }
+    fn numa_nodes(&self) -> u32 {
+        arch::board().numa_node_count()
+    }
     fn passable_devices(&self) -> Vec<String> {
         let board = arch::board();
         board

@@ -1,5 +1,6 @@
-//! A VM's RAM as the guest sees it: host RAM from the pool, handed to the guest 2 MiB at a
-//! time. A block is zeroed and mapped at stage 2 on the guest's first touch (a stage-2
+//! A VM's RAM as the guest sees it: host RAM from the pool (one range, or one per NUMA node
+//! for a VM that spans nodes, laid one after the other in guest-physical space), handed to
+//! the guest 2 MiB at a time. A block is zeroed and mapped at stage 2 on the guest's first touch (a stage-2
 //! translation fault) or when the hypervisor loads an image into it, so creating a VM costs
 //! the same for any RAM size and no byte of a previous owner (firmware, the hypervisor,
 //! another VM, this VM before a reset) reaches the guest.
@@ -10,6 +11,7 @@ use crate::mm::{BlockMap, Stage2, Stage2Error, BLOCK_2M};
 use crate::types::{GuestPhysAddr, HostPhysAddr};
 use crate::vm::layout;
 use crate::vm::mem::{offset_in, GuestMemError, GuestMemory};
+use alloc::vec::Vec;
 
 /// Errors handing RAM to a guest.
 #[derive(Debug, thiserror::Error)]
@@ -25,33 +27,102 @@ pub enum RamError {
     Stage2(#[from] Stage2Error),
 }
 
+/// One host range of a VM's RAM: guest RAM offsets `[offset, offset + ram.size())`.
+struct Part {
+    offset: u64,
+    ram: HostRam,
+}
+
 /// A VM's RAM, its stage-2 tables and which blocks the guest has.
 pub struct GuestRam {
-    ram: HostRam,
+    /// In guest order, contiguous from offset 0, each a whole number of 2 MiB blocks.
+    parts: Vec<Part>,
+    size: u64,
     s2: Stage2,
     populated: BlockMap,
 }
 
 impl GuestRam {
-    /// RAM `ram` behind stage-2 tables `s2` (which map none of it yet).
-    pub fn new(ram: HostRam, s2: Stage2) -> Self {
-        let populated = BlockMap::new(ram.size());
-        Self { ram, s2, populated }
+    /// RAM made of `parts` behind stage-2 tables `s2` (which map none of it yet), laid one after the other from guest RAM offset 0 (a VM spanning
+    /// NUMA nodes: one part per node); each part's size must be a multiple of 2 MiB (the
+    /// pool hands out 2 MiB-aligned blocks), so that no block straddles two parts.
+    pub fn from_parts(parts: Vec<HostRam>, s2: Stage2) -> Self {
+        let mut offset = 0;
+        let parts: Vec<Part> = parts
+            .into_iter()
+            .map(|ram| {
+                let p = Part { offset, ram };
+                offset += p.ram.size();
+                p
+            })
+            .collect();
+        let populated = BlockMap::new(offset);
+        Self {
+            parts,
+            size: offset,
+            s2,
+            populated,
+        }
     }
 
-    /// Host base of the RAM.
+    /// Host base of the RAM (of its first part).
     pub fn host_base(&self) -> HostPhysAddr {
-        self.ram.base()
+        self.parts.first().map_or(HostPhysAddr(0), |p| p.ram.base())
+    }
+
+    /// The host ranges behind the guest's RAM: guest RAM offset, host base, size.
+    pub fn host_ranges(&self) -> impl Iterator<Item = (u64, HostPhysAddr, u64)> + '_ {
+        self.parts
+            .iter()
+            .map(|p| (p.offset, p.ram.base(), p.ram.size()))
+    }
+
+    /// Calls `f(part, offset in part, offset in the request, length)` for each piece of
+    /// `[offset, offset + len)` that lies in one part, in order; an error if the range is
+    /// not all RAM.
+    fn each_piece(
+        &mut self,
+        offset: u64,
+        len: u64,
+        mut f: impl FnMut(&mut HostRam, u64, u64, u64) -> Result<(), MemError>,
+    ) -> Result<(), MemError> {
+        let end =
+            offset
+                .checked_add(len)
+                .filter(|&e| e <= self.size)
+                .ok_or(MemError::OutOfRange {
+                    offset,
+                    len,
+                    size: self.size,
+                })?;
+        for p in &mut self.parts {
+            let (start, stop) = (p.offset, p.offset + p.ram.size());
+            let (from, to) = (offset.max(start), end.min(stop));
+            if from < to {
+                f(&mut p.ram, from - start, from - offset, to - from)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn zero(&mut self, offset: u64, len: u64) -> Result<(), MemError> {
+        self.each_piece(offset, len, |ram, at, _, n| ram.zero(at, n))
+    }
+
+    /// The host address of guest RAM offset `off`.
+    fn host_addr(&self, off: u64) -> Option<HostPhysAddr> {
+        self.parts
+            .iter()
+            .find(|p| off >= p.offset && off - p.offset < p.ram.size())
+            .map(|p| HostPhysAddr(p.ram.base().0 + (off - p.offset)))
     }
 
     /// Maps block `b` (already zeroed or filled) and records that the guest has it.
     fn map_block(&mut self, b: usize) -> Result<(), RamError> {
         let off = b as u64 * BLOCK_2M;
-        self.s2.map_ram(
-            GuestPhysAddr(layout::RAM_BASE + off),
-            HostPhysAddr(self.ram.base().0 + off),
-            BLOCK_2M,
-        )?;
+        let ipa = GuestPhysAddr(layout::RAM_BASE + off);
+        let host = self.host_addr(off).ok_or(RamError::NotRam(ipa))?;
+        self.s2.map_ram(ipa, host, BLOCK_2M)?;
         self.populated.set(b);
         Ok(())
     }
@@ -61,7 +132,7 @@ impl GuestRam {
         if self.populated.is_set(b) {
             return Ok(());
         }
-        self.ram.zero(b as u64 * BLOCK_2M, BLOCK_2M)?;
+        self.zero(b as u64 * BLOCK_2M, BLOCK_2M)?;
         self.map_block(b)?;
         // The new descriptor must be visible to other CPUs' table walks before any vCPU
         // retries the access.
@@ -87,7 +158,7 @@ impl GuestRam {
         &mut self,
         offset: u64,
         len: u64,
-        fill: impl FnOnce(&mut HostRam) -> Result<(), MemError>,
+        fill: impl FnMut(&mut HostRam, u64, u64, u64) -> Result<(), MemError>,
     ) -> Result<(), RamError> {
         let blocks = self
             .populated
@@ -102,14 +173,14 @@ impl GuestRam {
             }
             let (start, stop) = (b as u64 * BLOCK_2M, (b as u64 + 1) * BLOCK_2M);
             if offset > start {
-                self.ram.zero(start, offset.min(stop) - start)?;
+                self.zero(start, offset.min(stop) - start)?;
             }
             if end < stop {
                 let from = end.max(start);
-                self.ram.zero(from, stop - from)?;
+                self.zero(from, stop - from)?;
             }
         }
-        fill(&mut self.ram)?;
+        self.each_piece(offset, len, fill)?;
         let mut mapped = false;
         for b in blocks {
             if !self.populated.is_set(b) {
@@ -125,12 +196,23 @@ impl GuestRam {
 
     /// Writes `data` at `offset` into the guest's RAM.
     pub fn write(&mut self, offset: u64, data: &[u8]) -> Result<(), RamError> {
-        self.fill(offset, data.len() as u64, |ram| ram.write(offset, data))
+        self.fill(offset, data.len() as u64, |ram, at, from, n| {
+            let piece =
+                data.get(from as usize..(from + n) as usize)
+                    .ok_or(MemError::OutOfRange {
+                        offset: from,
+                        len: n,
+                        size: data.len() as u64,
+                    })?;
+            ram.write(at, piece)
+        })
     }
 
     /// Copies the first `len` bytes of a staged image to `offset`.
     pub fn copy_part(&mut self, offset: u64, src: &StagedImage, len: u64) -> Result<(), RamError> {
-        self.fill(offset, len, |ram| ram.copy_part(offset, src, len))
+        self.fill(offset, len, |ram, at, from, n| {
+            ram.copy_part(at, &src.slice(from, n)?, n)
+        })
     }
 
     /// Takes every block back from the guest (a reset): unmapped, so the next touch zeroes
@@ -149,18 +231,24 @@ impl GuestRam {
 
 impl GuestMemory for GuestRam {
     fn read(&mut self, addr: GuestPhysAddr, buf: &mut [u8]) -> Result<(), GuestMemError> {
+        let len = buf.len() as u64;
         let off = self.dma_offset(addr, buf.len())?;
-        self.ram
-            .read(off, buf)
-            .map_err(|_| GuestMemError::OutOfRange {
-                addr,
-                len: buf.len() as u64,
-            })
+        self.each_piece(off, len, |ram, at, from, n| {
+            let piece =
+                buf.get_mut(from as usize..(from + n) as usize)
+                    .ok_or(MemError::OutOfRange {
+                        offset: from,
+                        len: n,
+                        size: len,
+                    })?;
+            ram.read(at, piece)
+        })
+        .map_err(|_| GuestMemError::OutOfRange { addr, len })
     }
 
     fn write(&mut self, addr: GuestPhysAddr, data: &[u8]) -> Result<(), GuestMemError> {
         let len = data.len() as u64;
-        let off = offset_in(GuestPhysAddr(layout::RAM_BASE), self.ram.size(), addr, len)
+        let off = offset_in(GuestPhysAddr(layout::RAM_BASE), self.size, addr, len)
             .ok_or(GuestMemError::OutOfRange { addr, len })?;
         GuestRam::write(self, off, data).map_err(|_| GuestMemError::Populate(addr))
     }
@@ -171,7 +259,7 @@ impl GuestRam {
     /// given to the guest first (zeroed if it never had them).
     fn dma_offset(&mut self, addr: GuestPhysAddr, len: usize) -> Result<u64, GuestMemError> {
         let len = len as u64;
-        let off = offset_in(GuestPhysAddr(layout::RAM_BASE), self.ram.size(), addr, len)
+        let off = offset_in(GuestPhysAddr(layout::RAM_BASE), self.size, addr, len)
             .ok_or(GuestMemError::OutOfRange { addr, len })?;
         let blocks = self
             .populated

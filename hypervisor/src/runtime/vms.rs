@@ -38,6 +38,8 @@ use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 pub struct Instance {
     vm: Vm,
     ram: Arc<Mutex<GuestRam>>,
+    /// The virtual NUMA topology its device tree shows (a VM spanning nodes).
+    numa: Option<crate::vm::numa::GuestNuma>,
     /// Set by `destroy`: each physical CPU drops the VM's vCPUs.
     destroyed: AtomicBool,
 }
@@ -159,15 +161,8 @@ pub fn create_all(board: &'static BoardDesc, table: &'static VmTable, pcpus: usi
     }
     let mut created = 0;
     for (i, desc) in table.vms.iter().enumerate() {
-        // vCPUs are spread round robin over the physical CPUs, VM after VM.
-        let first = table.vms[..i]
-            .iter()
-            .map(|d| d.vcpus as usize)
-            .sum::<usize>();
-        let pcpus: Vec<usize> = (0..desc.vcpus as usize)
-            .map(|v| (first + v) % pcpus.max(1))
-            .collect();
-        match admit(VmId(i), desc, &pcpus) {
+        let placed = place_vcpus(VmId(i), desc, pcpus);
+        match placed.and_then(|pcpus| admit(VmId(i), desc, &pcpus)) {
             Ok(()) => created += 1,
             Err(e) => {
                 VMS.lock().push(None);
@@ -213,6 +208,12 @@ pub enum CreateError {
     /// DTB generation failed.
     #[error("device tree: {0}")]
     Fdt(crate::fdt::FdtError),
+    /// The vCPUs cannot be placed on the board's CPUs.
+    #[error("placement: {0}")]
+    Placement(crate::sched::PlacementError),
+    /// The RAM cannot be laid out over the VM's NUMA nodes.
+    #[error("NUMA: {0}")]
+    Numa(crate::vm::numa::NumaError),
     /// An image is not where the loader staged it.
     #[error("{0}")]
     Memory(#[from] arch::mem::MemError),
@@ -242,6 +243,50 @@ pub enum CreateError {
     DiskController(&'static str, crate::vnvme::VNvmeError),
 }
 
+/// The physical CPUs (of the first `online`) for VM `id`'s vCPUs: on one node (its
+/// `numa-node`, or the least loaded), or over every node for `numa = "spread"`, each on
+/// the least loaded CPU there given the vCPUs the VMs in the table already run
+/// ([`crate::sched::place_vm`]).
+fn place_vcpus(id: VmId, desc: &VmDesc, online: usize) -> Result<Vec<usize>, CreateError> {
+    use crate::config::VmNuma;
+    use crate::sched::{place_vm, NumaChoice, NumaNode};
+    let board = arch::board();
+    let nodes: Vec<NumaNode> = board
+        .cpus
+        .iter()
+        .take(online.max(1))
+        .map(|c| NumaNode(c.numa_node))
+        .collect();
+    let mut load = alloc::vec![0u32; nodes.len()];
+    for vm in VMS.lock().iter().flatten() {
+        if vm.destroyed.load(Ordering::Acquire) {
+            continue;
+        }
+        for v in &vm.vcpus {
+            if let Some(l) = load.get_mut(v.pcpu) {
+                *l += 1;
+            }
+        }
+    }
+    let choice = match desc.numa {
+        VmNuma::Local => NumaChoice::Local,
+        VmNuma::Node(n) => NumaChoice::Node(NumaNode(n)),
+        VmNuma::Spread => NumaChoice::Spread,
+    };
+    let placed =
+        place_vm(id, desc.vcpus, choice, &nodes, &mut load).map_err(CreateError::Placement)?;
+    Ok(placed.into_iter().map(|p| p.0).collect())
+}
+
+/// The NUMA node of host RAM at `addr` (the board's `memory` regions).
+fn node_of(addr: HostPhysAddr) -> Option<u32> {
+    arch::board()
+        .memory
+        .iter()
+        .find(|m| addr.0 >= m.base && addr.0 - m.base < m.size)
+        .map(|m| m.numa_node)
+}
+
 /// Creates VM `id` (its slot, which must exist or be the next one) from `desc` with vCPU
 /// `n` on physical CPU `pcpus[n]`, puts it in the VM table, hands its vCPUs to their CPUs
 /// and starts vCPU 0.
@@ -262,6 +307,29 @@ fn admit(id: VmId, desc: &'static VmDesc, pcpus: &[usize]) -> Result<(), CreateE
         vm.ram_host.0,
         heap + run_state as u64
     );
+    {
+        let ram = vm.ram.lock();
+        for (offset, host, size) in ram.host_ranges() {
+            let node = node_of(host).map_or("?".into(), |n| format!("{n}"));
+            hvprintln!(
+                "[hv] VM {} `{}`: RAM {:#x}..{:#x} at host {:#x} on NUMA node {node}",
+                vm.id.0,
+                vm.desc.name,
+                layout::RAM_BASE + offset,
+                layout::RAM_BASE + offset + size,
+                host.0
+            );
+        }
+    }
+    if let Some(numa) = &vm.numa {
+        hvprintln!(
+            "[hv] VM {} `{}`: virtual NUMA nodes: vCPUs on {:?}, distances {:?}",
+            vm.id.0,
+            vm.desc.name,
+            numa.vcpu_nodes,
+            numa.distances
+        );
+    }
     {
         let mut table = VMS.lock();
         match table.get_mut(id.0) {
@@ -294,9 +362,41 @@ fn admit(id: VmId, desc: &'static VmDesc, pcpus: &[usize]) -> Result<(), CreateE
 }
 
 fn create_vm(id: VmId, desc: &'static VmDesc, pcpus: &[usize]) -> Result<Instance, CreateError> {
+    // RAM from the node(s) of the physical CPUs the vCPUs run on: one part per node.
     // Not zeroed here: each 2 MiB block is zeroed when the guest first gets it (GuestRam).
-    let ram = arch::mem::alloc_ram(desc.memory_size, crate::mm::BLOCK_2M, Some(0))
-        .map_err(|_| CreateError::NoMemory(desc.memory_size >> 20))?;
+    let board = arch::board();
+    let vcpu_nodes: Vec<u32> = pcpus
+        .iter()
+        .map(|&p| board.cpus.get(p).map_or(0, |c| c.numa_node))
+        .collect();
+    let split =
+        crate::vm::numa::ram_split(desc.memory_size, &vcpu_nodes).map_err(CreateError::Numa)?;
+    let mut parts = Vec::with_capacity(split.len());
+    let mut ram_nodes = Vec::with_capacity(split.len());
+    for &(node, size) in &split {
+        let part = arch::mem::alloc_ram(size, crate::mm::BLOCK_2M, Some(node))
+            .map_err(|_| CreateError::NoMemory(desc.memory_size >> 20))?;
+        let got = node_of(part.base()).unwrap_or(node);
+        if got != node {
+            hvprintln!(
+                "[hv] VM {} `{}`: NUMA node {node} has no {} MiB free; that RAM comes from node {got}",
+                id.0,
+                desc.name,
+                size >> 20
+            );
+        }
+        ram_nodes.push((got, size));
+        parts.push(part);
+    }
+    let numa =
+        crate::vm::numa::guest_numa(&ram_nodes, &vcpu_nodes, |a, b| board.numa_distance(a, b));
+    if numa.is_none() && crate::vm::numa::nodes_of(&vcpu_nodes).len() > 1 {
+        hvprintln!(
+            "[hv] VM {} `{}`: its vCPUs span NUMA nodes but its RAM does not follow them; the guest sees no NUMA topology",
+            id.0,
+            desc.name
+        );
+    }
     let mut s2 = Stage2::new(id).map_err(CreateError::Stage2)?;
     if gic_v2() {
         // The guest's GICv2 CPU interface is the hardware's virtual CPU interface (GICV).
@@ -320,8 +420,8 @@ fn create_vm(id: VmId, desc: &'static VmDesc, pcpus: &[usize]) -> Result<Instanc
         }
     }
     let vttbr = s2.vttbr();
-    let mut ram = GuestRam::new(ram, s2);
-    let boot = load_images(desc, &mut ram, &passthrough, 0)?;
+    let mut ram = GuestRam::from_parts(parts, s2);
+    let boot = load_images(desc, &mut ram, &passthrough, 0, numa.as_ref())?;
     let host_base = ram.host_base();
     let ram = Arc::new(Mutex::new(ram));
     // As many SPIs as its devices raise: the console, PCI (disks and NICs are PCI
@@ -364,6 +464,7 @@ fn create_vm(id: VmId, desc: &'static VmDesc, pcpus: &[usize]) -> Result<Instanc
     Ok(Instance {
         vm,
         ram,
+        numa,
         destroyed: AtomicBool::new(false),
     })
 }
@@ -535,6 +636,7 @@ fn load_images(
     ram: &mut GuestRam,
     passthrough: &[&'static DeviceDesc],
     reset_count: u32,
+    numa: Option<&crate::vm::numa::GuestNuma>,
 ) -> Result<(u64, u64), CreateError> {
     let kernel = arch::mem::staged(&desc.kernel)?;
     let mut header = [0u8; 64];
@@ -585,6 +687,7 @@ fn load_images(
                 initrd,
             );
             cfg.reset_count = reset_count;
+            cfg.numa = numa.cloned();
             // Every virtual disk and NIC is a function on the VM's PCIe bus.
             if !desc.disks.is_empty() || !desc.nics.is_empty() {
                 cfg.pci = Some(crate::fdt::PciHostDt::from_layout(v3));
@@ -1392,9 +1495,7 @@ pub(super) fn create_from(desc: &'static VmDesc) -> Result<usize, CreateError> {
             .position(Option::is_none)
             .unwrap_or(table.len())
     };
-    let pcpus: Vec<usize> = (0..desc.vcpus as usize)
-        .map(|v| (slot + v) % super::pcpu_count().max(1))
-        .collect();
+    let pcpus = place_vcpus(VmId(slot), desc, super::pcpu_count())?;
     admit(VmId(slot), desc, &pcpus).map(|()| slot)
 }
 
@@ -1500,7 +1601,7 @@ pub fn reset_vm(vm: &Instance) {
     let loaded = {
         let mut ram = vm.ram.lock();
         match ram.reclaim_all() {
-            Ok(()) => load_images(vm.desc, &mut ram, &vm.passthrough, count),
+            Ok(()) => load_images(vm.desc, &mut ram, &vm.passthrough, count, vm.numa.as_ref()),
             Err(e) => Err(e.into()),
         }
     };

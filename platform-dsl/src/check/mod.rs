@@ -11,6 +11,8 @@ mod devices;
 mod interrupts;
 mod regions;
 
+pub use regions::{LOCAL_DISTANCE, REMOTE_DISTANCE};
+
 use miette::{Diagnostic, SourceSpan};
 use thiserror::Error;
 

@@ -4,6 +4,12 @@ use super::{CheckError, Checker};
 use crate::decl::{BoardDecl, Sp, PAGE};
 use crate::text::{hex, index_range};
 
+/// The distance of a NUMA node to itself (ACPI SLIT, Linux `LOCAL_DISTANCE`).
+pub const LOCAL_DISTANCE: u64 = 10;
+/// The distance between nodes a board that writes no `numa-distances` gets (Linux's
+/// `REMOTE_DISTANCE`, QEMU's default).
+pub const REMOTE_DISTANCE: u64 = 20;
+
 impl Checker {
     pub(super) fn check_regions(&mut self, b: &BoardDecl) {
         struct Region<'a> {
@@ -121,6 +127,89 @@ impl Checker {
                     ),
                 });
             }
+        }
+        self.check_numa_distances(b);
+    }
+
+    /// `numa-distances`: one `from` row per NUMA node, each with a distance to every node;
+    /// 10 to itself and 11..=255 to the others (the scale of ACPI's SLIT and Linux's
+    /// `distance-map`, where 10 means local).
+    fn check_numa_distances(&mut self, b: &BoardDecl) {
+        let Some(d) = &b.numa_distances else { return };
+        let nodes = b.numa_node_count();
+        let mut seen: Vec<u32> = Vec::new();
+        for row in &d.rows {
+            let from = row.from.value;
+            if from >= nodes {
+                self.errors.push(CheckError::OutOfRange {
+                    what: "NUMA node of `from`".to_owned(),
+                    text: row.from.text.clone(),
+                    reason: format!("this board has {nodes} NUMA node(s)"),
+                    span: row.from.span,
+                    help: format!(
+                        "write one `from` row for each of {} (one NUMA node per socket)",
+                        index_range("node", nodes)
+                    ),
+                });
+                continue;
+            }
+            if seen.contains(&from) {
+                self.errors.push(CheckError::OutOfRange {
+                    what: "NUMA node of `from`".to_owned(),
+                    text: row.from.text.clone(),
+                    reason: "a row for this node is already written".to_owned(),
+                    span: row.from.span,
+                    help: "write one `from` row per node".to_owned(),
+                });
+                continue;
+            }
+            seen.push(from);
+            if row.to.len() != nodes as usize {
+                self.errors.push(CheckError::OutOfRange {
+                    what: format!("distances from node {from}"),
+                    text: format!("{} value(s)", row.to.len()),
+                    reason: format!("this board has {nodes} NUMA node(s)"),
+                    span: row.span,
+                    help: format!(
+                        "write `from {from}` followed by {nodes} distances: to node 0, 1, ... ({} to itself)",
+                        LOCAL_DISTANCE
+                    ),
+                });
+                continue;
+            }
+            for (to, v) in row.to.iter().enumerate() {
+                let (ok, reason) = if to as u32 == from {
+                    (
+                        v.value == LOCAL_DISTANCE,
+                        format!("the distance of a node to itself is {LOCAL_DISTANCE}"),
+                    )
+                } else {
+                    (
+                        v.value > LOCAL_DISTANCE && v.value <= 255,
+                        format!(
+                            "the distance to another node is {}..=255 ({LOCAL_DISTANCE} is local)",
+                            LOCAL_DISTANCE + 1
+                        ),
+                    )
+                };
+                if !ok {
+                    self.errors.push(CheckError::OutOfRange {
+                        what: format!("distance from node {from} to node {to}"),
+                        text: v.text.clone(),
+                        reason,
+                        span: v.span,
+                        help: "write 10 for the node itself and e.g. 20 for a node on another socket (as ACPI's SLIT and QEMU's `-numa dist` do)".to_owned(),
+                    });
+                }
+            }
+        }
+        if let Some(missing) = (0..nodes).find(|n| !seen.contains(n)) {
+            self.errors.push(CheckError::Missing {
+                node: "numa-distances".to_owned(),
+                what: format!("the distances from node {missing}"),
+                span: d.span,
+                help: format!("add `from {missing} ...` with one distance per node"),
+            });
         }
     }
 

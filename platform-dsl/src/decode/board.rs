@@ -5,8 +5,8 @@ use std::collections::HashMap;
 
 use super::{title, written, Cx, DecodeError, Shape};
 use crate::decl::{
-    BoardDecl, CpuDecl, HypervisorDecl, MemoryDecl, NetworkDecl, PortGroupDecl, QuirkDecl, SocDecl,
-    Sp, TopologyDecl,
+    BoardDecl, CpuDecl, DistanceRowDecl, DistancesDecl, HypervisorDecl, MemoryDecl, NetworkDecl,
+    PortGroupDecl, QuirkDecl, SocDecl, Sp, TopologyDecl,
 };
 use crate::model::{SupportLevel, UplinkChoice, Verification};
 use crate::parse::Node;
@@ -53,6 +53,7 @@ impl Cx {
             "device",
             "quirk",
             "network",
+            "numa-distances",
         ];
         self.shape(
             node,
@@ -121,6 +122,9 @@ impl Cx {
             .filter_map(|c| self.quirk(c))
             .collect();
         let network = self.single(node, "network").map(|n| self.network(n));
+        let numa_distances = self
+            .single(node, "numa-distances")
+            .map(|n| self.numa_distances(n));
         for (child, example) in [
             ("model", "model \"Vendor Board\""),
             ("support", "support \"supported\""),
@@ -163,8 +167,58 @@ impl Cx {
             devices,
             quirks,
             network,
+            numa_distances,
             written: written(node),
         })
+    }
+
+    /// `numa-distances { from 0 10 20; from 1 20 10 }`: one `from NODE D0 D1 ...` row per
+    /// node (the rows are checked against the board's nodes in `check`).
+    pub(super) fn numa_distances(&mut self, node: &Node) -> DistancesDecl {
+        self.shape(
+            node,
+            &Shape {
+                props: &[],
+                children: &["from"],
+                max_args: 0,
+                args_help: "write `numa-distances { from 0 10 20; from 1 20 10 }`",
+            },
+        );
+        let mut rows = Vec::new();
+        for c in node.children.iter().filter(|c| c.name == "from") {
+            self.shape(
+                c,
+                &Shape {
+                    props: &[],
+                    children: &[],
+                    max_args: usize::MAX,
+                    args_help: "write `from NODE D0 D1 ...`: the node, then its distance to node 0, 1, ...",
+                },
+            );
+            let Some(from) = self.arg_int(c, 0, "the node", u64::from(u32::MAX), "from 0 10 20")
+            else {
+                continue;
+            };
+            let from = Sp::new(from.value as u32, from.span, from.text);
+            let to: Vec<Sp<u64>> = (1..c.args.len())
+                .filter_map(|i| self.arg_int(c, i, "a distance", u64::MAX, "from 0 10 20"))
+                .collect();
+            if to.len() + 1 != c.args.len() {
+                continue;
+            }
+            rows.push(DistanceRowDecl {
+                span: c.name_span,
+                from,
+                to,
+            });
+        }
+        if node.children.iter().all(|c| c.name != "from") {
+            self.missing_node(node, "from", "from 0 10 20");
+        }
+        DistancesDecl {
+            span: node.name_span,
+            rows,
+        }
     }
 
     /// `network uplink="auto" { port-group "lan"; port-group "dmz" vlan=20 }`.

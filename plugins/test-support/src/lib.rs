@@ -135,5 +135,6 @@ pub fn board(gic: GicDesc, cpus: &[CpuDesc]) -> &'static BoardDesc {
         quirks: &[],
         network: hypervisor::platform::NetworkDesc::DEFAULT,
         source: hypervisor::platform::SourceDesc::NONE,
+        numa_distances: &[],
     }))
 }
