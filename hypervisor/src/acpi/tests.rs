@@ -438,6 +438,7 @@ fn board(name: &str) -> &'static BoardDesc {
             file: s(&b.source.file),
             lines: leak(b.source.lines.iter().map(|(k, l)| (s(k), *l)).collect()),
         },
+        numa_distances: &[],
     };
     Box::leak(Box::new(desc))
 }

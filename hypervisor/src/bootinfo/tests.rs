@@ -483,6 +483,9 @@ impl crate::config::define::BoardFacts for Facts {
     fn passable_devices(&self) -> Vec<String> {
         vec![]
     }
+    fn numa_nodes(&self) -> u32 {
+        1
+    }
 }
 
 const VM_FILE: &str = r#"
