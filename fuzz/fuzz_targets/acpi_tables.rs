@@ -145,6 +145,7 @@ static BOARD: BoardDesc = BoardDesc {
         file: "fuzz.kdl",
         lines: &[("gic.distributor", 3), ("cpus", 10)],
     },
+    numa_distances: &[],
 };
 
 fuzz_target!(|data: &[u8]| {
