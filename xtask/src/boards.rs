@@ -13,6 +13,13 @@ pub fn booted_by() -> BTreeMap<String, Vec<String>> {
     for s in crate::test::scenarios() {
         map.entry(s.target.board.clone()).or_default().push(s.name);
     }
+    // Scenarios made only once the guest images are there (they need no board of their own
+    // but this one).
+    for (board, name) in crate::test::GUEST_SCENARIO_BOARDS {
+        map.entry((*board).to_owned())
+            .or_default()
+            .push((*name).to_owned());
+    }
     map
 }
 

@@ -775,6 +775,10 @@ fn boot_modules_scenario() -> Scenario {
     }
 }
 
+/// Boards that only scenarios built from the guest images boot (`(board, scenario)`), for
+/// `cargo xtask boards`: those scenarios cannot be listed without the images.
+pub const GUEST_SCENARIO_BOARDS: &[(&str, &str)] = &[(numa::BOARD, numa::NAME)];
+
 /// The QEMU scenarios, each a snapshot of serial output that must appear.
 pub fn scenarios() -> Vec<Scenario> {
     let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();

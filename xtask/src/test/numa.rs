@@ -16,6 +16,8 @@ use std::time::Duration;
 
 /// The board (two sockets, two nodes, `numa-distances` 10/25).
 pub const BOARD: &str = "qemu-virt-2s";
+/// The scenario's name.
+pub const NAME: &str = "numa-two-sockets";
 /// "NUMAMARK" as the test guest writes it (`isolation_run::NUMA_MARK`): the word before
 /// each copy of the value.
 const NUMA_MARK: u64 = u64::from_le_bytes(*b"NUMAMARK");
@@ -51,7 +53,7 @@ pub fn scenario(images: &GuestImages) -> Result<Scenario, String> {
         k61.image.display(),
         initrd.display()
     );
-    let vms = write_vms("numa-two-sockets", &text)?;
+    let vms = write_vms(NAME, &text)?;
     let mut forbid = linux_forbid();
     forbid.push("FAIL".into());
     Ok(Scenario {
@@ -66,7 +68,7 @@ pub fn scenario(images: &GuestImages) -> Result<Scenario, String> {
         timeout: Duration::from_secs(240),
         check_lines: Some(check),
         ..Scenario::new(
-            "numa-two-sockets",
+            NAME,
             Target {
                 board: BOARD.into(),
                 board_file: workspace_root().join("boards.kdl"),
