@@ -12,6 +12,7 @@
 //! # impl PsciBackend for Vm {
 //! #     fn vcpu_by_mpidr(&self, _: u64) -> Option<VcpuId> { None }
 //! #     fn vcpu_state(&self, _: VcpuId) -> VcpuPowerState { VcpuPowerState::Off }
+//! #     fn vcpu_mpidrs(&self) -> Vec<u64> { Vec::new() }
 //! #     fn request_cpu_on(&mut self, _: VcpuId, _: GuestPhysAddr, _: u64)
 //! #         -> Result<(), hypervisor::psci::CpuOnError> { Ok(()) }
 //! #     fn entry_valid(&self, _: GuestPhysAddr) -> bool { true }
