@@ -726,6 +726,14 @@ impl VGic {
                 (deliverable, took_latch, 0, false)
             };
             let irq = self.irq_mut(intid, vcpu)?;
+            // A level interrupt sampled again at its EOI (the virtual timer, the PMU, a
+            // passed-through line) whose guest is still handling it: its source may already
+            // have dropped without a trap to say so (the guest re-armed its timer), so it
+            // goes in active only, not active and pending, which would hand it to the guest
+            // again the moment it deactivates. The EOI maintenance interrupt samples the line
+            // then, and pends it again if it is still high.
+            let pending = pending
+                && !(irq.active && irq.eoi_notify && irq.trigger == Trigger::Level && !took_latch);
             // A GICv2 SGI still pending from other sources: hear of this one's
             // deactivation, so that the next source's LR follows at once.
             let eoi =
@@ -1148,6 +1156,45 @@ mod tests {
         g.sync(V0, &lrs).unwrap();
         assert_eq!(g.take_eoi_notified(V0).unwrap().collect::<Vec<_>>(), [t]);
         assert_eq!(g.take_eoi_notified(V0).unwrap().count(), 0, "drained");
+    }
+
+    /// The guest took its timer interrupt and an exit came before it re-armed the timer:
+    /// the interrupt goes back in active only, so that deactivating it after the re-arm
+    /// does not hand it over a second time before its new deadline; the EOI maintenance
+    /// interrupt lets the run loop sample the line again.
+    #[test]
+    fn an_active_resampled_level_interrupt_is_not_re_pended_by_its_stale_line() {
+        let mut g = gic(1);
+        let t = IntId(VTIMER_INTID);
+        enable(&mut g, t.0, V0);
+        g.set_eoi_notify(t, V0, true).unwrap();
+        g.set_level(t, V0, true).unwrap();
+        let (mut lrs, _) = flush(&mut g, V0, 4);
+        assert_eq!(Lr::decode(lrs[0]).state, LrState::Pending);
+        // Acknowledged: active, the line still high as far as the hypervisor knows.
+        lrs[0] = Lr {
+            state: LrState::Active,
+            ..Lr::decode(lrs[0])
+        }
+        .encode();
+        g.sync(V0, &lrs).unwrap();
+        let (lrs, _) = flush(&mut g, V0, 4);
+        let lr = Lr::decode(lrs[0]);
+        assert_eq!(lr.state, LrState::Active, "not active and pending");
+        assert_eq!(
+            lr.kind,
+            LrKind::Virtual {
+                eoi_maintenance: true
+            }
+        );
+        // Deactivated with the line still high: the notification comes, and the next flush
+        // pends it again (the run loop lowers the line first if the timer was re-armed).
+        let mut done = lrs;
+        done[0] = 0;
+        g.sync(V0, &done).unwrap();
+        assert_eq!(g.pop_eoi_notified(V0), Some(t));
+        let (lrs, _) = flush(&mut g, V0, 4);
+        assert_eq!(Lr::decode(lrs[0]).state, LrState::Pending);
     }
 
     #[test]

@@ -120,7 +120,7 @@ pub fn all() -> Result<(), String> {
     })?;
     step("bench --smoke (figures not asserted)", crate::bench::smoke)?;
     step(
-        "fuzz smoke (6 s per target, checked-in corpus and regressions)",
+        "fuzz smoke (3 s per target, checked-in corpus and regressions)",
         crate::fuzz::smoke,
     )?;
     step(
