@@ -21,6 +21,12 @@ pub fn ensure_qemu() -> Result<(), String> {
         return Ok(());
     }
     eprintln!("xtask: {QEMU} not found; installing Debian's qemu-system-arm");
+    apt_install("qemu-system-arm").map_err(|e| format!("{e}\n{QEMU} is missing and could not be installed; install Debian's `qemu-system-arm` package (as root: apt-get install qemu-system-arm)"))
+}
+
+/// `apt-get update` and `apt-get install` of one Debian package, without questions or
+/// recommended packages (QEMU, EDK2).
+pub fn apt_install(package: &str) -> Result<(), String> {
     let apt = |args: &[&str]| {
         build::run(
             Command::new("apt-get")
@@ -29,8 +35,7 @@ pub fn ensure_qemu() -> Result<(), String> {
         )
     };
     apt(&["update", "-q"])
-        .and_then(|_| apt(&["install", "-y", "-q", "--no-install-recommends", "qemu-system-arm"]))
-        .map_err(|e| format!("{e}\n{QEMU} is missing and could not be installed; install Debian's `qemu-system-arm` package (as root: apt-get install qemu-system-arm)"))
+        .and_then(|_| apt(&["install", "-y", "-q", "--no-install-recommends", package]))
 }
 
 /// The QEMU command line that boots `img` (its ELF) on its board's verified machine.

@@ -39,29 +39,12 @@ pub fn ensure_edk2() -> Result<PathBuf, String> {
         return Ok(fd);
     }
     eprintln!("xtask: {EDK2_FD} not found; installing Debian's {EDK2_PACKAGE}");
-    let apt = |args: &[&str]| {
-        build::run(
-            Command::new("apt-get")
-                .args(args)
-                .env("DEBIAN_FRONTEND", "noninteractive"),
-        )
-    };
-    apt(&["update", "-q"])
-        .and_then(|_| {
-            apt(&[
-                "install",
-                "-y",
-                "-q",
-                "--no-install-recommends",
-                EDK2_PACKAGE,
-            ])
-        })
-        .map_err(|e| {
-            format!(
-                "{e}\n{EDK2_FD} is missing and could not be installed; install Debian's \
+    crate::qemu::apt_install(EDK2_PACKAGE).map_err(|e| {
+        format!(
+            "{e}\n{EDK2_FD} is missing and could not be installed; install Debian's \
                  `{EDK2_PACKAGE}` package (as root: apt-get install {EDK2_PACKAGE})"
-            )
-        })?;
+        )
+    })?;
     if fd.is_file() {
         Ok(fd)
     } else {
