@@ -239,11 +239,12 @@ fn copy_in(root: &Dir<'_>, src: &Path, dest: &str) -> Result<(), String> {
         .map_err(|e| format!("{} -> {dest}: {e}", src.display()))
 }
 
-/// The images the VM files name: each source once, under a name unique in `IMAGES/`.
+/// The images the VM files name: each source once, under a name unique in `IMAGES/`
+/// (the datastore's root, or `HV/` on an ESP: `crate::uefi`).
 #[derive(Default)]
-struct Images {
-    /// By canonical source path: the source and its datastore path.
-    copies: BTreeMap<PathBuf, (PathBuf, String)>,
+pub(crate) struct Images {
+    /// By canonical source path: the source and its path in the store.
+    pub(crate) copies: BTreeMap<PathBuf, (PathBuf, String)>,
     /// Datastore names taken (lower case: FAT compares names without case).
     taken: BTreeSet<String>,
 }
@@ -252,6 +253,26 @@ impl Images {
     /// Reads the VM file `path`, points its `kernel`, `initrd` and `dtb` at `IMAGES/...`
     /// and notes the files to copy. Returns its file name and new text.
     fn vm_file(&mut self, path: &Path) -> Result<(String, String), String> {
+        let table = self.rewrite(path)?;
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .ok_or_else(|| format!("{}: no file name", path.display()))?
+            .to_string();
+        let body = toml::to_string(&table).map_err(|e| format!("{}: {e}", path.display()))?;
+        Ok((
+            name,
+            format!(
+                "# Written by `cargo xtask datastore create` from {}; image paths are\n\
+                 # relative to the datastore root.\n\n{body}",
+                path.display()
+            ),
+        ))
+    }
+
+    /// Reads the VM file `path` and returns its table with `kernel`, `initrd` and `dtb`
+    /// pointed at `IMAGES/...`, the files noted for copying.
+    pub(crate) fn rewrite(&mut self, path: &Path) -> Result<toml::Table, String> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
         let mut table: toml::Table = text
@@ -275,20 +296,7 @@ impl Images {
                 *v = toml::Value::String(dest);
             }
         }
-        let name = path
-            .file_name()
-            .and_then(|n| n.to_str())
-            .ok_or_else(|| format!("{}: no file name", path.display()))?
-            .to_string();
-        let body = toml::to_string(&table).map_err(|e| format!("{}: {e}", path.display()))?;
-        Ok((
-            name,
-            format!(
-                "# Written by `cargo xtask datastore create` from {}; image paths are\n\
-                 # relative to the datastore root.\n\n{body}",
-                path.display()
-            ),
-        ))
+        Ok(table)
     }
 
     /// Notes `src` for copying and returns its datastore path.

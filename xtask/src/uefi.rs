@@ -107,51 +107,28 @@ struct EspVms {
 }
 
 fn esp_vms(path: &Path) -> Result<EspVms, String> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    let mut table: toml::Table = text
-        .parse()
-        .map_err(|e| format!("{} is not valid TOML: {e}", path.display()))?;
-    let base = path.parent().unwrap_or(Path::new("."));
+    let mut images = crate::datastore::Images::default();
+    let table = images.rewrite(path)?;
     let vms = table
-        .get_mut("vm")
-        .and_then(toml::Value::as_array_mut)
+        .get("vm")
+        .and_then(toml::Value::as_array)
         .filter(|v| !v.is_empty())
         .ok_or_else(|| format!("{}: no [[vm]] table", path.display()))?;
-    let mut by_source: BTreeMap<PathBuf, String> = BTreeMap::new();
-    let mut taken: BTreeSet<String> = BTreeSet::new();
+    // The copies in the order the file names them.
+    let mut by_dest: BTreeMap<String, PathBuf> = images
+        .copies
+        .into_values()
+        .map(|(src, dest)| (dest, src))
+        .collect();
     let mut copies = Vec::new();
-    for vm in vms.iter_mut() {
-        let vm = vm
-            .as_table_mut()
-            .ok_or_else(|| format!("{}: `vm` must be [[vm]] tables", path.display()))?;
+    for vm in vms.iter().filter_map(toml::Value::as_table) {
         for key in ["kernel", "initrd", "dtb"] {
-            let Some(v) = vm.get_mut(key) else { continue };
-            let rel = v
-                .as_str()
-                .ok_or_else(|| format!("{}: `{key}` must be a path", path.display()))?;
-            let src = base.join(rel);
-            let canon = src
-                .canonicalize()
-                .map_err(|e| format!("{}: image {}: {e}", path.display(), src.display()))?;
-            let dest = match by_source.get(&canon) {
-                Some(d) => d.clone(),
-                None => {
-                    let file = canon
-                        .file_name()
-                        .and_then(|n| n.to_str())
-                        .ok_or_else(|| format!("image {}: no usable file name", src.display()))?;
-                    let name = std::iter::once(file.to_string())
-                        .chain((2..).map(|n| format!("{n}-{file}")))
-                        .find(|n| taken.insert(n.to_lowercase()))
-                        .unwrap_or_default();
-                    let dest = format!("IMAGES/{name}");
-                    by_source.insert(canon.clone(), dest.clone());
-                    copies.push((canon, dest.clone()));
-                    dest
-                }
+            let Some(dest) = vm.get(key).and_then(toml::Value::as_str) else {
+                continue;
             };
-            *v = toml::Value::String(dest);
+            if let Some(src) = by_dest.remove(dest) {
+                copies.push((src, dest.to_owned()));
+            }
         }
     }
     let body = toml::to_string(&table).map_err(|e| format!("{}: {e}", path.display()))?;
