@@ -643,10 +643,19 @@ pub fn poison_word(offset: u64) -> u64 {
     POISON_PATTERN ^ (POISON_WINDOW.0 + offset % POISON_WINDOW.1)
 }
 
-/// QEMU arguments that back the board's RAM with `target/scenarios/poison-<MiB>.bin`
-/// (written once, reused while its size fits): `share=off`, so the guest's writes never
-/// reach the file.
-fn poisoned_ram_args(img: &build::Image) -> Result<Vec<String>, String> {
+/// A file removed when the value is dropped.
+struct RemoveOnDrop(PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// QEMU arguments that back the board's RAM with `target/scenarios/poison-<MiB>.bin`, and
+/// the file's guard: it is written for the run and removed after it (2 GiB of disk that a
+/// CI machine ran out of). `share=off`, so the guest's writes never reach the file.
+fn poisoned_ram_args(img: &build::Image) -> Result<(Vec<String>, RemoveOnDrop), String> {
     let Verification::Qemu { memory_mib, .. } = &img.board.verified_by else {
         return Err(format!("board `{}` has no QEMU line", img.board.name));
     };
@@ -654,10 +663,9 @@ fn poisoned_ram_args(img: &build::Image) -> Result<Vec<String>, String> {
     std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     let path = dir.join(format!("poison-{memory_mib}.bin"));
     let size = *memory_mib << 20;
-    if std::fs::metadata(&path).map(|m| m.len()).ok() != Some(size) {
-        write_poison(&path, size)?;
-    }
-    Ok(vec![
+    write_poison(&path, size)?;
+    let guard = RemoveOnDrop(path.clone());
+    let args = vec![
         "-object".into(),
         format!(
             "memory-backend-file,id=poison,size={memory_mib}M,mem-path={},share=off",
@@ -665,7 +673,8 @@ fn poisoned_ram_args(img: &build::Image) -> Result<Vec<String>, String> {
         ),
         "-machine".into(),
         "memory-backend=poison".into(),
-    ])
+    ];
+    Ok((args, guard))
 }
 
 /// Writes `size` bytes of poison words to `path` (through a temporary file, so that an
@@ -742,9 +751,13 @@ pub fn run_scenario(s: &Scenario) -> Result<(), String> {
         let cmd = command_with_kernel(&img, s.smp, kernel)?;
         (img, cmd)
     };
-    if s.poisoned_ram {
-        cmd.args(poisoned_ram_args(&img)?);
-    }
+    let _poison = if s.poisoned_ram {
+        let (args, guard) = poisoned_ram_args(&img)?;
+        cmd.args(args);
+        Some(guard)
+    } else {
+        None
+    };
     cmd.args(&s.extra_args);
     if let Some(prepare) = s.prepare {
         cmd.args(prepare(&img)?);

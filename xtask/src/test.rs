@@ -27,11 +27,54 @@ fn step(name: &str, f: impl FnOnce() -> Result<(), String>) -> Result<(), String
     eprintln!("==> {name}");
     let r = f();
     eprintln!(
-        "<== {name}: {} in {:.1} s",
+        "<== {name}: {} in {:.1} s{}",
         if r.is_ok() { "ok" } else { "FAILED" },
-        t.elapsed().as_secs_f64()
+        t.elapsed().as_secs_f64(),
+        free_disk()
+            .map(|gib| format!(", {gib:.1} GiB free"))
+            .unwrap_or_default()
     );
     r.map_err(|e| format!("{name}: {e}"))
+}
+
+/// Free space on the disk of `target/`, in GiB (`df`'s figure), printed after every step: a
+/// CI run once failed near its end with the disk full, and the log said nothing of how it
+/// filled.
+fn free_disk() -> Option<f64> {
+    let out = Command::new("df")
+        .args(["-Pk"])
+        .arg(build::target_dir())
+        .output()
+        .ok()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let kib: f64 = text
+        .lines()
+        .nth(1)?
+        .split_whitespace()
+        .nth(3)?
+        .parse()
+        .ok()?;
+    Some(kib / (1024.0 * 1024.0))
+}
+
+/// On a CI machine (`CI` set), removes build output that later steps no longer need, to keep
+/// the run within the machine's disk; a developer's tree keeps it for the next build.
+fn tidy_for_ci(what: &[&str]) {
+    if std::env::var_os("CI").is_none() {
+        return;
+    }
+    for w in what {
+        let p = build::target_dir().join(w);
+        if p.exists() {
+            match std::fs::remove_dir_all(&p) {
+                Ok(()) => eprintln!(
+                    "    CI: removed {} (not needed by later steps)",
+                    p.display()
+                ),
+                Err(e) => eprintln!("    CI: could not remove {}: {e}", p.display()),
+            }
+        }
+    }
 }
 
 /// Runs everything; stops at the first failing step.
@@ -104,6 +147,9 @@ pub fn all() -> Result<(), String> {
             "test-guest",
         ]))
     })?;
+    // trybuild's own target directory, and the incremental state of the host builds (the
+    // scenarios' host tools are built without it or already built).
+    tidy_for_ci(&["tests", "debug/incremental"]);
     step("build every board", build_every_board)?;
     step("import-dtb output builds", || {
         for (file, name) in crate::dtb::imported_boards_for_build()? {
@@ -123,6 +169,7 @@ pub fn all() -> Result<(), String> {
         "fuzz smoke (3 s per target, checked-in corpus and regressions)",
         crate::fuzz::smoke,
     )?;
+    tidy_for_ci(&["fuzz"]);
     step(
         "boards against upstream device trees (board-diff, import-dtb)",
         crate::dtb::check_all_boards,

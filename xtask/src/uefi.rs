@@ -335,15 +335,18 @@ pub fn qemu_command(img: &build::Image, esp: &Path, smp: Option<u32>) -> Result<
 mod tests {
     use super::*;
 
-    fn tmp(name: &str) -> PathBuf {
-        let d = std::env::temp_dir().join(format!("xtask-esp-{name}-{}", std::process::id()));
-        std::fs::create_dir_all(&d).unwrap();
-        d
+    /// A directory of its own, removed when the test ends.
+    fn tmp(name: &str) -> tempfile::TempDir {
+        tempfile::Builder::new()
+            .prefix(&format!("xtask-esp-{name}-"))
+            .tempdir()
+            .unwrap()
     }
 
     #[test]
     fn the_esp_holds_the_efi_the_vm_file_and_its_images() {
-        let d = tmp("ok");
+        let t = tmp("ok");
+        let d = t.path();
         std::fs::write(d.join("app.efi"), b"MZ efi").unwrap();
         std::fs::create_dir_all(d.join("k")).unwrap();
         std::fs::write(d.join("k/Image"), vec![7u8; 300_000]).unwrap();
@@ -392,7 +395,8 @@ mod tests {
 
     #[test]
     fn a_missing_image_or_a_bad_vm_file_is_refused() {
-        let d = tmp("bad");
+        let t = tmp("bad");
+        let d = t.path();
         std::fs::write(d.join("app.efi"), b"MZ").unwrap();
         let spec = |vms: &str| {
             std::fs::write(d.join("vms.toml"), vms).unwrap();

@@ -429,11 +429,12 @@ fn run_checked(cmd: &mut Command, hint: &'static str) -> Result<(), RootfsError>
 mod tests {
     use super::*;
 
-    fn scratch(name: &str) -> PathBuf {
-        let d = std::env::temp_dir().join(format!("xtask-{name}-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&d);
-        fs::create_dir_all(&d).unwrap();
-        d
+    /// A directory of its own, removed when the test ends.
+    fn scratch(name: &str) -> tempfile::TempDir {
+        tempfile::Builder::new()
+            .prefix(&format!("xtask-{name}-"))
+            .tempdir()
+            .unwrap()
     }
 
     /// `debugfs -R CMD IMG`'s output.
@@ -460,7 +461,8 @@ mod tests {
 
     #[test]
     fn staged_tree_has_busybox_init_and_mount_points() {
-        let dir = scratch("rootfs-stage");
+        let tmp = scratch("rootfs-stage");
+        let dir = tmp.path();
         let spec = RootfsSpec {
             init: "#!/bin/sh\necho x\n",
             files: vec![("etc/a/b.txt".into(), 0o600, b"B".to_vec())],
@@ -503,7 +505,8 @@ mod tests {
     /// not (as root the test gives them to uid 4242 first; as a user they are the user's).
     #[test]
     fn image_holds_the_tree_owned_by_root() {
-        let dir = scratch("rootfs-image");
+        let tmp = scratch("rootfs-image");
+        let dir = tmp.path();
         let spec = RootfsSpec {
             init: "#!/bin/sh\necho from-init\n",
             files: vec![("etc/token".into(), 0o644, b"t0k3n\n".to_vec())],
@@ -552,7 +555,8 @@ mod tests {
 
     #[test]
     fn a_tree_too_big_for_the_image_is_an_error_with_a_hint() {
-        let dir = scratch("rootfs-small");
+        let tmp = scratch("rootfs-small");
+        let dir = tmp.path();
         let spec = RootfsSpec {
             init: "#!/bin/sh\n",
             files: vec![("big".into(), 0o644, vec![7u8; 3 << 20])],

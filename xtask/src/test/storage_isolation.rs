@@ -305,15 +305,14 @@ pub fn scenario() -> Result<Scenario, String> {
 mod tests {
     use super::*;
 
-    fn scratch(name: &str) -> PathBuf {
-        let d = std::env::temp_dir().join(format!("xtask-stoiso-{name}-{}", std::process::id()));
-        std::fs::create_dir_all(&d).unwrap();
-        d
-    }
-
-    /// A drive as `make_disk` makes it, in a scratch directory.
-    fn drive(name: &str) -> PathBuf {
-        let d = scratch(name);
+    /// A drive as `make_disk` makes it, in a directory of its own that is removed with the
+    /// returned guard (each run left 125 MB of drives behind).
+    fn drive(name: &str) -> (tempfile::TempDir, PathBuf) {
+        let t = tempfile::Builder::new()
+            .prefix(&format!("xtask-stoiso-{name}-"))
+            .tempdir()
+            .unwrap();
+        let d = t.path();
         let parts: Vec<PartSpec> = PARTS
             .iter()
             .map(|&(label, mib)| {
@@ -328,7 +327,7 @@ mod tests {
             .collect();
         let img = d.join("nvme0.img");
         disk::create(&img, DISK_MIB << 20, &parts).unwrap();
-        img
+        (t, img)
     }
 
     /// Writes `data` at `sector` of partition `label` of `img`, as a guest would.
@@ -365,24 +364,24 @@ mod tests {
     }
 
     /// The drive after the guests' valid writes, and nothing else.
-    fn written_drive(name: &str) -> PathBuf {
-        let img = drive(name);
+    fn written_drive(name: &str) -> (tempfile::TempDir, PathBuf) {
+        let (t, img) = drive(name);
         for ((label, _, _), (tag, m)) in HOSTILE_DISKS.iter().zip(MARKERS) {
             write_at(&img, label, 0, &marker_sector(tag, m));
         }
         write_at(&img, NEIGHBOUR_PART, 0, &marker_sector("neighbour", VALUE));
-        img
+        (t, img)
     }
 
     #[test]
     fn a_drive_with_only_the_valid_writes_passes() {
-        let img = written_drive("ok");
+        let (_t, img) = written_drive("ok");
         check_disk(&img, &console()).unwrap();
     }
 
     #[test]
     fn a_changed_guard_byte_fails_and_names_the_guard() {
-        let img = written_drive("guard");
+        let (_t, img) = written_drive("guard");
         let mut s = pattern("guard-b", 512 * 3)[1024..].to_vec();
         s[17] ^= 1;
         write_at(&img, "guard-b", 2, &s);
@@ -395,7 +394,7 @@ mod tests {
     #[test]
     fn a_write_past_a_disks_end_into_the_next_partition_fails() {
         // What a controller that let the hostile guest write across its end would leave.
-        let img = written_drive("overrun");
+        let (_t, img) = written_drive("overrun");
         let (_, start, sectors) = disk::list(&img)
             .unwrap()
             .into_iter()
@@ -414,7 +413,7 @@ mod tests {
 
     #[test]
     fn a_marker_in_the_wrong_place_or_missing_fails() {
-        let img = drive("nomarker");
+        let (_t, img) = drive("nomarker");
         // Only the AHCI marker, and at LBA 1 instead of 0.
         write_at(&img, "iso-ahci", 1, &marker_sector("ahci", MARKERS[1].1));
         let err = check_disk(&img, &console()).unwrap_err();
@@ -424,7 +423,7 @@ mod tests {
         assert!(err.contains("partition `vm2-data`"), "{err}");
         assert!(err.contains("sector 0 byte 0"), "{err}");
         // A marker the guest did not print.
-        let img = written_drive("othermarker");
+        let (_t, img) = written_drive("othermarker");
         let mut lines = console();
         lines[0] = lines[0].replace(MARKERS[0].1, "0123456789abcdee");
         let err = check_disk(&img, &lines).unwrap_err();
