@@ -498,7 +498,6 @@ mod tests {
             ),
             Err(RootfsError::BadPath(_))
         ));
-        fs::remove_dir_all(&dir).unwrap();
     }
 
     /// The image holds the tree, every inode owned by root even when the staged files were
@@ -550,7 +549,6 @@ mod tests {
             !features.contains("orphan_file"),
             "5.10 cannot mount: {features}"
         );
-        fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
@@ -571,6 +569,5 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("size_mib"), "{err}");
-        fs::remove_dir_all(&dir).unwrap();
     }
 }
