@@ -5,6 +5,7 @@
 pub mod boot;
 pub mod cpu;
 pub mod exception;
+pub mod heap;
 pub mod mem;
 pub mod mmu;
 pub mod sysreg;
@@ -50,27 +51,7 @@ pub fn image_layout() -> (u64, u64, u64) {
     )
 }
 
-#[global_allocator]
-static HEAP: buddy_system_allocator::LockedHeap<32> = buddy_system_allocator::LockedHeap::empty();
-
-/// Gives the heap the free part of the hypervisor's region (after the image and .bss).
-/// Called once, on the boot CPU, before any allocation.
-pub fn init_heap() -> u64 {
-    let (_, end, region_end) = image_layout();
-    let start = (end + 0xfff) & !0xfff;
-    let size = region_end.saturating_sub(start);
-    // SAFETY: (1) `[start, region_end)` is reserved for the hypervisor by the board's
-    // `hypervisor` placement and the linker script; (2) nothing else uses it: the image and
-    // .bss end at `__image_end`; (3) this runs once, before any allocation.
-    unsafe { HEAP.lock().init(start as usize, size as usize) };
-    size
-}
-
-/// Bytes of heap in use, counted as the allocator hands them out (rounded up to its
-/// power-of-two blocks): what the hypervisor's data structures really occupy.
-pub fn heap_used() -> u64 {
-    HEAP.lock().stats_alloc_actual() as u64
-}
+pub use heap::{heap_used, init_heap};
 
 type EmergencyWriter = fn(fmt::Arguments<'_>);
 static EMERGENCY: AtomicPtr<()> = AtomicPtr::new(core::ptr::null_mut());

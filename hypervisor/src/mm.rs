@@ -4,6 +4,7 @@
 
 pub mod blocks;
 pub mod frames;
+pub mod numa_heap;
 pub mod stage2;
 
 pub use blocks::BlockMap;

@@ -74,6 +74,7 @@ fn primary_main() -> ! {
     // Before probing: disk drivers take their DMA memory from the pool. A failure is
     // reported when the VMs are created.
     let _ = arch::mem::init_pool();
+    let numa_lines = numa_heaps(board, heap);
     let probed = probe_devices(board);
     hvprintln!();
     hvprintln!(
@@ -82,6 +83,9 @@ fn primary_main() -> ! {
         cpu::counter_frequency()
     );
     banner(board, &probed, heap);
+    for line in &numa_lines {
+        hvprintln!("[hv] {line}");
+    }
     if let Some(why) = &ram.refusal {
         hvprintln!("[hv] FATAL: {why}");
         halt()
@@ -134,6 +138,7 @@ fn primary_main() -> ! {
             hvprintln!("[hv] CPU {i} ({:#x}): no stack reserved, left off", c.mpidr);
             continue;
         }
+        node_local_stack(i, c.numa_node);
         match cpu::firmware_cpu_on(c.mpidr, i as u64) {
             Ok(()) => started += 1,
             Err(e) => hvprintln!("[hv] CPU {i} ({:#x}) did not start: {e:?}", c.mpidr),
@@ -165,6 +170,59 @@ fn primary_main() -> ! {
     vms::create_all(board, arch::vm_table(), online);
     mgmt::autostart();
     vms::run_cpu(0)
+}
+
+/// Node-local hypervisor memory on a NUMA board: each CPU allocates on its own node, and
+/// each node with CPUs other than the one holding the hypervisor's region gets a heap of
+/// the home heap's size from its own RAM. Returns the banner lines (the console is not up
+/// yet).
+fn numa_heaps(board: &BoardDesc, home_heap: u64) -> Vec<alloc::string::String> {
+    let (region_start, _, _) = arch::image_layout();
+    let home = arch::mem::node_of(crate::types::HostPhysAddr(region_start)).unwrap_or(0);
+    arch::heap::set_home_node(home);
+    let mut nodes: Vec<u32> = Vec::new();
+    for (i, c) in board.cpus.iter().enumerate() {
+        arch::heap::set_cpu_node(i, c.numa_node);
+        if !nodes.contains(&c.numa_node) {
+            nodes.push(c.numa_node);
+        }
+    }
+    if nodes.len() < 2 {
+        return Vec::new();
+    }
+    let size = (home_heap & !(crate::mm::BLOCK_2M - 1)).max(crate::mm::BLOCK_2M);
+    let mut lines = alloc::vec![alloc::format!(
+        "NUMA node {home}: hypervisor heap {} MiB in the hypervisor's region",
+        home_heap >> 20
+    )];
+    for node in nodes.into_iter().filter(|&n| n != home) {
+        lines.push(match arch::heap::add_node_heap(node, size) {
+            Ok(base) => alloc::format!(
+                "NUMA node {node}: hypervisor heap {} MiB at host {base:#x}",
+                size >> 20
+            ),
+            Err(e) => alloc::format!(
+                "NUMA node {node}: no heap of its own ({e}); its CPUs allocate on node {home}"
+            ),
+        });
+    }
+    lines
+}
+
+/// Gives secondary CPU `cpu` a stack from its node's heap when that is not the home node
+/// (its .bss stack is on the home node); prints where it is.
+fn node_local_stack(cpu: usize, node: u32) {
+    let (region_start, _, _) = arch::image_layout();
+    let home = arch::mem::node_of(crate::types::HostPhysAddr(region_start)).unwrap_or(0);
+    if node == home {
+        return;
+    }
+    match arch::boot::give_node_stack(cpu, node) {
+        Some(base) => hvprintln!("[hv] CPU {cpu}: stack on NUMA node {node} at host {base:#x}"),
+        None => hvprintln!(
+            "[hv] CPU {cpu}: NUMA node {node}'s heap has no room for its stack; it runs on its .bss stack"
+        ),
+    }
 }
 
 /// What the firmware provides of SMCCC: asked by `smc` on first use (at boot, before any

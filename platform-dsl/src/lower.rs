@@ -240,6 +240,9 @@ pub fn source_lines(b: &BoardDecl, file: &str, text: &str) -> model::Source {
     if let Some(t) = &b.topology {
         add("topology".into(), t.span);
     }
+    if let Some(d) = &b.numa_distances {
+        add("numa-distances".into(), d.span);
+    }
     if let Some(s) = b.cpus_span {
         add("cpus".into(), s);
     }

@@ -57,7 +57,7 @@ pub struct Board {
 
 /// The file a board was read from and the line of each of its parts.
 ///
-/// Keys: `board`, `topology`, `cpus`, `cpu.N` (boot order), `memory.NAME`, `hypervisor`,
+/// Keys: `board`, `topology`, `numa-distances`, `cpus`, `cpu.N` (boot order), `memory.NAME`, `hypervisor`,
 /// `console`, `gic`, `gic.distributor`, `gic.redistributor.N`, `gic.its`,
 /// `gic.cpu-interface`, `gic.hyp-interface`, `gic.virtual-cpu-interface`,
 /// `gic.maintenance-irq`, `timer`, `pmu`, `device.NAME`, `device.NAME.reg.REG`. Parts that

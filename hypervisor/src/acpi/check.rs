@@ -694,6 +694,30 @@ fn numa(out: &mut Out<'_>, info: &AcpiInfo) {
                 ),
             );
         }
+        // The distances between the nodes both describe (the KDL's `numa-distances`, or
+        // its 10/20 default): a guest's virtual topology shows the KDL's.
+        for &a in &kdl_nodes {
+            for &b in &kdl_nodes {
+                let kdl = board.numa_distance(a, b);
+                match slit.distance(a as usize, b as usize) {
+                    Some(fw) if fw != kdl => {
+                        let key = if board.numa_distances.is_empty() {
+                            "topology"
+                        } else {
+                            "numa-distances"
+                        };
+                        out.warn(
+                            key,
+                            format_args!(
+                                "distance from node {a} to node {b} is {kdl}, but the \
+                                 firmware's SLIT says {fw}"
+                            ),
+                        );
+                    }
+                    _ => {}
+                }
+            }
+        }
     }
 }
 

@@ -438,7 +438,12 @@ fn board(name: &str) -> &'static BoardDesc {
             file: s(&b.source.file),
             lines: leak(b.source.lines.iter().map(|(k, l)| (s(k), *l)).collect()),
         },
-        numa_distances: &[],
+        numa_distances: leak(
+            b.numa_distances
+                .iter()
+                .map(|row| leak(row.clone()))
+                .collect(),
+        ),
     };
     Box::leak(Box::new(desc))
 }
@@ -1234,4 +1239,46 @@ fn firmware_ram_reads_only_board_ram_outside_the_hypervisor() {
     assert!(ok(end, 8), "just past the hypervisor's region");
     assert!(!ok(u64::MAX - 3, 8), "a wrapping range");
     assert!(!ok(0x3fff_fff0, 0x20), "a read starting below RAM");
+}
+
+#[test]
+fn slit_distances_other_than_the_kdls_are_warnings_naming_its_line() {
+    let board = board("qemu-virt-2s");
+    let tables_with = |distances: &[u8]| {
+        let mut tables = qemu_virt_tables(4, 0x0800_0000);
+        tables.push(srat(&[
+            srat_cpu(0, 0),
+            srat_cpu(0, 1),
+            srat_cpu(1, 2),
+            srat_cpu(1, 3),
+            srat_mem(0, 0x4000_0000, 0x4000_0000),
+            srat_mem(1, 0x8000_0000, 0x4000_0000),
+        ]));
+        tables.push(slit(2, distances));
+        tables
+    };
+    // The KDL's own 10/25: nothing said of distances.
+    let info = discover(RSDP_PA, &machine(&tables_with(&[10, 25, 25, 10]))).expect("tables");
+    let findings = check(board, &info);
+    assert!(
+        !findings.iter().any(|f| f.message.contains("SLIT says")),
+        "{findings:#?}"
+    );
+    // QEMU's default 10/20 against the KDL's 25.
+    let info = discover(RSDP_PA, &machine(&tables_with(&[10, 20, 20, 10]))).expect("tables");
+    let findings = check(board, &info);
+    assert!(refusals(&findings).is_empty(), "{findings:#?}");
+    let line = board
+        .source
+        .line("numa-distances")
+        .expect("numa-distances line");
+    let want = format!(
+        "boards.kdl:{line} distance from node 0 to node 1 is 25, but the firmware's SLIT says 20"
+    );
+    assert!(
+        findings
+            .iter()
+            .any(|f| f.severity == Severity::Warn && f.message.starts_with(&want)),
+        "{want}\n{findings:#?}"
+    );
 }

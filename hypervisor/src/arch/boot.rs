@@ -68,15 +68,22 @@ _start:
 .global _secondary_start
 _secondary_start:
     // PSCI CPU_ON passes our context id (the CPU index) in x0. The boot CPU relocated the
-    // image already.
+    // image already, and may have given this CPU a stack on its own NUMA node (its top in
+    // HV_STACK_TOPS[index], cleaned to the point of coherency: we read it with the caches
+    // off).
     mov     x19, x0
+    adrp    x1, {tops}
+    add     x1, x1, :lo12:{tops}
+    ldr     x1, [x1, x19, lsl #3]
+    cbnz    x1, 10f
 1:
-    // MMU and caches are off here; stacks live in .bss.hv_stacks.
+    // MMU and caches are off here; the default stacks live in .bss.hv_stacks.
     adrp    x1, {stacks}
     add     x1, x1, :lo12:{stacks}
     add     x2, x19, #1
     mov     x3, #{stack_size}
     madd    x1, x2, x3, x1
+10:
     mov     sp, x1
     msr     tpidr_el2, x19
     cbnz    x19, 3f
@@ -106,6 +113,7 @@ _secondary_start:
     flags = const IMAGE_FLAGS,
     relative = const R_AARCH64_RELATIVE,
     stacks = sym HV_STACKS,
+    tops = sym HV_STACK_TOPS,
     stack_size = const STACK_SIZE,
     dtb = sym HV_BOOT_DTB,
     vectors = sym super::exception::hv_vectors,
@@ -164,6 +172,52 @@ struct Stacks([[u8; STACK_SIZE]; MAX_CPUS]);
 #[unsafe(link_section = ".bss.hv_stacks")]
 #[unsafe(no_mangle)]
 static mut HV_STACKS: Stacks = Stacks([[0; STACK_SIZE]; MAX_CPUS]);
+
+/// The top of the stack each secondary CPU starts on, when the boot CPU gave it one of its
+/// own node's RAM ([`set_stack_top`]); 0: its slot of [`HV_STACKS`]. Only secondaries read
+/// it (the boot CPU takes its stack before .bss is zeroed).
+#[unsafe(no_mangle)]
+static HV_STACK_TOPS: [core::sync::atomic::AtomicU64; MAX_CPUS] =
+    [const { core::sync::atomic::AtomicU64::new(0) }; MAX_CPUS];
+
+/// Gives CPU `cpu` (not yet started) the stack `[base, base + STACK_SIZE)` instead of its
+/// .bss slot. The secondary starts with its MMU and caches off, so the table entry and the
+/// whole stack are cleaned and invalidated to the point of coherency: no line of them stays
+/// in a cache, where a later write-back would overwrite what the secondary pushed.
+///
+/// # Safety
+/// `[base, base + STACK_SIZE)` is RAM mapped read-write at EL2, 16-byte aligned, owned by
+/// nothing else for the life of the host, and `cpu` has not been started yet.
+pub unsafe fn set_stack_top(cpu: usize, base: u64) {
+    let Some(slot) = HV_STACK_TOPS.get(cpu) else {
+        return;
+    };
+    super::cpu::clean_dcache_range(base, STACK_SIZE as u64);
+    slot.store(
+        base + STACK_SIZE as u64,
+        core::sync::atomic::Ordering::Release,
+    );
+    super::cpu::clean_dcache_range(slot.as_ptr() as u64, 8);
+}
+
+/// Gives secondary CPU `cpu` (not started yet) a stack allocated on NUMA node `node`, kept
+/// for the life of the host, and returns its base; `None` (the CPU keeps its .bss stack)
+/// when the node's heap had no room and the block came from another node.
+pub fn give_node_stack(cpu: usize, node: u32) -> Option<u64> {
+    #[repr(C, align(4096))]
+    struct Stack([u8; STACK_SIZE]);
+    let stack = super::heap::with_alloc_node(node, alloc::boxed::Box::<Stack>::new_uninit);
+    let base = stack.as_ptr() as u64;
+    if super::heap::heap_node_of(base as usize) != Some(node) {
+        return None;
+    }
+    let base = alloc::boxed::Box::leak(stack).as_mut_ptr() as u64;
+    // SAFETY: `[base, base + STACK_SIZE)` is a heap block leaked above, so owned by nothing
+    // else for the life of the host; heap memory is RAM mapped read-write at EL2; the block
+    // is 4 KiB aligned (`Stack`'s alignment).
+    unsafe { set_stack_top(cpu, base) };
+    Some(base)
+}
 
 unsafe extern "C" {
     fn _secondary_start();

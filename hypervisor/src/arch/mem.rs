@@ -536,6 +536,11 @@ impl DmaBuffer {
     }
 }
 
+/// NUMA node of the pool RAM holding `pa`.
+pub fn node_of(pa: HostPhysAddr) -> Option<u32> {
+    POOL.get()?.lock().node_of(pa)
+}
+
 /// Free bytes in the pool (all nodes).
 pub fn free_ram_bytes() -> u64 {
     POOL.get().map_or(0, |p| p.lock().free_bytes(None))

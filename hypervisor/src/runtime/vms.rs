@@ -292,7 +292,14 @@ fn node_of(addr: HostPhysAddr) -> Option<u32> {
 /// and starts vCPU 0.
 fn admit(id: VmId, desc: &'static VmDesc, pcpus: &[usize]) -> Result<(), CreateError> {
     let before = arch::heap_used();
-    let vm = Arc::new(create_vm(id, desc, pcpus)?);
+    // Built on this CPU, but its state (vGIC, devices, stage-2 tables, vCPU table) belongs
+    // on the node of the CPU that runs its vCPU 0.
+    let board = arch::board();
+    let node = pcpus
+        .first()
+        .and_then(|&p| board.cpus.get(p))
+        .map_or(0, |c| c.numa_node);
+    let vm = arch::heap::with_alloc_node(node, || create_vm(id, desc, pcpus).map(Arc::new))?;
     // Heap taken by creating the VM (vGIC, stage-2 tables, devices, vCPU table), plus the
     // run state each vCPU gets on its physical CPU's run queue.
     let heap = arch::heap_used().saturating_sub(before);
@@ -320,6 +327,18 @@ fn admit(id: VmId, desc: &'static VmDesc, pcpus: &[usize]) -> Result<(), CreateE
                 host.0
             );
         }
+    }
+    if board.cpus.iter().any(|c| c.numa_node != node) {
+        // Where the state really is: the heap that holds it, and the addresses, so that a
+        // test can check them against the machine's memory map.
+        let at = Arc::as_ptr(&vm) as usize;
+        let root = vm.vttbr & 0x0000_ffff_ffff_fffe;
+        hvprintln!(
+            "[hv] VM {} `{}`: hypervisor state on NUMA node {}: VM at host {at:#x}, stage-2 root at host {root:#x}",
+            vm.id.0,
+            vm.desc.name,
+            arch::heap::heap_node_of(at).map_or("?".into(), |n| format!("{n}")),
+        );
     }
     if let Some(numa) = &vm.numa {
         hvprintln!(

@@ -88,9 +88,84 @@ pub fn scenario(images: &GuestImages) -> Result<Scenario, String> {
     })
 }
 
+/// The board's RAM regions as (node, base, end), from its KDL (QEMU lays the nodes out the
+/// same way: `qemu::numa_args`).
+fn node_ranges() -> Result<Vec<(u32, u64, u64)>, String> {
+    let board = platform_dsl::image::load_board(&workspace_root().join("boards.kdl"), BOARD)
+        .map_err(|e| e.to_string())?;
+    Ok(board
+        .memory
+        .iter()
+        .map(|m| (m.numa_node, m.base, m.base + m.size))
+        .collect())
+}
+
+/// The NUMA node whose RAM holds `addr`.
+fn node_at(ranges: &[(u32, u64, u64)], addr: u64) -> Option<u32> {
+    ranges
+        .iter()
+        .find(|&&(_, b, e)| b <= addr && addr < e)
+        .map(|&(n, _, _)| n)
+}
+
+/// The hex number after `key` in `line`.
+fn hex_after(line: &str, key: &str) -> Option<u64> {
+    let rest = line.split_once(key)?.1;
+    let digits: String = rest
+        .trim_start_matches("0x")
+        .chars()
+        .take_while(|c| c.is_ascii_hexdigit())
+        .collect();
+    u64::from_str_radix(&digits, 16).ok()
+}
+
+/// The hypervisor's own memory is node-local: the second node's heap is in that node's
+/// RAM, CPUs 2 and 3 (node 1) start on stacks there, and each pinned VM's state and
+/// stage-2 tables are on its node. Addresses from the hypervisor's lines, nodes from the
+/// board's memory map, so a wrong claim of the hypervisor's is caught.
+fn check_hypervisor_memory(lines: &[String], ranges: &[(u32, u64, u64)]) -> Result<(), String> {
+    let find = |prefix: &str| {
+        lines
+            .iter()
+            .find(|l| l.contains(prefix))
+            .ok_or(format!("no line with `{prefix}`"))
+    };
+    let want = |what: &str, addr: Option<u64>, node: u32| -> Result<(), String> {
+        let addr = addr.ok_or(format!("{what}: no address"))?;
+        match node_at(ranges, addr) {
+            Some(n) if n == node => Ok(()),
+            got => Err(format!(
+                "{what} is at host {addr:#x}, on node {got:?} of {BOARD}'s memory map, not node {node}"
+            )),
+        }
+    };
+    let heap = find("[hv] NUMA node 1: hypervisor heap ")?;
+    want("node 1's heap", hex_after(heap, "at host "), 1)?;
+    for cpu in [2, 3] {
+        let l = find(&format!("[hv] CPU {cpu}: stack on NUMA node 1 at host "))?;
+        want(&format!("CPU {cpu}'s stack"), hex_after(l, "at host "), 1)?;
+    }
+    for (name, node) in PINNED {
+        let l = find(&format!("`{name}`: hypervisor state on NUMA node {node}: "))?;
+        want(
+            &format!("VM `{name}`'s state"),
+            hex_after(l, "VM at host "),
+            node,
+        )?;
+        want(
+            &format!("VM `{name}`'s stage-2 root table"),
+            hex_after(l, "stage-2 root at host "),
+            node,
+        )?;
+    }
+    Ok(())
+}
+
 /// After QEMU stopped: each pinned guest's RAM lines name its node, its value is in its
-/// node's RAM file (every copy) and in no other's; the spread VM's nodes both have memory.
+/// node's RAM file (every copy) and in no other's; the spread VM's nodes both have memory;
+/// the hypervisor's heap, stacks and VM state are on the nodes of the CPUs that use them.
 fn check(lines: &[String]) -> Result<(), String> {
+    check_hypervisor_memory(lines, &node_ranges()?)?;
     let dir = qemu::numa_ram_dir(BOARD);
     let files: Vec<_> = (0..2).map(|n| qemu::numa_ram_file(&dir, n)).collect();
     for (name, node) in PINNED {
@@ -220,6 +295,27 @@ mod tests {
         assert_eq!(count_marks(&path, 8).unwrap(), 1);
         assert_eq!(count_marks(&path, 9).unwrap(), 0);
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn hypervisor_memory_off_its_node_is_caught() {
+        let ranges = node_ranges().unwrap();
+        let good = vec![
+            "[hv] NUMA node 1: hypervisor heap 24 MiB at host 0x80000000".to_owned(),
+            "[hv] CPU 2: stack on NUMA node 1 at host 0x80008000".to_owned(),
+            "[hv] CPU 3: stack on NUMA node 1 at host 0x80010000".to_owned(),
+            "[hv] VM 0 `near`: hypervisor state on NUMA node 0: VM at host 0x41234560, stage-2 root at host 0x41300000".to_owned(),
+            "[hv] VM 1 `far`: hypervisor state on NUMA node 1: VM at host 0x80123450, stage-2 root at host 0x80200000".to_owned(),
+        ];
+        assert_eq!(check_hypervisor_memory(&good, &ranges), Ok(()));
+        // The far VM's stage-2 tables on node 0, whatever the line claims.
+        let mut bad = good.clone();
+        bad[4] = bad[4].replace("root at host 0x80200000", "root at host 0x41400000");
+        let err = check_hypervisor_memory(&bad, &ranges).unwrap_err();
+        assert!(err.contains("`far`'s stage-2 root table"), "{err}");
+        // A CPU of node 1 that kept its .bss stack.
+        let err = check_hypervisor_memory(&good[..2], &ranges).unwrap_err();
+        assert!(err.contains("CPU 3"), "{err}");
     }
 
     #[test]
