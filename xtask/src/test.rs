@@ -325,6 +325,7 @@ fn gic_v2_test_guest(board: &str) -> Scenario {
         check_lines: None,
         extra_args: Vec::new(),
         uefi: None,
+        uboot: None,
         boot_image: false,
         prepare: None,
     }
@@ -822,6 +823,79 @@ fn boot_modules_scenario() -> Scenario {
     }
 }
 
+/// `uboot-bundle`: Debian's U-Boot for QEMU (`u-boot-qemu`, `-bios`, at EL2 under
+/// `virtualization=on`) finds the bundle `cargo xtask build --boot-vms ...` writes on a FAT
+/// partition of a virtio-blk disk and runs its `boot.scr` by distro boot; the script loads
+/// the Image at its link address and the build-time test guest at its staging address,
+/// the boot modules (VM `modvm` and its kernel) after them, copies U-Boot's device tree and
+/// adds the module nodes to it, and `booti` starts the hypervisor in place (no "Moving
+/// Image"). Both the build-time VM and the boot-module VM pass the test guest.
+fn uboot_bundle_scenario() -> Scenario {
+    let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+    let mut expect = s(&[
+        "U-Boot 2023.01",
+        "Found U-Boot script /boot.scr",
+        "hv-bundle: board qemu-virt",
+        "hv-bundle: hypervisor-qemu-virt.bin at 0x40400000",
+        "hv-bundle: vm0-kernel-test-guest.bin at 0x42400000",
+        "hv-bundle: VMS.TOML at 0x",
+        "hv-bundle: IMAGES/test-guest.bin at 0x",
+        "hv-bundle: device tree at 0x",
+        "hv-bundle: booti 0x40400000 - 0x",
+        "Starting kernel ...",
+        "[hv] board: qemu-virt ",
+        "[hv] loaded at 0x40400000 (its link address)",
+        "[hv] device tree from the loader at 0x",
+        "[hv] VM `modvm` defined from boot module module@",
+    ]);
+    expect.extend(guest_passes("modvm"));
+    let mut forbid = s(&[
+        "FAIL",
+        "PANIC",
+        "FATAL",
+        "hv-bundle: cannot",
+        "SCRIPT FAILED",
+        "Moving Image",
+        "booti returned",
+    ]);
+    forbid.dedup();
+    Scenario {
+        expect_exit: false,
+        expect_unordered: guest_passes("test"),
+        forbid,
+        timeout: Duration::from_secs(180),
+        check_lines: Some(uboot_modules_where_loaded),
+        uboot: Some(qemu::UbootBoot {
+            boot_vms: Some(workspace_root().join("examples/vms/boot-module-test-guest.toml")),
+        }),
+        ..Scenario::new(
+            "uboot-bundle",
+            target("qemu-virt", "examples/vms/test-guest.toml"),
+            expect,
+        )
+    }
+}
+
+/// `uboot-bundle`: every module the script loaded (`hv-bundle: NAME at ADDR`) is a module
+/// the hypervisor found at that address in the device tree `booti` passed, with the
+/// `compatible` it should have.
+fn uboot_modules_where_loaded(lines: &[String]) -> Result<(), String> {
+    for (name, compatible) in [
+        ("VMS.TOML", "hv,vm-config"),
+        ("IMAGES/test-guest.bin", "hv,vm-image"),
+    ] {
+        let addr = hex_after(lines, &format!("hv-bundle: {name} at "))?;
+        let want = format!("[hv] module module@{addr:x}: {addr:#x}..");
+        let line = lines.iter().find(|l| l.starts_with(&want)).ok_or_else(|| {
+            format!("U-Boot loaded {name} at {addr:#x}, but the hypervisor has no `{want}`")
+        })?;
+        if !line.contains(compatible) {
+            return Err(format!("`{line}`: want {compatible}"));
+        }
+    }
+    Ok(())
+}
+
 /// Boards that only scenarios built from the guest images boot (`(board, scenario)`), for
 /// `cargo xtask boards`: those scenarios cannot be listed without the images.
 pub const GUEST_SCENARIO_BOARDS: &[(&str, &str)] = &[(numa::BOARD, numa::NAME)];
@@ -861,6 +935,7 @@ pub fn scenarios() -> Vec<Scenario> {
         ),
         image_boot_scenario(),
         boot_modules_scenario(),
+        uboot_bundle_scenario(),
         Scenario::new(
             "two-vms-alpha",
             target("qemu-virt", "examples/vms/two-guests.toml"),
@@ -966,6 +1041,7 @@ pub fn scenarios() -> Vec<Scenario> {
             check_lines: None,
             extra_args: Vec::new(),
             uefi: None,
+            uboot: None,
             boot_image: false,
             prepare: None,
         },
