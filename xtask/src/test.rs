@@ -857,6 +857,8 @@ fn uboot_bundle_scenario() -> Scenario {
         "SCRIPT FAILED",
         "Moving Image",
         "booti returned",
+        // A VM whose kernel is not where the image or the module node says.
+        "not created:",
     ]);
     forbid.dedup();
     Scenario {
@@ -876,19 +878,36 @@ fn uboot_bundle_scenario() -> Scenario {
     }
 }
 
-/// `uboot-bundle`: every module the script loaded (`hv-bundle: NAME at ADDR`) is a module
-/// the hypervisor found at that address in the device tree `booti` passed, with the
-/// `compatible` it should have.
+/// `uboot-bundle`: every module the script loaded (`N bytes read ...`, then `hv-bundle: NAME
+/// at ADDR`) is a module the hypervisor found at that address, N bytes long (the `reg` the
+/// script set from `${filesize}`), with the `compatible` it should have.
 fn uboot_modules_where_loaded(lines: &[String]) -> Result<(), String> {
     for (name, compatible) in [
         ("VMS.TOML", "hv,vm-config"),
         ("IMAGES/test-guest.bin", "hv,vm-image"),
     ] {
-        let addr = hex_after(lines, &format!("hv-bundle: {name} at "))?;
+        let said = format!("hv-bundle: {name} at ");
+        let at = lines
+            .iter()
+            .position(|l| l.starts_with(&said))
+            .ok_or_else(|| format!("no `{said}` line"))?;
+        let addr = hex_after(lines, &said)?;
+        let read: u64 = at
+            .checked_sub(1)
+            .and_then(|i| lines[i].split(" bytes read").next())
+            .and_then(|n| n.trim().parse().ok())
+            .ok_or_else(|| format!("no `N bytes read` line before `{}`", lines[at]))?;
         let want = format!("[hv] module module@{addr:x}: {addr:#x}..");
         let line = lines.iter().find(|l| l.starts_with(&want)).ok_or_else(|| {
             format!("U-Boot loaded {name} at {addr:#x}, but the hypervisor has no `{want}`")
         })?;
+        let end = hex_after(lines, &want)?;
+        if end.checked_sub(addr) != Some(read) {
+            return Err(format!(
+                "`{line}`: U-Boot read {read} bytes of {name}, the module node says {}",
+                end.wrapping_sub(addr)
+            ));
+        }
         if !line.contains(compatible) {
             return Err(format!("`{line}`: want {compatible}"));
         }
@@ -1674,6 +1693,46 @@ fn uefi_handoff_consistent(lines: &[String]) -> Result<(), String> {
 mod tests {
     use super::*;
     use crate::disk::{create, PartSpec};
+
+    #[test]
+    fn uboot_modules_must_be_where_and_as_long_as_u_boot_loaded_them() {
+        let lines = |toml_node: &str, image_node: &str| -> Vec<String> {
+            [
+                "274 bytes read in 1 ms (267.6 KiB/s)",
+                "hv-bundle: VMS.TOML at 0x42600000",
+                "192208 bytes read in 1 ms (183.3 MiB/s)",
+                "hv-bundle: IMAGES/test-guest.bin at 0x42800000",
+                toml_node,
+                image_node,
+            ]
+            .map(String::from)
+            .to_vec()
+        };
+        let toml = "[hv] module module@42600000: 0x42600000..0x42600112 hv,vm-config";
+        let image = "[hv] module module@42800000: 0x42800000..0x4282eed0 hv,vm-image \"IMAGES/test-guest.bin\"";
+        assert_eq!(uboot_modules_where_loaded(&lines(toml, image)), Ok(()));
+        // The node's size is not what U-Boot read.
+        let e = uboot_modules_where_loaded(&lines(
+            "[hv] module module@42600000: 0x42600000..0x42601000 hv,vm-config",
+            image,
+        ))
+        .unwrap_err();
+        assert!(e.contains("U-Boot read 274 bytes of VMS.TOML"), "{e}");
+        // The node is somewhere else.
+        let e = uboot_modules_where_loaded(&lines(
+            toml,
+            "[hv] module module@42a00000: 0x42a00000..0x42a2eed0 hv,vm-image",
+        ))
+        .unwrap_err();
+        assert!(e.contains("has no `[hv] module module@42800000"), "{e}");
+        // The wrong compatible.
+        let e = uboot_modules_where_loaded(&lines(
+            "[hv] module module@42600000: 0x42600000..0x42600112 hv,vm-image",
+            image,
+        ))
+        .unwrap_err();
+        assert!(e.contains("want hv,vm-config"), "{e}");
+    }
 
     fn disk_holding(dir: &std::path::Path, sector0: &[u8]) -> std::path::PathBuf {
         std::fs::create_dir_all(dir).unwrap();
