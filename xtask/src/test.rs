@@ -880,8 +880,16 @@ fn uboot_bundle_scenario() -> Scenario {
 
 /// `uboot-bundle`: every module the script loaded (`N bytes read ...`, then `hv-bundle: NAME
 /// at ADDR`) is a module the hypervisor found at that address, N bytes long (the `reg` the
-/// script set from `${filesize}`), with the `compatible` it should have.
+/// script set from `${filesize}`), with the `compatible` it should have; and the device tree
+/// the hypervisor got is the copy in the bundle's slot (`booti` used it in place).
 fn uboot_modules_where_loaded(lines: &[String]) -> Result<(), String> {
+    let slot = hex_after(lines, "hv-bundle: device tree at ")?;
+    let got = hex_after(lines, "[hv] device tree from the loader at ")?;
+    if slot != got {
+        return Err(format!(
+            "the script copied the device tree to {slot:#x}, the hypervisor got {got:#x}"
+        ));
+    }
     for (name, compatible) in [
         ("VMS.TOML", "hv,vm-config"),
         ("IMAGES/test-guest.bin", "hv,vm-image"),
@@ -1702,6 +1710,8 @@ mod tests {
                 "hv-bundle: VMS.TOML at 0x42600000",
                 "192208 bytes read in 1 ms (183.3 MiB/s)",
                 "hv-bundle: IMAGES/test-guest.bin at 0x42800000",
+                "hv-bundle: device tree at 0x42a00000",
+                "[hv] device tree from the loader at 0x42a0_0000 (8192 bytes)",
                 toml_node,
                 image_node,
             ]
@@ -1732,6 +1742,11 @@ mod tests {
         ))
         .unwrap_err();
         assert!(e.contains("want hv,vm-config"), "{e}");
+        // The tree was relocated elsewhere.
+        let mut moved = lines(toml, image);
+        moved[5] = "[hv] device tree from the loader at 0xbdba_b000 (8192 bytes)".into();
+        let e = uboot_modules_where_loaded(&moved).unwrap_err();
+        assert!(e.contains("the hypervisor got 0xbdbab000"), "{e}");
     }
 
     fn disk_holding(dir: &std::path::Path, sector0: &[u8]) -> std::path::PathBuf {

@@ -38,6 +38,9 @@ const BLOCK: u64 = 2 * MIB;
 /// Room for the device tree copy: `fdt move` opens it into this many bytes, so that the
 /// module nodes and U-Boot's own fixups at `booti` fit.
 pub const DTB_ROOM: u64 = 2 * MIB;
+/// What `fdt move` opens the copy into: [`DTB_ROOM`] less 64 KiB, which `booti` may add
+/// (`CONFIG_SYS_FDT_PAD`, 12 KiB by default) when it uses the tree in place.
+pub const DTB_OPEN: u64 = DTB_ROOM - 0x1_0000;
 /// Debian's U-Boot for QEMU's `virt` (package `u-boot-qemu`), which runs at EL2 with
 /// `virtualization=on`.
 pub const UBOOT_BIN: &str = "/usr/lib/u-boot/qemu_arm64/u-boot.bin";
@@ -236,10 +239,14 @@ pub fn script(board: &str, l: &Layout) -> String {
     }
     let _ = writeln!(
         s,
-        "if fdt addr ${{fdtcontroladdr}} && fdt move ${{fdtcontroladdr}} {:#x} {DTB_ROOM:#x}; then echo \"hv-bundle: device tree \
+        "if fdt addr ${{fdtcontroladdr}} && fdt move ${{fdtcontroladdr}} {:#x} {DTB_OPEN:#x}; then echo \"hv-bundle: device tree \
          at {:#x}\"; else echo \"hv-bundle: cannot copy the device tree\"; exit; fi",
         l.dtb, l.dtb
     );
+    // All ones: `booti` uses the tree where it is (in its slot, which the layout keeps
+    // clear) instead of copying it to wherever U-Boot's allocator finds room, which
+    // knows nothing of the staged files and modules.
+    let _ = writeln!(s, "setenv fdt_high 0xffffffffffffffff");
     let modules: Vec<&Slot> = l
         .slots
         .iter()
@@ -769,10 +776,11 @@ mod tests {
         }
         assert!(
             s.contains(
-                "if fdt addr ${fdtcontroladdr} && fdt move ${fdtcontroladdr} 0x42e00000 0x200000; then"
+                "if fdt addr ${fdtcontroladdr} && fdt move ${fdtcontroladdr} 0x42e00000 0x1f0000; then"
             ),
             "{s}"
         );
+        assert!(s.contains("setenv fdt_high 0xffffffffffffffff\n"), "{s}");
         assert!(s.contains("fdt mknode /chosen module@42a00000"), "{s}");
         assert!(
             s.contains(
