@@ -310,6 +310,8 @@ pub struct Scenario {
 pub struct UbootBoot {
     /// VMs the bundle passes as boot modules (`--boot-vms`).
     pub boot_vms: Option<PathBuf>,
+    /// Serve the bundle over TFTP (QEMU's user network) instead of a disk.
+    pub tftp: bool,
 }
 
 /// A scenario booted the way a UEFI server boots: EDK2 (`-bios`, Debian's
@@ -763,8 +765,13 @@ pub fn run_scenario(s: &Scenario) -> Result<(), String> {
             &dir.join(format!("{}-bundle", s.name)),
         )?;
         let disk = dir.join(format!("{}-disk.img", s.name));
-        crate::uboot::write_disk(&bundle.dir, &disk)?;
-        let cmd = crate::uboot::qemu_command(&img, &disk, s.smp)?;
+        let medium = if u.tftp {
+            crate::uboot::Medium::Tftp(&bundle.dir)
+        } else {
+            crate::uboot::write_disk(&bundle.dir, &disk)?;
+            crate::uboot::Medium::Disk(&disk)
+        };
+        let cmd = crate::uboot::qemu_command(&img, medium, s.smp)?;
         (img, cmd)
     } else {
         let img = if s.out_of_tree {

@@ -830,11 +830,19 @@ fn boot_modules_scenario() -> Scenario {
 /// the boot modules (VM `modvm` and its kernel) after them, copies U-Boot's device tree and
 /// adds the module nodes to it, and `booti` starts the hypervisor in place (no "Moving
 /// Image"). Both the build-time VM and the boot-module VM pass the test guest.
-fn uboot_bundle_scenario() -> Scenario {
+/// `uboot-bundle-tftp` (`tftp`): the same bundle from QEMU's user-network TFTP server
+/// instead of a disk: distro boot's `dhcp` target gets `boot.scr.uimg`, and the script
+/// fetches every file with `tftpboot`.
+fn uboot_bundle_scenario(tftp: bool) -> Scenario {
     let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
-    let mut expect = s(&[
-        "U-Boot 2023.01",
-        "Found U-Boot script /boot.scr",
+    let found = if tftp {
+        s(&["DHCP client bound to address", "## Executing script at"])
+    } else {
+        s(&["Found U-Boot script /boot.scr", "## Executing script at"])
+    };
+    let mut expect = s(&["U-Boot 2023.01"]);
+    expect.extend(found);
+    expect.extend(s(&[
         "hv-bundle: board qemu-virt",
         "hv-bundle: hypervisor-qemu-virt.bin at 0x40400000",
         "hv-bundle: vm0-kernel-test-guest.bin at 0x42400000",
@@ -847,7 +855,7 @@ fn uboot_bundle_scenario() -> Scenario {
         "[hv] loaded at 0x40400000 (its link address)",
         "[hv] device tree from the loader at 0x",
         "[hv] VM `modvm` defined from boot module module@",
-    ]);
+    ]));
     expect.extend(guest_passes("modvm"));
     let mut forbid = s(&[
         "FAIL",
@@ -869,17 +877,22 @@ fn uboot_bundle_scenario() -> Scenario {
         check_lines: Some(uboot_modules_where_loaded),
         uboot: Some(qemu::UbootBoot {
             boot_vms: Some(workspace_root().join("examples/vms/boot-module-test-guest.toml")),
+            tftp,
         }),
         ..Scenario::new(
-            "uboot-bundle",
+            if tftp {
+                "uboot-bundle-tftp"
+            } else {
+                "uboot-bundle"
+            },
             target("qemu-virt", "examples/vms/test-guest.toml"),
             expect,
         )
     }
 }
 
-/// `uboot-bundle`: every module the script loaded (`N bytes read ...`, then `hv-bundle: NAME
-/// at ADDR`) is a module the hypervisor found at that address, N bytes long (the `reg` the
+/// `uboot-bundle`: every module the script loaded (`N bytes read ...` or `Bytes transferred
+/// = N (...)`, then `hv-bundle: NAME at ADDR`) is a module the hypervisor found at that address, N bytes long (the `reg` the
 /// script set from `${filesize}`), with the `compatible` it should have; and the device tree
 /// the hypervisor got is the copy in the bundle's slot (`booti` used it in place).
 fn uboot_modules_where_loaded(lines: &[String]) -> Result<(), String> {
@@ -902,8 +915,14 @@ fn uboot_modules_where_loaded(lines: &[String]) -> Result<(), String> {
         let addr = hex_after(lines, &said)?;
         let read: u64 = at
             .checked_sub(1)
-            .and_then(|i| lines[i].split(" bytes read").next())
-            .and_then(|n| n.trim().parse().ok())
+            .map(|i| lines[i].trim())
+            .and_then(|l| {
+                l.strip_prefix("Bytes transferred = ")
+                    .unwrap_or(l)
+                    .split(' ')
+                    .next()
+            })
+            .and_then(|n| n.parse().ok())
             .ok_or_else(|| format!("no `N bytes read` line before `{}`", lines[at]))?;
         let want = format!("[hv] module module@{addr:x}: {addr:#x}..");
         let line = lines.iter().find(|l| l.starts_with(&want)).ok_or_else(|| {
@@ -962,7 +981,8 @@ pub fn scenarios() -> Vec<Scenario> {
         ),
         image_boot_scenario(),
         boot_modules_scenario(),
-        uboot_bundle_scenario(),
+        uboot_bundle_scenario(false),
+        uboot_bundle_scenario(true),
         Scenario::new(
             "two-vms-alpha",
             target("qemu-virt", "examples/vms/two-guests.toml"),
@@ -1721,6 +1741,13 @@ mod tests {
         let toml = "[hv] module module@42600000: 0x42600000..0x42600112 hv,vm-config";
         let image = "[hv] module module@42800000: 0x42800000..0x4282eed0 hv,vm-image \"IMAGES/test-guest.bin\"";
         assert_eq!(uboot_modules_where_loaded(&lines(toml, image)), Ok(()));
+        // What `tftpboot` says instead of `load`.
+        let mut tftp = lines(toml, image);
+        tftp[0] = "Bytes transferred = 274 (112 hex)".into();
+        assert_eq!(uboot_modules_where_loaded(&tftp), Ok(()));
+        tftp[0] = "Bytes transferred = 275 (113 hex)".into();
+        let e = uboot_modules_where_loaded(&tftp).unwrap_err();
+        assert!(e.contains("U-Boot read 275 bytes of VMS.TOML"), "{e}");
         // The node's size is not what U-Boot read.
         let e = uboot_modules_where_loaded(&lines(
             "[hv] module module@42600000: 0x42600000..0x42601000 hv,vm-config",

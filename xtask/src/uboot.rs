@@ -216,19 +216,24 @@ pub fn script(board: &str, l: &Layout) -> String {
     let _ = writeln!(
         s,
         "# Boots the hypervisor for board `{board}` (written by `cargo xtask build`; see\n\
-         # docs/hardware.md). Distro boot sets devtype, devnum, distro_bootpart and prefix;\n\
-         # to run it by hand: setenv devtype mmc; setenv devnum 0; setenv distro_bootpart 1;\n\
-         # setenv prefix /; load mmc 0:1 ${{scriptaddr}} boot.scr; source ${{scriptaddr}}"
+         # docs/hardware.md). Distro boot sets devtype, devnum, distro_bootpart and prefix\n\
+         # (devtype=dhcp when it got this script over TFTP: the files then come from the\n\
+         # same server). To run it by hand: setenv devtype mmc; setenv devnum 0;\n\
+         # setenv distro_bootpart 1; setenv prefix /; load mmc 0:1 ${{scriptaddr}} boot.scr;\n\
+         # source ${{scriptaddr}}"
     );
     let _ = writeln!(s, "echo \"hv-bundle: board {board}\"");
     let _ = writeln!(
         s,
-        "setenv hv_from \"${{devtype}} ${{devnum}}:${{distro_bootpart}}\""
+        "if test \"${{devtype}}\" = \"dhcp\"; then setenv hv_get tftpboot; \
+         setenv hv_from \"TFTP server ${{serverip}}\"; else \
+         setenv hv_get \"load ${{devtype}} ${{devnum}}:${{distro_bootpart}}\"; \
+         setenv hv_from \"${{devtype}} ${{devnum}}:${{distro_bootpart}}\"; fi"
     );
     for slot in &l.slots {
         let _ = writeln!(
             s,
-            "if load ${{devtype}} ${{devnum}}:${{distro_bootpart}} {:#x} ${{prefix}}{}; then \
+            "if ${{hv_get}} {:#x} ${{prefix}}{}; then \
              echo \"hv-bundle: {} at {:#x}\"; else echo \"hv-bundle: cannot load {} from \
              ${{hv_from}}\"; exit; fi",
             slot.addr, slot.name, slot.name, slot.addr, slot.name
@@ -491,6 +496,9 @@ pub fn write_bundle_to(img: &Image, boot_vms: Option<&Path>, dir: &Path) -> Resu
             // It prints the script image's header even with -q; stdout is for the paths.
             .stdout(std::process::Stdio::null()),
     )?;
+    // The name distro boot asks the DHCP/TFTP server for (`boot_script_dhcp`).
+    std::fs::copy(dir.join("boot.scr"), dir.join("boot.scr.uimg"))
+        .map_err(|e| format!("cannot write boot.scr.uimg: {e}"))?;
     std::fs::write(dir.join("README.txt"), readme(&img.board, &l))
         .map_err(|e| format!("cannot write README.txt: {e}"))?;
     Ok(Bundle {
@@ -594,9 +602,18 @@ pub fn write_disk(dir: &Path, out: &Path) -> Result<(), String> {
     r.map(|_| ())
 }
 
-/// The QEMU command line that boots `disk` with Debian's U-Boot (`-bios`) on the board's
-/// QEMU machine, the disk on `virtio-blk` where U-Boot's distro boot looks.
-pub fn qemu_command(img: &Image, disk: &Path, smp: Option<u32>) -> Result<Command, String> {
+/// Where U-Boot finds the bundle.
+pub enum Medium<'a> {
+    /// A disk image ([`write_disk`]) on `virtio-blk`.
+    Disk(&'a Path),
+    /// The bundle's directory served by QEMU's user network TFTP server (`tftp=`, with
+    /// `bootfile=boot.scr.uimg` in its DHCP offers) to a `virtio-net` NIC.
+    Tftp(&'a Path),
+}
+
+/// The QEMU command line that boots the bundle on `medium` with Debian's U-Boot (`-bios`)
+/// on the board's QEMU machine, where U-Boot's distro boot looks (`virtio0`, `dhcp`).
+pub fn qemu_command(img: &Image, medium: Medium<'_>, smp: Option<u32>) -> Result<Command, String> {
     let uboot = ensure_uboot()?;
     let Verification::Qemu {
         machine,
@@ -617,13 +634,24 @@ pub fn qemu_command(img: &Image, disk: &Path, smp: Option<u32>) -> Result<Comman
         .args(["-nographic", "-no-reboot", "-net", "none"])
         .arg("-bios")
         .arg(uboot)
-        .arg("-drive")
-        .arg(format!(
-            "if=none,format=raw,file={},id=boot",
-            disk.display()
-        ))
-        .args(["-device", "virtio-blk-pci,drive=boot"])
         .args(extra);
+    match medium {
+        Medium::Disk(disk) => c
+            .arg("-drive")
+            .arg(format!(
+                "if=none,format=raw,file={},id=boot",
+                disk.display()
+            ))
+            .args(["-device", "virtio-blk-pci,drive=boot"]),
+        // `romfile=`: Debian's QEMU without the iPXE option ROMs needs none for U-Boot.
+        Medium::Tftp(dir) => c
+            .arg("-netdev")
+            .arg(format!(
+                "user,id=boot,tftp={},bootfile=boot.scr.uimg",
+                dir.display()
+            ))
+            .args(["-device", "virtio-net-pci,netdev=boot,romfile="]),
+    };
     Ok(c)
 }
 
@@ -769,9 +797,7 @@ mod tests {
             ("VMS.TOML", "0x42a00000"),
             ("IMAGES/g.bin", "0x42c00000"),
         ] {
-            let want = format!(
-                "if load ${{devtype}} ${{devnum}}:${{distro_bootpart}} {addr} ${{prefix}}{name}; then"
-            );
+            let want = format!("if ${{hv_get}} {addr} ${{prefix}}{name}; then");
             assert!(s.contains(&want), "no `{want}` in\n{s}");
         }
         assert!(
