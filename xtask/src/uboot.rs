@@ -430,6 +430,16 @@ pub fn write_bundle(img: &Image, boot_vms: Option<&Path>) -> Result<Bundle, Stri
 /// [`write_bundle`] into `dir`.
 pub fn write_bundle_to(img: &Image, boot_vms: Option<&Path>, dir: &Path) -> Result<Bundle, String> {
     ensure_mkimage()?;
+    if let (Some(v), Ok(d)) = (boot_vms, dir.canonicalize()) {
+        if v.canonicalize().is_ok_and(|v| v.starts_with(&d)) {
+            return Err(format!(
+                "--boot-vms {}: the file is inside the bundle directory {}, which the build \
+                 empties first; copy it (and its images) elsewhere",
+                v.display(),
+                d.display()
+            ));
+        }
+    }
     let _ = std::fs::remove_dir_all(dir);
     std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     let bin = std::fs::read(&img.bin).map_err(|e| format!("{}: {e}", img.bin.display()))?;
