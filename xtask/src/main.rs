@@ -4,6 +4,7 @@
 //! cargo xtask boards                       table of the boards in boards.kdl
 //! cargo xtask boards check FILE...         validate KDL files (non-zero exit on error)
 //! cargo xtask build [--board NAME] [--board-file F] [--vm F.toml] [--allow-experimental]
+//!                   [--boot-vms F.toml]   also the U-Boot bundle in target/bundle/NAME/
 //! cargo xtask build --board NAME --uefi       the hypervisor as a UEFI application
 //! cargo xtask esp --board NAME --vm F.toml -o esp.img   a FAT ESP image for it
 //! cargo xtask run   [--board NAME] [--board-file F] [--vm F.toml] [--timeout SECS]
@@ -24,6 +25,7 @@ mod https;
 mod qemu;
 mod qmp;
 mod test;
+mod uboot;
 mod uefi;
 
 use std::path::PathBuf;
@@ -87,7 +89,9 @@ fn usage() -> ExitCode {
          commands:\n  \
          boards                      list the boards in boards.kdl\n  \
          boards check FILE...        validate board KDL files\n  \
-         build [opts]                build the hypervisor image for a board\n  \
+         build [opts] [--boot-vms F.toml]  build the hypervisor image for a board and its U-Boot\n  \
+                                     bundle in target/bundle/NAME/ (--boot-vms: VMs as boot modules;\n  \
+                                     docs/hardware.md)\n  \
          build [opts] --uefi         the hypervisor as a UEFI application (hypervisor-NAME.efi)\n  \
          esp [opts] --vm F.toml -o OUT.img [--size S]  a FAT ESP image: the .efi as\n  \
                                      EFI/BOOT/BOOTAA64.EFI, HV/VMS.TOML and its images (docs/uefi.md)\n  \
@@ -124,17 +128,25 @@ fn main() -> ExitCode {
             let vms_given = args.iter().any(|a| a == "--vm" || a == "--vms");
             parse_target(&mut args).and_then(|t| {
                 let features = take_opt(&mut args, "--features")?.unwrap_or_default();
+                let boot_vms = take_opt(&mut args, "--boot-vms")?.map(abs);
                 reject_extra(&args)?;
+                if uefi && boot_vms.is_some() {
+                    return Err("--boot-vms is for the U-Boot bundle, not --uefi (use `cargo xtask esp --vm`)".into());
+                }
                 let features: Vec<&str> = features.split(',').filter(|f| !f.is_empty()).collect();
                 if uefi {
                     let (_, efi) = uefi::build_efi(&uefi::uefi_target(t, vms_given), &features)?;
                     println!("{}", efi.display());
                     return Ok(());
                 }
-                build::image_with_features(&t, &features).map(|img| {
-                    println!("{}", img.elf.display());
-                    println!("{}", img.bin.display());
-                })
+                let img = build::image_with_features(&t, &features)?;
+                println!("{}", img.elf.display());
+                println!("{}", img.bin.display());
+                // The U-Boot boot bundle (docs/hardware.md).
+                let bundle = uboot::write_bundle(&img, boot_vms.as_deref())?;
+                eprint!("{}", uboot::readme(&img.board, &bundle.layout));
+                println!("{}/", bundle.dir.display());
+                Ok(())
             })
         }
         "esp" => uefi::esp_cmd(args),

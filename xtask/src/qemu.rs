@@ -298,6 +298,20 @@ pub struct Scenario {
     pub prepare: Option<Prepare>,
     /// Boot through UEFI instead of `-kernel`: see [`UefiBoot`].
     pub uefi: Option<UefiBoot>,
+    /// Boot through U-Boot instead of `-kernel`: see [`UbootBoot`].
+    pub uboot: Option<UbootBoot>,
+}
+
+/// A scenario booted the way a U-Boot board boots: Debian's U-Boot for QEMU (`-bios`,
+/// `u-boot-qemu`) finds the bundle `cargo xtask build` writes (`crate::uboot`) on a FAT
+/// partition of a `virtio-blk` disk, runs its `boot.scr` by distro boot, and the script
+/// loads every file at its address and starts the hypervisor with `booti`.
+#[derive(Clone, Debug)]
+pub struct UbootBoot {
+    /// VMs the bundle passes as boot modules (`--boot-vms`).
+    pub boot_vms: Option<PathBuf>,
+    /// Serve the bundle over TFTP (QEMU's user network) instead of a disk.
+    pub tftp: bool,
 }
 
 /// A scenario booted the way a UEFI server boots: EDK2 (`-bios`, Debian's
@@ -508,6 +522,7 @@ impl Scenario {
             check_lines: None,
             extra_args: Vec::new(),
             uefi: None,
+            uboot: None,
             boot_image: false,
             prepare: None,
         }
@@ -740,6 +755,23 @@ pub fn run_scenario(s: &Scenario) -> Result<(), String> {
             vms: u.vms.clone(),
         })?;
         let cmd = crate::uefi::qemu_command(&img, &esp, s.smp)?;
+        (img, cmd)
+    } else if let Some(u) = &s.uboot {
+        let img = build::image_with_features(&s.target, features)?;
+        let dir = build::workspace_root().join("target/scenarios");
+        let bundle = crate::uboot::write_bundle_to(
+            &img,
+            u.boot_vms.as_deref(),
+            &dir.join(format!("{}-bundle", s.name)),
+        )?;
+        let disk = dir.join(format!("{}-disk.img", s.name));
+        let medium = if u.tftp {
+            crate::uboot::Medium::Tftp(&bundle.dir)
+        } else {
+            crate::uboot::write_disk(&bundle.dir, &disk)?;
+            crate::uboot::Medium::Disk(&disk)
+        };
+        let cmd = crate::uboot::qemu_command(&img, medium, s.smp)?;
         (img, cmd)
     } else {
         let img = if s.out_of_tree {

@@ -325,6 +325,7 @@ fn gic_v2_test_guest(board: &str) -> Scenario {
         check_lines: None,
         extra_args: Vec::new(),
         uefi: None,
+        uboot: None,
         boot_image: false,
         prepare: None,
     }
@@ -822,6 +823,125 @@ fn boot_modules_scenario() -> Scenario {
     }
 }
 
+/// `uboot-bundle`: Debian's U-Boot for QEMU (`u-boot-qemu`, `-bios`, at EL2 under
+/// `virtualization=on`) finds the bundle `cargo xtask build --boot-vms ...` writes on a FAT
+/// partition of a virtio-blk disk and runs its `boot.scr` by distro boot; the script loads
+/// the Image at its link address and the build-time test guest at its staging address,
+/// the boot modules (VM `modvm` and its kernel) after them, copies U-Boot's device tree and
+/// adds the module nodes to it, and `booti` starts the hypervisor in place (no "Moving
+/// Image"). Both the build-time VM and the boot-module VM pass the test guest.
+/// `uboot-bundle-tftp` (`tftp`): the same bundle from QEMU's user-network TFTP server
+/// instead of a disk: distro boot's `dhcp` target gets `boot.scr.uimg`, and the script
+/// fetches every file with `tftpboot`.
+fn uboot_bundle_scenario(tftp: bool) -> Scenario {
+    let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+    let found = if tftp {
+        s(&["DHCP client bound to address", "## Executing script at"])
+    } else {
+        s(&["Found U-Boot script /boot.scr", "## Executing script at"])
+    };
+    let mut expect = s(&["U-Boot 2023.01"]);
+    expect.extend(found);
+    expect.extend(s(&[
+        "hv-bundle: board qemu-virt",
+        "hv-bundle: hypervisor-qemu-virt.bin at 0x40400000",
+        "hv-bundle: vm0-kernel-test-guest.bin at 0x42400000",
+        "hv-bundle: VMS.TOML at 0x",
+        "hv-bundle: IMAGES/test-guest.bin at 0x",
+        "hv-bundle: device tree at 0x",
+        "hv-bundle: booti 0x40400000 - 0x",
+        "Starting kernel ...",
+        "[hv] board: qemu-virt ",
+        "[hv] loaded at 0x40400000 (its link address)",
+        "[hv] device tree from the loader at 0x",
+        "[hv] VM `modvm` defined from boot module module@",
+    ]));
+    expect.extend(guest_passes("modvm"));
+    let mut forbid = s(&[
+        "FAIL",
+        "PANIC",
+        "FATAL",
+        "hv-bundle: cannot",
+        "SCRIPT FAILED",
+        "Moving Image",
+        "booti returned",
+        // A VM whose kernel is not where the image or the module node says.
+        "not created:",
+    ]);
+    forbid.dedup();
+    Scenario {
+        expect_exit: false,
+        expect_unordered: guest_passes("test"),
+        forbid,
+        timeout: Duration::from_secs(180),
+        check_lines: Some(uboot_modules_where_loaded),
+        uboot: Some(qemu::UbootBoot {
+            boot_vms: Some(workspace_root().join("examples/vms/boot-module-test-guest.toml")),
+            tftp,
+        }),
+        ..Scenario::new(
+            if tftp {
+                "uboot-bundle-tftp"
+            } else {
+                "uboot-bundle"
+            },
+            target("qemu-virt", "examples/vms/test-guest.toml"),
+            expect,
+        )
+    }
+}
+
+/// `uboot-bundle`: every module the script loaded (`N bytes read ...` or `Bytes transferred
+/// = N (...)`, then `hv-bundle: NAME at ADDR`) is a module the hypervisor found at that address, N bytes long (the `reg` the
+/// script set from `${filesize}`), with the `compatible` it should have; and the device tree
+/// the hypervisor got is the copy in the bundle's slot (`booti` used it in place).
+fn uboot_modules_where_loaded(lines: &[String]) -> Result<(), String> {
+    let slot = hex_after(lines, "hv-bundle: device tree at ")?;
+    let got = hex_after(lines, "[hv] device tree from the loader at ")?;
+    if slot != got {
+        return Err(format!(
+            "the script copied the device tree to {slot:#x}, the hypervisor got {got:#x}"
+        ));
+    }
+    for (name, compatible) in [
+        ("VMS.TOML", "hv,vm-config"),
+        ("IMAGES/test-guest.bin", "hv,vm-image"),
+    ] {
+        let said = format!("hv-bundle: {name} at ");
+        let at = lines
+            .iter()
+            .position(|l| l.starts_with(&said))
+            .ok_or_else(|| format!("no `{said}` line"))?;
+        let addr = hex_after(lines, &said)?;
+        let read: u64 = at
+            .checked_sub(1)
+            .map(|i| lines[i].trim())
+            .and_then(|l| {
+                l.strip_prefix("Bytes transferred = ")
+                    .unwrap_or(l)
+                    .split(' ')
+                    .next()
+            })
+            .and_then(|n| n.parse().ok())
+            .ok_or_else(|| format!("no `N bytes read` line before `{}`", lines[at]))?;
+        let want = format!("[hv] module module@{addr:x}: {addr:#x}..");
+        let line = lines.iter().find(|l| l.starts_with(&want)).ok_or_else(|| {
+            format!("U-Boot loaded {name} at {addr:#x}, but the hypervisor has no `{want}`")
+        })?;
+        let end = hex_after(lines, &want)?;
+        if end.checked_sub(addr) != Some(read) {
+            return Err(format!(
+                "`{line}`: U-Boot read {read} bytes of {name}, the module node says {}",
+                end.wrapping_sub(addr)
+            ));
+        }
+        if !line.contains(compatible) {
+            return Err(format!("`{line}`: want {compatible}"));
+        }
+    }
+    Ok(())
+}
+
 /// Boards that only scenarios built from the guest images boot (`(board, scenario)`), for
 /// `cargo xtask boards`: those scenarios cannot be listed without the images.
 pub const GUEST_SCENARIO_BOARDS: &[(&str, &str)] = &[(numa::BOARD, numa::NAME)];
@@ -861,6 +981,8 @@ pub fn scenarios() -> Vec<Scenario> {
         ),
         image_boot_scenario(),
         boot_modules_scenario(),
+        uboot_bundle_scenario(false),
+        uboot_bundle_scenario(true),
         Scenario::new(
             "two-vms-alpha",
             target("qemu-virt", "examples/vms/two-guests.toml"),
@@ -966,6 +1088,7 @@ pub fn scenarios() -> Vec<Scenario> {
             check_lines: None,
             extra_args: Vec::new(),
             uefi: None,
+            uboot: None,
             boot_image: false,
             prepare: None,
         },
@@ -1598,6 +1721,60 @@ fn uefi_handoff_consistent(lines: &[String]) -> Result<(), String> {
 mod tests {
     use super::*;
     use crate::disk::{create, PartSpec};
+
+    #[test]
+    fn uboot_modules_must_be_where_and_as_long_as_u_boot_loaded_them() {
+        let lines = |toml_node: &str, image_node: &str| -> Vec<String> {
+            [
+                "274 bytes read in 1 ms (267.6 KiB/s)",
+                "hv-bundle: VMS.TOML at 0x42600000",
+                "192208 bytes read in 1 ms (183.3 MiB/s)",
+                "hv-bundle: IMAGES/test-guest.bin at 0x42800000",
+                "hv-bundle: device tree at 0x42a00000",
+                "[hv] device tree from the loader at 0x42a0_0000 (8192 bytes)",
+                toml_node,
+                image_node,
+            ]
+            .map(String::from)
+            .to_vec()
+        };
+        let toml = "[hv] module module@42600000: 0x42600000..0x42600112 hv,vm-config";
+        let image = "[hv] module module@42800000: 0x42800000..0x4282eed0 hv,vm-image \"IMAGES/test-guest.bin\"";
+        assert_eq!(uboot_modules_where_loaded(&lines(toml, image)), Ok(()));
+        // What `tftpboot` says instead of `load`.
+        let mut tftp = lines(toml, image);
+        tftp[0] = "Bytes transferred = 274 (112 hex)".into();
+        assert_eq!(uboot_modules_where_loaded(&tftp), Ok(()));
+        tftp[0] = "Bytes transferred = 275 (113 hex)".into();
+        let e = uboot_modules_where_loaded(&tftp).unwrap_err();
+        assert!(e.contains("U-Boot read 275 bytes of VMS.TOML"), "{e}");
+        // The node's size is not what U-Boot read.
+        let e = uboot_modules_where_loaded(&lines(
+            "[hv] module module@42600000: 0x42600000..0x42601000 hv,vm-config",
+            image,
+        ))
+        .unwrap_err();
+        assert!(e.contains("U-Boot read 274 bytes of VMS.TOML"), "{e}");
+        // The node is somewhere else.
+        let e = uboot_modules_where_loaded(&lines(
+            toml,
+            "[hv] module module@42a00000: 0x42a00000..0x42a2eed0 hv,vm-image",
+        ))
+        .unwrap_err();
+        assert!(e.contains("has no `[hv] module module@42800000"), "{e}");
+        // The wrong compatible.
+        let e = uboot_modules_where_loaded(&lines(
+            "[hv] module module@42600000: 0x42600000..0x42600112 hv,vm-image",
+            image,
+        ))
+        .unwrap_err();
+        assert!(e.contains("want hv,vm-config"), "{e}");
+        // The tree was relocated elsewhere.
+        let mut moved = lines(toml, image);
+        moved[5] = "[hv] device tree from the loader at 0xbdba_b000 (8192 bytes)".into();
+        let e = uboot_modules_where_loaded(&moved).unwrap_err();
+        assert!(e.contains("the hypervisor got 0xbdbab000"), "{e}");
+    }
 
     fn disk_holding(dir: &std::path::Path, sector0: &[u8]) -> std::path::PathBuf {
         std::fs::create_dir_all(dir).unwrap();
