@@ -195,6 +195,35 @@ enum Cmd {
     },
 }
 
+/// The completion script for `shell`. Cargo's own bash completion forwards `cargo xtask ...`
+/// to the completion of a command named `cargo-xtask`, so that is the name completed.
+/// clap_complete's bash script is broken for a name with a hyphen (its state labels and its
+/// dispatch spell the name differently: clap-rs/clap#6421, open in 4.6), so bash's script is
+/// made for `cargo_xtask` and registered for `cargo-xtask`.
+fn completions(shell: clap_complete::Shell, out: &mut dyn std::io::Write) {
+    use clap_complete::Shell;
+    let name = match shell {
+        Shell::Bash => "cargo_xtask",
+        _ => "cargo-xtask",
+    };
+    let mut cmd = Cli::command().name(name).bin_name(name);
+    if shell != Shell::Bash {
+        clap_complete::generate(shell, &mut cmd, name, out);
+        return;
+    }
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut cmd, name, &mut script);
+    let script = String::from_utf8_lossy(&script);
+    for line in script.lines() {
+        // `complete -F _cargo_xtask ... cargo_xtask`: the function stays, the command is ours.
+        let line = match line.trim_start().starts_with("complete -F") {
+            true => line.replace(" cargo_xtask", " cargo-xtask"),
+            false => line.to_string(),
+        };
+        let _ = writeln!(out, "{line}");
+    }
+}
+
 #[derive(Debug, Subcommand)]
 enum BoardsCmd {
     /// Validate board KDL files (non-zero exit on error)
@@ -276,8 +305,7 @@ fn dispatch(cmd: Cmd) -> Result<(), String> {
         Cmd::ImportDtb(args) => dtb::import_cmd(args),
         Cmd::BoardDiff(args) => dtb::diff_cmd(args),
         Cmd::Completions { shell } => {
-            let mut cmd = Cli::command();
-            clap_complete::generate(shell, &mut cmd, "cargo-xtask", &mut std::io::stdout());
+            completions(shell, &mut std::io::stdout());
             Ok(())
         }
     }

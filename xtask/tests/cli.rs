@@ -200,3 +200,38 @@ fn completions_are_printed_for_each_shell() {
         );
     }
 }
+
+/// The bash script completes as cargo's own bash completion calls it for `cargo xtask`
+/// (it renames the command word to `cargo-xtask`): commands, and a subcommand's options.
+#[test]
+fn bash_completion_completes_commands_and_options() {
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("cargo-xtask.bash");
+    let out = xtask().args(["completions", "bash"]).output().unwrap();
+    std::fs::write(&script, &out.stdout).unwrap();
+    let complete = |words: &[&str]| -> String {
+        let quoted: Vec<String> = words.iter().map(|w| format!("'{w}'")).collect();
+        let cword = words.len() - 1;
+        let line = format!(
+            "source '{}'; COMP_WORDS=({}); COMP_CWORD={cword}; \
+             _cargo_xtask cargo-xtask '{}' '{}'; echo \"${{COMPREPLY[@]}}\"",
+            script.display(),
+            quoted.join(" "),
+            words[cword],
+            words[cword - 1],
+        );
+        let out = Command::new("bash").args(["-c", &line]).output().unwrap();
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        text(&out.stdout).trim().to_string()
+    };
+    assert_eq!(complete(&["cargo-xtask", "scen"]), "scenario");
+    assert_eq!(complete(&["cargo-xtask", "scenario", "--l"]), "--list");
+    assert_eq!(
+        complete(&["cargo-xtask", "build", "--allow-e"]),
+        "--allow-experimental"
+    );
+    assert_eq!(
+        complete(&["cargo-xtask", "guest", "sel"]),
+        "selftest-storage"
+    );
+}
