@@ -157,8 +157,8 @@ enum Cmd {
     /// Run only the QEMU scenarios whose name contains NAME (all without NAME)
     Scenario {
         /// Part of a scenario name (`--list` shows them)
-        #[arg(value_name = "NAME", default_value = "")]
-        filter: String,
+        #[arg(value_name = "NAME")]
+        filter: Option<String>,
         /// List the matching scenarios' names instead of running them
         #[arg(long)]
         list: bool,
@@ -290,6 +290,7 @@ fn dispatch(cmd: Cmd) -> Result<(), String> {
         }
         Cmd::Test => test::all(),
         Cmd::Scenario { filter, list } => {
+            let filter = filter.unwrap_or_default();
             if list {
                 test::list_scenarios(&filter)
             } else {
