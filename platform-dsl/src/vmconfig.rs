@@ -286,6 +286,40 @@ impl VmConfig {
     }
 }
 
+/// Checks a VM file without building anything: reads it, applies the rules of `vm-config`
+/// (syntax with line and column, unknown keys, ranges, names) and checks that every image it
+/// names exists and is not empty, except those for which `produced_later(path)` is true
+/// (images the caller builds or fetches itself, such as `target/guests/*`). A tool calls it
+/// before it starts a long build, so that a typo costs seconds, not minutes.
+pub fn check_file(
+    path: &Path,
+    produced_later: impl Fn(&Path) -> bool,
+) -> Result<(), VmConfigError> {
+    let path = std::path::absolute(path).map_err(|source| VmConfigError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    let text = std::fs::read_to_string(&path).map_err(|source| VmConfigError::Read {
+        path: path.clone(),
+        source,
+    })?;
+    let specs = vm_config::parse_vms(&text).map_err(|e| VmConfigError::invalid(&path, e))?;
+    let base = path.parent().unwrap_or(Path::new("."));
+    for spec in &specs {
+        for (kind, rel, at) in spec.images() {
+            if produced_later(&normalize(&base.join(rel))) {
+                continue;
+            }
+            let at = Place {
+                path: path.clone(),
+                line_col: Some((at.line, at.column)),
+            };
+            image(&spec.name, kind, base, Path::new(rel), at)?;
+        }
+    }
+    Ok(())
+}
+
 /// A validated VM with its images found and sized on disk.
 fn resolve(spec: vm_config::VmSpec, toml: &Path, base: &Path) -> Result<Vm, VmConfigError> {
     let file = |kind, rel: &str, at: &vm_config::Location| {

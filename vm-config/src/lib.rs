@@ -358,11 +358,58 @@ fn raw_file(text: &str) -> Result<RawFile, ConfigError> {
     toml::from_str(text).map_err(|e| {
         ConfigError::new(
             ErrorKind::Syntax {
-                message: e.message().trim_end().to_owned(),
+                message: with_suggestion(e.message().trim_end()),
             },
             e.span().map(|s| Location::of(text, s)),
         )
     })
+}
+
+/// `toml`'s message, with "did you mean `x`?" added when it is serde's unknown-field error
+/// (`unknown field `memory`, expected one of `name`, `vcpus`, ...`) and one expected field
+/// is close to the key written.
+fn with_suggestion(message: &str) -> String {
+    let mut out = message.to_owned();
+    if let Some(best) = unknown_field_suggestion(message) {
+        out.push_str("; did you mean `");
+        out.push_str(best);
+        out.push_str("`?");
+    }
+    out
+}
+
+/// The expected field closest to the unknown one in serde's message, if close enough: at
+/// most a third of the key's characters (at least 2) edited, or one a prefix of the other.
+fn unknown_field_suggestion(message: &str) -> Option<&str> {
+    let rest = message.strip_prefix("unknown field `")?;
+    let (key, rest) = rest.split_once('`')?;
+    let expected = rest.split_once("expected")?.1;
+    let best = expected
+        .split('`')
+        .skip(1)
+        .step_by(2)
+        .map(|f| (edit_distance(key, f), f))
+        .min_by_key(|(d, _)| *d)?;
+    let (d, field) = best;
+    let near = d <= (key.chars().count() / 3).max(2);
+    let prefix = key.len() >= 3 && (field.starts_with(key) || key.starts_with(field));
+    (near || prefix).then_some(field)
+}
+
+/// Levenshtein distance in characters (no_std, so not `strsim`).
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut diag = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let up = row[j + 1];
+            row[j + 1] = (up + 1).min(row[j] + 1).min(diag + usize::from(ca != *cb));
+            diag = up;
+        }
+    }
+    row[b.len()]
 }
 
 /// Parses and validates a VM file: one or more `[[vm]]` tables with unique names, no

@@ -80,7 +80,14 @@ fn syntax_errors_carry_tomls_line_and_column() {
     assert_eq!(e.line_col().map(|(l, _)| l), Some(7), "{e}");
     let e = err(&format!("{ONE}memory = 3\n"));
     assert!(e.to_string().contains("unknown field `memory`"), "{e}");
+    assert!(e.to_string().ends_with("did you mean `memory_mib`?"), "{e}");
     assert_eq!(e.line_col(), Some((7, 1)));
+    // A typo gets the closest key; a key like none of them gets no guess.
+    let e = err(&format!("{ONE}cmdlin = \"x\"\n"));
+    assert!(e.to_string().ends_with("did you mean `cmdline`?"), "{e}");
+    assert_eq!(e.line_col(), Some((7, 1)));
+    let e = err(&format!("{ONE}frobnicate = 1\n"));
+    assert!(!e.to_string().contains("did you mean"), "{e}");
     let e = err("[[vm]]\nname = \"a\"\nvcpus = 1\nmemory_mib = 2\ncmdline = \"\"\n");
     assert!(e.to_string().contains("missing field `kernel`"), "{e}");
     assert_eq!(e.line_col(), Some((1, 1)));

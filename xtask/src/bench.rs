@@ -124,29 +124,31 @@ pub enum BenchError {
 }
 
 /// `cargo xtask bench [--smoke] [--storage | --net [--row usb-net|e1000e|vm2vm]...]`.
-pub fn cmd(args: Vec<String>) -> Result<(), String> {
-    const USAGE: &str =
-        "usage: cargo xtask bench [--smoke] [--storage | --net [--row usb-net|e1000e|vm2vm]...]";
-    let mut smoke = false;
-    let mut storage_only = false;
-    let mut net_only = false;
-    let mut rows = Vec::new();
-    let mut args = args.into_iter();
-    while let Some(a) = args.next() {
-        match a.as_str() {
-            "--smoke" => smoke = true,
-            "--storage" => storage_only = true,
-            "--net" => net_only = true,
-            "--row" => match args.next() {
-                Some(r) if net::ROWS.contains(&r.as_str()) => rows.push(r),
-                _ => return Err(USAGE.into()),
-            },
-            _ => return Err(USAGE.into()),
-        }
-    }
-    if !rows.is_empty() && !net_only {
-        return Err(format!("--row needs --net; {USAGE}"));
-    }
+/// `cargo xtask bench`.
+#[derive(Debug, clap::Args)]
+pub struct BenchArgs {
+    /// One run of each row instead of the full count (figures not comparable)
+    #[arg(long)]
+    smoke: bool,
+    /// Only the storage rows (target/bench/storage.json)
+    #[arg(long)]
+    storage: bool,
+    /// Only the network rows (target/bench/net.json)
+    #[arg(long, conflicts_with = "storage")]
+    net: bool,
+    /// Only these network rows (repeatable; needs --net)
+    #[arg(long = "row", value_name = "ROW", value_parser = net::ROWS, requires = "net")]
+    rows: Vec<String>,
+}
+
+/// `cargo xtask bench ...`.
+pub fn cmd(args: BenchArgs) -> Result<(), String> {
+    let BenchArgs {
+        smoke,
+        storage: storage_only,
+        net: net_only,
+        rows,
+    } = args;
     if storage_only {
         run_storage_only(smoke)
     } else if net_only {

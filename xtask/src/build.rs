@@ -41,6 +41,14 @@ pub fn target_dir() -> PathBuf {
         .unwrap_or_else(|| workspace_root().join("target"))
 }
 
+/// `--quiet` for a cargo build unless standard error is a terminal: someone watching sees
+/// cargo's own progress (`Compiling ...` and the progress bar) during a minutes-long build,
+/// and logs (CI, scenario runs) stay short.
+pub fn quiet() -> Option<&'static str> {
+    use std::io::IsTerminal;
+    (!std::io::stderr().is_terminal()).then_some("--quiet")
+}
+
 pub fn cargo() -> Command {
     let mut c = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
     c.current_dir(workspace_root());
@@ -86,15 +94,16 @@ fn ensure_rust_targets_of(triples: &[&str]) -> Result<(), String> {
 /// Builds the bundled bare-metal test guest to `target/guests/test-guest.bin`.
 pub fn test_guest() -> Result<PathBuf, String> {
     ensure_rust_targets()?;
-    run(cargo().args([
-        "build",
-        "--quiet",
-        "--release",
-        "-p",
-        "test-guest",
-        "--target",
-        GUEST_TRIPLE,
-    ]))?;
+    run(cargo()
+        .args([
+            "build",
+            "--release",
+            "-p",
+            "test-guest",
+            "--target",
+            GUEST_TRIPLE,
+        ])
+        .args(quiet()))?;
     let elf = target_dir().join(GUEST_TRIPLE).join("release/test-guest");
     let out_dir = workspace_root().join("target/guests");
     std::fs::create_dir_all(&out_dir)
@@ -126,7 +135,8 @@ fn linux_guest_program(name: &str) -> Result<PathBuf, String> {
     run(
         Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
             .current_dir(&dir)
-            .args(["build", "--quiet", "--release"])
+            .args(["build", "--release"])
+            .args(quiet())
             .env("CARGO_TARGET_DIR", &target_dir),
     )?;
     let exe = target_dir
@@ -314,7 +324,6 @@ pub fn image_with_features(t: &Target, features: &[&str]) -> Result<Image, Strin
     run(cargo()
         .args([
             "build",
-            "--quiet",
             "--release",
             "-p",
             "image",
@@ -323,6 +332,7 @@ pub fn image_with_features(t: &Target, features: &[&str]) -> Result<Image, Strin
             "--features",
             &features.join(","),
         ])
+        .args(quiet())
         .env("HV_BOARD", &t.board)
         .env("HV_BOARD_FILE", &t.board_file)
         .env("HV_VMS", &t.vms)
@@ -356,7 +366,8 @@ pub fn out_of_tree_image(t: &Target) -> Result<Image, String> {
     run(
         Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
             .current_dir(&dir)
-            .args(["build", "--quiet", "--release"])
+            .args(["build", "--release"])
+            .args(quiet())
             .env("CARGO_TARGET_DIR", &target_dir),
     )?;
     let board =

@@ -490,65 +490,88 @@ impl Seek for Window {
     }
 }
 
-const USAGE: &str = "usage: cargo xtask datastore create OUT.img SIZE --password-file F \
-     [--vm FILE.toml]... [--image SRC=DEST]... [--host-config F] [--san NAME]... \
-     [--extra-partition LABEL:SIZE[:FILE]]...";
+/// `cargo xtask datastore ...`.
+#[derive(Debug, clap::Subcommand)]
+pub enum Cmd {
+    /// A disk image with the hv-datastore FAT partition: VM files, images, host config, the
+    /// admin password hash and the install CA (docs/management.md)
+    Create(CreateArgs),
+}
+
+/// `cargo xtask datastore create`.
+#[derive(Debug, clap::Args)]
+pub struct CreateArgs {
+    /// The disk image to write
+    #[arg(value_name = "OUT.img")]
+    out: PathBuf,
+    /// Its size (e.g. 512M)
+    size: String,
+    /// A file holding the administrator password (a trailing newline is dropped)
+    #[arg(long, value_name = "FILE")]
+    password_file: Option<PathBuf>,
+    /// VM files to put on the datastore (repeat, or comma-separate)
+    #[arg(
+        long = "vm",
+        visible_alias = "vms",
+        value_name = "FILE.toml",
+        value_delimiter = ','
+    )]
+    vms: Vec<String>,
+    /// An extra file: SRC on the host, DEST on the datastore (repeatable)
+    #[arg(long = "image", value_name = "SRC=DEST")]
+    images: Vec<String>,
+    /// The host configuration file
+    #[arg(long, value_name = "FILE")]
+    host_config: Option<PathBuf>,
+    /// Extra subject alternative names of the host certificate (repeatable)
+    #[arg(long = "san", value_name = "NAME")]
+    sans: Vec<String>,
+    /// A partition besides the datastore (repeatable)
+    #[arg(long = "extra-partition", value_name = "LABEL:SIZE[:FILE]")]
+    extra: Vec<String>,
+}
 
 /// `cargo xtask datastore create ...`.
-pub fn cmd(args: Vec<String>) -> Result<(), String> {
-    let mut it = args.into_iter();
-    match it.next().as_deref() {
-        Some("create") => {}
-        _ => return Err(USAGE.into()),
+pub fn cmd(cmd: Cmd) -> Result<(), String> {
+    let Cmd::Create(args) = cmd;
+    let mut spec = Spec {
+        vms: args
+            .vms
+            .iter()
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+            .collect(),
+        ..Spec::default()
+    };
+    for v in &args.images {
+        let (src, dest) = v
+            .split_once('=')
+            .ok_or_else(|| format!("--image {v}: want SRC=DEST"))?;
+        spec.images.push((PathBuf::from(src), dest.to_string()));
     }
-    let mut spec = Spec::default();
-    let mut positional = Vec::new();
-    let mut password_file = None;
-    while let Some(a) = it.next() {
-        let mut value = || it.next().ok_or_else(|| format!("{a} needs a value"));
-        match a.as_str() {
-            "--vm" | "--vms" => {
-                for v in value()?.split(',').filter(|v| !v.is_empty()) {
-                    spec.vms.push(PathBuf::from(v));
-                }
-            }
-            "--image" => {
-                let v = value()?;
-                let (src, dest) = v
-                    .split_once('=')
-                    .ok_or_else(|| format!("--image {v}: want SRC=DEST"))?;
-                spec.images.push((PathBuf::from(src), dest.to_string()));
-            }
-            "--password-file" => password_file = Some(PathBuf::from(value()?)),
-            "--host-config" => spec.host_config = Some(PathBuf::from(value()?)),
-            "--san" => spec.sans.push(value()?),
-            "--extra-partition" => {
-                let v = value()?;
-                let mut p = v.splitn(3, ':');
-                let label = p.next().unwrap_or_default().to_string();
-                let bytes =
-                    disk::parse_size(p.next().ok_or_else(|| {
-                        format!("--extra-partition {v}: want LABEL:SIZE[:FILE]")
-                    })?)?;
-                if label.is_empty() || label == LABEL {
-                    return Err(format!(
-                        "--extra-partition {v}: needs a label other than {LABEL}"
-                    ));
-                }
-                spec.extra.push(PartSpec {
-                    label,
-                    bytes,
-                    fill: p.next().map(PathBuf::from),
-                });
-            }
-            s if s.starts_with("--") => return Err(format!("unknown option {s}\n{USAGE}")),
-            _ => positional.push(a),
+    spec.host_config = args.host_config;
+    spec.sans = args.sans;
+    for v in &args.extra {
+        let mut p = v.splitn(3, ':');
+        let label = p.next().unwrap_or_default().to_string();
+        let bytes = disk::parse_size(
+            p.next()
+                .ok_or_else(|| format!("--extra-partition {v}: want LABEL:SIZE[:FILE]"))?,
+        )?;
+        if label.is_empty() || label == LABEL {
+            return Err(format!(
+                "--extra-partition {v}: needs a label other than {LABEL}"
+            ));
         }
+        spec.extra.push(PartSpec {
+            label,
+            bytes,
+            fill: p.next().map(PathBuf::from),
+        });
     }
-    let [out, size] = <[String; 2]>::try_from(positional).map_err(|_| USAGE.to_string())?;
-    spec.out = PathBuf::from(out);
-    spec.size = disk::parse_size(&size)?;
-    let password_file = password_file.ok_or(
+    spec.out = args.out;
+    spec.size = disk::parse_size(&args.size)?;
+    let password_file = args.password_file.ok_or(
         "give the administrator password with --password-file FILE (a file holding it; a \
          trailing newline is dropped): there is no default password",
     )?;

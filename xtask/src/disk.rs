@@ -183,12 +183,33 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
 }
 
 /// `cargo xtask disk create OUT SIZE LABEL:SIZE[:FILE]...` / `cargo xtask disk list IMG`.
-pub fn cmd(args: Vec<String>) -> Result<(), String> {
-    match args.first().map(String::as_str) {
-        Some("create") if args.len() >= 3 => {
-            let out = PathBuf::from(&args[1]);
-            let size = parse_size(&args[2])?;
-            let parts = args[3..]
+/// `cargo xtask disk ...`.
+#[derive(Debug, clap::Subcommand)]
+pub enum Cmd {
+    /// A raw disk image with a GPT and the given partitions (then lists them)
+    Create {
+        /// The image to write
+        #[arg(value_name = "OUT.img")]
+        out: PathBuf,
+        /// Its size (e.g. 64M, 1G)
+        size: String,
+        /// Partitions: label, size and an optional file to fill it with
+        #[arg(value_name = "LABEL:SIZE[:FILE]")]
+        parts: Vec<String>,
+    },
+    /// List the partitions of a disk image
+    List {
+        /// The image
+        img: PathBuf,
+    },
+}
+
+/// `cargo xtask disk ...`.
+pub fn cmd(cmd: Cmd) -> Result<(), String> {
+    match cmd {
+        Cmd::Create { out, size, parts } => {
+            let size = parse_size(&size)?;
+            let parts = parts
                 .iter()
                 .map(|p| {
                     let mut it = p.splitn(3, ':');
@@ -202,14 +223,15 @@ pub fn cmd(args: Vec<String>) -> Result<(), String> {
                     })
                 })
                 .collect::<Result<Vec<_>, String>>()?;
+            for p in &parts {
+                if let Some(f) = &p.fill {
+                    crate::check::file(&format!("partition `{}`", p.label), f)?;
+                }
+            }
             create(&out, size, &parts)?;
             list_cmd(&out)
         }
-        Some("list") if args.len() == 2 => list_cmd(Path::new(&args[1])),
-        _ => Err(
-            "usage: cargo xtask disk create OUT.img SIZE LABEL:SIZE[:FILE]... | disk list IMG"
-                .into(),
-        ),
+        Cmd::List { img } => list_cmd(&img),
     }
 }
 

@@ -72,6 +72,20 @@ fn dtb_file(arg: &str) -> Result<PathBuf, String> {
     if p.is_file() {
         return Ok(p.to_path_buf());
     }
+    // Only `vendor/name.dtb` can name a DTB of Debian's package: anything else is a local
+    // path that does not exist, and fetching the package would not help.
+    let parts: Vec<_> = p.components().collect();
+    let debian_form = parts.len() == 2
+        && parts
+            .iter()
+            .all(|c| matches!(c, std::path::Component::Normal(_)))
+        && p.extension().is_some_and(|e| e == "dtb");
+    if !debian_form {
+        return Err(format!(
+            "no DTB file `{arg}` (a DTB of Debian's kernel package is named vendor/name.dtb, \
+             e.g. marvell/armada-8040-mcbin.dtb)"
+        ));
+    }
     if source::is_from_source(arg) {
         return source::compiled(&dtb_cache(), arg);
     }
@@ -114,27 +128,38 @@ pub fn import(
 }
 
 /// `cargo xtask import-dtb FILE.dtb --name NAME [--out F.kdl]`.
-pub fn import_cmd(mut args: Vec<String>) -> Result<(), String> {
-    let usage =
-        "usage: cargo xtask import-dtb FILE.dtb --name NAME [--out F.kdl] [--memory BASE,SIZE]";
-    let name = take(&mut args, "--name")?.ok_or(usage)?;
-    let out = take(&mut args, "--out")?;
-    let memory = take(&mut args, "--memory")?
-        .map(|m| parse_memory(&m))
-        .transpose()?;
-    let [file] = args.as_slice() else {
-        return Err(usage.into());
-    };
+/// `cargo xtask import-dtb`.
+#[derive(Debug, clap::Args)]
+pub struct ImportArgs {
+    /// A .dtb file, or vendor/name.dtb of Debian's kernel package (fetched on first use)
+    #[arg(value_name = "FILE.dtb")]
+    file: String,
+    /// The new board's name
+    #[arg(long, value_name = "NAME")]
+    name: String,
+    /// Write the KDL here instead of standard output
+    #[arg(long, value_name = "F.kdl")]
+    out: Option<PathBuf>,
+    /// Memory as BASE,SIZE in hex, for DTBs whose firmware fills it in (e.g. 0x0,0x8000_0000)
+    #[arg(long, value_name = "BASE,SIZE", value_parser = parse_memory)]
+    memory: Option<(u64, u64)>,
+}
+
+/// `cargo xtask import-dtb FILE.dtb --name NAME [--out F.kdl] [--memory BASE,SIZE]`.
+pub fn import_cmd(args: ImportArgs) -> Result<(), String> {
+    let file = &args.file;
     let path = dtb_file(file)?;
     let bytes =
         std::fs::read(&path).map_err(|e| format!("cannot read `{}`: {e}", path.display()))?;
-    let cite = path
-        .strip_prefix(dtb_dir().unwrap_or_default())
-        .map(|p| p.display().to_string())
-        .unwrap_or_else(|_| file.clone());
-    let text = import(&bytes, &name, &cite, memory)?;
-    match out {
-        Some(o) => std::fs::write(&o, text).map_err(|e| format!("cannot write `{o}`: {e}")),
+    // Cited relative to the DTB cache when it came from there; never fetched for a local file.
+    let cite = cached_dtb_dir(&dtb_cache())
+        .and_then(|dir| path.strip_prefix(dir).ok().map(|p| p.display().to_string()))
+        .unwrap_or_else(|| file.clone());
+    let text = import(&bytes, &args.name, &cite, args.memory)?;
+    match args.out {
+        Some(o) => {
+            std::fs::write(&o, text).map_err(|e| format!("cannot write `{}`: {e}", o.display()))
+        }
         None => {
             print!("{text}");
             Ok(())
@@ -154,18 +179,6 @@ fn parse_memory(s: &str) -> Result<(u64, u64), String> {
         .split_once(',')
         .ok_or_else(|| format!("--memory `{s}`: write BASE,SIZE in hex"))?;
     Ok((num(b)?, num(z)?))
-}
-
-fn take(args: &mut Vec<String>, name: &str) -> Result<Option<String>, String> {
-    match args.iter().position(|a| a == name) {
-        Some(i) if i + 1 < args.len() => {
-            let v = args.remove(i + 1);
-            args.remove(i);
-            Ok(Some(v))
-        }
-        Some(_) => Err(format!("{name} needs a value")),
-        None => Ok(None),
-    }
 }
 
 fn explanations() -> Result<BTreeMap<String, Vec<Explanation>>, String> {
@@ -211,12 +224,25 @@ fn diff_board(board: &platform_dsl::model::Board, dtb: &Path) -> Result<usize, S
 }
 
 /// `cargo xtask board-diff NAME FILE.dtb`, or `board-diff --all` for [`check_all_boards`].
-pub fn diff_cmd(args: Vec<String>) -> Result<(), String> {
-    if args == ["--all"] {
+/// `cargo xtask board-diff`.
+#[derive(Debug, clap::Args)]
+#[command(group = clap::ArgGroup::new("what").required(true).args(["name", "all"]))]
+pub struct DiffArgs {
+    /// A board of boards.kdl
+    #[arg(requires = "file")]
+    name: Option<String>,
+    /// A .dtb file, or vendor/name.dtb of Debian's kernel package
+    #[arg(value_name = "FILE.dtb")]
+    file: Option<String>,
+    /// Every `verified-by "dtb"` board against its DTB, as `cargo xtask test` does
+    #[arg(long, conflicts_with_all = ["name", "file"])]
+    all: bool,
+}
+
+/// `cargo xtask board-diff NAME FILE.dtb | --all`.
+pub fn diff_cmd(args: DiffArgs) -> Result<(), String> {
+    let (Some(name), Some(file)) = (&args.name, &args.file) else {
         return check_all_boards();
-    }
-    let [name, file] = args.as_slice() else {
-        return Err("usage: cargo xtask board-diff NAME FILE.dtb (FILE may be vendor/name.dtb of Debian's kernel)".into());
     };
     let boards = platform_dsl::load_file(crate::build::workspace_root().join("boards.kdl"))
         .map_err(|e| e.to_string())?;

@@ -42,35 +42,30 @@ pub fn smoke() -> Result<(), String> {
 }
 
 /// `cargo xtask fuzz [--minutes N] [TARGET...]`: every target (or the named ones) for N
-/// minutes each (default 1).
-pub fn cmd(args: Vec<String>) -> Result<(), String> {
-    let mut minutes = 1u64;
-    let mut targets = Vec::new();
-    let mut it = args.into_iter();
-    while let Some(a) = it.next() {
-        match a.as_str() {
-            "--minutes" => {
-                let v = it.next().ok_or("--minutes needs a value")?;
-                minutes = v
-                    .parse()
-                    .map_err(|e| format!("--minutes `{v}`: {e}; give whole minutes, e.g. 10"))?;
-            }
-            "--smoke" => return smoke(),
-            t => match TARGETS.iter().find(|n| **n == t) {
-                Some(n) => targets.push(*n),
-                None => {
-                    return Err(format!(
-                        "unknown fuzz target `{t}`; the targets are {}",
-                        TARGETS.join(", ")
-                    ))
-                }
-            },
-        }
+/// minutes each (default 1); `--smoke`: every target for a few seconds.
+#[derive(Debug, clap::Args)]
+pub struct FuzzArgs {
+    /// Minutes per target
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    minutes: u64,
+    /// Every target for 3 s (the checked-in corpus and regressions), as `cargo xtask test` does
+    #[arg(long, conflicts_with_all = ["minutes", "targets"])]
+    smoke: bool,
+    /// Only these targets [default: all]
+    #[arg(value_name = "TARGET", value_parser = TARGETS)]
+    targets: Vec<String>,
+}
+
+/// `cargo xtask fuzz ...`.
+pub fn cmd(args: FuzzArgs) -> Result<(), String> {
+    if args.smoke {
+        return smoke();
     }
+    let mut targets: Vec<&str> = args.targets.iter().map(String::as_str).collect();
     if targets.is_empty() {
         targets.extend(TARGETS);
     }
-    run_all(&targets, minutes.saturating_mul(60))
+    run_all(&targets, args.minutes.saturating_mul(60))
 }
 
 fn run_all(targets: &[&str], seconds: u64) -> Result<(), String> {

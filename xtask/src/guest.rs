@@ -26,7 +26,7 @@
 //! ```
 
 use std::fs;
-use std::io::{self, Read, Write};
+use std::io::{self, IsTerminal, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
@@ -227,32 +227,99 @@ pub fn cache_dir() -> PathBuf {
     crate::build::workspace_root().join("target/guest-cache")
 }
 
-const USAGE: &str = "usage:
-  cargo xtask guest fetch                          fetch kernels and busybox, build the initramfs
-  cargo xtask guest kernel SERIES                  print the Image path of 5.10, 6.1 or 6.12
-  cargo xtask guest initramfs SCRIPT OUT.cpio.gz   initramfs whose /init is SCRIPT (a `#!` script),
-                                                   or mounts + SCRIPT + poweroff (a script body)
-      [--kernel SERIES --modules A,B]              ... with those kernel modules, loaded by /init first
-  cargo xtask guest rootfs SCRIPT OUT.ext4 [--size MIB] [--kernel SERIES --modules A,B]
-                                                   ext4 root file system image (no root needed): busybox,
-                                                   SCRIPT as /init (a body gets devtmpfs and mounts first),
-                                                   the modules under /lib/modules (not loaded)
-  cargo xtask guest modules SERIES NAME...         the kernel modules NAME... need, in load order
-  cargo xtask guest net [cloud|generic]            the network guest's initramfs (virtio-net; generic:
-                                                   also e1000e and usb-net, for bare QEMU)
-  cargo xtask guest selftest-storage [--break module|file|order]
-                                                   module initramfs and ext4 images on bare QEMU
-                                                   (virtio-blk, AHCI, NVMe root); --break fails on purpose";
+/// `cargo xtask guest ...`.
+#[derive(Debug, clap::Subcommand)]
+pub enum Cmd {
+    /// Fetch the Debian kernels and busybox, build the initramfs (target/guest-cache)
+    Fetch,
+    /// Print the Image path of a kernel series
+    Kernel {
+        /// 5.10, 6.1 or 6.12
+        series: String,
+    },
+    /// An initramfs whose /init is SCRIPT (a `#!` script), or mounts + SCRIPT + poweroff (a
+    /// script body)
+    Initramfs {
+        /// The /init script or script body
+        script: PathBuf,
+        /// The .cpio.gz to write
+        #[arg(value_name = "OUT.cpio.gz")]
+        out: PathBuf,
+        #[command(flatten)]
+        modules: ModuleArgs,
+    },
+    /// An ext4 root file system image (no root needed): busybox, SCRIPT as /init (a body gets
+    /// devtmpfs and mounts first), the modules under /lib/modules (not loaded)
+    Rootfs {
+        /// The /init script or script body
+        script: PathBuf,
+        /// The ext4 image to write
+        #[arg(value_name = "OUT.ext4")]
+        out: PathBuf,
+        /// Image size in MiB
+        #[arg(long, value_name = "MIB", default_value_t = 64)]
+        size: u64,
+        #[command(flatten)]
+        modules: ModuleArgs,
+    },
+    /// The kernel modules NAME... need, in load order
+    Modules {
+        /// 5.10, 6.1 or 6.12
+        series: String,
+        /// Module names
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+    /// The network guest's initramfs (virtio-net; generic: also e1000e and usb-net, for bare QEMU)
+    Net {
+        /// Kernel flavour
+        #[arg(value_parser = ["cloud", "generic"], default_value = "cloud")]
+        flavour: String,
+    },
+    /// Module initramfs and ext4 images on bare QEMU (virtio-blk, AHCI, NVMe root)
+    SelftestStorage {
+        /// Fail on purpose
+        #[arg(long = "break", value_parser = ["module", "file", "order"])]
+        sabotage: Option<String>,
+    },
+}
+
+/// `--kernel SERIES --modules A,B` of `guest initramfs` and `guest rootfs`.
+#[derive(Debug, clap::Args)]
+pub struct ModuleArgs {
+    /// Kernel series whose modules go in (5.10, 6.1 or 6.12)
+    #[arg(long, value_name = "SERIES")]
+    kernel: Option<String>,
+    /// Kernel modules, comma-separated (their dependencies are added)
+    #[arg(long, value_name = "A,B", value_delimiter = ',')]
+    modules: Vec<String>,
+}
+
+impl ModuleArgs {
+    fn options(&self, size_mib: u64) -> Result<ImageOptions, String> {
+        ImageOptions {
+            kernel: self.kernel.clone(),
+            modules: self
+                .modules
+                .iter()
+                .filter(|m| !m.is_empty())
+                .cloned()
+                .collect(),
+            size_mib,
+        }
+        .checked()
+    }
+}
+
+/// The init script: read before anything is fetched, so a wrong path fails at once.
+fn read_script(script: &Path) -> Result<String, String> {
+    fs::read_to_string(script).map_err(|e| format!("could not read `{}`: {e}", script.display()))
+}
 
 /// `cargo xtask guest ...`.
-pub fn cmd(args: Vec<String>) -> Result<(), String> {
-    match args
-        .iter()
-        .map(String::as_str)
-        .collect::<Vec<_>>()
-        .as_slice()
-    {
-        ["fetch"] => {
+pub fn cmd(cmd: Cmd) -> Result<(), String> {
+    match cmd {
+        Cmd::Fetch => {
             let images = ensure()?;
             for k in &images.kernels {
                 println!(
@@ -266,23 +333,30 @@ pub fn cmd(args: Vec<String>) -> Result<(), String> {
             println!("initramfs  {}", images.initramfs.display());
             Ok(())
         }
-        ["kernel", series] => {
-            let images = ensure()?;
-            let k = images.kernel(series).ok_or_else(|| {
-                let known: Vec<&str> = KERNELS.iter().map(|k| k.series).collect();
+        Cmd::Kernel { series } => {
+            let known: Vec<&str> = KERNELS.iter().map(|k| k.series).collect();
+            let unknown = || {
                 format!(
                     "no guest kernel `{series}`; the series are {}",
                     known.join(", ")
                 )
-            })?;
+            };
+            if !known.contains(&series.as_str()) {
+                return Err(unknown());
+            }
+            let images = ensure()?;
+            let k = images.kernel(&series).ok_or_else(unknown)?;
             println!("{}", k.image.display());
             Ok(())
         }
-        ["initramfs", script, out, opts @ ..] => {
-            let opts = ImageOptions::parse(opts, false)?;
+        Cmd::Initramfs {
+            script,
+            out,
+            modules,
+        } => {
+            let opts = modules.options(64)?;
+            let text = read_script(&script)?;
             let images = ensure()?;
-            let text = fs::read_to_string(script)
-                .map_err(|e| format!("could not read `{script}`: {e}"))?;
             // A whole script (`#!...`) is /init as is; anything else is a body for init_script.
             let init = if text.starts_with("#!") {
                 text
@@ -290,20 +364,24 @@ pub fn cmd(args: Vec<String>) -> Result<(), String> {
                 init_script(&text)
             };
             match &opts.kernel {
-                None => write_initramfs(&images, &init, Path::new(out))?,
+                None => write_initramfs(&images, &init, &out)?,
                 Some(series) => {
                     let names: Vec<&str> = opts.modules.iter().map(String::as_str).collect();
-                    write_initramfs_with_modules(&images, series, &names, &init, Path::new(out))?;
+                    write_initramfs_with_modules(&images, series, &names, &init, &out)?;
                 }
             }
-            println!("{out}");
+            println!("{}", out.display());
             Ok(())
         }
-        ["rootfs", script, out, opts @ ..] => {
-            let opts = ImageOptions::parse(opts, true)?;
+        Cmd::Rootfs {
+            script,
+            out,
+            size,
+            modules,
+        } => {
+            let opts = modules.options(size)?;
+            let text = read_script(&script)?;
             let images = ensure()?;
-            let text = fs::read_to_string(script)
-                .map_err(|e| format!("could not read `{script}`: {e}"))?;
             let init = if text.starts_with("#!") {
                 text
             } else {
@@ -311,21 +389,19 @@ pub fn cmd(args: Vec<String>) -> Result<(), String> {
             };
             let names: Vec<&str> = opts.modules.iter().map(String::as_str).collect();
             let series = opts.kernel.as_deref().unwrap_or("");
-            write_ext4_rootfs(
-                &images,
-                series,
-                &names,
-                &init,
-                opts.size_mib,
-                Path::new(out),
-            )?;
-            println!("{out}");
+            write_ext4_rootfs(&images, series, &names, &init, opts.size_mib, &out)?;
+            println!("{}", out.display());
             Ok(())
         }
-        ["modules", series, names @ ..] if !names.is_empty() => modules::cmd_list(series, names),
-        ["selftest-storage", rest @ ..] => selftest::cmd(rest),
-        ["net", rest @ ..] => net::cmd(rest),
-        _ => Err(USAGE.into()),
+        Cmd::Modules { series, names } => {
+            let names: Vec<&str> = names.iter().map(String::as_str).collect();
+            modules::cmd_list(&series, &names)
+        }
+        Cmd::SelftestStorage { sabotage } => match &sabotage {
+            None => selftest::cmd(&[]),
+            Some(s) => selftest::cmd(&["--break", s]),
+        },
+        Cmd::Net { flavour } => net::cmd(&[&flavour]),
     }
 }
 
@@ -338,47 +414,19 @@ struct ImageOptions {
 }
 
 impl ImageOptions {
-    fn parse(args: &[&str], size_allowed: bool) -> Result<Self, String> {
-        let mut o = Self {
-            kernel: None,
-            modules: Vec::new(),
-            size_mib: 64,
-        };
-        let mut it = args.iter();
-        while let Some(a) = it.next() {
-            let mut value = || {
-                it.next()
-                    .ok_or_else(|| format!("{a} needs a value\n{USAGE}"))
-            };
-            match *a {
-                "--kernel" => o.kernel = Some(value()?.to_string()),
-                "--modules" => {
-                    o.modules = value()?
-                        .split(',')
-                        .filter(|m| !m.is_empty())
-                        .map(str::to_string)
-                        .collect();
-                }
-                "--size" if size_allowed => {
-                    let v = value()?;
-                    o.size_mib = v
-                        .parse()
-                        .map_err(|_| format!("--size wants MiB, not `{v}`"))?;
-                }
-                _ => return Err(format!("unknown option `{a}`\n{USAGE}")),
-            }
-        }
-        if !o.modules.is_empty() && o.kernel.is_none() {
+    /// `--modules` needs `--kernel`, and the series must exist.
+    fn checked(self) -> Result<Self, String> {
+        if !self.modules.is_empty() && self.kernel.is_none() {
             return Err("--modules needs --kernel SERIES (5.10, 6.1 or 6.12)".into());
         }
-        if let Some(k) = &o.kernel {
+        if let Some(k) = &self.kernel {
             if !KERNELS.iter().any(|s| s.series == k) {
                 return Err(format!(
                     "no guest kernel `{k}`; the series are 5.10, 6.1 and 6.12"
                 ));
             }
         }
-        Ok(o)
+        Ok(self)
     }
 }
 
@@ -902,13 +950,24 @@ impl PrivateApt {
         c
     }
 
+    /// `apt-get` for a download: on a terminal without `-q`, so that apt shows what it
+    /// fetches, its bytes and percent (see [`run_with_progress`]); quiet otherwise.
+    fn apt_with_progress(&self) -> Command {
+        if !std::io::stderr().is_terminal() {
+            return self.apt("apt-get");
+        }
+        let mut c = Command::new("apt-get");
+        c.args(self.options()).env("LC_ALL", "C");
+        c
+    }
+
     fn update(&self) -> Result<(), GuestError> {
         eprintln!(
             "guest fetch: apt-get update of {} ({})",
             self.mirror,
             suites().join(", ")
         );
-        run(self.apt("apt-get").arg("update"), "apt-get").map(drop)
+        run_with_progress(self.apt_with_progress().arg("update"), "apt-get")
     }
 
     /// `apt-cache show PACKAGE/SUITE`.
@@ -956,8 +1015,8 @@ impl PrivateApt {
             remove_dir(&dir)?;
         }
         mkdir(&dir)?;
-        run(
-            self.apt("apt-get")
+        run_with_progress(
+            self.apt_with_progress()
                 .current_dir(&dir)
                 .arg("download")
                 .arg(format!("{package}={version}")),
@@ -1123,6 +1182,17 @@ fn run(cmd: &mut Command, tool: &'static str) -> Result<String, GuestError> {
         });
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Runs a download. When standard error is a terminal, the tool's standard output (apt's
+/// `Get:` lines and its bytes/percent progress line, which apt draws only on a terminal) goes
+/// there, so a download of minutes shows how far it is; xtask's own standard output stays
+/// for results. Otherwise like [`run`], silent unless it fails.
+fn run_with_progress(cmd: &mut Command, tool: &'static str) -> Result<(), GuestError> {
+    if std::io::stderr().is_terminal() {
+        cmd.stdout(Stdio::from(std::io::stderr()));
+    }
+    run(cmd, tool).map(drop)
 }
 
 /// The last lines of a tool's error output.
@@ -1597,28 +1667,38 @@ mod tests {
 
     #[test]
     fn image_options_parse_kernel_modules_and_size() {
-        let o = ImageOptions::parse(
-            &[
-                "--kernel",
-                "6.12",
-                "--modules",
-                "ahci,sd_mod",
-                "--size",
-                "48",
-            ],
-            true,
-        )
+        use clap::Parser;
+        #[derive(Parser)]
+        struct Guest {
+            #[command(subcommand)]
+            cmd: Cmd,
+        }
+        let options = |args: &[&str]| -> Result<ImageOptions, String> {
+            let all = ["guest", "rootfs", "init.sh", "out.ext4"]
+                .iter()
+                .chain(args);
+            match Guest::try_parse_from(all).map_err(|e| e.to_string())?.cmd {
+                Cmd::Rootfs { size, modules, .. } => modules.options(size),
+                _ => unreachable!("parsed a rootfs command"),
+            }
+        };
+        let o = options(&[
+            "--kernel",
+            "6.12",
+            "--modules",
+            "ahci,sd_mod",
+            "--size",
+            "48",
+        ])
         .unwrap();
         assert_eq!(o.kernel.as_deref(), Some("6.12"));
         assert_eq!(o.modules, ["ahci", "sd_mod"]);
         assert_eq!(o.size_mib, 48);
-        assert!(ImageOptions::parse(&["--size", "4"], false).is_err());
-        assert!(ImageOptions::parse(&["--modules", "ahci"], false)
+        assert!(options(&["--size", "x"]).is_err());
+        assert!(options(&["--modules", "ahci"])
             .unwrap_err()
             .contains("--kernel"));
-        assert!(ImageOptions::parse(&["--kernel", "4.19"], false)
-            .unwrap_err()
-            .contains("4.19"));
+        assert!(options(&["--kernel", "4.19"]).unwrap_err().contains("4.19"));
     }
 
     #[test]

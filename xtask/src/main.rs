@@ -4,18 +4,23 @@
 //! cargo xtask boards                       table of the boards in boards.kdl
 //! cargo xtask boards check FILE...         validate KDL files (non-zero exit on error)
 //! cargo xtask build [--board NAME] [--board-file F] [--vm F.toml] [--allow-experimental]
-//!                   [--boot-vms F.toml]   also the U-Boot bundle in target/bundle/NAME/
 //! cargo xtask build --board NAME --uefi       the hypervisor as a UEFI application
 //! cargo xtask esp --board NAME --vm F.toml -o esp.img   a FAT ESP image for it
 //! cargo xtask run   [--board NAME] [--board-file F] [--vm F.toml] [--timeout SECS]
 //! cargo xtask test                         host tests, every board, every QEMU scenario
+//! cargo xtask scenario [NAME] [--list]     the QEMU scenarios whose name contains NAME
+//! cargo xtask completions bash|zsh|fish    a shell completion script
 //! ```
+//!
+//! `cargo xtask help` and `cargo xtask SUBCOMMAND --help` list every command and option (clap).
+//! Inputs are checked ([`check`]) before anything is built, installed or downloaded.
 
 mod bench;
 mod boards;
 mod bootdt;
 mod browser;
 mod build;
+mod check;
 mod datastore;
 mod disk;
 mod dtb;
@@ -28,6 +33,7 @@ mod test;
 mod uboot;
 mod uefi;
 
+use clap::{Args, CommandFactory, Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -56,121 +62,199 @@ impl Target {
     }
 }
 
-fn parse_target(args: &mut Vec<String>) -> Result<Target, String> {
-    let mut t = Target::defaults();
-    let mut rest = Vec::new();
-    let mut it = std::mem::take(args).into_iter();
-    while let Some(a) = it.next() {
-        let mut value = |name: &str| it.next().ok_or_else(|| format!("{name} needs a value"));
-        match a.as_str() {
-            "--board" => t.board = value("--board")?,
-            "--board-file" => t.board_file = abs(value("--board-file")?),
-            "--vm" | "--vms" => t.vms = abs(value("--vm")?),
-            "--allow-experimental" => t.allow_experimental = true,
-            _ => rest.push(a),
+/// `cargo xtask`: build hypervisor images, run them under QEMU, test and benchmark.
+#[derive(Debug, Parser)]
+#[command(
+    name = "cargo xtask",
+    bin_name = "cargo xtask",
+    version,
+    about = "Build hypervisor images for a board, run them under QEMU, test and benchmark",
+    propagate_version = true,
+    arg_required_else_help = true,
+    after_help = "Docs: README.md, docs/boards-kdl.md (boards), docs/uefi.md (esp), \
+                  docs/management.md (datastore), docs/performance.md (bench)"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+/// Board and VM file of `build` and `run`.
+#[derive(Clone, Debug, Args)]
+pub struct TargetArgs {
+    #[command(flatten)]
+    board: BoardArgs,
+    /// VM TOML file [default: examples/vms/test-guest.toml]
+    #[arg(long = "vm", visible_alias = "vms", value_name = "FILE.toml")]
+    vm: Option<PathBuf>,
+}
+
+/// Which board, from which KDL file.
+#[derive(Clone, Debug, Args)]
+pub struct BoardArgs {
+    /// Board name (`cargo xtask boards` lists them)
+    #[arg(long, value_name = "NAME", default_value = "qemu-virt")]
+    board: String,
+    /// Board KDL file [default: boards.kdl]
+    #[arg(long, value_name = "FILE.kdl")]
+    board_file: Option<PathBuf>,
+    /// Build a board whose support level is experimental
+    #[arg(long)]
+    allow_experimental: bool,
+}
+
+impl TargetArgs {
+    fn target(&self) -> Target {
+        let mut t = self.board.target();
+        if let Some(v) = &self.vm {
+            t.vms = abs(v);
         }
+        t
     }
-    *args = rest;
-    Ok(t)
 }
 
-fn abs(p: String) -> PathBuf {
-    let p = PathBuf::from(p);
+impl BoardArgs {
+    fn target(&self) -> Target {
+        let mut t = Target::defaults();
+        t.board.clone_from(&self.board);
+        if let Some(f) = &self.board_file {
+            t.board_file = abs(f);
+        }
+        t.allow_experimental = self.allow_experimental;
+        t
+    }
+}
+
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// List the boards in boards.kdl, or validate board KDL files
+    Boards {
+        #[command(subcommand)]
+        action: Option<BoardsCmd>,
+    },
+    /// Build the hypervisor image for a board (prints the ELF and Image paths, writes the U-Boot bundle target/bundle/NAME/)
+    Build {
+        #[command(flatten)]
+        target: TargetArgs,
+        /// Build the hypervisor as a UEFI application (target/images/hypervisor-NAME.efi)
+        #[arg(long)]
+        uefi: bool,
+        /// Extra cargo features of the `image` crate, comma-separated
+        #[arg(long, value_name = "A,B", default_value = "")]
+        features: String,
+        /// VMs for the U-Boot bundle as boot modules (a VM file; docs/hardware.md)
+        #[arg(long, value_name = "F.toml")]
+        boot_vms: Option<PathBuf>,
+    },
+    /// A FAT ESP image: the .efi as EFI/BOOT/BOOTAA64.EFI, HV/VMS.TOML and its images (docs/uefi.md)
+    Esp(uefi::EspArgs),
+    /// Build the image and boot it under QEMU (interactive console)
+    Run {
+        #[command(flatten)]
+        target: TargetArgs,
+        /// Stop QEMU after this many seconds
+        #[arg(long, value_name = "SECS")]
+        timeout: Option<u64>,
+    },
+    /// Format and lint, host tests, every board built, every QEMU scenario (about 25 min)
+    Test,
+    /// Run only the QEMU scenarios whose name contains NAME (all without NAME)
+    Scenario {
+        /// Part of a scenario name (`--list` shows them)
+        #[arg(value_name = "NAME")]
+        filter: Option<String>,
+        /// List the matching scenarios' names instead of running them
+        #[arg(long)]
+        list: bool,
+    },
+    /// Drive a test page in headless Chromium over WebDriver
+    BrowserSelftest,
+    /// Debian guest kernels, initramfs and root file systems (target/guest-cache)
+    Guest {
+        #[command(subcommand)]
+        cmd: guest::Cmd,
+    },
+    /// Raw disk images with a GPT
+    Disk {
+        #[command(subcommand)]
+        cmd: disk::Cmd,
+    },
+    /// A disk image with the hv-datastore FAT partition (docs/management.md)
+    Datastore {
+        #[command(subcommand)]
+        cmd: datastore::Cmd,
+    },
+    /// cargo-fuzz targets (KDL front end, trap decoder, vGIC/UART MMIO, NVMe/AHCI commands, PCI config, virtqueues, ...)
+    Fuzz(fuzz::FuzzArgs),
+    /// Guest cost of the hypervisor under -icount (docs/performance.md)
+    Bench(bench::BenchArgs),
+    /// A KDL board description from a device tree
+    ImportDtb(dtb::ImportArgs),
+    /// Compare boards.kdl with upstream device trees
+    BoardDiff(dtb::DiffArgs),
+    /// Print a shell completion script (e.g. `cargo xtask completions bash > ~/.local/share/bash-completion/completions/cargo-xtask`)
+    Completions {
+        /// The shell
+        shell: clap_complete::Shell,
+    },
+}
+
+/// The completion script for `shell`. Cargo's own bash completion forwards `cargo xtask ...`
+/// to the completion of a command named `cargo-xtask`, so that is the name completed.
+/// clap_complete's bash script is broken for a name with a hyphen (its state labels and its
+/// dispatch spell the name differently: clap-rs/clap#6421, open in 4.6), so bash's script is
+/// made for `cargo_xtask` and registered for `cargo-xtask`.
+fn completions(shell: clap_complete::Shell, out: &mut dyn std::io::Write) {
+    use clap_complete::Shell;
+    let name = match shell {
+        Shell::Bash => "cargo_xtask",
+        _ => "cargo-xtask",
+    };
+    let mut cmd = Cli::command().name(name).bin_name(name);
+    if shell != Shell::Bash {
+        clap_complete::generate(shell, &mut cmd, name, out);
+        return;
+    }
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut cmd, name, &mut script);
+    let script = String::from_utf8_lossy(&script);
+    for line in script.lines() {
+        // `complete -F _cargo_xtask ... cargo_xtask`: the function stays, the command is ours.
+        let line = match line.trim_start().starts_with("complete -F") {
+            true => line.replace(" cargo_xtask", " cargo-xtask"),
+            false => line.to_string(),
+        };
+        let _ = writeln!(out, "{line}");
+    }
+}
+
+#[derive(Debug, Subcommand)]
+enum BoardsCmd {
+    /// Validate board KDL files (non-zero exit on error)
+    Check {
+        /// KDL files
+        #[arg(required = true, value_name = "FILE.kdl")]
+        files: Vec<PathBuf>,
+    },
+}
+
+/// `p` made absolute against the current directory (cargo runs xtask from the workspace
+/// root's point of view only for its own paths; the user's paths are relative to where
+/// they typed the command).
+pub fn abs(p: impl AsRef<std::path::Path>) -> PathBuf {
+    let p = p.as_ref();
     if p.is_absolute() {
-        p
+        p.to_path_buf()
     } else {
-        std::env::current_dir().map(|d| d.join(&p)).unwrap_or(p)
+        std::env::current_dir()
+            .map(|d| d.join(p))
+            .unwrap_or_else(|_| p.to_path_buf())
     }
-}
-
-fn usage() -> ExitCode {
-    eprintln!(
-        "usage: cargo xtask <command>\n\n\
-         commands:\n  \
-         boards                      list the boards in boards.kdl\n  \
-         boards check FILE...        validate board KDL files\n  \
-         build [opts] [--boot-vms F.toml]  build the hypervisor image for a board and its U-Boot\n  \
-                                     bundle in target/bundle/NAME/ (--boot-vms: VMs as boot modules;\n  \
-                                     docs/hardware.md)\n  \
-         build [opts] --uefi         the hypervisor as a UEFI application (hypervisor-NAME.efi)\n  \
-         esp [opts] --vm F.toml -o OUT.img [--size S]  a FAT ESP image: the .efi as\n  \
-                                     EFI/BOOT/BOOTAA64.EFI, HV/VMS.TOML and its images (docs/uefi.md)\n  \
-         run [opts] [--timeout S]    build and boot it under QEMU (interactive console)\n  \
-         test                        host tests, every board, every QEMU scenario\n  \
-         scenario [NAME]             only the QEMU scenarios whose name contains NAME\n  \
-         browser-selftest            drive a test page in headless Chromium over WebDriver\n  \
-         guest fetch                 Debian kernels + busybox initramfs into target/guest-cache\n  \
-         disk create OUT SIZE L:SIZE[:FILE]...  a raw disk image with a GPT (disk list IMG)\n  \
-         datastore create OUT SIZE --password-file F [--vm F.toml]... [--image SRC=DEST]...\n  \
-                                     [--host-config F] [--san NAME]... [--extra-partition L:SIZE[:FILE]]...\n  \
-                                     a disk image with the hv-datastore FAT partition (docs/management.md)\n  \
-         fuzz --minutes N | --smoke  cargo-fuzz targets (KDL front end, trap decoder, vGIC/UART MMIO, NVMe/AHCI commands, PCI config, virtqueues)\n  \
-         bench [--smoke] [--storage] guest cost of the hypervisor under -icount (docs/performance.md;\n  \
-                                     --storage: only the storage rows)\n  \
-         import-dtb F.dtb --name N   a KDL board description from a device tree\n  \
-         board-diff NAME F.dtb|--all compare boards.kdl with upstream device trees\n\n\
-         opts: --board NAME (default qemu-virt), --board-file FILE.kdl,\n      \
-         --vm FILE.toml (default examples/vms/test-guest.toml), --allow-experimental"
-    );
-    ExitCode::from(2)
 }
 
 fn main() -> ExitCode {
-    let mut args: Vec<String> = std::env::args().skip(1).collect();
-    if args.is_empty() {
-        return usage();
-    }
-    let cmd = args.remove(0);
-    let result = match cmd.as_str() {
-        "boards" => boards_cmd(args),
-        "build" => {
-            let uefi = take_flag(&mut args, "--uefi");
-            let vms_given = args.iter().any(|a| a == "--vm" || a == "--vms");
-            parse_target(&mut args).and_then(|t| {
-                let features = take_opt(&mut args, "--features")?.unwrap_or_default();
-                let boot_vms = take_opt(&mut args, "--boot-vms")?.map(abs);
-                reject_extra(&args)?;
-                if uefi && boot_vms.is_some() {
-                    return Err("--boot-vms is for the U-Boot bundle, not --uefi (use `cargo xtask esp --vm`)".into());
-                }
-                let features: Vec<&str> = features.split(',').filter(|f| !f.is_empty()).collect();
-                if uefi {
-                    let (_, efi) = uefi::build_efi(&uefi::uefi_target(t, vms_given), &features)?;
-                    println!("{}", efi.display());
-                    return Ok(());
-                }
-                let img = build::image_with_features(&t, &features)?;
-                println!("{}", img.elf.display());
-                println!("{}", img.bin.display());
-                // The U-Boot boot bundle (docs/hardware.md).
-                let bundle = uboot::write_bundle(&img, boot_vms.as_deref())?;
-                eprint!("{}", uboot::readme(&img.board, &bundle.layout));
-                println!("{}/", bundle.dir.display());
-                Ok(())
-            })
-        }
-        "esp" => uefi::esp_cmd(args),
-        "run" => parse_target(&mut args).and_then(|t| {
-            let timeout = take_opt(&mut args, "--timeout")?
-                .map(|s| s.parse::<u64>().map_err(|e| format!("--timeout: {e}")))
-                .transpose()?;
-            reject_extra(&args)?;
-            qemu::run_interactive(&t, timeout)
-        }),
-        "bench" => bench::cmd(args),
-        "guest" => guest::cmd(args),
-        "disk" => disk::cmd(args),
-        "datastore" => datastore::cmd(args),
-        "fuzz" => fuzz::cmd(args),
-        "import-dtb" => dtb::import_cmd(args),
-        "board-diff" => dtb::diff_cmd(args),
-        "test" => reject_extra(&args).and_then(|_| test::all()),
-        "browser-selftest" => reject_extra(&args).and_then(|_| browser::selftest()),
-        "scenario" => test::scenarios_matching(args.first().map(String::as_str).unwrap_or("")),
-        "-h" | "--help" | "help" => return usage(),
-        other => Err(format!("unknown command `{other}`; run `cargo xtask help`")),
-    };
-    match result {
+    let cli = Cli::parse();
+    match dispatch(cli.cmd) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");
@@ -179,38 +263,75 @@ fn main() -> ExitCode {
     }
 }
 
-fn take_opt(args: &mut Vec<String>, name: &str) -> Result<Option<String>, String> {
-    if let Some(i) = args.iter().position(|a| a == name) {
-        if i + 1 >= args.len() {
-            return Err(format!("{name} needs a value"));
-        }
-        let v = args.remove(i + 1);
-        args.remove(i);
-        return Ok(Some(v));
-    }
-    Ok(None)
-}
-
-fn take_flag(args: &mut Vec<String>, name: &str) -> bool {
-    let before = args.len();
-    args.retain(|a| a != name);
-    args.len() != before
-}
-
-fn reject_extra(args: &[String]) -> Result<(), String> {
-    match args.first() {
-        Some(a) => Err(format!("unexpected argument `{a}`; run `cargo xtask help`")),
-        None => Ok(()),
-    }
-}
-
-fn boards_cmd(args: Vec<String>) -> Result<(), String> {
-    match args.first().map(String::as_str) {
-        Some("check") => {
-            let files: Vec<PathBuf> = args[1..].iter().cloned().map(abs).collect();
-            if files.is_empty() {
-                return Err("boards check needs at least one KDL file".into());
+fn dispatch(cmd: Cmd) -> Result<(), String> {
+    match cmd {
+        Cmd::Boards { action } => boards_cmd(action),
+        Cmd::Build {
+            target,
+            uefi,
+            features,
+            boot_vms,
+        } => {
+            let features: Vec<&str> = features.split(',').filter(|f| !f.is_empty()).collect();
+            let boot_vms = boot_vms.map(abs);
+            if uefi && boot_vms.is_some() {
+                return Err(
+                    "--boot-vms is for the U-Boot bundle, not --uefi (use `cargo xtask esp --vm`)"
+                        .into(),
+                );
             }
+            if uefi {
+                let t = uefi::uefi_target(target.target(), target.vm.is_some());
+                check::target(&t)?;
+                let (_, efi) = uefi::build_efi(&t, &features)?;
+                println!("{}", efi.display());
+                return Ok(());
+            }
+            let t = target.target();
+            check::target(&t)?;
+            let img = build::image_with_features(&t, &features)?;
+            println!("{}", img.elf.display());
+            println!("{}", img.bin.display());
+            // The U-Boot boot bundle (docs/hardware.md).
+            let bundle = uboot::write_bundle(&img, boot_vms.as_deref())?;
+            eprint!("{}", uboot::readme(&img.board, &bundle.layout));
+            println!("{}/", bundle.dir.display());
+            Ok(())
+        }
+        Cmd::Esp(args) => uefi::esp_cmd(args),
+        Cmd::Run { target, timeout } => {
+            let t = target.target();
+            check::target(&t)?;
+            qemu::run_interactive(&t, timeout)
+        }
+        Cmd::Test => test::all(),
+        Cmd::Scenario { filter, list } => {
+            let filter = filter.unwrap_or_default();
+            if list {
+                test::list_scenarios(&filter)
+            } else {
+                test::scenarios_matching(&filter)
+            }
+        }
+        Cmd::BrowserSelftest => browser::selftest(),
+        Cmd::Guest { cmd } => guest::cmd(cmd),
+        Cmd::Disk { cmd } => disk::cmd(cmd),
+        Cmd::Datastore { cmd } => datastore::cmd(cmd),
+        Cmd::Fuzz(args) => fuzz::cmd(args),
+        Cmd::Bench(args) => bench::cmd(args),
+        Cmd::ImportDtb(args) => dtb::import_cmd(args),
+        Cmd::BoardDiff(args) => dtb::diff_cmd(args),
+        Cmd::Completions { shell } => {
+            completions(shell, &mut std::io::stdout());
+            Ok(())
+        }
+    }
+}
+
+fn boards_cmd(action: Option<BoardsCmd>) -> Result<(), String> {
+    match action {
+        Some(BoardsCmd::Check { files }) => {
+            let files: Vec<PathBuf> = files.iter().map(abs).collect();
             boards::check(&files).map_err(|e| e.to_string())
         }
         None => {
@@ -227,8 +348,103 @@ fn boards_cmd(args: Vec<String>) -> Result<(), String> {
                 Err(unproven.join("\n"))
             }
         }
-        Some(other) => Err(format!(
-            "unknown `boards` subcommand `{other}`; use `boards` or `boards check FILE...`"
-        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every spelling README.md, docs/ and CI use (and the old parser took) still parses.
+    #[test]
+    fn the_documented_spellings_parse() {
+        let spellings = [
+            "boards",
+            "boards check a.kdl b.kdl",
+            "build",
+            "build --board NAME",
+            "build --board qemu-virt --uefi",
+            "build --boot-vms examples/vms/boot-module-test-guest.toml",
+            "build --vm examples/vms/none.toml",
+            "build --vms examples/vms/none.toml",
+            "build --features evaluation",
+            "build --board-file examples/boards/zcu102-uart1.kdl --board x --allow-experimental",
+            "esp --board qemu-virt --vm my-vms.toml -o esp.img",
+            "esp --board qemu-virt --vms my-vms.toml --out esp.img --size 256M --efi F.efi",
+            "run",
+            "run --board qemu-virt-2s",
+            "run --vm examples/vms/linux.toml --timeout 30",
+            "test",
+            "scenario",
+            "scenario numa-two-sockets",
+            "scenario --list",
+            "scenario net --list",
+            "browser-selftest",
+            "bench",
+            "bench --smoke",
+            "bench --storage",
+            "bench --storage --smoke",
+            "bench --net",
+            "bench --net --row usb-net --row e1000e --smoke",
+            "guest fetch",
+            "guest kernel 6.1",
+            "guest initramfs SCRIPT OUT --kernel 6.1 --modules virtio_blk,virtio_pci",
+            "guest initramfs SCRIPT OUT.cpio.gz",
+            "guest rootfs SCRIPT OUT.ext4 --size 48 --kernel 6.12 --modules ahci",
+            "guest modules 6.12 ahci sd_mod",
+            "guest net",
+            "guest net generic",
+            "guest selftest-storage",
+            "guest selftest-storage --break order",
+            "disk create disk.img 64M linux-root:48M:root.ext4 spare:8M",
+            "disk list IMG",
+            "datastore create store.img 512M --password-file pw.txt --vm a.toml,b.toml \
+             --vm c.toml --image a=IMAGES/a --host-config h.toml --san x --extra-partition l:8M",
+            "fuzz",
+            "fuzz --minutes 10",
+            "fuzz --minutes 2 vgic_mmio trap_decoder",
+            "fuzz --smoke",
+            "import-dtb FILE.dtb --name NAME",
+            "import-dtb marvell/armada-8040-mcbin.dtb --name x --out x.kdl --memory 0x0,0x8000_0000",
+            "board-diff NAME FILE.dtb",
+            "board-diff --all",
+            "completions bash",
+            "completions zsh",
+            "completions fish",
+        ];
+        for s in spellings {
+            let args = std::iter::once("xtask").chain(s.split_whitespace());
+            if let Err(e) = Cli::try_parse_from(args) {
+                panic!("`cargo xtask {s}` no longer parses:\n{e}");
+            }
+        }
+    }
+
+    /// Wrong input is refused by the parser, with the reason.
+    #[test]
+    fn bad_spellings_are_refused() {
+        for (s, why) in [
+            ("bench --row usb-net", "--net"),
+            ("bench --net --row nosuch", "nosuch"),
+            ("fuzz nosuch", "nosuch"),
+            ("board-diff", "required"),
+            ("board-diff NAME", "FILE.dtb"),
+            ("boards check", "FILE.kdl"),
+            ("esp --board qemu-virt", "--vm"),
+            ("run --timeout soon", "soon"),
+            ("guest net fancy", "fancy"),
+            ("build --bord x", "--board"),
+        ] {
+            let args = std::iter::once("xtask").chain(s.split_whitespace());
+            match Cli::try_parse_from(args) {
+                Ok(_) => panic!("`cargo xtask {s}` parsed"),
+                Err(e) => assert!(e.to_string().contains(why), "`{s}`: {e}"),
+            }
+        }
+    }
+
+    #[test]
+    fn the_command_definition_is_consistent() {
+        Cli::command().debug_assert();
     }
 }

@@ -179,31 +179,15 @@ pub fn all() -> Result<(), String> {
 
 /// Runs the QEMU scenarios whose name contains `filter` (all for ""), one at a time.
 pub fn scenarios_matching(filter: &str) -> Result<(), String> {
+    let scenarios = select(filter)?;
     qemu::ensure_qemu()?;
-    let mut all = scenarios();
-    // Scenarios with Debian guests (Linux, Linux on virtual disks and networks) need the
-    // guest cache.
-    let guests = ["linux", "storage", "net", "mgmt", "uefi", "numa"];
-    if filter.is_empty()
-        || guests
-            .iter()
-            .any(|g| g.contains(filter) || filter.contains(g))
-    {
-        all.extend(linux_scenarios()?);
-    }
-    let scenarios: Vec<Scenario> = all
-        .into_iter()
-        .filter(|s| s.name.contains(filter))
-        .collect();
-    if scenarios.is_empty() {
-        return Err(format!("no QEMU scenario matches `{filter}`"));
-    }
     let total = scenarios.len();
     let mut failed = Vec::new();
-    for s in &scenarios {
-        let r = step(&format!("QEMU scenario {}", s.name), || {
-            qemu::run_scenario(s)
-        });
+    for (k, s) in scenarios.iter().enumerate() {
+        let r = step(
+            &format!("[{}/{total}] QEMU scenario {}", k + 1, s.name),
+            || qemu::run_scenario(s),
+        );
         if let Err(e) = r {
             eprintln!("{e}");
             failed.push(s.name.clone());
@@ -219,6 +203,64 @@ pub fn scenarios_matching(filter: &str) -> Result<(), String> {
     } else {
         Err(format!("QEMU scenarios failed: {}", failed.join(", ")))
     }
+}
+
+/// The scenarios whose name contains `filter` (all for ""), in run order; an error if none.
+/// `on_quick` sees the scenarios that need no Debian guest first, before the Linux ones are
+/// prepared (their guest images are fetched and built: seconds when cached, minutes the
+/// first time).
+fn select_with(
+    filter: &str,
+    mut on_quick: impl FnMut(&[Scenario], bool),
+) -> Result<Vec<Scenario>, String> {
+    let mut found: Vec<Scenario> = scenarios()
+        .into_iter()
+        .filter(|s| s.name.contains(filter))
+        .collect();
+    // Scenarios with Debian guests (Linux, Linux on virtual disks and networks) need the
+    // guest cache.
+    let guests = ["linux", "storage", "net", "mgmt", "uefi", "numa"];
+    let linux = filter.is_empty()
+        || guests
+            .iter()
+            .any(|g| g.contains(filter) || filter.contains(g));
+    on_quick(&found, linux);
+    if linux {
+        found.extend(
+            linux_scenarios()?
+                .into_iter()
+                .filter(|s| s.name.contains(filter)),
+        );
+    }
+    if found.is_empty() {
+        return Err(format!(
+            "no QEMU scenario matches `{filter}`; `cargo xtask scenario --list` names them"
+        ));
+    }
+    Ok(found)
+}
+
+fn select(filter: &str) -> Result<Vec<Scenario>, String> {
+    select_with(filter, |_, _| {})
+}
+
+/// `cargo xtask scenario --list [NAME]`: the names [`scenarios_matching`] would run, in
+/// order.
+pub fn list_scenarios(filter: &str) -> Result<(), String> {
+    let mut shown = 0;
+    let all = select_with(filter, |quick, linux| {
+        for s in quick {
+            println!("{}", s.name);
+        }
+        shown = quick.len();
+        if linux {
+            eprintln!("xtask: preparing the Linux guests' images to name their scenarios");
+        }
+    })?;
+    for s in &all[shown..] {
+        println!("{}", s.name);
+    }
+    Ok(())
 }
 
 fn build_every_board() -> Result<(), String> {

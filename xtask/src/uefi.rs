@@ -65,13 +65,13 @@ pub fn build_efi(t: &Target, features: &[&str]) -> Result<(build::Image, PathBuf
         build::cargo()
             .args([
                 "build",
-                "--quiet",
                 "--release",
                 "-p",
                 "uefi-loader",
                 "--target",
                 UEFI_TRIPLE,
             ])
+            .args(build::quiet())
             .env("HV_UEFI_IMAGE", bin),
     )?;
     let built = build::target_dir()
@@ -265,33 +265,44 @@ pub fn uefi_target(mut t: Target, vms_given: bool) -> Target {
     t
 }
 
-const ESP_USAGE: &str = "usage: cargo xtask esp [--board NAME] [--board-file F] --vm FILE.toml \
-     -o OUT.img [--size SIZE] [--efi FILE.efi (a built .efi instead of building one)]";
+/// `cargo xtask esp`.
+#[derive(Debug, clap::Args)]
+pub struct EspArgs {
+    #[command(flatten)]
+    board: crate::BoardArgs,
+    /// The ESP's VM file (HV/VMS.TOML; the image itself has no build-time VMs)
+    #[arg(long = "vm", visible_alias = "vms", value_name = "FILE.toml")]
+    vm: PathBuf,
+    /// The ESP image to write
+    #[arg(short = 'o', long = "out", value_name = "OUT.img")]
+    out: PathBuf,
+    /// Image size (e.g. 256M) [default: what the files need]
+    #[arg(long, value_name = "SIZE", value_parser = crate::disk::parse_size)]
+    size: Option<u64>,
+    /// A built .efi to put on the ESP instead of building one
+    #[arg(long, value_name = "FILE.efi")]
+    efi: Option<PathBuf>,
+}
 
 /// `cargo xtask esp ...`: builds the `.efi` for the board and writes the ESP image.
-pub fn esp_cmd(mut args: Vec<String>) -> Result<(), String> {
-    // `--vm` here is the ESP's VM file; the image itself has no build-time VMs.
-    let vms = crate::take_opt(&mut args, "--vm")?
-        .or(crate::take_opt(&mut args, "--vms")?)
-        .ok_or_else(|| format!("--vm FILE.toml is required\n{ESP_USAGE}"))?;
-    let out = crate::take_opt(&mut args, "-o")?
-        .or(crate::take_opt(&mut args, "--out")?)
-        .ok_or_else(|| format!("-o OUT.img is required\n{ESP_USAGE}"))?;
-    let size = crate::take_opt(&mut args, "--size")?
-        .map(|s| crate::disk::parse_size(&s))
-        .transpose()?;
-    let prebuilt = crate::take_opt(&mut args, "--efi")?;
-    let t = uefi_target(crate::parse_target(&mut args)?, false);
-    crate::reject_extra(&args)?;
+pub fn esp_cmd(args: EspArgs) -> Result<(), String> {
+    let t = uefi_target(args.board.target(), false);
+    let vms = crate::abs(&args.vm);
+    crate::check::board(&t)?;
+    crate::check::vm_file(&vms)?;
+    let prebuilt = args.efi.map(crate::abs);
+    if let Some(p) = &prebuilt {
+        crate::check::file("--efi", p)?;
+    }
     let efi = match prebuilt {
-        Some(p) => crate::abs(p),
+        Some(p) => p,
         None => build_efi(&t, &[])?.1,
     };
     let spec = EspSpec {
-        out: crate::abs(out),
-        size,
+        out: crate::abs(&args.out),
+        size: args.size,
         efi,
-        vms: crate::abs(vms),
+        vms,
     };
     let files = write_esp(&spec)?;
     for f in &files {

@@ -224,6 +224,20 @@ fn the_hypervisor_store_reads_the_datastore_this_writes() {
 fn the_command_refuses_a_missing_or_empty_password_and_a_too_small_disk() {
     let d = tmp("refuse");
     let out = d.join("x.img").to_string_lossy().to_string();
+    let cmd = |args: Vec<String>| {
+        use clap::Parser;
+        #[derive(Parser)]
+        struct Datastore {
+            #[command(subcommand)]
+            cmd: Cmd,
+        }
+        let all = std::iter::once("datastore".to_string()).chain(args);
+        super::cmd(
+            Datastore::try_parse_from(all)
+                .map_err(|e| e.to_string())?
+                .cmd,
+        )
+    };
     let err = cmd(vec!["create".into(), out.clone(), "64M".into()]).unwrap_err();
     assert!(err.contains("--password-file"), "{err}");
     let pw = d.join("pw");

@@ -279,7 +279,11 @@ fn api(ctx: &mut LiveCtx<'_>) -> Result<String, String> {
 }
 
 fn hvctl_bin() -> Result<PathBuf, String> {
-    crate::build::run(crate::build::cargo().args(["build", "--quiet", "-p", "hvctl"]))?;
+    crate::build::run(
+        crate::build::cargo()
+            .args(["build", "-p", "hvctl"])
+            .args(crate::build::quiet()),
+    )?;
     Ok(workspace_root().join("target/debug/hvctl"))
 }
 
