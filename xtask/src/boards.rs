@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::path::PathBuf;
 
-use platform_dsl::model::{Board, GicVersion, SupportLevel, Verification};
+use platform_dsl::model::{Board, GicVersion, Status, SupportLevel, Verification};
 
 /// The scenarios of `cargo xtask test` that boot each board of `boards.kdl` (board name to
 /// scenario names): what backs a QEMU board's "supported".
@@ -65,6 +65,124 @@ pub fn table(boards: &[Board]) -> String {
         line(row.each_ref().map(String::as_str));
     }
     out
+}
+
+/// Where the generated support matrix lives.
+pub const DOCS_PATH: &str = "docs/boards.md";
+
+/// `docs/boards.md`: the support matrix of `boards` (board, SoC, CPUs, GIC, console, support
+/// level, how verified), then per board its disabled devices with their reasons, its quirks
+/// and the scenarios that boot it. Generated, never edited: `cargo xtask boards docs`
+/// writes it and `cargo xtask test` fails while it is stale.
+pub fn markdown(boards: &[Board]) -> String {
+    let booted = booted_by();
+    let cell = |t: &str| t.replace('|', "\\|");
+    let mut out = String::from(
+        "# Boards: the support matrix\n\n\
+         <!-- Generated from boards.kdl by `cargo xtask boards docs`; do not edit. \
+         `cargo xtask test` fails while this file is stale. -->\n\n\
+         What each board of `boards.kdl` is and how far it is proven. Support levels:\n\n\
+         - **supported**: a scenario of `cargo xtask test` boots it in QEMU, or a recorded \
+         hardware run boots it (`verified-by \"hardware\" log=`);\n\
+         - **described**: written from upstream device trees (compared with `cargo xtask \
+         board-diff`) or vendor sources cited in the KDL, never booted;\n\
+         - **experimental**: described, with known gaps; built only with \
+         `--allow-experimental`;\n\
+         - **community**: maintained outside this repository.\n\n\
+         How to add a board: [boards-kdl.md](boards-kdl.md). How to boot one: \
+         [hardware.md](hardware.md).\n\n\
+         | Board | Model | SoC | CPUs | GIC | Console | Support | How verified |\n\
+         |---|---|---|---|---|---|---|---|\n",
+    );
+    for b in boards {
+        let scenarios = booted.get(&b.name).map_or(&[][..], |v| v);
+        out += &format!(
+            "| `{}` | {} | {} | {} | {} | {} | {} | {} |\n",
+            b.name,
+            cell(&b.model),
+            cell(&b.soc),
+            cell(&cpus(b)),
+            cell(&gic(b)),
+            cell(&console(b)),
+            support(b.support),
+            cell(&verified_by(&b.verified_by, scenarios)),
+        );
+    }
+    for b in boards {
+        out += &format!("\n## `{}`\n\n{}\n\n", b.name, b.model);
+        let scenarios = booted.get(&b.name).map_or(&[][..], |v| v);
+        if !scenarios.is_empty() {
+            out += &format!(
+                "Booted by: {}.\n\n",
+                scenarios
+                    .iter()
+                    .map(|s| format!("`{s}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+        }
+        let disabled: Vec<String> = b
+            .devices
+            .iter()
+            .filter_map(|d| match &d.status {
+                Status::Disabled { reason } => Some(format!(
+                    "- `{}` ({}): {}",
+                    d.name,
+                    d.compatible.first().map_or("no compatible", String::as_str),
+                    reason
+                )),
+                Status::Okay => None,
+            })
+            .collect();
+        if disabled.is_empty() {
+            out += "Disabled devices: none.\n";
+        } else {
+            out += &format!("Disabled devices:\n\n{}\n", disabled.join("\n"));
+        }
+        if !b.quirks.is_empty() {
+            out += &format!(
+                "\nQuirks: {}.\n",
+                b.quirks
+                    .iter()
+                    .map(|q| format!("`{}` for `{}`", q.name, q.matches))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+        }
+    }
+    out
+}
+
+/// Writes [`DOCS_PATH`] (`check` false) or fails naming the command that fixes it when the
+/// file differs from what `boards.kdl` gives (`check` true).
+pub fn docs(check: bool) -> Result<(), String> {
+    let root = crate::build::workspace_root();
+    let boards = platform_dsl::load_file(&root.join("boards.kdl")).map_err(|e| e.to_string())?;
+    let want = markdown(&boards);
+    let path = root.join(DOCS_PATH);
+    if check {
+        let have = std::fs::read_to_string(&path).unwrap_or_default();
+        if have != want {
+            return Err(format!(
+                "{DOCS_PATH} is stale (boards.kdl or the scenarios changed): run `cargo xtask boards docs` and commit it"
+            ));
+        }
+        return Ok(());
+    }
+    std::fs::write(&path, want).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    println!("{}", path.display());
+    Ok(())
+}
+
+/// "uart0 (arm,pl011)".
+fn console(b: &Board) -> String {
+    match b.devices.iter().find(|d| d.name == b.console) {
+        Some(d) => match d.compatible.first() {
+            Some(c) => format!("{} ({c})", d.name),
+            None => d.name.clone(),
+        },
+        None => b.console.clone(),
+    }
 }
 
 /// "4x cortex-a57", "160x neoverse-n1, 2 sockets", "2x cortex-a72 + 4x cortex-a53".
@@ -319,6 +437,29 @@ board "big" soc="s" {
 
     /// `cargo xtask boards` calls a board of `boards.kdl` supported only when a scenario of
     /// `cargo xtask test` (or a recorded hardware run) boots it.
+    #[test]
+    fn the_docs_matrix_has_a_row_per_board_and_every_disabled_device_with_its_reason() {
+        let boards = repo_boards();
+        let md = markdown(&boards);
+        for b in &boards {
+            assert!(md.contains(&format!("| `{}` |", b.name)), "{}", b.name);
+            for d in &b.devices {
+                if let Status::Disabled { reason } = &d.status {
+                    assert!(md.contains(&format!("- `{}` (", d.name)), "{}", d.name);
+                    assert!(md.contains(reason.as_str()), "{reason}");
+                }
+            }
+        }
+        assert!(md.contains("| `qemu-virt` | "));
+        assert!(md.contains("uart0 (arm,pl011)"), "the console column");
+    }
+
+    #[test]
+    fn the_committed_docs_matrix_is_current() {
+        // What `cargo xtask test` checks; run `cargo xtask boards docs` when it fails.
+        docs(true).unwrap();
+    }
+
     #[test]
     fn every_supported_board_is_booted() {
         let file = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../boards.kdl");

@@ -236,6 +236,12 @@ enum BoardsCmd {
         #[arg(required = true, value_name = "FILE.kdl")]
         files: Vec<PathBuf>,
     },
+    /// Write the support matrix docs/boards.md from boards.kdl (generated, never edited)
+    Docs {
+        /// Only check that docs/boards.md is current (non-zero exit when stale)
+        #[arg(long)]
+        check: bool,
+    },
 }
 
 /// `p` made absolute against the current directory (cargo runs xtask from the workspace
@@ -334,6 +340,7 @@ fn boards_cmd(action: Option<BoardsCmd>) -> Result<(), String> {
             let files: Vec<PathBuf> = files.iter().map(abs).collect();
             boards::check(&files).map_err(|e| e.to_string())
         }
+        Some(BoardsCmd::Docs { check }) => boards::docs(check),
         None => {
             let file = build::workspace_root().join("boards.kdl");
             let boards = platform_dsl::load_file(&file).map_err(|e| e.to_string())?;
@@ -364,6 +371,8 @@ mod tests {
             "build",
             "build --board NAME",
             "build --board qemu-virt --uefi",
+            "boards docs",
+            "boards docs --check",
             "build --boot-vms examples/vms/boot-module-test-guest.toml",
             "build --vm examples/vms/none.toml",
             "build --vms examples/vms/none.toml",

@@ -84,6 +84,9 @@ pub fn all() -> Result<(), String> {
     step("cargo fmt --check", || {
         build::run(cargo().args(["fmt", "--all", "--check"]))
     })?;
+    step("docs/boards.md matches boards.kdl", || {
+        crate::boards::docs(true)
+    })?;
     step("clippy (host)", || {
         build::run(cargo().args([
             "clippy",
