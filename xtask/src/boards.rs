@@ -157,7 +157,7 @@ pub fn markdown(boards: &[Board]) -> String {
 /// file differs from what `boards.kdl` gives (`check` true).
 pub fn docs(check: bool) -> Result<(), String> {
     let root = crate::build::workspace_root();
-    let boards = platform_dsl::load_file(&root.join("boards.kdl")).map_err(|e| e.to_string())?;
+    let boards = platform_dsl::load_file(root.join("boards.kdl")).map_err(|e| e.to_string())?;
     let want = markdown(&boards);
     let path = root.join(DOCS_PATH);
     if check {
