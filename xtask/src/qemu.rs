@@ -218,9 +218,31 @@ pub fn run_interactive(t: &Target, timeout: Option<u64>) -> Result<(), String> {
     eprintln!(
         "xtask: console input goes to VM 0; Ctrl-] then a digit switches VM; Ctrl-A x quits QEMU"
     );
+    // The console passes through to the terminal; a copy is scanned so that a run in
+    // which the hypervisor refused a VM or stopped ends with a failure status, not 0.
+    cmd.stdout(Stdio::piped());
     let mut child = cmd
         .spawn()
         .map_err(|e| format!("cannot start {QEMU}: {e}"))?;
+    let console = child.stdout.take().map(|out| {
+        std::thread::spawn(move || {
+            let mut failures = ConsoleFailures::default();
+            let mut out = out;
+            let mut buf = [0u8; 4096];
+            let mut term = std::io::stdout();
+            loop {
+                match out.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => {
+                        let _ = term.write_all(&buf[..n]);
+                        let _ = term.flush();
+                        failures.feed(&buf[..n]);
+                    }
+                }
+            }
+            failures.lines
+        })
+    });
     let status = match timeout {
         None => child.wait().map_err(|e| e.to_string())?,
         Some(secs) => {
@@ -239,10 +261,42 @@ pub fn run_interactive(t: &Target, timeout: Option<u64>) -> Result<(), String> {
         }
     };
     let _ = std::fs::remove_dir_all(numa_ram_dir(&img.board.name));
-    if status.success() {
-        Ok(())
-    } else {
+    let failures = console.and_then(|t| t.join().ok()).unwrap_or_default();
+    if !status.success() {
         Err(format!("QEMU exited with {status}"))
+    } else if !failures.is_empty() {
+        Err(format!(
+            "QEMU exited normally, but the hypervisor reported:\n  {}",
+            failures.join("\n  ")
+        ))
+    } else {
+        Ok(())
+    }
+}
+
+/// The console lines of an interactive run that make it a failure: a VM the hypervisor
+/// could not create, a fatal stop, a panic.
+#[derive(Default)]
+struct ConsoleFailures {
+    partial: Vec<u8>,
+    lines: Vec<String>,
+}
+
+impl ConsoleFailures {
+    const MARKS: [&'static str; 3] = [" not created: ", "[hv] FATAL", "PANIC on CPU"];
+
+    fn feed(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            if b == b'\n' {
+                let line = String::from_utf8_lossy(&self.partial).trim_end().to_owned();
+                if Self::MARKS.iter().any(|m| line.contains(m)) {
+                    self.lines.push(line);
+                }
+                self.partial.clear();
+            } else if self.partial.len() < 4096 {
+                self.partial.push(b);
+            }
+        }
     }
 }
 
@@ -1003,6 +1057,28 @@ pub fn run_scenario(s: &Scenario) -> Result<(), String> {
         let _ = writeln!(log, "--- scenario failed: {why}");
         format!("scenario {}: {why} (log: {})", s.name, log_path.display())
     })
+}
+
+#[cfg(test)]
+mod console_tests {
+    use super::ConsoleFailures;
+
+    #[test]
+    fn an_interactive_run_fails_on_a_refused_vm_a_fatal_stop_or_a_panic() {
+        let mut f = ConsoleFailures::default();
+        f.feed(b"[hv] VM 0 `test`: 1 vCPU(s)\n[hv] VM 1 (bad) not cre");
+        f.feed(b"ated: kernel `x` has no arm64 Image header\r\n[hv] all VMs stopped\n");
+        assert_eq!(
+            f.lines,
+            ["[hv] VM 1 (bad) not created: kernel `x` has no arm64 Image header"]
+        );
+        f.feed(b"[hv] FATAL: the firmware's RAM does not hold the hypervisor\n");
+        f.feed(b"\n[hv] PANIC on CPU 2: oops\n");
+        assert_eq!(f.lines.len(), 3);
+        let mut quiet = ConsoleFailures::default();
+        quiet.feed(b"[test] [test-guest] RESULT: 14 passed, 0 failed\n");
+        assert!(quiet.lines.is_empty());
+    }
 }
 
 #[cfg(test)]

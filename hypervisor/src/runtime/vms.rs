@@ -194,8 +194,22 @@ pub enum CreateError {
     #[error("stage-2 mapping failed: {0}")]
     Stage2(crate::mm::stage2::Stage2Error),
     /// Kernel image is not a Linux arm64 Image.
-    #[error("kernel `{0}` has no arm64 Image header (magic ARM\\x64 at 0x38)")]
-    BadKernel(&'static str),
+    #[error(
+        "kernel `{path}` ({size} bytes at host {at:#x}) has no arm64 Image header: bytes \
+         0x38..0x3c are {found:02x?}, not `ARM\\x64` ({:02x?}); the file is not an arm64 \
+         Image, or the loader put it elsewhere than {at:#x}",
+        *b"ARM\x64"
+    )]
+    BadKernel {
+        /// The image's build-time path.
+        path: &'static str,
+        /// Where it was looked for.
+        at: u64,
+        /// Its size.
+        size: u64,
+        /// What is where the magic belongs.
+        found: [u8; 4],
+    },
     /// Images do not fit in guest RAM.
     #[error("kernel, initrd and DTB do not fit in {0} MiB of guest RAM")]
     TooSmall(u64),
@@ -661,7 +675,12 @@ fn load_images(
     let mut header = [0u8; 64];
     kernel.read(0, &mut header)?;
     if &header[0x38..0x3c] != b"ARM\x64" {
-        return Err(CreateError::BadKernel(desc.kernel.path));
+        return Err(CreateError::BadKernel {
+            path: desc.kernel.path,
+            at: desc.kernel.staging_base,
+            size: desc.kernel.size,
+            found: [header[0x38], header[0x39], header[0x3a], header[0x3b]],
+        });
     }
     let le = |o: usize| u64::from_le_bytes(header[o..o + 8].try_into().unwrap_or([0; 8]));
     let text_offset = le(8);
