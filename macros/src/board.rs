@@ -152,7 +152,34 @@ fn generate(args: &BoardArgs, env: &Env) -> syn::Result<TokenStream> {
         .map_err(|e| syn::Error::new(span_of(args.name.as_ref()), unknown_board(&e, &model)))?;
     linked_for_another_board(board, boards, args, &model).map_err(at_call)?;
     gating::check(board, sel.allow_experimental).map_err(at_call)?;
-    items(board).map_err(at_call)
+    let items = items(board).map_err(at_call)?;
+    let links = link_drivers(board, model.drivers.as_deref()).map_err(at_call)?;
+    Ok(quote!(#items #links))
+}
+
+/// For a model written by an image crate's build script: fails when the board's console or
+/// GIC has no driver among the crate's dependencies (the image would boot in silence), and
+/// links every driver dependency (`use plugin_x as _;`), so that one left out of `main.rs`
+/// still registers itself.
+fn link_drivers(
+    board: &Board,
+    drivers: Option<&[platform_dsl::image::LinkedDriver]>,
+) -> Result<TokenStream, String> {
+    let Some(drivers) = drivers else {
+        return Ok(TokenStream::new());
+    };
+    platform_dsl::image::check_drivers(board, drivers)?;
+    let mut uses = TokenStream::new();
+    for d in drivers {
+        let krate: syn::Ident = syn::parse_str(&d.krate).map_err(|_| {
+            format!(
+                "driver `{}` says its crate is `{}`, which is no Rust identifier (its build.rs)",
+                d.name, d.krate
+            )
+        })?;
+        uses.extend(quote!(use #krate as _;));
+    }
+    Ok(uses)
 }
 
 fn unknown_board(e: &platform_dsl::Error, model: &Model) -> String {

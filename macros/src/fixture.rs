@@ -165,5 +165,6 @@ pub fn model() -> platform_dsl::image::Model {
         boards: Ok(vec![two_socket(), gicv2_experimental()]),
         vms_file: "/w/vms.toml".into(),
         vms: Err("not planned".into()),
+        drivers: None,
     }
 }

@@ -254,6 +254,96 @@ pub struct Model {
     pub vms_file: PathBuf,
     /// The VMs and where the boot loader stages their images, or the report why not.
     pub vms: Result<Vms, String>,
+    /// The driver plugins the image crate depends on, as their build scripts announced them
+    /// (`links` metadata: `cargo::metadata=driver|crate|compatible`); `None` when the model
+    /// was not written by an image crate's build script (then nothing is checked).
+    #[serde(default)]
+    pub drivers: Option<Vec<LinkedDriver>>,
+}
+
+/// A driver plugin the image crate depends on.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LinkedDriver {
+    /// The driver's name (`uart-pl011`).
+    pub name: String,
+    /// Its crate's name in Rust (`plugin_uart_pl011`).
+    pub krate: String,
+    /// The compatibles it handles.
+    pub compatible: Vec<String>,
+}
+
+/// The drivers among a build script's environment: every `DEP_<LINKS>_DRIVER` with its
+/// `_CRATE` and `_COMPATIBLE` (space-separated) siblings, sorted by name.
+pub fn drivers_from_env(vars: impl IntoIterator<Item = (String, String)>) -> Vec<LinkedDriver> {
+    let vars: std::collections::BTreeMap<String, String> = vars
+        .into_iter()
+        .filter(|(k, _)| k.starts_with("DEP_"))
+        .collect();
+    let mut drivers: Vec<LinkedDriver> = vars
+        .iter()
+        .filter_map(|(k, name)| {
+            let prefix = k.strip_suffix("_DRIVER")?;
+            Some(LinkedDriver {
+                name: name.clone(),
+                krate: vars.get(&format!("{prefix}_CRATE"))?.clone(),
+                compatible: vars
+                    .get(&format!("{prefix}_COMPATIBLE"))?
+                    .split_whitespace()
+                    .map(str::to_owned)
+                    .collect(),
+            })
+        })
+        .collect();
+    drivers.sort_by(|a, b| a.name.cmp(&b.name));
+    drivers
+}
+
+/// Fails when `board`'s console or GIC has no driver among `drivers`, naming the device,
+/// its compatibles and the drivers there are: such an image would boot in silence.
+pub fn check_drivers(board: &Board, drivers: &[LinkedDriver]) -> Result<(), String> {
+    let handles = |compatible: &[String]| {
+        drivers
+            .iter()
+            .any(|d| d.compatible.iter().any(|c| compatible.contains(c)))
+    };
+    let console = board
+        .devices
+        .iter()
+        .find(|d| d.name == board.console)
+        .map(|d| (format!("console `{}`", d.name), d.compatible.clone()));
+    let gic = Some((
+        format!("GIC ({})", board.gic.compatible),
+        vec![board.gic.compatible.clone()],
+    ));
+    let missing: Vec<String> = [console, gic]
+        .into_iter()
+        .flatten()
+        .filter(|(_, compatible)| !handles(compatible))
+        .map(|(what, compatible)| {
+            let list: Vec<String> = compatible.iter().map(|c| format!("\"{c}\"")).collect();
+            format!("the {what}, compatible {}", list.join(", "))
+        })
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let linked = if drivers.is_empty() {
+        "none".to_owned()
+    } else {
+        drivers
+            .iter()
+            .map(|d| format!("{} ({})", d.name, d.compatible.join(", ")))
+            .collect::<Vec<_>>()
+            .join("; ")
+    };
+    Err(format!(
+        "board `{}`: no driver linked into this image handles {}; the image would boot in \
+         silence. Drivers the image crate depends on: {linked}. Add the plugin crate that \
+         drives it to the image crate's [dependencies] (in-tree: plugins/; a new one: \
+         examples/out-of-tree/README.md)",
+        board.name,
+        missing.join(", nor ")
+    ))
 }
 
 /// A VM file and its staging plan for the selected board.
@@ -299,6 +389,7 @@ impl Model {
             boards,
             vms_file: sel.vms.clone(),
             vms,
+            drivers: None,
         }
     }
 
@@ -398,7 +489,8 @@ pub fn try_configure(defaults: &Defaults<'_>) -> Result<Vec<String>, ConfigureEr
     ));
     lines.push(format!("cargo:rerun-if-changed={}", sel.vms.display()));
 
-    let model = Model::load(&sel);
+    let mut model = Model::load(&sel);
+    model.drivers = Some(drivers_from_env(std::env::vars()));
     if let Ok(vms) = &model.vms {
         for vm in &vms.config.vms {
             for (_, image) in vm.images() {
@@ -464,6 +556,64 @@ mod tests {
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
         Selection::resolve(&DEFAULTS, Path::new("/w/image"), |n| env.get(n).cloned())
+    }
+
+    fn env_of(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn drivers_come_from_their_links_metadata() {
+        let d = drivers_from_env(env_of(&[
+            ("DEP_HV_DRIVER_UART_PL011_DRIVER", "uart-pl011"),
+            ("DEP_HV_DRIVER_UART_PL011_CRATE", "plugin_uart_pl011"),
+            ("DEP_HV_DRIVER_UART_PL011_COMPATIBLE", "arm,pl011"),
+            ("DEP_HV_DRIVER_GIC_V2_DRIVER", "gic-v2"),
+            ("DEP_HV_DRIVER_GIC_V2_CRATE", "plugin_gic_v2"),
+            (
+                "DEP_HV_DRIVER_GIC_V2_COMPATIBLE",
+                "arm,gic-400 arm,cortex-a15-gic",
+            ),
+            // Half an announcement, and an unrelated variable: ignored.
+            ("DEP_HV_DRIVER_BROKEN_DRIVER", "broken"),
+            ("CARGO_PKG_NAME", "image"),
+        ]));
+        assert_eq!(d.len(), 2);
+        assert_eq!(d[0].name, "gic-v2");
+        assert_eq!(d[0].compatible, ["arm,gic-400", "arm,cortex-a15-gic"]);
+        assert_eq!(d[1].krate, "plugin_uart_pl011");
+    }
+
+    #[test]
+    fn a_console_or_gic_without_a_driver_is_named_with_the_drivers_there_are() {
+        let boards = crate::load_file(Path::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../boards.kdl"
+        )))
+        .unwrap();
+        let virt = crate::find_board(&boards, "qemu-virt").unwrap();
+        let driver = |name: &str, compatible: &[&str]| LinkedDriver {
+            name: name.into(),
+            krate: format!("plugin_{}", name.replace('-', "_")),
+            compatible: compatible.iter().map(|c| c.to_string()).collect(),
+        };
+        let pl011 = driver("uart-pl011", &["arm,pl011"]);
+        let gic = driver("gic-v3", &["arm,gic-v3"]);
+        assert_eq!(check_drivers(virt, &[pl011.clone(), gic.clone()]), Ok(()));
+        let err = check_drivers(virt, std::slice::from_ref(&gic)).unwrap_err();
+        assert!(
+            err.contains("the console `uart0`, compatible \"arm,pl011\""),
+            "{err}"
+        );
+        assert!(err.contains("depends on: gic-v3 (arm,gic-v3)"), "{err}");
+        let err = check_drivers(virt, &[pl011]).unwrap_err();
+        assert!(err.contains("the GIC (arm,gic-v3)"), "{err}");
+        let err = check_drivers(virt, &[]).unwrap_err();
+        assert!(err.contains(", nor the GIC"), "{err}");
+        assert!(err.contains("depends on: none"), "{err}");
     }
 
     #[test]

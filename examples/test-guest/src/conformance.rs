@@ -11,7 +11,7 @@
 use crate::checks::{cpu_index, wait_for, CheckFailure, CPU_MPIDR, WAIT_MS};
 use crate::dt::{Platform, MAX_CPUS};
 use crate::gic::{Ack, Gic};
-use crate::{spec, sysreg};
+use crate::{println, spec, sysreg};
 use core::sync::atomic::{AtomicU32, AtomicU8, Ordering::SeqCst};
 
 /// SGI a CPU sends to itself (GICv2 filter 2).
@@ -375,6 +375,10 @@ pub fn spi_pending(gic: &Gic) -> Result<(), CheckFailure> {
     gic.disable_spi(intid).map_err(CheckFailure::Gic)?;
     SPI.store(0, SeqCst);
     if taken == 1 {
+        println!(
+            "spi-pending: INTID {intid} taken once ({} SPIs)",
+            gic.spi_limit() - 32
+        );
         Ok(())
     } else {
         Err(CheckFailure::SpiNotTaken { intid, taken })
