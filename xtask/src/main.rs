@@ -138,13 +138,21 @@ fn main() -> ExitCode {
             })
         }
         "esp" => uefi::esp_cmd(args),
-        "run" => parse_target(&mut args).and_then(|t| {
-            let timeout = take_opt(&mut args, "--timeout")?
-                .map(|s| s.parse::<u64>().map_err(|e| format!("--timeout: {e}")))
-                .transpose()?;
-            reject_extra(&args)?;
-            qemu::run_interactive(&t, timeout)
-        }),
+        "run" => {
+            let vm_given = args.iter().any(|a| a == "--vm" || a == "--vms");
+            parse_target(&mut args).and_then(|mut t| {
+                // Without `--vm`, the board's own test-guest VM file (on QEMU's xlnx-zcu102,
+                // the one that says the PMU interrupt is not wired), as its scenario uses.
+                if !vm_given {
+                    t.vms = build::workspace_root().join(test::test_guest_for(&t.board).0);
+                }
+                let timeout = take_opt(&mut args, "--timeout")?
+                    .map(|s| s.parse::<u64>().map_err(|e| format!("--timeout: {e}")))
+                    .transpose()?;
+                reject_extra(&args)?;
+                qemu::run_interactive(&t, timeout)
+            })
+        }
         "bench" => bench::cmd(args),
         "guest" => guest::cmd(args),
         "disk" => disk::cmd(args),

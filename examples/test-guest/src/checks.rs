@@ -145,6 +145,16 @@ pub enum CheckFailure {
         /// `PMOVSCLR_EL0` in the handler.
         flags: u64,
     },
+    /// The cycle counter's overflow flag did not behave as the architecture says.
+    #[error("cycle counter overflow: {what} (PMOVSSET_EL0 reads {flags:#x}, PMCCNTR_EL0 {cycles:#x}): the overflow flags are the vCPU's architectural state, wired interrupt or not")]
+    PmuOverflowFlag {
+        /// What went wrong.
+        what: &'static str,
+        /// `PMOVSSET_EL0` read.
+        flags: u64,
+        /// `PMCCNTR_EL0` read.
+        cycles: u64,
+    },
     /// The enabled cycle counter did not move.
     #[error("PMCCNTR_EL0 did not count while enabled (PMCR_EL0.E and PMCNTENSET_EL0.C set)")]
     PmuNotCounting,
@@ -603,6 +613,7 @@ pub fn run<C: Call>(platform: &Platform, gic: &Gic, uart: &Pl011) -> Report {
         crate::suspend::psci_suspend::<C>(platform, gic),
     );
     report.record("pmu", pmu::check(platform));
+    report.record("pmu-overflow", pmu::overflow_flag());
     if platform.pmu_irq_wired {
         report.record("pmu-irq", pmu::overflow_interrupt(platform));
     } else {
@@ -1301,6 +1312,61 @@ mod pmu {
         if counted == 0 {
             return Err(CheckFailure::PmuNotCounting);
         }
+        Ok(())
+    }
+
+    /// The `pmu-overflow` check, on every board (the flags are architectural state, whether
+    /// or not the machine wires the PMU interrupt): the cycle counter, a few cycles short of
+    /// its 64-bit overflow and with its interrupt disabled, must wrap and set bit 31 of
+    /// `PMOVSSET_EL0`; `PMOVSCLR_EL0` clears that flag and `PMOVSSET_EL0` sets it again.
+    pub fn overflow_flag() -> Result<(), CheckFailure> {
+        if !present() {
+            return Err(CheckFailure::NoPmu);
+        }
+        let fail = |what| {
+            let failure = CheckFailure::PmuOverflowFlag {
+                what,
+                flags: read_pmovsset_el0(),
+                cycles: read_pmccntr_el0(),
+            };
+            write_pmcntenclr_el0(CYCLES);
+            write_pmovsclr_el0(0xffff_ffff);
+            write_pmcr_el0(read_pmcr_el0() & !(PMCR_E | PMCR_LC));
+            Err(failure)
+        };
+        write_pmintenclr_el1(0xffff_ffff);
+        write_pmovsclr_el0(0xffff_ffff);
+        if read_pmovsset_el0() & CYCLES != 0 {
+            return fail("PMOVSCLR_EL0 did not clear the flag");
+        }
+        write_pmccfiltr_el0(0);
+        write_pmcr_el0(read_pmcr_el0() | PMCR_E | PMCR_LC);
+        write_pmccntr_el0(u64::MAX - CYCLES_TO_OVERFLOW);
+        write_pmcntenset_el0(CYCLES);
+        let deadline = counter() + ticks(WAIT_MS);
+        while read_pmovsset_el0() & CYCLES == 0 && counter() < deadline {
+            core::hint::black_box(read_pmccntr_el0());
+        }
+        write_pmcntenclr_el0(CYCLES);
+        if read_pmovsset_el0() & CYCLES == 0 {
+            return fail(
+                "the counter was started 2000 cycles short of overflow, the flag never set",
+            );
+        }
+        // Wrapped: it counts up from 0 again (far below where it started).
+        if read_pmccntr_el0() >= u64::MAX - CYCLES_TO_OVERFLOW {
+            return fail("the flag is set but the counter did not wrap");
+        }
+        write_pmovsclr_el0(CYCLES);
+        if read_pmovsset_el0() & CYCLES != 0 {
+            return fail("PMOVSCLR_EL0 did not clear the flag");
+        }
+        write_pmovsset_el0(CYCLES);
+        if read_pmovsset_el0() & CYCLES == 0 {
+            return fail("a write of PMOVSSET_EL0 did not set the flag");
+        }
+        write_pmovsclr_el0(0xffff_ffff);
+        write_pmcr_el0(read_pmcr_el0() & !(PMCR_E | PMCR_LC));
         Ok(())
     }
 
