@@ -260,9 +260,9 @@ fn guest_passes_without_pmu_irq(vm: &str) -> Vec<String> {
 
 fn guest_lines(vm: &str, pmu_irq: bool) -> Vec<String> {
     let (irq_line, result) = if pmu_irq {
-        ("PASS pmu-irq", "RESULT: 15 passed, 0 failed")
+        ("PASS pmu-irq", "RESULT: 16 passed, 0 failed")
     } else {
-        ("SKIP pmu-irq", "RESULT: 14 passed, 0 failed")
+        ("SKIP pmu-irq", "RESULT: 15 passed, 0 failed")
     };
     [
         "PASS console",
@@ -279,6 +279,7 @@ fn guest_lines(vm: &str, pmu_irq: bool) -> Vec<String> {
         "PASS psci-suspend",
         "PASS pmu",
         "PASS pmu-overflow",
+        "PASS pmu-idle",
         irq_line,
         result,
     ]
@@ -1030,7 +1031,7 @@ pub fn scenarios() -> Vec<Scenario> {
                     "[hv] VM 0 `owner`: device rtc passed through, INTID 34",
                     "[owner] [test-guest] PASS console",
                     "[owner] [test-guest] PASS passthrough",
-                    "[owner] [test-guest] RESULT: 16 passed, 0 failed",
+                    "[owner] [test-guest] RESULT: 17 passed, 0 failed",
                     "[hv] all VMs stopped; powering off",
                 ]),
             )
@@ -1346,7 +1347,7 @@ pub fn linux_scenarios() -> Result<Vec<Scenario>, String> {
     let shell = "[initramfs] starting a shell on the console";
     out.push(Scenario {
         expect_unordered: s(&[
-            "[test] [test-guest] RESULT: 15 passed, 0 failed",
+            "[test] [test-guest] RESULT: 16 passed, 0 failed",
             "[hv] VM 2 `test` stopped",
         ]),
         forbid: {
