@@ -49,6 +49,9 @@ pub enum PmuReg {
     Pmintenclr,
     Pmovsset,
     Pmccfiltr,
+    /// `PMMIR_EL1` (PMUv3p4; read-only). On a CPU without it the guest's access is
+    /// UNDEFINED at EL1 before it could trap.
+    Pmmir,
     /// `PMEVCNTR<n>_EL0`, n in 0..=30.
     Pmevcntr(u8),
     /// `PMEVTYPER<n>_EL0`, n in 0..=30.
@@ -75,6 +78,7 @@ impl PmuReg {
             trap::PMINTENCLR_EL1 => Self::Pmintenclr,
             trap::PMOVSSET_EL0 => Self::Pmovsset,
             trap::PMCCFILTR_EL0 => Self::Pmccfiltr,
+            trap::PMMIR_EL1 => Self::Pmmir,
             _ => {
                 // PMEVCNTR<n>_EL0 / PMEVTYPER<n>_EL0: op0=3, op1=3, CRn=14, CRm=0b10xx /
                 // 0b11xx, n = CRm[1:0]:op2 (n = 31 is PMCCFILTR_EL0, matched above).
@@ -111,7 +115,9 @@ pub enum Access {
 pub const fn guest_access(reg: PmuReg, is_read: bool, value: u64, counters: u8) -> Access {
     match (reg, is_read) {
         (PmuReg::Pmevcntr(n) | PmuReg::Pmevtyper(n), _) if n >= counters => Access::Undefined,
-        (PmuReg::Pmswinc, true) | (PmuReg::Pmceid0 | PmuReg::Pmceid1, false) => Access::Undefined,
+        (PmuReg::Pmswinc, true) | (PmuReg::Pmceid0 | PmuReg::Pmceid1 | PmuReg::Pmmir, false) => {
+            Access::Undefined
+        }
         (reg, true) => Access::Read(reg),
         (PmuReg::Pmevtyper(_) | PmuReg::Pmccfiltr | PmuReg::Pmxevtyper, false) => {
             Access::Write(reg, value & !NSH)
@@ -195,10 +201,18 @@ mod tests {
         );
         assert_eq!(PmuReg::decode(trap::PMOVSSET_EL0), Some(PmuReg::Pmovsset));
         assert_eq!(PmuReg::decode(trap::PMSWINC_EL0), Some(PmuReg::Pmswinc));
-        // CNTP_CTL_EL0 (CRn 14, CRm 2), ICC_SGI1R_EL1, PMMIR_EL1 (not handled): not ours.
+        // Linux reads PMMIR_EL1 on a PMUv3p4 CPU, where it traps too.
+        assert_eq!(PmuReg::decode(trap::PMMIR_EL1), Some(PmuReg::Pmmir));
+        assert_eq!(
+            guest_access(PmuReg::Pmmir, true, 0, 6),
+            Access::Read(PmuReg::Pmmir)
+        );
+        assert_eq!(guest_access(PmuReg::Pmmir, false, 0, 6), Access::Undefined);
+        // CNTP_CTL_EL0 (CRn 14, CRm 2), ICC_SGI1R_EL1, PMMIR_EL1's neighbour (op2 7):
+        // not ours.
         assert_eq!(PmuReg::decode(trap::CNTP_CTL_EL0), None);
         assert_eq!(PmuReg::decode(trap::ICC_SGI1R_EL1), None);
-        assert_eq!(PmuReg::decode(sysreg(3, 0, 9, 14, 6)), None);
+        assert_eq!(PmuReg::decode(sysreg(3, 0, 9, 14, 7)), None);
         // CRn 14 with op1 0 (CNTKCTL_EL1-like): not a PMU register.
         assert_eq!(PmuReg::decode(sysreg(3, 0, 14, 8, 0)), None);
     }

@@ -311,8 +311,23 @@ mod pmceid1_el0 {
     );
 }
 
+mod pmmir_el1 {
+    use super::Readable;
+
+    sys_reg_struct!(
+        /// PMMIR_EL1 (Arm ARM, "Performance Monitors Machine Identification Register",
+        /// FEAT_PMUv3p4). Read-only; read only for a guest's trapped read, which traps only
+        /// where the register exists.
+        PMMIR_EL1,
+        "s3_0_c9_c14_6",
+        (),
+        ro
+    );
+}
+
 pub use pmceid0_el0::PMCEID0_EL0;
 pub use pmceid1_el0::PMCEID1_EL0;
+pub use pmmir_el1::PMMIR_EL1;
 
 // FP registers `aarch64-cpu` lacks, by encoding so that the soft-float target's assembler
 // needs no `fp` extension: switched as values with the vCPU's Q registers. Accessible at EL2
@@ -504,6 +519,7 @@ pub fn pmu_read(reg: PmuReg) -> u64 {
         PmuReg::Pmxevcntr => PMXEVCNTR_EL0.get(),
         PmuReg::Pmuserenr => PMUSERENR_EL0.get(),
         PmuReg::Pmccfiltr => PMCCFILTR_EL0.get(),
+        PmuReg::Pmmir => PMMIR_EL1.get(),
         PmuReg::Pmevcntr(n) => with_selected(n, || PMXEVCNTR_EL0.get()),
         PmuReg::Pmevtyper(n) => with_selected(n, || PMXEVTYPER_EL0.get()),
     }
@@ -523,7 +539,7 @@ pub fn pmu_write(reg: PmuReg, value: u64) {
         PmuReg::Pmswinc => PMSWINC_EL0.set(value),
         PmuReg::Pmselr => PMSELR_EL0.set(value),
         // Read-only: `vpmu::guest_access` never writes them.
-        PmuReg::Pmceid0 | PmuReg::Pmceid1 => {}
+        PmuReg::Pmceid0 | PmuReg::Pmceid1 | PmuReg::Pmmir => {}
         PmuReg::Pmccntr => PMCCNTR_EL0.set(value),
         PmuReg::Pmxevtyper => PMXEVTYPER_EL0.set(value),
         PmuReg::Pmxevcntr => PMXEVCNTR_EL0.set(value),
