@@ -229,6 +229,16 @@ fn pmu_access(
     };
     let pmcr = sys.pmu_read(vpmu::PmuReg::Pmcr);
     let counters = vpmu::counters(pmcr);
+    if matches!(reg, vpmu::PmuReg::Pmxevtyper | vpmu::PmuReg::Pmxevcntr)
+        && !vpmu::selected_exists(reg, sys.pmu_read(vpmu::PmuReg::Pmselr), counters)
+    {
+        // RAZ/WI: see `vpmu::selected_exists`.
+        if acc.is_read {
+            regs.write(acc.rt, 0);
+        }
+        step_over(regs, esr);
+        return Outcome::resume();
+    }
     match vpmu::guest_access(reg, acc.is_read, regs.read(acc.rt), counters) {
         vpmu::Access::Undefined => return inject_undef(regs, sys),
         vpmu::Access::Read(r) => {
@@ -637,6 +647,32 @@ mod tests {
         );
         assert_eq!(s.pmu_writes, [(vpmu::PmuReg::Pmevcntr(5), vpmu::NSH)]);
         assert_eq!(r.elr, PC + 8);
+    }
+
+    #[test]
+    fn pmu_selected_counter_beyond_n_is_raz_wi() {
+        let vm = vm(1, GicVersion::V3);
+        let mut s = pmu_sys();
+        s.pmu.push((vpmu::PmuReg::Pmselr, 17));
+        s.pmu.push((vpmu::PmuReg::Pmxevcntr, 99));
+        let mut r = regs();
+        r.x[3] = 5;
+        handle_sync(
+            &vm,
+            VcpuId(0),
+            sysreg(trap::PMXEVCNTR_EL0, false, 3),
+            &mut r,
+            &mut s,
+        );
+        handle_sync(
+            &vm,
+            VcpuId(0),
+            sysreg(trap::PMXEVCNTR_EL0, true, 3),
+            &mut r,
+            &mut s,
+        );
+        assert!(s.pmu_writes.is_empty());
+        assert_eq!((r.x[3], r.elr, s.taken), (0, PC + 8, 0));
     }
 
     #[test]

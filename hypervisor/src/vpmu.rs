@@ -126,6 +126,20 @@ pub const fn guest_access(reg: PmuReg, is_read: bool, value: u64, counters: u8) 
     }
 }
 
+/// Whether `PMXEVTYPER_EL0`/`PMXEVCNTR_EL0` (`reg`) with `PMSELR_EL0.SEL` = `sel` names a
+/// register the guest has: an event counter below `counters`, or (for `PMXEVTYPER_EL0`
+/// only) 31, `PMCCFILTR_EL0`. Anything else is CONSTRAINED UNPREDICTABLE, and one of the
+/// permitted behaviours is UNDEFINED, which at EL2 would be the hypervisor's own exception:
+/// the core makes such an access RAZ/WI (another permitted behaviour) instead of doing it.
+pub const fn selected_exists(reg: PmuReg, sel: u64, counters: u8) -> bool {
+    let sel = sel & 0x1f;
+    match reg {
+        PmuReg::Pmxevtyper => sel == SEL_CYCLES || sel < counters as u64,
+        PmuReg::Pmxevcntr => sel < counters as u64,
+        _ => true,
+    }
+}
+
 /// `PMCR_EL0` as the guest reads it: the hardware value with `N` = `counters` (EL2 reads
 /// the CPU's own N, EL1 reads `MDCR_EL2.HPMN`).
 pub const fn guest_pmcr(hw: u64, counters: u8) -> u64 {
@@ -272,6 +286,17 @@ mod tests {
             guest_access(PmuReg::Pmceid1, true, 0, 6),
             Access::Read(PmuReg::Pmceid1)
         );
+    }
+
+    #[test]
+    fn selected_registers_beyond_the_counters_do_not_exist() {
+        assert!(selected_exists(PmuReg::Pmxevtyper, 5, 6));
+        assert!(selected_exists(PmuReg::Pmxevtyper, 31, 6));
+        assert!(!selected_exists(PmuReg::Pmxevtyper, 6, 6));
+        assert!(selected_exists(PmuReg::Pmxevcntr, 0, 6));
+        assert!(!selected_exists(PmuReg::Pmxevcntr, 31, 6));
+        assert!(!selected_exists(PmuReg::Pmxevcntr, 30, 6));
+        assert!(selected_exists(PmuReg::Pmccntr, 30, 6));
     }
 
     #[test]
