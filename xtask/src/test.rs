@@ -1725,6 +1725,23 @@ fn uefi_handoff_consistent(lines: &[String]) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn perf_counts_are_read_by_event_name() {
+        let lines: Vec<String> = [
+            "[linux] [perf] exit 0",
+            "[linux] [perf] 48708404,,instructions:u,49665200,100.00,,",
+            "[linux] [perf] 49586212,,instructions,49665200,100.00,,",
+            "[linux] [perf] <not supported>,,cycles,0,100.00,,",
+        ]
+        .map(String::from)
+        .to_vec();
+        assert_eq!(perf_count(&lines, "instructions:u"), Some(48_708_404));
+        assert_eq!(perf_count(&lines, "instructions"), Some(49_586_212));
+        // Not counted, or not there: no figure to compare.
+        assert_eq!(perf_count(&lines, "cycles"), None);
+        assert_eq!(perf_count(&lines, "branches"), None);
+    }
     use crate::disk::{create, PartSpec};
 
     fn disk_holding(dir: &std::path::Path, sector0: &[u8]) -> std::path::PathBuf {
