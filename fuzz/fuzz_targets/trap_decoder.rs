@@ -40,6 +40,9 @@ struct Regs {
     now: u64,
     cntv: (u64, u64),
     vtimer: hypervisor::vtimer::VtimerState,
+    /// The last PMU register value written (every PMU register reads it back but
+    /// `PMCR_EL0`, which reads as a Cortex-A57's: 6 event counters).
+    pmu: u64,
 }
 
 impl GuestSysRegs for Regs {
@@ -59,6 +62,15 @@ impl GuestSysRegs for Regs {
         line
     }
     fn power_down_el1(&mut self) {}
+    fn pmu_read(&mut self, reg: hypervisor::vpmu::PmuReg) -> u64 {
+        match reg {
+            hypervisor::vpmu::PmuReg::Pmcr => 0x4101_3000,
+            _ => self.pmu,
+        }
+    }
+    fn pmu_write(&mut self, _reg: hypervisor::vpmu::PmuReg, value: u64) {
+        self.pmu = value;
+    }
 }
 
 fn discard(_tag: &str, _line: &[u8]) {}
@@ -134,6 +146,7 @@ fuzz_target!(|data: &[u8]| {
         now: word(data, 7),
         cntv: (word(data, 8), word(data, 9)),
         vtimer: Default::default(),
+        pmu: word(data, 10),
     };
     let _ = handle_sync(&vm(reg & 2 != 0), vcpu, syn, &mut regs, &mut sys);
 });

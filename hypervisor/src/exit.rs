@@ -21,6 +21,7 @@ pub use crate::vcpu::GuestSysRegs;
 use crate::vcpu::{GuestRegs, Next, PowerState};
 use crate::vgic::VcpuSet;
 use crate::vm::Vm;
+use crate::vpmu;
 
 /// What happened to the VM as a whole.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -169,6 +170,8 @@ pub fn handle_sync(
                     step_over(regs, esr);
                     ptimer_access(vm, vcpu, enc, acc.is_read, acc.rt, regs, sys)
                 }
+                // Trapped by MDCR_EL2.TPM before PMUv3p5: see `vpmu`.
+                enc if vpmu::PmuReg::decode(enc).is_some() => pmu_access(enc, &acc, esr, regs, sys),
                 _ => inject_undef(regs, sys),
             }
         }
@@ -209,6 +212,59 @@ pub fn handle_sync(
 /// the address space it wraps, as the architecture's PC does, rather than overflow here.
 fn step_over(regs: &mut GuestRegs, esr: u64) {
     regs.elr = regs.elr.wrapping_add(trap::instr_len(esr));
+}
+
+/// A trapped `MRS`/`MSR` of a PMU register (`enc`): performed on the live registers as
+/// [`vpmu::guest_access`] decides (NSH cleared in event-type writes), `PMSWINC_EL0` emulated
+/// ([`vpmu::swinc_targets`]: a write at EL2 would be filtered as EL2's).
+fn pmu_access(
+    enc: u32,
+    acc: &trap::SysRegAccess,
+    esr: u64,
+    regs: &mut GuestRegs,
+    sys: &mut dyn GuestSysRegs,
+) -> Outcome {
+    let Some(reg) = vpmu::PmuReg::decode(enc) else {
+        return inject_undef(regs, sys);
+    };
+    let pmcr = sys.pmu_read(vpmu::PmuReg::Pmcr);
+    let counters = vpmu::counters(pmcr);
+    if matches!(reg, vpmu::PmuReg::Pmxevtyper | vpmu::PmuReg::Pmxevcntr)
+        && !vpmu::selected_exists(reg, sys.pmu_read(vpmu::PmuReg::Pmselr), counters)
+    {
+        // RAZ/WI: see `vpmu::selected_exists`.
+        if acc.is_read {
+            regs.write(acc.rt, 0);
+        }
+        step_over(regs, esr);
+        return Outcome::resume();
+    }
+    match vpmu::guest_access(reg, acc.is_read, regs.read(acc.rt), counters) {
+        vpmu::Access::Undefined => return inject_undef(regs, sys),
+        vpmu::Access::Read(r) => {
+            let v = sys.pmu_read(r);
+            regs.write(acc.rt, v);
+        }
+        vpmu::Access::Write(vpmu::PmuReg::Pmswinc, v) => {
+            let enabled = sys.pmu_read(vpmu::PmuReg::Pmcntenset);
+            let from_el0 = regs.spsr & 0b1111 == 0;
+            let mut types = [0u64; 31];
+            for (n, t) in types.iter_mut().enumerate().take(counters.into()) {
+                *t = sys.pmu_read(vpmu::PmuReg::Pmevtyper(n as u8));
+            }
+            let hit = vpmu::swinc_targets(v, counters, pmcr, enabled, &types, from_el0);
+            for n in (0..counters).filter(|n| hit & (1 << n) != 0) {
+                let count = sys.pmu_read(vpmu::PmuReg::Pmevcntr(n)).wrapping_add(1) & 0xffff_ffff;
+                sys.pmu_write(vpmu::PmuReg::Pmevcntr(n), count);
+                if count == 0 {
+                    sys.pmu_write(vpmu::PmuReg::Pmovsset, 1 << n);
+                }
+            }
+        }
+        vpmu::Access::Write(r, v) => sys.pmu_write(r, v),
+    }
+    step_over(regs, esr);
+    Outcome::resume()
 }
 
 /// A trapped `MRS`/`MSR` of `CNTP_CTL_EL0`, `CNTP_CVAL_EL0` or `CNTP_TVAL_EL0` (`enc`) by
@@ -491,6 +547,19 @@ mod tests {
         cntv_cval: u64,
         vtimer: crate::vtimer::VtimerState,
         powered_down: u32,
+        /// PMU registers by [`vpmu::PmuReg`] (`pmu_reads`/`pmu_writes` log the accesses).
+        pmu: Vec<(vpmu::PmuReg, u64)>,
+        pmu_writes: Vec<(vpmu::PmuReg, u64)>,
+    }
+
+    impl FakeSysRegs {
+        fn pmu_reg(&self, reg: vpmu::PmuReg) -> u64 {
+            self.pmu
+                .iter()
+                .rev()
+                .find(|(r, _)| *r == reg)
+                .map_or(0, |(_, v)| *v)
+        }
     }
 
     impl GuestSysRegs for FakeSysRegs {
@@ -518,6 +587,136 @@ mod tests {
         fn power_down_el1(&mut self) {
             self.powered_down += 1;
         }
+        fn pmu_read(&mut self, reg: vpmu::PmuReg) -> u64 {
+            self.pmu_reg(reg)
+        }
+        fn pmu_write(&mut self, reg: vpmu::PmuReg, value: u64) {
+            self.pmu.push((reg, value));
+            self.pmu_writes.push((reg, value));
+        }
+    }
+
+    /// A Cortex-A57's PMU as EL1 sees it: 6 event counters, counting (`PMCR_EL0.E`).
+    fn pmu_sys() -> FakeSysRegs {
+        let mut s = sys();
+        s.pmu.push((vpmu::PmuReg::Pmcr, 0x4101_3001));
+        s
+    }
+
+    #[test]
+    fn pmu_event_type_writes_reach_the_register_without_nsh() {
+        let vm = vm(1, GicVersion::V3);
+        for (enc, reg) in [
+            (trap::pmevtyper_el0(2), vpmu::PmuReg::Pmevtyper(2)),
+            (trap::PMCCFILTR_EL0, vpmu::PmuReg::Pmccfiltr),
+            (trap::PMXEVTYPER_EL0, vpmu::PmuReg::Pmxevtyper),
+        ] {
+            let mut s = pmu_sys();
+            let mut r = regs();
+            // Linux's cycles event with EL2 included: NSH | CPU_CYCLES.
+            r.x[4] = vpmu::NSH | 0x11;
+            let out = handle_sync(&vm, VcpuId(0), sysreg(enc, false, 4), &mut r, &mut s);
+            assert_eq!(out.next, Next::Resume);
+            assert_eq!(s.pmu_writes, [(reg, 0x11)], "{reg:?}");
+            assert_eq!(r.elr, PC + 4);
+            assert_eq!(s.taken, 0);
+        }
+    }
+
+    #[test]
+    fn pmu_reads_and_counter_writes_pass_through() {
+        let vm = vm(1, GicVersion::V3);
+        let mut s = pmu_sys();
+        s.pmu.push((vpmu::PmuReg::Pmccntr, 12345));
+        let mut r = regs();
+        handle_sync(
+            &vm,
+            VcpuId(0),
+            sysreg(trap::PMCCNTR_EL0, true, 7),
+            &mut r,
+            &mut s,
+        );
+        assert_eq!((r.x[7], r.elr), (12345, PC + 4));
+        r.x[8] = vpmu::NSH;
+        handle_sync(
+            &vm,
+            VcpuId(0),
+            sysreg(trap::pmevcntr_el0(5), false, 8),
+            &mut r,
+            &mut s,
+        );
+        assert_eq!(s.pmu_writes, [(vpmu::PmuReg::Pmevcntr(5), vpmu::NSH)]);
+        assert_eq!(r.elr, PC + 8);
+    }
+
+    #[test]
+    fn pmu_selected_counter_beyond_n_is_raz_wi() {
+        let vm = vm(1, GicVersion::V3);
+        let mut s = pmu_sys();
+        s.pmu.push((vpmu::PmuReg::Pmselr, 17));
+        s.pmu.push((vpmu::PmuReg::Pmxevcntr, 99));
+        let mut r = regs();
+        r.x[3] = 5;
+        handle_sync(
+            &vm,
+            VcpuId(0),
+            sysreg(trap::PMXEVCNTR_EL0, false, 3),
+            &mut r,
+            &mut s,
+        );
+        handle_sync(
+            &vm,
+            VcpuId(0),
+            sysreg(trap::PMXEVCNTR_EL0, true, 3),
+            &mut r,
+            &mut s,
+        );
+        assert!(s.pmu_writes.is_empty());
+        assert_eq!((r.x[3], r.elr, s.taken), (0, PC + 8, 0));
+    }
+
+    #[test]
+    fn pmu_counter_beyond_n_is_undefined() {
+        let vm = vm(1, GicVersion::V3);
+        let mut s = pmu_sys();
+        let mut r = regs();
+        handle_sync(
+            &vm,
+            VcpuId(0),
+            sysreg(trap::pmevcntr_el0(6), true, 1),
+            &mut r,
+            &mut s,
+        );
+        assert_eq!((s.taken, s.esr, s.elr), (1, UNDEF_ESR, PC));
+        assert!(s.pmu_writes.is_empty());
+    }
+
+    #[test]
+    fn pmu_software_increment_is_emulated_with_overflow() {
+        let vm = vm(1, GicVersion::V3);
+        let mut s = pmu_sys();
+        s.pmu.push((vpmu::PmuReg::Pmcntenset, 0b11));
+        s.pmu.push((vpmu::PmuReg::Pmevtyper(0), 0x00)); // SW_INCR
+        s.pmu.push((vpmu::PmuReg::Pmevtyper(1), 0x00));
+        s.pmu.push((vpmu::PmuReg::Pmevcntr(0), 41));
+        s.pmu.push((vpmu::PmuReg::Pmevcntr(1), 0xffff_ffff));
+        let mut r = regs();
+        r.x[2] = 0b111;
+        handle_sync(
+            &vm,
+            VcpuId(0),
+            sysreg(trap::PMSWINC_EL0, false, 2),
+            &mut r,
+            &mut s,
+        );
+        assert_eq!(
+            s.pmu_writes,
+            [
+                (vpmu::PmuReg::Pmevcntr(0), 42),
+                (vpmu::PmuReg::Pmevcntr(1), 0),
+                (vpmu::PmuReg::Pmovsset, 0b10),
+            ]
+        );
     }
 
     const VBAR: u64 = 0x4010_0000;

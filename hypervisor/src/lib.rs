@@ -52,6 +52,7 @@ pub mod vgpio;
 pub mod virtio;
 pub mod vm;
 pub mod vnvme;
+pub mod vpmu;
 pub mod vtimer;
 pub mod vuart;
 

@@ -551,6 +551,8 @@ pub const PMINTENSET_EL1: u32 = sysreg(3, 0, 9, 14, 1);
 pub const PMINTENCLR_EL1: u32 = sysreg(3, 0, 9, 14, 2);
 /// `PMOVSSET_EL0`: Performance Monitors Overflow Flag Status Set.
 pub const PMOVSSET_EL0: u32 = sysreg(3, 3, 9, 14, 3);
+/// `PMMIR_EL1`: Performance Monitors Machine Identification (FEAT_PMUv3p4).
+pub const PMMIR_EL1: u32 = sysreg(3, 0, 9, 14, 6);
 /// `PMCCFILTR_EL0`: Performance Monitors Cycle Count Filter.
 pub const PMCCFILTR_EL0: u32 = sysreg(3, 3, 14, 15, 7);
 

@@ -70,6 +70,11 @@ pub trait GuestSysRegs {
     /// The EL1 state of a PE resuming from a PSCI power-down state: `SCTLR_EL1` at its
     /// reset value (MMU and caches off); the other EL1 registers are UNKNOWN there.
     fn power_down_el1(&mut self);
+    /// Reads a PMU register for the guest (its PMU state is live on this CPU while it runs):
+    /// see [`crate::vpmu`].
+    fn pmu_read(&mut self, reg: crate::vpmu::PmuReg) -> u64;
+    /// Writes a PMU register for the guest.
+    fn pmu_write(&mut self, reg: crate::vpmu::PmuReg, value: u64);
 }
 
 /// The power state of a vCPU, as PSCI sees it (DEN0022, 5.1.5 AFFINITY_INFO).

@@ -23,6 +23,8 @@
 //!   busybox                                       /bin/busybox of busybox-static (arm64)
 //!   initramfs.cpio.gz                             busybox + examples/initramfs/init
 //!   apt/                                          private apt state (lists, sources.list)
+//!   perf/                                         linux-perf and its libraries, unpacked on
+//!                                                 first use (see guest::perf)
 //! ```
 
 use std::fs;
@@ -34,6 +36,7 @@ use flate2::read::GzDecoder;
 
 pub mod modules;
 pub mod net;
+pub mod perf;
 pub mod rootfs;
 mod selftest;
 

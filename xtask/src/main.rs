@@ -306,7 +306,13 @@ fn dispatch(cmd: Cmd) -> Result<(), String> {
         }
         Cmd::Esp(args) => uefi::esp_cmd(args),
         Cmd::Run { target, timeout } => {
-            let t = target.target();
+            let vm_given = target.vm.is_some();
+            let mut t = target.target();
+            // Without `--vm`, the board's own test-guest VM file (on QEMU's xlnx-zcu102, the
+            // one that says the PMU interrupt is not wired), as its scenario uses.
+            if !vm_given {
+                t.vms = build::workspace_root().join(test::test_guest_for(&t.board).0);
+            }
             check::target(&t)?;
             qemu::run_interactive(&t, timeout)
         }

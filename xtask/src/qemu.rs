@@ -9,7 +9,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-const QEMU: &str = "qemu-system-aarch64";
+pub const QEMU: &str = "qemu-system-aarch64";
 
 /// Installs QEMU from Debian's packages if it is missing.
 pub fn ensure_qemu() -> Result<(), String> {

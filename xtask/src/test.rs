@@ -364,9 +364,9 @@ fn guest_passes_without_pmu_irq(vm: &str) -> Vec<String> {
 
 fn guest_lines(vm: &str, pmu_irq: bool) -> Vec<String> {
     let (irq_line, result) = if pmu_irq {
-        ("PASS pmu-irq", "RESULT: 14 passed, 0 failed")
+        ("PASS pmu-irq", "RESULT: 16 passed, 0 failed")
     } else {
-        ("SKIP pmu-irq", "RESULT: 13 passed, 0 failed")
+        ("SKIP pmu-irq", "RESULT: 15 passed, 0 failed")
     };
     [
         "PASS console",
@@ -383,6 +383,8 @@ fn guest_lines(vm: &str, pmu_irq: bool) -> Vec<String> {
         "PASS smccc",
         "PASS psci-suspend",
         "PASS pmu",
+        "PASS pmu-overflow",
+        "PASS pmu-idle",
         irq_line,
         result,
     ]
@@ -402,7 +404,7 @@ fn with_pci_spis(mut lines: Vec<String>, vm: &str) -> Vec<String> {
 }
 
 /// The test guest's VM file and passing lines for `board` under QEMU.
-fn test_guest_for(board: &str) -> (&'static str, Vec<String>) {
+pub(crate) fn test_guest_for(board: &str) -> (&'static str, Vec<String>) {
     if board.contains("zcu102") {
         (
             "examples/vms/test-guest-zcu102.toml",
@@ -1270,7 +1272,7 @@ pub fn scenarios() -> Vec<Scenario> {
                     "[hv] VM 0 `owner`: device rtc passed through, INTID 34",
                     "[owner] [test-guest] PASS console",
                     "[owner] [test-guest] PASS passthrough",
-                    "[owner] [test-guest] RESULT: 15 passed, 0 failed",
+                    "[owner] [test-guest] RESULT: 17 passed, 0 failed",
                     "[hv] all VMs stopped; powering off",
                 ]),
             )
@@ -1360,6 +1362,131 @@ fn qemu_virt(vms: std::path::PathBuf) -> Target {
     }
 }
 
+/// The `linux-perf-stat` guest's `/init` body: Debian's `perf stat` counts a fixed workload
+/// (busybox `seq 1 20000`) at EL0 (`instructions:u`) and at EL0+EL1 with EL2 asked for too
+/// (`instructions`: no `exclude_hv`, so Linux sets NSH), CSV lines prefixed `[perf] `.
+const PERF_BODY: &str = "echo -1 > /proc/sys/kernel/perf_event_paranoid
+perf stat -x, -e instructions:u,instructions /bin/busybox seq 1 20000 > /dev/null 2> /tmp/perf.txt
+echo \"[perf] exit $?\"
+sed 's/^/[perf] /' /tmp/perf.txt
+";
+
+/// The kernel and initramfs of `linux-perf-stat`, for [`perf_matches_bare`] to boot again on
+/// bare QEMU.
+static PERF_GUEST: std::sync::OnceLock<(std::path::PathBuf, std::path::PathBuf)> =
+    std::sync::OnceLock::new();
+
+/// `perf stat` in a Linux guest under `-icount` (QEMU counts instructions only there): the
+/// counts must be there, and [`perf_matches_bare`] compares them with the same guest on bare
+/// QEMU.
+fn perf_stat_scenario(images: &crate::guest::GuestImages) -> Result<Scenario, String> {
+    let k = images
+        .kernel("6.1")
+        .ok_or("no 6.1 kernel in the guest cache")?;
+    let initramfs = workspace_root().join("target/scenarios/perf-initramfs.cpio.gz");
+    std::fs::create_dir_all(workspace_root().join("target/scenarios"))
+        .map_err(|e| format!("cannot create target/scenarios: {e}"))?;
+    crate::guest::perf::write_perf_initramfs(
+        images,
+        &crate::guest::init_script(PERF_BODY),
+        &initramfs,
+    )?;
+    let vms = write_vms(
+        "linux-perf-stat",
+        &linux_vm(
+            "linux",
+            1,
+            512,
+            &k.image,
+            &initramfs,
+            "console=ttyAMA0 rdinit=/init",
+        ),
+    )?;
+    let _ = PERF_GUEST.set((k.image.clone(), initramfs));
+    let mut forbid = linux_forbid();
+    forbid.push("<not supported>".into());
+    forbid.push("<not counted>".into());
+    Ok(Scenario {
+        forbid,
+        extra_args: vec!["-icount".into(), "shift=0".into()],
+        check_lines: Some(perf_matches_bare),
+        timeout: Duration::from_secs(300),
+        ..Scenario::new(
+            "linux-perf-stat",
+            qemu_virt(vms),
+            vec![
+                "[linux] [perf] exit 0".into(),
+                ",instructions:u,".into(),
+                ",instructions,".into(),
+                "[hv] all VMs stopped; powering off".into(),
+            ],
+        )
+    })
+}
+
+/// The count of `event` in `perf stat -x,` lines prefixed `[perf] `.
+fn perf_count(lines: &[String], event: &str) -> Option<u64> {
+    lines.iter().find_map(|l| {
+        let csv = &l[l.find("[perf] ")? + 7..];
+        let mut f = csv.split(',');
+        let value = f.next()?;
+        (f.nth(1)? == event).then(|| value.trim().parse().ok())?
+    })
+}
+
+/// `linux-perf-stat`'s judgement: the same kernel and initramfs on bare QEMU (EL1, no
+/// hypervisor, same `-icount`) and the counts compared. The workload's own instructions
+/// (`instructions:u`) must agree within 1 %; EL0+EL1 (`instructions`) within 2 %: the guest
+/// kernel takes a few more timer ticks under a hypervisor, whose EL2 instructions advance
+/// `-icount` time too (measured: +0.97 %). That no EL2 instruction is counted is the test
+/// guest's `pmu-idle` check: in this short run the hypervisor's own instructions would add
+/// only about 0.07 % (measured with NSH left set).
+fn perf_matches_bare(lines: &[String]) -> Result<(), String> {
+    let (kernel, initramfs) = PERF_GUEST
+        .get()
+        .ok_or("linux-perf-stat: its guest was never prepared")?;
+    let out = Command::new("timeout")
+        .arg("300")
+        .arg(qemu::QEMU)
+        .args(["-M", "virt", "-cpu", "cortex-a57", "-m", "512", "-smp", "1"])
+        .args([
+            "-nographic",
+            "-no-reboot",
+            "-net",
+            "none",
+            "-icount",
+            "shift=0",
+        ])
+        .arg("-kernel")
+        .arg(kernel)
+        .arg("-initrd")
+        .arg(initramfs)
+        .args(["-append", "console=ttyAMA0 rdinit=/init"])
+        .output()
+        .map_err(|e| format!("cannot run {}: {e}", qemu::QEMU))?;
+    let bare: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect();
+    for (event, percent) in [("instructions:u", 1), ("instructions", 2)] {
+        let hv = perf_count(lines, event)
+            .ok_or_else(|| format!("no `{event}` count under the hypervisor"))?;
+        let b = perf_count(&bare, event).ok_or_else(|| {
+            format!(
+                "no `{event}` count on bare QEMU (its output ends: {:?})",
+                bare.iter().rev().take(5).collect::<Vec<_>>()
+            )
+        })?;
+        eprintln!("    perf stat {event}: {hv} under the hypervisor, {b} on bare QEMU");
+        if hv.abs_diff(b) * 100 > b * percent {
+            return Err(format!(
+                "perf stat counted {hv} {event} under the hypervisor, {b} on bare QEMU: more than {percent} % apart"
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// What no Linux scenario may print.
 fn linux_forbid() -> Vec<String> {
     [
@@ -1390,6 +1517,7 @@ pub fn linux_scenarios() -> Result<Vec<Scenario>, String> {
     ];
     out.extend(net::scenarios(&images)?);
     out.push(numa::scenario(&images)?);
+    out.push(perf_stat_scenario(&images)?);
     // One scenario per kernel: userspace with 4 CPUs, timer and IPI counts rising, clean
     // power-off.
     for k in &images.kernels {
@@ -1586,7 +1714,7 @@ pub fn linux_scenarios() -> Result<Vec<Scenario>, String> {
     let shell = "[initramfs] starting a shell on the console";
     out.push(Scenario {
         expect_unordered: s(&[
-            "[test] [test-guest] RESULT: 14 passed, 0 failed",
+            "[test] [test-guest] RESULT: 16 passed, 0 failed",
             "[hv] VM 2 `test` stopped",
         ]),
         forbid: {
@@ -1846,6 +1974,23 @@ mod tests {
         assert!(console_build_refused(true, "").is_err());
         // Failed for another reason.
         assert!(console_build_refused(false, "error: linking with `rust-lld` failed").is_err());
+    }
+
+    #[test]
+    fn perf_counts_are_read_by_event_name() {
+        let lines: Vec<String> = [
+            "[linux] [perf] exit 0",
+            "[linux] [perf] 48708404,,instructions:u,49665200,100.00,,",
+            "[linux] [perf] 49586212,,instructions,49665200,100.00,,",
+            "[linux] [perf] <not supported>,,cycles,0,100.00,,",
+        ]
+        .map(String::from)
+        .to_vec();
+        assert_eq!(perf_count(&lines, "instructions:u"), Some(48_708_404));
+        assert_eq!(perf_count(&lines, "instructions"), Some(49_586_212));
+        // Not counted, or not there: no figure to compare.
+        assert_eq!(perf_count(&lines, "cycles"), None);
+        assert_eq!(perf_count(&lines, "branches"), None);
     }
     use crate::disk::{create, PartSpec};
 

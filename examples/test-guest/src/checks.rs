@@ -145,6 +145,33 @@ pub enum CheckFailure {
         /// `PMOVSCLR_EL0` in the handler.
         flags: u64,
     },
+    /// The cycle counter's overflow flag did not behave as the architecture says.
+    #[error("cycle counter overflow: {what} (PMOVSSET_EL0 reads {flags:#x}, PMCCNTR_EL0 {cycles:#x}): the overflow flags are the vCPU's architectural state, wired interrupt or not")]
+    PmuOverflowFlag {
+        /// What went wrong.
+        what: &'static str,
+        /// `PMOVSSET_EL0` read.
+        flags: u64,
+        /// `PMCCNTR_EL0` read.
+        cycles: u64,
+    },
+    /// A counter counted while the vCPU slept in `WFI`, at close to its busy rate.
+    #[error("{counter} counted {idle} while this vCPU slept {idle_ticks} ticks in a PSCI standby, against {busy} in {busy_ticks} busy ticks (want under a tenth of the busy rate), with NSH set in its filter as Linux sets it: a guest's counters must not count the hypervisor's work or time it is not running")]
+    PmuCountedIdle {
+        /// `PMCCNTR_EL0` or event counter 0.
+        counter: &'static str,
+        /// Counted while asleep.
+        idle: u64,
+        /// Counter ticks asleep.
+        idle_ticks: u64,
+        /// Counted while busy.
+        busy: u64,
+        /// Counter ticks busy.
+        busy_ticks: u64,
+    },
+    /// `CPU_SUSPEND` to a standby state failed.
+    #[error("PSCI CPU_SUSPEND to a standby state (power_state 0) returned {0:?}")]
+    PmuStandby(smccc::psci::Error),
     /// The enabled cycle counter did not move.
     #[error("PMCCNTR_EL0 did not count while enabled (PMCR_EL0.E and PMCNTENSET_EL0.C set)")]
     PmuNotCounting,
@@ -603,6 +630,8 @@ pub fn run<C: Call>(platform: &Platform, gic: &Gic, uart: &Pl011) -> Report {
         crate::suspend::psci_suspend::<C>(platform, gic),
     );
     report.record("pmu", pmu::check(platform));
+    report.record("pmu-overflow", pmu::overflow_flag());
+    report.record("pmu-idle", pmu::idle::<C>(platform, gic));
     if platform.pmu_irq_wired {
         report.record("pmu-irq", pmu::overflow_interrupt(platform));
     } else {
@@ -1214,12 +1243,15 @@ mod pmu {
         PMU_OVERFLOWS, WAIT_MS,
     };
     use crate::sysreg::pmu::*;
+    use aarch64_cpu::registers::{Writeable, CNTV_CTL_EL0, CNTV_CVAL_EL0};
     use core::sync::atomic::Ordering::SeqCst;
 
     /// `PMCR_EL0.E`.
     const PMCR_E: u64 = 1;
     /// `PMCR_EL0.LC`: the cycle counter overflows at 64 bits.
     const PMCR_LC: u64 = 1 << 6;
+    /// `PMCR_EL0.DP`: the cycle counter stops where event counting is prohibited.
+    const PMCR_DP: u64 = 1 << 5;
     /// Cycles before the planted cycle count overflows.
     const CYCLES_TO_OVERFLOW: u64 = 2000;
     /// The cycle counter's bit in `PMCNTENSET_EL0`/`PMCNTENCLR_EL0`.
@@ -1300,6 +1332,145 @@ mod pmu {
         write_pmcr_el0(read_pmcr_el0() & !PMCR_E);
         if counted == 0 {
             return Err(CheckFailure::PmuNotCounting);
+        }
+        Ok(())
+    }
+
+    /// The `pmu-overflow` check, on every board (the flags are architectural state, whether
+    /// or not the machine wires the PMU interrupt): the cycle counter, a few cycles short of
+    /// its 64-bit overflow and with its interrupt disabled, must wrap and set bit 31 of
+    /// `PMOVSSET_EL0`; `PMOVSCLR_EL0` clears that flag and `PMOVSSET_EL0` sets it again.
+    pub fn overflow_flag() -> Result<(), CheckFailure> {
+        if !present() {
+            return Err(CheckFailure::NoPmu);
+        }
+        let fail = |what| {
+            let failure = CheckFailure::PmuOverflowFlag {
+                what,
+                flags: read_pmovsset_el0(),
+                cycles: read_pmccntr_el0(),
+            };
+            write_pmcntenclr_el0(CYCLES);
+            write_pmovsclr_el0(0xffff_ffff);
+            write_pmcr_el0(read_pmcr_el0() & !(PMCR_E | PMCR_LC));
+            Err(failure)
+        };
+        write_pmintenclr_el1(0xffff_ffff);
+        write_pmovsclr_el0(0xffff_ffff);
+        if read_pmovsset_el0() & CYCLES != 0 {
+            return fail("PMOVSCLR_EL0 did not clear the flag");
+        }
+        write_pmccfiltr_el0(0);
+        write_pmcr_el0(read_pmcr_el0() | PMCR_E | PMCR_LC);
+        write_pmccntr_el0(u64::MAX - CYCLES_TO_OVERFLOW);
+        write_pmcntenset_el0(CYCLES);
+        let deadline = counter() + ticks(WAIT_MS);
+        while read_pmovsset_el0() & CYCLES == 0 && counter() < deadline {
+            core::hint::black_box(read_pmccntr_el0());
+        }
+        write_pmcntenclr_el0(CYCLES);
+        if read_pmovsset_el0() & CYCLES == 0 {
+            return fail(
+                "the counter was started 2000 cycles short of overflow, the flag never set",
+            );
+        }
+        // Wrapped: it counts up from 0 again (far below where it started).
+        if read_pmccntr_el0() >= u64::MAX - CYCLES_TO_OVERFLOW {
+            return fail("the flag is set but the counter did not wrap");
+        }
+        write_pmovsclr_el0(CYCLES);
+        if read_pmovsset_el0() & CYCLES != 0 {
+            return fail("PMOVSCLR_EL0 did not clear the flag");
+        }
+        write_pmovsset_el0(CYCLES);
+        if read_pmovsset_el0() & CYCLES == 0 {
+            return fail("a write of PMOVSSET_EL0 did not set the flag");
+        }
+        write_pmovsclr_el0(0xffff_ffff);
+        write_pmcr_el0(read_pmcr_el0() & !(PMCR_E | PMCR_LC));
+        Ok(())
+    }
+
+    /// The `pmu-idle` check: the cycle counter and event counter 0 (CPU_CYCLES) count EL0 and
+    /// EL1 with NSH (count at EL2) set, as Linux sets it in a guest for an event without
+    /// `exclude_hv`. Busy for 5 ms they count; in a PSCI standby for 50 ms (the vCPU blocked
+    /// in the hypervisor: descheduled, or its CPU idle at EL2) they must count less than a
+    /// tenth of that rate.
+    /// Without the hypervisor clearing NSH (or `MDCR_EL2.HPMD`/`HCCD`), the time its CPU
+    /// spends at EL2 waiting for the vCPU's interrupt would be counted.
+    pub fn idle<C: smccc::Call>(platform: &Platform, gic: &super::Gic) -> Result<(), CheckFailure> {
+        if !present() {
+            return Err(CheckFailure::NoPmu);
+        }
+        /// `PMEVTYPER<n>_EL0.NSH` / `PMCCFILTR_EL0.NSH`.
+        const NSH: u64 = 1 << 27;
+        /// CPU_CYCLES.
+        const CPU_CYCLES: u64 = 0x11;
+        write_pmcntenclr_el0(0xffff_ffff);
+        write_pmintenclr_el1(0xffff_ffff);
+        write_pmccfiltr_el0(NSH);
+        write_pmevtyper0_el0(NSH | CPU_CYCLES);
+        write_pmccntr_el0(0);
+        write_pmevcntr0_el0(0);
+        write_pmcr_el0((read_pmcr_el0() | PMCR_E | PMCR_LC) & !PMCR_DP);
+        write_pmcntenset_el0(CYCLES | 1);
+        let sample = || (counter(), read_pmccntr_el0(), read_pmevcntr0_el0());
+        let t0 = sample();
+        let busy_until = t0.0 + ticks(5);
+        while counter() < busy_until {
+            core::hint::spin_loop();
+        }
+        let t1 = sample();
+        // PSCI CPU_SUSPEND to a standby state: the vCPU waits at the hypervisor's (not in
+        // its own WFI, which a hypervisor may let it run natively and which a CPU may count
+        // in), for its virtual timer 50 ms from now.
+        let deadline = t1.0 + ticks(50);
+        super::ALARM.store(true, SeqCst);
+        gic.enable_ppi(super::cpu_index(), platform.vtimer_intid);
+        crate::sysreg::irq_disable();
+        CNTV_CVAL_EL0.set(deadline);
+        CNTV_CTL_EL0.write(CNTV_CTL_EL0::ENABLE::SET + CNTV_CTL_EL0::IMASK::CLEAR);
+        let mut suspended = Ok(());
+        while counter() < deadline && suspended.is_ok() {
+            suspended = smccc::psci::cpu_suspend::<C>(0, 0, 0);
+        }
+        let t2 = sample();
+        CNTV_CTL_EL0.write(CNTV_CTL_EL0::ENABLE::CLEAR + CNTV_CTL_EL0::IMASK::SET);
+        crate::sysreg::irq_enable();
+        super::wait_for(1, || false);
+        super::ALARM.store(false, SeqCst);
+        write_pmcntenclr_el0(CYCLES | 1);
+        write_pmcr_el0(read_pmcr_el0() & !(PMCR_E | PMCR_LC));
+        write_pmccfiltr_el0(0);
+        write_pmevtyper0_el0(0);
+        if let Err(e) = suspended {
+            return Err(CheckFailure::PmuStandby(e));
+        }
+        let (busy_ticks, idle_ticks) = (t1.0 - t0.0, t2.0 - t1.0);
+        let checks = [
+            ("PMCCNTR_EL0", t1.1 - t0.1, t2.1.wrapping_sub(t1.1)),
+            (
+                "event counter 0 (CPU_CYCLES)",
+                t1.2 - t0.2,
+                t2.2.wrapping_sub(t1.2) & 0xffff_ffff,
+            ),
+        ];
+        for (name, busy, idle) in checks {
+            if busy == 0 {
+                return Err(CheckFailure::PmuNotCounting);
+            }
+            // idle / idle_ticks < busy / busy_ticks / 10, in integers.
+            if u128::from(idle) * u128::from(busy_ticks) * 10
+                >= u128::from(busy) * u128::from(idle_ticks)
+            {
+                return Err(CheckFailure::PmuCountedIdle {
+                    counter: name,
+                    idle,
+                    idle_ticks,
+                    busy,
+                    busy_ticks,
+                });
+            }
         }
         Ok(())
     }

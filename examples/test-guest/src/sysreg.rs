@@ -123,4 +123,10 @@ pub mod pmu {
         pmintenclr_el1, read_pmintenclr_el1, write_pmintenclr_el1);
     sysreg!(/// `PMOVSCLR_EL0`: overflow flags (read), clear (write ones).
         pmovsclr_el0, read_pmovsclr_el0, write_pmovsclr_el0);
+    sysreg!(/// `PMEVTYPER0_EL0`: event counter 0's event and filter.
+        pmevtyper0_el0, read_pmevtyper0_el0, write_pmevtyper0_el0);
+    sysreg!(/// `PMEVCNTR0_EL0`: event counter 0.
+        pmevcntr0_el0, read_pmevcntr0_el0, write_pmevcntr0_el0);
+    sysreg!(/// `PMOVSSET_EL0`: overflow flags (read), set (write ones).
+        pmovsset_el0, read_pmovsset_el0, write_pmovsset_el0);
 }

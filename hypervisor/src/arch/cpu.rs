@@ -129,15 +129,28 @@ pub fn init_el2(vtcr: u64, gic_v3: bool) {
     } else {
         0
     };
-    // MDCR_EL2.HPMD (FEAT_PMUv3p1, PMUVer >= 4): no event counting at EL2 even if a guest
-    // sets PMEVTYPER<n>.NSH, so the hypervisor's work never shows in a guest's counts.
+    // The hypervisor's work never shows in a guest's counts (`vpmu`): MDCR_EL2.HPMD
+    // (FEAT_PMUv3p1, PMUVer >= 4) stops event counting at EL2, MDCR_EL2.HCCD (FEAT_PMUv3p5,
+    // PMUVer >= 6) the cycle counter; before PMUv3p5 MDCR_EL2.TPM traps the guest's PMU
+    // accesses so that the core clears NSH in its event-type and filter writes.
     let pmu_ver = ID_AA64DFR0_EL1.read(ID_AA64DFR0_EL1::PMUVer);
-    let hpmd = if (4..0xf).contains(&pmu_ver) {
+    let implemented = |min: u64| (min..0xf).contains(&pmu_ver);
+    let hpmd = if implemented(4) {
         MDCR_EL2::HPMD::SET
     } else {
         MDCR_EL2::HPMD::CLEAR
     };
-    MDCR_EL2.write(MDCR_EL2::HPMN.val(pmcr_n) + hpmd);
+    let hccd = if implemented(6) {
+        MDCR_EL2::HCCD::SET
+    } else {
+        MDCR_EL2::HCCD::CLEAR
+    };
+    let tpm = if crate::vpmu::must_trap(pmu_ver) {
+        MDCR_EL2::TPM::SET
+    } else {
+        MDCR_EL2::TPM::CLEAR
+    };
+    MDCR_EL2.write(MDCR_EL2::HPMN.val(pmcr_n) + hpmd + hccd + tpm);
     if gic_v3 {
         // ICC_SRE_EL2 (GICv3, IHI 0069): SRE=1, DFB=1, DIB=1, Enable=1 (EL1 may use the
         // system register interface).

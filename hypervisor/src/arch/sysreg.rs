@@ -6,11 +6,12 @@
 //! What `aarch64-cpu` 11 has (HCR_EL2, VTCR_EL2, CPTR_EL2, MDCR_EL2, CNTHCTL_EL2, the ICH_*
 //! list and control registers, the EL1 context, ...) is used from that crate directly.
 
+use crate::vpmu::PmuReg;
 use aarch64_cpu::registers::{
     Readable, Writeable, AFSR0_EL1, AFSR1_EL1, AMAIR_EL1, CNTKCTL_EL1, CNTV_CTL_EL0, CNTV_CVAL_EL0,
     CONTEXTIDR_EL1, CPACR_EL1, CSSELR_EL1, ELR_EL1, ESR_EL1, FAR_EL1, ID_AA64DFR0_EL1, MAIR_EL1,
-    MDSCR_EL1, PAR_EL1, SCTLR_EL1, SPSR_EL1, SP_EL0, SP_EL1, TCR_EL1, TPIDRRO_EL0, TPIDR_EL0,
-    TPIDR_EL1, TTBR0_EL1, TTBR1_EL1, VBAR_EL1, VMPIDR_EL2,
+    MDCR_EL2, MDSCR_EL1, PAR_EL1, SCTLR_EL1, SPSR_EL1, SP_EL0, SP_EL1, TCR_EL1, TPIDRRO_EL0,
+    TPIDR_EL0, TPIDR_EL1, TTBR0_EL1, TTBR1_EL1, VBAR_EL1, VMPIDR_EL2,
 };
 
 /// The one `mrs`/`msr` of the core's Rust code (`aarch64-cpu`'s `sys_coproc_read_raw!` and
@@ -276,6 +277,58 @@ plain_reg!(
     "PMXEVTYPER_EL0 (Arm ARM, \"Performance Monitors Selected Event Type Register\")."
 );
 
+plain_reg!(
+    pmswinc_el0,
+    PMSWINC_EL0,
+    "pmswinc_el0",
+    "PMSWINC_EL0 (Arm ARM, \"Performance Monitors Software Increment register\"): \
+     write-only, written only for a guest's trapped write."
+);
+
+mod pmceid0_el0 {
+    use super::Readable;
+
+    sys_reg_struct!(
+        /// PMCEID0_EL0 (Arm ARM, "Performance Monitors Common Event Identification
+        /// register 0"). Read-only.
+        PMCEID0_EL0,
+        "pmceid0_el0",
+        (),
+        ro
+    );
+}
+
+mod pmceid1_el0 {
+    use super::Readable;
+
+    sys_reg_struct!(
+        /// PMCEID1_EL0 (Arm ARM, "Performance Monitors Common Event Identification
+        /// register 1"). Read-only.
+        PMCEID1_EL0,
+        "pmceid1_el0",
+        (),
+        ro
+    );
+}
+
+mod pmmir_el1 {
+    use super::Readable;
+
+    sys_reg_struct!(
+        /// PMMIR_EL1 (Arm ARM, "Performance Monitors Machine Identification Register",
+        /// FEAT_PMUv3p4). Read-only; read only for a guest's trapped read, which traps only
+        /// where the register exists.
+        PMMIR_EL1,
+        "s3_0_c9_c14_6",
+        (),
+        ro
+    );
+}
+
+pub use pmceid0_el0::PMCEID0_EL0;
+pub use pmceid1_el0::PMCEID1_EL0;
+pub use pmmir_el1::PMMIR_EL1;
+
 // FP registers `aarch64-cpu` lacks, by encoding so that the soft-float target's assembler
 // needs no `fp` extension: switched as values with the vCPU's Q registers. Accessible at EL2
 // because `init_el2` clears CPTR_EL2.TFP before any vCPU runs.
@@ -430,6 +483,72 @@ impl PmuContext {
         PMCR_EL0.set(self.pmcr);
         PMCNTENSET_EL0.set(self.pmcnten);
     }
+}
+
+/// Runs `f` with `PMSELR_EL0.SEL` = `n` (for `PMEVCNTR<n>_EL0`/`PMEVTYPER<n>_EL0` through
+/// `PMXEVCNTR_EL0`/`PMXEVTYPER_EL0`: one code path for all 31 of each), then puts the
+/// guest's selection back.
+fn with_selected<T>(n: u8, f: impl FnOnce() -> T) -> T {
+    let sel = PMSELR_EL0.get();
+    PMSELR_EL0.write(PMSELR_EL0::SEL.val(u64::from(n)));
+    isb();
+    let v = f();
+    PMSELR_EL0.set(sel);
+    isb();
+    v
+}
+
+/// Reads PMU register `reg` for the running guest (its PMU state is live on this CPU):
+/// `PMCR_EL0.N` as EL1 sees it (`MDCR_EL2.HPMN`).
+pub fn pmu_read(reg: PmuReg) -> u64 {
+    match reg {
+        PmuReg::Pmcr => {
+            let hpmn = MDCR_EL2.read(MDCR_EL2::HPMN) as u8;
+            crate::vpmu::guest_pmcr(PMCR_EL0.get(), hpmn)
+        }
+        PmuReg::Pmcntenset | PmuReg::Pmcntenclr => PMCNTENSET_EL0.get(),
+        PmuReg::Pmovsset | PmuReg::Pmovsclr => PMOVSSET_EL0.get(),
+        PmuReg::Pmintenset | PmuReg::Pmintenclr => PMINTENSET_EL1.get(),
+        // Write-only: `vpmu::guest_access` never asks.
+        PmuReg::Pmswinc => 0,
+        PmuReg::Pmselr => PMSELR_EL0.get(),
+        PmuReg::Pmceid0 => PMCEID0_EL0.get(),
+        PmuReg::Pmceid1 => PMCEID1_EL0.get(),
+        PmuReg::Pmccntr => PMCCNTR_EL0.get(),
+        PmuReg::Pmxevtyper => PMXEVTYPER_EL0.get(),
+        PmuReg::Pmxevcntr => PMXEVCNTR_EL0.get(),
+        PmuReg::Pmuserenr => PMUSERENR_EL0.get(),
+        PmuReg::Pmccfiltr => PMCCFILTR_EL0.get(),
+        PmuReg::Pmmir => PMMIR_EL1.get(),
+        PmuReg::Pmevcntr(n) => with_selected(n, || PMXEVCNTR_EL0.get()),
+        PmuReg::Pmevtyper(n) => with_selected(n, || PMXEVTYPER_EL0.get()),
+    }
+}
+
+/// Writes PMU register `reg` for the running guest (`value` as `vpmu::guest_access`
+/// decided it: NSH already cleared in event types).
+pub fn pmu_write(reg: PmuReg, value: u64) {
+    match reg {
+        PmuReg::Pmcr => PMCR_EL0.set(value),
+        PmuReg::Pmcntenset => PMCNTENSET_EL0.set(value),
+        PmuReg::Pmcntenclr => PMCNTENCLR_EL0.set(value),
+        PmuReg::Pmovsset => PMOVSSET_EL0.set(value),
+        PmuReg::Pmovsclr => PMOVSCLR_EL0.set(value),
+        PmuReg::Pmintenset => PMINTENSET_EL1.set(value),
+        PmuReg::Pmintenclr => PMINTENCLR_EL1.set(value),
+        PmuReg::Pmswinc => PMSWINC_EL0.set(value),
+        PmuReg::Pmselr => PMSELR_EL0.set(value),
+        // Read-only: `vpmu::guest_access` never writes them.
+        PmuReg::Pmceid0 | PmuReg::Pmceid1 | PmuReg::Pmmir => {}
+        PmuReg::Pmccntr => PMCCNTR_EL0.set(value),
+        PmuReg::Pmxevtyper => PMXEVTYPER_EL0.set(value),
+        PmuReg::Pmxevcntr => PMXEVCNTR_EL0.set(value),
+        PmuReg::Pmuserenr => PMUSERENR_EL0.set(value),
+        PmuReg::Pmccfiltr => PMCCFILTR_EL0.set(value),
+        PmuReg::Pmevcntr(n) => with_selected(n, || PMXEVCNTR_EL0.set(value)),
+        PmuReg::Pmevtyper(n) => with_selected(n, || PMXEVTYPER_EL0.set(value)),
+    }
+    isb();
 }
 
 fn isb() {

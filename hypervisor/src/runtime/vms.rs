@@ -1072,6 +1072,14 @@ impl exit::GuestSysRegs for LiveSysRegs<'_> {
     fn power_down_el1(&mut self) {
         cpu::el1_power_down();
     }
+
+    fn pmu_read(&mut self, reg: crate::vpmu::PmuReg) -> u64 {
+        crate::arch::sysreg::pmu_read(reg)
+    }
+
+    fn pmu_write(&mut self, reg: crate::vpmu::PmuReg, value: u64) {
+        crate::arch::sysreg::pmu_write(reg, value);
+    }
 }
 
 /// The loaded vCPU, alone on this physical CPU, waits for an interrupt: the CPU sleeps
