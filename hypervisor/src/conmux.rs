@@ -35,7 +35,20 @@ pub enum Routed {
     Nothing,
     /// A hypervisor command line was entered (`Ctrl-]` `:` ... Enter).
     Command(Vec<u8>),
+    /// `Ctrl-]` `?`: list the VMs and the keys.
+    List,
 }
+
+/// After [`SWITCH_KEY`]: list the VMs and the keys.
+pub const LIST_KEY: u8 = b'?';
+/// After [`SWITCH_KEY`]: input to the next VM slot (wrapping), for more than ten VMs.
+pub const NEXT_KEY: u8 = b'n';
+/// After [`SWITCH_KEY`]: input to the previous VM slot (wrapping).
+pub const PREVIOUS_KEY: u8 = b'p';
+
+/// The keys, as the boot banner and `Ctrl-]` `?` print them.
+pub const KEYS_HELP: &str = "Ctrl-] then 0-9 picks a VM, n / p the next / previous one, \
+     ? lists them, : opens the command line (`console N` picks any VM); Ctrl-] Ctrl-] sends Ctrl-]";
 
 impl InputRouter {
     /// Input starts at VM 0.
@@ -81,6 +94,14 @@ impl InputRouter {
                 self.focus = (byte - b'0') as usize;
                 return Routed::Switched(self.focus);
             }
+            if byte == LIST_KEY {
+                return Routed::List;
+            }
+            if (byte == NEXT_KEY || byte == PREVIOUS_KEY) && vm_count > 0 {
+                let step = if byte == NEXT_KEY { 1 } else { vm_count - 1 };
+                self.focus = (self.focus.min(vm_count - 1) + step) % vm_count;
+                return Routed::Switched(self.focus);
+            }
             return Routed::Nothing;
         }
         if byte == SWITCH_KEY {
@@ -91,6 +112,21 @@ impl InputRouter {
             vm: self.focus,
             byte,
         }
+    }
+}
+
+impl InputRouter {
+    /// Sends input to VM slot `vm` (`console N`), if it is one of `vm_count`.
+    pub fn focus(&mut self, vm: usize, vm_count: usize) -> bool {
+        if vm < vm_count {
+            self.focus = vm;
+        }
+        vm < vm_count
+    }
+
+    /// The VM slot input goes to.
+    pub fn focused(&self) -> usize {
+        self.focus
     }
 }
 
@@ -121,6 +157,8 @@ pub enum Command<'a> {
     Net,
     /// `poweroff`: stop every VM and power the machine off.
     PowerOff,
+    /// `console N`: console input to VM `N` (any slot, also beyond 9).
+    Console(usize),
 }
 
 /// Why a command line was refused.
@@ -128,7 +166,7 @@ pub enum Command<'a> {
 pub enum CommandError {
     /// Not a known command.
     #[error(
-        "unknown command `{0}`: try vms, create NAME, start N, stop N, power N, destroy N, mem, net, poweroff"
+        "unknown command `{0}`: try vms, console N, create NAME, start N, stop N, power N, destroy N, mem, net, poweroff"
     )]
     Unknown(alloc::string::String),
     /// The argument is missing or not what the command takes.
@@ -162,6 +200,7 @@ impl<'a> Command<'a> {
             "mem" => Command::Mem,
             "net" => Command::Net,
             "poweroff" => Command::PowerOff,
+            "console" => Command::Console(number("console")?),
             other => return Err(CommandError::Unknown(other.into())),
         })
     }
@@ -241,6 +280,51 @@ impl VmOutput {
 }
 
 #[cfg(test)]
+mod router_tests {
+    use super::*;
+
+    fn press(r: &mut InputRouter, keys: &[u8], vms: usize) -> Routed {
+        let mut last = Routed::Nothing;
+        for &k in keys {
+            last = r.route(k, vms);
+        }
+        last
+    }
+
+    #[test]
+    fn question_mark_lists_and_n_p_reach_every_vm_beyond_ten() {
+        let mut r = InputRouter::new();
+        assert_eq!(press(&mut r, &[SWITCH_KEY, LIST_KEY], 12), Routed::List);
+        // From VM 9, `n` reaches 10 and 11, then wraps to 0; `p` goes back to 11.
+        assert_eq!(press(&mut r, &[SWITCH_KEY, b'9'], 12), Routed::Switched(9));
+        assert_eq!(
+            press(&mut r, &[SWITCH_KEY, NEXT_KEY], 12),
+            Routed::Switched(10)
+        );
+        assert_eq!(
+            press(&mut r, &[SWITCH_KEY, NEXT_KEY], 12),
+            Routed::Switched(11)
+        );
+        assert_eq!(r.route(b'x', 12), Routed::Deliver { vm: 11, byte: b'x' });
+        assert_eq!(
+            press(&mut r, &[SWITCH_KEY, NEXT_KEY], 12),
+            Routed::Switched(0)
+        );
+        assert_eq!(
+            press(&mut r, &[SWITCH_KEY, PREVIOUS_KEY], 12),
+            Routed::Switched(11)
+        );
+        // `console N` reaches any slot that exists.
+        assert!(r.focus(10, 12));
+        assert!(!r.focus(12, 12));
+        assert_eq!(r.focused(), 10);
+        assert_eq!(Command::parse(b"console 11"), Ok(Command::Console(11)));
+        // No VM: nothing to switch to.
+        assert_eq!(press(&mut r, &[SWITCH_KEY, NEXT_KEY], 0), Routed::Nothing);
+    }
+}
+
+#[cfg(test)]
 mod tests {
     #[test]
     fn commands_parse_with_their_arguments() {
@@ -273,7 +357,10 @@ mod tests {
             Err(CommandError::Argument("create", _))
         ));
         let e = Command::parse(b"reboot").unwrap_err();
-        assert!(e.to_string().contains("try vms, create NAME"), "{e}");
+        assert!(
+            e.to_string().contains("try vms, console N, create NAME"),
+            "{e}"
+        );
         assert!(Command::parse(&[0xff, 0xfe]).is_err());
     }
 

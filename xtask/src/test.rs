@@ -1240,8 +1240,14 @@ pub fn scenarios() -> Vec<Scenario> {
                     "off\r".into(),
                 ),
                 (
+                    // `?` lists the VMs, marking where input goes.
                     vec!["[beta] [test-guest] echo: bye".into()],
-                    "\u{1d}0".into(),
+                    "\u{1d}?".into(),
+                ),
+                (
+                    // `n` from the last VM wraps to VM 0 (how VMs past 9 are reached).
+                    vec!["[hv] keys: Ctrl-] then 0-9 picks a VM".into()],
+                    "\u{1d}n".into(),
                 ),
                 (
                     vec!["[hv] console input now goes to VM 0".into()],
@@ -1252,10 +1258,14 @@ pub fn scenarios() -> Vec<Scenario> {
                 "console-switch",
                 target("qemu-virt", "examples/vms/two-echo.toml"),
                 s(&[
+                    "[hv] console input goes to VM 0 `alpha`; keys: Ctrl-] then 0-9 picks a VM",
                     "[alpha] [test-guest] echo: hello",
                     "[hv] console input now goes to VM 1 `beta`",
                     "[beta] [test-guest] echo: world",
                     "[beta] [test-guest] echo: bye",
+                    "[hv] VM 0 `alpha`: running, 1 vCPU(s)",
+                    "MiB <- console input",
+                    "[hv] keys: Ctrl-] then 0-9 picks a VM",
                     "[hv] console input now goes to VM 0 `alpha`",
                     "[alpha] [test-guest] echo: bye",
                     "[hv] all VMs stopped; powering off",

@@ -1,8 +1,9 @@
 //! The physical console: hypervisor messages, and every VM's virtual UART multiplexed onto it.
 //!
 //! Output of a VM is written line by line, each line tagged with the VM's name
-//! (`[linux0] ...`). Input goes to one VM at a time; `Ctrl-]` followed by a digit `n`
-//! switches input to VM `n`, `Ctrl-]` twice sends a literal `Ctrl-]`.
+//! (`[linux0] ...`). Input goes to one VM at a time: `Ctrl-]` then a digit, `n` or `p`
+//! switches it (the keys: [`crate::conmux::KEYS_HELP`]), `Ctrl-]` twice sends a literal
+//! `Ctrl-]`.
 
 use crate::plugin::Console;
 use crate::sync::Mutex;

@@ -180,6 +180,15 @@ pub fn create_all(board: &'static BoardDesc, table: &'static VmTable, pcpus: usi
         if let Some(irq) = dev.irqs.first() {
             irqchip().enable(irq.intid, 0xa0, false, board.cpus[0].mpidr);
             console::enable_rx_interrupt();
+            let first = VMS
+                .lock()
+                .first()
+                .and_then(|s| s.as_ref().map(|vm| vm.desc.name));
+            hvprintln!(
+                "[hv] console input goes to VM 0{}; keys: {}",
+                first.map_or(String::new(), |n| format!(" `{n}`")),
+                crate::conmux::KEYS_HELP
+            );
         }
     }
 }
@@ -1395,9 +1404,38 @@ fn console_input() {
                 }
             }
             Routed::Command(line) => run_command(&line),
+            Routed::List => list_vms(),
             Routed::Nothing => {}
         }
     }
+}
+
+/// Lists the VM slots (`Ctrl-]` `?`, `vms`), marking the one console input goes to, and the
+/// console keys.
+fn list_vms() {
+    let focused = INPUT.lock().focused();
+    for (n, slot) in VMS.lock().iter().enumerate() {
+        let mark = if n == focused {
+            " <- console input"
+        } else {
+            ""
+        };
+        match slot {
+            Some(vm) => hvprintln!(
+                "[hv] VM {n} `{}`: {}, {} vCPU(s), {} MiB{mark}",
+                vm.desc.name,
+                if vm.is_stopped() {
+                    "stopped"
+                } else {
+                    "running"
+                },
+                vm.vcpus.len(),
+                vm.desc.memory_size >> 20
+            ),
+            None => hvprintln!("[hv] VM {n}: free slot{mark}"),
+        }
+    }
+    hvprintln!("[hv] keys: {}", crate::conmux::KEYS_HELP);
 }
 
 /// Carries out a console command (`Ctrl-]` `:` then the line); the machine then stays up
@@ -1416,22 +1454,19 @@ fn run_command(line: &[u8]) {
         }
     };
     match command {
-        Command::List => {
-            for (n, slot) in VMS.lock().iter().enumerate() {
-                match slot {
-                    Some(vm) => hvprintln!(
-                        "[hv] VM {n} `{}`: {}, {} vCPU(s), {} MiB",
-                        vm.desc.name,
-                        if vm.is_stopped() {
-                            "stopped"
-                        } else {
-                            "running"
-                        },
-                        vm.vcpus.len(),
-                        vm.desc.memory_size >> 20
-                    ),
-                    None => hvprintln!("[hv] VM {n}: free slot"),
+        Command::List => list_vms(),
+        Command::Console(n) => {
+            let count = slot_count();
+            if INPUT.lock().focus(n, count) {
+                match vm_at(n) {
+                    Some(vm) => {
+                        hvprintln!("[hv] console input now goes to VM {n} `{}`", vm.desc.name);
+                        release(vm);
+                    }
+                    None => hvprintln!("[hv] console input now goes to VM {n} (a free slot)"),
                 }
+            } else {
+                hvprintln!("[hv] no VM {n}: there are {count} slot(s) (see `vms`)");
             }
         }
         Command::Create(name) => {
