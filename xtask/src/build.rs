@@ -356,6 +356,28 @@ pub fn image_with_features(t: &Target, features: &[&str]) -> Result<Image, Strin
     })
 }
 
+/// The machine's own target triple (`rustc -vV`'s `host:`).
+fn host_triple() -> Result<String, String> {
+    let out = Command::new("rustc")
+        .arg("-vV")
+        .output()
+        .map_err(|e| format!("cannot run rustc -vV: {e}"))?;
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find_map(|l| l.strip_prefix("host: ").map(str::to_owned))
+        .ok_or("rustc -vV printed no `host:` line".into())
+}
+
+/// `cargo run --release` in the out-of-tree example: its Cargo runner boots the image built
+/// by [`out_of_tree_image`] under QEMU.
+pub fn out_of_tree_run() -> Command {
+    let mut c = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    c.current_dir(workspace_root().join("examples/out-of-tree"))
+        .args(["run", "--quiet", "--release", "--"])
+        .env("CARGO_TARGET_DIR", target_dir().join("out-of-tree"));
+    c
+}
+
 /// Builds the out-of-tree example (`examples/out-of-tree`, its own workspace) the way its
 /// README says, with one `cargo build`, and describes the result for QEMU. `t` names the
 /// example's board file, board and VM file.
@@ -367,6 +389,18 @@ pub fn out_of_tree_image(t: &Target) -> Result<Image, String> {
         Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
             .current_dir(&dir)
             .args(["build", "--release"])
+            .args(quiet())
+            .env("CARGO_TARGET_DIR", &target_dir),
+    )?;
+    // Its Cargo runner's tool, built as `run-qemu` builds it, so that `cargo run` then only
+    // boots (the scenario's time limit is for the boot).
+    let host = host_triple()?;
+    run(
+        Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+            .current_dir(&dir)
+            .args(["build", "--release", "--manifest-path"])
+            .arg(workspace_root().join("platform-dsl/Cargo.toml"))
+            .args(["--target", &host, "--bin", "hv-run"])
             .args(quiet())
             .env("CARGO_TARGET_DIR", &target_dir),
     )?;

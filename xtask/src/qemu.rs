@@ -583,9 +583,15 @@ impl Scenario {
     }
 }
 
+/// A scenario's process, started in a process group of its own ([`spawn_group`]): dropping
+/// it kills the group, so that QEMU started by a runner (`cargo run`) goes too.
 struct Killer(Child);
 impl Drop for Killer {
     fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &format!("-{}", self.0.id())])
+            .stderr(Stdio::null())
+            .status();
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
@@ -834,7 +840,13 @@ pub fn run_scenario(s: &Scenario) -> Result<(), String> {
             build::image_with_features(&s.target, features)?
         };
         let kernel = if s.boot_image { &img.bin } else { &img.elf };
-        let cmd = command_with_kernel(&img, s.smp, kernel)?;
+        let cmd = if s.out_of_tree {
+            // As its README says: one command, `cargo run --release`, whose runner
+            // (examples/out-of-tree/run-qemu, platform-dsl's hv-run) boots the image.
+            build::out_of_tree_run()
+        } else {
+            command_with_kernel(&img, s.smp, kernel)?
+        };
         (img, cmd)
     };
     let _poison = if s.poisoned_ram {
@@ -898,6 +910,7 @@ pub fn run_scenario(s: &Scenario) -> Result<(), String> {
     let mut log = std::fs::File::create(&log_path)
         .map_err(|e| format!("cannot create {}: {e}", log_path.display()))?;
     let _ = writeln!(log, "$ {cmd:?}");
+    std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
     let mut child = Killer(
         cmd.spawn()
             .map_err(|e| format!("cannot start {QEMU}: {e}"))?,
