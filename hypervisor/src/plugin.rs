@@ -40,6 +40,46 @@ pub enum ProbeError {
     AlreadyProbed,
 }
 
+/// The register block of `dev`'s first `reg` window as a `T`: what every MMIO driver's
+/// probe checks before it takes the registers. The window must hold a whole `T` and its
+/// base must be non-zero and aligned for `T`; each failure says what to fix in the KDL.
+/// The pointer is what a driver hands its `unsafe` constructor (e.g.
+/// `safe_mmio::UniqueMmioPointer::new`): the core maps every device window as device memory
+/// before probing, and the board validator refuses overlapping windows.
+pub fn register_block<T>(dev: &DeviceDesc) -> Result<core::ptr::NonNull<T>, ProbeError> {
+    let reg = dev.regs.first().ok_or(ProbeError::MissingReg)?;
+    if reg.size < core::mem::size_of::<T>() as u64 {
+        return Err(ProbeError::Hardware(
+            "the `reg` window is smaller than the driver's register block; fix its size",
+        ));
+    }
+    usize::try_from(reg.base)
+        .ok()
+        .filter(|b| b % core::mem::align_of::<T>() == 0)
+        .and_then(|b| core::ptr::NonNull::new(b as *mut T))
+        .ok_or(ProbeError::Hardware(
+            "the `reg` address is zero or not aligned for the driver's registers; fix it",
+        ))
+}
+
+/// The driver's one instance: made by `make` on the first probe, kept in `slot`; a second
+/// device for the same single-instance driver is [`ProbeError::AlreadyProbed`].
+pub fn probe_once<T>(
+    slot: &'static spin::Once<T>,
+    make: impl FnOnce() -> T,
+) -> Result<&'static T, ProbeError> {
+    let mut fresh = false;
+    let instance = slot.call_once(|| {
+        fresh = true;
+        make()
+    });
+    if fresh {
+        Ok(instance)
+    } else {
+        Err(ProbeError::AlreadyProbed)
+    }
+}
+
 /// A byte-oriented console (the hypervisor's physical UART). Compare tock's `hil::uart`.
 pub trait Console: Sync {
     /// Writes all bytes, blocking until the hardware accepted them.
@@ -211,4 +251,61 @@ pub fn match_quirks<'a>(
     key: &'a str,
 ) -> impl Iterator<Item = &'a QuirkEntry> + 'a {
     quirks.iter().filter(move |q| q.matches.contains(&key))
+}
+
+#[cfg(test)]
+mod probe_helper_tests {
+    use super::*;
+    use crate::platform::{DeviceStatus, RegDesc};
+
+    #[repr(C, align(4))]
+    struct Regs([u32; 4]);
+
+    fn dev(regs: &'static [RegDesc]) -> DeviceDesc {
+        DeviceDesc {
+            name: "uart0",
+            compatible: &["x,uart"],
+            regs,
+            irqs: &[],
+            status: DeviceStatus::Okay,
+            bus_id: None,
+            clock_hz: None,
+            dma_coherent: false,
+        }
+    }
+
+    fn reg(base: u64, size: u64) -> RegDesc {
+        RegDesc {
+            name: "regs",
+            base,
+            size,
+        }
+    }
+
+    #[test]
+    fn a_register_block_needs_a_whole_aligned_window() {
+        let leak = |r: RegDesc| -> &'static [RegDesc] { Box::leak(Box::new([r])) };
+        let p = register_block::<Regs>(&dev(leak(reg(0x900_0000, 0x1000)))).unwrap();
+        assert_eq!(p.as_ptr() as usize, 0x900_0000);
+        assert_eq!(
+            register_block::<Regs>(&dev(&[])).unwrap_err(),
+            ProbeError::MissingReg
+        );
+        for bad in [reg(0x900_0000, 8), reg(0x900_0002, 0x1000), reg(0, 0x1000)] {
+            assert!(matches!(
+                register_block::<Regs>(&dev(leak(bad))),
+                Err(ProbeError::Hardware(_))
+            ));
+        }
+    }
+
+    #[test]
+    fn a_single_instance_driver_refuses_its_second_device() {
+        static SLOT: spin::Once<u32> = spin::Once::new();
+        assert_eq!(probe_once(&SLOT, || 7).copied(), Ok(7));
+        assert_eq!(
+            probe_once(&SLOT, || 8).err(),
+            Some(ProbeError::AlreadyProbed)
+        );
+    }
 }

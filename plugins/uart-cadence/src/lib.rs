@@ -23,7 +23,9 @@ pub mod registers;
 
 use core::ptr::NonNull;
 use hypervisor::platform::{BoardDesc, DeviceDesc};
-use hypervisor::plugin::{Console, DriverEntry, DriverKind, ProbeError, Probed, DRIVERS};
+use hypervisor::plugin::{
+    probe_once, register_block, Console, DriverEntry, DriverKind, ProbeError, Probed, DRIVERS,
+};
 use hypervisor::sync::Mutex;
 use registers::{cr, ixr, mr, sr, CadenceUartRegisters};
 use safe_mmio::{field, field_shared, UniqueMmioPointer};
@@ -140,31 +142,16 @@ impl Console for CadenceUart {
 static INSTANCE: spin::Once<CadenceUart> = spin::Once::new();
 
 fn probe(dev: &'static DeviceDesc, _board: &'static BoardDesc) -> Result<Probed, ProbeError> {
-    let reg = dev.regs.first().ok_or(ProbeError::MissingReg)?;
-    if reg.size < core::mem::size_of::<CadenceUartRegisters>() as u64 {
-        return Err(ProbeError::Hardware(
-            "Cadence UART window is smaller than its 0x38-byte register block; fix the `reg` size",
-        ));
-    }
-    let base = usize::try_from(reg.base)
-        .ok()
-        .filter(|b| b % 4 == 0)
-        .and_then(|b| NonNull::new(b as *mut CadenceUartRegisters))
-        .ok_or(ProbeError::Hardware(
-            "Cadence UART base is zero or not 4-byte aligned; fix the `reg` address",
-        ))?;
-    let mut fresh = false;
-    let uart = INSTANCE.call_once(|| {
-        fresh = true;
-        // SAFETY: (1) the board's device table places a Cadence UART at `base` with a window
-        // of at least the block's size (checked above, as is alignment), and the core
-        // identity-maps every device window as device memory before probing; (2) the `Once`
-        // makes this the only instance, and the board validator rejects overlapping windows.
+    // The window holds a whole, aligned register block (the core's check).
+    let base = register_block::<CadenceUartRegisters>(dev)?;
+    let uart = probe_once(&INSTANCE, || {
+        // SAFETY: (1) the board's device table places a Cadence UART at `base` with a window of at
+        // least the register block's size, aligned for it (`register_block`), and the core
+        // identity-maps every device window as device memory before probing; (2)
+        // `probe_once` makes this the only instance, and the board validator rejects
+        // overlapping windows, so no other driver owns these registers.
         unsafe { CadenceUart::new(base) }
-    });
-    if !fresh {
-        return Err(ProbeError::AlreadyProbed);
-    }
+    })?;
     uart.init(dev.clock_hz);
     Ok(Probed::Console(uart))
 }
