@@ -397,7 +397,7 @@ pub fn start_cpu(index: usize, c: &crate::platform::CpuDesc) -> Result<(), CpuSt
         crate::platform::CpuEnable::SpinTable { release_addr } => {
             // The word must be RAM the EL2 identity map covers (the RAM chosen at boot),
             // which `mem::init_pool` kept out of the pool for the firmware's spin table.
-            if release_addr % 8 != 0
+            if !release_addr.is_multiple_of(8)
                 || super::mem::node_of(crate::types::HostPhysAddr(release_addr)).is_none()
             {
                 return Err(CpuStartError::ReleaseAddrNotRam(release_addr));

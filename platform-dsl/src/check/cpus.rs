@@ -107,7 +107,7 @@ impl Checker {
     }
 
     fn check_release_addr(&mut self, b: &BoardDecl, cpu: &str, a: &Sp<u64>) {
-        if a.value % 8 != 0 {
+        if !a.value.is_multiple_of(8) {
             self.errors.push(CheckError::OutOfRange {
                 what: "release-addr".to_owned(),
                 text: a.text.clone(),
