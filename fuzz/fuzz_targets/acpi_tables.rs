@@ -6,7 +6,7 @@
 
 use hypervisor::acpi::{check, discover, PhysRead, PhysReadError};
 use hypervisor::platform::{
-    BoardDesc, CpuDesc, DeviceDesc, DeviceStatus, GicDesc, GicVersion, IrqDesc, MemoryDesc,
+    BoardDesc, CpuDesc, CpuEnable, DeviceDesc, DeviceStatus, GicDesc, GicVersion, IrqDesc, MemoryDesc,
     NetworkDesc, PmuDesc, RegDesc, SourceDesc, SupportLevel, TimerDesc, Trigger,
     VerificationDesc,
 };
@@ -41,6 +41,7 @@ const fn cpu(mpidr: u64, socket: u32) -> CpuDesc {
         cluster: 0,
         numa_node: socket,
         core: "arm,cortex-a57",
+        enable: CpuEnable::Psci,
     }
 }
 

@@ -80,6 +80,21 @@ pub struct CpuDesc {
     pub numa_node: u32,
     /// Core compatible.
     pub core: &'static str,
+    /// How the hypervisor starts this CPU.
+    pub enable: CpuEnable,
+}
+
+/// How a CPU is started (the board's `enable-method`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CpuEnable {
+    /// PSCI CPU_ON through the firmware.
+    Psci,
+    /// Spin table: the firmware parks the CPU in WFE until the 64-bit word at
+    /// `release_addr` (physical, in RAM) holds its entry point.
+    SpinTable {
+        /// Physical address of the release word.
+        release_addr: u64,
+    },
 }
 
 /// A RAM region.

@@ -139,10 +139,28 @@ fn primary_main() -> ! {
             continue;
         }
         node_local_stack(i, c.numa_node);
-        match cpu::firmware_cpu_on(c.mpidr, i as u64) {
+        match cpu::start_cpu(i, c) {
             Ok(()) => started += 1,
             Err(e) => hvprintln!("[hv] CPU {i} ({:#x}) did not start: {e:?}", c.mpidr),
         }
+    }
+    let spin: Vec<alloc::string::String> = board
+        .cpus
+        .iter()
+        .enumerate()
+        .skip(1)
+        .filter_map(|(i, c)| match c.enable {
+            crate::platform::CpuEnable::SpinTable { release_addr } => {
+                Some(alloc::format!("CPU {i} at {release_addr:#x}"))
+            }
+            crate::platform::CpuEnable::Psci => None,
+        })
+        .collect();
+    if !spin.is_empty() {
+        hvprintln!(
+            "[hv] started by spin-table (release address written): {}",
+            spin.join(", ")
+        );
     }
     let t0 = cpu::counter();
     let timeout = cpu::counter_frequency(); // one second

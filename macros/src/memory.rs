@@ -1,7 +1,7 @@
 //! Memory map and CPUs: `CpuDesc` (with NUMA node) and `MemoryDesc` tables.
 
 use crate::lit::{hex, slice};
-use platform_dsl::model::{Board, Cpu, MemoryRegion};
+use platform_dsl::model::{Board, Cpu, EnableMethod, MemoryRegion};
 use proc_macro2::TokenStream;
 use quote::quote;
 
@@ -23,6 +23,13 @@ fn cpu(board: &Board, cpu: &Cpu) -> TokenStream {
         ..
     } = cpu;
     let node = numa_node_of_socket(board, cpu.socket);
+    let enable = match cpu.enable_method {
+        EnableMethod::Psci => quote! { ::hypervisor::platform::CpuEnable::Psci },
+        EnableMethod::SpinTable { release_addr } => {
+            let a = hex(release_addr);
+            quote! { ::hypervisor::platform::CpuEnable::SpinTable { release_addr: #a } }
+        }
+    };
     quote! {
         ::hypervisor::platform::CpuDesc {
             mpidr: #mpidr,
@@ -30,6 +37,7 @@ fn cpu(board: &Board, cpu: &Cpu) -> TokenStream {
             cluster: #cluster,
             numa_node: #node,
             core: #core,
+            enable: #enable,
         }
     }
 }
@@ -56,6 +64,23 @@ mod tests {
     use super::*;
     use crate::fixture;
     use crate::lit::compact;
+
+    #[test]
+    fn cpus_carry_their_enable_method() {
+        let mut board = fixture::two_socket();
+        board.cpus[1].enable_method = EnableMethod::SpinTable { release_addr: 0xe0 };
+        let out = compact(&cpus(&board));
+        assert!(
+            out.contains("enable:::hypervisor::platform::CpuEnable::Psci"),
+            "{out}"
+        );
+        assert!(
+            out.contains(
+                "enable:::hypervisor::platform::CpuEnable::SpinTable{release_addr:0xe0_u64}"
+            ),
+            "{out}"
+        );
+    }
 
     #[test]
     fn cpus_carry_the_numa_node_of_their_socket() {

@@ -209,6 +209,20 @@ pub struct CpuDecl {
     pub cluster: Sp<u32>,
     /// Core compatible (from `cpus core=` or the cpu's own `core=`).
     pub core: Sp<String>,
+    /// How the CPU is started (from `cpus enable-method=` or the cpu's own; `psci` when
+    /// neither is written, spanning the cpu's name).
+    pub enable_method: Sp<EnableMethodKind>,
+    /// `release-addr=`: the spin-table release address.
+    pub release_addr: Option<Sp<u64>>,
+}
+
+/// `enable-method=` of a CPU.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EnableMethodKind {
+    /// `"psci"`: PSCI CPU_ON (the default).
+    Psci,
+    /// `"spin-table"`: the CPU waits on its `release-addr=`.
+    SpinTable,
 }
 
 /// `memory "NAME" BASE size= node=`.

@@ -6,10 +6,12 @@
 use miette::{Diagnostic, SourceSpan};
 use thiserror::Error;
 
-use crate::decl::{BoardDecl, DeviceDecl, IrqDecl, IrqKind, PmuDecl, PmuIrqsDecl, RegDecl};
+use crate::decl::{
+    BoardDecl, DeviceDecl, EnableMethodKind, IrqDecl, IrqKind, PmuDecl, PmuIrqsDecl, RegDecl,
+};
 use crate::model::{
-    self, Cpu, Device, Gic, HypervisorPlacement, Irq, MemoryRegion, NumaNode, Pmu, PmuSpi,
-    QuirkRef, Reg, Status, Timer, Topology,
+    self, Cpu, Device, EnableMethod, Gic, HypervisorPlacement, Irq, MemoryRegion, NumaNode, Pmu,
+    PmuSpi, QuirkRef, Reg, Status, Timer, Topology,
 };
 
 /// Lowering failed: the merged board lacks a part the model requires.
@@ -175,6 +177,13 @@ pub fn lower(b: &BoardDecl) -> Result<model::Board, LowerError> {
                 socket: c.socket.value,
                 cluster: c.cluster.value,
                 core: c.core.value.clone(),
+                enable_method: match (c.enable_method.value, &c.release_addr) {
+                    (EnableMethodKind::SpinTable, Some(a)) => EnableMethod::SpinTable {
+                        release_addr: a.value,
+                    },
+                    // `check` refuses spin-table without a release address.
+                    _ => EnableMethod::Psci,
+                },
             })
             .collect(),
         numa_nodes,

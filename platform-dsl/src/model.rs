@@ -212,6 +212,30 @@ pub struct Cpu {
     pub cluster: u32,
     /// Core compatible, e.g. `arm,cortex-a72`.
     pub core: String,
+    /// How the hypervisor starts this CPU (left out of the JSON when PSCI, the default).
+    #[serde(default, skip_serializing_if = "EnableMethod::is_psci")]
+    pub enable_method: EnableMethod,
+}
+
+impl EnableMethod {
+    /// PSCI, the default.
+    pub fn is_psci(&self) -> bool {
+        *self == Self::Psci
+    }
+}
+
+/// How a CPU is started (the device tree's `enable-method`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum EnableMethod {
+    /// PSCI CPU_ON through the firmware (SMC/HVC).
+    #[default]
+    Psci,
+    /// Spin table: the CPU waits (WFE) until its release address holds an entry point.
+    SpinTable {
+        /// Physical address of the 8-byte release word (inside RAM, 8-byte aligned).
+        release_addr: u64,
+    },
 }
 
 /// A NUMA node.

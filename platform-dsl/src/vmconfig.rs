@@ -598,6 +598,7 @@ pub(crate) mod tests {
                 socket: 0,
                 cluster: 0,
                 core: "arm,cortex-a57".into(),
+                enable_method: Default::default(),
             }],
             numa_nodes: vec![NumaNode { id: 0, socket: 0 }],
             numa_distances: vec![vec![10]],

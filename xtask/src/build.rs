@@ -113,6 +113,29 @@ pub fn test_guest() -> Result<PathBuf, String> {
     Ok(bin)
 }
 
+/// Builds the EL3 firmware stub of scenario `spin-table` (`examples/spin-stub`, linked at
+/// 0x0) to `target/guests/spin-stub.bin`, QEMU's `-bios`.
+pub fn spin_stub() -> Result<PathBuf, String> {
+    ensure_rust_targets()?;
+    run(cargo()
+        .args([
+            "build",
+            "--release",
+            "-p",
+            "spin-stub",
+            "--target",
+            GUEST_TRIPLE,
+        ])
+        .args(quiet()))?;
+    let elf = target_dir().join(GUEST_TRIPLE).join("release/spin-stub");
+    let out_dir = workspace_root().join("target/guests");
+    std::fs::create_dir_all(&out_dir)
+        .map_err(|e| format!("cannot create {}: {e}", out_dir.display()))?;
+    let bin = out_dir.join("spin-stub.bin");
+    elf_to_bin(&elf, &bin)?;
+    Ok(bin)
+}
+
 /// Builds `examples/iobench` (its own workspace, a static `aarch64-unknown-linux-musl`
 /// program linked with rust-lld, see its `.cargo/config.toml`) into
 /// `target/iobench/aarch64-unknown-linux-musl/release/iobench` and returns that path.

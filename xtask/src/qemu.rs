@@ -51,6 +51,40 @@ pub fn command_with_kernel(
     extra_smp: Option<u32>,
     kernel: &std::path::Path,
 ) -> Result<Command, String> {
+    command_with_boot(img, extra_smp, &["-kernel".into(), kernel.into()])
+}
+
+/// [`command`] booting through an EL3 firmware of our own: `firmware` as `-bios` (QEMU
+/// virt's flash at 0x0, entered on every CPU at EL3 when the machine says `secure=on`) and
+/// the flat Image placed at its link address (the KDL's `hypervisor load=`) by
+/// `-device loader`, which the firmware enters at EL2 (`examples/spin-stub`).
+pub fn command_with_firmware(
+    img: &Image,
+    extra_smp: Option<u32>,
+    firmware: &std::path::Path,
+) -> Result<Command, String> {
+    let loader = format!(
+        "loader,file={},addr={:#x},force-raw=on",
+        img.bin.display(),
+        img.board.hypervisor.load_address
+    );
+    command_with_boot(
+        img,
+        extra_smp,
+        &[
+            "-bios".into(),
+            firmware.into(),
+            "-device".into(),
+            loader.into(),
+        ],
+    )
+}
+
+fn command_with_boot(
+    img: &Image,
+    extra_smp: Option<u32>,
+    boot: &[std::ffi::OsString],
+) -> Result<Command, String> {
     let Verification::Qemu {
         machine,
         cpu,
@@ -79,8 +113,7 @@ pub fn command_with_kernel(
         )?);
     }
     c.args(["-nographic", "-no-reboot", "-net", "none"])
-        .arg("-kernel")
-        .arg(kernel)
+        .args(boot)
         .args(extra)
         .args(img.plan.qemu_loader_args());
     Ok(c)
@@ -354,6 +387,10 @@ pub struct Scenario {
     pub uefi: Option<UefiBoot>,
     /// Boot through U-Boot instead of `-kernel`: see [`UbootBoot`].
     pub uboot: Option<UbootBoot>,
+    /// Boot through `examples/spin-stub` (`-bios`, EL3) with the flat Image placed at its
+    /// link address: the stub starts the secondary CPUs by spin table
+    /// ([`command_with_firmware`]).
+    pub spin_stub: bool,
 }
 
 /// A scenario booted the way a U-Boot board boots: Debian's U-Boot for QEMU (`-bios`,
@@ -579,6 +616,7 @@ impl Scenario {
             uboot: None,
             boot_image: false,
             prepare: None,
+            spin_stub: false,
         }
     }
 }
@@ -839,12 +877,14 @@ pub fn run_scenario(s: &Scenario) -> Result<(), String> {
         } else {
             build::image_with_features(&s.target, features)?
         };
-        let kernel = if s.boot_image { &img.bin } else { &img.elf };
         let cmd = if s.out_of_tree {
             // As its README says: one command, `cargo run --release`, whose runner
             // (examples/out-of-tree/run-qemu, platform-dsl's hv-run) boots the image.
             build::out_of_tree_run()
+        } else if s.spin_stub {
+            command_with_firmware(&img, s.smp, &build::spin_stub()?)?
         } else {
+            let kernel = if s.boot_image { &img.bin } else { &img.elf };
             command_with_kernel(&img, s.smp, kernel)?
         };
         (img, cmd)

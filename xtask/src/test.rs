@@ -448,6 +448,7 @@ fn gic_v2_test_guest(board: &str) -> Scenario {
         uboot: None,
         boot_image: false,
         prepare: None,
+        spin_stub: false,
     }
 }
 
@@ -911,6 +912,39 @@ fn image_boot_scenario() -> Scenario {
     }
 }
 
+/// `spin-table`: a board whose secondary CPUs start by spin table, as a Raspberry Pi 4's
+/// on its stock firmware (`examples/boards/qemu-virt-spin-table.kdl`). QEMU has no such
+/// board, so `virt,secure=on` boots `examples/spin-stub` as its EL3 firmware: it enters the
+/// hypervisor (flat Image at its link address) at EL2 on CPU 0 and parks CPUs 1..3 on their
+/// release words; the hypervisor writes its spin-table entry there, every CPU comes online,
+/// and the test guest (2 vCPUs, PSCI from the hypervisor as always) passes its checks. A
+/// release address in the KDL that is not the stub's leaves those CPUs parked.
+fn spin_table_scenario() -> Scenario {
+    let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+    let mut expect = s(&[
+        "[hv] board: qemu-virt-spin-table ",
+        "[hv] device tree from the loader at 0x4000_0000",
+        "[hv] started by spin-table (release address written): CPU 1 at 0x403000e0, \
+         CPU 2 at 0x403000e8, CPU 3 at 0x403000f0",
+        "[hv] 4 of 4 CPUs online",
+    ]);
+    expect.extend(guest_passes("test"));
+    expect.push("[hv] all VMs stopped; powering off".into());
+    Scenario {
+        spin_stub: true,
+        ..Scenario::new(
+            "spin-table",
+            Target {
+                board: "qemu-virt-spin-table".into(),
+                board_file: workspace_root().join("examples/boards/qemu-virt-spin-table.kdl"),
+                vms: workspace_root().join("examples/vms/test-guest.toml"),
+                allow_experimental: false,
+            },
+            expect,
+        )
+    }
+}
+
 /// `image-boot-modules`: the Image booted with a device tree that carries boot modules
 /// (QEMU's own tree plus `/chosen/module@*`, given with `-dtb`; the module files placed with
 /// `-device loader`): the VM file's VM `modvm` is defined at boot with its kernel taken in
@@ -1100,6 +1134,7 @@ pub fn scenarios() -> Vec<Scenario> {
             one,
         ),
         image_boot_scenario(),
+        spin_table_scenario(),
         boot_modules_scenario(),
         uboot_bundle_scenario(false),
         uboot_bundle_scenario(true),
@@ -1211,6 +1246,7 @@ pub fn scenarios() -> Vec<Scenario> {
             uboot: None,
             boot_image: false,
             prepare: None,
+            spin_stub: false,
         },
         Scenario {
             // Console multiplexing: input goes to VM 0, Ctrl-] 1 switches it to VM 1; each

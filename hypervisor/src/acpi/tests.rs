@@ -4,8 +4,9 @@
 
 use super::*;
 use crate::platform::{
-    BoardDesc, CpuDesc, DeviceDesc, DeviceStatus, GicDesc, GicVersion, IrqDesc, MemoryDesc,
-    NetworkDesc, PmuDesc, RegDesc, SourceDesc, SupportLevel, TimerDesc, Trigger, VerificationDesc,
+    BoardDesc, CpuDesc, CpuEnable, DeviceDesc, DeviceStatus, GicDesc, GicVersion, IrqDesc,
+    MemoryDesc, NetworkDesc, PmuDesc, RegDesc, SourceDesc, SupportLevel, TimerDesc, Trigger,
+    VerificationDesc,
 };
 use platform_dsl::model;
 
@@ -386,6 +387,7 @@ fn board(name: &str) -> &'static BoardDesc {
                     cluster: c.cluster,
                     numa_node: node(c.socket),
                     core: s(&c.core),
+                    enable: CpuEnable::Psci,
                 })
                 .collect(),
         ),

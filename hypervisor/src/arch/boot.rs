@@ -65,6 +65,30 @@ _start:
     .balign 8
 9:  .quad   __hv_link_base          // absolute: the link-time address of __image_start
 
+.global _spin_table_start
+_spin_table_start:
+    // A CPU released from a spin table (its firmware parked it in WFE on a release word):
+    // no context id, so find our index by MPIDR in HV_SPIN_MPIDRS, which the boot CPU
+    // filled (entry = affinity | bit 63) and cleaned to the point of coherency before it
+    // wrote the release word. MMU and caches are off. Not found: park for good.
+    mrs     x1, mpidr_el1
+    mov     x2, #0xffffff
+    and     x2, x1, x2
+    ubfx    x1, x1, #32, #8
+    orr     x1, x2, x1, lsl #32
+    orr     x1, x1, #(1 << 63)
+    adrp    x2, {spin}
+    add     x2, x2, :lo12:{spin}
+    mov     x0, #0
+11: ldr     x3, [x2, x0, lsl #3]
+    cmp     x3, x1
+    b.eq    _secondary_start
+    add     x0, x0, #1
+    cmp     x0, #{max_cpus}
+    b.lo    11b
+12: wfe
+    b       12b
+
 .global _secondary_start
 _secondary_start:
     // PSCI CPU_ON passes our context id (the CPU index) in x0. The boot CPU relocated the
@@ -114,6 +138,8 @@ _secondary_start:
     relative = const R_AARCH64_RELATIVE,
     stacks = sym HV_STACKS,
     tops = sym HV_STACK_TOPS,
+    spin = sym HV_SPIN_MPIDRS,
+    max_cpus = const MAX_CPUS,
     stack_size = const STACK_SIZE,
     dtb = sym HV_BOOT_DTB,
     vectors = sym super::exception::hv_vectors,
@@ -180,6 +206,22 @@ static mut HV_STACKS: Stacks = Stacks([[0; STACK_SIZE]; MAX_CPUS]);
 static HV_STACK_TOPS: [core::sync::atomic::AtomicU64; MAX_CPUS] =
     [const { core::sync::atomic::AtomicU64::new(0) }; MAX_CPUS];
 
+/// The MPIDR affinity of each CPU started by spin table, at its index, with bit 63 set
+/// (0: no such CPU): `_spin_table_start` finds its index here.
+#[unsafe(no_mangle)]
+static HV_SPIN_MPIDRS: [core::sync::atomic::AtomicU64; MAX_CPUS] =
+    [const { core::sync::atomic::AtomicU64::new(0) }; MAX_CPUS];
+
+/// Records that CPU `cpu` (not started yet) has MPIDR affinity `mpidr`, for
+/// `_spin_table_start`, and cleans the entry to the point of coherency (the CPU reads it
+/// with its caches off). Returns the spin-table entry point's physical address.
+pub fn prepare_spin_table_entry(cpu: usize, mpidr: u64) -> Option<u64> {
+    let slot = HV_SPIN_MPIDRS.get(cpu)?;
+    slot.store(mpidr | 1 << 63, core::sync::atomic::Ordering::Release);
+    super::cpu::clean_dcache_range(slot.as_ptr() as u64, 8);
+    Some(_spin_table_start as *const () as u64)
+}
+
 /// Gives CPU `cpu` (not yet started) the stack `[base, base + STACK_SIZE)` instead of its
 /// .bss slot. The secondary starts with its MMU and caches off, so the table entry and the
 /// whole stack are cleaned and invalidated to the point of coherency: no line of them stays
@@ -221,6 +263,7 @@ pub fn give_node_stack(cpu: usize, node: u32) -> Option<u64> {
 
 unsafe extern "C" {
     fn _secondary_start();
+    fn _spin_table_start();
 }
 
 /// Physical address of the secondary entry point, for PSCI CPU_ON.

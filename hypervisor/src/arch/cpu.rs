@@ -386,6 +386,51 @@ pub fn firmware_cpu_on(mpidr: u64, context: u64) -> Result<(), smccc::psci::Erro
     smccc::psci::cpu_on::<smccc::Smc>(mpidr, super::boot::secondary_entry_address(), context)
 }
 
+/// Why a CPU did not start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CpuStartError {
+    /// The firmware refused PSCI CPU_ON.
+    Psci(smccc::psci::Error),
+    /// The spin-table release word is not in the RAM the hypervisor maps, or not 8-byte
+    /// aligned.
+    ReleaseAddrNotRam(u64),
+    /// No slot in the spin-table MPIDR table for this CPU index.
+    NoSlot,
+}
+
+/// Starts CPU `index` of the board by its enable method: PSCI CPU_ON with the index as
+/// context id, or, for a spin table, the physical address of `_spin_table_start` written
+/// to its release word (8-byte store, cleaned to the point of coherency, `dsb sy`, `sev`),
+/// which the firmware's parked CPU polls with its caches off.
+pub fn start_cpu(index: usize, c: &crate::platform::CpuDesc) -> Result<(), CpuStartError> {
+    match c.enable {
+        crate::platform::CpuEnable::Psci => {
+            firmware_cpu_on(c.mpidr, index as u64).map_err(CpuStartError::Psci)
+        }
+        crate::platform::CpuEnable::SpinTable { release_addr } => {
+            // The word must be RAM the EL2 identity map covers (the RAM chosen at boot),
+            // which `mem::init_pool` kept out of the pool for the firmware's spin table.
+            if !release_addr.is_multiple_of(8)
+                || super::mem::node_of(crate::types::HostPhysAddr(release_addr)).is_none()
+            {
+                return Err(CpuStartError::ReleaseAddrNotRam(release_addr));
+            }
+            let entry = super::boot::prepare_spin_table_entry(index, c.mpidr)
+                .ok_or(CpuStartError::NoSlot)?;
+            // SAFETY: `release_addr` is 8-byte aligned and inside the RAM the boot CPU's
+            // identity map covers (checked above), so the store cannot fault; the page
+            // holding it is reserved from the RAM pool (`mem::init_pool`), so no VM or
+            // hypervisor object lives there: the only other user is the firmware's parked
+            // CPU, which reads it. A volatile 64-bit store, as the spin-table protocol wants.
+            unsafe { core::ptr::write_volatile(release_addr as *mut u64, entry) };
+            clean_dcache_range(release_addr, 8);
+            // SAFETY: barrier and event only.
+            unsafe { core::arch::asm!("dsb sy", "sev", options(nostack, preserves_flags)) };
+            Ok(())
+        }
+    }
+}
+
 /// Asks the firmware once (by `smc`) what it provides of SMCCC, in DEN0028's discovery
 /// order: `SMCCC_VERSION` only if PSCI (1.0 or later) `PSCI_FEATURES` lists it (an SMC the
 /// firmware does not know may be undefined on some, e.g. QEMU's built-in PSCI), then

@@ -438,23 +438,35 @@ pub fn init_pool() -> Result<(), MemError> {
     let board = super::board();
     let table = super::vm_table();
     let (img_start, _, hv_end) = super::image_layout();
+    // The spin-table release words: the boot CPU writes them after the pool exists, and
+    // the firmware's parked CPUs read them until they are released.
+    let release_words = board.cpus.iter().filter_map(|c| match c.enable {
+        crate::platform::CpuEnable::SpinTable { release_addr } => {
+            Some((HostPhysAddr(release_addr), 8))
+        }
+        crate::platform::CpuEnable::Psci => None,
+    });
     let frames = match RAM.get() {
         Some(c) => {
             let reserved: alloc::vec::Vec<_> = c
                 .reserved
                 .iter()
                 .map(|&(b, s)| (HostPhysAddr(b), s))
+                .chain(release_words)
                 .collect();
             FrameAllocator::from_board(&c.regions, &reserved)?
         }
         None => {
-            let reserved = [
+            let reserved: alloc::vec::Vec<_> = [
                 (HostPhysAddr(img_start), hv_end - img_start),
                 (
                     HostPhysAddr(table.staging_base),
                     table.staging_end - table.staging_base,
                 ),
-            ];
+            ]
+            .into_iter()
+            .chain(release_words)
+            .collect();
             FrameAllocator::from_board(board.memory, &reserved)?
         }
     };

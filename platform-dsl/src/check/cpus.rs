@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use miette::SourceSpan;
 
 use super::{CheckError, Checker};
-use crate::decl::{BoardDecl, MPIDR_AFFINITY_MASK};
+use crate::decl::{BoardDecl, EnableMethodKind, Sp, MPIDR_AFFINITY_MASK};
 use crate::text::{hex, index_range};
 
 impl Checker {
@@ -37,6 +37,7 @@ impl Checker {
                 seen.insert(c.mpidr.value, c.mpidr.span);
             }
         }
+        self.check_enable_methods(b);
         let Some(t) = &b.topology else { return };
         let expected =
             u64::from(t.sockets.value) * u64::from(t.clusters.value) * u64::from(t.cores.value);
@@ -74,6 +75,88 @@ impl Checker {
                         ),
                     });
                 }
+            }
+        }
+    }
+
+    /// Spin-table CPUs: each has a release address, 8-byte aligned, inside RAM and outside
+    /// the hypervisor's region; a PSCI CPU has none.
+    fn check_enable_methods(&mut self, b: &BoardDecl) {
+        for c in b.cpu_list() {
+            match (c.enable_method.value, &c.release_addr) {
+                (EnableMethodKind::SpinTable, None) => self.errors.push(CheckError::Missing {
+                    node: format!("cpu {}", c.mpidr.text),
+                    what: "property `release-addr`".to_owned(),
+                    span: c.mpidr.span,
+                    help: format!(
+                        "cpu {} uses spin-table but has no release-addr=; write release-addr=0xd8 (the device tree's `cpu-release-addr` of this cpu)",
+                        c.mpidr.text
+                    ),
+                }),
+                (EnableMethodKind::Psci, Some(a)) => self.errors.push(CheckError::OutOfRange {
+                    what: "release-addr".to_owned(),
+                    text: a.text.clone(),
+                    reason: format!("cpu {} is started by PSCI, not by a spin table", c.mpidr.text),
+                    span: a.span,
+                    help: "write enable-method=\"spin-table\" on `cpus` or on this `cpu`, or remove release-addr=".to_owned(),
+                }),
+                (EnableMethodKind::SpinTable, Some(a)) => self.check_release_addr(b, &c.mpidr.text, a),
+                (EnableMethodKind::Psci, None) => {}
+            }
+        }
+    }
+
+    fn check_release_addr(&mut self, b: &BoardDecl, cpu: &str, a: &Sp<u64>) {
+        if !a.value.is_multiple_of(8) {
+            self.errors.push(CheckError::OutOfRange {
+                what: "release-addr".to_owned(),
+                text: a.text.clone(),
+                reason: "a release address holds one 64-bit word and must be 8-byte aligned"
+                    .to_owned(),
+                span: a.span,
+                help: format!(
+                    "write an 8-byte-aligned address, e.g. release-addr={}",
+                    hex(a.value & !7)
+                ),
+            });
+            return;
+        }
+        if !b.memory_complete() || b.memory.is_empty() {
+            return;
+        }
+        let in_ram = b.memory.iter().any(|m| {
+            a.value >= m.base.value && a.value - m.base.value < m.size.value.saturating_sub(7)
+        });
+        if !in_ram {
+            let ram: Vec<String> = b
+                .memory
+                .iter()
+                .map(|m| format!("{} [{}, +{}]", m.name.value, m.base.text, m.size.text))
+                .collect();
+            self.errors.push(CheckError::OutOfRange {
+                what: "release-addr".to_owned(),
+                text: a.text.clone(),
+                reason: format!("the release address of cpu {cpu} is not in RAM"),
+                span: a.span,
+                help: format!(
+                    "the firmware parks the CPU on a word in RAM: write an address inside one of: {}",
+                    ram.join(", ")
+                ),
+            });
+            return;
+        }
+        if let Some(h) = &b.hypervisor {
+            if a.value >= h.load.value && a.value - h.load.value < h.size.value {
+                self.errors.push(CheckError::OutOfRange {
+                    what: "release-addr".to_owned(),
+                    text: a.text.clone(),
+                    reason: format!(
+                        "the release address of cpu {cpu} is inside the hypervisor's region [{}, +{}]",
+                        h.load.text, h.size.text
+                    ),
+                    span: a.span,
+                    help: "the firmware's spin table lies outside the hypervisor image: check `release-addr=` against the firmware (e.g. armstub8: 0xd8..0xf0)".to_owned(),
+                });
             }
         }
     }

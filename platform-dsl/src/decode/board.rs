@@ -5,8 +5,8 @@ use std::collections::HashMap;
 
 use super::{title, written, Cx, DecodeError, Shape};
 use crate::decl::{
-    BoardDecl, CpuDecl, DistanceRowDecl, DistancesDecl, HypervisorDecl, MemoryDecl, NetworkDecl,
-    PortGroupDecl, QuirkDecl, SocDecl, Sp, TopologyDecl,
+    BoardDecl, CpuDecl, DistanceRowDecl, DistancesDecl, EnableMethodKind, HypervisorDecl,
+    MemoryDecl, NetworkDecl, PortGroupDecl, QuirkDecl, SocDecl, Sp, TopologyDecl,
 };
 use crate::model::{SupportLevel, UplinkChoice, Verification};
 use crate::parse::Node;
@@ -427,19 +427,20 @@ impl Cx {
         self.shape(
             node,
             &Shape {
-                props: &["core"],
+                props: &["core", "enable-method"],
                 children: &["cpu"],
                 max_args: 0,
                 args_help: "write `cpus core=\"arm,cortex-a53\" { cpu 0x0 ... }`",
             },
         );
         let core = self.prop_str(node, "core", "core=\"arm,cortex-a53\"");
+        let method = self.enable_method(node);
         let mut out = Vec::new();
         for c in node.children.iter().filter(|c| c.name == "cpu") {
             self.shape(
                 c,
                 &Shape {
-                    props: &["socket", "cluster", "core"],
+                    props: &["socket", "cluster", "core", "enable-method", "release-addr"],
                     children: &[],
                     max_args: 1,
                     args_help: "write `cpu 0x100 socket=0 cluster=1`",
@@ -454,6 +455,11 @@ impl Cx {
                 .prop_u32(c, "cluster", "cluster=0")
                 .unwrap_or(default(c.name_span));
             let own_core = self.prop_str(c, "core", "core=\"arm,cortex-a53\"");
+            let enable_method = self
+                .enable_method(c)
+                .or_else(|| method.clone())
+                .unwrap_or_else(|| Sp::new(EnableMethodKind::Psci, c.name_span, ""));
+            let release_addr = self.prop_int(c, "release-addr", u64::MAX, "release-addr=0xd8");
             let cpu_core = match (own_core, &core) {
                 (Some(own), _) => Some(own),
                 (None, Some(all)) => Some(all.clone()),
@@ -475,6 +481,8 @@ impl Cx {
                     socket,
                     cluster,
                     core,
+                    enable_method,
+                    release_addr,
                 });
             }
         }
@@ -482,6 +490,19 @@ impl Cx {
             self.missing_node(node, "cpu", "cpu 0x0");
         }
         out
+    }
+
+    /// `enable-method="psci"|"spin-table"` of `cpus` or a `cpu`.
+    fn enable_method(&mut self, node: &Node) -> Option<Sp<EnableMethodKind>> {
+        let v = self.prop_str(node, "enable-method", "enable-method=\"spin-table\"")?;
+        self.choice(
+            v,
+            "enable-method",
+            &[
+                ("psci", EnableMethodKind::Psci),
+                ("spin-table", EnableMethodKind::SpinTable),
+            ],
+        )
     }
 
     pub(super) fn memory(&mut self, node: &Node) -> Option<MemoryDecl> {

@@ -18,8 +18,8 @@ pub mod dma;
 
 use alloc::boxed::Box;
 use hypervisor::platform::{
-    BoardDesc, CpuDesc, DeviceDesc, DeviceStatus, GicDesc, GicVersion, IrqDesc, PmuDesc, RegDesc,
-    SupportLevel, TimerDesc, Trigger, VerificationDesc,
+    BoardDesc, CpuDesc, CpuEnable, DeviceDesc, DeviceStatus, GicDesc, GicVersion, IrqDesc, PmuDesc,
+    RegDesc, SupportLevel, TimerDesc, Trigger, VerificationDesc,
 };
 
 const PPI: fn(u32) -> IrqDesc = |intid| IrqDesc {
@@ -106,6 +106,7 @@ pub fn cpu(mpidr: u64) -> CpuDesc {
         cluster: 0,
         numa_node: 0,
         core: "arm,cortex-a53",
+        enable: CpuEnable::Psci,
     }
 }
 
