@@ -89,6 +89,7 @@ pub fn two_socket() -> Board {
             phys: irq(30, Trigger::Level),
             virt: irq(27, Trigger::Level),
             hyp_phys: irq(26, Trigger::Level),
+            hyp_virt: None,
         },
         pmu: Pmu::Ppi(irq(23, Trigger::Level)),
         console: "uart0".into(),

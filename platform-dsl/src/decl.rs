@@ -115,6 +115,8 @@ pub struct TimerDecl {
     pub virt: IrqDecl,
     /// `hyp-phys=`.
     pub hyp_phys: IrqDecl,
+    /// `hyp-virt=`: the EL2 virtual timer (ARMv8.1 VHE), where the SoC wires it.
+    pub hyp_virt: Option<IrqDecl>,
 }
 
 /// The `pmu` node.

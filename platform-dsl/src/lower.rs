@@ -210,6 +210,7 @@ pub fn lower(b: &BoardDecl) -> Result<model::Board, LowerError> {
             phys: irq(&timer.phys),
             virt: irq(&timer.virt),
             hyp_phys: irq(&timer.hyp_phys),
+            hyp_virt: timer.hyp_virt.as_ref().map(irq),
         },
         pmu: pmu_model(pmu, b),
         console: b

@@ -345,6 +345,9 @@ pub struct Timer {
     pub virt: Irq,
     /// EL2 physical timer (usually 26).
     pub hyp_phys: Irq,
+    /// EL2 virtual timer (ARMv8.1 VHE; usually 28), where the SoC wires it (`hyp-virt=`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hyp_virt: Option<Irq>,
 }
 
 /// PMU overflow interrupts.

@@ -629,6 +629,7 @@ pub(crate) mod tests {
                 phys: irq(30),
                 virt: irq(27),
                 hyp_phys: irq(26),
+                hyp_virt: None,
             },
             pmu: Pmu::Ppi(irq(23)),
             console: "uart0".into(),

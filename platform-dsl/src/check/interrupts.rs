@@ -110,7 +110,10 @@ impl Checker {
             self.check_irq(m, gic);
         }
         if let Some(t) = &b.timer {
-            for irq in [&t.secure_phys, &t.phys, &t.virt, &t.hyp_phys] {
+            for irq in [&t.secure_phys, &t.phys, &t.virt, &t.hyp_phys]
+                .into_iter()
+                .chain(t.hyp_virt.as_ref())
+            {
                 self.check_irq(irq, gic);
             }
         }

@@ -208,14 +208,16 @@ impl Cx {
     }
 
     pub(super) fn timer(&mut self, node: &Node) -> Option<TimerDecl> {
-        const PROPS: &[&str] = &["secure-phys", "phys", "virt", "hyp-phys"];
+        const PROPS: &[&str] = &["secure-phys", "phys", "virt", "hyp-phys", "hyp-virt"];
         self.shape(
             node,
             &Shape {
                 props: PROPS,
                 children: &[],
                 max_args: 0,
-                args_help: "write `timer secure-phys=13 phys=14 virt=11 hyp-phys=10` (PPI numbers)",
+                args_help:
+                    "write `timer secure-phys=13 phys=14 virt=11 hyp-phys=10` (PPI numbers; \
+                            `hyp-virt=12` too where the SoC wires the EL2 virtual timer)",
             },
         );
         let ppi = |cx: &mut Self, name: &str| {
@@ -231,12 +233,20 @@ impl Cx {
         let phys = ppi(self, "phys");
         let virt = ppi(self, "virt");
         let hyp_phys = ppi(self, "hyp-phys");
+        let hyp_virt = self
+            .prop_u32(node, "hyp-virt", "hyp-virt=12")
+            .map(|number| IrqDecl {
+                kind: IrqKind::Ppi,
+                number,
+                trigger: Trigger::Level,
+            });
         Some(TimerDecl {
             span: node.name_span,
             secure_phys: secure_phys?,
             phys: phys?,
             virt: virt?,
             hyp_phys: hyp_phys?,
+            hyp_virt,
         })
     }
 

@@ -138,6 +138,14 @@ pub fn diff(b: &Board, d: &DtBoard) -> Vec<Difference> {
             if bt != dt {
                 add("timer", format!("board INTIDs {bt:?}, DT {dt:?}"));
             }
+            let board_hv = b.timer.hyp_virt.map(|i| i.intid);
+            let dt_hv = d.timer_hyp_virt.map(|i| i.intid());
+            if board_hv != dt_hv {
+                add(
+                    "timer/hyp-virt",
+                    format!("board EL2 virtual timer {board_hv:?}, DT {dt_hv:?}"),
+                );
+            }
         }
         None => add(
             "timer",

@@ -112,6 +112,8 @@ pub struct DtBoard {
     pub gic: DtGic,
     /// Timer PPIs: secure-phys, phys, virt, hyp-phys.
     pub timer: Option<[DtIrq; 4]>,
+    /// The timer node's fifth interrupt, the EL2 virtual timer, where the DT has one.
+    pub timer_hyp_virt: Option<DtIrq>,
     /// PMU.
     pub pmu: Option<DtPmu>,
     /// Index into `devices` of the console UART.
@@ -168,11 +170,12 @@ pub fn extract(t: &Tree) -> Result<DtBoard, String> {
     }
     memory.sort();
 
-    let timer = (0..t.nodes.len())
+    let timer_irqs = (0..t.nodes.len())
         .find(|&i| t.is_compatible(i, TIMER))
         .map(irqs_of)
-        .filter(|v| v.len() >= 4)
-        .map(|v| [v[0], v[1], v[2], v[3]]);
+        .filter(|v| v.len() >= 4);
+    let timer = timer_irqs.as_ref().map(|v| [v[0], v[1], v[2], v[3]]);
+    let timer_hyp_virt = timer_irqs.as_ref().and_then(|v| v.get(4).copied());
 
     let pmu = (0..t.nodes.len())
         .find(|&i| {
@@ -241,6 +244,7 @@ pub fn extract(t: &Tree) -> Result<DtBoard, String> {
         memory,
         gic,
         timer,
+        timer_hyp_virt,
         pmu,
         console,
         devices,

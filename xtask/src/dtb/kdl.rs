@@ -173,9 +173,13 @@ pub fn generate(d: &DtBoard, name: &str, dtb_path: &str) -> Result<String, Strin
     let _ = writeln!(w, "    }}");
     match &d.timer {
         Some(t) if t.iter().all(|i| i.ppi) => {
+            let hyp_virt = d
+                .timer_hyp_virt
+                .filter(|i| i.ppi)
+                .map_or(String::new(), |i| format!(" hyp-virt={}", i.number));
             let _ = writeln!(
                 w,
-                "    timer secure-phys={} phys={} virt={} hyp-phys={}",
+                "    timer secure-phys={} phys={} virt={} hyp-phys={}{hyp_virt}",
                 t[0].number, t[1].number, t[2].number, t[3].number
             );
         }
