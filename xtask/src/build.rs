@@ -93,45 +93,37 @@ fn ensure_rust_targets_of(triples: &[&str]) -> Result<(), String> {
 
 /// Builds the bundled bare-metal test guest to `target/guests/test-guest.bin`.
 pub fn test_guest() -> Result<PathBuf, String> {
-    ensure_rust_targets()?;
-    run(cargo()
-        .args([
-            "build",
-            "--release",
-            "-p",
-            "test-guest",
-            "--target",
-            GUEST_TRIPLE,
-        ])
-        .args(quiet()))?;
-    let elf = target_dir().join(GUEST_TRIPLE).join("release/test-guest");
-    let out_dir = workspace_root().join("target/guests");
-    std::fs::create_dir_all(&out_dir)
-        .map_err(|e| format!("cannot create {}: {e}", out_dir.display()))?;
-    let bin = out_dir.join("test-guest.bin");
-    elf_to_bin(&elf, &bin)?;
-    Ok(bin)
+    bare_metal_bin("test-guest")
 }
 
 /// Builds the EL3 firmware stub of scenario `spin-table` (`examples/spin-stub`, linked at
 /// 0x0) to `target/guests/spin-stub.bin`, QEMU's `-bios`.
 pub fn spin_stub() -> Result<PathBuf, String> {
+    bare_metal_bin("spin-stub")
+}
+
+/// Builds workspace package `package` (a bare-metal program for [`GUEST_TRIPLE`]) in
+/// release and writes its flat binary to `target/guests/PACKAGE.bin`.
+fn bare_metal_bin(package: &str) -> Result<PathBuf, String> {
     ensure_rust_targets()?;
     run(cargo()
         .args([
             "build",
             "--release",
             "-p",
-            "spin-stub",
+            package,
             "--target",
             GUEST_TRIPLE,
         ])
         .args(quiet()))?;
-    let elf = target_dir().join(GUEST_TRIPLE).join("release/spin-stub");
+    let elf = target_dir()
+        .join(GUEST_TRIPLE)
+        .join("release")
+        .join(package);
     let out_dir = workspace_root().join("target/guests");
     std::fs::create_dir_all(&out_dir)
         .map_err(|e| format!("cannot create {}: {e}", out_dir.display()))?;
-    let bin = out_dir.join("spin-stub.bin");
+    let bin = out_dir.join(format!("{package}.bin"));
     elf_to_bin(&elf, &bin)?;
     Ok(bin)
 }
