@@ -14,7 +14,7 @@
 //! would stop the hypervisor before its console is up).
 #![deny(unsafe_code)]
 
-use crate::platform::MemoryDesc;
+use crate::platform::{FromFirmware, MemoryDesc};
 use alloc::boxed::Box;
 use alloc::format;
 use alloc::string::{String, ToString};
@@ -627,6 +627,14 @@ pub enum RamError {
         /// The firmware's RAM, for the message.
         ram: String,
     },
+    /// The build-time VM images' staging area is not inside the firmware's RAM: refused
+    /// (the loader could not have put them there).
+    StagingOutsideRam {
+        /// The staging area.
+        region: (u64, u64),
+        /// The firmware's RAM, for the message.
+        ram: String,
+    },
 }
 
 impl fmt::Display for RamError {
@@ -637,6 +645,13 @@ impl fmt::Display for RamError {
                 f,
                 "the hypervisor's region {}..{} is not inside the RAM the firmware describes ({ram}): \
                  the loader placed the image outside RAM, or the device tree's /memory nodes are wrong; refusing to go on",
+                hex(region.0),
+                hex(region.0.saturating_add(region.1))
+            ),
+            Self::StagingOutsideRam { region, ram } => write!(
+                f,
+                "the build-time VM images' staging area {}..{} is not inside the RAM the firmware describes ({ram}): \
+                 the board KDL's `hypervisor load=` is too close to the end of this machine's RAM; refusing to go on",
                 hex(region.0),
                 hex(region.0.saturating_add(region.1))
             ),
@@ -703,7 +718,12 @@ pub fn plan_ram(
         .map(|r| {
             let node = r.numa_node.unwrap_or_else(|| {
                 kdl.iter()
-                    .find(|k| k.base <= r.base && r.base - k.base < k.size)
+                    .find(|k| match k.from_firmware {
+                        FromFirmware::Nothing => k.base <= r.base && r.base - k.base < k.size,
+                        // Sized by the firmware: RAM from its base on.
+                        FromFirmware::Size => k.base <= r.base,
+                        FromFirmware::BaseAndSize => false,
+                    })
                     .map_or(0, |k| k.numa_node)
             });
             MemoryDesc {
@@ -711,6 +731,7 @@ pub fn plan_ram(
                 base: r.base,
                 size: r.size,
                 numa_node: node,
+                from_firmware: FromFirmware::Nothing,
             }
         })
         .collect();
@@ -721,8 +742,18 @@ pub fn plan_ram(
     if staging.1 > 0 {
         reserved.push(staging);
     }
-    let kdl_ranges: Vec<(u64, u64)> = kdl.iter().map(|k| (k.base, k.size)).collect();
-    let kdl_total: u64 = kdl.iter().map(|k| k.size).sum();
+    if staging.1 > 0 {
+        let staging_end = staging.0.saturating_add(staging.1);
+        if !fw
+            .iter()
+            .any(|&(b, s)| b <= staging.0 && staging_end <= b.saturating_add(s))
+        {
+            return Err(RamError::StagingOutsideRam {
+                region: staging,
+                ram: describe(&fw),
+            });
+        }
+    }
     let fw_total: u64 = fw.iter().map(|r| r.1).sum();
     let names = kdl
         .iter()
@@ -730,36 +761,70 @@ pub fn plan_ram(
         .collect::<Vec<_>>()
         .join(" + ");
     let mut report = Vec::new();
-    report.push(format!(
-        "board KDL memory {names}: {} ({})",
-        size(kdl_total),
-        describe(&kdl_ranges)
-    ));
-    report.push(format!(
+    let ram_line = format!(
         "RAM from {}: {} ({})",
         info.memory_source,
         size(fw_total),
         describe(&fw)
-    ));
-    let warning = if fw_total != kdl_total {
-        Some(format!(
-            "board KDL memory {names}: {}, {} says {}; using {}",
+    );
+    let warning = if kdl.iter().all(|k| k.from_firmware == FromFirmware::Nothing) {
+        let kdl_ranges: Vec<(u64, u64)> = kdl.iter().map(|k| (k.base, k.size)).collect();
+        let kdl_total: u64 = kdl.iter().map(|k| k.size).sum();
+        report.push(format!(
+            "board KDL memory {names}: {} ({})",
             size(kdl_total),
-            info.memory_source,
-            describe(&fw),
-            info.memory_source
-        ))
-    } else if fw != kdl_ranges {
-        Some(format!(
-            "board KDL memory {names}: {}, {} puts it at {}; using {}",
-            describe(&kdl_ranges),
-            info.memory_source,
-            describe(&fw),
-            info.memory_source
-        ))
+            describe(&kdl_ranges)
+        ));
+        if fw_total != kdl_total {
+            Some(format!(
+                "board KDL memory {names}: {}, {} says {}; using {}",
+                size(kdl_total),
+                info.memory_source,
+                describe(&fw),
+                info.memory_source
+            ))
+        } else if fw != kdl_ranges {
+            Some(format!(
+                "board KDL memory {names}: {}, {} puts it at {}; using {}",
+                describe(&kdl_ranges),
+                info.memory_source,
+                describe(&fw),
+                info.memory_source
+            ))
+        } else {
+            None
+        }
     } else {
-        None
+        // `from="firmware"`: the firmware's RAM is the fact; what the KDL knows (a base) is
+        // compared with it.
+        let kdl_said: Vec<String> = kdl
+            .iter()
+            .map(|k| match k.from_firmware {
+                FromFirmware::Nothing => format!("{} at {}", size(k.size), hex(k.base)),
+                FromFirmware::Size => format!("at {}, size from the firmware", hex(k.base)),
+                FromFirmware::BaseAndSize => "base and size from the firmware".into(),
+            })
+            .collect();
+        report.push(format!(
+            "board KDL memory {names}: {}",
+            kdl_said.join(" + ")
+        ));
+        kdl.iter()
+            .find(|k| {
+                k.from_firmware != FromFirmware::BaseAndSize && !fw.iter().any(|&(b, _)| b == k.base)
+            })
+            .map(|k| {
+                format!(
+                    "board KDL memory \"{}\" starts at {}, but {} has no RAM starting there ({}); using {}",
+                    k.name,
+                    hex(k.base),
+                    info.memory_source,
+                    describe(&fw),
+                    info.memory_source
+                )
+            })
     };
+    report.push(ram_line);
     Ok(RamPlan {
         regions,
         reserved,
@@ -800,13 +865,33 @@ pub fn choose_ram(
     if staging.1 > 0 {
         kdl_reserved.push(staging);
     }
-    let kdl_choice = |why: String, refusal: Option<String>| RamChoice {
-        regions: kdl.to_vec(),
-        reserved: kdl_reserved.clone(),
-        info: None,
-        lines: alloc::vec![format!("RAM from the board KDL: {why}")],
-        warning: None,
-        refusal,
+    // A board whose KDL leaves RAM to the firmware has nothing to fall back on: it stops
+    // rather than guess.
+    let from_firmware = kdl
+        .iter()
+        .find(|k| k.from_firmware != FromFirmware::Nothing);
+    let kdl_choice = |why: String, refusal: Option<String>| match from_firmware {
+        Some(k) if refusal.is_none() => RamChoice {
+            regions: Vec::new(),
+            reserved: kdl_reserved.clone(),
+            info: None,
+            lines: alloc::vec![format!("no RAM: {why}")],
+            warning: None,
+            refusal: Some(format!(
+                "board KDL memory \"{}\" comes from the firmware (`from=\"firmware\"`), but {why}; \
+                 no RAM to use: boot the Image through a loader that passes a device tree \
+                 describing RAM (U-Boot `booti`, the UEFI loader, QEMU `-kernel` with the Image)",
+                k.name
+            )),
+        },
+        _ => RamChoice {
+            regions: kdl.to_vec(),
+            reserved: kdl_reserved.clone(),
+            info: None,
+            lines: alloc::vec![format!("RAM from the board KDL: {why}")],
+            warning: None,
+            refusal,
+        },
     };
     let Some((pa, parsed)) = dtb else {
         return kdl_choice("the loader passed no device tree (x0 = 0)".into(), None);

@@ -102,12 +102,26 @@ pub enum CpuEnable {
 pub struct MemoryDesc {
     /// Region name.
     pub name: &'static str,
-    /// Host-physical base.
+    /// Host-physical base (0 when the firmware gives it: `from_firmware`).
     pub base: u64,
-    /// Size in bytes.
+    /// Size in bytes (0 when the firmware gives it: `from_firmware`).
     pub size: u64,
     /// NUMA node.
     pub numa_node: u32,
+    /// What the firmware gives at boot instead of the KDL (`memory ... from="firmware"`).
+    pub from_firmware: FromFirmware,
+}
+
+/// Which facts of a board KDL `memory` region the firmware gives at boot (the device
+/// tree's `/memory` nodes or the UEFI memory map) instead of the KDL.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FromFirmware {
+    /// Base and size are the KDL's.
+    Nothing,
+    /// The base is the KDL's, the size the firmware's.
+    Size,
+    /// Both are the firmware's.
+    BaseAndSize,
 }
 
 /// The interrupt controller.
@@ -257,8 +271,9 @@ pub struct BoardDesc {
     pub cpus: &'static [CpuDesc],
     /// RAM regions.
     pub memory: &'static [MemoryDesc],
-    /// Hypervisor load address.
-    pub hypervisor_base: u64,
+    /// Hypervisor load (link) address; `None` when the KDL writes no `load=` (the RAM base
+    /// comes from the firmware; the image is linked at 0 and relocates itself).
+    pub hypervisor_base: Option<u64>,
     /// Bytes reserved for the hypervisor from `hypervisor_base`.
     pub hypervisor_size: u64,
     /// GIC.
@@ -459,7 +474,7 @@ mod tests {
             verified_by: VerificationDesc::None,
             cpus: &[],
             memory: &[],
-            hypervisor_base: 0,
+            hypervisor_base: None,
             hypervisor_size: 0,
             gic: GicDesc {
                 version: GicVersion::V3,

@@ -41,7 +41,13 @@ pub fn board_desc(board: &Board) -> Result<TokenStream, String> {
     let verified_by = verification(&board.verified_by);
     let cpus = memory::cpus(board);
     let memory = memory::memory(board);
-    let hypervisor_base = hex(board.hypervisor.load_address);
+    let hypervisor_base = match board.hypervisor.load_address {
+        Some(a) => {
+            let a = hex(a);
+            quote! { Some(#a) }
+        }
+        None => quote! { None },
+    };
     let hypervisor_size = hex(board.hypervisor.size);
     let gic = interrupts::gic(&board.gic);
     let timer = interrupts::timer(&board.timer);
@@ -216,15 +222,20 @@ fn placement_mismatch(board: &Board, linked: &Board) -> Result<(), String> {
     if board.hypervisor == linked.hypervisor {
         return Ok(());
     }
+    let at = |b: &Board| {
+        b.hypervisor
+            .load_address
+            .map_or("no load address".to_string(), |a| format!("{a:#x}"))
+    };
     Err(format!(
-        "board!() names board `{}` (hypervisor at {:#x}, {:#x} bytes) but the build script \
-         selected `{}` (hypervisor at {:#x}, {:#x} bytes) and linked the image for it; make \
+        "board!() names board `{}` (hypervisor at {}, {:#x} bytes) but the build script \
+         selected `{}` (hypervisor at {}, {:#x} bytes) and linked the image for it; make \
          the build.rs defaults (or HV_BOARD / HV_BOARD_FILE) name the same board",
         board.name,
-        board.hypervisor.load_address,
+        at(board),
         board.hypervisor.size,
         linked.name,
-        linked.hypervisor.load_address,
+        at(linked),
         linked.hypervisor.size,
     ))
 }
@@ -246,7 +257,7 @@ mod tests {
             "verified_by:::hypervisor::platform::VerificationDesc::Qemu{machine:\"virt,virtualization=on,gic-version=3\"}",
             "cpus:&[",
             "memory:&[",
-            "hypervisor_base:0x8020_0000_u64",
+            "hypervisor_base:Some(0x8020_0000_u64)",
             "hypervisor_size:0x200_0000_u64",
             "gic:::hypervisor::platform::GicDesc{",
             "timer:::hypervisor::platform::TimerDesc{",
@@ -298,7 +309,7 @@ mod tests {
     #[test]
     fn different_placement_from_the_linked_board_is_an_error() {
         let mut linked = fixture::gicv2_experimental();
-        linked.hypervisor.load_address = 0x4020_0000;
+        linked.hypervisor.load_address = Some(0x4020_0000);
         let e = placement_mismatch(&fixture::two_socket(), &linked).unwrap_err();
         assert!(
             e.contains("names board `test-2s` (hypervisor at 0x80200000"),

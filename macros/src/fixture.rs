@@ -57,16 +57,18 @@ pub fn two_socket() -> Board {
                 base: 0x8000_0000,
                 size: 0x8000_0000,
                 numa_node: 0,
+                from_firmware: FromFirmware::Nothing,
             },
             MemoryRegion {
                 name: "dram1".into(),
                 base: 0x100_0000_0000,
                 size: 0x4000_0000,
                 numa_node: 1,
+                from_firmware: FromFirmware::Nothing,
             },
         ],
         hypervisor: HypervisorPlacement {
-            load_address: 0x8020_0000,
+            load_address: Some(0x8020_0000),
             size: 0x0200_0000,
         },
         gic: Gic {

@@ -1,7 +1,7 @@
 //! Memory map and CPUs: `CpuDesc` (with NUMA node) and `MemoryDesc` tables.
 
 use crate::lit::{hex, slice};
-use platform_dsl::model::{Board, Cpu, EnableMethod, MemoryRegion};
+use platform_dsl::model::{Board, Cpu, EnableMethod, FromFirmware, MemoryRegion};
 use proc_macro2::TokenStream;
 use quote::quote;
 
@@ -49,8 +49,16 @@ pub fn cpus(board: &Board) -> TokenStream {
 
 fn region(r: &MemoryRegion) -> TokenStream {
     let (name, base, size, node) = (&r.name, hex(r.base), hex(r.size), r.numa_node);
+    let from = match r.from_firmware {
+        FromFirmware::Nothing => quote! { Nothing },
+        FromFirmware::Size => quote! { Size },
+        FromFirmware::BaseAndSize => quote! { BaseAndSize },
+    };
     quote! {
-        ::hypervisor::platform::MemoryDesc { name: #name, base: #base, size: #size, numa_node: #node }
+        ::hypervisor::platform::MemoryDesc {
+            name: #name, base: #base, size: #size, numa_node: #node,
+            from_firmware: ::hypervisor::platform::FromFirmware::#from,
+        }
     }
 }
 
@@ -114,8 +122,8 @@ mod tests {
         let out = compact(&memory(&fixture::two_socket()));
         assert_eq!(
             out,
-            "&[::hypervisor::platform::MemoryDesc{name:\"dram0\",base:0x8000_0000_u64,size:0x8000_0000_u64,numa_node:0u32},\
-             ::hypervisor::platform::MemoryDesc{name:\"dram1\",base:0x100_0000_0000_u64,size:0x4000_0000_u64,numa_node:1u32}]"
+            "&[::hypervisor::platform::MemoryDesc{name:\"dram0\",base:0x8000_0000_u64,size:0x8000_0000_u64,numa_node:0u32,from_firmware:::hypervisor::platform::FromFirmware::Nothing,},\
+             ::hypervisor::platform::MemoryDesc{name:\"dram1\",base:0x100_0000_0000_u64,size:0x4000_0000_u64,numa_node:1u32,from_firmware:::hypervisor::platform::FromFirmware::Nothing,}]"
         );
     }
 

@@ -227,15 +227,18 @@ pub enum EnableMethodKind {
     SpinTable,
 }
 
-/// `memory "NAME" BASE size= node=`.
+/// `memory "NAME" BASE size= node=`, or `memory "NAME" [BASE] from="firmware" node=` for
+/// RAM the firmware describes at boot (its size, and its base when not written).
 #[derive(Clone, Debug, PartialEq)]
 pub struct MemoryDecl {
     /// Region name.
     pub name: Sp<String>,
-    /// Base.
-    pub base: Sp<u64>,
-    /// Size.
-    pub size: Sp<u64>,
+    /// Base; `None` only with `from="firmware"` and no base written.
+    pub base: Option<Sp<u64>>,
+    /// Size; `None` exactly when `from="firmware"`.
+    pub size: Option<Sp<u64>>,
+    /// Where `from="firmware"` is written, when it is.
+    pub from_firmware: Option<SourceSpan>,
     /// NUMA node.
     pub node: Sp<u32>,
 }
@@ -266,8 +269,9 @@ pub struct DistanceRowDecl {
 pub struct HypervisorDecl {
     /// The node name.
     pub span: SourceSpan,
-    /// Load address.
-    pub load: Sp<u64>,
+    /// Load address; may be left out only when a `memory` region's base comes from the
+    /// firmware (the image is position independent; it is then linked at 0).
+    pub load: Option<Sp<u64>>,
     /// Reserved size.
     pub size: Sp<u64>,
 }

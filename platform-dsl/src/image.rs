@@ -152,7 +152,9 @@ pub const IMAGE_HEADER_SIZE: usize = 64;
 /// the boot code needs: `__hv_link_base` (the link address) and `__hv_image_size` (the
 /// header's `image_size`, the whole region).
 pub fn linker_script(board: &Board) -> String {
-    let load = board.hypervisor.load_address;
+    // Without `load=` (RAM base from the firmware) the image is linked at 0: it is only
+    // booted as the relocatable Image, which moves itself to wherever the loader put it.
+    let load = board.hypervisor.load_address.unwrap_or(0);
     let size = board.hypervisor.size;
     let mut slices = String::new();
     for slice in ["DRIVERS", "QUIRKS", "PCI_DRIVERS", "USB_DRIVERS"] {

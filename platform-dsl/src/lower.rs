@@ -10,8 +10,8 @@ use crate::decl::{
     BoardDecl, DeviceDecl, EnableMethodKind, IrqDecl, IrqKind, PmuDecl, PmuIrqsDecl, RegDecl,
 };
 use crate::model::{
-    self, Cpu, Device, EnableMethod, Gic, HypervisorPlacement, Irq, MemoryRegion, NumaNode, Pmu,
-    PmuSpi, QuirkRef, Reg, Status, Timer, Topology,
+    self, Cpu, Device, EnableMethod, FromFirmware, Gic, HypervisorPlacement, Irq, MemoryRegion,
+    NumaNode, Pmu, PmuSpi, QuirkRef, Reg, Status, Timer, Topology,
 };
 
 /// Lowering failed: the merged board lacks a part the model requires.
@@ -138,9 +138,14 @@ pub fn lower(b: &BoardDecl) -> Result<model::Board, LowerError> {
         .iter()
         .map(|m| MemoryRegion {
             name: m.name.value.clone(),
-            base: m.base.value,
-            size: m.size.value,
+            base: m.base.as_ref().map_or(0, |b| b.value),
+            size: m.size.as_ref().map_or(0, |s| s.value),
             numa_node: m.node.value,
+            from_firmware: match (&m.from_firmware, &m.base) {
+                (None, _) => FromFirmware::Nothing,
+                (Some(_), Some(_)) => FromFirmware::Size,
+                (Some(_), None) => FromFirmware::BaseAndSize,
+            },
         })
         .collect();
     memory.sort_by_key(|m| m.base);
@@ -190,7 +195,7 @@ pub fn lower(b: &BoardDecl) -> Result<model::Board, LowerError> {
         numa_distances,
         memory,
         hypervisor: HypervisorPlacement {
-            load_address: hypervisor.load.value,
+            load_address: hypervisor.load.as_ref().map(|l| l.value),
             size: hypervisor.size.value,
         },
         gic: Gic {
@@ -236,13 +241,18 @@ pub fn lower(b: &BoardDecl) -> Result<model::Board, LowerError> {
 /// The file name and the line of each part of a merged board written in `text` (see
 /// [`model::Source`] for the keys).
 pub fn source_lines(b: &BoardDecl, file: &str, text: &str) -> model::Source {
+    // Where each line ends, found once: a board with hundreds of parts (an imported DTB)
+    // would otherwise count the file's newlines once per part.
+    let newlines: Vec<usize> = text
+        .bytes()
+        .enumerate()
+        .filter(|&(_, c)| c == b'\n')
+        .map(|(i, _)| i)
+        .collect();
     let line = |span: SourceSpan| -> u32 {
         let end = span.offset().min(text.len());
-        let newlines = text.as_bytes()[..end]
-            .iter()
-            .filter(|&&c| c == b'\n')
-            .count();
-        u32::try_from(newlines).unwrap_or(u32::MAX - 1) + 1
+        let before = newlines.partition_point(|&i| i < end);
+        u32::try_from(before).unwrap_or(u32::MAX - 1) + 1
     };
     let mut lines: Vec<(String, u32)> = Vec::new();
     let mut add = |key: String, span: SourceSpan| lines.push((key, line(span)));

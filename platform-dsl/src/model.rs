@@ -252,19 +252,57 @@ pub struct NumaNode {
 pub struct MemoryRegion {
     /// Region name, e.g. `dram0`.
     pub name: String,
-    /// Base address.
+    /// Base address (0 when the firmware gives it: see `from_firmware`).
     pub base: u64,
-    /// Size in bytes.
+    /// Size in bytes (0 when the firmware gives it: see `from_firmware`).
     pub size: u64,
     /// NUMA node.
     pub numa_node: u32,
+    /// What the firmware gives at boot (`from="firmware"`) instead of the KDL.
+    #[serde(default, skip_serializing_if = "FromFirmware::is_nothing")]
+    pub from_firmware: FromFirmware,
+}
+
+impl MemoryRegion {
+    /// The base, when the KDL gives it.
+    pub fn known_base(&self) -> Option<u64> {
+        (self.from_firmware != FromFirmware::BaseAndSize).then_some(self.base)
+    }
+
+    /// The size, when the KDL gives it.
+    pub fn known_size(&self) -> Option<u64> {
+        (self.from_firmware == FromFirmware::Nothing).then_some(self.size)
+    }
+}
+
+/// Which facts of a `memory` region the firmware gives at boot (its device tree's
+/// `/memory` nodes or the UEFI memory map) rather than the KDL.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FromFirmware {
+    /// `memory "dram0" 0x4000_0000 size=0x8000_0000`: the KDL gives base and size.
+    #[default]
+    Nothing,
+    /// `memory "dram0" 0x8000_0000 from="firmware"`: the base is known, the size is not.
+    Size,
+    /// `memory "dram0" from="firmware"`: neither is known before boot.
+    BaseAndSize,
+}
+
+impl FromFirmware {
+    /// `Nothing` (for serde's `skip_serializing_if`).
+    pub fn is_nothing(&self) -> bool {
+        *self == Self::Nothing
+    }
 }
 
 /// The hypervisor's own RAM: image, per-CPU stacks, heap.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HypervisorPlacement {
-    /// Link and load address of the image (4 KiB aligned, inside RAM).
-    pub load_address: u64,
+    /// Link and load address of the image (4 KiB aligned, inside RAM); `None` when the KDL
+    /// writes no `load=` (allowed only when the firmware gives a RAM base): the image is
+    /// then linked at 0 and only ever booted as the relocatable Image.
+    pub load_address: Option<u64>,
     /// Bytes reserved from `load_address` for image + stacks + heap.
     pub size: u64,
 }

@@ -133,6 +133,15 @@ pub enum VmConfigError {
         /// Load address.
         load: u64,
     },
+    /// The board writes no `hypervisor load=` (its RAM base comes from the firmware), so
+    /// build-time VM images have no address to be staged at.
+    #[error("board `{board}` writes no `hypervisor load=` (its RAM base comes from the firmware), so VM `{vm}`'s images cannot be staged at build time; give the VMs as boot modules (`cargo xtask build --boot-vms FILE.toml`) or on the datastore, or write `hypervisor load=` if the RAM base is known")]
+    NoStagingAddress {
+        /// Board name.
+        board: String,
+        /// The first VM with an image.
+        vm: String,
+    },
     /// Guest RAM, staging and the hypervisor do not fit in the board's RAM.
     #[error("VMs need {guest_mib} MiB of guest RAM plus {staging_mib} MiB of staged images, but board `{board}` has only {free_mib} MiB of RAM outside the hypervisor; lower `memory_mib` or run fewer VMs")]
     DoesNotFit {
@@ -376,7 +385,48 @@ impl BoardFacts for Board {
                 reason: reason.clone(),
             },
             Status::Okay if device.name == self.console => DeviceUse::Console,
-            Status::Okay => DeviceUse::Passable,
+            Status::Okay => {
+                let mine: Vec<(u64, u64)> = device.regs.iter().map(|r| (r.base, r.size)).collect();
+                let gic = &self.gic;
+                let gic_windows = [Some(&gic.distributor)]
+                    .into_iter()
+                    .chain(gic.redistributors.iter().map(Some))
+                    .chain([
+                        gic.cpu_interface.as_ref(),
+                        gic.hyp_interface.as_ref(),
+                        gic.virtual_cpu_interface.as_ref(),
+                        gic.its.as_ref(),
+                    ])
+                    .flatten()
+                    .map(|r| {
+                        (
+                            format!("GIC window `{}` [{:#x}, +{:#x}]", r.name, r.base, r.size),
+                            r.base,
+                            r.size,
+                        )
+                    });
+                let others = self
+                    .devices
+                    .iter()
+                    .filter(|d| d.name != device.name)
+                    .flat_map(|d| {
+                        d.regs.iter().map(move |r| {
+                            (
+                                format!(
+                                    "device \"{}\" window `{}` [{:#x}, +{:#x}]",
+                                    d.name, r.name, r.base, r.size
+                                ),
+                                r.base,
+                                r.size,
+                            )
+                        })
+                    })
+                    .chain(gic_windows);
+                match vm_config::page_neighbour(&mine, others) {
+                    Some((page, other)) => DeviceUse::SharesPage { page, other },
+                    None => DeviceUse::Passable,
+                }
+            }
         })
     }
 
@@ -508,20 +558,41 @@ pub fn plan(board: &Board, config: &VmConfig) -> Result<Plan, VmConfigError> {
             .map_err(|e| VmConfigError::invalid(&config.path, e))?;
     }
     let hv = board.hypervisor;
-    let hv_end = hv.load_address.saturating_add(hv.size);
+    let Some(load) = hv.load_address else {
+        if let Some(vm) = config.vms.iter().find(|v| v.images().next().is_some()) {
+            return Err(VmConfigError::NoStagingAddress {
+                board: board.name.clone(),
+                vm: vm.name.clone(),
+            });
+        }
+        return Ok(Plan {
+            staging_base: 0,
+            staging_end: 0,
+            images: Vec::new(),
+        });
+    };
+    let hv_end = load.saturating_add(hv.size);
+    // A region whose size the firmware gives holds `load` when it starts at or below it.
     let region = board
         .memory
         .iter()
-        .find(|r| r.base <= hv.load_address && hv.load_address - r.base < r.size)
+        .find(|r| {
+            r.known_base()
+                .is_some_and(|b| b <= load && r.known_size().is_none_or(|size| load - b < size))
+        })
         .ok_or_else(|| VmConfigError::HypervisorOutsideRam {
             board: board.name.clone(),
-            load: hv.load_address,
+            load,
         })?;
-    let region_end = region.base.saturating_add(region.size);
+    // Unknown for RAM the firmware sizes: the hypervisor checks at boot that the firmware's
+    // RAM holds the staging area (`bootinfo::plan_ram`).
+    let region_end = region
+        .known_size()
+        .map(|size| region.base.saturating_add(size));
     let outside = |staging_end: u64| VmConfigError::StagingOutsideRam {
         board: board.name.clone(),
         region: region.name.clone(),
-        region_end,
+        region_end: region_end.unwrap_or(u64::MAX),
         staging_end,
     };
     let staging_base = align_up(hv_end, BLOCK).ok_or_else(|| outside(u64::MAX))?;
@@ -543,21 +614,25 @@ pub fn plan(board: &Board, config: &VmConfig) -> Result<Plan, VmConfigError> {
         }
     }
     let staging_end = align_up(cursor, BLOCK).ok_or_else(|| outside(u64::MAX))?;
-    if staging_end > region_end {
+    if region_end.is_some_and(|end| staging_end > end) {
         return Err(outside(staging_end));
     }
-    let ram: u64 = board.memory.iter().map(|r| r.size).sum();
-    let guest: u64 = config.vms.iter().map(|v| v.memory_bytes).sum();
-    let staging = staging_end - staging_base;
-    let reserved = staging_base - hv.load_address;
-    let free = ram.saturating_sub(reserved);
-    if guest.saturating_add(staging) > free {
-        return Err(VmConfigError::DoesNotFit {
-            board: board.name.clone(),
-            guest_mib: guest / MIB,
-            staging_mib: staging / MIB,
-            free_mib: free / MIB,
-        });
+    // With RAM the firmware sizes, whether the VMs fit is known only at boot (the pool
+    // refuses a VM it has no RAM for).
+    let known: Option<u64> = board.memory.iter().map(|r| r.known_size()).sum();
+    if let Some(ram) = known {
+        let guest: u64 = config.vms.iter().map(|v| v.memory_bytes).sum();
+        let staging = staging_end - staging_base;
+        let reserved = staging_base - load;
+        let free = ram.saturating_sub(reserved);
+        if guest.saturating_add(staging) > free {
+            return Err(VmConfigError::DoesNotFit {
+                board: board.name.clone(),
+                guest_mib: guest / MIB,
+                staging_mib: staging / MIB,
+                free_mib: free / MIB,
+            });
+        }
     }
     Ok(Plan {
         staging_base,
@@ -607,9 +682,10 @@ pub(crate) mod tests {
                 base: 0x4000_0000,
                 size: 0x8000_0000,
                 numa_node: 0,
+                from_firmware: crate::model::FromFirmware::Nothing,
             }],
             hypervisor: HypervisorPlacement {
-                load_address: 0x4020_0000,
+                load_address: Some(0x4020_0000),
                 size: 0x01f0_0000,
             },
             gic: Gic {
@@ -1295,5 +1371,70 @@ pub(crate) mod tests {
             .parse(&format!("{ONE}devices = [{{ passthrough = \"uart1\" }}]\n"))
             .unwrap();
         assert!(plan(&board(), &cfg).is_ok());
+    }
+
+    #[test]
+    fn passthrough_of_a_device_sharing_a_page_is_refused_naming_the_other() {
+        let s = Scratch::new("pt5");
+        s.file("Image", 1);
+        let cfg = s
+            .parse(&format!("{ONE}devices = [{{ passthrough = \"uart1\" }}]\n"))
+            .unwrap();
+        // uart1 at 0x0904_0000 (+0x1000) is alone in its page; a second window 0x4c0 into it
+        // (byte-disjoint once uart1 is shrunk, as on Amlogic SoCs) is not.
+        let mut b = board();
+        b.devices[1].regs[0].size = 0x100;
+        let mut other = b.devices[1].clone();
+        other.name = "uart2".into();
+        other.regs[0].base = 0x0904_04c0;
+        other.regs[0].size = 0x18;
+        b.devices.push(other);
+        let err = plan(&b, &cfg).unwrap_err();
+        assert!(
+            matches!(
+                err.rule(),
+                Some(ErrorKind::PassthroughSharesPage {
+                    page: 0x0904_0000,
+                    ..
+                })
+            ),
+            "{err}"
+        );
+        assert!(
+            err.to_string()
+                .contains("device \"uart2\" window `regs` [0x90404c0, +0x18]"),
+            "{err}"
+        );
+        // The same device in a page of its own passes.
+        b.devices[3].regs[0].base = 0x0904_1000;
+        assert!(plan(&b, &cfg).is_ok());
+    }
+
+    #[test]
+    fn firmware_memory_stages_after_the_load_address_or_refuses_without_one() {
+        let s = Scratch::new("fw");
+        s.file("Image", 1);
+        let cfg = s.parse(ONE).unwrap();
+        let mut b = board();
+        b.memory[0].size = 0;
+        b.memory[0].from_firmware = crate::model::FromFirmware::Size;
+        // The base is known: staged from the next 2 MiB past the hypervisor, with no end
+        // or fit check (the hypervisor checks the firmware's RAM at boot).
+        let p = plan(&b, &cfg).unwrap();
+        assert_eq!(p.staging_base, 0x4220_0000);
+        // Nothing known: no load address, nowhere to stage.
+        b.memory[0].base = 0;
+        b.memory[0].from_firmware = crate::model::FromFirmware::BaseAndSize;
+        b.hypervisor.load_address = None;
+        let err = plan(&b, &cfg).unwrap_err();
+        assert!(
+            matches!(err, VmConfigError::NoStagingAddress { .. })
+                && err.to_string().contains("--boot-vms"),
+            "{err}"
+        );
+        // No VMs: nothing to stage, fine.
+        let empty = s.parse("vm = []\n").unwrap();
+        let p = plan(&b, &empty).unwrap();
+        assert_eq!((p.staging_base, p.staging_end), (0, 0));
     }
 }

@@ -17,6 +17,40 @@ pub enum DeviceUse {
     },
     /// It is the hypervisor's console.
     Console,
+    /// One of its 4 KiB pages also holds another window (`other`), at page `page`.
+    SharesPage {
+        /// The shared page's address.
+        page: u64,
+        /// What else is in it, for messages.
+        other: String,
+    },
+}
+
+/// 4 KiB: the granule a VM is given MMIO by (stage 2).
+pub const PAGE: u64 = 0x1000;
+
+/// The first window of `others` that lies in one of the 4 KiB pages covering a window of
+/// `mine` (`(base, size)` pairs; `others`: `(description, base, size)`), with that page.
+/// Passing a device through maps those pages into the VM, so they must be its own.
+pub fn page_neighbour<'a>(
+    mine: &[(u64, u64)],
+    others: impl IntoIterator<Item = (String, u64, u64)> + 'a,
+) -> Option<(u64, String)> {
+    let pages = |base: u64, size: u64| {
+        let first = base & !(PAGE - 1);
+        let last = base.saturating_add(size.max(1) - 1) & !(PAGE - 1);
+        (first, last)
+    };
+    for (what, base, size) in others {
+        let (o_first, o_last) = pages(base, size);
+        for &(b, s) in mine {
+            let (first, last) = pages(b, s);
+            if o_first <= last && first <= o_last {
+                return Some((first.max(o_first), what));
+            }
+        }
+    }
+    None
 }
 
 /// What the VM rules need to know about the board: the build-time board model
@@ -93,6 +127,13 @@ pub fn check_board(
                 vm: vm.into(),
                 device: name.clone(),
                 board: board.board_name().into(),
+            },
+            Some(DeviceUse::SharesPage { page, other }) => ErrorKind::PassthroughSharesPage {
+                vm: vm.into(),
+                device: name.clone(),
+                board: board.board_name().into(),
+                page,
+                other,
             },
         };
         return Err(ConfigError::new(kind, at));

@@ -276,6 +276,21 @@ pub enum ErrorKind {
         /// Board name.
         board: String,
     },
+    /// A passthrough device's 4 KiB pages also hold another device's window: the VM would
+    /// reach that device too.
+    #[error("VM `{vm}`: device `{device}` of board `{board}` cannot be passed through: its 4 KiB page {page:#x} also holds {other}; a VM is given whole pages, so it would reach that too (pass through only devices whose pages are their own)")]
+    PassthroughSharesPage {
+        /// VM name.
+        vm: String,
+        /// The device.
+        device: String,
+        /// Board name.
+        board: String,
+        /// The shared page's address.
+        page: u64,
+        /// What else is in that page (`device "uart1" window `regs` [0x1000_0400, +0x100]`).
+        other: String,
+    },
 }
 
 #[cfg(test)]

@@ -311,6 +311,10 @@ impl BoardFacts for Board {
         match name {
             "uart0" => Some(DeviceUse::Console),
             "uart1" => Some(DeviceUse::Passable),
+            "uart2" => Some(DeviceUse::SharesPage {
+                page: 0x1000,
+                other: "device \"uart3\" window `regs` [0x1400, +0x100]".into(),
+            }),
             "gpu" => Some(DeviceUse::Disabled {
                 reason: "cannot be shared".into(),
             }),
@@ -346,6 +350,14 @@ fn board_checks_name_the_choices_and_point_at_the_entry() {
     let e = board_err("devices = [{ passthrough = \"uart0\" }]\n");
     assert!(
         matches!(*e.kind(), ErrorKind::ConsolePassthrough { .. }),
+        "{e}"
+    );
+    let e = board_err("devices = [{ passthrough = \"uart2\" }]\n");
+    assert!(
+        matches!(
+            *e.kind(),
+            ErrorKind::PassthroughSharesPage { page: 0x1000, .. }
+        ) && e.to_string().contains("device \"uart3\""),
         "{e}"
     );
     let e = board_err("[[vm.nic]]\n[[vm.nic]]\nport-group = \"dmz\"\n");
@@ -444,4 +456,28 @@ fn an_unknown_numa_mode_is_a_located_syntax_error() {
         "{e}"
     );
     assert_eq!(e.line_col().map(|l| l.0), Some(7));
+}
+
+#[test]
+fn page_neighbours_are_windows_in_the_same_4k_pages() {
+    let others = || {
+        vec![
+            ("a".to_string(), 0x1_0000, 0x1000),
+            ("b".to_string(), 0x2_0400, 0x100),
+        ]
+    };
+    // Its own pages: nothing else there.
+    assert_eq!(page_neighbour(&[(0x3_0000, 0x1000)], others()), None);
+    // Byte-disjoint but in the same page as `b`.
+    assert_eq!(
+        page_neighbour(&[(0x2_0000, 0x100)], others()),
+        Some((0x2_0000, "b".to_string()))
+    );
+    // The page after `a`'s last byte is not `a`'s.
+    assert_eq!(page_neighbour(&[(0x1_1000, 0x10)], others()), None);
+    // A window that ends in `a`'s page.
+    assert_eq!(
+        page_neighbour(&[(0xf000, 0x1001)], others()),
+        Some((0x1_0000, "a".to_string()))
+    );
 }

@@ -19,21 +19,21 @@ const DTB_CACHE: &str = "target/dtb-cache";
 const EXPLAINED: &str = "boards-diff-explained.toml";
 /// Boards checked against a DTB other than their `verified-by` (board, DTB).
 const EXTRA_CHECKS: &[(&str, &str)] = &[("xlnx-zcu102", "xilinx/zynqmp-zcu102-rev1.0.dtb")];
-/// DTBs of boards not in boards.kdl, imported by [`check_all_boards`] to prove the generator.
-/// Their DTBs carry no RAM size (firmware fills it in), so the RAM is given: Quartz64 model A
-/// with 4 GiB (RK3566 DRAM at 0, below the 0xf000_0000 peripherals), LS1046A-RDB's first
-/// 2 GiB DDR window at 0x8000_0000 (fsl-ls1046a.dtsi memory@80000000).
-const IMPORT_CHECKS: &[(&str, &str, (u64, u64))] = &[
+/// RAM given on the command line, `(base, size)`.
+type Ram = (u64, u64);
+
+/// DTBs of boards not in boards.kdl, imported by [`check_all_boards`] and built by
+/// `cargo xtask test` to prove the generator: Quartz64 model A with its RAM given (4 GiB,
+/// RK3566 DRAM at 0, below the 0xf000_0000 peripherals), and LS1046A-RDB as its DTB has it:
+/// memory@80000000 of size 0 (`from="firmware"`, fsl-ls1046a.dtsi) and its console 16550 at
+/// 0x21c_0500, inside a 4 KiB page it shares with the second UART at 0x21c_0600.
+const IMPORT_CHECKS: &[(&str, &str, Option<Ram>)] = &[
     (
         "pine64-quartz64-a",
         "rockchip/rk3566-quartz64-a.dtb",
-        (0x0, 0xf000_0000),
+        Some((0x0, 0xf000_0000)),
     ),
-    (
-        "nxp-ls1046a-rdb",
-        "freescale/fsl-ls1046a-rdb.dtb",
-        (0x8000_0000, 0x8000_0000),
-    ),
+    ("nxp-ls1046a-rdb", "freescale/fsl-ls1046a-rdb.dtb", None),
 ];
 
 /// One explained difference.
@@ -127,27 +127,42 @@ pub fn import(
     Ok(text)
 }
 
-/// `cargo xtask import-dtb FILE.dtb --name NAME [--out F.kdl]`.
 /// `cargo xtask import-dtb`.
+///
+/// RAM: the DT's `/memory` nodes; one of size 0 (the firmware fills it in at boot) becomes
+/// `memory "dram0" BASE from="firmware"`, and a DT without any becomes `memory "dram0"
+/// from="firmware"` with no `hypervisor load=`: the hypervisor then takes RAM from the device
+/// tree or UEFI memory map its loader passes (docs/boards-kdl.md). Device windows are the
+/// DT's own, page aligned or not; GIC windows are widened to whole 4 KiB pages. Each fact is
+/// followed by a comment citing the DT node or value it came from.
 #[derive(Debug, clap::Args)]
+#[command(group = clap::ArgGroup::new("what").required(true).args(["file", "all"]))]
 pub struct ImportArgs {
     /// A .dtb file, or vendor/name.dtb of Debian's kernel package (fetched on first use)
-    #[arg(value_name = "FILE.dtb")]
-    file: String,
+    #[arg(value_name = "FILE.dtb", requires = "name")]
+    file: Option<String>,
     /// The new board's name
     #[arg(long, value_name = "NAME")]
-    name: String,
+    name: Option<String>,
     /// Write the KDL here instead of standard output
     #[arg(long, value_name = "F.kdl")]
     out: Option<PathBuf>,
-    /// Memory as BASE,SIZE in hex, for DTBs whose firmware fills it in (e.g. 0x0,0x8000_0000)
+    /// Memory as BASE,SIZE in hex, instead of the DT's (e.g. 0x0,0x8000_0000); without it a
+    /// DTB whose firmware fills in RAM gets `from="firmware"`
     #[arg(long, value_name = "BASE,SIZE", value_parser = parse_memory)]
     memory: Option<(u64, u64)>,
+    /// Import every DTB of Debian's kernel package and validate each as `boards check`
+    /// does, as `cargo xtask test` does (DTBs without a GIC, or without a usable console
+    /// UART, are counted as refused, with the reason)
+    #[arg(long, conflicts_with_all = ["file", "name", "out", "memory"])]
+    all: bool,
 }
 
-/// `cargo xtask import-dtb FILE.dtb --name NAME [--out F.kdl] [--memory BASE,SIZE]`.
+/// `cargo xtask import-dtb FILE.dtb --name NAME [--out F.kdl] [--memory BASE,SIZE] | --all`.
 pub fn import_cmd(args: ImportArgs) -> Result<(), String> {
-    let file = &args.file;
+    let (Some(file), Some(name)) = (&args.file, &args.name) else {
+        return import_every_dtb();
+    };
     let path = dtb_file(file)?;
     let bytes =
         std::fs::read(&path).map_err(|e| format!("cannot read `{}`: {e}", path.display()))?;
@@ -155,7 +170,7 @@ pub fn import_cmd(args: ImportArgs) -> Result<(), String> {
     let cite = cached_dtb_dir(&dtb_cache())
         .and_then(|dir| path.strip_prefix(dir).ok().map(|p| p.display().to_string()))
         .unwrap_or_else(|| file.clone());
-    let text = import(&bytes, &args.name, &cite, args.memory)?;
+    let text = import(&bytes, name, &cite, args.memory)?;
     match args.out {
         Some(o) => {
             std::fs::write(&o, text).map_err(|e| format!("cannot write `{}`: {e}", o.display()))
@@ -164,6 +179,148 @@ pub fn import_cmd(args: ImportArgs) -> Result<(), String> {
             print!("{text}");
             Ok(())
         }
+    }
+}
+
+/// Why a DTB is rightly not imported: the board cannot host this hypervisor as the DT
+/// describes it. Matched on the start of [`import`]'s error.
+const REFUSALS: &[(&str, &str)] = &[
+    ("no GIC in the device tree", "no GIC"),
+    ("no console UART", "no usable console UART"),
+    (
+        "the DT's GIC lacks the GICH/GICV windows",
+        "GICv2 without GICH/GICV (cannot run VMs)",
+    ),
+];
+
+/// What importing every DTB gave.
+#[derive(Debug, Default)]
+pub struct ImportSurvey {
+    /// DTBs looked at.
+    pub total: usize,
+    /// Imported and validated.
+    pub ok: usize,
+    /// Refused for a reason of [`REFUSALS`]: (its short reason, DTB, the importer's message).
+    pub refused: Vec<(&'static str, String, String)>,
+    /// Anything else: (DTB, error). Each is a bug of the importer or the board rules.
+    pub failed: Vec<(String, String)>,
+}
+
+/// Imports the DTB files `files` (paths relative to `dir`), each validated by
+/// `platform_dsl::load_str` inside [`import`] (what `cargo xtask boards check` runs on a
+/// file), on two threads.
+pub fn survey(dir: &Path, files: &[String]) -> ImportSurvey {
+    let results: Vec<(String, Result<(), String>)> = std::thread::scope(|scope| {
+        let halves: Vec<&[String]> = files.chunks(files.len().div_ceil(2).max(1)).collect();
+        let handles: Vec<_> = halves
+            .into_iter()
+            .map(|part| {
+                scope.spawn(move || {
+                    part.iter()
+                        .map(|f| {
+                            let r = std::fs::read(dir.join(f))
+                                .map_err(|e| format!("cannot read: {e}"))
+                                .and_then(|bytes| import(&bytes, "imported", f, None))
+                                .map(|_| ());
+                            (f.clone(), r)
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap_or_default())
+            .collect()
+    });
+    let mut out = ImportSurvey {
+        total: files.len(),
+        ..ImportSurvey::default()
+    };
+    for (f, r) in results {
+        match r {
+            Ok(()) => out.ok += 1,
+            Err(e) => match REFUSALS.iter().find(|(start, _)| e.starts_with(start)) {
+                Some((_, why)) => out.refused.push((why, f, e)),
+                None => out.failed.push((f, e)),
+            },
+        }
+    }
+    out
+}
+
+/// Every `vendor/name.dtb` under `dir`, sorted.
+fn all_dtbs(dir: &Path) -> Result<Vec<String>, String> {
+    let mut files = Vec::new();
+    let vendors =
+        std::fs::read_dir(dir).map_err(|e| format!("cannot read `{}`: {e}", dir.display()))?;
+    for v in vendors.filter_map(Result::ok).filter(|v| v.path().is_dir()) {
+        let vendor = v.file_name().to_string_lossy().to_string();
+        for f in std::fs::read_dir(v.path())
+            .map_err(|e| format!("cannot read `{}`: {e}", v.path().display()))?
+            .filter_map(Result::ok)
+        {
+            let name = f.file_name().to_string_lossy().to_string();
+            if name.ends_with(".dtb") {
+                files.push(format!("{vendor}/{name}"));
+            }
+        }
+    }
+    files.sort();
+    Ok(files)
+}
+
+/// For `cargo xtask test` (and `import-dtb --all`): every DTB of Debian's arm64 kernel
+/// package (the DTBs the test fetches for `board-diff`) imports to a board that validates,
+/// or is refused for a reason of [`REFUSALS`], which is printed.
+pub fn import_every_dtb() -> Result<(), String> {
+    let dir = dtb_dir()?;
+    let files = all_dtbs(&dir)?;
+    if files.is_empty() {
+        return Err(format!("no DTBs under {}", dir.display()));
+    }
+    let s = survey(&dir, &files);
+    let mut by_reason: BTreeMap<&str, usize> = BTreeMap::new();
+    for (why, _, _) in &s.refused {
+        *by_reason.entry(why).or_default() += 1;
+    }
+    let reasons: Vec<String> = by_reason
+        .iter()
+        .map(|(why, n)| format!("{n} refused: {why}"))
+        .collect();
+    println!(
+        "import-dtb: {} of {} DTBs import and validate; {}{}",
+        s.ok,
+        s.total,
+        reasons.join("; "),
+        if s.failed.is_empty() {
+            String::new()
+        } else {
+            format!("; {} FAIL", s.failed.len())
+        }
+    );
+    // The few refused for a reason other than having no GIC, each with its reason.
+    for (why, f, e) in s.refused.iter().filter(|r| r.0 != "no GIC") {
+        println!("  refused ({why}) {f}: {e}");
+    }
+    if s.failed.is_empty() {
+        Ok(())
+    } else {
+        let list: Vec<String> = s
+            .failed
+            .iter()
+            .map(|(f, e)| {
+                format!(
+                    "{f}: {}",
+                    e.lines().take(12).collect::<Vec<_>>().join("\n    ")
+                )
+            })
+            .collect();
+        Err(format!(
+            "{} DTB(s) of Debian's kernel package do not import to a valid board (try `cargo xtask import-dtb vendor/name.dtb --name x`):\n  {}",
+            s.failed.len(),
+            list.join("\n  ")
+        ))
     }
 }
 
@@ -271,8 +428,8 @@ pub fn imported_boards_for_build() -> Result<Vec<(PathBuf, String)>, String> {
             let path = dir.join(dtb);
             let bytes = std::fs::read(&path)
                 .map_err(|e| format!("cannot read `{}`: {e}", path.display()))?;
-            let text = import(&bytes, name, dtb, Some(*mem))
-                .map_err(|e| format!("import-dtb {dtb}: {e}"))?;
+            let text =
+                import(&bytes, name, dtb, *mem).map_err(|e| format!("import-dtb {dtb}: {e}"))?;
             let file = out_dir.join(format!("{name}.kdl"));
             if std::fs::read_to_string(&file).ok().as_deref() != Some(text.as_str()) {
                 std::fs::write(&file, &text)

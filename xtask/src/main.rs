@@ -298,7 +298,18 @@ fn dispatch(cmd: Cmd) -> Result<(), String> {
             let img = build::image_with_features(&t, &features)?;
             println!("{}", img.elf.display());
             println!("{}", img.bin.display());
-            // The U-Boot boot bundle (docs/hardware.md).
+            // The U-Boot boot bundle (docs/hardware.md); none for a board that cannot know
+            // where its RAM is before boot (said, not an error: the Image is built).
+            if img.board.hypervisor.load_address.is_none() {
+                if boot_vms.is_some() {
+                    return Err(format!(
+                        "--boot-vms: {}",
+                        uboot::no_load_address(&img.board)
+                    ));
+                }
+                eprintln!("{}", uboot::no_load_address(&img.board));
+                return Ok(());
+            }
             let bundle = uboot::write_bundle(&img, boot_vms.as_deref())?;
             eprint!("{}", uboot::readme(&img.board, &bundle.layout));
             println!("{}/", bundle.dir.display());

@@ -63,10 +63,15 @@ pub fn command_with_firmware(
     extra_smp: Option<u32>,
     firmware: &std::path::Path,
 ) -> Result<Command, String> {
+    let load = img.board.hypervisor.load_address.ok_or_else(|| {
+        format!(
+            "board `{}` writes no `hypervisor load=`: nowhere to place the Image for the firmware",
+            img.board.name
+        )
+    })?;
     let loader = format!(
-        "loader,file={},addr={:#x},force-raw=on",
+        "loader,file={},addr={load:#x},force-raw=on",
         img.bin.display(),
-        img.board.hypervisor.load_address
     );
     command_with_boot(
         img,
@@ -168,6 +173,12 @@ pub fn numa_args(
             board.name
         )
     };
+    if let Some(m) = board.memory.iter().find(|m| m.known_size().is_none()) {
+        return Err(bad(format!(
+            "memory \"{}\" comes from the firmware, but QEMU's -numa needs each node's size",
+            m.name
+        )));
+    }
     let mut sizes = vec![0u64; nodes as usize];
     let mut expect_base = board.memory.first().map(|m| m.base).unwrap_or(0);
     let mut last_node = 0;

@@ -158,6 +158,10 @@ pub fn all() -> Result<(), String> {
         "an image whose console has no driver fails to build",
         console_without_driver_fails,
     )?;
+    step(
+        "import-dtb: every DTB of Debian's arm64 kernel imports and validates (or is refused with its reason)",
+        crate::dtb::import_every_dtb,
+    )?;
     step("import-dtb output builds", || {
         for (file, name) in crate::dtb::imported_boards_for_build()? {
             let t = Target {

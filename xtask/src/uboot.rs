@@ -114,7 +114,9 @@ pub fn layout(
     staged: &[(String, PathBuf, u64, u64)],
     modules: &[ModuleFile],
 ) -> Result<Layout, String> {
-    let load = board.hypervisor.load_address;
+    let Some(load) = board.hypervisor.load_address else {
+        return Err(no_load_address(board));
+    };
     if !load.is_multiple_of(BLOCK) {
         return Err(format!(
             "board `{}`: hypervisor load={load:#x} is not 2 MiB aligned; U-Boot's booti would \
@@ -168,7 +170,21 @@ pub fn layout(
     Ok(out)
 }
 
-/// Every range of `l` is 2 MiB aligned, inside one RAM region of `board`, and no two overlap.
+/// Why a board whose KDL writes no `hypervisor load=` gets no bundle: `boot.scr` loads every
+/// file at an address, and nothing is known of the board's RAM before boot.
+pub fn no_load_address(board: &Board) -> String {
+    format!(
+        "board `{}` writes no `hypervisor load=` (its RAM base comes from the firmware), so \
+         there is no address to load the Image and its files at: no U-Boot bundle; boot the \
+         Image with U-Boot's own `booti` at `$kernel_addr_r`, or write the RAM base and \
+         `hypervisor load=` in the board KDL",
+        board.name
+    )
+}
+
+/// Every range of `l` is 2 MiB aligned, inside one RAM region of `board` (for a region
+/// whose size the firmware gives: at or above its base; the hypervisor refuses at boot a
+/// firmware RAM that does not hold its region and staging area), and no two overlap.
 pub fn check(board: &Board, l: &Layout) -> Result<(), String> {
     let mut ranges: Vec<(u64, u64, &str)> = l
         .slots
@@ -183,7 +199,11 @@ pub fn check(board: &Board, l: &Layout) -> Result<(), String> {
         if !board
             .memory
             .iter()
-            .any(|r| r.base <= start && end <= r.base.saturating_add(r.size))
+            .any(|r| match (r.known_base(), r.known_size()) {
+                (Some(base), Some(size)) => base <= start && end <= base.saturating_add(size),
+                (Some(base), None) => base <= start,
+                (None, _) => false,
+            })
         {
             return Err(format!(
                 "{name} at {start:#x}..{end:#x} is not inside one RAM region of board `{}`",
@@ -752,7 +772,7 @@ mod tests {
         assert!(e.contains("overlaps"), "{e}");
         // Unaligned Image.
         let mut unaligned = b.clone();
-        unaligned.hypervisor.load_address = 0x4040_1000;
+        unaligned.hypervisor.load_address = Some(0x4040_1000);
         let e = layout(
             &unaligned,
             0x200_0000,
@@ -866,7 +886,12 @@ mod tests {
             let mods = [module("VMS.TOML", 0x100, None)];
             let l = layout(b, size, 0x4_0000, Path::new("hv.bin"), &[], &mods)
                 .unwrap_or_else(|e| panic!("board {}: {e}", b.name));
-            assert_eq!(l.slots[0].addr, b.hypervisor.load_address, "{}", b.name);
+            assert_eq!(
+                Some(l.slots[0].addr),
+                b.hypervisor.load_address,
+                "{}",
+                b.name
+            );
         }
     }
 

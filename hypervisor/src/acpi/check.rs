@@ -7,7 +7,7 @@ use alloc::vec::Vec;
 use core::fmt;
 
 use super::{AcpiInfo, Gicc};
-use crate::platform::{BoardDesc, DeviceDesc, GicVersion, RegDesc, Trigger};
+use crate::platform::{BoardDesc, DeviceDesc, FromFirmware, GicVersion, RegDesc, Trigger};
 
 /// MPIDR affinity bits (Aff3 39:32, Aff2..Aff0 23:0).
 const MPIDR_AFFINITY: u64 = 0xff_00ff_ffff;
@@ -636,18 +636,30 @@ fn numa(out: &mut Out<'_>, info: &AcpiInfo) {
     }
     for m in board.memory {
         let key = format!("memory.{}", m.name);
+        // A region whose size the firmware gives is compared by its base; one whose base it
+        // gives has nothing to compare (its node is the SRAT's).
+        let len = match m.from_firmware {
+            FromFirmware::Nothing => m.size,
+            FromFirmware::Size => 1,
+            FromFirmware::BaseAndSize => continue,
+        };
         let covering: Vec<_> = srat
             .memory
             .iter()
-            .filter(|a| a.enabled && overlaps(a.base, a.length, m.base, m.size))
+            .filter(|a| a.enabled && overlaps(a.base, a.length, m.base, len))
             .collect();
         if covering.is_empty() {
             out.warn(
                 &key,
                 format_args!(
-                    "memory \"{}\" {:#x} size={:#x}, but the firmware's SRAT has no memory \
+                    "memory \"{}\" {:#x} size={}, but the firmware's SRAT has no memory \
                      range there",
-                    m.name, m.base, m.size
+                    m.name,
+                    m.base,
+                    match m.from_firmware {
+                        FromFirmware::Nothing => format!("{:#x}", m.size),
+                        _ => "from the firmware".into(),
+                    }
                 ),
             );
         } else if let Some(a) = covering.iter().find(|a| a.domain != m.numa_node) {

@@ -399,6 +399,13 @@ fn board(name: &str) -> &'static BoardDesc {
                     base: m.base,
                     size: m.size,
                     numa_node: m.numa_node,
+                    from_firmware: match m.from_firmware {
+                        model::FromFirmware::Nothing => crate::platform::FromFirmware::Nothing,
+                        model::FromFirmware::Size => crate::platform::FromFirmware::Size,
+                        model::FromFirmware::BaseAndSize => {
+                            crate::platform::FromFirmware::BaseAndSize
+                        }
+                    },
                 })
                 .collect(),
         ),
@@ -1226,7 +1233,7 @@ fn iasl_compiled_two_node_srat_and_slit_parse_to_domains_and_distances() {
 #[test]
 fn firmware_ram_reads_only_board_ram_outside_the_hypervisor() {
     let b = board("qemu-virt"); // RAM 0x4000_0000 + 2 GiB, hypervisor 32 MiB in it
-    let own = (b.hypervisor_base, b.hypervisor_size);
+    let own = (b.hypervisor_base.unwrap(), b.hypervisor_size);
     let (base, end) = (own.0, own.0 + own.1);
     let ok = |pa, len| readable_firmware_ram(b.memory, own, pa, len);
     assert!(ok(0x4000_0000, 36));

@@ -98,6 +98,7 @@ fn kdl_2g() -> Vec<MemoryDesc> {
         base: 0x4000_0000,
         size: 2 * GIB,
         numa_node: 0,
+        from_firmware: crate::platform::FromFirmware::Nothing,
     }]
 }
 
@@ -244,12 +245,14 @@ fn numa_nodes_come_from_the_tree_then_the_kdl() {
             base: 0x4000_0000,
             size: GIB,
             numa_node: 1,
+            from_firmware: crate::platform::FromFirmware::Nothing,
         },
         MemoryDesc {
             name: "dram1",
             base: 0x8000_0000,
             size: GIB,
             numa_node: 2,
+            from_firmware: crate::platform::FromFirmware::Nothing,
         },
     ];
     let plan = plan_ram(&info, &kdl, HV, STAGING).unwrap();
@@ -577,4 +580,81 @@ fn a_bad_module_file_is_reported_not_fatal() {
     assert!(out[0].vms.as_ref().unwrap_err().contains("UTF-8"));
     let out = define_modules(&info, &Facts, |_| Err("outside RAM".into()));
     assert_eq!(out[0].vms.as_ref().unwrap_err(), "outside RAM");
+}
+
+fn kdl_firmware(from: crate::platform::FromFirmware) -> Vec<MemoryDesc> {
+    let base = match from {
+        crate::platform::FromFirmware::BaseAndSize => 0,
+        _ => 0x4000_0000,
+    };
+    vec![MemoryDesc {
+        name: "dram0",
+        base,
+        size: 0,
+        numa_node: 0,
+        from_firmware: from,
+    }]
+}
+
+#[test]
+fn firmware_memory_takes_the_tree_quietly_and_checks_the_base() {
+    use crate::platform::FromFirmware;
+    let blob = dtb(&Spec::default()); // 3 GiB at 0x4000_0000
+    let info = BootInfo::parse(&blob, 0x4400_0000).unwrap();
+    for from in [FromFirmware::Size, FromFirmware::BaseAndSize] {
+        let plan = plan_ram(&info, &kdl_firmware(from), HV, STAGING).unwrap();
+        assert_eq!(plan.warning, None, "{from:?}");
+        assert_eq!(plan.regions[0].size, 3 * GIB);
+        assert!(
+            plan.report[0].contains("from the firmware"),
+            "{:?}",
+            plan.report
+        );
+    }
+    // The KDL's base is a fact: RAM that starts elsewhere is worth a warning.
+    let mut kdl = kdl_firmware(FromFirmware::Size);
+    kdl[0].base = 0x2000_0000;
+    let plan = plan_ram(&info, &kdl, HV, STAGING).unwrap();
+    let w = plan.warning.unwrap();
+    assert!(w.contains("\"dram0\" starts at 0x2000_0000"), "{w}");
+}
+
+#[test]
+fn firmware_memory_without_a_tree_stops_naming_the_memory_node() {
+    use crate::platform::FromFirmware;
+    let kdl = kdl_firmware(FromFirmware::Size);
+    let c = choose_ram(None, &kdl, HV, STAGING);
+    assert!(c.regions.is_empty(), "RAM guessed: {:?}", c.regions);
+    let why = c.refusal.unwrap();
+    assert!(
+        why.contains("board KDL memory \"dram0\" comes from the firmware")
+            && why.contains("no device tree"),
+        "{why}"
+    );
+    // A tree without RAM is no better.
+    let blob = dtb(&Spec {
+        memory: vec![],
+        ..Spec::default()
+    });
+    let c = choose_ram(
+        Some((0x4800_0000, BootInfo::parse(&blob, 0x4800_0000))),
+        &kdl_firmware(FromFirmware::BaseAndSize),
+        HV,
+        STAGING,
+    );
+    assert!(c.regions.is_empty());
+    assert!(c.refusal.unwrap().contains("describes no RAM"));
+}
+
+#[test]
+fn plan_refuses_a_staging_area_outside_the_firmware_ram() {
+    // RAM that holds the hypervisor but ends before the staging area.
+    let blob = dtb(&Spec {
+        memory: vec![("memory@40000000", vec![(0x4000_0000, 0x0230_0000)], None)],
+        ..Spec::default()
+    });
+    let info = BootInfo::parse(&blob, 0x4000_0000).unwrap();
+    let e = plan_ram(&info, &kdl_2g(), HV, STAGING).unwrap_err();
+    assert!(matches!(e, RamError::StagingOutsideRam { .. }), "{e}");
+    assert!(e.to_string().contains("0x4240_0000..0x4260_0000"), "{e}");
 }

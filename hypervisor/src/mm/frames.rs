@@ -308,6 +308,7 @@ mod tests {
             base,
             size,
             numa_node: node,
+            from_firmware: crate::platform::FromFirmware::Nothing,
         }
     }
 

@@ -344,7 +344,7 @@ mod tests {
             verified_by: VerificationDesc::None,
             cpus: &[],
             memory: &[],
-            hypervisor_base: 0,
+            hypervisor_base: None,
             hypervisor_size: 0,
             gic: GicDesc {
                 version: GicVersion::V3,

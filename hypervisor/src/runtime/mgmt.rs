@@ -859,7 +859,31 @@ impl vm_config::BoardFacts for RuntimeBoard {
         } else if board.is_hypervisor_device(dev) || super::is_driven(dev) {
             vm_config::DeviceUse::Console
         } else {
-            vm_config::DeviceUse::Passable
+            // A VM is given whole 4 KiB pages: they must hold nothing else.
+            let mine: Vec<(u64, u64)> = dev.regs.iter().map(|r| (r.base, r.size)).collect();
+            let others = board
+                .devices
+                .iter()
+                .filter(|d| d.name != dev.name)
+                .flat_map(|d| {
+                    d.regs.iter().map(move |r| {
+                        (
+                            alloc::format!(
+                                "device \"{}\" window `{}` [{:#x}, +{:#x}]",
+                                d.name,
+                                r.name,
+                                r.base,
+                                r.size
+                            ),
+                            r.base,
+                            r.size,
+                        )
+                    })
+                });
+            match vm_config::page_neighbour(&mine, others) {
+                Some((page, other)) => vm_config::DeviceUse::SharesPage { page, other },
+                None => vm_config::DeviceUse::Passable,
+            }
         })
     }
     fn numa_nodes(&self) -> u32 {

@@ -124,14 +124,21 @@ impl Checker {
         if !b.memory_complete() || b.memory.is_empty() {
             return;
         }
-        let in_ram = b.memory.iter().any(|m| {
-            a.value >= m.base.value && a.value - m.base.value < m.size.value.saturating_sub(7)
+        // Against a region whose size the firmware gives, only its base can be checked;
+        // against one whose base it gives, nothing (the hypervisor keeps the word's page out
+        // of its pool at boot either way).
+        let in_ram = b.memory.iter().any(|m| match (&m.base, &m.size) {
+            (Some(base), Some(size)) => {
+                a.value >= base.value && a.value - base.value < size.value.saturating_sub(7)
+            }
+            (Some(base), None) => a.value >= base.value,
+            (None, _) => true,
         });
         if !in_ram {
             let ram: Vec<String> = b
                 .memory
                 .iter()
-                .map(|m| format!("{} [{}, +{}]", m.name.value, m.base.text, m.size.text))
+                .map(super::regions::describe_memory)
                 .collect();
             self.errors.push(CheckError::OutOfRange {
                 what: "release-addr".to_owned(),
@@ -146,13 +153,17 @@ impl Checker {
             return;
         }
         if let Some(h) = &b.hypervisor {
-            if a.value >= h.load.value && a.value - h.load.value < h.size.value {
+            if let Some(load) = h
+                .load
+                .as_ref()
+                .filter(|l| a.value >= l.value && a.value - l.value < h.size.value)
+            {
                 self.errors.push(CheckError::OutOfRange {
                     what: "release-addr".to_owned(),
                     text: a.text.clone(),
                     reason: format!(
                         "the release address of cpu {cpu} is inside the hypervisor's region [{}, +{}]",
-                        h.load.text, h.size.text
+                        load.text, h.size.text
                     ),
                     span: a.span,
                     help: "the firmware's spin table lies outside the hypervisor image: check `release-addr=` against the firmware (e.g. armstub8: 0xd8..0xf0)".to_owned(),

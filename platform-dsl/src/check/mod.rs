@@ -231,6 +231,17 @@ pub enum CheckError {
         #[help]
         help: String,
     },
+    /// `hypervisor` has no `load=` although the board's RAM base is known.
+    #[error("`hypervisor` has no `load=` (the link address)")]
+    #[diagnostic(code(platform_dsl::hypervisor_placement))]
+    MissingLoad {
+        /// The `hypervisor` node.
+        #[label("no `load=`")]
+        span: SourceSpan,
+        /// What to write.
+        #[help]
+        help: String,
+    },
     /// The hypervisor's placement is not inside one RAM region.
     #[error("hypervisor placement {range} is not inside one memory region")]
     #[diagnostic(code(platform_dsl::hypervisor_placement))]

@@ -16,14 +16,38 @@ impl Checker {
             what: String,
             base: &'a Sp<u64>,
             size: &'a Sp<u64>,
+            /// RAM and GIC windows are mapped (GICV into VMs, RAM into the pool) by whole
+            /// 4 KiB pages, so they must be page aligned; a device window need not be: the
+            /// hypervisor maps the pages that cover it for its drivers, which use its exact
+            /// address, and only passing a device through needs its pages to itself (the
+            /// VM rules check that).
+            paged: bool,
         }
         let mut regions: Vec<Region<'_>> = Vec::new();
         for m in &b.memory {
-            regions.push(Region {
-                what: format!("memory \"{}\"", m.name.value),
-                base: &m.base,
-                size: &m.size,
-            });
+            // A region whose size the firmware gives has no range to check here; its base
+            // (when written) must still be page aligned. The hypervisor checks the
+            // firmware's RAM at boot (docs/ARCHITECTURE.md, "Boot").
+            match (&m.base, &m.size) {
+                (Some(base), Some(size)) => regions.push(Region {
+                    what: format!("memory \"{}\"", m.name.value),
+                    base,
+                    size,
+                    paged: true,
+                }),
+                (Some(base), None) if base.value % PAGE != 0 => {
+                    self.errors.push(CheckError::BadRegion {
+                        what: format!("memory \"{}\"", m.name.value),
+                        problem: format!("base {} is not 4 KiB aligned", base.text),
+                        span: base.span,
+                        help: format!(
+                            "RAM is mapped with 4 KiB pages: write the base the device tree's /memory node gives, e.g. {}",
+                            hex(base.value & !(PAGE - 1))
+                        ),
+                    });
+                }
+                _ => {}
+            }
         }
         if let Some(gic) = &b.gic {
             for r in gic
@@ -39,6 +63,7 @@ impl Checker {
                     what: format!("GIC window `{}`", r.name),
                     base: &r.base,
                     size: &r.size,
+                    paged: true,
                 });
             }
         }
@@ -48,6 +73,7 @@ impl Checker {
                     what: format!("device \"{}\" window `{}`", d.name.value, r.name),
                     base: &r.base,
                     size: &r.size,
+                    paged: false,
                 });
             }
         }
@@ -59,23 +85,28 @@ impl Checker {
                     what: r.what.clone(),
                     problem: "has size 0".to_owned(),
                     span: r.size.span,
-                    help: "give the region's real size in bytes, a multiple of 0x1000".to_owned(),
+                    help: if r.paged {
+                        "give the region's real size in bytes, a multiple of 0x1000".to_owned()
+                    } else {
+                        "give the window's real size in bytes, as the device tree's `reg` has it"
+                            .to_owned()
+                    },
                 });
                 ok = false;
             }
-            if r.base.value % PAGE != 0 {
+            if r.paged && r.base.value % PAGE != 0 {
                 self.errors.push(CheckError::BadRegion {
                     what: r.what.clone(),
                     problem: format!("base {} is not 4 KiB aligned", r.base.text),
                     span: r.base.span,
                     help: format!(
-                        "regions are mapped with 4 KiB pages: write the 4 KiB-aligned base {} and grow the size to cover the window",
+                        "RAM and GIC windows are mapped with 4 KiB pages: write the 4 KiB-aligned base {} and grow the size to cover the window",
                         hex(r.base.value & !(PAGE - 1))
                     ),
                 });
                 ok = false;
             }
-            if r.size.value % PAGE != 0 {
+            if r.paged && r.size.value % PAGE != 0 {
                 self.errors.push(CheckError::BadRegion {
                     what: r.what.clone(),
                     problem: format!("size {} is not a multiple of 4 KiB", r.size.text),
@@ -108,7 +139,7 @@ impl Checker {
                     other: format!("{} [{}, +{}]", other.what, other.base.text, other.size.text),
                     span: r.base.span,
                     other_span: other.base.span,
-                    help: "memory regions, GIC windows and device windows must not overlap (a device window inside RAM is an error): fix the base or size of one of them".to_owned(),
+                    help: "memory regions, GIC windows and device windows must not overlap (a device window inside RAM is an error; two devices may share a 4 KiB page, but not bytes): fix the base or size of one of them".to_owned(),
                 });
             }
             good.push(r);
@@ -215,17 +246,6 @@ impl Checker {
 
     pub(super) fn check_hypervisor(&mut self, b: &BoardDecl, check_inside_ram: bool) {
         let Some(h) = &b.hypervisor else { return };
-        if h.load.value % PAGE != 0 {
-            self.errors.push(CheckError::BadRegion {
-                what: "hypervisor load address".to_owned(),
-                problem: format!("{} is not 4 KiB aligned", h.load.text),
-                span: h.load.span,
-                help: format!(
-                    "write a 4 KiB-aligned address, e.g. load={}",
-                    hex(h.load.value & !(PAGE - 1))
-                ),
-            });
-        }
         if h.size.value == 0 || h.size.value % PAGE != 0 {
             self.errors.push(CheckError::BadRegion {
                 what: "hypervisor size".to_owned(),
@@ -234,22 +254,58 @@ impl Checker {
                 help: "reserve image + stacks + heap, e.g. size=0x0200_0000 (32 MiB)".to_owned(),
             });
         }
-        let end = h.load.value.checked_add(h.size.value);
+        let Some(load) = &h.load else {
+            // Without `load=` the image is linked at 0 and only booted as the relocatable
+            // Image: that is only right when nobody can know where RAM is before boot.
+            if check_inside_ram
+                && !b
+                    .memory
+                    .iter()
+                    .any(|m| m.from_firmware.is_some() && m.base.is_none())
+            {
+                self.errors.push(CheckError::MissingLoad {
+                    span: h.span,
+                    help: match b.memory.iter().find_map(|m| m.base.as_ref()) {
+                        Some(base) => format!(
+                            "add `load=` (the ELF's link address, where build-time VM images are staged after), e.g. load={}; it may be left out only when a `memory` region's base comes from the firmware (`memory \"dram0\" from=\"firmware\"`)",
+                            hex(base.value.saturating_add(0x20_0000))
+                        ),
+                        None => "add `load=`, e.g. load=0x4020_0000".to_owned(),
+                    },
+                });
+            }
+            return;
+        };
+        if load.value % PAGE != 0 {
+            self.errors.push(CheckError::BadRegion {
+                what: "hypervisor load address".to_owned(),
+                problem: format!("{} is not 4 KiB aligned", load.text),
+                span: load.span,
+                help: format!(
+                    "write a 4 KiB-aligned address, e.g. load={}",
+                    hex(load.value & !(PAGE - 1))
+                ),
+            });
+        }
+        let end = load.value.checked_add(h.size.value);
         if !check_inside_ram {
             return;
         }
-        let inside = b.memory.iter().any(|m| {
-            let m_end = m.base.value.saturating_add(m.size.value);
-            h.load.value >= m.base.value && end.is_some_and(|e| e <= m_end)
+        // A region whose size the firmware gives holds the hypervisor when it starts at or
+        // below `load` (the hypervisor checks at boot that the firmware's RAM reaches its
+        // end); one whose base the firmware gives may be anywhere.
+        let inside = b.memory.iter().any(|m| match (&m.base, &m.size) {
+            (Some(base), Some(size)) => {
+                let m_end = base.value.saturating_add(size.value);
+                load.value >= base.value && end.is_some_and(|e| e <= m_end)
+            }
+            (Some(base), None) => load.value >= base.value && end.is_some(),
+            (None, _) => end.is_some(),
         });
         if !inside {
-            let ram: Vec<String> = b
-                .memory
-                .iter()
-                .map(|m| format!("{} [{}, +{}]", m.name.value, m.base.text, m.size.text))
-                .collect();
+            let ram: Vec<String> = b.memory.iter().map(describe_memory).collect();
             self.errors.push(CheckError::HypervisorOutsideRam {
-                range: format!("[{}, +{}]", h.load.text, h.size.text),
+                range: format!("[{}, +{}]", load.text, h.size.text),
                 span: h.span,
                 help: if ram.is_empty() {
                     "declare a `memory` region that contains `load` .. `load + size`".to_owned()
@@ -261,5 +317,15 @@ impl Checker {
                 },
             });
         }
+    }
+}
+
+/// `dram0 [0x4000_0000, +0x8000_0000]`, `dram0 [0x8000_0000, + size from the firmware]` or
+/// `dram0 [base and size from the firmware]`, for messages.
+pub(super) fn describe_memory(m: &crate::decl::MemoryDecl) -> String {
+    match (&m.base, &m.size) {
+        (Some(b), Some(s)) => format!("{} [{}, +{}]", m.name.value, b.text, s.text),
+        (Some(b), None) => format!("{} [{}, + size from the firmware]", m.name.value, b.text),
+        _ => format!("{} [base and size from the firmware]", m.name.value),
     }
 }

@@ -506,13 +506,14 @@ impl Cx {
     }
 
     pub(super) fn memory(&mut self, node: &Node) -> Option<MemoryDecl> {
+        const FORMS: &str = "write `memory \"dram0\" 0x4000_0000 size=0x8000_0000 node=0`, or, for RAM the firmware describes at boot, `memory \"dram0\" 0x4000_0000 from=\"firmware\"` (base known) or `memory \"dram0\" from=\"firmware\"`";
         self.shape(
             node,
             &Shape {
-                props: &["size", "node"],
+                props: &["size", "node", "from"],
                 children: &[],
                 max_args: 2,
-                args_help: "write `memory \"dram0\" 0x4000_0000 size=0x8000_0000 node=0`",
+                args_help: FORMS,
             },
         );
         let name = self.arg_str(
@@ -521,22 +522,62 @@ impl Cx {
             "the name",
             "memory \"dram0\" 0x4000_0000 size=0x8000_0000",
         );
-        let base = self.arg_int(
-            node,
-            1,
-            "the base address",
-            u64::MAX,
-            "memory \"dram0\" 0x4000_0000 size=0x8000_0000",
-        );
+        let from = self
+            .prop_str(node, "from", "from=\"firmware\"")
+            .and_then(|f| self.choice(f, "memory source `from`", &[("firmware", ())]));
+        let from_written = node.prop("from").is_some();
+        let base = if from_written && node.args.len() < 2 {
+            None
+        } else {
+            Some(self.arg_int(
+                node,
+                1,
+                "the base address",
+                u64::MAX,
+                "memory \"dram0\" 0x4000_0000 size=0x8000_0000",
+            )?)
+        };
         let size = self.prop_int(node, "size", u64::MAX, "size=0x8000_0000");
-        let size = self.require(node, "size", size, "size=0x8000_0000");
+        if from_written {
+            if let (Some(p), Some(f)) = (node.prop("size"), &from) {
+                self.errors.push(DecodeError::MemoryForm {
+                    problem: format!(
+                        "memory \"{}\" gives both `size=` and `from=\"firmware\"`",
+                        name.as_ref().map_or("", |n| n.value.as_str())
+                    ),
+                    span: p.value.span,
+                    label: "a size written here".to_owned(),
+                    help: format!(
+                        "`from=\"firmware\"` says the firmware gives the size at boot: remove `size=`, or remove `from=\"firmware\"` (at {}) if the size is known",
+                        f.text
+                    ),
+                });
+                return None;
+            }
+        } else {
+            self.require(
+                node,
+                "size",
+                size.clone(),
+                "size=0x8000_0000 (or from=\"firmware\" when the firmware gives the size at boot)",
+            );
+        }
         let numa = self
             .prop_u32(node, "node", "node=0")
             .unwrap_or(Sp::new(0, node.name_span, ""));
+        let from = match (from_written, from) {
+            (false, _) => None,
+            (true, Some(f)) => Some(f.span),
+            (true, None) => return None,
+        };
+        if from.is_none() && size.is_none() {
+            return None;
+        }
         Some(MemoryDecl {
             name: name?,
-            base: base?,
-            size: size?,
+            base,
+            size,
+            from_firmware: from,
             node: numa,
         })
     }
@@ -551,13 +592,16 @@ impl Cx {
                 args_help: "write `hypervisor load=0x4020_0000 size=0x0200_0000`",
             },
         );
+        // Optional here: `check` requires it unless the firmware gives a RAM base.
         let load = self.prop_int(node, "load", u64::MAX, "load=0x4020_0000");
-        let load = self.require(node, "load", load, "load=0x4020_0000");
+        if node.prop("load").is_some() && load.is_none() {
+            return None;
+        }
         let size = self.prop_int(node, "size", u64::MAX, "size=0x0200_0000");
         let size = self.require(node, "size", size, "size=0x0200_0000");
         Some(HypervisorDecl {
             span: node.name_span,
-            load: load?,
+            load,
             size: size?,
         })
     }

@@ -46,10 +46,47 @@ pub fn diff(b: &Board, d: &DtBoard) -> Vec<Difference> {
     if bm != dm {
         add("cpus", format!("board MPIDRs {bm:x?}, DT {dm:x?}"));
     }
-    let mut mem: Vec<(u64, u64)> = b.memory.iter().map(|m| (m.base, m.size)).collect();
+    // Sized regions against the DT's sized ones; a region the firmware sizes against the
+    // bases of the DT's memory nodes of size 0 (one whose base the firmware gives, against
+    // a DT without either).
+    let mut mem: Vec<(u64, u64)> = b
+        .memory
+        .iter()
+        .filter_map(|m| m.known_size().map(|s| (m.base, s)))
+        .collect();
     mem.sort();
-    if mem != d.memory {
-        add("memory", format!("board {mem:x?}, DT {:x?}", d.memory));
+    let mut fw_bases: Vec<u64> = b
+        .memory
+        .iter()
+        .filter(|m| m.known_size().is_none())
+        .filter_map(|m| m.known_base())
+        .collect();
+    fw_bases.sort();
+    let dt_bases: Vec<u64> = d.memory_unsized.iter().map(|m| m.1).collect();
+    let fw_only = b.memory.iter().all(|m| m.known_base().is_none());
+    let same = if fw_only {
+        d.memory.is_empty() && d.memory_unsized.is_empty()
+    } else {
+        mem == d.memory && fw_bases == dt_bases
+    };
+    if !same {
+        let board: Vec<String> = b
+            .memory
+            .iter()
+            .map(|m| match (m.known_base(), m.known_size()) {
+                (Some(base), Some(size)) => format!("{base:#x} size {size:#x}"),
+                (Some(base), None) => format!("{base:#x} size from the firmware"),
+                _ => "base and size from the firmware".into(),
+            })
+            .collect();
+        add(
+            "memory",
+            format!(
+                "board [{}], DT {:x?} (of size 0: {dt_bases:x?})",
+                board.join(", "),
+                d.memory
+            ),
+        );
     }
     let g = &b.gic;
     if g.version != d.gic.version {

@@ -108,6 +108,9 @@ pub struct DtBoard {
     pub clusters: u32,
     /// Memory regions with non-zero size.
     pub memory: Vec<(u64, u64)>,
+    /// Memory regions whose size is 0 in the DT (the firmware fills it in at boot): the
+    /// memory node's path and the base it gives.
+    pub memory_unsized: Vec<(String, u64)>,
     /// The GIC.
     pub gic: DtGic,
     /// Timer PPIs: secure-phys, phys, virt, hyp-phys.
@@ -118,6 +121,9 @@ pub struct DtBoard {
     pub pmu: Option<DtPmu>,
     /// Index into `devices` of the console UART.
     pub console: Option<usize>,
+    /// Why there is no console, when there is none: the UART nodes the DT has and what is
+    /// wrong with each (all disabled; enabled but without a CPU address).
+    pub no_console: String,
     /// Devices (not cpus, memory, the GIC, timer or PMU).
     pub devices: Vec<DtDevice>,
 }
@@ -158,17 +164,21 @@ pub fn extract(t: &Tree) -> Result<DtBoard, String> {
     let clusters = cpu_map(t, cpus_node, &cpu_nodes, &mut cpus);
 
     let mut memory = Vec::new();
+    let mut memory_unsized = Vec::new();
     for i in 0..t.nodes.len() {
         if t.string(i, "device_type").as_deref() == Some("memory") && !t.is_disabled(i) {
-            memory.extend(
-                t.reg(i)
-                    .unwrap_or_default()
-                    .into_iter()
-                    .filter(|r| r.1 != 0),
-            );
+            for r in t.reg(i).unwrap_or_default() {
+                if r.1 != 0 {
+                    memory.push(r);
+                } else {
+                    memory_unsized.push((t.nodes[i].path.clone(), r.0));
+                }
+            }
         }
     }
     memory.sort();
+    memory_unsized.sort_by_key(|m| m.1);
+    memory_unsized.dedup_by_key(|m| m.1);
 
     let timer_irqs = (0..t.nodes.len())
         .find(|&i| t.is_compatible(i, TIMER))
@@ -237,18 +247,53 @@ pub fn extract(t: &Tree) -> Result<DtBoard, String> {
         });
     }
     let console = console(t, &index_of_node, &devices);
+    let no_console = if console.is_some() {
+        String::new()
+    } else {
+        let uarts: Vec<usize> = (0..t.nodes.len())
+            .filter(|&i| t.strings(i, "compatible").iter().any(|c| is_uart(c)))
+            .collect();
+        let unmapped: Vec<String> = uarts
+            .iter()
+            .filter(|&&i| !t.is_disabled(i) && !ancestor_disabled(t, i))
+            .map(|&i| {
+                format!(
+                    "{} ({}) is enabled but its reg has no CPU address (it does not translate through its parents' `ranges`: e.g. an LPC bus's I/O space)",
+                    t.nodes[i].path,
+                    t.strings(i, "compatible").join(" ")
+                )
+            })
+            .collect();
+        if uarts.is_empty() {
+            "the device tree has no UART node (serial/uart compatible)".into()
+        } else if unmapped.is_empty() {
+            format!(
+                "every UART node of the device tree ({}) is status = \"disabled\"",
+                uarts.len()
+            )
+        } else {
+            format!("no memory-mapped UART: {}", unmapped.join("; "))
+        }
+    };
     Ok(DtBoard {
         model: t.string(0, "model").unwrap_or_default(),
         cpus,
         clusters,
         memory,
+        memory_unsized,
         gic,
         timer,
         timer_hyp_virt,
         pmu,
         console,
+        no_console,
         devices,
     })
+}
+
+/// A UART's compatible (`arm,pl011`, `ns16550a`, `qcom,geni-uart`, `amlogic,meson-uart`, ...).
+fn is_uart(c: &str) -> bool {
+    c.contains("uart") || c.contains("serial") || c.contains("pl011") || c.contains("16550")
 }
 
 fn ancestor_disabled(t: &Tree, i: usize) -> bool {
@@ -324,15 +369,9 @@ fn console(t: &Tree, nodes: &[usize], devices: &[DtDevice]) -> Option<usize> {
             }
         }
     }
-    devices.iter().position(|d| {
-        !d.disabled
-            && d.compatible.iter().any(|c| {
-                c.contains("uart")
-                    || c.contains("serial")
-                    || c.contains("pl011")
-                    || c.contains("16550")
-            })
-    })
+    devices
+        .iter()
+        .position(|d| !d.disabled && d.compatible.iter().any(|c| is_uart(c)))
 }
 
 /// The interrupts of node `i` whose parent is the GIC (`interrupts` with the GIC as

@@ -13,6 +13,27 @@ const HV_SIZE: u64 = 0x200_0000;
 /// Alignment of the hypervisor's placement.
 const HV_ALIGN: u64 = 0x20_0000;
 
+/// The GICv3 Distributor's register frame (Arm IHI 0069).
+const GICD_V3_SIZE: u64 = 0x1_0000;
+
+/// GICH and GICV of a GIC-400 whose DT gives only GICD (and GICC): the GIC-400 TRM (Arm DDI
+/// 0471, "GIC-400 memory map") fixes them relative to the GIC's base, GICD at +0x1000, GICC
+/// at +0x2000 (8 KiB), GICH at +0x4000 (8 KiB: this CPU's block and the per-CPU ones) and
+/// GICV at +0x6000 (8 KiB). `None` unless it is a GIC-400 missing them whose GICD (and
+/// GICC, when given) sit where that map puts them.
+fn gic400_windows(g: &super::extract::DtGic) -> Option<((u64, u64), (u64, u64))> {
+    if !g.compatible.iter().any(|c| c == "arm,gic-400")
+        || (g.hyp_interface.is_some() && g.virtual_cpu_interface.is_some())
+    {
+        return None;
+    }
+    let base = g.distributor.0.checked_sub(0x1000)?;
+    if base % 0x8000 != 0 || g.cpu_interface.is_some_and(|c| c.0 != base + 0x2000) {
+        return None;
+    }
+    Some(((base + 0x4000, 0x2000), (base + 0x6000, 0x2000)))
+}
+
 /// `(base, size)` widened to whole 4 KiB pages.
 pub fn page_window(base: u64, size: u64) -> (u64, u64) {
     let b = base & !(PAGE - 1);
@@ -55,17 +76,18 @@ fn overlaps(a: (u64, u64), b: (u64, u64)) -> bool {
 /// The KDL text: a `soc "NAME-soc"` and a `board "NAME"`; `dtb_path` is cited as the source.
 pub fn generate(d: &DtBoard, name: &str, dtb_path: &str) -> Result<String, String> {
     let mut s = String::new();
-    let mut taken: Vec<(u64, u64)> = Vec::new();
+    // Every window written so far, with what it is (for the comment on a skipped device).
+    let mut taken: Vec<(u64, u64, String)> = Vec::new();
     let w = &mut s;
     let _ = writeln!(w, "// Imported by `cargo xtask import-dtb` from {dtb_path}");
     let _ = writeln!(
         w,
-        "// (model {:?}). Windows smaller than 4 KiB are widened to the",
+        "// (model {:?}). GIC windows are widened to the 4 KiB pages holding them",
         d.model
     );
     let _ = writeln!(
         w,
-        "// 4 KiB page holding them; the device-tree value is in the comment."
+        "// (the device-tree value is in the comment); device windows are the DT's own."
     );
     let _ = writeln!(w, "soc {} {{", q(&format!("{name}-soc")));
     let g = &d.gic;
@@ -93,9 +115,9 @@ pub fn generate(d: &DtBoard, name: &str, dtb_path: &str) -> Result<String, Strin
         "    gic version={ver} compatible={} spis={spis} {{",
         q(&compat)
     );
-    let win = |w: &mut String, taken: &mut Vec<(u64, u64)>, kw: &str, r: (u64, u64)| {
+    let win = |w: &mut String, taken: &mut Vec<(u64, u64, String)>, kw: &str, r: (u64, u64)| {
         let p = page_window(r.0, r.1);
-        taken.push(p);
+        taken.push((p.0, p.1, format!("the GIC {kw} (in whole 4 KiB pages)")));
         let _ = writeln!(
             w,
             "        {kw} {} size={} // DT {} size {}",
@@ -105,7 +127,28 @@ pub fn generate(d: &DtBoard, name: &str, dtb_path: &str) -> Result<String, Strin
             hex(r.1)
         );
     };
-    win(w, &mut taken, "distributor", g.distributor);
+    // GICv3: the Distributor's registers are one 64 KiB frame (Arm IHI 0069, "The GIC
+    // Distributor register map": GICD_CTLR at 0x0000 .. the ID registers at 0xFFD0). A DT
+    // whose `reg` gives it more, over its own ITS or redistributors (TI J721S2: 1 MiB over
+    // the ITS at +0x2_0000), is given that frame.
+    let distributor = match g.version {
+        GicVersion::V3
+            if g.distributor.1 > GICD_V3_SIZE
+                && g.its
+                    .iter()
+                    .chain(&g.redistributors)
+                    .any(|r| overlaps(*r, g.distributor)) =>
+        {
+            let _ = writeln!(
+                w,
+                "        // the DT's distributor size {} covers its ITS/redistributors: the GICv3 GICD frame is 64 KiB (Arm IHI 0069)",
+                hex(g.distributor.1)
+            );
+            (g.distributor.0, GICD_V3_SIZE)
+        }
+        _ => g.distributor,
+    };
+    win(w, &mut taken, "distributor", distributor);
     match g.version {
         GicVersion::V3 => {
             for r in &g.redistributors {
@@ -138,25 +181,26 @@ pub fn generate(d: &DtBoard, name: &str, dtb_path: &str) -> Result<String, Strin
             }
         }
         GicVersion::V2 => {
-            let missing = "the DT's GIC lacks the GICC/GICH/GICV windows (reg entries 2-4) the hypervisor needs";
+            let derived = gic400_windows(g);
+            if derived.is_some() {
+                let _ = writeln!(
+                    w,
+                    "        // the DT gives only GICD and GICC; a GIC-400's GICH and GICV are at fixed offsets from its base (Arm GIC-400 TRM, DDI 0471, \"GIC-400 memory map\": GICD +0x1000, GICC +0x2000, GICH +0x4000, GICV +0x6000)"
+                );
+            }
+            let (hyp, vcpu) = match derived {
+                Some((h, v)) => (Some(h), Some(v)),
+                None => (g.hyp_interface, g.virtual_cpu_interface),
+            };
+            let missing = "the DT's GIC lacks the GICH/GICV windows (reg entries 3-4) and is not a GIC-400 whose map fixes them: without them the hypervisor cannot run VMs (no virtual CPU interface)";
             win(
                 w,
                 &mut taken,
                 "cpu-interface",
                 g.cpu_interface.ok_or(missing)?,
             );
-            win(
-                w,
-                &mut taken,
-                "hyp-interface",
-                g.hyp_interface.ok_or(missing)?,
-            );
-            win(
-                w,
-                &mut taken,
-                "virtual-cpu-interface",
-                g.virtual_cpu_interface.ok_or(missing)?,
-            );
+            win(w, &mut taken, "hyp-interface", hyp.ok_or(missing)?);
+            win(w, &mut taken, "virtual-cpu-interface", vcpu.ok_or(missing)?);
         }
     }
     match g.maintenance {
@@ -241,61 +285,171 @@ pub fn generate(d: &DtBoard, name: &str, dtb_path: &str) -> Result<String, Strin
         let _ = writeln!(b, "        cpu {} cluster={}{own}", hex(c.mpidr), c.cluster);
     }
     let _ = writeln!(b, "    }}");
-    if d.memory.is_empty() {
-        return Err("the device tree has no memory node with a non-zero size (firmware fills it in at boot); give it with `--memory BASE,SIZE`".into());
-    }
+    // RAM: the DT's sized regions as they are; a memory node of size 0 (its base known,
+    // the firmware fills in the size at boot) and a DT without any memory node (the
+    // firmware adds it) become `from="firmware"`: the hypervisor takes RAM from the device
+    // tree or UEFI memory map its loader passes, and refuses to start without one.
     let mut hv = None;
     for (k, m) in d.memory.iter().enumerate() {
-        taken.push(*m);
-        let _ = writeln!(b, "    memory \"dram{k}\" {} size={}", hex(m.0), hex(m.1));
+        taken.push((m.0, m.1, "RAM".into()));
+        let _ = writeln!(
+            b,
+            "    memory \"dram{k}\" {} size={} // DT device_type \"memory\" reg",
+            hex(m.0),
+            hex(m.1)
+        );
         let load = m.0.div_ceil(HV_ALIGN) * HV_ALIGN + HV_SIZE;
         if hv.is_none() && load + HV_SIZE <= m.0 + m.1 {
-            hv = Some(load);
+            hv = Some((load, "32 MiB above the start of RAM, 2 MiB aligned"));
         }
     }
-    let hv = hv.ok_or(
-        "no memory region can hold the hypervisor (32 MiB, 2 MiB aligned, above the first 32 MiB)",
-    )?;
-    let _ = writeln!(
-        b,
-        "    hypervisor load={} size={} // 32 MiB above the start of RAM, 2 MiB aligned",
-        hex(hv),
-        hex(HV_SIZE)
-    );
+    let mut firmware_base = false;
+    for (k, (path, base)) in d.memory_unsized.iter().enumerate() {
+        let k = d.memory.len() + k;
+        let _ = writeln!(
+            b,
+            "    memory \"dram{k}\" {} from=\"firmware\" // DT {path}: reg base {}, size 0 (the firmware fills it in at boot)",
+            hex(*base),
+            hex(*base)
+        );
+        if hv.is_none() {
+            let load = base.div_ceil(HV_ALIGN) * HV_ALIGN + HV_SIZE;
+            hv = Some((
+                load,
+                "32 MiB above the DT's RAM base, 2 MiB aligned; the firmware's RAM must reach its end, which the hypervisor checks at boot",
+            ));
+        }
+    }
+    if d.memory.is_empty() && d.memory_unsized.is_empty() {
+        firmware_base = true;
+        let _ = writeln!(
+            b,
+            "    memory \"dram0\" from=\"firmware\" // the DT has no memory node: the firmware adds it at boot"
+        );
+    }
+    match hv {
+        Some((load, why)) => {
+            let _ = writeln!(
+                b,
+                "    hypervisor load={} size={} // {why}",
+                hex(load),
+                hex(HV_SIZE)
+            );
+        }
+        None if firmware_base => {
+            let _ = writeln!(
+                b,
+                "    hypervisor size={} // no load=: the RAM base is known only at boot; the Image relocates itself",
+                hex(HV_SIZE)
+            );
+        }
+        None => {
+            return Err(
+                "no memory region can hold the hypervisor (32 MiB, 2 MiB aligned, above the first 32 MiB)"
+                    .into(),
+            )
+        }
+    }
     let console = d
         .console
-        .ok_or("no enabled UART in the device tree (stdout-path or a serial/uart compatible)")?;
+        .ok_or_else(|| format!("no console UART: {}", d.no_console))?;
 
     let mut names = HashSet::new();
     let mut console_name = None;
-    let mut devs = String::new();
-    for (k, dev) in d.devices.iter().enumerate() {
-        let pages: Vec<(u64, u64)> = dev.regs.iter().map(|r| page_window(r.0, r.1)).collect();
-        // A device's own windows may share a page: merge those.
-        let mut merged: Vec<(u64, u64, usize)> = Vec::new();
-        for (j, p) in pages.iter().enumerate() {
-            if let Some(m) = merged.iter_mut().find(|m| overlaps((m.0, m.1), *p)) {
-                let end = (m.0 + m.1).max(p.0 + p.1);
-                m.0 = m.0.min(p.0);
-                m.1 = end - m.0;
-            } else {
-                merged.push((p.0, p.1, j));
-            }
-        }
-        if let Some(clash) = merged
-            .iter()
-            .find(|m| taken.iter().any(|t| overlaps((m.0, m.1), *t)))
-        {
+    let mut clash_of_console = None;
+    // A bus node whose window holds windows of its own children (Amlogic's bus@c8100000,
+    // i.MX's spba-bus) is described by those children. Enabled devices are taken first, so
+    // that a disabled node at the same address as an enabled one (Qualcomm's GENI serial
+    // engines: one i2c, spi and serial node each, one enabled) is the one left out.
+    let is_bus = |k: usize| {
+        let dev = &d.devices[k];
+        let prefix = format!("{}/", dev.path);
+        d.devices.iter().any(|c| {
+            c.path.starts_with(&prefix)
+                && c.regs
+                    .iter()
+                    .any(|r| dev.regs.iter().any(|p| overlaps(*p, *r)))
+        })
+    };
+    // The console first of all: where its window overlaps another device's (Armada 37xx's
+    // UART clock control register at serial@12000 + 0x10), the console is the one kept.
+    let order: Vec<usize> = std::iter::once(console)
+        .chain((0..d.devices.len()).filter(|&k| k != console && !d.devices[k].disabled))
+        .chain((0..d.devices.len()).filter(|&k| k != console && d.devices[k].disabled))
+        .collect();
+    let mut texts = vec![String::new(); d.devices.len()];
+    for k in order {
+        let dev = &d.devices[k];
+        let devs = &mut texts[k];
+        if is_bus(k) {
             let _ = writeln!(
                 devs,
-                "    // skipped {} ({}): its window {} shares a 4 KiB page with an earlier window",
+                "    // left out {} ({}): a bus or syscon whose window holds its children's windows, which are described instead",
                 dev.path,
-                dev.compatible.join(" "),
-                hex(clash.0)
+                dev.compatible.join(" ")
             );
             continue;
         }
-        taken.extend(merged.iter().map(|m| (m.0, m.1)));
+        // Exact windows (a device window need not be page aligned: the hypervisor maps the
+        // pages that cover it; passing a device through checks that its pages are its own).
+        // Windows of size 0 say nothing; a device's own windows that overlap are merged.
+        let mut merged: Vec<(u64, u64, usize)> = Vec::new();
+        for (j, r) in dev.regs.iter().enumerate() {
+            if r.1 == 0 {
+                continue;
+            }
+            if let Some(m) = merged.iter_mut().find(|m| overlaps((m.0, m.1), *r)) {
+                let end = (m.0 + m.1).max(r.0.saturating_add(r.1));
+                m.0 = m.0.min(r.0);
+                m.1 = end - m.0;
+            } else {
+                merged.push((r.0, r.1, j));
+            }
+        }
+        if merged.is_empty() {
+            let _ = writeln!(
+                devs,
+                "    // skipped {} ({}): every reg entry has size 0",
+                dev.path,
+                dev.compatible.join(" ")
+            );
+            continue;
+        }
+        if let Some((clash, with)) = merged.iter().find_map(|m| {
+            taken
+                .iter()
+                .find(|t| overlaps((m.0, m.1), (t.0, t.1)))
+                .map(|t| (m, t))
+        }) {
+            let _ = writeln!(
+                devs,
+                "    // skipped {} ({}): its window {} size {} overlaps {} [{}, +{}]",
+                dev.path,
+                dev.compatible.join(" "),
+                hex(clash.0),
+                hex(clash.1),
+                with.2,
+                hex(with.0),
+                hex(with.1)
+            );
+            if k == console {
+                clash_of_console = Some(format!(
+                    "the console UART {}'s window {} size {} overlaps {} [{}, +{}]",
+                    dev.path,
+                    hex(clash.0),
+                    hex(clash.1),
+                    with.2,
+                    hex(with.0),
+                    hex(with.1)
+                ));
+            }
+            continue;
+        }
+        taken.extend(
+            merged
+                .iter()
+                .map(|m| (m.0, m.1, format!("{} reg", dev.path))),
+        );
         let mut nm = dev.label.clone();
         let mut n = 1;
         while !names.insert(nm.clone()) {
@@ -342,11 +496,14 @@ pub fn generate(d: &DtBoard, name: &str, dtb_path: &str) -> Result<String, Strin
         }
         let _ = writeln!(devs, "    }}");
     }
+    let devs = texts.concat();
     let console_name = console_name.ok_or_else(|| {
-        format!(
-            "the console UART {} shares a page with another window and was skipped",
-            d.devices[console].path
-        )
+        clash_of_console.unwrap_or_else(|| {
+            format!(
+                "the console UART {} has no window of non-zero size",
+                d.devices[console].path
+            )
+        })
     })?;
     let _ = writeln!(b, "    console {}", q(&console_name));
     b.push_str(&devs);
