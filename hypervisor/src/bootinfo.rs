@@ -872,7 +872,15 @@ pub fn choose_ram(
         .find(|k| k.from_firmware != FromFirmware::Nothing);
     let kdl_choice = |why: String, refusal: Option<String>| match from_firmware {
         Some(k) if refusal.is_none() => RamChoice {
-            regions: Vec::new(),
+            // Only the hypervisor's own region (which it runs from, wherever that is), so
+            // that the EL2 map holds the code that prints the refusal; nothing for the pool.
+            regions: alloc::vec![MemoryDesc {
+                name: "the hypervisor's own region",
+                base: hv.0,
+                size: hv.1,
+                numa_node: 0,
+                from_firmware: FromFirmware::Nothing,
+            }],
             reserved: kdl_reserved.clone(),
             info: None,
             lines: alloc::vec![format!("no RAM: {why}")],

@@ -1207,6 +1207,57 @@ pub fn scenarios() -> Vec<Scenario> {
                 e
             },
         ),
+        // A board that knows only where its RAM starts (`memory ... from="firmware"`): the
+        // Image booted with QEMU's device tree takes its size from there, quietly.
+        Scenario {
+            boot_image: true,
+            forbid: s(&["FAIL", "PANIC", "FATAL", "[hv] WARNING: board KDL memory"]),
+            ..Scenario::new(
+                "kdl-only-board-firmware-memory",
+                Target {
+                    board: "qemu-virt-firmware-memory".into(),
+                    board_file: workspace_root()
+                        .join("examples/boards/qemu-virt-firmware-memory.kdl"),
+                    vms: workspace_root().join("examples/vms/test-guest.toml"),
+                    allow_experimental: false,
+                },
+                {
+                    let mut e = s(&[
+                        "[hv] board: qemu-virt-firmware-memory ",
+                        "[hv] loaded at 0x40200000, linked at 0x40400000: relocated by -0x200000",
+                        "[hv] board KDL memory \"dram0\": at 0x4000_0000, size from the firmware",
+                        "[hv] RAM from the device tree: 3 GiB (3 GiB at 0x4000_0000)",
+                        "[hv] 4 of 4 CPUs online",
+                    ]);
+                    e.extend(guest_passes("test"));
+                    e.push("[hv] all VMs stopped; powering off".into());
+                    e
+                },
+            )
+        },
+        // The same board booted without a device tree (QEMU starting the ELF, x0 = 0): it
+        // has no RAM to use and must stop, naming its memory node, rather than guess.
+        Scenario {
+            forbid: s(&["PANIC", "[test] [test-guest]", "EL2 page tables"]),
+            expect_exit: false,
+            timeout: Duration::from_secs(60),
+            ..Scenario::new(
+                "kdl-only-board-firmware-memory-no-dt",
+                Target {
+                    board: "qemu-virt-firmware-memory".into(),
+                    board_file: workspace_root()
+                        .join("examples/boards/qemu-virt-firmware-memory.kdl"),
+                    vms: workspace_root().join("examples/vms/test-guest.toml"),
+                    allow_experimental: false,
+                },
+                s(&[
+                    "[hv] board: qemu-virt-firmware-memory ",
+                    "[hv] FATAL: board KDL memory \"dram0\" comes from the firmware \
+                     (`from=\"firmware\"`), but the loader passed no device tree (x0 = 0); no \
+                     RAM to use",
+                ]),
+            )
+        },
         Scenario {
             // What one VM writes is never visible to another, and addresses outside a VM's
             // RAM abort (the hypervisor's memory is not reachable).

@@ -343,6 +343,16 @@ pub fn readme(board: &Board, l: &Layout) -> String {
         DTB_ROOM,
         l.dtb + DTB_ROOM
     );
+    for m in board.memory.iter().filter(|m| m.known_size().is_none()) {
+        let _ = writeln!(
+            s,
+            "\nThe size of memory \"{}\" comes from the firmware: the machine's RAM must reach \
+             {:#x} (the end of the device tree slot); the hypervisor stops at boot if the \
+             firmware's RAM does not hold its region and staging area.",
+            m.name,
+            l.dtb + DTB_ROOM
+        );
+    }
     s
 }
 
