@@ -29,6 +29,32 @@ pub enum DeviceUse {
 /// 4 KiB: the granule a VM is given MMIO by (stage 2).
 pub const PAGE: u64 = 0x1000;
 
+/// The 4 KiB pages covering the windows `windows` (`(base, size)`), merged into sorted,
+/// disjoint `(base, size)` ranges: what a passed-through device's stage-2 mapping is (its
+/// windows need not be page aligned; [`page_neighbour`] makes sure the pages are its own).
+pub fn covering_pages(windows: &[(u64, u64)]) -> Vec<(u64, u64)> {
+    let mut pages: Vec<(u64, u64)> = windows
+        .iter()
+        .filter(|w| w.1 > 0)
+        .map(|&(b, s)| {
+            let start = b & !(PAGE - 1);
+            let end = b.saturating_add(s).saturating_add(PAGE - 1) & !(PAGE - 1);
+            (start, end)
+        })
+        .collect();
+    pages.sort_unstable();
+    let mut out: Vec<(u64, u64)> = Vec::new();
+    for (start, end) in pages {
+        match out.last_mut() {
+            Some(last) if start <= last.0 + last.1 => {
+                last.1 = last.1.max(end - last.0);
+            }
+            _ => out.push((start, end - start)),
+        }
+    }
+    out
+}
+
 /// The first window of `others` that lies in one of the 4 KiB pages covering a window of
 /// `mine` (`(base, size)` pairs; `others`: `(description, base, size)`), with that page.
 /// Passing a device through maps those pages into the VM, so they must be its own.

@@ -37,7 +37,9 @@ extern crate alloc;
 mod board;
 mod error;
 
-pub use board::{check_board, check_numa, page_neighbour, BoardFacts, DeviceUse, PAGE};
+pub use board::{
+    check_board, check_numa, covering_pages, page_neighbour, BoardFacts, DeviceUse, PAGE,
+};
 pub use error::{ConfigError, ErrorKind, Location};
 
 use alloc::borrow::ToOwned;

@@ -481,3 +481,19 @@ fn page_neighbours_are_windows_in_the_same_4k_pages() {
         Some((0x1_0000, "a".to_string()))
     );
 }
+
+#[test]
+fn covering_pages_round_out_and_merge() {
+    assert_eq!(covering_pages(&[(0x1000, 0x1000)]), vec![(0x1000, 0x1000)]);
+    // Two windows of one device in one page: one page.
+    assert_eq!(
+        covering_pages(&[(0x2_04c0, 0x18), (0x2_0400, 0x40)]),
+        vec![(0x2_0000, 0x1000)]
+    );
+    // A window straddling a page boundary covers both pages; a distant one stays apart.
+    assert_eq!(
+        covering_pages(&[(0x3_0ff0, 0x20), (0x9_0000, 0x4)]),
+        vec![(0x3_0000, 0x2000), (0x9_0000, 0x1000)]
+    );
+    assert_eq!(covering_pages(&[(0x5000, 0)]), vec![]);
+}

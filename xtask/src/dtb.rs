@@ -306,9 +306,12 @@ pub fn import_every_dtb() -> Result<(), String> {
     if s.failed.is_empty() {
         Ok(())
     } else {
-        let list: Vec<String> = s
+        // The first few in full (the validator's report), the rest by name.
+        const IN_FULL: usize = 10;
+        let mut list: Vec<String> = s
             .failed
             .iter()
+            .take(IN_FULL)
             .map(|(f, e)| {
                 format!(
                     "{f}: {}",
@@ -316,6 +319,13 @@ pub fn import_every_dtb() -> Result<(), String> {
                 )
             })
             .collect();
+        if s.failed.len() > IN_FULL {
+            let rest: Vec<&str> = s.failed[IN_FULL..]
+                .iter()
+                .map(|(f, _)| f.as_str())
+                .collect();
+            list.push(format!("and {}: {}", rest.len(), rest.join(", ")));
+        }
         Err(format!(
             "{} DTB(s) of Debian's kernel package do not import to a valid board (try `cargo xtask import-dtb vendor/name.dtb --name x`):\n  {}",
             s.failed.len(),

@@ -189,6 +189,13 @@ enum Cmd {
     /// Guest cost of the hypervisor under -icount (docs/performance.md)
     Bench(bench::BenchArgs),
     /// A KDL board description from a device tree
+    ///
+    /// Every fact carries a comment citing the DT node or value it came from. RAM the
+    /// firmware fills in at boot (a memory node of size 0, or none) becomes
+    /// `memory ... from="firmware"`; device windows are the DT's exact `reg`s (no page
+    /// alignment needed); a bus node whose window holds its children's is left out for them.
+    /// `--all` imports every DTB of Debian's kernel package and validates each, as
+    /// `cargo xtask test` does.
     ImportDtb(dtb::ImportArgs),
     /// Compare boards.kdl with upstream device trees
     BoardDiff(dtb::DiffArgs),

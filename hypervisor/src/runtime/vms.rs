@@ -456,8 +456,11 @@ fn create_vm(id: VmId, desc: &'static VmDesc, pcpus: &[usize]) -> Result<Instanc
     }
     let passthrough = passthrough_devices(desc)?;
     for dev in &passthrough {
-        for r in dev.regs {
-            s2.map_device(GuestPhysAddr(r.base), HostPhysAddr(r.base), r.size)
+        // Whole pages: a window need not be page aligned, and the VM rules made sure the
+        // pages that cover it hold no other device (`vm_config::page_neighbour`).
+        let windows: Vec<(u64, u64)> = dev.regs.iter().map(|r| (r.base, r.size)).collect();
+        for (base, size) in vm_config::covering_pages(&windows) {
+            s2.map_device(GuestPhysAddr(base), HostPhysAddr(base), size)
                 .map_err(CreateError::Stage2)?;
         }
     }
@@ -622,15 +625,17 @@ fn passthrough_devices(desc: &'static VmDesc) -> Result<Vec<&'static DeviceDesc>
                 device,
                 "not an enabled device of this board",
             ))?;
-        for r in dev.regs {
-            let end = r.base.saturating_add(r.size);
+        // The pages that will be mapped, not only the bytes of the windows.
+        let windows: Vec<(u64, u64)> = dev.regs.iter().map(|r| (r.base, r.size)).collect();
+        for (base, size) in vm_config::covering_pages(&windows) {
+            let end = base.saturating_add(size);
             let clash = [
                 (layout::GICD_BASE, layout::UART_BASE + layout::UART_SIZE),
                 (layout::GPIO_BASE, layout::GPIO_BASE + layout::GPIO_SIZE),
                 (layout::RAM_BASE, layout::RAM_BASE + desc.memory_size),
             ]
             .iter()
-            .any(|&(s, e)| r.base < e && s < end);
+            .any(|&(s, e)| base < e && s < end);
             if clash {
                 return Err(CreateError::Passthrough(
                     device,
