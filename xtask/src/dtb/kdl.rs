@@ -511,3 +511,123 @@ pub fn generate(d: &DtBoard, name: &str, dtb_path: &str) -> Result<String, Strin
     s.push_str(&board);
     Ok(s)
 }
+
+#[cfg(test)]
+mod tests {
+    /// A GIC-400 board as many vendor DTBs are: GICD and GICC only, RAM filled in by the
+    /// firmware (`memory` of size 0 at 0x8000_0000, or no memory node at all), a bus whose
+    /// window holds its children's, and two 16550s 0x100 apart in one 4 KiB page.
+    fn board(memory: Option<u64>, uart_status: &str) -> Vec<u8> {
+        let mut w = vm_fdt::FdtWriter::new().expect("fdt writer");
+        let root = w.begin_node("").expect("root");
+        w.property_string("model", "Test board").expect("prop");
+        w.property_u32("#address-cells", 2).expect("prop");
+        w.property_u32("#size-cells", 2).expect("prop");
+        w.property_u32("interrupt-parent", 1).expect("prop");
+        let cpus = w.begin_node("cpus").expect("cpus");
+        w.property_u32("#address-cells", 1).expect("prop");
+        w.property_u32("#size-cells", 0).expect("prop");
+        for mpidr in [0x0u32, 0x1] {
+            let c = w.begin_node(&format!("cpu@{mpidr:x}")).expect("cpu");
+            w.property_string("device_type", "cpu").expect("prop");
+            w.property_string("compatible", "arm,cortex-a53")
+                .expect("prop");
+            w.property_u32("reg", mpidr).expect("prop");
+            w.end_node(c).expect("end");
+        }
+        w.end_node(cpus).expect("end");
+        if let Some(base) = memory {
+            let m = w.begin_node(&format!("memory@{base:x}")).expect("memory");
+            w.property_string("device_type", "memory").expect("prop");
+            w.property_array_u64("reg", &[base, 0]).expect("prop");
+            w.end_node(m).expect("end");
+        }
+        let gic = w.begin_node("interrupt-controller@f1001000").expect("gic");
+        w.property_string("compatible", "arm,gic-400")
+            .expect("prop");
+        w.property_null("interrupt-controller").expect("prop");
+        w.property_u32("#interrupt-cells", 3).expect("prop");
+        w.property_array_u64("reg", &[0xf100_1000, 0x1000, 0xf100_2000, 0x2000])
+            .expect("prop");
+        w.property_u32("phandle", 1).expect("prop");
+        w.end_node(gic).expect("end");
+        let bus = w.begin_node("bus@c8100000").expect("bus");
+        w.property_string("compatible", "simple-bus").expect("prop");
+        w.property_array_u64("reg", &[0xc810_0000, 0x10_0000])
+            .expect("prop");
+        w.property_u32("#address-cells", 2).expect("prop");
+        w.property_u32("#size-cells", 2).expect("prop");
+        w.property_null("ranges").expect("prop");
+        for (k, at) in [0xc810_04c0u64, 0xc810_05c0].into_iter().enumerate() {
+            let u = w.begin_node(&format!("serial@{at:x}")).expect("uart");
+            w.property_string("compatible", "ns16550a").expect("prop");
+            w.property_array_u64("reg", &[at, 0x18]).expect("prop");
+            w.property_array_u32("interrupts", &[0, 26 + k as u32, 4])
+                .expect("prop");
+            w.property_string("status", uart_status).expect("prop");
+            w.end_node(u).expect("end");
+        }
+        w.end_node(bus).expect("end");
+        w.end_node(root).expect("end");
+        w.finish().expect("finish")
+    }
+
+    #[test]
+    fn firmware_ram_unaligned_uarts_and_a_gic400_without_gich_import_and_validate() {
+        // `import` validates the text with platform_dsl::load_str, as `boards check` does.
+        let text = super::super::import(&board(Some(0x8000_0000), "okay"), "t", "t.dtb", None)
+            .unwrap_or_else(|e| panic!("{e}"));
+        for want in [
+            "memory \"dram0\" 0x8000_0000 from=\"firmware\" // DT /memory@80000000",
+            "hypervisor load=0x8200_0000 size=0x200_0000",
+            "hyp-interface 0xf100_4000 size=0x2000",
+            "virtual-cpu-interface 0xf100_6000 size=0x2000",
+            "GIC-400 TRM",
+            "reg 0xc810_04c0 size=0x18",
+            "reg 0xc810_05c0 size=0x18",
+            "left out /bus@c8100000 (simple-bus)",
+        ] {
+            assert!(text.contains(want), "missing {want:?} in:\n{text}");
+        }
+        let boards = platform_dsl::load_str("t.kdl", &text).expect("validates");
+        let b = &boards[0];
+        assert_eq!(
+            b.memory[0].from_firmware,
+            platform_dsl::model::FromFirmware::Size
+        );
+        // Sharing a page is fine to describe, never to pass through.
+        use vm_config::BoardFacts;
+        assert!(matches!(
+            b.device("serial-c81005c0"),
+            Some(vm_config::DeviceUse::SharesPage {
+                page: 0xc810_0000,
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn no_memory_node_means_base_and_size_from_the_firmware_and_no_load_address() {
+        let text = super::super::import(&board(None, "okay"), "t", "t.dtb", None)
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(
+            text.contains("memory \"dram0\" from=\"firmware\""),
+            "{text}"
+        );
+        assert!(
+            text.contains("    hypervisor size=0x200_0000 // no load="),
+            "{text}"
+        );
+        let boards = platform_dsl::load_str("t.kdl", &text).expect("validates");
+        assert_eq!(boards[0].hypervisor.load_address, None);
+    }
+
+    #[test]
+    fn a_dt_whose_uarts_are_all_disabled_is_refused_saying_so() {
+        let e = super::super::import(&board(None, "disabled"), "t", "t.dtb", None).unwrap_err();
+        assert_eq!(
+            e,
+            "no console UART: every UART node of the device tree (2) is status = \"disabled\""
+        );
+    }
+}
