@@ -6,8 +6,8 @@
 
 use hypervisor::acpi::{check, discover, PhysRead, PhysReadError};
 use hypervisor::platform::{
-    BoardDesc, CpuDesc, CpuEnable, DeviceDesc, DeviceStatus, GicDesc, GicVersion, IrqDesc, MemoryDesc,
-    NetworkDesc, PmuDesc, RegDesc, SourceDesc, SupportLevel, TimerDesc, Trigger,
+    BoardDesc, CpuDesc, CpuEnable, DeviceDesc, DeviceStatus, GicDesc, GicVersion, IrqDesc,
+    MemoryDesc, NetworkDesc, PmuDesc, RegDesc, SourceDesc, SupportLevel, TimerDesc, Trigger,
     VerificationDesc,
 };
 use libfuzzer_sys::fuzz_target;
@@ -88,16 +88,18 @@ static BOARD: BoardDesc = BoardDesc {
             name: "dram0",
             base: 0x4000_0000,
             size: 0x4000_0000,
-            numa_node: 0, from_firmware: hypervisor::platform::FromFirmware::Nothing,
+            numa_node: 0,
+            from_firmware: hypervisor::platform::FromFirmware::Nothing,
         },
         MemoryDesc {
             name: "dram1",
             base: 0x8000_0000,
             size: 0x4000_0000,
-            numa_node: 1, from_firmware: hypervisor::platform::FromFirmware::Nothing,
+            numa_node: 1,
+            from_firmware: hypervisor::platform::FromFirmware::Nothing,
         },
     ],
-    hypervisor_base: 0x4020_0000,
+    hypervisor_base: Some(0x4020_0000),
     hypervisor_size: 0x200_0000,
     gic: GicDesc {
         version: GicVersion::V3,
