@@ -759,6 +759,36 @@ mod tests {
     }
 
     #[test]
+    fn firmware_memory_lays_out_above_its_base_and_no_base_means_no_bundle() {
+        use platform_dsl::model::FromFirmware;
+        let mut b = board();
+        b.memory[0].size = 0;
+        b.memory[0].from_firmware = FromFirmware::Size;
+        let l = layout(
+            &b,
+            0x200_0000,
+            0x4_0000,
+            Path::new("hv.bin"),
+            &staged(),
+            &[],
+        )
+        .unwrap();
+        assert_eq!(l.slots[0].addr, 0x4040_0000);
+        let readme = readme(&b, &l);
+        assert!(readme.contains("comes from the firmware"), "{readme}");
+        // Below the known base is still outside RAM.
+        let mut low = b.clone();
+        low.hypervisor.load_address = Some(0x3fe0_0000);
+        assert!(layout(&low, 0x200_0000, 0x4_0000, Path::new("hv.bin"), &[], &[]).is_err());
+        // No base, no load address: no bundle, and the reason.
+        b.memory[0].base = 0;
+        b.memory[0].from_firmware = FromFirmware::BaseAndSize;
+        b.hypervisor.load_address = None;
+        let e = layout(&b, 0x200_0000, 0x4_0000, Path::new("hv.bin"), &[], &[]).unwrap_err();
+        assert!(e.contains("no U-Boot bundle"), "{e}");
+    }
+
+    #[test]
     fn overlaps_misalignment_and_ram_are_refused() {
         let b = board();
         // image_size runs into the first staged image.
