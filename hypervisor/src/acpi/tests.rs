@@ -1291,3 +1291,44 @@ fn slit_distances_other_than_the_kdls_are_warnings_naming_its_line() {
         "{want}\n{findings:#?}"
     );
 }
+
+#[test]
+fn firmware_sized_memory_is_compared_by_its_base_and_firmware_based_not_at_all() {
+    use crate::platform::FromFirmware;
+    let mut tables = qemu_virt_tables(4, 0x0800_0000);
+    tables.push(srat(&[
+        srat_cpu(0, 0),
+        srat_mem(0, 0x4000_0000, 0x4000_0000),
+    ]));
+    let info = discover(RSDP_PA, &machine(&tables)).expect("tables");
+    let findings_for = |base: u64, from: FromFirmware| {
+        let mut b = board("qemu-virt").clone();
+        b.memory = Box::leak(Box::new([MemoryDesc {
+            name: "dram0",
+            base,
+            size: 0,
+            numa_node: 0,
+            from_firmware: from,
+        }]));
+        let b: &'static BoardDesc = Box::leak(Box::new(b));
+        check(b, &info)
+            .into_iter()
+            .filter(|f| f.key == "memory.dram0")
+            .map(|f| f.message)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        findings_for(0x4000_0000, FromFirmware::Size),
+        Vec::<String>::new()
+    );
+    let moved = findings_for(0x2000_0000, FromFirmware::Size);
+    assert!(
+        moved.len() == 1
+            && moved[0].contains("size=from the firmware, but the firmware's SRAT has no memory"),
+        "{moved:?}"
+    );
+    assert_eq!(
+        findings_for(0, FromFirmware::BaseAndSize),
+        Vec::<String>::new()
+    );
+}
