@@ -1302,7 +1302,7 @@ fn firmware_sized_memory_is_compared_by_its_base_and_firmware_based_not_at_all()
     ]));
     let info = discover(RSDP_PA, &machine(&tables)).expect("tables");
     let findings_for = |base: u64, from: FromFirmware| {
-        let mut b = board("qemu-virt").clone();
+        let mut b = *board("qemu-virt");
         b.memory = Box::leak(Box::new([MemoryDesc {
             name: "dram0",
             base,
