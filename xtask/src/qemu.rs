@@ -38,9 +38,14 @@ pub fn apt_install(package: &str) -> Result<(), String> {
         .and_then(|_| apt(&["install", "-y", "-q", "--no-install-recommends", package]))
 }
 
-/// The QEMU command line that boots `img` (its ELF) on its board's verified machine.
+/// The QEMU command line that boots `img` on its board's verified machine: its ELF, or,
+/// for a board whose KDL memory comes from the firmware (`from="firmware"`), the flat Image,
+/// which QEMU starts with its device tree in x0 (started as an ELF, with no device tree,
+/// such a board has no RAM and stops).
 pub fn command(img: &Image, extra_smp: Option<u32>) -> Result<Command, String> {
-    command_with_kernel(img, extra_smp, &img.elf)
+    let firmware_ram = img.board.memory.iter().any(|m| m.known_size().is_none());
+    let kernel = if firmware_ram { &img.bin } else { &img.elf };
+    command_with_kernel(img, extra_smp, kernel)
 }
 
 /// [`command`] with `kernel` as QEMU's `-kernel`: the ELF (started at its entry point at
