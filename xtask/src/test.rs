@@ -1227,6 +1227,8 @@ pub fn scenarios() -> Vec<Scenario> {
                         "[hv] loaded at 0x40200000, linked at 0x40400000: relocated by -0x200000",
                         "[hv] board KDL memory \"dram0\": at 0x4000_0000, size from the firmware",
                         "[hv] RAM from the device tree: 3 GiB (3 GiB at 0x4000_0000)",
+                        // Mapped although two of its devices share a page.
+                        "[hv] EL2 page tables: identity map of RAM and devices, MMU and caches on",
                         "[hv] 4 of 4 CPUs online",
                     ]);
                     e.extend(guest_passes("test"));
