@@ -79,6 +79,16 @@ fn qemu_args(
             board.name
         ));
     };
+    // Cargo hands the runner the ELF, which QEMU starts with no device tree: a board whose
+    // RAM comes from the firmware would have none and stop.
+    if let Some(m) = board.memory.iter().find(|m| m.known_size().is_none()) {
+        return Err(format!(
+            "board `{}`: memory \"{}\" comes from the firmware, and QEMU passes no device tree \
+             to an ELF, so the hypervisor would stop; boot the flat Image instead \
+             (`qemu-system-aarch64 -kernel IMAGE.bin`, as `cargo xtask run` does)",
+            board.name, m.name
+        ));
+    }
     let mut a: Vec<String> = [
         "-M",
         machine,
