@@ -181,6 +181,9 @@ fn primary_main() -> ! {
         )),
         fw.workarounds
     );
+    if let Some(key) = arch::vm_table().console_escape {
+        vms::set_switch_key(key);
+    }
     // The datastore's VMs and the management network (hosts with a datastore).
     mgmt::boot();
     // The VMs the boot loader handed over as device-tree modules.

@@ -1282,8 +1282,9 @@ pub fn scenarios() -> Vec<Scenario> {
             spin_stub: false,
         },
         Scenario {
-            // Console multiplexing: input goes to VM 0, Ctrl-] 1 switches it to VM 1; each
-            // guest echoes what its virtual UART received (RX interrupt through the vGIC).
+            // Console multiplexing: input goes to VM 0, Ctrl-B 1 switches it to VM 1 (the VM
+            // file sets `[console] escape = "ctrl-b"`; Ctrl-] is then the guest's); each guest
+            // echoes what its virtual UART received (RX interrupt through the vGIC).
             forbid: s(&[
                 "FAIL",
                 "PANIC",
@@ -1297,8 +1298,13 @@ pub fn scenarios() -> Vec<Scenario> {
                     "hello\r".into(),
                 ),
                 (
+                    // The default key is now an ordinary byte for the guest.
                     vec!["[alpha] [test-guest] echo: hello".into()],
-                    "\u{1d}1".into(),
+                    "\u{1d}1x\r".into(),
+                ),
+                (
+                    vec!["[alpha] [test-guest] echo: \\x1d1x".into()],
+                    "\u{2}1".into(),
                 ),
                 (
                     vec!["[hv] console input now goes to VM 1".into()],
@@ -1311,12 +1317,12 @@ pub fn scenarios() -> Vec<Scenario> {
                 (
                     // `?` lists the VMs, marking where input goes.
                     vec!["[beta] [test-guest] echo: bye".into()],
-                    "\u{1d}?".into(),
+                    "\u{2}?".into(),
                 ),
                 (
                     // `n` from the last VM wraps to VM 0 (how VMs past 9 are reached).
-                    vec!["[hv] keys: Ctrl-] then 0-9 picks a VM".into()],
-                    "\u{1d}n".into(),
+                    vec!["[hv] keys: Ctrl-B then 0-9 picks a VM".into()],
+                    "\u{2}n".into(),
                 ),
                 (
                     vec!["[hv] console input now goes to VM 0".into()],
@@ -1327,14 +1333,15 @@ pub fn scenarios() -> Vec<Scenario> {
                 "console-switch",
                 target("qemu-virt", "examples/vms/two-echo.toml"),
                 s(&[
-                    "[hv] console input goes to VM 0 `alpha`; keys: Ctrl-] then 0-9 picks a VM",
+                    "[hv] console input goes to VM 0 `alpha`; keys: Ctrl-B then 0-9 picks a VM",
                     "[alpha] [test-guest] echo: hello",
+                    "[alpha] [test-guest] echo: \\x1d1x",
                     "[hv] console input now goes to VM 1 `beta`",
                     "[beta] [test-guest] echo: world",
                     "[beta] [test-guest] echo: bye",
                     "[hv] VM 0 `alpha`: running, 1 vCPU(s)",
                     "MiB <- console input",
-                    "[hv] keys: Ctrl-] then 0-9 picks a VM",
+                    "[hv] keys: Ctrl-B then 0-9 picks a VM",
                     "[hv] console input now goes to VM 0 `alpha`",
                     "[alpha] [test-guest] echo: bye",
                     "[hv] all VMs stopped; powering off",

@@ -146,6 +146,16 @@ fn enable_passthrough_irq(vm: &Vm, irq: &crate::platform::IrqDesc) {
     irqchip().enable(irq.intid, 0xa0, edge, target);
 }
 
+/// Makes `key` the console switch key (a VM file's `[console] escape`).
+pub fn set_switch_key(key: u8) {
+    INPUT.lock().set_switch_key(key);
+}
+
+/// The console switch key.
+fn switch_key() -> u8 {
+    INPUT.lock().switch_key()
+}
+
 /// Blocks a secondary CPU until the boot CPU has created the VMs.
 pub fn wait_until_created() {
     while !CREATED.load(Ordering::Acquire) {
@@ -187,7 +197,7 @@ pub fn create_all(board: &'static BoardDesc, table: &'static VmTable, pcpus: usi
             hvprintln!(
                 "[hv] console input goes to VM 0{}; keys: {}",
                 first.map_or(String::new(), |n| format!(" `{n}`")),
-                crate::conmux::KEYS_HELP
+                crate::conmux::keys_help(switch_key())
             );
         }
     }
@@ -1435,7 +1445,7 @@ fn list_vms() {
             None => hvprintln!("[hv] VM {n}: free slot{mark}"),
         }
     }
-    hvprintln!("[hv] keys: {}", crate::conmux::KEYS_HELP);
+    hvprintln!("[hv] keys: {}", crate::conmux::keys_help(switch_key()));
 }
 
 /// Carries out a console command (`Ctrl-]` `:` then the line); the machine then stays up
