@@ -913,8 +913,9 @@ pub fn define_modules<'m>(
                 let end = b.iter().position(|&c| c == 0).unwrap_or(b.len());
                 let text =
                     core::str::from_utf8(&b[..end]).map_err(|e| format!("not UTF-8 text: {e}"))?;
-                let vms = crate::config::define::define_file(text, facts, &mut ModuleImages { info })
-                    .map_err(|e| e.to_string())?;
+                let vms =
+                    crate::config::define::define_file(text, facts, &mut ModuleImages { info })
+                        .map_err(|e| e.to_string())?;
                 // define_file refused a file whose `[console]` is wrong.
                 console_escape = vm_config::parse_host_settings(text)
                     .ok()

@@ -333,7 +333,9 @@ pub const DEFAULT_ESCAPE: u8 = 0x1d;
 /// which starts every arrow key), Ctrl-@ (NUL).
 pub fn escape_key(written: &str) -> Option<u8> {
     let lower = written.trim().to_ascii_lowercase();
-    let key = lower.strip_prefix("ctrl-").or_else(|| lower.strip_prefix('^'))?;
+    let key = lower
+        .strip_prefix("ctrl-")
+        .or_else(|| lower.strip_prefix('^'))?;
     let &[c] = key.as_bytes() else {
         return None;
     };

@@ -464,7 +464,9 @@ fn console_escape_key_is_read_from_the_host_file() {
 
 #[test]
 fn a_console_escape_key_terminals_need_is_refused_where_written() {
-    for bad in ["ctrl-m", "ctrl-J", "ctrl-h", "ctrl-i", "ctrl-[", "ctrl-@", "b", "ctrl-bb", ""] {
+    for bad in [
+        "ctrl-m", "ctrl-J", "ctrl-h", "ctrl-i", "ctrl-[", "ctrl-@", "b", "ctrl-bb", "",
+    ] {
         let text = format!("{ONE}\n[console]\nescape = \"{bad}\"\n");
         let e = err(&text);
         assert_eq!(
