@@ -951,7 +951,10 @@ fn image_boot_scenario() -> Scenario {
 /// hypervisor (flat Image at its link address) at EL2 on CPU 0 and parks CPUs 1..3 on their
 /// release words; the hypervisor writes its spin-table entry there, every CPU comes online,
 /// and the test guest (2 vCPUs, PSCI from the hypervisor as always) passes its checks. A
-/// release address in the KDL that is not the stub's leaves those CPUs parked.
+/// release address in the KDL that is not the stub's leaves those CPUs parked. The board
+/// has no PSCI firmware (every CPU spins), so the hypervisor must make no SMC: the stub
+/// prints `SMC!` and stops the CPU on any, which this scenario forbids; at the end the
+/// hypervisor parks its CPUs instead of calling SYSTEM_OFF, and QEMU is stopped by the runner.
 fn spin_table_scenario() -> Scenario {
     let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
     let mut expect = s(&[
@@ -960,11 +963,15 @@ fn spin_table_scenario() -> Scenario {
         "[hv] started by spin-table (release address written): CPU 1 at 0x403000e0, \
          CPU 2 at 0x403000e8, CPU 3 at 0x403000f0",
         "[hv] 4 of 4 CPUs online",
+        "[hv] firmware SMCCC: no firmware (every CPU starts by spin table); no SMC is made",
     ]);
     expect.extend(guest_passes("test"));
     expect.push("[hv] all VMs stopped; powering off".into());
+    expect.push("[hv] no PSCI firmware on this board (every CPU starts by spin table): no SYSTEM_OFF to call; CPUs parked".into());
     Scenario {
         spin_stub: true,
+        expect_exit: false,
+        forbid: s(&["FAIL", "PANIC", "FATAL", "SMC!"]),
         ..Scenario::new(
             "spin-table",
             Target {
