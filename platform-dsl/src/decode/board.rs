@@ -16,6 +16,10 @@ use crate::text::hex;
 /// decoder allocate; a 2-socket Altra Max has 256).
 const MAX_RANGE_CPUS: usize = 4096;
 
+/// The most CPUs the `cpu-range`s of one `cpus` node make together, with the `cpu`s
+/// written before them.
+const MAX_BOARD_CPUS: usize = 16384;
+
 impl Cx {
     pub(super) fn soc(&mut self, node: &Node) -> Option<SocDecl> {
         self.shape(
@@ -635,6 +639,18 @@ impl Cx {
                 reason: format!("a range makes at most {MAX_RANGE_CPUS} CPUs"),
                 span: node.name_span,
                 help: "split it, e.g. one `cpu-range` per socket".to_owned(),
+            });
+            return;
+        }
+        // Many ranges together are bounded too (a hostile file could repeat one).
+        if out.len() as u64 + total > MAX_BOARD_CPUS as u64 {
+            self.errors.push(DecodeError::OutOfRange {
+                what: "the number of CPUs of `cpus`".to_owned(),
+                text: (out.len() as u64 + total).to_string(),
+                reason: format!("a board has at most {MAX_BOARD_CPUS} CPUs"),
+                span: node.name_span,
+                help: "check the `cpu-range`s: together they make more CPUs than any board has"
+                    .to_owned(),
             });
             return;
         }
