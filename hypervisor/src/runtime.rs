@@ -187,6 +187,11 @@ fn primary_main() -> ! {
             "[hv] firmware SMCCC: no firmware (every CPU starts by spin table); no SMC is made, guests get PSCI from the hypervisor"
         );
     }
+    if let crate::platform::PmuDesc::Unavailable(reason) = board.pmu {
+        hvprintln!(
+            "[hv] PMU: no overflow interrupt ({reason}); guests' PMUs count without interrupting"
+        );
+    }
     // The datastore's VMs and the management network (hosts with a datastore).
     mgmt::boot();
     // The VMs the boot loader handed over as device-tree modules.
