@@ -745,6 +745,8 @@ fn load_images(
             );
             cfg.reset_count = reset_count;
             cfg.numa = numa.cloned();
+            cfg.pmu_counting_only =
+                matches!(arch::board().pmu, crate::platform::PmuDesc::Unavailable(_));
             // Every virtual disk and NIC is a function on the VM's PCIe bus.
             if !desc.disks.is_empty() || !desc.nics.is_empty() {
                 cfg.pci = Some(crate::fdt::PciHostDt::from_layout(v3));
@@ -835,6 +837,7 @@ pub fn run_cpu(cpu_index: usize) -> ! {
     };
     let mut loaded: Option<usize> = None;
     loop {
+        cpu::park_if_requested();
         check_power_off(cpu_index);
         super::mgmt::poll();
         if ARRIVING[cpu_index].swap(false, Ordering::AcqRel) {
