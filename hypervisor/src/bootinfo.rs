@@ -985,6 +985,8 @@ pub struct ModuleVms {
     pub module: String,
     /// Each VM of the file, or why the whole file was refused (or could not be read).
     pub vms: Result<Vec<crate::config::define::FileVm>, String>,
+    /// The file's `[console] escape` (the switch key), if it has one and was not refused.
+    pub console_escape: Option<u8>,
 }
 
 /// Defines the VMs of every `hv,vm-config` module of `info`, their images taken from its
@@ -998,17 +1000,25 @@ pub fn define_modules<'m>(
         .iter()
         .filter(|m| m.kind == ModuleKind::VmConfig)
         .map(|m| {
+            let mut console_escape = None;
             let vms = bytes(m).and_then(|b| {
                 // A loader may pad the file with NULs up to a page.
                 let end = b.iter().position(|&c| c == 0).unwrap_or(b.len());
                 let text =
                     core::str::from_utf8(&b[..end]).map_err(|e| format!("not UTF-8 text: {e}"))?;
-                crate::config::define::define_file(text, facts, &mut ModuleImages { info })
-                    .map_err(|e| e.to_string())
+                let vms =
+                    crate::config::define::define_file(text, facts, &mut ModuleImages { info })
+                        .map_err(|e| e.to_string())?;
+                // define_file refused a file whose `[console]` is wrong.
+                console_escape = vm_config::parse_host_settings(text)
+                    .ok()
+                    .and_then(|h| h.console_escape);
+                Ok(vms)
             });
             ModuleVms {
                 module: m.node_name.clone(),
                 vms,
+                console_escape,
             }
         })
         .collect()

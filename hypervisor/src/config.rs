@@ -115,4 +115,7 @@ pub struct VmTable {
     pub staging_base: u64,
     /// One past the last staging byte; guest RAM is allocated outside the staging area.
     pub staging_end: u64,
+    /// The console switch key of the VM file's `[console] escape` (the byte a terminal
+    /// sends); `None`: `Ctrl-]`.
+    pub console_escape: Option<u8>,
 }

@@ -4,8 +4,9 @@
 
 use alloc::vec::Vec;
 
-/// The switch key, `Ctrl-]` (0x1d).
-pub const SWITCH_KEY: u8 = 0x1d;
+/// The default switch key, `Ctrl-]` (0x1d); a VM file's `[console] escape` sets another
+/// ([`InputRouter::set_switch_key`]).
+pub const SWITCH_KEY: u8 = vm_config::DEFAULT_ESCAPE;
 
 /// After [`SWITCH_KEY`], this key opens a hypervisor command line (ended by Enter).
 pub const COMMAND_KEY: u8 = b':';
@@ -15,6 +16,7 @@ pub const MAX_COMMAND: usize = 128;
 /// Input routing state: which VM receives keystrokes, or the command line being typed.
 pub struct InputRouter {
     focus: usize,
+    switch: u8,
     escape: bool,
     command: Option<Vec<u8>>,
 }
@@ -46,15 +48,21 @@ pub const NEXT_KEY: u8 = b'n';
 /// After [`SWITCH_KEY`]: input to the previous VM slot (wrapping).
 pub const PREVIOUS_KEY: u8 = b'p';
 
-/// The keys, as the boot banner and `Ctrl-]` `?` print them.
-pub const KEYS_HELP: &str = "Ctrl-] then 0-9 picks a VM, n / p the next / previous one, \
-     ? lists them, : opens the command line (`console N` picks any VM); Ctrl-] Ctrl-] sends Ctrl-]";
+/// The keys, as the boot banner and `Ctrl-]` `?` print them, for switch key `switch`.
+pub fn keys_help(switch: u8) -> alloc::string::String {
+    let k = vm_config::escape_key_name(switch);
+    alloc::format!(
+        "{k} then 0-9 picks a VM, n / p the next / previous one, ? lists them, : opens the \
+         command line (`console N` picks any VM); {k} {k} sends {k}"
+    )
+}
 
 impl InputRouter {
     /// Input starts at VM 0.
     pub const fn new() -> Self {
         Self {
             focus: 0,
+            switch: SWITCH_KEY,
             escape: false,
             command: None,
         }
@@ -65,7 +73,7 @@ impl InputRouter {
         if let Some(line) = self.command.as_mut() {
             return match byte {
                 b'\r' | b'\n' => Routed::Command(self.command.take().unwrap_or_default()),
-                SWITCH_KEY => {
+                b if b == self.switch => {
                     // Abandons the command line.
                     self.command = None;
                     Routed::Nothing
@@ -80,7 +88,7 @@ impl InputRouter {
         }
         if self.escape {
             self.escape = false;
-            if byte == SWITCH_KEY {
+            if byte == self.switch {
                 return Routed::Deliver {
                     vm: self.focus,
                     byte,
@@ -104,7 +112,7 @@ impl InputRouter {
             }
             return Routed::Nothing;
         }
-        if byte == SWITCH_KEY {
+        if byte == self.switch {
             self.escape = true;
             return Routed::Nothing;
         }
@@ -116,6 +124,17 @@ impl InputRouter {
 }
 
 impl InputRouter {
+    /// Makes `key` the switch key (a VM file's `[console] escape`).
+    pub fn set_switch_key(&mut self, key: u8) {
+        self.switch = key;
+        self.escape = false;
+    }
+
+    /// The switch key.
+    pub fn switch_key(&self) -> u8 {
+        self.switch
+    }
+
     /// Sends input to VM slot `vm` (`console N`), if it is one of `vm_count`.
     pub fn focus(&mut self, vm: usize, vm_count: usize) -> bool {
         if vm < vm_count {
@@ -445,5 +464,27 @@ mod tests {
         r.route(SWITCH_KEY, 2);
         assert_eq!(r.route(b'7', 2), Routed::Nothing);
         assert_eq!(r.route(b'x', 2), Routed::Deliver { vm: 0, byte: b'x' });
+    }
+
+    #[test]
+    fn a_configured_switch_key_replaces_ctrl_bracket() {
+        let mut r = InputRouter::new();
+        r.set_switch_key(0x02);
+        assert_eq!(r.switch_key(), 0x02);
+        // Ctrl-] is now an ordinary byte for the guest.
+        assert_eq!(
+            r.route(SWITCH_KEY, 2),
+            Routed::Deliver {
+                vm: 0,
+                byte: SWITCH_KEY
+            }
+        );
+        assert_eq!(r.route(0x02, 2), Routed::Nothing);
+        assert_eq!(r.route(b'1', 2), Routed::Switched(1));
+        r.route(0x02, 2);
+        assert_eq!(r.route(0x02, 2), Routed::Deliver { vm: 1, byte: 0x02 });
+        assert!(keys_help(0x02).starts_with("Ctrl-B then 0-9 picks a VM"));
+        assert!(keys_help(0x02).ends_with("Ctrl-B Ctrl-B sends Ctrl-B"));
+        assert!(keys_help(SWITCH_KEY).starts_with("Ctrl-] then 0-9"));
     }
 }

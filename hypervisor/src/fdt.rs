@@ -244,6 +244,10 @@ pub struct GuestDtbConfig<'a> {
     pub timer: TimerPpis,
     /// PMU PPI; `None` leaves out `/pmu`.
     pub pmu: Option<IntId>,
+    /// The PMU counts but never interrupts (the host board's overflow interrupt is
+    /// unavailable, `PmuDesc::Unavailable`): `/pmu` has no `interrupts`, which Linux's
+    /// driver takes as "no sampling", counting still works.
+    pub pmu_counting_only: bool,
     /// The PCIe host bridge, for a VM with PCI devices
     /// ([`VmDevices::has_pci`](crate::vm::devices::VmDevices::has_pci)).
     pub pci: Option<PciHostDt>,
@@ -307,6 +311,7 @@ impl<'a> GuestDtbConfig<'a> {
                 hyp_phys: IntId(26),
             },
             pmu: Some(IntId(layout::PMU_INTID)),
+            pmu_counting_only: false,
             pci: None,
             numa: None,
         }
@@ -644,7 +649,9 @@ pub fn build_guest_dtb(cfg: &GuestDtbConfig<'_>) -> Result<Vec<u8>, FdtError> {
     if let Some(irq) = pmu_irq {
         let pmu = fdt.begin_node("pmu")?;
         fdt.property_string("compatible", "arm,armv8-pmuv3")?;
-        fdt.property_array_u32("interrupts", &irq)?;
+        if !cfg.pmu_counting_only {
+            fdt.property_array_u32("interrupts", &irq)?;
+        }
         fdt.end_node(pmu)?;
     }
 
@@ -920,6 +927,20 @@ mod tests {
         let fdt = Fdt::new(&blob).unwrap();
         assert_eq!(strs(prop(&fdt, "/pmu", "compatible")), ["arm,armv8-pmuv3"]);
         assert_eq!(u32s(prop(&fdt, "/pmu", "interrupts")), [1, 7, 4]);
+    }
+
+    #[test]
+    fn a_counting_only_pmu_node_has_no_interrupts() {
+        let mut cfg = GuestDtbConfig::from_layout(1, RAM, true, "", None);
+        cfg.pmu_counting_only = true;
+        let blob = build_guest_dtb(&cfg).unwrap();
+        let fdt = Fdt::new(&blob).unwrap();
+        assert_eq!(strs(prop(&fdt, "/pmu", "compatible")), ["arm,armv8-pmuv3"]);
+        assert!(fdt
+            .find_node("/pmu")
+            .unwrap()
+            .property("interrupts")
+            .is_none());
     }
 
     #[test]

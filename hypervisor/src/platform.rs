@@ -170,6 +170,9 @@ pub enum PmuDesc {
     /// One SPI per CPU: `(SPI, MPIDR affinity of its CPU)`, in CPU boot order, one per
     /// entry of `BoardDesc::cpus` (BCM2711, Tegra194, ZynqMP).
     PerCpuSpi(&'static [(IrqDesc, u64)]),
+    /// No overflow interrupt the hypervisor can take, and why (`pmu unavailable=`): the
+    /// counters work, overflows interrupt nobody; guests get a `/pmu` without `interrupts`.
+    Unavailable(&'static str),
 }
 
 impl PmuDesc {
@@ -178,6 +181,7 @@ impl PmuDesc {
         match *self {
             Self::Ppi(irq) => Some(irq),
             Self::PerCpuSpi(spis) => spis.iter().find(|(_, m)| *m == mpidr).map(|(irq, _)| *irq),
+            Self::Unavailable(_) => None,
         }
     }
 }
@@ -407,7 +411,21 @@ impl NetworkDesc {
     }
 }
 
+/// Whether a machine with these CPUs has PSCI firmware at EL3 to make SMC calls to: yes
+/// unless every CPU starts by spin table (the Raspberry Pi's stock armstub8, which sets
+/// `SCR_EL3.SMD` so that an `smc` is undefined). A board with PSCI firmware writes
+/// `enable-method="psci"` for at least one CPU (the default).
+pub fn psci_firmware_present(cpus: &[CpuDesc]) -> bool {
+    cpus.iter().any(|c| c.enable == CpuEnable::Psci)
+}
+
 impl BoardDesc {
+    /// Whether the board has PSCI firmware (see [`psci_firmware_present`]). Without it the
+    /// hypervisor makes no SMC: no SMCCC discovery, and power-off parks the CPUs.
+    pub fn has_psci_firmware(&self) -> bool {
+        psci_firmware_present(self.cpus)
+    }
+
     /// Number of NUMA nodes: one more than the highest node of a CPU or RAM region.
     pub fn numa_node_count(&self) -> u32 {
         let cpus = self.cpus.iter().map(|c| c.numa_node);
@@ -461,6 +479,35 @@ mod tests {
             clock_hz: None,
             dma_coherent: false,
         }
+    }
+
+    const fn cpu(mpidr: u64, enable: CpuEnable) -> CpuDesc {
+        CpuDesc {
+            mpidr,
+            socket: 0,
+            cluster: 0,
+            numa_node: 0,
+            core: "arm,cortex-a72",
+            enable,
+        }
+    }
+
+    #[test]
+    fn a_board_whose_cpus_all_spin_has_no_psci_firmware() {
+        let spin = |a| CpuEnable::SpinTable { release_addr: a };
+        assert!(!psci_firmware_present(&[
+            cpu(0, spin(0xd8)),
+            cpu(1, spin(0xe0))
+        ]));
+        assert!(psci_firmware_present(&[
+            cpu(0, CpuEnable::Psci),
+            cpu(1, CpuEnable::Psci)
+        ]));
+        // One PSCI CPU: the firmware is there (CPU_ON goes to it).
+        assert!(psci_firmware_present(&[
+            cpu(0, spin(0xd8)),
+            cpu(1, CpuEnable::Psci)
+        ]));
     }
 
     #[test]
@@ -536,6 +583,13 @@ mod tests {
         let pmu = PmuDesc::Ppi(level(23));
         assert_eq!(pmu.irq_for(0x0), Some(level(23)));
         assert_eq!(pmu.irq_for(0x301), Some(level(23)));
+    }
+
+    #[test]
+    fn an_unavailable_pmu_has_no_interrupt_for_any_cpu() {
+        let pmu = PmuDesc::Unavailable("through a secondary controller");
+        assert_eq!(pmu.irq_for(0x0), None);
+        assert_eq!(pmu.irq_for(0x101), None);
     }
 
     #[test]

@@ -172,15 +172,29 @@ fn primary_main() -> ! {
     hvprintln!("[hv] {online} of {} CPUs online", board.cpus.len());
 
     let fw = firmware_smccc();
-    hvprintln!(
-        "[hv] firmware SMCCC: version {}, ARCH_FEATURES(WORKAROUND_1/2/3) = {:?}",
-        fw.version.map_or("1.0".into(), |v| alloc::format!(
-            "{}.{}",
-            v >> 16,
-            v & 0xffff
-        )),
-        fw.workarounds
-    );
+    if board.has_psci_firmware() {
+        hvprintln!(
+            "[hv] firmware SMCCC: version {}, ARCH_FEATURES(WORKAROUND_1/2/3) = {:?}",
+            fw.version.map_or("1.0".into(), |v| alloc::format!(
+                "{}.{}",
+                v >> 16,
+                v & 0xffff
+            )),
+            fw.workarounds
+        );
+    } else {
+        hvprintln!(
+            "[hv] firmware SMCCC: no firmware (every CPU starts by spin table); no SMC is made, guests get PSCI from the hypervisor"
+        );
+    }
+    if let crate::platform::PmuDesc::Unavailable(reason) = board.pmu {
+        hvprintln!(
+            "[hv] PMU: no overflow interrupt ({reason}); guests' PMUs count without interrupting"
+        );
+    }
+    if let Some(key) = arch::vm_table().console_escape {
+        vms::set_switch_key(key);
+    }
     // The datastore's VMs and the management network (hosts with a datastore).
     mgmt::boot();
     // The VMs the boot loader handed over as device-tree modules.

@@ -75,6 +75,9 @@ pub fn pmu(pmu: &Pmu) -> TokenStream {
             }));
             quote!(::hypervisor::platform::PmuDesc::PerCpuSpi(#pairs))
         }
+        Pmu::Unavailable { reason } => {
+            quote!(::hypervisor::platform::PmuDesc::Unavailable(#reason))
+        }
     }
 }
 
@@ -84,6 +87,17 @@ mod tests {
     use crate::fixture;
     use crate::lit::compact;
     use platform_dsl::model::PmuSpi;
+
+    #[test]
+    fn an_unavailable_pmu_keeps_its_reason() {
+        let out = compact(&pmu(&Pmu::Unavailable {
+            reason: "via-the-PIC".into(),
+        }));
+        assert_eq!(
+            out,
+            "::hypervisor::platform::PmuDesc::Unavailable(\"via-the-PIC\")"
+        );
+    }
 
     #[test]
     fn irq_keeps_intid_and_trigger() {

@@ -106,8 +106,14 @@ pub fn vm_table(config: &VmConfig, plan: &Plan) -> Result<TokenStream, String> {
     }
     let vms = slice(vms);
     let (base, end) = (hex(plan.staging_base), hex(plan.staging_end));
+    let escape = option(config.console_escape.as_ref(), |b| quote!(#b));
     Ok(quote! {
-        ::hypervisor::config::VmTable { vms: #vms, staging_base: #base, staging_end: #end }
+        ::hypervisor::config::VmTable {
+            vms: #vms,
+            staging_base: #base,
+            staging_end: #end,
+            console_escape: #escape,
+        }
     })
 }
 

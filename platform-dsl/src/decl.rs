@@ -135,6 +135,8 @@ pub enum PmuIrqsDecl {
     Ppi(IrqDecl),
     /// `pmu { irq spi=N cpu=MPIDR; ... }`: one SPI per CPU, in the order written.
     PerCpuSpi(Vec<PmuSpiDecl>),
+    /// `pmu unavailable="REASON"`: no overflow interrupt reaches the hypervisor.
+    Unavailable(Sp<String>),
 }
 
 /// One `irq spi=N cpu=MPIDR` inside `pmu`.

@@ -274,6 +274,37 @@ pub struct LinkedDriver {
     pub compatible: Vec<String>,
 }
 
+/// For a driver plugin's build script: says once what the driver handles. Writes
+/// `OUT_DIR/compatible.rs` (the list as a `&[&str]` expression, for the crate's
+/// `DriverEntry`: `include!(concat!(env!("OUT_DIR"), "/compatible.rs"))`) and the `links`
+/// metadata the image crate's build script reads back with [`drivers_from_env`]. The
+/// plugin's `Cargo.toml` needs `links = "hv-driver-NAME"`.
+pub fn announce_driver(driver: &str, compatible: &[&str]) {
+    let out = std::path::PathBuf::from(std::env::var("OUT_DIR").expect("cargo sets OUT_DIR"));
+    std::fs::write(out.join("compatible.rs"), compatible_expr(compatible))
+        .expect("OUT_DIR is writable");
+    let krate = std::env::var("CARGO_PKG_NAME").expect("cargo sets CARGO_PKG_NAME");
+    for line in driver_metadata(driver, &krate, compatible) {
+        println!("{line}");
+    }
+    println!("cargo::rerun-if-changed=build.rs");
+}
+
+/// The `&[..]` expression of [`announce_driver`]'s `compatible.rs`.
+fn compatible_expr(compatible: &[&str]) -> String {
+    let list: Vec<String> = compatible.iter().map(|c| format!("{c:?}")).collect();
+    format!("&[{}]", list.join(", "))
+}
+
+/// The `cargo::metadata` lines of [`announce_driver`] (read back by [`drivers_from_env`]).
+fn driver_metadata(driver: &str, krate: &str, compatible: &[&str]) -> [String; 3] {
+    [
+        format!("cargo::metadata=driver={driver}"),
+        format!("cargo::metadata=crate={}", krate.replace('-', "_")),
+        format!("cargo::metadata=compatible={}", compatible.join(" ")),
+    ]
+}
+
 /// The drivers among a build script's environment: every `DEP_<LINKS>_DRIVER` with its
 /// `_CRATE` and `_COMPATIBLE` (space-separated) siblings, sorted by name.
 pub fn drivers_from_env(vars: impl IntoIterator<Item = (String, String)>) -> Vec<LinkedDriver> {
@@ -565,6 +596,34 @@ mod tests {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect()
+    }
+
+    #[test]
+    fn announced_metadata_reads_back_as_the_driver() {
+        assert_eq!(
+            compatible_expr(&["arm,pl011", "a\"b"]),
+            "&[\"arm,pl011\", \"a\\\"b\"]"
+        );
+        // Cargo hands `cargo::metadata=KEY=VALUE` of a `links = "hv-driver-x-y"` crate to
+        // its dependents as DEP_HV_DRIVER_X_Y_KEY.
+        let vars = driver_metadata("x-y", "plugin-x-y", &["v,a", "v,b"]).map(|line| {
+            let (key, value) = line
+                .strip_prefix("cargo::metadata=")
+                .and_then(|kv| kv.split_once('='))
+                .unwrap();
+            (
+                format!("DEP_HV_DRIVER_X_Y_{}", key.to_uppercase()),
+                value.to_owned(),
+            )
+        });
+        assert_eq!(
+            drivers_from_env(vars),
+            vec![LinkedDriver {
+                name: "x-y".into(),
+                krate: "plugin_x_y".into(),
+                compatible: vec!["v,a".into(), "v,b".into()],
+            }]
+        );
     }
 
     #[test]

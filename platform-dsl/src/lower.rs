@@ -76,6 +76,9 @@ fn pmu_model(pmu: &PmuDecl, b: &BoardDecl) -> Pmu {
             });
             Pmu::PerCpuSpi(out)
         }
+        PmuIrqsDecl::Unavailable(reason) => Pmu::Unavailable {
+            reason: reason.value.clone(),
+        },
     }
 }
 

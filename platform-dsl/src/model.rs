@@ -401,6 +401,12 @@ pub enum Pmu {
     /// One SPI per CPU, in CPU boot order (the order of `Board::cpus`); every CPU has
     /// exactly one entry.
     PerCpuSpi(Vec<PmuSpi>),
+    /// No overflow interrupt the hypervisor can take (`pmu unavailable="REASON"`): guests
+    /// get a PMU that counts but never interrupts.
+    Unavailable {
+        /// Why, e.g. "through the AP806 PIC, which no plugin drives".
+        reason: String,
+    },
 }
 
 /// The overflow SPI of one CPU's PMU.

@@ -264,6 +264,10 @@ pub struct VmConfig {
     pub path: PathBuf,
     /// VMs in start order.
     pub vms: Vec<Vm>,
+    /// The console switch key (`[console] escape`, as the byte a terminal sends); `None`:
+    /// the hypervisor's default ([`vm_config::DEFAULT_ESCAPE`]).
+    #[serde(default)]
+    pub console_escape: Option<u8>,
 }
 
 impl VmConfig {
@@ -283,6 +287,8 @@ impl VmConfig {
     /// Validates TOML text as if read from `path` (used to resolve image paths).
     pub fn parse(text: &str, path: &Path) -> Result<Self, VmConfigError> {
         let specs = vm_config::parse_vms(text).map_err(|e| VmConfigError::invalid(path, e))?;
+        let host =
+            vm_config::parse_host_settings(text).map_err(|e| VmConfigError::invalid(path, e))?;
         let base = path.parent().unwrap_or(Path::new("."));
         let vms = specs
             .into_iter()
@@ -291,6 +297,7 @@ impl VmConfig {
         Ok(Self {
             path: path.to_owned(),
             vms,
+            console_escape: host.console_escape,
         })
     }
 }

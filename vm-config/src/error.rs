@@ -94,6 +94,15 @@ pub enum ErrorKind {
     /// A definition meant to hold one VM holds more.
     #[error("a VM definition holds exactly one `[[vm]]` table; this is a second one: define each VM on its own")]
     MoreThanOne,
+    /// `[console] escape` is not a key the console can use.
+    #[error("`escape = \"{written}\"` is not a switch key the console can use; write \"ctrl-\" and a letter (not h, i, j or m, which terminals need) or one of ] \\ ^ _, e.g. escape = \"ctrl-b\"")]
+    BadEscapeKey {
+        /// What was written.
+        written: String,
+    },
+    /// `[console]` in the definition of a single VM.
+    #[error("`[console]` is a setting of the host, not of one VM: write it in the VM file the image is built with (or boots with), not in a VM's own definition")]
+    HostSettingInVm,
     /// A VM has an empty name.
     #[error("VM #{index} has an empty `name`; write e.g. name = \"linux\"")]
     EmptyName {

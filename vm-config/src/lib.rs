@@ -25,6 +25,9 @@
 //! [[vm.nic]]                       # a virtio-net NIC on the virtual switch (any number)
 //! mac = "52:54:00:12:34:56"        # optional; default: generated from the VM's name
 //! port-group = "lan"               # optional; default: the board's first group
+//!
+//! [console]                        # optional, the host's: only in a file of VMs the host
+//! escape = "ctrl-b"                # boots with; the console switch key (default "ctrl-]")
 //! ```
 //!
 //! no_std + alloc, no file system: images stay path strings. Rules that need the board are
@@ -309,6 +312,85 @@ struct RawFile {
     /// `None`: no `vm` key at all; `Some(empty)`: `vm = []`, said on purpose.
     #[serde(default)]
     vm: Option<Vec<Spanned<RawVm>>>,
+    /// The host's console settings (`[console]`).
+    #[serde(default)]
+    console: Option<Spanned<RawConsole>>,
+}
+
+/// `[console]` as written.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConsole {
+    #[serde(default)]
+    escape: Option<Spanned<String>>,
+}
+
+/// The console switch key when the VM file names none: `Ctrl-]` (0x1d), as telnet and
+/// QEMU's own monitor-less consoles use it.
+pub const DEFAULT_ESCAPE: u8 = 0x1d;
+
+/// A console switch key as written in `[console] escape` (`"ctrl-b"`, `"ctrl-]"`, any
+/// case) to the byte a terminal sends for it. Keys that terminals and line editors need
+/// are refused: Ctrl-H (backspace), Ctrl-I (Tab), Ctrl-J and Ctrl-M (Enter), Ctrl-[ (Esc,
+/// which starts every arrow key), Ctrl-@ (NUL).
+pub fn escape_key(written: &str) -> Option<u8> {
+    let lower = written.trim().to_ascii_lowercase();
+    let key = lower
+        .strip_prefix("ctrl-")
+        .or_else(|| lower.strip_prefix('^'))?;
+    let &[c] = key.as_bytes() else {
+        return None;
+    };
+    let byte = match c {
+        b'a'..=b'z' => c - b'a' + 1,
+        b'\\' | b']' | b'^' | b'_' => c - 0x40,
+        _ => return None,
+    };
+    (![0x08, 0x09, 0x0a, 0x0d].contains(&byte)).then_some(byte)
+}
+
+/// How the console names a switch key: `Ctrl-B`, `Ctrl-]`.
+pub fn escape_key_name(byte: u8) -> impl fmt::Display {
+    struct Name(u8);
+    impl fmt::Display for Name {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            match self.0 {
+                b @ 0x01..=0x1f => write!(f, "Ctrl-{}", char::from(b + 0x40)),
+                b => write!(f, "0x{b:02x}"),
+            }
+        }
+    }
+    Name(byte)
+}
+
+/// The host's settings a VM file may carry besides its VMs (`[console]`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct HostSettings {
+    /// `[console] escape`, as a byte ([`escape_key`]); `None`: not written.
+    pub console_escape: Option<u8>,
+}
+
+/// The host settings of a VM file (its `[console]` table). The file's VMs are not
+/// validated here; [`parse_vms`] does that.
+pub fn parse_host_settings(text: &str) -> Result<HostSettings, ConfigError> {
+    let raw = raw_file(text)?;
+    let Some(console) = raw.console else {
+        return Ok(HostSettings::default());
+    };
+    let Some(escape) = console.into_inner().escape else {
+        return Ok(HostSettings::default());
+    };
+    match escape_key(escape.get_ref()) {
+        Some(byte) => Ok(HostSettings {
+            console_escape: Some(byte),
+        }),
+        None => Err(ConfigError::new(
+            ErrorKind::BadEscapeKey {
+                written: escape.get_ref().clone(),
+            },
+            Some(Location::of(text, escape.span())),
+        )),
+    }
 }
 
 /// A `[[vm]]` table as written.
@@ -418,6 +500,7 @@ fn edit_distance(a: &str, b: &str) -> usize {
 /// partition written by two disks, no MAC address given twice. `vm = []` says on purpose
 /// that the image has no build-time VMs (a host whose VMs all live on its datastore).
 pub fn parse_vms(text: &str) -> Result<Vec<VmSpec>, ConfigError> {
+    parse_host_settings(text)?;
     let raw = raw_file(text)?;
     match raw.vm {
         None => Err(ConfigError::new(ErrorKind::NoVms, None)),
@@ -428,7 +511,14 @@ pub fn parse_vms(text: &str) -> Result<Vec<VmSpec>, ConfigError> {
 /// Parses and validates a definition of exactly one VM (`POST /api/vms`, a datastore VM
 /// file): the rules of [`parse_vms`], and a second `[[vm]]` is an error pointing at it.
 pub fn parse_one(text: &str) -> Result<VmSpec, ConfigError> {
-    let raw = raw_file(text)?.vm.unwrap_or_default();
+    let file = raw_file(text)?;
+    if let Some(console) = file.console {
+        return Err(ConfigError::new(
+            ErrorKind::HostSettingInVm,
+            Some(Location::of(text, console.span())),
+        ));
+    }
+    let raw = file.vm.unwrap_or_default();
     if let Some(second) = raw.get(1) {
         return Err(ConfigError::new(
             ErrorKind::MoreThanOne,

@@ -459,6 +459,51 @@ fn an_unknown_numa_mode_is_a_located_syntax_error() {
 }
 
 #[test]
+fn console_escape_key_is_read_from_the_host_file() {
+    let text = format!("[console]\nescape = \"ctrl-b\"\n\n{ONE}");
+    assert_eq!(
+        parse_host_settings(&text).unwrap().console_escape,
+        Some(0x02)
+    );
+    assert_eq!(parse_vms(&text).unwrap().len(), 1);
+    assert_eq!(parse_host_settings(ONE).unwrap(), HostSettings::default());
+    assert_eq!(escape_key("Ctrl-]"), Some(DEFAULT_ESCAPE));
+    assert_eq!(escape_key("^A"), Some(0x01));
+    assert_eq!(escape_key("ctrl-\\"), Some(0x1c));
+    assert_eq!(escape_key_name(0x02).to_string(), "Ctrl-B");
+    assert_eq!(escape_key_name(DEFAULT_ESCAPE).to_string(), "Ctrl-]");
+}
+
+#[test]
+fn a_console_escape_key_terminals_need_is_refused_where_written() {
+    for bad in [
+        "ctrl-m", "ctrl-J", "ctrl-h", "ctrl-i", "ctrl-[", "ctrl-@", "b", "ctrl-bb", "",
+    ] {
+        let text = format!("{ONE}\n[console]\nescape = \"{bad}\"\n");
+        let e = err(&text);
+        assert_eq!(
+            e.kind(),
+            &ErrorKind::BadEscapeKey {
+                written: bad.into()
+            },
+            "{bad}: {e}"
+        );
+        assert_eq!(e.line_col().map(|(l, _)| l), Some(9), "{bad}: {e}");
+        assert!(e.to_string().contains("e.g. escape = \"ctrl-b\""), "{e}");
+    }
+    let typo = err(&format!("{ONE}\n[console]\nescap = \"ctrl-b\"\n"));
+    assert!(typo.to_string().contains("did you mean `escape`"), "{typo}");
+}
+
+#[test]
+fn a_single_vm_definition_may_not_set_the_hosts_console() {
+    let text = format!("{ONE}\n[console]\nescape = \"ctrl-b\"\n");
+    let e = parse_one(&text).expect_err("console in a VM definition");
+    assert_eq!(e.kind(), &ErrorKind::HostSettingInVm);
+    assert_eq!(e.line_col().map(|(l, _)| l), Some(8), "{e}");
+}
+
+#[test]
 fn page_neighbours_are_windows_in_the_same_4k_pages() {
     let others = || {
         vec![

@@ -264,8 +264,13 @@ pub fn run_interactive(t: &Target, timeout: Option<u64>) -> Result<(), String> {
     let img = build::image(t)?;
     let mut cmd = command(&img, None)?;
     eprintln!("xtask: {cmd:?}");
+    let key = platform_dsl::vmconfig::VmConfig::load(&t.vms)
+        .ok()
+        .and_then(|c| c.console_escape)
+        .unwrap_or(vm_config::DEFAULT_ESCAPE);
     eprintln!(
-        "xtask: console input goes to VM 0; Ctrl-] then a digit switches VM; Ctrl-A x quits QEMU"
+        "xtask: console input goes to VM 0; {} then a digit switches VM; Ctrl-A x quits QEMU",
+        vm_config::escape_key_name(key)
     );
     // The console passes through to the terminal; a copy is scanned so that a run in
     // which the hypervisor refused a VM or stopped ends with a failure status, not 0.

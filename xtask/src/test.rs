@@ -955,7 +955,10 @@ fn image_boot_scenario() -> Scenario {
 /// hypervisor (flat Image at its link address) at EL2 on CPU 0 and parks CPUs 1..3 on their
 /// release words; the hypervisor writes its spin-table entry there, every CPU comes online,
 /// and the test guest (2 vCPUs, PSCI from the hypervisor as always) passes its checks. A
-/// release address in the KDL that is not the stub's leaves those CPUs parked.
+/// release address in the KDL that is not the stub's leaves those CPUs parked. The board
+/// has no PSCI firmware (every CPU spins), so the hypervisor must make no SMC: the stub
+/// prints `SMC!` and stops the CPU on any, which this scenario forbids; at the end the
+/// hypervisor parks its CPUs instead of calling SYSTEM_OFF, and QEMU is stopped by the runner.
 fn spin_table_scenario() -> Scenario {
     let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
     let mut expect = s(&[
@@ -964,11 +967,15 @@ fn spin_table_scenario() -> Scenario {
         "[hv] started by spin-table (release address written): CPU 1 at 0x403000e0, \
          CPU 2 at 0x403000e8, CPU 3 at 0x403000f0",
         "[hv] 4 of 4 CPUs online",
+        "[hv] firmware SMCCC: no firmware (every CPU starts by spin table); no SMC is made",
     ]);
     expect.extend(guest_passes("test"));
     expect.push("[hv] all VMs stopped; powering off".into());
+    expect.push("[hv] no PSCI firmware on this board (every CPU starts by spin table): no SYSTEM_OFF to call; CPUs parked".into());
     Scenario {
         spin_stub: true,
+        expect_exit: false,
+        forbid: s(&["FAIL", "PANIC", "FATAL", "SMC!"]),
         ..Scenario::new(
             "spin-table",
             Target {
@@ -1339,8 +1346,9 @@ pub fn scenarios() -> Vec<Scenario> {
             spin_stub: false,
         },
         Scenario {
-            // Console multiplexing: input goes to VM 0, Ctrl-] 1 switches it to VM 1; each
-            // guest echoes what its virtual UART received (RX interrupt through the vGIC).
+            // Console multiplexing: input goes to VM 0, Ctrl-B 1 switches it to VM 1 (the VM
+            // file sets `[console] escape = "ctrl-b"`; Ctrl-] is then the guest's); each guest
+            // echoes what its virtual UART received (RX interrupt through the vGIC).
             forbid: s(&[
                 "FAIL",
                 "PANIC",
@@ -1354,8 +1362,13 @@ pub fn scenarios() -> Vec<Scenario> {
                     "hello\r".into(),
                 ),
                 (
+                    // The default key is now an ordinary byte for the guest.
                     vec!["[alpha] [test-guest] echo: hello".into()],
-                    "\u{1d}1".into(),
+                    "\u{1d}1x\r".into(),
+                ),
+                (
+                    vec!["[alpha] [test-guest] echo: \\x1d1x".into()],
+                    "\u{2}1".into(),
                 ),
                 (
                     vec!["[hv] console input now goes to VM 1".into()],
@@ -1368,12 +1381,12 @@ pub fn scenarios() -> Vec<Scenario> {
                 (
                     // `?` lists the VMs, marking where input goes.
                     vec!["[beta] [test-guest] echo: bye".into()],
-                    "\u{1d}?".into(),
+                    "\u{2}?".into(),
                 ),
                 (
                     // `n` from the last VM wraps to VM 0 (how VMs past 9 are reached).
-                    vec!["[hv] keys: Ctrl-] then 0-9 picks a VM".into()],
-                    "\u{1d}n".into(),
+                    vec!["[hv] keys: Ctrl-B then 0-9 picks a VM".into()],
+                    "\u{2}n".into(),
                 ),
                 (
                     vec!["[hv] console input now goes to VM 0".into()],
@@ -1384,14 +1397,15 @@ pub fn scenarios() -> Vec<Scenario> {
                 "console-switch",
                 target("qemu-virt", "examples/vms/two-echo.toml"),
                 s(&[
-                    "[hv] console input goes to VM 0 `alpha`; keys: Ctrl-] then 0-9 picks a VM",
+                    "[hv] console input goes to VM 0 `alpha`; keys: Ctrl-B then 0-9 picks a VM",
                     "[alpha] [test-guest] echo: hello",
+                    "[alpha] [test-guest] echo: \\x1d1x",
                     "[hv] console input now goes to VM 1 `beta`",
                     "[beta] [test-guest] echo: world",
                     "[beta] [test-guest] echo: bye",
                     "[hv] VM 0 `alpha`: running, 1 vCPU(s)",
                     "MiB <- console input",
-                    "[hv] keys: Ctrl-] then 0-9 picks a VM",
+                    "[hv] keys: Ctrl-B then 0-9 picks a VM",
                     "[hv] console input now goes to VM 0 `alpha`",
                     "[alpha] [test-guest] echo: bye",
                     "[hv] all VMs stopped; powering off",
@@ -1560,6 +1574,60 @@ fn perf_stat_scenario(images: &crate::guest::GuestImages) -> Result<Scenario, St
     })
 }
 
+/// `linux-perf-counting-only`: the `linux-perf-stat` guest on a board whose PMU overflow
+/// interrupt is declared unavailable (`examples/boards/qemu-virt-pmu-counting.kdl`, `pmu
+/// unavailable=`, as MACCHIATObin's): the hypervisor says so at boot, the guest's `/pmu` has
+/// no `interrupts`, Linux's PMU driver says it cannot sample, and `perf stat` still counts.
+fn perf_counting_only_scenario(images: &crate::guest::GuestImages) -> Result<Scenario, String> {
+    let k = images
+        .kernel("6.1")
+        .ok_or("no 6.1 kernel in the guest cache")?;
+    let initramfs = workspace_root().join("target/scenarios/perf-counting-initramfs.cpio.gz");
+    std::fs::create_dir_all(workspace_root().join("target/scenarios"))
+        .map_err(|e| format!("cannot create target/scenarios: {e}"))?;
+    crate::guest::perf::write_perf_initramfs(
+        images,
+        &crate::guest::init_script(PERF_BODY),
+        &initramfs,
+    )?;
+    let vms = write_vms(
+        "linux-perf-counting-only",
+        &linux_vm(
+            "linux",
+            1,
+            512,
+            &k.image,
+            &initramfs,
+            "console=ttyAMA0 rdinit=/init",
+        ),
+    )?;
+    let mut forbid = linux_forbid();
+    forbid.push("<not supported>".into());
+    forbid.push("<not counted>".into());
+    Ok(Scenario {
+        forbid,
+        extra_args: vec!["-icount".into(), "shift=0".into()],
+        timeout: Duration::from_secs(300),
+        ..Scenario::new(
+            "linux-perf-counting-only",
+            Target {
+                board: "qemu-virt-pmu-counting".into(),
+                board_file: workspace_root().join("examples/boards/qemu-virt-pmu-counting.kdl"),
+                vms,
+                allow_experimental: false,
+            },
+            vec![
+                "[hv] PMU: no overflow interrupt (declared unavailable to test a PMU without overflow interrupts)".into(),
+                "no irqs for PMU, sampling events not supported".into(),
+                "[linux] [perf] exit 0".into(),
+                ",instructions:u,".into(),
+                ",instructions,".into(),
+                "[hv] all VMs stopped; powering off".into(),
+            ],
+        )
+    })
+}
+
 /// The count of `event` in `perf stat -x,` lines prefixed `[perf] `.
 fn perf_count(lines: &[String], event: &str) -> Option<u64> {
     lines.iter().find_map(|l| {
@@ -1654,6 +1722,7 @@ pub fn linux_scenarios() -> Result<Vec<Scenario>, String> {
     out.extend(net::scenarios(&images)?);
     out.push(numa::scenario(&images)?);
     out.push(perf_stat_scenario(&images)?);
+    out.push(perf_counting_only_scenario(&images)?);
     // One scenario per kernel: userspace with 4 CPUs, timer and IPI counts rising, clean
     // power-off.
     for k in &images.kernels {

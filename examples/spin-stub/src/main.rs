@@ -6,7 +6,7 @@
 //!
 //! QEMU loads it as `-bios` into flash 0 at 0x0 (secure-only with `secure=on`), and with an
 //! EL3 firmware it starts every CPU at 0x0 (its own PSCI is off). Each CPU: `SCR_EL3` (NS,
-//! HCE, RW; SMC is not disabled: the stub answers it), `CPTR_EL3` = 0, the GICv3 CPU
+//! HCE, RW; SMC is not disabled, so that one is seen and reported), `CPTR_EL3` = 0, the GICv3 CPU
 //! interface's system registers (`ICC_SRE_EL3`), its redistributor woken (`GICR_WAKER`) with
 //! its SGIs/PPIs in non-secure group 1 (`GICR_IGROUPR0`), `SCTLR_EL2`, `CNTVOFF_EL2`. CPU 0
 //! (MPIDR Aff0 = 0) also sets up the distributor (affinity routing for both security states,
@@ -16,10 +16,11 @@
 //! [`RELEASE_BASE`] + 8 n (`wfe` between reads, caches off, as the spin-table protocol wants)
 //! and ERETs to EL2h at the address it finds, x0 = 0.
 //!
-//! SMCs from EL2 land here: PSCI `SYSTEM_OFF` and `SYSTEM_RESET` drive QEMU's secure PL061
-//! power GPIO (pin 1 off, pin 0 reset: virt.c `create_gpio_devices`, the lines TF-A's QEMU
-//! port uses); every other function returns NOT_SUPPORTED (-1), as from a firmware without
-//! PSCI.
+//! The stock armstub8 sets `SCR_EL3.SMD`: it has no PSCI, and an `smc` is undefined. A
+//! hypervisor on such a board must make no SMC at all, so this stub makes any SMC that does
+//! reach it (SMD is left clear, so that it is seen) loud and fatal: it writes `SMC!` on its
+//! own line to the PL011 console ([`UART`]) and stops the calling CPU (`wfi` forever).
+//! Scenario `spin-table` forbids that word.
 //!
 //! The addresses below must match the board KDL the hypervisor was built for
 //! (`examples/boards/qemu-virt-spin-table.kdl`).
@@ -39,8 +40,9 @@ pub const RELEASE_BASE: u64 = 0x4030_00d8;
 pub const GICD: u64 = 0x0800_0000;
 /// First redistributor (virt.c `VIRT_GIC_REDIST`); CPU n's is 0x2_0000 bytes further on.
 pub const GICR: u64 = 0x080a_0000;
-/// The secure PL061 whose lines 0/1 reset and power off the machine (`VIRT_SECURE_GPIO`).
-pub const SECURE_GPIO: u64 = 0x090b_0000;
+/// The PL011 the hypervisor also uses as its console (virt.c `VIRT_UART`); its data
+/// register at offset 0 takes a byte without any set-up under QEMU.
+pub const UART: u64 = 0x0900_0000;
 
 #[cfg(target_os = "none")]
 core::arch::global_asm!(
@@ -49,7 +51,7 @@ core::arch::global_asm!(
 .global _start
 _start:
     // Every CPU, EL3, MMU and caches off. Non-secure lower ELs, EL2 in AArch64, HVC on;
-    // SMC reaches us (SMD clear).
+    // SMC reaches us (SMD clear) to be reported as fatal.
     mov     x0, #0x531              // RW | HCE | RES1 5:4 | NS
     msr     scr_el3, x0
     msr     cptr_el3, xzr
@@ -143,25 +145,20 @@ _start:
     .balign 0x80
     .endr
 
-    // An SMC: only w0 changes (tpidr_el3 keeps x1).
-30: msr     tpidr_el3, x1
-    mov     x1, #0x0008
-    movk    x1, #0x8400, lsl #16    // PSCI SYSTEM_OFF
-    cmp     w0, w1
-    b.eq    31f
-    add     w1, w1, #1              // PSCI SYSTEM_RESET
-    cmp     w0, w1
-    b.eq    32f
-    mrs     x1, tpidr_el3
-    movn    x0, #0                  // NOT_SUPPORTED
-    eret
-31: mov     w1, #2                  // line 1: power off
-    b       33f
-32: mov     w1, #1                  // line 0: reset (-no-reboot: QEMU exits)
-33: ldr     x0, ={gpio}
-    str     w1, [x0, #0x400]        // GPIODIR: output
-    lsl     w2, w1, #2
-    str     w1, [x0, x2]            // GPIODATA, address-masked to that line
+    // An SMC: say so on the console, on a line of its own, and stop this CPU.
+30: ldr     x1, ={uart}
+    mov     w2, #0x0a               // "\nSMC!\n"
+    str     w2, [x1]
+    mov     w2, #0x53               // S
+    str     w2, [x1]
+    mov     w2, #0x4d               // M
+    str     w2, [x1]
+    mov     w2, #0x43               // C
+    str     w2, [x1]
+    mov     w2, #0x21               // !
+    str     w2, [x1]
+    mov     w2, #0x0a
+    str     w2, [x1]
 34: wfi
     b       34b
 .ltorg
@@ -171,7 +168,7 @@ _start:
     dtb = const DTB,
     hv_entry = const HV_ENTRY,
     release = const RELEASE_BASE,
-    gpio = const SECURE_GPIO,
+    uart = const UART,
 );
 
 #[cfg(target_os = "none")]

@@ -1393,9 +1393,12 @@ mod pmu {
 
     /// The `pmu-idle` check: the cycle counter and event counter 0 (CPU_CYCLES) count EL0 and
     /// EL1 with NSH (count at EL2) set, as Linux sets it in a guest for an event without
-    /// `exclude_hv`. Busy for 5 ms they count; in a PSCI standby for 50 ms (the vCPU blocked
+    /// `exclude_hv`. Busy for 5 ms they count; in a PSCI standby for 250 ms (the vCPU blocked
     /// in the hypervisor: descheduled, or its CPU idle at EL2) they must count less than a
-    /// tenth of that rate.
+    /// tenth of that rate. (Under TCG the counters follow the host's clock: a QEMU thread
+    /// that the host deschedules for a few ms while the vCPU runs its suspend loop counts
+    /// them. With 50 ms of standby one such stall on a loaded 2-core machine broke the
+    /// bound; 250 ms leaves room for ~25 ms of stalls.)
     /// Without the hypervisor clearing NSH (or `MDCR_EL2.HPMD`/`HCCD`), the time its CPU
     /// spends at EL2 waiting for the vCPU's interrupt would be counted.
     pub fn idle<C: smccc::Call>(platform: &Platform, gic: &super::Gic) -> Result<(), CheckFailure> {
@@ -1423,8 +1426,8 @@ mod pmu {
         let t1 = sample();
         // PSCI CPU_SUSPEND to a standby state: the vCPU waits at the hypervisor's (not in
         // its own WFI, which a hypervisor may let it run natively and which a CPU may count
-        // in), for its virtual timer 50 ms from now.
-        let deadline = t1.0 + ticks(50);
+        // in), for its virtual timer 250 ms from now.
+        let deadline = t1.0 + ticks(250);
         super::ALARM.store(true, SeqCst);
         gic.enable_ppi(super::cpu_index(), platform.vtimer_intid);
         crate::sysreg::irq_disable();

@@ -434,6 +434,9 @@ fn board(name: &str) -> &'static BoardDesc {
         },
         pmu: match &b.pmu {
             model::Pmu::Ppi(i) => PmuDesc::Ppi(irq(*i)),
+            model::Pmu::Unavailable { reason } => {
+                PmuDesc::Unavailable(Box::leak(reason.clone().into_boxed_str()))
+            }
             model::Pmu::PerCpuSpi(v) => {
                 PmuDesc::PerCpuSpi(leak(v.iter().map(|p| (irq(p.irq), p.mpidr)).collect()))
             }

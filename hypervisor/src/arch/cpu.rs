@@ -436,6 +436,10 @@ pub fn start_cpu(index: usize, c: &crate::platform::CpuDesc) -> Result<(), CpuSt
 /// firmware does not know may be undefined on some, e.g. QEMU's built-in PSCI), then
 /// `SMCCC_ARCH_FEATURES` of each workaround only from SMCCC 1.1.
 pub fn firmware_smccc() -> crate::psci::FirmwareSmccc {
+    if !super::board().has_psci_firmware() {
+        // No firmware to ask: an `smc` may be undefined (SCR_EL3.SMD) and would trap.
+        return crate::psci::FirmwareSmccc::NONE;
+    }
     use smccc::arch::{
         SMCCC_ARCH_FEATURES, SMCCC_ARCH_WORKAROUND_1, SMCCC_ARCH_WORKAROUND_2,
         SMCCC_ARCH_WORKAROUND_3, SMCCC_VERSION,
@@ -473,9 +477,37 @@ fn firmware_workaround(function_id: u32, arg: u64) {
     let _ = smccc::Smc::call32(function_id, [arg as u32, 0, 0, 0, 0, 0, 0]);
 }
 
-/// Powers the machine off through firmware (PSCI SYSTEM_OFF).
+/// Set when a CPU parked the machine (no PSCI firmware to power it off): every CPU's run
+/// loop parks too ([`park_if_requested`]).
+static PARK: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
+
+/// Powers the machine off through firmware (PSCI SYSTEM_OFF). On a board without PSCI
+/// firmware ([`crate::platform::BoardDesc::has_psci_firmware`]) no SMC is made: this CPU
+/// says so and parks, and the others park when they next pass their run loop.
 pub fn firmware_system_off() -> ! {
-    let _ = smccc::psci::system_off::<smccc::Smc>();
+    if super::board().has_psci_firmware() {
+        let _ = smccc::psci::system_off::<smccc::Smc>();
+    } else {
+        PARK.store(true, core::sync::atomic::Ordering::Release);
+        crate::hvprintln!(
+            "[hv] no PSCI firmware on this board (every CPU starts by spin table): no SYSTEM_OFF to call; CPUs parked, switch the board off"
+        );
+    }
+    park()
+}
+
+/// Parks this CPU if another one parked the machine ([`firmware_system_off`] without
+/// firmware).
+pub fn park_if_requested() {
+    if PARK.load(core::sync::atomic::Ordering::Acquire) {
+        park();
+    }
+}
+
+/// Interrupts masked, `wfi` forever.
+fn park() -> ! {
+    // SAFETY: masks this CPU's interrupts (DAIF.I/F); it never runs anything again.
+    unsafe { core::arch::asm!("msr daifset, #3", options(nomem, nostack)) };
     loop {
         wait_for_interrupt();
     }

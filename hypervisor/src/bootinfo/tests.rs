@@ -538,6 +538,7 @@ fn modules_define_vms_with_images_in_place() {
     let out = define_modules(&info, &Facts, read);
     assert_eq!(out.len(), 1);
     assert_eq!(out[0].module, "module@48000000");
+    assert_eq!(out[0].console_escape, None);
     let vms = out[0].vms.as_ref().unwrap();
     assert_eq!(vms.len(), 3);
     let linux = vms[0].result.as_ref().unwrap();
@@ -576,6 +577,18 @@ fn a_bad_module_file_is_reported_not_fatal() {
     let info = BootInfo::parse(&blob, 0).unwrap();
     let out = define_modules(&info, &Facts, |_| Ok(&b"[[vm]]\nname = 5\n"[..]));
     assert!(out[0].vms.as_ref().is_err());
+    // A wrong `[console]` refuses the file, and sets no key.
+    let out = define_modules(&info, &Facts, |_| {
+        Ok(&b"vm = []\n[console]\nescape = \"ctrl-m\"\n"[..])
+    });
+    let e = out[0].vms.as_ref().unwrap_err();
+    assert!(e.contains("ctrl-m"), "{e}");
+    assert_eq!(out[0].console_escape, None);
+    let out = define_modules(&info, &Facts, |_| {
+        Ok(&b"vm = []\n[console]\nescape = \"ctrl-b\"\n"[..])
+    });
+    assert_eq!(out[0].vms.as_ref().map(Vec::len), Ok(0));
+    assert_eq!(out[0].console_escape, Some(0x02));
     let out = define_modules(&info, &Facts, |_| Ok(&[0xff, 0xfe][..]));
     assert!(out[0].vms.as_ref().unwrap_err().contains("UTF-8"));
     let out = define_modules(&info, &Facts, |_| Err("outside RAM".into()));

@@ -2,7 +2,7 @@
 //!
 //! Output of a VM is written line by line, each line tagged with the VM's name
 //! (`[linux0] ...`). Input goes to one VM at a time: `Ctrl-]` then a digit, `n` or `p`
-//! switches it (the keys: [`crate::conmux::KEYS_HELP`]), `Ctrl-]` twice sends a literal
+//! switches it (the keys: [`crate::conmux::keys_help`]), `Ctrl-]` twice sends a literal
 //! `Ctrl-]`.
 
 use crate::plugin::Console;

@@ -125,6 +125,15 @@ pub fn define_boot_modules() {
     };
     let mut any = false;
     for m in crate::bootinfo::define_modules(info, &RuntimeBoard, arch::mem::module_bytes) {
+        if let Some(key) = m.console_escape {
+            // The file the loader handed over is the newer word on the host's settings.
+            vms::set_switch_key(key);
+            hvprintln!(
+                "[hv] boot module {}: console switch key {}",
+                m.module,
+                vm_config::escape_key_name(key)
+            );
+        }
         let vms = match m.vms {
             Ok(v) => v,
             Err(e) => {

@@ -146,6 +146,16 @@ fn enable_passthrough_irq(vm: &Vm, irq: &crate::platform::IrqDesc) {
     irqchip().enable(irq.intid, 0xa0, edge, target);
 }
 
+/// Makes `key` the console switch key (a VM file's `[console] escape`).
+pub fn set_switch_key(key: u8) {
+    INPUT.lock().set_switch_key(key);
+}
+
+/// The console switch key.
+fn switch_key() -> u8 {
+    INPUT.lock().switch_key()
+}
+
 /// Blocks a secondary CPU until the boot CPU has created the VMs.
 pub fn wait_until_created() {
     while !CREATED.load(Ordering::Acquire) {
@@ -187,7 +197,7 @@ pub fn create_all(board: &'static BoardDesc, table: &'static VmTable, pcpus: usi
             hvprintln!(
                 "[hv] console input goes to VM 0{}; keys: {}",
                 first.map_or(String::new(), |n| format!(" `{n}`")),
-                crate::conmux::KEYS_HELP
+                crate::conmux::keys_help(switch_key())
             );
         }
     }
@@ -740,6 +750,8 @@ fn load_images(
             );
             cfg.reset_count = reset_count;
             cfg.numa = numa.cloned();
+            cfg.pmu_counting_only =
+                matches!(arch::board().pmu, crate::platform::PmuDesc::Unavailable(_));
             // Every virtual disk and NIC is a function on the VM's PCIe bus.
             if !desc.disks.is_empty() || !desc.nics.is_empty() {
                 cfg.pci = Some(crate::fdt::PciHostDt::from_layout(v3));
@@ -830,6 +842,7 @@ pub fn run_cpu(cpu_index: usize) -> ! {
     };
     let mut loaded: Option<usize> = None;
     loop {
+        cpu::park_if_requested();
         check_power_off(cpu_index);
         super::mgmt::poll();
         if ARRIVING[cpu_index].swap(false, Ordering::AcqRel) {
@@ -1440,7 +1453,7 @@ fn list_vms() {
             None => hvprintln!("[hv] VM {n}: free slot{mark}"),
         }
     }
-    hvprintln!("[hv] keys: {}", crate::conmux::KEYS_HELP);
+    hvprintln!("[hv] keys: {}", crate::conmux::keys_help(switch_key()));
 }
 
 /// Carries out a console command (`Ctrl-]` `:` then the line); the machine then stays up

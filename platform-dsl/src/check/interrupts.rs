@@ -125,6 +125,7 @@ impl Checker {
                         self.check_irq(&s.irq, gic);
                     }
                 }
+                PmuIrqsDecl::Unavailable(_) => {}
             }
         }
         for d in &b.devices {

@@ -10,6 +10,15 @@ use crate::decl::{
 };
 use crate::model::{SupportLevel, UplinkChoice, Verification};
 use crate::parse::Node;
+use crate::text::hex;
+
+/// The most CPUs one `cpu-range` makes (a bound on what a hostile file can make the
+/// decoder allocate; a 2-socket Altra Max has 256).
+const MAX_RANGE_CPUS: usize = 4096;
+
+/// The most CPUs the `cpu-range`s of one `cpus` node make together, with the `cpu`s
+/// written before them.
+const MAX_BOARD_CPUS: usize = 16384;
 
 impl Cx {
     pub(super) fn soc(&mut self, node: &Node) -> Option<SocDecl> {
@@ -428,7 +437,7 @@ impl Cx {
             node,
             &Shape {
                 props: &["core", "enable-method"],
-                children: &["cpu"],
+                children: &["cpu", "cpu-range"],
                 max_args: 0,
                 args_help: "write `cpus core=\"arm,cortex-a53\" { cpu 0x0 ... }`",
             },
@@ -436,7 +445,14 @@ impl Cx {
         let core = self.prop_str(node, "core", "core=\"arm,cortex-a53\"");
         let method = self.enable_method(node);
         let mut out = Vec::new();
-        for c in node.children.iter().filter(|c| c.name == "cpu") {
+        for c in &node.children {
+            if c.name == "cpu-range" {
+                self.cpu_range(c, core.as_ref(), method.as_ref(), &mut out);
+                continue;
+            }
+            if c.name != "cpu" {
+                continue;
+            }
             self.shape(
                 c,
                 &Shape {
@@ -486,10 +502,229 @@ impl Cx {
                 });
             }
         }
-        if node.children.iter().all(|c| c.name != "cpu") {
+        if node
+            .children
+            .iter()
+            .all(|c| c.name != "cpu" && c.name != "cpu-range")
+        {
             self.missing_node(node, "cpu", "cpu 0x0");
         }
         out
+    }
+
+    /// `cpu-range socket=S mpidr=BASE cores=N core-step=STEP cluster-step=STEP
+    /// (clusters=N | CLUSTER...)`: a regular block of CPUs, written once. For each cluster
+    /// index `c` (0..N, or the arguments in the order written) and each core `k` in 0..cores,
+    /// one CPU with MPIDR `BASE + c * cluster-step + k * core-step`, `socket=S`,
+    /// `cluster=c`, exactly as if written `cpu MPIDR socket=S cluster=c`.
+    fn cpu_range(
+        &mut self,
+        node: &Node,
+        core: Option<&Sp<String>>,
+        method: Option<&Sp<EnableMethodKind>>,
+        out: &mut Vec<CpuDecl>,
+    ) {
+        const EXAMPLE: &str = "cpu-range socket=0 mpidr=0x0 clusters=40 cluster-step=0x1_0000 cores=2 core-step=0x100";
+        self.shape(
+            node,
+            &Shape {
+                props: &[
+                    "socket",
+                    "mpidr",
+                    "clusters",
+                    "cluster-step",
+                    "cores",
+                    "core-step",
+                    "core",
+                    "enable-method",
+                ],
+                children: &[],
+                max_args: MAX_RANGE_CPUS,
+                args_help: "the arguments are cluster indices, at most one per CPU of the range",
+            },
+        );
+        let socket =
+            self.prop_u32(node, "socket", "socket=0")
+                .unwrap_or(Sp::new(0u32, node.name_span, ""));
+        let base = self.prop_int(node, "mpidr", u64::MAX, "mpidr=0x1_0000_0000");
+        let base = self.require(node, "mpidr", base, "mpidr=0x0");
+        let cores = self.prop_int(node, "cores", MAX_RANGE_CPUS as u64, "cores=2");
+        let cores = self.require(node, "cores", cores, "cores=2");
+        let core_step = self.prop_int(node, "core-step", u64::MAX, "core-step=0x100");
+        let cluster_step = self.prop_int(node, "cluster-step", u64::MAX, "cluster-step=0x1_0000");
+        let count = self.prop_int(node, "clusters", MAX_RANGE_CPUS as u64, "clusters=40");
+        let own_core = self.prop_str(node, "core", "core=\"arm,neoverse-n1\"");
+        let enable_method = self
+            .enable_method(node)
+            .or_else(|| method.cloned())
+            .unwrap_or_else(|| Sp::new(EnableMethodKind::Psci, node.name_span, ""));
+        // The clusters: `clusters=N` (0..N) or the arguments (in boot order), not both.
+        let listed: Vec<Option<Sp<u64>>> = node
+            .args
+            .iter()
+            .map(|a| {
+                self.int_value(
+                    a,
+                    format!("cluster index of `{}`", node.name),
+                    u64::from(u32::MAX),
+                    "18",
+                )
+            })
+            .collect();
+        let clusters: Vec<Sp<u64>> = match (&count, listed.is_empty()) {
+            (Some(n), true) => (0..n.value).map(|c| Sp::new(c, n.span, "")).collect(),
+            (None, false) => listed.into_iter().flatten().collect(),
+            (Some(n), false) => {
+                self.errors.push(DecodeError::Missing {
+                    node: node.name.clone(),
+                    what: "one way of naming its clusters".to_owned(),
+                    span: n.span,
+                    help: "write `clusters=N` (clusters 0..N in order) or the cluster indices as arguments in boot order, not both".to_owned(),
+                });
+                return;
+            }
+            (None, true) => {
+                if node.prop("clusters").is_none() {
+                    self.errors.push(DecodeError::Missing {
+                        node: node.name.clone(),
+                        what: "its clusters".to_owned(),
+                        span: node.name_span,
+                        help: format!("write `clusters=N` (clusters 0..N in order) or the cluster indices as arguments in boot order, e.g. `{EXAMPLE}`"),
+                    });
+                }
+                return;
+            }
+        };
+        let (Some(base), Some(cores)) = (base, cores) else {
+            return;
+        };
+        let cpu_core = match (own_core, core) {
+            (Some(own), _) => own,
+            (None, Some(all)) => all.clone(),
+            (None, None) => {
+                self.errors.push(DecodeError::Missing {
+                    node: "cpu-range".to_owned(),
+                    what: "a core type".to_owned(),
+                    span: node.name_span,
+                    help:
+                        "add `core=\"arm,neoverse-n1\"` to `cpus` (all CPUs) or to this `cpu-range`"
+                            .to_owned(),
+                });
+                return;
+            }
+        };
+        if cores.value == 0 || clusters.is_empty() {
+            let (span, text) = if cores.value == 0 {
+                (cores.span, cores.text.clone())
+            } else {
+                (
+                    count.as_ref().map_or(node.name_span, |c| c.span),
+                    "0".to_owned(),
+                )
+            };
+            self.errors.push(DecodeError::OutOfRange {
+                what: format!("the size of `{}`", node.name),
+                text,
+                reason: "a range has at least one cluster of at least one core".to_owned(),
+                span,
+                help: format!("write at least one cluster and one core, e.g. `{EXAMPLE}`"),
+            });
+            return;
+        }
+        let total = clusters.len() as u64 * cores.value;
+        if total > MAX_RANGE_CPUS as u64 {
+            self.errors.push(DecodeError::OutOfRange {
+                what: format!("the number of CPUs of `{}`", node.name),
+                text: total.to_string(),
+                reason: format!("a range makes at most {MAX_RANGE_CPUS} CPUs"),
+                span: node.name_span,
+                help: "split it, e.g. one `cpu-range` per socket".to_owned(),
+            });
+            return;
+        }
+        // Many ranges together are bounded too (a hostile file could repeat one).
+        if out.len() as u64 + total > MAX_BOARD_CPUS as u64 {
+            self.errors.push(DecodeError::OutOfRange {
+                what: "the number of CPUs of `cpus`".to_owned(),
+                text: (out.len() as u64 + total).to_string(),
+                reason: format!("a board has at most {MAX_BOARD_CPUS} CPUs"),
+                span: node.name_span,
+                help: "check the `cpu-range`s: together they make more CPUs than any board has"
+                    .to_owned(),
+            });
+            return;
+        }
+        // A step is required as soon as it is used (more than one core, more than one
+        // cluster index other than 0).
+        let step = |cx: &mut Self, v: &Option<Sp<u64>>, name: &str, example: &str, needed: bool| {
+            match v {
+                Some(s) => Some(s.value),
+                None if !needed => Some(0),
+                None => {
+                    if node.prop(name).is_none() {
+                        cx.errors.push(DecodeError::Missing {
+                            node: node.name.clone(),
+                            what: format!("property `{name}`"),
+                            span: node.name_span,
+                            help: format!("add `{example}`: how much the MPIDR grows from one to the next (0x100 is Aff1, 0x1_0000 Aff2)"),
+                        });
+                    }
+                    None
+                }
+            }
+        };
+        let core_step = step(
+            self,
+            &core_step,
+            "core-step",
+            "core-step=0x100",
+            cores.value > 1,
+        );
+        let cluster_step = step(
+            self,
+            &cluster_step,
+            "cluster-step",
+            "cluster-step=0x1_0000",
+            clusters.iter().any(|c| c.value != 0),
+        );
+        let (Some(core_step), Some(cluster_step)) = (core_step, cluster_step) else {
+            return;
+        };
+        // Made in full before any is kept: a range that fails is left out whole.
+        let mut made = Vec::with_capacity(clusters.len() * cores.value as usize);
+        for c in &clusters {
+            for k in 0..cores.value {
+                let mpidr = c
+                    .value
+                    .checked_mul(cluster_step)
+                    .and_then(|v| v.checked_add(k.checked_mul(core_step)?))
+                    .and_then(|v| v.checked_add(base.value));
+                let Some(mpidr) = mpidr else {
+                    self.errors.push(DecodeError::OutOfRange {
+                        what: format!("the MPIDR of cluster {} core {k} of `{}`", c.value, node.name),
+                        text: base.text.clone(),
+                        reason: "mpidr + cluster * cluster-step + core * core-step does not fit in 64 bits".to_owned(),
+                        span: base.span,
+                        help: "check `mpidr=`, `cluster-step=` and `core-step=`".to_owned(),
+                    });
+                    return;
+                };
+                let span = if c.text.is_empty() { base.span } else { c.span };
+                made.push(CpuDecl {
+                    mpidr: Sp::new(mpidr, span, hex(mpidr)),
+                    socket: socket.clone(),
+                    cluster: Sp::new(
+                        u32::try_from(c.value).unwrap_or(u32::MAX),
+                        c.span,
+                        c.text.clone(),
+                    ),
+                    core: cpu_core.clone(),
+                    enable_method: enable_method.clone(),
+                    release_addr: None,
+                });
+            }
+        }
+        out.append(&mut made);
     }
 
     /// `enable-method="psci"|"spin-table"` of `cpus` or a `cpu`.

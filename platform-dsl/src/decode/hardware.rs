@@ -252,11 +252,11 @@ impl Cx {
 
     pub(super) fn pmu(&mut self, node: &Node) -> Option<PmuDecl> {
         const FORMS: &str =
-            "write `pmu ppi=7` (one PPI for all CPUs) or `pmu { irq spi=16 cpu=0x0; irq spi=17 cpu=0x1; ... }` (one SPI per CPU)";
+            "write `pmu ppi=7` (one PPI for all CPUs), `pmu { irq spi=16 cpu=0x0; irq spi=17 cpu=0x1; ... }` (one SPI per CPU) or `pmu unavailable=\"REASON\"` (no overflow interrupt the hypervisor can take)";
         self.shape(
             node,
             &Shape {
-                props: &["ppi"],
+                props: &["ppi", "unavailable"],
                 children: &["irq"],
                 max_args: 0,
                 args_help: FORMS,
@@ -264,6 +264,35 @@ impl Cx {
         );
         let ppi = self.prop_u32(node, "ppi", "ppi=7");
         let children: Vec<&Node> = node.children.iter().filter(|c| c.name == "irq").collect();
+        if let Some(u) = node.prop("unavailable") {
+            if node.prop("ppi").is_some() || !children.is_empty() {
+                self.errors.push(DecodeError::PmuForm {
+                    problem: "`pmu` says its interrupt is unavailable and also gives one".to_owned(),
+                    span: u.value.span,
+                    label: "unavailable".to_owned(),
+                    help: "keep `unavailable=\"REASON\"` only if no overflow interrupt reaches the GIC in a way the hypervisor can take; otherwise remove it".to_owned(),
+                });
+                return None;
+            }
+            let reason = self.prop_str(
+                node,
+                "unavailable",
+                "unavailable=\"the overflow line goes through a controller no plugin drives\"",
+            )?;
+            if reason.value.trim().is_empty() {
+                self.errors.push(DecodeError::PmuForm {
+                    problem: "`pmu unavailable=` gives no reason".to_owned(),
+                    span: reason.span,
+                    label: "empty".to_owned(),
+                    help: "say why no overflow interrupt can be used, e.g. `unavailable=\"through the AP806 PIC, which no plugin drives\"`".to_owned(),
+                });
+                return None;
+            }
+            return Some(PmuDecl {
+                span: node.name_span,
+                irqs: PmuIrqsDecl::Unavailable(reason),
+            });
+        }
         let irqs = match (node.prop("ppi"), children.first()) {
             (Some(p), Some(first)) => {
                 self.errors.push(DecodeError::PmuForm {
