@@ -932,7 +932,7 @@ fn image_boot_scenario() -> Scenario {
         "[hv] memory memory@40000000: 0x40000000..0x100000000 (3072 MiB, node 0)",
         "[hv] image 0x40200000..",
         "[hv] device uart0: driver uart-pl011",
-        "[hv] plugins: 7 driver(s), 5 PCI driver(s), 3 quirk set(s) registered",
+        "[hv] plugins: 9 driver(s), 5 PCI driver(s), 3 quirk set(s) registered",
         "[hv] EL2 page tables",
         "[hv] 4 of 4 CPUs online",
     ]);
@@ -1157,7 +1157,7 @@ pub fn scenarios() -> Vec<Scenario> {
         "[hv] device rtc: driver rtc-pl031",
         "[hv] device gic: driver gic-v3",
         // Every in-tree plugin registered itself: no linkme slice is empty.
-        "[hv] plugins: 7 driver(s), 5 PCI driver(s), 3 quirk set(s) registered",
+        "[hv] plugins: 9 driver(s), 5 PCI driver(s), 3 quirk set(s) registered",
         "[hv] EL2 page tables",
         "[hv] 4 of 4 CPUs online",
     ]);
