@@ -120,7 +120,7 @@ pub fn board(gic: GicDesc, cpus: &[CpuDesc]) -> &'static BoardDesc {
         verified_by: VerificationDesc::None,
         cpus: Box::leak(cpus.to_vec().into_boxed_slice()),
         memory: &[],
-        hypervisor_base: 0,
+        hypervisor_base: None,
         hypervisor_size: 0,
         gic,
         timer: TimerDesc {
