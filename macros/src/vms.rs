@@ -216,7 +216,7 @@ mod tests {
         );
         assert!(out.contains("dtb:::core::option::Option::None"), "{out}");
         assert!(
-            out.contains("staging_base:0x8220_0000_u64,staging_end:0x8260_0000_u64}"),
+            out.contains("staging_base:0x8220_0000_u64,staging_end:0x8260_0000_u64,console_escape:::core::option::Option::None,}"),
             "{out}"
         );
     }
