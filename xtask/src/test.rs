@@ -1530,38 +1530,11 @@ static PERF_GUEST: std::sync::OnceLock<(std::path::PathBuf, std::path::PathBuf)>
 /// counts must be there, and [`perf_matches_bare`] compares them with the same guest on bare
 /// QEMU.
 fn perf_stat_scenario(images: &crate::guest::GuestImages) -> Result<Scenario, String> {
-    let k = images
-        .kernel("6.1")
-        .ok_or("no 6.1 kernel in the guest cache")?;
-    let initramfs = workspace_root().join("target/scenarios/perf-initramfs.cpio.gz");
-    std::fs::create_dir_all(workspace_root().join("target/scenarios"))
-        .map_err(|e| format!("cannot create target/scenarios: {e}"))?;
-    crate::guest::perf::write_perf_initramfs(
-        images,
-        &crate::guest::init_script(PERF_BODY),
-        &initramfs,
-    )?;
-    let vms = write_vms(
-        "linux-perf-stat",
-        &linux_vm(
-            "linux",
-            1,
-            512,
-            &k.image,
-            &initramfs,
-            "console=ttyAMA0 rdinit=/init",
-        ),
-    )?;
-    let _ = PERF_GUEST.set((k.image.clone(), initramfs));
-    let mut forbid = linux_forbid();
-    forbid.push("<not supported>".into());
-    forbid.push("<not counted>".into());
+    let (vms, kernel, initramfs) = perf_guest("linux-perf-stat", images)?;
+    let _ = PERF_GUEST.set((kernel, initramfs));
     Ok(Scenario {
-        forbid,
-        extra_args: vec!["-icount".into(), "shift=0".into()],
         check_lines: Some(perf_matches_bare),
-        timeout: Duration::from_secs(300),
-        ..Scenario::new(
+        ..perf_scenario(
             "linux-perf-stat",
             qemu_virt(vms),
             vec![
@@ -1574,24 +1547,32 @@ fn perf_stat_scenario(images: &crate::guest::GuestImages) -> Result<Scenario, St
     })
 }
 
-/// `linux-perf-counting-only`: the `linux-perf-stat` guest on a board whose PMU overflow
-/// interrupt is declared unavailable (`examples/boards/qemu-virt-pmu-counting.kdl`, `pmu
-/// unavailable=`, as MACCHIATObin's): the hypervisor says so at boot, the guest's `/pmu` has
-/// no `interrupts`, Linux's PMU driver says it cannot sample, and `perf stat` still counts.
-fn perf_counting_only_scenario(images: &crate::guest::GuestImages) -> Result<Scenario, String> {
+/// The Linux guest of the perf scenarios (Debian's 6.1 kernel, `perf stat` in its
+/// initramfs, written once and shared): its VM file for `scenario`, the kernel and the
+/// initramfs.
+fn perf_guest(
+    scenario: &str,
+    images: &crate::guest::GuestImages,
+) -> Result<(std::path::PathBuf, std::path::PathBuf, std::path::PathBuf), String> {
     let k = images
         .kernel("6.1")
         .ok_or("no 6.1 kernel in the guest cache")?;
-    let initramfs = workspace_root().join("target/scenarios/perf-counting-initramfs.cpio.gz");
+    let initramfs = workspace_root().join("target/scenarios/perf-initramfs.cpio.gz");
     std::fs::create_dir_all(workspace_root().join("target/scenarios"))
         .map_err(|e| format!("cannot create target/scenarios: {e}"))?;
-    crate::guest::perf::write_perf_initramfs(
-        images,
-        &crate::guest::init_script(PERF_BODY),
-        &initramfs,
-    )?;
+    // Written once per run, for both scenarios.
+    static WRITTEN: std::sync::OnceLock<Result<(), String>> = std::sync::OnceLock::new();
+    WRITTEN
+        .get_or_init(|| {
+            crate::guest::perf::write_perf_initramfs(
+                images,
+                &crate::guest::init_script(PERF_BODY),
+                &initramfs,
+            )
+        })
+        .clone()?;
     let vms = write_vms(
-        "linux-perf-counting-only",
+        scenario,
         &linux_vm(
             "linux",
             1,
@@ -1601,31 +1582,46 @@ fn perf_counting_only_scenario(images: &crate::guest::GuestImages) -> Result<Sce
             "console=ttyAMA0 rdinit=/init",
         ),
     )?;
+    Ok((vms, k.image.clone(), initramfs))
+}
+
+/// A perf scenario: `perf stat` under `-icount` (QEMU counts instructions only there), no
+/// counter reported unsupported or uncounted.
+fn perf_scenario(name: &str, target: Target, expect: Vec<String>) -> Scenario {
     let mut forbid = linux_forbid();
     forbid.push("<not supported>".into());
     forbid.push("<not counted>".into());
-    Ok(Scenario {
+    Scenario {
         forbid,
         extra_args: vec!["-icount".into(), "shift=0".into()],
         timeout: Duration::from_secs(300),
-        ..Scenario::new(
-            "linux-perf-counting-only",
-            Target {
-                board: "qemu-virt-pmu-counting".into(),
-                board_file: workspace_root().join("examples/boards/qemu-virt-pmu-counting.kdl"),
-                vms,
-                allow_experimental: false,
-            },
-            vec![
-                "[hv] PMU: no overflow interrupt (declared unavailable to test a PMU without overflow interrupts)".into(),
-                "no irqs for PMU, sampling events not supported".into(),
-                "[linux] [perf] exit 0".into(),
-                ",instructions:u,".into(),
-                ",instructions,".into(),
-                "[hv] all VMs stopped; powering off".into(),
-            ],
-        )
-    })
+        ..Scenario::new(name, target, expect)
+    }
+}
+
+/// `linux-perf-counting-only`: the `linux-perf-stat` guest on a board whose PMU overflow
+/// interrupt is declared unavailable (`examples/boards/qemu-virt-pmu-counting.kdl`, `pmu
+/// unavailable=`, as MACCHIATObin's): the hypervisor says so at boot, the guest's `/pmu` has
+/// no `interrupts`, Linux's PMU driver says it cannot sample, and `perf stat` still counts.
+fn perf_counting_only_scenario(images: &crate::guest::GuestImages) -> Result<Scenario, String> {
+    let (vms, _, _) = perf_guest("linux-perf-counting-only", images)?;
+    Ok(perf_scenario(
+        "linux-perf-counting-only",
+        Target {
+            board: "qemu-virt-pmu-counting".into(),
+            board_file: workspace_root().join("examples/boards/qemu-virt-pmu-counting.kdl"),
+            vms,
+            allow_experimental: false,
+        },
+        vec![
+            "[hv] PMU: no overflow interrupt (declared unavailable to test a PMU without overflow interrupts)".into(),
+            "no irqs for PMU, sampling events not supported".into(),
+            "[linux] [perf] exit 0".into(),
+            ",instructions:u,".into(),
+            ",instructions,".into(),
+            "[hv] all VMs stopped; powering off".into(),
+        ],
+    ))
 }
 
 /// The count of `event` in `perf stat -x,` lines prefixed `[perf] `.
