@@ -139,7 +139,7 @@ static BOARD: BoardDesc = BoardDesc {
         hyp_phys: level(26),
     },
     pmu: PmuDesc::Ppi(level(23)),
-    console: 0,
+    console: Some(0),
     interrupt_controller: 2,
     devices: &DEVICES,
     quirks: &[],

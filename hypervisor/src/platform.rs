@@ -286,8 +286,9 @@ pub struct BoardDesc {
     pub timer: TimerDesc,
     /// PMU overflow interrupt(s).
     pub pmu: PmuDesc,
-    /// Index into `devices` of the console UART.
-    pub console: usize,
+    /// Index into `devices` of the console UART; `None` for a board without one (`console
+    /// unavailable=` in its KDL): the hypervisor then runs headless.
+    pub console: Option<usize>,
     /// Index into `devices` of the interrupt controller: the GIC, a device like the others
     /// (compatible, every register window, the maintenance interrupt), probed by the driver
     /// its compatible matches; `gic` keeps the facts only a GIC has.
@@ -445,14 +446,15 @@ impl BoardDesc {
 
     /// The console device.
     pub fn console_device(&self) -> Option<&'static DeviceDesc> {
-        self.devices.get(self.console)
+        self.devices.get(self.console?)
     }
 
     /// True for the devices the hypervisor itself drives and never gives to a guest: the
     /// console and the interrupt controller.
     pub fn is_hypervisor_device(&self, dev: &DeviceDesc) -> bool {
-        [self.console, self.interrupt_controller]
+        [self.console, Some(self.interrupt_controller)]
             .iter()
+            .flatten()
             .any(|&i| self.devices.get(i).is_some_and(|d| core::ptr::eq(d, dev)))
     }
 }
@@ -546,7 +548,7 @@ mod tests {
                 hyp_phys: level(26),
             },
             pmu: PmuDesc::Ppi(level(23)),
-            console: 0,
+            console: Some(0),
             interrupt_controller: 2,
             devices: &DEVICES,
             quirks: &[],
@@ -559,6 +561,15 @@ mod tests {
         assert!(!board.is_hypervisor_device(&DEVICES[1]));
         // Same name, another table entry: not the board's own.
         assert!(!board.is_hypervisor_device(&dev("gic")));
+        assert!(core::ptr::eq(board.console_device().unwrap(), &DEVICES[0]));
+        // A board without a console (`console unavailable=`): its UART is a guest's to have.
+        let headless = BoardDesc {
+            console: None,
+            ..board
+        };
+        assert!(headless.console_device().is_none());
+        assert!(!headless.is_hypervisor_device(&DEVICES[0]));
+        assert!(headless.is_hypervisor_device(&DEVICES[2]));
     }
 
     #[test]

@@ -322,8 +322,9 @@ fn probe_devices(board: &'static BoardDesc) -> ProbeReport {
     };
     // Console first, so that everything after can be reported.
     let console_idx = board.console;
-    let order = core::iter::once(console_idx)
-        .chain((0..board.devices.len()).filter(move |&i| i != console_idx));
+    let order = console_idx
+        .into_iter()
+        .chain((0..board.devices.len()).filter(move |&i| Some(i) != console_idx));
     for i in order {
         let Some(dev) = board.devices.get(i) else {
             continue;
@@ -335,7 +336,7 @@ fn probe_devices(board: &'static BoardDesc) -> ProbeReport {
             Some(drv) => {
                 let r = (drv.probe)(dev, board);
                 match r {
-                    Ok(Probed::Console(c)) if i == console_idx => console::install(c),
+                    Ok(Probed::Console(c)) if Some(i) == console_idx => console::install(c),
                     Ok(Probed::IrqChip(c)) => {
                         IRQCHIP.call_once(|| c);
                     }

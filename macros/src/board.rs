@@ -52,7 +52,7 @@ pub fn board_desc(board: &Board) -> Result<TokenStream, String> {
     let gic = interrupts::gic(&board.gic);
     let timer = interrupts::timer(&board.timer);
     let pmu = interrupts::pmu(&board.pmu);
-    let console = devices::console_index(board)?;
+    let console = crate::lit::option(devices::console_index(board)?.as_ref(), |i| quote!(#i));
     let interrupt_controller = devices::interrupt_controller_index(board);
     let devices = devices::devices(board);
     let quirks = quirks::quirks(board);
@@ -262,7 +262,7 @@ mod tests {
             "gic:::hypervisor::platform::GicDesc{",
             "timer:::hypervisor::platform::TimerDesc{",
             "pmu:::hypervisor::platform::PmuDesc::Ppi(::hypervisor::platform::IrqDesc{intid:23u32",
-            "console:1usize",
+            "console:::core::option::Option::Some(1usize)",
             "devices:&[",
             "quirks:&[",
         ] {
@@ -294,7 +294,7 @@ mod tests {
     #[test]
     fn unknown_console_is_reported_not_panicked() {
         let mut b = fixture::two_socket();
-        b.console = "nope".into();
+        b.console = Some("nope".into());
         assert!(items(&b).unwrap_err().contains("console `nope`"));
     }
 

@@ -92,16 +92,21 @@ fn gic_device(gic: &Gic) -> TokenStream {
     }
 }
 
-/// Index of the console device in `devices`.
-pub fn console_index(board: &Board) -> Result<usize, String> {
+/// Index of the console device in `devices`; `None` for a board without a console
+/// (`console unavailable=`).
+pub fn console_index(board: &Board) -> Result<Option<usize>, String> {
+    let Some(name) = board.console.as_deref() else {
+        return Ok(None);
+    };
     board
         .devices
         .iter()
-        .position(|d| d.name == board.console)
+        .position(|d| d.name == name)
+        .map(Some)
         .ok_or_else(|| {
             format!(
-                "board `{}`: console `{}` is not one of its devices; set `console` to a device name",
-                board.name, board.console
+                "board `{}`: console `{name}` is not one of its devices; set `console` to a device name",
+                board.name
             )
         })
 }
@@ -157,13 +162,18 @@ mod tests {
 
     #[test]
     fn console_index_points_at_the_console_device() {
-        assert_eq!(console_index(&fixture::two_socket()), Ok(1));
+        assert_eq!(console_index(&fixture::two_socket()), Ok(Some(1)));
+        // A board without a console (`console unavailable=`) has no index.
+        let mut b = fixture::two_socket();
+        b.console = None;
+        b.console_unavailable = Some("no UART".into());
+        assert_eq!(console_index(&b), Ok(None));
     }
 
     #[test]
     fn missing_console_device_is_an_error() {
         let mut b = fixture::two_socket();
-        b.console = "uart9".into();
+        b.console = Some("uart9".into());
         let e = console_index(&b).unwrap_err();
         assert!(e.contains("console `uart9`"), "{e}");
     }

@@ -94,7 +94,8 @@ pub fn two_socket() -> Board {
             hyp_virt: None,
         },
         pmu: Pmu::Ppi(irq(23, Trigger::Level)),
-        console: "uart0".into(),
+        console: Some("uart0".into()),
+        console_unavailable: None,
         devices: vec![
             Device {
                 name: "gpu".into(),

@@ -331,8 +331,10 @@ pub struct BoardDecl {
     pub memory: Vec<MemoryDecl>,
     /// `hypervisor`.
     pub hypervisor: Option<HypervisorDecl>,
-    /// `console`.
+    /// `console "NAME"`.
     pub console: Option<Sp<String>>,
+    /// `console unavailable="REASON"`: the board has no console the hypervisor can drive.
+    pub console_unavailable: Option<Sp<String>>,
     /// Board-level GIC (overrides the SoC's).
     pub gic: Option<GicDecl>,
     /// Board-level timer.

@@ -340,9 +340,7 @@ pub fn check_drivers(board: &Board, drivers: &[LinkedDriver]) -> Result<(), Stri
             .any(|d| d.compatible.iter().any(|c| compatible.contains(c)))
     };
     let console = board
-        .devices
-        .iter()
-        .find(|d| d.name == board.console)
+        .console_device()
         .map(|d| (format!("console `{}`", d.name), d.compatible.clone()));
     let gic = Some((
         format!("GIC ({})", board.gic.compatible),

@@ -221,12 +221,12 @@ pub fn lower(b: &BoardDecl) -> Result<model::Board, LowerError> {
             hyp_virt: timer.hyp_virt.as_ref().map(irq),
         },
         pmu: pmu_model(pmu, b),
-        console: b
-            .console
-            .as_ref()
-            .ok_or_else(|| missing("console"))?
-            .value
-            .clone(),
+        console: match (&b.console, &b.console_unavailable) {
+            (Some(c), _) => Some(c.value.clone()),
+            (None, Some(_)) => None,
+            (None, None) => return Err(missing("console")),
+        },
+        console_unavailable: b.console_unavailable.as_ref().map(|r| r.value.clone()),
         devices: b.devices.iter().map(device).collect(),
         network: network_model(b.network.as_ref()),
         quirks: b
@@ -278,7 +278,7 @@ pub fn source_lines(b: &BoardDecl, file: &str, text: &str) -> model::Source {
     if let Some(h) = &b.hypervisor {
         add("hypervisor".into(), h.span);
     }
-    if let Some(c) = &b.console {
+    if let Some(c) = b.console.as_ref().or(b.console_unavailable.as_ref()) {
         add("console".into(), c.span);
     }
     if let Some(g) = &b.gic {
@@ -398,6 +398,7 @@ mod tests {
             memory: vec![],
             hypervisor: None,
             console: None,
+            console_unavailable: None,
             gic: None,
             timer: None,
             pmu: None,

@@ -156,6 +156,7 @@ mod tests {
             memory: vec![],
             hypervisor: None,
             console: None,
+            console_unavailable: None,
             gic: None,
             timer: None,
             pmu: None,

@@ -39,8 +39,12 @@ pub struct Board {
     pub timer: Timer,
     /// PMU overflow interrupt(s): one PPI, or one SPI per CPU.
     pub pmu: Pmu,
-    /// Name of the device (in `devices`) used as the hypervisor console.
-    pub console: String,
+    /// Name of the device (in `devices`) used as the hypervisor console; `None` for a board
+    /// without one (`console unavailable="REASON"`).
+    pub console: Option<String>,
+    /// Why the board has no console (`console unavailable=`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub console_unavailable: Option<String>,
     /// All devices, enabled or not.
     pub devices: Vec<Device>,
     /// Quirk sets this board asks for.
@@ -53,6 +57,19 @@ pub struct Board {
     /// boot (the firmware's ACPI tables against this board) can name the line to fix.
     #[serde(default, skip_serializing_if = "Source::is_empty")]
     pub source: Source,
+}
+
+impl Board {
+    /// The console device, if the board has one.
+    pub fn console_device(&self) -> Option<&Device> {
+        let name = self.console.as_deref()?;
+        self.devices.iter().find(|d| d.name == name)
+    }
+
+    /// True when `name` is the board's console.
+    pub fn is_console(&self, name: &str) -> bool {
+        self.console.as_deref() == Some(name)
+    }
 }
 
 /// The file a board was read from and the line of each of its parts.

@@ -391,7 +391,7 @@ impl BoardFacts for Board {
             Status::Disabled { reason } => DeviceUse::Disabled {
                 reason: reason.clone(),
             },
-            Status::Okay if device.name == self.console => DeviceUse::Console,
+            Status::Okay if self.is_console(&device.name) => DeviceUse::Console,
             Status::Okay => {
                 let mine: Vec<(u64, u64)> = device.regs.iter().map(|r| (r.base, r.size)).collect();
                 let gic = &self.gic;
@@ -444,7 +444,7 @@ impl BoardFacts for Board {
     fn passable_devices(&self) -> Vec<String> {
         self.devices
             .iter()
-            .filter(|d| d.status == Status::Okay && d.name != self.console)
+            .filter(|d| d.status == Status::Okay && !self.is_console(&d.name))
             .map(|d| d.name.clone())
             .collect()
     }
@@ -715,7 +715,8 @@ pub(crate) mod tests {
                 hyp_virt: None,
             },
             pmu: Pmu::Ppi(irq(23)),
-            console: "uart0".into(),
+            console: Some("uart0".into()),
+            console_unavailable: None,
             devices: vec![
                 Device {
                     name: "uart0".into(),

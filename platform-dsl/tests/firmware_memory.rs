@@ -50,3 +50,16 @@ fn firmware_memory_round_trips_through_the_model_json() {
         assert_eq!(back, b, "{name}");
     }
 }
+
+#[test]
+fn a_board_without_a_console_says_why() {
+    let b = load("no-console.kdl");
+    assert_eq!(b.console, None);
+    assert_eq!(
+        b.console_unavailable.as_deref(),
+        Some("every UART of the device tree is disabled")
+    );
+    assert!(b.console_device().is_none());
+    // Its UART is not the console: it can be passed through.
+    assert!(!b.is_console("uart0"));
+}

@@ -176,12 +176,13 @@ pub fn docs(check: bool) -> Result<(), String> {
 
 /// "uart0 (arm,pl011)".
 fn console(b: &Board) -> String {
-    match b.devices.iter().find(|d| d.name == b.console) {
-        Some(d) => match d.compatible.first() {
+    match (b.console_device(), &b.console) {
+        (Some(d), _) => match d.compatible.first() {
             Some(c) => format!("{} ({c})", d.name),
             None => d.name.clone(),
         },
-        None => b.console.clone(),
+        (None, Some(name)) => name.clone(),
+        (None, None) => "none".to_owned(),
     }
 }
 

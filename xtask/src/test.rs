@@ -1268,6 +1268,23 @@ pub fn scenarios() -> Vec<Scenario> {
             )
         },
         Scenario {
+            // A board without a console (`console unavailable=`): the image builds with no
+            // console driver, the hypervisor prints nothing, and its VM (the test guest)
+            // still runs to its power-off, after which the hypervisor powers the machine
+            // off. A hypervisor that stopped (FATAL parks) would time out instead.
+            forbid: s(&["[hv]", "[test]", "PANIC", "FATAL"]),
+            ..Scenario::new(
+                "headless-board",
+                Target {
+                    board: "qemu-virt-headless".into(),
+                    board_file: workspace_root().join("examples/boards/qemu-virt-headless.kdl"),
+                    vms: workspace_root().join("examples/vms/test-guest.toml"),
+                    allow_experimental: false,
+                },
+                Vec::new(),
+            )
+        },
+        Scenario {
             // What one VM writes is never visible to another, and addresses outside a VM's
             // RAM abort (the hypervisor's memory is not reachable).
             expect_unordered: s(&["[secret] [test-guest] secret: done"]),

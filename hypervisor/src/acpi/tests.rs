@@ -370,7 +370,7 @@ fn board(name: &str) -> &'static BoardDesc {
     let console = b
         .devices
         .iter()
-        .position(|d| d.name == b.console)
+        .position(|d| b.is_console(&d.name))
         .expect("console device");
     let desc = BoardDesc {
         name: s(&b.name),
@@ -441,7 +441,7 @@ fn board(name: &str) -> &'static BoardDesc {
                 PmuDesc::PerCpuSpi(leak(v.iter().map(|p| (irq(p.irq), p.mpidr)).collect()))
             }
         },
-        console,
+        console: Some(console),
         interrupt_controller: devices.len(),
         devices: leak(devices),
         quirks: &[],

@@ -369,7 +369,7 @@ mod tests {
                 hyp_phys: irq,
             },
             pmu: PmuDesc::Ppi(irq),
-            console: 0,
+            console: Some(0),
             interrupt_controller: 0,
             devices: &[],
             quirks: &[],

@@ -117,9 +117,10 @@ impl Cx {
         let hypervisor = self
             .single(node, "hypervisor")
             .and_then(|n| self.hypervisor(n));
-        let console = self
-            .single(node, "console")
-            .and_then(|n| self.text_node(n, "console \"uart0\""));
+        let (console, console_unavailable) = match self.single(node, "console") {
+            Some(n) => self.console(n),
+            None => (None, None),
+        };
         let gic = self.single(node, "gic").and_then(|n| self.gic(n));
         let timer = self.single(node, "timer").and_then(|n| self.timer(n));
         let pmu = self.single(node, "pmu").and_then(|n| self.pmu(n));
@@ -170,6 +171,7 @@ impl Cx {
             memory,
             hypervisor,
             console,
+            console_unavailable,
             gic,
             timer,
             pmu,
@@ -310,6 +312,41 @@ impl Cx {
     }
 
     /// A node whose only content is one string argument (`model "..."`).
+    /// `console "uart0"`, or `console unavailable="REASON"` for a board with no UART the
+    /// hypervisor can drive (a phone whose device tree enables none).
+    fn console(&mut self, node: &Node) -> (Option<Sp<String>>, Option<Sp<String>>) {
+        let Some(u) = node.prop("unavailable") else {
+            return (self.text_node(node, "console \"uart0\""), None);
+        };
+        self.shape(
+            node,
+            &Shape {
+                props: &["unavailable"],
+                children: &[],
+                max_args: 0,
+                args_help:
+                    "write `console \"uart0\"` or `console unavailable=\"REASON\"`, not both",
+            },
+        );
+        let Some(reason) = self.prop_str(
+            node,
+            "unavailable",
+            "unavailable=\"the device tree enables no UART\"",
+        ) else {
+            return (None, None);
+        };
+        if reason.value.trim().is_empty() {
+            self.errors.push(DecodeError::ConsoleForm {
+                problem: "`console unavailable=` gives no reason".to_owned(),
+                span: u.value.span,
+                label: "empty".to_owned(),
+                help: "say why the board has no console, e.g. `unavailable=\"every UART of the device tree is disabled\"`".to_owned(),
+            });
+            return (None, None);
+        }
+        (None, Some(reason))
+    }
+
     pub(super) fn text_node(&mut self, node: &Node, example: &str) -> Option<Sp<String>> {
         self.shape(
             node,

@@ -197,6 +197,21 @@ pub enum DecodeError {
         #[help]
         help: String,
     },
+    /// A `console` node's `unavailable=` form is wrong.
+    #[error("{problem}")]
+    #[diagnostic(code(platform_dsl::console))]
+    ConsoleForm {
+        /// What is wrong.
+        problem: String,
+        /// The offending entry.
+        #[label("{label}")]
+        span: SourceSpan,
+        /// Label text.
+        label: String,
+        /// What to write.
+        #[help]
+        help: String,
+    },
     /// A `memory` node mixes its two forms (`size=` and `from="firmware"`), or misses both.
     #[error("{problem}")]
     #[diagnostic(code(platform_dsl::memory))]

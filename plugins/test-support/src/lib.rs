@@ -130,7 +130,7 @@ pub fn board(gic: GicDesc, cpus: &[CpuDesc]) -> &'static BoardDesc {
             hyp_phys: PPI(26),
         },
         pmu: PmuDesc::Ppi(PPI(23)),
-        console: 0,
+        console: Some(0),
         interrupt_controller: 0,
         devices: &[],
         quirks: &[],

@@ -207,7 +207,7 @@ pub fn diff(b: &Board, d: &DtBoard) -> Vec<Difference> {
         );
     }
     // Console.
-    let b_console = b.devices.iter().find(|x| x.name == b.console);
+    let b_console = b.console_device();
     let d_console = d.console.map(|k| &d.devices[k]);
     match (b_console, d_console) {
         (Some(bc), Some(dc)) => {
@@ -228,6 +228,8 @@ pub fn diff(b: &Board, d: &DtBoard) -> Vec<Difference> {
                 );
             }
         }
+        // A board without a console says so (`console unavailable=`) as the DT does.
+        (None, None) if b.console_unavailable.is_some() => {}
         (_, None) => add(
             "console",
             "the DT names no console and has no enabled UART".into(),

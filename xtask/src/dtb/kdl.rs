@@ -350,9 +350,9 @@ pub fn generate(d: &DtBoard, name: &str, dtb_path: &str) -> Result<String, Strin
             )
         }
     }
-    let console = d
-        .console
-        .ok_or_else(|| format!("no console UART: {}", d.no_console))?;
+    // No UART the hypervisor could drive (a phone's DT disables every one): the board is
+    // described headless, saying why (`console unavailable=`).
+    let console = d.console;
 
     let mut names = HashSet::new();
     let mut console_name = None;
@@ -373,9 +373,10 @@ pub fn generate(d: &DtBoard, name: &str, dtb_path: &str) -> Result<String, Strin
     };
     // The console first of all: where its window overlaps another device's (Armada 37xx's
     // UART clock control register at serial@12000 + 0x10), the console is the one kept.
-    let order: Vec<usize> = std::iter::once(console)
-        .chain((0..d.devices.len()).filter(|&k| k != console && !d.devices[k].disabled))
-        .chain((0..d.devices.len()).filter(|&k| k != console && d.devices[k].disabled))
+    let order: Vec<usize> = console
+        .into_iter()
+        .chain((0..d.devices.len()).filter(|&k| Some(k) != console && !d.devices[k].disabled))
+        .chain((0..d.devices.len()).filter(|&k| Some(k) != console && d.devices[k].disabled))
         .collect();
     let mut texts = vec![String::new(); d.devices.len()];
     for k in order {
@@ -432,7 +433,7 @@ pub fn generate(d: &DtBoard, name: &str, dtb_path: &str) -> Result<String, Strin
                 hex(with.0),
                 hex(with.1)
             );
-            if k == console {
+            if Some(k) == console {
                 clash_of_console = Some(format!(
                     "the console UART {}'s window {} size {} overlaps {} [{}, +{}]",
                     dev.path,
@@ -456,7 +457,7 @@ pub fn generate(d: &DtBoard, name: &str, dtb_path: &str) -> Result<String, Strin
             nm = format!("{}-{n}", dev.label);
             n += 1;
         }
-        if k == console {
+        if Some(k) == console {
             console_name = Some(nm.clone());
         }
         let compat: Vec<String> = dev.compatible.iter().map(|c| q(c)).collect();
@@ -497,15 +498,26 @@ pub fn generate(d: &DtBoard, name: &str, dtb_path: &str) -> Result<String, Strin
         let _ = writeln!(devs, "    }}");
     }
     let devs = texts.concat();
-    let console_name = console_name.ok_or_else(|| {
-        clash_of_console.unwrap_or_else(|| {
-            format!(
-                "the console UART {} has no window of non-zero size",
-                d.devices[console].path
-            )
-        })
-    })?;
-    let _ = writeln!(b, "    console {}", q(&console_name));
+    match console {
+        Some(k) => {
+            let console_name = console_name.ok_or_else(|| {
+                clash_of_console.unwrap_or_else(|| {
+                    format!(
+                        "the console UART {} has no window of non-zero size",
+                        d.devices[k].path
+                    )
+                })
+            })?;
+            let _ = writeln!(b, "    console {}", q(&console_name));
+        }
+        None => {
+            let _ = writeln!(
+                b,
+                "    console unavailable={}",
+                q(&format!("no console UART: {}", d.no_console))
+            );
+        }
+    }
     b.push_str(&devs);
     let _ = writeln!(b, "}}");
     s.push_str(&board);
@@ -623,11 +635,21 @@ mod tests {
     }
 
     #[test]
-    fn a_dt_whose_uarts_are_all_disabled_is_refused_saying_so() {
-        let e = super::super::import(&board(None, "disabled"), "t", "t.dtb", None).unwrap_err();
-        assert_eq!(
-            e,
-            "no console UART: every UART node of the device tree (2) is status = \"disabled\""
+    fn a_dt_whose_uarts_are_all_disabled_gives_a_board_without_console_saying_why() {
+        let text = super::super::import(&board(None, "disabled"), "t", "t.dtb", None)
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(
+            text.contains("    console unavailable=\"no console UART: every UART node of the device tree (2) is status = \\\"disabled\\\"\""),
+            "{text}"
         );
+        let boards = platform_dsl::load_str("t.kdl", &text).expect("validates");
+        assert_eq!(boards[0].console, None);
+        assert_eq!(
+            boards[0].console_unavailable.as_deref(),
+            Some(
+                "no console UART: every UART node of the device tree (2) is status = \"disabled\""
+            )
+        );
+        assert!(boards[0].console_device().is_none());
     }
 }
