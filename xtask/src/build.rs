@@ -447,6 +447,57 @@ pub fn out_of_tree_image(t: &Target) -> Result<Image, String> {
 mod tests {
     use super::*;
 
+    /// The out-of-tree example builds into the workspace's target directory
+    /// ([`out_of_tree_image`]) so that it reuses the crates the in-tree images compiled: that
+    /// holds only while its release profile and the versions its lock file picks are the
+    /// workspace's own (a different `opt-level`, or one crate a patch version apart, rebuilt
+    /// the whole core: 97 s of `cargo xtask test`).
+    #[test]
+    fn out_of_tree_example_builds_with_the_workspace_profile_and_versions() {
+        let read = |p: &str| -> toml::Table {
+            let path = workspace_root().join(p);
+            let text = std::fs::read_to_string(&path)
+                .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            text.parse()
+                .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        };
+        let release = |t: &toml::Table| t["profile"]["release"].clone();
+        let ours = read("Cargo.toml");
+        let theirs = read("examples/out-of-tree/Cargo.toml");
+        assert_eq!(
+            release(&theirs),
+            release(&ours),
+            "examples/out-of-tree/Cargo.toml's [profile.release] differs from the workspace's"
+        );
+        let versions = |p: &str| -> Vec<(String, String)> {
+            read(p)["package"]
+                .as_array()
+                .expect("a lock file's `package` is an array")
+                .iter()
+                .map(|pkg| {
+                    (
+                        pkg["name"].as_str().unwrap_or_default().to_owned(),
+                        pkg["version"].as_str().unwrap_or_default().to_owned(),
+                    )
+                })
+                .collect()
+        };
+        let ours = versions("Cargo.lock");
+        let drifted: Vec<String> = versions("examples/out-of-tree/Cargo.lock")
+            .into_iter()
+            .filter(|(name, version)| {
+                ours.iter().any(|(n, _)| n == name)
+                    && !ours.iter().any(|p| p == &(name.clone(), version.clone()))
+            })
+            .map(|(name, version)| format!("{name} {version}"))
+            .collect();
+        assert!(
+            drifted.is_empty(),
+            "examples/out-of-tree/Cargo.lock picks versions the workspace does not: {drifted:?} \
+             (`cargo update -p NAME --precise VERSION` in examples/out-of-tree)"
+        );
+    }
+
     /// A minimal little-endian ELF64 for AArch64: `segs` are (address, file bytes, memory
     /// size) PT_LOADs, `relas` (offset, type, addend) go into a `.rela.dyn` section.
     fn elf(entry: u64, segs: &[(u64, Vec<u8>, u64)], relas: &[(u64, u32, u64)]) -> Vec<u8> {
