@@ -552,7 +552,7 @@ impl VGic {
     }
 
     /// The vCPUs an `ICC_SGI*R_EL1` value names (see [`Self::sgi1r_write`]).
-    fn sgi_targets(&self, sender: VcpuId, value: u64) -> VcpuSet {
+    pub(crate) fn sgi_targets(&self, sender: VcpuId, value: u64) -> VcpuSet {
         let mut targets = VcpuSet::EMPTY;
         if value & (1 << 40) != 0 {
             for i in 0..self.vcpus.len() {
@@ -628,6 +628,9 @@ impl VGic {
         for b in bits(word) {
             let intid = IntId(first + b);
             let Ok(irq) = self.irq(intid, vcpu) else {
+                // Past the last SPI (the top of a word when the SPI count is not a multiple
+                // of 64): nothing can ever be pending there.
+                idle |= 1 << b;
                 continue;
             };
             if !(irq.active || self.deliverable(irq)) {
@@ -959,6 +962,27 @@ mod tests {
 
         fn rnd_bit(intid: IntId, v: VcpuId) -> bool {
             (intid.0 as usize + v.0).is_multiple_of(2)
+        }
+    }
+
+    /// SPI counts that leave part of the last watch word past the last SPI (32, and the
+    /// architectural maximum 988): those bits stop being watched like idle interrupts, so
+    /// that a flush with nothing in flight takes the fast path (it scanned the word on
+    /// every exit before).
+    #[test]
+    fn watch_bits_past_the_last_spi_are_dropped() {
+        for spis in [32, 416, MAX_SPIS] {
+            let mut g = VGic::new(2, spis).unwrap();
+            g.set_group_enables(false, true);
+            let _ = flush(&mut g, V0, 4);
+            assert!(
+                !g.watching(V0),
+                "{spis} SPIs: still watching after an idle flush"
+            );
+            // An access to an INTID past the last SPI is refused and leaves nothing watched.
+            assert!(g.irq_mut(IntId(32 + spis), V0).is_err());
+            let _ = flush(&mut g, V0, 4);
+            assert!(!g.watching(V0), "{spis} SPIs: watching after a bad INTID");
         }
     }
 
