@@ -1238,16 +1238,34 @@ fn run_vcpu(lv: &mut LocalVcpu, hw: &mut HwLrs, solo: bool) -> Next {
             crate::arch::vgic_hw::write_lr(n, lv.lrs[n]);
         }
         hw.dirty = used;
-        let entered = cpu::counter();
-        let kind = arch::run_guest(&mut lv.regs);
-        add_time(0, entered);
-        lv.vm
-            .guest_ticks
-            .fetch_add(cpu::counter().wrapping_sub(entered), Ordering::Relaxed);
-        lv.vm.exits.fetch_add(1, Ordering::Relaxed);
-        if let Some(c) = CPU_TIME.get(cpu::current_index()) {
-            c[2].fetch_add(1, Ordering::Relaxed);
-        }
+        // An exit handled whole without the vCPU's list registers: what comes next.
+        let mut handled = None;
+        let kind = loop {
+            let entered = cpu::counter();
+            let kind = arch::run_guest(&mut lv.regs);
+            add_time(0, entered);
+            lv.vm
+                .guest_ticks
+                .fetch_add(cpu::counter().wrapping_sub(entered), Ordering::Relaxed);
+            lv.vm.exits.fetch_add(1, Ordering::Relaxed);
+            if let Some(c) = CPU_TIME.get(cpu::current_index()) {
+                c[2].fetch_add(1, Ordering::Relaxed);
+            }
+            if kind == ExitKind::Sync {
+                // An SGI to other vCPUs: the sender's LRs and `ICH_HCR_EL2` stay as the
+                // guest left them, so it goes straight back in (no fold-back, no flush),
+                // unless a target shares this CPU and must get the chance to run.
+                if let Some(wake) =
+                    exit::sgi_to_others(&lv.vm, lv.id, cpu::fault_registers().0, &mut lv.regs)
+                {
+                    if !kick_vcpus(&lv.vm, wake) {
+                        continue;
+                    }
+                    handled = Some(Next::Yield);
+                }
+            }
+            break kind;
+        };
         if used > 0 || hw.hcr != crate::vgic::lr::ICH_HCR_EN {
             // A deactivated LR with its EOI bit, or underflow, keeps the maintenance
             // interrupt asserted while the interface is enabled: stop it firing at EL2.
@@ -1281,8 +1299,9 @@ fn run_vcpu(lv: &mut LocalVcpu, hw: &mut HwLrs, solo: bool) -> Next {
                 }
             }
         }
-        let next = match kind {
-            ExitKind::Sync => {
+        let next = match (handled, kind) {
+            (Some(next), _) => next,
+            (None, ExitKind::Sync) => {
                 let out = exit::handle_sync(
                     &lv.vm,
                     lv.id,
@@ -1294,12 +1313,12 @@ fn run_vcpu(lv: &mut LocalVcpu, hw: &mut HwLrs, solo: bool) -> Next {
                 );
                 act_on(&lv.vm, lv.id, out)
             }
-            ExitKind::Irq | ExitKind::Fiq => handle_physical_irqs(Some(lv)),
-            ExitKind::SError => {
+            (None, ExitKind::Irq | ExitKind::Fiq) => handle_physical_irqs(Some(lv)),
+            (None, ExitKind::SError) => {
                 stop_vm(&lv.vm, "SError from the guest");
                 Next::Off
             }
-            ExitKind::Aarch32 => {
+            (None, ExitKind::Aarch32) => {
                 stop_vm(&lv.vm, "AArch32 execution is not supported");
                 Next::Off
             }
