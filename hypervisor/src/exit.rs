@@ -126,29 +126,26 @@ pub const UNDEF_ESR: u64 = 1 << 25;
 /// the exit is as if the guest had not left. Otherwise returns `None` having changed
 /// nothing (the exit goes the general way).
 pub fn sgi_to_others(vm: &Vm, vcpu: VcpuId, esr: u64, regs: &mut GuestRegs) -> Option<VcpuSet> {
+    if trap::ec(esr) != trap::ExceptionClass::SysReg64 as u8 {
+        return None;
+    }
     let TrapCause::SysReg(acc) = trap::decode(esr) else {
         return None;
     };
-    let reg = acc.encoding();
-    if acc.is_read
-        || !matches!(
-            reg,
-            trap::ICC_SGI1R_EL1 | trap::ICC_ASGI1R_EL1 | trap::ICC_SGI0R_EL1
-        )
-    {
+    let group0_only = match acc.encoding() {
+        trap::ICC_SGI1R_EL1 => false,
+        trap::ICC_ASGI1R_EL1 | trap::ICC_SGI0R_EL1 => true,
+        _ => return None,
+    };
+    if acc.is_read {
         return None;
     }
     let value = regs.read(acc.rt);
-    let mut dev = vm.devices.lock();
-    if dev.vgic.sgi_targets(vcpu, value).contains(vcpu) {
-        return None;
-    }
-    let targets = match reg {
-        trap::ICC_SGI1R_EL1 => dev.vgic.sgi1r_write(vcpu, value),
-        trap::ICC_ASGI1R_EL1 => dev.vgic.asgi1r_write(vcpu, value),
-        _ => dev.vgic.sgi0r_write(vcpu, value),
-    };
-    drop(dev);
+    let targets = vm
+        .devices
+        .lock()
+        .vgic
+        .sgi_write_to_others(vcpu, value, group0_only)?;
     step_over(regs, esr);
     Some(targets)
 }

@@ -551,8 +551,32 @@ impl VGic {
         self.sgi_write(sender, value, SgiGroups::Group0)
     }
 
+    /// A write of `value` to an SGI-generating register by `sender` (`ICC_SGI1R_EL1` when
+    /// `group0_only` is false, `ICC_SGI0R_EL1`/`ICC_ASGI1R_EL1` when true) whose targets
+    /// exclude the sender: the SGI is made pending on them and the vCPUs to kick returned.
+    /// `None`, with nothing changed, if the sender is among the targets (the exit fast path
+    /// of [`crate::exit::sgi_to_others`] leaves those to the general path).
+    pub fn sgi_write_to_others(
+        &mut self,
+        sender: VcpuId,
+        value: u64,
+        group0_only: bool,
+    ) -> Option<VcpuSet> {
+        let targets = self.sgi_targets(sender, value);
+        if targets.contains(sender) {
+            return None;
+        }
+        let groups = if group0_only {
+            SgiGroups::Group0
+        } else {
+            SgiGroups::Any
+        };
+        let intid = IntId(((value >> 24) & 0xF) as u32);
+        Some(self.raise_sgi(sender, intid, targets, groups))
+    }
+
     /// The vCPUs an `ICC_SGI*R_EL1` value names (see [`Self::sgi1r_write`]).
-    pub(crate) fn sgi_targets(&self, sender: VcpuId, value: u64) -> VcpuSet {
+    fn sgi_targets(&self, sender: VcpuId, value: u64) -> VcpuSet {
         let mut targets = VcpuSet::EMPTY;
         if value & (1 << 40) != 0 {
             for i in 0..self.vcpus.len() {

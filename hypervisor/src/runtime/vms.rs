@@ -1356,7 +1356,10 @@ fn handle_physical_irqs(mut loaded: Option<&mut LocalVcpu>) -> Next {
     let board = arch::board();
     let mut next = Next::Resume;
     while let Some(intid) = gic.acknowledge() {
-        if intid == board.timer.virt.intid {
+        if intid == KICK_SGI {
+            // First: the common case of an idle vCPU woken for an interrupt.
+            next = Next::Resched;
+        } else if intid == board.timer.virt.intid {
             // The loaded vCPU's virtual timer fired: mask it (until its line drops) and
             // raise its virtual line.
             match loaded.as_deref_mut() {
@@ -1376,8 +1379,6 @@ fn handle_physical_irqs(mut loaded: Option<&mut LocalVcpu>) -> Next {
             }
         } else if intid == board.timer.hyp_phys.intid {
             cpu::stop_hyp_timer();
-            next = Next::Resched;
-        } else if intid == KICK_SGI {
             next = Next::Resched;
         } else if Some(intid) == pmu_irq() {
             // A PMU counter of the loaded vCPU overflowed: its virtual PMU interrupt is a
