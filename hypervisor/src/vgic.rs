@@ -675,7 +675,12 @@ impl VGic {
                 if best.len() == n {
                     best.pop();
                 }
-                best.insert(pos, key);
+                if pos == best.len() {
+                    // The usual case (one candidate, or ascending keys): no shift.
+                    best.push(key);
+                } else {
+                    best.insert(pos, key);
+                }
             }
         }
         idle
@@ -737,15 +742,17 @@ impl VGic {
                 continue;
             }
             let intid = IntId(best[i] as u32);
-            let deliverable = {
-                let irq = self.irq(intid, vcpu)?;
-                self.deliverable(irq)
-            };
             let per_source = self.sgi_per_source && intid.0 < 16;
             let (pending, took_latch, source, more) = if per_source {
+                let deliverable = {
+                    let irq = self.irq(intid, vcpu)?;
+                    self.deliverable(irq)
+                };
                 self.take_sgi_source(vcpu, intid, deliverable)
             } else {
+                let (grp0, grp1) = (self.grp0_enabled, self.grp1_enabled);
                 let irq = self.irq_mut(intid, vcpu)?;
+                let deliverable = irq.deliverable(grp0, grp1);
                 let took_latch = deliverable && irq.pending_latch;
                 if took_latch {
                     irq.pending_latch = false;
