@@ -13,6 +13,9 @@
 //! 3. before entering the guest, call [`VGic::flush`], write the array back to the LRs and
 //!    [`Flush::ich_hcr_el2`] to `ICH_HCR_EL2`;
 //! 4. kick (IPI) the vCPUs that [`VGic::take_kicks`], `set_level` or `inject_edge` name.
+//!
+//! An exit that touches only other vCPUs' interrupts ([`VGic::sgi_write_to_others`]) may skip
+//! steps 1 and 3: the LRs stay live in the hardware, as while the guest runs.
 #![deny(unsafe_code)]
 
 pub mod dist;
