@@ -75,8 +75,17 @@ static CPU_TIME: [[AtomicU64; 3]; MAX_CPUS] =
     [const { [const { AtomicU64::new(0) }; 3] }; MAX_CPUS];
 
 fn add_time(slot: usize, since: u64) {
-    if let Some(c) = CPU_TIME.get(cpu::current_index()) {
-        c[slot].fetch_add(cpu::counter().wrapping_sub(since), Ordering::Relaxed);
+    add_cpu_time(slot, cpu::counter().wrapping_sub(since));
+}
+
+/// Adds `n` to this CPU's [`CPU_TIME`] `slot`. Only this CPU writes its row, so a load and
+/// a store do (no read-modify-write loop: the exit path runs this twice per exit).
+fn add_cpu_time(slot: usize, n: u64) {
+    if let Some(c) = CPU_TIME
+        .get(cpu::current_index())
+        .and_then(|row| row.get(slot))
+    {
+        c.store(c.load(Ordering::Relaxed).wrapping_add(n), Ordering::Relaxed);
     }
 }
 
@@ -1243,14 +1252,11 @@ fn run_vcpu(lv: &mut LocalVcpu, hw: &mut HwLrs, solo: bool) -> Next {
         let kind = loop {
             let entered = cpu::counter();
             let kind = arch::run_guest(&mut lv.regs);
-            add_time(0, entered);
-            lv.vm
-                .guest_ticks
-                .fetch_add(cpu::counter().wrapping_sub(entered), Ordering::Relaxed);
+            let ran = cpu::counter().wrapping_sub(entered);
+            add_cpu_time(0, ran);
+            add_cpu_time(2, 1);
+            lv.vm.guest_ticks.fetch_add(ran, Ordering::Relaxed);
             lv.vm.exits.fetch_add(1, Ordering::Relaxed);
-            if let Some(c) = CPU_TIME.get(cpu::current_index()) {
-                c[2].fetch_add(1, Ordering::Relaxed);
-            }
             if kind == ExitKind::Sync {
                 // An SGI to other vCPUs: the sender's LRs and `ICH_HCR_EL2` stay as the
                 // guest left them, so it goes straight back in (no fold-back, no flush),
