@@ -618,27 +618,20 @@ impl VGic {
         groups: SgiGroups,
     ) -> VcpuSet {
         let sgi = (intid.0 & 0xF) as usize;
-        let (grp0, grp1) = (self.grp0_enabled, self.grp1_enabled);
         let mut kicks = VcpuSet::EMPTY;
         for t in targets.iter() {
             let Some(v) = self.vcpus.get_mut(t.0) else {
                 continue;
             };
-            let irq = &mut v.private[sgi];
-            if groups == SgiGroups::Group0 && irq.group1 {
+            if groups == SgiGroups::Group0 && v.private[sgi].group1 {
                 continue;
             }
-            irq.pending_latch = true;
-            // What `watch` and `note_change` do, with the SGI's state at hand.
-            let target = irq.target.filter(|_| irq.deliverable(grp0, grp1));
+            v.private[sgi].pending_latch = true;
             if self.sgi_per_source {
                 v.sgi_sources[sgi] |= 1u8.checked_shl(sender.0 as u32).unwrap_or(0);
             }
-            if let Some(w) = self.watch_private.get_mut(t.0) {
-                *w |= 1 << sgi;
-            }
-            if let Some(target) = target {
-                self.kicks.insert(target);
+            self.watch(IntId(sgi as u32), t);
+            if self.note_change(IntId(sgi as u32), t).is_some() {
                 kicks.insert(t);
             }
         }
