@@ -720,7 +720,7 @@ impl VGic {
         }
 
         if let Some(done) = self.flush_one_private(vcpu, lrs, n) {
-            return done;
+            return Ok(done);
         }
         // Bounded selection of the best `n` candidates, kept sorted by key: (key << 32) |
         // INTID, in a buffer kept across calls (a fresh array would be a `memset` per entry).
@@ -820,13 +820,9 @@ impl VGic {
 
     /// `flush` when the only watched interrupt is one of `vcpu`'s own SGIs or PPIs (the
     /// usual case of an SGI or a timer PPI for an idle vCPU): what the selection would find,
-    /// without it. `None` (nothing changed) when that case does not apply.
-    fn flush_one_private(
-        &mut self,
-        vcpu: VcpuId,
-        lrs: &mut [u64],
-        n: usize,
-    ) -> Option<Result<Flush, VGicError>> {
+    /// without it. `None` (nothing changed) when that case does not apply. (An `Option` of
+    /// the plain result: returning a `Result` through it costs a `memcpy` call.)
+    fn flush_one_private(&mut self, vcpu: VcpuId, lrs: &mut [u64], n: usize) -> Option<Flush> {
         let private = *self.watch_private.get(vcpu.0)?;
         if !private.is_power_of_two() || n == 0 || self.watch_spis.iter().any(|&w| w != 0) {
             return None;
@@ -842,20 +838,20 @@ impl VGic {
             // Idle: it stops being watched, as `select` would decide.
             self.watch_private[vcpu.0] = 0;
         }
+        // A private INTID of a vCPU that exists: `fill_lr` cannot fail (and would fail before
+        // changing anything, leaving the error to the general path).
+        let first = if live {
+            self.fill_lr(vcpu, intid, 0).ok()?
+        } else {
+            Lr::EMPTY
+        };
         for (i, lr) in lrs.iter_mut().enumerate().take(n) {
-            *lr = if i == 0 && live {
-                match self.fill_lr(vcpu, intid, 0) {
-                    Ok(v) => v,
-                    Err(e) => return Some(Err(e)),
-                }
-            } else {
-                Lr::EMPTY
-            };
+            *lr = if i == 0 { first } else { Lr::EMPTY };
         }
-        Some(Ok(Flush {
+        Some(Flush {
             used: usize::from(live),
             overflow: false,
-        }))
+        })
     }
 
     /// GICv2 SGI `intid` of `vcpu` going into an LR: which source the LR names and whether
