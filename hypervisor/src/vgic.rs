@@ -846,7 +846,11 @@ impl VGic {
             Lr::EMPTY
         };
         for (i, lr) in lrs.iter_mut().enumerate().take(n) {
-            *lr = if i == 0 { first } else { Lr::EMPTY };
+            let value = if i == 0 { first } else { Lr::EMPTY };
+            // Stores only where needed: a plain fill becomes a `memset` call.
+            if *lr != value {
+                *lr = value;
+            }
         }
         Some(Flush {
             used: usize::from(live),
