@@ -118,6 +118,38 @@ pub const fn abort_esr(instruction: bool, from_el0: bool, is_write: bool) -> u64
 /// `ESR_EL1` of an injected undefined instruction: EC 0 ("unknown reason"), IL = 1.
 pub const UNDEF_ESR: u64 = 1 << 25;
 
+/// The exit fast path of an SGI sent to other vCPUs: if `esr` is a write to
+/// `ICC_SGI1R_EL1`, `ICC_ASGI1R_EL1` or `ICC_SGI0R_EL1` whose targets exclude `vcpu`, makes
+/// the SGI pending on them, steps over the instruction and returns the vCPUs to kick (as
+/// [`handle_sync`] would). The sender's own interrupt state is untouched, so the run loop
+/// can re-enter it without folding back or refilling its list registers: for the sender
+/// the exit is as if the guest had not left. Otherwise returns `None` having changed
+/// nothing (the exit goes the general way).
+pub fn sgi_to_others(vm: &Vm, vcpu: VcpuId, esr: u64, regs: &mut GuestRegs) -> Option<VcpuSet> {
+    if trap::ec(esr) != trap::ExceptionClass::SysReg64 as u8 {
+        return None;
+    }
+    let TrapCause::SysReg(acc) = trap::decode(esr) else {
+        return None;
+    };
+    let group0_only = match acc.encoding() {
+        trap::ICC_SGI1R_EL1 => false,
+        trap::ICC_ASGI1R_EL1 | trap::ICC_SGI0R_EL1 => true,
+        _ => return None,
+    };
+    if acc.is_read {
+        return None;
+    }
+    let value = regs.read(acc.rt);
+    let targets = vm
+        .devices
+        .lock()
+        .vgic
+        .sgi_write_to_others(vcpu, value, group0_only)?;
+    step_over(regs, esr);
+    Some(targets)
+}
+
 /// Handles one synchronous exit of `vcpu` of `vm`, whose registers are `regs`.
 pub fn handle_sync(
     vm: &Vm,
@@ -1058,6 +1090,72 @@ mod tests {
         assert_eq!(out.wake.iter().collect::<Vec<_>>(), [VcpuId(1)]);
         assert_eq!(r.elr, PC + 4);
         assert!(vm.devices.lock().vgic.has_pending(VcpuId(0)));
+    }
+
+    /// The run loop's fast path for an SGI to other vCPUs does what `handle_sync` does,
+    /// and declines (changing nothing) when the sender is a target or the exit is another.
+    #[test]
+    fn sgi_to_others_matches_handle_sync_and_declines_the_rest() {
+        let setup = || {
+            let vm = vm(3, GicVersion::V3);
+            {
+                let mut d = vm.devices.lock();
+                d.vgic.set_group_enables(false, true);
+                for v in 0..3 {
+                    d.vgic
+                        .irq_mut(crate::types::IntId(3), VcpuId(v))
+                        .unwrap()
+                        .enabled = true;
+                }
+            }
+            vm
+        };
+        fn pending(vm: &Vm) -> Vec<bool> {
+            let d = vm.devices.lock();
+            (0..3).map(|v| d.vgic.has_pending(VcpuId(v))).collect()
+        }
+        // SGI 3 to {1, 2}: handled, like handle_sync.
+        let (fast, slow) = (setup(), setup());
+        let (mut rf, mut rs) = (regs(), regs());
+        rf.x[5] = (3 << 24) | 0b110;
+        rs.x[5] = rf.x[5];
+        let syn = sysreg(trap::ICC_SGI1R_EL1, false, 5);
+        let wake = sgi_to_others(&fast, VcpuId(0), syn.esr, &mut rf);
+        let out = handle_sync(&slow, VcpuId(0), syn, &mut rs, &mut sys());
+        assert_eq!(wake, Some(out.wake));
+        assert_eq!(
+            wake.unwrap().iter().collect::<Vec<_>>(),
+            [VcpuId(1), VcpuId(2)]
+        );
+        assert_eq!((rf.elr, rs.elr), (PC + 4, PC + 4));
+        assert_eq!(pending(&fast), pending(&slow));
+        assert_eq!(pending(&fast), [false, true, true]);
+        // IRM = 1 (every vCPU but the sender) through ICC_ASGI1R_EL1 (Group 0 only: SGI 3 is
+        // Group 1, so nothing is raised): handled, nothing to kick.
+        let vm = setup();
+        let mut r = regs();
+        r.x[2] = (3 << 24) | (1 << 40);
+        let syn = sysreg(trap::ICC_ASGI1R_EL1, false, 2);
+        assert_eq!(
+            sgi_to_others(&vm, VcpuId(0), syn.esr, &mut r),
+            Some(VcpuSet::EMPTY)
+        );
+        assert_eq!(r.elr, PC + 4);
+        // The sender among the targets, a read, another register, another exit class:
+        // declined, nothing changed.
+        let vm = setup();
+        let mut r = regs();
+        r.x[5] = (3 << 24) | 0b011;
+        for esr in [
+            sysreg(trap::ICC_SGI1R_EL1, false, 5).esr,
+            sysreg(trap::ICC_SGI1R_EL1, true, 5).esr,
+            sysreg(trap::CNTP_CTL_EL0, false, 5).esr,
+            esr(0x16, 0),
+        ] {
+            assert_eq!(sgi_to_others(&vm, VcpuId(0), esr, &mut r), None);
+        }
+        assert_eq!(r.elr, PC);
+        assert_eq!(pending(&vm), [false; 3]);
     }
 
     #[test]

@@ -13,6 +13,9 @@
 //! 3. before entering the guest, call [`VGic::flush`], write the array back to the LRs and
 //!    [`Flush::ich_hcr_el2`] to `ICH_HCR_EL2`;
 //! 4. kick (IPI) the vCPUs that [`VGic::take_kicks`], `set_level` or `inject_edge` name.
+//!
+//! An exit that touches only other vCPUs' interrupts ([`VGic::sgi_write_to_others`]) may skip
+//! steps 1 and 3: the LRs stay live in the hardware, as while the guest runs.
 #![deny(unsafe_code)]
 
 pub mod dist;
@@ -551,6 +554,30 @@ impl VGic {
         self.sgi_write(sender, value, SgiGroups::Group0)
     }
 
+    /// A write of `value` to an SGI-generating register by `sender` (`ICC_SGI1R_EL1` when
+    /// `group0_only` is false, `ICC_SGI0R_EL1`/`ICC_ASGI1R_EL1` when true) whose targets
+    /// exclude the sender: the SGI is made pending on them and the vCPUs to kick returned.
+    /// `None`, with nothing changed, if the sender is among the targets (the exit fast path
+    /// of [`crate::exit::sgi_to_others`] leaves those to the general path).
+    pub fn sgi_write_to_others(
+        &mut self,
+        sender: VcpuId,
+        value: u64,
+        group0_only: bool,
+    ) -> Option<VcpuSet> {
+        let targets = self.sgi_targets(sender, value);
+        if targets.contains(sender) {
+            return None;
+        }
+        let groups = if group0_only {
+            SgiGroups::Group0
+        } else {
+            SgiGroups::Any
+        };
+        let intid = IntId(((value >> 24) & 0xF) as u32);
+        Some(self.raise_sgi(sender, intid, targets, groups))
+    }
+
     /// The vCPUs an `ICC_SGI*R_EL1` value names (see [`Self::sgi1r_write`]).
     fn sgi_targets(&self, sender: VcpuId, value: u64) -> VcpuSet {
         let mut targets = VcpuSet::EMPTY;
@@ -628,6 +655,9 @@ impl VGic {
         for b in bits(word) {
             let intid = IntId(first + b);
             let Ok(irq) = self.irq(intid, vcpu) else {
+                // Past the last SPI (the top of a word when the SPI count is not a multiple
+                // of 64): nothing can ever be pending there.
+                idle |= 1 << b;
                 continue;
             };
             if !(irq.active || self.deliverable(irq)) {
@@ -648,7 +678,12 @@ impl VGic {
                 if best.len() == n {
                     best.pop();
                 }
-                best.insert(pos, key);
+                if pos == best.len() {
+                    // The usual case (one candidate, or ascending keys): no shift.
+                    best.push(key);
+                } else {
+                    best.insert(pos, key);
+                }
             }
         }
         idle
@@ -684,6 +719,9 @@ impl VGic {
             });
         }
 
+        if let Some(done) = self.flush_one_private(vcpu, lrs, n) {
+            return Ok(done);
+        }
         // Bounded selection of the best `n` candidates, kept sorted by key: (key << 32) |
         // INTID, in a buffer kept across calls (a fresh array would be a `memset` per entry).
         let mut best = core::mem::take(&mut self.best);
@@ -705,68 +743,118 @@ impl VGic {
         let found = best.len();
 
         for (i, lr) in lrs.iter_mut().enumerate().take(n) {
-            *lr = Lr::EMPTY;
-            if i >= found {
-                continue;
-            }
-            let intid = IntId(best[i] as u32);
-            let deliverable = {
-                let irq = self.irq(intid, vcpu)?;
-                self.deliverable(irq)
+            *lr = match best.get(i) {
+                Some(&key) if i < found => self.fill_lr(vcpu, IntId(key as u32), i)?,
+                _ => Lr::EMPTY,
             };
-            let per_source = self.sgi_per_source && intid.0 < 16;
-            let (pending, took_latch, source, more) = if per_source {
-                self.take_sgi_source(vcpu, intid, deliverable)
-            } else {
-                let irq = self.irq_mut(intid, vcpu)?;
-                let took_latch = deliverable && irq.pending_latch;
-                if took_latch {
-                    irq.pending_latch = false;
-                }
-                (deliverable, took_latch, 0, false)
-            };
-            let irq = self.irq_mut(intid, vcpu)?;
-            // A level interrupt sampled again at its EOI (the virtual timer, the PMU, a
-            // passed-through line) whose guest is still handling it: its source may already
-            // have dropped without a trap to say so (the guest re-armed its timer), so it
-            // goes in active only, not active and pending, which would hand it to the guest
-            // again the moment it deactivates. The EOI maintenance interrupt samples the line
-            // then, and pends it again if it is still high.
-            let pending = pending
-                && !(irq.active && irq.eoi_notify && irq.trigger == Trigger::Level && !took_latch);
-            // A GICv2 SGI still pending from other sources: hear of this one's
-            // deactivation, so that the next source's LR follows at once.
-            let eoi =
-                irq.hw_intid.is_none() && (irq.eoi_notify || irq.trigger == Trigger::Level || more);
-            let kind = match irq.hw_intid {
-                Some(pintid) => LrKind::Hardware { pintid },
-                None => LrKind::Virtual {
-                    eoi_maintenance: eoi,
-                },
-            };
-            *lr = Lr {
-                vintid: intid,
-                state: LrState::from_flags(pending, irq.active),
-                priority: irq.priority,
-                group1: irq.group1,
-                kind,
-                source,
-            }
-            .encode();
-            irq.in_lr_of = Some(vcpu);
-            self.vcpus[vcpu.0].lrs_in_use += 1;
-            self.vcpus[vcpu.0].lrs[i] = Some(LrSlot {
-                intid,
-                took_latch,
-                eoi,
-                source,
-            });
         }
         best.clear();
         self.best = best;
         Ok(Flush {
             used: found,
             overflow: candidates > found,
+        })
+    }
+
+    /// Puts `intid` (a candidate `select` found for `vcpu`) in LR slot `i`: takes its pending
+    /// state, records the slot and returns the `ICH_LR<i>_EL2` value.
+    fn fill_lr(&mut self, vcpu: VcpuId, intid: IntId, i: usize) -> Result<u64, VGicError> {
+        let per_source = self.sgi_per_source && intid.0 < 16;
+        let (pending, took_latch, source, more) = if per_source {
+            let deliverable = {
+                let irq = self.irq(intid, vcpu)?;
+                self.deliverable(irq)
+            };
+            self.take_sgi_source(vcpu, intid, deliverable)
+        } else {
+            let (grp0, grp1) = (self.grp0_enabled, self.grp1_enabled);
+            let irq = self.irq_mut(intid, vcpu)?;
+            let deliverable = irq.deliverable(grp0, grp1);
+            let took_latch = deliverable && irq.pending_latch;
+            if took_latch {
+                irq.pending_latch = false;
+            }
+            (deliverable, took_latch, 0, false)
+        };
+        let irq = self.irq_mut(intid, vcpu)?;
+        // A level interrupt sampled again at its EOI (the virtual timer, the PMU, a
+        // passed-through line) whose guest is still handling it: its source may already
+        // have dropped without a trap to say so (the guest re-armed its timer), so it
+        // goes in active only, not active and pending, which would hand it to the guest
+        // again the moment it deactivates. The EOI maintenance interrupt samples the line
+        // then, and pends it again if it is still high.
+        let pending = pending
+            && !(irq.active && irq.eoi_notify && irq.trigger == Trigger::Level && !took_latch);
+        // A GICv2 SGI still pending from other sources: hear of this one's
+        // deactivation, so that the next source's LR follows at once.
+        let eoi =
+            irq.hw_intid.is_none() && (irq.eoi_notify || irq.trigger == Trigger::Level || more);
+        let kind = match irq.hw_intid {
+            Some(pintid) => LrKind::Hardware { pintid },
+            None => LrKind::Virtual {
+                eoi_maintenance: eoi,
+            },
+        };
+        let value = Lr {
+            vintid: intid,
+            state: LrState::from_flags(pending, irq.active),
+            priority: irq.priority,
+            group1: irq.group1,
+            kind,
+            source,
+        }
+        .encode();
+        irq.in_lr_of = Some(vcpu);
+        let v = &mut self.vcpus[vcpu.0];
+        v.lrs_in_use += 1;
+        if let Some(slot) = v.lrs.get_mut(i) {
+            *slot = Some(LrSlot {
+                intid,
+                took_latch,
+                eoi,
+                source,
+            });
+        }
+        Ok(value)
+    }
+
+    /// `flush` when the only watched interrupt is one of `vcpu`'s own SGIs or PPIs (the
+    /// usual case of an SGI or a timer PPI for an idle vCPU): what the selection would find,
+    /// without it. `None` (nothing changed) when that case does not apply. (An `Option` of
+    /// the plain result: returning a `Result` through it costs a `memcpy` call.)
+    fn flush_one_private(&mut self, vcpu: VcpuId, lrs: &mut [u64], n: usize) -> Option<Flush> {
+        let private = *self.watch_private.get(vcpu.0)?;
+        if !private.is_power_of_two() || n == 0 || self.watch_spis.iter().any(|&w| w != 0) {
+            return None;
+        }
+        let intid = IntId(private.trailing_zeros());
+        let (grp0, grp1) = (self.grp0_enabled, self.grp1_enabled);
+        let irq = &self.vcpus.get(vcpu.0)?.private[intid.0 as usize];
+        let live = irq.active || irq.deliverable(grp0, grp1);
+        if live && (irq.in_lr_of.is_some() || (self.sgi_per_source && intid.0 < 16)) {
+            return None;
+        }
+        if !live {
+            // Idle: it stops being watched, as `select` would decide.
+            self.watch_private[vcpu.0] = 0;
+        }
+        // A private INTID of a vCPU that exists: `fill_lr` cannot fail (and would fail before
+        // changing anything, leaving the error to the general path).
+        let first = if live {
+            self.fill_lr(vcpu, intid, 0).ok()?
+        } else {
+            Lr::EMPTY
+        };
+        for (i, lr) in lrs.iter_mut().enumerate().take(n) {
+            let value = if i == 0 { first } else { Lr::EMPTY };
+            // Stores only where needed: a plain fill becomes a `memset` call.
+            if *lr != value {
+                *lr = value;
+            }
+        }
+        Some(Flush {
+            used: usize::from(live),
+            overflow: false,
         })
     }
 
@@ -959,6 +1047,105 @@ mod tests {
 
         fn rnd_bit(intid: IntId, v: VcpuId) -> bool {
             (intid.0 as usize + v.0).is_multiple_of(2)
+        }
+    }
+
+    /// SPI counts that leave part of the last watch word past the last SPI (32, and the
+    /// architectural maximum 988): those bits stop being watched like idle interrupts, so
+    /// that a flush with nothing in flight takes the fast path (it scanned the word on
+    /// every exit before).
+    #[test]
+    fn watch_bits_past_the_last_spi_are_dropped() {
+        for spis in [32, 416, MAX_SPIS] {
+            let mut g = VGic::new(2, spis).unwrap();
+            g.set_group_enables(false, true);
+            let _ = flush(&mut g, V0, 4);
+            assert!(
+                !g.watching(V0),
+                "{spis} SPIs: still watching after an idle flush"
+            );
+            // An access to an INTID past the last SPI is refused and leaves nothing watched.
+            assert!(g.irq_mut(IntId(32 + spis), V0).is_err());
+            let _ = flush(&mut g, V0, 4);
+            assert!(!g.watching(V0), "{spis} SPIs: watching after a bad INTID");
+        }
+    }
+
+    /// `flush` with one watched private interrupt skips the selection
+    /// (`flush_one_private`): LRs, result and state are what the full scan gives, for a
+    /// pending SGI, the same SGI active (after the guest acked it), active and pending again,
+    /// a level PPI with EOI notification, and an idle (disabled) one.
+    #[test]
+    fn one_watched_private_interrupt_flushes_like_a_full_scan() {
+        fn check(fast: &mut VGic, label: &str) -> [u64; 4] {
+            assert!(
+                fast.watch_private[0].is_power_of_two() && fast.watch_spis.iter().all(|&w| w == 0),
+                "{label}: not the one-interrupt case: {:#x} {:x?}",
+                fast.watch_private[0],
+                fast.watch_spis
+            );
+            let mut full = fast.clone();
+            full.watch_all();
+            let (a, fa) = flush(fast, V0, 4);
+            let (b, fb) = flush(&mut full, V0, 4);
+            assert_eq!((a, fa), (b, fb), "{label}");
+            assert_eq!(fast.vcpus, full.vcpus, "{label}");
+            assert_eq!(fast.spis, full.spis, "{label}");
+            a
+        }
+        let quiet = |spis| {
+            let mut g = VGic::new(2, spis).unwrap();
+            g.set_group_enables(false, true);
+            for v in [V0, V1] {
+                enable(&mut g, 3, v);
+                enable(&mut g, VTIMER_INTID, v);
+            }
+            let _ = flush(&mut g, V0, 4);
+            g.sync(V0, &[0; 4]).unwrap();
+            g
+        };
+        for spis in [32, 128] {
+            let mut g = quiet(spis);
+            // SGI 3 from vCPU 1.
+            g.sgi1r_write(V1, (3 << 24) | 1);
+            let lrs = check(&mut g, "pending SGI");
+            assert_eq!(Lr::decode(lrs[0]).vintid, IntId(3));
+            // The guest acked it: active in the LR; then it is sent again.
+            let mut acked = lrs;
+            let mut l = Lr::decode(acked[0]);
+            l.state = LrState::Active;
+            acked[0] = l.encode();
+            g.sync(V0, &acked).unwrap();
+            let lrs = check(&mut g, "active SGI");
+            assert_eq!(Lr::decode(lrs[0]).state, LrState::Active);
+            g.sync(V0, &lrs).unwrap();
+            g.sgi1r_write(V1, (3 << 24) | 1);
+            let lrs = check(&mut g, "active and pending SGI");
+            assert_eq!(Lr::decode(lrs[0]).state, LrState::PendingActive);
+            // The guest deactivated it: idle, no longer watched.
+            g.sync(V0, &[0; 4]).unwrap();
+            assert_eq!(check(&mut g, "idle SGI"), [0; 4]);
+            assert!(!g.watching(V0));
+
+            // A level PPI whose EOI the core wants to hear of (the virtual timer).
+            let mut g = quiet(spis);
+            g.set_eoi_notify(IntId(VTIMER_INTID), V0, true).unwrap();
+            let _ = flush(&mut g, V0, 4);
+            g.set_level(IntId(VTIMER_INTID), V0, true).unwrap();
+            let lrs = check(&mut g, "timer PPI");
+            assert!(matches!(
+                Lr::decode(lrs[0]).kind,
+                LrKind::Virtual {
+                    eoi_maintenance: true
+                }
+            ));
+
+            // Pending but disabled: idle.
+            let mut g = quiet(spis);
+            g.irq_mut(IntId(3), V0).unwrap().enabled = false;
+            let _ = flush(&mut g, V0, 4);
+            g.sgi1r_write(V1, (3 << 24) | 1);
+            assert_eq!(check(&mut g, "disabled SGI"), [0; 4]);
         }
     }
 

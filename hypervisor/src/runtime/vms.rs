@@ -75,8 +75,17 @@ static CPU_TIME: [[AtomicU64; 3]; MAX_CPUS] =
     [const { [const { AtomicU64::new(0) }; 3] }; MAX_CPUS];
 
 fn add_time(slot: usize, since: u64) {
-    if let Some(c) = CPU_TIME.get(cpu::current_index()) {
-        c[slot].fetch_add(cpu::counter().wrapping_sub(since), Ordering::Relaxed);
+    add_cpu_time(slot, cpu::counter().wrapping_sub(since));
+}
+
+/// Adds `n` to this CPU's [`CPU_TIME`] `slot`. Only this CPU writes its row, so a load and
+/// a store do (no read-modify-write loop: the exit path runs this twice per exit).
+fn add_cpu_time(slot: usize, n: u64) {
+    if let Some(c) = CPU_TIME
+        .get(cpu::current_index())
+        .and_then(|row| row.get(slot))
+    {
+        c.store(c.load(Ordering::Relaxed).wrapping_add(n), Ordering::Relaxed);
     }
 }
 
@@ -1238,16 +1247,31 @@ fn run_vcpu(lv: &mut LocalVcpu, hw: &mut HwLrs, solo: bool) -> Next {
             crate::arch::vgic_hw::write_lr(n, lv.lrs[n]);
         }
         hw.dirty = used;
-        let entered = cpu::counter();
-        let kind = arch::run_guest(&mut lv.regs);
-        add_time(0, entered);
-        lv.vm
-            .guest_ticks
-            .fetch_add(cpu::counter().wrapping_sub(entered), Ordering::Relaxed);
-        lv.vm.exits.fetch_add(1, Ordering::Relaxed);
-        if let Some(c) = CPU_TIME.get(cpu::current_index()) {
-            c[2].fetch_add(1, Ordering::Relaxed);
-        }
+        // An exit handled whole without the vCPU's list registers: what comes next.
+        let mut handled = None;
+        let kind = loop {
+            let entered = cpu::counter();
+            let kind = arch::run_guest(&mut lv.regs);
+            let ran = cpu::counter().wrapping_sub(entered);
+            add_cpu_time(0, ran);
+            add_cpu_time(2, 1);
+            lv.vm.guest_ticks.fetch_add(ran, Ordering::Relaxed);
+            lv.vm.exits.fetch_add(1, Ordering::Relaxed);
+            if kind == ExitKind::Sync {
+                // An SGI to other vCPUs: the sender's LRs and `ICH_HCR_EL2` stay as the
+                // guest left them, so it goes straight back in (no fold-back, no flush),
+                // unless a target shares this CPU and must get the chance to run.
+                if let Some(wake) =
+                    exit::sgi_to_others(&lv.vm, lv.id, cpu::fault_registers().0, &mut lv.regs)
+                {
+                    if !kick_vcpus(&lv.vm, wake) {
+                        continue;
+                    }
+                    handled = Some(Next::Yield);
+                }
+            }
+            break kind;
+        };
         if used > 0 || hw.hcr != crate::vgic::lr::ICH_HCR_EN {
             // A deactivated LR with its EOI bit, or underflow, keeps the maintenance
             // interrupt asserted while the interface is enabled: stop it firing at EL2.
@@ -1281,8 +1305,9 @@ fn run_vcpu(lv: &mut LocalVcpu, hw: &mut HwLrs, solo: bool) -> Next {
                 }
             }
         }
-        let next = match kind {
-            ExitKind::Sync => {
+        let next = match (handled, kind) {
+            (Some(next), _) => next,
+            (None, ExitKind::Sync) => {
                 let out = exit::handle_sync(
                     &lv.vm,
                     lv.id,
@@ -1294,12 +1319,12 @@ fn run_vcpu(lv: &mut LocalVcpu, hw: &mut HwLrs, solo: bool) -> Next {
                 );
                 act_on(&lv.vm, lv.id, out)
             }
-            ExitKind::Irq | ExitKind::Fiq => handle_physical_irqs(Some(lv)),
-            ExitKind::SError => {
+            (None, ExitKind::Irq | ExitKind::Fiq) => handle_physical_irqs(Some(lv)),
+            (None, ExitKind::SError) => {
                 stop_vm(&lv.vm, "SError from the guest");
                 Next::Off
             }
-            ExitKind::Aarch32 => {
+            (None, ExitKind::Aarch32) => {
                 stop_vm(&lv.vm, "AArch32 execution is not supported");
                 Next::Off
             }
@@ -1337,7 +1362,10 @@ fn handle_physical_irqs(mut loaded: Option<&mut LocalVcpu>) -> Next {
     let board = arch::board();
     let mut next = Next::Resume;
     while let Some(intid) = gic.acknowledge() {
-        if intid == board.timer.virt.intid {
+        if intid == KICK_SGI {
+            // First: the common case of an idle vCPU woken for an interrupt.
+            next = Next::Resched;
+        } else if intid == board.timer.virt.intid {
             // The loaded vCPU's virtual timer fired: mask it (until its line drops) and
             // raise its virtual line.
             match loaded.as_deref_mut() {
@@ -1357,8 +1385,6 @@ fn handle_physical_irqs(mut loaded: Option<&mut LocalVcpu>) -> Next {
             }
         } else if intid == board.timer.hyp_phys.intid {
             cpu::stop_hyp_timer();
-            next = Next::Resched;
-        } else if intid == KICK_SGI {
             next = Next::Resched;
         } else if Some(intid) == pmu_irq() {
             // A PMU counter of the loaded vCPU overflowed: its virtual PMU interrupt is a
