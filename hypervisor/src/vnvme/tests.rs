@@ -4,12 +4,12 @@
 //! guest.
 
 use super::*;
-use crate::block::{DmaList, DmaSeg};
 use crate::block::{MemDisk, Partition, SharedDisk, SECTOR};
 use crate::pci::msix::tests::{with_ctx, RecIrq};
 use crate::plugin::QuirkData;
 use crate::sync::Mutex;
-use crate::vm::mem::{offset_in, FakeGuestMemory, GuestMemError, GuestMemory};
+use crate::vm::fake_dma::{FakeDmaDisk, FakeDmaRam};
+use crate::vm::mem::{FakeGuestMemory, GuestMemory};
 use alloc::sync::Arc;
 use core::sync::atomic::{AtomicU32, Ordering};
 
@@ -1428,88 +1428,6 @@ fn polled_queues_raise_no_message() {
     assert_eq!(h.read(u64::from(MSIX_PBA), Q), 0, "nor pending");
 }
 
-/// Guest RAM that devices may reach by DMA, as the VM's RAM is at run time: the fake RAM
-/// behind a lock of its own (the model holds the context's lock while the disk works),
-/// bus addresses equal to guest-physical ones, which [`DmaDisk`] resolves.
-struct DmaRam(Arc<Mutex<FakeGuestMemory>>);
-
-impl GuestMemory for DmaRam {
-    fn read(&mut self, addr: GuestPhysAddr, buf: &mut [u8]) -> Result<(), GuestMemError> {
-        self.0.lock().read(addr, buf)
-    }
-
-    fn write(&mut self, addr: GuestPhysAddr, data: &[u8]) -> Result<(), GuestMemError> {
-        self.0.lock().write(addr, data)
-    }
-
-    fn dma(
-        &mut self,
-        ranges: &[(GuestPhysAddr, u64)],
-    ) -> Result<Option<DmaList<'_>>, GuestMemError> {
-        let mut segs = Vec::new();
-        for &(addr, len) in ranges {
-            offset_in(GuestPhysAddr(RAM), RAM_SIZE as u64, addr, len)
-                .ok_or(GuestMemError::OutOfRange { addr, len })?;
-            segs.push(DmaSeg { addr: addr.0, len });
-        }
-        Ok(Some(DmaList::for_host_test(segs)))
-    }
-}
-
-/// A disk that takes DMA lists (when `take`) and moves their bytes itself, counting them.
-struct DmaDisk {
-    disk: Arc<Mutex<MemDisk>>,
-    ram: Arc<Mutex<FakeGuestMemory>>,
-    take: bool,
-    lists: Arc<AtomicU32>,
-}
-
-impl BlockDevice for DmaDisk {
-    fn sectors(&self) -> u64 {
-        self.disk.lock().sectors()
-    }
-    fn read(&mut self, lba: u64, buf: &mut [u8]) -> Result<(), BlockError> {
-        self.disk.lock().read(lba, buf)
-    }
-    fn write(&mut self, lba: u64, data: &[u8]) -> Result<(), BlockError> {
-        self.disk.lock().write(lba, data)
-    }
-    fn flush(&mut self) -> Result<(), BlockError> {
-        self.disk.lock().flush()
-    }
-    fn read_dma(&mut self, lba: u64, list: &DmaList<'_>) -> Result<bool, BlockError> {
-        if !self.take {
-            return Ok(false);
-        }
-        self.lists.fetch_add(1, Ordering::SeqCst);
-        let mut buf = vec![0; list.len() as usize];
-        self.disk.lock().read(lba, &mut buf)?;
-        let mut at = 0;
-        for s in list.segs() {
-            let piece = &buf[at..at + s.len as usize];
-            self.ram.lock().write(GuestPhysAddr(s.addr), piece).unwrap();
-            at += s.len as usize;
-        }
-        Ok(true)
-    }
-    fn write_dma(&mut self, lba: u64, list: &DmaList<'_>) -> Result<bool, BlockError> {
-        if !self.take {
-            return Ok(false);
-        }
-        self.lists.fetch_add(1, Ordering::SeqCst);
-        let mut buf = Vec::new();
-        for s in list.segs() {
-            let mut piece = vec![0; s.len as usize];
-            self.ram
-                .lock()
-                .read(GuestPhysAddr(s.addr), &mut piece)
-                .unwrap();
-            buf.extend_from_slice(&piece);
-        }
-        self.disk.lock().write(lba, &buf).map(|()| true)
-    }
-}
-
 /// A probed controller over sectors `[64, 64 + SECTORS)` of a bigger disk that takes DMA
 /// lists if `take`, and the count of lists it took.
 fn dma_host(take: bool) -> (Host, Arc<AtomicU32>) {
@@ -1519,7 +1437,7 @@ fn dma_host(take: bool) -> (Host, Arc<AtomicU32>) {
         RAM_SIZE,
     )));
     let lists = Arc::new(AtomicU32::new(0));
-    let dma: SharedDisk = Arc::new(Mutex::new(DmaDisk {
+    let dma: SharedDisk = Arc::new(Mutex::new(FakeDmaDisk {
         disk: disk.clone(),
         ram: ram.clone(),
         take,
@@ -1527,7 +1445,11 @@ fn dma_host(take: bool) -> (Host, Arc<AtomicU32>) {
     }));
     let part = Partition::new(dma, 64, SECTORS, false).unwrap();
     let mut h = Host::with_parts(Box::new(part), disk, ram.clone(), VNvmeQuirks::default());
-    h.ctx_mem = Some(Arc::new(Mutex::new(DmaRam(ram))));
+    h.ctx_mem = Some(Arc::new(Mutex::new(FakeDmaRam::new(
+        ram,
+        GuestPhysAddr(RAM),
+        RAM_SIZE as u64,
+    ))));
     h.enable_msix(2);
     h.enable();
     h.identify_controller();
