@@ -25,6 +25,7 @@ use crate::sync::Mutex;
 use alloc::sync::Arc;
 use alloc::vec;
 use alloc::vec::Vec;
+use core::marker::PhantomData;
 
 /// Bytes per sector on this interface.
 pub const SECTOR: usize = 512;
@@ -54,6 +55,67 @@ pub enum BlockError {
     Device(u32),
 }
 
+/// One contiguous piece of a DMA transfer: a bus (host-physical) address and a length.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DmaSeg {
+    /// Bus address of the first byte (host-physical: no IOMMU sits between the machine's
+    /// devices and RAM).
+    pub addr: u64,
+    /// Bytes.
+    pub len: u64,
+}
+
+/// The data buffer of one request as a device may reach it by DMA: host-physical pieces of
+/// one VM's RAM, in transfer order.
+///
+/// Only the VM's RAM makes one ([`GuestMemory::dma`](crate::vm::mem::GuestMemory::dma)),
+/// after checking that every piece lies inside that RAM and giving the guest (zeroed) every
+/// 2 MiB block the pieces touch; the list borrows the RAM for `'a`, so the RAM can be
+/// neither freed nor taken back from the guest while a device works on it. A driver may
+/// therefore hand these addresses to its device for the length of one request, and to
+/// nothing else. Plugin crates cannot build one on the machine; on a host build,
+/// [`Self::for_host_test`] makes one whose addresses the test's fake device resolves.
+#[derive(Debug)]
+pub struct DmaList<'a> {
+    segs: Vec<DmaSeg>,
+    len: u64,
+    _ram: PhantomData<&'a mut ()>,
+}
+
+impl DmaList<'_> {
+    /// Pieces the caller checked lie inside RAM it owns (see the type's contract).
+    pub(crate) fn new(segs: Vec<DmaSeg>) -> Self {
+        let len = segs.iter().map(|s| s.len).sum();
+        Self {
+            segs,
+            len,
+            _ram: PhantomData,
+        }
+    }
+
+    /// A list over addresses a host test's fake device resolves itself. Not on the
+    /// machine (`target_os = "none"`), where an address is real memory.
+    #[cfg(not(target_os = "none"))]
+    pub fn for_host_test(segs: Vec<DmaSeg>) -> Self {
+        Self::new(segs)
+    }
+
+    /// The pieces, in transfer order.
+    pub fn segs(&self) -> &[DmaSeg] {
+        &self.segs
+    }
+
+    /// Total bytes.
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// True if the list moves no byte.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
 /// A disk, or a part of one, addressed in 512-byte sectors.
 pub trait BlockDevice: Send {
     /// Size in sectors.
@@ -69,6 +131,20 @@ pub trait BlockDevice: Send {
     fn write(&mut self, lba: u64, data: &[u8]) -> Result<(), BlockError>;
     /// Returns once everything written before is on stable storage.
     fn flush(&mut self) -> Result<(), BlockError>;
+    /// Reads `list.len() / 512` sectors from `lba` straight into `list`'s memory by DMA.
+    /// `Ok(false)` when the device cannot take this list as it is (no DMA, or pieces its
+    /// controller cannot describe): nothing was done, and the caller reads through a buffer
+    /// with [`Self::read`] instead. The default cannot.
+    fn read_dma(&mut self, lba: u64, list: &DmaList<'_>) -> Result<bool, BlockError> {
+        let _ = (lba, list);
+        Ok(false)
+    }
+    /// Writes `list.len() / 512` sectors at `lba` straight from `list`'s memory by DMA, as
+    /// [`Self::write`] does from a buffer; `Ok(false)` as for [`Self::read_dma`].
+    fn write_dma(&mut self, lba: u64, list: &DmaList<'_>) -> Result<bool, BlockError> {
+        let _ = (lba, list);
+        Ok(false)
+    }
     /// Makes `count` sectors at `lba` read as zeroes.
     fn write_zeroes(&mut self, lba: u64, count: u64) -> Result<(), BlockError> {
         check(lba, count, self.sectors())?;
@@ -138,6 +214,15 @@ pub fn sectors_in(len: usize) -> Result<u64, BlockError> {
         Ok((len / SECTOR) as u64)
     } else {
         Err(BlockError::Unaligned(len))
+    }
+}
+
+/// The number of whole sectors in `len` bytes (a DMA list's length).
+pub fn sectors_in_u64(len: u64) -> Result<u64, BlockError> {
+    if len.is_multiple_of(SECTOR as u64) {
+        Ok(len / SECTOR as u64)
+    } else {
+        Err(BlockError::Unaligned(len as usize))
     }
 }
 
@@ -262,6 +347,19 @@ impl BlockDevice for Partition {
         self.disk.lock().flush()
     }
 
+    fn read_dma(&mut self, lba: u64, list: &DmaList<'_>) -> Result<bool, BlockError> {
+        check(lba, sectors_in_u64(list.len())?, self.len)?;
+        self.disk.lock().read_dma(self.start + lba, list)
+    }
+
+    fn write_dma(&mut self, lba: u64, list: &DmaList<'_>) -> Result<bool, BlockError> {
+        if self.read_only {
+            return Err(BlockError::ReadOnly);
+        }
+        check(lba, sectors_in_u64(list.len())?, self.len)?;
+        self.disk.lock().write_dma(self.start + lba, list)
+    }
+
     fn write_zeroes(&mut self, lba: u64, count: u64) -> Result<(), BlockError> {
         if self.read_only {
             return Err(BlockError::ReadOnly);
@@ -309,6 +407,53 @@ mod tests {
         assert_eq!(p.read(0, &mut [0; 100]), Err(BlockError::Unaligned(100)));
         p.flush().unwrap();
         assert_eq!(d.lock().flushes, 1);
+    }
+
+    /// A disk that takes every DMA list and records where it was asked to go.
+    struct Recorder(Vec<(bool, u64, u64)>);
+
+    impl BlockDevice for Recorder {
+        fn sectors(&self) -> u64 {
+            32
+        }
+        fn read(&mut self, _: u64, _: &mut [u8]) -> Result<(), BlockError> {
+            Ok(())
+        }
+        fn write(&mut self, _: u64, _: &[u8]) -> Result<(), BlockError> {
+            Ok(())
+        }
+        fn flush(&mut self) -> Result<(), BlockError> {
+            Ok(())
+        }
+        fn read_dma(&mut self, lba: u64, list: &DmaList<'_>) -> Result<bool, BlockError> {
+            self.0.push((false, lba, list.len()));
+            Ok(true)
+        }
+        fn write_dma(&mut self, lba: u64, list: &DmaList<'_>) -> Result<bool, BlockError> {
+            self.0.push((true, lba, list.len()));
+            Ok(true)
+        }
+    }
+
+    #[test]
+    fn dma_lists_pass_a_partition_shifted_and_bounds_checked() {
+        let list = |len| DmaList::for_host_test(vec![DmaSeg { addr: 0x1000, len }]);
+        let rec = Arc::new(Mutex::new(Recorder(Vec::new())));
+        let mut p = Partition::new(rec.clone(), 8, 8, false).unwrap();
+        assert_eq!(p.read_dma(2, &list(1024)), Ok(true));
+        assert_eq!(p.write_dma(7, &list(512)), Ok(true));
+        assert!(p.read_dma(7, &list(1024)).is_err());
+        assert!(p.write_dma(u64::MAX, &list(512)).is_err());
+        assert_eq!(p.read_dma(0, &list(100)), Err(BlockError::Unaligned(100)));
+        assert_eq!(rec.lock().0, vec![(false, 10, 1024), (true, 15, 512)]);
+        let mut ro = Partition::new(rec.clone(), 8, 8, true).unwrap();
+        assert_eq!(ro.write_dma(0, &list(512)), Err(BlockError::ReadOnly));
+        assert_eq!(rec.lock().0.len(), 2);
+        // A disk without DMA (the default) declines, and the caller copies.
+        let mem = Arc::new(Mutex::new(MemDisk::new(16)));
+        let mut p = Partition::new(mem, 0, 16, false).unwrap();
+        assert_eq!(p.read_dma(0, &list(512)), Ok(false));
+        assert_eq!(p.write_dma(0, &list(512)), Ok(false));
     }
 
     #[test]

@@ -6,6 +6,8 @@
 //! generic timer.
 #![deny(unsafe_code)]
 
+use crate::block::DmaList;
+
 /// A DMA allocation or copy failed (the RAM pool is empty, or a copy ran past a buffer).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct DmaError;
@@ -30,6 +32,12 @@ pub trait Env: Clone {
     fn now(&self) -> u64;
     /// Ticks per millisecond.
     fn ticks_per_ms(&self) -> u64;
+    /// Makes the memory of `list` right for the device (before it reads or writes it) and
+    /// for the CPU (after it wrote it): for a device that does not snoop the CPU caches
+    /// (`coherent == false`) each line is cleaned and invalidated to the point of
+    /// coherency, so no dirty line is lost to the device nor written back over what it
+    /// wrote, and no stale line hides it; for a coherent one only the accesses are ordered.
+    fn sync_dma(&self, list: &DmaList<'_>, coherent: bool);
 }
 
 /// Polls `done` until it holds or `ms` milliseconds of `env`'s clock passed; the answer is
@@ -54,6 +62,7 @@ mod machine {
     use super::{Dma, DmaError, Env};
     use crate::arch::cpu;
     use crate::arch::mem::{alloc_dma, DmaBuffer};
+    use crate::block::DmaList;
 
     /// The machine: DMA buffers from the RAM pool, time from the generic timer.
     #[derive(Clone, Copy, Debug)]
@@ -86,6 +95,13 @@ mod machine {
 
         fn ticks_per_ms(&self) -> u64 {
             (cpu::counter_frequency() / 1000).max(1)
+        }
+
+        fn sync_dma(&self, list: &DmaList<'_>, coherent: bool) {
+            // A list's pieces are a VM's RAM (its contract), identity-mapped at EL2.
+            for s in list.segs() {
+                cpu::dma_sync_range(s.addr, s.len, coherent);
+            }
         }
     }
 }

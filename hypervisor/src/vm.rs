@@ -2,6 +2,8 @@
 #![deny(unsafe_code)]
 
 pub mod devices;
+#[cfg(not(target_os = "none"))]
+pub mod fake_dma;
 pub mod layout;
 pub mod mem;
 pub mod numa;

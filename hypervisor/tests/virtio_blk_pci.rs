@@ -548,3 +548,69 @@ fn the_block_device_trait_object_is_what_virtio_blk_takes() {
     hypervisor::virtio::VirtioDevice::config_read(&blk, 0, &mut buf);
     assert_eq!(u64::from_le_bytes(buf), 8);
 }
+
+#[test]
+fn data_moves_by_dma_lists_when_memory_and_disk_take_them_and_by_copies_otherwise() {
+    use hypervisor::types::GuestPhysAddr;
+    use hypervisor::vm::fake_dma::{FakeDmaDisk, FakeDmaRam};
+    use hypervisor::vm::mem::FakeGuestMemory;
+    use std::sync::atomic::{AtomicU32, Ordering};
+    for take in [true, false] {
+        let disk = Arc::new(Mutex::new(MemDisk::new(DISK_SECTORS + 16)));
+        let ram = Arc::new(Mutex::new(FakeGuestMemory::new(
+            GuestPhysAddr(RAM),
+            RAM_SIZE,
+        )));
+        let lists = Arc::new(AtomicU32::new(0));
+        let dma: hypervisor::block::SharedDisk = Arc::new(Mutex::new(FakeDmaDisk {
+            disk: disk.clone(),
+            ram: ram.clone(),
+            take,
+            lists: lists.clone(),
+        }));
+        // The partition starts 16 sectors into the disk.
+        let part = Partition::new(dma, 16, DISK_SECTORS, false).unwrap();
+        let blk = VirtioBlk::new(Box::new(part), "dma");
+        let seen = Arc::new(Mutex::new(FakeDmaRam::new(
+            ram.clone(),
+            GuestPhysAddr(RAM),
+            RAM_SIZE as u64,
+        )));
+        let mut g = Guest {
+            g: VirtioGuest::with_memory(Box::new(VirtioPci::new(blk)), ram, seen),
+            disk: disk.clone(),
+        };
+        g.enumerate();
+        g.walk_capabilities();
+        g.probe(VIRTIO_F_VERSION_1 | VIRTIO_BLK_F_FLUSH);
+        let data = pattern(3 * 4096, 9);
+        g.put(BUF + 0x1000, &data[..4096]);
+        g.put(BUF + 0x5000, &data[4096..]);
+        let (st, len) = g.request(
+            VIRTIO_BLK_T_OUT,
+            10,
+            &[(BUF + 0x1000, 4096), (BUF + 0x5000, 2 * 4096)],
+            false,
+        );
+        assert_eq!((st, len), (VIRTIO_BLK_S_OK, 1));
+        for k in 0..24 {
+            assert_eq!(
+                disk.lock().sector(26 + k),
+                &data[k as usize * SECTOR..][..SECTOR]
+            );
+        }
+        let (st, len) = g.request(VIRTIO_BLK_T_IN, 10, &[(BUF + 0x8000, 3 * 4096)], true);
+        assert_eq!((st, len), (VIRTIO_BLK_S_OK, 3 * 4096 + 1));
+        assert_eq!(g.get(BUF + 0x8000, 3 * 4096), data);
+        assert_eq!(lists.load(Ordering::SeqCst), if take { 2 } else { 0 });
+        // A data buffer outside RAM is an I/O error, with no disk access either way.
+        let outside = RAM + RAM_SIZE as u64 - 512;
+        let (st, _) = g.request(VIRTIO_BLK_T_IN, 0, &[(outside, 1024)], true);
+        assert_eq!(st, VIRTIO_BLK_S_IOERR);
+        assert_eq!(lists.load(Ordering::SeqCst), if take { 2 } else { 0 });
+        // Device errors reach the guest on the DMA path too.
+        disk.lock().fail_with = Some(0x281);
+        let (st, _) = g.request(VIRTIO_BLK_T_IN, 0, &[(BUF + 0x8000, 512)], true);
+        assert_eq!(st, VIRTIO_BLK_S_IOERR);
+    }
+}

@@ -699,6 +699,7 @@ fn storage_host_nvme_read_only() -> Scenario {
         // NVMe status 0x280: media and data integrity errors, Write Fault.
         "[hv] storage self-test: FAIL: device error (status 0x280)",
         "[hv] storage self-test: FAIL: device error (status 0x280)",
+        "[hv] storage self-test: FAIL: DMA lists: device error (status 0x280)",
     ]);
     expect.extend(guest_passes("test"));
     expect.push("[hv] all VMs stopped; powering off".into());
@@ -769,6 +770,7 @@ fn storage_host_nvme(root_port: bool, four_k: bool, noncoherent: bool) -> Scenar
         "[hv] datastore: nvme0 (QEMU NVMe Ctrl, 64 MiB): partitions \"vm0-root\" 32 MiB, \"vm0-data\" 16 MiB, \"hv-selftest\" 1 MiB",
         "[hv] storage self-test: wrote value=",
         "[hv] storage self-test: 401 sectors at sector 9 of \"hv-selftest\" written, flushed, read back equal",
+        "[hv] storage self-test: 520 sectors at sector 1024 of \"hv-selftest\" written and read back by DMA lists, equal",
     ]));
     expect.extend(guest_passes("test"));
     expect.push("[hv] all VMs stopped; powering off".into());
@@ -840,6 +842,7 @@ fn storage_host_ahci(write_error: bool, noncoherent: bool) -> Scenario {
         "[hv] storage self-test: 401 sectors at sector 9 of \"hv-selftest\" written, flushed, read back equal"
             .into(),
     );
+    expect.push("[hv] storage self-test: DMA lists declined: copies through buffers".into());
     expect.extend(guest_passes("test"));
     expect.push("[hv] all VMs stopped; powering off".into());
     let name = match (write_error, noncoherent) {

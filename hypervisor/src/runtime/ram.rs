@@ -7,6 +7,7 @@
 
 use crate::arch::cpu;
 use crate::arch::mem::{HostRam, MemError, StagedImage};
+use crate::block::{DmaList, DmaSeg};
 use crate::mm::{BlockMap, Stage2, Stage2Error, BLOCK_2M};
 use crate::types::{GuestPhysAddr, HostPhysAddr};
 use crate::vm::layout;
@@ -251,6 +252,38 @@ impl GuestMemory for GuestRam {
         let off = offset_in(GuestPhysAddr(layout::RAM_BASE), self.size, addr, len)
             .ok_or(GuestMemError::OutOfRange { addr, len })?;
         GuestRam::write(self, off, data).map_err(|_| GuestMemError::Populate(addr))
+    }
+
+    fn dma(
+        &mut self,
+        ranges: &[(GuestPhysAddr, u64)],
+    ) -> Result<Option<DmaList<'_>>, GuestMemError> {
+        // Every range checked before any block is populated: a refused list changes nothing.
+        let mut offs = Vec::with_capacity(ranges.len());
+        for &(addr, len) in ranges {
+            let off = offset_in(GuestPhysAddr(layout::RAM_BASE), self.size, addr, len)
+                .ok_or(GuestMemError::OutOfRange { addr, len })?;
+            offs.push(off);
+        }
+        let mut segs = Vec::with_capacity(ranges.len());
+        for (&(addr, len), &off) in ranges.iter().zip(&offs) {
+            // Blocks the guest does not have are zeroed and mapped before the device
+            // writes into them (the `fill` rule for a copy, made whole-block here: a DMA
+            // that fails half way must not leave old bytes in a block it then hands over).
+            self.dma_offset(addr, len as usize)?;
+            let end = off + len;
+            for p in &self.parts {
+                let (start, stop) = (p.offset, p.offset + p.ram.size());
+                let (from, to) = (off.max(start), end.min(stop));
+                if from < to {
+                    segs.push(DmaSeg {
+                        addr: p.ram.base().0 + (from - start),
+                        len: to - from,
+                    });
+                }
+            }
+        }
+        Ok(Some(DmaList::new(segs)))
     }
 }
 

@@ -132,6 +132,22 @@ pub trait Transfer {
     fn write_to_guest(&mut self, data: &[u8]) -> Result<(), Fault>;
     /// Fills `buf` from the guest, after what was moved before.
     fn read_from_guest(&mut self, buf: &mut [u8]) -> Result<(), Fault>;
+    /// Moves the next `len` bytes straight between the guest's buffers and `disk` at `lba`
+    /// by DMA (`write`: from the guest to the disk), as far as the guest's memory and the
+    /// disk can: `None` when either cannot, or the buffers do not hold `len` bytes of RAM
+    /// (nothing was done: the caller copies, and meets the same fault the copy would);
+    /// `Some` with the disk's answer otherwise (the transfer then moved past the bytes on
+    /// success, and not at all on a disk error). The default cannot.
+    fn direct(
+        &mut self,
+        disk: &mut dyn BlockDevice,
+        lba: u64,
+        len: u64,
+        write: bool,
+    ) -> Option<Result<(), BlockError>> {
+        let _ = (disk, lba, len, write);
+        None
+    }
 }
 
 /// A failure of the HBA (not of the disk): the port stops until software restarts it.
@@ -454,6 +470,13 @@ impl Drive {
             return Ok(Completion::err(ERR_IDNF | ERR_ABRT, lba));
         }
         self.power = PowerMode::Active;
+        if let Some(x) = xfer.as_deref_mut() {
+            match x.direct(disk, lba, n * SECTOR as u64, false) {
+                Some(Ok(())) => return Ok(Completion::ok(EndFis::D2h)),
+                Some(Err(e)) => return Ok(media_error(e, ERR_UNC, lba)),
+                None => {}
+            }
+        }
         let mut buf = vec![0u8; (n.min(CHUNK_SECTORS) as usize) * SECTOR];
         let mut done = 0;
         while done < n {
@@ -487,6 +510,18 @@ impl Drive {
             return Ok(Completion::err(ERR_ABRT, lba));
         }
         self.power = PowerMode::Active;
+        match xfer.direct(disk, lba, n * SECTOR as u64, true) {
+            Some(Err(e)) => return Ok(media_error(e, ERR_ABRT, lba)),
+            Some(Ok(())) => {
+                if !self.write_cache {
+                    if let Err(e) = disk.flush() {
+                        return Ok(media_error(e, ERR_ABRT, lba));
+                    }
+                }
+                return Ok(Completion::ok(EndFis::D2h));
+            }
+            None => {}
+        }
         let mut buf = vec![0u8; (n.min(CHUNK_SECTORS) as usize) * SECTOR];
         let mut done = 0;
         while done < n {

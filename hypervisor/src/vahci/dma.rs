@@ -5,9 +5,11 @@
 
 use super::ata::{Fault, Transfer};
 use super::regs::{HEADER_SIZE, PRDT_OFFSET, PRD_SIZE};
+use crate::block::{BlockDevice, BlockError};
 use crate::sync::Mutex;
 use crate::types::GuestPhysAddr;
 use crate::vm::mem::GuestMemory;
+use alloc::vec::Vec;
 
 /// Guest memory as the HBA's bus master sees it.
 pub struct Dma<'a> {
@@ -91,6 +93,7 @@ impl CommandHeader {
 }
 
 /// The data of one command, walked through its PRD table in order.
+#[derive(Clone)]
 pub struct Prdt<'d, 'm> {
     dma: &'d Dma<'m>,
     table: u64,
@@ -157,6 +160,46 @@ impl<'d, 'm> Prdt<'d, 'm> {
 }
 
 impl Transfer for Prdt<'_, '_> {
+    fn direct(
+        &mut self,
+        disk: &mut dyn BlockDevice,
+        lba: u64,
+        len: u64,
+        write: bool,
+    ) -> Option<Result<(), BlockError>> {
+        if !self.dma.enabled {
+            return None;
+        }
+        // Walk a copy: the PRDs as far as `len`, without moving this transfer yet.
+        let mut walk = self.clone();
+        let mut ranges = Vec::new();
+        let mut want = len;
+        while want > 0 {
+            let (addr, left) = walk.segment().ok()?;
+            let n = left.min(want);
+            ranges.push((GuestPhysAddr(addr), n));
+            walk.advance(n);
+            want -= n;
+        }
+        let mut mem = self.dma.mem.lock();
+        let list = mem.dma(&ranges).ok()??;
+        let r = if write {
+            disk.write_dma(lba, &list)
+        } else {
+            disk.read_dma(lba, &list)
+        };
+        match r {
+            Ok(false) => None,
+            Ok(true) => {
+                drop(list);
+                drop(mem);
+                *self = walk;
+                Some(Ok(()))
+            }
+            Err(e) => Some(Err(e)),
+        }
+    }
+
     fn write_to_guest(&mut self, mut data: &[u8]) -> Result<(), Fault> {
         while !data.is_empty() {
             let (addr, left) = self.segment()?;

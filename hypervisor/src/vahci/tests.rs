@@ -9,11 +9,13 @@ use crate::plugin::QuirkData;
 use crate::sync::Mutex;
 use crate::types::{GuestPhysAddr, VcpuId};
 use crate::vgic::{VGic, VcpuSet};
+use crate::vm::fake_dma::{FakeDmaDisk, FakeDmaRam};
 use crate::vm::mem::{FakeGuestMemory, GuestMemory};
 use alloc::collections::BTreeMap;
 use alloc::sync::Arc;
 use alloc::vec;
 use alloc::vec::Vec;
+use core::sync::atomic::{AtomicU32, Ordering};
 
 const RAM: u64 = 0x4000_0000;
 const RAM_SIZE: usize = 0x40_0000;
@@ -52,6 +54,8 @@ impl PciIrq for FakeIrq {
 struct Guest {
     hba: VAhci,
     mem: Arc<Mutex<FakeGuestMemory>>,
+    /// The memory the HBA sees, when it is not `mem` itself.
+    seen: Option<Arc<Mutex<dyn GuestMemory>>>,
     disk: Arc<Mutex<MemDisk>>,
     vgic: VGic,
     irq: FakeIrq,
@@ -120,6 +124,27 @@ impl Guest {
         Self::with(sectors, false, VAhciQuirks::default())
     }
 
+    /// A guest whose RAM hands out DMA lists and whose disk (`self.disk`, behind a
+    /// partition) takes them if `take`; the count of lists taken.
+    fn with_dma(sectors: u64, take: bool) -> (Self, Arc<AtomicU32>) {
+        let mut g = Self::new(sectors);
+        let lists = Arc::new(AtomicU32::new(0));
+        let dma: crate::block::SharedDisk = Arc::new(Mutex::new(FakeDmaDisk {
+            disk: g.disk.clone(),
+            ram: g.mem.clone(),
+            take,
+            lists: lists.clone(),
+        }));
+        let part = Partition::new(dma, 0, sectors, false).unwrap();
+        g.hba = VAhci::new(Box::new(part), "SN-0001", VAhciQuirks::default());
+        g.seen = Some(Arc::new(Mutex::new(FakeDmaRam::new(
+            g.mem.clone(),
+            GuestPhysAddr(RAM),
+            RAM_SIZE as u64,
+        ))));
+        (g, lists)
+    }
+
     fn with(sectors: u64, read_only: bool, quirks: VAhciQuirks) -> Self {
         let disk = Arc::new(Mutex::new(MemDisk::new(sectors)));
         let part = Partition::new(disk.clone(), 0, sectors, read_only).unwrap();
@@ -129,6 +154,7 @@ impl Guest {
                 GuestPhysAddr(RAM),
                 RAM_SIZE,
             ))),
+            seen: None,
             disk,
             vgic: VGic::new(1, 32).unwrap(),
             irq: FakeIrq {
@@ -139,7 +165,10 @@ impl Guest {
     }
 
     fn with_ctx<R>(&mut self, f: impl FnOnce(&mut VAhci, &mut IoCtx<'_>, &mut FakeIrq) -> R) -> R {
-        let mem: &Mutex<dyn GuestMemory> = &*self.mem;
+        let mem: &Mutex<dyn GuestMemory> = match &self.seen {
+            Some(m) => &**m,
+            None => &*self.mem,
+        };
         let mut ctx = IoCtx {
             vcpu: VcpuId(0),
             vgic: &mut self.vgic,
@@ -516,6 +545,50 @@ fn reads_and_writes_through_one_and_several_prds() {
     // The D2H FIS ended it cleanly.
     assert_eq!(g.mem_read(FB + RFIS_RFIS, 4), [FIS_D2H, 0x40, 0x50, 0]);
     assert_eq!(g.prd(P_TFD), 0x50);
+}
+
+#[test]
+fn reads_and_writes_go_by_dma_lists_when_memory_and_disk_take_them() {
+    for take in [true, false] {
+        let (mut g, lists) = Guest::with_dma(256, take);
+        g.probe();
+        let data = pattern(3 * SECTOR, 9);
+        g.mem_write(DATA, &data[..100]);
+        g.mem_write(DATA + 0x1000, &data[100..1100]);
+        g.mem_write(DATA + 0x3000, &data[1100..]);
+        let prds = [
+            (DATA, 100, false),
+            (DATA + 0x1000, 1000, true),
+            (DATA + 0x3000, 436, false),
+        ];
+        let is = g.ok(fis(cmd::WRITE_DMA_EXT, 10, 3), &prds, true);
+        assert_ne!(is & IS_DPS, 0, "PRD with the I bit, take {take}");
+        assert_eq!(g.prdbc(0), 3 * 512);
+        for i in 0..3 {
+            assert_eq!(
+                g.disk.lock().sector(10 + i),
+                &data[i as usize * SECTOR..][..SECTOR]
+            );
+        }
+        let is = g.ok(
+            fis(cmd::READ_DMA_EXT, 10, 3),
+            &[(DATA + 0x8000, 1536, false)],
+            false,
+        );
+        assert_eq!(is & IS_DPS, 0);
+        assert_eq!(g.prdbc(0), 3 * 512);
+        assert_eq!(g.mem_read(DATA + 0x8000, 1536), data);
+        assert_eq!(lists.load(Ordering::SeqCst), if take { 2 } else { 0 });
+        // PRDs shorter than the data: the copy path's overflow, no list.
+        g.issue(
+            0,
+            fis(cmd::READ_DMA_EXT, 0, 2),
+            &[(DATA, 512, false)],
+            false,
+        );
+        assert_ne!(g.prd(P_IS) & IS_OFS, 0);
+        assert_eq!(lists.load(Ordering::SeqCst), if take { 2 } else { 0 });
+    }
 }
 
 #[test]

@@ -131,6 +131,36 @@ impl VirtioBlk {
         u32::try_from(written).unwrap_or(u32::MAX)
     }
 
+    /// Moves the rest of `cursor`'s buffers (a request's data) straight between the guest's
+    /// memory and the disk at `lba` by DMA, if both can: true if done (the cursor then
+    /// moved past the data), false if nothing was done and the caller copies. A buffer
+    /// outside the guest's RAM is an I/O error before the disk is asked.
+    fn direct(
+        &mut self,
+        mem: &mut dyn GuestMemory,
+        cursor: &mut Cursor<'_>,
+        lba: u64,
+        write: bool,
+    ) -> Result<bool, u8> {
+        let len = cursor.remaining();
+        let ranges = cursor.ranges(len);
+        if ranges.iter().map(|r| r.1).sum::<u64>() != len {
+            // An address that overflows: the copy path reports it.
+            return Ok(false);
+        }
+        let done = match mem.dma(&ranges) {
+            Ok(Some(list)) if write => self.disk.write_dma(lba, &list),
+            Ok(Some(list)) => self.disk.read_dma(lba, &list),
+            Ok(None) => Ok(false),
+            Err(_) => return Err(VIRTIO_BLK_S_IOERR),
+        }
+        .map_err(|_| VIRTIO_BLK_S_IOERR)?;
+        if done {
+            cursor.skip(len);
+        }
+        Ok(done)
+    }
+
     /// The status of one request (`Err` carries the failure status).
     fn serve(
         &mut self,
@@ -153,6 +183,9 @@ impl VirtioBlk {
                 let count = whole_sectors(len)?;
                 crate::block::check(sector, count, self.disk.sectors()).map_err(ioerr)?;
                 let mut lba = sector;
+                if self.direct(mem, data_out, sector, false)? {
+                    return Ok(VIRTIO_BLK_S_OK);
+                }
                 while data_out.remaining() > 0 {
                     let n = chunk(data_out.remaining());
                     let buf = &mut self.bounce[..n];
@@ -170,6 +203,9 @@ impl VirtioBlk {
                 let count = whole_sectors(reader.remaining())?;
                 crate::block::check(sector, count, self.disk.sectors()).map_err(ioerr)?;
                 let mut lba = sector;
+                if self.direct(mem, reader, sector, true)? {
+                    return Ok(VIRTIO_BLK_S_OK);
+                }
                 while reader.remaining() > 0 {
                     let n = chunk(reader.remaining());
                     let buf = &mut self.bounce[..n];

@@ -212,6 +212,19 @@ impl<'c> Cursor<'c> {
         self.walk(data.len(), |addr, r| mem.write(addr, &data[r]))
     }
 
+    /// The guest ranges of the next `len` bytes (fewer if the buffers end first), without
+    /// moving: what a device hands to a disk as a DMA list.
+    pub fn ranges(&self, len: u64) -> Vec<(GuestPhysAddr, u64)> {
+        let mut c = self.clone();
+        let mut out = Vec::new();
+        let n = usize::try_from(len).unwrap_or(usize::MAX);
+        let _ = c.walk(n, |addr, r| {
+            out.push((addr, r.len() as u64));
+            Ok(())
+        });
+        out
+    }
+
     /// Skips `len` bytes (at most what is left).
     pub fn skip(&mut self, len: u64) {
         let n = usize::try_from(len).unwrap_or(usize::MAX);

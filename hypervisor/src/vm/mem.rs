@@ -19,6 +19,7 @@
 //! ```
 #![deny(unsafe_code)]
 
+use crate::block::DmaList;
 use crate::types::GuestPhysAddr;
 use alloc::vec;
 use alloc::vec::Vec;
@@ -45,6 +46,22 @@ pub trait GuestMemory: Send {
     fn read(&mut self, addr: GuestPhysAddr, buf: &mut [u8]) -> Result<(), GuestMemError>;
     /// Writes `data` to guest memory at `addr`.
     fn write(&mut self, addr: GuestPhysAddr, data: &[u8]) -> Result<(), GuestMemError>;
+
+    /// The guest ranges `ranges` (guest-physical start, bytes; in transfer order) as host
+    /// memory a device may read or write by DMA for one request, borrowing this memory
+    /// until the request is done. Every range must lie entirely inside the VM's RAM (else
+    /// `OutOfRange`, and nothing changed); a 2 MiB block the guest does not have yet is
+    /// zeroed and given to it first, as on a guest's first touch, so whatever the device
+    /// does (or fails to do) the guest never sees a previous owner's byte. `Ok(None)` if
+    /// this memory cannot be reached by DMA: the caller copies with [`Self::read`] and
+    /// [`Self::write`]. The default cannot.
+    fn dma(
+        &mut self,
+        ranges: &[(GuestPhysAddr, u64)],
+    ) -> Result<Option<DmaList<'_>>, GuestMemError> {
+        let _ = ranges;
+        Ok(None)
+    }
 
     /// A little-endian `u16` at `addr`.
     fn read_u16(&mut self, addr: GuestPhysAddr) -> Result<u16, GuestMemError> {

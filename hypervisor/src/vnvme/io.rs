@@ -3,9 +3,11 @@
 use super::admin::NSID_ALL;
 use super::cmd::{Command, Outcome, Status};
 use super::{prp, VNvme, MAX_TRANSFER};
-use crate::block::{BlockError, SECTOR};
+use crate::block::{BlockDevice, BlockError, DmaList, SECTOR};
+use crate::types::GuestPhysAddr;
 use crate::vm::devices::IoCtx;
 use alloc::vec;
+use alloc::vec::Vec;
 
 /// I/O opcodes.
 mod op {
@@ -85,11 +87,13 @@ impl VNvme {
             return Err(Status::INVALID_FIELD);
         }
         let segs = self.data_segments(ctx, cmd, len)?;
-        let mut buf = vec![0u8; len as usize];
-        self.disk
-            .read(slba, &mut buf)
-            .map_err(|e| block_status(e, false))?;
-        prp::scatter(&mut *ctx.mem.lock(), &segs, &buf)?;
+        if !self.direct(ctx, &segs, |disk, list| disk.read_dma(slba, list), false)? {
+            let mut buf = vec![0u8; len as usize];
+            self.disk
+                .read(slba, &mut buf)
+                .map_err(|e| block_status(e, false))?;
+            prp::scatter(&mut *ctx.mem.lock(), &segs, &buf)?;
+        }
         self.health.read_commands += 1;
         self.health.units_read += nlb;
         Ok(())
@@ -105,14 +109,40 @@ impl VNvme {
             return Err(Status::NAMESPACE_WRITE_PROTECTED);
         }
         let segs = self.data_segments(ctx, cmd, len)?;
-        let buf = prp::gather(&mut *ctx.mem.lock(), &segs)?;
-        self.disk
-            .write(slba, &buf)
-            .map_err(|e| block_status(e, true))?;
+        if !self.direct(ctx, &segs, |disk, list| disk.write_dma(slba, list), true)? {
+            let buf = prp::gather(&mut *ctx.mem.lock(), &segs)?;
+            self.disk
+                .write(slba, &buf)
+                .map_err(|e| block_status(e, true))?;
+        }
         self.settle(cmd)?;
         self.health.write_commands += 1;
         self.health.units_written += nlb;
         Ok(())
+    }
+
+    /// Moves a Read's or Write's data straight between the guest's pages `segs` and the
+    /// disk by DMA (`op` is the disk's `read_dma` or `write_dma`), if the guest's memory
+    /// and the disk both can: `Ok(false)` when either cannot, and nothing was done. A
+    /// segment outside the guest's RAM is a Data Transfer Error before the disk is asked.
+    /// The guest's memory stays locked for the request, so it cannot be taken back while
+    /// the device works on it.
+    fn direct(
+        &mut self,
+        ctx: &mut IoCtx<'_>,
+        segs: &[prp::Segment],
+        op: impl FnOnce(&mut dyn BlockDevice, &DmaList<'_>) -> Result<bool, BlockError>,
+        write: bool,
+    ) -> Result<bool, Status> {
+        let ranges: Vec<(GuestPhysAddr, u64)> = segs
+            .iter()
+            .map(|s| (GuestPhysAddr(s.addr), s.len))
+            .collect();
+        let mut mem = ctx.mem.lock();
+        let Some(list) = mem.dma(&ranges).map_err(|_| Status::DATA_TRANSFER_ERROR)? else {
+            return Ok(false);
+        };
+        op(&mut *self.disk, &list).map_err(|e| block_status(e, write))
     }
 
     fn write_zeroes(&mut self, cmd: &Command) -> Result<(), Status> {

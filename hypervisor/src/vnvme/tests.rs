@@ -8,6 +8,7 @@ use crate::block::{MemDisk, Partition, SharedDisk, SECTOR};
 use crate::pci::msix::tests::{with_ctx, RecIrq};
 use crate::plugin::QuirkData;
 use crate::sync::Mutex;
+use crate::vm::fake_dma::{FakeDmaDisk, FakeDmaRam};
 use crate::vm::mem::{FakeGuestMemory, GuestMemory};
 use alloc::sync::Arc;
 use core::sync::atomic::{AtomicU32, Ordering};
@@ -44,6 +45,8 @@ struct Cqe {
 struct Host {
     nvme: VNvme,
     mem: Arc<Mutex<FakeGuestMemory>>,
+    /// The memory the model sees, when it is not `mem` itself.
+    ctx_mem: Option<Arc<Mutex<dyn GuestMemory>>>,
     disk: Arc<Mutex<MemDisk>>,
     irq: RecIrq,
     /// Per queue ID: SQ base, SQ size, SQ tail, CQ base, CQ size, CQ head, phase.
@@ -89,6 +92,7 @@ impl Host {
         Self {
             nvme: VNvme::new(disk, "VM0-DISK0", uuid, quirks).unwrap(),
             mem,
+            ctx_mem: None,
             disk: mem_disk,
             irq: RecIrq {
                 bus_master: true,
@@ -112,7 +116,10 @@ impl Host {
     }
 
     fn ctx<R>(&mut self, f: impl FnOnce(&mut VNvme, &mut IoCtx<'_>, &mut RecIrq) -> R) -> R {
-        let mem: Arc<Mutex<dyn GuestMemory>> = self.mem.clone();
+        let mem: Arc<Mutex<dyn GuestMemory>> = match &self.ctx_mem {
+            Some(m) => m.clone(),
+            None => self.mem.clone(),
+        };
         let (nvme, irq) = (&mut self.nvme, &mut self.irq);
         with_ctx(&mem, |ctx| f(nvme, ctx, irq))
     }
@@ -1419,4 +1426,110 @@ fn polled_queues_raise_no_message() {
     assert_eq!(h.run(1, rw(0x02, 0, 1, DATA, 0)).status, Status::SUCCESS);
     assert_eq!(h.irq.msis.len(), before, "interrupts disabled on CQ 1");
     assert_eq!(h.read(u64::from(MSIX_PBA), Q), 0, "nor pending");
+}
+
+/// A probed controller over sectors `[64, 64 + SECTORS)` of a bigger disk that takes DMA
+/// lists if `take`, and the count of lists it took.
+fn dma_host(take: bool) -> (Host, Arc<AtomicU32>) {
+    let disk = Arc::new(Mutex::new(MemDisk::new(SECTORS + 128)));
+    let ram = Arc::new(Mutex::new(FakeGuestMemory::new(
+        GuestPhysAddr(RAM),
+        RAM_SIZE,
+    )));
+    let lists = Arc::new(AtomicU32::new(0));
+    let dma: SharedDisk = Arc::new(Mutex::new(FakeDmaDisk {
+        disk: disk.clone(),
+        ram: ram.clone(),
+        take,
+        lists: lists.clone(),
+    }));
+    let part = Partition::new(dma, 64, SECTORS, false).unwrap();
+    let mut h = Host::with_parts(Box::new(part), disk, ram.clone(), VNvmeQuirks::default());
+    h.ctx_mem = Some(Arc::new(Mutex::new(FakeDmaRam::new(
+        ram,
+        GuestPhysAddr(RAM),
+        RAM_SIZE as u64,
+    ))));
+    h.enable_msix(2);
+    h.enable();
+    h.identify_controller();
+    assert_eq!(h.admin(set_features(0x07, 0)).status, Status::SUCCESS);
+    h.create_io_queue(1);
+    (h, lists)
+}
+
+#[test]
+fn reads_and_writes_go_straight_between_guest_pages_and_a_disk_that_takes_dma_lists() {
+    for take in [true, false] {
+        let (mut h, lists) = dma_host(take);
+        // 16 scattered pages in reverse order through a PRP list, PRP1 512 bytes in.
+        let data = pattern(16 * 4096, 7);
+        let first = DATA + 0x200;
+        let pages: Vec<u64> = (1..=16)
+            .rev()
+            .map(|i| DATA + 0x80000 + i * 0x2000)
+            .collect();
+        h.mem_write(first, &data[..0xe00]);
+        let mut off = 0xe00;
+        let mut list = Vec::new();
+        for p in &pages {
+            let n = (data.len() - off).min(4096);
+            h.mem_write(*p, &data[off..off + n]);
+            list.extend_from_slice(&p.to_le_bytes());
+            off += n;
+        }
+        h.mem_write(LISTS, &list);
+        let c = h.run(1, rw(0x01, 40, 128, first, LISTS));
+        assert_eq!(c.status, Status::SUCCESS);
+        // Partition sector 40 is disk sector 104.
+        assert_eq!(disk_bytes(&h, 104, 128), data);
+        // Back into one contiguous run of other pages.
+        let back = DATA + 0x40000;
+        let mut list = Vec::new();
+        for i in 1..16u64 {
+            list.extend_from_slice(&(back + i * 4096).to_le_bytes());
+        }
+        h.mem_write(LISTS + 0x1000, &list);
+        let c = h.run(1, rw(0x02, 40, 128, back, LISTS + 0x1000));
+        assert_eq!(c.status, Status::SUCCESS);
+        assert_eq!(h.mem_read(back, data.len()), data);
+        assert_eq!(
+            lists.load(Ordering::SeqCst),
+            if take { 2 } else { 0 },
+            "take {take}"
+        );
+        // A data page outside RAM: refused before the disk sees anything.
+        h.mem_write(LISTS, &(RAM + RAM_SIZE as u64).to_le_bytes());
+        let c = h.run(1, rw(0x02, 40, 24, DATA, LISTS));
+        assert_eq!(c.status, Status::DATA_TRANSFER_ERROR);
+        let c = h.run(1, rw(0x01, 40, 24, DATA, LISTS));
+        assert_eq!(c.status, Status::DATA_TRANSFER_ERROR);
+        assert_eq!(lists.load(Ordering::SeqCst), if take { 2 } else { 0 });
+    }
+}
+
+#[test]
+fn dma_device_errors_reach_the_guest_and_fua_still_flushes() {
+    let (mut h, lists) = dma_host(true);
+    h.disk.lock().fail_with = Some(0x281);
+    assert_eq!(
+        h.run(1, rw(0x02, 0, 8, DATA, 0)).status,
+        Status::UNRECOVERED_READ_ERROR
+    );
+    assert_eq!(
+        h.run(1, rw(0x01, 0, 8, DATA, 0)).status,
+        Status::WRITE_FAULT
+    );
+    h.disk.lock().fail_with = None;
+    // A past-the-end request never reaches the disk.
+    assert_eq!(
+        h.run(1, rw(0x02, SECTORS - 4, 8, DATA, 0)).status,
+        Status::LBA_OUT_OF_RANGE
+    );
+    let before = h.disk.lock().flushes;
+    let mut fua = rw(0x01, 0, 8, DATA, 0);
+    fua.0[12] |= 1 << 30;
+    assert_eq!(h.run(1, fua).status, Status::SUCCESS);
+    assert_eq!(h.disk.lock().flushes, before + 1);
+    assert_eq!(lists.load(Ordering::SeqCst), 3);
 }

@@ -83,9 +83,19 @@ impl VirtioGuest {
             GuestPhysAddr(RAM),
             RAM_SIZE,
         )));
+        Self::with_memory(function, mem.clone(), mem)
+    }
+
+    /// The same with `mem` as the RAM the test reads and writes and `seen` as what the
+    /// devices see (a view of `mem`, e.g. one that hands out DMA lists).
+    pub fn with_memory(
+        function: Box<dyn PciFunction>,
+        mem: Arc<Mutex<FakeGuestMemory>>,
+        seen: Arc<Mutex<dyn GuestMemory>>,
+    ) -> Self {
         let mut dev = VmDevices::new(GicVersion::V3, 2, "t", discard)
             .unwrap()
-            .with_memory(mem.clone());
+            .with_memory(seen);
         let slot = dev.add_pci("virtio0", function).unwrap().0;
         Self {
             dev,

@@ -909,6 +909,10 @@ mod tests {
             d.clock
         }
 
+        fn sync_dma(&self, _list: &hypervisor::block::DmaList<'_>, _coherent: bool) {
+            // No DMA lists here: this driver (and its fake) move data through buffers only.
+        }
+
         fn ticks_per_ms(&self) -> u64 {
             TICKS_PER_MS
         }

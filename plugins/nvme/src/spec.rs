@@ -3,6 +3,7 @@
 //! driver's plan. No hardware access; host-tested.
 
 use alloc::vec::Vec;
+use hypervisor::block::DmaSeg;
 use plugin_quirks_storage::StorageConfig;
 
 /// Controller register offsets (3.1.3).
@@ -305,6 +306,77 @@ pub fn prps(data: u64, len: u64, page: u64, list: u64) -> (Prp, Vec<u64>) {
     }
 }
 
+/// A DMA list cut into pieces that each lie in one `page`-byte memory page, in order, if
+/// PRPs can describe it (4.3): the first piece starts dword aligned, every later piece
+/// starts a page and every piece but the last ends one. `None` otherwise (the driver then
+/// goes through its bounce buffer). A guest's own PRPs, translated page by page, always
+/// pass; a buffer that is contiguous in host memory passes whatever its length.
+pub fn prp_pieces(segs: &[DmaSeg], page: u64) -> Option<Vec<(u64, u64)>> {
+    let mut pieces: Vec<(u64, u64)> = Vec::new();
+    for s in segs.iter().filter(|s| s.len > 0) {
+        let end = s.addr.checked_add(s.len)?;
+        let mut at = s.addr;
+        while at < end {
+            let stop = end.min((at / page + 1) * page);
+            pieces.push((at, stop - at));
+            at = stop;
+        }
+    }
+    let last = pieces.len().checked_sub(1)?;
+    let ok = pieces.iter().enumerate().all(|(i, &(a, l))| {
+        let start_ok = if i == 0 { a % 4 == 0 } else { a % page == 0 };
+        start_ok && (i == last || (a + l) % page == 0)
+    });
+    ok.then_some(pieces)
+}
+
+/// [`prp_pieces`]' pieces grouped into transfers of at most `max` bytes (the last may be
+/// shorter); a piece is split where a transfer ends. With `max` a multiple of the page no
+/// bigger than [`max_transfer`]'s bound, each transfer's pieces again satisfy the PRP rules
+/// and need at most one PRP list page.
+pub fn prp_chunks(pieces: &[(u64, u64)], max: u64) -> Vec<Vec<(u64, u64)>> {
+    let mut out = Vec::new();
+    let mut cur = Vec::new();
+    let mut room = max;
+    for &(mut a, mut l) in pieces {
+        while l > 0 {
+            let n = l.min(room);
+            cur.push((a, n));
+            a += n;
+            l -= n;
+            room -= n;
+            if room == 0 {
+                out.push(core::mem::take(&mut cur));
+                room = max;
+            }
+        }
+    }
+    if !cur.is_empty() {
+        out.push(cur);
+    }
+    out
+}
+
+/// PRP1/PRP2 for one transfer's pieces ([`prp_chunks`]), with the PRP list (to be written
+/// at `list`) when there are more than two.
+pub fn chunk_prps(chunk: &[(u64, u64)], list: u64) -> (Prp, Vec<u64>) {
+    let prp1 = chunk.first().map_or(0, |p| p.0);
+    match chunk.len() {
+        0 | 1 => (Prp { prp1, prp2: 0 }, Vec::new()),
+        2 => (
+            Prp {
+                prp1,
+                prp2: chunk[1].0,
+            },
+            Vec::new(),
+        ),
+        _ => (
+            Prp { prp1, prp2: list },
+            chunk[1..].iter().map(|p| p.0).collect(),
+        ),
+    }
+}
+
 /// The largest transfer in bytes: the controller's MDTS (`2^mdts` minimum pages, 0 = no
 /// limit), the driver's bounce buffer, and one page of PRP list.
 pub fn max_transfer(mdts: u8, min_page: u64, buffer: u64) -> u64 {
@@ -480,6 +552,48 @@ mod tests {
             (c.cid, c.phase, c.status, c.sq_head),
             (0x42, true, 0x281, 3)
         );
+    }
+
+    #[test]
+    fn dma_lists_become_page_pieces_and_transfers_within_one_prp_list_page() {
+        let seg = |addr, len| DmaSeg { addr, len };
+        // A contiguous run starting 512 bytes into a page: pieces per page.
+        let p = prp_pieces(&[seg(0x1_0200, 3 * 4096)], 4096).unwrap();
+        assert_eq!(
+            p,
+            vec![
+                (0x1_0200, 3584),
+                (0x1_1000, 4096),
+                (0x1_2000, 4096),
+                (0x1_3000, 512)
+            ]
+        );
+        assert_eq!(prp_pieces(&[], 4096), None);
+        assert_eq!(prp_pieces(&[seg(0x1001, 8)], 4096), None);
+        assert_eq!(prp_pieces(&[seg(0x1000, 8), seg(0x3000, 8)], 4096), None);
+        assert_eq!(prp_pieces(&[seg(u64::MAX - 8, 16)], 4096), None);
+        // The largest transfer with an offset: 513 pieces, one PRP1 and 512 list entries.
+        let big = prp_pieces(&[seg(0x20_0200, 4 << 20)], 4096).unwrap();
+        let max = max_transfer(0, 4096, u64::MAX);
+        assert_eq!(max, 2 << 20);
+        let chunks = prp_chunks(&big, max);
+        assert_eq!(chunks.len(), 2);
+        for c in &chunks {
+            assert_eq!(c.iter().map(|p| p.1).sum::<u64>(), 2 << 20);
+            let (prp, list) = chunk_prps(c, 0x9000);
+            assert_eq!(prp.prp1, c[0].0);
+            assert_eq!(prp.prp2, 0x9000);
+            assert!(list.len() <= 512);
+            assert!(list.iter().all(|a| a % 4096 == 0));
+        }
+        // The second transfer starts where the first stopped, inside a page.
+        assert_eq!(chunks[1][0].0, 0x20_0200 + (2 << 20));
+        // One and two pages need no list.
+        let one = prp_chunks(&[(0x5000, 4096)], max);
+        assert_eq!(chunk_prps(&one[0], 0x9000).0.prp2, 0);
+        let two = prp_chunks(&[(0x5800, 2048), (0x7000, 4096)], max);
+        let (prp, list) = chunk_prps(&two[0], 0x9000);
+        assert_eq!((prp.prp1, prp.prp2, list.len()), (0x5800, 0x7000, 0));
     }
 
     #[test]

@@ -157,6 +157,10 @@ impl Env for FakeEnv {
         m.clock
     }
 
+    fn sync_dma(&self, _list: &hypervisor::block::DmaList<'_>, _coherent: bool) {
+        // The drivers tested against this fake move data through their buffers only.
+    }
+
     fn ticks_per_ms(&self) -> u64 {
         Self::TICKS_PER_MS
     }
