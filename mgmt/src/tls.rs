@@ -80,9 +80,10 @@ pub struct TlsConfig;
 
 impl TlsConfig {
     /// A TLS 1.3-only server configuration presenting `cert_chain_der` (the host
-    /// certificate first, then any intermediates) with the PKCS#8 key `key_pkcs8_der`
-    /// (ECDSA P-256 from the installer; P-384, Ed25519 and RSA also load). No client
-    /// authentication, no ALPN (clients speak HTTP/1.1).
+    /// certificate first, then any intermediates) with the PKCS#8 (or SEC1) ECDSA P-256
+    /// key `key_pkcs8_der`, the key type the installer makes; another key type is refused
+    /// with an error (see [`provider`]). No client authentication, no ALPN (clients speak
+    /// HTTP/1.1).
     // `new` as the issue names it; what it makes is shared by every session.
     #[allow(clippy::new_ret_no_self)]
     pub fn new(
@@ -94,13 +95,10 @@ impl TlsConfig {
             .map(CertificateDer::from)
             .collect::<Vec<_>>();
         let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key_pkcs8_der));
-        let config = ServerConfig::builder_with_details(
-            Arc::new(rustls_rustcrypto::provider()),
-            Arc::new(HvTime),
-        )
-        .with_protocol_versions(&[&rustls::version::TLS13])?
-        .with_no_client_auth()
-        .with_single_cert(chain, key)?;
+        let config = ServerConfig::builder_with_details(Arc::new(provider()), Arc::new(HvTime))
+            .with_protocol_versions(&[&rustls::version::TLS13])?
+            .with_no_client_auth()
+            .with_single_cert(chain, key)?;
         let mut config = config;
         // No resumption: no ticket keys or session cache to keep, the same behaviour with
         // and without `std`, and the wall time (which a board may not know) is then never
@@ -338,6 +336,154 @@ fn encrypt_into(
     }
 }
 
+/// The cipher suites the server offers: the two TLS 1.3 suites on SHA-256. Every TLS 1.3
+/// client implements AES-128-GCM (RFC 8446 section 9.1 makes it mandatory); ChaCha20-Poly1305
+/// serves clients without AES hardware. AES-256-GCM-SHA384 is left out: it would bring
+/// SHA-384 (the SHA-512 core) for no client that lacks the other two.
+static CIPHER_SUITES: &[rustls::SupportedCipherSuite] = &[
+    rustls_rustcrypto::TLS13_AES_128_GCM_SHA256,
+    rustls_rustcrypto::TLS13_CHACHA20_POLY1305_SHA256,
+];
+
+/// The key exchange groups, in order of preference: X25519 and P-256 (the two every TLS 1.3
+/// client offers; RFC 8446 section 9.1 makes P-256 mandatory).
+static KX_GROUPS: &[&dyn rustls::crypto::SupportedKxGroup] = &[&kx::X25519, &kx::P256];
+
+/// The crypto provider of the management server: `rustls-rustcrypto`'s primitives, but only
+/// what a TLS 1.3 server with the installer's ECDSA P-256 key and no client certificates
+/// uses. `rustls_rustcrypto::provider()` brings every suite, group and key type it has (RSA
+/// with its big-integer arithmetic, P-384, Ed25519), over 200 KiB of the image that no
+/// handshake here reaches.
+///
+/// - Signing: ECDSA P-256 with SHA-256 only ([`EcdsaP256KeyProvider`]).
+/// - Signature verification: none. rustls verifies signatures only for client certificates,
+///   and the server asks for none (`with_no_client_auth`), so the set is empty; a
+///   configuration that asked for client certificates would find no algorithm and fail.
+pub fn provider() -> rustls::crypto::CryptoProvider {
+    rustls::crypto::CryptoProvider {
+        cipher_suites: CIPHER_SUITES.to_vec(),
+        kx_groups: KX_GROUPS.to_vec(),
+        signature_verification_algorithms: rustls::crypto::WebPkiSupportedAlgorithms {
+            all: &[],
+            mapping: &[],
+        },
+        secure_random: &rustls_rustcrypto::Provider,
+        key_provider: &EcdsaP256KeyProvider,
+    }
+}
+
+/// Loads the host key: ECDSA P-256 (PKCS#8 or SEC1); any other key is an error naming it.
+#[derive(Debug)]
+struct EcdsaP256KeyProvider;
+
+impl rustls::crypto::KeyProvider for EcdsaP256KeyProvider {
+    fn load_private_key(
+        &self,
+        key_der: PrivateKeyDer<'static>,
+    ) -> Result<Arc<dyn rustls::sign::SigningKey>, rustls::Error> {
+        use rustls_rustcrypto::sign::ecdsa::EcdsaSigningKeyP256;
+        EcdsaSigningKeyP256::try_from(&key_der)
+            .map(|k| Arc::new(k) as Arc<dyn rustls::sign::SigningKey>)
+            .map_err(|_| {
+                rustls::Error::General(
+                    "the host key is not an ECDSA P-256 key (the only type the management \
+                     server loads)"
+                        .into(),
+                )
+            })
+    }
+}
+
+/// The key exchanges of [`KX_GROUPS`], ephemeral keys from [`crate::rng`] (via `getrandom`).
+mod kx {
+    use alloc::boxed::Box;
+    use rustls::crypto::{ActiveKeyExchange, SharedSecret, SupportedKxGroup};
+    use rustls::{Error, NamedGroup, PeerMisbehaved};
+
+    /// X25519 (RFC 7748).
+    #[derive(Debug)]
+    pub(super) struct X25519;
+
+    struct X25519Exchange {
+        secret: x25519_dalek::EphemeralSecret,
+        public: x25519_dalek::PublicKey,
+    }
+
+    impl SupportedKxGroup for X25519 {
+        fn name(&self) -> NamedGroup {
+            NamedGroup::X25519
+        }
+
+        fn start(&self) -> Result<Box<dyn ActiveKeyExchange>, Error> {
+            let secret = x25519_dalek::EphemeralSecret::random_from_rng(rand_core::OsRng);
+            let public = x25519_dalek::PublicKey::from(&secret);
+            Ok(Box::new(X25519Exchange { secret, public }))
+        }
+    }
+
+    impl ActiveKeyExchange for X25519Exchange {
+        fn complete(self: Box<Self>, peer: &[u8]) -> Result<SharedSecret, Error> {
+            let peer: [u8; 32] = peer
+                .try_into()
+                .map_err(|_| Error::from(PeerMisbehaved::InvalidKeyShare))?;
+            let shared = self
+                .secret
+                .diffie_hellman(&x25519_dalek::PublicKey::from(peer));
+            // An all-zero secret means a low-order peer point (RFC 7748 section 6.1).
+            if !shared.was_contributory() {
+                return Err(PeerMisbehaved::InvalidKeyShare.into());
+            }
+            Ok(SharedSecret::from(&shared.as_bytes()[..]))
+        }
+
+        fn pub_key(&self) -> &[u8] {
+            self.public.as_bytes()
+        }
+
+        fn group(&self) -> NamedGroup {
+            NamedGroup::X25519
+        }
+    }
+
+    /// ECDH on NIST P-256 (secp256r1), uncompressed SEC1 points.
+    #[derive(Debug)]
+    pub(super) struct P256;
+
+    struct P256Exchange {
+        secret: p256::ecdh::EphemeralSecret,
+        public: Box<[u8]>,
+    }
+
+    impl SupportedKxGroup for P256 {
+        fn name(&self) -> NamedGroup {
+            NamedGroup::secp256r1
+        }
+
+        fn start(&self) -> Result<Box<dyn ActiveKeyExchange>, Error> {
+            let secret = p256::ecdh::EphemeralSecret::random(&mut rand_core::OsRng);
+            let public = p256::PublicKey::from(&secret).to_sec1_bytes();
+            Ok(Box::new(P256Exchange { secret, public }))
+        }
+    }
+
+    impl ActiveKeyExchange for P256Exchange {
+        fn complete(self: Box<Self>, peer: &[u8]) -> Result<SharedSecret, Error> {
+            let peer = p256::PublicKey::from_sec1_bytes(peer)
+                .map_err(|_| Error::from(PeerMisbehaved::InvalidKeyShare))?;
+            let shared = self.secret.diffie_hellman(&peer);
+            Ok(SharedSecret::from(shared.raw_secret_bytes().as_slice()))
+        }
+
+        fn pub_key(&self) -> &[u8] {
+            &self.public
+        }
+
+        fn group(&self) -> NamedGroup {
+            NamedGroup::secp256r1
+        }
+    }
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
@@ -515,5 +661,82 @@ pub(crate) mod tests {
     fn bad_key_is_an_error() {
         let pki = pki();
         assert!(TlsConfig::new(pki.chain, b"not a key".to_vec()).is_err());
+    }
+
+    #[test]
+    fn a_key_other_than_p256_is_refused_by_name() {
+        let pki = pki();
+        for alg in [&rcgen::PKCS_ECDSA_P384_SHA384, &rcgen::PKCS_ED25519] {
+            let key = rcgen::KeyPair::generate_for(alg).expect("key");
+            let err = TlsConfig::new(pki.chain.clone(), key.serialize_der())
+                .expect_err("only P-256 keys load");
+            assert!(err.to_string().contains("not an ECDSA P-256 key"), "{err}");
+        }
+    }
+
+    /// A handshake with a ring client offering only `suite` and `group`: the server's
+    /// provider must have both, and they are what is negotiated.
+    fn handshake_with(
+        suite: rustls::SupportedCipherSuite,
+        group: &'static dyn rustls::crypto::SupportedKxGroup,
+    ) -> Result<(), TlsError> {
+        let pki = pki();
+        let mut server =
+            TlsSession::new(TlsConfig::new(pki.chain, pki.key).expect("config")).expect("session");
+        let mut roots = rustls::RootCertStore::empty();
+        roots
+            .add(CertificateDer::from(pki.ca_der))
+            .expect("CA root");
+        #[allow(deprecated)]
+        let provider = rustls::crypto::CryptoProvider {
+            cipher_suites: vec![suite],
+            kx_groups: vec![group],
+            ..rustls::crypto::ring::default_provider()
+        };
+        let config = rustls::ClientConfig::builder_with_provider(Arc::new(provider))
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .expect("versions")
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let mut client =
+            rustls::ClientConnection::new(Arc::new(config), "hv.test".try_into().expect("name"))
+                .expect("client");
+        client.writer().write_all(b"ping").expect("write");
+        pump(&mut client, &mut server, &mut Vec::new())?;
+        assert!(!server.is_handshaking());
+        assert_eq!(server.take_plaintext(), b"ping");
+        assert_eq!(
+            client.negotiated_cipher_suite().map(|s| s.suite()),
+            Some(suite.suite())
+        );
+        assert_eq!(
+            client.negotiated_key_exchange_group().map(|g| g.name()),
+            Some(group.name())
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn every_offered_suite_and_group_completes_a_handshake() {
+        use rustls::crypto::ring::{cipher_suite, kx_group};
+        for suite in [
+            cipher_suite::TLS13_AES_128_GCM_SHA256,
+            cipher_suite::TLS13_CHACHA20_POLY1305_SHA256,
+        ] {
+            for group in [kx_group::X25519, kx_group::SECP256R1] {
+                handshake_with(suite, group).expect("handshake");
+            }
+        }
+    }
+
+    #[test]
+    fn a_client_without_a_common_suite_or_group_is_refused() {
+        use rustls::crypto::ring::{cipher_suite, kx_group};
+        let err = handshake_with(cipher_suite::TLS13_AES_256_GCM_SHA384, kx_group::X25519)
+            .expect_err("no common suite");
+        assert!(matches!(err, TlsError::Rustls(_)), "{err:?}");
+        let err = handshake_with(cipher_suite::TLS13_AES_128_GCM_SHA256, kx_group::SECP384R1)
+            .expect_err("no common group");
+        assert!(matches!(err, TlsError::Rustls(_)), "{err:?}");
     }
 }

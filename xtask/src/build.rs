@@ -259,9 +259,38 @@ pub fn check_image_header(bin: &[u8]) -> Result<ImageHeader, String> {
     Ok(h)
 }
 
+/// `SHT_RELR`: relative relocations packed by `-z pack-relative-relocs` (`.relr.dyn`).
+const SHT_RELR: u32 = 19;
+
+/// The link-time addresses of the words a RELR table relocates, decoded as the boot code
+/// (`hypervisor::arch::boot`) decodes it: an even entry is the address of one word, and
+/// the place moves to the word after it; an odd entry is a bitmap whose bit i (1..=63)
+/// stands for the (i-1)th word from the place, which then moves on 63 words. A bitmap
+/// before any address has no place to start from: an error.
+pub fn relr_addresses(entries: &[u64]) -> Result<Vec<u64>, String> {
+    let mut out = Vec::new();
+    let mut place: Option<u64> = None;
+    for (i, &e) in entries.iter().enumerate() {
+        if e & 1 == 0 {
+            out.push(e);
+            place = Some(e.wrapping_add(8));
+        } else {
+            let from = place.ok_or(format!("RELR entry {i} is a bitmap before any address"))?;
+            out.extend(
+                (1..64u64)
+                    .filter(|bit| e >> bit & 1 == 1)
+                    .map(|bit| from.wrapping_add((bit - 1) * 8)),
+            );
+            place = Some(from.wrapping_add(63 * 8));
+        }
+    }
+    Ok(out)
+}
+
 /// Checks that every dynamic relocation of the ELF `data` is one the boot code applies
-/// (`R_AARCH64_RELATIVE`, inside the image): a build that produced another would hang at
-/// entry. Returns how many there are.
+/// (`R_AARCH64_RELATIVE` in `.rela.dyn`, or packed in `.relr.dyn` at an aligned word;
+/// inside the image): a build that produced another would hang at entry, or write outside
+/// the image. Returns how many there are.
 pub fn check_relocations(data: &[u8]) -> Result<usize, String> {
     use object::read::elf::{ElfFile64, FileHeader, Rela, SectionHeader};
     let file = ElfFile64::<object::Endianness>::parse(data).map_err(|e| e.to_string())?;
@@ -274,6 +303,33 @@ pub fn check_relocations(data: &[u8]) -> Result<usize, String> {
     let end = base + flat.len() as u64;
     let mut count = 0;
     for section in sections.iter() {
+        if section.sh_type(endian) == SHT_RELR {
+            let bytes = section.data(endian, data).map_err(|e| e.to_string())?;
+            if bytes.len() % 8 != 0 {
+                return Err(format!(
+                    "a RELR table of {} bytes (not whole words)",
+                    bytes.len()
+                ));
+            }
+            let entries: Vec<u64> = bytes
+                .chunks_exact(8)
+                .map(|w| u64::from_le_bytes(w.try_into().unwrap_or([0; 8])))
+                .collect();
+            for at in relr_addresses(&entries)? {
+                if at % 8 != 0 {
+                    return Err(format!(
+                        "packed relocation at {at:#x} is not an aligned word"
+                    ));
+                }
+                if at < base || at.saturating_add(8) > end {
+                    return Err(format!(
+                        "relocation at {at:#x} is outside the image {base:#x}..{end:#x}"
+                    ));
+                }
+                count += 1;
+            }
+            continue;
+        }
         let Some((relas, _)) = section.rela(endian, data).map_err(|e| e.to_string())? else {
             continue;
         };
@@ -501,6 +557,16 @@ mod tests {
     /// A minimal little-endian ELF64 for AArch64: `segs` are (address, file bytes, memory
     /// size) PT_LOADs, `relas` (offset, type, addend) go into a `.rela.dyn` section.
     fn elf(entry: u64, segs: &[(u64, Vec<u8>, u64)], relas: &[(u64, u32, u64)]) -> Vec<u8> {
+        elf_with_relr(entry, segs, relas, &[])
+    }
+
+    /// [`elf`] with a `.relr.dyn` section holding the RELR entries `relr`.
+    fn elf_with_relr(
+        entry: u64,
+        segs: &[(u64, Vec<u8>, u64)],
+        relas: &[(u64, u32, u64)],
+        relr: &[u64],
+    ) -> Vec<u8> {
         let phnum = segs.len();
         let mut body: Vec<u8> = Vec::new();
         let data_start = 64 + 56 * phnum;
@@ -518,8 +584,12 @@ mod tests {
             body.extend_from_slice(&(ty as u64).to_le_bytes());
             body.extend_from_slice(&addend.to_le_bytes());
         }
+        let relr_off = data_start + body.len();
+        for e in relr {
+            body.extend_from_slice(&e.to_le_bytes());
+        }
         let shstr_off = data_start + body.len();
-        let shstr = b"\0.rela.dyn\0.shstrtab\0";
+        let shstr = b"\0.rela.dyn\0.shstrtab\0.relr.dyn\0";
         body.extend_from_slice(shstr);
         while !body.len().is_multiple_of(8) {
             body.push(0);
@@ -535,7 +605,7 @@ mod tests {
         f.extend_from_slice(&64u64.to_le_bytes());
         f.extend_from_slice(&(shoff as u64).to_le_bytes());
         f.extend_from_slice(&0u32.to_le_bytes());
-        for v in [64u16, 56, phnum as u16, 64, 3, 2] {
+        for v in [64u16, 56, phnum as u16, 64, 4, 2] {
             f.extend_from_slice(&v.to_le_bytes());
         }
         for ((addr, bytes, memsz), off) in segs.iter().zip(&seg_offsets) {
@@ -560,6 +630,7 @@ mod tests {
         shdr(&mut f, 0, 0, 0, 0, 0);
         shdr(&mut f, 1, 4, rela_off, relas.len() * 24, 24); // SHT_RELA
         shdr(&mut f, 11, 3, shstr_off, shstr.len(), 0); // SHT_STRTAB
+        shdr(&mut f, 21, SHT_RELR, relr_off, relr.len() * 8, 8);
         f
     }
 
@@ -632,6 +703,40 @@ mod tests {
         assert!(e.contains("type 257"), "{e}");
         let e = check_relocations(&seg(&[(base + 0x1000, 1027, 0)])).unwrap_err();
         assert!(e.contains("outside the image"), "{e}");
+    }
+
+    #[test]
+    fn relr_tables_decode_as_the_boot_code_applies_them() {
+        // lld's encoding of words 0x1000, 0x1008, 0x1018 and 0x1000 + 8 * 64: an address,
+        // then a bitmap from 0x1008 (bits 1 and 3: 0x1008, 0x1018; bit 63: 0x1008 + 62 * 8).
+        let bitmap = 1 | (1 << 1) | (1 << 3) | (1 << 63);
+        assert_eq!(
+            relr_addresses(&[0x1000, bitmap]),
+            Ok(vec![0x1000, 0x1008, 0x1018, 0x1008 + 62 * 8])
+        );
+        // A second bitmap continues 63 words on; a new address restarts the place.
+        assert_eq!(
+            relr_addresses(&[0x1000, 1, 0b11, 0x2000]),
+            Ok(vec![0x1000, 0x1008 + 63 * 8, 0x2000])
+        );
+        assert!(relr_addresses(&[0b101])
+            .unwrap_err()
+            .contains("before any address"));
+        assert_eq!(relr_addresses(&[]), Ok(vec![]));
+    }
+
+    #[test]
+    fn packed_relocations_are_checked_like_the_others() {
+        let base = 0x4020_0000;
+        let seg = |relr: &[u64]| elf_with_relr(base, &[(base, header(0x10_0000), 64)], &[], relr);
+        // 0x8, 0x10 and 0x20 from the base: three relocations.
+        assert_eq!(check_relocations(&seg(&[base + 8, 0b1011])), Ok(3));
+        let e = check_relocations(&seg(&[base + 8, 1 << 63 | 1])).unwrap_err();
+        assert!(e.contains("outside the image"), "{e}");
+        let e = check_relocations(&seg(&[base + 4])).unwrap_err();
+        assert!(e.contains("not an aligned word"), "{e}");
+        let e = check_relocations(&seg(&[0b11])).unwrap_err();
+        assert!(e.contains("before any address"), "{e}");
     }
 
     #[test]

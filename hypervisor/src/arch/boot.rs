@@ -10,7 +10,8 @@ pub const MAX_CPUS: usize = 192;
 /// `flags` of the Image header: little-endian (bit 0 clear), 4 KiB pages (bits 1-2 = 1),
 /// may be placed anywhere in physical memory (bit 3).
 pub const IMAGE_FLAGS: u64 = (1 << 1) | (1 << 3);
-/// `R_AARCH64_RELATIVE`, the only dynamic relocation type a static PIE has.
+/// `R_AARCH64_RELATIVE`, the only dynamic relocation type a static PIE has (in `.rela.dyn`;
+/// most of them are packed in `.relr.dyn`, which has no types).
 pub const R_AARCH64_RELATIVE: u64 = 1027;
 
 global_asm!(
@@ -35,19 +36,28 @@ _start:
 0:
     // MMU and D-cache off, x0 = DTB (0 when the loader passes none). Keep it in x20.
     mov     x20, x0
-    // Relocate: delta = where we run - where we were linked; every R_AARCH64_RELATIVE
-    // entry of .rela.dyn says "*(r_offset + delta) = r_addend + delta". Applied on every
-    // boot, delta 0 included (the result is then the link-time value). No stack, no Rust.
+    // Relocate: delta = where we run - where the image was last relocated for (9f: the link
+    // address until a first pass, then where that pass ran; so entering twice at one place
+    // applies nothing twice). Two tables, both written by the linker (xtask checks them):
+    // - .rela.dyn: every R_AARCH64_RELATIVE entry says "*(r_offset + delta) = r_addend +
+    //   delta" (absolute, so harmless to repeat);
+    // - .relr.dyn (`-z pack-relative-relocs`): the same relocations packed, the value
+    //   kept in place: "*(where + delta) += delta". An even entry is the link-time
+    //   address of one word to relocate, and the next word follows it; an odd entry is a
+    //   bitmap: bit i (1..=63) relocates the (i-1)th word from there, then the place moves
+    //   on 63 words.
+    // No stack, no Rust; the MMU and caches are off.
     adrp    x1, __image_start
     add     x1, x1, :lo12:__image_start
     ldr     x2, 9f
     sub     x9, x1, x2
+    cbz     x9, 6f
     adrp    x3, __rela_start
     add     x3, x3, :lo12:__rela_start
     adrp    x4, __rela_end
     add     x4, x4, :lo12:__rela_end
 5:  cmp     x3, x4
-    b.hs    6f
+    b.hs    20f
     ldp     x5, x6, [x3], #16       // r_offset, r_info
     ldr     x7, [x3], #8            // r_addend
     cmp     x6, #{relative}
@@ -55,6 +65,33 @@ _start:
     add     x7, x7, x9
     str     x7, [x5, x9]
     b       5b
+20: adrp    x3, __relr_start
+    add     x3, x3, :lo12:__relr_start
+    adrp    x4, __relr_end
+    add     x4, x4, :lo12:__relr_end
+    mov     x10, #0                 // the next word to relocate (where we run)
+21: cmp     x3, x4
+    b.hs    25f
+    ldr     x5, [x3], #8
+    tbnz    x5, #0, 22f
+    add     x10, x5, x9             // an address: relocate that word
+    ldr     x7, [x10]
+    add     x7, x7, x9
+    str     x7, [x10], #8
+    b       21b
+22: mov     x11, x10                // a bitmap of the 63 words from x10
+23: lsr     x5, x5, #1
+    cbz     x5, 24f
+    tbz     x5, #0, 26f
+    ldr     x7, [x11]
+    add     x7, x7, x9
+    str     x7, [x11]
+26: add     x11, x11, #8
+    b       23b
+24: add     x10, x10, #(63 * 8)
+    b       21b
+25: adr     x2, 9f                  // done for this place
+    str     x1, [x2]
 6:
     dsb     sy
     isb
