@@ -504,10 +504,11 @@ mod tests {
     use super::*;
 
     /// The out-of-tree example builds into the workspace's target directory
-    /// ([`out_of_tree_image`]) so that it reuses the crates the in-tree images compiled: that
-    /// holds only while its release profile and the versions its lock file picks are the
-    /// workspace's own (a different `opt-level`, or one crate a patch version apart, rebuilt
-    /// the whole core: 97 s of `cargo xtask test`).
+    /// ([`out_of_tree_image`]) so that it reuses the crates.io dependencies the in-tree
+    /// images compiled (the path crates are compiled again: cargo hashes a path package
+    /// relative to its workspace's root). That holds only while its release profile and the
+    /// versions its lock file picks are the workspace's own: at `opt-level = "s"`, with one
+    /// crate a patch version apart, it rebuilt everything (97 s of `cargo xtask test`).
     #[test]
     fn out_of_tree_example_builds_with_the_workspace_profile_and_versions() {
         let read = |p: &str| -> toml::Table {
