@@ -767,16 +767,21 @@ impl VGic {
             };
             self.take_sgi_source(vcpu, intid, deliverable)
         } else {
-            let (grp0, grp1) = (self.grp0_enabled, self.grp1_enabled);
-            let irq = self.irq_mut(intid, vcpu)?;
+            // Decided below, on the one lookup of the interrupt.
+            (false, false, 0, false)
+        };
+        let (grp0, grp1) = (self.grp0_enabled, self.grp1_enabled);
+        let irq = self.irq_mut(intid, vcpu)?;
+        let (pending, took_latch) = if per_source {
+            (pending, took_latch)
+        } else {
             let deliverable = irq.deliverable(grp0, grp1);
             let took_latch = deliverable && irq.pending_latch;
             if took_latch {
                 irq.pending_latch = false;
             }
-            (deliverable, took_latch, 0, false)
+            (deliverable, took_latch)
         };
-        let irq = self.irq_mut(intid, vcpu)?;
         // A level interrupt sampled again at its EOI (the virtual timer, the PMU, a
         // passed-through line) whose guest is still handling it: its source may already
         // have dropped without a trap to say so (the guest re-armed its timer), so it

@@ -1253,14 +1253,19 @@ fn enter_general(lv: &mut LocalVcpu, hw: &mut HwLrs, solo: bool) -> Option<usize
 
 /// The receiver fast path, for an IRQ exit of a vCPU alone on this CPU (usually asleep in
 /// the guest's own `WFI`): if the only physical interrupt is the kick and the vCPU's only
-/// newly pending interrupt is one of its own SGIs or PPIs, acknowledges the kick, puts that
+/// newly pending interrupt is one of its own SGIs or PPIs, acknowledges the kick, folds the
+/// `used` LRs back (`sync`, under the same lock as the flush; `used` is then 0), puts that
 /// interrupt in LR 0 exactly as the general `flush` would ([`VGic::flush_kicked`]) and
 /// returns the LRs in use, to re-enter without the scheduler checks. Otherwise returns
 /// what the general path must still handle: an interrupt already acknowledged, and what
 /// the kick (if taken) asks for. It declines whenever the general entry would do more: the
 /// VM stopping, resetting or leaving, a VM arriving, network frames, the `WFI` trap or a
 /// console prompt, the management stack due.
-fn kick_fast(lv: &mut LocalVcpu, hw: &mut HwLrs) -> Result<usize, (Option<u32>, Next)> {
+fn kick_fast(
+    lv: &mut LocalVcpu,
+    hw: &mut HwLrs,
+    used: &mut usize,
+) -> Result<usize, (Option<u32>, Next)> {
     let gic = irqchip();
     let first = gic.acknowledge();
     if first != Some(KICK_SGI) {
@@ -1281,8 +1286,23 @@ fn kick_fast(lv: &mut LocalVcpu, hw: &mut HwLrs) -> Result<usize, (Option<u32>, 
     {
         return GENERAL;
     }
-    let (used, ptimer_ahead) = {
+    for n in 0..*used {
+        lv.lrs[n] = crate::arch::vgic_hw::read_lr(n);
+    }
+    let (now, ptimer_ahead) = {
         let mut dev = lv.vm.devices.lock();
+        if *used > 0 {
+            let _ = dev.vgic.sync(lv.id, &lv.lrs[..*used]);
+            handle_eois(
+                &lv.vm,
+                lv.id,
+                &mut lv.vtimer,
+                &mut lv.pmu_masked,
+                &mut dev.vgic,
+            );
+            // Folded back: the general path has nothing left to sync.
+            *used = 0;
+        }
         if dev.prompt_waiting() {
             return GENERAL;
         }
@@ -1296,11 +1316,42 @@ fn kick_fast(lv: &mut LocalVcpu, hw: &mut HwLrs) -> Result<usize, (Option<u32>, 
     if let Some(d) = ptimer_ahead {
         cpu::set_hyp_timer(hw.sched_deadline.map_or(d, |s| s.min(d)));
     }
-    for n in 0..used.max(hw.dirty).min(hw.num) {
+    for n in 0..now.max(hw.dirty).min(hw.num) {
         crate::arch::vgic_hw::write_lr(n, lv.lrs[n]);
     }
-    hw.dirty = used;
-    Ok(used)
+    hw.dirty = now;
+    Ok(now)
+}
+
+/// Acts on the deactivations the core asked to hear of (after a `sync` of `id`'s LRs):
+/// passed-through lines are unmasked, the PMU and virtual timer lines re-sampled.
+fn handle_eois(
+    vm: &Vm,
+    id: VcpuId,
+    vtimer: &mut VtimerState,
+    pmu_masked: &mut bool,
+    vgic: &mut VGic,
+) {
+    while let Some(intid) = vgic.pop_eoi_notified(id) {
+        if let Some(irq) = vm.passthrough_irq(intid.0) {
+            let _ = vgic.set_level(intid, VcpuId(0), false);
+            enable_passthrough_irq(vm, irq);
+            continue;
+        }
+        if intid.0 == layout::PMU_INTID {
+            // The guest handled its overflow: lower the virtual line and let the
+            // physical one through again (it fires again if still asserted).
+            let _ = vgic.set_level(intid, id, false);
+            unmask_pmu(pmu_masked);
+            continue;
+        }
+        if intid == VTIMER_INTID {
+            // The guest handled its timer interrupt: the line stays high (and the
+            // mask with it) only if the timer is still due.
+            let line = sample_vtimer(vtimer);
+            let _ = vgic.set_level(VTIMER_INTID, id, line);
+        }
+    }
 }
 
 /// Enters the guest until the vCPU blocks, yields or stops.
@@ -1308,7 +1359,7 @@ fn run_vcpu(lv: &mut LocalVcpu, hw: &mut HwLrs, solo: bool) -> Next {
     // LRs already filled by the receiver fast path ([`kick_fast`]): how many are in use.
     let mut prepared: Option<usize> = None;
     loop {
-        let used = match prepared.take() {
+        let mut used = match prepared.take() {
             Some(used) => used,
             None => match enter_general(lv, hw, solo) {
                 Some(used) => used,
@@ -1346,32 +1397,31 @@ fn run_vcpu(lv: &mut LocalVcpu, hw: &mut HwLrs, solo: bool) -> Next {
             // With no LR in use and no underflow request there is nothing to assert.
             hw.set_hcr(0);
         }
+        // The receiver fast path: a kick with one SGI or PPI to deliver (folds the LRs back
+        // itself, under the same lock as its flush).
+        let mut after_kick = None;
+        if handled.is_none() && kind == ExitKind::Irq && solo {
+            match kick_fast(lv, hw, &mut used) {
+                Ok(now) => {
+                    prepared = Some(now);
+                    continue;
+                }
+                Err(rest) => after_kick = Some(rest),
+            }
+        }
         if used > 0 {
             for n in 0..used {
                 lv.lrs[n] = crate::arch::vgic_hw::read_lr(n);
             }
             let mut dev = lv.vm.devices.lock();
             let _ = dev.vgic.sync(lv.id, &lv.lrs[..used]);
-            while let Some(intid) = dev.vgic.pop_eoi_notified(lv.id) {
-                if let Some(irq) = lv.vm.passthrough_irq(intid.0) {
-                    let _ = dev.vgic.set_level(intid, VcpuId(0), false);
-                    enable_passthrough_irq(&lv.vm, irq);
-                    continue;
-                }
-                if intid.0 == layout::PMU_INTID {
-                    // The guest handled its overflow: lower the virtual line and let the
-                    // physical one through again (it fires again if still asserted).
-                    let _ = dev.vgic.set_level(intid, lv.id, false);
-                    unmask_pmu(&mut lv.pmu_masked);
-                    continue;
-                }
-                if intid == VTIMER_INTID {
-                    // The guest handled its timer interrupt: the line stays high (and the
-                    // mask with it) only if the timer is still due.
-                    let line = sample_vtimer(&mut lv.vtimer);
-                    let _ = dev.vgic.set_level(VTIMER_INTID, lv.id, line);
-                }
-            }
+            handle_eois(
+                &lv.vm,
+                lv.id,
+                &mut lv.vtimer,
+                &mut lv.pmu_masked,
+                &mut dev.vgic,
+            );
         }
         let next = match (handled, kind) {
             (Some(next), _) => next,
@@ -1387,13 +1437,10 @@ fn run_vcpu(lv: &mut LocalVcpu, hw: &mut HwLrs, solo: bool) -> Next {
                 );
                 act_on(&lv.vm, lv.id, out)
             }
-            (None, ExitKind::Irq) if solo => match kick_fast(lv, hw) {
-                Ok(used) => {
-                    prepared = Some(used);
-                    continue;
-                }
-                Err((first, next)) => handle_physical_irqs_from(first, next, Some(lv)),
-            },
+            (None, ExitKind::Irq) if after_kick.is_some() => {
+                let (first, next) = after_kick.unwrap_or((None, Next::Resume));
+                handle_physical_irqs_from(first, next, Some(lv))
+            }
             (None, ExitKind::Irq | ExitKind::Fiq) => handle_physical_irqs(Some(lv)),
             (None, ExitKind::SError) => {
                 stop_vm(&lv.vm, "SError from the guest");
