@@ -694,7 +694,40 @@ impl VGic {
     /// then by INTID. Unused LRs are written invalid. Level-sensitive and notify-requested
     /// interrupts get the EOI maintenance bit so that a deactivation makes the guest exit and
     /// the line is re-sampled.
+    ///
+    /// Inlined into its caller for the common case of nothing watched (every exit that
+    /// changes no interrupt): the full function's prologue and epilogue cost more than
+    /// that case itself.
+    #[inline]
     pub fn flush(
+        &mut self,
+        vcpu: VcpuId,
+        lrs: &mut [u64],
+        num_lrs: usize,
+    ) -> Result<Flush, VGicError> {
+        let quiet = self
+            .vcpus
+            .get(vcpu.0)
+            .is_some_and(|v| v.lrs_in_use == 0 && !self.watching(vcpu));
+        if quiet {
+            // Nothing changed since every interrupt was last found idle: the exit fast path.
+            // (Stores only where needed: a plain fill becomes a `memset` call.)
+            for lr in lrs.iter_mut().take(num_lrs.min(MAX_LRS)) {
+                if *lr != Lr::EMPTY {
+                    *lr = Lr::EMPTY;
+                }
+            }
+            return Ok(Flush {
+                used: 0,
+                overflow: false,
+            });
+        }
+        self.flush_watched(vcpu, lrs, num_lrs)
+    }
+
+    /// [`Self::flush`] past its inlined quiet case.
+    #[inline(never)]
+    fn flush_watched(
         &mut self,
         vcpu: VcpuId,
         lrs: &mut [u64],
