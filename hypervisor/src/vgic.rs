@@ -694,7 +694,40 @@ impl VGic {
     /// then by INTID. Unused LRs are written invalid. Level-sensitive and notify-requested
     /// interrupts get the EOI maintenance bit so that a deactivation makes the guest exit and
     /// the line is re-sampled.
+    ///
+    /// Inlined into its caller for the common case of nothing watched (every exit that
+    /// changes no interrupt): the full function's prologue and epilogue cost more than
+    /// that case itself.
+    #[inline]
     pub fn flush(
+        &mut self,
+        vcpu: VcpuId,
+        lrs: &mut [u64],
+        num_lrs: usize,
+    ) -> Result<Flush, VGicError> {
+        let quiet = self
+            .vcpus
+            .get(vcpu.0)
+            .is_some_and(|v| v.lrs_in_use == 0 && !self.watching(vcpu));
+        if quiet {
+            // Nothing changed since every interrupt was last found idle: the exit fast path.
+            // (Stores only where needed: a plain fill becomes a `memset` call.)
+            for lr in lrs.iter_mut().take(num_lrs.min(MAX_LRS)) {
+                if *lr != Lr::EMPTY {
+                    *lr = Lr::EMPTY;
+                }
+            }
+            return Ok(Flush {
+                used: 0,
+                overflow: false,
+            });
+        }
+        self.flush_watched(vcpu, lrs, num_lrs)
+    }
+
+    /// [`Self::flush`] past its inlined quiet case.
+    #[inline(never)]
+    fn flush_watched(
         &mut self,
         vcpu: VcpuId,
         lrs: &mut [u64],
@@ -767,16 +800,21 @@ impl VGic {
             };
             self.take_sgi_source(vcpu, intid, deliverable)
         } else {
-            let (grp0, grp1) = (self.grp0_enabled, self.grp1_enabled);
-            let irq = self.irq_mut(intid, vcpu)?;
+            // Decided below, on the one lookup of the interrupt.
+            (false, false, 0, false)
+        };
+        let (grp0, grp1) = (self.grp0_enabled, self.grp1_enabled);
+        let irq = self.irq_mut(intid, vcpu)?;
+        let (pending, took_latch) = if per_source {
+            (pending, took_latch)
+        } else {
             let deliverable = irq.deliverable(grp0, grp1);
             let took_latch = deliverable && irq.pending_latch;
             if took_latch {
                 irq.pending_latch = false;
             }
-            (deliverable, took_latch, 0, false)
+            (deliverable, took_latch)
         };
-        let irq = self.irq_mut(intid, vcpu)?;
         // A level interrupt sampled again at its EOI (the virtual timer, the PMU, a
         // passed-through line) whose guest is still handling it: its source may already
         // have dropped without a trap to say so (the guest re-armed its timer), so it
@@ -856,6 +894,19 @@ impl VGic {
             used: usize::from(live),
             overflow: false,
         })
+    }
+
+    /// The receiver fast path's flush (a kick for a vCPU alone on its CPU, its LRs folded
+    /// back): what `flush` gives when the vCPU's only watched interrupt is one of its own
+    /// SGIs or PPIs and it fits in an LR. `None`, with nothing changed, in every other case
+    /// (several watched, an SPI watched, nothing watched, no LR, LRs not folded back, a
+    /// GICv2 SGI with its sources): the general path runs then.
+    pub fn flush_kicked(&mut self, vcpu: VcpuId, lrs: &mut [u64], num_lrs: usize) -> Option<Flush> {
+        let n = num_lrs.min(lrs.len()).min(MAX_LRS);
+        if self.vcpus.get(vcpu.0)?.lrs_in_use != 0 {
+            return None;
+        }
+        self.flush_one_private(vcpu, lrs, n)
     }
 
     /// GICv2 SGI `intid` of `vcpu` going into an LR: which source the LR names and whether
@@ -1075,6 +1126,89 @@ mod tests {
     /// (`flush_one_private`): LRs, result and state are what the full scan gives, for a
     /// pending SGI, the same SGI active (after the guest acked it), active and pending again,
     /// a level PPI with EOI notification, and an idle (disabled) one.
+    /// The receiver fast path's `flush_kicked` gives the LRs and vGIC state `flush` gives
+    /// for one newly pending SGI or PPI, and declines (changing nothing) otherwise.
+    #[test]
+    fn kicked_flush_matches_flush_and_declines_the_rest() {
+        let quiet = |spis| {
+            let mut g = VGic::new(2, spis).unwrap();
+            g.set_group_enables(false, true);
+            for v in [V0, V1] {
+                for i in [3, 5, 40] {
+                    enable(&mut g, i, v);
+                }
+                enable(&mut g, VTIMER_INTID, v);
+            }
+            let _ = flush(&mut g, V0, 4);
+            g.sync(V0, &[0; 4]).unwrap();
+            g
+        };
+        let same = |g: &VGic, label: &str| {
+            let mut fast = g.clone();
+            let mut general = g.clone();
+            let mut a = [0xdead_u64; 4];
+            let fa = fast.flush_kicked(V0, &mut a, 4);
+            let (b, fb) = flush(&mut general, V0, 4);
+            assert_eq!(fa, Some(fb), "{label}");
+            assert_eq!(a, b, "{label}");
+            assert_eq!(fast.vcpus, general.vcpus, "{label}");
+            assert_eq!(fast.spis, general.spis, "{label}");
+            assert_eq!(fast.watch_private, general.watch_private, "{label}");
+            assert_eq!(fast.watch_spis, general.watch_spis, "{label}");
+            a
+        };
+        let declines = |g: &VGic, n: usize, label: &str| {
+            let mut fast = g.clone();
+            let mut a = [0xdead_u64; 4];
+            assert_eq!(fast.flush_kicked(V0, &mut a, n), None, "{label}");
+            assert_eq!(a, [0xdead_u64; 4], "{label}");
+            assert_eq!(fast.vcpus, g.vcpus, "{label}");
+            assert_eq!(fast.spis, g.spis, "{label}");
+            assert_eq!(fast.watch_private, g.watch_private, "{label}");
+            assert_eq!(fast.watch_spis, g.watch_spis, "{label}");
+        };
+        for spis in [32, 128] {
+            // One SGI from vCPU 1: taken.
+            let mut g = quiet(spis);
+            g.sgi1r_write(V1, (3 << 24) | 1);
+            let lrs = same(&g, "one SGI");
+            assert_eq!(Lr::decode(lrs[0]).vintid, IntId(3));
+            assert_eq!(Lr::decode(lrs[0]).state, LrState::Pending);
+            // The timer PPI alone: taken.
+            let mut t = quiet(spis);
+            t.set_level(IntId(VTIMER_INTID), V0, true).unwrap();
+            same(&t, "timer PPI");
+            // No list register: declined.
+            declines(&g, 0, "no LR");
+            // Two SGIs pending: declined.
+            let mut two = g.clone();
+            two.sgi1r_write(V1, (5 << 24) | 1);
+            declines(&two, 4, "two SGIs");
+            // An SPI watched as well: declined.
+            let mut spi = g.clone();
+            spi.set_level(IntId(40), V0, true).unwrap();
+            declines(&spi, 4, "SGI and SPI");
+            // LRs not folded back yet: declined.
+            let mut held = g.clone();
+            let _ = flush(&mut held, V0, 4);
+            held.sgi1r_write(V1, (5 << 24) | 1);
+            declines(&held, 4, "LRs in use");
+            // Nothing watched (a kick with nothing new): declined.
+            declines(&quiet(spis), 4, "nothing pending");
+        }
+        // GICv2 SGIs carry their sources: declined.
+        let mut v2 = VGic::new(2, 32).unwrap();
+        v2.sgi_per_source = true;
+        v2.set_group_enables(true, true);
+        for v in [V0, V1] {
+            enable(&mut v2, 3, v);
+        }
+        let _ = flush(&mut v2, V0, 4);
+        v2.sync(V0, &[0; 4]).unwrap();
+        v2.raise_sgi(V1, IntId(3), VcpuSet(1), SgiGroups::Any);
+        declines(&v2, 4, "GICv2 SGI");
+    }
+
     #[test]
     fn one_watched_private_interrupt_flushes_like_a_full_scan() {
         fn check(fast: &mut VGic, label: &str) -> [u64; 4] {

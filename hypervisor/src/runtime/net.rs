@@ -168,6 +168,13 @@ pub fn take_pending(id: VmId) -> bool {
         .is_some_and(|f| f.load(Ordering::Acquire) && f.swap(false, Ordering::AcqRel))
 }
 
+/// Whether frames wait for VM `id` (what [`take_pending`] would take), without taking them.
+pub fn is_pending(id: VmId) -> bool {
+    NET_PENDING
+        .get(id.0)
+        .is_some_and(|f| f.load(Ordering::Acquire))
+}
+
 /// Whether any VM was given a NIC.
 pub fn has_nics() -> bool {
     !NICS.lock().is_empty()

@@ -1205,48 +1205,167 @@ impl HwLrs {
     }
 }
 
+/// The run loop's entry for `lv` (the general path): the stop and power checks, pending
+/// network frames, the `WFI` trap, the timer lines, a full `flush` and the LR writes.
+/// Returns the LRs in use, or `None` if the vCPU must stop running.
+fn enter_general(lv: &mut LocalVcpu, hw: &mut HwLrs, solo: bool) -> Option<usize> {
+    let num_lrs = hw.num;
+    if lv.vm.stopped.load(Ordering::Acquire) || lv.shared().power.load() != PowerState::On {
+        return None;
+    }
+    let mut io_kicks = VcpuSet::EMPTY;
+    let ptimer_ahead;
+    let used = {
+        let mut dev = lv.vm.devices.lock();
+        // Frames queued for the VM's NICs go into its receive rings first.
+        if super::net::take_pending(lv.vm.id) {
+            io_kicks = dev.poll_io();
+        }
+        // Alone on this CPU, the vCPU sleeps in `WFI` without trapping; unless its
+        // console shows a prompt that going idle must emit.
+        hw.set_twi(!solo || dev.prompt_waiting());
+        ptimer_ahead =
+            update_timer_lines(&lv.vm.vcpus[lv.id.0], lv.id, &mut lv.vtimer, &mut dev.vgic);
+        match dev.vgic.flush(lv.id, &mut lv.lrs, num_lrs) {
+            Ok(f) => {
+                hw.set_hcr(f.ich_hcr_el2());
+                f.used
+            }
+            Err(_) => {
+                hw.set_hcr(1);
+                0
+            }
+        }
+    };
+    kick_vcpus(&lv.vm, io_kicks);
+    if let Some(d) = ptimer_ahead {
+        // The EL2 timer ends the run at the earlier of the run queue's deadline and the
+        // physical timer's; the exit it causes re-samples the line.
+        cpu::set_hyp_timer(hw.sched_deadline.map_or(d, |s| s.min(d)));
+    }
+    // Only the LRs in use now or at the last entry: the others already hold EMPTY.
+    for n in 0..used.max(hw.dirty).min(num_lrs) {
+        crate::arch::vgic_hw::write_lr(n, lv.lrs[n]);
+    }
+    hw.dirty = used;
+    Some(used)
+}
+
+/// The receiver fast path, for an IRQ exit of a vCPU alone on this CPU (usually asleep in
+/// the guest's own `WFI`): if the only physical interrupt is the kick and the vCPU's only
+/// newly pending interrupt is one of its own SGIs or PPIs, acknowledges the kick, folds the
+/// `used` LRs back (`sync`, under the same lock as the flush; `used` is then 0), puts that
+/// interrupt in LR 0 exactly as the general `flush` would ([`VGic::flush_kicked`]) and
+/// returns the LRs in use, to re-enter without the scheduler checks. Otherwise returns
+/// what the general path must still handle: an interrupt already acknowledged, and what
+/// the kick (if taken) asks for. It declines whenever the general entry would do more: the
+/// VM stopping, resetting or leaving, a VM arriving, network frames, the `WFI` trap or a
+/// console prompt, the management stack due.
+fn kick_fast(
+    lv: &mut LocalVcpu,
+    hw: &mut HwLrs,
+    used: &mut usize,
+) -> Result<usize, (Option<u32>, Next)> {
+    let gic = irqchip();
+    let first = gic.acknowledge();
+    if first != Some(KICK_SGI) {
+        return Err((first, Next::Resume));
+    }
+    gic.end_of_interrupt(KICK_SGI);
+    if let Some(other) = gic.acknowledge() {
+        return Err((Some(other), Next::Resched));
+    }
+    const GENERAL: Result<usize, (Option<u32>, Next)> = Err((None, Next::Resched));
+    if hw.twi
+        || lv.vm.stopped.load(Ordering::Acquire)
+        || lv.vm.destroyed.load(Ordering::Acquire)
+        || lv.shared().power.load() != PowerState::On
+        || ARRIVING[lv.shared().pcpu].load(Ordering::Acquire)
+        || super::net::is_pending(lv.vm.id)
+        || (cpu::current_index() == 0 && super::mgmt::poll_due())
+    {
+        return GENERAL;
+    }
+    for n in 0..*used {
+        lv.lrs[n] = crate::arch::vgic_hw::read_lr(n);
+    }
+    let (now, ptimer_ahead) = {
+        let mut dev = lv.vm.devices.lock();
+        if *used > 0 {
+            let _ = dev.vgic.sync(lv.id, &lv.lrs[..*used]);
+            handle_eois(
+                &lv.vm,
+                lv.id,
+                &mut lv.vtimer,
+                &mut lv.pmu_masked,
+                &mut dev.vgic,
+            );
+            // Folded back: the general path has nothing left to sync.
+            *used = 0;
+        }
+        if dev.prompt_waiting() {
+            return GENERAL;
+        }
+        let ahead = update_timer_lines(&lv.vm.vcpus[lv.id.0], lv.id, &mut lv.vtimer, &mut dev.vgic);
+        let Some(f) = dev.vgic.flush_kicked(lv.id, &mut lv.lrs, hw.num) else {
+            return GENERAL;
+        };
+        hw.set_hcr(f.ich_hcr_el2());
+        (f.used, ahead)
+    };
+    if let Some(d) = ptimer_ahead {
+        cpu::set_hyp_timer(hw.sched_deadline.map_or(d, |s| s.min(d)));
+    }
+    for n in 0..now.max(hw.dirty).min(hw.num) {
+        crate::arch::vgic_hw::write_lr(n, lv.lrs[n]);
+    }
+    hw.dirty = now;
+    Ok(now)
+}
+
+/// Acts on the deactivations the core asked to hear of (after a `sync` of `id`'s LRs):
+/// passed-through lines are unmasked, the PMU and virtual timer lines re-sampled.
+fn handle_eois(
+    vm: &Vm,
+    id: VcpuId,
+    vtimer: &mut VtimerState,
+    pmu_masked: &mut bool,
+    vgic: &mut VGic,
+) {
+    while let Some(intid) = vgic.pop_eoi_notified(id) {
+        if let Some(irq) = vm.passthrough_irq(intid.0) {
+            let _ = vgic.set_level(intid, VcpuId(0), false);
+            enable_passthrough_irq(vm, irq);
+            continue;
+        }
+        if intid.0 == layout::PMU_INTID {
+            // The guest handled its overflow: lower the virtual line and let the
+            // physical one through again (it fires again if still asserted).
+            let _ = vgic.set_level(intid, id, false);
+            unmask_pmu(pmu_masked);
+            continue;
+        }
+        if intid == VTIMER_INTID {
+            // The guest handled its timer interrupt: the line stays high (and the
+            // mask with it) only if the timer is still due.
+            let line = sample_vtimer(vtimer);
+            let _ = vgic.set_level(VTIMER_INTID, id, line);
+        }
+    }
+}
+
 /// Enters the guest until the vCPU blocks, yields or stops.
 fn run_vcpu(lv: &mut LocalVcpu, hw: &mut HwLrs, solo: bool) -> Next {
-    let num_lrs = hw.num;
+    // LRs already filled by the receiver fast path ([`kick_fast`]): how many are in use.
+    let mut prepared: Option<usize> = None;
     loop {
-        if lv.vm.stopped.load(Ordering::Acquire) || lv.shared().power.load() != PowerState::On {
-            return Next::Off;
-        }
-        let mut io_kicks = VcpuSet::EMPTY;
-        let ptimer_ahead;
-        let used = {
-            let mut dev = lv.vm.devices.lock();
-            // Frames queued for the VM's NICs go into its receive rings first.
-            if super::net::take_pending(lv.vm.id) {
-                io_kicks = dev.poll_io();
-            }
-            // Alone on this CPU, the vCPU sleeps in `WFI` without trapping; unless its
-            // console shows a prompt that going idle must emit.
-            hw.set_twi(!solo || dev.prompt_waiting());
-            ptimer_ahead =
-                update_timer_lines(&lv.vm.vcpus[lv.id.0], lv.id, &mut lv.vtimer, &mut dev.vgic);
-            match dev.vgic.flush(lv.id, &mut lv.lrs, num_lrs) {
-                Ok(f) => {
-                    hw.set_hcr(f.ich_hcr_el2());
-                    f.used
-                }
-                Err(_) => {
-                    hw.set_hcr(1);
-                    0
-                }
-            }
+        let mut used = match prepared.take() {
+            Some(used) => used,
+            None => match enter_general(lv, hw, solo) {
+                Some(used) => used,
+                None => return Next::Off,
+            },
         };
-        kick_vcpus(&lv.vm, io_kicks);
-        if let Some(d) = ptimer_ahead {
-            // The EL2 timer ends the run at the earlier of the run queue's deadline and the
-            // physical timer's; the exit it causes re-samples the line.
-            cpu::set_hyp_timer(hw.sched_deadline.map_or(d, |s| s.min(d)));
-        }
-        // Only the LRs in use now or at the last entry: the others already hold EMPTY.
-        for n in 0..used.max(hw.dirty).min(num_lrs) {
-            crate::arch::vgic_hw::write_lr(n, lv.lrs[n]);
-        }
-        hw.dirty = used;
         // An exit handled whole without the vCPU's list registers: what comes next.
         let mut handled = None;
         let kind = loop {
@@ -1278,32 +1397,31 @@ fn run_vcpu(lv: &mut LocalVcpu, hw: &mut HwLrs, solo: bool) -> Next {
             // With no LR in use and no underflow request there is nothing to assert.
             hw.set_hcr(0);
         }
+        // The receiver fast path: a kick with one SGI or PPI to deliver (folds the LRs back
+        // itself, under the same lock as its flush).
+        let mut after_kick = None;
+        if handled.is_none() && kind == ExitKind::Irq && solo {
+            match kick_fast(lv, hw, &mut used) {
+                Ok(now) => {
+                    prepared = Some(now);
+                    continue;
+                }
+                Err(rest) => after_kick = Some(rest),
+            }
+        }
         if used > 0 {
             for n in 0..used {
                 lv.lrs[n] = crate::arch::vgic_hw::read_lr(n);
             }
             let mut dev = lv.vm.devices.lock();
             let _ = dev.vgic.sync(lv.id, &lv.lrs[..used]);
-            while let Some(intid) = dev.vgic.pop_eoi_notified(lv.id) {
-                if let Some(irq) = lv.vm.passthrough_irq(intid.0) {
-                    let _ = dev.vgic.set_level(intid, VcpuId(0), false);
-                    enable_passthrough_irq(&lv.vm, irq);
-                    continue;
-                }
-                if intid.0 == layout::PMU_INTID {
-                    // The guest handled its overflow: lower the virtual line and let the
-                    // physical one through again (it fires again if still asserted).
-                    let _ = dev.vgic.set_level(intid, lv.id, false);
-                    unmask_pmu(&mut lv.pmu_masked);
-                    continue;
-                }
-                if intid == VTIMER_INTID {
-                    // The guest handled its timer interrupt: the line stays high (and the
-                    // mask with it) only if the timer is still due.
-                    let line = sample_vtimer(&mut lv.vtimer);
-                    let _ = dev.vgic.set_level(VTIMER_INTID, lv.id, line);
-                }
-            }
+            handle_eois(
+                &lv.vm,
+                lv.id,
+                &mut lv.vtimer,
+                &mut lv.pmu_masked,
+                &mut dev.vgic,
+            );
         }
         let next = match (handled, kind) {
             (Some(next), _) => next,
@@ -1318,6 +1436,10 @@ fn run_vcpu(lv: &mut LocalVcpu, hw: &mut HwLrs, solo: bool) -> Next {
                     },
                 );
                 act_on(&lv.vm, lv.id, out)
+            }
+            (None, ExitKind::Irq) if after_kick.is_some() => {
+                let (first, next) = after_kick.unwrap_or((None, Next::Resume));
+                handle_physical_irqs_from(first, next, Some(lv))
             }
             (None, ExitKind::Irq | ExitKind::Fiq) => handle_physical_irqs(Some(lv)),
             (None, ExitKind::SError) => {
@@ -1357,11 +1479,20 @@ fn pmu_irq() -> Option<u32> {
 
 /// Acknowledges and handles every pending physical interrupt. `loaded` is the vCPU whose
 /// EL1 state (and so virtual timer) is live on this CPU, if any.
-fn handle_physical_irqs(mut loaded: Option<&mut LocalVcpu>) -> Next {
+fn handle_physical_irqs(loaded: Option<&mut LocalVcpu>) -> Next {
+    handle_physical_irqs_from(None, Next::Resume, loaded)
+}
+
+/// [`handle_physical_irqs`] after [`kick_fast`] declined: `first` was acknowledged already,
+/// and `next` is what the interrupts it handled ask for.
+fn handle_physical_irqs_from(
+    mut first: Option<u32>,
+    mut next: Next,
+    mut loaded: Option<&mut LocalVcpu>,
+) -> Next {
     let gic = irqchip();
     let board = arch::board();
-    let mut next = Next::Resume;
-    while let Some(intid) = gic.acknowledge() {
+    while let Some(intid) = first.take().or_else(|| gic.acknowledge()) {
         if intid == KICK_SGI {
             // First: the common case of an idle vCPU woken for an interrupt.
             next = Next::Resched;
