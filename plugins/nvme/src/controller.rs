@@ -994,6 +994,17 @@ mod tests {
         d.mem.insert(GUEST, vec![0; (pages * 4096) as usize]);
     }
 
+    /// Writes `data` into the fake's guest memory, spread over `segs` in order.
+    fn put(fake: &Fake, segs: &[(u64, u64)], data: &[u8]) {
+        let mut d = fake.0.lock().unwrap();
+        let mut at = 0;
+        for &(a, l) in segs {
+            d.find(a, l as usize)
+                .copy_from_slice(&data[at..at + l as usize]);
+            at += l as usize;
+        }
+    }
+
     fn list(segs: &[(u64, u64)]) -> DmaList<'static> {
         DmaList::for_host_test(
             segs.iter()
@@ -1021,15 +1032,7 @@ mod tests {
         let w = list(&segs);
         assert_eq!(w.len(), 300 * 1024);
         let data: Vec<u8> = (0..300 * 1024).map(|i| (i % 253) as u8).collect();
-        {
-            let mut d = fake.0.lock().unwrap();
-            let mut at = 0;
-            for &(a, l) in &segs {
-                d.find(a, l as usize)
-                    .copy_from_slice(&data[at..at + l as usize]);
-                at += l as usize;
-            }
-        }
+        put(&fake, &segs, &data);
         assert_eq!(c.write_dma(7, &w), Ok(true));
         assert_eq!(commands(&fake, op::WRITE), 3);
         assert_eq!(
@@ -1149,13 +1152,7 @@ mod tests {
         segs.extend((0..127).map(|i| (GUEST + (130 - i) * 4096, 4096)));
         segs.push((GUEST + 150 * 4096, 512));
         let data: Vec<u8> = (0..512 * 1024).map(|i| (i % 251) as u8).collect();
-        let mut d = fake.0.lock().unwrap();
-        let mut at = 0;
-        for &(a, l) in &segs {
-            d.find(a, l as usize)
-                .copy_from_slice(&data[at..at + l as usize]);
-            at += l as usize;
-        }
+        put(fake, &segs, &data);
         (list(&segs), data)
     }
 
