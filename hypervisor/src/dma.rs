@@ -38,6 +38,14 @@ pub trait Env: Clone {
     /// coherency, so no dirty line is lost to the device nor written back over what it
     /// wrote, and no stale line hides it; for a coherent one only the accesses are ordered.
     fn sync_dma(&self, list: &DmaList<'_>, coherent: bool);
+    /// Waits a little (about `us` microseconds, less when an interrupt comes) between two
+    /// looks at a device that works on its own, leaving the CPU to whatever else the
+    /// machine runs: on the machine a nap in `WFI`, so a drive's completion polled for
+    /// does not cost a spinning core. By default (fakes) a spin-loop hint.
+    fn pause(&self, us: u64) {
+        let _ = us;
+        core::hint::spin_loop();
+    }
 }
 
 /// Polls `done` until it holds or `ms` milliseconds of `env`'s clock passed; the answer is
@@ -97,8 +105,18 @@ mod machine {
             (cpu::counter_frequency() / 1000).max(1)
         }
 
+        fn pause(&self, us: u64) {
+            let ticks = (cpu::counter_frequency() / 1_000_000).max(1) * us;
+            cpu::nap_until(cpu::counter().wrapping_add(ticks));
+        }
+
         fn sync_dma(&self, list: &DmaList<'_>, coherent: bool) {
-            // A list's pieces are a VM's RAM (its contract), identity-mapped at EL2.
+            // A list's pieces are a VM's RAM (its contract), identity-mapped at EL2. A
+            // coherent device needs only the barrier, once.
+            if coherent {
+                cpu::dma_sync_range(0, 0, true);
+                return;
+            }
             for s in list.segs() {
                 cpu::dma_sync_range(s.addr, s.len, coherent);
             }

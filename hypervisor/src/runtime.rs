@@ -295,6 +295,7 @@ fn init_this_cpu(cpu_index: usize) {
             halt()
         }
     }
+    cpu::allow_naps();
 }
 
 /// Devices a driver plugin probed successfully: the hypervisor owns them, so no VM may be

@@ -87,6 +87,36 @@ pub fn set_hyp_timer(deadline: u64) {
     CNTHP_CTL_EL2.write(CNTHP_CTL_EL2::ENABLE::SET + CNTHP_CTL_EL2::IMASK::CLEAR);
 }
 
+/// Whether [`nap_until`] may wait in `WFI`.
+static NAPS: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
+
+/// Lets [`nap_until`] sleep: the boot CPU's EL2 timer interrupt is enabled at its GIC (every
+/// other CPU enables its own before it runs anything that may nap).
+pub fn allow_naps() {
+    NAPS.store(true, core::sync::atomic::Ordering::Release);
+}
+
+/// Sleeps in `WFI` until an interrupt or the physical count `deadline`, whichever comes
+/// first, and leaves the EL2 timer as it found it (an earlier deadline of the run loop's
+/// still ends the nap). Interrupts stay masked: nothing is handled here, a pending one
+/// only ends the wait and is taken as usual once the caller returns to a guest.
+/// Until [`allow_naps`] (the boot CPU's interrupt controller and EL2 timer are not set up
+/// yet: nothing would end the wait), it only spins once.
+pub fn nap_until(deadline: u64) {
+    if !NAPS.load(core::sync::atomic::Ordering::Acquire) {
+        core::hint::spin_loop();
+        return;
+    }
+    let (ctl, cval) = (CNTHP_CTL_EL2.get(), CNTHP_CVAL_EL2.get());
+    let armed = CNTHP_CTL_EL2.matches_all(CNTHP_CTL_EL2::ENABLE::SET + CNTHP_CTL_EL2::IMASK::CLEAR);
+    if !armed || deadline < cval {
+        set_hyp_timer(deadline);
+    }
+    wait_for_interrupt();
+    CNTHP_CVAL_EL2.set(cval);
+    CNTHP_CTL_EL2.set(ctl);
+}
+
 /// Stops the EL2 physical timer.
 pub fn stop_hyp_timer() {
     CNTHP_CTL_EL2.write(CNTHP_CTL_EL2::ENABLE::CLEAR + CNTHP_CTL_EL2::IMASK::CLEAR);

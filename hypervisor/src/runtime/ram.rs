@@ -259,27 +259,31 @@ impl GuestMemory for GuestRam {
         ranges: &[(GuestPhysAddr, u64)],
     ) -> Result<Option<DmaList<'_>>, GuestMemError> {
         // Every range checked before any block is populated: a refused list changes nothing.
-        let mut offs = Vec::with_capacity(ranges.len());
+        let base = GuestPhysAddr(layout::RAM_BASE);
         for &(addr, len) in ranges {
-            let off = offset_in(GuestPhysAddr(layout::RAM_BASE), self.size, addr, len)
-                .ok_or(GuestMemError::OutOfRange { addr, len })?;
-            offs.push(off);
+            offset_in(base, self.size, addr, len).ok_or(GuestMemError::OutOfRange { addr, len })?;
         }
-        let mut segs = Vec::with_capacity(ranges.len());
-        for (&(addr, len), &off) in ranges.iter().zip(&offs) {
+        let mut segs: Vec<DmaSeg> = Vec::with_capacity(ranges.len());
+        for &(addr, len) in ranges {
             // Blocks the guest does not have are zeroed and mapped before the device
             // writes into them (the `fill` rule for a copy, made whole-block here: a DMA
             // that fails half way must not leave old bytes in a block it then hands over).
-            self.dma_offset(addr, len as usize)?;
+            let off = self.dma_offset(addr, len as usize)?;
             let end = off + len;
             for p in &self.parts {
                 let (start, stop) = (p.offset, p.offset + p.ram.size());
                 let (from, to) = (off.max(start), end.min(stop));
-                if from < to {
-                    segs.push(DmaSeg {
-                        addr: p.ram.base().0 + (from - start),
+                if from >= to {
+                    continue;
+                }
+                let host = p.ram.base().0 + (from - start);
+                // Pieces adjacent in host memory are one (fewer entries for the driver).
+                match segs.last_mut() {
+                    Some(last) if last.addr + last.len == host => last.len += to - from,
+                    _ => segs.push(DmaSeg {
+                        addr: host,
                         len: to - from,
-                    });
+                    }),
                 }
             }
         }

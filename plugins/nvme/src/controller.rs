@@ -3,9 +3,7 @@
 //! error or timeout is a [`BlockError::Device`] (a timeout also retires the controller, whose
 //! queues can no longer be trusted), never a panic.
 
-use crate::spec::{
-    self, chunk_prps, covering, prp_chunks, prp_pieces, prps, reg, Cap, Command, Completion, Plan,
-};
+use crate::spec::{self, covering, prp_commands, prps, reg, Cap, Command, Completion, Plan};
 use alloc::vec;
 use alloc::vec::Vec;
 use core::ptr::NonNull;
@@ -22,6 +20,8 @@ pub const DEAD: u32 = 0x2_0000;
 pub const NO_MEMORY: u32 = 0x3_0000;
 /// How long one I/O or admin command may take.
 const COMMAND_TIMEOUT_MS: u64 = 5000;
+/// Nap between two looks at a completion queue, in microseconds (see [`Env::pause`]).
+const PAUSE_US: u64 = 1;
 /// Bytes of the bounce buffer every transfer goes through.
 const BOUNCE: u64 = 128 << 10;
 /// Memory page size programmed in CC.MPS (4 KiB).
@@ -355,7 +355,7 @@ impl<E: Env> Controller<E> {
                 self.dead = true;
                 return Err(BlockError::Device(TIMEOUT));
             }
-            core::hint::spin_loop();
+            self.env.pause(PAUSE_US);
         };
         cq.index = (cq.index + 1) % cq.entries;
         if cq.index == 0 {
@@ -414,7 +414,7 @@ impl<E: Env> Controller<E> {
                     self.dead = true;
                     return Err(BlockError::Device(TIMEOUT));
                 }
-                core::hint::spin_loop();
+                self.env.pause(PAUSE_US);
                 continue;
             }
             cq.index = (cq.index + 1) % cq.entries;
@@ -472,7 +472,7 @@ impl<E: Env> Controller<E> {
     }
 
     /// Reads or writes the sectors at `lba` straight to or from `list`'s memory, one
-    /// command per [`prp_chunks`] transfer with PRPs built from the list's pages: no bounce
+    /// command per [`prp_commands`] share with PRPs built from the list's pages: no bounce
     /// buffer, no copy. `Ok(false)` (nothing done) when the list is not PRP-shaped or the
     /// sectors do not cover whole logical blocks; the caller then goes through the bounce
     /// buffer. The list's memory is made right for the device before the first command
@@ -487,7 +487,7 @@ impl<E: Env> Controller<E> {
         if self.lba_shift > 12 || !lba.is_multiple_of(per) || !count.is_multiple_of(per) {
             return Ok(false);
         }
-        let Some(pieces) = prp_pieces(list.segs(), PAGE) else {
+        let Some(parts) = prp_commands(list.segs(), PAGE, self.max_dma) else {
             return Ok(false);
         };
         self.env.sync_dma(list, self.coherent);
@@ -497,21 +497,18 @@ impl<E: Env> Controller<E> {
         // them submitted together: a request the drive's MDTS splits is in flight at once.
         // (Splitting further, below MDTS, gained nothing measurable under QEMU: see
         // docs/performance.md.)
-        let chunks = prp_chunks(&pieces, self.max_dma);
-        'groups: for group in chunks.chunks(self.in_flight()) {
+        'groups: for group in parts.chunks(self.in_flight()) {
             let mut cmds = Vec::with_capacity(group.len());
-            for (i, chunk) in group.iter().enumerate() {
-                let bytes: u64 = chunk.iter().map(|p| p.1).sum();
-                let blocks = bytes >> self.lba_shift;
+            for (i, part) in group.iter().enumerate() {
+                let blocks = part.bytes >> self.lba_shift;
                 let at = i as u64 * PAGE;
-                let (prp, entries) = chunk_prps(chunk, self.prp_list.bus_addr() + at);
-                if !entries.is_empty() {
-                    let raw: Vec<u8> = entries.iter().flat_map(|a| a.to_le_bytes()).collect();
-                    if let Err(e) = self.prp_list.write(at, &raw) {
+                if part.more_pages() > 1 {
+                    if let Err(e) = self.prp_list.write(at, part.list_bytes()) {
                         result = Err(Self::bounce_err(e));
                         break 'groups;
                     }
                 }
+                let prp = part.prp(self.prp_list.bus_addr() + at);
                 cmds.push(Command::rw(write, self.nsid, slba, blocks as u32, prp));
                 slba += blocks;
             }

@@ -306,75 +306,112 @@ pub fn prps(data: u64, len: u64, page: u64, list: u64) -> (Prp, Vec<u64>) {
     }
 }
 
-/// A DMA list cut into pieces that each lie in one `page`-byte memory page, in order, if
-/// PRPs can describe it (4.3): the first piece starts dword aligned, every later piece
-/// starts a page and every piece but the last ends one. `None` otherwise (the driver then
-/// goes through its bounce buffer). A guest's own PRPs, translated page by page, always
-/// pass; a buffer that is contiguous in host memory passes whatever its length.
-pub fn prp_pieces(segs: &[DmaSeg], page: u64) -> Option<Vec<(u64, u64)>> {
-    let mut pieces: Vec<(u64, u64)> = Vec::new();
-    for s in segs.iter().filter(|s| s.len > 0) {
-        let end = s.addr.checked_add(s.len)?;
-        let mut at = s.addr;
-        while at < end {
-            let stop = end.min((at / page + 1) * page);
-            pieces.push((at, stop - at));
-            at = stop;
-        }
-    }
-    let last = pieces.len().checked_sub(1)?;
-    let ok = pieces.iter().enumerate().all(|(i, &(a, l))| {
-        let start_ok = if i == 0 { a % 4 == 0 } else { a % page == 0 };
-        start_ok && (i == last || (a + l) % page == 0)
-    });
-    ok.then_some(pieces)
+/// One command's share of a DMA list ([`prp_commands`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PrpCommand {
+    /// Bytes it moves.
+    pub bytes: u64,
+    /// Its first piece (PRP1: may start inside a page).
+    pub prp1: u64,
+    /// The pages after the first, in order, as PRP entries in little-endian byte order (as
+    /// they go to the device: see [`Self::list_bytes`]): the second page (PRP2) when there
+    /// is one, the PRP list's contents when there are more.
+    pub entries: Vec<u64>,
 }
 
-/// [`prp_pieces`]' pieces grouped into transfers of at most `max` bytes (the last may be
-/// shorter); a piece is split where a transfer ends. With `max` a multiple of the page no
-/// bigger than [`max_transfer`]'s bound, each transfer's pieces again satisfy the PRP rules
-/// and need at most one PRP list page.
-pub fn prp_chunks(pieces: &[(u64, u64)], max: u64) -> Vec<Vec<(u64, u64)>> {
-    let mut out = Vec::new();
-    let mut cur = Vec::new();
+impl PrpCommand {
+    /// Pages after the first.
+    pub fn more_pages(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// The PRP list as the device reads it.
+    pub fn list_bytes(&self) -> &[u8] {
+        bytemuck::cast_slice(&self.entries)
+    }
+
+    /// PRP1/PRP2, the PRP list (when there is one) being at `list`.
+    pub fn prp(&self, list: u64) -> Prp {
+        let prp2 = match self.more_pages() {
+            0 => 0,
+            1 => self.entries.first().map_or(0, |&e| u64::from_le(e)),
+            _ => list,
+        };
+        Prp {
+            prp1: self.prp1,
+            prp2,
+        }
+    }
+
+    fn add(&mut self, at: u64, len: u64) {
+        if self.bytes == 0 {
+            self.prp1 = at;
+        } else {
+            self.entries.push(at.to_le());
+        }
+        self.bytes += len;
+    }
+}
+
+/// A DMA list as commands of at most `max` bytes each, if PRPs can describe it (4.3): cut
+/// into pieces that each lie in one `page`-byte memory page, the first piece starts dword
+/// aligned, every later piece starts a page and every piece but the last ends one; `None`
+/// otherwise (the driver then goes through its bounce buffer). A guest's own PRPs,
+/// translated page by page, always pass; a buffer that is contiguous in host memory passes
+/// whatever its length. A piece is split where a command ends, so with `max` a multiple
+/// of the page no bigger than [`max_transfer`]'s bound each command's pieces again satisfy
+/// the PRP rules and need at most one PRP list page. One pass, no list per piece: it runs
+/// for every guest request on the DMA path.
+pub fn prp_commands(segs: &[DmaSeg], page: u64, max: u64) -> Option<Vec<PrpCommand>> {
+    let total: u64 = segs.iter().map(|s| s.len).sum();
+    let mut out = Vec::with_capacity(total.div_ceil(max.max(1)) as usize);
+    let per_command = (max / page + 2) as usize;
+    let mut cur = PrpCommand {
+        entries: Vec::with_capacity(per_command.min(total.div_ceil(page) as usize + 1)),
+        ..PrpCommand::default()
+    };
+    if max == 0 || !page.is_power_of_two() {
+        return None;
+    }
+    let mask = page - 1;
     let mut room = max;
-    for &(mut a, mut l) in pieces {
-        while l > 0 {
-            let n = l.min(room);
-            cur.push((a, n));
-            a += n;
-            l -= n;
+    // Where the previous segment ended (None before the first).
+    let mut prev_end: Option<u64> = None;
+    for s in segs.iter().filter(|s| s.len > 0) {
+        let end = s.addr.checked_add(s.len)?;
+        // Inside a segment every piece but the first starts a page and every piece but
+        // the last ends one, so only a segment's start needs checking: the first piece
+        // dword aligned, later ones starting a page right after a piece that ended one.
+        let start_ok = match prev_end {
+            None => s.addr & 3 == 0,
+            Some(e) => s.addr & mask == 0 && e & mask == 0,
+        };
+        if !start_ok {
+            return None;
+        }
+        let mut at = s.addr;
+        while at < end {
+            let stop = end.min((at | mask) + 1);
+            let n = (stop - at).min(room);
+            cur.add(at, n);
+            at += n;
             room -= n;
             if room == 0 {
-                out.push(core::mem::take(&mut cur));
+                let next = PrpCommand {
+                    entries: Vec::with_capacity(per_command),
+                    ..PrpCommand::default()
+                };
+                out.push(core::mem::replace(&mut cur, next));
                 room = max;
             }
         }
+        prev_end = Some(end);
     }
-    if !cur.is_empty() {
+    prev_end?;
+    if cur.bytes > 0 {
         out.push(cur);
     }
-    out
-}
-
-/// PRP1/PRP2 for one transfer's pieces ([`prp_chunks`]), with the PRP list (to be written
-/// at `list`) when there are more than two.
-pub fn chunk_prps(chunk: &[(u64, u64)], list: u64) -> (Prp, Vec<u64>) {
-    let prp1 = chunk.first().map_or(0, |p| p.0);
-    match chunk.len() {
-        0 | 1 => (Prp { prp1, prp2: 0 }, Vec::new()),
-        2 => (
-            Prp {
-                prp1,
-                prp2: chunk[1].0,
-            },
-            Vec::new(),
-        ),
-        _ => (
-            Prp { prp1, prp2: list },
-            chunk[1..].iter().map(|p| p.0).collect(),
-        ),
-    }
+    Some(out)
 }
 
 /// The largest transfer in bytes: the controller's MDTS (`2^mdts` minimum pages, 0 = no
@@ -555,45 +592,77 @@ mod tests {
     }
 
     #[test]
-    fn dma_lists_become_page_pieces_and_transfers_within_one_prp_list_page() {
+    fn dma_lists_become_commands_within_one_prp_list_page() {
         let seg = |addr, len| DmaSeg { addr, len };
-        // A contiguous run starting 512 bytes into a page: pieces per page.
-        let p = prp_pieces(&[seg(0x1_0200, 3 * 4096)], 4096).unwrap();
+        let entries = |c: &PrpCommand| -> Vec<u64> {
+            c.list_bytes()
+                .chunks_exact(8)
+                .map(|b| u64::from_le_bytes(b.try_into().unwrap()))
+                .collect()
+        };
+        // A contiguous run starting 512 bytes into a page: a piece per page.
+        let c = prp_commands(&[seg(0x1_0200, 3 * 4096)], 4096, 1 << 20).unwrap();
+        assert_eq!(c.len(), 1);
+        assert_eq!((c[0].prp1, c[0].bytes), (0x1_0200, 3 * 4096));
+        assert_eq!(entries(&c[0]), vec![0x1_1000, 0x1_2000, 0x1_3000]);
         assert_eq!(
-            p,
-            vec![
-                (0x1_0200, 3584),
-                (0x1_1000, 4096),
-                (0x1_2000, 4096),
-                (0x1_3000, 512)
-            ]
+            c[0].prp(0x9000),
+            Prp {
+                prp1: 0x1_0200,
+                prp2: 0x9000
+            }
         );
-        assert_eq!(prp_pieces(&[], 4096), None);
-        assert_eq!(prp_pieces(&[seg(0x1001, 8)], 4096), None);
-        assert_eq!(prp_pieces(&[seg(0x1000, 8), seg(0x3000, 8)], 4096), None);
-        assert_eq!(prp_pieces(&[seg(u64::MAX - 8, 16)], 4096), None);
-        // The largest transfer with an offset: 513 pieces, one PRP1 and 512 list entries.
-        let big = prp_pieces(&[seg(0x20_0200, 4 << 20)], 4096).unwrap();
+        // Pages in any order, each its own segment.
+        let c = prp_commands(
+            &[seg(0x8000, 4096), seg(0x3000, 4096), seg(0x5000, 100)],
+            4096,
+            1 << 20,
+        )
+        .unwrap();
+        assert_eq!(entries(&c[0]), vec![0x3000, 0x5000]);
+        assert_eq!(prp_commands(&[], 4096, 4096), None);
+        assert_eq!(prp_commands(&[seg(0x1001, 8)], 4096, 4096), None);
+        assert_eq!(
+            prp_commands(&[seg(0x1000, 8), seg(0x3000, 8)], 4096, 4096),
+            None
+        );
+        assert_eq!(
+            prp_commands(&[seg(0x1000, 4096), seg(0x3008, 8)], 4096, 4096),
+            None
+        );
+        assert_eq!(prp_commands(&[seg(u64::MAX - 8, 16)], 4096, 4096), None);
+        // The largest transfer with an offset: 1025 pieces in two commands, each one PRP1
+        // and at most 512 list entries.
         let max = max_transfer(0, 4096, u64::MAX);
         assert_eq!(max, 2 << 20);
-        let chunks = prp_chunks(&big, max);
-        assert_eq!(chunks.len(), 2);
-        for c in &chunks {
-            assert_eq!(c.iter().map(|p| p.1).sum::<u64>(), 2 << 20);
-            let (prp, list) = chunk_prps(c, 0x9000);
-            assert_eq!(prp.prp1, c[0].0);
-            assert_eq!(prp.prp2, 0x9000);
-            assert!(list.len() <= 512);
-            assert!(list.iter().all(|a| a % 4096 == 0));
+        let c = prp_commands(&[seg(0x20_0200, 4 << 20)], 4096, max).unwrap();
+        assert_eq!(c.len(), 2);
+        for cmd in &c {
+            assert_eq!(cmd.bytes, 2 << 20);
+            assert_eq!(cmd.prp(0x9000).prp2, 0x9000);
+            assert!(cmd.more_pages() <= 512);
+            assert!(entries(cmd).iter().all(|a| a % 4096 == 0));
         }
-        // The second transfer starts where the first stopped, inside a page.
-        assert_eq!(chunks[1][0].0, 0x20_0200 + (2 << 20));
+        // The second command starts where the first stopped, inside a page.
+        assert_eq!(c[1].prp1, 0x20_0200 + (2 << 20));
         // One and two pages need no list.
-        let one = prp_chunks(&[(0x5000, 4096)], max);
-        assert_eq!(chunk_prps(&one[0], 0x9000).0.prp2, 0);
-        let two = prp_chunks(&[(0x5800, 2048), (0x7000, 4096)], max);
-        let (prp, list) = chunk_prps(&two[0], 0x9000);
-        assert_eq!((prp.prp1, prp.prp2, list.len()), (0x5800, 0x7000, 0));
+        let one = prp_commands(&[seg(0x5000, 4096)], 4096, max).unwrap();
+        assert_eq!(
+            one[0].prp(0x9000),
+            Prp {
+                prp1: 0x5000,
+                prp2: 0
+            }
+        );
+        let two = prp_commands(&[seg(0x5800, 2048), seg(0x7000, 4096)], 4096, max).unwrap();
+        assert_eq!(
+            two[0].prp(0x9000),
+            Prp {
+                prp1: 0x5800,
+                prp2: 0x7000
+            }
+        );
+        assert_eq!(two[0].more_pages(), 1);
     }
 
     #[test]
