@@ -177,15 +177,20 @@ pub fn all() -> Result<(), String> {
     })?;
     step("bench --smoke (figures not asserted)", crate::bench::smoke)?;
     step(
-        "fuzz smoke (3 s per target, checked-in corpus and regressions)",
-        crate::fuzz::smoke,
-    )?;
-    tidy_for_ci(&["fuzz"]);
-    step(
         "boards against upstream device trees (board-diff, import-dtb)",
         crate::dtb::check_all_boards,
     )?;
-    scenarios_matching("")
+    // The fuzz targets build beside the scenarios: each scenario's QEMU keeps one host
+    // core busy and leaves the other mostly idle, and the build runs at the lowest
+    // priority (three to four minutes of a CI run saved).
+    let fuzz_build = crate::fuzz::spawn_build();
+    let scenarios = scenarios_matching("");
+    let fuzz = step(
+        "fuzz smoke (3 s per target, checked-in corpus and regressions; built beside the scenarios)",
+        || crate::fuzz::smoke_after(fuzz_build),
+    );
+    tidy_for_ci(&["fuzz"]);
+    scenarios.and(fuzz)
 }
 
 /// Runs the QEMU scenarios whose name contains `filter` (all for ""), one at a time.
