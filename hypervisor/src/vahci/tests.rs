@@ -1336,3 +1336,45 @@ fn a_failed_queued_command_is_reported_in_log_10h() {
     g.disk.lock().fail_with = None;
     assert_eq!(&read_log(&mut g)[..4], &[3, 0, 0x51, ERR_ABRT]);
 }
+
+#[test]
+fn prd_tables_are_read_in_batches_that_may_not_fault_where_the_walk_does_not() {
+    let mut g = Guest::new(256);
+    g.probe();
+    let data = pattern(10 * SECTOR, 3);
+    // 80 PRDs of 64 bytes: more than one batch of the table.
+    g.mem_write(DATA, &data);
+    let prds: Vec<Prd> = (0..80).map(|i| (DATA + i * 64, 64, false)).collect();
+    g.ok(fis(cmd::WRITE_DMA_EXT, 20, 10), &prds, true);
+    assert_eq!(g.prdbc(0), 10 * 512);
+    for i in 0..10 {
+        assert_eq!(
+            g.disk.lock().sector(20 + i),
+            &data[i as usize * SECTOR..][..SECTOR]
+        );
+    }
+    // A command table (128-byte aligned) whose eight used PRDs are the last 128 bytes of
+    // RAM, its PRDTL claiming 64: a batch would run past RAM, the walk itself does not.
+    let end = RAM + RAM_SIZE as u64;
+    let ct = end - PRDT_OFFSET - 8 * PRD_SIZE;
+    g.header(0, 5, false, 64, ct);
+    g.mem_write(ct, &fis(cmd::READ_DMA_EXT, 20, 1));
+    for i in 0..8u64 {
+        let mut e = [0u8; 16];
+        e[..8].copy_from_slice(&(DATA + 0x8000 + i * 0x100).to_le_bytes());
+        e[12..].copy_from_slice(&63u32.to_le_bytes());
+        g.mem_write(ct + PRDT_OFFSET + i * PRD_SIZE, &e);
+    }
+    g.pwr(P_CI, 1);
+    assert_eq!(g.prd(P_CI), 0, "completed");
+    let is = g.handle_irq();
+    assert_eq!(
+        is & (IS_TFES | IS_HBFS | IS_OFS),
+        0,
+        "no fault: PxIS {is:#x}"
+    );
+    for i in 0..8u64 {
+        let at = (i * 64) as usize;
+        assert_eq!(g.mem_read(DATA + 0x8000 + i * 0x100, 64), data[at..at + 64]);
+    }
+}
