@@ -355,6 +355,17 @@ impl SplitQueue {
         Ok(Some(chain))
     }
 
+    /// A descriptor from its two little-endian words: address, then length, flags, next.
+    fn decode_desc(w0: u64, w1: u64) -> (u64, u32, u16, u16) {
+        let w1 = u64::from_le(w1);
+        (
+            u64::from_le(w0),
+            w1 as u32,
+            (w1 >> 32) as u16,
+            (w1 >> 48) as u16,
+        )
+    }
+
     fn read_desc(
         mem: &mut dyn GuestMemory,
         table: u64,
@@ -409,6 +420,17 @@ impl SplitQueue {
                     return Err(QueueError::BadIndirect);
                 }
                 let count = len / DESC_SIZE as u32;
+                // The whole table in one read, as words (two per descriptor: no byte-wise
+                // decoding on the strict-align target, no guest-memory access per entry);
+                // a table that cannot be read whole is read entry by entry as the chain
+                // goes, so it faults only where the walk reaches.
+                let mut words = alloc::vec![0u64; count as usize * 2];
+                let whole = mem
+                    .read(
+                        GuestPhysAddr(addr),
+                        bytemuck::cast_slice_mut(&mut words[..]),
+                    )
+                    .is_ok();
                 let mut i: u16 = 0;
                 let mut hops = 0;
                 loop {
@@ -422,7 +444,10 @@ impl SplitQueue {
                     if hops > count {
                         return Err(QueueError::Loop(count));
                     }
-                    let (a, l, f, n) = Self::read_desc(mem, addr, i)?;
+                    let (a, l, f, n) = match words.get(usize::from(i) * 2..usize::from(i) * 2 + 2) {
+                        Some(&[w0, w1]) if whole => Self::decode_desc(w0, w1),
+                        _ => Self::read_desc(mem, addr, i)?,
+                    };
                     if f & VIRTQ_DESC_F_INDIRECT != 0 {
                         return Err(QueueError::BadIndirect);
                     }
@@ -583,6 +608,63 @@ mod tests {
             q.pop(&mut mem),
             Err(QueueError::BadIndex { index: 8, size: 8 })
         );
+    }
+
+    #[test]
+    fn indirect_tables_decode_whole_and_may_end_past_ram_where_unused() {
+        let put =
+            |mem: &mut FakeGuestMemory, at: u64, addr: u64, len: u32, flags: u16, next: u16| {
+                mem.write_u64(GuestPhysAddr(at), addr).unwrap();
+                mem.write_u32(GuestPhysAddr(at + 8), len).unwrap();
+                mem.write_u16(GuestPhysAddr(at + 12), flags).unwrap();
+                mem.write_u16(GuestPhysAddr(at + 14), next).unwrap();
+            };
+        for (table, count) in [(BASE + 0x3000, 4u32), (BASE + 0x4000 - 48, 8)] {
+            let mut mem = FakeGuestMemory::new(GuestPhysAddr(BASE), 0x4000);
+            let mut q = SplitQueue::new(8);
+            q.desc_table = BASE;
+            q.avail_ring = BASE + 0x1000;
+            q.used_ring = BASE + 0x2000;
+            q.ready = true;
+            // Descriptor 0: an indirect table of `count` entries whose chain is 0 -> 2 -> 1
+            // (readable 0x10 at 0x100, readable 0x20 at 0x200, writable 0x30 at 0x300).
+            // The second table's last five entries lie past the end of RAM: unused.
+            put(&mut mem, BASE, table, count * 16, VIRTQ_DESC_F_INDIRECT, 0);
+            put(&mut mem, table, BASE + 0x100, 0x10, VIRTQ_DESC_F_NEXT, 2);
+            put(
+                &mut mem,
+                table + 32,
+                BASE + 0x200,
+                0x20,
+                VIRTQ_DESC_F_NEXT,
+                1,
+            );
+            put(
+                &mut mem,
+                table + 16,
+                BASE + 0x300,
+                0x30,
+                VIRTQ_DESC_F_WRITE,
+                0,
+            );
+            mem.write_u16(GuestPhysAddr(BASE + 0x1004), 0).unwrap();
+            mem.write_u16(GuestPhysAddr(BASE + 0x1002), 1).unwrap();
+            let chain = q.pop(&mut mem).unwrap().unwrap();
+            let got: Vec<(u64, u32, bool)> = chain
+                .descriptors
+                .iter()
+                .map(|d| (d.addr - BASE, d.len, d.writable))
+                .collect();
+            assert_eq!(
+                got,
+                [
+                    (0x100, 0x10, false),
+                    (0x200, 0x20, false),
+                    (0x300, 0x30, true)
+                ],
+                "table at {table:#x}"
+            );
+        }
     }
 
     #[test]
