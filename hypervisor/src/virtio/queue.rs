@@ -562,27 +562,48 @@ mod tests {
         assert_eq!(c.consumed(), 2);
     }
 
-    #[test]
-    fn pop_and_add_used_follow_the_rings() {
-        let mut mem = FakeGuestMemory::new(GuestPhysAddr(BASE), 0x4000);
+    /// 16 KiB of RAM and a ready queue of 8: descriptors at `BASE`, the available ring at
+    /// `BASE + 0x1000`, the used ring at `BASE + 0x2000`.
+    fn ring() -> (FakeGuestMemory, SplitQueue) {
+        let mem = FakeGuestMemory::new(GuestPhysAddr(BASE), 0x4000);
         let mut q = SplitQueue::new(8);
         q.desc_table = BASE;
         q.avail_ring = BASE + 0x1000;
         q.used_ring = BASE + 0x2000;
         q.ready = true;
+        (mem, q)
+    }
+
+    /// Writes a descriptor at `at`.
+    fn put(mem: &mut FakeGuestMemory, at: u64, addr: u64, len: u32, flags: u16, next: u16) {
+        mem.write_u64(GuestPhysAddr(at), addr).unwrap();
+        mem.write_u32(GuestPhysAddr(at + 8), len).unwrap();
+        mem.write_u16(GuestPhysAddr(at + 12), flags).unwrap();
+        mem.write_u16(GuestPhysAddr(at + 14), next).unwrap();
+    }
+
+    #[test]
+    fn pop_and_add_used_follow_the_rings() {
+        let (mut mem, mut q) = ring();
         assert!(q.is_valid());
         assert_eq!(q.pop(&mut mem), Ok(None));
         // Descriptor 5: readable 16 bytes -> 6: writable 1 byte.
-        let put =
-            |mem: &mut FakeGuestMemory, i: u64, addr: u64, len: u32, flags: u16, next: u16| {
-                let at = GuestPhysAddr(BASE + 16 * i);
-                mem.write_u64(at, addr).unwrap();
-                mem.write_u32(GuestPhysAddr(at.0 + 8), len).unwrap();
-                mem.write_u16(GuestPhysAddr(at.0 + 12), flags).unwrap();
-                mem.write_u16(GuestPhysAddr(at.0 + 14), next).unwrap();
-            };
-        put(&mut mem, 5, BASE + 0x3000, 16, VIRTQ_DESC_F_NEXT, 6);
-        put(&mut mem, 6, BASE + 0x3100, 1, VIRTQ_DESC_F_WRITE, 0);
+        put(
+            &mut mem,
+            BASE + 16 * 5,
+            BASE + 0x3000,
+            16,
+            VIRTQ_DESC_F_NEXT,
+            6,
+        );
+        put(
+            &mut mem,
+            BASE + 16 * 6,
+            BASE + 0x3100,
+            1,
+            VIRTQ_DESC_F_WRITE,
+            0,
+        );
         mem.write_u16(GuestPhysAddr(BASE + 0x1004), 5).unwrap();
         mem.write_u16(GuestPhysAddr(BASE + 0x1002), 1).unwrap();
         let chain = q.pop(&mut mem).unwrap().unwrap();
@@ -612,20 +633,8 @@ mod tests {
 
     #[test]
     fn indirect_tables_decode_whole_and_may_end_past_ram_where_unused() {
-        let put =
-            |mem: &mut FakeGuestMemory, at: u64, addr: u64, len: u32, flags: u16, next: u16| {
-                mem.write_u64(GuestPhysAddr(at), addr).unwrap();
-                mem.write_u32(GuestPhysAddr(at + 8), len).unwrap();
-                mem.write_u16(GuestPhysAddr(at + 12), flags).unwrap();
-                mem.write_u16(GuestPhysAddr(at + 14), next).unwrap();
-            };
         for (table, count) in [(BASE + 0x3000, 4u32), (BASE + 0x4000 - 48, 8)] {
-            let mut mem = FakeGuestMemory::new(GuestPhysAddr(BASE), 0x4000);
-            let mut q = SplitQueue::new(8);
-            q.desc_table = BASE;
-            q.avail_ring = BASE + 0x1000;
-            q.used_ring = BASE + 0x2000;
-            q.ready = true;
+            let (mut mem, mut q) = ring();
             // Descriptor 0: an indirect table of `count` entries whose chain is 0 -> 2 -> 1
             // (readable 0x10 at 0x100, readable 0x20 at 0x200, writable 0x30 at 0x300).
             // The second table's last five entries lie past the end of RAM: unused.
