@@ -50,7 +50,12 @@ pub trait Env: Clone {
 
 /// Polls `done` until it holds or `ms` milliseconds of `env`'s clock passed; the answer is
 /// `done`'s last (checked once more at the deadline, so a device that finished just then
-/// counts). How drivers wait for a device bit without trusting it ever to come.
+/// counts). How drivers wait for a device bit without trusting it ever to come. Between
+/// two looks it naps ([`Env::pause`]) for an eighth of the time waited so far, at least a
+/// microsecond and at most a millisecond: a device that answers at once is seen at once,
+/// and a long wait (a reset, a link that never comes) naps about 170 times in its first
+/// 100 ms and then once per millisecond, not once per microsecond (under QEMU every nap's
+/// wake-up also costs host time).
 pub fn wait_until<E: Env>(env: &E, ms: u64, mut done: impl FnMut() -> bool) -> bool {
     let t0 = env.now();
     let limit = ms.saturating_mul(env.ticks_per_ms());
@@ -58,10 +63,12 @@ pub fn wait_until<E: Env>(env: &E, ms: u64, mut done: impl FnMut() -> bool) -> b
         if done() {
             return true;
         }
-        if env.now().wrapping_sub(t0) > limit {
+        let waited = env.now().wrapping_sub(t0);
+        if waited > limit {
             return done();
         }
-        core::hint::spin_loop();
+        let waited_us = waited.saturating_mul(1000) / env.ticks_per_ms().max(1);
+        env.pause((waited_us / 8).clamp(1, 1000));
     }
 }
 
@@ -126,3 +133,81 @@ mod machine {
 
 #[cfg(target_arch = "aarch64")]
 pub use machine::Machine;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloc::vec::Vec;
+    use core::cell::RefCell;
+    use std::rc::Rc;
+
+    /// A clock at 1000 ticks per millisecond (one per microsecond) that a nap moves on by
+    /// its length; every nap is recorded.
+    #[derive(Clone, Default)]
+    struct Clock(Rc<RefCell<(u64, Vec<u64>)>>);
+
+    struct NoBuf;
+
+    impl Dma for NoBuf {
+        fn bus_addr(&self) -> u64 {
+            0
+        }
+        fn write(&mut self, _: u64, _: &[u8]) -> Result<(), DmaError> {
+            Err(DmaError)
+        }
+        fn read(&self, _: u64, _: &mut [u8]) -> Result<(), DmaError> {
+            Err(DmaError)
+        }
+    }
+
+    impl Env for Clock {
+        type Buf = NoBuf;
+        fn alloc(&self, _: u64, _: bool) -> Result<NoBuf, DmaError> {
+            Err(DmaError)
+        }
+        fn now(&self) -> u64 {
+            self.0.borrow().0
+        }
+        fn ticks_per_ms(&self) -> u64 {
+            1000
+        }
+        fn sync_dma(&self, _: &DmaList<'_>, _: bool) {}
+        fn pause(&self, us: u64) {
+            let mut c = self.0.borrow_mut();
+            c.0 += us;
+            c.1.push(us);
+        }
+    }
+
+    #[test]
+    fn waits_nap_an_eighth_of_the_time_waited_between_one_microsecond_and_one_millisecond() {
+        // A device that answers at once: no nap.
+        let clock = Clock::default();
+        assert!(wait_until(&clock, 10, || true));
+        assert!(clock.0.borrow().1.is_empty());
+        // One that answers after 3 us: seen within a microsecond of it.
+        let clock = Clock::default();
+        let c = clock.clone();
+        assert!(wait_until(&clock, 10, || c.now() >= 3));
+        assert_eq!(clock.now(), 3);
+        // One that never answers, for 100 ms: under 200 naps, each at most 1 ms, growing
+        // with the time waited, and the deadline checked once more.
+        let clock = Clock::default();
+        let looks = RefCell::new(0u32);
+        assert!(!wait_until(&clock, 100, || {
+            *looks.borrow_mut() += 1;
+            false
+        }));
+        let naps = clock.0.borrow().1.clone();
+        assert!(naps.len() < 200, "{} naps", naps.len());
+        assert!(naps.iter().all(|&n| (1..=1000).contains(&n)));
+        assert!(naps.windows(2).all(|w| w[0] <= w[1]));
+        assert_eq!(*naps.last().unwrap(), 1000);
+        assert!(
+            (100_000..=101_000).contains(&clock.now()),
+            "{}",
+            clock.now()
+        );
+        assert_eq!(*looks.borrow() as usize, naps.len() + 2);
+    }
+}
