@@ -67,9 +67,15 @@ pub fn wait_until<E: Env>(env: &E, ms: u64, mut done: impl FnMut() -> bool) -> b
         if waited > limit {
             return done();
         }
-        let waited_us = waited.saturating_mul(1000) / env.ticks_per_ms().max(1);
-        env.pause((waited_us / 8).clamp(1, 1000));
+        pause_after(env, waited);
     }
+}
+
+/// The nap of a driver that has waited `waited` ticks for its device (see [`wait_until`]):
+/// an eighth of it, at least a microsecond and at most a millisecond.
+pub fn pause_after<E: Env>(env: &E, waited: u64) {
+    let waited_us = waited.saturating_mul(1000) / env.ticks_per_ms().max(1);
+    env.pause((waited_us / 8).clamp(1, 1000));
 }
 
 #[cfg(target_arch = "aarch64")]

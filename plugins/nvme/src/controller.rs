@@ -20,8 +20,6 @@ pub const DEAD: u32 = 0x2_0000;
 pub const NO_MEMORY: u32 = 0x3_0000;
 /// How long one I/O or admin command may take.
 const COMMAND_TIMEOUT_MS: u64 = 5000;
-/// Nap between two looks at a completion queue, in microseconds (see [`Env::pause`]).
-const PAUSE_US: u64 = 1;
 /// Bytes of the bounce buffer every transfer goes through.
 const BOUNCE: u64 = 128 << 10;
 /// Memory page size programmed in CC.MPS (4 KiB).
@@ -63,6 +61,7 @@ impl InitError {
     }
 }
 
+use hypervisor::dma::pause_after;
 pub use hypervisor::dma::{Dma, DmaError, Env};
 
 struct Queue<B> {
@@ -333,7 +332,8 @@ impl<E: Env> Controller<E> {
         sq.index = (sq.index + 1) % sq.entries;
         let tail = sq.index;
         let (cq_at, phase) = (u64::from(cq.index) * 16, cq.phase);
-        let end = self.env.now() + self.ticks(COMMAND_TIMEOUT_MS);
+        let start = self.env.now();
+        let end = start + self.ticks(COMMAND_TIMEOUT_MS);
         if let Some(mut r) = self.regs.get(spec::doorbell(qid, false, stride) / 4) {
             r.write(tail);
         }
@@ -351,11 +351,12 @@ impl<E: Env> Controller<E> {
             if c.phase == phase {
                 break c;
             }
-            if self.env.now() > end {
+            let now = self.env.now();
+            if now > end {
                 self.dead = true;
                 return Err(BlockError::Device(TIMEOUT));
             }
-            self.env.pause(PAUSE_US);
+            pause_after(&self.env, now.wrapping_sub(start));
         };
         cq.index = (cq.index + 1) % cq.entries;
         if cq.index == 0 {
@@ -395,7 +396,8 @@ impl<E: Env> Controller<E> {
             sq.index = (sq.index + 1) % sq.entries;
         }
         let stride = self.stride;
-        let end = self.env.now() + self.ticks(COMMAND_TIMEOUT_MS);
+        let start = self.env.now();
+        let end = start + self.ticks(COMMAND_TIMEOUT_MS);
         if let Some(mut r) = self.regs.get(spec::doorbell(1, false, stride) / 4) {
             r.write(self.io_sq.index);
         }
@@ -410,11 +412,13 @@ impl<E: Env> Controller<E> {
                 .map_err(|_| BlockError::Device(NO_MEMORY))?;
             let c = Completion::decode(&raw);
             if c.phase != cq.phase {
-                if self.env.now() > end {
+                let now = self.env.now();
+                if now > end {
                     self.dead = true;
                     return Err(BlockError::Device(TIMEOUT));
                 }
-                self.env.pause(PAUSE_US);
+                // Naps between looks: a microsecond at first, longer the longer it takes.
+                pause_after(&self.env, now.wrapping_sub(start));
                 continue;
             }
             cq.index = (cq.index + 1) % cq.entries;
