@@ -90,6 +90,19 @@ pub fn set_hyp_timer(deadline: u64) {
 /// Whether [`nap_until`] may wait in `WFI`.
 static NAPS: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
 
+/// Per CPU: between acknowledging a physical interrupt and its EOI (drivers' handlers run
+/// there).
+static IN_INTERRUPT: [core::sync::atomic::AtomicBool; super::boot::MAX_CPUS] =
+    [const { core::sync::atomic::AtomicBool::new(false) }; super::boot::MAX_CPUS];
+
+/// Marks this CPU as handling a physical interrupt (acknowledged, no EOI yet) or not: no
+/// [`nap_until`] sleeps meanwhile.
+pub fn set_in_interrupt(active: bool) {
+    if let Some(b) = IN_INTERRUPT.get(current_index()) {
+        b.store(active, core::sync::atomic::Ordering::Relaxed);
+    }
+}
+
 /// Lets [`nap_until`] sleep: the boot CPU's EL2 timer interrupt is enabled at its GIC (every
 /// other CPU enables its own before it runs anything that may nap).
 pub fn allow_naps() {
@@ -101,9 +114,15 @@ pub fn allow_naps() {
 /// still ends the nap). Interrupts stay masked: nothing is handled here, a pending one
 /// only ends the wait and is taken as usual once the caller returns to a guest.
 /// Until [`allow_naps`] (the boot CPU's interrupt controller and EL2 timer are not set up
-/// yet: nothing would end the wait), it only spins once.
+/// yet: nothing would end the wait), and while this CPU handles a physical interrupt
+/// ([`set_in_interrupt`]: the GIC signals nothing of the same priority until its EOI, so
+/// not the EL2 timer either), it only spins once.
 pub fn nap_until(deadline: u64) {
-    if !NAPS.load(core::sync::atomic::Ordering::Acquire) {
+    use core::sync::atomic::Ordering;
+    let busy = IN_INTERRUPT
+        .get(current_index())
+        .is_none_or(|b| b.load(Ordering::Relaxed));
+    if !NAPS.load(Ordering::Acquire) || busy {
         core::hint::spin_loop();
         return;
     }

@@ -1493,6 +1493,9 @@ fn handle_physical_irqs_from(
     let gic = irqchip();
     let board = arch::board();
     while let Some(intid) = first.take().or_else(|| gic.acknowledge()) {
+        // Until its EOI the GIC signals nothing of the same priority: a driver's handler
+        // must not nap in `WFI` (nothing would end it).
+        cpu::set_in_interrupt(true);
         if intid == KICK_SGI {
             // First: the common case of an idle vCPU woken for an interrupt.
             next = Next::Resched;
@@ -1555,6 +1558,7 @@ fn handle_physical_irqs_from(
             next = Next::Resched;
         }
         gic.end_of_interrupt(intid);
+        cpu::set_in_interrupt(false);
     }
     // The management stack (CPU 0): frames for the host port, its timers.
     super::mgmt::poll();

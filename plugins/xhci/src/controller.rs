@@ -18,7 +18,7 @@ use alloc::string::String;
 use alloc::sync::Arc;
 use alloc::vec;
 use alloc::vec::Vec;
-use hypervisor::dma::{Dma, DmaError, Env};
+use hypervisor::dma::{pause_after, Dma, DmaError, Env};
 use hypervisor::plugin::usb::{
     self, Completed, Completion, EndpointKind, EnumBus, Setup, SharedFunction, Speed, TransferId,
     UsbBus, UsbError,
@@ -334,13 +334,16 @@ impl<E: Env> Xhci<E> {
     }
 
     fn delay_ms(&self, ms: u64) {
+        let start = self.env.now();
         let end = self.deadline(ms);
         while self.env.now() < end {
-            core::hint::spin_loop();
+            // Naps between looks, longer the longer it takes (`dma::pause_after`).
+            pause_after(&self.env, self.env.now().wrapping_sub(start));
         }
     }
 
     fn wait_op(&mut self, off: usize, mask: u32, want: u32) -> Result<(), InitError> {
+        let start = self.env.now();
         let end = self.deadline(TIMEOUT_MS);
         loop {
             let v = self.read_op(off);
@@ -353,7 +356,8 @@ impl<E: Env> Xhci<E> {
             if self.env.now() > end {
                 return Err(InitError::NotReady);
             }
-            core::hint::spin_loop();
+            // Naps between looks, longer the longer it takes (`dma::pause_after`).
+            pause_after(&self.env, self.env.now().wrapping_sub(start));
         }
     }
 
@@ -589,6 +593,7 @@ impl<E: Env> Xhci<E> {
             write_trb(&mut self.cmd_mem, i, t)?;
         }
         self.ring_doorbell(0, 0);
+        let start = self.env.now();
         let end = self.deadline(TIMEOUT_MS);
         loop {
             while let Some(t) = self.next_event() {
@@ -615,7 +620,8 @@ impl<E: Env> Xhci<E> {
                 );
                 return Err(UsbError::Timeout);
             }
-            core::hint::spin_loop();
+            // Naps between looks, longer the longer it takes (`dma::pause_after`).
+            pause_after(&self.env, self.env.now().wrapping_sub(start));
         }
     }
 
@@ -664,6 +670,7 @@ impl<E: Env> Xhci<E> {
         let data_trb = if len > 0 { Some(addrs[1]) } else { None };
         let status_trb = *addrs.last().unwrap_or(&0);
         let mut moved = len;
+        let start = self.env.now();
         let end = self.deadline(TIMEOUT_MS);
         let outcome = 'wait: loop {
             while let Some(t) = self.next_event() {
@@ -694,7 +701,8 @@ impl<E: Env> Xhci<E> {
             if self.env.now() > end {
                 break Err(0);
             }
-            core::hint::spin_loop();
+            // Naps between looks, longer the longer it takes (`dma::pause_after`).
+            pause_after(&self.env, self.env.now().wrapping_sub(start));
         };
         self.update_erdp();
         match outcome {
@@ -782,6 +790,7 @@ impl<E: Env> Xhci<E> {
         }
         if v & portsc::PED == 0 {
             self.write_op(op::portsc(port), portsc::neutral(v, portsc::PR));
+            let start = self.env.now();
             let end = self.deadline(TIMEOUT_MS);
             loop {
                 v = self.read_op(op::portsc(port));
@@ -794,7 +803,8 @@ impl<E: Env> Xhci<E> {
                 if self.env.now() > end {
                     return Err(format!("port reset timed out (PORTSC {v:#x})"));
                 }
-                core::hint::spin_loop();
+                // Naps between looks, longer the longer it takes (`dma::pause_after`).
+                pause_after(&self.env, self.env.now().wrapping_sub(start));
             }
             self.write_op(op::portsc(port), portsc::neutral(v, v & portsc::CHANGES));
             // USB 2.0 7.1.7.3: 10 ms reset recovery before the first request.
