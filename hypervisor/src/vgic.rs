@@ -789,65 +789,22 @@ impl VGic {
     /// state, records the slot and returns the `ICH_LR<i>_EL2` value.
     fn fill_lr(&mut self, vcpu: VcpuId, intid: IntId, i: usize) -> Result<u64, VGicError> {
         let per_source = self.sgi_per_source && intid.0 < 16;
-        let (pending, took_latch, source, more) = if per_source {
+        let v2 = if per_source {
             let deliverable = {
                 let irq = self.irq(intid, vcpu)?;
                 self.deliverable(irq)
             };
-            self.take_sgi_source(vcpu, intid, deliverable)
+            Some(self.take_sgi_source(vcpu, intid, deliverable))
         } else {
-            // Decided below, on the one lookup of the interrupt.
-            (false, false, 0, false)
+            None
         };
-        let (grp0, grp1) = (self.grp0_enabled, self.grp1_enabled);
+        let groups = (self.grp0_enabled, self.grp1_enabled);
         let irq = self.irq_mut(intid, vcpu)?;
-        let (pending, took_latch) = if per_source {
-            (pending, took_latch)
-        } else {
-            let deliverable = irq.deliverable(grp0, grp1);
-            let took_latch = deliverable && irq.pending_latch;
-            if took_latch {
-                irq.pending_latch = false;
-            }
-            (deliverable, took_latch)
-        };
-        // A level interrupt sampled again at its EOI (the virtual timer, the PMU, a
-        // passed-through line) whose guest is still handling it: its source may already
-        // have dropped without a trap to say so (the guest re-armed its timer), so it
-        // goes in active only, not active and pending, which would hand it to the guest
-        // again the moment it deactivates. The EOI maintenance interrupt samples the line
-        // then, and pends it again if it is still high.
-        let pending = pending
-            && !(irq.active && irq.eoi_notify && irq.trigger == Trigger::Level && !took_latch);
-        // A GICv2 SGI still pending from other sources: hear of this one's
-        // deactivation, so that the next source's LR follows at once.
-        let eoi =
-            irq.hw_intid.is_none() && (irq.eoi_notify || irq.trigger == Trigger::Level || more);
-        let kind = match irq.hw_intid {
-            Some(pintid) => LrKind::Hardware { pintid },
-            None => LrKind::Virtual {
-                eoi_maintenance: eoi,
-            },
-        };
-        let value = Lr {
-            vintid: intid,
-            state: LrState::from_flags(pending, irq.active),
-            priority: irq.priority,
-            group1: irq.group1,
-            kind,
-            source,
-        }
-        .encode();
-        irq.in_lr_of = Some(vcpu);
+        let (value, slot) = lr_for(irq, vcpu, intid, groups, v2);
         let v = &mut self.vcpus[vcpu.0];
         v.lrs_in_use += 1;
-        if let Some(slot) = v.lrs.get_mut(i) {
-            *slot = Some(LrSlot {
-                intid,
-                took_latch,
-                eoi,
-                source,
-            });
+        if let Some(s) = v.lrs.get_mut(i) {
+            *s = Some(slot);
         }
         Ok(value)
     }
@@ -862,21 +819,24 @@ impl VGic {
             return None;
         }
         let intid = IntId(private.trailing_zeros());
-        let (grp0, grp1) = (self.grp0_enabled, self.grp1_enabled);
-        let irq = &self.vcpus.get(vcpu.0)?.private[intid.0 as usize];
-        let live = irq.active || irq.deliverable(grp0, grp1);
-        if live && (irq.in_lr_of.is_some() || (self.sgi_per_source && intid.0 < 16)) {
+        let groups = (self.grp0_enabled, self.grp1_enabled);
+        let per_source = self.sgi_per_source && intid.0 < 16;
+        // One lookup of the vCPU and its interrupt: what `fill_lr` does for slot 0, without
+        // looking them up again (the interrupt is watched already).
+        let v = self.vcpus.get_mut(vcpu.0)?;
+        let irq = v.private.get_mut(intid.0 as usize)?;
+        let live = irq.active || irq.deliverable(groups.0, groups.1);
+        if live && (irq.in_lr_of.is_some() || per_source) {
             return None;
         }
-        if !live {
+        let first = if live {
+            let (value, slot) = lr_for(irq, vcpu, intid, groups, None);
+            v.lrs[0] = Some(slot);
+            v.lrs_in_use += 1;
+            value
+        } else {
             // Idle: it stops being watched, as `select` would decide.
             self.watch_private[vcpu.0] = 0;
-        }
-        // A private INTID of a vCPU that exists: `fill_lr` cannot fail (and would fail before
-        // changing anything, leaving the error to the general path).
-        let first = if live {
-            self.fill_lr(vcpu, intid, 0).ok()?
-        } else {
             Lr::EMPTY
         };
         for (i, lr) in lrs.iter_mut().enumerate().take(n) {
@@ -941,17 +901,24 @@ impl VGic {
     /// An LR the guest deactivated (invalid) leaves its interrupt inactive; a level
     /// interrupt whose line is still high is then pending again.
     pub fn sync(&mut self, vcpu: VcpuId, lrs: &[u64]) -> Result<(), VGicError> {
-        let mut left = self
-            .vcpus
-            .get(vcpu.0)
-            .ok_or(VGicError::NoSuchVcpu(vcpu))?
-            .lrs_in_use;
+        // The vCPU is looked up once; its interrupts through the fields themselves (an
+        // `irq_mut` per slot looked the vCPU up twice more).
+        let Self {
+            vcpus,
+            spis,
+            watch_private,
+            watch_spis,
+            sgi_per_source,
+            ..
+        } = self;
+        let v = vcpus.get_mut(vcpu.0).ok_or(VGicError::NoSuchVcpu(vcpu))?;
+        let mut left = v.lrs_in_use;
         // `flush` fills slots from 0: stop once every slot in use has been folded back.
         for i in 0..MAX_LRS {
             if left == 0 {
                 break;
             }
-            let Some(slot) = self.vcpus[vcpu.0].lrs[i] else {
+            let Some(slot) = v.lrs[i] else {
                 continue;
             };
             left -= 1;
@@ -965,15 +932,27 @@ impl VGic {
                     found: lr.vintid,
                 });
             }
-            let irq = self.irq_mut(slot.intid, vcpu)?;
+            // What `irq_mut` does: watch the interrupt, then look it up.
+            let irq = if slot.intid.0 < PRIVATE_IRQS {
+                if let Some(w) = watch_private.get_mut(vcpu.0) {
+                    *w |= 1 << slot.intid.0;
+                }
+                &mut v.private[slot.intid.0 as usize]
+            } else {
+                let n = (slot.intid.0 - PRIVATE_IRQS) as usize;
+                if let Some(w) = watch_spis.get_mut(n / 64) {
+                    *w |= 1 << (n % 64);
+                }
+                spis.get_mut(n)
+                    .ok_or(VGicError::NoSuchInterrupt(slot.intid))?
+            };
             irq.in_lr_of = None;
             irq.active = lr.state.active();
             if lr.state.pending() && slot.took_latch {
                 irq.pending_latch = true;
             }
             let notify = irq.eoi_notify;
-            let v = &mut self.vcpus[vcpu.0];
-            if self.sgi_per_source && slot.intid.0 < 16 {
+            if *sgi_per_source && slot.intid.0 < 16 {
                 let sgi = slot.intid.0 as usize;
                 if lr.state.active() {
                     v.sgi_active_source[sgi] = slot.source;
@@ -990,6 +969,66 @@ impl VGic {
         }
         Ok(())
     }
+}
+
+/// The `ICH_LR<n>_EL2` value and the slot record for `irq` (INTID `intid`, private to or
+/// routed to `vcpu`) going into a list register: takes its pending latch if it is
+/// deliverable, and marks it as held by `vcpu`. `v2`: for a GICv2 SGI, what
+/// [`VGic::take_sgi_source`] decided (LR pending, latch taken, source, more sources).
+fn lr_for(
+    irq: &mut IrqState,
+    vcpu: VcpuId,
+    intid: IntId,
+    (grp0, grp1): (bool, bool),
+    v2: Option<(bool, bool, u8, bool)>,
+) -> (u64, LrSlot) {
+    let (pending, took_latch, source, more) = match v2 {
+        Some(decided) => decided,
+        None => {
+            let deliverable = irq.deliverable(grp0, grp1);
+            let took_latch = deliverable && irq.pending_latch;
+            if took_latch {
+                irq.pending_latch = false;
+            }
+            (deliverable, took_latch, 0, false)
+        }
+    };
+    // A level interrupt sampled again at its EOI (the virtual timer, the PMU, a
+    // passed-through line) whose guest is still handling it: its source may already
+    // have dropped without a trap to say so (the guest re-armed its timer), so it
+    // goes in active only, not active and pending, which would hand it to the guest
+    // again the moment it deactivates. The EOI maintenance interrupt samples the line
+    // then, and pends it again if it is still high.
+    let pending =
+        pending && !(irq.active && irq.eoi_notify && irq.trigger == Trigger::Level && !took_latch);
+    // A GICv2 SGI still pending from other sources: hear of this one's
+    // deactivation, so that the next source's LR follows at once.
+    let eoi = irq.hw_intid.is_none() && (irq.eoi_notify || irq.trigger == Trigger::Level || more);
+    let kind = match irq.hw_intid {
+        Some(pintid) => LrKind::Hardware { pintid },
+        None => LrKind::Virtual {
+            eoi_maintenance: eoi,
+        },
+    };
+    let value = Lr {
+        vintid: intid,
+        state: LrState::from_flags(pending, irq.active),
+        priority: irq.priority,
+        group1: irq.group1,
+        kind,
+        source,
+    }
+    .encode();
+    irq.in_lr_of = Some(vcpu);
+    (
+        value,
+        LrSlot {
+            intid,
+            took_latch,
+            eoi,
+            source,
+        },
+    )
 }
 
 #[cfg(test)]
@@ -1095,6 +1134,103 @@ mod tests {
         fn rnd_bit(intid: IntId, v: VcpuId) -> bool {
             (intid.0 as usize + v.0).is_multiple_of(2)
         }
+    }
+
+    /// `sync` (one lookup of the vCPU, its interrupts through the fields) leaves the vGIC
+    /// exactly as the per-slot `irq_mut` fold-back it replaced: random SGIs (GICv3 and GICv2
+    /// with sources), PPIs and SPIs, edge and level, with and without EOI notification,
+    /// flushed, then each LR acked, deactivated, left or re-pended as a guest would.
+    #[test]
+    fn sync_folds_back_like_a_lookup_per_slot() {
+        /// The fold-back as it was: `irq_mut` for every slot.
+        fn reference(g: &mut VGic, vcpu: VcpuId, lrs: &[u64]) {
+            let mut left = g.vcpus[vcpu.0].lrs_in_use;
+            for i in 0..MAX_LRS {
+                if left == 0 {
+                    break;
+                }
+                let Some(slot) = g.vcpus[vcpu.0].lrs[i] else {
+                    continue;
+                };
+                left -= 1;
+                let lr = Lr::decode(lrs.get(i).copied().unwrap_or(Lr::EMPTY));
+                let irq = g.irq_mut(slot.intid, vcpu).unwrap();
+                irq.in_lr_of = None;
+                irq.active = lr.state.active();
+                if lr.state.pending() && slot.took_latch {
+                    irq.pending_latch = true;
+                }
+                let notify = irq.eoi_notify;
+                let v = &mut g.vcpus[vcpu.0];
+                if g.sgi_per_source && slot.intid.0 < 16 {
+                    let sgi = slot.intid.0 as usize;
+                    if lr.state.active() {
+                        v.sgi_active_source[sgi] = slot.source;
+                    }
+                    if lr.state.pending() && slot.took_latch {
+                        v.sgi_sources[sgi] |= 1 << (slot.source & 7);
+                    }
+                }
+                v.lrs[i] = None;
+                v.lrs_in_use -= 1;
+                if lr.state == LrState::Invalid && slot.eoi && notify {
+                    v.eoi.push(slot.intid);
+                }
+            }
+        }
+        let mut seed = 0x853c_49e6_748f_ea9b_u64;
+        let mut rnd = move |n: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % n
+        };
+        let mut synced_slots = 0;
+        for v2 in [false, true] {
+            let mut g = if v2 {
+                VGic::new_v2(3, 64).unwrap()
+            } else {
+                VGic::new(3, 64).unwrap()
+            };
+            g.set_group_enables(true, true);
+            for v in 0..3 {
+                for intid in 0..96 {
+                    enable(&mut g, intid, VcpuId(v));
+                }
+                g.set_eoi_notify(IntId(VTIMER_INTID), VcpuId(v), true)
+                    .unwrap();
+            }
+            g.set_eoi_notify(IntId(40), V0, true).unwrap();
+            for _ in 0..5000 {
+                let v = VcpuId(rnd(3) as usize);
+                let intid = IntId(rnd(96) as u32);
+                match rnd(4) {
+                    0 => drop(g.inject_edge(intid, v)),
+                    1 => drop(g.set_level(intid, v, rnd(2) == 0)),
+                    2 => drop(g.sgi1r_write(v, (u64::from(intid.0 & 15) << 24) | 0b111)),
+                    _ => {
+                        let mut lrs = [0u64; 4];
+                        g.flush(v, &mut lrs, 4).unwrap();
+                        for lr in lrs.iter_mut().filter(|lr| **lr != Lr::EMPTY) {
+                            let mut l = Lr::decode(*lr);
+                            l.state = match rnd(4) {
+                                0 => LrState::Active,
+                                1 => LrState::Invalid,
+                                2 => LrState::PendingActive,
+                                _ => l.state,
+                            };
+                            *lr = l.encode();
+                            synced_slots += 1;
+                        }
+                        let mut expected = g.clone();
+                        reference(&mut expected, v, &lrs);
+                        g.sync(v, &lrs).unwrap();
+                        assert_eq!(g, expected, "GICv2: {v2}");
+                    }
+                }
+            }
+        }
+        assert!(synced_slots > 1000, "only {synced_slots} LRs folded back");
     }
 
     /// SPI counts that leave part of the last watch word past the last SPI (32, and the
