@@ -1292,14 +1292,18 @@ fn kick_fast(
     let (now, ptimer_ahead) = {
         let mut dev = lv.vm.devices.lock();
         if *used > 0 {
-            let _ = dev.vgic.sync(lv.id, &lv.lrs[..*used]);
-            handle_eois(
-                &lv.vm,
-                lv.id,
-                &mut lv.vtimer,
-                &mut lv.pmu_masked,
-                &mut dev.vgic,
-            );
+            // Usually the previous SGI's LR, which the guest has deactivated: folded back
+            // without the general loop, and with no deactivation to act on.
+            if !dev.vgic.sync_one_finished(lv.id, &lv.lrs[..*used]) {
+                let _ = dev.vgic.sync(lv.id, &lv.lrs[..*used]);
+                handle_eois(
+                    &lv.vm,
+                    lv.id,
+                    &mut lv.vtimer,
+                    &mut lv.pmu_masked,
+                    &mut dev.vgic,
+                );
+            }
             // Folded back: the general path has nothing left to sync.
             *used = 0;
         }
