@@ -15,7 +15,9 @@
 //! 4. kick (IPI) the vCPUs that [`VGic::take_kicks`], `set_level` or `inject_edge` name.
 //!
 //! An exit that touches only other vCPUs' interrupts ([`VGic::sgi_write_to_others`]) may skip
-//! steps 1 and 3: the LRs stay live in the hardware, as while the guest runs.
+//! steps 1 and 3: the LRs stay live in the hardware, as while the guest runs. Step 1 may use
+//! [`VGic::sync_one_finished`] instead of `sync` (it declines, changing nothing, whenever
+//! `sync` would do more than free one finished LR of a private interrupt).
 #![deny(unsafe_code)]
 
 pub mod dist;
