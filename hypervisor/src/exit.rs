@@ -125,22 +125,31 @@ pub const UNDEF_ESR: u64 = 1 << 25;
 /// can re-enter it without folding back or refilling its list registers: for the sender
 /// the exit is as if the guest had not left. Otherwise returns `None` having changed
 /// nothing (the exit goes the general way).
+///
+/// Inlined into the run loop, its one caller: called out of line, with the full
+/// `trap::decode`, the sender spent about 60 instructions more.
+#[inline]
 pub fn sgi_to_others(vm: &Vm, vcpu: VcpuId, esr: u64, regs: &mut GuestRegs) -> Option<VcpuSet> {
     if trap::ec(esr) != trap::ExceptionClass::SysReg64 as u8 {
         return None;
     }
-    let TrapCause::SysReg(acc) = trap::decode(esr) else {
+    // The register named by the ISS bits themselves: no decode of the whole syndrome.
+    let iss = trap::iss(esr);
+    let reg = iss & trap::SYSREG_ISS_MASK;
+    let group0_only = if reg == trap::sysreg_iss(trap::ICC_SGI1R_EL1) {
+        false
+    } else if reg == trap::sysreg_iss(trap::ICC_ASGI1R_EL1)
+        || reg == trap::sysreg_iss(trap::ICC_SGI0R_EL1)
+    {
+        true
+    } else {
         return None;
     };
-    let group0_only = match acc.encoding() {
-        trap::ICC_SGI1R_EL1 => false,
-        trap::ICC_ASGI1R_EL1 | trap::ICC_SGI0R_EL1 => true,
-        _ => return None,
-    };
-    if acc.is_read {
+    if iss & 1 != 0 {
+        // A read (`MRS`): these registers are write-only; the general path decides.
         return None;
     }
-    let value = regs.read(acc.rt);
+    let value = regs.read(((iss >> 5) & 0x1f) as u8);
     let targets = vm
         .devices
         .lock()
