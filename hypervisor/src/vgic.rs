@@ -1086,6 +1086,35 @@ fn lr_for(
 
 #[cfg(test)]
 mod tests {
+
+    /// xorshift64 from `seed`: `rnd(n)` is a number below `n` (the same sequence every run).
+    fn xorshift(mut seed: u64) -> impl FnMut(u64) -> u64 {
+        move |n: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % n
+        }
+    }
+
+    /// A GICv3 (or, with `v2`, GICv2) vGIC of three vCPUs with both groups on, INTIDs 0..96
+    /// enabled for each, and EOI notification asked for each vCPU's virtual timer.
+    fn three_vcpus_all_enabled(v2: bool) -> VGic {
+        let mut g = if v2 {
+            VGic::new_v2(3, 64).unwrap()
+        } else {
+            VGic::new(3, 64).unwrap()
+        };
+        g.set_group_enables(true, true);
+        for v in 0..3 {
+            for intid in 0..96 {
+                enable(&mut g, intid, VcpuId(v));
+            }
+            g.set_eoi_notify(IntId(VTIMER_INTID), VcpuId(v), true)
+                .unwrap();
+        }
+        g
+    }
     use super::*;
     use crate::vm::layout::VTIMER_INTID;
 
@@ -1118,13 +1147,7 @@ mod tests {
     #[test]
     fn watched_interrupts_give_what_a_full_scan_gives() {
         use crate::vgic::dist::{GICD_CTLR, GICD_ICENABLER, GICD_IROUTER, GICD_ISENABLER};
-        let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
-        let mut rnd = move |n: u64| {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed % n
-        };
+        let mut rnd = xorshift(0x9e37_79b9_7f4a_7c15_u64);
         let vcpus = 3;
         let mut fast = VGic::new(vcpus, 64).unwrap();
         let mut full = fast.clone();
@@ -1231,28 +1254,10 @@ mod tests {
                 }
             }
         }
-        let mut seed = 0x853c_49e6_748f_ea9b_u64;
-        let mut rnd = move |n: u64| {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed % n
-        };
+        let mut rnd = xorshift(0x853c_49e6_748f_ea9b_u64);
         let mut synced_slots = 0;
         for v2 in [false, true] {
-            let mut g = if v2 {
-                VGic::new_v2(3, 64).unwrap()
-            } else {
-                VGic::new(3, 64).unwrap()
-            };
-            g.set_group_enables(true, true);
-            for v in 0..3 {
-                for intid in 0..96 {
-                    enable(&mut g, intid, VcpuId(v));
-                }
-                g.set_eoi_notify(IntId(VTIMER_INTID), VcpuId(v), true)
-                    .unwrap();
-            }
+            let mut g = three_vcpus_all_enabled(v2);
             g.set_eoi_notify(IntId(40), V0, true).unwrap();
             for _ in 0..5000 {
                 let v = VcpuId(rnd(3) as usize);
@@ -1291,28 +1296,10 @@ mod tests {
     /// flushed, each acked, deactivated, left or re-pended as a guest would.
     #[test]
     fn one_finished_lr_folds_back_like_sync() {
-        let mut seed = 0x6a09_e667_f3bc_c908_u64;
-        let mut rnd = move |n: u64| {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed % n
-        };
+        let mut rnd = xorshift(0x6a09_e667_f3bc_c908_u64);
         let (mut taken, mut declined) = (0, 0);
         for v2 in [false, true] {
-            let mut g = if v2 {
-                VGic::new_v2(3, 64).unwrap()
-            } else {
-                VGic::new(3, 64).unwrap()
-            };
-            g.set_group_enables(true, true);
-            for v in 0..3 {
-                for intid in 0..96 {
-                    enable(&mut g, intid, VcpuId(v));
-                }
-                g.set_eoi_notify(IntId(VTIMER_INTID), VcpuId(v), true)
-                    .unwrap();
-            }
+            let mut g = three_vcpus_all_enabled(v2);
             for _ in 0..8000 {
                 let v = VcpuId(rnd(3) as usize);
                 // Mostly SGIs, the case the fast path is for.
