@@ -371,13 +371,12 @@ impl SplitQueue {
         table: u64,
         index: u16,
     ) -> Result<(u64, u32, u16, u16), QueueError> {
-        let mut b = [0u8; DESC_SIZE as usize];
-        mem.read(Self::at(table, u64::from(index) * DESC_SIZE)?, &mut b)?;
-        let addr = u64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]);
-        let len = u32::from_le_bytes([b[8], b[9], b[10], b[11]]);
-        let flags = u16::from_le_bytes([b[12], b[13]]);
-        let next = u16::from_le_bytes([b[14], b[15]]);
-        Ok((addr, len, flags, next))
+        let mut w = [0u64; 2];
+        mem.read(
+            Self::at(table, u64::from(index) * DESC_SIZE)?,
+            bytemuck::cast_slice_mut(&mut w[..]),
+        )?;
+        Ok(Self::decode_desc(w[0], w[1]))
     }
 
     /// Follows the chain at `head` (and at most one level of indirect table).
