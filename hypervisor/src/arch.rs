@@ -51,7 +51,7 @@ pub fn image_layout() -> (u64, u64, u64) {
     )
 }
 
-pub use heap::{heap_used, init_heap};
+pub use heap::{early_span, grow_home_heap, heap_used, init_heap};
 
 type EmergencyWriter = fn(fmt::Arguments<'_>);
 static EMERGENCY: AtomicPtr<()> = AtomicPtr::new(core::ptr::null_mut());

@@ -138,7 +138,7 @@ _secondary_start:
     ldr     x1, [x1, x19, lsl #3]
     cbnz    x1, 10f
 1:
-    // MMU and caches are off here; the default stacks live in .bss.hv_stacks.
+    // MMU and caches are off here; the default stacks live in .hv_stacks (see HV_STACKS).
     adrp    x1, {stacks}
     add     x1, x1, :lo12:{stacks}
     add     x2, x19, #1
@@ -148,7 +148,7 @@ _secondary_start:
     mov     sp, x1
     msr     tpidr_el2, x19
     cbnz    x19, 3f
-    // Boot CPU only: zero .bss (our stack is in it, but nothing is on it yet).
+    // Boot CPU only: zero .bss (the stacks are not in it: see HV_STACKS).
     adrp    x1, __bss_start
     add     x1, x1, :lo12:__bss_start
     adrp    x2, __bss_end
@@ -223,18 +223,42 @@ pub fn link_and_load_address() -> (u64, u64) {
 
 unsafe extern "C" {
     static __hv_link_base: u8;
+    static __bss_start: u8;
+    static __bss_end: u8;
 }
 
-/// Per-CPU stacks, in .bss: the boot CPU zeroes .bss before it first pushes to its stack.
-/// Page aligned: the AAPCS64 wants SP 16-byte aligned, and an 8-byte atomic on a stack that
-/// is not faults (a byte array alone is only 1-byte aligned; whole-image LTO happened to
-/// place it well, a link without LTO put it at an address ending in 0xc).
+/// `[start, end)` of each part of the image the boot CPU writes with the MMU and caches
+/// off: the loaded image (relocations), the stacks of the first `cpus` CPUs (each starts on
+/// its slot with the MMU off) and `.bss`. The rest of the image's memory, and the other
+/// CPUs' stack slots, are not written before the MMU is on, so a line a loader left there
+/// (clean, by the boot contract) still matches memory.
+pub fn written_before_mmu(cpus: usize) -> [(u64, u64); 3] {
+    let stacks = core::ptr::addr_of!(HV_STACKS) as u64;
+    let used = cpus.clamp(1, MAX_CPUS) as u64 * STACK_SIZE as u64;
+    [
+        (super::image_layout().0, stacks),
+        (stacks, stacks + used),
+        (
+            core::ptr::addr_of!(__bss_start) as u64,
+            core::ptr::addr_of!(__bss_end) as u64,
+        ),
+    ]
+}
+
+/// Per-CPU stacks. Page aligned: the AAPCS64 wants SP 16-byte aligned, and an 8-byte atomic
+/// on a stack that is not faults (a byte array alone is only 1-byte aligned; whole-image LTO
+/// happened to place it well, a link without LTO put it at an address ending in 0xc).
 #[repr(C, align(4096))]
 struct Stacks([[u8; STACK_SIZE]; MAX_CPUS]);
 
+/// Never zeroed: the linker script puts `.bss.hv_stacks` in an output section of its own
+/// (`.hv_stacks`, no file bytes) in front of `.bss`, outside what the boot code clears. A
+/// stack needs no zeroes (every frame writes before it reads), and clearing these 6 MiB
+/// (192 CPUs x 32 KiB) cost the boot CPU about 2.2 M instructions of every VM start.
+/// `MaybeUninit` says so: no Rust code reads the bytes, only the boot code takes addresses.
 #[unsafe(link_section = ".bss.hv_stacks")]
 #[unsafe(no_mangle)]
-static mut HV_STACKS: Stacks = Stacks([[0; STACK_SIZE]; MAX_CPUS]);
+static mut HV_STACKS: core::mem::MaybeUninit<Stacks> = core::mem::MaybeUninit::uninit();
 
 /// The top of the stack each secondary CPU starts on, when the boot CPU gave it one of its
 /// own node's RAM ([`set_stack_top`]); 0: its slot of [`HV_STACKS`]. Only secondaries read

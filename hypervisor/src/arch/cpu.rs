@@ -249,7 +249,36 @@ pub fn flush_guest_tlbs() {
 pub fn clean_dcache_range(start: u64, len: u64) {
     let line = 64u64;
     let mut a = start & !(line - 1);
-    while a < start + len {
+    let end = start + len;
+    // Eight lines per loop step: the loop's add, compare and branch cost as much as the
+    // `DC CIVAC` itself, and a VM's first touch of a 2 MiB block cleans 32768 lines.
+    while a + 8 * line <= end {
+        // SAFETY: DC CIVAC on addresses the hypervisor maps has no memory-safety effect.
+        unsafe {
+            core::arch::asm!(
+                "dc civac, {a}",
+                "add {t}, {a}, #64",
+                "dc civac, {t}",
+                "add {t}, {t}, #64",
+                "dc civac, {t}",
+                "add {t}, {t}, #64",
+                "dc civac, {t}",
+                "add {t}, {t}, #64",
+                "dc civac, {t}",
+                "add {t}, {t}, #64",
+                "dc civac, {t}",
+                "add {t}, {t}, #64",
+                "dc civac, {t}",
+                "add {t}, {t}, #64",
+                "dc civac, {t}",
+                a = in(reg) a,
+                t = out(reg) _,
+                options(nostack, preserves_flags)
+            )
+        };
+        a += 8 * line;
+    }
+    while a < end {
         // SAFETY: DC CIVAC on an address the hypervisor maps has no memory-safety effect.
         unsafe { core::arch::asm!("dc civac, {}", in(reg) a, options(nostack, preserves_flags)) };
         a += line;

@@ -71,6 +71,13 @@ unsafe impl GlobalAlloc for NodeHeaps {
                 return p.as_ptr();
             }
         }
+        // Still before the MMU (only the early arena is in the heap): take the rest of the
+        // region rather than fail; [`early_span`] then covers all of it.
+        if grow_home_heap() {
+            if let Ok(p) = self.heaps[0].lock().alloc(layout) {
+                return p.as_ptr();
+            }
+        }
         core::ptr::null_mut()
     }
 
@@ -88,22 +95,60 @@ unsafe impl GlobalAlloc for NodeHeaps {
     }
 }
 
-/// Gives the home heap the free part of the hypervisor's region (after the image and
-/// .bss) and returns its size. Called once, on the boot CPU, before any allocation.
+/// Bytes of the region the home heap starts with, while the MMU and caches are off: the
+/// boot CPU's allocations before the MMU (the RAM list, the EL2 page tables) fit in it on
+/// every board, and only this much (not the whole region) then needs its cache lines
+/// invalidated ([`early_span`]). A board that needs more takes the rest at once.
+const EARLY_ARENA: usize = 2 << 20;
+
+/// The end of what the home heap was given before [`grow_home_heap`]; 0 before
+/// [`init_heap`].
+static EARLY_END: AtomicUsize = AtomicUsize::new(0);
+
+/// Gives the home heap the first [`EARLY_ARENA`] bytes of the free part of the hypervisor's
+/// region (after the image and .bss) and returns the size of the whole free part, which the
+/// heap has once [`grow_home_heap`] ran (after the MMU is on). Called once, on the boot CPU,
+/// before any allocation.
 pub fn init_heap() -> u64 {
     let (_, end, region_end) = super::image_layout();
     let start = (end + 0xfff) & !0xfff;
     let size = region_end.saturating_sub(start);
+    let early = (size as usize).min(EARLY_ARENA);
     // SAFETY: (1) `[start, region_end)` is reserved for the hypervisor by the board's
     // `hypervisor` placement and the linker script; (2) nothing else uses it: the image and
     // .bss end at `__image_end`; (3) this runs once, before any allocation, so the home heap
-    // (node 0 until `set_home_node`) is still empty.
-    unsafe { HEAP.heaps[0].lock().init(start as usize, size as usize) };
+    // (node 0 until `set_home_node`) is still empty; the rest of the range is added once,
+    // by `grow_home_heap`.
+    unsafe { HEAP.heaps[0].lock().init(start as usize, early) };
+    EARLY_END.store(start as usize + early, Ordering::Release);
     HEAP.ranges[0].0.store(start as usize, Ordering::Release);
     HEAP.ranges[0]
         .1
         .store(region_end as usize, Ordering::Release);
     size
+}
+
+/// Adds the rest of the hypervisor's region to the home heap (once; later calls do
+/// nothing). The boot CPU calls it once the MMU and caches are on, and the allocator when
+/// the early arena runs out before that. Returns whether it added anything.
+pub fn grow_home_heap() -> bool {
+    let (_, _, region_end) = super::image_layout();
+    let from = EARLY_END.swap(region_end as usize, Ordering::AcqRel);
+    if from == 0 || from >= region_end as usize {
+        return false;
+    }
+    // SAFETY: `[from, region_end)` is the part of the home heap's reserved range that
+    // `init_heap` held back; the swap above hands it over exactly once. Before
+    // `set_home_node` runs (it needs the MMU, after this), the home heap is slot 0.
+    unsafe { HEAP.heaps[0].lock().add_to_heap(from, region_end as usize) };
+    true
+}
+
+/// `[start, end)` of the home heap memory the boot CPU may have written with the MMU and
+/// caches off: the early arena (all of the region if the arena ran out).
+pub fn early_span() -> (u64, u64) {
+    let start = HEAP.ranges[0].0.load(Ordering::Acquire) as u64;
+    (start, EARLY_END.load(Ordering::Acquire) as u64)
 }
 
 /// Says which node the hypervisor's region is on (the home heap moves to that slot).

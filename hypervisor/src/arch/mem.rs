@@ -81,6 +81,35 @@ unsafe fn zero_fast(dst: u64, len: u64) {
     // SAFETY: the head, inside `[dst, end)`: the caller's contract.
     unsafe { core::ptr::write_bytes(dst as *mut u8, 0, (first - dst) as usize) };
     let mut a = first;
+    // Eight blocks per loop step: the loop's own add, compare and branch cost about as much
+    // as the `DC ZVA` itself, and a VM's first touch of a 2 MiB block zeroes 32768 of them.
+    while a + 8 * bs <= last {
+        // SAFETY: eight whole blocks inside the range (aligned, ending at or below `last`).
+        unsafe {
+            core::arch::asm!(
+                "dc zva, {a}",
+                "add {t}, {a}, {bs}",
+                "dc zva, {t}",
+                "add {t}, {t}, {bs}",
+                "dc zva, {t}",
+                "add {t}, {t}, {bs}",
+                "dc zva, {t}",
+                "add {t}, {t}, {bs}",
+                "dc zva, {t}",
+                "add {t}, {t}, {bs}",
+                "dc zva, {t}",
+                "add {t}, {t}, {bs}",
+                "dc zva, {t}",
+                "add {t}, {t}, {bs}",
+                "dc zva, {t}",
+                a = in(reg) a,
+                bs = in(reg) bs,
+                t = out(reg) _,
+                options(nostack, preserves_flags)
+            )
+        };
+        a += 8 * bs;
+    }
     while a < last {
         // SAFETY: a whole block inside the range (aligned, below `last`).
         unsafe { core::arch::asm!("dc zva, {}", in(reg) a, options(nostack, preserves_flags)) };
