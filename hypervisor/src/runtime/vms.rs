@@ -830,7 +830,7 @@ impl LocalVcpu {
         // Both timers restart disabled, their lines low.
         self.shared().ptimer.store(PtimerState::default());
         {
-            let mut dev = self.vm.devices.lock();
+            let mut dev = self.vm.devices();
             let _ = dev.vgic.set_level(VTIMER_INTID, self.id, false);
             let _ = dev.vgic.set_level(PTIMER_INTID, self.id, false);
         }
@@ -953,7 +953,7 @@ pub fn run_cpu(cpu_index: usize) -> ! {
                 // and physical counts are the same).
                 let (ctl, cval) = cpu::vtimer();
                 let _ = rq.block(i, timer_deadline(lv, ctl, cval));
-                lv.vm.devices.lock().flush_prompt();
+                lv.vm.devices().flush_prompt();
             }
             Next::Off => {
                 // CPU_OFF or a stopped VM; a reset may already have asked for ON again.
@@ -1032,7 +1032,7 @@ fn wake_condition(lv: &LocalVcpu, is_loaded: bool) -> bool {
     } else {
         crate::vgic::vmcr_priority_mask(lv.el1.ich_vmcr_el2, gic_v2())
     };
-    if super::net::pending(lv.vm.id) || lv.vm.devices.lock().vgic.has_pending_unmasked(lv.id, pmr) {
+    if super::net::pending(lv.vm.id) || lv.vm.devices().vgic.has_pending_unmasked(lv.id, pmr) {
         return true;
     }
     let (ctl, cval) = if is_loaded {
@@ -1140,7 +1140,7 @@ impl exit::GuestSysRegs for LiveSysRegs<'_> {
 /// live on this CPU and wakes the `WFI`). Returns [`Next::Off`] if the vCPU was turned
 /// off meanwhile (its VM stopped or reset).
 fn idle_in_place(lv: &mut LocalVcpu) -> Next {
-    lv.vm.devices.lock().flush_prompt();
+    lv.vm.devices().flush_prompt();
     loop {
         if lv.vm.is_stopped() || lv.shared().power.load() != PowerState::On {
             return Next::Off;
@@ -1232,7 +1232,7 @@ fn enter_general(lv: &mut LocalVcpu, hw: &mut HwLrs, solo: bool) -> Option<usize
     let mut io_kicks = VcpuSet::EMPTY;
     let ptimer_ahead;
     let used = {
-        let mut dev = lv.vm.devices.lock();
+        let mut dev = lv.vm.devices();
         // Frames queued for the VM's NICs go into its receive rings first.
         if super::net::take_pending(lv.vm.id) {
             io_kicks = dev.poll_io();
@@ -1306,7 +1306,8 @@ fn kick_fast(
         lv.lrs[n] = crate::arch::vgic_hw::read_lr(n);
     }
     let (now, ptimer_ahead) = {
-        let mut dev = lv.vm.devices.lock();
+        // Only this vCPU's SGIs matter below (its LRs, its timers, its flush).
+        let mut dev = lv.vm.devices_for_own_sgis(lv.id);
         if *used > 0 {
             // Usually the previous SGI's LR, which the guest has deactivated: folded back
             // without the general loop, and with no deactivation to act on.
@@ -1432,7 +1433,7 @@ fn run_vcpu(lv: &mut LocalVcpu, hw: &mut HwLrs, solo: bool) -> Next {
             for n in 0..used {
                 lv.lrs[n] = crate::arch::vgic_hw::read_lr(n);
             }
-            let mut dev = lv.vm.devices.lock();
+            let mut dev = lv.vm.devices();
             let _ = dev.vgic.sync(lv.id, &lv.lrs[..used]);
             handle_eois(
                 &lv.vm,
@@ -1524,12 +1525,7 @@ fn handle_physical_irqs_from(
             match loaded.as_deref_mut() {
                 Some(lv) => {
                     let line = sample_vtimer(&mut lv.vtimer);
-                    let _ = lv
-                        .vm
-                        .devices
-                        .lock()
-                        .vgic
-                        .set_level(VTIMER_INTID, lv.id, line);
+                    let _ = lv.vm.devices().vgic.set_level(VTIMER_INTID, lv.id, line);
                 }
                 None => {
                     let (ctl, _) = cpu::vtimer();
@@ -1548,8 +1544,7 @@ fn handle_physical_irqs_from(
                 lv.pmu_masked = true;
                 let _ = lv
                     .vm
-                    .devices
-                    .lock()
+                    .devices()
                     .vgic
                     .set_level(IntId(layout::PMU_INTID), lv.id, true);
             }
@@ -1567,11 +1562,7 @@ fn handle_physical_irqs_from(
             // Level interrupt of a passed-through device: masked at the physical GIC until
             // the guest has handled it (EOI notification), then unmasked and re-sampled.
             gic.disable(intid);
-            let _ = vm
-                .devices
-                .lock()
-                .vgic
-                .set_level(IntId(intid), VcpuId(0), true);
+            let _ = vm.devices().vgic.set_level(IntId(intid), VcpuId(0), true);
             kick_vm(&vm);
             release(vm);
             next = Next::Resched;
@@ -1590,7 +1581,7 @@ fn console_input() {
         match routed {
             Routed::Deliver { vm, byte } => {
                 if let Some(vm) = vm_at(vm) {
-                    let kicks = vm.devices.lock().console_input(byte);
+                    let kicks = vm.devices().console_input(byte);
                     kick_vcpus(&vm, kicks);
                     release(vm);
                 }
@@ -1704,7 +1695,7 @@ fn run_command(line: &[u8]) {
             }
             Some(vm) => {
                 hvprintln!("[hv] VM {n} `{}`: power button pressed", vm.desc.name);
-                let kicks = vm.devices.lock().press_power_button();
+                let kicks = vm.devices().press_power_button();
                 kick_vcpus(&vm, kicks);
                 release(vm);
             }
@@ -1799,7 +1790,7 @@ pub(super) fn destroy_slot(n: usize) {
 pub(super) fn console_write(vm: &Instance, bytes: &[u8]) {
     let mut kicks = VcpuSet::EMPTY;
     {
-        let mut dev = vm.devices.lock();
+        let mut dev = vm.devices();
         for &b in bytes {
             kicks = VcpuSet(kicks.0 | dev.console_input(b).0);
         }
@@ -1857,7 +1848,7 @@ pub fn stop_vm(vm: &Vm, why: &str) {
     if !vm.mark_stopped() {
         return;
     }
-    if let Some(out) = vm.devices.lock().console_output() {
+    if let Some(out) = vm.devices().console_output() {
         out.flush_partial();
     }
     hvprintln!("[hv] VM {} `{}` stopped: {why}", vm.id.0, vm.desc.name);
@@ -1893,7 +1884,7 @@ pub fn reset_vm(vm: &Instance) {
         }
     }
     {
-        let mut dev = vm.devices.lock();
+        let mut dev = vm.devices();
         if let Err(e) = dev.reset() {
             drop(dev);
             stop_vm(vm, "reset failed");
