@@ -698,6 +698,14 @@ impl SgiMail {
             .map_or(0, |b| b.swap(0, Ordering::SeqCst))
     }
 
+    /// Puts back SGIs [`Self::take`] took for `vcpu` (bit = SGI), as posts.
+    pub fn restore(&self, vcpu: VcpuId, sgis: u16) {
+        if let Some(b) = self.boxes.get(vcpu.0) {
+            b.fetch_or(sgis, Ordering::SeqCst);
+        }
+        self.waiting.store(true, Ordering::SeqCst);
+    }
+
     /// Moves every posted SGI into `vgic` (under the lock that guards it). The flag is
     /// cleared before the boxes are read, in one total order with the posts (`SeqCst`): if
     /// a post's flag store comes after this clear the flag stays set for the next fold,
@@ -982,6 +990,87 @@ impl VGic {
             return None;
         }
         self.flush_one_private(vcpu, lrs, n)
+    }
+
+    /// Direct delivery of SGI `sgi` (0..16) to `vcpu`, for the receiver fast path: when
+    /// the vGIC has nothing in flight for `vcpu` (no LR in use, no private interrupt of its
+    /// own active or deliverable, no SPI watched) and the SGI is enabled in an enabled
+    /// group, inactive, not pending, an edge with no EOI request and no hardware link, returns
+    /// the `ICH_LR<0>_EL2` value `flush` would give it once pending: the caller puts it in LR
+    /// 0 *without* the vGIC recording it, and must hand the LR back with
+    /// [`Self::adopt_direct`] before its next `sync`. Private interrupts found idle stop being
+    /// watched, as `flush` decides. `None` otherwise (a GICv2 SGI, with its sources,
+    /// included); then nothing but those watch bits changed.
+    pub fn direct_sgi_lr(&mut self, vcpu: VcpuId, sgi: u32) -> Option<u64> {
+        if self.sgi_per_source || sgi >= 16 || self.watch_spis.iter().any(|&w| w != 0) {
+            return None;
+        }
+        let groups = (self.grp0_enabled, self.grp1_enabled);
+        let v = self.vcpus.get(vcpu.0)?;
+        if v.lrs_in_use != 0 {
+            return None;
+        }
+        let watched = *self.watch_private.get(vcpu.0)?;
+        let mut idle = 0u32;
+        for b in bits(u64::from(watched)) {
+            let irq = &v.private[b as usize];
+            if !(irq.active || irq.deliverable(groups.0, groups.1)) {
+                idle |= 1 << b;
+            }
+        }
+        self.watch_private[vcpu.0] &= !idle;
+        if watched != idle {
+            return None;
+        }
+        let irq = &self.vcpus[vcpu.0].private[sgi as usize];
+        let group_on = if irq.group1 { groups.1 } else { groups.0 };
+        if !irq.enabled
+            || !group_on
+            || irq.active
+            || irq.pending_latch
+            || irq.in_lr_of.is_some()
+            || irq.hw_intid.is_some()
+            || irq.eoi_notify
+            || irq.trigger != Trigger::Edge
+        {
+            return None;
+        }
+        Some(
+            Lr {
+                vintid: IntId(sgi),
+                state: LrState::Pending,
+                priority: irq.priority,
+                group1: irq.group1,
+                kind: LrKind::Virtual {
+                    eoi_maintenance: false,
+                },
+                source: 0,
+            }
+            .encode(),
+        )
+    }
+
+    /// Hands the vGIC the LR 0 a direct delivery of SGI `sgi` to `vcpu`
+    /// ([`Self::direct_sgi_lr`]) filled, as if `flush` had put it there with its pending
+    /// latch: the next `sync` folds it back like any LR. False, with nothing changed, if
+    /// the vGIC has an LR of `vcpu` in use (the caller broke the contract).
+    pub fn adopt_direct(&mut self, vcpu: VcpuId, sgi: u32) -> bool {
+        let Some(v) = self.vcpus.get_mut(vcpu.0) else {
+            return false;
+        };
+        if v.lrs_in_use != 0 || sgi >= 16 {
+            return false;
+        }
+        let intid = IntId(sgi);
+        v.lrs[0] = Some(LrSlot {
+            intid,
+            took_latch: true,
+            eoi: false,
+            source: 0,
+        });
+        v.lrs_in_use = 1;
+        v.private[sgi as usize].in_lr_of = Some(vcpu);
+        true
     }
 
     /// GICv2 SGI `intid` of `vcpu` going into an LR: which source the LR names and whether
@@ -1543,6 +1632,93 @@ mod tests {
         let _ = (g.take_kicks(), general.take_kicks());
         assert_eq!(g, general);
         assert!(g.irq(IntId(9), VcpuId(127)).unwrap().pending_latch);
+    }
+
+    /// A direct SGI delivery, when the vGIC allows it, puts in LR 0 what posting the SGI
+    /// and flushing would, and once adopted a `sync` of any guest outcome leaves the vGIC as
+    /// that flush and `sync` do; when refused, a flush afterwards gives what it gives
+    /// without the attempt. Random GICv3 states; GICv2 is always refused.
+    #[test]
+    fn direct_sgi_delivery_matches_post_and_flush() {
+        let mut rnd = xorshift(0x3c6e_f372_fe94_f82b_u64);
+        let (mut direct, mut refused) = (0, 0);
+        for v2 in [false, true] {
+            let mut g = three_vcpus_all_enabled(v2);
+            for _ in 0..60_000 {
+                if rnd(64) == 0 {
+                    // Busy states tend to stay busy (a level line left high): start again.
+                    g = three_vcpus_all_enabled(v2);
+                }
+                let v = VcpuId(rnd(3) as usize);
+                let intid = IntId(if rnd(8) == 0 { rnd(96) } else { rnd(16) } as u32);
+                match rnd(7) {
+                    0 => drop(g.inject_edge(intid, v)),
+                    1 => drop(g.set_level(intid, v, rnd(4) == 0)),
+                    2 => {
+                        let on = rnd(3) != 0;
+                        g.irq_mut(intid, v).unwrap().enabled = on;
+                    }
+                    3 => g.irq_mut(intid, v).unwrap().priority = rnd(256) as u8,
+                    _ => {
+                        // The vCPU runs and exits: its LRs folded back (as the run loop does
+                        // before a kick's delivery).
+                        let n = 1 + rnd(4) as usize;
+                        let mut lrs = [0u64; 4];
+                        let used = g.flush(v, &mut lrs, n).unwrap().used;
+                        for lr in lrs.iter_mut().filter(|lr| **lr != Lr::EMPTY) {
+                            let mut l = Lr::decode(*lr);
+                            l.state =
+                                [LrState::Invalid, LrState::Invalid, LrState::Active, l.state]
+                                    [rnd(4) as usize];
+                            *lr = l.encode();
+                        }
+                        g.sync(v, &lrs[..used]).unwrap();
+                        while g.pop_eoi_notified(v).is_some() {}
+                        // A kick with SGI `sgi` posted.
+                        let sgi = rnd(16) as u32;
+                        let mut via_flush = g.clone();
+                        via_flush.post_sgis(v, 1 << sgi);
+                        let mut flushed = [0u64; 4];
+                        let f = via_flush.flush(v, &mut flushed, n).unwrap();
+                        let before = g.clone();
+                        match g.direct_sgi_lr(v, sgi) {
+                            Some(lr) => {
+                                direct += 1;
+                                assert!(!v2);
+                                assert_eq!(f.used, 1);
+                                assert_eq!(flushed[0], lr);
+                                assert!(flushed[1..].iter().all(|&l| l == Lr::EMPTY));
+                                // The guest: took it and finished, is handling it, or not yet.
+                                let mut l = Lr::decode(lr);
+                                l.state = [LrState::Invalid, LrState::Active, LrState::Pending]
+                                    [rnd(3) as usize];
+                                let back = [l.encode()];
+                                assert!(g.adopt_direct(v, sgi));
+                                g.sync(v, &back).unwrap();
+                                via_flush.sync(v, &back).unwrap();
+                                assert_eq!(g, via_flush, "state {:?}", l.state);
+                            }
+                            None => {
+                                refused += 1;
+                                // Only idle interrupts stopped being watched: a flush sees
+                                // the same.
+                                let (mut a, mut b) = (g.clone(), before);
+                                a.post_sgis(v, 1 << sgi);
+                                b.post_sgis(v, 1 << sgi);
+                                let (mut la, mut lb) = ([0u64; 4], [0u64; 4]);
+                                assert_eq!(a.flush(v, &mut la, n), b.flush(v, &mut lb, n));
+                                assert_eq!(la, lb);
+                                assert_eq!(a.vcpus, b.vcpus);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        assert!(
+            direct > 300 && refused > 300,
+            "direct {direct}, refused {refused}"
+        );
     }
 
     /// Posts racing with folds on another thread: after the senders are done, one more

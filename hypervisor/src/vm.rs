@@ -38,6 +38,10 @@ pub struct Vm {
     pub sgi_mail: Option<SgiMail>,
     /// Every vCPU of the VM, as a set.
     pub everyone: VcpuSet,
+    /// Times [`Self::devices`] was taken: a vCPU that saw the same value under the lock
+    /// knows that nothing behind it changed since (see the receiver fast path's direct
+    /// delivery in the runtime).
+    epoch: AtomicU64,
     /// vCPUs.
     pub vcpus: Vec<VcpuShared>,
     /// Set when the VM stopped (SYSTEM_OFF or a fatal fault).
@@ -86,6 +90,7 @@ impl Vm {
             vttbr,
             sgi_mail: (devices.gic_version() == GicVersion::V3).then(|| SgiMail::new(pcpus.len())),
             everyone: VcpuSet::first(pcpus.len()),
+            epoch: AtomicU64::new(0),
             devices: Mutex::new(devices),
             vcpus,
             stopped: AtomicBool::new(false),
@@ -101,9 +106,12 @@ impl Vm {
     /// The VM's devices and virtual GIC, locked, with every SGI posted to
     /// [`Self::sgi_mail`] made pending in the vGIC first: every access to the vGIC's state
     /// goes through here, so none sees it without the posted SGIs.
+    ///
+    /// Counts in [`Self::epoch`]: whoever holds the lock may change anything behind it.
     #[inline]
     pub fn devices(&self) -> MutexGuard<'_, VmDevices> {
         let mut dev = self.devices.lock();
+        self.bump_epoch();
         if let Some(mail) = &self.sgi_mail {
             if mail.waiting() {
                 mail.fold_into(&mut dev.vgic);
@@ -113,19 +121,31 @@ impl Vm {
     }
 
     /// [`Self::devices`] for a caller that reads and changes only `vcpu`'s own SGIs among
-    /// all SGIs (the receiver fast path on a kick): only `vcpu`'s mailbox is folded in.
+    /// all SGIs (the receiver fast path on a kick), and only `vcpu`'s own interrupts unless
+    /// it calls [`Self::bump_epoch`]: the SGIs posted to `vcpu` are returned, not folded
+    /// in (the caller makes them pending or delivers them), and the epoch is left alone.
     /// Posts to the others wait for the next [`Self::devices`]; they commute with whatever
     /// the caller does (a post only sets an SGI's pending latch, of another vCPU).
     #[inline]
-    pub fn devices_for_own_sgis(&self, vcpu: VcpuId) -> MutexGuard<'_, VmDevices> {
-        let mut dev = self.devices.lock();
-        if let Some(mail) = &self.sgi_mail {
-            let sgis = mail.take(vcpu);
-            if sgis != 0 {
-                dev.vgic.post_sgis(vcpu, sgis);
-            }
-        }
-        dev
+    pub fn devices_for_own_sgis(&self, vcpu: VcpuId) -> (MutexGuard<'_, VmDevices>, u16) {
+        let dev = self.devices.lock();
+        let sgis = self.sgi_mail.as_ref().map_or(0, |m| m.take(vcpu));
+        (dev, sgis)
+    }
+
+    /// [`Self::devices`]' count (read without the lock).
+    #[inline]
+    pub fn epoch(&self) -> u64 {
+        self.epoch.load(Ordering::Acquire)
+    }
+
+    /// Marks a change behind the lock, which the caller holds (so a plain increment).
+    #[inline]
+    pub fn bump_epoch(&self) {
+        self.epoch.store(
+            self.epoch.load(Ordering::Relaxed).wrapping_add(1),
+            Ordering::Release,
+        );
     }
 
     /// The passed-through device interrupt with this INTID, if the VM has one.

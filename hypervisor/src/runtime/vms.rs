@@ -816,6 +816,22 @@ struct LocalVcpu {
     /// this vCPU (until the guest's EOI, or until another vCPU's PMU state is loaded).
     pmu_masked: bool,
     lrs: [u64; 16],
+    /// LR 0 holds this SGI, delivered directly ([`VGic::direct_sgi_lr`]): the vGIC does not
+    /// know of it until [`VGic::adopt_direct`], which every fold-back of the LRs does first.
+    direct: Option<u32>,
+    /// What the last direct delivery found, for the next one without the lock.
+    quiet: Option<Quiet>,
+}
+
+/// The state a direct SGI delivery was made in, valid while the VM's epoch
+/// ([`crate::vm::Vm::epoch`]) stays the same: the vGIC had nothing in flight for the vCPU,
+/// and SGI `sgi` posted again goes into LR 0 as `lr`. (Taken with the emulated physical
+/// timer idle and the virtual timer not held masked, which the fast path checks again.)
+#[derive(Clone, Copy)]
+struct Quiet {
+    epoch: u64,
+    sgi: u32,
+    lr: u64,
 }
 
 impl LocalVcpu {
@@ -836,6 +852,8 @@ impl LocalVcpu {
         }
         self.unmask_pmu();
         self.lrs = [0; 16];
+        self.direct = None;
+        self.quiet = None;
     }
 
     /// Unmasks this CPU's PMU overflow interrupt if this vCPU had it masked.
@@ -982,6 +1000,8 @@ fn take_arrivals(cpu_index: usize, local: &mut Vec<LocalVcpu>, rq: &mut RunQueue
             vtimer: VtimerState::default(),
             pmu_masked: false,
             lrs: [0; 16],
+            direct: None,
+            quiet: None,
         });
         let _ = rq.add(local.len() - 1, VcpuRunState::Off);
     }
@@ -1302,12 +1322,20 @@ fn kick_fast(
     {
         return GENERAL;
     }
+    if let Some(now) = direct_unlocked(lv, hw, *used) {
+        return Ok(now);
+    }
     for n in 0..*used {
         lv.lrs[n] = crate::arch::vgic_hw::read_lr(n);
     }
     let (now, ptimer_ahead) = {
-        // Only this vCPU's SGIs matter below (its LRs, its timers, its flush).
-        let mut dev = lv.vm.devices_for_own_sgis(lv.id);
+        // Only this vCPU's SGIs matter below (its LRs, its timers, its flush): the others'
+        // posts stay in their boxes, and its own are in hand.
+        let (mut dev, sgis) = lv.vm.devices_for_own_sgis(lv.id);
+        lv.quiet = None;
+        if let Some(sgi) = lv.direct.take() {
+            let _ = dev.vgic.adopt_direct(lv.id, sgi);
+        }
         if *used > 0 {
             // Usually the previous SGI's LR, which the guest has deactivated: folded back
             // without the general loop, and with no deactivation to act on.
@@ -1320,19 +1348,52 @@ fn kick_fast(
                     &mut lv.pmu_masked,
                     &mut dev.vgic,
                 );
+                // Shared interrupts (SPIs) may have changed: other vCPUs' direct deliveries
+                // must look again.
+                lv.vm.bump_epoch();
             }
             // Folded back: the general path has nothing left to sync.
             *used = 0;
         }
         if dev.prompt_waiting() {
+            dev.vgic.post_sgis(lv.id, sgis);
             return GENERAL;
         }
         let ahead = update_timer_lines(&lv.vm.vcpus[lv.id.0], lv.id, &mut lv.vtimer, &mut dev.vgic);
-        let Some(f) = dev.vgic.flush_kicked(lv.id, &mut lv.lrs, hw.num) else {
-            return GENERAL;
+        let timers_idle = ahead.is_none()
+            && !lv.vtimer.hv_masked
+            && lv.shared().ptimer.load().deadline().is_none()
+            && dev
+                .vgic
+                .irq(PTIMER_INTID, lv.id)
+                .is_ok_and(|i| !i.line_level);
+        let direct = if sgis.is_power_of_two() && timers_idle && hw.num > 0 {
+            let sgi = sgis.trailing_zeros();
+            dev.vgic.direct_sgi_lr(lv.id, sgi).map(|lr| (sgi, lr))
+        } else {
+            None
         };
-        hw.set_hcr(f.ich_hcr_el2());
-        (f.used, ahead)
+        if let Some((sgi, lr)) = direct {
+            // Delivered without the vGIC recording it; the next kick may do the same
+            // without the lock while nothing behind it changes.
+            lv.lrs[0] = lr;
+            lv.lrs[1..hw.num.min(16)].fill(crate::vgic::Lr::EMPTY);
+            lv.direct = Some(sgi);
+            lv.quiet = Some(Quiet {
+                epoch: lv.vm.epoch(),
+                sgi,
+                lr,
+            });
+            hw.set_hcr(crate::vgic::lr::ICH_HCR_EN);
+            (1, ahead)
+        } else {
+            dev.vgic.post_sgis(lv.id, sgis);
+            let Some(f) = dev.vgic.flush_kicked(lv.id, &mut lv.lrs, hw.num) else {
+                return GENERAL;
+            };
+            hw.set_hcr(f.ich_hcr_el2());
+            (f.used, ahead)
+        }
     };
     if let Some(d) = ptimer_ahead {
         cpu::set_hyp_timer(hw.sched_deadline.map_or(d, |s| s.min(d)));
@@ -1342,6 +1403,47 @@ fn kick_fast(
     }
     hw.dirty = now;
     Ok(now)
+}
+
+/// The receiver fast path without the lock: if the last direct delivery's state still
+/// holds (the VM's epoch unchanged, the timers still idle, LR 0 free or holding the
+/// previous direct SGI now finished) and exactly that SGI was posted to this vCPU again,
+/// puts it in LR 0 and returns the LRs in use (1). Otherwise `None`, with any SGI taken
+/// from the mailbox put back.
+#[inline]
+fn direct_unlocked(lv: &mut LocalVcpu, hw: &mut HwLrs, used: usize) -> Option<usize> {
+    let q = lv.quiet?;
+    let mail = lv.vm.sgi_mail.as_ref()?;
+    let lr0_free = match used {
+        0 => true,
+        // An invalid LR (state bits 63:62 clear): the guest finished the SGI.
+        1 => lv.direct.is_some() && crate::arch::vgic_hw::read_lr(0) >> 62 == 0,
+        _ => false,
+    };
+    if !lr0_free
+        || q.epoch != lv.vm.epoch()
+        || lv.vtimer.hv_masked
+        || lv.shared().ptimer.load().deadline().is_some()
+    {
+        return None;
+    }
+    let sgis = mail.take(lv.id);
+    if sgis != 1 << q.sgi {
+        if sgis != 0 {
+            mail.restore(lv.id, sgis);
+        }
+        return None;
+    }
+    lv.direct = Some(q.sgi);
+    lv.lrs[0] = q.lr;
+    crate::arch::vgic_hw::write_lr(0, q.lr);
+    for n in 1..hw.dirty.min(hw.num) {
+        lv.lrs[n] = crate::vgic::Lr::EMPTY;
+        crate::arch::vgic_hw::write_lr(n, crate::vgic::Lr::EMPTY);
+    }
+    hw.dirty = 1;
+    hw.set_hcr(crate::vgic::lr::ICH_HCR_EN);
+    Some(1)
 }
 
 /// Acts on the deactivations the core asked to hear of (after a `sync` of `id`'s LRs):
@@ -1434,6 +1536,9 @@ fn run_vcpu(lv: &mut LocalVcpu, hw: &mut HwLrs, solo: bool) -> Next {
                 lv.lrs[n] = crate::arch::vgic_hw::read_lr(n);
             }
             let mut dev = lv.vm.devices();
+            if let Some(sgi) = lv.direct.take() {
+                let _ = dev.vgic.adopt_direct(lv.id, sgi);
+            }
             let _ = dev.vgic.sync(lv.id, &lv.lrs[..used]);
             handle_eois(
                 &lv.vm,
