@@ -1513,10 +1513,13 @@ fn run_vcpu(lv: &mut LocalVcpu, hw: &mut HwLrs, solo: bool) -> Next {
             }
             break kind;
         };
-        if used > 0 || hw.hcr != crate::vgic::lr::ICH_HCR_EN {
+        // The one LR of a direct SGI delivery asks for no EOI maintenance.
+        let no_eoi_requests = used == 0 || (used == 1 && lv.direct.is_some());
+        if !no_eoi_requests || hw.hcr != crate::vgic::lr::ICH_HCR_EN {
             // A deactivated LR with its EOI bit, or underflow, keeps the maintenance
             // interrupt asserted while the interface is enabled: stop it firing at EL2.
-            // With no LR in use and no underflow request there is nothing to assert.
+            // With no LR asking for an EOI and no underflow request there is nothing to
+            // assert.
             hw.set_hcr(0);
         }
         // The receiver fast path: a kick with one SGI or PPI to deliver (folds the LRs back
