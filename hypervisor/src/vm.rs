@@ -139,12 +139,13 @@ impl Vm {
         self.epoch.load(Ordering::Acquire)
     }
 
-    /// Marks a change behind the lock, which the caller holds (so a plain increment).
+    /// Marks a change behind the lock, which the caller holds (so a plain increment; the
+    /// lock's release orders it before whatever the holder does next).
     #[inline]
     pub fn bump_epoch(&self) {
         self.epoch.store(
             self.epoch.load(Ordering::Relaxed).wrapping_add(1),
-            Ordering::Release,
+            Ordering::Relaxed,
         );
     }
 

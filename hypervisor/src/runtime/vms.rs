@@ -1420,15 +1420,14 @@ fn direct_unlocked(lv: &mut LocalVcpu, hw: &mut HwLrs, used: usize) -> Option<us
         1 => lv.direct.is_some() && crate::arch::vgic_hw::read_lr(0) >> 62 == 0,
         _ => false,
     };
-    if !lr0_free
-        || q.epoch != lv.vm.epoch()
-        || lv.vtimer.hv_masked
-        || lv.shared().ptimer.load().deadline().is_some()
-    {
+    if !lr0_free || lv.vtimer.hv_masked || lv.shared().ptimer.load().deadline().is_some() {
         return None;
     }
     let sgis = mail.take(lv.id);
-    if sgis != 1 << q.sgi {
+    // The epoch is read after the take: a sender that posted after a change behind the lock
+    // (having taken the lock since, or made the change itself) is seen with that change's
+    // count, so an SGI sent after, say, its disable is not delivered with the old state.
+    if sgis != 1 << q.sgi || q.epoch != lv.vm.epoch() {
         if sgis != 0 {
             mail.restore(lv.id, sgis);
         }
