@@ -18,6 +18,12 @@
 //! steps 1 and 3: the LRs stay live in the hardware, as while the guest runs. Step 1 may use
 //! [`VGic::sync_one_finished`] instead of `sync` (it declines, changing nothing, whenever
 //! `sync` would do more than free one finished LR of a private interrupt).
+//!
+//! `ICC_SGI1R_EL1` SGIs to other vCPUs may be posted to an [`SgiMail`] instead, without the
+//! vGIC; whoever owns the vGIC folds the mailbox in ([`SgiMail::fold_into`],
+//! [`VGic::post_sgis`]) before anything else. A kicked vCPU may put its one posted SGI in
+//! LR 0 itself ([`VGic::direct_sgi_lr`]); the vGIC then hears of that LR
+//! ([`VGic::adopt_direct`]) before the `sync` that folds it back.
 #![deny(unsafe_code)]
 
 pub mod dist;
