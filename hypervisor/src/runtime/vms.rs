@@ -1312,18 +1312,37 @@ fn kick_fast(
         return Err((Some(other), Next::Resched));
     }
     const GENERAL: Result<usize, (Option<u32>, Next)> = Err((None, Next::Resched));
+    // The VM and the vCPU's shared state looked up once (through `lv` each use reloaded
+    // them after every call).
+    let vm: &Instance = &lv.vm;
+    let shared = &vm.vcpus[lv.id.0];
     if hw.twi
-        || lv.vm.stopped.load(Ordering::Acquire)
-        || lv.vm.destroyed.load(Ordering::Acquire)
-        || lv.shared().power.load() != PowerState::On
-        || ARRIVING[lv.shared().pcpu].load(Ordering::Acquire)
-        || super::net::is_pending(lv.vm.id)
+        || vm.stopped.load(Ordering::Acquire)
+        || vm.destroyed.load(Ordering::Acquire)
+        || shared.power.load() != PowerState::On
+        || ARRIVING[shared.pcpu].load(Ordering::Acquire)
+        || super::net::is_pending(vm.id)
         || (cpu::current_index() == 0 && super::mgmt::poll_due())
     {
         return GENERAL;
     }
-    if let Some(now) = direct_unlocked(lv, hw, *used) {
-        return Ok(now);
+    if let Some(q) = lv.quiet {
+        let finished = DirectLr {
+            lrs: &mut lv.lrs,
+            direct: &mut lv.direct,
+        };
+        if direct_unlocked(
+            vm,
+            shared,
+            lv.id,
+            q,
+            lv.vtimer.hv_masked,
+            finished,
+            hw,
+            *used,
+        ) {
+            return Ok(1);
+        }
     }
     for n in 0..*used {
         lv.lrs[n] = crate::arch::vgic_hw::read_lr(n);
@@ -1405,44 +1424,61 @@ fn kick_fast(
     Ok(now)
 }
 
-/// The receiver fast path without the lock: if the last direct delivery's state still
-/// holds (the VM's epoch unchanged, the timers still idle, LR 0 free or holding the
-/// previous direct SGI now finished) and exactly that SGI was posted to this vCPU again,
-/// puts it in LR 0 and returns the LRs in use (1). Otherwise `None`, with any SGI taken
-/// from the mailbox put back.
+/// Where [`direct_unlocked`] records its LR: the vCPU's LR copy and its direct SGI.
+struct DirectLr<'a> {
+    lrs: &'a mut [u64; 16],
+    direct: &'a mut Option<u32>,
+}
+
+/// The receiver fast path without the lock, for vCPU `id` of `vm` (`shared` its shared
+/// state): if the last direct delivery's state `q` still holds (the VM's epoch unchanged,
+/// the timers still idle, LR 0 free or holding the previous direct SGI now finished) and
+/// exactly that SGI was posted to the vCPU again, puts it in LR 0 and returns true (one LR
+/// in use). Otherwise false, with any SGI taken from the mailbox put back.
+#[allow(clippy::too_many_arguments)] // The parts of `LocalVcpu` it reads, borrowed apart.
 #[inline]
-fn direct_unlocked(lv: &mut LocalVcpu, hw: &mut HwLrs, used: usize) -> Option<usize> {
-    let q = lv.quiet?;
-    let mail = lv.vm.sgi_mail.as_ref()?;
+fn direct_unlocked(
+    vm: &Vm,
+    shared: &VcpuShared,
+    id: VcpuId,
+    q: Quiet,
+    vtimer_masked: bool,
+    out: DirectLr<'_>,
+    hw: &mut HwLrs,
+    used: usize,
+) -> bool {
+    let Some(mail) = vm.sgi_mail.as_ref() else {
+        return false;
+    };
     let lr0_free = match used {
         0 => true,
         // An invalid LR (state bits 63:62 clear): the guest finished the SGI.
-        1 => lv.direct.is_some() && crate::arch::vgic_hw::read_lr(0) >> 62 == 0,
+        1 => out.direct.is_some() && crate::arch::vgic_hw::read_lr(0) >> 62 == 0,
         _ => false,
     };
-    if !lr0_free || lv.vtimer.hv_masked || lv.shared().ptimer.load().deadline().is_some() {
-        return None;
+    if !lr0_free || vtimer_masked || shared.ptimer.load().deadline().is_some() {
+        return false;
     }
-    let sgis = mail.take(lv.id);
+    let sgis = mail.take(id);
     // The epoch is read after the take: a sender that posted after a change behind the lock
     // (having taken the lock since, or made the change itself) is seen with that change's
     // count, so an SGI sent after, say, its disable is not delivered with the old state.
-    if sgis != 1 << q.sgi || q.epoch != lv.vm.epoch() {
+    if sgis != 1 << q.sgi || q.epoch != vm.epoch() {
         if sgis != 0 {
-            mail.restore(lv.id, sgis);
+            mail.restore(id, sgis);
         }
-        return None;
+        return false;
     }
-    lv.direct = Some(q.sgi);
-    lv.lrs[0] = q.lr;
+    *out.direct = Some(q.sgi);
+    out.lrs[0] = q.lr;
     crate::arch::vgic_hw::write_lr(0, q.lr);
     for n in 1..hw.dirty.min(hw.num) {
-        lv.lrs[n] = crate::vgic::Lr::EMPTY;
+        out.lrs[n] = crate::vgic::Lr::EMPTY;
         crate::arch::vgic_hw::write_lr(n, crate::vgic::Lr::EMPTY);
     }
     hw.dirty = 1;
     hw.set_hcr(crate::vgic::lr::ICH_HCR_EN);
-    Some(1)
+    true
 }
 
 /// Acts on the deactivations the core asked to hear of (after a `sync` of `id`'s LRs):
