@@ -120,8 +120,9 @@ pub const UNDEF_ESR: u64 = 1 << 25;
 
 /// The exit fast path of an SGI sent to other vCPUs: if `esr` is a write to
 /// `ICC_SGI1R_EL1`, `ICC_ASGI1R_EL1` or `ICC_SGI0R_EL1` whose targets exclude `vcpu`, makes
-/// the SGI pending on them, steps over the instruction and returns the vCPUs to kick (as
-/// [`handle_sync`] would). The sender's own interrupt state is untouched, so the run loop
+/// the SGI pending on them (an `ICC_SGI1R_EL1` SGI through [`Vm::sgi_mail`]), steps over
+/// the instruction and returns the vCPUs to kick (as [`handle_sync`] would, and for
+/// `ICC_SGI1R_EL1` also targets where the SGI is not deliverable). The sender's own interrupt state is untouched, so the run loop
 /// can re-enter it without folding back or refilling its list registers: for the sender
 /// the exit is as if the guest had not left. Otherwise returns `None` having changed
 /// nothing (the exit goes the general way).
@@ -150,9 +151,21 @@ pub fn sgi_to_others(vm: &Vm, vcpu: VcpuId, esr: u64, regs: &mut GuestRegs) -> O
         return None;
     }
     let value = regs.read(((iss >> 5) & 0x1f) as u8);
+    if let (false, Some(mail)) = (group0_only, &vm.sgi_mail) {
+        // `ICC_SGI1R_EL1` forwards the SGI whatever its group at the target: posted without
+        // the `devices` lock, folded into the vGIC by whoever takes it next (the kicked
+        // target first). Every target is kicked, deliverable or not (a target that finds
+        // nothing to take goes back to the guest).
+        let targets = crate::vgic::sgi_targets(vm.everyone, vcpu, value);
+        if targets.contains(vcpu) {
+            return None;
+        }
+        mail.post(targets, (value >> 24) as u32);
+        step_over(regs, esr);
+        return Some(targets);
+    }
     let targets = vm
-        .devices
-        .lock()
+        .devices()
         .vgic
         .sgi_write_to_others(vcpu, value, group0_only)?;
     step_over(regs, esr);
@@ -174,8 +187,7 @@ pub fn handle_sync(
             Outcome::next(if is_wfe {
                 Next::Yield
             } else if vm
-                .devices
-                .lock()
+                .devices()
                 .vgic
                 .has_pending_unmasked(vcpu, sys.priority_mask())
             {
@@ -198,7 +210,7 @@ pub fn handle_sync(
                     if !acc.is_read =>
                 {
                     step_over(regs, esr);
-                    let mut dev = vm.devices.lock();
+                    let mut dev = vm.devices();
                     let targets = match reg {
                         trap::ICC_SGI1R_EL1 => dev.vgic.sgi1r_write(vcpu, value),
                         trap::ICC_ASGI1R_EL1 => dev.vgic.asgi1r_write(vcpu, value),
@@ -343,8 +355,7 @@ fn ptimer_access(
     }
     shared.ptimer.store(timer);
     let _ = vm
-        .devices
-        .lock()
+        .devices()
         .vgic
         .set_level(crate::ptimer::PTIMER_INTID, vcpu, timer.level(now));
     Outcome::resume()
@@ -387,7 +398,7 @@ fn mmio_access(
     regs: &mut GuestRegs,
     sys: &mut dyn GuestSysRegs,
 ) -> Option<VcpuSet> {
-    let mut dev = vm.devices.lock();
+    let mut dev = vm.devices();
     if acc.is_write {
         let data = mmio::store_value(acc, regs.read(acc.srt));
         dev.mmio_write(vcpu, ipa, acc.size, data).ok()
@@ -480,8 +491,7 @@ fn hypercall(vm: &Vm, vcpu: VcpuId, regs: &mut GuestRegs, sys: &mut dyn GuestSys
             *regs = GuestRegs::at_entry(entry.0, context_id);
             sys.power_down_el1();
             let pending = vm
-                .devices
-                .lock()
+                .devices()
                 .vgic
                 .has_pending_unmasked(vcpu, sys.priority_mask());
             Outcome::next(if pending { Next::Resume } else { Next::Block })
@@ -892,7 +902,7 @@ mod tests {
     fn wfi_with_an_interrupt_pending_resumes() {
         let vm = vm(1, GicVersion::V3);
         {
-            let mut d = vm.devices.lock();
+            let mut d = vm.devices();
             d.vgic.set_group_enables(false, true);
             d.vgic
                 .irq_mut(crate::types::IntId(layout::VTIMER_INTID), VcpuId(0))
@@ -912,7 +922,7 @@ mod tests {
     fn wfi_blocks_while_the_priority_mask_hides_the_pending_interrupt() {
         let vm = vm(1, GicVersion::V3);
         {
-            let mut d = vm.devices.lock();
+            let mut d = vm.devices();
             d.vgic.set_group_enables(false, true);
             let t = crate::types::IntId(layout::VTIMER_INTID);
             let irq = d.vgic.irq_mut(t, VcpuId(0)).unwrap();
@@ -931,7 +941,7 @@ mod tests {
     fn sgi0r_and_asgi1r_writes_raise_group_0_sgis_and_wake_their_targets() {
         let vm = vm(3, GicVersion::V3);
         {
-            let mut d = vm.devices.lock();
+            let mut d = vm.devices();
             d.vgic.set_group_enables(true, true);
             for v in 0..3 {
                 for sgi in [6, 7] {
@@ -963,7 +973,7 @@ mod tests {
             &mut sys(),
         );
         assert_eq!(out.wake.iter().collect::<Vec<_>>(), [VcpuId(1)]);
-        let d = vm.devices.lock();
+        let d = vm.devices();
         let pending = |sgi, v| {
             d.vgic
                 .irq(crate::types::IntId(sgi), VcpuId(v))
@@ -1077,7 +1087,7 @@ mod tests {
     fn sgi1r_write_wakes_the_target_vcpu_but_not_the_sender() {
         let vm = vm(2, GicVersion::V3);
         {
-            let mut d = vm.devices.lock();
+            let mut d = vm.devices();
             d.vgic.set_group_enables(false, true);
             for v in 0..2 {
                 d.vgic
@@ -1098,7 +1108,7 @@ mod tests {
         );
         assert_eq!(out.wake.iter().collect::<Vec<_>>(), [VcpuId(1)]);
         assert_eq!(r.elr, PC + 4);
-        assert!(vm.devices.lock().vgic.has_pending(VcpuId(0)));
+        assert!(vm.devices().vgic.has_pending(VcpuId(0)));
     }
 
     /// The run loop's fast path for an SGI to other vCPUs does what `handle_sync` does,
@@ -1108,7 +1118,7 @@ mod tests {
         let setup = || {
             let vm = vm(3, GicVersion::V3);
             {
-                let mut d = vm.devices.lock();
+                let mut d = vm.devices();
                 d.vgic.set_group_enables(false, true);
                 for v in 0..3 {
                     d.vgic
@@ -1120,7 +1130,7 @@ mod tests {
             vm
         };
         fn pending(vm: &Vm) -> Vec<bool> {
-            let d = vm.devices.lock();
+            let d = vm.devices();
             (0..3).map(|v| d.vgic.has_pending(VcpuId(v))).collect()
         }
         // SGI 3 to {1, 2}: handled, like handle_sync.
@@ -1203,8 +1213,7 @@ mod tests {
     const ISTATUS: u64 = 4;
 
     fn ptimer_line(vm: &Vm, vcpu: usize) -> bool {
-        vm.devices
-            .lock()
+        vm.devices()
             .vgic
             .irq(crate::ptimer::PTIMER_INTID, VcpuId(vcpu))
             .unwrap()
@@ -1262,6 +1271,67 @@ mod tests {
         let out = handle_sync(vm, VcpuId(reader), mmio(ipa, false, 2, 1), &mut r, &mut s);
         assert_eq!(out.next, Next::Resume);
         r.x[1]
+    }
+
+    /// An `ICC_SGI1R_EL1` SGI to another vCPU goes through the mailbox (GICv3), yet every
+    /// guest-visible read sees it at once: the target's `GICR_ISPENDR0` (read by itself or
+    /// by the sender), its `WFI` wake-up test; `GICR_ICPENDR0` clears it like any pending
+    /// SGI. A GICv2 VM has no mailbox.
+    #[test]
+    fn a_posted_sgi_is_seen_by_every_read_of_the_pending_state() {
+        let vm = vm(2, GicVersion::V3);
+        let sgi = 1u64 << 3;
+        let send = |vm: &Vm| {
+            let mut r = regs();
+            r.x[5] = (3 << 24) | 0b10;
+            let syn = sysreg(trap::ICC_SGI1R_EL1, false, 5);
+            assert_eq!(
+                sgi_to_others(vm, VcpuId(0), syn.esr, &mut r).map(|w| w.0),
+                Some(0b10)
+            );
+            assert!(
+                vm.sgi_mail.as_ref().unwrap().waiting(),
+                "posted, not raised"
+            );
+        };
+        send(&vm);
+        assert_eq!(ispendr0(&vm, 1, 1, 0, (0, 0)) & sgi, sgi);
+        assert_eq!(ispendr0(&vm, 0, 0, 0, (0, 0)) & sgi, 0, "not on the sender");
+        // Cleared by GICR_ICPENDR0 (SGI frame + 0x280) of vCPU 1.
+        let clear = |vm: &Vm| {
+            let mut r = regs();
+            r.x[1] = sgi;
+            let icpendr0 = layout::GICR_BASE + layout::GICR_STRIDE + 0x1_0280;
+            handle_sync(
+                vm,
+                VcpuId(1),
+                mmio(icpendr0, true, 2, 1),
+                &mut r,
+                &mut sys(),
+            );
+        };
+        clear(&vm);
+        assert_eq!(ispendr0(&vm, 1, 1, 0, (0, 0)) & sgi, 0);
+        // Posted again: the sender reads it in the target's frame.
+        send(&vm);
+        assert_eq!(ispendr0(&vm, 0, 1, 0, (0, 0)) & sgi, sgi);
+        // Disabled (reset state): the target's WFI blocks; enabled, cleared and posted
+        // once more, it does not.
+        let wfi = |vm: &Vm| handle_sync(vm, VcpuId(1), syn(esr(0x01, 0)), &mut regs(), &mut sys());
+        assert_eq!(wfi(&vm).next, Next::Block);
+        {
+            let mut d = vm.devices();
+            d.vgic.set_group_enables(false, true);
+            d.vgic
+                .irq_mut(crate::types::IntId(3), VcpuId(1))
+                .unwrap()
+                .enabled = true;
+        }
+        clear(&vm);
+        assert_eq!(wfi(&vm).next, Next::Block);
+        send(&vm);
+        assert_eq!(wfi(&vm).next, Next::Resume);
+        assert!(self::vm(2, GicVersion::V2).sgi_mail.is_none());
     }
 
     #[test]
@@ -1351,8 +1421,7 @@ mod tests {
         );
         assert_eq!(out.next, Next::Resume);
         let (cr, _) = vm
-            .devices
-            .lock()
+            .devices()
             .mmio_read(
                 VcpuId(0),
                 GuestPhysAddr(layout::UART_BASE + 0x30),

@@ -9,11 +9,13 @@ pub mod mem;
 pub mod numa;
 
 use crate::config::VmDesc;
+use crate::platform::GicVersion;
 use crate::platform::{DeviceDesc, IrqDesc};
 use crate::psci::FirmwareSmccc;
-use crate::sync::Mutex;
+use crate::sync::{Mutex, MutexGuard};
 use crate::types::{GuestPhysAddr, HostPhysAddr, VcpuId, VmId};
 use crate::vcpu::{PowerState, VcpuShared};
+use crate::vgic::{SgiMail, VcpuSet};
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use devices::VmDevices;
@@ -28,8 +30,18 @@ pub struct Vm {
     pub ram_host: HostPhysAddr,
     /// VTTBR_EL2 value (its stage-2 tables and VMID).
     pub vttbr: u64,
-    /// Emulated devices and the virtual GIC, behind one lock.
-    pub devices: Mutex<VmDevices>,
+    /// Emulated devices and the virtual GIC, behind one lock; taken through
+    /// [`Vm::devices`], which folds [`Vm::sgi_mail`] in.
+    devices: Mutex<VmDevices>,
+    /// SGIs posted to the vCPUs without the `devices` lock (GICv3 VMs only), see
+    /// [`SgiMail`].
+    pub sgi_mail: Option<SgiMail>,
+    /// Every vCPU of the VM, as a set.
+    pub everyone: VcpuSet,
+    /// Times [`Self::devices`] was taken: a vCPU that saw the same value under the lock
+    /// knows that nothing behind it changed since (see the receiver fast path's direct
+    /// delivery in the runtime).
+    epoch: AtomicU64,
     /// vCPUs.
     pub vcpus: Vec<VcpuShared>,
     /// Set when the VM stopped (SYSTEM_OFF or a fatal fault).
@@ -76,6 +88,9 @@ impl Vm {
             desc,
             ram_host,
             vttbr,
+            sgi_mail: (devices.gic_version() == GicVersion::V3).then(|| SgiMail::new(pcpus.len())),
+            everyone: VcpuSet::first(pcpus.len()),
+            epoch: AtomicU64::new(0),
             devices: Mutex::new(devices),
             vcpus,
             stopped: AtomicBool::new(false),
@@ -86,6 +101,52 @@ impl Vm {
             guest_ticks: AtomicU64::new(0),
             exits: AtomicU64::new(0),
         }
+    }
+
+    /// The VM's devices and virtual GIC, locked, with every SGI posted to
+    /// [`Self::sgi_mail`] made pending in the vGIC first: every access to the vGIC's state
+    /// goes through here, so none sees it without the posted SGIs.
+    ///
+    /// Counts in [`Self::epoch`]: whoever holds the lock may change anything behind it.
+    #[inline]
+    pub fn devices(&self) -> MutexGuard<'_, VmDevices> {
+        let mut dev = self.devices.lock();
+        self.bump_epoch();
+        if let Some(mail) = &self.sgi_mail {
+            if mail.waiting() {
+                mail.fold_into(&mut dev.vgic);
+            }
+        }
+        dev
+    }
+
+    /// [`Self::devices`] for a caller that reads and changes only `vcpu`'s own SGIs among
+    /// all SGIs (the receiver fast path on a kick), and only `vcpu`'s own interrupts unless
+    /// it calls [`Self::bump_epoch`]: the SGIs posted to `vcpu` are returned, not folded
+    /// in (the caller makes them pending or delivers them), and the epoch is left alone.
+    /// Posts to the others wait for the next [`Self::devices`]; they commute with whatever
+    /// the caller does (a post only sets an SGI's pending latch, of another vCPU).
+    #[inline]
+    pub fn devices_for_own_sgis(&self, vcpu: VcpuId) -> (MutexGuard<'_, VmDevices>, u16) {
+        let dev = self.devices.lock();
+        let sgis = self.sgi_mail.as_ref().map_or(0, |m| m.take(vcpu));
+        (dev, sgis)
+    }
+
+    /// [`Self::devices`]' count (read without the lock).
+    #[inline]
+    pub fn epoch(&self) -> u64 {
+        self.epoch.load(Ordering::Acquire)
+    }
+
+    /// Marks a change behind the lock, which the caller holds (so a plain increment; the
+    /// lock's release orders it before whatever the holder does next).
+    #[inline]
+    pub fn bump_epoch(&self) {
+        self.epoch.store(
+            self.epoch.load(Ordering::Relaxed).wrapping_add(1),
+            Ordering::Relaxed,
+        );
     }
 
     /// The passed-through device interrupt with this INTID, if the VM has one.

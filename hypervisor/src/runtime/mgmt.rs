@@ -324,7 +324,7 @@ impl Host for RuntimeHost {
             if vm.is_stopped() {
                 return false;
             }
-            let _ = vm.devices.lock().press_power_button();
+            let _ = vm.devices().press_power_button();
             vms::kick_vm(vm);
             true
         });

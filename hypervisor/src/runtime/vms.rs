@@ -816,6 +816,22 @@ struct LocalVcpu {
     /// this vCPU (until the guest's EOI, or until another vCPU's PMU state is loaded).
     pmu_masked: bool,
     lrs: [u64; 16],
+    /// LR 0 holds this SGI, delivered directly ([`VGic::direct_sgi_lr`]): the vGIC does not
+    /// know of it until [`VGic::adopt_direct`], which every fold-back of the LRs does first.
+    direct: Option<u32>,
+    /// What the last direct delivery found, for the next one without the lock.
+    quiet: Option<Quiet>,
+}
+
+/// The state a direct SGI delivery was made in, valid while the VM's epoch
+/// ([`crate::vm::Vm::epoch`]) stays the same: the vGIC had nothing in flight for the vCPU,
+/// and SGI `sgi` posted again goes into LR 0 as `lr`. (Taken with the emulated physical
+/// timer idle and the virtual timer not held masked, which the fast path checks again.)
+#[derive(Clone, Copy)]
+struct Quiet {
+    epoch: u64,
+    sgi: u32,
+    lr: u64,
 }
 
 impl LocalVcpu {
@@ -830,12 +846,14 @@ impl LocalVcpu {
         // Both timers restart disabled, their lines low.
         self.shared().ptimer.store(PtimerState::default());
         {
-            let mut dev = self.vm.devices.lock();
+            let mut dev = self.vm.devices();
             let _ = dev.vgic.set_level(VTIMER_INTID, self.id, false);
             let _ = dev.vgic.set_level(PTIMER_INTID, self.id, false);
         }
         self.unmask_pmu();
         self.lrs = [0; 16];
+        self.direct = None;
+        self.quiet = None;
     }
 
     /// Unmasks this CPU's PMU overflow interrupt if this vCPU had it masked.
@@ -953,7 +971,7 @@ pub fn run_cpu(cpu_index: usize) -> ! {
                 // and physical counts are the same).
                 let (ctl, cval) = cpu::vtimer();
                 let _ = rq.block(i, timer_deadline(lv, ctl, cval));
-                lv.vm.devices.lock().flush_prompt();
+                lv.vm.devices().flush_prompt();
             }
             Next::Off => {
                 // CPU_OFF or a stopped VM; a reset may already have asked for ON again.
@@ -982,6 +1000,8 @@ fn take_arrivals(cpu_index: usize, local: &mut Vec<LocalVcpu>, rq: &mut RunQueue
             vtimer: VtimerState::default(),
             pmu_masked: false,
             lrs: [0; 16],
+            direct: None,
+            quiet: None,
         });
         let _ = rq.add(local.len() - 1, VcpuRunState::Off);
     }
@@ -1032,7 +1052,7 @@ fn wake_condition(lv: &LocalVcpu, is_loaded: bool) -> bool {
     } else {
         crate::vgic::vmcr_priority_mask(lv.el1.ich_vmcr_el2, gic_v2())
     };
-    if super::net::pending(lv.vm.id) || lv.vm.devices.lock().vgic.has_pending_unmasked(lv.id, pmr) {
+    if super::net::pending(lv.vm.id) || lv.vm.devices().vgic.has_pending_unmasked(lv.id, pmr) {
         return true;
     }
     let (ctl, cval) = if is_loaded {
@@ -1140,7 +1160,7 @@ impl exit::GuestSysRegs for LiveSysRegs<'_> {
 /// live on this CPU and wakes the `WFI`). Returns [`Next::Off`] if the vCPU was turned
 /// off meanwhile (its VM stopped or reset).
 fn idle_in_place(lv: &mut LocalVcpu) -> Next {
-    lv.vm.devices.lock().flush_prompt();
+    lv.vm.devices().flush_prompt();
     loop {
         if lv.vm.is_stopped() || lv.shared().power.load() != PowerState::On {
             return Next::Off;
@@ -1232,7 +1252,7 @@ fn enter_general(lv: &mut LocalVcpu, hw: &mut HwLrs, solo: bool) -> Option<usize
     let mut io_kicks = VcpuSet::EMPTY;
     let ptimer_ahead;
     let used = {
-        let mut dev = lv.vm.devices.lock();
+        let mut dev = lv.vm.devices();
         // Frames queued for the VM's NICs go into its receive rings first.
         if super::net::take_pending(lv.vm.id) {
             io_kicks = dev.poll_io();
@@ -1292,21 +1312,49 @@ fn kick_fast(
         return Err((Some(other), Next::Resched));
     }
     const GENERAL: Result<usize, (Option<u32>, Next)> = Err((None, Next::Resched));
+    // The VM and the vCPU's shared state looked up once (through `lv` each use reloaded
+    // them after every call).
+    let vm: &Instance = &lv.vm;
+    let shared = &vm.vcpus[lv.id.0];
     if hw.twi
-        || lv.vm.stopped.load(Ordering::Acquire)
-        || lv.vm.destroyed.load(Ordering::Acquire)
-        || lv.shared().power.load() != PowerState::On
-        || ARRIVING[lv.shared().pcpu].load(Ordering::Acquire)
-        || super::net::is_pending(lv.vm.id)
+        || vm.stopped.load(Ordering::Acquire)
+        || vm.destroyed.load(Ordering::Acquire)
+        || shared.power.load() != PowerState::On
+        || ARRIVING[shared.pcpu].load(Ordering::Acquire)
+        || super::net::is_pending(vm.id)
         || (cpu::current_index() == 0 && super::mgmt::poll_due())
     {
         return GENERAL;
+    }
+    if let Some(q) = lv.quiet {
+        let finished = DirectLr {
+            lrs: &mut lv.lrs,
+            direct: &mut lv.direct,
+        };
+        if direct_unlocked(
+            vm,
+            shared,
+            lv.id,
+            q,
+            lv.vtimer.hv_masked,
+            finished,
+            hw,
+            *used,
+        ) {
+            return Ok(1);
+        }
     }
     for n in 0..*used {
         lv.lrs[n] = crate::arch::vgic_hw::read_lr(n);
     }
     let (now, ptimer_ahead) = {
-        let mut dev = lv.vm.devices.lock();
+        // Only this vCPU's SGIs matter below (its LRs, its timers, its flush): the others'
+        // posts stay in their boxes, and its own are in hand.
+        let (mut dev, sgis) = lv.vm.devices_for_own_sgis(lv.id);
+        lv.quiet = None;
+        if let Some(sgi) = lv.direct.take() {
+            let _ = dev.vgic.adopt_direct(lv.id, sgi);
+        }
         if *used > 0 {
             // Usually the previous SGI's LR, which the guest has deactivated: folded back
             // without the general loop, and with no deactivation to act on.
@@ -1319,19 +1367,52 @@ fn kick_fast(
                     &mut lv.pmu_masked,
                     &mut dev.vgic,
                 );
+                // Shared interrupts (SPIs) may have changed: other vCPUs' direct deliveries
+                // must look again.
+                lv.vm.bump_epoch();
             }
             // Folded back: the general path has nothing left to sync.
             *used = 0;
         }
         if dev.prompt_waiting() {
+            dev.vgic.post_sgis(lv.id, sgis);
             return GENERAL;
         }
         let ahead = update_timer_lines(&lv.vm.vcpus[lv.id.0], lv.id, &mut lv.vtimer, &mut dev.vgic);
-        let Some(f) = dev.vgic.flush_kicked(lv.id, &mut lv.lrs, hw.num) else {
-            return GENERAL;
+        let timers_idle = ahead.is_none()
+            && !lv.vtimer.hv_masked
+            && lv.shared().ptimer.load().deadline().is_none()
+            && dev
+                .vgic
+                .irq(PTIMER_INTID, lv.id)
+                .is_ok_and(|i| !i.line_level);
+        let direct = if sgis.is_power_of_two() && timers_idle && hw.num > 0 {
+            let sgi = sgis.trailing_zeros();
+            dev.vgic.direct_sgi_lr(lv.id, sgi).map(|lr| (sgi, lr))
+        } else {
+            None
         };
-        hw.set_hcr(f.ich_hcr_el2());
-        (f.used, ahead)
+        if let Some((sgi, lr)) = direct {
+            // Delivered without the vGIC recording it; the next kick may do the same
+            // without the lock while nothing behind it changes.
+            lv.lrs[0] = lr;
+            lv.lrs[1..hw.num.min(16)].fill(crate::vgic::Lr::EMPTY);
+            lv.direct = Some(sgi);
+            lv.quiet = Some(Quiet {
+                epoch: lv.vm.epoch(),
+                sgi,
+                lr,
+            });
+            hw.set_hcr(crate::vgic::lr::ICH_HCR_EN);
+            (1, ahead)
+        } else {
+            dev.vgic.post_sgis(lv.id, sgis);
+            let Some(f) = dev.vgic.flush_kicked(lv.id, &mut lv.lrs, hw.num) else {
+                return GENERAL;
+            };
+            hw.set_hcr(f.ich_hcr_el2());
+            (f.used, ahead)
+        }
     };
     if let Some(d) = ptimer_ahead {
         cpu::set_hyp_timer(hw.sched_deadline.map_or(d, |s| s.min(d)));
@@ -1341,6 +1422,63 @@ fn kick_fast(
     }
     hw.dirty = now;
     Ok(now)
+}
+
+/// Where [`direct_unlocked`] records its LR: the vCPU's LR copy and its direct SGI.
+struct DirectLr<'a> {
+    lrs: &'a mut [u64; 16],
+    direct: &'a mut Option<u32>,
+}
+
+/// The receiver fast path without the lock, for vCPU `id` of `vm` (`shared` its shared
+/// state): if the last direct delivery's state `q` still holds (the VM's epoch unchanged,
+/// the timers still idle, LR 0 free or holding the previous direct SGI now finished) and
+/// exactly that SGI was posted to the vCPU again, puts it in LR 0 and returns true (one LR
+/// in use). Otherwise false, with any SGI taken from the mailbox put back.
+#[allow(clippy::too_many_arguments)] // The parts of `LocalVcpu` it reads, borrowed apart.
+#[inline]
+fn direct_unlocked(
+    vm: &Vm,
+    shared: &VcpuShared,
+    id: VcpuId,
+    q: Quiet,
+    vtimer_masked: bool,
+    out: DirectLr<'_>,
+    hw: &mut HwLrs,
+    used: usize,
+) -> bool {
+    let Some(mail) = vm.sgi_mail.as_ref() else {
+        return false;
+    };
+    let lr0_free = match used {
+        0 => true,
+        // An invalid LR (state bits 63:62 clear): the guest finished the SGI.
+        1 => out.direct.is_some() && crate::arch::vgic_hw::read_lr(0) >> 62 == 0,
+        _ => false,
+    };
+    if !lr0_free || vtimer_masked || shared.ptimer.load().deadline().is_some() {
+        return false;
+    }
+    let sgis = mail.take(id);
+    // The epoch is read after the take: a sender that posted after a change behind the lock
+    // (having taken the lock since, or made the change itself) is seen with that change's
+    // count, so an SGI sent after, say, its disable is not delivered with the old state.
+    if sgis != 1 << q.sgi || q.epoch != vm.epoch() {
+        if sgis != 0 {
+            mail.restore(id, sgis);
+        }
+        return false;
+    }
+    *out.direct = Some(q.sgi);
+    out.lrs[0] = q.lr;
+    crate::arch::vgic_hw::write_lr(0, q.lr);
+    for n in 1..hw.dirty.min(hw.num) {
+        out.lrs[n] = crate::vgic::Lr::EMPTY;
+        crate::arch::vgic_hw::write_lr(n, crate::vgic::Lr::EMPTY);
+    }
+    hw.dirty = 1;
+    hw.set_hcr(crate::vgic::lr::ICH_HCR_EN);
+    true
 }
 
 /// Acts on the deactivations the core asked to hear of (after a `sync` of `id`'s LRs):
@@ -1410,10 +1548,13 @@ fn run_vcpu(lv: &mut LocalVcpu, hw: &mut HwLrs, solo: bool) -> Next {
             }
             break kind;
         };
-        if used > 0 || hw.hcr != crate::vgic::lr::ICH_HCR_EN {
+        // The one LR of a direct SGI delivery asks for no EOI maintenance.
+        let no_eoi_requests = used == 0 || (used == 1 && lv.direct.is_some());
+        if !no_eoi_requests || hw.hcr != crate::vgic::lr::ICH_HCR_EN {
             // A deactivated LR with its EOI bit, or underflow, keeps the maintenance
             // interrupt asserted while the interface is enabled: stop it firing at EL2.
-            // With no LR in use and no underflow request there is nothing to assert.
+            // With no LR asking for an EOI and no underflow request there is nothing to
+            // assert.
             hw.set_hcr(0);
         }
         // The receiver fast path: a kick with one SGI or PPI to deliver (folds the LRs back
@@ -1432,7 +1573,10 @@ fn run_vcpu(lv: &mut LocalVcpu, hw: &mut HwLrs, solo: bool) -> Next {
             for n in 0..used {
                 lv.lrs[n] = crate::arch::vgic_hw::read_lr(n);
             }
-            let mut dev = lv.vm.devices.lock();
+            let mut dev = lv.vm.devices();
+            if let Some(sgi) = lv.direct.take() {
+                let _ = dev.vgic.adopt_direct(lv.id, sgi);
+            }
             let _ = dev.vgic.sync(lv.id, &lv.lrs[..used]);
             handle_eois(
                 &lv.vm,
@@ -1524,12 +1668,7 @@ fn handle_physical_irqs_from(
             match loaded.as_deref_mut() {
                 Some(lv) => {
                     let line = sample_vtimer(&mut lv.vtimer);
-                    let _ = lv
-                        .vm
-                        .devices
-                        .lock()
-                        .vgic
-                        .set_level(VTIMER_INTID, lv.id, line);
+                    let _ = lv.vm.devices().vgic.set_level(VTIMER_INTID, lv.id, line);
                 }
                 None => {
                     let (ctl, _) = cpu::vtimer();
@@ -1548,8 +1687,7 @@ fn handle_physical_irqs_from(
                 lv.pmu_masked = true;
                 let _ = lv
                     .vm
-                    .devices
-                    .lock()
+                    .devices()
                     .vgic
                     .set_level(IntId(layout::PMU_INTID), lv.id, true);
             }
@@ -1567,11 +1705,7 @@ fn handle_physical_irqs_from(
             // Level interrupt of a passed-through device: masked at the physical GIC until
             // the guest has handled it (EOI notification), then unmasked and re-sampled.
             gic.disable(intid);
-            let _ = vm
-                .devices
-                .lock()
-                .vgic
-                .set_level(IntId(intid), VcpuId(0), true);
+            let _ = vm.devices().vgic.set_level(IntId(intid), VcpuId(0), true);
             kick_vm(&vm);
             release(vm);
             next = Next::Resched;
@@ -1590,7 +1724,7 @@ fn console_input() {
         match routed {
             Routed::Deliver { vm, byte } => {
                 if let Some(vm) = vm_at(vm) {
-                    let kicks = vm.devices.lock().console_input(byte);
+                    let kicks = vm.devices().console_input(byte);
                     kick_vcpus(&vm, kicks);
                     release(vm);
                 }
@@ -1704,7 +1838,7 @@ fn run_command(line: &[u8]) {
             }
             Some(vm) => {
                 hvprintln!("[hv] VM {n} `{}`: power button pressed", vm.desc.name);
-                let kicks = vm.devices.lock().press_power_button();
+                let kicks = vm.devices().press_power_button();
                 kick_vcpus(&vm, kicks);
                 release(vm);
             }
@@ -1799,7 +1933,7 @@ pub(super) fn destroy_slot(n: usize) {
 pub(super) fn console_write(vm: &Instance, bytes: &[u8]) {
     let mut kicks = VcpuSet::EMPTY;
     {
-        let mut dev = vm.devices.lock();
+        let mut dev = vm.devices();
         for &b in bytes {
             kicks = VcpuSet(kicks.0 | dev.console_input(b).0);
         }
@@ -1857,7 +1991,7 @@ pub fn stop_vm(vm: &Vm, why: &str) {
     if !vm.mark_stopped() {
         return;
     }
-    if let Some(out) = vm.devices.lock().console_output() {
+    if let Some(out) = vm.devices().console_output() {
         out.flush_partial();
     }
     hvprintln!("[hv] VM {} `{}` stopped: {why}", vm.id.0, vm.desc.name);
@@ -1893,7 +2027,7 @@ pub fn reset_vm(vm: &Instance) {
         }
     }
     {
-        let mut dev = vm.devices.lock();
+        let mut dev = vm.devices();
         if let Err(e) = dev.reset() {
             drop(dev);
             stop_vm(vm, "reset failed");

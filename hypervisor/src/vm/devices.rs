@@ -408,6 +408,11 @@ impl VmDevices {
         Self::with_spis(gic, vcpus, layout::vgic_spis(true, []), name, sink)
     }
 
+    /// The GIC version the guest sees.
+    pub fn gic_version(&self) -> GicVersion {
+        self.gic
+    }
+
     /// As [`Self::new`], with a vGIC of `spis` SPIs (what [`layout::vgic_spis`] computes
     /// from the VM's devices).
     pub fn with_spis(
