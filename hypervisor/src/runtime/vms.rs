@@ -1302,14 +1302,11 @@ fn kick_fast(
     hw: &mut HwLrs,
     used: &mut usize,
 ) -> Result<usize, (Option<u32>, Next)> {
-    let gic = irqchip();
-    let first = gic.acknowledge();
-    if first != Some(KICK_SGI) {
-        return Err((first, Next::Resume));
-    }
-    gic.end_of_interrupt(KICK_SGI);
-    if let Some(other) = gic.acknowledge() {
-        return Err((Some(other), Next::Resched));
+    // One call through the trait object for the acknowledge, EOI and second acknowledge.
+    match irqchip().acknowledge_kick(KICK_SGI) {
+        Err(first) => return Err((first, Next::Resume)),
+        Ok(Some(other)) => return Err((Some(other), Next::Resched)),
+        Ok(None) => {}
     }
     const GENERAL: Result<usize, (Option<u32>, Next)> = Err((None, Next::Resched));
     // The VM and the vCPU's shared state looked up once (through `lv` each use reloaded

@@ -344,6 +344,19 @@ impl IrqChip for GicV3Chip {
         cpuif::end_of_interrupt(intid);
     }
 
+    fn acknowledge_kick(&self, kick: u32) -> Result<Option<u32>, Option<u32>> {
+        if kick >= 16 {
+            // Not an SGI: the general sequence, with its checks.
+            let first = self.acknowledge();
+            if first != Some(kick) {
+                return Err(first);
+            }
+            self.end_of_interrupt(kick);
+            return Ok(self.acknowledge());
+        }
+        cpuif::acknowledge_kick(kick)
+    }
+
     fn deactivate(&self, intid: u32) {
         cpuif::deactivate(intid);
     }
