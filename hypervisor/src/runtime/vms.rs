@@ -1534,10 +1534,14 @@ fn run_vcpu(lv: &mut LocalVcpu, hw: &mut HwLrs, solo: bool) -> Next {
                 // An SGI to other vCPUs: the sender's LRs and `ICH_HCR_EL2` stay as the
                 // guest left them, so it goes straight back in (no fold-back, no flush),
                 // unless a target shares this CPU and must get the chance to run.
-                if let Some(wake) =
-                    exit::sgi_to_others(&lv.vm, lv.id, cpu::fault_registers().0, &mut lv.regs)
+                let mut local = false;
+                let esr = cpu::fault_registers().0;
+                if exit::sgi_to_others(&lv.vm, lv.id, esr, &mut lv.regs, |t| {
+                    local |= kick_target(&lv.vm, t);
+                })
+                .is_some()
                 {
-                    if !kick_vcpus(&lv.vm, wake) {
+                    if !local {
                         continue;
                     }
                     handled = Some(Next::Yield);
@@ -2081,15 +2085,21 @@ fn act_on(vm: &Instance, vcpu: VcpuId, out: Outcome) -> Next {
 fn kick_vcpus(vm: &Vm, set: VcpuSet) -> bool {
     let mut local = false;
     for t in set.iter() {
-        if vm
-            .vcpus
-            .get(t.0)
-            .is_some_and(|v| v.pcpu == cpu::current_index())
-        {
-            local = true;
-        } else {
-            kick_vcpu(vm, t);
-        }
+        local |= kick_target(vm, t);
     }
     local
+}
+
+/// Kicks the CPU of vCPU `t` of `vm`; true if that is this CPU (nothing sent: the caller
+/// must give `t` the chance to run). One lookup of `t`.
+#[inline]
+fn kick_target(vm: &Vm, t: VcpuId) -> bool {
+    let Some(v) = vm.vcpus.get(t.0) else {
+        return false;
+    };
+    if v.pcpu == cpu::current_index() {
+        return true;
+    }
+    irqchip().send_sgi(KICK_SGI, arch::board().cpus[v.pcpu].mpidr);
+    false
 }
