@@ -129,6 +129,15 @@ pub trait IrqChip: Sync {
     }
     /// Sends SGI `sgi` (0..16) to the CPU with MPIDR `target_mpidr`.
     fn send_sgi(&self, sgi: u32, target_mpidr: u64);
+    /// The CPU with MPIDR `target_mpidr` as [`Self::send_sgi_routed`] addresses it, worked
+    /// out once (the run loop keeps each CPU's for its kicks). Default: the MPIDR itself.
+    fn sgi_route(&self, target_mpidr: u64) -> u64 {
+        target_mpidr
+    }
+    /// [`Self::send_sgi`] to the CPU whose [`Self::sgi_route`] is `route`.
+    fn send_sgi_routed(&self, sgi: u32, route: u64) {
+        self.send_sgi(sgi, route);
+    }
 }
 
 /// What a probed driver hands to the core.
@@ -334,6 +343,7 @@ mod kick_tests {
         pending: Mutex<Vec<u32>>,
         eois: Mutex<Vec<u32>>,
         acks: Mutex<usize>,
+        sent: Mutex<Vec<(u32, u64)>>,
     }
 
     impl IrqChip for Fake {
@@ -354,7 +364,29 @@ mod kick_tests {
             self.eois.lock().push(intid);
         }
         fn deactivate(&self, _intid: u32) {}
-        fn send_sgi(&self, _sgi: u32, _target_mpidr: u64) {}
+        fn send_sgi(&self, sgi: u32, target_mpidr: u64) {
+            self.sent.lock().push((sgi, target_mpidr));
+        }
+    }
+
+    fn fake(pending: &[u32]) -> Fake {
+        Fake {
+            pending: Mutex::new(pending.to_vec()),
+            eois: Mutex::new(Vec::new()),
+            acks: Mutex::new(0),
+            sent: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// By default an SGI sent through a CPU's route is `send_sgi` to its MPIDR.
+    #[test]
+    fn a_routed_sgi_is_send_sgi_by_default() {
+        let chip = fake(&[]);
+        let dyn_chip: &dyn IrqChip = &chip;
+        for (sgi, mpidr) in [(0, 0), (0, 1), (5, 0x1_0002_0301), (15, 0xff_00ff_ffff)] {
+            dyn_chip.send_sgi_routed(sgi, dyn_chip.sgi_route(mpidr));
+            assert_eq!(chip.sent.lock().pop(), Some((sgi, mpidr)));
+        }
     }
 
     /// `acknowledge_kick` (through the trait object, as the run loop calls it) against the
@@ -369,11 +401,7 @@ mod kick_tests {
             (&[27, KICK], Err(Some(27)), &[], 1),
             (&[], Err(None), &[], 1),
         ] {
-            let chip = Fake {
-                pending: Mutex::new(pending.to_vec()),
-                eois: Mutex::new(Vec::new()),
-                acks: Mutex::new(0),
-            };
+            let chip = fake(pending);
             let dyn_chip: &dyn IrqChip = &chip;
             assert_eq!(dyn_chip.acknowledge_kick(KICK), result, "{pending:?}");
             assert_eq!(*chip.eois.lock(), eois, "{pending:?}");

@@ -1979,12 +1979,7 @@ pub fn kick_vm(vm: &Vm) {
 
 /// Kicks the physical CPU that runs `vcpu` of `vm` (if it is not this one).
 pub fn kick_vcpu(vm: &Vm, vcpu: VcpuId) {
-    let Some(v) = vm.vcpus.get(vcpu.0) else {
-        return;
-    };
-    if v.pcpu != cpu::current_index() {
-        irqchip().send_sgi(KICK_SGI, arch::board().cpus[v.pcpu].mpidr);
-    }
+    let _ = kick_target(vm, vcpu);
 }
 
 /// Stops a VM for good (SYSTEM_OFF or a fatal guest error); the others go on.
@@ -2100,6 +2095,6 @@ fn kick_target(vm: &Vm, t: VcpuId) -> bool {
     if v.pcpu == cpu::current_index() {
         return true;
     }
-    irqchip().send_sgi(KICK_SGI, arch::board().cpus[v.pcpu].mpidr);
+    super::kick_cpu(v.pcpu);
     false
 }
