@@ -121,8 +121,10 @@ pub const UNDEF_ESR: u64 = 1 << 25;
 /// The exit fast path of an SGI sent to other vCPUs: if `esr` is a write to
 /// `ICC_SGI1R_EL1`, `ICC_ASGI1R_EL1` or `ICC_SGI0R_EL1` whose targets exclude `vcpu`, makes
 /// the SGI pending on them (an `ICC_SGI1R_EL1` SGI through [`Vm::sgi_mail`]), steps over
-/// the instruction and returns the vCPUs to kick (as [`handle_sync`] would, and for
-/// `ICC_SGI1R_EL1` also targets where the SGI is not deliverable). The sender's own interrupt state is untouched, so the run loop
+/// the instruction, calls `kick` for each vCPU to kick and returns them (as [`handle_sync`]
+/// would, and for `ICC_SGI1R_EL1` also targets where the SGI is not deliverable; a mailbox
+/// target is kicked right after its post, in the one walk of the targets, the others once
+/// the SGI is raised). The sender's own interrupt state is untouched, so the run loop
 /// can re-enter it without folding back or refilling its list registers: for the sender
 /// the exit is as if the guest had not left. Otherwise returns `None` having changed
 /// nothing (the exit goes the general way).
@@ -130,7 +132,13 @@ pub const UNDEF_ESR: u64 = 1 << 25;
 /// Inlined into the run loop, its one caller: called out of line, with the full
 /// `trap::decode`, the sender spent about 60 instructions more.
 #[inline]
-pub fn sgi_to_others(vm: &Vm, vcpu: VcpuId, esr: u64, regs: &mut GuestRegs) -> Option<VcpuSet> {
+pub fn sgi_to_others(
+    vm: &Vm,
+    vcpu: VcpuId,
+    esr: u64,
+    regs: &mut GuestRegs,
+    kick: impl FnMut(VcpuId),
+) -> Option<VcpuSet> {
     if trap::ec(esr) != trap::ExceptionClass::SysReg64 as u8 {
         return None;
     }
@@ -160,8 +168,8 @@ pub fn sgi_to_others(vm: &Vm, vcpu: VcpuId, esr: u64, regs: &mut GuestRegs) -> O
         if targets.contains(vcpu) {
             return None;
         }
-        mail.post(targets, (value >> 24) as u32);
         step_over(regs, esr);
+        mail.post_each(targets, (value >> 24) as u32, kick);
         return Some(targets);
     }
     let targets = vm
@@ -169,6 +177,7 @@ pub fn sgi_to_others(vm: &Vm, vcpu: VcpuId, esr: u64, regs: &mut GuestRegs) -> O
         .vgic
         .sgi_write_to_others(vcpu, value, group0_only)?;
     step_over(regs, esr);
+    targets.iter().for_each(kick);
     Some(targets)
 }
 
@@ -1139,7 +1148,7 @@ mod tests {
         rf.x[5] = (3 << 24) | 0b110;
         rs.x[5] = rf.x[5];
         let syn = sysreg(trap::ICC_SGI1R_EL1, false, 5);
-        let wake = sgi_to_others(&fast, VcpuId(0), syn.esr, &mut rf);
+        let wake = sgi_to_others(&fast, VcpuId(0), syn.esr, &mut rf, |_| {});
         let out = handle_sync(&slow, VcpuId(0), syn, &mut rs, &mut sys());
         assert_eq!(wake, Some(out.wake));
         assert_eq!(
@@ -1156,7 +1165,7 @@ mod tests {
         r.x[2] = (3 << 24) | (1 << 40);
         let syn = sysreg(trap::ICC_ASGI1R_EL1, false, 2);
         assert_eq!(
-            sgi_to_others(&vm, VcpuId(0), syn.esr, &mut r),
+            sgi_to_others(&vm, VcpuId(0), syn.esr, &mut r, |_| {}),
             Some(VcpuSet::EMPTY)
         );
         assert_eq!(r.elr, PC + 4);
@@ -1171,7 +1180,10 @@ mod tests {
             sysreg(trap::CNTP_CTL_EL0, false, 5).esr,
             esr(0x16, 0),
         ] {
-            assert_eq!(sgi_to_others(&vm, VcpuId(0), esr, &mut r), None);
+            assert_eq!(
+                sgi_to_others(&vm, VcpuId(0), esr, &mut r, |_| panic!("kicked")),
+                None
+            );
         }
         assert_eq!(r.elr, PC);
         assert_eq!(pending(&vm), [false; 3]);
@@ -1273,6 +1285,63 @@ mod tests {
         r.x[1]
     }
 
+    /// `sgi_to_others` kicks each vCPU it returns once, in order: a mailbox target right
+    /// after its own post (the SGI already in its box and the flag set, so a kicked target
+    /// finds it), a locked-path target (`ICC_SGI0R_EL1`) once the SGI is pending in the vGIC.
+    #[test]
+    fn sgi_to_others_kicks_each_target_after_its_post() {
+        let vm = vm(4, GicVersion::V3);
+        {
+            let mut d = vm.devices();
+            d.vgic.set_group_enables(true, true);
+            for v in 0..4 {
+                let i = d.vgic.irq_mut(crate::types::IntId(3), VcpuId(v)).unwrap();
+                i.enabled = true;
+                i.group1 = v != 2;
+            }
+        }
+        let mail = vm.sgi_mail.as_ref().unwrap();
+        let mut r = regs();
+        r.x[5] = (3 << 24) | 0b1110;
+        let mut kicked = Vec::new();
+        let wake = sgi_to_others(
+            &vm,
+            VcpuId(0),
+            sysreg(trap::ICC_SGI1R_EL1, false, 5).esr,
+            &mut r,
+            |t| {
+                let got = mail.take(t);
+                mail.restore(t, got);
+                kicked.push((t.0, got, mail.waiting()));
+            },
+        );
+        assert_eq!(wake.map(|w| w.0), Some(0b1110));
+        assert_eq!(
+            kicked,
+            [(1, 1 << 3, true), (2, 1 << 3, true), (3, 1 << 3, true)]
+        );
+        assert_eq!(r.elr, PC + 4);
+        // ICC_SGI0R_EL1 (the locked path): only vCPU 2 has SGI 3 in Group 0.
+        let mut r = regs();
+        r.x[5] = (3 << 24) | 0b1110;
+        let mut kicked = Vec::new();
+        let wake = sgi_to_others(
+            &vm,
+            VcpuId(0),
+            sysreg(trap::ICC_SGI0R_EL1, false, 5).esr,
+            &mut r,
+            |t| {
+                let d = vm.devices();
+                kicked.push((
+                    t.0,
+                    d.vgic.irq(crate::types::IntId(3), t).unwrap().pending_latch,
+                ));
+            },
+        );
+        assert_eq!(wake.map(|w| w.0), Some(0b100));
+        assert_eq!(kicked, [(2, true)]);
+    }
+
     /// An `ICC_SGI1R_EL1` SGI to another vCPU goes through the mailbox (GICv3), yet every
     /// guest-visible read sees it at once: the target's `GICR_ISPENDR0` (read by itself or
     /// by the sender), its `WFI` wake-up test; `GICR_ICPENDR0` clears it like any pending
@@ -1286,7 +1355,7 @@ mod tests {
             r.x[5] = (3 << 24) | 0b10;
             let syn = sysreg(trap::ICC_SGI1R_EL1, false, 5);
             assert_eq!(
-                sgi_to_others(vm, VcpuId(0), syn.esr, &mut r).map(|w| w.0),
+                sgi_to_others(vm, VcpuId(0), syn.esr, &mut r, |_| {}).map(|w| w.0),
                 Some(0b10)
             );
             assert!(

@@ -114,8 +114,30 @@ pub trait IrqChip: Sync {
     fn end_of_interrupt(&self, intid: u32);
     /// Deactivates INTID (DIR).
     fn deactivate(&self, intid: u32);
+    /// The run loop's kick in one call: acknowledges; if that gave `kick`, ends it and
+    /// acknowledges once more, `Ok` with what that gave; otherwise `Err` with the first
+    /// acknowledge's INTID (`kick` not ended). Left to this default, each driver's copy
+    /// calls its own `acknowledge` and `end_of_interrupt` statically (inlined), instead of
+    /// three calls through the trait object.
+    fn acknowledge_kick(&self, kick: u32) -> Result<Option<u32>, Option<u32>> {
+        let first = self.acknowledge();
+        if first != Some(kick) {
+            return Err(first);
+        }
+        self.end_of_interrupt(kick);
+        Ok(self.acknowledge())
+    }
     /// Sends SGI `sgi` (0..16) to the CPU with MPIDR `target_mpidr`.
     fn send_sgi(&self, sgi: u32, target_mpidr: u64);
+    /// The CPU with MPIDR `target_mpidr` as [`Self::send_sgi_routed`] addresses it, worked
+    /// out once (the run loop keeps each CPU's for its kicks). Default: the MPIDR itself.
+    fn sgi_route(&self, target_mpidr: u64) -> u64 {
+        target_mpidr
+    }
+    /// [`Self::send_sgi`] to the CPU whose [`Self::sgi_route`] is `route`.
+    fn send_sgi_routed(&self, sgi: u32, route: u64) {
+        self.send_sgi(sgi, route);
+    }
 }
 
 /// What a probed driver hands to the core.
@@ -307,5 +329,83 @@ mod probe_helper_tests {
             probe_once(&SLOT, || 8).err(),
             Some(ProbeError::AlreadyProbed)
         );
+    }
+}
+
+#[cfg(test)]
+mod kick_tests {
+    use super::*;
+    use spin::Mutex;
+    use std::vec::Vec;
+
+    /// A CPU interface that hands out `pending` in order and records every EOI.
+    struct Fake {
+        pending: Mutex<Vec<u32>>,
+        eois: Mutex<Vec<u32>>,
+        acks: Mutex<usize>,
+        sent: Mutex<Vec<(u32, u64)>>,
+    }
+
+    impl IrqChip for Fake {
+        fn version(&self) -> GicVersion {
+            GicVersion::V3
+        }
+        fn init_global(&self) {}
+        fn init_cpu(&self, _cpu_index: usize) {}
+        fn enable(&self, _intid: u32, _priority: u8, _edge: bool, _target_mpidr: u64) {}
+        fn disable(&self, _intid: u32) {}
+        fn set_enabled(&self, _intid: u32, _enabled: bool, _target_mpidr: u64) {}
+        fn acknowledge(&self) -> Option<u32> {
+            *self.acks.lock() += 1;
+            let mut p = self.pending.lock();
+            (!p.is_empty()).then(|| p.remove(0))
+        }
+        fn end_of_interrupt(&self, intid: u32) {
+            self.eois.lock().push(intid);
+        }
+        fn deactivate(&self, _intid: u32) {}
+        fn send_sgi(&self, sgi: u32, target_mpidr: u64) {
+            self.sent.lock().push((sgi, target_mpidr));
+        }
+    }
+
+    fn fake(pending: &[u32]) -> Fake {
+        Fake {
+            pending: Mutex::new(pending.to_vec()),
+            eois: Mutex::new(Vec::new()),
+            acks: Mutex::new(0),
+            sent: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// By default an SGI sent through a CPU's route is `send_sgi` to its MPIDR.
+    #[test]
+    fn a_routed_sgi_is_send_sgi_by_default() {
+        let chip = fake(&[]);
+        let dyn_chip: &dyn IrqChip = &chip;
+        for (sgi, mpidr) in [(0, 0), (0, 1), (5, 0x1_0002_0301), (15, 0xff_00ff_ffff)] {
+            dyn_chip.send_sgi_routed(sgi, dyn_chip.sgi_route(mpidr));
+            assert_eq!(chip.sent.lock().pop(), Some((sgi, mpidr)));
+        }
+    }
+
+    /// `acknowledge_kick` (through the trait object, as the run loop calls it) against the
+    /// three calls it replaces: the result, the EOIs and the number of acknowledges.
+    #[test]
+    fn acknowledge_kick_is_the_acknowledge_eoi_acknowledge_it_replaces() {
+        const KICK: u32 = 0;
+        for (pending, result, eois, acks) in [
+            (&[KICK, 33][..], Ok(Some(33)), &[KICK][..], 2),
+            (&[KICK], Ok(None), &[KICK], 2),
+            (&[KICK, KICK], Ok(Some(KICK)), &[KICK], 2),
+            (&[27, KICK], Err(Some(27)), &[], 1),
+            (&[], Err(None), &[], 1),
+        ] {
+            let chip = fake(pending);
+            let dyn_chip: &dyn IrqChip = &chip;
+            assert_eq!(dyn_chip.acknowledge_kick(KICK), result, "{pending:?}");
+            assert_eq!(*chip.eois.lock(), eois, "{pending:?}");
+            assert_eq!(*chip.acks.lock(), acks, "{pending:?}");
+        }
     }
 }

@@ -15,13 +15,17 @@ use crate::hvprintln;
 use crate::platform::{BoardDesc, DeviceStatus};
 use crate::plugin::{self, IrqChip, Probed, DRIVERS, QUIRKS};
 use alloc::vec::Vec;
-use core::sync::atomic::{AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use spin::Once;
 
 /// SGI used to kick a physical CPU (a vCPU it runs has new work).
 pub const KICK_SGI: u32 = 0;
 
 static IRQCHIP: Once<&'static dyn IrqChip> = Once::new();
+/// Per physical CPU: its route for the kick (`IrqChip::sgi_route` of its MPIDR), worked out
+/// at bring-up; 0 until then (a kick then goes through `send_sgi` with the MPIDR).
+static KICK_ROUTE: [AtomicU64; arch::boot::MAX_CPUS] =
+    [const { AtomicU64::new(0) }; arch::boot::MAX_CPUS];
 static CPUS_ONLINE: AtomicUsize = AtomicUsize::new(0);
 static PCPU_COUNT: AtomicUsize = AtomicUsize::new(1);
 
@@ -32,6 +36,20 @@ pub fn irqchip() -> &'static dyn IrqChip {
         None => {
             hvprintln!("[hv] no interrupt controller driver probed; stopping");
             halt()
+        }
+    }
+}
+
+/// Sends the kick SGI to physical CPU `pcpu`, through its route when there is one.
+#[inline]
+pub fn kick_cpu(pcpu: usize) {
+    let gic = irqchip();
+    match KICK_ROUTE.get(pcpu).map(|r| r.load(Ordering::Acquire)) {
+        Some(route) if route != 0 => gic.send_sgi_routed(KICK_SGI, route),
+        _ => {
+            if let Some(c) = arch::board().cpus.get(pcpu) {
+                gic.send_sgi(KICK_SGI, c.mpidr);
+            }
         }
     }
 }
@@ -113,6 +131,9 @@ fn primary_main() -> ! {
 
     let gic = irqchip();
     gic.init_global();
+    for (route, c) in KICK_ROUTE.iter().zip(board.cpus) {
+        route.store(gic.sgi_route(c.mpidr), Ordering::Release);
+    }
     if board.gic.version == crate::platform::GicVersion::V2 {
         match board.gic.hyp_interface {
             Some(gich) => arch::vgic_hw::init(Some(gich.base)),

@@ -689,6 +689,21 @@ impl SgiMail {
         self.waiting.store(true, Ordering::SeqCst);
     }
 
+    /// [`Self::post`] with `then` called for each target right after its post (the
+    /// sender's kick): one walk of `targets` for both. Each target's post and the flag
+    /// come before its `then`, as they come before every kick after `post`.
+    #[inline]
+    pub fn post_each(&self, targets: VcpuSet, sgi: u32, mut then: impl FnMut(VcpuId)) {
+        let bit = 1u16 << (sgi & 0xF);
+        for t in targets.iter() {
+            if let Some(b) = self.boxes.get(t.0) {
+                b.fetch_or(bit, Ordering::SeqCst);
+            }
+            self.waiting.store(true, Ordering::SeqCst);
+            then(t);
+        }
+    }
+
     /// True if a post may not have been folded in yet.
     #[inline]
     pub fn waiting(&self) -> bool {

@@ -1302,14 +1302,11 @@ fn kick_fast(
     hw: &mut HwLrs,
     used: &mut usize,
 ) -> Result<usize, (Option<u32>, Next)> {
-    let gic = irqchip();
-    let first = gic.acknowledge();
-    if first != Some(KICK_SGI) {
-        return Err((first, Next::Resume));
-    }
-    gic.end_of_interrupt(KICK_SGI);
-    if let Some(other) = gic.acknowledge() {
-        return Err((Some(other), Next::Resched));
+    // One call through the trait object for the acknowledge, EOI and second acknowledge.
+    match irqchip().acknowledge_kick(KICK_SGI) {
+        Err(first) => return Err((first, Next::Resume)),
+        Ok(Some(other)) => return Err((Some(other), Next::Resched)),
+        Ok(None) => {}
     }
     const GENERAL: Result<usize, (Option<u32>, Next)> = Err((None, Next::Resched));
     // The VM and the vCPU's shared state looked up once (through `lv` each use reloaded
@@ -1537,10 +1534,14 @@ fn run_vcpu(lv: &mut LocalVcpu, hw: &mut HwLrs, solo: bool) -> Next {
                 // An SGI to other vCPUs: the sender's LRs and `ICH_HCR_EL2` stay as the
                 // guest left them, so it goes straight back in (no fold-back, no flush),
                 // unless a target shares this CPU and must get the chance to run.
-                if let Some(wake) =
-                    exit::sgi_to_others(&lv.vm, lv.id, cpu::fault_registers().0, &mut lv.regs)
+                let mut local = false;
+                let esr = cpu::fault_registers().0;
+                if exit::sgi_to_others(&lv.vm, lv.id, esr, &mut lv.regs, |t| {
+                    local |= kick_target(&lv.vm, t);
+                })
+                .is_some()
                 {
-                    if !kick_vcpus(&lv.vm, wake) {
+                    if !local {
                         continue;
                     }
                     handled = Some(Next::Yield);
@@ -1978,12 +1979,7 @@ pub fn kick_vm(vm: &Vm) {
 
 /// Kicks the physical CPU that runs `vcpu` of `vm` (if it is not this one).
 pub fn kick_vcpu(vm: &Vm, vcpu: VcpuId) {
-    let Some(v) = vm.vcpus.get(vcpu.0) else {
-        return;
-    };
-    if v.pcpu != cpu::current_index() {
-        irqchip().send_sgi(KICK_SGI, arch::board().cpus[v.pcpu].mpidr);
-    }
+    let _ = kick_target(vm, vcpu);
 }
 
 /// Stops a VM for good (SYSTEM_OFF or a fatal guest error); the others go on.
@@ -2084,15 +2080,21 @@ fn act_on(vm: &Instance, vcpu: VcpuId, out: Outcome) -> Next {
 fn kick_vcpus(vm: &Vm, set: VcpuSet) -> bool {
     let mut local = false;
     for t in set.iter() {
-        if vm
-            .vcpus
-            .get(t.0)
-            .is_some_and(|v| v.pcpu == cpu::current_index())
-        {
-            local = true;
-        } else {
-            kick_vcpu(vm, t);
-        }
+        local |= kick_target(vm, t);
     }
     local
+}
+
+/// Kicks the CPU of vCPU `t` of `vm`; true if that is this CPU (nothing sent: the caller
+/// must give `t` the chance to run). One lookup of `t`.
+#[inline]
+fn kick_target(vm: &Vm, t: VcpuId) -> bool {
+    let Some(v) = vm.vcpus.get(t.0) else {
+        return false;
+    };
+    if v.pcpu == cpu::current_index() {
+        return true;
+    }
+    super::kick_cpu(v.pcpu);
+    false
 }
