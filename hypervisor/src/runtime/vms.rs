@@ -22,7 +22,7 @@ use crate::types::{GuestPhysAddr, HostPhysAddr, IntId, VcpuId, VmId};
 use crate::vcpu::{GuestRegs, Next, PowerState, VcpuShared};
 use crate::vgic::{VGic, VcpuSet};
 use crate::vm::devices::{DevicesError, VmDevices};
-use crate::vm::{layout, Vm};
+use crate::vm::{layout, ExitTally, Vm};
 use crate::vtimer::{VtimerState, VTIMER_INTID};
 use alloc::boxed::Box;
 use alloc::format;
@@ -89,17 +89,20 @@ fn add_cpu_time(slot: usize, n: u64) {
     }
 }
 
-/// Counts one guest run of `ran` ticks ending in an exit on this CPU ([`CPU_TIME`] slots 0
-/// and 2), finding this CPU's row once for both (two [`add_cpu_time`] calls found it twice,
-/// on every exit).
-fn add_guest_run(ran: u64) {
+/// Adds the guest runs `lv` counted since the last call ([`ExitTally`]) to its VM's
+/// counters and to this CPU's [`CPU_TIME`] slots 0 and 2.
+#[inline]
+fn flush_tally(lv: &mut LocalVcpu) {
+    let Some(t) = lv.tally.flush_into(&lv.vm.guest_ticks, &lv.vm.exits) else {
+        return;
+    };
     if let Some([guest, _, exits]) = CPU_TIME.get(cpu::current_index()) {
         guest.store(
-            guest.load(Ordering::Relaxed).wrapping_add(ran),
+            guest.load(Ordering::Relaxed).wrapping_add(t.ticks),
             Ordering::Relaxed,
         );
         exits.store(
-            exits.load(Ordering::Relaxed).wrapping_add(1),
+            exits.load(Ordering::Relaxed).wrapping_add(t.exits),
             Ordering::Relaxed,
         );
     }
@@ -821,6 +824,8 @@ struct LocalVcpu {
     direct: Option<u32>,
     /// What the last direct delivery found, for the next one without the lock.
     quiet: Option<Quiet>,
+    /// Guest runs not yet added to the VM's and this CPU's counters ([`flush_tally`]).
+    tally: ExitTally,
 }
 
 /// The state a direct SGI delivery was made in, valid while the VM's epoch
@@ -965,7 +970,10 @@ pub fn run_cpu(cpu_index: usize) -> ! {
         // A vCPU alone on this CPU idles in place when it blocks: nothing else could run.
         let solo = local.len() == 1;
         let lv = &mut local[i];
-        match run_vcpu(lv, &mut hw, solo) {
+        let next = run_vcpu(lv, &mut hw, solo);
+        // Whatever ended the run, its exits are counted before the scheduler looks again.
+        flush_tally(lv);
+        match next {
             Next::Block => {
                 // Wake at the earlier of its timers' deadlines (CNTVOFF_EL2 = 0: the virtual
                 // and physical counts are the same).
@@ -1002,6 +1010,7 @@ fn take_arrivals(cpu_index: usize, local: &mut Vec<LocalVcpu>, rq: &mut RunQueue
             lrs: [0; 16],
             direct: None,
             quiet: None,
+            tally: ExitTally::default(),
         });
         let _ = rq.add(local.len() - 1, VcpuRunState::Off);
     }
@@ -1516,10 +1525,13 @@ fn run_vcpu(lv: &mut LocalVcpu, hw: &mut HwLrs, solo: bool) -> Next {
     loop {
         let mut used = match prepared.take() {
             Some(used) => used,
-            None => match enter_general(lv, hw, solo) {
-                Some(used) => used,
-                None => return Next::Off,
-            },
+            None => {
+                flush_tally(lv);
+                match enter_general(lv, hw, solo) {
+                    Some(used) => used,
+                    None => return Next::Off,
+                }
+            }
         };
         // An exit handled whole without the vCPU's list registers: what comes next.
         let mut handled = None;
@@ -1527,9 +1539,12 @@ fn run_vcpu(lv: &mut LocalVcpu, hw: &mut HwLrs, solo: bool) -> Next {
             let entered = cpu::counter();
             let kind = arch::run_guest(&mut lv.regs);
             let ran = cpu::counter().wrapping_sub(entered);
-            add_guest_run(ran);
-            lv.vm.guest_ticks.fetch_add(ran, Ordering::Relaxed);
-            lv.vm.exits.fetch_add(1, Ordering::Relaxed);
+            // Counted here, added to the VM's and the CPU's counters at the next general
+            // entry or when the batch is full (the fast paths below skip the general
+            // entry).
+            if lv.tally.count(ran) {
+                flush_tally(lv);
+            }
             if kind == ExitKind::Sync {
                 // An SGI to other vCPUs: the sender's LRs and `ICH_HCR_EL2` stay as the
                 // guest left them, so it goes straight back in (no fold-back, no flush),
