@@ -1550,7 +1550,7 @@ fn run_vcpu(lv: &mut LocalVcpu, hw: &mut HwLrs, solo: bool) -> Next {
                 // guest left them, so it goes straight back in (no fold-back, no flush),
                 // unless a target shares this CPU and must get the chance to run.
                 let mut local = false;
-                let esr = cpu::fault_registers().0;
+                let esr = cpu::esr();
                 if exit::sgi_to_others(&lv.vm, lv.id, esr, &mut lv.regs, |t| {
                     local |= kick_target(&lv.vm, t);
                 })
