@@ -19,7 +19,7 @@ use crate::ptimer::{PtimerState, PTIMER_INTID};
 use crate::sched::{time_slice_ticks, RunQueue, VcpuRunState};
 use crate::sync::Mutex;
 use crate::types::{GuestPhysAddr, HostPhysAddr, IntId, VcpuId, VmId};
-use crate::vcpu::{GuestRegs, Next, PowerState, VcpuShared};
+use crate::vcpu::{Attention, GuestRegs, Next, PowerState, VcpuShared};
 use crate::vgic::{VGic, VcpuSet};
 use crate::vm::devices::{DevicesError, VmDevices};
 use crate::vm::{layout, ExitTally, Vm};
@@ -67,6 +67,10 @@ const NO_ARRIVALS: Arrivals = Mutex::new(Vec::new());
 static ARRIVALS: [Arrivals; MAX_CPUS] = [NO_ARRIVALS; MAX_CPUS];
 /// `ARRIVALS[cpu]` is not empty (so the run loop takes its lock only then).
 static ARRIVING: [AtomicBool; MAX_CPUS] = [const { AtomicBool::new(false) }; MAX_CPUS];
+/// Per physical CPU: a VM of the CPU stopped, reset, is leaving or arrived since the
+/// receiver fast path last looked ([`kick_fast`] checks this instead of each condition).
+/// Raised by [`raise_attention`] (in [`kick_vm`], [`stop_vm`] and [`reset_vm`]).
+static ATTENTION: [Attention; MAX_CPUS] = [const { Attention::new() }; MAX_CPUS];
 
 /// Per physical CPU: counter ticks spent in a guest, ticks idle at EL2 (`WFI` with nothing
 /// to run), and guest exits. Where a VM's time goes (the rest is the hypervisor's work);
@@ -1322,13 +1326,13 @@ fn kick_fast(
     // them after every call).
     let vm: &Instance = &lv.vm;
     let shared = &vm.vcpus[lv.id.0];
+    // A stop, reset, destruction or arrival raised this CPU's attention before its kick
+    // (the general path reads those conditions after the take).
+    let cpu_index = cpu::current_index();
     if hw.twi
-        || vm.stopped.load(Ordering::Acquire)
-        || vm.destroyed.load(Ordering::Acquire)
-        || shared.power.load() != PowerState::On
-        || ARRIVING[shared.pcpu].load(Ordering::Acquire)
+        || ATTENTION.get(cpu_index).is_none_or(Attention::take)
         || super::net::is_pending(vm.id)
-        || (cpu::current_index() == 0 && super::mgmt::poll_due())
+        || (cpu_index == 0 && super::mgmt::poll_due())
     {
         return GENERAL;
     }
@@ -1979,8 +1983,20 @@ fn with_mgmt_deadline(d: Option<u64>) -> Option<u64> {
     }
 }
 
-/// Kicks every physical CPU running a vCPU of `vm`.
+/// Raises the attention flag of every physical CPU running a vCPU of `vm`: its stop,
+/// reset, destruction or arrival must not be run past by [`kick_fast`].
+fn raise_attention(vm: &Vm) {
+    for v in &vm.vcpus {
+        if let Some(a) = ATTENTION.get(v.pcpu) {
+            a.raise();
+        }
+    }
+}
+
+/// Kicks every physical CPU running a vCPU of `vm` (after raising their attention flags:
+/// whatever the kick is for, the receiver fast path declines it).
 pub fn kick_vm(vm: &Vm) {
+    raise_attention(vm);
     let me = cpu::current_index();
     let board = arch::board();
     let mut done = 0u64;
@@ -2002,6 +2018,7 @@ pub fn stop_vm(vm: &Vm, why: &str) {
     if !vm.mark_stopped() {
         return;
     }
+    raise_attention(vm);
     if let Some(out) = vm.devices().console_output() {
         out.flush_partial();
     }
@@ -2021,6 +2038,7 @@ pub fn reset_vm(vm: &Instance) {
         // Its timers restart disabled (a vCPU started again resets its own, too).
         v.ptimer.store(crate::ptimer::PtimerState::default());
     }
+    raise_attention(vm);
     let count = vm.resets.fetch_add(1, Ordering::AcqRel) + 1;
     let loaded = {
         let mut ram = vm.ram.lock();
