@@ -2,7 +2,7 @@
 //! data every physical CPU may read.
 #![deny(unsafe_code)]
 
-use core::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 
 /// General-purpose register state of a vCPU, as saved on exit. Layout is fixed: the
 /// world-switch assembly (`arch::exception`) indexes it.
@@ -196,9 +196,75 @@ pub enum Next {
     Off,
 }
 
+/// A physical CPU's "attention" flag: raised by whoever makes a condition true that the
+/// receiver fast path must not run past (a VM of the CPU stopping, resetting, leaving or
+/// arriving), before the kick that tells the CPU; taken (cleared) by the fast path, which
+/// then declines, so the general path reads the real conditions after the clear: a raise
+/// after the clear is seen at the next take.
+#[derive(Debug, Default)]
+pub struct Attention(AtomicBool);
+
+impl Attention {
+    /// Lowered.
+    pub const fn new() -> Self {
+        Self(AtomicBool::new(false))
+    }
+
+    /// Raises it (after the condition is set).
+    pub fn raise(&self) {
+        self.0.store(true, Ordering::Release);
+    }
+
+    /// Whether it was raised since the last take; lowers it. One load when lowered.
+    #[inline]
+    pub fn take(&self) -> bool {
+        self.0.load(Ordering::Acquire) && self.0.swap(false, Ordering::AcqRel)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn attention_is_taken_once_per_raise() {
+        let a = Attention::new();
+        assert!(!a.take());
+        a.raise();
+        assert!(a.take());
+        assert!(!a.take());
+        a.raise();
+        a.raise();
+        assert!(a.take());
+        assert!(!a.take());
+    }
+
+    #[test]
+    fn a_condition_set_before_a_raise_is_seen_after_a_take() {
+        // One CPU sets conditions and raises; the other takes and then reads the
+        // conditions, as the general path does: the last condition is always seen.
+        let cond = std::sync::Arc::new(AtomicU64::new(0));
+        let att = std::sync::Arc::new(Attention::new());
+        let (c, a) = (cond.clone(), att.clone());
+        let setter = std::thread::spawn(move || {
+            for _ in 0..20_000 {
+                c.fetch_add(1, Ordering::Relaxed);
+                a.raise();
+            }
+        });
+        let mut seen = 0;
+        while !setter.is_finished() {
+            if att.take() {
+                seen = cond.load(Ordering::Relaxed);
+            }
+        }
+        setter.join().unwrap();
+        if att.take() {
+            seen = cond.load(Ordering::Relaxed);
+        }
+        assert_eq!(seen, 20_000);
+        assert!(!att.take());
+    }
 
     #[test]
     fn register_31_reads_zero_and_ignores_writes() {

@@ -315,6 +315,12 @@ pub fn fault_registers() -> (u64, u64, u64) {
     (ESR_EL2.get(), FAR_EL2.get(), HPFAR_EL2.get())
 }
 
+/// ESR_EL2 alone, for an exit that needs only the syndrome (a system register access):
+/// `fault_registers` reads the two address registers as well.
+pub fn esr() -> u64 {
+    ESR_EL2.get()
+}
+
 /// Number of ICH_LR<n>_EL2 list registers (ICH_VTR_EL2.ListRegs + 1).
 pub fn num_list_registers() -> usize {
     ICH_VTR_EL2.read(ICH_VTR_EL2::ListRegs) as usize + 1

@@ -19,10 +19,10 @@ use crate::ptimer::{PtimerState, PTIMER_INTID};
 use crate::sched::{time_slice_ticks, RunQueue, VcpuRunState};
 use crate::sync::Mutex;
 use crate::types::{GuestPhysAddr, HostPhysAddr, IntId, VcpuId, VmId};
-use crate::vcpu::{GuestRegs, Next, PowerState, VcpuShared};
+use crate::vcpu::{Attention, GuestRegs, Next, PowerState, VcpuShared};
 use crate::vgic::{VGic, VcpuSet};
 use crate::vm::devices::{DevicesError, VmDevices};
-use crate::vm::{layout, Vm};
+use crate::vm::{layout, ExitTally, Vm};
 use crate::vtimer::{VtimerState, VTIMER_INTID};
 use alloc::boxed::Box;
 use alloc::format;
@@ -67,6 +67,10 @@ const NO_ARRIVALS: Arrivals = Mutex::new(Vec::new());
 static ARRIVALS: [Arrivals; MAX_CPUS] = [NO_ARRIVALS; MAX_CPUS];
 /// `ARRIVALS[cpu]` is not empty (so the run loop takes its lock only then).
 static ARRIVING: [AtomicBool; MAX_CPUS] = [const { AtomicBool::new(false) }; MAX_CPUS];
+/// Per physical CPU: a VM of the CPU stopped, reset, is leaving or arrived since the
+/// receiver fast path last looked ([`kick_fast`] checks this instead of each condition).
+/// Raised by [`raise_attention`] (in [`kick_vm`], [`stop_vm`] and [`reset_vm`]).
+static ATTENTION: [Attention; MAX_CPUS] = [const { Attention::new() }; MAX_CPUS];
 
 /// Per physical CPU: counter ticks spent in a guest, ticks idle at EL2 (`WFI` with nothing
 /// to run), and guest exits. Where a VM's time goes (the rest is the hypervisor's work);
@@ -89,17 +93,20 @@ fn add_cpu_time(slot: usize, n: u64) {
     }
 }
 
-/// Counts one guest run of `ran` ticks ending in an exit on this CPU ([`CPU_TIME`] slots 0
-/// and 2), finding this CPU's row once for both (two [`add_cpu_time`] calls found it twice,
-/// on every exit).
-fn add_guest_run(ran: u64) {
+/// Adds the guest runs `lv` counted since the last call ([`ExitTally`]) to its VM's
+/// counters and to this CPU's [`CPU_TIME`] slots 0 and 2.
+#[inline]
+fn flush_tally(lv: &mut LocalVcpu) {
+    let Some(t) = lv.tally.flush_into(&lv.vm.guest_ticks, &lv.vm.exits) else {
+        return;
+    };
     if let Some([guest, _, exits]) = CPU_TIME.get(cpu::current_index()) {
         guest.store(
-            guest.load(Ordering::Relaxed).wrapping_add(ran),
+            guest.load(Ordering::Relaxed).wrapping_add(t.ticks),
             Ordering::Relaxed,
         );
         exits.store(
-            exits.load(Ordering::Relaxed).wrapping_add(1),
+            exits.load(Ordering::Relaxed).wrapping_add(t.exits),
             Ordering::Relaxed,
         );
     }
@@ -821,6 +828,8 @@ struct LocalVcpu {
     direct: Option<u32>,
     /// What the last direct delivery found, for the next one without the lock.
     quiet: Option<Quiet>,
+    /// Guest runs not yet added to the VM's and this CPU's counters ([`flush_tally`]).
+    tally: ExitTally,
 }
 
 /// The state a direct SGI delivery was made in, valid while the VM's epoch
@@ -965,7 +974,10 @@ pub fn run_cpu(cpu_index: usize) -> ! {
         // A vCPU alone on this CPU idles in place when it blocks: nothing else could run.
         let solo = local.len() == 1;
         let lv = &mut local[i];
-        match run_vcpu(lv, &mut hw, solo) {
+        let next = run_vcpu(lv, &mut hw, solo);
+        // Whatever ended the run, its exits are counted before the scheduler looks again.
+        flush_tally(lv);
+        match next {
             Next::Block => {
                 // Wake at the earlier of its timers' deadlines (CNTVOFF_EL2 = 0: the virtual
                 // and physical counts are the same).
@@ -1002,6 +1014,7 @@ fn take_arrivals(cpu_index: usize, local: &mut Vec<LocalVcpu>, rq: &mut RunQueue
             lrs: [0; 16],
             direct: None,
             quiet: None,
+            tally: ExitTally::default(),
         });
         let _ = rq.add(local.len() - 1, VcpuRunState::Off);
     }
@@ -1313,13 +1326,13 @@ fn kick_fast(
     // them after every call).
     let vm: &Instance = &lv.vm;
     let shared = &vm.vcpus[lv.id.0];
+    // A stop, reset, destruction or arrival raised this CPU's attention before its kick
+    // (the general path reads those conditions after the take).
+    let cpu_index = cpu::current_index();
     if hw.twi
-        || vm.stopped.load(Ordering::Acquire)
-        || vm.destroyed.load(Ordering::Acquire)
-        || shared.power.load() != PowerState::On
-        || ARRIVING[shared.pcpu].load(Ordering::Acquire)
+        || ATTENTION.get(cpu_index).is_none_or(Attention::take)
         || super::net::is_pending(vm.id)
-        || (cpu::current_index() == 0 && super::mgmt::poll_due())
+        || (cpu_index == 0 && super::mgmt::poll_due())
     {
         return GENERAL;
     }
@@ -1516,10 +1529,13 @@ fn run_vcpu(lv: &mut LocalVcpu, hw: &mut HwLrs, solo: bool) -> Next {
     loop {
         let mut used = match prepared.take() {
             Some(used) => used,
-            None => match enter_general(lv, hw, solo) {
-                Some(used) => used,
-                None => return Next::Off,
-            },
+            None => {
+                flush_tally(lv);
+                match enter_general(lv, hw, solo) {
+                    Some(used) => used,
+                    None => return Next::Off,
+                }
+            }
         };
         // An exit handled whole without the vCPU's list registers: what comes next.
         let mut handled = None;
@@ -1527,15 +1543,18 @@ fn run_vcpu(lv: &mut LocalVcpu, hw: &mut HwLrs, solo: bool) -> Next {
             let entered = cpu::counter();
             let kind = arch::run_guest(&mut lv.regs);
             let ran = cpu::counter().wrapping_sub(entered);
-            add_guest_run(ran);
-            lv.vm.guest_ticks.fetch_add(ran, Ordering::Relaxed);
-            lv.vm.exits.fetch_add(1, Ordering::Relaxed);
+            // Counted here, added to the VM's and the CPU's counters at the next general
+            // entry or when the batch is full (the fast paths below skip the general
+            // entry).
+            if lv.tally.count(ran) {
+                flush_tally(lv);
+            }
             if kind == ExitKind::Sync {
                 // An SGI to other vCPUs: the sender's LRs and `ICH_HCR_EL2` stay as the
                 // guest left them, so it goes straight back in (no fold-back, no flush),
                 // unless a target shares this CPU and must get the chance to run.
                 let mut local = false;
-                let esr = cpu::fault_registers().0;
+                let esr = cpu::esr();
                 if exit::sgi_to_others(&lv.vm, lv.id, esr, &mut lv.regs, |t| {
                     local |= kick_target(&lv.vm, t);
                 })
@@ -1964,8 +1983,20 @@ fn with_mgmt_deadline(d: Option<u64>) -> Option<u64> {
     }
 }
 
-/// Kicks every physical CPU running a vCPU of `vm`.
+/// Raises the attention flag of every physical CPU running a vCPU of `vm`: its stop,
+/// reset, destruction or arrival must not be run past by [`kick_fast`].
+fn raise_attention(vm: &Vm) {
+    for v in &vm.vcpus {
+        if let Some(a) = ATTENTION.get(v.pcpu) {
+            a.raise();
+        }
+    }
+}
+
+/// Kicks every physical CPU running a vCPU of `vm` (after raising their attention flags:
+/// whatever the kick is for, the receiver fast path declines it).
 pub fn kick_vm(vm: &Vm) {
+    raise_attention(vm);
     let me = cpu::current_index();
     let board = arch::board();
     let mut done = 0u64;
@@ -1987,6 +2018,7 @@ pub fn stop_vm(vm: &Vm, why: &str) {
     if !vm.mark_stopped() {
         return;
     }
+    raise_attention(vm);
     if let Some(out) = vm.devices().console_output() {
         out.flush_partial();
     }
@@ -2006,6 +2038,7 @@ pub fn reset_vm(vm: &Instance) {
         // Its timers restart disabled (a vCPU started again resets its own, too).
         v.ptimer.store(crate::ptimer::PtimerState::default());
     }
+    raise_attention(vm);
     let count = vm.resets.fetch_add(1, Ordering::AcqRel) + 1;
     let loaded = {
         let mut ram = vm.ram.lock();
