@@ -164,6 +164,15 @@ pub fn sgi_to_others(
         // the `devices` lock, folded into the vGIC by whoever takes it next (the kicked
         // target first). Every target is kicked, deliverable or not (a target that finds
         // nothing to take goes back to the guest).
+        if let Some(t) = crate::vgic::sgi_single_target(vm.everyone, value) {
+            // One target among vCPUs 0..16: the same as below without the set arithmetic.
+            if t == vcpu {
+                return None;
+            }
+            step_over(regs, esr);
+            mail.post_one(t, (value >> 24) as u32, kick);
+            return Some(VcpuSet(u128::from(1u32 << t.0)));
+        }
         let targets = crate::vgic::sgi_targets(vm.everyone, vcpu, value);
         if targets.contains(vcpu) {
             return None;
@@ -1288,6 +1297,40 @@ mod tests {
     /// `sgi_to_others` kicks each vCPU it returns once, in order: a mailbox target right
     /// after its own post (the SGI already in its box and the flag set, so a kicked target
     /// finds it), a locked-path target (`ICC_SGI0R_EL1`) once the SGI is pending in the vGIC.
+    #[test]
+    fn a_single_target_sgi_is_posted_and_kicked_and_a_self_target_declines() {
+        let vm = vm(4, GicVersion::V3);
+        let mail = vm.sgi_mail.as_ref().unwrap();
+        // SGI 5 from vCPU 0 to vCPU 2 alone.
+        let mut r = regs();
+        r.x[7] = (5 << 24) | 0b100;
+        let mut kicked = Vec::new();
+        let wake = sgi_to_others(
+            &vm,
+            VcpuId(0),
+            sysreg(trap::ICC_SGI1R_EL1, false, 7).esr,
+            &mut r,
+            |t| kicked.push((t.0, mail.waiting())),
+        );
+        assert_eq!(wake.map(|w| w.0), Some(0b100));
+        assert_eq!(kicked, [(2, true)]);
+        assert_eq!(mail.take(VcpuId(2)), 1 << 5);
+        assert_eq!(r.elr, PC + 4);
+        // To itself alone: the general path's (not stepped over, nothing posted or kicked).
+        let mut r = regs();
+        r.x[7] = (5 << 24) | 0b1;
+        let wake = sgi_to_others(
+            &vm,
+            VcpuId(0),
+            sysreg(trap::ICC_SGI1R_EL1, false, 7).esr,
+            &mut r,
+            |_| panic!("kicked"),
+        );
+        assert_eq!(wake, None);
+        assert_eq!(r.elr, PC);
+        assert_eq!(mail.take(VcpuId(0)), 0);
+    }
+
     #[test]
     fn sgi_to_others_kicks_each_target_after_its_post() {
         let vm = vm(4, GicVersion::V3);

@@ -624,6 +624,24 @@ impl VGic {
     }
 }
 
+/// The `ICC_SGI1R_EL1` fields that take [`sgi_targets`] beyond a TargetList of vCPUs 0..16:
+/// Aff1 (23:16), Aff2 (39:32), IRM (40), RS (47:44) and Aff3 (55:48). With all of them
+/// zero the targets are `TargetList & everyone`.
+pub const SGI1R_BEYOND_FIRST_16: u64 = 0x00FF_F1FF_00FF_0000;
+
+/// The one target of an `ICC_SGI1R_EL1` write naming exactly one vCPU among 0..16 (what a
+/// VM of up to 16 vCPUs sends for an IPI): [`sgi_targets`] without 128-bit set arithmetic.
+/// `None` for every other write, which [`sgi_targets`] then decodes.
+#[inline]
+pub fn sgi_single_target(everyone: VcpuSet, value: u64) -> Option<VcpuId> {
+    if value & SGI1R_BEYOND_FIRST_16 != 0 {
+        return None;
+    }
+    let list = (value as u16) & (everyone.0 as u16);
+    list.is_power_of_two()
+        .then(|| VcpuId(list.trailing_zeros() as usize))
+}
+
 /// The vCPUs an `ICC_SGI*R_EL1` value written by `sender` names, among `everyone` (see
 /// [`VGic::sgi1r_write`]). Plain bit operations on the 128-bit set: a loop inserting one
 /// vCPU at a time cost the SGI sender about 90 instructions.
@@ -694,14 +712,19 @@ impl SgiMail {
     /// come before its `then`, as they come before every kick after `post`.
     #[inline]
     pub fn post_each(&self, targets: VcpuSet, sgi: u32, mut then: impl FnMut(VcpuId)) {
-        let bit = 1u16 << (sgi & 0xF);
         for t in targets.iter() {
-            if let Some(b) = self.boxes.get(t.0) {
-                b.fetch_or(bit, Ordering::SeqCst);
-            }
-            self.waiting.store(true, Ordering::SeqCst);
-            then(t);
+            self.post_one(t, sgi, &mut then);
         }
+    }
+
+    /// [`Self::post_each`] for one target: its post, the flag, then `then(target)`.
+    #[inline]
+    pub fn post_one(&self, target: VcpuId, sgi: u32, then: impl FnOnce(VcpuId)) {
+        if let Some(b) = self.boxes.get(target.0) {
+            b.fetch_or(1u16 << (sgi & 0xF), Ordering::SeqCst);
+        }
+        self.waiting.store(true, Ordering::SeqCst);
+        then(target);
     }
 
     /// True if a post may not have been folded in yet.
@@ -2386,6 +2409,52 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn a_single_target_is_the_one_member_of_sgi_targets() {
+        let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut rnd = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        let mut singles = 0;
+        for vcpus in [1, 2, 3, 4, 15, 16, 17, 100, 128] {
+            let everyone = VcpuSet::first(vcpus);
+            for _ in 0..4000 {
+                let r = rnd();
+                // Mostly the first 16 vCPUs' form, often one bit of the TargetList.
+                let mut value = if r & 3 == 0 {
+                    r
+                } else {
+                    r & 0xFF00_0E00_0F00_FFFF
+                };
+                if r >> 62 == 0 {
+                    value = (value & !0xFFFF) | 1 << (rnd() % 16);
+                }
+                let sender = VcpuId((rnd() % vcpus as u64) as usize);
+                let all = sgi_targets(everyone, sender, value);
+                match sgi_single_target(everyone, value) {
+                    Some(t) => {
+                        singles += 1;
+                        assert_eq!(
+                            all.iter().collect::<Vec<_>>(),
+                            [t],
+                            "{vcpus} vCPUs, value {value:#x}"
+                        );
+                    }
+                    // Declined: not one target among 0..16 in that form.
+                    None => assert!(
+                        value & SGI1R_BEYOND_FIRST_16 != 0
+                            || !((value as u16) & (everyone.0 as u16)).is_power_of_two(),
+                        "{vcpus} vCPUs, value {value:#x}"
+                    ),
+                }
+            }
+        }
+        assert!(singles > 1000, "the fast form was hardly drawn: {singles}");
     }
 
     #[test]
