@@ -1297,35 +1297,37 @@ mod tests {
     /// `sgi_to_others` kicks each vCPU it returns once, in order: a mailbox target right
     /// after its own post (the SGI already in its box and the flag set, so a kicked target
     /// finds it), a locked-path target (`ICC_SGI0R_EL1`) once the SGI is pending in the vGIC.
+    /// `value` written to `enc` (an `ICC_SGI*R_EL1`) by vCPU 0 of `vm`, through
+    /// [`sgi_to_others`] with `kick`: what it returns and the vCPU's registers after.
+    fn send_from_0(
+        vm: &Vm,
+        enc: u32,
+        value: u64,
+        kick: impl FnMut(VcpuId),
+    ) -> (Option<VcpuSet>, GuestRegs) {
+        let mut r = regs();
+        r.x[5] = value;
+        let wake = sgi_to_others(vm, VcpuId(0), sysreg(enc, false, 5).esr, &mut r, kick);
+        (wake, r)
+    }
+
     #[test]
     fn a_single_target_sgi_is_posted_and_kicked_and_a_self_target_declines() {
         let vm = vm(4, GicVersion::V3);
         let mail = vm.sgi_mail.as_ref().unwrap();
         // SGI 5 from vCPU 0 to vCPU 2 alone.
-        let mut r = regs();
-        r.x[7] = (5 << 24) | 0b100;
         let mut kicked = Vec::new();
-        let wake = sgi_to_others(
-            &vm,
-            VcpuId(0),
-            sysreg(trap::ICC_SGI1R_EL1, false, 7).esr,
-            &mut r,
-            |t| kicked.push((t.0, mail.waiting())),
-        );
+        let (wake, r) = send_from_0(&vm, trap::ICC_SGI1R_EL1, (5 << 24) | 0b100, |t| {
+            kicked.push((t.0, mail.waiting()))
+        });
         assert_eq!(wake.map(|w| w.0), Some(0b100));
         assert_eq!(kicked, [(2, true)]);
         assert_eq!(mail.take(VcpuId(2)), 1 << 5);
         assert_eq!(r.elr, PC + 4);
         // To itself alone: the general path's (not stepped over, nothing posted or kicked).
-        let mut r = regs();
-        r.x[7] = (5 << 24) | 0b1;
-        let wake = sgi_to_others(
-            &vm,
-            VcpuId(0),
-            sysreg(trap::ICC_SGI1R_EL1, false, 7).esr,
-            &mut r,
-            |_| panic!("kicked"),
-        );
+        let (wake, r) = send_from_0(&vm, trap::ICC_SGI1R_EL1, (5 << 24) | 0b1, |_| {
+            panic!("kicked")
+        });
         assert_eq!(wake, None);
         assert_eq!(r.elr, PC);
         assert_eq!(mail.take(VcpuId(0)), 0);
@@ -1344,20 +1346,12 @@ mod tests {
             }
         }
         let mail = vm.sgi_mail.as_ref().unwrap();
-        let mut r = regs();
-        r.x[5] = (3 << 24) | 0b1110;
         let mut kicked = Vec::new();
-        let wake = sgi_to_others(
-            &vm,
-            VcpuId(0),
-            sysreg(trap::ICC_SGI1R_EL1, false, 5).esr,
-            &mut r,
-            |t| {
-                let got = mail.take(t);
-                mail.restore(t, got);
-                kicked.push((t.0, got, mail.waiting()));
-            },
-        );
+        let (wake, r) = send_from_0(&vm, trap::ICC_SGI1R_EL1, (3 << 24) | 0b1110, |t| {
+            let got = mail.take(t);
+            mail.restore(t, got);
+            kicked.push((t.0, got, mail.waiting()));
+        });
         assert_eq!(wake.map(|w| w.0), Some(0b1110));
         assert_eq!(
             kicked,
@@ -1365,22 +1359,14 @@ mod tests {
         );
         assert_eq!(r.elr, PC + 4);
         // ICC_SGI0R_EL1 (the locked path): only vCPU 2 has SGI 3 in Group 0.
-        let mut r = regs();
-        r.x[5] = (3 << 24) | 0b1110;
         let mut kicked = Vec::new();
-        let wake = sgi_to_others(
-            &vm,
-            VcpuId(0),
-            sysreg(trap::ICC_SGI0R_EL1, false, 5).esr,
-            &mut r,
-            |t| {
-                let d = vm.devices();
-                kicked.push((
-                    t.0,
-                    d.vgic.irq(crate::types::IntId(3), t).unwrap().pending_latch,
-                ));
-            },
-        );
+        let (wake, _) = send_from_0(&vm, trap::ICC_SGI0R_EL1, (3 << 24) | 0b1110, |t| {
+            let d = vm.devices();
+            kicked.push((
+                t.0,
+                d.vgic.irq(crate::types::IntId(3), t).unwrap().pending_latch,
+            ));
+        });
         assert_eq!(wake.map(|w| w.0), Some(0b100));
         assert_eq!(kicked, [(2, true)]);
     }
