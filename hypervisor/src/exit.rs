@@ -190,6 +190,57 @@ pub fn sgi_to_others(
     Some(targets)
 }
 
+/// What [`console_fast`] did with an exit.
+#[derive(Debug)]
+pub enum FastExit {
+    /// Handled, the vCPU's interrupt state untouched: it goes straight back in, as after
+    /// [`sgi_to_others`].
+    Quiet,
+    /// Handled, but the general entry must follow with this outcome acted on: the UART's
+    /// interrupt line moved, vCPUs got work, or the console now shows a prompt (whose
+    /// `WFI` trap only the general entry sets).
+    Then(Outcome),
+}
+
+/// The exit fast path of a load or store to the console UART. Linux's console polls
+/// `UARTFR` and writes `UARTDR` for every character, two exits per byte of its boot log:
+/// this does the access exactly as [`handle_sync`] would (the same device, the same
+/// masking and register write-back, the instruction stepped over) without the bus lookup,
+/// and says whether the general entry may be skipped. Returns `None` for any other exit,
+/// and for an access the UART refuses (the general path then injects the abort; what the
+/// refused access did, the console's update, is done again harmlessly).
+#[inline]
+pub fn console_fast(
+    vm: &Vm,
+    vcpu: VcpuId,
+    syn: Syndrome,
+    regs: &mut GuestRegs,
+) -> Option<FastExit> {
+    let TrapCause::DataAbort(da) = trap::decode(syn.esr) else {
+        return None;
+    };
+    let acc = da.access.filter(|_| !da.s1ptw)?;
+    let ipa = trap::fault_ipa(syn.hpfar, syn.far);
+    let store = acc
+        .is_write
+        .then(|| mmio::store_value(&acc, regs.read(acc.srt)));
+    let done = vm
+        .devices()
+        .console_access(vcpu, ipa, acc.size, store)?
+        .ok()?;
+    if !acc.is_write {
+        regs.write(acc.srt, mmio::load_value(&acc, done.value));
+    }
+    step_over(regs, syn.esr);
+    Some(
+        if done.kicks == VcpuSet::EMPTY && !done.line_moved && !done.prompt {
+            FastExit::Quiet
+        } else {
+            FastExit::Then(Outcome::waking(done.kicks, vcpu))
+        },
+    )
+}
+
 /// Handles one synchronous exit of `vcpu` of `vm`, whose registers are `regs`.
 pub fn handle_sync(
     vm: &Vm,
@@ -1527,6 +1578,95 @@ mod tests {
             )
             .unwrap();
         assert_eq!(cr, 0x301);
+    }
+
+    /// The run loop's fast path for the console UART does what `handle_sync` does, access
+    /// by access (Linux's console: enable, poll `UARTFR`, write `UARTDR`, unmask and mask
+    /// the transmit interrupt, a prompt), and asks for the general entry exactly when the
+    /// UART's line moved or a prompt waits.
+    #[test]
+    fn console_fast_matches_handle_sync_and_asks_for_the_general_entry_when_needed() {
+        use crate::vuart::regs::{UARTCR, UARTDR, UARTFR, UARTIMSC, UARTMIS, UARTRIS};
+        let (fast, slow) = (vm(1, GicVersion::V3), vm(1, GicVersion::V3));
+        let (mut rf, mut rs) = (regs(), regs());
+        // (register, value stored or None for a load, straight back in?)
+        let steps: &[(u64, Option<u64>, bool)] = &[
+            // The first access drives the line (low) for the first time.
+            (UARTCR, Some(0x301), false),
+            (UARTFR, None, true),
+            (UARTDR, Some(u64::from(b'o')), true),
+            (UARTFR, None, true),
+            (UARTDR, Some(u64::from(b'k')), true),
+            (UARTDR, Some(u64::from(b'\n')), true),
+            // The transmit status latched: unmasking it raises the line, masking drops it.
+            (UARTIMSC, Some(1 << 5), false),
+            (UARTMIS, None, true),
+            (UARTIMSC, Some(0), false),
+            (UARTRIS, None, true),
+            (UARTDR, Some(u64::from(b'#')), true),
+            // "# " is a prompt: the general entry sets the `WFI` trap that emits it.
+            (UARTDR, Some(u64::from(b' ')), false),
+        ];
+        for (i, &(reg, store, quiet)) in steps.iter().enumerate() {
+            let syn = mmio(layout::UART_BASE + reg, store.is_some(), 2, 7);
+            if let Some(v) = store {
+                rf.x[7] = v;
+                rs.x[7] = v;
+            } else {
+                (rf.x[7], rs.x[7]) = (0xdead, 0xdead);
+            }
+            let got = console_fast(&fast, VcpuId(0), syn, &mut rf);
+            let out = handle_sync(&slow, VcpuId(0), syn, &mut rs, &mut sys());
+            assert_eq!((rf.x[7], rf.elr), (rs.x[7], rs.elr), "step {i}");
+            assert_eq!(rf.elr, PC + 4 * (i as u64 + 1), "step {i}");
+            match got {
+                Some(FastExit::Quiet) => assert!(quiet, "step {i}: quiet"),
+                Some(FastExit::Then(o)) => {
+                    assert!(!quiet, "step {i}: general entry");
+                    assert_eq!((o.next, o.wake), (out.next, out.wake), "step {i}");
+                }
+                None => panic!("step {i}: declined"),
+            }
+        }
+        for reg in [UARTFR, UARTCR, UARTIMSC, UARTRIS, UARTMIS] {
+            let read = |vm: &Vm| {
+                vm.devices()
+                    .mmio_read(
+                        VcpuId(0),
+                        GuestPhysAddr(layout::UART_BASE + reg),
+                        crate::mmio::AccessSize::Word,
+                    )
+                    .unwrap()
+            };
+            assert_eq!(read(&fast), read(&slow), "register {reg:#x}");
+        }
+    }
+
+    /// Every other exit, and an access the UART refuses, is left to the general path with
+    /// nothing changed.
+    #[test]
+    fn console_fast_declines_every_other_exit_untouched() {
+        let vm = vm(1, GicVersion::V3);
+        let mut no_syndrome = mmio(layout::UART_BASE, false, 2, 1);
+        no_syndrome.esr &= !(1 << 24);
+        for syn in [
+            // A 64-bit load: the PL011 refuses it.
+            mmio(layout::UART_BASE, false, 3, 1),
+            no_syndrome,
+            mmio(layout::GICD_BASE, false, 2, 1),
+            mmio(layout::UART_BASE + layout::UART_SIZE, false, 2, 1),
+            mmio(layout::RAM_BASE, true, 2, 1),
+            sysreg(trap::CNTP_CTL_EL0, false, 1),
+            syn(esr(0x16, 0)),
+        ] {
+            let mut r = regs();
+            r.x[1] = 0x77;
+            assert!(
+                console_fast(&vm, VcpuId(0), syn, &mut r).is_none(),
+                "{syn:?}"
+            );
+            assert_eq!((r.elr, r.x[1]), (PC, 0x77), "{syn:?}");
+        }
     }
 
     #[test]

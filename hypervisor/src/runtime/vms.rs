@@ -1564,6 +1564,18 @@ fn run_vcpu(lv: &mut LocalVcpu, hw: &mut HwLrs, solo: bool) -> Next {
                         continue;
                     }
                     handled = Some(Next::Yield);
+                } else if crate::trap::ec(esr)
+                    == crate::trap::ExceptionClass::DataAbortLowerEl as u8
+                {
+                    // A console access: its register state only, then straight back in
+                    // as above when no interrupt line moved.
+                    match exit::console_fast(&lv.vm, lv.id, cpu::syndrome(), &mut lv.regs) {
+                        Some(exit::FastExit::Quiet) => continue,
+                        Some(exit::FastExit::Then(out)) => {
+                            handled = Some(act_on(&lv.vm, lv.id, out));
+                        }
+                        None => {}
+                    }
                 }
             }
             break kind;

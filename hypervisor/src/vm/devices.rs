@@ -270,6 +270,19 @@ impl<'a> MmioDevice<IoCtx<'a>> for ConsoleUart {
     }
 }
 
+/// What [`VmDevices::console_access`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConsoleAccess {
+    /// The value loaded (0 for a store).
+    pub value: u64,
+    /// vCPUs the access gave work to.
+    pub kicks: VcpuSet,
+    /// The UART's interrupt line moved (the vGIC changed).
+    pub line_moved: bool,
+    /// The output now ends in a prompt ([`VmDevices::prompt_waiting`]).
+    pub prompt: bool,
+}
+
 /// The VM's power button: a PL061 GPIO whose line [`crate::vgpio::POWER_BUTTON_LINE`] is
 /// the button, and whose interrupt output drives a level SPI.
 pub struct PowerButtonGpio {
@@ -637,6 +650,42 @@ impl VmDevices {
             f(c, &mut ctx);
         }
         ctx.kicks
+    }
+
+    /// A guest load (`store` is `None`) or store of `size` bytes at `addr` if it falls in
+    /// the console UART's window, done exactly as [`Self::mmio_read`] / [`Self::mmio_write`]
+    /// do it through the bus, without the bus lookup: for the run loop's exit fast path
+    /// (Linux's console polls `UARTFR` and writes `UARTDR` for every character). `None` if
+    /// `addr` is outside the window (nothing done).
+    pub fn console_access(
+        &mut self,
+        vcpu: VcpuId,
+        addr: GuestPhysAddr,
+        size: AccessSize,
+        store: Option<u64>,
+    ) -> Option<Result<ConsoleAccess, MmioError>> {
+        let offset = addr
+            .0
+            .checked_sub(layout::UART_BASE)
+            .filter(|&o| o + size.bytes() <= layout::UART_SIZE)?;
+        let mut ctx = IoCtx {
+            vcpu,
+            vgic: &mut self.vgic,
+            kicks: VcpuSet::EMPTY,
+            mem: &*self.mem,
+        };
+        let c = console_in(&mut self.bus, self.console)?;
+        let driven = c.driven;
+        let value = match store {
+            None => c.read(&mut ctx, offset, size).map(|v| v & size.mask()),
+            Some(v) => c.write(&mut ctx, offset, size, v & size.mask()).map(|()| 0),
+        };
+        Some(value.map(|value| ConsoleAccess {
+            value,
+            kicks: ctx.kicks,
+            line_moved: c.driven != driven,
+            prompt: self.prompt.load(Ordering::Relaxed),
+        }))
     }
 
     /// Console input for this VM; returns the vCPUs to kick (its UART interrupt rose).
