@@ -149,6 +149,8 @@ pub struct Stage2 {
     mapping: Mapping<IdTranslation<Stage2Attributes>, Stage2Regime>,
     vmid: u16,
     regions: Vec<Stage2Region>,
+    /// Map with 4 KiB pages only, never 2 MiB or 1 GiB blocks.
+    pages_only: bool,
 }
 
 impl core::fmt::Debug for Stage2 {
@@ -156,6 +158,7 @@ impl core::fmt::Debug for Stage2 {
         f.debug_struct("Stage2")
             .field("vmid", &self.vmid)
             .field("regions", &self.regions)
+            .field("pages_only", &self.pages_only)
             .finish()
     }
 }
@@ -189,7 +192,17 @@ impl Stage2 {
             mapping: Mapping::new(IdTranslation::new(), ROOT_LEVEL, Stage2Regime),
             vmid,
             regions: Vec::new(),
+            pages_only: false,
         })
+    }
+
+    /// From now on, maps with 4 KiB pages only, never blocks: for a board whose KDL says
+    /// `stage2 ram-mappings="pages"`. Blocks are what hardware wants (fewer TLB entries,
+    /// shorter walks), but QEMU's TCG files every TLB entry of the guest under the larger
+    /// of its two stages' sizes, so with blocks each by-address `TLBI` of the guest empties
+    /// the guest's whole (emulated) TLB.
+    pub fn use_pages_only(&mut self) {
+        self.pages_only = true;
     }
 
     /// Stage-2 VMID.
@@ -272,7 +285,11 @@ impl Stage2 {
             &region,
             PhysicalAddress(pa.0 as usize),
             attrs,
-            Constraints::empty(),
+            if self.pages_only {
+                Constraints::NO_BLOCK_MAPPINGS
+            } else {
+                Constraints::empty()
+            },
         )?;
         self.regions.push(Stage2Region {
             ipa,
@@ -316,6 +333,15 @@ impl Stage2 {
 
     /// Walks the tables: the PA and attributes `ipa` translates to, `None` if unmapped.
     pub fn translate(&self, ipa: GuestPhysAddr) -> Option<(HostPhysAddr, Stage2Attributes)> {
+        self.translate_with_size(ipa)
+            .map(|(pa, flags, _)| (pa, flags))
+    }
+
+    /// Like [`Self::translate`], plus the size of the page or block that maps `ipa`.
+    pub fn translate_with_size(
+        &self,
+        ipa: GuestPhysAddr,
+    ) -> Option<(HostPhysAddr, Stage2Attributes, u64)> {
         if ipa.0 >= IPA_SIZE {
             return None;
         }
@@ -326,10 +352,10 @@ impl Stage2 {
                 &MemoryRegion::new(page, page + PAGE_SIZE as usize),
                 &mut |_, desc, level| {
                     if desc.is_valid() {
-                        let block = (PAGE_SIZE << ((3 - level) * 9)) - 1;
-                        let pa = desc.output_address().0 as u64 | (ipa.0 & block);
+                        let size = PAGE_SIZE << ((3 - level) * 9);
+                        let pa = desc.output_address().0 as u64 | (ipa.0 & (size - 1));
                         let flags = desc.flags() & !Stage2Attributes::TABLE_OR_PAGE;
-                        out = Some((HostPhysAddr(pa), flags));
+                        out = Some((HostPhysAddr(pa), flags, size));
                     }
                     Ok(())
                 },
@@ -509,6 +535,34 @@ mod tests {
         .unwrap();
         assert!(s.translate(GuestPhysAddr(RAM_BASE)).is_some());
         s.mark_inactive();
+    }
+
+    #[test]
+    fn ram_is_mapped_in_blocks_unless_pages_only() {
+        let (ipa, pa) = (GuestPhysAddr(RAM_BASE), HostPhysAddr(0x8000_0000));
+        let mut blocks = s2();
+        blocks.map_ram(ipa, pa, 0x40_0000).unwrap();
+        let mut pages = s2();
+        pages.use_pages_only();
+        pages.map_ram(ipa, pa, 0x40_0000).unwrap();
+        for off in [0, 0x1000, 0x1f_f008, 0x20_0000, 0x3f_f000] {
+            let at = GuestPhysAddr(ipa.0 + off);
+            let (bpa, bflags, bsize) = blocks.translate_with_size(at).unwrap();
+            let (ppa, pflags, psize) = pages.translate_with_size(at).unwrap();
+            assert_eq!(
+                (bpa, bsize),
+                (HostPhysAddr(pa.0 + off), 0x20_0000),
+                "{off:#x}"
+            );
+            assert_eq!((ppa, psize), (HostPhysAddr(pa.0 + off), 0x1000), "{off:#x}");
+            assert_eq!(bflags, pflags, "{off:#x}");
+        }
+        assert_eq!(pages.translate(GuestPhysAddr(ipa.0 + 0x40_0000)), None);
+        // Unmapping and mapping again keeps to pages.
+        pages.unmap(ipa).unwrap();
+        assert_eq!(pages.translate(ipa), None);
+        pages.map_ram(ipa, pa, 0x20_0000).unwrap();
+        assert_eq!(pages.translate_with_size(ipa).unwrap().2, 0x1000);
     }
 
     #[test]
