@@ -209,18 +209,27 @@ pub enum FastExit {
 /// and says whether the general entry may be skipped. Returns `None` for any other exit,
 /// and for an access the UART refuses (the general path then injects the abort; what the
 /// refused access did, the console's update, is done again harmlessly).
-#[inline]
+///
+/// Kept out of line: inlined into the run loop, it cost the null HVC and the SGI sender
+/// 16 to 32 instructions more, though neither goes through it.
+#[inline(never)]
 pub fn console_fast(
     vm: &Vm,
     vcpu: VcpuId,
     syn: Syndrome,
     regs: &mut GuestRegs,
 ) -> Option<FastExit> {
+    let ipa = trap::fault_ipa(syn.hpfar, syn.far);
+    // Every other device (the GIC's frames above all) without decoding or locking.
+    if !(crate::vm::layout::UART_BASE..crate::vm::layout::UART_BASE + crate::vm::layout::UART_SIZE)
+        .contains(&ipa.0)
+    {
+        return None;
+    }
     let TrapCause::DataAbort(da) = trap::decode(syn.esr) else {
         return None;
     };
     let acc = da.access.filter(|_| !da.s1ptw)?;
-    let ipa = trap::fault_ipa(syn.hpfar, syn.far);
     let store = acc
         .is_write
         .then(|| mmio::store_value(&acc, regs.read(acc.srt)));

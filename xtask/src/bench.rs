@@ -241,15 +241,20 @@ fn run(smoke: bool) -> Result<(), BenchError> {
         walls.push((r.name.clone(), r.wall_s));
     }
     let insns = |e: &[ExitBench], f: fn(&ExitBench) -> f64| e.iter().map(f).collect::<Vec<_>>();
-    let exit_figures: [(&str, ExitFigure, Goal); 5] = [
+    let exit_figures: [(&str, ExitFigure, Goal); 6] = [
         (
             "null HVC round trip",
             ExitBench::hvc_insns,
             Goal::Overhead(TARGET_HVC_INSNS),
         ),
         (
-            "trapped MMIO read (UARTFR)",
+            "trapped MMIO read (UARTFR, console fast path)",
             ExitBench::mmio_insns,
+            Goal::None,
+        ),
+        (
+            "trapped MMIO read (GICD_TYPER, general path)",
+            ExitBench::mmio_gic_insns,
             Goal::Overhead(TARGET_MMIO_INSNS),
         ),
         (
@@ -980,6 +985,7 @@ type ExitFigure = fn(&ExitBench) -> f64;
 struct ExitBench {
     hvc_ticks: u64,
     mmio_ticks: u64,
+    mmio_gic_ticks: u64,
     vtimer_idle_ticks: u64,
     vtimer_busy_ticks: u64,
     sgi_ticks: u64,
@@ -996,6 +1002,9 @@ impl ExitBench {
     }
     fn mmio_insns(&self) -> f64 {
         self.insns(self.mmio_ticks)
+    }
+    fn mmio_gic_insns(&self) -> f64 {
+        self.insns(self.mmio_gic_ticks)
     }
     fn vtimer_idle_insns(&self) -> f64 {
         self.insns(self.vtimer_idle_ticks)
@@ -1015,7 +1024,7 @@ fn word_value(line: &str, key: &str) -> Option<u64> {
         .and_then(|v| v.parse().ok())
 }
 
-/// The first `[test-guest] BENCH hvc_ticks=.. mmio_ticks=.. vtimer_idle_ticks=..
+/// The first `[test-guest] BENCH hvc_ticks=.. mmio_ticks=.. mmio_gic_ticks=.. vtimer_idle_ticks=..
 /// vtimer_busy_ticks=.. sgi_ticks=.. freq=..` line (any VM prefix). A latency of `u64::MAX`
 /// (an interrupt that never came) or a zero frequency rejects the line.
 fn parse_exit_bench(lines: &[String]) -> Option<ExitBench> {
@@ -1023,6 +1032,7 @@ fn parse_exit_bench(lines: &[String]) -> Option<ExitBench> {
     let b = ExitBench {
         hvc_ticks: word_value(line, "hvc_ticks")?,
         mmio_ticks: word_value(line, "mmio_ticks")?,
+        mmio_gic_ticks: word_value(line, "mmio_gic_ticks")?,
         vtimer_idle_ticks: word_value(line, "vtimer_idle_ticks")?,
         vtimer_busy_ticks: word_value(line, "vtimer_busy_ticks")?,
         sgi_ticks: word_value(line, "sgi_ticks")?,
@@ -1437,7 +1447,7 @@ mod tests {
     fn exit_bench_line_is_parsed_with_a_vm_prefix() {
         let out = lines(&[
             "[bench] [test-guest] RESULT: 5 passed, 0 failed",
-            "[bench] [test-guest] BENCH hvc_ticks=37 mmio_ticks=52 vtimer_idle_ticks=60 vtimer_busy_ticks=40 sgi_ticks=90 freq=62500000",
+            "[bench] [test-guest] BENCH hvc_ticks=37 mmio_ticks=52 mmio_gic_ticks=70 vtimer_idle_ticks=60 vtimer_busy_ticks=40 sgi_ticks=90 freq=62500000",
         ]);
         let b = parse_exit_bench(&out).unwrap();
         assert_eq!(
@@ -1445,6 +1455,7 @@ mod tests {
             ExitBench {
                 hvc_ticks: 37,
                 mmio_ticks: 52,
+                mmio_gic_ticks: 70,
                 vtimer_idle_ticks: 60,
                 vtimer_busy_ticks: 40,
                 sgi_ticks: 90,
@@ -1453,6 +1464,7 @@ mod tests {
         );
         assert_eq!(b.hvc_insns(), 592.0);
         assert_eq!(b.mmio_insns(), 832.0);
+        assert_eq!(b.mmio_gic_insns(), 1120.0);
         assert_eq!(b.vtimer_idle_insns(), 960.0);
         assert_eq!(b.vtimer_busy_insns(), 640.0);
         assert_eq!(b.sgi_insns(), 1440.0);
@@ -1483,7 +1495,7 @@ mod tests {
         .is_none());
         assert!(parse_exit_bench(&lines(&["[test-guest] PASS sgi"])).is_none());
         let never = format!(
-            "[test-guest] BENCH hvc_ticks=1 mmio_ticks=2 vtimer_idle_ticks=3 vtimer_busy_ticks=4 sgi_ticks={} freq=10",
+            "[test-guest] BENCH hvc_ticks=1 mmio_ticks=2 mmio_gic_ticks=5 vtimer_idle_ticks=3 vtimer_busy_ticks=4 sgi_ticks={} freq=10",
             u64::MAX
         );
         assert!(parse_exit_bench(&lines(&[&never])).is_none());

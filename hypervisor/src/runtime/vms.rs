@@ -1539,6 +1539,8 @@ fn run_vcpu(lv: &mut LocalVcpu, hw: &mut HwLrs, solo: bool) -> Next {
         };
         // An exit handled whole without the vCPU's list registers: what comes next.
         let mut handled = None;
+        // A console access done by its fast path that still needs the general entry.
+        let mut console_done = None;
         let kind = loop {
             let entered = cpu::counter();
             let kind = arch::run_guest(&mut lv.regs);
@@ -1571,9 +1573,7 @@ fn run_vcpu(lv: &mut LocalVcpu, hw: &mut HwLrs, solo: bool) -> Next {
                     // as above when no interrupt line moved.
                     match exit::console_fast(&lv.vm, lv.id, cpu::syndrome(), &mut lv.regs) {
                         Some(exit::FastExit::Quiet) => continue,
-                        Some(exit::FastExit::Then(out)) => {
-                            handled = Some(act_on(&lv.vm, lv.id, out));
-                        }
+                        Some(exit::FastExit::Then(out)) => console_done = Some(out),
                         None => {}
                     }
                 }
@@ -1621,15 +1621,18 @@ fn run_vcpu(lv: &mut LocalVcpu, hw: &mut HwLrs, solo: bool) -> Next {
         let next = match (handled, kind) {
             (Some(next), _) => next,
             (None, ExitKind::Sync) => {
-                let out = exit::handle_sync(
-                    &lv.vm,
-                    lv.id,
-                    cpu::syndrome(),
-                    &mut lv.regs,
-                    &mut LiveSysRegs {
-                        vtimer: &mut lv.vtimer,
-                    },
-                );
+                let out = match console_done {
+                    Some(out) => out,
+                    None => exit::handle_sync(
+                        &lv.vm,
+                        lv.id,
+                        cpu::syndrome(),
+                        &mut lv.regs,
+                        &mut LiveSysRegs {
+                            vtimer: &mut lv.vtimer,
+                        },
+                    ),
+                };
                 act_on(&lv.vm, lv.id, out)
             }
             (None, ExitKind::Irq) if after_kick.is_some() => {
