@@ -135,6 +135,7 @@ pub fn two_socket() -> Board {
             matches: "usb:0bda:8153".into(),
         }],
         network: platform_dsl::model::Network::default(),
+        stage2_ram_mappings: Stage2RamMappings::Blocks,
         source: platform_dsl::model::Source::default(),
     }
 }
