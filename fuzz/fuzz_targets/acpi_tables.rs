@@ -144,6 +144,7 @@ static BOARD: BoardDesc = BoardDesc {
     devices: &DEVICES,
     quirks: &[],
     network: NetworkDesc::DEFAULT,
+    stage2_ram_mappings: hypervisor::platform::Stage2RamMappings::Blocks,
     source: SourceDesc {
         file: "fuzz.kdl",
         lines: &[("gic.distributor", 3), ("cpus", 10)],

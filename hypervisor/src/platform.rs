@@ -299,6 +299,14 @@ pub struct BoardDesc {
     pub quirks: &'static [QuirkRefDesc],
     /// The virtual switch's uplink and port groups.
     pub network: NetworkDesc,
+    /// How VMs' RAM is mapped at stage 2 (the KDL's `stage2 ram-mappings=`): 2 MiB blocks
+    /// unless the board says `pages`. Blocks suit hardware (more TLB reach, one walk level
+    /// less). Pages exist for boards that are only QEMU machines: QEMU's TCG (7.2) records
+    /// each guest TLB entry at the larger of its stage-1 and stage-2 sizes, so with 2 MiB
+    /// blocks every entry counts as a large page and each guest TLBI by address flushes
+    /// the guest's whole TLB (Linux boot: 924K TLB refills against 384K with 4 KiB pages;
+    /// docs/performance.md).
+    pub stage2_ram_mappings: Stage2RamMappings,
     /// Where each part is written in the board's KDL file (for boot-time messages that
     /// name the line to fix).
     pub source: SourceDesc,
@@ -307,11 +315,24 @@ pub struct BoardDesc {
     pub numa_distances: &'static [&'static [u8]],
 }
 
+/// How a VM's RAM is mapped at stage 2 (mirrors `platform_dsl::model::Stage2RamMappings`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Stage2RamMappings {
+    /// 2 MiB blocks (KDL `"blocks"`, the default): the most TLB reach and the shortest
+    /// walks on hardware.
+    #[default]
+    Blocks,
+    /// 4 KiB pages only (KDL `"pages"`): for boards that exist only as QEMU machines, where
+    /// TCG would otherwise treat every guest TLB entry as a 2 MiB page and flush the
+    /// guest's whole TLB on each TLBI by address.
+    Pages,
+}
+
 /// The board's KDL file and the line of each of its parts (mirrors
 /// `platform_dsl::model::Source`).
 ///
-/// Keys: `board`, `topology`, `cpus`, `cpu.N` (boot order), `memory.NAME`, `hypervisor`,
-/// `console`, `gic`, `gic.distributor`, `gic.redistributor.N`, `gic.its`,
+/// Keys: `board`, `topology`, `numa-distances`, `cpus`, `cpu.N` (boot order), `memory.NAME`,
+/// `hypervisor`, `stage2`, `console`, `gic`, `gic.distributor`, `gic.redistributor.N`, `gic.its`,
 /// `gic.cpu-interface`, `gic.hyp-interface`, `gic.virtual-cpu-interface`,
 /// `gic.maintenance-irq`, `timer`, `pmu`, `device.NAME`, `device.NAME.reg.REG`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -553,6 +574,7 @@ mod tests {
             devices: &DEVICES,
             quirks: &[],
             network: crate::platform::NetworkDesc::DEFAULT,
+            stage2_ram_mappings: Stage2RamMappings::Blocks,
             source: SourceDesc::NONE,
             numa_distances: &[],
         };

@@ -57,6 +57,7 @@ pub fn board_desc(board: &Board) -> Result<TokenStream, String> {
     let devices = devices::devices(board);
     let quirks = quirks::quirks(board);
     let network = network(&board.network);
+    let stage2_ram_mappings = stage2_ram_mappings(board.stage2_ram_mappings);
     let source = source(&board.source);
     let rows = board.numa_distances.iter().map(|row| quote!(&[#(#row),*]));
     let numa_distances = quote!(&[#(#rows),*]);
@@ -79,6 +80,7 @@ pub fn board_desc(board: &Board) -> Result<TokenStream, String> {
             devices: #devices,
             quirks: #quirks,
             network: #network,
+            stage2_ram_mappings: #stage2_ram_mappings,
             source: #source,
             numa_distances: #numa_distances,
         }
@@ -97,6 +99,15 @@ fn source(src: &platform_dsl::model::Source) -> TokenStream {
         file: #file,
         lines: #lines,
     })
+}
+
+/// The `Stage2RamMappings` expression of the board's `stage2 ram-mappings=`.
+fn stage2_ram_mappings(m: platform_dsl::model::Stage2RamMappings) -> TokenStream {
+    use platform_dsl::model::Stage2RamMappings as M;
+    match m {
+        M::Blocks => quote!(::hypervisor::platform::Stage2RamMappings::Blocks),
+        M::Pages => quote!(::hypervisor::platform::Stage2RamMappings::Pages),
+    }
 }
 
 /// The `NetworkDesc` expression of the board's `network` node.
@@ -265,6 +276,7 @@ mod tests {
             "console:::core::option::Option::Some(1usize)",
             "devices:&[",
             "quirks:&[",
+            "stage2_ram_mappings:::hypervisor::platform::Stage2RamMappings::Pages",
         ] {
             assert!(out.contains(field), "missing {field}: {out}");
         }
@@ -278,6 +290,10 @@ mod tests {
             "{out}"
         );
         assert!(out.contains("SupportLevel::Experimental"), "{out}");
+        assert!(
+            out.contains("stage2_ram_mappings:::hypervisor::platform::Stage2RamMappings::Blocks"),
+            "{out}"
+        );
     }
 
     #[test]

@@ -135,6 +135,8 @@ pub fn two_socket() -> Board {
             matches: "usb:0bda:8153".into(),
         }],
         network: platform_dsl::model::Network::default(),
+        // A QEMU `virt` machine: 4 KiB stage-2 pages.
+        stage2_ram_mappings: Stage2RamMappings::Pages,
         source: platform_dsl::model::Source::default(),
     }
 }
@@ -147,6 +149,7 @@ pub fn gicv2_experimental() -> Board {
     b.verified_by = Verification::DeviceTree {
         dtb: "broadcom/bcm2711-rpi-4-b.dtb".into(),
     };
+    b.stage2_ram_mappings = Stage2RamMappings::Blocks;
     b.gic = Gic {
         version: GicVersion::V2,
         compatible: "arm,gic-400".into(),

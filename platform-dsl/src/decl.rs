@@ -184,6 +184,8 @@ pub struct SocDecl {
     pub pmu: Option<PmuDecl>,
     /// Devices.
     pub devices: Vec<DeviceDecl>,
+    /// `stage2`.
+    pub stage2: Option<Stage2Decl>,
     /// Names of the child nodes written, decoded or not (a broken one is already reported,
     /// so later stages do not report it missing).
     pub written: Vec<String>,
@@ -278,6 +280,15 @@ pub struct HypervisorDecl {
     pub size: Sp<u64>,
 }
 
+/// `stage2 ram-mappings="blocks"|"pages"`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Stage2Decl {
+    /// The node name.
+    pub span: SourceSpan,
+    /// `ram-mappings=`.
+    pub ram_mappings: Sp<crate::model::Stage2RamMappings>,
+}
+
 /// `quirk "NAME" matches=`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct QuirkDecl {
@@ -308,7 +319,7 @@ pub struct PortGroupDecl {
 /// A `board` node; required parts are `None` when missing (already reported).
 ///
 /// The same struct serves before and after [`crate::merge`]: merged, its `gic`, `timer`,
-/// `pmu` and `devices` include the SoC's.
+/// `pmu`, `stage2` and `devices` include the SoC's.
 #[derive(Clone, Debug, PartialEq)]
 pub struct BoardDecl {
     /// Board name.
@@ -347,6 +358,8 @@ pub struct BoardDecl {
     pub quirks: Vec<QuirkDecl>,
     /// `network`.
     pub network: Option<NetworkDecl>,
+    /// `stage2` (the board's, or else its SoC's once merged).
+    pub stage2: Option<Stage2Decl>,
     /// `numa-distances`.
     pub numa_distances: Option<DistancesDecl>,
     /// Names of the board's own child nodes written, decoded or not, in order.

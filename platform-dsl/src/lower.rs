@@ -229,6 +229,10 @@ pub fn lower(b: &BoardDecl) -> Result<model::Board, LowerError> {
         console_unavailable: b.console_unavailable.as_ref().map(|r| r.value.clone()),
         devices: b.devices.iter().map(device).collect(),
         network: network_model(b.network.as_ref()),
+        stage2_ram_mappings: b
+            .stage2
+            .as_ref()
+            .map_or_else(Default::default, |s| s.ram_mappings.value),
         quirks: b
             .quirks
             .iter()
@@ -277,6 +281,9 @@ pub fn source_lines(b: &BoardDecl, file: &str, text: &str) -> model::Source {
     }
     if let Some(h) = &b.hypervisor {
         add("hypervisor".into(), h.span);
+    }
+    if let Some(s) = &b.stage2 {
+        add("stage2".into(), s.span);
     }
     if let Some(c) = b.console.as_ref().or(b.console_unavailable.as_ref()) {
         add("console".into(), c.span);
@@ -405,6 +412,7 @@ mod tests {
             devices: vec![],
             quirks: vec![],
             network: None,
+            stage2: None,
             numa_distances: None,
             written: vec![],
         };
@@ -413,6 +421,42 @@ mod tests {
     }
 
     const PMU_BOARD: &str = include_str!("../tests/valid/minimal.kdl");
+
+    /// The minimal board with `soc` inserted in its SoC and `board` in the board.
+    fn lower_with_stage2(soc: &str, board: &str) -> model::Board {
+        let text = PMU_BOARD
+            .replace("    pmu ppi=7\n", &format!("    pmu ppi=7\n{soc}"))
+            .replace(
+                "    console \"uart0\"\n",
+                &format!("{board}    console \"uart0\"\n"),
+            );
+        let boards = crate::load_str("stage2.kdl", &text).unwrap_or_else(|e| panic!("{e}"));
+        boards[0].clone()
+    }
+
+    #[test]
+    fn stage2_ram_mappings_default_to_blocks() {
+        let b = lower_with_stage2("", "");
+        assert_eq!(b.stage2_ram_mappings, model::Stage2RamMappings::Blocks);
+        assert_eq!(b.source.line("stage2"), None);
+    }
+
+    #[test]
+    fn stage2_ram_mappings_come_from_the_board_or_else_its_soc() {
+        let pages = "    stage2 ram-mappings=\"pages\"\n";
+        let blocks = "    stage2 ram-mappings=\"blocks\"\n";
+        let b = lower_with_stage2("", pages);
+        assert_eq!(b.stage2_ram_mappings, model::Stage2RamMappings::Pages);
+        // Line 27: the board's `stage2`, right before its `console`.
+        assert_eq!(b.source.line("stage2"), Some(27));
+        let b = lower_with_stage2(pages, "");
+        assert_eq!(b.stage2_ram_mappings, model::Stage2RamMappings::Pages);
+        assert_eq!(b.source.line("stage2"), Some(10), "the SoC's line");
+        // A board's node replaces its SoC's.
+        let b = lower_with_stage2(pages, blocks);
+        assert_eq!(b.stage2_ram_mappings, model::Stage2RamMappings::Blocks);
+        assert_eq!(b.source.line("stage2"), Some(28));
+    }
 
     fn lower_with_pmu(pmu: &str) -> model::Pmu {
         let text = PMU_BOARD.replace("    pmu ppi=7\n", pmu);

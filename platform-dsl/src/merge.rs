@@ -1,6 +1,6 @@
 //! Stage 3: each board with its SoC folded in.
 //!
-//! The board's `gic`, `timer` and `pmu` replace the SoC's whole; a board `device` named like
+//! The board's `gic`, `timer`, `pmu` and `stage2` replace the SoC's whole; a board `device` named like
 //! a SoC device overrides it property by property (see [`merge`]). The result is the same
 //! [`BoardDecl`], still carrying spans, that [`crate::check`] judges and [`crate::lower`]
 //! turns into the model.
@@ -101,6 +101,10 @@ fn fold(soc: Option<&SocDecl>, board: &BoardDecl) -> BoardDecl {
             .pmu
             .clone()
             .or_else(|| soc.and_then(|s| s.pmu.clone())),
+        stage2: board
+            .stage2
+            .clone()
+            .or_else(|| soc.and_then(|s| s.stage2.clone())),
         devices,
         ..board.clone()
     }
@@ -163,6 +167,7 @@ mod tests {
             devices,
             quirks: vec![],
             network: None,
+            stage2: None,
             numa_distances: None,
             written: vec!["device".to_owned()],
         }
@@ -175,6 +180,7 @@ mod tests {
             timer: None,
             pmu: None,
             devices: vec![dev("uart0")],
+            stage2: None,
             written: vec!["gic".to_owned(), "device".to_owned()],
         }
     }

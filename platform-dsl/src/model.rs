@@ -53,6 +53,10 @@ pub struct Board {
     /// VMs' NICs join (`network` node; without it: any NIC, one untagged group `default`).
     #[serde(default)]
     pub network: Network,
+    /// How VMs' RAM is mapped at stage 2 (`stage2 ram-mappings=`; without it: 2 MiB
+    /// blocks).
+    #[serde(default)]
+    pub stage2_ram_mappings: Stage2RamMappings,
     /// Where each part of the board is written (file and line), so that a check made at
     /// boot (the firmware's ACPI tables against this board) can name the line to fix.
     #[serde(default, skip_serializing_if = "Source::is_empty")]
@@ -75,7 +79,7 @@ impl Board {
 /// The file a board was read from and the line of each of its parts.
 ///
 /// Keys: `board`, `topology`, `numa-distances`, `cpus`, `cpu.N` (boot order), `memory.NAME`, `hypervisor`,
-/// `console`, `gic`, `gic.distributor`, `gic.redistributor.N`, `gic.its`,
+/// `stage2`, `console`, `gic`, `gic.distributor`, `gic.redistributor.N`, `gic.its`,
 /// `gic.cpu-interface`, `gic.hyp-interface`, `gic.virtual-cpu-interface`,
 /// `gic.maintenance-irq`, `timer`, `pmu`, `device.NAME`, `device.NAME.reg.REG`. Parts that
 /// come from the board's `soc` point into the `soc` node. Lines count from 1.
@@ -122,6 +126,33 @@ impl UplinkChoice {
             Self::Usb => "usb",
             Self::Pci => "pci",
             Self::None => "none",
+        }
+    }
+}
+
+/// How a VM's RAM is mapped at stage 2 (the board's `stage2 ram-mappings=`).
+///
+/// Blocks are right for hardware: a 2 MiB stage-2 entry gives the TLB more reach and
+/// the walk one level less. QEMU's TCG (7.2) records each guest TLB entry at the larger of
+/// its stage-1 and stage-2 page sizes, so with 2 MiB blocks every entry counts as a large
+/// page and each guest TLBI by address flushes the guest's whole TLB; boards that exist
+/// only as QEMU machines say `pages` (docs/boards-kdl.md).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Stage2RamMappings {
+    /// `"blocks"`: 2 MiB blocks (the default).
+    #[default]
+    Blocks,
+    /// `"pages"`: 4 KiB pages only.
+    Pages,
+}
+
+impl Stage2RamMappings {
+    /// The name written in the KDL.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Blocks => "blocks",
+            Self::Pages => "pages",
         }
     }
 }

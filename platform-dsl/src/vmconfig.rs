@@ -753,6 +753,7 @@ pub(crate) mod tests {
             ],
             quirks: vec![],
             network: crate::model::Network::default(),
+            stage2_ram_mappings: crate::model::Stage2RamMappings::default(),
             source: crate::model::Source::default(),
         }
     }

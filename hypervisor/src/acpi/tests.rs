@@ -446,6 +446,7 @@ fn board(name: &str) -> &'static BoardDesc {
         devices: leak(devices),
         quirks: &[],
         network: NetworkDesc::DEFAULT,
+        stage2_ram_mappings: crate::platform::Stage2RamMappings::Blocks,
         source: SourceDesc {
             file: s(&b.source.file),
             lines: leak(b.source.lines.iter().map(|(k, l)| (s(k), *l)).collect()),

@@ -374,6 +374,7 @@ mod tests {
             devices: &[],
             quirks: &[],
             network: crate::platform::NetworkDesc::DEFAULT,
+            stage2_ram_mappings: crate::platform::Stage2RamMappings::Blocks,
             source: crate::platform::SourceDesc::NONE,
             numa_distances: &[],
         }

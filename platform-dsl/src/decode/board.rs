@@ -6,9 +6,9 @@ use std::collections::HashMap;
 use super::{title, written, Cx, DecodeError, Shape};
 use crate::decl::{
     BoardDecl, CpuDecl, DistanceRowDecl, DistancesDecl, EnableMethodKind, HypervisorDecl,
-    MemoryDecl, NetworkDecl, PortGroupDecl, QuirkDecl, SocDecl, Sp, TopologyDecl,
+    MemoryDecl, NetworkDecl, PortGroupDecl, QuirkDecl, SocDecl, Sp, Stage2Decl, TopologyDecl,
 };
-use crate::model::{SupportLevel, UplinkChoice, Verification};
+use crate::model::{Stage2RamMappings, SupportLevel, UplinkChoice, Verification};
 use crate::parse::Node;
 use crate::text::hex;
 
@@ -26,7 +26,7 @@ impl Cx {
             node,
             &Shape {
                 props: &[],
-                children: &["gic", "timer", "pmu", "device"],
+                children: &["gic", "timer", "pmu", "device", "stage2"],
                 max_args: 1,
                 args_help: "a soc takes only its name: `soc \"NAME\" { ... }`",
             },
@@ -36,12 +36,14 @@ impl Cx {
         let timer = self.single(node, "timer").and_then(|n| self.timer(n));
         let pmu = self.single(node, "pmu").and_then(|n| self.pmu(n));
         let devices = self.devices(node);
+        let stage2 = self.single(node, "stage2").and_then(|n| self.stage2(n));
         Some(SocDecl {
             name,
             gic,
             timer,
             pmu,
             devices,
+            stage2,
             written: written(node),
         })
     }
@@ -55,6 +57,7 @@ impl Cx {
             "cpus",
             "memory",
             "hypervisor",
+            "stage2",
             "console",
             "gic",
             "timer",
@@ -117,6 +120,7 @@ impl Cx {
         let hypervisor = self
             .single(node, "hypervisor")
             .and_then(|n| self.hypervisor(n));
+        let stage2 = self.single(node, "stage2").and_then(|n| self.stage2(n));
         let (console, console_unavailable) = match self.single(node, "console") {
             Some(n) => self.console(n),
             None => (None, None),
@@ -178,8 +182,39 @@ impl Cx {
             devices,
             quirks,
             network,
+            stage2,
             numa_distances,
             written: written(node),
+        })
+    }
+
+    /// `stage2 ram-mappings="blocks"|"pages"`: how VMs' RAM is mapped at stage 2 (in a
+    /// `board`, or in a `soc` for every board built on it; a board's replaces its SoC's).
+    pub(super) fn stage2(&mut self, node: &Node) -> Option<Stage2Decl> {
+        const EXAMPLE: &str = "ram-mappings=\"pages\"";
+        self.shape(
+            node,
+            &Shape {
+                props: &["ram-mappings"],
+                children: &[],
+                max_args: 0,
+                args_help: "write `stage2 ram-mappings=\"blocks\"` (2 MiB blocks, the default) or `stage2 ram-mappings=\"pages\"` (4 KiB pages, for a machine that exists only in QEMU)",
+            },
+        );
+        let mappings = self.prop_str(node, "ram-mappings", EXAMPLE).and_then(|m| {
+            self.choice(
+                m,
+                "stage2 ram-mappings",
+                &[
+                    ("blocks", Stage2RamMappings::Blocks),
+                    ("pages", Stage2RamMappings::Pages),
+                ],
+            )
+        });
+        let ram_mappings = self.require(node, "ram-mappings", mappings, EXAMPLE)?;
+        Some(Stage2Decl {
+            span: node.name_span,
+            ram_mappings,
         })
     }
 

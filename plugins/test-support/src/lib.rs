@@ -135,6 +135,7 @@ pub fn board(gic: GicDesc, cpus: &[CpuDesc]) -> &'static BoardDesc {
         devices: &[],
         quirks: &[],
         network: hypervisor::platform::NetworkDesc::DEFAULT,
+        stage2_ram_mappings: hypervisor::platform::Stage2RamMappings::Blocks,
         source: hypervisor::platform::SourceDesc::NONE,
         numa_distances: &[],
     }))
