@@ -482,6 +482,10 @@ fn create_vm(id: VmId, desc: &'static VmDesc, pcpus: &[usize]) -> Result<Instanc
         );
     }
     let mut s2 = Stage2::new(id).map_err(CreateError::Stage2)?;
+    if arch::board().stage2_ram_mappings == crate::platform::Stage2RamMappings::Pages {
+        // The board's KDL says so (QEMU's machines: see `Stage2::use_pages_only`).
+        s2.use_pages_only();
+    }
     if gic_v2() {
         // The guest's GICv2 CPU interface is the hardware's virtual CPU interface (GICV).
         let gicv = arch::board()
