@@ -447,6 +447,14 @@ fn banner(board: &BoardDesc, probed: &ProbeReport, heap: u64) {
         board.gic.version,
         board.gic.compatible
     );
+    hvprintln!(
+        "[hv] stage 2: guest RAM mapped in {}",
+        match board.stage2_ram_mappings {
+            crate::platform::Stage2RamMappings::Blocks => "2 MiB blocks",
+            crate::platform::Stage2RamMappings::Pages =>
+                "4 KiB pages (the board's `stage2 ram-mappings=\"pages\"`)",
+        }
+    );
     let (link, load) = arch::boot::link_and_load_address();
     if link == load {
         hvprintln!("[hv] loaded at {load:#x} (its link address)");

@@ -246,6 +246,18 @@ pub fn heap_used() -> u64 {
         .sum()
 }
 
+/// Bytes of heap not handed out, on every node (some of it may be too fragmented for a
+/// large block).
+pub fn heap_free() -> u64 {
+    HEAP.heaps
+        .iter()
+        .map(|h| {
+            let h = h.lock();
+            h.stats_total_bytes().saturating_sub(h.stats_alloc_actual()) as u64
+        })
+        .sum()
+}
+
 /// The node whose heap holds `addr`, if any.
 pub fn heap_node_of(addr: usize) -> Option<u32> {
     numa_heap::owner(&HEAP.ranges(), addr).map(|n| n as u32)

@@ -205,6 +205,11 @@ impl Stage2 {
         self.pages_only = true;
     }
 
+    /// True after [`Self::use_pages_only`].
+    pub fn pages_only(&self) -> bool {
+        self.pages_only
+    }
+
     /// Stage-2 VMID.
     pub fn vmid(&self) -> u16 {
         self.vmid
@@ -232,7 +237,19 @@ impl Stage2 {
         pa: HostPhysAddr,
         size: u64,
     ) -> Result<(), Stage2Error> {
-        self.map(ipa, pa, size, RegionKind::Ram)
+        self.map(ipa, pa, size, RegionKind::Ram, self.pages_only)
+    }
+
+    /// [`Self::map_ram`] with blocks wherever the range allows, even after
+    /// [`Self::use_pages_only`]: a 2 MiB block needs no table of its own, when the heap
+    /// cannot spare the 4 KiB its pages would.
+    pub fn map_ram_in_blocks(
+        &mut self,
+        ipa: GuestPhysAddr,
+        pa: HostPhysAddr,
+        size: u64,
+    ) -> Result<(), Stage2Error> {
+        self.map(ipa, pa, size, RegionKind::Ram, false)
     }
 
     /// Maps a pass-through device window `ipa..ipa+size` to `pa` (Device-nGnRE, RW, XN).
@@ -242,7 +259,7 @@ impl Stage2 {
         pa: HostPhysAddr,
         size: u64,
     ) -> Result<(), Stage2Error> {
-        self.map(ipa, pa, size, RegionKind::Device)
+        self.map(ipa, pa, size, RegionKind::Device, self.pages_only)
     }
 
     fn map(
@@ -251,6 +268,7 @@ impl Stage2 {
         pa: HostPhysAddr,
         size: u64,
         kind: RegionKind,
+        pages_only: bool,
     ) -> Result<(), Stage2Error> {
         if size == 0 {
             return Err(Stage2Error::ZeroSize { ipa });
@@ -285,7 +303,7 @@ impl Stage2 {
             &region,
             PhysicalAddress(pa.0 as usize),
             attrs,
-            if self.pages_only {
+            if pages_only {
                 Constraints::NO_BLOCK_MAPPINGS
             } else {
                 Constraints::empty()
@@ -563,6 +581,25 @@ mod tests {
         assert_eq!(pages.translate(ipa), None);
         pages.map_ram(ipa, pa, 0x20_0000).unwrap();
         assert_eq!(pages.translate_with_size(ipa).unwrap().2, 0x1000);
+        // Short of heap, one block as a block all the same, beside the pages.
+        let next = GuestPhysAddr(ipa.0 + 0x20_0000);
+        pages
+            .map_ram_in_blocks(next, HostPhysAddr(pa.0 + 0x20_0000), 0x20_0000)
+            .unwrap();
+        assert!(pages.pages_only());
+        assert_eq!(
+            pages.translate_with_size(GuestPhysAddr(next.0 + 0x1234)),
+            Some((
+                HostPhysAddr(pa.0 + 0x20_1234),
+                bflags_of(&blocks),
+                0x20_0000
+            ))
+        );
+        assert_eq!(pages.translate_with_size(ipa).unwrap().2, 0x1000);
+    }
+
+    fn bflags_of(s: &Stage2) -> Stage2Attributes {
+        s.translate(GuestPhysAddr(RAM_BASE)).unwrap().1
     }
 
     #[test]

@@ -41,7 +41,15 @@ pub struct GuestRam {
     size: u64,
     s2: Stage2,
     populated: BlockMap,
+    /// Set once a block was mapped as a block though the tables want pages (the heap ran
+    /// low), so that it is said once.
+    blocks_after_all: bool,
 }
+
+/// Heap a board that maps RAM in pages keeps free for everything else: below it, a block
+/// is mapped as one 2 MiB block (no new table) rather than as 512 pages (a 4 KiB table
+/// each), so that guests touching all their RAM cannot exhaust the hypervisor's heap.
+const PAGES_HEAP_RESERVE: u64 = 2 << 20;
 
 impl GuestRam {
     /// RAM made of `parts` behind stage-2 tables `s2` (which map none of it yet), laid one after the other from guest RAM offset 0 (a VM spanning
@@ -63,6 +71,7 @@ impl GuestRam {
             size: offset,
             s2,
             populated,
+            blocks_after_all: false,
         }
     }
 
@@ -123,7 +132,20 @@ impl GuestRam {
         let off = b as u64 * BLOCK_2M;
         let ipa = GuestPhysAddr(layout::RAM_BASE + off);
         let host = self.host_addr(off).ok_or(RamError::NotRam(ipa))?;
-        self.s2.map_ram(ipa, host, BLOCK_2M)?;
+        if self.s2.pages_only() && crate::arch::heap::heap_free() < PAGES_HEAP_RESERVE {
+            // Pages would take a 4 KiB table from a heap running low: a block needs none.
+            if !self.blocks_after_all {
+                self.blocks_after_all = true;
+                crate::hvprintln!(
+                    "[hv] stage 2: the heap is short ({} KiB free): this VM's RAM is mapped \
+                     in 2 MiB blocks from here on",
+                    crate::arch::heap::heap_free() / 1024
+                );
+            }
+            self.s2.map_ram_in_blocks(ipa, host, BLOCK_2M)?;
+        } else {
+            self.s2.map_ram(ipa, host, BLOCK_2M)?;
+        }
         self.populated.set(b);
         Ok(())
     }
