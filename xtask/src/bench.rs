@@ -27,6 +27,7 @@
 //! `target/bench/<run>.log`.
 
 mod net;
+mod parts;
 mod storage;
 
 use crate::build::{self, workspace_root, Image};
@@ -1096,10 +1097,14 @@ struct LinuxFigures {
 
 /// Bytes an ELF image occupies: in its file segments (what a raw binary holds) and in
 /// memory from its lowest to its highest loaded address (with `.bss` and stacks).
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq)]
 struct Footprint {
     file_bytes: u64,
     mem_bytes: u64,
+    /// `file_bytes` by part, largest first ([`parts::image_parts`]), and the bytes in no
+    /// symbol.
+    parts: Vec<(parts::Part, u64)>,
+    unattributed: u64,
 }
 
 fn loadable_bytes(elf: &Path) -> Result<Footprint, BenchError> {
@@ -1107,12 +1112,23 @@ fn loadable_bytes(elf: &Path) -> Result<Footprint, BenchError> {
         path: elf.display().to_string(),
         source,
     })?;
-    footprint_of(&data).ok_or_else(|| {
+    let not_elf = || {
         BenchError::Build(format!(
             "{} is not an ELF file with loadable segments",
             elf.display()
         ))
-    })
+    };
+    let mut fp = footprint_of(&data).ok_or_else(not_elf)?;
+    (fp.parts, fp.unattributed) = parts::image_parts(&data).ok_or_else(not_elf)?;
+    let counted = fp.parts.iter().map(|p| p.1).sum::<u64>() + fp.unattributed;
+    if counted != fp.file_bytes {
+        return Err(BenchError::Build(format!(
+            "{}: its parts add up to {counted} bytes, its loadable segments to {}",
+            elf.display(),
+            fp.file_bytes
+        )));
+    }
+    Ok(fp)
 }
 
 fn footprint_of(data: &[u8]) -> Option<Footprint> {
@@ -1128,6 +1144,8 @@ fn footprint_of(data: &[u8]) -> Option<Footprint> {
     Some(Footprint {
         file_bytes: segs.iter().map(|s| s.1).sum(),
         mem_bytes: hi - lo,
+        parts: Vec::new(),
+        unattributed: 0,
     })
 }
 
@@ -1352,6 +1370,16 @@ fn print_table(
         kib(fp.mem_bytes),
         image_verdict(kib(fp.file_bytes))
     );
+    let parts: Vec<String> = fp
+        .parts
+        .iter()
+        .map(|(p, b)| format!("{} {} KiB", p.name(), kib(*b)))
+        .collect();
+    println!(
+        "image by part (symbol sizes; generic code counts for the crate that defines it): {}, in no symbol (constants, relocations) {} KiB",
+        parts.join(", "),
+        kib(fp.unattributed)
+    );
     match heap_kib {
         Some(h) => println!("hypervisor heap: {h} KiB reserved"),
         None => println!("hypervisor heap: not reported by the banner"),
@@ -1408,6 +1436,8 @@ fn results_json(
             "memory_bytes": fp.mem_bytes,
             "target_kib": TARGET_IMAGE_KIB,
             "target": image_verdict(fp.file_bytes.div_ceil(1024)),
+            "parts_bytes": fp.parts.iter().map(|(p, b)| json!({"part": p.name(), "bytes": b})).collect::<Vec<_>>(),
+            "unattributed_bytes": fp.unattributed,
         },
         "hypervisor_heap_kib": heap_kib,
         "hypervisor_memory": {
