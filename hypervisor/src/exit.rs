@@ -250,6 +250,34 @@ pub fn console_fast(
     )
 }
 
+/// The exit fast path of an SMCCC architecture call ([`psci::is_arch_call`]: the SMCCC
+/// version, its feature query and the Spectre workarounds) by `HVC` or trapped `SMC`: does
+/// it exactly as [`handle_sync`] would (the same handler, `x0` written, a trapped `SMC`
+/// stepped over) and returns true, after which the vCPU goes straight back in: such a call
+/// changes no interrupt or power state. Returns false having changed nothing for any other
+/// exit or function (PSCI's calls go the general way).
+///
+/// Out of line, as [`console_fast`], to leave the run loop's other paths as they were.
+#[inline(never)]
+pub fn smccc_fast(vm: &Vm, esr: u64, regs: &mut GuestRegs) -> bool {
+    let ec = trap::ec(esr);
+    let is_smc = ec == trap::ExceptionClass::Smc64 as u8;
+    if !(is_smc || ec == trap::ExceptionClass::Hvc64 as u8) {
+        return false;
+    }
+    let fid = regs.x[0] as u32;
+    if !psci::is_arch_call(fid) {
+        return false;
+    }
+    if is_smc {
+        // SMC trapped by HCR_EL2.TSC: ELR points at the SMC itself.
+        step_over(regs, esr);
+    }
+    let out = psci::handle(fid, [regs.x[1], regs.x[2], regs.x[3]], &mut Backend { vm });
+    regs.x[0] = out.x0;
+    true
+}
+
 /// Handles one synchronous exit of `vcpu` of `vm`, whose registers are `regs`.
 pub fn handle_sync(
     vm: &Vm,
@@ -1648,6 +1676,69 @@ mod tests {
                     .unwrap()
             };
             assert_eq!(read(&fast), read(&slow), "register {reg:#x}");
+        }
+    }
+
+    /// The run loop's fast path for SMCCC architecture calls answers as `handle_sync` does
+    /// (by HVC and by trapped SMC, with the firmware's workaround called the same), and
+    /// leaves PSCI, unknown functions and other exits untouched.
+    #[test]
+    fn smccc_fast_matches_handle_sync_and_leaves_psci_to_the_general_path() {
+        use core::sync::atomic::{AtomicU64, Ordering::SeqCst};
+        use smccc::arch::{SMCCC_ARCH_FEATURES, SMCCC_ARCH_WORKAROUND_1, SMCCC_VERSION};
+        static CALLS: AtomicU64 = AtomicU64::new(0);
+        let mut vm = vm(2, GicVersion::V3);
+        vm.firmware = crate::psci::FirmwareSmccc {
+            version: Some(0x1_0001),
+            workarounds: [0, 1, -2],
+            call: |fid, arg| {
+                CALLS.fetch_add(u64::from(fid) << 8 | arg, SeqCst);
+            },
+        };
+        let wa1 = u64::from(SMCCC_ARCH_WORKAROUND_1);
+        for ec in [0x16, 0x17] {
+            for args in [
+                [u64::from(SMCCC_VERSION), 0, 0, 0],
+                [u64::from(SMCCC_ARCH_FEATURES), wa1, 0, 0],
+                [u64::from(SMCCC_ARCH_FEATURES), 0x8000_7fff, 0, 0],
+                [wa1, 1, 0, 0],
+            ] {
+                let (mut rf, mut rs) = (regs(), regs());
+                rf.x[..4].copy_from_slice(&args);
+                rs.x[..4].copy_from_slice(&args);
+                CALLS.store(0, SeqCst);
+                assert!(smccc_fast(&vm, esr(ec, 0), &mut rf), "{ec:#x} {args:x?}");
+                let fast_calls = CALLS.swap(0, SeqCst);
+                let out = handle_sync(&vm, VcpuId(0), syn(esr(ec, 0)), &mut rs, &mut sys());
+                assert_eq!(fast_calls, CALLS.load(SeqCst), "{ec:#x} {args:x?}");
+                assert_eq!((rf.x, rf.elr), (rs.x, rs.elr), "{ec:#x} {args:x?}");
+                assert_eq!(
+                    (out.next, out.wake, out.event),
+                    (Next::Resume, VcpuSet::EMPTY, None)
+                );
+            }
+        }
+        // The workaround reached the firmware with its argument.
+        let (mut r, _) = (regs(), ());
+        r.x[..2].copy_from_slice(&[wa1, 1]);
+        CALLS.store(0, SeqCst);
+        assert!(smccc_fast(&vm, esr(0x16, 0), &mut r));
+        assert_eq!(CALLS.load(SeqCst), wa1 << 8 | 1);
+        assert_eq!(r.x[0], 0);
+        // PSCI (even its pure queries), unknown functions, other exits: declined.
+        for (ec, fid) in [
+            (0x16, u64::from(smccc::psci::PSCI_VERSION)),
+            (0x16, u64::from(smccc::psci::PSCI_CPU_ON_64)),
+            (0x17, u64::from(smccc::psci::PSCI_SYSTEM_OFF)),
+            (0x16, 0xc200_0000),
+            (0x18, u64::from(SMCCC_VERSION)),
+            (0x01, u64::from(SMCCC_VERSION)),
+        ] {
+            let mut r = regs();
+            r.x[0] = fid;
+            r.x[1] = 7;
+            assert!(!smccc_fast(&vm, esr(ec, 0), &mut r), "{ec:#x} {fid:#x}");
+            assert_eq!((r.x[0], r.x[1], r.elr), (fid, 7, PC), "{ec:#x} {fid:#x}");
         }
     }
 

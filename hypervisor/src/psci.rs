@@ -313,6 +313,22 @@ pub fn handle(function_id: u32, args: [u64; 3], backend: &mut impl PsciBackend) 
     }
 }
 
+/// True for the SMCCC architecture calls (`SMCCC_VERSION`, `SMCCC_ARCH_FEATURES`,
+/// `SMCCC_ARCH_WORKAROUND_1..3`): their answer is a value or a call to the firmware, never a
+/// change to a vCPU's power state ([`PsciAction::Continue`]), so the run loop may handle
+/// them without its general entry. Guests make them outside power management: Linux probes
+/// the workarounds at boot and calls them on cores that need them.
+pub const fn is_arch_call(function_id: u32) -> bool {
+    matches!(
+        function_id,
+        SMCCC_VERSION
+            | SMCCC_ARCH_FEATURES
+            | SMCCC_ARCH_WORKAROUND_1
+            | SMCCC_ARCH_WORKAROUND_2
+            | SMCCC_ARCH_WORKAROUND_3
+    )
+}
+
 /// `PSCI_FEATURES`: 0 for implemented PSCI functions and `SMCCC_VERSION` (Linux probes
 /// it this way before calling it); for `CPU_SUSPEND` the feature flags 0 mean the original
 /// power-state format without OS-initiated mode. `NOT_SUPPORTED` for everything else,

@@ -242,10 +242,15 @@ fn run(smoke: bool) -> Result<(), BenchError> {
         walls.push((r.name.clone(), r.wall_s));
     }
     let insns = |e: &[ExitBench], f: fn(&ExitBench) -> f64| e.iter().map(f).collect::<Vec<_>>();
-    let exit_figures: [(&str, ExitFigure, Goal); 6] = [
+    let exit_figures: [(&str, ExitFigure, Goal); 7] = [
         (
-            "null HVC round trip",
+            "null HVC (SMCCC_VERSION, SMCCC fast path)",
             ExitBench::hvc_insns,
+            Goal::None,
+        ),
+        (
+            "null HVC (PSCI_VERSION, general path)",
+            ExitBench::psci_insns,
             Goal::Overhead(TARGET_HVC_INSNS),
         ),
         (
@@ -985,6 +990,7 @@ type ExitFigure = fn(&ExitBench) -> f64;
 #[derive(Clone, Copy, Debug, PartialEq)]
 struct ExitBench {
     hvc_ticks: u64,
+    psci_ticks: u64,
     mmio_ticks: u64,
     mmio_gic_ticks: u64,
     vtimer_idle_ticks: u64,
@@ -1000,6 +1006,9 @@ impl ExitBench {
     }
     fn hvc_insns(&self) -> f64 {
         self.insns(self.hvc_ticks)
+    }
+    fn psci_insns(&self) -> f64 {
+        self.insns(self.psci_ticks)
     }
     fn mmio_insns(&self) -> f64 {
         self.insns(self.mmio_ticks)
@@ -1025,13 +1034,14 @@ fn word_value(line: &str, key: &str) -> Option<u64> {
         .and_then(|v| v.parse().ok())
 }
 
-/// The first `[test-guest] BENCH hvc_ticks=.. mmio_ticks=.. mmio_gic_ticks=.. vtimer_idle_ticks=..
+/// The first `[test-guest] BENCH hvc_ticks=.. psci_ticks=.. mmio_ticks=.. mmio_gic_ticks=.. vtimer_idle_ticks=..
 /// vtimer_busy_ticks=.. sgi_ticks=.. freq=..` line (any VM prefix). A latency of `u64::MAX`
 /// (an interrupt that never came) or a zero frequency rejects the line.
 fn parse_exit_bench(lines: &[String]) -> Option<ExitBench> {
     let line = lines.iter().find(|l| l.contains("[test-guest] BENCH "))?;
     let b = ExitBench {
         hvc_ticks: word_value(line, "hvc_ticks")?,
+        psci_ticks: word_value(line, "psci_ticks")?,
         mmio_ticks: word_value(line, "mmio_ticks")?,
         mmio_gic_ticks: word_value(line, "mmio_gic_ticks")?,
         vtimer_idle_ticks: word_value(line, "vtimer_idle_ticks")?,
@@ -1477,13 +1487,14 @@ mod tests {
     fn exit_bench_line_is_parsed_with_a_vm_prefix() {
         let out = lines(&[
             "[bench] [test-guest] RESULT: 5 passed, 0 failed",
-            "[bench] [test-guest] BENCH hvc_ticks=37 mmio_ticks=52 mmio_gic_ticks=70 vtimer_idle_ticks=60 vtimer_busy_ticks=40 sgi_ticks=90 freq=62500000",
+            "[bench] [test-guest] BENCH hvc_ticks=37 psci_ticks=41 mmio_ticks=52 mmio_gic_ticks=70 vtimer_idle_ticks=60 vtimer_busy_ticks=40 sgi_ticks=90 freq=62500000",
         ]);
         let b = parse_exit_bench(&out).unwrap();
         assert_eq!(
             b,
             ExitBench {
                 hvc_ticks: 37,
+                psci_ticks: 41,
                 mmio_ticks: 52,
                 mmio_gic_ticks: 70,
                 vtimer_idle_ticks: 60,
@@ -1493,6 +1504,7 @@ mod tests {
             }
         );
         assert_eq!(b.hvc_insns(), 592.0);
+        assert_eq!(b.psci_insns(), 656.0);
         assert_eq!(b.mmio_insns(), 832.0);
         assert_eq!(b.mmio_gic_insns(), 1120.0);
         assert_eq!(b.vtimer_idle_insns(), 960.0);
@@ -1525,7 +1537,7 @@ mod tests {
         .is_none());
         assert!(parse_exit_bench(&lines(&["[test-guest] PASS sgi"])).is_none());
         let never = format!(
-            "[test-guest] BENCH hvc_ticks=1 mmio_ticks=2 mmio_gic_ticks=5 vtimer_idle_ticks=3 vtimer_busy_ticks=4 sgi_ticks={} freq=10",
+            "[test-guest] BENCH hvc_ticks=1 psci_ticks=6 mmio_ticks=2 mmio_gic_ticks=5 vtimer_idle_ticks=3 vtimer_busy_ticks=4 sgi_ticks={} freq=10",
             u64::MAX
         );
         assert!(parse_exit_bench(&lines(&[&never])).is_none());

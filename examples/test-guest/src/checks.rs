@@ -1523,7 +1523,8 @@ mod pmu {
     }
 }
 
-/// Prints the median cost, in counter ticks, of a null HVC/SMC and of two trapped MMIO
+/// Prints the median cost, in counter ticks, of two null HVC/SMC calls (`SMCCC_VERSION`,
+/// `PSCI_VERSION`) and of two trapped MMIO
 /// reads (the console UART's `UARTFR`, the GIC distributor's `GICD_TYPER`),
 /// and the median latency of interrupt delivery: virtual timer expiry to the guest's
 /// handler (the CPU idle in `WFI`, and busy), and an SGI from CPU 0 to CPU 1 (idle in `WFI`)
@@ -1542,6 +1543,11 @@ pub fn bench<C: Call>(platform: &Platform, gic: &Gic, uart: &Pl011) {
     let hvc = measure(&mut || {
         let _ = smccc::arch::version::<C>();
     });
+    // PSCI_VERSION: a PSCI call, which a hypervisor may handle on another path than the
+    // SMCCC architecture calls above.
+    let psci = measure(&mut || {
+        let _ = smccc::psci::version::<C>();
+    });
     let mmio = measure(&mut || {
         core::hint::black_box(uart.flags());
     });
@@ -1558,7 +1564,7 @@ pub fn bench<C: Call>(platform: &Platform, gic: &Gic, uart: &Pl011) {
         0
     };
     println!(
-        "BENCH hvc_ticks={hvc} mmio_ticks={mmio} mmio_gic_ticks={mmio_gic} vtimer_idle_ticks={vtimer_idle} vtimer_busy_ticks={vtimer_busy} sgi_ticks={sgi} freq={}",
+        "BENCH hvc_ticks={hvc} psci_ticks={psci} mmio_ticks={mmio} mmio_gic_ticks={mmio_gic} vtimer_idle_ticks={vtimer_idle} vtimer_busy_ticks={vtimer_busy} sgi_ticks={sgi} freq={}",
         frequency()
     );
 }

@@ -1580,6 +1580,12 @@ fn run_vcpu(lv: &mut LocalVcpu, hw: &mut HwLrs, solo: bool) -> Next {
                         Some(exit::FastExit::Then(out)) => console_done = Some(out),
                         None => {}
                     }
+                } else if matches!(crate::trap::ec(esr), 0x16 | 0x17)
+                    && crate::psci::is_arch_call(lv.regs.x[0] as u32)
+                    && exit::smccc_fast(&lv.vm, esr, &mut lv.regs)
+                {
+                    // An SMCCC version, feature or workaround call (HVC or SMC): done.
+                    continue;
                 }
             }
             break kind;
