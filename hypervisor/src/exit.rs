@@ -273,8 +273,8 @@ pub fn smccc_fast(vm: &Vm, esr: u64, regs: &mut GuestRegs) -> bool {
         // SMC trapped by HCR_EL2.TSC: ELR points at the SMC itself.
         step_over(regs, esr);
     }
-    let out = psci::handle(fid, [regs.x[1], regs.x[2], regs.x[3]], &mut Backend { vm });
-    regs.x[0] = out.x0;
+    // The action of an architecture call is always `Continue`.
+    psci_call(vm, regs);
     true
 }
 
@@ -582,12 +582,18 @@ fn inject_undef(regs: &mut GuestRegs, sys: &mut dyn GuestSysRegs) -> Outcome {
     Outcome::resume()
 }
 
-/// PSCI and SMCCC calls (x0 = function id, x1..x3 = arguments).
-fn hypercall(vm: &Vm, vcpu: VcpuId, regs: &mut GuestRegs, sys: &mut dyn GuestSysRegs) -> Outcome {
+/// Makes the PSCI or SMCCC call in `regs` (x0 = function id, x1..x3 = arguments), writes
+/// its result to x0 and returns what it asks of the vCPU.
+fn psci_call(vm: &Vm, regs: &mut GuestRegs) -> PsciAction {
     let fid = regs.x[0] as u32;
     let out = psci::handle(fid, [regs.x[1], regs.x[2], regs.x[3]], &mut Backend { vm });
     regs.x[0] = out.x0;
-    match out.action {
+    out.action
+}
+
+/// PSCI and SMCCC calls (x0 = function id, x1..x3 = arguments).
+fn hypercall(vm: &Vm, vcpu: VcpuId, regs: &mut GuestRegs, sys: &mut dyn GuestSysRegs) -> Outcome {
+    match psci_call(vm, regs) {
         PsciAction::Continue => Outcome::resume(),
         PsciAction::Standby => Outcome::next(Next::Block),
         PsciAction::PowerDown { entry, context_id } => {

@@ -132,14 +132,19 @@ impl GuestRam {
         let off = b as u64 * BLOCK_2M;
         let ipa = GuestPhysAddr(layout::RAM_BASE + off);
         let host = self.host_addr(off).ok_or(RamError::NotRam(ipa))?;
-        if self.s2.pages_only() && crate::arch::heap::heap_free() < PAGES_HEAP_RESERVE {
+        let heap_short = self
+            .s2
+            .pages_only()
+            .then(crate::arch::heap::heap_free)
+            .filter(|&free| free < PAGES_HEAP_RESERVE);
+        if let Some(free) = heap_short {
             // Pages would take a 4 KiB table from a heap running low: a block needs none.
             if !self.blocks_after_all {
                 self.blocks_after_all = true;
                 crate::hvprintln!(
                     "[hv] stage 2: the heap is short ({} KiB free): this VM's RAM is mapped \
                      in 2 MiB blocks from here on",
-                    crate::arch::heap::heap_free() / 1024
+                    free / 1024
                 );
             }
             self.s2.map_ram_in_blocks(ipa, host, BLOCK_2M)?;
